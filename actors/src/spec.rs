@@ -1,0 +1,300 @@
+//! Typed specifications of a restart tree: what the engine receives. The daemon builds these from
+//! `supervision.toml`; the engine never sees TOML.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, SpawnErr};
+
+use crate::backoff::Backoff;
+use crate::directory::Directory;
+use crate::event::EventSink;
+
+/// How a supervisor reacts when one child must be restarted (OTP's restart strategies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Restart only the child that exited.
+    OneForOne,
+    /// Stop every other child (reverse start order), then restart all of them in start order.
+    OneForAll,
+    /// Stop the children started after the one that exited, then restart it and them.
+    RestForOne,
+    /// One-for-one for children that are added and removed at run time, possibly many of them
+    /// (OTP's `simple_one_for_one` without the single-template restriction). Children are
+    /// shut down concurrently rather than in reverse order, as OTP does for that strategy.
+    Dynamic,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::OneForOne => "one_for_one",
+            Strategy::OneForAll => "one_for_all",
+            Strategy::RestForOne => "rest_for_one",
+            Strategy::Dynamic => "dynamic",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When a child is restarted (OTP's restart types).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Restart {
+    /// Always restarted.
+    #[default]
+    Permanent,
+    /// Restarted only after an abnormal exit (anything but `normal` or `shutdown`).
+    Transient,
+    /// Never restarted, not even as a bystander of a one_for_all or rest_for_one restart, and
+    /// its exits never count toward restart intensity. Forgotten once it exits.
+    Temporary,
+}
+
+impl Restart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Permanent => "permanent",
+            Restart::Transient => "transient",
+            Restart::Temporary => "temporary",
+        }
+    }
+}
+
+impl fmt::Display for Restart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a child is stopped by its supervisor (OTP's shutdown values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shutdown {
+    /// Killed at once: the actor's current handler is abandoned at its next await point and
+    /// `post_stop` does not run.
+    BrutalKill,
+    /// Asked to stop (it finishes its current message and runs `post_stop`); killed if it has
+    /// not stopped after this long.
+    Timeout(Duration),
+    /// Asked to stop, and waited for as long as it takes. The default for supervisors.
+    Infinity,
+}
+
+impl Shutdown {
+    /// OTP's default for workers.
+    pub const WORKER_DEFAULT: Shutdown = Shutdown::Timeout(Duration::from_secs(5));
+}
+
+impl fmt::Display for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shutdown::BrutalKill => f.write_str("brutal_kill"),
+            Shutdown::Timeout(d) => write!(f, "{}ms", d.as_millis()),
+            Shutdown::Infinity => f.write_str("infinity"),
+        }
+    }
+}
+
+/// What a child's start function receives.
+#[derive(Clone)]
+pub struct ChildCtx {
+    /// The supervisor the new actor must be linked to (`spawn_linked(.., ctx.supervisor)`);
+    /// an unlinked actor's exits never reach its supervisor.
+    pub supervisor: ActorCell,
+    /// The child's tree path, e.g. `root/sync/icloud`.
+    pub path: String,
+    /// Where actors find each other by path, across restarts.
+    pub directory: Directory,
+    /// Where lifecycle events go; nested supervisors pass it on.
+    pub events: EventSink,
+}
+
+/// The future a start function returns: the started, linked actor.
+pub type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, SpawnErr>> + Send>>;
+
+/// Starts one incarnation of a worker. Called again for every restart.
+pub type StartFn = Arc<dyn Fn(ChildCtx) -> StartFuture + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum ChildStart {
+    Worker(StartFn),
+    Supervisor(SupervisorSpec),
+}
+
+/// One child of a supervisor.
+#[derive(Clone)]
+pub struct ChildSpec {
+    /// Unique among its siblings; no `/`.
+    pub name: String,
+    /// What it is, for people: `heartbeat`, `sync_target`, `supervisor`, ...
+    pub kind: String,
+    pub restart: Restart,
+    pub shutdown: Shutdown,
+    pub(crate) start: ChildStart,
+}
+
+impl ChildSpec {
+    /// A worker started by `start`, which must link the actor to `ctx.supervisor`.
+    pub fn from_fn(name: impl Into<String>, kind: impl Into<String>, start: StartFn) -> Self {
+        ChildSpec {
+            name: name.into(),
+            kind: kind.into(),
+            restart: Restart::Permanent,
+            shutdown: Shutdown::WORKER_DEFAULT,
+            start: ChildStart::Worker(start),
+        }
+    }
+
+    /// A worker actor `A`; `make` builds a fresh handler and arguments for every incarnation.
+    pub fn worker<A, F>(name: impl Into<String>, kind: impl Into<String>, make: F) -> Self
+    where
+        A: Actor,
+        F: Fn(&ChildCtx) -> (A, A::Arguments) + Send + Sync + 'static,
+    {
+        let start: StartFn = Arc::new(move |ctx: ChildCtx| {
+            let (actor, args) = make(&ctx);
+            Box::pin(async move {
+                let (actor_ref, _join) =
+                    Actor::spawn_linked(None, actor, args, ctx.supervisor).await?;
+                Ok(actor_ref.get_cell())
+            })
+        });
+        Self::from_fn(name, kind, start)
+    }
+
+    /// A nested supervisor.
+    pub fn supervisor(name: impl Into<String>, spec: SupervisorSpec) -> Self {
+        ChildSpec {
+            name: name.into(),
+            kind: "supervisor".into(),
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Infinity,
+            start: ChildStart::Supervisor(spec),
+        }
+    }
+
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    pub fn is_supervisor(&self) -> bool {
+        matches!(self.start, ChildStart::Supervisor(_))
+    }
+
+    /// The nested tree, when this child is a supervisor.
+    pub fn supervisor_spec(&self) -> Option<&SupervisorSpec> {
+        match &self.start {
+            ChildStart::Supervisor(spec) => Some(spec),
+            ChildStart::Worker(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ChildSpec");
+        d.field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown);
+        if let ChildStart::Supervisor(spec) = &self.start {
+            d.field("supervisor", spec);
+        }
+        d.finish()
+    }
+}
+
+/// A supervisor: its strategy, restart intensity, backoff and children in start order.
+#[derive(Clone, Debug)]
+pub struct SupervisorSpec {
+    pub strategy: Strategy,
+    /// More than `intensity` restarts within `period` and the supervisor gives up.
+    pub intensity: u32,
+    pub period: Duration,
+    pub backoff: Backoff,
+    pub children: Vec<ChildSpec>,
+}
+
+impl Default for SupervisorSpec {
+    /// OTP's defaults: one_for_one, intensity 1 in 5 s; no backoff.
+    fn default() -> Self {
+        SupervisorSpec {
+            strategy: Strategy::OneForOne,
+            intensity: 1,
+            period: Duration::from_secs(5),
+            backoff: Backoff::none(),
+            children: Vec::new(),
+        }
+    }
+}
+
+impl SupervisorSpec {
+    pub fn new(strategy: Strategy) -> Self {
+        SupervisorSpec {
+            strategy,
+            ..Default::default()
+        }
+    }
+
+    pub fn intensity(mut self, intensity: u32, period: Duration) -> Self {
+        self.intensity = intensity;
+        self.period = period;
+        self
+    }
+
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn child(mut self, child: ChildSpec) -> Self {
+        self.children.push(child);
+        self
+    }
+
+    pub fn children(mut self, children: impl IntoIterator<Item = ChildSpec>) -> Self {
+        self.children.extend(children);
+        self
+    }
+}
+
+/// Checks a child name: non-empty, no `/` (it is a path segment), no control characters.
+/// Uniqueness among siblings is the supervisor's to check.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a child name must not be empty".into());
+    }
+    if name.contains('/') {
+        return Err(format!("child name {name:?} must not contain '/'"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("child name {name:?} must not contain control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("icloud-2").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name("a\nb").is_err());
+    }
+}

@@ -1,0 +1,809 @@
+//! The supervisor actor: OTP restart strategies, restart types and intensity on ractor, plus
+//! restart backoff, ordered shutdown and run-time child operations.
+//!
+//! How it maps onto ractor (see ../../shared/NOTES.md):
+//! - children are spawned linked to the supervisor, so their exits arrive as
+//!   `SupervisionEvent`s; the default handler (which stops the supervisor) is replaced;
+//! - every running incarnation is keyed by its `ActorId`; an event whose id is not the current
+//!   incarnation of some child (a child the supervisor stopped itself, or an earlier
+//!   incarnation) is ignored;
+//! - ractor kills a dying actor's remaining children in no order, so the supervisor stops its
+//!   children itself, in reverse start order, in `post_stop` and before giving up;
+//! - a restart that has to wait (backoff) is a timer message, never a sleep, so the supervisor
+//!   answers every other message meanwhile; a stale timer is recognised by its token.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RactorErr, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
+};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::directory::Directory;
+use crate::event::{EventKind, EventSink};
+use crate::exit::{should_restart, ExitReason, MaxRestartIntensity};
+use crate::intensity::RestartWindow;
+use crate::snapshot::{ChildInfo, NodeState};
+use crate::spec::{check_name, ChildCtx, ChildSpec, ChildStart, Restart, Shutdown, Strategy};
+use crate::tree::TreeError;
+
+/// How long to wait for a killed actor to be gone. An actor blocked outside an await point
+/// cannot be killed in Rust; after this long it is abandoned (and logged) so shutdown goes on.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// The stop reason a supervisor gives its children.
+const SHUTDOWN: &str = "shutdown";
+
+pub struct SupervisorActor;
+
+pub struct SupervisorArgs {
+    /// This supervisor's tree path (`root`, `root/sync`); children are `{path}/{name}`.
+    pub path: String,
+    pub spec: crate::spec::SupervisorSpec,
+    pub directory: Directory,
+    pub events: EventSink,
+}
+
+pub enum SupervisorMessage {
+    /// The children, in start order.
+    Snapshot(RpcReplyPort<Vec<ChildInfo>>),
+    /// Stop a child (its shutdown policy) and keep it stopped (OTP `terminate_child`). A
+    /// temporary child is forgotten. Cancels a pending restart.
+    StopChild(String, RpcReplyPort<Result<(), TreeError>>),
+    /// Start a stopped, failed or restart-pending child now (OTP `restart_child`).
+    StartChild(String, RpcReplyPort<Result<(), TreeError>>),
+    /// Stop (if running) and start a child again.
+    RestartChild(String, RpcReplyPort<Result<(), TreeError>>),
+    /// Stop (if running) and forget a child (OTP `terminate_child` + `delete_child`).
+    RemoveChild(String, RpcReplyPort<Result<(), TreeError>>),
+    /// Add a child at the end and start it (OTP `start_child`); on a failed start it is not
+    /// kept.
+    AddChild(ChildSpec, RpcReplyPort<Result<(), TreeError>>),
+    /// Replace a child's spec in place (same position) and start it with the new spec.
+    ReplaceChild(ChildSpec, RpcReplyPort<Result<(), TreeError>>),
+    /// Chaos: kill the child; its exit is treated as a crash (`failed: injected failure`).
+    InjectFailure(String, RpcReplyPort<Result<(), TreeError>>),
+    /// Internal: a backoff delay for a restart batch elapsed.
+    RestartDue { name: String, token: u64 },
+}
+
+enum Status {
+    Running {
+        cell: ActorCell,
+        since: Instant,
+    },
+    /// Waiting for the restart batch with this token (see `SupervisorState::restart`).
+    Restarting {
+        token: u64,
+        due: Instant,
+    },
+    Stopped,
+    Failed(String),
+}
+
+struct Child {
+    spec: ChildSpec,
+    /// `{supervisor path}/{name}`, kept to avoid rebuilding it on every event.
+    path: String,
+    status: Status,
+    /// Starts so far (this incarnation included).
+    incarnation: u64,
+    /// Restart attempts by the supervisor.
+    restarts: u64,
+    /// Consecutive restarts since the child last stayed up for `backoff.reset_after`: the
+    /// backoff schedule's step.
+    step: u32,
+    last_exit: Option<ExitReason>,
+    /// An injected failure is pending: the next exit of this incarnation is a crash.
+    injected: bool,
+}
+
+impl Child {
+    fn new(spec: ChildSpec, parent: &str) -> Self {
+        Child {
+            path: format!("{parent}/{}", spec.name),
+            spec,
+            status: Status::Stopped,
+            incarnation: 0,
+            restarts: 0,
+            step: 0,
+            last_exit: None,
+            injected: false,
+        }
+    }
+
+    fn running_cell(&self) -> Option<&ActorCell> {
+        match &self.status {
+            Status::Running { cell, .. } => Some(cell),
+            _ => None,
+        }
+    }
+
+    fn info(&self, now: Instant) -> ChildInfo {
+        let (state, uptime, restart_in, error) = match &self.status {
+            Status::Running { since, .. } => (
+                NodeState::Running,
+                Some(now.saturating_duration_since(*since)),
+                None,
+                None,
+            ),
+            Status::Restarting { due, .. } => (
+                NodeState::Restarting,
+                None,
+                Some(due.saturating_duration_since(now)),
+                None,
+            ),
+            Status::Stopped => (NodeState::Stopped, None, None, None),
+            Status::Failed(e) => (NodeState::Failed, None, None, Some(e.clone())),
+        };
+        let supervisor = match (&self.status, &self.spec.start) {
+            (Status::Running { cell, .. }, ChildStart::Supervisor(_)) => {
+                Some(ActorRef::<SupervisorMessage>::from(cell.clone()))
+            }
+            _ => None,
+        };
+        ChildInfo {
+            name: self.spec.name.clone(),
+            path: self.path.clone(),
+            kind: self.spec.kind.clone(),
+            restart: self.spec.restart,
+            state,
+            restarts: self.restarts,
+            incarnation: self.incarnation,
+            last_exit: self.last_exit.clone(),
+            uptime,
+            restart_in,
+            error,
+            strategy: self.spec.supervisor_spec().map(|s| s.strategy),
+            supervisor,
+        }
+    }
+}
+
+/// Whether a start is the supervisor's restart or a first/operator start (for the events).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StartCause {
+    Start,
+    Restart,
+}
+
+pub struct SupervisorState {
+    path: String,
+    strategy: Strategy,
+    intensity: u32,
+    period: Duration,
+    backoff: Backoff,
+    /// Restart attempts inside the intensity period.
+    window: RestartWindow,
+    /// The children in start order.
+    children: IndexMap<String, Child>,
+    /// Running incarnation -> child name. Supervision events for ids not in here are stale.
+    by_id: HashMap<ActorId, String>,
+    directory: Directory,
+    events: EventSink,
+    /// Source of restart-batch tokens; a timer whose token no child holds any more is stale.
+    next_token: u64,
+    /// For backoff jitter.
+    rng: fastrand::Rng,
+}
+
+impl Actor for SupervisorActor {
+    type Msg = SupervisorMessage;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        let SupervisorArgs {
+            path,
+            spec,
+            directory,
+            events,
+        } = args;
+        let mut children = IndexMap::with_capacity(spec.children.len());
+        for child in spec.children {
+            check_name(&child.name).map_err(|e| format!("{path}: {e}"))?;
+            if children.contains_key(&child.name) {
+                return Err(format!("{path}: duplicate child name {:?}", child.name).into());
+            }
+            children.insert(child.name.clone(), Child::new(child, &path));
+        }
+        let mut state = SupervisorState {
+            window: RestartWindow::new(spec.intensity, spec.period),
+            strategy: spec.strategy,
+            intensity: spec.intensity,
+            period: spec.period,
+            backoff: spec.backoff,
+            by_id: HashMap::with_capacity(children.len()),
+            children,
+            directory,
+            events,
+            path,
+            next_token: 0,
+            rng: fastrand::Rng::new(),
+        };
+        // Start in order, synchronously; on the first failure stop what started (in reverse)
+        // and fail this start.
+        let myself = myself.get_cell();
+        for index in 0..state.children.len() {
+            if let Err(error) = state.start_at(&myself, index, StartCause::Start).await {
+                let child_path = state.children[index].path.clone();
+                state.terminate_all().await;
+                return Err(format!("failed to start child {child_path}: {error}").into());
+            }
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: SupervisorMessage,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let myself = myself.get_cell();
+        match message {
+            SupervisorMessage::Snapshot(reply) => {
+                let now = Instant::now();
+                let _ = reply.send(state.children.values().map(|c| c.info(now)).collect());
+            }
+            SupervisorMessage::StopChild(name, reply) => {
+                let _ = reply.send(state.stop_child(&name).await);
+            }
+            SupervisorMessage::StartChild(name, reply) => {
+                let _ = reply.send(state.start_child(&myself, &name).await);
+            }
+            SupervisorMessage::RestartChild(name, reply) => {
+                let result = match state.children.get(&name) {
+                    None => Err(TreeError::NotFound(state.child_path(&name))),
+                    Some(_) => {
+                        state.terminate(&name).await;
+                        state.start_child(&myself, &name).await
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            SupervisorMessage::RemoveChild(name, reply) => {
+                let result = if state.children.contains_key(&name) {
+                    state.terminate(&name).await;
+                    state.children.shift_remove(&name);
+                    Ok(())
+                } else {
+                    Err(TreeError::NotFound(state.child_path(&name)))
+                };
+                let _ = reply.send(result);
+            }
+            SupervisorMessage::AddChild(spec, reply) => {
+                let _ = reply.send(state.add_child(&myself, spec).await);
+            }
+            SupervisorMessage::ReplaceChild(spec, reply) => {
+                let _ = reply.send(state.replace_child(&myself, spec).await);
+            }
+            SupervisorMessage::InjectFailure(name, reply) => {
+                let result = match state.children.get_mut(&name) {
+                    None => Err(TreeError::NotFound(format!("{}/{name}", state.path))),
+                    Some(child) => match child.running_cell() {
+                        Some(cell) => {
+                            cell.kill();
+                            child.injected = true;
+                            Ok(())
+                        }
+                        None => Err(TreeError::NotRunning(child.path.clone())),
+                    },
+                };
+                let _ = reply.send(result);
+            }
+            SupervisorMessage::RestartDue { name, token } => {
+                state.run_restart(&myself, &name, token).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (id, reason) = match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell.get_id(), ExitReason::from_stop_reason(reason.as_deref()))
+            }
+            SupervisionEvent::ActorFailed(cell, err) => (cell.get_id(), ExitReason::from_error(&err)),
+            _ => return Ok(()),
+        };
+        state.on_exit(&myself.get_cell(), id, reason).await
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.terminate_all().await;
+        Ok(())
+    }
+}
+
+impl SupervisorState {
+    fn child_path(&self, name: &str) -> String {
+        format!("{}/{name}", self.path)
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Starts the child at `index` (which must not be running). On success it is running and
+    /// registered; on failure its status is left as it was and the error is returned.
+    async fn start_at(
+        &mut self,
+        myself: &ActorCell,
+        index: usize,
+        cause: StartCause,
+    ) -> Result<(), String> {
+        let Some((name, child)) = self.children.get_index_mut(index) else {
+            return Err("no such child".into());
+        };
+        let name = name.clone();
+        let ctx = ChildCtx {
+            supervisor: myself.clone(),
+            path: child.path.clone(),
+            directory: self.directory.clone(),
+            events: self.events.clone(),
+        };
+        let started = match &child.spec.start {
+            ChildStart::Worker(start) => start(ctx).await,
+            ChildStart::Supervisor(spec) => {
+                let args = SupervisorArgs {
+                    path: ctx.path,
+                    spec: spec.clone(),
+                    directory: ctx.directory,
+                    events: ctx.events,
+                };
+                Actor::spawn_linked(None, SupervisorActor, args, ctx.supervisor)
+                    .await
+                    .map(|(r, _)| r.get_cell())
+            }
+        };
+        match started {
+            Ok(cell) => {
+                child.incarnation += 1;
+                self.by_id.insert(cell.get_id(), name);
+                self.directory.register(&child.path, cell.clone());
+                child.status = Status::Running {
+                    cell,
+                    since: Instant::now(),
+                };
+                let incarnation = child.incarnation;
+                let kind = match cause {
+                    StartCause::Start => EventKind::Started { incarnation },
+                    StartCause::Restart => EventKind::Restarted { incarnation },
+                };
+                self.events.emit(&child.path, kind);
+                Ok(())
+            }
+            Err(err) => {
+                let error = match err {
+                    SpawnErr::StartupFailed(inner) => inner.to_string(),
+                    other => other.to_string(),
+                };
+                tracing::warn!(path = %child.path, %error, "child failed to start");
+                self.events.emit(
+                    &child.path,
+                    EventKind::StartFailed {
+                        error: error.clone(),
+                    },
+                );
+                Err(error)
+            }
+        }
+    }
+
+    async fn start_named(
+        &mut self,
+        myself: &ActorCell,
+        name: &str,
+        cause: StartCause,
+    ) -> Result<(), String> {
+        match self.children.get_index_of(name) {
+            Some(index) => self.start_at(myself, index, cause).await,
+            None => Err("no such child".into()),
+        }
+    }
+
+    /// Stops the named child if it is running (its shutdown policy) and leaves it `Stopped`;
+    /// a pending restart is cancelled. Returns the exit reason if it was running.
+    async fn terminate(&mut self, name: &str) -> Option<ExitReason> {
+        let child = self.children.get_mut(name)?;
+        let previous = std::mem::replace(&mut child.status, Status::Stopped);
+        let Status::Running { cell, .. } = previous else {
+            return None;
+        };
+        let id = cell.get_id();
+        self.by_id.remove(&id);
+        self.directory.unregister(&child.path, id);
+        if child.spec.is_supervisor() {
+            self.directory.unregister_below(&child.path);
+        }
+        child.injected = false;
+        let reason = shutdown_cell(&cell, child.spec.shutdown, &child.path).await;
+        child.last_exit = Some(reason.clone());
+        self.events.emit(
+            &child.path,
+            EventKind::Exited {
+                reason: reason.clone(),
+                incarnation: child.incarnation,
+            },
+        );
+        Some(reason)
+    }
+
+    /// Stops every child: reverse start order, or all at once for a dynamic supervisor.
+    async fn terminate_all(&mut self) {
+        if self.strategy != Strategy::Dynamic {
+            let names: Vec<String> = self.children.keys().rev().cloned().collect();
+            for name in names {
+                self.terminate(&name).await;
+            }
+            return;
+        }
+        let mut stopping = JoinSet::new();
+        for child in self.children.values_mut() {
+            let previous = std::mem::replace(&mut child.status, Status::Stopped);
+            if let Status::Running { cell, .. } = previous {
+                self.by_id.remove(&cell.get_id());
+                self.directory.unregister(&child.path, cell.get_id());
+                let (policy, path, name) = (
+                    child.spec.shutdown,
+                    child.path.clone(),
+                    child.spec.name.clone(),
+                );
+                stopping.spawn(async move { (name, shutdown_cell(&cell, policy, &path).await) });
+            }
+        }
+        while let Some(joined) = stopping.join_next().await {
+            let Ok((name, reason)) = joined else { continue };
+            if let Some(child) = self.children.get_mut(&name) {
+                child.last_exit = Some(reason.clone());
+                self.events.emit(
+                    &child.path,
+                    EventKind::Exited {
+                        reason,
+                        incarnation: child.incarnation,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A child's incarnation `id` exited on its own (crash, normal exit, kill from outside).
+    async fn on_exit(
+        &mut self,
+        myself: &ActorCell,
+        id: ActorId,
+        mut reason: ExitReason,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(name) = self.by_id.remove(&id) else {
+            return Ok(()); // stale: an earlier incarnation, or one we stopped ourselves
+        };
+        let Some(child) = self.children.get_mut(&name) else {
+            return Ok(());
+        };
+        let since = match std::mem::replace(&mut child.status, Status::Stopped) {
+            Status::Running { since, .. } => since,
+            other => {
+                child.status = other;
+                return Ok(());
+            }
+        };
+        if std::mem::take(&mut child.injected) {
+            reason = ExitReason::Failed("injected failure".into());
+        }
+        self.directory.unregister(&child.path, id);
+        if child.spec.is_supervisor() {
+            self.directory.unregister_below(&child.path);
+        }
+        if reason.is_abnormal() {
+            tracing::warn!(path = %child.path, %reason, "child exited");
+        } else {
+            tracing::debug!(path = %child.path, %reason, "child exited");
+        }
+        child.last_exit = Some(reason.clone());
+        self.events.emit(
+            &child.path,
+            EventKind::Exited {
+                reason: reason.clone(),
+                incarnation: child.incarnation,
+            },
+        );
+        if !should_restart(child.spec.restart, &reason) {
+            if child.spec.restart == Restart::Temporary {
+                self.children.shift_remove(&name);
+            }
+            return Ok(());
+        }
+        if since.elapsed() >= self.backoff.reset_after {
+            child.step = 0;
+        }
+        self.restart(myself, &name).await
+    }
+
+    /// Decides the restart of `anchor` (just exited, now `Stopped`): counts it toward intensity,
+    /// stops the bystanders its strategy names, and schedules the batch.
+    async fn restart(&mut self, myself: &ActorCell, anchor: &str) -> Result<(), ActorProcessingErr> {
+        if !self.window.record(Instant::now()) {
+            return Err(self.give_up().await);
+        }
+        let Some(index) = self.children.get_index_of(anchor) else {
+            return Ok(());
+        };
+        let mut batch: Vec<String> = match self.strategy {
+            Strategy::OneForOne | Strategy::Dynamic => vec![anchor.to_string()],
+            Strategy::OneForAll | Strategy::RestForOne => {
+                let from = if self.strategy == Strategy::OneForAll {
+                    0
+                } else {
+                    index
+                };
+                self.children
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .filter(|(i, (_, c))| {
+                        *i == index
+                            || matches!(c.status, Status::Running { .. } | Status::Restarting { .. })
+                    })
+                    .map(|(_, (name, _))| name.clone())
+                    .collect()
+            }
+        };
+        // Bystanders stop in reverse start order; temporary ones are then forgotten, never
+        // restarted.
+        for name in batch.iter().rev() {
+            if name != anchor {
+                self.terminate(name).await;
+            }
+        }
+        batch.retain(|name| {
+            let temporary = self
+                .children
+                .get(name)
+                .is_some_and(|c| c.spec.restart == Restart::Temporary);
+            if temporary && name != anchor {
+                self.children.shift_remove(name);
+            }
+            !temporary
+        });
+        match self.schedule(myself, anchor, &batch, false) {
+            Some(token) => self.run_restart(myself, anchor, token).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Marks `batch` as waiting for one restart, with the delay of `anchor`'s next backoff
+    /// step, and arms the timer. Returns the batch's token when it is to run right now: zero
+    /// delay on a first attempt, restarted inline as OTP does. After a failed start
+    /// (`via_mailbox`), even a zero-delay retry goes through the mailbox, so the supervisor
+    /// answers other messages between attempts (OTP's `try_again_restart`).
+    fn schedule(
+        &mut self,
+        myself: &ActorCell,
+        anchor: &str,
+        batch: &[String],
+        via_mailbox: bool,
+    ) -> Option<u64> {
+        let token = self.token();
+        let unit = self.rng.f64();
+        let child = self.children.get_mut(anchor)?;
+        child.step = child.step.saturating_add(1);
+        let step = child.step;
+        let delay = self.backoff.delay(step, unit);
+        self.events.emit(
+            &child.path,
+            EventKind::RestartScheduled {
+                delay,
+                attempt: step,
+            },
+        );
+        let due = Instant::now() + delay;
+        for name in batch {
+            if let Some(c) = self.children.get_mut(name) {
+                c.status = Status::Restarting { token, due };
+            }
+        }
+        let name = anchor.to_string();
+        let message = move || SupervisorMessage::RestartDue { name, token };
+        if !delay.is_zero() {
+            ractor::time::send_after(delay, myself.clone(), message);
+        } else if via_mailbox {
+            let _ = myself.send_message(message());
+        } else {
+            return Some(token);
+        }
+        None
+    }
+
+    /// Runs the restart batch `token` (if it is still pending): starts its members in start
+    /// order. If one fails to start, the ones started in this batch are stopped again and the
+    /// whole batch is retried; the failure counts toward intensity (OTP's
+    /// `try_again_restart`).
+    async fn run_restart(
+        &mut self,
+        myself: &ActorCell,
+        anchor: &str,
+        token: u64,
+    ) -> Result<(), ActorProcessingErr> {
+        let pending =
+            |c: &Child| matches!(c.status, Status::Restarting { token: t, .. } if t == token);
+        let batch: Vec<String> = match self.strategy {
+            Strategy::OneForOne | Strategy::Dynamic => self
+                .children
+                .get(anchor)
+                .filter(|c| pending(c))
+                .map(|_| vec![anchor.to_string()])
+                .unwrap_or_default(),
+            Strategy::OneForAll | Strategy::RestForOne => self
+                .children
+                .iter()
+                .filter(|(_, c)| pending(c))
+                .map(|(name, _)| name.clone())
+                .collect(),
+        };
+        let mut started: Vec<&String> = Vec::with_capacity(batch.len());
+        for name in &batch {
+            if let Some(child) = self.children.get_mut(name) {
+                child.restarts += 1;
+            }
+            if self
+                .start_named(myself, name, StartCause::Restart)
+                .await
+                .is_ok()
+            {
+                started.push(name);
+                continue;
+            }
+            // Undo this batch and try it again later.
+            for done in started.iter().rev() {
+                self.terminate(done).await;
+            }
+            if !self.window.record(Instant::now()) {
+                return Err(self.give_up().await);
+            }
+            self.schedule(myself, name, &batch, true);
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Restart intensity reached: stop everything and fail with the distinct reason.
+    async fn give_up(&mut self) -> ActorProcessingErr {
+        tracing::error!(
+            path = %self.path,
+            intensity = self.intensity,
+            period = ?self.period,
+            "reached max restart intensity; stopping children and giving up"
+        );
+        self.events.emit(
+            &self.path,
+            EventKind::GaveUp {
+                intensity: self.intensity,
+                period: self.period,
+            },
+        );
+        self.terminate_all().await;
+        Box::new(MaxRestartIntensity {
+            path: self.path.clone(),
+            intensity: self.intensity,
+            period: self.period,
+        })
+    }
+
+    async fn stop_child(&mut self, name: &str) -> Result<(), TreeError> {
+        let Some(child) = self.children.get(name) else {
+            return Err(TreeError::NotFound(self.child_path(name)));
+        };
+        let temporary = child.spec.restart == Restart::Temporary;
+        self.terminate(name).await;
+        if temporary {
+            self.children.shift_remove(name);
+        }
+        Ok(())
+    }
+
+    /// An operator's start: not a restart, so it neither counts toward intensity nor waits for
+    /// backoff, and the backoff schedule starts over.
+    async fn start_child(&mut self, myself: &ActorCell, name: &str) -> Result<(), TreeError> {
+        let Some(child) = self.children.get_mut(name) else {
+            return Err(TreeError::NotFound(self.child_path(name)));
+        };
+        if child.running_cell().is_some() {
+            return Err(TreeError::AlreadyRunning(child.path.clone()));
+        }
+        child.step = 0;
+        let path = child.path.clone();
+        match self.start_named(myself, name, StartCause::Start).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                if let Some(child) = self.children.get_mut(name) {
+                    child.status = Status::Failed(error.clone());
+                }
+                Err(TreeError::StartFailed { path, error })
+            }
+        }
+    }
+
+    async fn add_child(&mut self, myself: &ActorCell, spec: ChildSpec) -> Result<(), TreeError> {
+        let path = self.child_path(&spec.name);
+        check_name(&spec.name).map_err(|e| TreeError::InvalidName(format!("{path}: {e}")))?;
+        if self.children.contains_key(&spec.name) {
+            return Err(TreeError::AlreadyExists(path));
+        }
+        let name = spec.name.clone();
+        self.children.insert(name.clone(), Child::new(spec, &self.path));
+        match self.start_named(myself, &name, StartCause::Start).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.children.shift_remove(&name);
+                Err(TreeError::StartFailed { path, error })
+            }
+        }
+    }
+
+    async fn replace_child(&mut self, myself: &ActorCell, spec: ChildSpec) -> Result<(), TreeError> {
+        let name = spec.name.clone();
+        if !self.children.contains_key(&name) {
+            return Err(TreeError::NotFound(self.child_path(&name)));
+        }
+        self.terminate(&name).await;
+        if let Some(child) = self.children.get_mut(&name) {
+            child.spec = spec;
+            child.step = 0;
+        }
+        self.start_child(myself, &name).await
+    }
+}
+
+/// Stops one actor by its shutdown policy; returns how it ended.
+async fn shutdown_cell(cell: &ActorCell, policy: Shutdown, path: &str) -> ExitReason {
+    let stop = |timeout| cell.stop_and_wait(Some(SHUTDOWN.to_string()), timeout);
+    match policy {
+        Shutdown::BrutalKill => {
+            kill(cell, path).await;
+            ExitReason::Killed
+        }
+        Shutdown::Timeout(limit) => match stop(Some(limit)).await {
+            Err(RactorErr::Timeout) => {
+                tracing::warn!(%path, ?limit, "child did not stop in time; killing it");
+                kill(cell, path).await;
+                ExitReason::Killed
+            }
+            // Stopped, or already gone (its own exit is then a stale event).
+            _ => ExitReason::Shutdown,
+        },
+        Shutdown::Infinity => {
+            let _ = stop(None).await;
+            ExitReason::Shutdown
+        }
+    }
+}
+
+async fn kill(cell: &ActorCell, path: &str) {
+    if let Err(RactorErr::Timeout) = cell.kill_and_wait(Some(KILL_GRACE)).await {
+        tracing::error!(
+            %path,
+            "child did not die within {KILL_GRACE:?} of being killed (blocked outside an \
+             await point?); abandoning it"
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! `Tree`: a running restart tree and the operations on it by path. This is the engine's API
+//! for the daemon: start, snapshot, stop/start/restart/remove/add/replace/kill by path, wait for
+//! the root to exit, shut down.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::directory::Directory;
+use crate::event::EventSink;
+use crate::exit::ExitReason;
+use crate::guardian::{GuardianActor, GuardianArgs, GuardianMessage, ROOT};
+use crate::snapshot::{ChildInfo, NodeSnapshot, NodeState};
+use crate::spec::{ChildSpec, Restart, SupervisorSpec};
+use crate::supervisor::SupervisorMessage;
+
+/// How long a snapshot waits for one supervisor's answer. A supervisor is busy only while it
+/// starts or stops children synchronously; after this its node is marked unresponsive.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeError {
+    /// Nothing at this path.
+    NotFound(String),
+    /// Not a well-formed path (`root/...`).
+    InvalidPath(String),
+    /// The operation does not apply to the root; shut the tree down instead.
+    Root,
+    /// The supervisor that owns this path is not running (restarting, stopped, or gone).
+    ParentNotRunning(String),
+    /// The path names a worker where a supervisor is needed.
+    NotASupervisor(String),
+    AlreadyExists(String),
+    AlreadyRunning(String),
+    NotRunning(String),
+    InvalidName(String),
+    StartFailed { path: String, error: String },
+    /// The tree is not running (it exited or was shut down).
+    Unavailable,
+}
+
+impl fmt::Display for TreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TreeError::NotFound(p) => write!(f, "{p}: no such actor"),
+            TreeError::InvalidPath(p) => {
+                write!(f, "{p:?} is not a tree path (expected root/NAME/...)")
+            }
+            TreeError::Root => write!(f, "the root cannot be operated on; shut the daemon down"),
+            TreeError::ParentNotRunning(p) => write!(f, "{p}: supervisor is not running"),
+            TreeError::NotASupervisor(p) => write!(f, "{p}: not a supervisor"),
+            TreeError::AlreadyExists(p) => write!(f, "{p}: already exists"),
+            TreeError::AlreadyRunning(p) => write!(f, "{p}: already running"),
+            TreeError::NotRunning(p) => write!(f, "{p}: not running"),
+            TreeError::InvalidName(msg) => f.write_str(msg),
+            TreeError::StartFailed { path, error } => write!(f, "{path}: failed to start: {error}"),
+            TreeError::Unavailable => write!(f, "the supervision tree is not running"),
+        }
+    }
+}
+
+impl std::error::Error for TreeError {}
+
+/// A failed tree start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError(pub String);
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the supervision tree failed to start: {}", self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running tree. Dropping it does not stop the tree; call [`Tree::shutdown`].
+pub struct Tree {
+    guardian: ActorRef<GuardianMessage>,
+    directory: Directory,
+    exit: watch::Receiver<Option<ExitReason>>,
+    started: Instant,
+}
+
+impl Tree {
+    /// Starts the root supervisor and, synchronously and in order, the whole tree below it.
+    /// If any child fails to start, what started is stopped again and the error names it.
+    pub async fn start(spec: SupervisorSpec, events: EventSink) -> Result<Tree, StartError> {
+        let directory = Directory::new();
+        let (exit_tx, exit) = watch::channel(None);
+        let args = GuardianArgs {
+            spec,
+            directory: directory.clone(),
+            events,
+            exit: exit_tx,
+        };
+        let (guardian, _join) = match Actor::spawn(None, GuardianActor, args).await {
+            Ok(started) => started,
+            Err(ractor::SpawnErr::StartupFailed(e)) => return Err(StartError(e.to_string())),
+            Err(e) => return Err(StartError(e.to_string())),
+        };
+        Ok(Tree {
+            guardian,
+            directory,
+            exit,
+            started: Instant::now(),
+        })
+    }
+
+    /// Where actors of this tree are found by path.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The root supervisor, while it runs.
+    pub fn root(&self) -> Option<ActorRef<SupervisorMessage>> {
+        self.directory.get(ROOT)
+    }
+
+    /// How the root ended, once it has.
+    pub fn exit_reason(&self) -> Option<ExitReason> {
+        self.exit.borrow().clone()
+    }
+
+    /// Resolves when the root has exited (gave up, failed, or was shut down).
+    pub fn exited(&self) -> impl Future<Output = ExitReason> + Send + 'static {
+        let mut exit = self.exit.clone();
+        async move {
+            let waited = exit
+                .wait_for(Option::is_some)
+                .await
+                .map(|reason| reason.clone());
+            match waited {
+                Ok(reason) => reason.unwrap_or(ExitReason::Shutdown),
+                // The guardian is gone without saying why: it was killed.
+                Err(_) => exit.borrow().clone().unwrap_or(ExitReason::Killed),
+            }
+        }
+    }
+
+    /// Stops the tree in order (every supervisor stops its children in reverse start order,
+    /// each by its shutdown policy) and returns how the root ended.
+    pub async fn shutdown(self) -> ExitReason {
+        let _ = self.guardian.stop_and_wait(None, None).await;
+        self.exited().await
+    }
+
+    /// Every node, depth-first in start order, the root first.
+    pub async fn snapshot(&self) -> Vec<NodeSnapshot> {
+        let Some(root) = self.root() else {
+            return Vec::new();
+        };
+        let mut nodes = vec![NodeSnapshot {
+            path: ROOT.to_string(),
+            name: ROOT.to_string(),
+            depth: 0,
+            kind: "supervisor".to_string(),
+            restart: Restart::Permanent,
+            state: NodeState::Running,
+            restarts: 0,
+            incarnation: 1,
+            last_exit: None,
+            uptime: Some(self.started.elapsed()),
+            restart_in: None,
+            error: None,
+            strategy: None,
+            unresponsive: false,
+        }];
+        collect(root, 1, &mut nodes).await;
+        nodes
+    }
+
+    /// Stop the actor at `path` and keep it stopped.
+    pub async fn stop(&self, path: &str) -> Result<(), TreeError> {
+        self.child_op(path, SupervisorMessage::StopChild).await
+    }
+
+    /// Start the stopped (or failed, or restart-pending) actor at `path`.
+    pub async fn start_child(&self, path: &str) -> Result<(), TreeError> {
+        self.child_op(path, SupervisorMessage::StartChild).await
+    }
+
+    /// Stop and start the actor at `path`.
+    pub async fn restart(&self, path: &str) -> Result<(), TreeError> {
+        self.child_op(path, SupervisorMessage::RestartChild).await
+    }
+
+    /// Stop and forget the actor at `path`.
+    pub async fn remove(&self, path: &str) -> Result<(), TreeError> {
+        self.child_op(path, SupervisorMessage::RemoveChild).await
+    }
+
+    /// Chaos: crash the actor at `path` (killed; its supervisor sees a failure).
+    pub async fn inject_failure(&self, path: &str) -> Result<(), TreeError> {
+        self.child_op(path, SupervisorMessage::InjectFailure).await
+    }
+
+    /// Add `spec` as the last child of the supervisor at `parent` and start it.
+    pub async fn add_child(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
+        let sup = self.supervisor(parent)?;
+        call(&sup, |reply| SupervisorMessage::AddChild(spec, reply)).await
+    }
+
+    /// Replace the spec of the existing child `spec.name` of `parent` and start it with it.
+    pub async fn replace_child(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
+        let sup = self.supervisor(parent)?;
+        call(&sup, |reply| SupervisorMessage::ReplaceChild(spec, reply)).await
+    }
+
+    /// The running supervisor at `path`.
+    pub fn supervisor(&self, path: &str) -> Result<ActorRef<SupervisorMessage>, TreeError> {
+        check_path(path)?;
+        if let Some(sup) = self.directory.get::<SupervisorMessage>(path) {
+            return Ok(sup);
+        }
+        if self.directory.lookup(path).is_some() {
+            return Err(TreeError::NotASupervisor(path.to_string()));
+        }
+        match path.rsplit_once('/') {
+            None => Err(TreeError::Unavailable),
+            Some((parent, _)) if self.directory.lookup(parent).is_some() => {
+                Err(TreeError::NotFound(path.to_string()))
+            }
+            Some(_) => Err(TreeError::ParentNotRunning(path.to_string())),
+        }
+    }
+
+    async fn child_op(
+        &self,
+        path: &str,
+        op: impl FnOnce(String, RpcReplyPort<Result<(), TreeError>>) -> SupervisorMessage,
+    ) -> Result<(), TreeError> {
+        check_path(path)?;
+        let Some((parent, name)) = path.rsplit_once('/') else {
+            return Err(TreeError::Root);
+        };
+        let sup = self.supervisor(parent).map_err(|e| match e {
+            TreeError::NotFound(_) => TreeError::NotFound(path.to_string()),
+            TreeError::ParentNotRunning(_) => TreeError::ParentNotRunning(parent.to_string()),
+            other => other,
+        })?;
+        let name = name.to_string();
+        call(&sup, |reply| op(name, reply)).await
+    }
+}
+
+fn check_path(path: &str) -> Result<(), TreeError> {
+    let well_formed = (path == ROOT || path.starts_with("root/"))
+        && path.split('/').all(|segment| !segment.is_empty());
+    if well_formed {
+        Ok(())
+    } else {
+        Err(TreeError::InvalidPath(path.to_string()))
+    }
+}
+
+async fn call(
+    sup: &ActorRef<SupervisorMessage>,
+    message: impl FnOnce(RpcReplyPort<Result<(), TreeError>>) -> SupervisorMessage,
+) -> Result<(), TreeError> {
+    match sup.call(message, None).await {
+        Ok(CallResult::Success(result)) => result,
+        // The supervisor went away before answering (it exited or gave up meanwhile).
+        _ => Err(TreeError::Unavailable),
+    }
+}
+
+/// Appends the children of `sup` (and, recursively, of its running supervisors).
+fn collect<'a>(
+    sup: ActorRef<SupervisorMessage>,
+    depth: usize,
+    nodes: &'a mut Vec<NodeSnapshot>,
+) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let children: Vec<ChildInfo> =
+            match sup.call(SupervisorMessage::Snapshot, Some(SNAPSHOT_TIMEOUT)).await {
+                Ok(CallResult::Success(children)) => children,
+                _ => {
+                    if let Some(parent) = nodes.last_mut() {
+                        parent.unresponsive = true;
+                    }
+                    return;
+                }
+            };
+        for child in children {
+            nodes.push(NodeSnapshot::from_child(&child, depth));
+            if let Some(nested) = child.supervisor {
+                collect(nested, depth + 1, nodes).await;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_checked() {
+        assert!(check_path("root").is_ok());
+        assert!(check_path("root/a/b").is_ok());
+        for bad in ["", "a", "root/", "root//a", "/root", "rooty/a", "root/a/"] {
+            assert_eq!(
+                check_path(bad),
+                Err(TreeError::InvalidPath(bad.into())),
+                "{bad}"
+            );
+        }
+    }
+}
