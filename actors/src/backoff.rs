@@ -124,7 +124,9 @@ mod tests {
         let got: Vec<_> = (1..=7).map(|s| b.delay(s, 0.5)).collect();
         assert_eq!(
             got,
-            [100, 200, 400, 800, 1000, 1000, 1000].map(|m| m * MS).to_vec()
+            [100, 200, 400, 800, 1000, 1000, 1000]
+                .map(|m| m * MS)
+                .to_vec()
         );
     }
 

@@ -58,10 +58,9 @@ impl fmt::Display for EventKind {
             EventKind::Restarted { incarnation } => {
                 write!(f, "restarted (incarnation {incarnation})")
             }
-            EventKind::GaveUp { intensity, period } => write!(
-                f,
-                "gave up: more than {intensity} restarts in {period:?}"
-            ),
+            EventKind::GaveUp { intensity, period } => {
+                write!(f, "gave up: more than {intensity} restarts in {period:?}")
+            }
         }
     }
 }

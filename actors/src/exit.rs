@@ -112,7 +112,10 @@ mod tests {
         assert_eq!(ExitReason::from_stop_reason(None), Normal);
         assert_eq!(ExitReason::from_stop_reason(Some("normal")), Normal);
         assert_eq!(ExitReason::from_stop_reason(Some("shutdown")), Shutdown);
-        assert_eq!(ExitReason::from_stop_reason(Some("shutdown: reload")), Shutdown);
+        assert_eq!(
+            ExitReason::from_stop_reason(Some("shutdown: reload")),
+            Shutdown
+        );
         assert_eq!(ExitReason::from_stop_reason(Some("Drained")), Shutdown);
         assert_eq!(ExitReason::from_stop_reason(Some("killed")), Killed);
         assert_eq!(
@@ -137,7 +140,10 @@ mod tests {
             ExitReason::MaxRestartIntensity
         );
         let boom: ActorProcessingErr = From::from("boom");
-        assert_eq!(ExitReason::from_error(&boom), ExitReason::Failed("boom".into()));
+        assert_eq!(
+            ExitReason::from_error(&boom),
+            ExitReason::Failed("boom".into())
+        );
     }
 
     /// OTP's restart matrix, all nine cells.
@@ -159,7 +165,11 @@ mod tests {
             (Temporary, &abnormal, false),
         ];
         for (restart, reason, expected) in table {
-            assert_eq!(should_restart(restart, reason), expected, "{restart} {reason}");
+            assert_eq!(
+                should_restart(restart, reason),
+                expected,
+                "{restart} {reason}"
+            );
         }
         assert!(should_restart(Transient, &ExitReason::Killed));
         assert!(should_restart(Transient, &ExitReason::MaxRestartIntensity));

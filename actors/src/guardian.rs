@@ -73,7 +73,8 @@ impl Actor for GuardianActor {
             };
         let root = root.get_cell();
         args.directory.register(ROOT, root.clone());
-        args.events.emit(ROOT, EventKind::Started { incarnation: 1 });
+        args.events
+            .emit(ROOT, EventKind::Started { incarnation: 1 });
         Ok(GuardianState {
             root,
             events: args.events,

@@ -281,7 +281,9 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
         return Err(format!("child name {name:?} must not contain '/'"));
     }
     if name.chars().any(char::is_control) {
-        return Err(format!("child name {name:?} must not contain control characters"));
+        return Err(format!(
+            "child name {name:?} must not contain control characters"
+        ));
     }
     Ok(())
 }

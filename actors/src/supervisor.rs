@@ -52,6 +52,8 @@ pub struct SupervisorArgs {
 pub enum SupervisorMessage {
     /// The children, in start order.
     Snapshot(RpcReplyPort<Vec<ChildInfo>>),
+    /// One child, if it exists.
+    ChildInfo(String, RpcReplyPort<Option<ChildInfo>>),
     /// Stop a child (its shutdown policy) and keep it stopped (OTP `terminate_child`). A
     /// temporary child is forgotten. Cancels a pending restart.
     StopChild(String, RpcReplyPort<Result<(), TreeError>>),
@@ -255,6 +257,10 @@ impl Actor for SupervisorActor {
                 let now = Instant::now();
                 let _ = reply.send(state.children.values().map(|c| c.info(now)).collect());
             }
+            SupervisorMessage::ChildInfo(name, reply) => {
+                let now = Instant::now();
+                let _ = reply.send(state.children.get(&name).map(|c| c.info(now)));
+            }
             SupervisorMessage::StopChild(name, reply) => {
                 let _ = reply.send(state.stop_child(&name).await);
             }
@@ -315,10 +321,13 @@ impl Actor for SupervisorActor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         let (id, reason) = match event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell.get_id(), ExitReason::from_stop_reason(reason.as_deref()))
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (
+                cell.get_id(),
+                ExitReason::from_stop_reason(reason.as_deref()),
+            ),
+            SupervisionEvent::ActorFailed(cell, err) => {
+                (cell.get_id(), ExitReason::from_error(&err))
             }
-            SupervisionEvent::ActorFailed(cell, err) => (cell.get_id(), ExitReason::from_error(&err)),
             _ => return Ok(()),
         };
         state.on_exit(&myself.get_cell(), id, reason).await
@@ -541,7 +550,11 @@ impl SupervisorState {
 
     /// Decides the restart of `anchor` (just exited, now `Stopped`): counts it toward intensity,
     /// stops the bystanders its strategy names, and schedules the batch.
-    async fn restart(&mut self, myself: &ActorCell, anchor: &str) -> Result<(), ActorProcessingErr> {
+    async fn restart(
+        &mut self,
+        myself: &ActorCell,
+        anchor: &str,
+    ) -> Result<(), ActorProcessingErr> {
         if !self.window.record(Instant::now()) {
             return Err(self.give_up().await);
         }
@@ -562,7 +575,10 @@ impl SupervisorState {
                     .skip(from)
                     .filter(|(i, (_, c))| {
                         *i == index
-                            || matches!(c.status, Status::Running { .. } | Status::Restarting { .. })
+                            || matches!(
+                                c.status,
+                                Status::Running { .. } | Status::Restarting { .. }
+                            )
                     })
                     .map(|(_, (name, _))| name.clone())
                     .collect()
@@ -750,7 +766,8 @@ impl SupervisorState {
             return Err(TreeError::AlreadyExists(path));
         }
         let name = spec.name.clone();
-        self.children.insert(name.clone(), Child::new(spec, &self.path));
+        self.children
+            .insert(name.clone(), Child::new(spec, &self.path));
         match self.start_named(myself, &name, StartCause::Start).await {
             Ok(()) => Ok(()),
             Err(error) => {
@@ -760,7 +777,11 @@ impl SupervisorState {
         }
     }
 
-    async fn replace_child(&mut self, myself: &ActorCell, spec: ChildSpec) -> Result<(), TreeError> {
+    async fn replace_child(
+        &mut self,
+        myself: &ActorCell,
+        spec: ChildSpec,
+    ) -> Result<(), TreeError> {
         let name = spec.name.clone();
         if !self.children.contains_key(&name) {
             return Err(TreeError::NotFound(self.child_path(&name)));

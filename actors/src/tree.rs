@@ -17,7 +17,7 @@ use crate::event::EventSink;
 use crate::exit::ExitReason;
 use crate::guardian::{GuardianActor, GuardianArgs, GuardianMessage, ROOT};
 use crate::snapshot::{ChildInfo, NodeSnapshot, NodeState};
-use crate::spec::{ChildSpec, Restart, SupervisorSpec};
+use crate::spec::{ChildSpec, Restart, Strategy, SupervisorSpec};
 use crate::supervisor::SupervisorMessage;
 
 /// How long a snapshot waits for one supervisor's answer. A supervisor is busy only while it
@@ -32,15 +32,17 @@ pub enum TreeError {
     InvalidPath(String),
     /// The operation does not apply to the root; shut the tree down instead.
     Root,
-    /// The supervisor that owns this path is not running (restarting, stopped, or gone).
-    ParentNotRunning(String),
     /// The path names a worker where a supervisor is needed.
     NotASupervisor(String),
     AlreadyExists(String),
     AlreadyRunning(String),
+    /// The actor at this path exists but is not running (stopped, failed or restarting).
     NotRunning(String),
     InvalidName(String),
-    StartFailed { path: String, error: String },
+    StartFailed {
+        path: String,
+        error: String,
+    },
     /// The tree is not running (it exited or was shut down).
     Unavailable,
 }
@@ -53,7 +55,6 @@ impl fmt::Display for TreeError {
                 write!(f, "{p:?} is not a tree path (expected root/NAME/...)")
             }
             TreeError::Root => write!(f, "the root cannot be operated on; shut the daemon down"),
-            TreeError::ParentNotRunning(p) => write!(f, "{p}: supervisor is not running"),
             TreeError::NotASupervisor(p) => write!(f, "{p}: not a supervisor"),
             TreeError::AlreadyExists(p) => write!(f, "{p}: already exists"),
             TreeError::AlreadyRunning(p) => write!(f, "{p}: already running"),
@@ -85,6 +86,7 @@ pub struct Tree {
     directory: Directory,
     exit: watch::Receiver<Option<ExitReason>>,
     started: Instant,
+    root_strategy: Strategy,
 }
 
 impl Tree {
@@ -92,6 +94,7 @@ impl Tree {
     /// If any child fails to start, what started is stopped again and the error names it.
     pub async fn start(spec: SupervisorSpec, events: EventSink) -> Result<Tree, StartError> {
         let directory = Directory::new();
+        let root_strategy = spec.strategy;
         let (exit_tx, exit) = watch::channel(None);
         let args = GuardianArgs {
             spec,
@@ -109,6 +112,7 @@ impl Tree {
             directory,
             exit,
             started: Instant::now(),
+            root_strategy,
         })
     }
 
@@ -144,8 +148,8 @@ impl Tree {
     }
 
     /// Stops the tree in order (every supervisor stops its children in reverse start order,
-    /// each by its shutdown policy) and returns how the root ended.
-    pub async fn shutdown(self) -> ExitReason {
+    /// each by its shutdown policy) and returns how the root ended. Idempotent.
+    pub async fn shutdown(&self) -> ExitReason {
         let _ = self.guardian.stop_and_wait(None, None).await;
         self.exited().await
     }
@@ -168,7 +172,7 @@ impl Tree {
             uptime: Some(self.started.elapsed()),
             restart_in: None,
             error: None,
-            strategy: None,
+            strategy: Some(self.root_strategy),
             unresponsive: false,
         }];
         collect(root, 1, &mut nodes).await;
@@ -202,32 +206,53 @@ impl Tree {
 
     /// Add `spec` as the last child of the supervisor at `parent` and start it.
     pub async fn add_child(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
-        let sup = self.supervisor(parent)?;
+        let sup = self.supervisor(parent).await?;
         call(&sup, |reply| SupervisorMessage::AddChild(spec, reply)).await
     }
 
     /// Replace the spec of the existing child `spec.name` of `parent` and start it with it.
     pub async fn replace_child(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
-        let sup = self.supervisor(parent)?;
+        let sup = self.supervisor(parent).await?;
         call(&sup, |reply| SupervisorMessage::ReplaceChild(spec, reply)).await
     }
 
-    /// The running supervisor at `path`.
-    pub fn supervisor(&self, path: &str) -> Result<ActorRef<SupervisorMessage>, TreeError> {
+    /// The running supervisor at `path`; otherwise the error names the first path segment
+    /// that is missing, not running, or not a supervisor.
+    pub async fn supervisor(&self, path: &str) -> Result<ActorRef<SupervisorMessage>, TreeError> {
         check_path(path)?;
-        if let Some(sup) = self.directory.get::<SupervisorMessage>(path) {
-            return Ok(sup);
-        }
-        if self.directory.lookup(path).is_some() {
-            return Err(TreeError::NotASupervisor(path.to_string()));
-        }
-        match path.rsplit_once('/') {
-            None => Err(TreeError::Unavailable),
-            Some((parent, _)) if self.directory.lookup(parent).is_some() => {
-                Err(TreeError::NotFound(path.to_string()))
+        self.find_supervisor(path).await
+    }
+
+    fn find_supervisor<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<ActorRef<SupervisorMessage>, TreeError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            if let Some(sup) = self.directory.get::<SupervisorMessage>(path) {
+                return Ok(sup);
             }
-            Some(_) => Err(TreeError::ParentNotRunning(path.to_string())),
-        }
+            let Some((parent, name)) = path.rsplit_once('/') else {
+                return Err(TreeError::Unavailable);
+            };
+            let parent_sup = self.find_supervisor(parent).await?;
+            let name = name.to_string();
+            let info = parent_sup
+                .call(
+                    |reply| SupervisorMessage::ChildInfo(name, reply),
+                    Some(SNAPSHOT_TIMEOUT),
+                )
+                .await;
+            match info {
+                Ok(CallResult::Success(None)) => Err(TreeError::NotFound(path.to_string())),
+                Ok(CallResult::Success(Some(info))) => match (info.strategy, info.supervisor) {
+                    (None, _) => Err(TreeError::NotASupervisor(path.to_string())),
+                    (Some(_), Some(sup)) => Ok(sup),
+                    (Some(_), None) => Err(TreeError::NotRunning(path.to_string())),
+                },
+                _ => Err(TreeError::Unavailable),
+            }
+        })
     }
 
     async fn child_op(
@@ -239,11 +264,7 @@ impl Tree {
         let Some((parent, name)) = path.rsplit_once('/') else {
             return Err(TreeError::Root);
         };
-        let sup = self.supervisor(parent).map_err(|e| match e {
-            TreeError::NotFound(_) => TreeError::NotFound(path.to_string()),
-            TreeError::ParentNotRunning(_) => TreeError::ParentNotRunning(parent.to_string()),
-            other => other,
-        })?;
+        let sup = self.find_supervisor(parent).await?;
         let name = name.to_string();
         call(&sup, |reply| op(name, reply)).await
     }
@@ -277,16 +298,18 @@ fn collect<'a>(
     nodes: &'a mut Vec<NodeSnapshot>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
     Box::pin(async move {
-        let children: Vec<ChildInfo> =
-            match sup.call(SupervisorMessage::Snapshot, Some(SNAPSHOT_TIMEOUT)).await {
-                Ok(CallResult::Success(children)) => children,
-                _ => {
-                    if let Some(parent) = nodes.last_mut() {
-                        parent.unresponsive = true;
-                    }
-                    return;
+        let children: Vec<ChildInfo> = match sup
+            .call(SupervisorMessage::Snapshot, Some(SNAPSHOT_TIMEOUT))
+            .await
+        {
+            Ok(CallResult::Success(children)) => children,
+            _ => {
+                if let Some(parent) = nodes.last_mut() {
+                    parent.unresponsive = true;
                 }
-            };
+                return;
+            }
+        };
         for child in children {
             nodes.push(NodeSnapshot::from_child(&child, depth));
             if let Some(nested) = child.supervisor {

@@ -1,0 +1,11 @@
+//! The engine's black-box tests: Erlang's `supervisor_SUITE` cases ported to the restart tree,
+//! on a paused tokio clock wherever time matters.
+
+mod backoff;
+mod dynamic;
+mod intensity;
+mod lifecycle;
+mod operations;
+mod restart_matrix;
+mod strategies;
+mod util;
