@@ -76,6 +76,8 @@ pub enum TestMsg {
     Panic,
     /// Stops itself with this reason (None: normal).
     Exit(Option<String>),
+    /// Does nothing (message throughput).
+    Noop,
 }
 
 pub struct TestWorkerArgs {
@@ -134,6 +136,7 @@ impl Actor for TestWorker {
             TestMsg::Crash(error) => return Err(error.into()),
             TestMsg::Panic => panic!("{} panicked on request", state.name),
             TestMsg::Exit(reason) => myself.stop(reason),
+            TestMsg::Noop => {}
         }
         Ok(())
     }
