@@ -1,12 +1,24 @@
 %% The Erlang/OTP peer of actors/benches/supervision.rs: the same measurements on a real OTP
-%% supervisor and gen_server, printed as `key=value` lines for the Rust harness to read.
+%% supervisor and gen_server. It runs as a server so the Rust harness can interleave blocks of
+%% Erlang and Rust measurements in one invocation (both sides then sample the same machine
+%% noise). One command per line on stdin, one answer line on stdout:
+%%
+%%   paced N   -> "samples NS1 NS2 ..."   N restarts 1 ms apart, latency of each in ns
+%%   burst N   -> "burst ELAPSED_NS NS1 NS2 ..."   N restarts back to back
+%%
+%% Each paced or burst block runs on a fresh supervisor (its restart history empty), as the Rust
+%% side does.
+%%   tree N    -> "samples NS"            start of a supervisor with N workers
+%%   casts N   -> "samples NS"            N casts to one gen_server, then a call
+%%   release   -> "release OTP_RELEASE"
+%%   quit
 %%
 %%   erlc sup_bench.erl && erl -noshell -s sup_bench main -s init stop
 %%
-%% Restart latency: crash the registered worker (a cast that makes it stop abnormally), then
-%% poll `whereis` until a new pid is registered and `gen_server:call` it: crash -> restarted child
-%% answering a call. Paced runs sleep 1 ms between crashes; burst runs do not. Crash reports are
-%% switched off (logger level none), as the Rust side runs with no log subscriber.
+%% Restart latency: crash the registered worker (a cast that makes it stop abnormally), wait for
+%% the restarted worker's notice (its init/1 sends {started, Pid} to the bench process), then
+%% `gen_server:call` it by its registered name: crash -> restarted child answering a call. Crash
+%% reports are switched off (logger level none), as the Rust side runs with no log subscriber.
 -module(sup_bench).
 %% Both a supervisor and a gen_server callback module (init/1 tells them apart by argument).
 -behaviour(supervisor).
@@ -19,6 +31,12 @@
 init({sup, Children}) ->
     {ok, {#{strategy => one_for_one, intensity => 1000000000, period => 1}, Children}};
 %% ---- gen_server callbacks ----
+init({worker, bench_worker}) ->
+    case whereis(bench_main) of
+        undefined -> ok;
+        Main -> Main ! {started, self()}
+    end,
+    {ok, #{}};
 init({worker, _}) ->
     {ok, #{}}.
 
@@ -41,21 +59,15 @@ child(Id, Arg) ->
 
 now_ns() -> erlang:monotonic_time(nanosecond).
 
-wait_new(Old) ->
-    case whereis(bench_worker) of
-        Pid when is_pid(Pid), Pid =/= Old -> Pid;
-        _ -> erlang:yield(), wait_new(Old)
-    end.
-
 restart_once() ->
     Old = whereis(bench_worker),
     T0 = now_ns(),
     gen_server:cast(Old, crash),
-    _New = wait_new(Old),
+    receive {started, New} when New =/= Old -> ok end,
     pong = gen_server:call(bench_worker, ping),
     now_ns() - T0.
 
-restarts(0, _Pace, Acc) -> Acc;
+restarts(0, _Pace, Acc) -> lists:reverse(Acc);
 restarts(N, Pace, Acc) ->
     case Pace of
         paced -> timer:sleep(1);
@@ -63,30 +75,26 @@ restarts(N, Pace, Acc) ->
     end,
     restarts(N - 1, Pace, [restart_once() | Acc]).
 
-percentile(Sorted, P) ->
-    N = length(Sorted),
-    Idx = max(1, min(N, ceil(P * N))),
-    lists:nth(Idx, Sorted).
+fresh_sup() ->
+    {ok, Sup} = start_sup([child(bench_worker, bench_worker)]),
+    receive {started, _} -> ok end,
+    Sup.
 
-median(L) -> percentile(lists:sort(L), 0.5).
-
-report(Key, Samples) ->
-    Sorted = lists:sort(Samples),
-    io:format("~s_p50_us=~.3f~n", [Key, percentile(Sorted, 0.50) / 1000]),
-    io:format("~s_p99_us=~.3f~n", [Key, percentile(Sorted, 0.99) / 1000]).
+stop_sup(Sup) ->
+    unlink(Sup),
+    Ref = monitor(process, Sup),
+    exit(Sup, shutdown),
+    receive {'DOWN', Ref, process, Sup, _} -> ok end.
 
 tree_start(N) ->
     Children = [child(I, I) || I <- lists:seq(1, N)],
     T0 = now_ns(),
     {ok, Sup} = start_sup(Children),
     T1 = now_ns(),
-    unlink(Sup),
-    Ref = monitor(process, Sup),
-    exit(Sup, shutdown),
-    receive {'DOWN', Ref, process, Sup, _} -> ok end,
+    stop_sup(Sup),
     T1 - T0.
 
-throughput(N) ->
+casts(N) ->
     {ok, Pid} = start_worker(make_ref()),
     T0 = now_ns(),
     cast_n(Pid, N),
@@ -94,37 +102,51 @@ throughput(N) ->
     T1 = now_ns(),
     unlink(Pid),
     exit(Pid, kill),
-    N / ((T1 - T0) / 1.0e9).
+    T1 - T0.
 
 cast_n(_Pid, 0) -> ok;
 cast_n(Pid, N) -> gen_server:cast(Pid, noop), cast_n(Pid, N - 1).
 
-arg(Name, Default) ->
-    case os:getenv(Name) of
-        false -> Default;
-        V -> list_to_integer(V)
+ints(L) -> lists:join(" ", [integer_to_list(X) || X <- L]).
+
+serve() ->
+    case io:get_line("") of
+        eof -> ok;
+        {error, _} -> ok;
+        Line ->
+            case string:lexemes(string:trim(Line), " ") of
+                ["paced", N] ->
+                    Sup = fresh_sup(),
+                    S = restarts(list_to_integer(N), paced, []),
+                    stop_sup(Sup),
+                    io:format("samples ~s~n", [ints(S)]),
+                    serve();
+                ["burst", N] ->
+                    Sup = fresh_sup(),
+                    T0 = now_ns(),
+                    S = restarts(list_to_integer(N), burst, []),
+                    Elapsed = now_ns() - T0,
+                    stop_sup(Sup),
+                    io:format("burst ~b ~s~n", [Elapsed, ints(S)]),
+                    serve();
+                ["tree", N] ->
+                    io:format("samples ~b~n", [tree_start(list_to_integer(N))]),
+                    serve();
+                ["casts", N] ->
+                    io:format("samples ~b~n", [casts(list_to_integer(N))]),
+                    serve();
+                ["release"] ->
+                    io:format("release ~s~n", [erlang:system_info(otp_release)]),
+                    serve();
+                ["quit"] -> ok;
+                Other ->
+                    io:format("error unknown command ~p~n", [Other]),
+                    serve()
+            end
     end.
 
 main() ->
     logger:set_primary_config(level, none),
-    Paced = arg("BENCH_PACED", 2000),
-    Burst = arg("BENCH_BURST", 20000),
-    Trees = arg("BENCH_TREES", 20),
-    Msgs = arg("BENCH_MSGS", 1000000),
     process_flag(trap_exit, true),
-    {ok, _Sup} = start_sup([child(bench_worker, bench_worker)]),
-    _ = restarts(200, burst, []),
-    report("paced", restarts(Paced, paced, [])),
-    T0 = now_ns(),
-    BurstSamples = restarts(Burst, burst, []),
-    T1 = now_ns(),
-    report("burst", BurstSamples),
-    io:format("burst_rate_per_s=~.1f~n", [Burst / ((T1 - T0) / 1.0e9)]),
-    _ = tree_start(1000),
-    io:format("tree1000_start_ms=~.3f~n",
-              [median([tree_start(1000) || _ <- lists:seq(1, Trees)]) / 1.0e6]),
-    _ = throughput(Msgs div 10),
-    io:format("cast_throughput_per_s=~.1f~n",
-              [median([throughput(Msgs) || _ <- lists:seq(1, 3)])]),
-    io:format("otp_release=~s~n", [erlang:system_info(otp_release)]),
-    io:format("schedulers=~p~n", [erlang:system_info(schedulers_online)]).
+    register(bench_main, self()),
+    serve().

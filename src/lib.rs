@@ -1,0 +1,6 @@
+//! metasystem's runtime: the CLI, the daemon's wiring, telemetry. The supervision engine and
+//! the actor kinds live in the `metasystem-actors` crate (`actors/`).
+
+pub mod cli;
+pub mod daemon;
+pub mod telemetry;
