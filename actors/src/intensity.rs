@@ -43,6 +43,12 @@ impl RestartWindow {
         within
     }
 
+    /// New limits; the history is kept (reloading a config cannot reset a restart storm).
+    pub fn reconfigure(&mut self, intensity: u32, period: Duration) {
+        self.intensity = intensity;
+        self.period = period;
+    }
+
     /// Attempts currently inside the period.
     pub fn len(&self) -> usize {
         self.attempts.len()

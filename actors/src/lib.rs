@@ -25,6 +25,8 @@ pub use directory::Directory;
 pub use event::{EventKind, EventSink, LifecycleEvent};
 pub use exit::{should_restart, ExitReason, MaxRestartIntensity};
 pub use snapshot::{ChildInfo, NodeSnapshot, NodeState};
-pub use spec::{ChildCtx, ChildSpec, Restart, Shutdown, StartFn, Strategy, SupervisorSpec};
+pub use spec::{
+    ChildCtx, ChildSpec, Restart, Shutdown, StartFn, Strategy, SupervisorSettings, SupervisorSpec,
+};
 pub use supervisor::{SupervisorActor, SupervisorArgs, SupervisorMessage};
 pub use tree::{StartError, Tree, TreeError};

@@ -228,6 +228,15 @@ pub struct SupervisorSpec {
     pub children: Vec<ChildSpec>,
 }
 
+/// A supervisor's own settings, without its children: what a reload can change in place.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SupervisorSettings {
+    pub strategy: Strategy,
+    pub intensity: u32,
+    pub period: Duration,
+    pub backoff: Backoff,
+}
+
 impl Default for SupervisorSpec {
     /// OTP's defaults: one_for_one, intensity 1 in 5 s; no backoff.
     fn default() -> Self {
@@ -267,6 +276,23 @@ impl SupervisorSpec {
 
     pub fn children(mut self, children: impl IntoIterator<Item = ChildSpec>) -> Self {
         self.children.extend(children);
+        self
+    }
+
+    pub fn settings(&self) -> SupervisorSettings {
+        SupervisorSettings {
+            strategy: self.strategy,
+            intensity: self.intensity,
+            period: self.period,
+            backoff: self.backoff,
+        }
+    }
+
+    pub fn with_settings(mut self, settings: SupervisorSettings) -> Self {
+        self.strategy = settings.strategy;
+        self.intensity = settings.intensity;
+        self.period = settings.period;
+        self.backoff = settings.backoff;
         self
     }
 }

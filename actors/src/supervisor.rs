@@ -29,7 +29,9 @@ use crate::event::{EventKind, EventSink};
 use crate::exit::{should_restart, ExitReason, MaxRestartIntensity};
 use crate::intensity::RestartWindow;
 use crate::snapshot::{ChildInfo, NodeState};
-use crate::spec::{check_name, ChildCtx, ChildSpec, ChildStart, Restart, Shutdown, Strategy};
+use crate::spec::{
+    check_name, ChildCtx, ChildSpec, ChildStart, Restart, Shutdown, Strategy, SupervisorSettings,
+};
 use crate::tree::TreeError;
 
 /// How long to wait for a killed actor to be gone. An actor blocked outside an await point
@@ -63,15 +65,30 @@ pub enum SupervisorMessage {
     RestartChild(String, RpcReplyPort<Result<(), TreeError>>),
     /// Stop (if running) and forget a child (OTP `terminate_child` + `delete_child`).
     RemoveChild(String, RpcReplyPort<Result<(), TreeError>>),
-    /// Add a child at the end and start it (OTP `start_child`); on a failed start it is not
-    /// kept.
-    AddChild(ChildSpec, RpcReplyPort<Result<(), TreeError>>),
+    /// Add a child and start it (OTP `start_child`). `position` None: at the end. On a failed
+    /// start the child is not kept, unless `keep_failed` (a declarative config wants it listed,
+    /// failed, with its error).
+    AddChild {
+        spec: ChildSpec,
+        position: Option<usize>,
+        keep_failed: bool,
+        reply: RpcReplyPort<Result<(), TreeError>>,
+    },
     /// Replace a child's spec in place (same position) and start it with the new spec.
     ReplaceChild(ChildSpec, RpcReplyPort<Result<(), TreeError>>),
     /// Chaos: kill the child; its exit is treated as a crash (`failed: injected failure`).
     InjectFailure(String, RpcReplyPort<Result<(), TreeError>>),
+    /// Change strategy, intensity, period and backoff in place; children keep running and the
+    /// restart history is kept.
+    Reconfigure(SupervisorSettings, RpcReplyPort<Result<(), TreeError>>),
+    /// Replace a child's stored spec without restarting it: the spec its next (re)start uses.
+    /// A reload changes a nested supervisor in place and then records its new spec here, so a
+    /// later restart of that supervisor does not bring the old settings or children back.
+    UpdateSpec(ChildSpec, RpcReplyPort<Result<(), TreeError>>),
+    /// Put the children in this order (a permutation of their names); nothing restarts.
+    SetOrder(Vec<String>, RpcReplyPort<Result<(), TreeError>>),
     /// Internal: a backoff delay for a restart batch elapsed.
-    RestartDue { name: String, token: u64 },
+    RestartDue { token: u64 },
 }
 
 enum Status {
@@ -188,8 +205,12 @@ pub struct SupervisorState {
     by_id: HashMap<ActorId, String>,
     directory: Directory,
     events: EventSink,
-    /// Source of restart-batch tokens; a timer whose token no child holds any more is stale.
+    /// Source of restart-batch tokens.
     next_token: u64,
+    /// Pending restart batches: token -> members in start order. A member that was stopped or
+    /// started meanwhile no longer holds the token and is skipped; a timer whose token is not
+    /// here any more is stale.
+    batches: HashMap<u64, Vec<String>>,
     /// For backoff jitter.
     rng: fastrand::Rng,
 }
@@ -230,6 +251,7 @@ impl Actor for SupervisorActor {
             events,
             path,
             next_token: 0,
+            batches: HashMap::new(),
             rng: fastrand::Rng::new(),
         };
         // Start in order, synchronously; on the first failure stop what started (in reverse)
@@ -287,8 +309,31 @@ impl Actor for SupervisorActor {
                 };
                 let _ = reply.send(result);
             }
-            SupervisorMessage::AddChild(spec, reply) => {
-                let _ = reply.send(state.add_child(&myself, spec).await);
+            SupervisorMessage::AddChild {
+                spec,
+                position,
+                keep_failed,
+                reply,
+            } => {
+                let result = state.add_child(&myself, spec, position, keep_failed).await;
+                let _ = reply.send(result);
+            }
+            SupervisorMessage::Reconfigure(settings, reply) => {
+                state.reconfigure(settings);
+                let _ = reply.send(Ok(()));
+            }
+            SupervisorMessage::UpdateSpec(spec, reply) => {
+                let result = match state.children.get_mut(&spec.name) {
+                    Some(child) => {
+                        child.spec = spec;
+                        Ok(())
+                    }
+                    None => Err(TreeError::NotFound(format!("{}/{}", state.path, spec.name))),
+                };
+                let _ = reply.send(result);
+            }
+            SupervisorMessage::SetOrder(names, reply) => {
+                let _ = reply.send(state.set_order(names));
             }
             SupervisorMessage::ReplaceChild(spec, reply) => {
                 let _ = reply.send(state.replace_child(&myself, spec).await);
@@ -307,8 +352,8 @@ impl Actor for SupervisorActor {
                 };
                 let _ = reply.send(result);
             }
-            SupervisorMessage::RestartDue { name, token } => {
-                state.run_restart(&myself, &name, token).await?;
+            SupervisorMessage::RestartDue { token } => {
+                state.run_restart(&myself, token).await?;
             }
         }
         Ok(())
@@ -602,7 +647,7 @@ impl SupervisorState {
             !temporary
         });
         match self.schedule(myself, anchor, &batch, false) {
-            Some(token) => self.run_restart(myself, anchor, token).await,
+            Some(token) => self.run_restart(myself, token).await,
             None => Ok(()),
         }
     }
@@ -638,8 +683,8 @@ impl SupervisorState {
                 c.status = Status::Restarting { token, due };
             }
         }
-        let name = anchor.to_string();
-        let message = move || SupervisorMessage::RestartDue { name, token };
+        self.batches.insert(token, batch.to_vec());
+        let message = move || SupervisorMessage::RestartDue { token };
         if !delay.is_zero() {
             ractor::time::send_after(delay, myself.clone(), message);
         } else if via_mailbox {
@@ -657,25 +702,16 @@ impl SupervisorState {
     async fn run_restart(
         &mut self,
         myself: &ActorCell,
-        anchor: &str,
         token: u64,
     ) -> Result<(), ActorProcessingErr> {
-        let pending =
-            |c: &Child| matches!(c.status, Status::Restarting { token: t, .. } if t == token);
-        let batch: Vec<String> = match self.strategy {
-            Strategy::OneForOne | Strategy::Dynamic => self
-                .children
-                .get(anchor)
-                .filter(|c| pending(c))
-                .map(|_| vec![anchor.to_string()])
-                .unwrap_or_default(),
-            Strategy::OneForAll | Strategy::RestForOne => self
-                .children
-                .iter()
-                .filter(|(_, c)| pending(c))
-                .map(|(name, _)| name.clone())
-                .collect(),
+        let Some(mut batch) = self.batches.remove(&token) else {
+            return Ok(()); // stale timer
         };
+        batch.retain(|name| {
+            self.children.get(name).is_some_and(
+                |c| matches!(c.status, Status::Restarting { token: t, .. } if t == token),
+            )
+        });
         let mut started: Vec<&String> = Vec::with_capacity(batch.len());
         for name in &batch {
             if let Some(child) = self.children.get_mut(name) {
@@ -759,22 +795,68 @@ impl SupervisorState {
         }
     }
 
-    async fn add_child(&mut self, myself: &ActorCell, spec: ChildSpec) -> Result<(), TreeError> {
+    async fn add_child(
+        &mut self,
+        myself: &ActorCell,
+        spec: ChildSpec,
+        position: Option<usize>,
+        keep_failed: bool,
+    ) -> Result<(), TreeError> {
         let path = self.child_path(&spec.name);
         check_name(&spec.name).map_err(|e| TreeError::InvalidName(format!("{path}: {e}")))?;
         if self.children.contains_key(&spec.name) {
             return Err(TreeError::AlreadyExists(path));
         }
         let name = spec.name.clone();
-        self.children
-            .insert(name.clone(), Child::new(spec, &self.path));
+        let child = Child::new(spec, &self.path);
+        match position {
+            Some(index) if index < self.children.len() => {
+                self.children.shift_insert(index, name.clone(), child);
+            }
+            _ => {
+                self.children.insert(name.clone(), child);
+            }
+        }
         match self.start_named(myself, &name, StartCause::Start).await {
             Ok(()) => Ok(()),
             Err(error) => {
-                self.children.shift_remove(&name);
+                if keep_failed {
+                    if let Some(child) = self.children.get_mut(&name) {
+                        child.status = Status::Failed(error.clone());
+                    }
+                } else {
+                    self.children.shift_remove(&name);
+                }
                 Err(TreeError::StartFailed { path, error })
             }
         }
+    }
+
+    fn reconfigure(&mut self, settings: SupervisorSettings) {
+        self.strategy = settings.strategy;
+        self.intensity = settings.intensity;
+        self.period = settings.period;
+        self.backoff = settings.backoff;
+        self.window.reconfigure(settings.intensity, settings.period);
+    }
+
+    fn set_order(&mut self, names: Vec<String>) -> Result<(), TreeError> {
+        let same_set = names.len() == self.children.len()
+            && names.iter().all(|n| self.children.contains_key(n));
+        if !same_set {
+            return Err(TreeError::InvalidName(format!(
+                "{}: a new order must name every child exactly once",
+                self.path
+            )));
+        }
+        let mut reordered = IndexMap::with_capacity(names.len());
+        for name in names {
+            if let Some(child) = self.children.shift_remove(&name) {
+                reordered.insert(name, child);
+            }
+        }
+        self.children = reordered;
+        Ok(())
     }
 
     async fn replace_child(

@@ -17,7 +17,7 @@ use crate::event::EventSink;
 use crate::exit::ExitReason;
 use crate::guardian::{GuardianActor, GuardianArgs, GuardianMessage, ROOT};
 use crate::snapshot::{ChildInfo, NodeSnapshot, NodeState};
-use crate::spec::{ChildSpec, Restart, Strategy, SupervisorSpec};
+use crate::spec::{ChildSpec, Restart, Strategy, SupervisorSettings, SupervisorSpec};
 use crate::supervisor::SupervisorMessage;
 
 /// How long a snapshot waits for one supervisor's answer. A supervisor is busy only while it
@@ -204,10 +204,62 @@ impl Tree {
         self.child_op(path, SupervisorMessage::InjectFailure).await
     }
 
-    /// Add `spec` as the last child of the supervisor at `parent` and start it.
+    /// Add `spec` as the last child of the supervisor at `parent` and start it. If the start
+    /// fails the child is not kept (OTP `start_child`).
     pub async fn add_child(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
         let sup = self.supervisor(parent).await?;
-        call(&sup, |reply| SupervisorMessage::AddChild(spec, reply)).await
+        call(&sup, |reply| SupervisorMessage::AddChild {
+            spec,
+            position: None,
+            keep_failed: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Insert `spec` at `position` among the children of `parent` and start it. If the start
+    /// fails the child stays, failed, with its error (what a declarative config wants); the
+    /// error is returned too.
+    pub async fn insert_child(
+        &self,
+        parent: &str,
+        spec: ChildSpec,
+        position: usize,
+    ) -> Result<(), TreeError> {
+        let sup = self.supervisor(parent).await?;
+        call(&sup, |reply| SupervisorMessage::AddChild {
+            spec,
+            position: Some(position),
+            keep_failed: true,
+            reply,
+        })
+        .await
+    }
+
+    /// Change the strategy, intensity, period and backoff of the supervisor at `path` in place.
+    pub async fn reconfigure(
+        &self,
+        path: &str,
+        settings: SupervisorSettings,
+    ) -> Result<(), TreeError> {
+        let sup = self.supervisor(path).await?;
+        call(&sup, |reply| {
+            SupervisorMessage::Reconfigure(settings, reply)
+        })
+        .await
+    }
+
+    /// Replace the stored spec of the existing child `spec.name` of `parent` without
+    /// restarting it (its next start uses it).
+    pub async fn update_spec(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
+        let sup = self.supervisor(parent).await?;
+        call(&sup, |reply| SupervisorMessage::UpdateSpec(spec, reply)).await
+    }
+
+    /// Reorder the children of the supervisor at `path` (a permutation of their names).
+    pub async fn set_order(&self, path: &str, names: Vec<String>) -> Result<(), TreeError> {
+        let sup = self.supervisor(path).await?;
+        call(&sup, |reply| SupervisorMessage::SetOrder(names, reply)).await
     }
 
     /// Replace the spec of the existing child `spec.name` of `parent` and start it with it.

@@ -264,3 +264,115 @@ async fn operations_after_shutdown_fail_cleanly() {
     assert!(directory.lookup("root/a").is_none());
     assert!(directory.lookup("root/grp/x").is_none());
 }
+
+/// What a reload needs: insert at a position (kept, failed, when it cannot start), reorder,
+/// and change a supervisor's settings in place without touching its children.
+#[tokio::test(start_paused = true)]
+async fn insert_reorder_and_reconfigure_in_place() {
+    use metasystem_actors::{Backoff, SupervisorSettings};
+    let probe = Probe::new();
+    let mut h = Harness::start(tree(&probe)).await;
+    h.tree
+        .insert_child("root", worker("first", &probe), 0)
+        .await
+        .expect("insert");
+    let paths = |nodes: Vec<metasystem_actors::NodeSnapshot>| -> Vec<String> {
+        nodes
+            .into_iter()
+            .filter(|n| n.depth == 1)
+            .map(|n| n.name)
+            .collect()
+    };
+    assert_eq!(paths(h.nodes().await), strings(&["first", "a", "grp"]));
+    probe.fail_starts("broken", 1);
+    let err = h
+        .tree
+        .insert_child("root", worker("broken", &probe), 1)
+        .await;
+    assert!(matches!(err, Err(TreeError::StartFailed { .. })), "{err:?}");
+    let broken = h.node("root/broken").await.expect("kept");
+    assert_eq!(broken.state, NodeState::Failed);
+
+    h.tree
+        .set_order("root", strings(&["grp", "broken", "a", "first"]))
+        .await
+        .expect("reorder");
+    assert_eq!(
+        paths(h.nodes().await),
+        strings(&["grp", "broken", "a", "first"])
+    );
+    assert!(matches!(
+        h.tree.set_order("root", strings(&["grp", "a"])).await,
+        Err(TreeError::InvalidName(_))
+    ));
+
+    h.drain().await;
+    let settings = SupervisorSettings {
+        strategy: Strategy::OneForAll,
+        intensity: 7,
+        period: Duration::from_secs(60),
+        backoff: Backoff::none(),
+    };
+    h.tree
+        .reconfigure("root/grp", settings)
+        .await
+        .expect("reconfigure");
+    // As a reload does: the parent records the nested supervisor's new spec.
+    let new_grp = SupervisorSpec::new(Strategy::OneForAll)
+        .with_settings(settings)
+        .child(worker("x", &probe));
+    h.tree
+        .update_spec("root", ChildSpec::supervisor("grp", new_grp))
+        .await
+        .expect("update spec");
+    let grp = h.node("root/grp").await.expect("grp");
+    assert_eq!(grp.strategy, Some(Strategy::OneForAll));
+    assert_eq!(grp.incarnation, 1);
+    assert_eq!(h.incarnation("root/grp/x").await, 1);
+    assert!(
+        h.drain().await.is_empty(),
+        "reconfiguring restarted something"
+    );
+    // A later restart of grp keeps the new settings.
+    h.tree.restart("root/grp").await.expect("restart grp");
+    let grp = h.node("root/grp").await.expect("grp");
+    assert_eq!(
+        (grp.incarnation, grp.strategy),
+        (2, Some(Strategy::OneForAll))
+    );
+    h.tree.shutdown().await;
+}
+
+/// A strategy change while a group restart waits for its backoff must not strand anyone:
+/// every member of the pending batch is restarted.
+#[tokio::test(start_paused = true)]
+async fn reconfiguring_during_a_pending_group_restart() {
+    use metasystem_actors::{Backoff, SupervisorSettings};
+    let probe = Probe::new();
+    let spec = SupervisorSpec::new(Strategy::OneForAll)
+        .intensity(10, Duration::from_secs(60))
+        .backoff(Backoff::exponential(
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+            2.0,
+        ))
+        .children(["a", "b", "c"].map(|n| worker(n, &probe)));
+    let mut h = Harness::start(spec).await;
+    h.crash("root/b");
+    h.wait_event("root/b", "restart_scheduled").await;
+    let settings = SupervisorSettings {
+        strategy: Strategy::OneForOne,
+        intensity: 10,
+        period: Duration::from_secs(60),
+        backoff: Backoff::none(),
+    };
+    h.tree
+        .reconfigure("root", settings)
+        .await
+        .expect("reconfigure");
+    for path in ["root/a", "root/b", "root/c"] {
+        h.wait_event(path, "restarted").await;
+        assert_eq!(h.state(path).await, Some(NodeState::Running), "{path}");
+    }
+    h.tree.shutdown().await;
+}
