@@ -2,5 +2,6 @@
 //! the actor kinds live in the `metasystem-actors` crate (`actors/`).
 
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod telemetry;

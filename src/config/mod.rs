@@ -1,0 +1,495 @@
+//! `supervision.toml` → typed config. Every problem in a file is collected and reported as
+//! `FILE:LINE:COL: message`; unknown keys suggest the nearest valid one; secrets are never
+//! inline. The engine never sees TOML: `crate::wiring` turns this into engine specs.
+
+pub mod diff;
+pub mod reader;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use metasystem_actors::{Backoff, Jitter, Restart, Shutdown, Strategy, SupervisorSettings};
+use toml::de::DeTable;
+
+use reader::{one_of, resolve, suggest, Diags, Table};
+pub use reader::{ConfigError, ConfigErrors};
+
+/// The repository's own `supervision.toml`, compiled in: what `metasystem run` runs when no file
+/// is given and none is at the default place.
+pub const EMBEDDED: &str = include_str!("../../supervision.toml");
+
+/// Name shown in messages about the embedded file.
+pub const EMBEDDED_NAME: &str = "<embedded supervision.toml>";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub root: SupervisorConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// metastore.db lives here (backups/, logs/ later).
+    pub state_dir: PathBuf,
+    /// The control socket.
+    pub socket: PathBuf,
+    /// Concurrent control connections; more are refused with an error.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisorConfig {
+    pub settings: SupervisorSettings,
+    pub children: Vec<ChildConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildConfig {
+    pub name: String,
+    pub restart: Restart,
+    pub shutdown: Shutdown,
+    pub kind: Kind,
+}
+
+/// The actor kinds a config can name. Each issue adds its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Supervisor(SupervisorConfig),
+    Heartbeat(HeartbeatConfig),
+}
+
+impl Kind {
+    pub const NAMES: [&'static str; 2] = ["supervisor", "heartbeat"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Supervisor(_) => "supervisor",
+            Kind::Heartbeat(_) => "heartbeat",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatConfig {
+    /// How often a heartbeat event is recorded.
+    pub every: Duration,
+}
+
+const STRATEGIES: [&str; 4] = ["one_for_one", "one_for_all", "rest_for_one", "dynamic"];
+const RESTARTS: [&str; 3] = ["permanent", "transient", "temporary"];
+const JITTERS: [&str; 2] = ["none", "full"];
+
+/// OTP's defaults for a supervisor that does not say.
+const DEFAULT_INTENSITY: u32 = 1;
+const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_CONNECTIONS: usize = 32;
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Where a config came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    Embedded,
+}
+
+impl Origin {
+    pub fn display(&self) -> String {
+        match self {
+            Origin::File(p) => p.display().to_string(),
+            Origin::Embedded => EMBEDDED_NAME.to_string(),
+        }
+    }
+}
+
+/// `~/.metasystem/supervision.toml`, or `$METASYSTEM_CONFIG`.
+pub fn default_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("METASYSTEM_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    home().map(|h| h.join(".metasystem").join("supervision.toml"))
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Which config `run` and the CLI use: the given file, else the file at the default place if
+/// there is one, else the embedded default.
+pub fn locate(explicit: Option<&Path>) -> Origin {
+    if let Some(p) = explicit {
+        return Origin::File(p.to_path_buf());
+    }
+    match default_path() {
+        Some(p) if p.exists() => Origin::File(p),
+        _ => Origin::Embedded,
+    }
+}
+
+/// Reads and validates the config from `origin`.
+pub fn load(origin: &Origin) -> Result<Config, ConfigErrors> {
+    match origin {
+        Origin::Embedded => {
+            let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+            parse(EMBEDDED, EMBEDDED_NAME, &base)
+        }
+        Origin::File(path) => {
+            let name = path.display().to_string();
+            let source = std::fs::read_to_string(path)
+                .map_err(|e| ConfigErrors::whole_file(&name, format!("cannot read: {e}")))?;
+            let base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")));
+            parse(&source, &name, &base)
+        }
+    }
+}
+
+/// Parses and validates `source`; relative paths are taken from `base`.
+pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    let (doc, syntax) = DeTable::parse_recoverable(source);
+    let mut d = Diags::default();
+    if !syntax.is_empty() {
+        for e in syntax {
+            d.error(e.span().unwrap_or(0..0), e.message().to_string());
+        }
+        return Err(resolve(file, source, d.0));
+    }
+    let mut top = Table::new(doc.get_ref(), 0..0, "the file");
+    let daemon = {
+        let table = top.table(&mut d, "daemon");
+        daemon(&mut d, table, base)
+    };
+    let root = match top.table(&mut d, "root") {
+        Some(mut t) => {
+            t.context = "[root]".into();
+            let root = supervisor_body(&mut d, &mut t, "root");
+            t.finish(&mut d);
+            root
+        }
+        None => SupervisorConfig {
+            settings: default_settings(),
+            children: Vec::new(),
+        },
+    };
+    top.finish(&mut d);
+    match (d.0.is_empty(), daemon, root) {
+        (true, Some(daemon), root) => Ok(Config { daemon, root }),
+        _ => Err(resolve(file, source, d.0)),
+    }
+}
+
+fn default_settings() -> SupervisorSettings {
+    SupervisorSettings {
+        strategy: Strategy::OneForOne,
+        intensity: DEFAULT_INTENSITY,
+        period: DEFAULT_PERIOD,
+        backoff: Backoff::none(),
+    }
+}
+
+/// `~/x` → `$HOME/x`; relative → under `base`.
+fn expand(d: &mut Diags, raw: &str, span: Range<usize>, base: &Path) -> Option<PathBuf> {
+    let path = if raw == "~" || raw.starts_with("~/") {
+        match home() {
+            Some(h) => h.join(raw.trim_start_matches('~').trim_start_matches('/')),
+            None => {
+                d.error(span, format!("cannot expand {raw:?}: HOME is not set"));
+                return None;
+            }
+        }
+    } else {
+        PathBuf::from(raw)
+    };
+    if raw.is_empty() {
+        d.error(span, "a path must not be empty");
+        return None;
+    }
+    Some(if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    })
+}
+
+fn default_state_dir(d: &mut Diags) -> Option<PathBuf> {
+    match home() {
+        Some(h) => Some(h.join(".metasystem")),
+        None => {
+            d.error(
+                0..0,
+                "HOME is not set: give [daemon] state_dir and socket as absolute paths",
+            );
+            None
+        }
+    }
+}
+
+fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<DaemonConfig> {
+    let Some(mut t) = table else {
+        let state_dir = default_state_dir(d)?;
+        return Some(DaemonConfig {
+            socket: state_dir.join("control.sock"),
+            state_dir,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        });
+    };
+    t.context = "[daemon]".into();
+    let state_dir = match t.string(d, "state_dir") {
+        Some(s) => expand(d, s.get_ref(), s.span(), base),
+        None => default_state_dir(d),
+    };
+    let socket = match t.string(d, "socket") {
+        Some(s) => expand(d, s.get_ref(), s.span(), base),
+        None => state_dir.as_ref().map(|s| s.join("control.sock")),
+    };
+    let max_connections = match t.integer(d, "max_connections") {
+        Some(n) if (1..=1024).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            d.error(
+                n.span(),
+                "`max_connections` in [daemon] must be between 1 and 1024",
+            );
+            DEFAULT_MAX_CONNECTIONS
+        }
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    t.finish(d);
+    Some(DaemonConfig {
+        state_dir: state_dir?,
+        socket: socket?,
+        max_connections,
+    })
+}
+
+/// A supervisor's settings and children (the root, or a `kind = "supervisor"` child).
+fn supervisor_body(d: &mut Diags, t: &mut Table<'_, '_>, path: &str) -> SupervisorConfig {
+    let strategy = match t.choice(d, "strategy", &STRATEGIES).map(|s| *s.get_ref()) {
+        Some("one_for_all") => Strategy::OneForAll,
+        Some("rest_for_one") => Strategy::RestForOne,
+        Some("dynamic") => Strategy::Dynamic,
+        _ => Strategy::OneForOne,
+    };
+    let intensity = match t.integer(d, "intensity") {
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(v) => v,
+            Err(_) => {
+                d.error(
+                    n.span(),
+                    format!(
+                        "`intensity` in {} must be between 0 and {}",
+                        t.context,
+                        u32::MAX
+                    ),
+                );
+                DEFAULT_INTENSITY
+            }
+        },
+        None => DEFAULT_INTENSITY,
+    };
+    let period = positive(d, t, "period").unwrap_or(DEFAULT_PERIOD);
+    let backoff = match t.table(d, "backoff") {
+        Some(mut b) => {
+            b.context = format!("the backoff of {}", t.context);
+            let backoff = backoff(d, &mut b);
+            b.finish(d);
+            backoff
+        }
+        None => Backoff::none(),
+    };
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    let children = t
+        .tables(d, "children")
+        .into_iter()
+        .filter_map(|(table, span)| child(d, table, span, path, &mut seen))
+        .collect();
+    SupervisorConfig {
+        settings: SupervisorSettings {
+            strategy,
+            intensity,
+            period,
+            backoff,
+        },
+        children,
+    }
+}
+
+/// A duration that must be more than zero.
+fn positive(d: &mut Diags, t: &mut Table<'_, '_>, key: &'static str) -> Option<Duration> {
+    let v = t.duration(d, key)?;
+    if v.get_ref().is_zero() {
+        d.error(
+            v.span(),
+            format!("`{key}` in {} must be more than zero", t.context),
+        );
+        return None;
+    }
+    Some(*v.get_ref())
+}
+
+fn backoff(d: &mut Diags, t: &mut Table<'_, '_>) -> Backoff {
+    let initial = positive(d, t, "initial").unwrap_or(Duration::from_millis(100));
+    let max = t.duration(d, "max");
+    let factor = match t.number(d, "factor") {
+        Some(f) if *f.get_ref() >= 1.0 => *f.get_ref(),
+        Some(f) => {
+            d.error(
+                f.span(),
+                format!("`factor` in {} must be at least 1.0", t.context),
+            );
+            2.0
+        }
+        None => 2.0,
+    };
+    let jitter = match t.choice(d, "jitter", &JITTERS).map(|s| *s.get_ref()) {
+        Some("none") => Jitter::None,
+        _ => Jitter::Full,
+    };
+    let reset_after = t
+        .duration(d, "reset_after")
+        .map(|v| *v.get_ref())
+        .unwrap_or(Duration::from_secs(60));
+    let max = match max {
+        Some(m) if *m.get_ref() < initial => {
+            d.error(
+                m.span(),
+                format!("`max` in {} must not be less than `initial`", t.context),
+            );
+            initial
+        }
+        Some(m) => *m.get_ref(),
+        None => Duration::from_secs(30).max(initial),
+    };
+    Backoff {
+        initial,
+        max,
+        factor,
+        jitter,
+        reset_after,
+    }
+}
+
+fn child(
+    d: &mut Diags,
+    table: &DeTable<'_>,
+    span: Range<usize>,
+    parent: &str,
+    seen: &mut HashMap<String, Range<usize>>,
+) -> Option<ChildConfig> {
+    let mut t = Table::new(table, span, format!("a child of `{parent}`"));
+    let raw_name = t.required_string(d, "name");
+    // Messages name the child as written, even when the name itself is rejected.
+    if let Some(n) = &raw_name {
+        t.context = format!("child `{parent}/{}`", n.get_ref());
+    }
+    let name = raw_name.and_then(|n| {
+        let value = n.get_ref();
+        let problem = if value.is_empty() {
+            Some("a child name must not be empty".to_string())
+        } else if value.contains('/') {
+            Some(format!(
+                "child name {value:?} must not contain '/' (it is a path segment)"
+            ))
+        } else if value.chars().any(char::is_control) {
+            Some(format!(
+                "child name {value:?} must not contain control characters"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            d.error(n.span(), problem);
+            return None;
+        }
+        if seen.contains_key(value) {
+            d.error(
+                n.span(),
+                format!("duplicate child name {value:?} under `{parent}`"),
+            );
+            return None;
+        }
+        seen.insert(value.clone(), n.span());
+        Some(value.clone())
+    });
+    let path = match &name {
+        Some(n) => format!("{parent}/{n}"),
+        None => format!("{parent}/?"),
+    };
+    let kind_name = t.required_string(d, "kind").and_then(|k| {
+        if Kind::NAMES.contains(&k.get_ref().as_str()) {
+            return Some(k.get_ref().clone());
+        }
+        let hint = match suggest(k.get_ref(), &Kind::NAMES) {
+            Some(close) => format!("; did you mean `{close}`?"),
+            None => String::new(),
+        };
+        d.error(
+            k.span(),
+            format!(
+                "unknown kind {:?} for {}: it must be {}{hint}",
+                k.get_ref(),
+                t.context,
+                one_of(&Kind::NAMES)
+            ),
+        );
+        None
+    });
+    let restart = match t.choice(d, "restart", &RESTARTS).map(|s| *s.get_ref()) {
+        Some("transient") => Restart::Transient,
+        Some("temporary") => Restart::Temporary,
+        _ => Restart::Permanent,
+    };
+    let shutdown = shutdown(d, &mut t);
+    let kind = match kind_name.as_deref() {
+        Some("supervisor") => Some(Kind::Supervisor(supervisor_body(d, &mut t, &path))),
+        Some("heartbeat") => Some(Kind::Heartbeat(HeartbeatConfig {
+            every: positive(d, &mut t, "every").unwrap_or(DEFAULT_HEARTBEAT),
+        })),
+        // Unknown or missing kind: its keys cannot be checked, so they are not reported.
+        _ => None,
+    };
+    if kind.is_some() {
+        t.finish(d);
+    }
+    let kind = kind?;
+    let shutdown = shutdown.unwrap_or(match kind {
+        Kind::Supervisor(_) => Shutdown::Infinity,
+        _ => Shutdown::WORKER_DEFAULT,
+    });
+    Some(ChildConfig {
+        name: name?,
+        restart,
+        shutdown,
+        kind,
+    })
+}
+
+/// `shutdown = "brutal_kill" | "infinity" | "<duration>"`.
+fn shutdown(d: &mut Diags, t: &mut Table<'_, '_>) -> Option<Shutdown> {
+    let s = t.string(d, "shutdown")?;
+    match s.get_ref().as_str() {
+        "brutal_kill" => Some(Shutdown::BrutalKill),
+        "infinity" => Some(Shutdown::Infinity),
+        other => match humantime::parse_duration(other) {
+            Ok(limit) if !limit.is_zero() => Some(Shutdown::Timeout(limit)),
+            _ => {
+                d.error(
+                    s.span(),
+                    format!(
+                        "`shutdown` in {} is {other:?}: it must be `brutal_kill`, `infinity` or a duration such as \"5s\"",
+                        t.context
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

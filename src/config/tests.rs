@@ -1,0 +1,368 @@
+use std::path::Path;
+use std::time::Duration;
+
+use metasystem_actors::{Backoff, Jitter, Restart, Shutdown, Strategy};
+
+use super::diff::{plan, Step};
+use super::*;
+
+fn ok(src: &str) -> Config {
+    match parse(src, "t.toml", Path::new("/base")) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+fn errors(src: &str) -> Vec<String> {
+    match parse(src, "t.toml", Path::new("/base")) {
+        Ok(c) => panic!("expected errors, got {c:#?}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const NESTED: &str = r#"
+[daemon]
+state_dir = "/var/lib/ms"
+socket = "run/ms.sock"
+
+[root]
+strategy = "rest_for_one"
+intensity = 3
+period = "10s"
+backoff = { initial = "200ms", max = "5s", factor = 3, jitter = "none", reset_after = "1m" }
+
+[[root.children]]
+name = "beat"
+kind = "heartbeat"
+every = "2s"
+restart = "transient"
+shutdown = "brutal_kill"
+
+[[root.children]]
+name = "sync"
+kind = "supervisor"
+strategy = "one_for_all"
+
+  [[root.children.children]]
+  name = "icloud"
+  kind = "heartbeat"
+  shutdown = "250ms"
+"#;
+
+#[test]
+fn the_embedded_default_is_valid() {
+    let config = match parse(EMBEDDED, EMBEDDED_NAME, Path::new("/")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(config.root.settings.strategy, Strategy::OneForOne);
+    assert!(config
+        .root
+        .children
+        .iter()
+        .any(|c| matches!(c.kind, Kind::Heartbeat(_))));
+}
+
+#[test]
+fn a_nested_tree_parses_with_defaults_filled_in() {
+    let c = ok(NESTED);
+    assert_eq!(c.daemon.state_dir, Path::new("/var/lib/ms"));
+    assert_eq!(c.daemon.socket, Path::new("/base/run/ms.sock"));
+    assert_eq!(c.daemon.max_connections, 32);
+    let root = &c.root.settings;
+    assert_eq!(
+        (root.strategy, root.intensity, root.period),
+        (Strategy::RestForOne, 3, Duration::from_secs(10))
+    );
+    assert_eq!(
+        root.backoff,
+        Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+            factor: 3.0,
+            jitter: Jitter::None,
+            reset_after: Duration::from_secs(60),
+        }
+    );
+    let beat = &c.root.children[0];
+    assert_eq!(beat.name, "beat");
+    assert_eq!(beat.restart, Restart::Transient);
+    assert_eq!(beat.shutdown, Shutdown::BrutalKill);
+    assert_eq!(
+        beat.kind,
+        Kind::Heartbeat(HeartbeatConfig {
+            every: Duration::from_secs(2)
+        })
+    );
+    let Kind::Supervisor(sync) = &c.root.children[1].kind else {
+        panic!("sync is a supervisor")
+    };
+    assert_eq!(c.root.children[1].shutdown, Shutdown::Infinity);
+    assert_eq!(sync.settings.strategy, Strategy::OneForAll);
+    assert_eq!(sync.settings.intensity, 1, "OTP's default");
+    assert_eq!(sync.settings.backoff, Backoff::none());
+    let icloud = &sync.children[0];
+    assert_eq!(
+        icloud.shutdown,
+        Shutdown::Timeout(Duration::from_millis(250))
+    );
+    assert_eq!(
+        icloud.kind,
+        Kind::Heartbeat(HeartbeatConfig {
+            every: Duration::from_secs(10)
+        })
+    );
+}
+
+#[test]
+fn tilde_is_home() {
+    let home = std::env::var("HOME").unwrap_or_default();
+    if home.is_empty() {
+        return;
+    }
+    let c = ok("[daemon]\nstate_dir = \"~/x\"\n");
+    assert_eq!(c.daemon.state_dir, Path::new(&home).join("x"));
+    assert_eq!(c.daemon.socket, Path::new(&home).join("x/control.sock"));
+}
+
+/// Every problem in the file is reported at once, each at its line and column.
+#[test]
+fn every_error_is_collected_with_its_position() {
+    let src = r#"[daemon]
+state_dir = "/s"
+sockt = "/x.sock"
+
+[root]
+strategy = "one_for_al"
+intensty = 3
+period = "soon"
+backoff = { initial = "1s", max = "10ms" }
+
+[[root.children]]
+name = "a/b"
+kind = "heartbeat"
+
+[[root.children]]
+name = "dup"
+kind = "heartbat"
+
+[[root.children]]
+name = "dup"
+kind = "heartbeat"
+every = 5
+
+[[root.children]]
+kind = "heartbeat"
+password = "hunter2"
+"#;
+    let got = errors(src);
+    let expected = [
+        "t.toml:3:1: unknown key `sockt` in [daemon]; did you mean `socket`?",
+        "t.toml:6:12: `strategy` in [root] is \"one_for_al\", which is not one of `one_for_one`, `one_for_all`, `rest_for_one`, `dynamic`; did you mean `one_for_all`?",
+        "t.toml:7:1: unknown key `intensty` in [root]; did you mean `intensity`?",
+        "t.toml:8:10: `period` in [root]: \"soon\" is not a duration",
+        "t.toml:9:35: `max` in the backoff of [root] must not be less than `initial`",
+        "t.toml:12:8: child name \"a/b\" must not contain '/' (it is a path segment)",
+        "t.toml:17:8: unknown kind \"heartbat\" for child `root/dup`: it must be one of `supervisor`, `heartbeat`; did you mean `heartbeat`?",
+        "t.toml:20:8: duplicate child name \"dup\" under `root`",
+        "t.toml:22:9: `every` in child `root/dup` must be a string, not an integer",
+        "t.toml:24:1: a child of `root` is missing the required key `name`",
+        "t.toml:26:1: secrets are never written in the file",
+    ];
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for (got, want) in got.iter().zip(expected) {
+        assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+    }
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let got = errors("[root]\nstrategy = one_for_one\n");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("t.toml:2:12: "), "{got:?}");
+}
+
+#[test]
+fn values_out_of_range_are_errors() {
+    let got = errors(
+        "[daemon]\nstate_dir = \"/s\"\nmax_connections = 0\n[root]\nintensity = -1\nperiod = \"0s\"\nbackoff = { factor = 0.5, jitter = \"some\" }\n",
+    );
+    let joined = got.join("\n");
+    for want in [
+        "t.toml:3:19: `max_connections` in [daemon] must be between 1 and 1024",
+        "t.toml:5:13: `intensity` in [root] must be between 0 and",
+        "t.toml:6:10: `period` in [root] must be more than zero",
+        "t.toml:7:22: `factor` in the backoff of [root] must be at least 1.0",
+        "t.toml:7:36: `jitter` in the backoff of [root] is \"some\", which is not one of `none`, `full`",
+    ] {
+        assert!(joined.contains(want), "missing {want:?} in\n{joined}");
+    }
+}
+
+#[test]
+fn unknown_keys_without_a_close_match_list_the_valid_ones() {
+    let got = errors("[daemon]\nstate_dir = \"/s\"\ncolour = \"red\"\n");
+    assert_eq!(
+        got,
+        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: max_connections, socket, state_dir)"]
+    );
+}
+
+fn tree(src: &str) -> SupervisorConfig {
+    ok(&format!("[daemon]\nstate_dir = \"/s\"\n{src}")).root
+}
+
+fn paths(steps: &[Step]) -> Vec<(String, &'static str)> {
+    steps.iter().map(|s| (s.path(), s.verb())).collect()
+}
+
+const BASE: &str = r#"
+[[root.children]]
+name = "a"
+kind = "heartbeat"
+[[root.children]]
+name = "grp"
+kind = "supervisor"
+  [[root.children.children]]
+  name = "x"
+  kind = "heartbeat"
+  [[root.children.children]]
+  name = "y"
+  kind = "heartbeat"
+[[root.children]]
+name = "b"
+kind = "heartbeat"
+"#;
+
+#[test]
+fn an_unchanged_config_plans_nothing() {
+    let t = tree(BASE);
+    assert!(plan("root", &t, &t).is_empty());
+}
+
+#[test]
+fn startup_is_the_diff_from_an_empty_root() {
+    let t = tree(BASE);
+    let empty = SupervisorConfig {
+        settings: t.settings,
+        children: Vec::new(),
+    };
+    let steps = plan("root", &empty, &t);
+    assert_eq!(
+        paths(&steps),
+        [
+            ("root/a".to_string(), "add"),
+            ("root/grp".to_string(), "add"),
+            ("root/b".to_string(), "add")
+        ]
+    );
+}
+
+#[test]
+fn add_change_remove() {
+    let old = tree(BASE);
+    let new = tree(
+        r#"
+[[root.children]]
+name = "a"
+kind = "heartbeat"
+every = "1s"
+[[root.children]]
+name = "new"
+kind = "heartbeat"
+[[root.children]]
+name = "grp"
+kind = "supervisor"
+  [[root.children.children]]
+  name = "x"
+  kind = "heartbeat"
+  [[root.children.children]]
+  name = "y"
+  kind = "heartbeat"
+"#,
+    );
+    let steps = plan("root", &old, &new);
+    assert_eq!(
+        paths(&steps),
+        [
+            ("root/b".to_string(), "remove"),
+            ("root/a".to_string(), "restart with new config"),
+            ("root/new".to_string(), "add"),
+        ]
+    );
+    assert!(matches!(&steps[2], Step::Add { position: 1, .. }));
+}
+
+/// A nested supervisor changes in place: its untouched children keep running, and the parent
+/// records the new config afterwards.
+#[test]
+fn nested_changes_happen_in_place() {
+    let old = tree(BASE);
+    let new = tree(&BASE.replace(
+        "  [[root.children.children]]\n  name = \"y\"\n  kind = \"heartbeat\"\n",
+        "  [[root.children.children]]\n  name = \"z\"\n  kind = \"heartbeat\"\n",
+    ));
+    let steps = plan("root", &old, &new);
+    assert_eq!(
+        paths(&steps),
+        [
+            ("root/grp/y".to_string(), "remove"),
+            ("root/grp/z".to_string(), "add"),
+            ("root/grp".to_string(), "record new config"),
+        ]
+    );
+    let new = tree(&BASE.replace(
+        "kind = \"supervisor\"\n",
+        "kind = \"supervisor\"\nstrategy = \"one_for_all\"\n",
+    ));
+    assert_eq!(
+        paths(&plan("root", &old, &new)),
+        [
+            ("root/grp".to_string(), "reconfigure"),
+            ("root/grp".to_string(), "record new config"),
+        ]
+    );
+    // Changing how the supervisor itself is supervised replaces it whole.
+    let new = tree(&BASE.replace(
+        "kind = \"supervisor\"\n",
+        "kind = \"supervisor\"\nrestart = \"transient\"\n",
+    ));
+    assert_eq!(
+        paths(&plan("root", &old, &new)),
+        [("root/grp".to_string(), "restart with new config")]
+    );
+}
+
+#[test]
+fn root_settings_and_order() {
+    let old = tree(BASE);
+    let reordered = tree(&format!(
+        "[root]\nintensity = 9\n{}",
+        r#"
+[[root.children]]
+name = "b"
+kind = "heartbeat"
+[[root.children]]
+name = "a"
+kind = "heartbeat"
+[[root.children]]
+name = "grp"
+kind = "supervisor"
+  [[root.children.children]]
+  name = "x"
+  kind = "heartbeat"
+  [[root.children.children]]
+  name = "y"
+  kind = "heartbeat"
+"#
+    ));
+    let steps = plan("root", &old, &reordered);
+    assert_eq!(
+        paths(&steps),
+        [
+            ("root".to_string(), "reconfigure"),
+            ("root".to_string(), "reorder")
+        ]
+    );
+    assert!(matches!(&steps[1], Step::Reorder { names, .. } if names == &["b", "a", "grp"]));
+}
