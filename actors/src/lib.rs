@@ -9,8 +9,10 @@
 pub mod backoff;
 pub mod directory;
 pub mod event;
+pub mod event_store;
 pub mod exit;
 pub mod guardian;
+pub mod heartbeat;
 pub mod intensity;
 pub mod snapshot;
 pub mod spec;

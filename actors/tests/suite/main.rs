@@ -3,6 +3,7 @@
 
 mod backoff;
 mod dynamic;
+mod event_store;
 mod intensity;
 mod lifecycle;
 mod operations;
