@@ -3,5 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod telemetry;
+pub mod wiring;

@@ -121,7 +121,8 @@ fn home() -> Option<PathBuf> {
 /// there is one, else the embedded default.
 pub fn locate(explicit: Option<&Path>) -> Origin {
     if let Some(p) = explicit {
-        return Origin::File(p.to_path_buf());
+        // Absolute, so reloads and messages never depend on the working directory.
+        return Origin::File(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     }
     match default_path() {
         Some(p) if p.exists() => Origin::File(p),

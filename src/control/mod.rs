@@ -1,0 +1,5 @@
+//! The control socket: protocol, daemon-side server, CLI-side client.
+
+pub mod client;
+pub mod protocol;
+pub mod server;

@@ -1,0 +1,352 @@
+//! The control protocol: newline-delimited JSON over the Unix socket, one request per line, one
+//! response line per request, in order.
+//!
+//! ```text
+//! → {"v":1,"id":1,"cmd":"status"}
+//! ← {"v":1,"id":1,"ok":true,"result":{...}}
+//! ← {"v":1,"id":1,"ok":false,"error":{"code":"not_found","message":"root/x: no such actor"}}
+//! ```
+//! `v` is optional (1). A request that cannot be read still gets an error response (`id` null
+//! when it could not be found); the connection stays open.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest request line accepted; longer ones get `line_too_long` and are skipped.
+pub const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    Status,
+    Tree,
+    Start {
+        path: String,
+    },
+    Stop {
+        path: String,
+    },
+    Restart {
+        path: String,
+    },
+    /// Chaos: crash the actor (its supervisor sees a failure).
+    Kill {
+        path: String,
+    },
+    Reload,
+    Events {
+        /// Only events of the last this many seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_s: Option<u64>,
+        /// Only events about this path and below.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Request {
+    pub v: u32,
+    pub id: u64,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// Error codes.
+pub mod code {
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const LINE_TOO_LONG: &str = "line_too_long";
+    pub const UNSUPPORTED_VERSION: &str = "unsupported_version";
+    pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const INVALID_PATH: &str = "invalid_path";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const NOT_RUNNING: &str = "not_running";
+    pub const ALREADY_RUNNING: &str = "already_running";
+    pub const ALREADY_EXISTS: &str = "already_exists";
+    pub const NOT_A_SUPERVISOR: &str = "not_a_supervisor";
+    pub const ROOT: &str = "root";
+    pub const START_FAILED: &str = "start_failed";
+    pub const INVALID_CONFIG: &str = "invalid_config";
+    pub const UNAVAILABLE: &str = "unavailable";
+    pub const INTERNAL: &str = "internal";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    /// More lines (every config error, for `invalid_config`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    pub id: Option<u64>,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Response {
+    pub fn ok(id: Option<u64>, result: Value) -> Self {
+        Response {
+            v: PROTOCOL_VERSION,
+            id,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn error(id: Option<u64>, code: &str, message: impl Into<String>) -> Self {
+        Response::error_with(id, code, message, Vec::new())
+    }
+
+    pub fn error_with(
+        id: Option<u64>,
+        code: &str,
+        message: impl Into<String>,
+        details: Vec<String>,
+    ) -> Self {
+        Response {
+            v: PROTOCOL_VERSION,
+            id,
+            ok: false,
+            result: None,
+            error: Some(ErrorBody {
+                code: code.to_string(),
+                message: message.into(),
+                details,
+            }),
+        }
+    }
+
+    /// One line of JSON, without the newline.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(
+                r#"{{"v":{PROTOCOL_VERSION},"id":null,"ok":false,"error":{{"code":"internal","message":"cannot encode response: {e}"}}}}"#
+            )
+        })
+    }
+}
+
+/// Reads one request line. On failure, the error response to send (with the request's id when
+/// it could be found).
+pub fn parse_request(line: &str) -> Result<(Option<u64>, Command), Response> {
+    let value: Value = serde_json::from_str(line).map_err(|e| {
+        Response::error(None, code::BAD_REQUEST, format!("malformed JSON: {e}"))
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(Response::error(
+            None,
+            code::BAD_REQUEST,
+            "a request must be a JSON object such as {\"id\":1,\"cmd\":\"status\"}",
+        ));
+    };
+    let id = match object.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(other) => {
+            return Err(Response::error(
+                None,
+                code::BAD_REQUEST,
+                format!("`id` must be a non-negative integer, not {other}"),
+            ))
+        }
+    };
+    match object.remove("v") {
+        None => {}
+        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
+        Some(other) => {
+            return Err(Response::error(
+                id,
+                code::UNSUPPORTED_VERSION,
+                format!("protocol version {other} is not supported; this daemon speaks {PROTOCOL_VERSION}"),
+            ))
+        }
+    }
+    if !object.contains_key("cmd") {
+        return Err(Response::error(
+            id,
+            code::BAD_REQUEST,
+            "missing `cmd` (status, tree, start, stop, restart, kill, reload, events, shutdown)",
+        ));
+    }
+    serde_json::from_value::<Command>(Value::Object(object))
+        .map(|command| (id, command))
+        .map_err(|e| Response::error(id, code::BAD_REQUEST, format!("bad request: {e}")))
+}
+
+/// `status` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_s: u64,
+    pub config: String,
+    pub state_dir: String,
+    pub socket: String,
+    /// Nodes by state.
+    pub running: usize,
+    pub restarting: usize,
+    pub stopped: usize,
+    pub failed: usize,
+    /// No node is failed or restarting.
+    pub healthy: bool,
+}
+
+/// One node of `tree`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub path: String,
+    pub name: String,
+    pub depth: usize,
+    pub kind: String,
+    /// starting | running | restarting | stopped | failed
+    pub state: String,
+    pub restart: String,
+    pub restarts: u64,
+    pub incarnation: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_in_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unresponsive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeResult {
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339, UTC, milliseconds.
+    pub at: String,
+    pub at_ms: i64,
+    pub path: String,
+    pub kind: String,
+    pub message: String,
+    pub data: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsResult {
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub action: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadResult {
+    pub config: String,
+    pub changes: Vec<Change>,
+    /// Things that will only take effect at the next start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!(
+            parse_request(r#"{"id":1,"cmd":"status"}"#),
+            Ok((Some(1), Command::Status))
+        );
+        assert_eq!(
+            parse_request(r#"{"v":1,"id":7,"cmd":"stop","path":"root/a"}"#),
+            Ok((
+                Some(7),
+                Command::Stop {
+                    path: "root/a".into()
+                }
+            ))
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"events","since_s":60}"#),
+            Ok((
+                None,
+                Command::Events {
+                    since_s: Some(60),
+                    path: None,
+                    kind: None,
+                    limit: None
+                }
+            ))
+        );
+        let line = serde_json::to_string(&Request {
+            v: 1,
+            id: 3,
+            command: Command::Kill {
+                path: "root/x".into(),
+            },
+        })
+        .unwrap_or_default();
+        assert_eq!(
+            parse_request(&line),
+            Ok((
+                Some(3),
+                Command::Kill {
+                    path: "root/x".into()
+                }
+            ))
+        );
+    }
+
+    fn error_of(line: &str) -> (Option<u64>, String, String) {
+        match parse_request(line) {
+            Ok(ok) => panic!("{line} parsed as {ok:?}"),
+            Err(r) => {
+                let e = r.error.unwrap_or_else(|| panic!("no error body"));
+                (r.id, e.code, e.message)
+            }
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_explained() {
+        let (id, code, msg) = error_of("{not json");
+        assert_eq!((id, code.as_str()), (None, code::BAD_REQUEST));
+        assert!(msg.starts_with("malformed JSON"), "{msg}");
+        assert_eq!(error_of("[1,2]").1, code::BAD_REQUEST);
+        assert_eq!(error_of(r#"{"id":"x","cmd":"status"}"#).1, code::BAD_REQUEST);
+        let (id, code, msg) = error_of(r#"{"id":4,"cmd":"frobnicate"}"#);
+        assert_eq!((id, code.as_str()), (Some(4), code::BAD_REQUEST));
+        assert!(msg.contains("frobnicate"), "{msg}");
+        let (_, _, msg) = error_of(r#"{"id":5,"cmd":"stop"}"#);
+        assert!(msg.contains("path"), "{msg}");
+        let (_, _, msg) = error_of(r#"{"id":6,"cmd":"status","extra":1}"#);
+        assert!(msg.contains("extra"), "{msg}");
+        assert_eq!(error_of(r#"{"id":8}"#).1, code::BAD_REQUEST);
+        let (id, code, _) = error_of(r#"{"v":2,"id":9,"cmd":"status"}"#);
+        assert_eq!((id, code.as_str()), (Some(9), code::UNSUPPORTED_VERSION));
+    }
+}

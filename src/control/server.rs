@@ -1,0 +1,294 @@
+//! The control socket server: a Unix socket in a 0700 directory, itself 0600; peers must be the
+//! daemon's own user or root (SO_PEERCRED); connections are capped; lines are capped; anything
+//! malformed gets an error response and the connection and the daemon go on.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+
+use super::protocol::{code, parse_request, Response, MAX_LINE};
+use crate::daemon::Daemon;
+
+/// A connection with no request for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// sun_path is 108 bytes on Linux, 104 on macOS.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Prepares the socket's directory (created 0700; an existing one of ours is tightened to 0700;
+/// one owned by someone else is refused), clears a stale socket (refusing if a daemon answers
+/// there, or if the path is not a socket), binds and sets the socket to 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    let shown = path.display();
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "socket path {shown} is too long for a Unix socket ({} bytes, at most {MAX_SOCKET_PATH})",
+            path.as_os_str().len()
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    secure_dir(dir)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(format!(
+                    "{shown} exists and is not a socket; refusing to replace it"
+                ));
+            }
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(format!(
+                    "another metasystem daemon is already running on {shown}"
+                ));
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| format!("cannot remove the stale socket {shown}: {e}"))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot inspect {shown}: {e}")),
+    }
+    let listener = UnixListener::bind(path).map_err(|e| format!("cannot bind {shown}: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot set permissions of {shown}: {e}"))?;
+    Ok(listener)
+}
+
+/// Creates `dir` (0700) or checks an existing one: it must be ours, and is tightened to 0700.
+pub fn secure_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    if !dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {shown}: {e}"))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| format!("cannot inspect {shown}: {e}"))?;
+    if !meta.is_dir() {
+        return Err(format!("{shown} is not a directory"));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && me != 0 {
+        return Err(format!(
+            "{shown} belongs to uid {} (we are uid {me}); refusing to use it",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot set permissions of {shown} to 0700: {e}"))?;
+        tracing::info!(dir = %shown, "tightened directory permissions to 0700");
+    }
+    Ok(())
+}
+
+/// Serves until `stop` turns true; then removes the socket file.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    daemon: Arc<Daemon>,
+    max_connections: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let me = rustix::process::geteuid().as_raw();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            // (the guard wait_for returns is not Send: drop it inside)
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let peer = match stream.peer_cred() {
+            Ok(cred) => cred,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read peer credentials; closing");
+                continue;
+            }
+        };
+        if peer.uid() != me && peer.uid() != 0 {
+            tracing::warn!(
+                peer_uid = peer.uid(),
+                peer_pid = ?peer.pid(),
+                "refused a control connection from another user"
+            );
+            refuse(
+                stream,
+                code::FORBIDDEN,
+                format!(
+                    "uid {} may not control this daemon (only uid {me} and root may)",
+                    peer.uid()
+                ),
+            );
+            continue;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(max_connections, "control connection refused: too many open");
+            refuse(
+                stream,
+                code::TOO_MANY_CONNECTIONS,
+                format!("too many control connections (at most {max_connections})"),
+            );
+            continue;
+        };
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, daemon).await {
+                tracing::debug!(error = %e, "control connection ended");
+            }
+            drop(permit);
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Answers one error line and closes, without holding up the accept loop.
+fn refuse(mut stream: UnixStream, code: &'static str, message: String) {
+    tokio::spawn(async move {
+        let line = Response::error(None, code, message).to_line();
+        let write = async {
+            stream.write_all(line.as_bytes()).await?;
+            stream.write_all(b"\n").await?;
+            stream.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
+    });
+}
+
+async fn connection(stream: UnixStream, daemon: Arc<Daemon>) -> io::Result<()> {
+    let (read, write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut writer = BufWriter::new(write);
+    let mut buf = Vec::new();
+    loop {
+        let line = match tokio::time::timeout(IDLE_TIMEOUT, next_line(&mut reader, &mut buf)).await
+        {
+            Ok(line) => line?,
+            Err(_) => return Ok(()), // idle
+        };
+        let response = match line {
+            Line::Eof => return Ok(()),
+            Line::TooLong => Response::error(
+                None,
+                code::LINE_TOO_LONG,
+                format!("request line longer than {MAX_LINE} bytes; skipped"),
+            ),
+            Line::NotUtf8 => Response::error(None, code::BAD_REQUEST, "request is not UTF-8"),
+            Line::Text(text) if text.trim().is_empty() => continue,
+            Line::Text(text) => match parse_request(&text) {
+                Ok((id, command)) => daemon.handle(id, command).await,
+                Err(error) => error,
+            },
+        };
+        writer.write_all(response.to_line().as_bytes()).await?;
+        writer.write_all(b"\n").await?;
+        writer.flush().await?;
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Line {
+    Text(String),
+    NotUtf8,
+    TooLong,
+    Eof,
+}
+
+/// The next line (without its `\n` or `\r\n`). A line longer than MAX_LINE is skipped whole
+/// and reported once; a last line without a newline is still a line.
+async fn next_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> io::Result<Line> {
+    buf.clear();
+    let mut too_long = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(if too_long {
+                Line::TooLong
+            } else if buf.is_empty() {
+                Line::Eof
+            } else {
+                text(buf)
+            });
+        }
+        let (chunk, used, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..i], i + 1, true),
+            None => (available, available.len(), false),
+        };
+        if !too_long {
+            if buf.len() + chunk.len() > MAX_LINE {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+        }
+        reader.consume(used);
+        if done {
+            return Ok(if too_long { Line::TooLong } else { text(buf) });
+        }
+    }
+}
+
+fn text(buf: &[u8]) -> Line {
+    let trimmed = buf.strip_suffix(b"\r").unwrap_or(buf);
+    match std::str::from_utf8(trimmed) {
+        Ok(s) => Line::Text(s.to_string()),
+        Err(_) => Line::NotUtf8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8]) -> Vec<Line> {
+        let mut reader = BufReader::with_capacity(16, input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            match next_line(&mut reader, &mut buf).await {
+                Ok(Line::Eof) => break,
+                Ok(line) => out.push(line),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_capped_and_checked() {
+        let mut input = b"{\"id\":1}\r\nsecond\n".to_vec();
+        input.extend(vec![b'x'; MAX_LINE + 10]);
+        input.extend(b"\n\xff\xfe\nhalf");
+        assert_eq!(
+            lines(&input).await,
+            [
+                Line::Text("{\"id\":1}".into()),
+                Line::Text("second".into()),
+                Line::TooLong,
+                Line::NotUtf8,
+                Line::Text("half".into()),
+            ]
+        );
+        let exactly = vec![b'y'; MAX_LINE];
+        assert_eq!(
+            lines(&exactly).await,
+            [Line::Text("y".repeat(MAX_LINE))]
+        );
+    }
+}
