@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Origin};
 use crate::control::client::{self, ClientError};
-use crate::control::protocol::{code, Command, EventsResult, ReloadResult, Response, Status, TreeResult};
+use crate::control::protocol::{
+    code, Command, EventsResult, ReloadResult, Response, Status, TreeResult,
+};
 
 const OK: u8 = 0;
 const UNHEALTHY: u8 = 1;

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use metasystem_actors::event_store::{
     EventQuery, EventStore, EventStoreActor, EventStoreArgs, StoredEvent,
 };
-use metasystem_actors::{
-    ExitReason, NodeSnapshot, NodeState, SupervisorSpec, Tree, TreeError,
-};
+use metasystem_actors::{ExitReason, NodeSnapshot, NodeState, SupervisorSpec, Tree, TreeError};
 use ractor::Actor;
 use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
@@ -151,7 +149,10 @@ impl Daemon {
         for (changed, key) in [
             (old_d.state_dir != new_d.state_dir, "state_dir"),
             (old_d.socket != new_d.socket, "socket"),
-            (old_d.max_connections != new_d.max_connections, "max_connections"),
+            (
+                old_d.max_connections != new_d.max_connections,
+                "max_connections",
+            ),
         ] {
             if changed {
                 warnings.push(format!(
@@ -177,7 +178,8 @@ impl Daemon {
                 Some(e) => tracing::warn!(action = %c.action, path = %c.path, error = %e, "reload"),
             }
         }
-        let mut record = StoredEvent::new("root", "reloaded", format!("{} change(s)", changes.len()));
+        let mut record =
+            StoredEvent::new("root", "reloaded", format!("{} change(s)", changes.len()));
         record.data = json!({ "changes": changes.len(), "config": self.origin.display() });
         self.store.record(record);
         Ok(ReloadResult {

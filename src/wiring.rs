@@ -28,7 +28,9 @@ pub fn supervisor_spec(config: &SupervisorConfig, services: &Services) -> Superv
 /// The engine spec of one child.
 pub fn child_spec(config: &ChildConfig, services: &Services) -> ChildSpec {
     let spec = match &config.kind {
-        Kind::Supervisor(sup) => ChildSpec::supervisor(&config.name, supervisor_spec(sup, services)),
+        Kind::Supervisor(sup) => {
+            ChildSpec::supervisor(&config.name, supervisor_spec(sup, services))
+        }
         Kind::Heartbeat(hb) => {
             let (every, services) = (hb.every, services.clone());
             ChildSpec::worker(&config.name, "heartbeat", move |ctx| {

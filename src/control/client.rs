@@ -28,7 +28,11 @@ impl std::fmt::Display for ClientError {
 }
 
 /// Sends one request and waits (up to `timeout`) for its response.
-pub fn request(socket: &Path, command: Command, timeout: Duration) -> Result<Response, ClientError> {
+pub fn request(
+    socket: &Path,
+    command: Command,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
     let shown = socket.display();
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         let hint = match e.kind() {
@@ -51,22 +55,27 @@ pub fn request(socket: &Path, command: Command, timeout: Duration) -> Result<Res
     if line.len() > MAX_LINE {
         return Err(ClientError::Protocol("request too long".into()));
     }
-    stream
-        .write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| ClientError::Protocol(format!("cannot send to {shown}: {e}")))?;
+    // A daemon that refuses us (another user, too many connections) answers and closes at
+    // once, possibly before our request is written: a failed write still reads its answer.
+    let sent = stream.write_all(format!("{line}\n").as_bytes());
     let mut reply = String::new();
-    BufReader::new(std::io::Read::take(&stream, MAX_REPLY))
-        .read_line(&mut reply)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ClientError::Protocol(
-                format!("no answer from the daemon within {}s", timeout.as_secs()),
-            ),
-            _ => ClientError::Protocol(format!("cannot read the answer: {e}")),
-        })?;
+    let read = BufReader::new(std::io::Read::take(&stream, MAX_REPLY)).read_line(&mut reply);
+    if let (Err(e), Err(_)) = (&sent, &read) {
+        return Err(ClientError::Protocol(format!(
+            "cannot send to {shown}: {e}"
+        )));
+    }
+    read.map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ClientError::Protocol(
+            format!("no answer from the daemon within {}s", timeout.as_secs()),
+        ),
+        _ => ClientError::Protocol(format!("cannot read the answer: {e}")),
+    })?;
     if reply.is_empty() {
-        return Err(ClientError::Protocol(
-            "the daemon closed the connection without answering".into(),
-        ));
+        return Err(ClientError::Protocol(match sent {
+            Err(e) => format!("cannot send to {shown}: {e}"),
+            Ok(()) => "the daemon closed the connection without answering".into(),
+        }));
     }
     serde_json::from_str(&reply)
         .map_err(|e| ClientError::Protocol(format!("unreadable answer from the daemon: {e}")))

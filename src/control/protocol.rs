@@ -144,10 +144,14 @@ impl Response {
 
 /// Reads one request line. On failure, the error response to send (with the request's id when
 /// it could be found).
-pub fn parse_request(line: &str) -> Result<(Option<u64>, Command), Response> {
-    let value: Value = serde_json::from_str(line).map_err(|e| {
-        Response::error(None, code::BAD_REQUEST, format!("malformed JSON: {e}"))
-    })?;
+pub fn parse_request(line: &str) -> Result<(Option<u64>, Command), Box<Response>> {
+    parse(line).map_err(Box::new)
+}
+
+#[allow(clippy::result_large_err)] // private; boxed at the public boundary above
+fn parse(line: &str) -> Result<(Option<u64>, Command), Response> {
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| Response::error(None, code::BAD_REQUEST, format!("malformed JSON: {e}")))?;
     let Value::Object(mut object) = value else {
         return Err(Response::error(
             None,
@@ -173,7 +177,9 @@ pub fn parse_request(line: &str) -> Result<(Option<u64>, Command), Response> {
             return Err(Response::error(
                 id,
                 code::UNSUPPORTED_VERSION,
-                format!("protocol version {other} is not supported; this daemon speaks {PROTOCOL_VERSION}"),
+                format!(
+                "protocol version {other} is not supported; this daemon speaks {PROTOCOL_VERSION}"
+            ),
             ))
         }
     }
@@ -184,9 +190,24 @@ pub fn parse_request(line: &str) -> Result<(Option<u64>, Command), Response> {
             "missing `cmd` (status, tree, start, stop, restart, kill, reload, events, shutdown)",
         ));
     }
-    serde_json::from_value::<Command>(Value::Object(object))
-        .map(|command| (id, command))
-        .map_err(|e| Response::error(id, code::BAD_REQUEST, format!("bad request: {e}")))
+    let command = serde_json::from_value::<Command>(Value::Object(object.clone()))
+        .map_err(|e| Response::error(id, code::BAD_REQUEST, format!("bad request: {e}")))?;
+    // serde's deny_unknown_fields misses extra keys on field-less commands; catch every key
+    // the command did not use.
+    let used = match serde_json::to_value(&command) {
+        Ok(Value::Object(used)) => used,
+        _ => Default::default(),
+    };
+    let extra: Vec<&String> = object.keys().filter(|k| !used.contains_key(*k)).collect();
+    if let Some(key) = extra.first() {
+        let cmd = used.get("cmd").and_then(Value::as_str).unwrap_or("?");
+        return Err(Response::error(
+            id,
+            code::BAD_REQUEST,
+            format!("bad request: unknown field `{key}` for `{cmd}`"),
+        ));
+    }
+    Ok((id, command))
 }
 
 /// `status` result.
@@ -325,6 +346,7 @@ mod tests {
         match parse_request(line) {
             Ok(ok) => panic!("{line} parsed as {ok:?}"),
             Err(r) => {
+                let r = *r;
                 let e = r.error.unwrap_or_else(|| panic!("no error body"));
                 (r.id, e.code, e.message)
             }
@@ -337,7 +359,10 @@ mod tests {
         assert_eq!((id, code.as_str()), (None, code::BAD_REQUEST));
         assert!(msg.starts_with("malformed JSON"), "{msg}");
         assert_eq!(error_of("[1,2]").1, code::BAD_REQUEST);
-        assert_eq!(error_of(r#"{"id":"x","cmd":"status"}"#).1, code::BAD_REQUEST);
+        assert_eq!(
+            error_of(r#"{"id":"x","cmd":"status"}"#).1,
+            code::BAD_REQUEST
+        );
         let (id, code, msg) = error_of(r#"{"id":4,"cmd":"frobnicate"}"#);
         assert_eq!((id, code.as_str()), (Some(4), code::BAD_REQUEST));
         assert!(msg.contains("frobnicate"), "{msg}");

@@ -192,7 +192,7 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) -> io::Result<()> {
             Line::Text(text) if text.trim().is_empty() => continue,
             Line::Text(text) => match parse_request(&text) {
                 Ok((id, command)) => daemon.handle(id, command).await,
-                Err(error) => error,
+                Err(error) => *error,
             },
         };
         writer.write_all(response.to_line().as_bytes()).await?;
@@ -286,9 +286,6 @@ mod tests {
             ]
         );
         let exactly = vec![b'y'; MAX_LINE];
-        assert_eq!(
-            lines(&exactly).await,
-            [Line::Text("y".repeat(MAX_LINE))]
-        );
+        assert_eq!(lines(&exactly).await, [Line::Text("y".repeat(MAX_LINE))]);
     }
 }

@@ -1,0 +1,201 @@
+//! Every CLI command against a running daemon, human and JSON, and their exit codes.
+
+use crate::util::{node_field, run_cli, TestDaemon};
+
+const TREE: &str = r#"
+[root]
+strategy = "one_for_one"
+intensity = 10
+period = "10s"
+
+[[root.children]]
+name = "beat"
+kind = "heartbeat"
+every = "100ms"
+
+[[root.children]]
+name = "grp"
+kind = "supervisor"
+intensity = 10
+  [[root.children.children]]
+  name = "x"
+  kind = "heartbeat"
+"#;
+
+#[test]
+fn status_reports_version_pid_and_uptime() {
+    let d = TestDaemon::start(TREE);
+    let s = d.json(&["status"], 0);
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["pid"], d.pid());
+    assert!(s["uptime_s"].is_u64());
+    assert_eq!(s["healthy"], true);
+    assert_eq!(s["running"], 4);
+    let human = d.cli(&["status"]);
+    assert_eq!(human.code, 0);
+    assert!(
+        human.stdout.contains("healthy") && human.stdout.contains("4 running"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn tree_json_contract() {
+    let d = TestDaemon::start(TREE);
+    let nodes = d.nodes();
+    let rows: Vec<(String, String, String, u64, u64)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n["path"].as_str().unwrap_or("").to_string(),
+                n["kind"].as_str().unwrap_or("").to_string(),
+                n["state"].as_str().unwrap_or("").to_string(),
+                n["restarts"].as_u64().unwrap_or(99),
+                n["incarnation"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    let expect = |p: &str, k: &str| (p.to_string(), k.to_string(), "running".to_string(), 0, 1);
+    assert_eq!(
+        rows,
+        [
+            expect("root", "supervisor"),
+            expect("root/beat", "heartbeat"),
+            expect("root/grp", "supervisor"),
+            expect("root/grp/x", "heartbeat"),
+        ]
+    );
+    let human = d.cli(&["tree"]);
+    assert_eq!(human.code, 0);
+    for p in ["root/beat", "root/grp/x", "STATE", "running"] {
+        assert!(human.stdout.contains(p), "{}", human.stdout);
+    }
+}
+
+#[test]
+fn stop_start_restart_kill() {
+    let d = TestDaemon::start(TREE);
+    let out = d.cli(&["stop", "root/grp/x"]);
+    assert_eq!((out.code, out.stdout.trim()), (0, "root/grp/x: stopped"));
+    assert_eq!(
+        d.node("root/grp/x").map(|n| n["state"].clone()),
+        Some("stopped".into())
+    );
+    // A stopped actor is not a failure: the tree is still healthy.
+    assert_eq!(d.cli(&["tree"]).code, 0);
+
+    let out = d.cli(&["start", "root/grp/x"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let x = d.node("root/grp/x").unwrap_or_default();
+    assert_eq!(
+        (x["state"].as_str(), x["incarnation"].as_u64()),
+        (Some("running"), Some(2))
+    );
+
+    let started = d.cli(&["start", "root/grp/x"]);
+    assert_eq!(started.code, 1);
+    assert!(
+        started.stderr.contains("already running"),
+        "{}",
+        started.stderr
+    );
+
+    assert_eq!(d.cli(&["restart", "root/grp"]).code, 0);
+    let nodes = d.nodes();
+    assert_eq!(node_field(&nodes, "root/grp")["incarnation"], 2);
+    assert_eq!(
+        node_field(&nodes, "root/grp/x")["incarnation"],
+        1,
+        "a fresh subtree"
+    );
+
+    let killed = d.json(&["kill", "root/beat"], 0);
+    assert_eq!(killed["path"], "root/beat");
+    d.wait_until("beat restarted", |d| {
+        d.node("root/beat")
+            .is_some_and(|n| n["incarnation"] == 2 && n["state"] == "running")
+    });
+    let beat = d.node("root/beat").unwrap_or_default();
+    assert_eq!(beat["restarts"], 1);
+    assert_eq!(beat["last_exit"], "failed: injected failure");
+}
+
+#[test]
+fn operation_errors_have_exit_codes() {
+    let d = TestDaemon::start(TREE);
+    let missing = d.cli(&["stop", "root/nope"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("root/nope: no such actor"),
+        "{}",
+        missing.stderr
+    );
+    let bad = d.cli(&["stop", "not-a-path"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("not a tree path"), "{}", bad.stderr);
+    let root = d.cli(&["kill", "root"]);
+    assert_eq!(root.code, 1);
+    let json = d.json(&["stop", "root/nope"], 1);
+    assert_eq!(json["error"]["code"], "not_found");
+    // The daemon is unharmed.
+    assert_eq!(d.cli(&["status"]).code, 0);
+}
+
+#[test]
+fn events_are_recorded_and_filtered() {
+    let d = TestDaemon::start(TREE);
+    d.wait_until("a few heartbeats", |d| {
+        d.events(&["--path", "root/beat", "--kind", "heartbeat"])
+            .len()
+            >= 3
+    });
+    let started = d.events(&["--kind", "started"]);
+    let paths: Vec<&str> = started.iter().filter_map(|e| e["path"].as_str()).collect();
+    for p in ["root", "root/beat", "root/grp", "root/grp/x"] {
+        assert!(paths.contains(&p), "{paths:?}");
+    }
+    let e = &started[0];
+    assert!(e["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    assert!(e["data"]["incarnation"].is_u64());
+    let grp = d.events(&["--path", "root/grp"]);
+    assert!(grp.iter().all(|e| e["path"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("root/grp"))));
+    assert!(d.events(&["--since", "1h"]).len() >= started.len());
+    let human = d.cli(&["events", "--kind", "started"]);
+    assert!(
+        human.stdout.contains("root/grp/x") && human.stdout.contains("started"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn without_a_daemon_commands_say_so() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let socket = dir.path().join("nobody-home.sock").display().to_string();
+    let out = run_cli(&["--socket", &socket, "status"], &[]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("cannot connect") && out.stderr.contains("is the daemon running"),
+        "{}",
+        out.stderr
+    );
+    let usage = run_cli(&["frobnicate"], &[]);
+    assert_eq!(usage.code, 2);
+    let missing_arg = run_cli(&["stop"], &[]);
+    assert_eq!(missing_arg.code, 2);
+}
+
+#[test]
+fn shutdown_stops_the_daemon_cleanly() {
+    let mut d = TestDaemon::start(TREE);
+    let out = d.cli(&["shutdown"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(d.wait_exit(), 0, "{}", d.log_text());
+    assert!(!d.socket.exists(), "the socket file is removed");
+}

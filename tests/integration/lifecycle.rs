@@ -1,0 +1,272 @@
+//! Start, stop and validate: orderly shutdown on SIGTERM/SIGINT (checked in the event store),
+//! `check`, the embedded default, failures to start.
+
+use crate::util::{run_cli, TestDaemon};
+
+const ORDERED: &str = r#"
+[root]
+strategy = "rest_for_one"
+
+[[root.children]]
+name = "a"
+kind = "heartbeat"
+
+[[root.children]]
+name = "grp"
+kind = "supervisor"
+  [[root.children.children]]
+  name = "x"
+  kind = "heartbeat"
+  [[root.children.children]]
+  name = "y"
+  kind = "heartbeat"
+
+[[root.children]]
+name = "b"
+kind = "heartbeat"
+"#;
+
+/// (path, kind, reason) of every stored event, oldest first, read from the database file.
+fn stored_events(db: &std::path::Path) -> Vec<(String, String, String)> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("{e}"),
+    };
+    runtime.block_on(async {
+        let pool = match metasystem_actors::event_store::open(db).await {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT path, kind, data FROM events ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+        pool.close().await;
+        rows.into_iter()
+            .map(|(path, kind, data)| {
+                let reason = serde_json::from_str::<serde_json::Value>(&data)
+                    .ok()
+                    .and_then(|v| v["reason"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (path, kind, reason)
+            })
+            .collect()
+    })
+}
+
+fn exits(events: &[(String, String, String)]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|(_, kind, _)| kind == "exited")
+        .map(|(p, _, r)| (p.clone(), r.clone()))
+        .collect()
+}
+
+fn orderly(signal: rustix::process::Signal) {
+    let mut d = TestDaemon::start(ORDERED);
+    d.signal(signal);
+    assert_eq!(d.wait_exit(), 0, "{}", d.log_text());
+    assert!(!d.socket.exists());
+    let events = stored_events(&d.state.join("metastore.db"));
+    let starts: Vec<&str> = events
+        .iter()
+        .filter(|(_, k, _)| k == "started")
+        .map(|(p, _, _)| p.as_str())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "root",
+            "root/a",
+            "root/grp/x",
+            "root/grp/y",
+            "root/grp",
+            "root/b"
+        ]
+    );
+    let shutdown = |p: &str| (p.to_string(), "shutdown".to_string());
+    assert_eq!(
+        exits(&events),
+        [
+            shutdown("root/b"),
+            shutdown("root/grp/y"),
+            shutdown("root/grp/x"),
+            shutdown("root/grp"),
+            shutdown("root/a"),
+            shutdown("root"),
+        ]
+    );
+    assert!(d.log_text().contains("stopped"));
+}
+
+#[test]
+fn sigterm_shuts_down_in_reverse_start_order() {
+    orderly(rustix::process::Signal::TERM);
+}
+
+#[test]
+fn sigint_shuts_down_in_reverse_start_order() {
+    orderly(rustix::process::Signal::INT);
+}
+
+#[test]
+fn check_validates_without_starting_anything() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let good = dir.path().join("good.toml");
+    let bad = dir.path().join("bad.toml");
+    let text = format!(
+        "[daemon]\nstate_dir = \"{}/state\"\n{ORDERED}",
+        dir.path().display()
+    );
+    std::fs::write(&good, &text).unwrap_or_default();
+    std::fs::write(
+        &bad,
+        "[daemon]\nstate_dir = \"/x\"\n[root]\nstrategy = \"one_for_none\"\nintensty = 1\n[[root.children]]\nname = \"a\"\nkind = \"heartbeat\"\nevery = \"-1s\"\n",
+    )
+    .unwrap_or_default();
+    let ok = run_cli(&["check", &good.display().to_string()], &[]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(ok.stdout.contains("ok (5 actors)"), "{}", ok.stdout);
+    assert!(!dir.path().join("state").exists(), "check started nothing");
+
+    let bad_path = bad.display().to_string();
+    let out = run_cli(&["check", &bad_path], &[]);
+    assert_eq!(out.code, 1);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!(
+            "{bad_path}:4:12: `strategy` in [root] is \"one_for_none\""
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{bad_path}:5:1: unknown key `intensty` in [root]; did you mean `intensity`?"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        lines[2].starts_with(&format!("{bad_path}:9:9: `every` in child `root/a`")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.ends_with("3 error(s)\n"), "{}", out.stderr);
+
+    let json = run_cli(&["check", &bad_path, "--json"], &[]);
+    assert_eq!(json.code, 1);
+    assert_eq!(json.json()["errors"].as_array().map(Vec::len), Some(3));
+
+    let missing = run_cli(&["check", "/nonexistent/supervision.toml"], &[]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("/nonexistent/supervision.toml:1:1: cannot read"),
+        "{}",
+        missing.stderr
+    );
+}
+
+/// With no file given and none at the default place, `run` uses the embedded default; the CLI
+/// finds the socket the same way.
+#[test]
+fn the_embedded_default_runs() {
+    let home = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let home_s = home.path().display().to_string();
+    let env = [("HOME", home_s.as_str())];
+    let check = run_cli(&["check"], &env);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check.stdout.starts_with("<embedded supervision.toml>: ok"),
+        "{}",
+        check.stdout
+    );
+
+    let mut child = match std::process::Command::new(crate::util::BIN)
+        .arg("run")
+        .env("HOME", &home_s)
+        .env_remove("METASYSTEM_CONFIG")
+        .env_remove("METASYSTEM_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let socket = home.path().join(".metasystem/control.sock");
+    let mut up = false;
+    for _ in 0..400 {
+        if socket.exists() && run_cli(&["status"], &env).code == 0 {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let status = run_cli(&["status", "--json"], &env);
+    let _ = run_cli(&["shutdown"], &env);
+    let mut code = None;
+    for _ in 0..400 {
+        if let Ok(Some(s)) = child.try_wait() {
+            code = s.code();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    if code.is_none() {
+        let _ = child.kill();
+    }
+    assert!(up, "the default daemon did not come up");
+    let s = status.json();
+    assert_eq!(s["config"], "<embedded supervision.toml>");
+    assert_eq!(s["socket"], socket.display().to_string());
+    assert_eq!(code, Some(0));
+    assert!(home.path().join(".metasystem/metastore.db").exists());
+}
+
+#[test]
+fn failures_to_start_are_explained() {
+    // An invalid config: every error, exit 2.
+    let mut d = TestDaemon::spawn("", "[root]\nstratgy = \"one_for_one\"\n");
+    assert_eq!(d.wait_exit(), 2);
+    assert!(
+        d.log_text()
+            .contains("unknown key `stratgy` in [root]; did you mean `strategy`?"),
+        "{}",
+        d.log_text()
+    );
+
+    // A state dir that cannot be created.
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").unwrap_or_default();
+    let config = dir.path().join("s.toml");
+    std::fs::write(
+        &config,
+        format!("[daemon]\nstate_dir = \"{}/state\"\n", blocker.display()),
+    )
+    .unwrap_or_default();
+    let out = run_cli(&["run", "--config", &config.display().to_string()], &[]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains(&format!("cannot create {}/state", blocker.display())),
+        "{}",
+        out.stderr
+    );
+}

@@ -1,0 +1,9 @@
+//! The daemon's integration tests: the real binary, run as a daemon on temp dirs, driven by its
+//! CLI and by raw socket conversations.
+
+mod commands;
+mod lifecycle;
+mod reload;
+mod socket;
+mod strategies;
+mod util;

@@ -1,0 +1,207 @@
+//! Hot reload as a diff: add, change, remove, invalid; by command and by SIGHUP.
+
+use crate::util::{node_field, TestDaemon};
+
+const V1: &str = r#"
+[root]
+intensity = 10
+
+[[root.children]]
+name = "keep"
+kind = "heartbeat"
+every = "1s"
+
+[[root.children]]
+name = "change"
+kind = "heartbeat"
+every = "1s"
+
+[[root.children]]
+name = "remove"
+kind = "heartbeat"
+
+[[root.children]]
+name = "grp"
+kind = "supervisor"
+  [[root.children.children]]
+  name = "stays"
+  kind = "heartbeat"
+"#;
+
+const V2: &str = r#"
+[root]
+intensity = 10
+
+[[root.children]]
+name = "keep"
+kind = "heartbeat"
+every = "1s"
+
+[[root.children]]
+name = "change"
+kind = "heartbeat"
+every = "2s"
+
+[[root.children]]
+name = "added"
+kind = "heartbeat"
+
+[[root.children]]
+name = "grp"
+kind = "supervisor"
+strategy = "one_for_all"
+  [[root.children.children]]
+  name = "stays"
+  kind = "heartbeat"
+  [[root.children.children]]
+  name = "new_inner"
+  kind = "heartbeat"
+"#;
+
+#[test]
+fn reload_applies_only_the_difference() {
+    let d = TestDaemon::start(V1);
+    d.write_config(V2);
+    let result = d.json(&["reload"], 0);
+    let changes: Vec<(String, String)> = result["changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap_or("").to_string(),
+                c["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expect = |a: &str, p: &str| (a.to_string(), p.to_string());
+    assert_eq!(
+        changes,
+        [
+            expect("remove", "root/remove"),
+            expect("restart with new config", "root/change"),
+            expect("add", "root/added"),
+            expect("reconfigure", "root/grp"),
+            expect("add", "root/grp/new_inner"),
+            expect("record new config", "root/grp"),
+        ]
+    );
+    let nodes = d.nodes();
+    let paths: Vec<&str> = nodes.iter().filter_map(|n| n["path"].as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "root",
+            "root/keep",
+            "root/change",
+            "root/added",
+            "root/grp",
+            "root/grp/stays",
+            "root/grp/new_inner"
+        ]
+    );
+    // Untouched children kept running with the same incarnation; the changed one restarted.
+    assert_eq!(node_field(&nodes, "root/keep")["incarnation"], 1);
+    assert_eq!(node_field(&nodes, "root/grp")["incarnation"], 1);
+    assert_eq!(node_field(&nodes, "root/grp")["strategy"], "one_for_all");
+    assert_eq!(node_field(&nodes, "root/grp/stays")["incarnation"], 1);
+    assert_eq!(node_field(&nodes, "root/change")["incarnation"], 2);
+    assert!(nodes.iter().all(|n| n["state"] == "running"), "{nodes:#?}");
+
+    // The same file again: nothing to do.
+    let again = d.json(&["reload"], 0);
+    assert_eq!(again["changes"].as_array().map(Vec::len), Some(0));
+    let human = d.cli(&["reload"]);
+    assert!(human.stdout.contains("no changes"), "{}", human.stdout);
+}
+
+#[test]
+fn an_invalid_file_changes_nothing_and_lists_every_error() {
+    let d = TestDaemon::start(V1);
+    let before = d.nodes();
+    d.write_config(&format!(
+        "{V1}\n[[root.children]]\nname = \"bad\"\nkind = \"heartbaet\"\n\n[[root.children]]\nname = \"keep\"\nkind = \"heartbeat\"\nevery = \"often\"\n"
+    ));
+    let out = d.cli(&["reload"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let config = d.config.display().to_string();
+    assert!(
+        out.stderr.contains("3 error(s); nothing was changed"),
+        "{}",
+        out.stderr
+    );
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with(&config))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", out.stderr);
+    // Where those two values are in the file (1-based), to check the reported positions.
+    let text = std::fs::read_to_string(&d.config).unwrap_or_default();
+    let line_of = |needle: &str, nth: usize| {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+            .unwrap_or(0)
+    };
+    let kind_line = line_of("heartbaet", 0);
+    let dup_line = line_of("name = \"keep\"", 1);
+    assert!(
+        lines[0].ends_with(&format!(":{kind_line}:8: unknown kind \"heartbaet\" for child `root/bad`: it must be one of `supervisor`, `heartbeat`; did you mean `heartbeat`?")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].ends_with(&format!(
+            ":{dup_line}:8: duplicate child name \"keep\" under `root`"
+        )),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains(&format!(
+            ":{}:9: `every` in child `root/keep`: \"often\" is not a duration",
+            dup_line + 2
+        )),
+        "{}",
+        lines[2]
+    );
+    let json = d.json(&["reload"], 1);
+    assert_eq!(json["error"]["code"], "invalid_config");
+    assert_eq!(json["error"]["details"].as_array().map(Vec::len), Some(3));
+    // The old tree runs on untouched.
+    let after = d.nodes();
+    let strip = |nodes: &[serde_json::Value]| -> Vec<(String, u64)> {
+        nodes
+            .iter()
+            .map(|n| {
+                (
+                    n["path"].as_str().unwrap_or("").to_string(),
+                    n["incarnation"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(&before), strip(&after));
+    assert_eq!(d.cli(&["status"]).code, 0);
+}
+
+#[test]
+fn sighup_reloads() {
+    let d = TestDaemon::start(V1);
+    d.write_config(V2);
+    d.signal(rustix::process::Signal::HUP);
+    d.wait_until("the SIGHUP reload", |d| d.node("root/added").is_some());
+    assert!(d.node("root/remove").is_none());
+    // A broken file on SIGHUP is refused and logged; the daemon keeps running.
+    d.write_config("[root]\nstrategy = \n");
+    d.signal(rustix::process::Signal::HUP);
+    d.wait_until("the refusal in the log", |d| {
+        d.log_text().contains("reload refused")
+    });
+    assert!(d.node("root/added").is_some());
+    assert_eq!(d.cli(&["status"]).code, 0);
+}

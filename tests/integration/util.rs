@@ -1,0 +1,307 @@
+//! Helpers: a real daemon (the built binary) in a temp dir, the CLI against it, raw socket
+//! conversations. Every wait is bounded.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_metasystem");
+
+/// Generous: CI machines are slow and shared.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(25);
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(output: Output) -> Out {
+        Out {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        match serde_json::from_str(&self.stdout) {
+            Ok(v) => v,
+            Err(e) => panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr),
+        }
+    }
+}
+
+/// Runs the binary with `args` (no daemon involved unless the args say so).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("METASYSTEM_SOCKET")
+        .env_remove("METASYSTEM_CONFIG")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match cmd.output() {
+        Ok(o) => Out::from(o),
+        Err(e) => panic!("cannot run {BIN}: {e}"),
+    }
+}
+
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub state: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// `[daemon]` for a daemon living in `dir`, plus `extra` daemon keys.
+pub fn daemon_section(dir: &Path, extra: &str) -> String {
+    format!(
+        "[daemon]\nstate_dir = \"{}\"\nsocket = \"{}\"\n{extra}\n",
+        dir.join("state").display(),
+        dir.join("state/control.sock").display()
+    )
+}
+
+impl TestDaemon {
+    /// Starts a daemon whose config is `[daemon]` (in a temp dir) followed by `tree`.
+    pub fn start(tree: &str) -> TestDaemon {
+        Self::start_with("", tree)
+    }
+
+    pub fn start_with(daemon_extra: &str, tree: &str) -> TestDaemon {
+        let mut d = Self::spawn(daemon_extra, tree);
+        d.wait_ready();
+        d
+    }
+
+    /// Spawns without waiting for it to be ready.
+    pub fn spawn(daemon_extra: &str, tree: &str) -> TestDaemon {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("tempdir: {e}"),
+        };
+        let config = dir.path().join("supervision.toml");
+        let text = format!("{}{tree}", daemon_section(dir.path(), daemon_extra));
+        if let Err(e) = std::fs::write(&config, text) {
+            panic!("write config: {e}");
+        }
+        let mut d = TestDaemon {
+            socket: dir.path().join("state/control.sock"),
+            state: dir.path().join("state"),
+            log: dir.path().join("daemon.log"),
+            config,
+            dir,
+            child: None,
+        };
+        d.launch(&[]);
+        d
+    }
+
+    /// (Re)launches the daemon process on this dir's config.
+    pub fn launch(&mut self, env: &[(&str, &str)]) {
+        let log = match std::fs::File::create(&self.log) {
+            Ok(f) => f,
+            Err(e) => panic!("log file: {e}"),
+        };
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("METASYSTEM_SOCKET")
+            .env_remove("METASYSTEM_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        match cmd.spawn() {
+            Ok(child) => self.child = Some(child),
+            Err(e) => panic!("cannot start the daemon: {e}"),
+        }
+    }
+
+    /// Waits until the daemon answers `status` (bounded).
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(code) = self.try_exit() {
+                panic!(
+                    "the daemon exited with {code} while starting:\n{}",
+                    self.log_text()
+                );
+            }
+            if UnixStream::connect(&self.socket).is_ok() {
+                let out = self.cli(&["status", "--json"]);
+                if out.code == 0 || out.code == 1 {
+                    return;
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+        panic!("the daemon did not come up:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The CLI against this daemon's socket.
+    pub fn cli(&self, args: &[&str]) -> Out {
+        let socket = self.socket.display().to_string();
+        let mut all = vec!["--socket", socket.as_str()];
+        all.extend_from_slice(args);
+        run_cli(&all, &[])
+    }
+
+    /// `ARGS --json`, which must exit with `code`; its JSON.
+    pub fn json(&self, args: &[&str], code: i32) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.cli(&all);
+        assert_eq!(
+            out.code,
+            code,
+            "{args:?}: stdout {}\nstderr {}\nlog:\n{}",
+            out.stdout,
+            out.stderr,
+            self.log_text()
+        );
+        out.json()
+    }
+
+    pub fn nodes(&self) -> Vec<Value> {
+        let out = self.cli(&["tree", "--json"]);
+        match out.json()["nodes"].as_array() {
+            Some(nodes) => nodes.clone(),
+            None => panic!("no nodes: {}", out.stdout),
+        }
+    }
+
+    pub fn node(&self, path: &str) -> Option<Value> {
+        self.nodes().into_iter().find(|n| n["path"] == path)
+    }
+
+    /// Polls `check` until it holds (bounded); panics with `what` otherwise.
+    pub fn wait_until(&self, what: &str, check: impl Fn(&TestDaemon) -> bool) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if check(self) {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+        panic!(
+            "timed out waiting for {what}; tree: {:#?}\nlog:\n{}",
+            self.nodes(),
+            self.log_text()
+        );
+    }
+
+    /// Events (all of them, oldest first) through the CLI.
+    pub fn events(&self, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["events"];
+        args.extend_from_slice(extra);
+        let v = self.json(&args, 0);
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        match &self.child {
+            Some(c) => c.id() as i32,
+            None => panic!("not running"),
+        }
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid()) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
+    fn try_exit(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status.code().unwrap_or(-1))
+            }
+            _ => None,
+        }
+    }
+
+    /// Waits (bounded) for the daemon to exit; its exit code.
+    pub fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(code) = self.try_exit() {
+                return code;
+            }
+            std::thread::sleep(POLL);
+        }
+        panic!("the daemon did not exit:\n{}", self.log_text());
+    }
+
+    /// SIGTERM and wait; the exit code.
+    pub fn terminate(&mut self) -> i32 {
+        self.signal(rustix::process::Signal::TERM);
+        self.wait_exit()
+    }
+
+    /// Sends raw bytes on a fresh connection, closes the write side, and returns every
+    /// response line (bounded by a read timeout).
+    pub fn raw(&self, bytes: &[u8]) -> Vec<Value> {
+        let mut stream = match UnixStream::connect(&self.socket) {
+            Ok(s) => s,
+            Err(e) => panic!("connect: {e}"),
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = stream.write_all(bytes);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text.lines()
+            .map(|l| match serde_json::from_str(l) {
+                Ok(v) => v,
+                Err(e) => panic!("response line is not JSON ({e}): {l}"),
+            })
+            .collect()
+    }
+
+    pub fn write_config(&self, tree: &str) {
+        let text = format!("{}{tree}", daemon_section(self.dir.path(), ""));
+        if let Err(e) = std::fs::write(&self.config, text) {
+            panic!("write config: {e}");
+        }
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn node_field<'a>(nodes: &'a [Value], path: &str) -> &'a Value {
+    match nodes.iter().find(|n| n["path"] == path) {
+        Some(n) => n,
+        None => panic!("no node {path} in {nodes:#?}"),
+    }
+}
