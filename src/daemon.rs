@@ -248,9 +248,17 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
+/// The systemd watchdog interval, with libsystemd's `sd_watchdog_enabled` rules: WATCHDOG_USEC
+/// set and positive, and WATCHDOG_PID, when set, naming this process. (The sd-notify crate also
+/// insists on WATCHDOG_PID being present, which libsystemd does not.)
 fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
 }
 
 /// Runs the daemon in the foreground until SIGINT/SIGTERM or `shutdown` (exit 0), until the

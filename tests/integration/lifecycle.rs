@@ -270,3 +270,57 @@ fn failures_to_start_are_explained() {
         out.stderr
     );
 }
+
+/// Under systemd (NOTIFY_SOCKET, WATCHDOG_USEC): READY=1 once started, WATCHDOG=1 pings from
+/// the heartbeat at half the watchdog interval, STOPPING=1 on shutdown. A real datagram socket
+/// stands in for systemd.
+#[test]
+fn systemd_notify_and_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let mut d = TestDaemon::spawn(
+        "",
+        "[[root.children]]\nname = \"beat\"\nkind = \"heartbeat\"\nevery = \"1h\"\n",
+    );
+    // Relaunch with a notify socket (spawn started one without: stop it first).
+    d.signal(rustix::process::Signal::KILL);
+    let _ = d.wait_exit();
+    let _ = std::fs::remove_file(&d.socket);
+    let notify_path = d.dir.path().join("notify.sock");
+    let notify = match UnixDatagram::bind(&notify_path) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let _ = notify.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let notify_s = notify_path.display().to_string();
+    d.launch(&[("NOTIFY_SOCKET", notify_s.as_str()), ("WATCHDOG_USEC", "200000")]);
+    d.wait_ready();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // READY, then several watchdog pings (every 100 ms): bounded by count and by the timeout.
+    for _ in 0..50 {
+        match notify.recv(&mut buf) {
+            Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) => panic!("no notification ({e}); seen {seen:?}\n{}", d.log_text()),
+        }
+        if seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3
+            && seen.iter().any(|m| m.contains("READY=1"))
+        {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
+    assert!(seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3, "{seen:?}");
+    assert_eq!(d.terminate(), 0);
+    let mut stopping = false;
+    for _ in 0..50 {
+        match notify.recv(&mut buf) {
+            Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") => {
+                stopping = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(stopping, "no STOPPING=1");
+}
