@@ -202,7 +202,7 @@ fn op(id: Option<u64>, path: &str, result: Result<(), TreeError>) -> Response {
                 TreeError::AlreadyExists(_) => code::ALREADY_EXISTS,
                 TreeError::AlreadyRunning(_) => code::ALREADY_RUNNING,
                 TreeError::NotRunning(_) => code::NOT_RUNNING,
-                TreeError::InvalidName(_) => code::BAD_REQUEST,
+                TreeError::Invalid(_) => code::BAD_REQUEST,
                 TreeError::StartFailed { .. } => code::START_FAILED,
                 TreeError::Unavailable => code::UNAVAILABLE,
             };

@@ -31,13 +31,18 @@ pub struct GuardianState {
     root: ActorCell,
     events: EventSink,
     exit: watch::Sender<Option<ExitReason>>,
+    /// The root's exit has been recorded (and its event emitted).
+    recorded: bool,
 }
 
 impl GuardianState {
-    fn record_exit(&self, reason: ExitReason) {
-        if self.exit.borrow().is_some() {
+    /// Records how the root ended, once. A give-up the root reported itself wins over what the
+    /// guardian observed (a give-up can race the guardian's own shutdown).
+    fn record_exit(&mut self, observed: ExitReason) {
+        if std::mem::replace(&mut self.recorded, true) {
             return;
         }
+        let reason = self.exit.borrow().clone().unwrap_or(observed);
         self.events.emit(
             ROOT,
             EventKind::Exited {
@@ -64,6 +69,7 @@ impl Actor for GuardianActor {
             spec: args.spec,
             directory: args.directory.clone(),
             events: args.events.clone(),
+            report: Some(args.exit.clone()),
         };
         let (root, _join) =
             match Actor::spawn_linked(None, SupervisorActor, root_args, myself.get_cell()).await {
@@ -79,6 +85,7 @@ impl Actor for GuardianActor {
             root,
             events: args.events,
             exit: args.exit,
+            recorded: false,
         })
     }
 

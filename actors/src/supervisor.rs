@@ -15,11 +15,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use indexmap::IndexMap;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RactorErr, RpcReplyPort, SpawnErr,
     SupervisionEvent,
 };
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -49,6 +53,9 @@ pub struct SupervisorArgs {
     pub spec: crate::spec::SupervisorSpec,
     pub directory: Directory,
     pub events: EventSink,
+    /// Where to say "I gave up" just before failing (the guardian gives the root one: a give-up
+    /// can race the guardian's own shutdown, when the failure event would go unread).
+    pub report: Option<watch::Sender<Option<ExitReason>>>,
 }
 
 pub enum SupervisorMessage {
@@ -213,6 +220,8 @@ pub struct SupervisorState {
     batches: HashMap<u64, Vec<String>>,
     /// For backoff jitter.
     rng: fastrand::Rng,
+    /// See `SupervisorArgs::report`.
+    report: Option<watch::Sender<Option<ExitReason>>>,
 }
 
 impl Actor for SupervisorActor {
@@ -230,6 +239,7 @@ impl Actor for SupervisorActor {
             spec,
             directory,
             events,
+            report,
         } = args;
         let mut children = IndexMap::with_capacity(spec.children.len());
         for child in spec.children {
@@ -252,6 +262,7 @@ impl Actor for SupervisorActor {
             path,
             next_token: 0,
             batches: HashMap::new(),
+            report,
             rng: fastrand::Rng::new(),
         };
         // Start in order, synchronously; on the first failure stop what started (in reverse)
@@ -324,6 +335,15 @@ impl Actor for SupervisorActor {
             }
             SupervisorMessage::UpdateSpec(spec, reply) => {
                 let result = match state.children.get_mut(&spec.name) {
+                    Some(child)
+                        if child.running_cell().is_some()
+                            && child.spec.is_supervisor() != spec.is_supervisor() =>
+                    {
+                        Err(TreeError::Invalid(format!(
+                            "{}: a running child cannot change between worker and supervisor; replace it",
+                            child.path
+                        )))
+                    }
                     Some(child) => {
                         child.spec = spec;
                         Ok(())
@@ -417,13 +437,24 @@ impl SupervisorState {
             events: self.events.clone(),
         };
         let started = match &child.spec.start {
-            ChildStart::Worker(start) => start(ctx).await,
+            // User code runs here, on the supervisor's task: a panic in it is a failed start,
+            // never a crash of the supervisor.
+            ChildStart::Worker(start) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| start(ctx))) {
+                    Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                        Ok(result) => result,
+                        Err(panic) => Err(SpawnErr::StartupFailed(panic_message(panic).into())),
+                    },
+                    Err(panic) => Err(SpawnErr::StartupFailed(panic_message(panic).into())),
+                }
+            }
             ChildStart::Supervisor(spec) => {
                 let args = SupervisorArgs {
                     path: ctx.path,
                     spec: spec.clone(),
                     directory: ctx.directory,
                     events: ctx.events,
+                    report: None,
                 };
                 Actor::spawn_linked(None, SupervisorActor, args, ctx.supervisor)
                     .await
@@ -487,11 +518,13 @@ impl SupervisorState {
         let id = cell.get_id();
         self.by_id.remove(&id);
         self.directory.unregister(&child.path, id);
+        child.injected = false;
+        let reason = shutdown_cell(&cell, child.spec.shutdown, &child.path).await;
+        // A stopping supervisor's children stay findable until each stops; whatever a kill
+        // left behind goes now.
         if child.spec.is_supervisor() {
             self.directory.unregister_below(&child.path);
         }
-        child.injected = false;
-        let reason = shutdown_cell(&cell, child.spec.shutdown, &child.path).await;
         child.last_exit = Some(reason.clone());
         self.events.emit(
             &child.path,
@@ -518,6 +551,7 @@ impl SupervisorState {
             if let Status::Running { cell, .. } = previous {
                 self.by_id.remove(&cell.get_id());
                 self.directory.unregister(&child.path, cell.get_id());
+                child.injected = false;
                 let (policy, path, name) = (
                     child.spec.shutdown,
                     child.path.clone(),
@@ -529,6 +563,9 @@ impl SupervisorState {
         while let Some(joined) = stopping.join_next().await {
             let Ok((name, reason)) = joined else { continue };
             if let Some(child) = self.children.get_mut(&name) {
+                if child.spec.is_supervisor() {
+                    self.directory.unregister_below(&child.path);
+                }
                 child.last_exit = Some(reason.clone());
                 self.events.emit(
                     &child.path,
@@ -677,7 +714,11 @@ impl SupervisorState {
                 attempt: step,
             },
         );
-        let due = Instant::now() + delay;
+        // An absurd backoff must not overflow: such a restart is simply never due.
+        let now = Instant::now();
+        let due = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
         for name in batch {
             if let Some(c) = self.children.get_mut(name) {
                 c.status = Status::Restarting { token, due };
@@ -754,6 +795,15 @@ impl SupervisorState {
             },
         );
         self.terminate_all().await;
+        if let Some(report) = &self.report {
+            report.send_if_modified(|slot| {
+                let empty = slot.is_none();
+                if empty {
+                    *slot = Some(ExitReason::MaxRestartIntensity);
+                }
+                empty
+            });
+        }
         Box::new(MaxRestartIntensity {
             path: self.path.clone(),
             intensity: self.intensity,
@@ -803,7 +853,7 @@ impl SupervisorState {
         keep_failed: bool,
     ) -> Result<(), TreeError> {
         let path = self.child_path(&spec.name);
-        check_name(&spec.name).map_err(|e| TreeError::InvalidName(format!("{path}: {e}")))?;
+        check_name(&spec.name).map_err(|e| TreeError::Invalid(format!("{path}: {e}")))?;
         if self.children.contains_key(&spec.name) {
             return Err(TreeError::AlreadyExists(path));
         }
@@ -844,7 +894,7 @@ impl SupervisorState {
         let same_set = names.len() == self.children.len()
             && names.iter().all(|n| self.children.contains_key(n));
         if !same_set {
-            return Err(TreeError::InvalidName(format!(
+            return Err(TreeError::Invalid(format!(
                 "{}: a new order must name every child exactly once",
                 self.path
             )));
@@ -877,32 +927,63 @@ impl SupervisorState {
     }
 }
 
-/// Stops one actor by its shutdown policy; returns how it ended.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    let text = match panic.downcast::<String>() {
+        Ok(s) => *s,
+        Err(other) => match other.downcast::<&str>() {
+            Ok(s) => (*s).to_string(),
+            Err(_) => "a panic with no message".to_string(),
+        },
+    };
+    format!("panicked while starting: {text}")
+}
+
+/// Stops one actor by its shutdown policy; returns how it ended. An actor that is already
+/// stopping on its own (ractor then refuses a second stop request) is waited for under the same
+/// policy, so two incarnations never run at once.
 async fn shutdown_cell(cell: &ActorCell, policy: Shutdown, path: &str) -> ExitReason {
-    let stop = |timeout| cell.stop_and_wait(Some(SHUTDOWN.to_string()), timeout);
+    let reason = Some(SHUTDOWN.to_string());
     match policy {
         Shutdown::BrutalKill => {
             kill(cell, path).await;
             ExitReason::Killed
         }
-        Shutdown::Timeout(limit) => match stop(Some(limit)).await {
-            Err(RactorErr::Timeout) => {
-                tracing::warn!(%path, ?limit, "child did not stop in time; killing it");
-                kill(cell, path).await;
-                ExitReason::Killed
+        Shutdown::Timeout(limit) => {
+            let deadline = Instant::now().checked_add(limit);
+            let stopped = match cell.stop_and_wait(reason, Some(limit)).await {
+                Ok(()) => true,
+                Err(RactorErr::Timeout) => false,
+                // Already stopping (or gone): wait for what is left of the limit.
+                Err(_) => {
+                    let left =
+                        deadline.map_or(limit, |d| d.saturating_duration_since(Instant::now()));
+                    cell.wait(Some(left)).await.is_ok()
+                }
+            };
+            if stopped {
+                return ExitReason::Shutdown;
             }
-            // Stopped, or already gone (its own exit is then a stale event).
-            _ => ExitReason::Shutdown,
-        },
+            tracing::warn!(%path, ?limit, "child did not stop in time; killing it");
+            kill(cell, path).await;
+            ExitReason::Killed
+        }
         Shutdown::Infinity => {
-            let _ = stop(None).await;
+            if cell.stop_and_wait(reason, None).await.is_err() {
+                let _ = cell.wait(None).await;
+            }
             ExitReason::Shutdown
         }
     }
 }
 
 async fn kill(cell: &ActorCell, path: &str) {
-    if let Err(RactorErr::Timeout) = cell.kill_and_wait(Some(KILL_GRACE)).await {
+    let dead = match cell.kill_and_wait(Some(KILL_GRACE)).await {
+        Ok(()) => true,
+        Err(RactorErr::Timeout) => false,
+        // Already killed or gone: make sure it is.
+        Err(_) => cell.wait(Some(KILL_GRACE)).await.is_ok(),
+    };
+    if !dead {
         tracing::error!(
             %path,
             "child did not die within {KILL_GRACE:?} of being killed (blocked outside an \

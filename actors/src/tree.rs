@@ -38,7 +38,8 @@ pub enum TreeError {
     AlreadyRunning(String),
     /// The actor at this path exists but is not running (stopped, failed or restarting).
     NotRunning(String),
-    InvalidName(String),
+    /// The request cannot be done as asked; the message says why.
+    Invalid(String),
     StartFailed {
         path: String,
         error: String,
@@ -59,7 +60,7 @@ impl fmt::Display for TreeError {
             TreeError::AlreadyExists(p) => write!(f, "{p}: already exists"),
             TreeError::AlreadyRunning(p) => write!(f, "{p}: already running"),
             TreeError::NotRunning(p) => write!(f, "{p}: not running"),
-            TreeError::InvalidName(msg) => f.write_str(msg),
+            TreeError::Invalid(msg) => f.write_str(msg),
             TreeError::StartFailed { path, error } => write!(f, "{path}: failed to start: {error}"),
             TreeError::Unavailable => write!(f, "the supervision tree is not running"),
         }

@@ -292,7 +292,10 @@ fn systemd_notify_and_watchdog() {
     };
     let _ = notify.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let notify_s = notify_path.display().to_string();
-    d.launch(&[("NOTIFY_SOCKET", notify_s.as_str()), ("WATCHDOG_USEC", "200000")]);
+    d.launch(&[
+        ("NOTIFY_SOCKET", notify_s.as_str()),
+        ("WATCHDOG_USEC", "200000"),
+    ]);
     d.wait_ready();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
@@ -309,7 +312,10 @@ fn systemd_notify_and_watchdog() {
         }
     }
     assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
-    assert!(seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3, "{seen:?}");
+    assert!(
+        seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3,
+        "{seen:?}"
+    );
     assert_eq!(d.terminate(), 0);
     let mut stopping = false;
     for _ in 0..50 {

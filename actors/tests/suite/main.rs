@@ -7,6 +7,7 @@ mod event_store;
 mod intensity;
 mod lifecycle;
 mod operations;
+mod regressions;
 mod restart_matrix;
 mod strategies;
 mod util;

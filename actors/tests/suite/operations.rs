@@ -128,7 +128,7 @@ async fn add_and_replace_children() {
         h.tree
             .add_child("root/grp", worker("bad/name", &probe))
             .await,
-        Err(TreeError::InvalidName(_))
+        Err(TreeError::Invalid(_))
     ));
     // A child that cannot start is not kept.
     probe.fail_starts("z", 1);
@@ -303,7 +303,7 @@ async fn insert_reorder_and_reconfigure_in_place() {
     );
     assert!(matches!(
         h.tree.set_order("root", strings(&["grp", "a"])).await,
-        Err(TreeError::InvalidName(_))
+        Err(TreeError::Invalid(_))
     ));
 
     h.drain().await;
@@ -375,4 +375,86 @@ async fn reconfiguring_during_a_pending_group_restart() {
         assert_eq!(h.state(path).await, Some(NodeState::Running), "{path}");
     }
     h.tree.shutdown().await;
+}
+
+/// Stopping a temporary child forgets it (OTP terminate_child on a temporary child).
+#[tokio::test(start_paused = true)]
+async fn stopping_a_temporary_child_forgets_it() {
+    let probe = Probe::new();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .child(worker("t", &probe).restart(Restart::Temporary));
+    let h = Harness::start(spec).await;
+    h.tree.stop("root/t").await.expect("stop");
+    assert!(h.node("root/t").await.is_none());
+    h.tree.shutdown().await;
+}
+
+/// Remove, replace or re-add a child while its restart waits for the backoff: the old timer
+/// does nothing to the new state.
+#[tokio::test(start_paused = true)]
+async fn operations_on_a_child_with_a_pending_restart() {
+    use metasystem_actors::Backoff;
+    let probe = Probe::new();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(10, Duration::from_secs(60))
+        .backoff(Backoff::exponential(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            1.0,
+        ))
+        .children(["a", "b"].map(|n| worker(n, &probe)));
+    let mut h = Harness::start(spec).await;
+    // remove, then add back under the same name before the old timer fires
+    h.crash("root/a");
+    h.wait_event("root/a", "restart_scheduled").await;
+    h.tree.remove("root/a").await.expect("remove");
+    h.tree
+        .add_child("root", worker("a", &probe))
+        .await
+        .expect("re-add");
+    // replace while pending
+    h.crash("root/b");
+    h.wait_event("root/b", "restart_scheduled").await;
+    h.tree
+        .replace_child("root", worker("b", &probe).restart(Restart::Transient))
+        .await
+        .expect("replace");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let events = h.drain().await;
+    assert!(
+        !events.iter().any(|e| e.kind.tag() == "restarted"),
+        "a stale timer acted: {events:#?}"
+    );
+    assert_eq!(h.incarnation("root/a").await, 1, "the re-added child");
+    assert_eq!(h.incarnation("root/b").await, 2, "the replaced child");
+    h.tree.shutdown().await;
+}
+
+/// The restart history survives a reconfiguration: lowering the intensity in the middle of a
+/// storm makes the supervisor give up at the next failure.
+#[tokio::test(start_paused = true)]
+async fn reconfigure_keeps_the_restart_history() {
+    use metasystem_actors::{Backoff, SupervisorSettings};
+    let probe = Probe::new();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(10, Duration::from_secs(60))
+        .child(worker("w", &probe));
+    let mut h = Harness::start(spec).await;
+    for _ in 0..3 {
+        h.crash("root/w");
+        h.wait_event("root/w", "restarted").await;
+    }
+    let settings = SupervisorSettings {
+        strategy: Strategy::OneForOne,
+        intensity: 3,
+        period: Duration::from_secs(60),
+        backoff: Backoff::none(),
+    };
+    h.tree
+        .reconfigure("root", settings)
+        .await
+        .expect("reconfigure");
+    h.crash("root/w");
+    h.wait_event("root", "gave_up").await;
+    assert_eq!(h.tree.exited().await, ExitReason::MaxRestartIntensity);
 }

@@ -200,3 +200,56 @@ async fn escalation_to_the_root_ends_the_tree() {
     assert!(h.tree.root().is_none());
     assert!(h.nodes().await.is_empty());
 }
+
+/// Restart types apply under group strategies too: a transient child that exits normally is
+/// not restarted and nobody else moves; when it crashes, the group restarts.
+#[tokio::test(start_paused = true)]
+async fn transient_under_group_strategies() {
+    use metasystem_actors::testkit::TestMsg;
+    for strategy in [Strategy::OneForAll, Strategy::RestForOne] {
+        let probe = Probe::new();
+        let spec = SupervisorSpec::new(strategy)
+            .intensity(10, Duration::from_secs(60))
+            .child(worker("t", &probe).restart(Restart::Transient))
+            .child(worker("p", &probe));
+        let mut h = Harness::start(spec).await;
+        probe.clear();
+        h.send("root/t", TestMsg::Exit(None));
+        h.wait_event("root/t", "exited").await;
+        h.drain().await;
+        // Only its own stop: no sibling was touched.
+        assert_eq!(probe.log(), strings(&["stop:t"]), "{strategy}");
+        assert_eq!(
+            h.state("root/t").await,
+            Some(NodeState::Stopped),
+            "{strategy}"
+        );
+        assert_eq!(h.incarnation("root/p").await, 1, "{strategy}");
+        h.tree.start_child("root/t").await.expect("start");
+        probe.clear();
+        h.crash("root/t");
+        h.wait_event("root/p", "restarted").await;
+        assert_eq!(
+            probe.log(),
+            strings(&["stop:p", "start:t", "start:p"]),
+            "{strategy}"
+        );
+        h.tree.shutdown().await;
+    }
+}
+
+/// Deliberate deviation from OTP (ARCHITECTURE.md): a child an operator stopped is not part of
+/// a later group restart; it stays stopped.
+#[tokio::test(start_paused = true)]
+async fn operator_stopped_children_stay_stopped_through_group_restarts() {
+    let probe = Probe::new();
+    let mut h = Harness::start(three(Strategy::OneForAll, &probe)).await;
+    h.tree.stop("root/c").await.expect("stop c");
+    probe.clear();
+    h.crash("root/a");
+    h.wait_event("root/b", "restarted").await;
+    h.drain().await;
+    assert_eq!(probe.log(), strings(&["stop:b", "start:a", "start:b"]));
+    assert_eq!(h.state("root/c").await, Some(NodeState::Stopped));
+    h.tree.shutdown().await;
+}
