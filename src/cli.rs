@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Origin};
+use crate::config;
 use crate::control::client::{self, ClientError};
 use crate::control::protocol::{
     code, Command, EventsResult, ReloadResult, Response, Status, TreeResult,
@@ -412,9 +412,4 @@ fn print_reload(r: &ReloadResult) {
     for w in &r.warnings {
         println!("warning: {w}");
     }
-}
-
-/// `Origin` is used by tests that locate the config like the CLI does.
-pub fn locate(config: Option<&std::path::Path>) -> Origin {
-    config::locate(config)
 }

@@ -129,7 +129,14 @@ impl Daemon {
     /// Reads the config again; if it is valid, applies the difference to the running tree.
     /// If not, nothing changes and the error lists every problem.
     pub async fn reload(&self) -> Result<ReloadResult, Response> {
-        let new = config::load(&self.origin).map_err(|errors| {
+        // The file is read on the blocking pool, not on the scheduler thread.
+        let origin = self.origin.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&origin))
+            .await
+            .map_err(|e| {
+                Response::error(None, code::INTERNAL, format!("cannot read the config: {e}"))
+            })?;
+        let new = loaded.map_err(|errors| {
             let details: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
             Response::error_with(
                 None,

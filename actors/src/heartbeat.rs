@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
 use crate::event_store::{EventStore, StoredEvent};
@@ -25,8 +25,6 @@ pub struct HeartbeatArgs {
 
 pub enum HeartbeatMessage {
     Tick,
-    /// Heartbeats recorded by this incarnation.
-    Count(RpcReplyPort<u64>),
 }
 
 pub struct HeartbeatState {
@@ -96,9 +94,6 @@ impl Actor for HeartbeatActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             HeartbeatMessage::Tick => state.beat(Instant::now()),
-            HeartbeatMessage::Count(reply) => {
-                let _ = reply.send(state.beats);
-            }
         }
         Ok(())
     }
