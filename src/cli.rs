@@ -46,8 +46,8 @@ pub struct Global {
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
-    /// How long to wait for the daemon's answer.
-    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "60s")]
+    /// How long to wait for the daemon's answer (at least 1ms).
+    #[arg(long, global = true, value_parser = positive_duration, default_value = "60s")]
     pub timeout: Duration,
     /// Log as JSON lines instead of text (`run`).
     #[arg(long, global = true)]
@@ -88,9 +88,9 @@ pub enum Cmd {
         /// Only this kind (started, exited, restarted, heartbeat, ...).
         #[arg(long)]
         kind: Option<String>,
-        /// At most this many, the most recent.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
+        /// At most this many, the most recent (1 to 100000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
     },
     /// Stop the daemon in order.
     Shutdown,
@@ -103,6 +103,14 @@ pub fn main() -> ExitCode {
         Cmd::Check { ref file } => check(&cli.global, file.as_deref()),
         _ => ExitCode::from(client_command(&cli)),
     }
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(1) {
+        return Err("must be at least 1ms".into());
+    }
+    Ok(d)
 }
 
 fn run(global: &Global) -> ExitCode {
@@ -121,17 +129,20 @@ fn run(global: &Global) -> ExitCode {
             return ExitCode::from(crate::daemon::EXIT_START_FAILED);
         }
     };
-    let origin = config::locate(global.config.as_deref());
+    let config = global.config.clone();
     // The daemon runs as a spawned task, not in the block_on body (see shared/NOTES.md).
-    runtime.block_on(async {
-        match tokio::spawn(crate::daemon::run(origin)).await {
+    let code = runtime.block_on(async {
+        match tokio::spawn(crate::daemon::run(config)).await {
             Ok(code) => code,
             Err(e) => {
                 tracing::error!(error = %e, "the daemon task failed");
                 ExitCode::from(crate::daemon::EXIT_ROOT_GAVE_UP)
             }
         }
-    })
+    });
+    // A blocking task stuck on a bad file system must not keep a stopped daemon alive.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    code
 }
 
 fn check(global: &Global, file: Option<&std::path::Path>) -> ExitCode {
@@ -181,12 +192,8 @@ fn socket(global: &Global) -> Result<PathBuf, String> {
         return Ok(s.clone());
     }
     let origin = config::locate(global.config.as_deref());
-    match config::load(&origin) {
-        Ok(c) => Ok(c.daemon.socket),
-        Err(errors) => Err(format!(
-            "cannot find the control socket: the config is invalid:\n{errors}\n(pass --socket PATH)"
-        )),
-    }
+    config::socket_of(&origin)
+        .map_err(|e| format!("cannot find the control socket: {e} (pass --socket PATH)"))
 }
 
 fn client_command(cli: &Cli) -> u8 {
@@ -208,24 +215,28 @@ fn client_command(cli: &Cli) -> u8 {
             since_s: since.map(|d| d.as_secs().max(1)),
             path: path.clone(),
             kind: kind.clone(),
-            limit: Some(*limit),
+            limit: Some(*limit as usize),
         },
         Cmd::Shutdown => Command::Shutdown,
         Cmd::Run | Cmd::Check { .. } => return USAGE,
     };
+    let connection_error = |message: String| {
+        if global.json {
+            println!(
+                "{}",
+                serde_json::json!({ "error": { "code": "connection", "message": message } })
+            );
+        }
+        eprintln!("metasystem: {message}");
+        USAGE
+    };
     let socket = match socket(global) {
         Ok(s) => s,
-        Err(message) => {
-            eprintln!("metasystem: {message}");
-            return USAGE;
-        }
+        Err(message) => return connection_error(message),
     };
     let response = match client::request(&socket, command, global.timeout) {
         Ok(r) => r,
-        Err(ClientError::Connect(m) | ClientError::Protocol(m)) => {
-            eprintln!("metasystem: {m}");
-            return USAGE;
-        }
+        Err(ClientError::Connect(m) | ClientError::Protocol(m)) => return connection_error(m),
     };
     if !response.ok {
         return report_error(global, &response);
@@ -328,7 +339,12 @@ fn report_error(global: &Global, response: &Response) -> u8 {
         }
     }
     match error.code.as_str() {
-        code::BAD_REQUEST | code::INVALID_PATH | code::UNSUPPORTED_VERSION => USAGE,
+        // Usage errors, and refusals to talk at all (connection errors, not answers).
+        code::BAD_REQUEST
+        | code::INVALID_PATH
+        | code::UNSUPPORTED_VERSION
+        | code::TOO_MANY_CONNECTIONS
+        | code::FORBIDDEN => USAGE,
         _ => UNHEALTHY,
     }
 }
@@ -403,9 +419,10 @@ fn print_reload(r: &ReloadResult) {
     } else {
         println!("{}: {} change(s)", r.config, r.changes.len());
         for c in &r.changes {
-            match &c.error {
-                None => println!("  {:<24} {}", c.action, c.path),
-                Some(e) => println!("  {:<24} {}  FAILED: {e}", c.action, c.path),
+            match (&c.error, &c.note) {
+                (Some(e), _) => println!("  {:<24} {}  FAILED: {e}", c.action, c.path),
+                (None, Some(note)) => println!("  {:<24} {}  ({note})", c.action, c.path),
+                (None, None) => println!("  {:<24} {}", c.action, c.path),
             }
         }
     }

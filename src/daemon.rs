@@ -3,6 +3,7 @@
 //! SIGINT/SIGTERM or `shutdown`: socket, tree (each supervisor stops its children in reverse
 //! start order), then the store, so the tree's last events are written.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,19 +18,19 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Mutex};
 
 use crate::config::diff::plan;
-use crate::config::{self, Config, Origin, SupervisorConfig};
+use crate::config::{self, Config, DaemonConfig, Origin, SupervisorConfig};
 use crate::control::protocol::{
     code, Change, Command, Event, EventsResult, Node, ReloadResult, Response, Status, TreeResult,
 };
 use crate::control::server;
 use crate::wiring::{self, Services};
 
-/// Exit code when the daemon could not start (bad config, state dir, socket in use, a child
-/// that fails to start).
+/// Exit code when the daemon cannot start because of its setup (invalid config, unusable state
+/// dir or socket, another daemon already running): starting again would not help.
 pub const EXIT_START_FAILED: u8 = 2;
-/// Exit code when the root supervisor gave up (restart intensity reached) or a core part of
-/// the daemon failed: the service manager (systemd `Restart=on-failure`, launchd `KeepAlive`)
-/// starts us again.
+/// Exit code when the tree failed: a child failed to start, the root supervisor gave up
+/// (restart intensity reached), or the event store died. The service manager (systemd
+/// `Restart=on-failure`, launchd `KeepAlive`) should start us again.
 pub const EXIT_ROOT_GAVE_UP: u8 = 3;
 
 /// Events are kept this long.
@@ -41,10 +42,16 @@ pub struct Daemon {
     store: EventStore,
     /// What actors are given (the store, the watchdog interval); kept for reloads.
     services: Services,
-    /// Where the config came from; reloads read it again.
-    origin: Origin,
-    /// The config the tree runs now. The lock also makes reloads one at a time.
-    config: Mutex<Config>,
+    /// `--config`, if given: every reload locates the file again from it, so a file created at
+    /// the default place after the daemon started is picked up.
+    config_arg: Option<PathBuf>,
+    /// `[daemon]` as started: fixed for the daemon's life (reload only warns about changes).
+    daemon: DaemonConfig,
+    /// Where the running config came from, for `status` (updated by reloads).
+    origin_shown: std::sync::Mutex<String>,
+    /// The config the tree runs now and where it came from. A reload holds it throughout, from
+    /// reading the file to the last step, so reloads apply one at a time and in order.
+    current: Mutex<(Origin, Config)>,
     started: Instant,
     /// Set by the `shutdown` command; the main loop waits on it.
     shutdown: watch::Sender<bool>,
@@ -104,7 +111,11 @@ impl Daemon {
     async fn status(&self) -> Status {
         let nodes = self.tree.snapshot().await;
         let count = |s: NodeState| nodes.iter().filter(|n| n.state == s).count();
-        let config = self.config.lock().await;
+        let config = self
+            .origin_shown
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
         let (running, restarting, stopped, failed) = (
             count(NodeState::Running),
             count(NodeState::Restarting),
@@ -115,9 +126,9 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uptime_s: self.started.elapsed().as_secs(),
-            config: self.origin.display(),
-            state_dir: config.daemon.state_dir.display().to_string(),
-            socket: config.daemon.socket.display().to_string(),
+            config,
+            state_dir: self.daemon.state_dir.display().to_string(),
+            socket: self.daemon.socket.display().to_string(),
             running,
             restarting,
             stopped,
@@ -129,9 +140,11 @@ impl Daemon {
     /// Reads the config again; if it is valid, applies the difference to the running tree.
     /// If not, nothing changes and the error lists every problem.
     pub async fn reload(&self) -> Result<ReloadResult, Response> {
+        let mut current = self.current.lock().await;
+        let origin = config::locate(self.config_arg.as_deref());
         // The file is read on the blocking pool, not on the scheduler thread.
-        let origin = self.origin.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&origin))
+        let reading = origin.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&reading))
             .await
             .map_err(|e| {
                 Response::error(None, code::INTERNAL, format!("cannot read the config: {e}"))
@@ -143,16 +156,22 @@ impl Daemon {
                 code::INVALID_CONFIG,
                 format!(
                     "{} has {} error(s); nothing was changed",
-                    self.origin.display(),
+                    origin.display(),
                     details.len()
                 ),
                 details,
             )
         })?;
-        let mut current = self.config.lock().await;
         notify(&[sd_notify::NotifyState::Reloading]);
         let mut warnings = Vec::new();
-        let (old_d, new_d) = (&current.daemon, &new.daemon);
+        if origin != current.0 {
+            warnings.push(format!(
+                "the config now comes from {} (was {})",
+                origin.display(),
+                current.0.display()
+            ));
+        }
+        let (old_d, new_d) = (&self.daemon, &new.daemon);
         for (changed, key) in [
             (old_d.state_dir != new_d.state_dir, "state_dir"),
             (old_d.socket != new_d.socket, "socket"),
@@ -167,9 +186,18 @@ impl Daemon {
                 ));
             }
         }
-        let steps = plan("root", &current.root, &new.root);
-        let applied = wiring::apply(&self.tree, &steps, &self.services, false).await;
-        current.root = new.root;
+        if self.services.watchdog.is_some() && !wiring::has_heartbeat(&new.root) {
+            warnings.push(
+                "the systemd watchdog is on and the new tree has no heartbeat: systemd will restart the daemon".into(),
+            );
+        }
+        let steps = plan("root", &current.1.root, &new.root);
+        let applied = wiring::apply(&self.tree, &steps, &new.root, &self.services, false).await;
+        if let Ok(mut shown) = self.origin_shown.lock() {
+            *shown = origin.display();
+        }
+        *current = (origin.clone(), new);
+        drop(current);
         notify(&[sd_notify::NotifyState::Ready]);
         let changes: Vec<Change> = applied
             .into_iter()
@@ -177,20 +205,23 @@ impl Daemon {
                 action: a.action.to_string(),
                 path: a.path,
                 error: a.error,
+                note: a.note,
             })
             .collect();
         for c in &changes {
             match &c.error {
-                None => tracing::info!(action = %c.action, path = %c.path, "reload"),
+                None => {
+                    tracing::info!(action = %c.action, path = %c.path, note = ?c.note, "reload")
+                }
                 Some(e) => tracing::warn!(action = %c.action, path = %c.path, error = %e, "reload"),
             }
         }
         let mut record =
             StoredEvent::new("root", "reloaded", format!("{} change(s)", changes.len()));
-        record.data = json!({ "changes": changes.len(), "config": self.origin.display() });
+        record.data = json!({ "changes": changes.len(), "config": origin.display() });
         self.store.record(record);
         Ok(ReloadResult {
-            config: self.origin.display(),
+            config: origin.display(),
             changes,
             warnings,
         })
@@ -269,41 +300,67 @@ fn watchdog_interval() -> Option<Duration> {
 }
 
 /// Runs the daemon in the foreground until SIGINT/SIGTERM or `shutdown` (exit 0), until the
-/// root gives up (exit [`EXIT_ROOT_GAVE_UP`]), or fails to start ([`EXIT_START_FAILED`]).
-pub async fn run(origin: Origin) -> ExitCode {
-    let config = match config::load(&origin) {
-        Ok(c) => c,
-        Err(errors) => {
+/// tree fails ([`EXIT_ROOT_GAVE_UP`]), or fails to start ([`EXIT_START_FAILED`]).
+pub async fn run(config_arg: Option<PathBuf>) -> ExitCode {
+    let origin = config::locate(config_arg.as_deref());
+    let reading = origin.clone();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&reading)).await;
+    let config = match loaded {
+        Ok(Ok(c)) => c,
+        Ok(Err(errors)) => {
             for e in &errors.0 {
                 tracing::error!("{e}");
             }
             eprintln!("{errors}");
             return ExitCode::from(EXIT_START_FAILED);
         }
+        Err(e) => {
+            tracing::error!("cannot read the config: {e}");
+            return ExitCode::from(EXIT_START_FAILED);
+        }
     };
-    match start_and_serve(origin, config).await {
+    match start_and_serve(config_arg, origin, config).await {
         Ok(code) => code,
-        Err(message) => {
+        Err(Failure::Setup(message)) => {
             tracing::error!("{message}");
             ExitCode::from(EXIT_START_FAILED)
+        }
+        Err(Failure::Tree(message)) => {
+            tracing::error!("{message}");
+            ExitCode::from(EXIT_ROOT_GAVE_UP)
         }
     }
 }
 
-async fn start_and_serve(origin: Origin, config: Config) -> Result<ExitCode, String> {
+/// Why the daemon could not start.
+enum Failure {
+    /// The setup is wrong (state dir, socket, another daemon): exit 2.
+    Setup(String),
+    /// The tree could not start (a child failed): exit 3, worth retrying.
+    Tree(String),
+}
+
+async fn start_and_serve(
+    config_arg: Option<PathBuf>,
+    origin: Origin,
+    config: Config,
+) -> Result<ExitCode, Failure> {
     let (mut sigint, mut sigterm, mut sighup) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) {
         (Ok(i), Ok(t), Ok(h)) => (i, t, h),
-        _ => return Err("cannot install signal handlers".into()),
+        _ => return Err(Failure::Setup("cannot install signal handlers".into())),
     };
-    server::secure_dir(&config.daemon.state_dir)?;
-    // The socket first: if another daemon runs here we stop before touching anything else.
-    let listener = server::bind(&config.daemon.socket)?;
+    server::private_dir(&config.daemon.state_dir, true).map_err(Failure::Setup)?;
+    // One daemon per state dir, held until we exit.
+    let _lock = server::lock_state_dir(&config.daemon.state_dir).map_err(Failure::Setup)?;
+    // Then the socket: if another daemon answers there we stop before touching anything else.
+    let listener = server::bind(&config.daemon.socket).map_err(Failure::Setup)?;
+    let socket = config.daemon.socket.clone();
     let db = config.daemon.state_dir.join("metastore.db");
-    let (store_ref, mut store_join) = Actor::spawn(
+    let spawned = Actor::spawn(
         None,
         EventStoreActor,
         EventStoreArgs {
@@ -311,11 +368,17 @@ async fn start_and_serve(origin: Origin, config: Config) -> Result<ExitCode, Str
             retention: EVENT_RETENTION,
         },
     )
-    .await
-    .map_err(|e| {
-        let _ = std::fs::remove_file(&config.daemon.socket);
-        format!("cannot open the event store {}: {e}", db.display())
-    })?;
+    .await;
+    let (store_ref, mut store_join) = match spawned {
+        Ok(started) => started,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(Failure::Setup(format!(
+                "cannot open the event store {}: {e}",
+                db.display()
+            )));
+        }
+    };
     let store = EventStore::new(store_ref);
     let services = Services {
         store: store.clone(),
@@ -326,20 +389,33 @@ async fn start_and_serve(origin: Origin, config: Config) -> Result<ExitCode, Str
             "the systemd watchdog is on but the tree has no heartbeat: systemd will kill the daemon; add a `kind = \"heartbeat\"` child"
         );
     }
+    // Undo what started, for a failed start.
+    let abandon = |store: EventStore, message: String| {
+        let socket = socket.clone();
+        async move {
+            let _ = store.flush().await;
+            store.actor().stop(None);
+            let _ = std::fs::remove_file(&socket);
+            Failure::Tree(message)
+        }
+    };
 
     // Startup is the diff from a root with no children.
     let empty_root = SupervisorConfig {
         settings: config.root.settings,
         children: Vec::new(),
     };
-    let tree = Tree::start(
+    let tree = match Tree::start(
         SupervisorSpec::default().with_settings(config.root.settings),
         store.sink(),
     )
     .await
-    .map_err(|e| e.to_string())?;
+    {
+        Ok(tree) => tree,
+        Err(e) => return Err(abandon(store, e.to_string()).await),
+    };
     let steps = plan("root", &empty_root, &config.root);
-    let applied = wiring::apply(&tree, &steps, &services, true).await;
+    let applied = wiring::apply(&tree, &steps, &config.root, &services, true).await;
     if let Some(failed) = applied.iter().find(|a| a.error.is_some()) {
         let message = format!(
             "startup failed: {} {}: {}",
@@ -348,22 +424,20 @@ async fn start_and_serve(origin: Origin, config: Config) -> Result<ExitCode, Str
             failed.error.as_deref().unwrap_or("")
         );
         tree.shutdown().await;
-        let _ = store.flush().await;
-        store.actor().stop(None);
-        let _ = std::fs::remove_file(&config.daemon.socket);
-        return Err(message);
+        return Err(abandon(store, message).await);
     }
 
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
     let (stop_server, server_stop) = watch::channel(false);
-    let socket = config.daemon.socket.clone();
     let max_connections = config.daemon.max_connections;
     let daemon = Arc::new(Daemon {
         tree,
         store: store.clone(),
         services,
-        origin,
-        config: Mutex::new(config),
+        config_arg,
+        daemon: config.daemon.clone(),
+        origin_shown: std::sync::Mutex::new(origin.display()),
+        current: Mutex::new((origin.clone(), config)),
         started: Instant::now(),
         shutdown: shutdown_tx,
     });
@@ -376,7 +450,7 @@ async fn start_and_serve(origin: Origin, config: Config) -> Result<ExitCode, Str
     ));
     tracing::info!(
         pid = std::process::id(),
-        config = %daemon.origin.display(),
+        config = %origin.display(),
         socket = %socket.display(),
         "metasystem running"
     );
@@ -402,18 +476,22 @@ async fn start_and_serve(origin: Origin, config: Config) -> Result<ExitCode, Str
                 break ExitCode::SUCCESS;
             }
             _ = sighup.recv() => {
-                tracing::info!("SIGHUP: reloading {}", daemon.origin.display());
-                match daemon.reload().await {
-                    Ok(result) => tracing::info!(changes = result.changes.len(), "reloaded"),
-                    Err(response) => {
-                        if let Some(error) = response.error {
-                            tracing::error!("reload refused: {}", error.message);
-                            for line in error.details {
-                                tracing::error!("{line}");
+                // In its own task: a slow reload never holds up a signal or a shutdown.
+                let daemon = daemon.clone();
+                tokio::spawn(async move {
+                    tracing::info!("SIGHUP: reloading");
+                    match daemon.reload().await {
+                        Ok(result) => tracing::info!(changes = result.changes.len(), "reloaded"),
+                        Err(response) => {
+                            if let Some(error) = response.error {
+                                tracing::error!("reload refused: {}", error.message);
+                                for line in error.details {
+                                    tracing::error!("{line}");
+                                }
                             }
                         }
                     }
-                }
+                });
             }
             reason = &mut root_exit => {
                 tracing::error!(%reason, "the root supervisor exited; exiting so the service manager restarts the daemon");

@@ -64,47 +64,116 @@ pub struct Applied {
     pub path: String,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// Why it did nothing, when that is fine.
+    pub note: Option<String>,
 }
 
-/// Runs `steps` in order. With `stop_at_first_error` (startup) the first failure ends the run;
-/// otherwise (reload) every step is tried and each failure is reported.
+/// The children names, in order, of the supervisor at `path` in `root`'s config.
+fn names_at(root: &SupervisorConfig, path: &str) -> Option<Vec<String>> {
+    let mut sup = root;
+    for segment in path.split('/').skip(1) {
+        sup = sup.children.iter().find_map(|c| match &c.kind {
+            Kind::Supervisor(s) if c.name == segment => Some(s),
+            _ => None,
+        })?;
+    }
+    Some(sup.children.iter().map(|c| c.name.clone()).collect())
+}
+
+/// Runs `steps` (planned towards `target`) in order. With `stop_at_first_error` (startup) the
+/// first failure ends the run; otherwise (reload) every step is tried and each failure is
+/// reported.
+///
+/// The running tree can differ from the config the plan started from: temporary children are
+/// forgotten once they exit, an operator may have stopped a supervisor. So: removing what is
+/// already gone is done; replacing what is gone adds it; steps inside a stopped supervisor whose
+/// new config is then recorded are notes, not failures (the config applies when it starts); and
+/// every supervisor that got new children has them put back in the file's order.
 pub async fn apply(
     tree: &Tree,
     steps: &[Step],
+    target: &SupervisorConfig,
     services: &Services,
     stop_at_first_error: bool,
 ) -> Vec<Applied> {
-    let mut applied = Vec::with_capacity(steps.len());
+    let mut applied: Vec<Applied> = Vec::with_capacity(steps.len());
+    let mut grown: Vec<String> = Vec::new();
     for step in steps {
+        let mut note = None;
         let result = match step {
             Step::Reconfigure { path, settings } => tree.reconfigure(path, *settings).await,
-            Step::Remove { path } => tree.remove(path).await,
+            Step::Remove { path } => match tree.remove(path).await {
+                Err(TreeError::NotFound(_)) => {
+                    note = Some("already gone".to_string());
+                    Ok(())
+                }
+                other => other,
+            },
             Step::Add {
                 parent,
                 position,
                 child,
             } => {
+                grown.push(parent.clone());
                 tree.insert_child(parent, child_spec(child, services), *position)
                     .await
             }
             Step::Replace { parent, child } => {
-                tree.replace_child(parent, child_spec(child, services))
+                match tree
+                    .replace_child(parent, child_spec(child, services))
                     .await
+                {
+                    Err(TreeError::NotFound(_)) => {
+                        grown.push(parent.clone());
+                        note = Some("was gone (a temporary child that exited); started".into());
+                        tree.insert_child(parent, child_spec(child, services), usize::MAX)
+                            .await
+                    }
+                    other => other,
+                }
             }
             Step::Record { parent, child } => {
                 tree.update_spec(parent, child_spec(child, services)).await
             }
             Step::Reorder { path, names } => tree.set_order(path, names.clone()).await,
         };
+        if let (Step::Record { .. }, Ok(())) = (step, &result) {
+            // Steps that failed only because this supervisor is not running now apply at its
+            // next start: say so instead of failing.
+            let recorded = step.path();
+            for earlier in applied.iter_mut() {
+                let inside =
+                    earlier.path == recorded || earlier.path.starts_with(&format!("{recorded}/"));
+                let not_running = earlier
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.ends_with(": not running"));
+                if inside && not_running {
+                    earlier.error = None;
+                    earlier.note =
+                        Some(format!("{recorded} is not running; applies when it starts"));
+                }
+            }
+        }
         let error = result.err().map(|e: TreeError| e.to_string());
         let failed = error.is_some();
         applied.push(Applied {
             action: step.verb(),
             path: step.path(),
             error,
+            note,
         });
         if failed && stop_at_first_error {
-            break;
+            return applied;
+        }
+    }
+    grown.sort();
+    grown.dedup();
+    for path in grown {
+        if let Some(names) = names_at(target, &path) {
+            if let Err(e) = tree.set_order(&path, names).await {
+                tracing::debug!(%path, error = %e, "could not restore the configured order");
+            }
         }
     }
     applied

@@ -330,12 +330,24 @@ impl EventStoreState {
             sql.push(" AND at_ms >= ").push_bind(ms);
         }
         if let Some(path) = &q.path {
+            // The path itself or anything below it; GLOB is case-sensitive and byte-exact
+            // (LIKE folds ASCII case; substr counts characters), its wildcards escaped.
+            let mut pattern = String::with_capacity(path.len() + 2);
+            for c in path.chars() {
+                match c {
+                    '*' | '?' | '[' => {
+                        pattern.push('[');
+                        pattern.push(c);
+                        pattern.push(']');
+                    }
+                    _ => pattern.push(c),
+                }
+            }
+            pattern.push_str("/*");
             sql.push(" AND (path = ")
                 .push_bind(path.clone())
-                .push(" OR substr(path, 1, ")
-                .push_bind(path.len() as i64 + 1)
-                .push(") = ")
-                .push_bind(format!("{path}/"))
+                .push(" OR path GLOB ")
+                .push_bind(pattern)
                 .push(")");
         }
         if let Some(kind) = &q.kind {

@@ -92,7 +92,8 @@ pub enum SupervisorMessage {
     /// A reload changes a nested supervisor in place and then records its new spec here, so a
     /// later restart of that supervisor does not bring the old settings or children back.
     UpdateSpec(ChildSpec, RpcReplyPort<Result<(), TreeError>>),
-    /// Put the children in this order (a permutation of their names); nothing restarts.
+    /// Put the named children first, in this order (unknown names skipped, unnamed children
+    /// after them); nothing restarts.
     SetOrder(Vec<String>, RpcReplyPort<Result<(), TreeError>>),
     /// Internal: a backoff delay for a restart batch elapsed.
     RestartDue { token: u64 },
@@ -353,7 +354,8 @@ impl Actor for SupervisorActor {
                 let _ = reply.send(result);
             }
             SupervisorMessage::SetOrder(names, reply) => {
-                let _ = reply.send(state.set_order(names));
+                state.set_order(names);
+                let _ = reply.send(Ok(()));
             }
             SupervisorMessage::ReplaceChild(spec, reply) => {
                 let _ = reply.send(state.replace_child(&myself, spec).await);
@@ -890,38 +892,39 @@ impl SupervisorState {
         self.window.reconfigure(settings.intensity, settings.period);
     }
 
-    fn set_order(&mut self, names: Vec<String>) -> Result<(), TreeError> {
-        let same_set = names.len() == self.children.len()
-            && names.iter().all(|n| self.children.contains_key(n));
-        if !same_set {
-            return Err(TreeError::Invalid(format!(
-                "{}: a new order must name every child exactly once",
-                self.path
-            )));
-        }
-        let mut reordered = IndexMap::with_capacity(names.len());
+    /// Puts the named children first, in the given order; names that are not children (a
+    /// temporary child that already exited, say) are skipped, and children not named keep
+    /// their relative order after them. Nothing restarts.
+    fn set_order(&mut self, names: Vec<String>) {
+        let mut reordered = IndexMap::with_capacity(self.children.len());
         for name in names {
             if let Some(child) = self.children.shift_remove(&name) {
                 reordered.insert(name, child);
             }
         }
+        reordered.extend(self.children.drain(..));
         self.children = reordered;
-        Ok(())
     }
 
+    /// A new spec for an existing child: it restarts with it, unless an operator stopped it,
+    /// in which case it stays stopped and the new spec is used when it is started.
     async fn replace_child(
         &mut self,
         myself: &ActorCell,
         spec: ChildSpec,
     ) -> Result<(), TreeError> {
         let name = spec.name.clone();
-        if !self.children.contains_key(&name) {
+        let Some(child) = self.children.get(&name) else {
             return Err(TreeError::NotFound(self.child_path(&name)));
-        }
+        };
+        let stopped = matches!(child.status, Status::Stopped);
         self.terminate(&name).await;
         if let Some(child) = self.children.get_mut(&name) {
             child.spec = spec;
             child.step = 0;
+        }
+        if stopped {
+            return Ok(());
         }
         self.start_child(myself, &name).await
     }

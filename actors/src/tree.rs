@@ -257,13 +257,15 @@ impl Tree {
         call(&sup, |reply| SupervisorMessage::UpdateSpec(spec, reply)).await
     }
 
-    /// Reorder the children of the supervisor at `path` (a permutation of their names).
+    /// Reorder the children of the supervisor at `path`: the named ones first, in this order
+    /// (names that are not children are skipped), the others after them.
     pub async fn set_order(&self, path: &str, names: Vec<String>) -> Result<(), TreeError> {
         let sup = self.supervisor(path).await?;
         call(&sup, |reply| SupervisorMessage::SetOrder(names, reply)).await
     }
 
-    /// Replace the spec of the existing child `spec.name` of `parent` and start it with it.
+    /// Replace the spec of the existing child `spec.name` of `parent` and restart it with it
+    /// (a child an operator stopped stays stopped and gets the new spec at its next start).
     pub async fn replace_child(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
         let sup = self.supervisor(parent).await?;
         call(&sup, |reply| SupervisorMessage::ReplaceChild(spec, reply)).await

@@ -103,13 +103,13 @@ impl Origin {
     }
 }
 
-/// `~/.metasystem/supervision.toml`, or `$METASYSTEM_CONFIG`.
+/// `~/.metasystem/supervision.toml`.
 pub fn default_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("METASYSTEM_CONFIG") {
-        return Some(PathBuf::from(p));
-    }
     home().map(|h| h.join(".metasystem").join("supervision.toml"))
 }
+
+/// A config file larger than this is refused (a tree of thousands of children is far smaller).
+pub const MAX_FILE: u64 = 1024 * 1024;
 
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME")
@@ -117,17 +117,92 @@ fn home() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Which config `run` and the CLI use: the given file, else the file at the default place if
-/// there is one, else the embedded default.
+/// Which config `run` and the CLI use: the given file, else `$METASYSTEM_CONFIG` (both must
+/// then exist: a typo is an error, never a silent fallback), else the file at the default place
+/// if there is one, else the embedded default.
 pub fn locate(explicit: Option<&Path>) -> Origin {
-    if let Some(p) = explicit {
+    let named = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("METASYSTEM_CONFIG").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = named {
         // Absolute, so reloads and messages never depend on the working directory.
-        return Origin::File(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+        return Origin::File(std::path::absolute(&p).unwrap_or(p));
     }
     match default_path() {
         Some(p) if p.exists() => Origin::File(p),
         _ => Origin::Embedded,
     }
+}
+
+/// Reads a config file: only a regular file (never a FIFO or a device, which could block or
+/// never end), at most [`MAX_FILE`] bytes, UTF-8.
+fn read_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read: not a regular file".into());
+    }
+    if meta.len() > MAX_FILE {
+        return Err(format!(
+            "cannot read: {} bytes is more than the {MAX_FILE}-byte limit",
+            meta.len()
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut text = String::new();
+    file.take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(format!("cannot read: more than {MAX_FILE} bytes"));
+    }
+    Ok(text)
+}
+
+fn base_of(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")))
+}
+
+/// The control socket a config names, read leniently: whatever else is wrong with the file
+/// (it may be half-edited), the CLI can still reach the daemon. `[daemon] socket`, else
+/// `[daemon] state_dir`/control.sock, else the default.
+pub fn socket_of(origin: &Origin) -> Result<PathBuf, String> {
+    let (source, base) = match origin {
+        Origin::Embedded => (
+            EMBEDDED.to_string(),
+            std::env::current_dir().unwrap_or_default(),
+        ),
+        Origin::File(path) => (
+            read_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            base_of(path),
+        ),
+    };
+    let (doc, _) = DeTable::parse_recoverable(&source);
+    let daemon = doc
+        .get_ref()
+        .get("daemon")
+        .and_then(|v| v.get_ref().as_table());
+    let text = |key: &str| {
+        daemon
+            .and_then(|t| t.get(key))
+            .and_then(|v| v.get_ref().as_str())
+            .map(str::to_string)
+    };
+    let mut d = Diags::default();
+    let found = match (text("socket"), text("state_dir")) {
+        (Some(socket), _) => expand(&mut d, &socket, 0..0, &base),
+        (None, Some(state)) => expand(&mut d, &state, 0..0, &base).map(|s| s.join("control.sock")),
+        (None, None) => default_state_dir(&mut d).map(|s| s.join("control.sock")),
+    };
+    found.ok_or_else(|| {
+        d.0.first()
+            .map(|e| e.message.clone())
+            .unwrap_or_else(|| "no socket path".into())
+    })
 }
 
 /// Reads and validates the config from `origin`.
@@ -139,14 +214,8 @@ pub fn load(origin: &Origin) -> Result<Config, ConfigErrors> {
         }
         Origin::File(path) => {
             let name = path.display().to_string();
-            let source = std::fs::read_to_string(path)
-                .map_err(|e| ConfigErrors::whole_file(&name, format!("cannot read: {e}")))?;
-            let base = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")));
-            parse(&source, &name, &base)
+            let source = read_file(path).map_err(|e| ConfigErrors::whole_file(&name, e))?;
+            parse(&source, &name, &base_of(path))
         }
     }
 }
@@ -322,20 +391,52 @@ fn supervisor_body(d: &mut Diags, t: &mut Table<'_, '_>, path: &str) -> Supervis
 
 /// A duration that must be more than zero.
 fn positive(d: &mut Diags, t: &mut Table<'_, '_>, key: &'static str) -> Option<Duration> {
+    bounded(d, t, key, Duration::from_nanos(1), MAX_DURATION)
+}
+
+/// No duration in the file may exceed this (a year): larger ones are typos, and would make
+/// restart times meaningless.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration within `[min, max]`.
+fn bounded(
+    d: &mut Diags,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+    min: Duration,
+    max: Duration,
+) -> Option<Duration> {
     let v = t.duration(d, key)?;
-    if v.get_ref().is_zero() {
+    let value = *v.get_ref();
+    if value < min || value > max {
+        let range = if min <= Duration::from_nanos(1) {
+            format!(
+                "more than zero and at most {}",
+                humantime::format_duration(max)
+            )
+        } else {
+            format!(
+                "between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            )
+        };
         d.error(
             v.span(),
-            format!("`{key}` in {} must be more than zero", t.context),
+            format!("`{key}` in {} must be {range}", t.context),
         );
         return None;
     }
-    Some(*v.get_ref())
+    Some(value)
 }
 
 fn backoff(d: &mut Diags, t: &mut Table<'_, '_>) -> Backoff {
-    let initial = positive(d, t, "initial").unwrap_or(Duration::from_millis(100));
-    let max = t.duration(d, "max");
+    let day = Duration::from_secs(24 * 3600);
+    let initial_given = t.has("initial");
+    let initial = bounded(d, t, "initial", Duration::from_nanos(1), day);
+    let initial_ok = initial.is_some() || !initial_given;
+    let initial = initial.unwrap_or(Duration::from_millis(100));
+    let max = bounded(d, t, "max", Duration::from_nanos(1), day);
     let factor = match t.number(d, "factor") {
         Some(f) if *f.get_ref() >= 1.0 => *f.get_ref(),
         Some(f) => {
@@ -351,19 +452,19 @@ fn backoff(d: &mut Diags, t: &mut Table<'_, '_>) -> Backoff {
         Some("none") => Jitter::None,
         _ => Jitter::Full,
     };
-    let reset_after = t
-        .duration(d, "reset_after")
-        .map(|v| *v.get_ref())
+    let reset_after = bounded(d, t, "reset_after", Duration::ZERO, MAX_DURATION)
         .unwrap_or(Duration::from_secs(60));
     let max = match max {
-        Some(m) if *m.get_ref() < initial => {
+        // Compared only with a valid `initial`: a bad one is already reported.
+        Some(m) if m < initial && initial_ok => {
+            let span = t.take("max").map(|v| v.span()).unwrap_or(0..0);
             d.error(
-                m.span(),
+                span,
                 format!("`max` in {} must not be less than `initial`", t.context),
             );
             initial
         }
-        Some(m) => *m.get_ref(),
+        Some(m) => m.max(initial),
         None => Duration::from_secs(30).max(initial),
     };
     Backoff {
@@ -449,7 +550,14 @@ fn child(
     let kind = match kind_name.as_deref() {
         Some("supervisor") => Some(Kind::Supervisor(supervisor_body(d, &mut t, &path))),
         Some("heartbeat") => Some(Kind::Heartbeat(HeartbeatConfig {
-            every: positive(d, &mut t, "every").unwrap_or(DEFAULT_HEARTBEAT),
+            every: bounded(
+                d,
+                &mut t,
+                "every",
+                Duration::from_millis(100),
+                Duration::from_secs(24 * 3600),
+            )
+            .unwrap_or(DEFAULT_HEARTBEAT),
         })),
         // Unknown or missing kind: its keys cannot be checked, so they are not reported.
         _ => None,
@@ -477,12 +585,14 @@ fn shutdown(d: &mut Diags, t: &mut Table<'_, '_>) -> Option<Shutdown> {
         "brutal_kill" => Some(Shutdown::BrutalKill),
         "infinity" => Some(Shutdown::Infinity),
         other => match humantime::parse_duration(other) {
-            Ok(limit) if !limit.is_zero() => Some(Shutdown::Timeout(limit)),
+            Ok(limit) if !limit.is_zero() && limit <= Duration::from_secs(3600) => {
+                Some(Shutdown::Timeout(limit))
+            }
             _ => {
                 d.error(
                     s.span(),
                     format!(
-                        "`shutdown` in {} is {other:?}: it must be `brutal_kill`, `infinity` or a duration such as \"5s\"",
+                        "`shutdown` in {} is {other:?}: it must be `brutal_kill`, `infinity` or a duration from 1ns to 1h such as \"5s\"",
                         t.context
                     ),
                 );

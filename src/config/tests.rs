@@ -366,3 +366,68 @@ kind = "supervisor"
     );
     assert!(matches!(&steps[1], Step::Reorder { names, .. } if names == &["b", "a", "grp"]));
 }
+
+#[test]
+fn durations_are_bounded() {
+    let got = errors(
+        "[daemon]\nstate_dir = \"/s\"\n[root]\nperiod = \"500y\"\nbackoff = { initial = \"2d\", max = \"1s\" }\n[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\nevery = \"1ms\"\nshutdown = \"2h\"\n",
+    );
+    let joined = got.join("\n");
+    for want in [
+        "t.toml:4:10: `period` in [root] must be more than zero and at most 1year",
+        "t.toml:5:23: `initial` in the backoff of [root] must be more than zero and at most 1day",
+        "t.toml:9:9: `every` in child `root/h` must be between 100ms and 1day",
+        "t.toml:10:12: `shutdown` in child `root/h` is \"2h\"",
+    ] {
+        assert!(joined.contains(want), "missing {want:?} in\n{joined}");
+    }
+    // A bad `initial` is reported once, not again as "max less than initial".
+    assert!(!joined.contains("must not be less than"), "{joined}");
+}
+
+#[test]
+fn the_socket_is_found_even_in_a_broken_file() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let path = dir.path().join("s.toml");
+    std::fs::write(
+        &path,
+        "[daemon]\nsocket = \"run/ms.sock\"\nstate_dir = \"/x\"\n[root]\nstrategy = \n",
+    )
+    .unwrap_or_default();
+    assert_eq!(
+        socket_of(&Origin::File(path.clone())),
+        Ok(dir.path().join("run/ms.sock"))
+    );
+    std::fs::write(&path, "[daemon]\nstate_dir = \"/var/ms\"\nbogus = 1\n").unwrap_or_default();
+    assert_eq!(
+        socket_of(&Origin::File(path)),
+        Ok(Path::new("/var/ms/control.sock").to_path_buf())
+    );
+}
+
+#[test]
+fn only_regular_files_of_sane_size_are_read() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let err = load(&Origin::File(fifo)).expect_err("a FIFO is refused");
+        assert!(
+            err.to_string()
+                .ends_with(":1:1: cannot read: not a regular file"),
+            "{err}"
+        );
+    }
+    let err = load(&Origin::File(Path::new("/dev/zero").to_path_buf())).expect_err("a device");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; (MAX_FILE + 1) as usize]).unwrap_or_default();
+    let err = load(&Origin::File(big)).expect_err("too big");
+    assert!(err.to_string().contains("limit"), "{err}");
+}

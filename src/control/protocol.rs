@@ -279,8 +279,12 @@ pub struct EventsResult {
 pub struct Change {
     pub action: String,
     pub path: String,
+    /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why it did nothing, when that is fine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

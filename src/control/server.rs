@@ -17,12 +17,15 @@ use crate::daemon::Daemon;
 
 /// A connection with no request for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A client that does not take its answer within this long is dropped (it must not hold a
+/// connection slot forever by never reading).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// sun_path is 108 bytes on Linux, 104 on macOS.
 const MAX_SOCKET_PATH: usize = 100;
 
-/// Prepares the socket's directory (created 0700; an existing one of ours is tightened to 0700;
-/// one owned by someone else is refused), clears a stale socket (refusing if a daemon answers
-/// there, or if the path is not a socket), binds and sets the socket to 0600.
+/// Binds the control socket: its directory must be private (see [`private_dir`]); a stale
+/// socket is replaced, but never a file that is not a socket and never a socket a daemon still
+/// answers on; the socket is made 0600.
 pub fn bind(path: &Path) -> Result<UnixListener, String> {
     let shown = path.display();
     if path.as_os_str().len() > MAX_SOCKET_PATH {
@@ -35,7 +38,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    secure_dir(dir)?;
+    private_dir(dir, false)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
             use std::os::unix::fs::FileTypeExt;
@@ -61,34 +64,74 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
-/// Creates `dir` (0700) or checks an existing one: it must be ours, and is tightened to 0700.
-pub fn secure_dir(dir: &Path) -> Result<(), String> {
+/// Makes sure `dir` is private to this user: created 0700 when missing; an existing one must
+/// belong to us. If it is open to others: the state dir (`ours`: everything in it is
+/// metasystem's) is tightened to 0700, unless it is shared by nature (sticky, like /tmp) or is
+/// $HOME or /; any other directory is refused, never chmodded.
+pub fn private_dir(dir: &Path, ours: bool) -> Result<(), String> {
     let shown = dir.display();
     if !dir.exists() {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
+        return std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("cannot create {shown}: {e}"))?;
+            .map_err(|e| format!("cannot create {shown}: {e}"));
     }
     let meta = std::fs::metadata(dir).map_err(|e| format!("cannot inspect {shown}: {e}"))?;
     if !meta.is_dir() {
         return Err(format!("{shown} is not a directory"));
     }
     let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me && me != 0 {
+    if meta.uid() != me {
         return Err(format!(
-            "{shown} belongs to uid {} (we are uid {me}); refusing to use it",
+            "{shown} belongs to uid {} (we are uid {me}); use a directory of your own",
             meta.uid()
         ));
     }
-    if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot set permissions of {shown} to 0700: {e}"))?;
-        tracing::info!(dir = %shown, "tightened directory permissions to 0700");
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
     }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let shared = mode & 0o1000 != 0 || dir == Path::new("/") || home.as_deref() == Some(dir);
+    if !ours || shared {
+        return Err(format!(
+            "{shown} is mode {mode:04o}: the control socket's directory must be private (0700); \
+             use a directory of its own (by default the socket lives in the state dir)"
+        ));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot set permissions of {shown} to 0700: {e}"))?;
+    tracing::info!(dir = %shown, "tightened the state dir's permissions to 0700");
     Ok(())
+}
+
+/// Holds `state_dir/daemon.lock` for the daemon's life: one daemon per state dir (one writer
+/// of its database). The file holds the owner's pid, for people.
+pub fn lock_state_dir(state_dir: &Path) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek, Write};
+    let path = state_dir.join("daemon.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        let mut owner = String::new();
+        let _ = file.read_to_string(&mut owner);
+        return Err(format!(
+            "another metasystem daemon (pid {}) is using the state dir {}",
+            owner.trim(),
+            state_dir.display()
+        ));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 /// Serves until `stop` turns true; then removes the socket file.
@@ -195,9 +238,21 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) -> io::Result<()> {
                 Err(error) => *error,
             },
         };
-        writer.write_all(response.to_line().as_bytes()).await?;
-        writer.write_all(b"\n").await?;
-        writer.flush().await?;
+        let mut line = response.to_line();
+        line.push('\n');
+        let write = async {
+            writer.write_all(line.as_bytes()).await?;
+            writer.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(written) => written?,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client did not read its answer",
+                ))
+            }
+        }
     }
 }
 

@@ -216,6 +216,16 @@ fn the_embedded_default_runs() {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     let status = run_cli(&["status", "--json"], &env);
+    // A config created at the default place after the start is picked up by the next reload.
+    std::fs::write(
+        home.path().join(".metasystem/supervision.toml"),
+        format!(
+            "{}\n[[root.children]]\nname = \"extra\"\nkind = \"heartbeat\"\n",
+            include_str!("../../supervision.toml")
+        ),
+    )
+    .unwrap_or_default();
+    let reload = run_cli(&["reload", "--json"], &env);
     let _ = run_cli(&["shutdown"], &env);
     let mut code = None;
     for _ in 0..400 {
@@ -234,6 +244,36 @@ fn the_embedded_default_runs() {
     assert_eq!(s["socket"], socket.display().to_string());
     assert_eq!(code, Some(0));
     assert!(home.path().join(".metasystem/metastore.db").exists());
+    let reload = reload.json();
+    assert!(
+        reload["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("now comes from") && w.contains("supervision.toml")),
+        "{reload}"
+    );
+    assert_eq!(reload["changes"][0]["path"], "root/extra");
+}
+
+/// A mistyped METASYSTEM_CONFIG is an error, never a silent fall back to the default.
+#[test]
+fn a_missing_named_config_is_an_error() {
+    let env = [("METASYSTEM_CONFIG", "/nonexistent/ms.toml")];
+    let check = run_cli(&["check"], &env);
+    assert_eq!(check.code, 1);
+    assert!(
+        check
+            .stderr
+            .contains("/nonexistent/ms.toml:1:1: cannot read"),
+        "{}",
+        check.stderr
+    );
+    let run = run_cli(&["run"], &env);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("/nonexistent/ms.toml"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -205,3 +205,121 @@ fn sighup_reloads() {
     assert!(d.node("root/added").is_some());
     assert_eq!(d.cli(&["status"]).code, 0);
 }
+
+/// A config that is not a regular file (a FIFO would block a reader forever) is refused at
+/// once; the daemon stays responsive and still stops promptly.
+#[test]
+fn a_fifo_config_is_refused() {
+    let mut d = TestDaemon::start(V1);
+    let _ = std::fs::remove_file(&d.config);
+    let made = std::process::Command::new("mkfifo").arg(&d.config).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no mkfifo");
+        return;
+    }
+    let out = d.cli(&["--timeout", "10s", "reload"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+    assert_eq!(d.cli(&["status"]).code, 0);
+    let t0 = std::time::Instant::now();
+    assert_eq!(d.terminate(), 0);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// The engine forgets a temporary child once it stops; reloads still work: removing it is
+/// already done, and new children land in the file's order.
+#[test]
+fn reload_copes_with_forgotten_temporary_children() {
+    let tree =
+        |children: &str| format!("[root]\nstrategy = \"rest_for_one\"\nintensity = 10\n{children}");
+    let child = |name: &str, temporary: bool| {
+        format!(
+            "[[root.children]]\nname = \"{name}\"\nkind = \"heartbeat\"\n{}",
+            if temporary {
+                "restart = \"temporary\"\n"
+            } else {
+                ""
+            }
+        )
+    };
+    let d = TestDaemon::start(&tree(&format!("{}{}", child("t", true), child("x", false))));
+    assert_eq!(d.cli(&["stop", "root/t"]).code, 0);
+    assert!(
+        d.node("root/t").is_none(),
+        "a stopped temporary child is forgotten"
+    );
+    d.write_config(&tree(&format!(
+        "{}{}{}",
+        child("t", true),
+        child("y", false),
+        child("x", false)
+    )));
+    assert_eq!(d.cli(&["reload"]).code, 0);
+    let names: Vec<String> = d
+        .nodes()
+        .iter()
+        .filter_map(|n| n["path"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(names, ["root", "root/y", "root/x"]);
+    d.write_config(&tree(&format!(
+        "{}{}",
+        child("y", false),
+        child("x", false)
+    )));
+    let result = d.json(&["reload"], 0);
+    let change = &result["changes"][0];
+    assert_eq!(
+        (change["action"].as_str(), change["note"].as_str()),
+        (Some("remove"), Some("already gone"))
+    );
+}
+
+/// Changes inside a nested supervisor an operator stopped are recorded, not failures: they
+/// apply when it starts again.
+#[test]
+fn reload_into_a_stopped_supervisor_applies_when_it_starts() {
+    let d = TestDaemon::start(V1);
+    assert_eq!(d.cli(&["stop", "root/grp"]).code, 0);
+    d.write_config(V2);
+    let out = d.cli(&["reload"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("root/grp is not running; applies when it starts"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        d.node("root/grp").map(|n| n["state"].clone()),
+        Some("stopped".into())
+    );
+    assert_eq!(d.cli(&["start", "root/grp"]).code, 0);
+    let nodes = d.nodes();
+    assert_eq!(node_field(&nodes, "root/grp")["strategy"], "one_for_all");
+    assert!(nodes.iter().any(|n| n["path"] == "root/grp/new_inner"));
+}
+
+/// While the file is being edited (invalid), the CLI still finds the daemon: `status` works and
+/// `reload` reports the errors with exit 1.
+#[test]
+fn the_cli_reaches_the_daemon_while_the_file_is_broken() {
+    let d = TestDaemon::start(V1);
+    std::fs::write(
+        &d.config,
+        format!(
+            "{}[root]\nstrategy = \n",
+            crate::util::daemon_section(d.dir.path(), "")
+        ),
+    )
+    .unwrap_or_default();
+    let config = d.config.display().to_string();
+    let status = crate::util::run_cli(&["--config", &config, "status"], &[]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let reload = crate::util::run_cli(&["--config", &config, "reload"], &[]);
+    assert_eq!(reload.code, 1, "{}", reload.stderr);
+    assert!(
+        reload.stderr.contains("nothing was changed"),
+        "{}",
+        reload.stderr
+    );
+}

@@ -55,7 +55,7 @@ fn another_user_is_refused() {
         Err(e) => panic!("cannot run as nobody: {e}"),
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("uid 65534 may not control this daemon"),
         "{stderr}"
@@ -135,7 +135,7 @@ fn connections_are_capped() {
         assert_eq!(s.read(&mut buf).ok(), Some(1));
     }
     let refused = d.cli(&["status"]);
-    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
         refused
             .stderr
@@ -150,8 +150,19 @@ fn connections_are_capped() {
 #[test]
 fn a_second_daemon_on_the_same_socket_is_refused() {
     let d = TestDaemon::start(TREE);
+    // Another state dir, the same socket.
+    let other = d.dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "[daemon]\nstate_dir = \"{}\"\nsocket = \"{}\"\n",
+            d.dir.path().join("other-state").display(),
+            d.socket.display()
+        ),
+    )
+    .unwrap_or_default();
     let out = Command::new(BIN)
-        .args(["run", "--config", &d.config.display().to_string()])
+        .args(["run", "--config", &other.display().to_string()])
         .env("RUST_LOG", "info")
         .output();
     let out = match out {
@@ -190,4 +201,119 @@ fn a_stale_socket_is_replaced_and_a_non_socket_is_not() {
         std::fs::read_to_string(&d.socket).unwrap_or_default(),
         "not a socket"
     );
+}
+
+/// A client that sends requests and never reads the answers loses its connection once its
+/// answers stop flowing; it does not hold a slot forever.
+#[test]
+fn a_client_that_never_reads_is_dropped() {
+    let d = TestDaemon::start_with("max_connections = 1", TREE);
+    let mut hog = match UnixStream::connect(&d.socket) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let requests: String = (0..20_000)
+        .map(|i| format!("{{\"id\":{i},\"cmd\":\"tree\"}}\n"))
+        .collect();
+    let _ = hog.set_write_timeout(Some(Duration::from_secs(30)));
+    let _ = hog.write_all(requests.as_bytes());
+    // The daemon's answers fill the socket buffers and it gives up on this client (10 s).
+    d.wait_until("the slot to be freed", |d| d.cli(&["status"]).code == 0);
+    drop(hog);
+}
+
+/// The socket's directory must be private; an existing open one is refused and never
+/// chmodded, except the state dir itself, which is tightened (it is metasystem's own).
+#[test]
+fn only_private_directories_hold_the_socket() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let shared = dir.path().join("shared");
+    let state = dir.path().join("state");
+    for (path, mode) in [(&shared, 0o1777), (&state, 0o755)] {
+        std::fs::create_dir(path).unwrap_or_default();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap_or_default();
+    }
+    let config = dir.path().join("s.toml");
+    let write = |socket: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[daemon]\nstate_dir = \"{}\"\nsocket = \"{socket}\"\n",
+                state.display()
+            ),
+        )
+        .unwrap_or_default();
+    };
+    write(&shared.join("ms.sock").display().to_string());
+    let out = crate::util::run_cli(&["run", "--config", &config.display().to_string()], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("must be private (0700)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(mode(&shared), 0o777, "a shared directory is never chmodded");
+    assert_eq!(
+        std::fs::metadata(&shared)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0),
+        0o1777
+    );
+    // The state dir, ours, is tightened; the default socket inside it works.
+    std::fs::write(
+        &config,
+        format!("[daemon]\nstate_dir = \"{}\"\n", state.display()),
+    )
+    .unwrap_or_default();
+    let mut child = match Command::new(BIN)
+        .args(["run", "--config", &config.display().to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let socket = state.join("control.sock").display().to_string();
+    let mut up = false;
+    for _ in 0..400 {
+        if crate::util::run_cli(&["--socket", &socket, "status"], &[]).code == 0 {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(up);
+    assert_eq!(mode(&state), 0o700);
+    let _ = crate::util::run_cli(&["--socket", &socket, "shutdown"], &[]);
+    let _ = child.wait();
+}
+
+/// One daemon per state dir, even with different sockets.
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let d = TestDaemon::start(TREE);
+    let other = d.dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "[daemon]\nstate_dir = \"{}\"\nsocket = \"{}\"\n",
+            d.state.display(),
+            d.dir.path().join("other-sock/ms.sock").display()
+        ),
+    )
+    .unwrap_or_default();
+    let out = crate::util::run_cli(&["run", "--config", &other.display().to_string()], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "another metasystem daemon (pid {}) is using the state dir",
+            d.pid()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(d.cli(&["status"]).code, 0);
 }

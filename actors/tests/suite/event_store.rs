@@ -36,6 +36,9 @@ async fn records_batches_and_queries() {
     }
     store.record(event("root/grp", "exited", 2000));
     store.record(event("root/grpx", "exited", 2001));
+    store.record(event("root/grüppe/x", "exited", 2002));
+    store.record(event("root/GRP/x", "exited", 2003));
+    store.record(event("root/g*p/x", "exited", 2004));
     store.flush().await.expect("flush");
 
     let all = store
@@ -45,7 +48,7 @@ async fn records_batches_and_queries() {
         })
         .await
         .expect("query");
-    assert_eq!(all.len(), 2002);
+    assert_eq!(all.len(), 2005);
     assert_eq!(all[0].message, "heartbeat #0");
     assert_eq!(all[0].data["i"], 0);
 
@@ -100,7 +103,7 @@ async fn records_batches_and_queries() {
         })
         .await
         .expect("query");
-    assert_eq!(again.len(), 2003);
+    assert_eq!(again.len(), 2006);
     store.actor().stop(None);
     let _ = join.await;
 }

@@ -138,6 +138,19 @@ async fn add_and_replace_children() {
     ));
     assert!(h.node("root/z").await.is_none());
 
+    // An operator-stopped child gets the new spec but stays stopped.
+    h.tree.stop("root/grp/y").await.expect("stop y");
+    h.tree
+        .replace_child("root/grp", worker("y", &probe).restart(Restart::Transient))
+        .await
+        .expect("replace stopped");
+    let y = h.node("root/grp/y").await.expect("y");
+    assert_eq!(
+        (y.state, y.restart),
+        (NodeState::Stopped, Restart::Transient)
+    );
+    h.tree.start_child("root/grp/y").await.expect("start y");
+
     // Replace keeps the position and starts the new spec.
     probe.clear();
     let replacement = worker("x", &probe).restart(Restart::Transient);
@@ -301,10 +314,15 @@ async fn insert_reorder_and_reconfigure_in_place() {
         paths(h.nodes().await),
         strings(&["grp", "broken", "a", "first"])
     );
-    assert!(matches!(
-        h.tree.set_order("root", strings(&["grp", "a"])).await,
-        Err(TreeError::Invalid(_))
-    ));
+    // Unknown names are skipped; unnamed children keep their order after the named ones.
+    h.tree
+        .set_order("root", strings(&["a", "gone", "first"]))
+        .await
+        .expect("partial order");
+    assert_eq!(
+        paths(h.nodes().await),
+        strings(&["a", "first", "grp", "broken"])
+    );
 
     h.drain().await;
     let settings = SupervisorSettings {
