@@ -96,7 +96,10 @@ pub async fn apply(
     services: &Services,
     stop_at_first_error: bool,
 ) -> Vec<Applied> {
-    let mut applied: Vec<Applied> = Vec::with_capacity(steps.len());
+    // Results stay typed until the end: the "not running" check below matches the error, not
+    // its text.
+    let mut results: Vec<(&Step, Result<(), TreeError>, Option<String>)> =
+        Vec::with_capacity(steps.len());
     let mut grown: Vec<String> = Vec::new();
     for step in steps {
         let mut note = None;
@@ -138,34 +141,35 @@ pub async fn apply(
             Step::Reorder { path, names } => tree.set_order(path, names.clone()).await,
         };
         if let (Step::Record { .. }, Ok(())) = (step, &result) {
-            // Steps that failed only because this supervisor is not running now apply at its
-            // next start: say so instead of failing.
+            // Steps that failed only because this supervisor is not running apply at its next
+            // start: say so instead of failing.
             let recorded = step.path();
-            for earlier in applied.iter_mut() {
-                let inside =
-                    earlier.path == recorded || earlier.path.starts_with(&format!("{recorded}/"));
-                let not_running = earlier
-                    .error
-                    .as_deref()
-                    .is_some_and(|e| e.ends_with(": not running"));
-                if inside && not_running {
-                    earlier.error = None;
-                    earlier.note =
+            for (_, earlier, earlier_note) in results.iter_mut() {
+                if matches!(earlier, Err(TreeError::NotRunning(p)) if *p == recorded) {
+                    *earlier = Ok(());
+                    *earlier_note =
                         Some(format!("{recorded} is not running; applies when it starts"));
                 }
             }
         }
-        let error = result.err().map(|e: TreeError| e.to_string());
-        let failed = error.is_some();
-        applied.push(Applied {
+        let failed = result.is_err();
+        results.push((step, result, note));
+        if failed && stop_at_first_error {
+            break;
+        }
+    }
+    let failed = results.iter().any(|(_, r, _)| r.is_err());
+    let applied: Vec<Applied> = results
+        .into_iter()
+        .map(|(step, result, note)| Applied {
             action: step.verb(),
             path: step.path(),
-            error,
+            error: result.err().map(|e| e.to_string()),
             note,
-        });
-        if failed && stop_at_first_error {
-            return applied;
-        }
+        })
+        .collect();
+    if failed && stop_at_first_error {
+        return applied;
     }
     grown.sort();
     grown.dedup();
