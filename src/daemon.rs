@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use metasystem_actors::event_store::{
+use metasystem_actors::store::{
     EventQuery, EventStore, EventStoreActor, EventStoreArgs, StoredEvent,
 };
 use metasystem_actors::{ExitReason, NodeSnapshot, NodeState, SupervisorSpec, Tree, TreeError};

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use metasystem_actors::event_store::EventStore;
 use metasystem_actors::heartbeat::{HeartbeatActor, HeartbeatArgs};
+use metasystem_actors::store::EventStore;
 use metasystem_actors::{ChildSpec, SupervisorSpec, Tree, TreeError};
 
 use crate::config::diff::Step;

@@ -1,34 +1,24 @@
-//! `metasystem-actors`: the supervision engine of metasystem and, as they land, its actor kinds.
+//! `metasystem-actors`: the supervision engine of metasystem, its store, and its actor kinds.
 //!
-//! The engine follows Erlang/OTP's `supervisor` (restart strategies, restart types, restart
-//! intensity with escalation, ordered synchronous start, per-child shutdown in reverse start
-//! order) on top of ractor, and adds restart backoff. It receives typed specs
-//! ([`SupervisorSpec`], [`ChildSpec`]) and knows nothing of `supervision.toml` or of the control
-//! socket. See ARCHITECTURE.md at the repository root for the invariants.
+//! - [`supervision`]: the engine (OTP restart trees with backoff on ractor). No SQLite, no
+//!   filesystem, no systemd.
+//! - [`store`]: the one SQLite writer and its typed tables.
+//! - one module per actor kind ([`heartbeat`], ...): the actor plus its pure logic.
+//!
+//! Dependency direction: kinds → store and supervision; the engine → nothing of theirs. The
+//! crate knows nothing of `supervision.toml` or of the control socket; it receives typed specs.
+//! See ARCHITECTURE.md at the repository root for the invariants.
 
-pub mod backoff;
-pub mod directory;
-pub mod event;
-pub mod event_store;
-pub mod exit;
-pub mod guardian;
 pub mod heartbeat;
-pub mod intensity;
-pub mod snapshot;
-pub mod spec;
-pub mod supervisor;
-pub mod tree;
+pub mod store;
+pub mod supervision;
 
+// The engine's API, at the crate root for brevity.
 #[cfg(feature = "testkit")]
-pub mod testkit;
-
-pub use backoff::{Backoff, Jitter};
-pub use directory::Directory;
-pub use event::{EventKind, EventSink, LifecycleEvent};
-pub use exit::{should_restart, ExitReason, MaxRestartIntensity};
-pub use snapshot::{ChildInfo, NodeSnapshot, NodeState};
-pub use spec::{
-    ChildCtx, ChildSpec, Restart, Shutdown, StartFn, Strategy, SupervisorSettings, SupervisorSpec,
+pub use supervision::testkit;
+pub use supervision::{
+    should_restart, Backoff, ChildCtx, ChildInfo, ChildSpec, Directory, EventKind, EventSink,
+    ExitReason, Jitter, LifecycleEvent, MaxRestartIntensity, NodeSnapshot, NodeState, Restart,
+    Shutdown, StartError, StartFn, Strategy, SupervisorActor, SupervisorArgs, SupervisorMessage,
+    SupervisorSettings, SupervisorSpec, Tree, TreeError,
 };
-pub use supervisor::{SupervisorActor, SupervisorArgs, SupervisorMessage};
-pub use tree::{StartError, Tree, TreeError};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use metasystem_actors::event_store::{
+use metasystem_actors::store::{
     EventQuery, EventStore, EventStoreActor, EventStoreArgs, StoredEvent,
 };
 use ractor::Actor;
@@ -118,7 +118,7 @@ async fn a_refusing_database_loses_nothing() {
     store.record(event("root/a", "heartbeat", 0));
     store.flush().await.expect("flush");
 
-    let other = metasystem_actors::event_store::open(&db)
+    let other = metasystem_actors::store::open(&db)
         .await
         .expect("second connection");
     sqlx::query(

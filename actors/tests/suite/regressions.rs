@@ -125,7 +125,9 @@ async fn a_panic_during_the_tree_start_fails_it_in_order() {
     let boom = ChildSpec::from_fn(
         "boom",
         "test_worker",
-        Arc::new(|_ctx| -> metasystem_actors::spec::StartFuture { panic!("no can do") }),
+        Arc::new(
+            |_ctx| -> metasystem_actors::supervision::spec::StartFuture { panic!("no can do") },
+        ),
     );
     let spec = SupervisorSpec::new(Strategy::OneForOne)
         .child(worker("a", &probe))

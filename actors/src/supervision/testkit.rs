@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::spec::ChildSpec;
+use crate::supervision::spec::ChildSpec;
 
 /// Shared control and record of a set of test workers, by name.
 #[derive(Clone, Default)]

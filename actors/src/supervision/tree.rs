@@ -12,13 +12,13 @@ use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::directory::Directory;
-use crate::event::EventSink;
-use crate::exit::ExitReason;
-use crate::guardian::{GuardianActor, GuardianArgs, GuardianMessage, ROOT};
-use crate::snapshot::{ChildInfo, NodeSnapshot, NodeState};
-use crate::spec::{ChildSpec, Restart, Strategy, SupervisorSettings, SupervisorSpec};
-use crate::supervisor::SupervisorMessage;
+use crate::supervision::directory::Directory;
+use crate::supervision::event::EventSink;
+use crate::supervision::exit::ExitReason;
+use crate::supervision::guardian::{GuardianActor, GuardianArgs, GuardianMessage, ROOT};
+use crate::supervision::snapshot::{ChildInfo, NodeSnapshot, NodeState};
+use crate::supervision::spec::{ChildSpec, Restart, Strategy, SupervisorSettings, SupervisorSpec};
+use crate::supervision::supervisor::SupervisorMessage;
 
 /// How long a snapshot waits for one supervisor's answer. A supervisor is busy only while it
 /// starts or stops children synchronously; after this its node is marked unresponsive.

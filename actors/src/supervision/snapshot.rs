@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 
-use crate::exit::ExitReason;
-use crate::spec::{Restart, Strategy};
-use crate::supervisor::SupervisorMessage;
+use crate::supervision::exit::ExitReason;
+use crate::supervision::spec::{Restart, Strategy};
+use crate::supervision::supervisor::SupervisorMessage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NodeState {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorCell, SpawnErr};
 
-use crate::backoff::Backoff;
-use crate::directory::Directory;
-use crate::event::EventSink;
+use crate::supervision::backoff::Backoff;
+use crate::supervision::directory::Directory;
+use crate::supervision::event::EventSink;
 
 /// How a supervisor reacts when one child must be restarted (OTP's restart strategies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ractor::ActorProcessingErr;
 
-use crate::spec::Restart;
+use crate::supervision::spec::Restart;
 
 /// Why an actor stopped, classified the way OTP does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -5,11 +5,11 @@
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 use tokio::sync::watch;
 
-use crate::directory::Directory;
-use crate::event::{EventKind, EventSink};
-use crate::exit::ExitReason;
-use crate::spec::SupervisorSpec;
-use crate::supervisor::{SupervisorActor, SupervisorArgs};
+use crate::supervision::directory::Directory;
+use crate::supervision::event::{EventKind, EventSink};
+use crate::supervision::exit::ExitReason;
+use crate::supervision::spec::SupervisorSpec;
+use crate::supervision::supervisor::{SupervisorActor, SupervisorArgs};
 
 /// The root's path.
 pub const ROOT: &str = "root";

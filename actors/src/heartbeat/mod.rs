@@ -8,7 +8,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
-use crate::event_store::{EventStore, StoredEvent};
+use crate::store::{EventStore, StoredEvent};
 
 pub struct HeartbeatActor;
 

@@ -27,16 +27,16 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
-use crate::directory::Directory;
-use crate::event::{EventKind, EventSink};
-use crate::exit::{should_restart, ExitReason, MaxRestartIntensity};
-use crate::intensity::RestartWindow;
-use crate::snapshot::{ChildInfo, NodeState};
-use crate::spec::{
+use crate::supervision::backoff::Backoff;
+use crate::supervision::directory::Directory;
+use crate::supervision::event::{EventKind, EventSink};
+use crate::supervision::exit::{should_restart, ExitReason, MaxRestartIntensity};
+use crate::supervision::intensity::RestartWindow;
+use crate::supervision::snapshot::{ChildInfo, NodeState};
+use crate::supervision::spec::{
     check_name, ChildCtx, ChildSpec, ChildStart, Restart, Shutdown, Strategy, SupervisorSettings,
 };
-use crate::tree::TreeError;
+use crate::supervision::tree::TreeError;
 
 /// How long to wait for a killed actor to be gone. An actor blocked outside an await point
 /// cannot be killed in Rust; after this long it is abandoned (and logged) so shutdown goes on.
@@ -50,7 +50,7 @@ pub struct SupervisorActor;
 pub struct SupervisorArgs {
     /// This supervisor's tree path (`root`, `root/sync`); children are `{path}/{name}`.
     pub path: String,
-    pub spec: crate::spec::SupervisorSpec,
+    pub spec: crate::supervision::spec::SupervisorSpec,
     pub directory: Directory,
     pub events: EventSink,
     /// Where to say "I gave up" just before failing (the guardian gives the root one: a give-up

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::exit::ExitReason;
+use crate::supervision::exit::ExitReason;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventKind {

@@ -15,8 +15,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
-use crate::event::{EventKind, LifecycleEvent};
-use crate::exit::ExitReason;
+use crate::supervision::event::{EventKind, LifecycleEvent};
+use crate::supervision::exit::ExitReason;
 
 /// Write when this many events are pending, or after `FLUSH_AFTER`, whichever comes first.
 const BATCH: usize = 512;
@@ -436,8 +436,10 @@ impl EventStore {
     }
 
     /// An engine event sink that records every lifecycle event here.
-    pub fn sink(&self) -> crate::event::EventSink {
+    pub fn sink(&self) -> crate::supervision::event::EventSink {
         let store = self.clone();
-        crate::event::EventSink::from_fn(move |event| store.record(StoredEvent::from(&event)))
+        crate::supervision::event::EventSink::from_fn(move |event| {
+            store.record(StoredEvent::from(&event))
+        })
     }
 }
