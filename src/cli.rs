@@ -92,6 +92,17 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         limit: u32,
     },
+    /// Run an operation of an actor (its kind's): `call root/heartbeat status`. Without OP,
+    /// list the operations its kind offers.
+    Call {
+        /// The actor's tree path.
+        path: String,
+        /// The operation.
+        op: Option<String>,
+        /// Arguments as KEY=VALUE (VALUE is read as JSON when it parses, else as a string).
+        #[arg(value_name = "KEY=VALUE")]
+        args: Vec<String>,
+    },
     /// Stop the daemon in order.
     Shutdown,
 }
@@ -218,6 +229,17 @@ fn client_command(cli: &Cli) -> u8 {
             limit: Some(*limit as usize),
         },
         Cmd::Shutdown => Command::Shutdown,
+        Cmd::Call { path, op, args } => match call_args(args) {
+            Ok(args) => Command::Call {
+                path: path.clone(),
+                op: op.clone(),
+                args,
+            },
+            Err(message) => {
+                eprintln!("metasystem: {message}");
+                return USAGE;
+            }
+        },
         Cmd::Run | Cmd::Check { .. } => return USAGE,
     };
     let connection_error = |message: String| {
@@ -316,7 +338,74 @@ fn client_command(cli: &Cli) -> u8 {
             }
             OK
         }
+        Cmd::Call { op, .. } => {
+            if !global.json {
+                print_call(op.is_none(), &result);
+            }
+            OK
+        }
         Cmd::Run | Cmd::Check { .. } => USAGE,
+    }
+}
+
+/// `KEY=VALUE` arguments as a JSON object; a VALUE that parses as JSON is taken as such.
+fn call_args(args: &[String]) -> Result<serde_json::Value, String> {
+    let mut object = serde_json::Map::new();
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(format!("argument {arg:?} is not KEY=VALUE"));
+        };
+        if key.is_empty() {
+            return Err(format!("argument {arg:?} has no key"));
+        }
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        if object.insert(key.to_string(), value).is_some() {
+            return Err(format!("argument {key:?} is given twice"));
+        }
+    }
+    Ok(if object.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::Object(object)
+    })
+}
+
+fn print_call(listing: bool, result: &serde_json::Value) {
+    if listing {
+        if let Ok(ops) =
+            serde_json::from_value::<crate::control::protocol::OpsResult>(result.clone())
+        {
+            println!("{} ({}): operations", ops.path, ops.kind);
+            for op in ops.ops {
+                let usage = if op.args.is_empty() {
+                    op.name.clone()
+                } else {
+                    format!("{} {}", op.name, op.args)
+                };
+                println!("  {usage:<24} {}", op.summary);
+            }
+            return;
+        }
+    }
+    match result {
+        serde_json::Value::Object(fields)
+            if fields.values().all(|v| !v.is_object() && !v.is_array()) =>
+        {
+            let width = fields.keys().map(String::len).max().unwrap_or(0);
+            for (key, value) in fields {
+                let shown = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "-".into(),
+                    other => other.to_string(),
+                };
+                println!("{key:<width$}  {shown}");
+            }
+        }
+        other => println!(
+            "{}",
+            serde_json::to_string_pretty(other).unwrap_or_else(|_| other.to_string())
+        ),
     }
 }
 

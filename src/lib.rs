@@ -5,5 +5,6 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod kinds;
 pub mod telemetry;
 pub mod wiring;

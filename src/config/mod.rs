@@ -10,9 +10,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use metasystem_actors::{Backoff, Jitter, Restart, Shutdown, Strategy, SupervisorSettings};
+use metasystem_actors::{Restart, Shutdown};
 use toml::de::DeTable;
 
+pub use crate::kinds::supervisor::SupervisorConfig;
+pub use crate::kinds::Kind;
+use crate::kinds::ParseCx;
 use reader::{one_of, resolve, suggest, Diags, Table};
 pub use reader::{ConfigError, ConfigErrors};
 
@@ -40,12 +43,6 @@ pub struct DaemonConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct SupervisorConfig {
-    pub settings: SupervisorSettings,
-    pub children: Vec<ChildConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub struct ChildConfig {
     pub name: String,
     pub restart: Restart,
@@ -53,39 +50,8 @@ pub struct ChildConfig {
     pub kind: Kind,
 }
 
-/// The actor kinds a config can name. Each issue adds its own.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
-    Supervisor(SupervisorConfig),
-    Heartbeat(HeartbeatConfig),
-}
-
-impl Kind {
-    pub const NAMES: [&'static str; 2] = ["supervisor", "heartbeat"];
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Kind::Supervisor(_) => "supervisor",
-            Kind::Heartbeat(_) => "heartbeat",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeartbeatConfig {
-    /// How often a heartbeat event is recorded.
-    pub every: Duration,
-}
-
-const STRATEGIES: [&str; 4] = ["one_for_one", "one_for_all", "rest_for_one", "dynamic"];
 const RESTARTS: [&str; 3] = ["permanent", "transient", "temporary"];
-const JITTERS: [&str; 2] = ["none", "full"];
-
-/// OTP's defaults for a supervisor that does not say.
-const DEFAULT_INTENSITY: u32 = 1;
-const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_CONNECTIONS: usize = 32;
-const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Where a config came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,12 +204,17 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
     let root = match top.table(&mut d, "root") {
         Some(mut t) => {
             t.context = "[root]".into();
-            let root = supervisor_body(&mut d, &mut t, "root");
+            let mut cx = ParseCx {
+                d: &mut d,
+                path: "root".into(),
+                depth: 0,
+            };
+            let root = SupervisorConfig::read(&mut cx, &mut t);
             t.finish(&mut d);
             root
         }
         None => SupervisorConfig {
-            settings: default_settings(),
+            settings: SupervisorConfig::default_settings(),
             children: Vec::new(),
         },
     };
@@ -251,15 +222,6 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
     match (d.0.is_empty(), daemon, root) {
         (true, Some(daemon), root) => Ok(Config { daemon, root }),
         _ => Err(resolve(file, source, d.0)),
-    }
-}
-
-fn default_settings() -> SupervisorSettings {
-    SupervisorSettings {
-        strategy: Strategy::OneForOne,
-        intensity: DEFAULT_INTENSITY,
-        period: DEFAULT_PERIOD,
-        backoff: Backoff::none(),
     }
 }
 
@@ -337,69 +299,21 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
     })
 }
 
-/// A supervisor's settings and children (the root, or a `kind = "supervisor"` child).
-fn supervisor_body(d: &mut Diags, t: &mut Table<'_, '_>, path: &str) -> SupervisorConfig {
-    let strategy = match t.choice(d, "strategy", &STRATEGIES).map(|s| *s.get_ref()) {
-        Some("one_for_all") => Strategy::OneForAll,
-        Some("rest_for_one") => Strategy::RestForOne,
-        Some("dynamic") => Strategy::Dynamic,
-        _ => Strategy::OneForOne,
-    };
-    let intensity = match t.integer(d, "intensity") {
-        Some(n) => match u32::try_from(*n.get_ref()) {
-            Ok(v) => v,
-            Err(_) => {
-                d.error(
-                    n.span(),
-                    format!(
-                        "`intensity` in {} must be between 0 and {}",
-                        t.context,
-                        u32::MAX
-                    ),
-                );
-                DEFAULT_INTENSITY
-            }
-        },
-        None => DEFAULT_INTENSITY,
-    };
-    let period = positive(d, t, "period").unwrap_or(DEFAULT_PERIOD);
-    let backoff = match t.table(d, "backoff") {
-        Some(mut b) => {
-            b.context = format!("the backoff of {}", t.context);
-            let backoff = backoff(d, &mut b);
-            b.finish(d);
-            backoff
-        }
-        None => Backoff::none(),
-    };
-    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
-    let children = t
-        .tables(d, "children")
-        .into_iter()
-        .filter_map(|(table, span)| child(d, table, span, path, &mut seen))
-        .collect();
-    SupervisorConfig {
-        settings: SupervisorSettings {
-            strategy,
-            intensity,
-            period,
-            backoff,
-        },
-        children,
-    }
-}
-
 /// A duration that must be more than zero.
-fn positive(d: &mut Diags, t: &mut Table<'_, '_>, key: &'static str) -> Option<Duration> {
+pub(crate) fn positive(
+    d: &mut Diags,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+) -> Option<Duration> {
     bounded(d, t, key, Duration::from_nanos(1), MAX_DURATION)
 }
 
 /// No duration in the file may exceed this (a year): larger ones are typos, and would make
 /// restart times meaningless.
-const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// A duration within `[min, max]`.
-fn bounded(
+pub(crate) fn bounded(
     d: &mut Diags,
     t: &mut Table<'_, '_>,
     key: &'static str,
@@ -430,57 +344,14 @@ fn bounded(
     Some(value)
 }
 
-fn backoff(d: &mut Diags, t: &mut Table<'_, '_>) -> Backoff {
-    let day = Duration::from_secs(24 * 3600);
-    let initial_given = t.has("initial");
-    let initial = bounded(d, t, "initial", Duration::from_nanos(1), day);
-    let initial_ok = initial.is_some() || !initial_given;
-    let initial = initial.unwrap_or(Duration::from_millis(100));
-    let max = bounded(d, t, "max", Duration::from_nanos(1), day);
-    let factor = match t.number(d, "factor") {
-        Some(f) if *f.get_ref() >= 1.0 => *f.get_ref(),
-        Some(f) => {
-            d.error(
-                f.span(),
-                format!("`factor` in {} must be at least 1.0", t.context),
-            );
-            2.0
-        }
-        None => 2.0,
-    };
-    let jitter = match t.choice(d, "jitter", &JITTERS).map(|s| *s.get_ref()) {
-        Some("none") => Jitter::None,
-        _ => Jitter::Full,
-    };
-    let reset_after = bounded(d, t, "reset_after", Duration::ZERO, MAX_DURATION)
-        .unwrap_or(Duration::from_secs(60));
-    let max = match max {
-        // Compared only with a valid `initial`: a bad one is already reported.
-        Some(m) if m < initial && initial_ok => {
-            let span = t.take("max").map(|v| v.span()).unwrap_or(0..0);
-            d.error(
-                span,
-                format!("`max` in {} must not be less than `initial`", t.context),
-            );
-            initial
-        }
-        Some(m) => m.max(initial),
-        None => Duration::from_secs(30).max(initial),
-    };
-    Backoff {
-        initial,
-        max,
-        factor,
-        jitter,
-        reset_after,
-    }
-}
-
-fn child(
+/// One `[[...children]]` table: the common keys here, the kind's own through the kind list.
+/// `depth` is the child's (the root's children are at 1).
+pub(crate) fn child(
     d: &mut Diags,
     table: &DeTable<'_>,
     span: Range<usize>,
     parent: &str,
+    depth: usize,
     seen: &mut HashMap<String, Range<usize>>,
 ) -> Option<ChildConfig> {
     let mut t = Table::new(table, span, format!("a child of `{parent}`"));
@@ -526,7 +397,7 @@ fn child(
         if Kind::NAMES.contains(&k.get_ref().as_str()) {
             return Some(k.get_ref().clone());
         }
-        let hint = match suggest(k.get_ref(), &Kind::NAMES) {
+        let hint = match suggest(k.get_ref(), Kind::NAMES) {
             Some(close) => format!("; did you mean `{close}`?"),
             None => String::new(),
         };
@@ -536,7 +407,7 @@ fn child(
                 "unknown kind {:?} for {}: it must be {}{hint}",
                 k.get_ref(),
                 t.context,
-                one_of(&Kind::NAMES)
+                one_of(Kind::NAMES)
             ),
         );
         None
@@ -547,29 +418,19 @@ fn child(
         _ => Restart::Permanent,
     };
     let shutdown = shutdown(d, &mut t);
-    let kind = match kind_name.as_deref() {
-        Some("supervisor") => Some(Kind::Supervisor(supervisor_body(d, &mut t, &path))),
-        Some("heartbeat") => Some(Kind::Heartbeat(HeartbeatConfig {
-            every: bounded(
-                d,
-                &mut t,
-                "every",
-                Duration::from_millis(100),
-                Duration::from_secs(24 * 3600),
-            )
-            .unwrap_or(DEFAULT_HEARTBEAT),
-        })),
-        // Unknown or missing kind: its keys cannot be checked, so they are not reported.
-        _ => None,
+    // Unknown or missing kind: its keys cannot be checked, so they are not reported.
+    let kind_name = kind_name?;
+    let mut cx = ParseCx {
+        d: &mut *d,
+        path,
+        depth,
     };
+    let kind = Kind::parse(&kind_name, &mut cx, &mut t).flatten();
     if kind.is_some() {
         t.finish(d);
     }
     let kind = kind?;
-    let shutdown = shutdown.unwrap_or(match kind {
-        Kind::Supervisor(_) => Shutdown::Infinity,
-        _ => Shutdown::WORKER_DEFAULT,
-    });
+    let shutdown = shutdown.unwrap_or_else(|| Kind::default_shutdown(&kind_name));
     Some(ChildConfig {
         name: name?,
         restart,

@@ -5,6 +5,7 @@ use metasystem_actors::{Backoff, Jitter, Restart, Shutdown, Strategy};
 
 use super::diff::{plan, Step};
 use super::*;
+use crate::kinds::heartbeat::HeartbeatConfig;
 
 fn ok(src: &str) -> Config {
     match parse(src, "t.toml", Path::new("/base")) {

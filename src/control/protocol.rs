@@ -48,6 +48,16 @@ pub enum Command {
         limit: Option<usize>,
     },
     Shutdown,
+    /// An operation of the actor at `path`, handled by its kind (`src/kinds/`). Without `op`:
+    /// the kind's operations.
+    Call {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        op: Option<String>,
+        /// The operation's arguments, a JSON object.
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        args: Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,6 +85,8 @@ pub mod code {
     pub const START_FAILED: &str = "start_failed";
     pub const INVALID_CONFIG: &str = "invalid_config";
     pub const UNAVAILABLE: &str = "unavailable";
+    /// The daemon did not finish the request within its deadline; it may still finish it.
+    pub const TIMEOUT: &str = "timeout";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -187,7 +199,7 @@ fn parse(line: &str) -> Result<(Option<u64>, Command), Response> {
         return Err(Response::error(
             id,
             code::BAD_REQUEST,
-            "missing `cmd` (status, tree, start, stop, restart, kill, reload, events, shutdown)",
+            "missing `cmd` (status, tree, start, stop, restart, kill, reload, events, call, shutdown)",
         ));
     }
     let command = serde_json::from_value::<Command>(Value::Object(object.clone()))
@@ -285,6 +297,21 @@ pub struct Change {
     /// Why it did nothing, when that is fine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// `call PATH` without an operation: what the actor's kind offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpsResult {
+    pub path: String,
+    pub kind: String,
+    pub ops: Vec<OpInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpInfo {
+    pub name: String,
+    pub args: String,
+    pub summary: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

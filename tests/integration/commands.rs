@@ -199,3 +199,72 @@ fn shutdown_stops_the_daemon_cleanly() {
     assert_eq!(d.wait_exit(), 0, "{}", d.log_text());
     assert!(!d.socket.exists(), "the socket file is removed");
 }
+
+/// `call PATH [OP] [ARGS]` reaches the handler of the actor's kind, which asks the actor and
+/// renders its typed reply; errors say what and where.
+#[test]
+fn call_routes_operations_to_the_kind() {
+    let d = TestDaemon::start(TREE);
+    let ops = d.json(&["call", "root/beat"], 0);
+    assert_eq!(ops["kind"], "heartbeat");
+    let names: Vec<&str> = ops["ops"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|o| o["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["status", "beat"]);
+    let human = d.cli(&["call", "root/beat"]);
+    assert!(
+        human.stdout.contains("root/beat (heartbeat): operations"),
+        "{}",
+        human.stdout
+    );
+
+    let beat = d.json(&["call", "root/beat", "beat"], 0);
+    let n = beat["beat"].as_u64().unwrap_or(0);
+    assert!(n >= 2, "a beat at start plus this one: {beat}");
+    let status = d.json(&["call", "root/beat", "status"], 0);
+    assert_eq!(status["every_s"], 0.1);
+    assert!(status["beats"].as_u64().unwrap_or(0) >= n, "{status}");
+    assert!(status["last_beat_ms"].as_i64().unwrap_or(0) > 0, "{status}");
+    let human = d.cli(&["call", "root/beat", "status"]);
+    assert!(human.stdout.contains("every_s"), "{}", human.stdout);
+
+    let grp = d.json(&["call", "root/grp", "status"], 0);
+    assert_eq!(
+        (
+            grp["strategy"].as_str(),
+            grp["intensity"].as_u64(),
+            grp["children"].as_u64()
+        ),
+        (Some("one_for_one"), Some(10), Some(1))
+    );
+    let root = d.json(&["call", "root", "status"], 0);
+    assert_eq!(root["children"], 2);
+
+    let typo = d.json(&["call", "root/beat", "stauts"], 2);
+    let message = typo["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("no operation `stauts`") && message.contains("did you mean `status`?"),
+        "{typo}"
+    );
+    let extra = d.json(&["call", "root/beat", "status", "x=1"], 2);
+    assert!(
+        extra["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("bad arguments for `status`") && m.contains("`x`")),
+        "{extra}"
+    );
+    let missing = d.json(&["call", "root/nope", "status"], 1);
+    assert_eq!(missing["error"]["code"], "not_found");
+    let malformed = d.cli(&["call", "root/beat", "status", "novalue"]);
+    assert_eq!(malformed.code, 2);
+    assert!(
+        malformed.stderr.contains("KEY=VALUE"),
+        "{}",
+        malformed.stderr
+    );
+
+    assert_eq!(d.cli(&["stop", "root/beat"]).code, 0);
+    let stopped = d.json(&["call", "root/beat", "status"], 1);
+    assert_eq!(stopped["error"]["code"], "not_running");
+}

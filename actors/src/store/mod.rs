@@ -54,11 +54,15 @@ impl StoredEvent {
     }
 
     pub fn at_ms(&self) -> i64 {
-        self.at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
+        unix_ms(self.at)
     }
+}
+
+/// Unix milliseconds (0 before the epoch, saturating far in the future).
+pub fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn reason_json(reason: &ExitReason) -> serde_json::Value {
@@ -116,16 +120,16 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
-pub struct EventStoreActor;
+pub struct StoreActor;
 
-pub struct EventStoreArgs {
+pub struct StoreArgs {
     /// The database file (created if missing).
     pub path: PathBuf,
     /// Events older than this are pruned (hourly).
     pub retention: Duration,
 }
 
-pub enum EventStoreMessage {
+pub enum StoreMessage {
     Record(StoredEvent),
     /// Write everything pending now; answers once it is on disk (or failed to be).
     Flush(RpcReplyPort<Result<(), String>>),
@@ -137,7 +141,7 @@ pub enum EventStoreMessage {
     PruneDue,
 }
 
-pub struct EventStoreState {
+pub struct StoreState {
     pool: SqlitePool,
     retention: Duration,
     /// Recorded but not yet written, oldest first.
@@ -172,18 +176,18 @@ pub async fn open(path: &std::path::Path) -> Result<SqlitePool, String> {
     Ok(pool)
 }
 
-impl Actor for EventStoreActor {
-    type Msg = EventStoreMessage;
-    type State = EventStoreState;
-    type Arguments = EventStoreArgs;
+impl Actor for StoreActor {
+    type Msg = StoreMessage;
+    type State = StoreState;
+    type Arguments = StoreArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: EventStoreArgs,
-    ) -> Result<EventStoreState, ActorProcessingErr> {
+        args: StoreArgs,
+    ) -> Result<StoreState, ActorProcessingErr> {
         let pool = open(&args.path).await?;
-        let mut state = EventStoreState {
+        let mut state = StoreState {
             pool,
             retention: args.retention,
             pending: Vec::new(),
@@ -192,18 +196,18 @@ impl Actor for EventStoreActor {
             dropped: 0,
         };
         state.prune().await;
-        myself.send_interval(PRUNE_EVERY, || EventStoreMessage::PruneDue);
+        myself.send_interval(PRUNE_EVERY, || StoreMessage::PruneDue);
         Ok(state)
     }
 
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
-        message: EventStoreMessage,
-        state: &mut EventStoreState,
+        message: StoreMessage,
+        state: &mut StoreState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            EventStoreMessage::Record(event) => {
+            StoreMessage::Record(event) => {
                 state.pending.push(event);
                 if state.pending.len() > MAX_PENDING {
                     let excess = state.pending.len() - MAX_PENDING;
@@ -216,17 +220,17 @@ impl Actor for EventStoreActor {
                 }
                 state.arm(&myself);
             }
-            EventStoreMessage::FlushDue => {
+            StoreMessage::FlushDue => {
                 state.timer_armed = false;
                 let _ = state.write().await;
                 state.arm(&myself);
             }
-            EventStoreMessage::Flush(reply) => {
+            StoreMessage::Flush(reply) => {
                 let result = state.write().await;
                 state.arm(&myself);
                 let _ = reply.send(result);
             }
-            EventStoreMessage::Query(query, reply) => {
+            StoreMessage::Query(query, reply) => {
                 let flushed = state.write().await;
                 state.arm(&myself);
                 let result = match flushed {
@@ -235,7 +239,7 @@ impl Actor for EventStoreActor {
                 };
                 let _ = reply.send(result);
             }
-            EventStoreMessage::PruneDue => state.prune().await,
+            StoreMessage::PruneDue => state.prune().await,
         }
         Ok(())
     }
@@ -243,7 +247,7 @@ impl Actor for EventStoreActor {
     async fn post_stop(
         &self,
         _myself: ActorRef<Self::Msg>,
-        state: &mut EventStoreState,
+        state: &mut StoreState,
     ) -> Result<(), ActorProcessingErr> {
         if let Err(e) = state.write().await {
             tracing::error!(error = %e, lost = state.pending.len(), "events not written at shutdown");
@@ -253,10 +257,10 @@ impl Actor for EventStoreActor {
     }
 }
 
-impl EventStoreState {
+impl StoreState {
     /// Arms the flush timer if events are pending: the batch delay, or the retry delay after
     /// failures.
-    fn arm(&mut self, myself: &ActorRef<EventStoreMessage>) {
+    fn arm(&mut self, myself: &ActorRef<StoreMessage>) {
         if self.pending.is_empty() || self.timer_armed {
             return;
         }
@@ -267,7 +271,7 @@ impl EventStoreState {
             (Duration::from_millis(500) * 2u32.pow(exp)).min(RETRY_MAX)
         };
         self.timer_armed = true;
-        myself.send_after(delay, || EventStoreMessage::FlushDue);
+        myself.send_after(delay, || StoreMessage::FlushDue);
     }
 
     /// Writes everything pending, in batches, each in one transaction.
@@ -399,26 +403,26 @@ async fn insert(pool: &SqlitePool, events: &[StoredEvent]) -> Result<(), String>
 
 /// A cloneable handle to the running store.
 #[derive(Clone, Debug)]
-pub struct EventStore {
-    actor: ActorRef<EventStoreMessage>,
+pub struct Store {
+    actor: ActorRef<StoreMessage>,
 }
 
-impl EventStore {
-    pub fn new(actor: ActorRef<EventStoreMessage>) -> Self {
-        EventStore { actor }
+impl Store {
+    pub fn new(actor: ActorRef<StoreMessage>) -> Self {
+        Store { actor }
     }
 
-    pub fn actor(&self) -> &ActorRef<EventStoreMessage> {
+    pub fn actor(&self) -> &ActorRef<StoreMessage> {
         &self.actor
     }
 
     /// Records an event; never blocks, never fails (a stopped store drops it).
     pub fn record(&self, event: StoredEvent) {
-        let _ = self.actor.cast(EventStoreMessage::Record(event));
+        let _ = self.actor.cast(StoreMessage::Record(event));
     }
 
     pub async fn flush(&self) -> Result<(), String> {
-        match self.actor.call(EventStoreMessage::Flush, None).await {
+        match self.actor.call(StoreMessage::Flush, None).await {
             Ok(CallResult::Success(result)) => result,
             _ => Err("the event store is not running".into()),
         }
@@ -427,7 +431,7 @@ impl EventStore {
     pub async fn query(&self, query: EventQuery) -> Result<Vec<StoredEvent>, String> {
         match self
             .actor
-            .call(|reply| EventStoreMessage::Query(query, reply), None)
+            .call(|reply| StoreMessage::Query(query, reply), None)
             .await
         {
             Ok(CallResult::Success(result)) => result,

@@ -49,7 +49,15 @@ impl RestartWindow {
         self.period = period;
     }
 
-    /// Attempts currently inside the period.
+    /// Attempts inside the period as of `now`.
+    pub fn count_at(&self, now: Instant) -> usize {
+        self.attempts
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) <= self.period)
+            .count()
+    }
+
+    /// Attempts currently kept (some may be older than the period until the next record).
     pub fn len(&self) -> usize {
         self.attempts.len()
     }

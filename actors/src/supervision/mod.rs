@@ -28,5 +28,5 @@ pub use snapshot::{ChildInfo, NodeSnapshot, NodeState};
 pub use spec::{
     ChildCtx, ChildSpec, Restart, Shutdown, StartFn, Strategy, SupervisorSettings, SupervisorSpec,
 };
-pub use supervisor::{SupervisorActor, SupervisorArgs, SupervisorMessage};
+pub use supervisor::{SupervisorActor, SupervisorArgs, SupervisorMessage, SupervisorReport};
 pub use tree::{StartError, Tree, TreeError};

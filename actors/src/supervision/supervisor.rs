@@ -95,8 +95,19 @@ pub enum SupervisorMessage {
     /// Put the named children first, in this order (unknown names skipped, unnamed children
     /// after them); nothing restarts.
     SetOrder(Vec<String>, RpcReplyPort<Result<(), TreeError>>),
+    /// Its own settings and how much of its restart intensity is used.
+    Report(RpcReplyPort<SupervisorReport>),
     /// Internal: a backoff delay for a restart batch elapsed.
     RestartDue { token: u64 },
+}
+
+/// What a supervisor says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisorReport {
+    pub settings: SupervisorSettings,
+    /// Restart attempts inside the current period.
+    pub restarts_in_period: usize,
+    pub children: usize,
 }
 
 enum Status {
@@ -373,6 +384,18 @@ impl Actor for SupervisorActor {
                     },
                 };
                 let _ = reply.send(result);
+            }
+            SupervisorMessage::Report(reply) => {
+                let _ = reply.send(SupervisorReport {
+                    settings: SupervisorSettings {
+                        strategy: state.strategy,
+                        intensity: state.intensity,
+                        period: state.period,
+                        backoff: state.backoff,
+                    },
+                    restarts_in_period: state.window.count_at(Instant::now()),
+                    children: state.children.len(),
+                });
             }
             SupervisorMessage::RestartDue { token } => {
                 state.run_restart(&myself, token).await?;

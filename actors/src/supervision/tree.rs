@@ -18,7 +18,7 @@ use crate::supervision::exit::ExitReason;
 use crate::supervision::guardian::{GuardianActor, GuardianArgs, GuardianMessage, ROOT};
 use crate::supervision::snapshot::{ChildInfo, NodeSnapshot, NodeState};
 use crate::supervision::spec::{ChildSpec, Restart, Strategy, SupervisorSettings, SupervisorSpec};
-use crate::supervision::supervisor::SupervisorMessage;
+use crate::supervision::supervisor::{SupervisorMessage, SupervisorReport};
 
 /// How long a snapshot waits for one supervisor's answer. A supervisor is busy only while it
 /// starts or stops children synchronously; after this its node is marked unresponsive.
@@ -44,6 +44,9 @@ pub enum TreeError {
         path: String,
         error: String,
     },
+    /// The supervisor at this path did not answer in time (busy starting or stopping
+    /// children); the operation may still happen.
+    Timeout(String),
     /// The tree is not running (it exited or was shut down).
     Unavailable,
 }
@@ -62,6 +65,10 @@ impl fmt::Display for TreeError {
             TreeError::NotRunning(p) => write!(f, "{p}: not running"),
             TreeError::Invalid(msg) => f.write_str(msg),
             TreeError::StartFailed { path, error } => write!(f, "{path}: failed to start: {error}"),
+            TreeError::Timeout(p) => write!(
+                f,
+                "{p}: did not answer in time (busy starting or stopping children); it may still happen"
+            ),
             TreeError::Unavailable => write!(f, "the supervision tree is not running"),
         }
     }
@@ -269,6 +276,42 @@ impl Tree {
     pub async fn replace_child(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
         let sup = self.supervisor(parent).await?;
         call(&sup, |reply| SupervisorMessage::ReplaceChild(spec, reply)).await
+    }
+
+    /// What the supervisor at `path` says about itself (waits at most `timeout`).
+    pub async fn supervisor_report(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<SupervisorReport, TreeError> {
+        let sup = self.supervisor(path).await?;
+        match sup.call(SupervisorMessage::Report, Some(timeout)).await {
+            Ok(CallResult::Success(report)) => Ok(report),
+            Ok(CallResult::Timeout) => Err(TreeError::Timeout(path.to_string())),
+            _ => Err(TreeError::Unavailable),
+        }
+    }
+
+    /// The kind of the actor at `path` (`supervisor` for the root), whether it runs or not.
+    pub async fn kind_of(&self, path: &str) -> Result<String, TreeError> {
+        check_path(path)?;
+        let Some((parent, name)) = path.rsplit_once('/') else {
+            return Ok("supervisor".to_string());
+        };
+        let sup = self.find_supervisor(parent).await?;
+        let name = name.to_string();
+        match sup
+            .call(
+                |reply| SupervisorMessage::ChildInfo(name, reply),
+                Some(SNAPSHOT_TIMEOUT),
+            )
+            .await
+        {
+            Ok(CallResult::Success(Some(info))) => Ok(info.kind),
+            Ok(CallResult::Success(None)) => Err(TreeError::NotFound(path.to_string())),
+            Ok(CallResult::Timeout) => Err(TreeError::Timeout(parent.to_string())),
+            _ => Err(TreeError::Unavailable),
+        }
     }
 
     /// The running supervisor at `path`; otherwise the error names the first path segment

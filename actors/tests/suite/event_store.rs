@@ -3,18 +3,16 @@
 
 use std::time::{Duration, SystemTime};
 
-use metasystem_actors::store::{
-    EventQuery, EventStore, EventStoreActor, EventStoreArgs, StoredEvent,
-};
+use metasystem_actors::store::{EventQuery, Store, StoreActor, StoreArgs, StoredEvent};
 use ractor::Actor;
 
-async fn start(path: &std::path::Path) -> (EventStore, tokio::task::JoinHandle<()>) {
-    let args = EventStoreArgs {
+async fn start(path: &std::path::Path) -> (Store, tokio::task::JoinHandle<()>) {
+    let args = StoreArgs {
         path: path.to_path_buf(),
         retention: Duration::from_secs(30 * 24 * 3600),
     };
-    match Actor::spawn(None, EventStoreActor, args).await {
-        Ok((actor, join)) => (EventStore::new(actor), join),
+    match Actor::spawn(None, StoreActor, args).await {
+        Ok((actor, join)) => (Store::new(actor), join),
         Err(e) => panic!("store did not start: {e}"),
     }
 }

@@ -1,0 +1,204 @@
+//! Answering control requests: one typed command in, one response out.
+
+use std::time::{Duration, SystemTime};
+
+use metasystem_actors::store::{EventQuery, StoredEvent};
+use metasystem_actors::{NodeSnapshot, NodeState, TreeError};
+use serde_json::json;
+
+use super::Daemon;
+use crate::control::protocol::{
+    code, Command, Event, EventsResult, Node, OpInfo, OpsResult, Response, Status, TreeResult,
+};
+use crate::kinds::{CallCx, Kind};
+
+/// How long an actor may take to answer a `call`.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Daemon {
+    pub async fn handle(&self, id: Option<u64>, command: Command) -> Response {
+        match command {
+            Command::Status => Response::ok(id, json!(self.status().await)),
+            Command::Tree => Response::ok(
+                id,
+                json!(TreeResult {
+                    nodes: self.tree.snapshot().await.iter().map(node).collect()
+                }),
+            ),
+            Command::Start { path } => op(id, &path, self.tree.start_child(&path).await),
+            Command::Stop { path } => op(id, &path, self.tree.stop(&path).await),
+            Command::Restart { path } => op(id, &path, self.tree.restart(&path).await),
+            Command::Kill { path } => op(id, &path, self.tree.inject_failure(&path).await),
+            Command::Reload => match self.reload().await {
+                Ok(result) => Response::ok(id, json!(result)),
+                Err(response) => Response { id, ..response },
+            },
+            Command::Events {
+                since_s,
+                path,
+                kind,
+                limit,
+            } => self.events(id, since_s, path, kind, limit).await,
+            Command::Call { path, op, args } => self.call(id, &path, op, args).await,
+            Command::Shutdown => {
+                self.shutdown.send_replace(true);
+                Response::ok(id, json!({ "shutting_down": true }))
+            }
+        }
+    }
+
+    async fn events(
+        &self,
+        id: Option<u64>,
+        since_s: Option<u64>,
+        path: Option<String>,
+        kind: Option<String>,
+        limit: Option<usize>,
+    ) -> Response {
+        let query = EventQuery {
+            since: since_s.map(|s| {
+                SystemTime::now()
+                    .checked_sub(Duration::from_secs(s))
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+            }),
+            path,
+            kind,
+            limit: limit.unwrap_or(1000).min(100_000),
+        };
+        match self.store.query(query).await {
+            Ok(events) => Response::ok(
+                id,
+                json!(EventsResult {
+                    events: events.iter().map(event).collect()
+                }),
+            ),
+            Err(e) => Response::error(id, code::UNAVAILABLE, e),
+        }
+    }
+
+    /// `call PATH [OP] [ARGS]`: routed to the handler of the actor's kind.
+    async fn call(
+        &self,
+        id: Option<u64>,
+        path: &str,
+        op: Option<String>,
+        args: serde_json::Value,
+    ) -> Response {
+        let kind = match self.tree.kind_of(path).await {
+            Ok(kind) => kind,
+            Err(e) => return tree_error(id, e),
+        };
+        let ops = Kind::ops(&kind).unwrap_or(&[]);
+        let Some(op) = op else {
+            return Response::ok(
+                id,
+                json!(OpsResult {
+                    path: path.to_string(),
+                    kind,
+                    ops: ops
+                        .iter()
+                        .map(|o| OpInfo {
+                            name: o.name.to_string(),
+                            args: o.args.to_string(),
+                            summary: o.summary.to_string(),
+                        })
+                        .collect(),
+                }),
+            );
+        };
+        let cx = CallCx {
+            tree: &self.tree,
+            path,
+            services: &self.services,
+            timeout: CALL_TIMEOUT,
+        };
+        match Kind::call(&kind, cx, &op, args).await {
+            Ok(result) => Response::ok(id, result),
+            Err(e) => Response::error(id, e.code, e.message),
+        }
+    }
+
+    pub(super) async fn status(&self) -> Status {
+        let nodes = self.tree.snapshot().await;
+        let count = |s: NodeState| nodes.iter().filter(|n| n.state == s).count();
+        let config = self
+            .origin_shown
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        let (running, restarting, stopped, failed) = (
+            count(NodeState::Running),
+            count(NodeState::Restarting),
+            count(NodeState::Stopped),
+            count(NodeState::Failed),
+        );
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs(),
+            config,
+            state_dir: self.daemon.state_dir.display().to_string(),
+            socket: self.daemon.socket.display().to_string(),
+            running,
+            restarting,
+            stopped,
+            failed,
+            healthy: restarting == 0 && failed == 0 && !nodes.is_empty(),
+        }
+    }
+}
+
+fn op(id: Option<u64>, path: &str, result: Result<(), TreeError>) -> Response {
+    match result {
+        Ok(()) => Response::ok(id, json!({ "path": path })),
+        Err(e) => tree_error(id, e),
+    }
+}
+
+/// A tree error as a response, with the code that says what went wrong.
+pub(super) fn tree_error(id: Option<u64>, e: TreeError) -> Response {
+    let code = match &e {
+        TreeError::NotFound(_) => code::NOT_FOUND,
+        TreeError::InvalidPath(_) => code::INVALID_PATH,
+        TreeError::Root => code::ROOT,
+        TreeError::NotASupervisor(_) => code::NOT_A_SUPERVISOR,
+        TreeError::AlreadyExists(_) => code::ALREADY_EXISTS,
+        TreeError::AlreadyRunning(_) => code::ALREADY_RUNNING,
+        TreeError::NotRunning(_) => code::NOT_RUNNING,
+        TreeError::Invalid(_) => code::BAD_REQUEST,
+        TreeError::StartFailed { .. } => code::START_FAILED,
+        TreeError::Timeout(_) => code::TIMEOUT,
+        TreeError::Unavailable => code::UNAVAILABLE,
+    };
+    Response::error(id, code, e.to_string())
+}
+
+fn node(n: &NodeSnapshot) -> Node {
+    Node {
+        path: n.path.clone(),
+        name: n.name.clone(),
+        depth: n.depth,
+        kind: n.kind.clone(),
+        state: n.state.as_str().to_string(),
+        restart: n.restart.as_str().to_string(),
+        restarts: n.restarts,
+        incarnation: n.incarnation,
+        strategy: n.strategy.map(|s| s.as_str().to_string()),
+        last_exit: n.last_exit.as_ref().map(|r| r.to_string()),
+        uptime_s: n.uptime.map(|d| d.as_secs_f64()),
+        restart_in_s: n.restart_in.map(|d| d.as_secs_f64()),
+        error: n.error.clone(),
+        unresponsive: n.unresponsive,
+    }
+}
+
+fn event(e: &StoredEvent) -> Event {
+    Event {
+        at: humantime::format_rfc3339_millis(e.at).to_string(),
+        at_ms: e.at_ms(),
+        path: e.path.clone(),
+        kind: e.kind.clone(),
+        message: e.message.clone(),
+        data: e.data.clone(),
+    }
+}

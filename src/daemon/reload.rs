@@ -1,0 +1,264 @@
+//! Reload as a diff: read and validate the whole file, plan the steps from the running config
+//! to the new one (`config::diff`), and run them against the live tree.
+
+use metasystem_actors::store::StoredEvent;
+use metasystem_actors::{Tree, TreeError};
+use serde_json::json;
+
+use super::{notify, Daemon};
+use crate::config::diff::{plan, Step};
+use crate::config::{self, Config, Kind, Origin, SupervisorConfig};
+use crate::control::protocol::{code, Change, ReloadResult, Response};
+use crate::wiring::{self, child_spec, Services};
+
+impl Daemon {
+    /// Reads the config again; if it is valid, applies the difference to the running tree.
+    /// If not, nothing changes and the error lists every problem. Reloads run one at a time.
+    pub async fn reload(&self) -> Result<ReloadResult, Response> {
+        let mut current = self.current.lock().await;
+        let origin = config::locate(self.config_arg.as_deref());
+        let new = read(&origin).await?;
+        notify::reloading();
+        let warnings = self.warnings(&current.0, &origin, &new);
+        let steps = plan("root", &current.1.root, &new.root);
+        let applied = apply(&self.tree, &steps, &new.root, &self.services, false).await;
+        if let Ok(mut shown) = self.origin_shown.lock() {
+            *shown = origin.display();
+        }
+        *current = (origin.clone(), new);
+        drop(current);
+        notify::ready("running");
+        let changes = changes(applied);
+        let mut record =
+            StoredEvent::new("root", "reloaded", format!("{} change(s)", changes.len()));
+        record.data = json!({ "changes": changes.len(), "config": origin.display() });
+        self.store.record(record);
+        Ok(ReloadResult {
+            config: origin.display(),
+            changes,
+            warnings,
+        })
+    }
+
+    /// What a reload cannot apply now or should tell the operator.
+    fn warnings(&self, was: &Origin, origin: &Origin, new: &Config) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if origin != was {
+            warnings.push(format!(
+                "the config now comes from {} (was {})",
+                origin.display(),
+                was.display()
+            ));
+        }
+        let (old_d, new_d) = (&self.daemon, &new.daemon);
+        for (changed, key) in [
+            (old_d.state_dir != new_d.state_dir, "state_dir"),
+            (old_d.socket != new_d.socket, "socket"),
+            (
+                old_d.max_connections != new_d.max_connections,
+                "max_connections",
+            ),
+        ] {
+            if changed {
+                warnings.push(format!(
+                    "[daemon] {key} changed: it takes effect when the daemon restarts"
+                ));
+            }
+        }
+        if self.services.watchdog.is_some() && !wiring::has_kind(&new.root, "heartbeat") {
+            warnings.push(
+                "the systemd watchdog is on and the new tree has no heartbeat: systemd will restart the daemon".into(),
+            );
+        }
+        warnings
+    }
+}
+
+/// Reads and validates the config at `origin` on the blocking pool (never on the scheduler
+/// thread); an invalid one becomes the error response listing every problem.
+async fn read(origin: &Origin) -> Result<Config, Response> {
+    let reading = origin.clone();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&reading))
+        .await
+        .map_err(|e| {
+            Response::error(None, code::INTERNAL, format!("cannot read the config: {e}"))
+        })?;
+    loaded.map_err(|errors| {
+        let details: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+        Response::error_with(
+            None,
+            code::INVALID_CONFIG,
+            format!(
+                "{} has {} error(s); nothing was changed",
+                origin.display(),
+                details.len()
+            ),
+            details,
+        )
+    })
+}
+
+/// The applied steps as the reply's changes, each logged.
+fn changes(applied: Vec<Applied>) -> Vec<Change> {
+    let changes: Vec<Change> = applied
+        .into_iter()
+        .map(|a| Change {
+            action: a.action.to_string(),
+            path: a.path,
+            error: a.error,
+            note: a.note,
+        })
+        .collect();
+    for c in &changes {
+        match &c.error {
+            None => tracing::info!(action = %c.action, path = %c.path, note = ?c.note, "reload"),
+            Some(e) => tracing::warn!(action = %c.action, path = %c.path, error = %e, "reload"),
+        }
+    }
+    changes
+}
+
+/// One applied step, for the reload reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub action: &'static str,
+    pub path: String,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Why it did nothing, when that is fine.
+    pub note: Option<String>,
+}
+
+/// Runs `steps` (planned towards `target`) in order. With `stop_at_first_error` (startup) the
+/// first failure ends the run; otherwise (reload) every step is tried and each failure is
+/// reported.
+///
+/// The running tree can differ from the config the plan started from: temporary children are
+/// forgotten once they exit, an operator may have stopped a supervisor. So: removing what is
+/// already gone is done; replacing what is gone adds it; steps inside a stopped supervisor whose
+/// new config is then recorded are notes, not failures (the config applies when it starts); and
+/// every supervisor that got new children has them put back in the file's order.
+pub(super) async fn apply(
+    tree: &Tree,
+    steps: &[Step],
+    target: &SupervisorConfig,
+    services: &Services,
+    stop_at_first_error: bool,
+) -> Vec<Applied> {
+    // Results stay typed until the end: the "not running" check matches the error, not its
+    // text.
+    let mut results: Vec<(&Step, Result<(), TreeError>, Option<String>)> =
+        Vec::with_capacity(steps.len());
+    let mut grown: Vec<String> = Vec::new();
+    for step in steps {
+        let (result, note) = run_step(tree, step, services, &mut grown).await;
+        if let (Step::Record { .. }, Ok(())) = (step, &result) {
+            excuse_not_running(&mut results, &step.path());
+        }
+        let failed = result.is_err();
+        results.push((step, result, note));
+        if failed && stop_at_first_error {
+            break;
+        }
+    }
+    let failed = results.iter().any(|(_, r, _)| r.is_err());
+    let applied: Vec<Applied> = results
+        .into_iter()
+        .map(|(step, result, note)| Applied {
+            action: step.verb(),
+            path: step.path(),
+            error: result.err().map(|e| e.to_string()),
+            note,
+        })
+        .collect();
+    if !(failed && stop_at_first_error) {
+        restore_order(tree, target, grown).await;
+    }
+    applied
+}
+
+/// Runs one step against the live tree; a note says why a step that did nothing is fine.
+/// Supervisors that got a new child are added to `grown`.
+async fn run_step(
+    tree: &Tree,
+    step: &Step,
+    services: &Services,
+    grown: &mut Vec<String>,
+) -> (Result<(), TreeError>, Option<String>) {
+    match step {
+        Step::Reconfigure { path, settings } => (tree.reconfigure(path, *settings).await, None),
+        Step::Remove { path } => match tree.remove(path).await {
+            Err(TreeError::NotFound(_)) => (Ok(()), Some("already gone".to_string())),
+            other => (other, None),
+        },
+        Step::Add {
+            parent,
+            position,
+            child,
+        } => {
+            grown.push(parent.clone());
+            let spec = child_spec(child, services);
+            (tree.insert_child(parent, spec, *position).await, None)
+        }
+        Step::Replace { parent, child } => {
+            match tree
+                .replace_child(parent, child_spec(child, services))
+                .await
+            {
+                Err(TreeError::NotFound(_)) => {
+                    grown.push(parent.clone());
+                    let spec = child_spec(child, services);
+                    (
+                        tree.insert_child(parent, spec, usize::MAX).await,
+                        Some("was gone (a temporary child that exited); started".into()),
+                    )
+                }
+                other => (other, None),
+            }
+        }
+        Step::Record { parent, child } => (
+            tree.update_spec(parent, child_spec(child, services)).await,
+            None,
+        ),
+        Step::Reorder { path, names } => (tree.set_order(path, names.clone()).await, None),
+    }
+}
+
+/// Steps that failed only because the supervisor at `recorded` is not running apply at its
+/// next start, now that its new config is recorded: say so instead of failing.
+fn excuse_not_running(
+    results: &mut [(&Step, Result<(), TreeError>, Option<String>)],
+    recorded: &str,
+) {
+    for (_, earlier, earlier_note) in results.iter_mut() {
+        if matches!(earlier, Err(TreeError::NotRunning(p)) if *p == recorded) {
+            *earlier = Ok(());
+            *earlier_note = Some(format!("{recorded} is not running; applies when it starts"));
+        }
+    }
+}
+
+/// Puts the children of every supervisor in `grown` back in the file's order.
+async fn restore_order(tree: &Tree, target: &SupervisorConfig, mut grown: Vec<String>) {
+    grown.sort();
+    grown.dedup();
+    for path in grown {
+        if let Some(names) = names_at(target, &path) {
+            if let Err(e) = tree.set_order(&path, names).await {
+                tracing::debug!(%path, error = %e, "could not restore the configured order");
+            }
+        }
+    }
+}
+
+/// The children names, in order, of the supervisor at `path` in `root`'s config.
+fn names_at(root: &SupervisorConfig, path: &str) -> Option<Vec<String>> {
+    let mut sup = root;
+    for segment in path.split('/').skip(1) {
+        sup = sup.children.iter().find_map(|c| match &c.kind {
+            Kind::Supervisor(s) if c.name == segment => Some(s),
+            _ => None,
+        })?;
+    }
+    Some(sup.children.iter().map(|c| c.name.clone()).collect())
+}

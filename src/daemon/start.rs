@@ -1,0 +1,269 @@
+//! Startup in order (signals, state dir and its lock, socket, store, tree), the main loop, and
+//! the ordered shutdown.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metasystem_actors::store::{Store, StoreActor, StoreArgs};
+use metasystem_actors::{ExitReason, SupervisorSpec, Tree};
+use ractor::Actor;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+
+use super::{notify, reload, Daemon, EXIT_ROOT_GAVE_UP};
+use crate::config::diff::plan;
+use crate::config::{Config, Origin, SupervisorConfig};
+use crate::control::server;
+use crate::wiring::{self, Services};
+
+/// Events are kept this long.
+const EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Why the daemon could not start.
+pub(super) enum Failure {
+    /// The setup is wrong (state dir, socket, another daemon): exit 2.
+    Setup(String),
+    /// The tree could not start (a child failed): exit 3, worth retrying.
+    Tree(String),
+}
+
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+fn signals() -> Result<Signals, Failure> {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(int), Ok(term), Ok(hup)) => Ok(Signals { int, term, hup }),
+        _ => Err(Failure::Setup("cannot install signal handlers".into())),
+    }
+}
+
+/// The state dir (private, locked for the daemon's life: one daemon per state dir), then the
+/// socket: if another daemon answers there we stop before touching anything else.
+fn claim(config: &Config) -> Result<(std::fs::File, UnixListener), Failure> {
+    server::private_dir(&config.daemon.state_dir, true).map_err(Failure::Setup)?;
+    let lock = server::lock_state_dir(&config.daemon.state_dir).map_err(Failure::Setup)?;
+    let listener = server::bind(&config.daemon.socket).map_err(Failure::Setup)?;
+    Ok((lock, listener))
+}
+
+async fn open_store(state_dir: &Path, socket: &Path) -> Result<(Store, JoinHandle<()>), Failure> {
+    let db = state_dir.join("metastore.db");
+    let spawned = Actor::spawn(
+        None,
+        StoreActor,
+        StoreArgs {
+            path: db.clone(),
+            retention: EVENT_RETENTION,
+        },
+    )
+    .await;
+    match spawned {
+        Ok((actor, join)) => Ok((Store::new(actor), join)),
+        Err(e) => {
+            let _ = std::fs::remove_file(socket);
+            Err(Failure::Setup(format!(
+                "cannot open the event store {}: {e}",
+                db.display()
+            )))
+        }
+    }
+}
+
+/// Starts the root with no children, then the configured children as the diff from it.
+async fn start_tree(config: &Config, services: &Services) -> Result<Tree, String> {
+    let tree = Tree::start(
+        SupervisorSpec::default().with_settings(config.root.settings),
+        services.store.sink(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let empty_root = SupervisorConfig {
+        settings: config.root.settings,
+        children: Vec::new(),
+    };
+    let steps = plan("root", &empty_root, &config.root);
+    let applied = reload::apply(&tree, &steps, &config.root, services, true).await;
+    if let Some(failed) = applied.iter().find(|a| a.error.is_some()) {
+        tree.shutdown().await;
+        return Err(format!(
+            "startup failed: {} {}: {}",
+            failed.action,
+            failed.path,
+            failed.error.as_deref().unwrap_or("")
+        ));
+    }
+    Ok(tree)
+}
+
+/// Undoes what started, for a failed start.
+async fn abandon(store: &Store, socket: &Path) {
+    let _ = store.flush().await;
+    store.actor().stop(None);
+    let _ = std::fs::remove_file(socket);
+}
+
+pub(super) async fn start_and_serve(
+    config_arg: Option<PathBuf>,
+    origin: Origin,
+    config: Config,
+) -> Result<ExitCode, Failure> {
+    let mut signals = signals()?;
+    let (_lock, listener) = claim(&config)?;
+    let socket = config.daemon.socket.clone();
+    let (store, store_join) = open_store(&config.daemon.state_dir, &socket).await?;
+    let services = Services {
+        store: store.clone(),
+        watchdog: notify::watchdog_interval(),
+    };
+    if services.watchdog.is_some() && !wiring::has_kind(&config.root, "heartbeat") {
+        tracing::warn!(
+            "the systemd watchdog is on but the tree has no heartbeat: systemd will kill the daemon; add a `kind = \"heartbeat\"` child"
+        );
+    }
+    let tree = match start_tree(&config, &services).await {
+        Ok(tree) => tree,
+        Err(message) => {
+            abandon(&store, &socket).await;
+            return Err(Failure::Tree(message));
+        }
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (stop_server, server_stop) = watch::channel(false);
+    let max_connections = config.daemon.max_connections;
+    let daemon = Arc::new(Daemon {
+        tree,
+        store: store.clone(),
+        services,
+        config_arg,
+        daemon: config.daemon.clone(),
+        origin_shown: std::sync::Mutex::new(origin.display()),
+        current: Mutex::new((origin.clone(), config)),
+        started: Instant::now(),
+        shutdown: shutdown_tx,
+    });
+    let server = tokio::spawn(server::serve(
+        listener,
+        socket.clone(),
+        daemon.clone(),
+        max_connections,
+        server_stop,
+    ));
+    tracing::info!(
+        pid = std::process::id(),
+        config = %origin.display(),
+        socket = %socket.display(),
+        "metasystem running"
+    );
+    notify::ready("running");
+
+    let ended = main_loop(&daemon, &mut signals, shutdown_rx, store_join).await;
+    notify::stopping();
+    stop_server.send_replace(true);
+    let _ = server.await;
+    let reason = daemon.tree.shutdown().await;
+    let Ended::Asked(code) = ended else {
+        // The store is gone: nothing left to flush.
+        return Ok(ExitCode::from(EXIT_ROOT_GAVE_UP));
+    };
+    close_store(&store).await;
+    Ok(exit_code(code, reason))
+}
+
+/// How the main loop ended.
+enum Ended {
+    /// A signal, `shutdown`, or the root's exit: this exit code, unless the shutdown itself
+    /// goes badly.
+    Asked(ExitCode),
+    /// The store stopped (a bug in it): exit so the service manager restarts us.
+    StoreDied,
+}
+
+/// Waits for a reason to stop; reloads on SIGHUP meanwhile.
+async fn main_loop(
+    daemon: &Arc<Daemon>,
+    signals: &mut Signals,
+    mut shutdown_rx: watch::Receiver<bool>,
+    mut store_join: JoinHandle<()>,
+) -> Ended {
+    let root_exit = daemon.tree.exited();
+    tokio::pin!(root_exit);
+    loop {
+        tokio::select! {
+            _ = signals.int.recv() => {
+                tracing::info!("SIGINT: shutting down");
+                return Ended::Asked(ExitCode::SUCCESS);
+            }
+            _ = signals.term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                return Ended::Asked(ExitCode::SUCCESS);
+            }
+            () = async { let _ = shutdown_rx.wait_for(|s| *s).await; } => {
+                tracing::info!("shutdown requested over the control socket");
+                return Ended::Asked(ExitCode::SUCCESS);
+            }
+            _ = signals.hup.recv() => reload_in_background(daemon.clone()),
+            reason = &mut root_exit => {
+                tracing::error!(%reason, "the root supervisor exited; exiting so the service manager restarts the daemon");
+                return Ended::Asked(ExitCode::from(EXIT_ROOT_GAVE_UP));
+            }
+            _ = &mut store_join => {
+                tracing::error!("the event store stopped; exiting so the service manager restarts the daemon");
+                return Ended::StoreDied;
+            }
+        }
+    }
+}
+
+/// SIGHUP: a reload in its own task, so a slow reload never holds up a signal or a shutdown.
+fn reload_in_background(daemon: Arc<Daemon>) {
+    tokio::spawn(async move {
+        tracing::info!("SIGHUP: reloading");
+        match daemon.reload().await {
+            Ok(result) => tracing::info!(changes = result.changes.len(), "reloaded"),
+            Err(response) => {
+                if let Some(error) = response.error {
+                    tracing::error!("reload refused: {}", error.message);
+                    for line in error.details {
+                        tracing::error!("{line}");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Writes the last events (the tree's shutdown) and stops the store.
+async fn close_store(store: &Store) {
+    if let Err(e) = store.flush().await {
+        tracing::error!(error = %e, "could not write the last events");
+    }
+    let actor = store.actor().clone();
+    let _ = actor.stop_and_wait(None, None).await;
+}
+
+/// The exit code of an orderly stop: what the main loop chose, unless the tree ended badly.
+fn exit_code(chosen: ExitCode, reason: ExitReason) -> ExitCode {
+    match (chosen == ExitCode::SUCCESS, reason) {
+        (true, ExitReason::Shutdown | ExitReason::Normal) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        (true, reason) => {
+            tracing::error!(%reason, "the tree ended badly during shutdown");
+            ExitCode::from(EXIT_ROOT_GAVE_UP)
+        }
+        (false, _) => chosen,
+    }
+}

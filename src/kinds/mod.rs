@@ -1,0 +1,317 @@
+//! The actor kinds, and the one list of them.
+//!
+//! Each kind is one file here: its config schema and validation ([`ActorKind::parse`]), how a
+//! child of that kind becomes an engine [`ChildSpec`] ([`ActorKind::child_spec`]), and its
+//! control operations ([`ActorKind::OPS`], [`ActorKind::call`]: parse the arguments, send the
+//! actor a typed message, render its typed reply). The actors themselves live in the
+//! `metasystem-actors` crate, one folder per kind.
+//!
+//! [`kinds!`] below is the only list. The `Kind` enum, the names the config accepts (and
+//! suggests from), and every dispatch are generated from it, so a kind cannot be listed without
+//! being parsed, wired and routed: a missing piece is a compile error, never a child that
+//! vanishes from a valid config.
+
+pub mod heartbeat;
+pub mod supervisor;
+
+use std::future::Future;
+use std::time::Duration;
+
+use metasystem_actors::store::Store;
+use metasystem_actors::{ChildSpec, Shutdown, Tree};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::reader::{Diags, Table};
+
+/// What actors are given besides their own config.
+#[derive(Clone)]
+pub struct Services {
+    /// The store: events and metric samples (telemetry lane), durable state.
+    pub store: Store,
+    /// The systemd watchdog interval, when one is set.
+    pub watchdog: Option<Duration>,
+}
+
+/// What a kind's parser gets besides the child's table.
+pub struct ParseCx<'a> {
+    pub d: &'a mut Diags,
+    /// The child's tree path (`root/sync/icloud`), for messages and nested children.
+    pub path: String,
+    /// How many supervisors are above the child (the root's children are at depth 1).
+    pub depth: usize,
+}
+
+/// One control operation of a kind, for `call PATH` (which lists them) and suggestions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Op {
+    pub name: &'static str,
+    /// Its arguments, for people: `""`, `"name=NAME"`, ...
+    pub args: &'static str,
+    pub summary: &'static str,
+}
+
+/// What a kind's operation handler gets.
+pub struct CallCx<'a> {
+    pub tree: &'a Tree,
+    /// The actor's tree path.
+    pub path: &'a str,
+    pub services: &'a Services,
+    /// How long the actor may take to answer.
+    pub timeout: Duration,
+}
+
+/// Why an operation failed; `code` is one of the protocol's error codes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl CallError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        CallError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A kind: its config, its child spec, its operations. Implemented by the kind's config type.
+pub trait ActorKind: Sized + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static {
+    /// The name written as `kind = "..."`.
+    const NAME: &'static str;
+    /// How children of this kind are stopped when the config does not say.
+    const DEFAULT_SHUTDOWN: Shutdown = Shutdown::WORKER_DEFAULT;
+    /// How long a start may take when the config does not say (`None`: as long as it takes).
+    const DEFAULT_START_TIMEOUT: Option<Duration> = Some(Duration::from_secs(60));
+    /// Whether `start_timeout` may be set (a supervisor's start is its children's starts).
+    const HAS_START_TIMEOUT: bool = true;
+    /// The operations `call` accepts for an actor of this kind.
+    const OPS: &'static [Op];
+
+    /// Reads the kind's own keys from the child's table (the common keys, `name`, `kind`,
+    /// `restart`, `shutdown` and `start_timeout`, are already taken). Every problem goes to
+    /// `cx.d`; `None` when the kind's config is unusable.
+    fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self>;
+
+    /// The engine spec of a child named `name` with this config (restart type, shutdown and
+    /// start timeout are applied by the caller).
+    fn child_spec(&self, name: &str, services: &Services) -> ChildSpec;
+
+    /// Runs `op` (one of [`Self::OPS`]) with `args` (a JSON object) on the actor at `cx.path`.
+    fn call(
+        cx: CallCx<'_>,
+        op: &str,
+        args: Value,
+    ) -> impl Future<Output = Result<Value, CallError>> + Send;
+}
+
+/// Generates [`Kind`] and its dispatch from the list of kinds.
+macro_rules! kinds {
+    ($($variant:ident => $config:ty),+ $(,)?) => {
+        /// A child's kind and its kind-specific config.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Kind {
+            $($variant($config)),+
+        }
+
+        impl Kind {
+            /// Every kind name, in the list's order.
+            pub const NAMES: &'static [&'static str] = &[$(<$config as ActorKind>::NAME),+];
+
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Kind::$variant(_) => <$config as ActorKind>::NAME),+
+                }
+            }
+
+            /// Parses the kind-specific keys of a child whose `kind` is `name`: `None` when
+            /// `name` is not a kind, `Some(None)` when its config is unusable.
+            pub fn parse(
+                name: &str,
+                cx: &mut ParseCx<'_>,
+                t: &mut Table<'_, '_>,
+            ) -> Option<Option<Kind>> {
+                $(
+                    if name == <$config as ActorKind>::NAME {
+                        return Some(<$config as ActorKind>::parse(cx, t).map(Kind::$variant));
+                    }
+                )+
+                None
+            }
+
+            pub fn child_spec(&self, name: &str, services: &Services) -> ChildSpec {
+                match self {
+                    $(Kind::$variant(k) => k.child_spec(name, services)),+
+                }
+            }
+
+            pub fn default_shutdown(name: &str) -> Shutdown {
+                $(
+                    if name == <$config as ActorKind>::NAME {
+                        return <$config as ActorKind>::DEFAULT_SHUTDOWN;
+                    }
+                )+
+                Shutdown::WORKER_DEFAULT
+            }
+
+            pub fn default_start_timeout(name: &str) -> Option<Duration> {
+                $(
+                    if name == <$config as ActorKind>::NAME {
+                        return <$config as ActorKind>::DEFAULT_START_TIMEOUT;
+                    }
+                )+
+                None
+            }
+
+            pub fn has_start_timeout(name: &str) -> bool {
+                $(
+                    if name == <$config as ActorKind>::NAME {
+                        return <$config as ActorKind>::HAS_START_TIMEOUT;
+                    }
+                )+
+                false
+            }
+
+            /// The operations of the kind named `name`.
+            pub fn ops(name: &str) -> Option<&'static [Op]> {
+                $(
+                    if name == <$config as ActorKind>::NAME {
+                        return Some(<$config as ActorKind>::OPS);
+                    }
+                )+
+                None
+            }
+
+            /// Routes `call PATH OP ARGS` to the handler of the kind named `name`.
+            pub async fn call(
+                name: &str,
+                cx: CallCx<'_>,
+                op: &str,
+                args: Value,
+            ) -> Result<Value, CallError> {
+                $(
+                    if name == <$config as ActorKind>::NAME {
+                        return <$config as ActorKind>::call(cx, op, args).await;
+                    }
+                )+
+                Err(CallError::new(
+                    crate::control::protocol::code::BAD_REQUEST,
+                    format!("actors of kind {name:?} have no operations"),
+                ))
+            }
+        }
+    };
+}
+
+kinds! {
+    Supervisor => supervisor::SupervisorConfig,
+    Heartbeat => heartbeat::HeartbeatConfig,
+}
+
+/// Checks `op` against `ops`: the error lists the valid ones and suggests the nearest.
+pub fn check_op(kind: &str, ops: &[Op], op: &str) -> Result<(), CallError> {
+    if ops.iter().any(|o| o.name == op) {
+        return Ok(());
+    }
+    let names: Vec<&str> = ops.iter().map(|o| o.name).collect();
+    let hint = match crate::config::reader::suggest(op, &names) {
+        Some(close) => format!("; did you mean `{close}`?"),
+        None => String::new(),
+    };
+    Err(CallError::new(
+        crate::control::protocol::code::BAD_REQUEST,
+        format!(
+            "{kind} has no operation `{op}`: it has {}{hint}",
+            crate::config::reader::one_of(&names)
+        ),
+    ))
+}
+
+/// Reads an operation's arguments (a JSON object, or null for none) into `T`, whose serde
+/// derive must deny unknown fields; the error names the operation.
+pub fn args<T: serde::de::DeserializeOwned>(op: &str, args: Value) -> Result<T, CallError> {
+    let args = if args.is_null() {
+        Value::Object(Default::default())
+    } else {
+        args
+    };
+    serde_json::from_value(args).map_err(|e| {
+        CallError::new(
+            crate::control::protocol::code::BAD_REQUEST,
+            format!("bad arguments for `{op}`: {e}"),
+        )
+    })
+}
+
+/// A typed reply as the JSON the protocol carries.
+pub fn reply<T: Serialize>(value: &T) -> Result<Value, CallError> {
+    serde_json::to_value(value).map_err(|e| {
+        CallError::new(
+            crate::control::protocol::code::INTERNAL,
+            format!("cannot encode the reply: {e}"),
+        )
+    })
+}
+
+/// Sends a typed request to the live actor at `cx.path` and waits (bounded) for its answer.
+pub async fn ask<M, R>(
+    cx: &CallCx<'_>,
+    make: impl FnOnce(ractor::RpcReplyPort<R>) -> M,
+) -> Result<R, CallError>
+where
+    M: ractor::Message,
+    R: Send + 'static,
+{
+    use crate::control::protocol::code;
+    let Some(actor) = cx.tree.directory().get::<M>(cx.path) else {
+        return Err(CallError::new(
+            code::NOT_RUNNING,
+            format!("{}: not running", cx.path),
+        ));
+    };
+    match actor.call(make, Some(cx.timeout)).await {
+        Ok(ractor::rpc::CallResult::Success(reply)) => Ok(reply),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(CallError::new(
+            code::TIMEOUT,
+            format!(
+                "{} did not answer within {}",
+                cx.path,
+                humantime::format_duration(cx.timeout)
+            ),
+        )),
+        _ => Err(CallError::new(
+            code::NOT_RUNNING,
+            format!("{}: stopped before answering", cx.path),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every listed kind parses from a minimal child and becomes a spec of its own kind: the
+    /// list and the dispatch cannot drift apart.
+    #[test]
+    fn every_kind_parses_and_wires() {
+        let mut seen = std::collections::HashSet::new();
+        for name in Kind::NAMES {
+            assert!(seen.insert(*name), "{name} listed twice");
+            let child = if *name == "supervisor" {
+                format!("[[root.children]]\nname = \"c\"\nkind = \"{name}\"\n  [[root.children.children]]\n  name = \"inner\"\n  kind = \"heartbeat\"\n")
+            } else {
+                format!("[[root.children]]\nname = \"c\"\nkind = \"{name}\"\n")
+            };
+            let src = format!("[daemon]\nstate_dir = \"/tmp/x\"\n[root]\n{child}");
+            let config = match crate::config::parse(&src, "t.toml", std::path::Path::new("/")) {
+                Ok(c) => c,
+                Err(e) => panic!("kind {name}: {e}"),
+            };
+            let kind = &config.root.children[0].kind;
+            assert_eq!(kind.name(), *name);
+            assert!(Kind::ops(name).is_some_and(|ops| !ops.is_empty()), "{name}");
+        }
+    }
+}
