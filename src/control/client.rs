@@ -66,9 +66,12 @@ pub fn request(
         )));
     }
     read.map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ClientError::Protocol(
-            format!("no answer from the daemon within {}s", timeout.as_secs()),
-        ),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            ClientError::Protocol(format!(
+                "no answer from the daemon within {}",
+                humantime::format_duration(timeout)
+            ))
+        }
         _ => ClientError::Protocol(format!("cannot read the answer: {e}")),
     })?;
     if reply.is_empty() {

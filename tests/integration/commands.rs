@@ -138,6 +138,13 @@ fn operation_errors_have_exit_codes() {
     assert_eq!(root.code, 1);
     let json = d.json(&["stop", "root/nope"], 1);
     assert_eq!(json["error"]["code"], "not_found");
+    // Under --json an error is JSON on stdout and a line for people on stderr.
+    let both = d.cli(&["stop", "root/nope", "--json"]);
+    assert!(
+        both.stderr.contains("root/nope: no such actor"),
+        "{}",
+        both.stderr
+    );
     // The daemon is unharmed.
     assert_eq!(d.cli(&["status"]).code, 0);
 }
@@ -189,6 +196,34 @@ fn without_a_daemon_commands_say_so() {
     assert_eq!(usage.code, 2);
     let missing_arg = run_cli(&["stop"], &[]);
     assert_eq!(missing_arg.code, 2);
+    let json = run_cli(&["--socket", &socket, "status", "--json"], &[]);
+    assert_eq!(json.code, 2);
+    assert_eq!(json.json()["error"]["code"], "connection");
+    assert!(json.stderr.contains("cannot connect"), "{}", json.stderr);
+}
+
+/// Regression: `--timeout 500ms` was reported as "within 0s". A listener that never answers
+/// stands in for a wedged daemon.
+#[test]
+fn a_timeout_is_reported_as_given() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let path = dir.path().join("silent.sock");
+    let _listener = match std::os::unix::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    };
+    let socket = path.display().to_string();
+    let out = run_cli(&["--socket", &socket, "--timeout", "500ms", "status"], &[]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("no answer from the daemon within 500ms"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -267,4 +302,40 @@ fn call_routes_operations_to_the_kind() {
     assert_eq!(d.cli(&["stop", "root/beat"]).code, 0);
     let stopped = d.json(&["call", "root/beat", "status"], 1);
     assert_eq!(stopped["error"]["code"], "not_running");
+}
+
+/// Regression: `metasystem events | head -1` and `tree | head -1` panicked (exit 101) when the
+/// reader went away. They must stop quietly.
+#[test]
+fn a_closed_stdout_ends_output_quietly() {
+    let d = TestDaemon::start(TREE);
+    d.wait_until("events", |d| d.events(&[]).len() >= 4);
+    let socket = d.socket.display().to_string();
+    for args in [
+        vec!["events"],
+        vec!["tree"],
+        vec!["events", "--json"],
+        vec!["call", "root/beat"],
+    ] {
+        // A pipe whose reader is already gone: every write fails with EPIPE.
+        let (reader, writer) = match std::io::pipe() {
+            Ok(p) => p,
+            Err(e) => panic!("pipe: {e}"),
+        };
+        drop(reader);
+        let out = std::process::Command::new(crate::util::BIN)
+            .arg("--socket")
+            .arg(&socket)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .output();
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => panic!("{e}"),
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }

@@ -1,0 +1,262 @@
+//! The client commands: build the request, send it over the socket, render the answer, and
+//! choose the exit code.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{exit, render, Cli, Cmd, Global};
+use crate::config;
+use crate::control::client::{self, ClientError};
+use crate::control::protocol::{
+    code, Command, EventsResult, ReloadResult, Response, Status, TreeResult,
+};
+
+/// Runs a client command; its exit code.
+pub fn run(cli: &Cli) -> u8 {
+    let global = &cli.global;
+    let command = match request(&cli.command) {
+        Ok(c) => c,
+        Err(message) => return failed(global, "usage", &message, exit::USAGE),
+    };
+    let socket = match socket(global) {
+        Ok(s) => s,
+        Err(message) => return failed(global, "connection", &message, exit::USAGE),
+    };
+    let response = match client::request(&socket, command, global.timeout) {
+        Ok(r) => r,
+        Err(ClientError::Connect(m) | ClientError::Protocol(m)) => {
+            return failed(global, "connection", &m, exit::USAGE)
+        }
+    };
+    if !response.ok {
+        return refused(global, &response);
+    }
+    let result = response.result.unwrap_or(Value::Null);
+    let mut out = io::stdout().lock();
+    let written = answer(cli, result, &mut out).and_then(|code| out.flush().map(|()| code));
+    match written {
+        Ok(code) => code,
+        // The reader went away (`| head -1`): stop quietly, as a filter should.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => {
+            say(&format!("metasystem: cannot write the output: {e}"));
+            exit::USAGE
+        }
+    }
+}
+
+/// The request a subcommand sends.
+fn request(cmd: &Cmd) -> Result<Command, String> {
+    Ok(match cmd {
+        Cmd::Status => Command::Status,
+        Cmd::Tree => Command::Tree,
+        Cmd::Start { path } => Command::Start { path: path.clone() },
+        Cmd::Stop { path } => Command::Stop { path: path.clone() },
+        Cmd::Restart { path } => Command::Restart { path: path.clone() },
+        Cmd::Kill { path } => Command::Kill { path: path.clone() },
+        Cmd::Reload => Command::Reload,
+        Cmd::Events {
+            since,
+            path,
+            kind,
+            limit,
+        } => Command::Events {
+            since_s: since.map(|d| d.as_secs().max(1)),
+            path: path.clone(),
+            kind: kind.clone(),
+            limit: Some(*limit as usize),
+        },
+        Cmd::Shutdown => Command::Shutdown,
+        Cmd::Call { path, op, args } => Command::Call {
+            path: path.clone(),
+            op: op.clone(),
+            args: call_args(args)?,
+        },
+        Cmd::Run | Cmd::Check { .. } => return Err("not a client command".into()),
+    })
+}
+
+/// The socket: --socket / METASYSTEM_SOCKET, else the config's.
+fn socket(global: &Global) -> Result<PathBuf, String> {
+    if let Some(s) = &global.socket {
+        return Ok(s.clone());
+    }
+    let origin = config::locate(global.config.as_deref());
+    config::socket_of(&origin)
+        .map_err(|e| format!("cannot find the control socket: {e} (pass --socket PATH)"))
+}
+
+/// Prints the answer (JSON or human) and picks the exit code.
+fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
+    let global = &cli.global;
+    if global.json {
+        writeln!(out, "{result}")?;
+    }
+    let human = !global.json;
+    Ok(match &cli.command {
+        Cmd::Status => {
+            let Some(s) = typed::<Status>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::status(out, &s)?;
+            }
+            if s.healthy {
+                exit::OK
+            } else {
+                exit::UNHEALTHY
+            }
+        }
+        Cmd::Tree => {
+            let Some(t) = typed::<TreeResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::tree(out, &t)?;
+            }
+            let bad = t
+                .nodes
+                .iter()
+                .any(|n| n.state == "failed" || n.state == "restarting");
+            if bad {
+                exit::UNHEALTHY
+            } else {
+                exit::OK
+            }
+        }
+        Cmd::Events { .. } => {
+            let Some(e) = typed::<EventsResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                if e.events.is_empty() {
+                    writeln!(out, "no events")?;
+                }
+                for ev in &e.events {
+                    render::event(out, ev)?;
+                }
+            }
+            exit::OK
+        }
+        Cmd::Reload => {
+            let Some(r) = typed::<ReloadResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::reload(out, &r)?;
+            }
+            if r.changes.iter().any(|c| c.error.is_some()) {
+                exit::UNHEALTHY
+            } else {
+                exit::OK
+            }
+        }
+        Cmd::Start { path } | Cmd::Stop { path } | Cmd::Restart { path } | Cmd::Kill { path } => {
+            if human {
+                let verb = match &cli.command {
+                    Cmd::Start { .. } => "started",
+                    Cmd::Stop { .. } => "stopped",
+                    Cmd::Restart { .. } => "restarted",
+                    _ => "killed (its supervisor will restart it per its policy)",
+                };
+                writeln!(out, "{path}: {verb}")?;
+            }
+            exit::OK
+        }
+        Cmd::Shutdown => {
+            if human {
+                writeln!(out, "shutting down")?;
+            }
+            exit::OK
+        }
+        Cmd::Call { op, .. } => {
+            if human {
+                render::call(out, op.is_none(), &result)?;
+            }
+            exit::OK
+        }
+        Cmd::Run | Cmd::Check { .. } => exit::USAGE,
+    })
+}
+
+fn typed<T: DeserializeOwned>(result: Value) -> Option<T> {
+    match serde_json::from_value(result) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            say(&format!(
+                "metasystem: unreadable answer from the daemon: {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// `KEY=VALUE` arguments as a JSON object; a VALUE that parses as JSON is taken as such.
+fn call_args(args: &[String]) -> Result<Value, String> {
+    let mut object = serde_json::Map::new();
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(format!("argument {arg:?} is not KEY=VALUE"));
+        };
+        if key.is_empty() {
+            return Err(format!("argument {arg:?} has no key"));
+        }
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        if object.insert(key.to_string(), value).is_some() {
+            return Err(format!("argument {key:?} is given twice"));
+        }
+    }
+    Ok(if object.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(object)
+    })
+}
+
+/// A line on stderr; a closed stderr is not worth a panic.
+pub(super) fn say(line: &str) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
+/// A failure before any answer (usage, connection): the message on stderr and, under
+/// `--json`, as JSON on stdout too.
+fn failed(global: &Global, kind: &str, message: &str, code: u8) -> u8 {
+    if global.json {
+        let _ = writeln!(
+            io::stdout(),
+            "{}",
+            serde_json::json!({ "error": { "code": kind, "message": message } })
+        );
+    }
+    say(&format!("metasystem: {message}"));
+    code
+}
+
+/// The daemon refused: its message (and details) on stderr and, under `--json`, the error
+/// as JSON on stdout too.
+fn refused(global: &Global, response: &Response) -> u8 {
+    let Some(error) = &response.error else {
+        say("metasystem: the daemon refused without saying why");
+        return exit::UNHEALTHY;
+    };
+    if global.json {
+        let _ = writeln!(io::stdout(), "{}", serde_json::json!({ "error": error }));
+    }
+    say(&format!("metasystem: {}", error.message));
+    for line in &error.details {
+        say(line);
+    }
+    match error.code.as_str() {
+        // Usage errors, and refusals to talk at all (connection errors, not answers).
+        code::BAD_REQUEST
+        | code::INVALID_PATH
+        | code::UNSUPPORTED_VERSION
+        | code::TOO_MANY_CONNECTIONS
+        | code::FORBIDDEN => exit::USAGE,
+        _ => exit::UNHEALTHY,
+    }
+}

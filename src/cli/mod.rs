@@ -1,0 +1,220 @@
+//! The command line (`client` sends requests and renders answers, `render` is the human
+//! output): `metasystem run` is the daemon; `check` validates a config; the other
+//! subcommands talk to the running daemon over its control socket.
+//!
+//! Exit codes: 0 ok; 1 the thing asked about is unhealthy, invalid or refused; 2 usage or
+//! connection error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+mod client;
+mod render;
+
+use crate::config;
+
+/// The CLI's exit codes.
+pub mod exit {
+    /// Done; the thing asked about is healthy.
+    pub const OK: u8 = 0;
+    /// The thing asked about is unhealthy, invalid, or the daemon refused the request.
+    pub const UNHEALTHY: u8 = 1;
+    /// Bad usage, or the daemon could not be reached.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "metasystem",
+    version,
+    about = "Keeps important state safe and services healthy, with nobody watching",
+    after_help = "Exit codes: 0 ok, 1 unhealthy/invalid/refused, 2 usage or connection error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Args, Debug)]
+pub struct Global {
+    /// The config file (default: $METASYSTEM_CONFIG, else ~/.metasystem/supervision.toml if it
+    /// exists, else the embedded default). Client commands read the socket path from it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The daemon's control socket (overrides the config's).
+    #[arg(long, global = true, env = "METASYSTEM_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// How long to wait for the daemon's answer (at least 1ms).
+    #[arg(long, global = true, value_parser = positive_duration, default_value = "60s")]
+    pub timeout: Duration,
+    /// Log as JSON lines instead of text (`run`).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the daemon in the foreground (systemd/launchd style; logs to stderr).
+    Run,
+    /// Validate a config file without starting anything (like `nginx -t`).
+    Check {
+        /// The file (default: the one `run` would use).
+        file: Option<PathBuf>,
+    },
+    /// Daemon version, pid, uptime, and how many actors are in each state.
+    Status,
+    /// The supervision tree: every actor, its state, restarts and incarnation.
+    Tree,
+    /// Start a stopped or failed actor.
+    Start { path: String },
+    /// Stop an actor and keep it stopped.
+    Stop { path: String },
+    /// Stop and start an actor.
+    Restart { path: String },
+    /// Crash an actor as if it failed (chaos testing): its supervisor restarts it.
+    Kill { path: String },
+    /// Re-read the config and apply the difference; an invalid file changes nothing.
+    Reload,
+    /// Recorded events: starts, exits and why, restarts, heartbeats, reloads.
+    Events {
+        /// Only the last DURATION (e.g. 30m, 24h).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        since: Option<Duration>,
+        /// Only this actor and those below it.
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
+        /// Only this kind (started, exited, restarted, heartbeat, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many, the most recent (1 to 100000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+    },
+    /// Run an operation of an actor (its kind's): `call root/heartbeat status`. Without OP,
+    /// list the operations its kind offers.
+    Call {
+        /// The actor's tree path.
+        path: String,
+        /// The operation.
+        op: Option<String>,
+        /// Arguments as KEY=VALUE (VALUE is read as JSON when it parses, else as a string).
+        #[arg(value_name = "KEY=VALUE")]
+        args: Vec<String>,
+    },
+    /// Stop the daemon in order.
+    Shutdown,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run => run(&cli.global),
+        Cmd::Check { ref file } => check(&cli.global, file.as_deref()),
+        _ => ExitCode::from(client::run(&cli)),
+    }
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(1) {
+        return Err("must be at least 1ms".into());
+    }
+    Ok(d)
+}
+
+fn run(global: &Global) -> ExitCode {
+    crate::telemetry::init("info", global.log_json);
+    // One scheduler thread for the whole actor system; blocking work goes to tokio's blocking
+    // pool and sqlx runs SQLite on its own thread. Measured (BENCHMARKS.md): paced restarts take
+    // 9-13 us here vs 15-19 us on a 2-worker runtime, where much of the time goes to waking
+    // parked workers.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("metasystem: cannot start the async runtime: {e}");
+            return ExitCode::from(crate::daemon::EXIT_START_FAILED);
+        }
+    };
+    let config = global.config.clone();
+    // The daemon runs as a spawned task, not in the block_on body (see shared/NOTES.md).
+    let code = runtime.block_on(async {
+        match tokio::spawn(crate::daemon::run(config)).await {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::error!(error = %e, "the daemon task failed");
+                ExitCode::from(crate::daemon::EXIT_ROOT_GAVE_UP)
+            }
+        }
+    });
+    // A blocking task stuck on a bad file system must not keep a stopped daemon alive.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    code
+}
+
+fn check(global: &Global, file: Option<&std::path::Path>) -> ExitCode {
+    use std::io::Write;
+    let origin = config::locate(file.or(global.config.as_deref()));
+    let mut out = std::io::stdout().lock();
+    let (code, written) = match config::load(&origin) {
+        Ok(c) => {
+            let actors = count(&c.root);
+            let written = if global.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "file": origin.display(), "valid": true, "actors": actors })
+                )
+            } else {
+                writeln!(out, "{}: ok ({actors} actors)", origin.display())
+            };
+            (exit::OK, written)
+        }
+        Err(errors) => {
+            let written = if global.json {
+                let lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "file": origin.display(), "valid": false, "errors": lines })
+                )
+            } else {
+                client::say(&errors.to_string());
+                client::say(&format!(
+                    "{}: {} error(s)",
+                    origin.display(),
+                    errors.0.len()
+                ));
+                Ok(())
+            };
+            (exit::UNHEALTHY, written)
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            client::say(&format!("metasystem: cannot write the output: {e}"));
+            ExitCode::from(exit::USAGE)
+        }
+        _ => ExitCode::from(code),
+    }
+}
+
+fn count(root: &config::SupervisorConfig) -> usize {
+    root.children
+        .iter()
+        .map(|c| match &c.kind {
+            config::Kind::Supervisor(s) => 1 + count(s),
+            _ => 1,
+        })
+        .sum()
+}

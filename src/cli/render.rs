@@ -1,0 +1,137 @@
+//! Human output of the client commands. Every writer returns the write's error, so a reader
+//! that went away (`metasystem tree | head -1`) ends the command quietly instead of panicking.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use crate::control::protocol::{Event, OpsResult, ReloadResult, Status, TreeResult};
+
+/// Paths wider than this are not padded further (a deep tree must not make every line huge).
+const MAX_PATH_COLUMN: usize = 60;
+
+pub fn short(secs: f64) -> String {
+    let secs = if secs.is_finite() { secs.max(0.0) } else { 0.0 };
+    humantime::format_duration(Duration::from_secs(secs as u64)).to_string()
+}
+
+pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
+    writeln!(
+        out,
+        "metasystem {} {} (pid {}, up {})",
+        s.version,
+        if s.healthy { "healthy" } else { "UNHEALTHY" },
+        s.pid,
+        short(s.uptime_s as f64)
+    )?;
+    writeln!(out, "config:    {}", s.config)?;
+    writeln!(out, "state dir: {}", s.state_dir)?;
+    writeln!(out, "socket:    {}", s.socket)?;
+    writeln!(
+        out,
+        "actors:    {} running, {} restarting, {} stopped, {} failed",
+        s.running, s.restarting, s.stopped, s.failed
+    )
+}
+
+pub fn tree(out: &mut dyn Write, t: &TreeResult) -> io::Result<()> {
+    let width = t
+        .nodes
+        .iter()
+        .map(|n| n.path.chars().count() + 2 * n.depth)
+        .max()
+        .unwrap_or(4)
+        .clamp(4, MAX_PATH_COLUMN);
+    writeln!(
+        out,
+        "{:<width$}  {:<12} {:<11} {:>8} {:>4}  {:<10} LAST EXIT",
+        "PATH", "KIND", "STATE", "RESTARTS", "INC", "UPTIME"
+    )?;
+    for n in &t.nodes {
+        let label = format!("{}{}", "  ".repeat(n.depth.min(MAX_PATH_COLUMN)), n.path);
+        let time = match (n.uptime_s, n.restart_in_s) {
+            (Some(up), _) => short(up),
+            (None, Some(wait)) => format!("in {}", short(wait.ceil())),
+            _ => "-".into(),
+        };
+        let mut last = n.last_exit.clone().unwrap_or_default();
+        if let Some(e) = &n.error {
+            last = format!("start failed: {e}");
+        }
+        if n.unresponsive {
+            last = format!("(did not answer) {last}");
+        }
+        writeln!(
+            out,
+            "{label:<width$}  {:<12} {:<11} {:>8} {:>4}  {:<10} {last}",
+            n.kind, n.state, n.restarts, n.incarnation, time
+        )?;
+    }
+    Ok(())
+}
+
+pub fn event(out: &mut dyn Write, ev: &Event) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}  {:<24} {:<18} {}",
+        ev.at, ev.path, ev.kind, ev.message
+    )
+}
+
+pub fn reload(out: &mut dyn Write, r: &ReloadResult) -> io::Result<()> {
+    if r.changes.is_empty() {
+        writeln!(out, "{}: no changes", r.config)?;
+    } else {
+        writeln!(out, "{}: {} change(s)", r.config, r.changes.len())?;
+        for c in &r.changes {
+            match (&c.error, &c.note) {
+                (Some(e), _) => writeln!(out, "  {:<24} {}  FAILED: {e}", c.action, c.path)?,
+                (None, Some(note)) => writeln!(out, "  {:<24} {}  ({note})", c.action, c.path)?,
+                (None, None) => writeln!(out, "  {:<24} {}", c.action, c.path)?,
+            }
+        }
+    }
+    for w in &r.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+/// `call PATH` (the operations) or `call PATH OP` (its reply: `key  value` lines when flat,
+/// pretty JSON otherwise).
+pub fn call(out: &mut dyn Write, listing: bool, result: &serde_json::Value) -> io::Result<()> {
+    if listing {
+        if let Ok(ops) = serde_json::from_value::<OpsResult>(result.clone()) {
+            writeln!(out, "{} ({}): operations", ops.path, ops.kind)?;
+            for op in ops.ops {
+                let usage = if op.args.is_empty() {
+                    op.name.clone()
+                } else {
+                    format!("{} {}", op.name, op.args)
+                };
+                writeln!(out, "  {usage:<24} {}", op.summary)?;
+            }
+            return Ok(());
+        }
+    }
+    match result {
+        serde_json::Value::Object(fields)
+            if fields.values().all(|v| !v.is_object() && !v.is_array()) =>
+        {
+            let width = fields.keys().map(String::len).max().unwrap_or(0);
+            for (key, value) in fields {
+                let shown = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "-".into(),
+                    other => other.to_string(),
+                };
+                writeln!(out, "{key:<width$}  {shown}")?;
+            }
+            Ok(())
+        }
+        other => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(other).unwrap_or_else(|_| other.to_string())
+        ),
+    }
+}
