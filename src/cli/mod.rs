@@ -209,12 +209,14 @@ fn check(global: &Global, file: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
+/// Actors in the tree, the root supervisor included (as `status` counts them).
 fn count(root: &config::SupervisorConfig) -> usize {
-    root.children
+    1 + root
+        .children
         .iter()
         .map(|c| match &c.kind {
-            config::Kind::Supervisor(s) => 1 + count(s),
+            config::Kind::Supervisor(s) => count(s),
             _ => 1,
         })
-        .sum()
+        .sum::<usize>()
 }

@@ -133,7 +133,7 @@ fn check_validates_without_starting_anything() {
     .unwrap_or_default();
     let ok = run_cli(&["check", &good.display().to_string()], &[]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
-    assert!(ok.stdout.contains("ok (5 actors)"), "{}", ok.stdout);
+    assert!(ok.stdout.contains("ok (6 actors)"), "{}", ok.stdout);
     assert!(!dir.path().join("state").exists(), "check started nothing");
 
     let bad_path = bad.display().to_string();
@@ -369,4 +369,16 @@ fn systemd_notify_and_watchdog() {
         }
     }
     assert!(stopping, "no STOPPING=1");
+}
+
+/// Regression: `check` counted actors without the root, `status` with it.
+#[test]
+fn check_and_status_count_actors_alike() {
+    let d = TestDaemon::start(ORDERED);
+    let config = d.config.display().to_string();
+    let check = run_cli(&["check", &config, "--json"], &[]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let status = d.json(&["status"], 0);
+    assert_eq!(check.json()["actors"], status["running"]);
+    assert_eq!(status["running"], 6);
 }
