@@ -1,28 +1,57 @@
-//! Logging: `tracing` to stderr (journald keeps it), human-readable or JSON; panics go through
-//! tracing as one line (ractor catches them and turns them into supervision events).
+//! Logging: `tracing` to stderr (journald keeps it), human-readable or JSON, written by its own
+//! thread: a stderr that nobody reads (a full pipe) must never stop the daemon, so lines that
+//! do not fit in the writer's buffer are dropped and counted (`status` shows the count).
+//! Panics go through tracing as one line (ractor catches them and turns them into supervision
+//! events).
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber and the panic hook. `RUST_LOG` overrides `default_filter`.
-pub fn init(default_filter: &str, json: bool) {
+/// Log lines buffered for the writer thread; past this, new lines are dropped (and counted).
+const BUFFERED_LINES: usize = 16_384;
+
+/// The writer's count of dropped lines, once logging is set up.
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Lines dropped because the log's reader did not keep up.
+pub fn lines_dropped() -> u64 {
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+}
+
+/// Installs the global subscriber (writing from its own thread) and the panic hook.
+/// `RUST_LOG` overrides `default_filter`. Keep the guard until the end: dropping it writes out
+/// what is buffered (for at most a second, so a stuck stderr cannot hold the exit).
+pub fn init(default_filter: &str, json: bool) -> Option<WorkerGuard> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name("metasystem-log")
+        .finish(std::io::stderr());
+    let counter = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false);
     let installed = if json {
         builder.json().flatten_event(true).try_init()
     } else {
-        builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init()
+        builder.with_ansi(ansi).try_init()
     };
-    // Already installed (tests start the daemon in-process more than once): keep the first.
-    let _ = installed;
     install_panic_hook();
+    // Already installed (tests start the daemon in-process more than once): keep the first.
+    match installed {
+        Ok(()) => {
+            let _ = DROPPED.set(counter);
+            Some(guard)
+        }
+        Err(_) => None,
+    }
 }
 
 /// Panics are logged as one `error` line with their location; a backtrace only when

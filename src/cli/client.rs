@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{exit, render, Cli, Cmd, Global};
 use crate::config;
-use crate::control::client::{self, ClientError};
+use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
     code, Command, EventsResult, ReloadResult, Response, Status, TreeResult,
 };
@@ -25,18 +25,16 @@ pub fn run(cli: &Cli) -> u8 {
         Ok(s) => s,
         Err(message) => return failed(global, "connection", &message, exit::USAGE),
     };
-    let response = match client::request(&socket, command, global.timeout) {
-        Ok(r) => r,
-        Err(ClientError::Connect(m) | ClientError::Protocol(m)) => {
-            return failed(global, "connection", &m, exit::USAGE)
-        }
+    let mut conn = match Connection::open(&socket, Some(global.timeout)) {
+        Ok(c) => c,
+        Err(e) => return failed(global, "connection", &e.to_string(), exit::USAGE),
     };
-    if !response.ok {
-        return refused(global, &response);
-    }
-    let result = response.result.unwrap_or(Value::Null);
     let mut out = io::stdout().lock();
-    let written = answer(cli, result, &mut out).and_then(|code| out.flush().map(|()| code));
+    let outcome = match &cli.command {
+        Cmd::Events { .. } => events(global, &mut conn, command, &mut out),
+        _ => single(cli, &mut conn, command, &mut out),
+    };
+    let written = outcome.and_then(|code| out.flush().map(|()| code));
     match written {
         Ok(code) => code,
         // The reader went away (`| head -1`): stop quietly, as a filter should.
@@ -46,6 +44,78 @@ pub fn run(cli: &Cli) -> u8 {
             exit::USAGE
         }
     }
+}
+
+/// One request, one answer.
+fn single(
+    cli: &Cli,
+    conn: &mut Connection,
+    command: Command,
+    out: &mut dyn Write,
+) -> io::Result<u8> {
+    let global = &cli.global;
+    let response = match conn.request(command) {
+        Ok(r) => r,
+        Err(ClientError::Connect(m) | ClientError::Protocol(m)) => {
+            return Ok(failed(global, "connection", &m, exit::USAGE))
+        }
+    };
+    if !response.ok {
+        return Ok(refused(global, &response));
+    }
+    answer(cli, response.result.unwrap_or(Value::Null), out)
+}
+
+/// `events`: page after page over one connection, printed as they come (under `--json`, one
+/// JSON object `{"events":[...]}` written incrementally), so neither side holds them all.
+fn events(
+    global: &Global,
+    conn: &mut Connection,
+    mut command: Command,
+    out: &mut dyn Write,
+) -> io::Result<u8> {
+    let mut printed = 0usize;
+    if global.json {
+        write!(out, "{{\"events\":[")?;
+    }
+    let code = loop {
+        let response = match conn.request(command.clone()) {
+            Ok(r) => r,
+            Err(e) => break failed(global, "connection", &e.to_string(), exit::USAGE),
+        };
+        if !response.ok {
+            break refused(global, &response);
+        }
+        let Some(page) = typed::<EventsResult>(response.result.unwrap_or(Value::Null)) else {
+            break exit::USAGE;
+        };
+        for ev in &page.events {
+            if global.json {
+                let sep = if printed == 0 { "" } else { "," };
+                write!(
+                    out,
+                    "{sep}{}",
+                    serde_json::to_string(ev).unwrap_or_default()
+                )?;
+            } else {
+                render::event(out, ev)?;
+            }
+            printed += 1;
+        }
+        match (page.next, &mut command) {
+            (Some(next), Command::Events { limit, after, .. }) => {
+                *limit = Some(next.remaining);
+                *after = Some(next.after);
+            }
+            _ => break exit::OK,
+        }
+    };
+    if global.json {
+        writeln!(out, "]}}")?;
+    } else if printed == 0 && code == exit::OK {
+        writeln!(out, "no events")?;
+    }
+    Ok(code)
 }
 
 /// The request a subcommand sends.
@@ -68,6 +138,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             path: path.clone(),
             kind: kind.clone(),
             limit: Some(*limit as usize),
+            after: None,
         },
         Cmd::Shutdown => Command::Shutdown,
         Cmd::Call { path, op, args } => Command::Call {
@@ -127,20 +198,6 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
                 exit::OK
             }
         }
-        Cmd::Events { .. } => {
-            let Some(e) = typed::<EventsResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                if e.events.is_empty() {
-                    writeln!(out, "no events")?;
-                }
-                for ev in &e.events {
-                    render::event(out, ev)?;
-                }
-            }
-            exit::OK
-        }
         Cmd::Reload => {
             let Some(r) = typed::<ReloadResult>(result) else {
                 return Ok(exit::USAGE);
@@ -178,7 +235,7 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             }
             exit::OK
         }
-        Cmd::Run | Cmd::Check { .. } => exit::USAGE,
+        Cmd::Events { .. } | Cmd::Run | Cmd::Check { .. } => exit::USAGE,
     })
 }
 

@@ -94,8 +94,8 @@ pub enum Cmd {
         /// Only this kind (started, exited, restarted, heartbeat, ...).
         #[arg(long)]
         kind: Option<String>,
-        /// At most this many, the most recent (1 to 100000).
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        /// At most this many, the most recent (1 to 1000000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         limit: u32,
     },
     /// Run an operation of an actor (its kind's): `call root/heartbeat status`. Without OP,
@@ -131,7 +131,8 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn run(global: &Global) -> ExitCode {
-    crate::telemetry::init("info", global.log_json);
+    // Held to the end: dropping it writes out the buffered log lines.
+    let _log = crate::telemetry::init("info", global.log_json);
     // One scheduler thread for the whole actor system; blocking work goes to tokio's blocking
     // pool and sqlx runs SQLite on its own thread. Measured (BENCHMARKS.md): paced restarts take
     // 9-13 us here vs 15-19 us on a 2-worker runtime, where much of the time goes to waking

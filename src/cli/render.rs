@@ -30,7 +30,45 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
         out,
         "actors:    {} running, {} restarting, {} stopped, {} failed",
         s.running, s.restarting, s.stopped, s.failed
-    )
+    )?;
+    let st = &s.store;
+    writeln!(
+        out,
+        "store:     {} written, {} waiting, {} dropped",
+        st.written,
+        st.queued + st.inflight + st.durable_waiting,
+        st.dropped
+    )?;
+    if let Some(since) = st.failing_since_ms {
+        writeln!(
+            out,
+            "           WRITES FAILING since {}: {}",
+            metasystem_actors::store::format_ms(since),
+            st.last_error.as_deref().unwrap_or("unknown error")
+        )?;
+    }
+    if s.log_lines_dropped > 0 {
+        writeln!(
+            out,
+            "log:       {} lines dropped (stderr did not keep up)",
+            s.log_lines_dropped
+        )?;
+    }
+    if let Some(run) = &s.previous_run {
+        match (&run.stopped, run.exit_code) {
+            (Some(stopped), code) => writeln!(
+                out,
+                "previous run: stopped in order at {stopped} (exit {})",
+                code.unwrap_or(0)
+            )?,
+            (None, _) => writeln!(
+                out,
+                "previous run: started {} (pid {}), ended WITHOUT a clean shutdown (killed or crashed)",
+                run.started, run.pid
+            )?,
+        }
+    }
+    Ok(())
 }
 
 pub fn tree(out: &mut dyn Write, t: &TreeResult) -> io::Result<()> {

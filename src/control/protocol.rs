@@ -44,8 +44,14 @@ pub enum Command {
         path: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kind: Option<String>,
+        /// How many: the most recent this many (default 1,000; at most 1,000,000), oldest
+        /// first; with `after`, the next this many after it. A reply holds one page: it
+        /// says where the next one starts.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
+        /// Continue after this event id (`next.after` of the previous page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<i64>,
     },
     Shutdown,
     /// An operation of the actor at `path`, handled by its kind (`src/kinds/`). Without `op`:
@@ -236,8 +242,31 @@ pub struct Status {
     pub restarting: usize,
     pub stopped: usize,
     pub failed: usize,
-    /// No node is failed or restarting.
+    /// No node is failed, restarting or unresponsive.
     pub healthy: bool,
+    /// The store: what waits to be written, what was dropped, whether writes fail.
+    pub store: metasystem_actors::store::StoreStats,
+    /// Lines of log dropped because stderr (or the log file) did not keep up.
+    #[serde(default)]
+    pub log_lines_dropped: u64,
+    /// The run before this one, from the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_run: Option<RunInfo>,
+}
+
+/// A past run of the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub started: String,
+    pub pid: i64,
+    pub version: String,
+    /// When it stopped in order; `None` if it ended without a clean shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// It stopped in order.
+    pub clean: bool,
 }
 
 /// One node of `tree`.
@@ -273,6 +302,8 @@ pub struct TreeResult {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// The event's id: ids grow with time.
+    pub id: i64,
     /// RFC 3339, UTC, milliseconds.
     pub at: String,
     pub at_ms: i64,
@@ -285,6 +316,17 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventsResult {
     pub events: Vec<Event>,
+    /// More to read: ask again with these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<EventsCursor>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsCursor {
+    /// Ask with `after` set to this.
+    pub after: i64,
+    /// And `limit` set to this.
+    pub remaining: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,7 +392,8 @@ mod tests {
                     since_s: Some(60),
                     path: None,
                     kind: None,
-                    limit: None
+                    limit: None,
+                    after: None
                 }
             ))
         );

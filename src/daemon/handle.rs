@@ -2,18 +2,28 @@
 
 use std::time::{Duration, SystemTime};
 
-use metasystem_actors::store::{EventQuery, StoredEvent};
+use metasystem_actors::store::{self, format_ms, EventQuery, EventRow};
 use metasystem_actors::{NodeSnapshot, NodeState, TreeError};
 use serde_json::json;
 
 use super::Daemon;
 use crate::control::protocol::{
-    code, Command, Event, EventsResult, Node, OpInfo, OpsResult, Response, Status, TreeResult,
+    code, Command, Event, EventsCursor, EventsResult, Node, OpInfo, OpsResult, Response, RunInfo,
+    Status, TreeResult,
 };
 use crate::kinds::{CallCx, Kind};
 
 /// How long an actor may take to answer a `call`.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many events in one reply; the reply says where the next page starts.
+pub const EVENTS_PAGE: usize = 500;
+/// A page also ends once its events take this many bytes of JSON.
+const EVENTS_PAGE_BYTES: usize = 512 * 1024;
+/// `events` asks for at most this many in all (over as many pages as it takes).
+pub const MAX_EVENTS: usize = 1_000_000;
+/// Before the first page, the store is given this long to write what waits, so an event
+/// recorded just before the request is in the answer (when the disk takes writes).
+const EVENTS_FLUSH: Duration = Duration::from_millis(500);
 
 impl Daemon {
     pub async fn handle(&self, id: Option<u64>, command: Command) -> Response {
@@ -38,7 +48,14 @@ impl Daemon {
                 path,
                 kind,
                 limit,
-            } => self.events(id, since_s, path, kind, limit).await,
+                after,
+            } => {
+                let query = match events_query(since_s, path, kind) {
+                    Ok(q) => q,
+                    Err(message) => return Response::error(id, code::BAD_REQUEST, message),
+                };
+                self.events(id, &query, limit, after).await
+            }
             Command::Call { path, op, args } => self.call(id, &path, op, args).await,
             Command::Shutdown => {
                 self.shutdown.send_replace(true);
@@ -47,33 +64,53 @@ impl Daemon {
         }
     }
 
+    /// One page of events: the most recent `limit` (oldest first), or the next `limit` after
+    /// the cursor `after`.
     async fn events(
         &self,
         id: Option<u64>,
-        since_s: Option<u64>,
-        path: Option<String>,
-        kind: Option<String>,
+        query: &EventQuery,
         limit: Option<usize>,
+        after: Option<i64>,
     ) -> Response {
-        let query = EventQuery {
-            since: since_s.map(|s| {
-                SystemTime::now()
-                    .checked_sub(Duration::from_secs(s))
-                    .unwrap_or(SystemTime::UNIX_EPOCH)
-            }),
-            path,
-            kind,
-            limit: limit.unwrap_or(1000).min(100_000),
+        let limit = limit.unwrap_or(1000).clamp(1, MAX_EVENTS);
+        let reader = self.store.reader();
+        let after = match after {
+            Some(after) => Some(after),
+            None => {
+                // Best effort: a disk that refuses writes must not hold up reading.
+                let _ = self.store.flush(Some(EVENTS_FLUSH)).await;
+                match store::events::last_n_cursor(reader, query, limit).await {
+                    Ok(cursor) => cursor,
+                    Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+                }
+            }
         };
-        match self.store.query(query).await {
-            Ok(events) => Response::ok(
-                id,
-                json!(EventsResult {
-                    events: events.iter().map(event).collect()
-                }),
-            ),
-            Err(e) => Response::error(id, code::UNAVAILABLE, e),
+        let want = limit.min(EVENTS_PAGE);
+        let rows = match store::events::page(reader, query, after, want).await {
+            Ok(rows) => rows,
+            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+        };
+        let mut events = Vec::with_capacity(rows.len());
+        let mut bytes = 0;
+        for row in &rows {
+            let e = event(row);
+            bytes += serde_json::to_string(&e).map(|t| t.len()).unwrap_or(0);
+            events.push(e);
+            if bytes >= EVENTS_PAGE_BYTES {
+                break;
+            }
         }
+        let remaining = limit - events.len();
+        let full_page = events.len() < rows.len() || rows.len() == want;
+        let next = match events.last() {
+            Some(last) if remaining > 0 && full_page => Some(EventsCursor {
+                after: last.id,
+                remaining,
+            }),
+            _ => None,
+        };
+        Response::ok(id, json!(EventsResult { events, next }))
     }
 
     /// `call PATH [OP] [ARGS]`: routed to the handler of the actor's kind.
@@ -132,6 +169,20 @@ impl Daemon {
             count(NodeState::Stopped),
             count(NodeState::Failed),
         );
+        let previous_run = match store::runs::previous(self.store.reader(), self.run_id).await {
+            Ok(run) => run.map(|r| RunInfo {
+                started: format_ms(r.started_ms),
+                pid: r.pid,
+                version: r.version,
+                stopped: r.stopped_ms.map(format_ms),
+                exit_code: r.exit_code,
+                clean: r.stopped_ms.is_some(),
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the previous run");
+                None
+            }
+        };
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -144,6 +195,9 @@ impl Daemon {
             stopped,
             failed,
             healthy: restarting == 0 && failed == 0 && !nodes.is_empty(),
+            store: self.store.stats(),
+            log_lines_dropped: crate::telemetry::lines_dropped(),
+            previous_run,
         }
     }
 }
@@ -192,13 +246,43 @@ fn node(n: &NodeSnapshot) -> Node {
     }
 }
 
-fn event(e: &StoredEvent) -> Event {
+fn event(e: &EventRow) -> Event {
     Event {
-        at: humantime::format_rfc3339_millis(e.at).to_string(),
-        at_ms: e.at_ms(),
+        id: e.id,
+        at: format_ms(e.at_ms),
+        at_ms: e.at_ms,
         path: e.path.clone(),
         kind: e.kind.clone(),
         message: e.message.clone(),
         data: e.data.clone(),
     }
+}
+
+/// The filters of `events`, checked: an unknown kind is a typo, not an empty answer.
+fn events_query(
+    since_s: Option<u64>,
+    path: Option<String>,
+    kind: Option<String>,
+) -> Result<EventQuery, String> {
+    if let Some(kind) = &kind {
+        if !store::events::KINDS.contains(&kind.as_str()) {
+            let hint = match crate::config::reader::suggest(kind, store::events::KINDS) {
+                Some(close) => format!("; did you mean `{close}`?"),
+                None => String::new(),
+            };
+            return Err(format!(
+                "unknown event kind `{kind}`: it must be {}{hint}",
+                crate::config::reader::one_of(store::events::KINDS)
+            ));
+        }
+    }
+    Ok(EventQuery {
+        since: since_s.map(|s| {
+            SystemTime::now()
+                .checked_sub(Duration::from_secs(s))
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        }),
+        path,
+        kind,
+    })
 }

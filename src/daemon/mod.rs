@@ -54,6 +54,9 @@ pub struct Daemon {
     current: Mutex<(Origin, Config)>,
     /// When the daemon started, for `status`.
     started: Instant,
+    /// This run's row in the store's `daemon_runs` (None if the disk refused it): `status`
+    /// shows the run before it.
+    run_id: Option<i64>,
     /// Set by the `shutdown` command; the main loop waits on it.
     shutdown: watch::Sender<bool>,
 }

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metasystem_actors::store::{Store, StoreActor, StoreArgs};
+use metasystem_actors::store::{unix_ms, DurableOp, DurableReply, Store};
 use metasystem_actors::{ExitReason, SupervisorSpec, Tree};
-use ractor::Actor;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{watch, Mutex};
@@ -59,26 +58,34 @@ fn claim(config: &Config) -> Result<(std::fs::File, UnixListener), Failure> {
 
 async fn open_store(state_dir: &Path, socket: &Path) -> Result<(Store, JoinHandle<()>), Failure> {
     let db = state_dir.join("metastore.db");
-    let spawned = Actor::spawn(
-        None,
-        StoreActor,
-        StoreArgs {
-            path: db.clone(),
-            retention: EVENT_RETENTION,
-        },
-    )
-    .await;
-    match spawned {
-        Ok((actor, join)) => Ok((Store::new(actor), join)),
+    Store::open(&db, EVENT_RETENTION).await.map_err(|e| {
+        let _ = std::fs::remove_file(socket);
+        Failure::Setup(format!("cannot open the store {}: {e}", db.display()))
+    })
+}
+
+/// Records this run on the durable lane (so the next run can tell whether this one ended
+/// cleanly); its id. A disk that refuses writes does not hold up the start: the write is kept
+/// and retried, and this run then has no id to close.
+async fn record_run(store: &Store, origin: &Origin) -> Option<i64> {
+    let op = DurableOp::RunStarted {
+        started_ms: unix_ms(std::time::SystemTime::now()),
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config: origin.display(),
+    };
+    match store.durable(op, Some(RUN_RECORD_TIMEOUT)).await {
+        Ok(DurableReply::Id(id)) => Some(id),
+        Ok(DurableReply::Done) => None,
         Err(e) => {
-            let _ = std::fs::remove_file(socket);
-            Err(Failure::Setup(format!(
-                "cannot open the event store {}: {e}",
-                db.display()
-            )))
+            tracing::warn!(error = %e, "cannot record this run in the store");
+            None
         }
     }
 }
+
+/// How long the start and the stop wait for the store to record the run.
+const RUN_RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the root with no children, then the configured children as the diff from it.
 async fn start_tree(config: &Config, services: &Services) -> Result<Tree, String> {
@@ -108,8 +115,7 @@ async fn start_tree(config: &Config, services: &Services) -> Result<Tree, String
 
 /// Undoes what started, for a failed start.
 async fn abandon(store: &Store, socket: &Path) {
-    let _ = store.flush().await;
-    store.actor().stop(None);
+    store.close().await;
     let _ = std::fs::remove_file(socket);
 }
 
@@ -122,6 +128,7 @@ pub(super) async fn start_and_serve(
     let (_lock, listener) = claim(&config)?;
     let socket = config.daemon.socket.clone();
     let (store, store_join) = open_store(&config.daemon.state_dir, &socket).await?;
+    let run_id = record_run(&store, &origin).await;
     let services = Services {
         store: store.clone(),
         watchdog: notify::watchdog_interval(),
@@ -151,6 +158,7 @@ pub(super) async fn start_and_serve(
         origin_shown: std::sync::Mutex::new(origin.display()),
         current: Mutex::new((origin.clone(), config)),
         started: Instant::now(),
+        run_id,
         shutdown: shutdown_tx,
     });
     let server = tokio::spawn(server::serve(
@@ -177,15 +185,16 @@ pub(super) async fn start_and_serve(
         // The store is gone: nothing left to flush.
         return Ok(ExitCode::from(EXIT_ROOT_GAVE_UP));
     };
-    close_store(&store).await;
-    Ok(exit_code(code, reason))
+    let code = exit_code(code, reason);
+    close_store(&store, run_id, code).await;
+    Ok(ExitCode::from(code))
 }
 
 /// How the main loop ended.
 enum Ended {
     /// A signal, `shutdown`, or the root's exit: this exit code, unless the shutdown itself
     /// goes badly.
-    Asked(ExitCode),
+    Asked(u8),
     /// The store stopped (a bug in it): exit so the service manager restarts us.
     StoreDied,
 }
@@ -203,20 +212,20 @@ async fn main_loop(
         tokio::select! {
             _ = signals.int.recv() => {
                 tracing::info!("SIGINT: shutting down");
-                return Ended::Asked(ExitCode::SUCCESS);
+                return Ended::Asked(0);
             }
             _ = signals.term.recv() => {
                 tracing::info!("SIGTERM: shutting down");
-                return Ended::Asked(ExitCode::SUCCESS);
+                return Ended::Asked(0);
             }
             () = async { let _ = shutdown_rx.wait_for(|s| *s).await; } => {
                 tracing::info!("shutdown requested over the control socket");
-                return Ended::Asked(ExitCode::SUCCESS);
+                return Ended::Asked(0);
             }
             _ = signals.hup.recv() => reload_in_background(daemon.clone()),
             reason = &mut root_exit => {
                 tracing::error!(%reason, "the root supervisor exited; exiting so the service manager restarts the daemon");
-                return Ended::Asked(ExitCode::from(EXIT_ROOT_GAVE_UP));
+                return Ended::Asked(EXIT_ROOT_GAVE_UP);
             }
             _ = &mut store_join => {
                 tracing::error!("the event store stopped; exiting so the service manager restarts the daemon");
@@ -244,25 +253,35 @@ fn reload_in_background(daemon: Arc<Daemon>) {
     });
 }
 
-/// Writes the last events (the tree's shutdown) and stops the store.
-async fn close_store(store: &Store) {
-    if let Err(e) = store.flush().await {
+/// Writes the last events (the tree's shutdown), marks the run as ended in order, and stops
+/// the store.
+async fn close_store(store: &Store, run_id: Option<i64>, code: u8) {
+    if let Some(id) = run_id {
+        let op = DurableOp::RunEnded {
+            id,
+            stopped_ms: unix_ms(std::time::SystemTime::now()),
+            exit_code: i32::from(code),
+        };
+        if let Err(e) = store.durable(op, Some(RUN_RECORD_TIMEOUT)).await {
+            tracing::warn!(error = %e, "cannot record the end of this run");
+        }
+    }
+    if let Err(e) = store.flush(Some(RUN_RECORD_TIMEOUT)).await {
         tracing::error!(error = %e, "could not write the last events");
     }
-    let actor = store.actor().clone();
-    let _ = actor.stop_and_wait(None, None).await;
+    store.close().await;
 }
 
 /// The exit code of an orderly stop: what the main loop chose, unless the tree ended badly.
-fn exit_code(chosen: ExitCode, reason: ExitReason) -> ExitCode {
-    match (chosen == ExitCode::SUCCESS, reason) {
+fn exit_code(chosen: u8, reason: ExitReason) -> u8 {
+    match (chosen == 0, reason) {
         (true, ExitReason::Shutdown | ExitReason::Normal) => {
             tracing::info!("stopped");
-            ExitCode::SUCCESS
+            0
         }
         (true, reason) => {
             tracing::error!(%reason, "the tree ended badly during shutdown");
-            ExitCode::from(EXIT_ROOT_GAVE_UP)
+            EXIT_ROOT_GAVE_UP
         }
         (false, _) => chosen,
     }

@@ -36,7 +36,7 @@ fn stored_events(db: &std::path::Path) -> Vec<(String, String, String)> {
         Err(e) => panic!("{e}"),
     };
     runtime.block_on(async {
-        let pool = match metasystem_actors::store::open(db).await {
+        let pool = match metasystem_actors::store::open_reader(db).await {
             Ok(p) => p,
             Err(e) => panic!("{e}"),
         };

@@ -5,5 +5,6 @@ mod commands;
 mod lifecycle;
 mod reload;
 mod socket;
+mod store;
 mod strategies;
 mod util;

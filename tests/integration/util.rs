@@ -87,6 +87,13 @@ impl TestDaemon {
 
     /// Spawns without waiting for it to be ready.
     pub fn spawn(daemon_extra: &str, tree: &str) -> TestDaemon {
+        let mut d = Self::prepare(daemon_extra, tree);
+        d.launch(&[]);
+        d
+    }
+
+    /// The temp dir and its config, without starting the daemon (`launch` starts it).
+    pub fn prepare(daemon_extra: &str, tree: &str) -> TestDaemon {
         let dir = match tempfile::tempdir() {
             Ok(d) => d,
             Err(e) => panic!("tempdir: {e}"),
@@ -96,16 +103,14 @@ impl TestDaemon {
         if let Err(e) = std::fs::write(&config, text) {
             panic!("write config: {e}");
         }
-        let mut d = TestDaemon {
+        TestDaemon {
             socket: dir.path().join("state/control.sock"),
             state: dir.path().join("state"),
             log: dir.path().join("daemon.log"),
             config,
             dir,
             child: None,
-        };
-        d.launch(&[]);
-        d
+        }
     }
 
     /// (Re)launches the daemon process on this dir's config.

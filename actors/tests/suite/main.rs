@@ -3,11 +3,11 @@
 
 mod backoff;
 mod dynamic;
-mod event_store;
 mod intensity;
 mod lifecycle;
 mod operations;
 mod regressions;
 mod restart_matrix;
+mod store;
 mod strategies;
 mod util;

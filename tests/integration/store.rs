@@ -1,0 +1,163 @@
+//! The store under a daemon: a disk that fills up and frees again, reads while writes fail,
+//! what `status` says about it, and the previous run.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::TestDaemon;
+
+const TREE: &str = r#"
+[root]
+intensity = 1000
+period = "1s"
+
+[[root.children]]
+name = "x"
+kind = "heartbeat"
+every = "1h"
+"#;
+
+/// A tmpfs mounted at a path, unmounted when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &Path, size: &str) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap_or_else(|e| panic!("{e}"));
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Mount(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap_or_else(|e| panic!("filler: {e}"));
+    let block = vec![0u8; 4096];
+    for _ in 0..100_000 {
+        if file.write_all(&block).is_err() {
+            break;
+        }
+    }
+    let _ = file.sync_all();
+    filler
+}
+
+/// Exits recorded as injected failures of `path`, read from the database file.
+fn injected_exits(db: &Path, path: &str) -> usize {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        let pool = metasystem_actors::store::open_reader(db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE path = ? AND kind = 'exited' \
+             AND json_extract(data, '$.error') = 'injected failure'",
+        )
+        .bind(path)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        pool.close().await;
+        n as usize
+    })
+}
+
+fn kill_and_wait(d: &TestDaemon, incarnation: u64) {
+    let out = d.cli(&["kill", "root/x"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    d.wait_until("root/x restarted", |d| {
+        d.node("root/x")
+            .is_some_and(|n| n["incarnation"] == incarnation && n["state"] == "running")
+    });
+}
+
+/// Regression (the attack on the daemon): with the state dir on a full 1 MiB tmpfs, a few
+/// kills, space freed, more kills: `events` showed every exit but the file held none after a
+/// clean shutdown. Now every exit is in the file, `status` says writes are failing while they
+/// are, and `events` keeps answering.
+#[test]
+fn every_event_survives_a_full_disk() {
+    let mut d = TestDaemon::prepare("", TREE);
+    let Some(_mount) = Mount::tmpfs(&d.state, "1m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    d.launch(&[]);
+    d.wait_ready();
+    let filler = fill(&d.state);
+    for n in 0..5u64 {
+        kill_and_wait(&d, n + 2);
+    }
+    d.wait_until("the store to report failing writes", |d| {
+        let s = d.json(&["status"], 0);
+        s["store"]["failing_since_ms"].is_i64()
+    });
+    let status = d.json(&["status"], 0);
+    let waiting = status["store"]["queued"].as_u64().unwrap_or(0)
+        + status["store"]["inflight"].as_u64().unwrap_or(0);
+    assert!(waiting > 0, "{status}");
+    // Reads go on while writes fail.
+    let events = d.cli(&["events", "--limit", "5"]);
+    assert_eq!(events.code, 0, "{}", events.stderr);
+
+    std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("{e}"));
+    for n in 5..10u64 {
+        kill_and_wait(&d, n + 2);
+    }
+    assert_eq!(d.cli(&["shutdown"]).code, 0);
+    assert_eq!(d.wait_exit(), 0, "{}", d.log_text());
+    assert_eq!(
+        injected_exits(&d.state.join("metastore.db"), "root/x"),
+        10,
+        "{}",
+        d.log_text()
+    );
+}
+
+/// `status` shows the store's counters and whether the previous run ended cleanly.
+#[test]
+fn status_tells_the_store_and_the_previous_run() {
+    let mut d = TestDaemon::start(TREE);
+    let first = d.json(&["status"], 0);
+    assert_eq!(first["store"]["dropped"], 0);
+    assert!(first["store"]["written"].is_u64(), "{first}");
+    assert!(first["previous_run"].is_null(), "{first}");
+    assert!(first["log_lines_dropped"].is_u64(), "{first}");
+    // Killed: the run is left open.
+    d.signal(rustix::process::Signal::KILL);
+    let _ = d.wait_exit();
+    let _ = std::fs::remove_file(&d.socket);
+    d.launch(&[]);
+    d.wait_ready();
+    let second = d.json(&["status"], 0);
+    assert_eq!(second["previous_run"]["clean"], false, "{second}");
+    assert!(second["previous_run"]["stopped"].is_null(), "{second}");
+    assert_eq!(d.terminate(), 0);
+    // Stopped in order: the next run says so.
+    d.launch(&[]);
+    d.wait_ready();
+    let third = d.json(&["status"], 0);
+    assert_eq!(third["previous_run"]["clean"], true, "{third}");
+    assert_eq!(third["previous_run"]["exit_code"], 0, "{third}");
+    let human = d.cli(&["status"]);
+    assert!(human.stdout.contains("previous run"), "{}", human.stdout);
+}
