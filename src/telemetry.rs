@@ -11,7 +11,7 @@ use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGua
 use tracing_subscriber::EnvFilter;
 
 /// Log lines buffered for the writer thread; past this, new lines are dropped (and counted).
-const BUFFERED_LINES: usize = 16_384;
+const BUFFERED_LINES: usize = 4096;
 
 /// The writer's count of dropped lines, once logging is set up.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();

@@ -382,3 +382,35 @@ fn check_and_status_count_actors_alike() {
     assert_eq!(check.json()["actors"], status["running"]);
     assert_eq!(status["running"], 6);
 }
+
+/// Regression: logging wrote to stderr on the scheduler thread, so a stderr pipe nobody reads
+/// froze the whole daemon (status, SIGTERM, watchdog pings) after ~64 KiB of log. Now lines
+/// the pipe cannot take are dropped and counted, and the daemon answers.
+#[test]
+fn a_stderr_nobody_reads_does_not_freeze_the_daemon() {
+    let mut d = TestDaemon::prepare(
+        "",
+        "[root]\nintensity = 100\n[[root.children]]\nname = \"beat\"\nkind = \"heartbeat\"\nevery = \"100ms\"\n",
+    );
+    // The read end stays open and is never read: writes block once the pipe is full.
+    let (_reader, writer) = std::io::pipe().unwrap_or_else(|e| panic!("pipe: {e}"));
+    d.launch_with(&[("RUST_LOG", "trace")], std::process::Stdio::from(writer));
+    d.wait_ready();
+    // Every `events` request logs its SQL at debug level: thousands of them write far more
+    // than the pipe (64 KiB) and the log buffer hold.
+    let burst: Vec<String> = (0..6000)
+        .map(|i| format!("{{\"id\":{i},\"cmd\":\"events\",\"limit\":1}}"))
+        .collect();
+    let replies = d.burst(&burst);
+    assert_eq!(replies.len(), 6000);
+    d.wait_until("log lines to be dropped", |d| {
+        d.json(&["status"], 0)["log_lines_dropped"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    });
+    for _ in 0..3 {
+        assert_eq!(d.cli(&["kill", "root/beat"]).code, 0);
+    }
+    assert!(d.json(&["call", "root/beat", "beat"], 0)["beat"].is_u64());
+    assert_eq!(d.terminate(), 0);
+}

@@ -119,6 +119,12 @@ impl TestDaemon {
             Ok(f) => f,
             Err(e) => panic!("log file: {e}"),
         };
+        self.launch_with(env, Stdio::from(log));
+    }
+
+    /// (Re)launches with stderr going to `stderr` instead of the log file.
+    pub fn launch_with(&mut self, env: &[(&str, &str)], stderr: Stdio) {
+        let log = stderr;
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
             .arg("--config")
@@ -285,6 +291,39 @@ impl TestDaemon {
                 Err(e) => panic!("response line is not JSON ({e}): {l}"),
             })
             .collect()
+    }
+
+    /// Sends many request lines on one connection from a writer thread while reading the
+    /// answers (a client that reads, unlike [`raw`](Self::raw) for large bursts); the answers,
+    /// bounded by a 60 s read timeout.
+    pub fn burst(&self, lines: &[String]) -> Vec<Value> {
+        use std::io::BufRead;
+        let stream = match UnixStream::connect(&self.socket) {
+            Ok(s) => s,
+            Err(e) => panic!("connect: {e}"),
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+        let mut writer = match stream.try_clone() {
+            Ok(s) => s,
+            Err(e) => panic!("clone: {e}"),
+        };
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let sending = std::thread::spawn(move || {
+            let _ = writer.write_all(text.as_bytes());
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+        });
+        let mut answers = Vec::with_capacity(lines.len());
+        for line in std::io::BufReader::new(stream).lines().take(lines.len()) {
+            match line {
+                Ok(l) => match serde_json::from_str(&l) {
+                    Ok(v) => answers.push(v),
+                    Err(e) => panic!("answer is not JSON ({e}): {l}"),
+                },
+                Err(_) => break,
+            }
+        }
+        let _ = sending.join();
+        answers
     }
 
     pub fn write_config(&self, tree: &str) {
