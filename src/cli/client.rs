@@ -31,6 +31,7 @@ pub fn run(cli: &Cli) -> u8 {
     };
     let mut out = io::stdout().lock();
     let outcome = match &cli.command {
+        Cmd::Events { follow: true, .. } => follow(global, &mut conn, command, &mut out),
         Cmd::Events { .. } => events(global, &mut conn, command, &mut out),
         _ => single(cli, &mut conn, command, &mut out),
     };
@@ -64,6 +65,100 @@ fn single(
         return Ok(refused(global, &response));
     }
     answer(cli, response.result.unwrap_or(Value::Null), out)
+}
+
+/// `events -f`: the last events, then every new one as it is written, until the daemon ends
+/// the stream or the reader goes away. One JSON object per line under `--json`.
+fn follow(
+    global: &Global,
+    conn: &mut Connection,
+    mut command: Command,
+    out: &mut dyn Write,
+) -> io::Result<u8> {
+    use crate::control::protocol::{StreamItem, Topic};
+    let mut last = 0i64;
+    loop {
+        let response = match conn.request(command.clone()) {
+            Ok(r) => r,
+            Err(e) => return Ok(failed(global, "connection", &e.to_string(), exit::USAGE)),
+        };
+        if !response.ok {
+            return Ok(refused(global, &response));
+        }
+        let Some(page) = typed::<EventsResult>(response.result.unwrap_or(Value::Null)) else {
+            return Ok(exit::USAGE);
+        };
+        for ev in &page.events {
+            print_event(global, out, ev)?;
+            last = last.max(ev.id);
+        }
+        out.flush()?;
+        match (page.next, &mut command) {
+            (Some(next), Command::Events { limit, after, .. }) => {
+                *limit = Some(next.remaining);
+                *after = Some(next.after);
+            }
+            _ => break,
+        }
+    }
+    let Command::Events { path, kind, .. } = command else {
+        return Ok(exit::USAGE);
+    };
+    let subscribe = Command::Subscribe {
+        topic: Topic::Events,
+        path,
+        kind,
+        after: Some(last),
+    };
+    let answered = conn.request(subscribe);
+    match answered {
+        Ok(r) if r.ok => {}
+        Ok(r) => return Ok(refused(global, &r)),
+        Err(e) => return Ok(failed(global, "connection", &e.to_string(), exit::USAGE)),
+    }
+    // From here on the daemon writes when something happens: no read timeout.
+    conn.wait_forever();
+    loop {
+        let line = match conn.next_value() {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                say("metasystem: the daemon closed the stream");
+                return Ok(exit::USAGE);
+            }
+            Err(e) => return Ok(failed(global, "connection", &e.to_string(), exit::USAGE)),
+        };
+        let item = serde_json::from_value::<Response>(line)
+            .ok()
+            .and_then(|r| r.result)
+            .and_then(|v| serde_json::from_value::<StreamItem>(v).ok());
+        match item {
+            Some(StreamItem::Event(ev)) => {
+                print_event(global, out, &ev)?;
+                out.flush()?;
+            }
+            Some(StreamItem::Dropped(n)) => say(&format!(
+                "metasystem: {n} events dropped here (this reader fell behind)"
+            )),
+            Some(StreamItem::End(why)) => {
+                say(&format!("metasystem: the stream ended: {why}"));
+                return Ok(exit::OK);
+            }
+            Some(StreamItem::Subscribed(_)) => {}
+            None => say("metasystem: skipped an unreadable line from the daemon"),
+        }
+    }
+}
+
+fn print_event(
+    global: &Global,
+    out: &mut dyn Write,
+    ev: &crate::control::protocol::Event,
+) -> io::Result<()> {
+    if global.json {
+        writeln!(out, "{}", serde_json::to_string(ev).unwrap_or_default())
+    } else {
+        render::event(out, ev)
+    }
 }
 
 /// `events`: page after page over one connection, printed as they come (under `--json`, one
@@ -133,11 +228,12 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             path,
             kind,
             limit,
+            follow,
         } => Command::Events {
             since_s: since.map(|d| d.as_secs().max(1)),
             path: path.clone(),
             kind: kind.clone(),
-            limit: Some(*limit as usize),
+            limit: Some(limit.unwrap_or(if *follow { 10 } else { 1000 }) as usize),
             after: None,
         },
         Cmd::Shutdown => Command::Shutdown,

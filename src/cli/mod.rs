@@ -94,9 +94,14 @@ pub enum Cmd {
         /// Only this kind (started, exited, restarted, heartbeat, ...).
         #[arg(long)]
         kind: Option<String>,
-        /// At most this many, the most recent (1 to 1000000).
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        limit: u32,
+        /// At most this many, the most recent (1 to 1000000; default 1000, or 10 with
+        /// --follow).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        limit: Option<u32>,
+        /// Keep printing events as they are written (like `journalctl -f`); under --json,
+        /// one JSON object per line. Ctrl-C stops.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Run an operation of an actor (its kind's): `call root/heartbeat status`. Without OP,
     /// list the operations its kind offers.

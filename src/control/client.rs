@@ -68,6 +68,13 @@ impl Connection {
         })
     }
 
+    /// From now on reads wait as long as it takes (a stream).
+    pub fn wait_forever(&mut self) {
+        let _ = self.stream.set_read_timeout(None);
+        let _ = self.reader.get_ref().set_read_timeout(None);
+        self.timeout = None;
+    }
+
     /// Sends one request and waits for its response.
     pub fn request(&mut self, command: Command) -> Result<Response, ClientError> {
         let sent = self.send(command);

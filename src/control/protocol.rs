@@ -54,6 +54,19 @@ pub enum Command {
         after: Option<i64>,
     },
     Shutdown,
+    /// Streams what happens from now on: an answer `{"subscribed": TOPIC}`, then one line per
+    /// item (`{"event": ...}`), `{"dropped": N}` when this client fell behind and lost the
+    /// N oldest, and `{"end": WHY}` before the daemon closes the stream. With `after`, the
+    /// events after that id come first, so nothing between a page and the stream is missed.
+    Subscribe {
+        topic: Topic,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<i64>,
+    },
     /// An operation of the actor at `path`, handled by its kind (`src/kinds/`). Without `op`:
     /// the kind's operations.
     Call {
@@ -64,6 +77,26 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Value::is_null")]
         args: Value,
     },
+}
+
+/// What a subscription streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    /// Events as they are written to the store.
+    Events,
+}
+
+/// One line of a stream (the `result` of each line after the subscription's answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamItem {
+    Subscribed(Topic),
+    Event(Event),
+    /// This client fell behind: this many of the oldest items were dropped.
+    Dropped(u64),
+    /// The stream ends (the daemon is shutting down).
+    End(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,6 +126,10 @@ pub mod code {
     pub const UNAVAILABLE: &str = "unavailable";
     /// The daemon did not finish the request within its deadline; it may still finish it.
     pub const TIMEOUT: &str = "timeout";
+    /// Too many streams are open; requests are still served.
+    pub const TOO_MANY_STREAMS: &str = "too_many_streams";
+    /// An idle connection was closed to make room for a new one.
+    pub const EVICTED: &str = "evicted";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -205,7 +242,7 @@ fn parse(line: &str) -> Result<(Option<u64>, Command), Response> {
         return Err(Response::error(
             id,
             code::BAD_REQUEST,
-            "missing `cmd` (status, tree, start, stop, restart, kill, reload, events, call, shutdown)",
+            "missing `cmd` (status, tree, start, stop, restart, kill, reload, events, subscribe, call, shutdown)",
         ));
     }
     let command = serde_json::from_value::<Command>(Value::Object(object.clone()))
@@ -311,6 +348,20 @@ pub struct Event {
     pub kind: String,
     pub message: String,
     pub data: Value,
+}
+
+impl From<&metasystem_actors::store::EventRow> for Event {
+    fn from(e: &metasystem_actors::store::EventRow) -> Self {
+        Event {
+            id: e.id,
+            at: metasystem_actors::store::format_ms(e.at_ms),
+            at_ms: e.at_ms,
+            path: e.path.clone(),
+            kind: e.kind.clone(),
+            message: e.message.clone(),
+            data: e.data.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, BufWrit
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 
-use super::protocol::{code, parse_request, Response, MAX_LINE};
-use crate::daemon::Daemon;
+use super::protocol::{code, parse_request, Command, Response, MAX_LINE};
+use crate::daemon::{Daemon, Subscription};
 
 /// A connection with no request for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -190,8 +190,9 @@ pub async fn serve(
             continue;
         };
         let daemon = daemon.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, daemon).await {
+            if let Err(e) = connection(stream, daemon, stop).await {
                 tracing::debug!(error = %e, "control connection ended");
             }
             drop(permit);
@@ -213,7 +214,11 @@ fn refuse(mut stream: UnixStream, code: &'static str, message: String) {
     });
 }
 
-async fn connection(stream: UnixStream, daemon: Arc<Daemon>) -> io::Result<()> {
+async fn connection(
+    stream: UnixStream,
+    daemon: Arc<Daemon>,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
     let (read, write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut writer = BufWriter::new(write);
@@ -234,6 +239,25 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) -> io::Result<()> {
             Line::NotUtf8 => Response::error(None, code::BAD_REQUEST, "request is not UTF-8"),
             Line::Text(text) if text.trim().is_empty() => continue,
             Line::Text(text) => match parse_request(&text) {
+                Ok((
+                    id,
+                    Command::Subscribe {
+                        topic,
+                        path,
+                        kind,
+                        after,
+                    },
+                )) => {
+                    // The connection is a stream from now on, until either side ends it.
+                    let sub = Subscription {
+                        id,
+                        topic,
+                        path,
+                        kind,
+                        after,
+                    };
+                    return daemon.stream(sub, &mut reader, &mut writer, stop).await;
+                }
                 Ok((id, command)) => daemon.handle(id, command).await,
                 Err(error) => *error,
             },

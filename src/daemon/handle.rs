@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use metasystem_actors::store::{self, format_ms, EventQuery, EventRow};
+use metasystem_actors::store::{self, format_ms, EventQuery};
 use metasystem_actors::{NodeSnapshot, NodeState, TreeError};
 use serde_json::json;
 
@@ -57,6 +57,12 @@ impl Daemon {
                 self.events(id, &query, limit, after).await
             }
             Command::Call { path, op, args } => self.call(id, &path, op, args).await,
+            // The server turns the connection into a stream (`Daemon::stream`).
+            Command::Subscribe { .. } => Response::error(
+                id,
+                code::BAD_REQUEST,
+                "subscribe is answered as a stream on its own connection",
+            ),
             Command::Shutdown => {
                 self.shutdown.send_replace(true);
                 Response::ok(id, json!({ "shutting_down": true }))
@@ -94,7 +100,7 @@ impl Daemon {
         let mut events = Vec::with_capacity(rows.len());
         let mut bytes = 0;
         for row in &rows {
-            let e = event(row);
+            let e = Event::from(row);
             bytes += serde_json::to_string(&e).map(|t| t.len()).unwrap_or(0);
             events.push(e);
             if bytes >= EVENTS_PAGE_BYTES {
@@ -246,20 +252,8 @@ fn node(n: &NodeSnapshot) -> Node {
     }
 }
 
-fn event(e: &EventRow) -> Event {
-    Event {
-        id: e.id,
-        at: format_ms(e.at_ms),
-        at_ms: e.at_ms,
-        path: e.path.clone(),
-        kind: e.kind.clone(),
-        message: e.message.clone(),
-        data: e.data.clone(),
-    }
-}
-
 /// The filters of `events`, checked: an unknown kind is a typo, not an empty answer.
-fn events_query(
+pub(super) fn events_query(
     since_s: Option<u64>,
     path: Option<String>,
     kind: Option<String>,

@@ -12,6 +12,9 @@ mod handle;
 mod notify;
 mod reload;
 mod start;
+mod stream;
+
+pub use stream::Subscription;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

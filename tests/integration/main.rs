@@ -2,6 +2,7 @@
 //! CLI and by raw socket conversations.
 
 mod commands;
+mod events;
 mod lifecycle;
 mod reload;
 mod socket;

@@ -1,0 +1,237 @@
+//! `events`: filters checked, large answers in pages, `events -f`, and `subscribe` streams
+//! (backlog then live, a slow reader told what it lost, the end announced).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{TestDaemon, BIN};
+
+const TREE: &str = r#"
+[root]
+intensity = 1000
+period = "1s"
+
+[[root.children]]
+name = "beat"
+kind = "heartbeat"
+every = "1h"
+"#;
+
+/// `n` heartbeats recorded now, through `call`.
+fn beats(d: &TestDaemon, n: usize) {
+    let lines: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"id":{i},"cmd":"call","path":"root/beat","op":"beat"}}"#))
+        .collect();
+    let answers = d.burst(&lines);
+    assert_eq!(answers.len(), n);
+    assert!(answers.iter().all(|a| a["ok"] == true));
+}
+
+/// Large answers come in pages; the CLI puts them together, oldest first, nothing missing.
+#[test]
+fn large_answers_are_paged() {
+    let d = TestDaemon::start(TREE);
+    beats(&d, 3000);
+    let raw = d.raw(
+        br#"{"id":1,"cmd":"events","limit":100000}
+"#,
+    );
+    let page = &raw[0]["result"];
+    let n = page["events"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(n > 0 && n <= 500, "one page: {n}");
+    assert!(page["next"]["after"].is_i64(), "{}", page["next"]);
+
+    let all = d.events(&["--kind", "heartbeat", "--limit", "100000"]);
+    let numbers: Vec<u64> = all
+        .iter()
+        .filter_map(|e| e["data"]["beat"].as_u64())
+        .collect();
+    assert!(numbers.len() >= 3001, "{}", numbers.len());
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, none missing"
+    );
+    let last = d.events(&["--kind", "heartbeat", "--limit", "2500"]);
+    assert_eq!(last.len(), 2500);
+    assert_eq!(last.last(), all.last(), "the most recent, oldest first");
+    let ids: Vec<i64> = last.iter().filter_map(|e| e["id"].as_i64()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// Regression: `events --kind exitted` silently matched nothing.
+#[test]
+fn unknown_event_kinds_are_refused() {
+    let d = TestDaemon::start(TREE);
+    let out = d.cli(&["events", "--kind", "exitted"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown event kind `exitted`")
+            && out.stderr.contains("did you mean `exited`?"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Lines of a child's stdout, read on a thread (so a test can wait with a timeout).
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let Some(stdout) = child.stdout.take() else {
+        panic!("no stdout")
+    };
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+fn next_json(rx: &mpsc::Receiver<String>) -> Value {
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(line) => serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")),
+        Err(e) => panic!("no line within 20 s: {e}"),
+    }
+}
+
+/// Kills the child on drop, so a failed assertion never leaves it running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `events -f`: the last events first, then new ones as they are written; the end of the
+/// daemon ends the stream with exit 0.
+#[test]
+fn follow_prints_history_then_new_events() {
+    let mut d = TestDaemon::start(TREE);
+    assert_eq!(d.cli(&["kill", "root/beat"]).code, 0);
+    d.wait_until("the first exit stored", |d| {
+        d.events(&["--kind", "exited"]).len() == 1
+    });
+    let socket = d.socket.display().to_string();
+    let child = Command::new(BIN)
+        .args([
+            "--socket", &socket, "events", "-f", "--json", "--kind", "exited",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut follower = Reaped(child);
+    let rx = lines_of(&mut follower.0);
+    let first = next_json(&rx);
+    assert_eq!(first["kind"], "exited");
+    assert_eq!(first["data"]["error"], "injected failure");
+    for incarnation in [3, 4] {
+        assert_eq!(d.cli(&["kill", "root/beat"]).code, 0);
+        let live = next_json(&rx);
+        assert_eq!(live["path"], "root/beat", "{live}");
+        assert_eq!(live["data"]["incarnation"], incarnation - 1, "{live}");
+        assert!(live["id"].as_i64() > first["id"].as_i64());
+    }
+    assert_eq!(d.cli(&["shutdown"]).code, 0);
+    // The shutdown's own exits arrive, then the stream ends.
+    let mut status = None;
+    for _ in 0..200 {
+        if let Ok(Some(s)) = follower.0.try_wait() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(status) = status else {
+        panic!("events -f did not end with the daemon")
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = follower.0.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the stream ended: the daemon is shutting down"),
+        "{stderr}"
+    );
+    assert_eq!(d.wait_exit(), 0);
+}
+
+/// A raw subscriber that stops reading falls behind: when it reads again it is told how many
+/// events it lost, and what it got plus what it lost covers everything.
+#[test]
+fn a_slow_subscriber_is_told_what_it_lost() {
+    let d = TestDaemon::start(TREE);
+    let mut stream = UnixStream::connect(&d.socket).unwrap_or_else(|e| panic!("{e}"));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+    let _ = stream.write_all(
+        b"{\"id\":1,\"cmd\":\"subscribe\",\"topic\":\"events\",\"kind\":\"heartbeat\"}\n",
+    );
+    let mut reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}")));
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    let ack: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(ack["result"]["subscribed"], "events", "{ack}");
+    // Not reading while 6,000 events are written: far more than the socket and the
+    // subscriber's buffer hold.
+    beats(&d, 6000);
+    // Beats 2 to 6001 (the first was recorded at start, maybe before the subscription).
+    let mut received = 0u64;
+    let mut dropped = 0u64;
+    for _ in 0..10_000 {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if let Some(n) = v["result"]["dropped"].as_u64() {
+            dropped += n;
+            continue;
+        }
+        let beat = v["result"]["event"]["data"]["beat"].as_u64().unwrap_or(0);
+        if beat >= 2 {
+            received += 1;
+        }
+        if beat == 6001 {
+            break;
+        }
+    }
+    assert!(dropped > 0, "received {received}, nothing dropped");
+    // The newest are never the ones dropped; everything is accounted for.
+    assert!(
+        (6000..=6001).contains(&(received + dropped)),
+        "{received} + {dropped}"
+    );
+    // The daemon is unharmed and the subscriber still gets what comes next.
+    assert_eq!(d.json(&["call", "root/beat", "beat"], 0)["beat"], 6002);
+    line.clear();
+    let _ = reader.read_line(&mut line);
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["result"]["event"]["data"]["beat"], 6002, "{v}");
+}
+
+#[test]
+fn subscriptions_check_their_filters() {
+    let d = TestDaemon::start(TREE);
+    let replies =
+        d.raw(b"{\"id\":1,\"cmd\":\"subscribe\",\"topic\":\"events\",\"kind\":\"nope\"}\n");
+    assert_eq!(replies.len(), 1, "refused before it starts: {replies:?}");
+    assert_eq!(replies[0]["error"]["code"], "bad_request");
+    let replies = d.raw(b"{\"id\":1,\"cmd\":\"subscribe\",\"topic\":\"gossip\"}\n");
+    assert_eq!(replies[0]["error"]["code"], "bad_request", "{replies:?}");
+}
