@@ -40,6 +40,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// Concurrent control connections; more are refused with an error.
     pub max_connections: usize,
+    /// A control connection with no request for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +54,7 @@ pub struct ChildConfig {
 
 const RESTARTS: [&str; 3] = ["permanent", "transient", "temporary"];
 const DEFAULT_MAX_CONNECTIONS: usize = 32;
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a config came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +272,7 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
             socket: state_dir.join("control.sock"),
             state_dir,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         });
     };
     t.context = "[daemon]".into();
@@ -291,11 +295,20 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         }
         None => DEFAULT_MAX_CONNECTIONS,
     };
+    let idle_timeout = bounded(
+        d,
+        &mut t,
+        "idle_timeout",
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    )
+    .unwrap_or(DEFAULT_IDLE_TIMEOUT);
     t.finish(d);
     Some(DaemonConfig {
         state_dir: state_dir?,
         socket: socket?,
         max_connections,
+        idle_timeout,
     })
 }
 

@@ -205,7 +205,7 @@ fn unknown_keys_without_a_close_match_list_the_valid_ones() {
     let got = errors("[daemon]\nstate_dir = \"/s\"\ncolour = \"red\"\n");
     assert_eq!(
         got,
-        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: max_connections, socket, state_dir)"]
+        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: idle_timeout, max_connections, socket, state_dir)"]
     );
 }
 

@@ -96,9 +96,17 @@ impl Connection {
 
     /// Sends one request without waiting (a stream's answers follow as lines).
     pub fn send(&mut self, command: Command) -> Result<(), ClientError> {
+        // The daemon answers `timeout` a little before we would give up, so its answer (and
+        // not a broken read) is what the user sees.
+        let deadline_ms = self.timeout.map(|t| {
+            u64::try_from(t.as_millis() * 9 / 10)
+                .unwrap_or(u64::MAX)
+                .max(1)
+        });
         let line = serde_json::to_string(&Request {
             v: PROTOCOL_VERSION,
             id: self.next_id,
+            deadline_ms,
             command,
         })
         .map_err(|e| ClientError::Protocol(e.to_string()))?;

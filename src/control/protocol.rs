@@ -79,6 +79,25 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The `cmd` name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::Tree => "tree",
+            Command::Start { .. } => "start",
+            Command::Stop { .. } => "stop",
+            Command::Restart { .. } => "restart",
+            Command::Kill { .. } => "kill",
+            Command::Reload => "reload",
+            Command::Events { .. } => "events",
+            Command::Shutdown => "shutdown",
+            Command::Subscribe { .. } => "subscribe",
+            Command::Call { .. } => "call",
+        }
+    }
+}
+
 /// What a subscription streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,7 +122,20 @@ pub enum StreamItem {
 pub struct Request {
     pub v: u32,
     pub id: u64,
+    /// How long the daemon may take to answer (it answers `timeout` after that; the work may
+    /// still finish). Default 30 s, at most 10 min.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
     #[serde(flatten)]
+    pub command: Command,
+}
+
+/// A request as the server read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub id: Option<u64>,
+    /// `deadline_ms`, when given.
+    pub deadline: Option<std::time::Duration>,
     pub command: Command,
 }
 
@@ -199,14 +231,77 @@ impl Response {
 
 /// Reads one request line. On failure, the error response to send (with the request's id when
 /// it could be found).
-pub fn parse_request(line: &str) -> Result<(Option<u64>, Command), Box<Response>> {
+pub fn parse_request(line: &str) -> Result<Parsed, Box<Response>> {
     parse(line).map_err(Box::new)
 }
 
+/// Walks a JSON document and fails on the first object with a key given twice: JSON parsers
+/// keep the last one silently (`{"cmd":"status","cmd":"shutdown"}` would shut down).
+struct Unique;
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            map.next_value::<Unique>()?;
+        }
+        Ok(Unique)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+}
+
 #[allow(clippy::result_large_err)] // private; boxed at the public boundary above
-fn parse(line: &str) -> Result<(Option<u64>, Command), Response> {
+fn parse(line: &str) -> Result<Parsed, Response> {
     let value: Value = serde_json::from_str(line)
         .map_err(|e| Response::error(None, code::BAD_REQUEST, format!("malformed JSON: {e}")))?;
+    if let Err(e) = serde_json::from_str::<Unique>(line) {
+        let id = value.get("id").and_then(Value::as_u64);
+        return Err(Response::error(
+            id,
+            code::BAD_REQUEST,
+            format!("bad request: {e}"),
+        ));
+    }
     let Value::Object(mut object) = value else {
         return Err(Response::error(
             None,
@@ -222,6 +317,19 @@ fn parse(line: &str) -> Result<(Option<u64>, Command), Response> {
                 None,
                 code::BAD_REQUEST,
                 format!("`id` must be a non-negative integer, not {other}"),
+            ))
+        }
+    };
+    let deadline = match object.remove("deadline_ms") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|ms| ms > 0) => {
+            n.as_u64().map(std::time::Duration::from_millis)
+        }
+        Some(other) => {
+            return Err(Response::error(
+                id,
+                code::BAD_REQUEST,
+                format!("`deadline_ms` must be a positive integer, not {other}"),
             ))
         }
     };
@@ -262,7 +370,11 @@ fn parse(line: &str) -> Result<(Option<u64>, Command), Response> {
             format!("bad request: unknown field `{key}` for `{cmd}`"),
         ));
     }
-    Ok((id, command))
+    Ok(Parsed {
+        id,
+        deadline,
+        command,
+    })
 }
 
 /// `status` result.
@@ -422,14 +534,20 @@ mod tests {
 
     #[test]
     fn requests_parse() {
+        let parsed = |id, deadline: Option<u64>, command| Parsed {
+            id,
+            deadline: deadline.map(std::time::Duration::from_millis),
+            command,
+        };
         assert_eq!(
             parse_request(r#"{"id":1,"cmd":"status"}"#),
-            Ok((Some(1), Command::Status))
+            Ok(parsed(Some(1), None, Command::Status))
         );
         assert_eq!(
             parse_request(r#"{"v":1,"id":7,"cmd":"stop","path":"root/a"}"#),
-            Ok((
+            Ok(parsed(
                 Some(7),
+                None,
                 Command::Stop {
                     path: "root/a".into()
                 }
@@ -437,7 +555,8 @@ mod tests {
         );
         assert_eq!(
             parse_request(r#"{"cmd":"events","since_s":60}"#),
-            Ok((
+            Ok(parsed(
+                None,
                 None,
                 Command::Events {
                     since_s: Some(60),
@@ -451,6 +570,7 @@ mod tests {
         let line = serde_json::to_string(&Request {
             v: 1,
             id: 3,
+            deadline_ms: Some(500),
             command: Command::Kill {
                 path: "root/x".into(),
             },
@@ -458,8 +578,9 @@ mod tests {
         .unwrap_or_default();
         assert_eq!(
             parse_request(&line),
-            Ok((
+            Ok(parsed(
                 Some(3),
+                Some(500),
                 Command::Kill {
                     path: "root/x".into()
                 }
@@ -498,5 +619,24 @@ mod tests {
         assert_eq!(error_of(r#"{"id":8}"#).1, code::BAD_REQUEST);
         let (id, code, _) = error_of(r#"{"v":2,"id":9,"cmd":"status"}"#);
         assert_eq!((id, code.as_str()), (Some(9), code::UNSUPPORTED_VERSION));
+        assert_eq!(
+            error_of(r#"{"id":1,"cmd":"status","deadline_ms":0}"#).1,
+            code::BAD_REQUEST
+        );
+    }
+
+    /// Regression: `{"cmd":"status","cmd":"shutdown"}` shut a daemon down (the last key won).
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let (id, code, msg) = error_of(r#"{"id":3,"cmd":"status","cmd":"shutdown"}"#);
+        assert_eq!((id, code.as_str()), (Some(3), code::BAD_REQUEST));
+        assert!(msg.contains("duplicate key `cmd`"), "{msg}");
+        let (_, _, msg) =
+            error_of(r#"{"cmd":"call","path":"root/a","op":"x","args":{"n":1,"n":2}}"#);
+        assert!(msg.contains("duplicate key `n`"), "{msg}");
+        assert!(parse_request(
+            r#"{"cmd":"call","path":"root/a","op":"x","args":{"a":{"n":1},"b":{"n":2}}}"#
+        )
+        .is_ok());
     }
 }

@@ -6,17 +6,21 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
-use super::protocol::{code, parse_request, Command, Response, MAX_LINE};
+use super::protocol::{code, parse_request, Command, Parsed, Response, MAX_LINE};
+use super::slots::{Activity, Refusal, Slot, Slots, Throttle};
 use crate::daemon::{Daemon, Subscription};
 
-/// A connection with no request for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A request's deadline when it does not give one (`deadline_ms`), and the most it may ask.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+const MAX_DEADLINE: Duration = Duration::from_secs(600);
+/// Refused connections are logged at most once per this, with a count of the others.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// A client that does not take its answer within this long is dropped (it must not hold a
 /// connection slot forever by never reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,16 +138,31 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<std::fs::File, String> {
     Ok(file)
 }
 
+/// How much the control socket takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections at once (idle ones give way to new ones; half at most may stream).
+    pub max_connections: usize,
+    /// A connection with no complete request for this long is closed.
+    pub idle_timeout: Duration,
+}
+
 /// Serves until `stop` turns true; then removes the socket file.
 pub async fn serve(
     listener: UnixListener,
     path: PathBuf,
     daemon: Arc<Daemon>,
-    max_connections: usize,
+    limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+    let Limits {
+        max_connections,
+        idle_timeout,
+    } = limits;
+    let slots = Slots::new(max_connections);
     let me = rustix::process::geteuid().as_raw();
+    let mut foreign = Throttle::new(REFUSAL_LOG_EVERY);
+    let mut full = Throttle::new(REFUSAL_LOG_EVERY);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -165,11 +184,14 @@ pub async fn serve(
             }
         };
         if peer.uid() != me && peer.uid() != 0 {
-            tracing::warn!(
-                peer_uid = peer.uid(),
-                peer_pid = ?peer.pid(),
-                "refused a control connection from another user"
-            );
+            if let Some(suppressed) = foreign.hit(Instant::now()) {
+                tracing::warn!(
+                    peer_uid = peer.uid(),
+                    peer_pid = ?peer.pid(),
+                    suppressed,
+                    "refused a control connection from another user"
+                );
+            }
             refuse(
                 stream,
                 code::FORBIDDEN,
@@ -180,22 +202,32 @@ pub async fn serve(
             );
             continue;
         }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(max_connections, "control connection refused: too many open");
-            refuse(
-                stream,
-                code::TOO_MANY_CONNECTIONS,
-                format!("too many control connections (at most {max_connections})"),
-            );
-            continue;
+        let slot = match slots.admit() {
+            Ok(slot) => slot,
+            Err(Refusal::Full) => {
+                if let Some(suppressed) = full.hit(Instant::now()) {
+                    tracing::warn!(
+                        max_connections,
+                        suppressed,
+                        "control connection refused: every connection is busy"
+                    );
+                }
+                refuse(
+                    stream,
+                    code::TOO_MANY_CONNECTIONS,
+                    format!(
+                        "too many control connections (at most {max_connections}, all busy); try again"
+                    ),
+                );
+                continue;
+            }
         };
         let daemon = daemon.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, daemon, stop).await {
+            if let Err(e) = connection(stream, daemon, slot, idle_timeout, stop).await {
                 tracing::debug!(error = %e, "control connection ended");
             }
-            drop(permit);
         });
     }
     let _ = std::fs::remove_file(&path);
@@ -214,21 +246,52 @@ fn refuse(mut stream: UnixStream, code: &'static str, message: String) {
     });
 }
 
+/// What ended the wait for a request.
+enum Next {
+    Line(io::Result<Line>),
+    /// No request for the idle timeout.
+    Idle,
+    /// The slot was given to a newer connection.
+    Evicted,
+}
+
 async fn connection(
     stream: UnixStream,
     daemon: Arc<Daemon>,
+    slot: Slot,
+    idle_timeout: Duration,
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let (read, write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut writer = BufWriter::new(write);
     let mut buf = Vec::new();
+    // Only a complete request counts as activity: blank lines and dribbled bytes do not keep
+    // an idle connection alive.
+    let mut last_request = Instant::now();
     loop {
-        let line = match tokio::time::timeout(IDLE_TIMEOUT, next_line(&mut reader, &mut buf)).await
-        {
-            Ok(line) => line?,
-            Err(_) => return Ok(()), // idle
+        slot.set(Activity::Idle(last_request));
+        let deadline = tokio::time::Instant::from_std(last_request + idle_timeout);
+        let next = tokio::select! {
+            line = next_line(&mut reader, &mut buf) => Next::Line(line),
+            () = tokio::time::sleep_until(deadline) => Next::Idle,
+            () = slot.evicted.notified() => Next::Evicted,
         };
+        let line = match next {
+            Next::Line(line) => line?,
+            Next::Idle => return Ok(()),
+            Next::Evicted => {
+                let response = Response::error(
+                    None,
+                    code::EVICTED,
+                    "closed: this connection was idle and its slot was needed",
+                );
+                let _ =
+                    tokio::time::timeout(WRITE_TIMEOUT, write_line(&mut writer, &response)).await;
+                return Ok(());
+            }
+        };
+        slot.set(Activity::Busy);
         let response = match line {
             Line::Eof => return Ok(()),
             Line::TooLong => Response::error(
@@ -238,45 +301,102 @@ async fn connection(
             ),
             Line::NotUtf8 => Response::error(None, code::BAD_REQUEST, "request is not UTF-8"),
             Line::Text(text) if text.trim().is_empty() => continue,
-            Line::Text(text) => match parse_request(&text) {
-                Ok((
-                    id,
-                    Command::Subscribe {
-                        topic,
-                        path,
-                        kind,
-                        after,
-                    },
-                )) => {
-                    // The connection is a stream from now on, until either side ends it.
-                    let sub = Subscription {
+            Line::Text(text) => {
+                last_request = Instant::now();
+                match parse_request(&text) {
+                    Ok(Parsed {
                         id,
-                        topic,
-                        path,
-                        kind,
-                        after,
-                    };
-                    return daemon.stream(sub, &mut reader, &mut writer, stop).await;
+                        command:
+                            Command::Subscribe {
+                                topic,
+                                path,
+                                kind,
+                                after,
+                            },
+                        ..
+                    }) => {
+                        if !slot.start_stream() {
+                            let response = Response::error(
+                                id,
+                                code::TOO_MANY_STREAMS,
+                                "too many streams are open (at most half the connections); try again",
+                            );
+                            timed_write(&mut writer, &response).await?;
+                            continue;
+                        }
+                        // The connection is a stream from now on, until either side ends it.
+                        let sub = Subscription {
+                            id,
+                            topic,
+                            path,
+                            kind,
+                            after,
+                        };
+                        return daemon.stream(sub, &mut reader, &mut writer, stop).await;
+                    }
+                    Ok(request) => answer(&daemon, request).await,
+                    Err(error) => *error,
                 }
-                Ok((id, command)) => daemon.handle(id, command).await,
-                Err(error) => *error,
-            },
-        };
-        let mut line = response.to_line();
-        line.push('\n');
-        let write = async {
-            writer.write_all(line.as_bytes()).await?;
-            writer.flush().await
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Ok(written) => written?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client did not read its answer",
-                ))
             }
+        };
+        timed_write(&mut writer, &response).await?;
+    }
+}
+
+/// Runs one request under its deadline, in its own task: past the deadline the client is told
+/// `timeout` while the work goes on (a reload or a stop is never cut in half), and a panic in
+/// the handler becomes an `internal` error instead of ending the connection.
+async fn answer(daemon: &Arc<Daemon>, request: Parsed) -> Response {
+    let Parsed {
+        id,
+        deadline,
+        command,
+    } = request;
+    let deadline = deadline
+        .unwrap_or(DEFAULT_DEADLINE)
+        .clamp(Duration::from_millis(1), MAX_DEADLINE);
+    let verb = command.name();
+    let daemon = daemon.clone();
+    let work = tokio::spawn(async move { daemon.handle(id, command).await });
+    match tokio::time::timeout(deadline, work).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, command = verb, "a control request failed");
+            Response::error(id, code::INTERNAL, format!("`{verb}` failed inside the daemon: {e}"))
         }
+        Err(_) => Response::error(
+            id,
+            code::TIMEOUT,
+            format!(
+                "`{verb}` did not finish within {}; it may still complete (see `tree` and `events`)",
+                humantime::format_duration(deadline)
+            ),
+        ),
+    }
+}
+
+async fn write_line<W: AsyncWriteExt + Unpin>(
+    writer: &mut W,
+    response: &Response,
+) -> io::Result<()> {
+    let mut line = response.to_line();
+    line.push('\n');
+    writer.write_all(line.as_bytes()).await?;
+    writer.flush().await
+}
+
+/// Writes an answer; a client that does not take it within WRITE_TIMEOUT is dropped (it must
+/// not hold a connection slot forever by never reading).
+async fn timed_write<W: AsyncWriteExt + Unpin>(
+    writer: &mut W,
+    response: &Response,
+) -> io::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write_line(writer, response)).await {
+        Ok(written) => written,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client did not read its answer",
+        )),
     }
 }
 

@@ -1,27 +1,46 @@
 //! Reload as a diff: read and validate the whole file, plan the steps from the running config
 //! to the new one (`config::diff`), and run them against the live tree.
 
+use std::time::Duration;
+
 use metasystem_actors::store::StoredEvent;
-use metasystem_actors::{Tree, TreeError};
+use metasystem_actors::{ChildSpec, Tree, TreeError};
 use serde_json::json;
 
 use super::{notify, Daemon};
 use crate::config::diff::{plan, Step};
-use crate::config::{self, Config, Kind, Origin, SupervisorConfig};
+use crate::config::{self, ChildConfig, Config, Kind, Origin, SupervisorConfig};
 use crate::control::protocol::{code, Change, ReloadResult, Response};
-use crate::wiring::{self, child_spec, Services};
+use crate::wiring::{self, child_spec};
+
+/// A reload waits this long for the one before it to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// A reload's steps run for at most this long in all; the steps left are reported as not
+/// attempted and the lock is released (a wedged supervisor cannot hold reloads forever).
+const RELOAD_DEADLINE: Duration = Duration::from_secs(300);
 
 impl Daemon {
     /// Reads the config again; if it is valid, applies the difference to the running tree.
     /// If not, nothing changes and the error lists every problem. Reloads run one at a time.
     pub async fn reload(&self) -> Result<ReloadResult, Response> {
-        let mut current = self.current.lock().await;
+        let Ok(mut current) = tokio::time::timeout(LOCK_WAIT, self.current.lock()).await else {
+            return Err(Response::error(
+                None,
+                code::TIMEOUT,
+                format!(
+                    "another reload has been running for more than {}; try again when it is done",
+                    humantime::format_duration(LOCK_WAIT)
+                ),
+            ));
+        };
         let origin = config::locate(self.config_arg.as_deref());
         let new = read(&origin).await?;
         notify::reloading();
         let warnings = self.warnings(&current.0, &origin, &new);
         let steps = plan("root", &current.1.root, &new.root);
-        let applied = apply(&self.tree, &steps, &new.root, &self.services, false).await;
+        let build = |c: &ChildConfig| child_spec(c, &self.services);
+        let deadline = tokio::time::Instant::now() + RELOAD_DEADLINE;
+        let applied = apply(&self.tree, &steps, &new.root, &build, false, Some(deadline)).await;
         if let Ok(mut shown) = self.origin_shown.lock() {
             *shown = origin.display();
         }
@@ -58,6 +77,7 @@ impl Daemon {
                 old_d.max_connections != new_d.max_connections,
                 "max_connections",
             ),
+            (old_d.idle_timeout != new_d.idle_timeout, "idle_timeout"),
         ] {
             if changed {
                 warnings.push(format!(
@@ -142,27 +162,39 @@ pub(super) async fn apply(
     tree: &Tree,
     steps: &[Step],
     target: &SupervisorConfig,
-    services: &Services,
+    build: &(dyn Fn(&ChildConfig) -> ChildSpec + Sync),
     stop_at_first_error: bool,
+    deadline: Option<tokio::time::Instant>,
 ) -> Vec<Applied> {
     // Results stay typed until the end: the "not running" check matches the error, not its
     // text.
     let mut results: Vec<(&Step, Result<(), TreeError>, Option<String>)> =
         Vec::with_capacity(steps.len());
     let mut grown: Vec<String> = Vec::new();
-    for step in steps {
-        let (result, note) = run_step(tree, step, services, &mut grown).await;
+    let mut out_of_time = None;
+    for (index, step) in steps.iter().enumerate() {
+        let running = run_step(tree, step, build, &mut grown);
+        let (result, note) = match deadline {
+            None => running.await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, running).await {
+                Ok(done) => done,
+                Err(_) => {
+                    out_of_time = Some(index + 1);
+                    (Err(TreeError::Timeout(step.path())), None)
+                }
+            },
+        };
         if let (Step::Record { .. }, Ok(())) = (step, &result) {
             excuse_not_running(&mut results, &step.path());
         }
         let failed = result.is_err();
         results.push((step, result, note));
-        if failed && stop_at_first_error {
+        if (failed && stop_at_first_error) || out_of_time.is_some() {
             break;
         }
     }
     let failed = results.iter().any(|(_, r, _)| r.is_err());
-    let applied: Vec<Applied> = results
+    let mut applied: Vec<Applied> = results
         .into_iter()
         .map(|(step, result, note)| Applied {
             action: step.verb(),
@@ -171,6 +203,15 @@ pub(super) async fn apply(
             note,
         })
         .collect();
+    if let Some(next) = out_of_time {
+        applied.extend(steps[next..].iter().map(|step| Applied {
+            action: step.verb(),
+            path: step.path(),
+            error: Some("not attempted: the reload ran out of time".into()),
+            note: None,
+        }));
+        return applied;
+    }
     if !(failed && stop_at_first_error) {
         restore_order(tree, target, grown).await;
     }
@@ -182,7 +223,7 @@ pub(super) async fn apply(
 async fn run_step(
     tree: &Tree,
     step: &Step,
-    services: &Services,
+    build: &(dyn Fn(&ChildConfig) -> ChildSpec + Sync),
     grown: &mut Vec<String>,
 ) -> (Result<(), TreeError>, Option<String>) {
     match step {
@@ -197,29 +238,21 @@ async fn run_step(
             child,
         } => {
             grown.push(parent.clone());
-            let spec = child_spec(child, services);
+            let spec = build(child);
             (tree.insert_child(parent, spec, *position).await, None)
         }
-        Step::Replace { parent, child } => {
-            match tree
-                .replace_child(parent, child_spec(child, services))
-                .await
-            {
-                Err(TreeError::NotFound(_)) => {
-                    grown.push(parent.clone());
-                    let spec = child_spec(child, services);
-                    (
-                        tree.insert_child(parent, spec, usize::MAX).await,
-                        Some("was gone (a temporary child that exited); started".into()),
-                    )
-                }
-                other => (other, None),
+        Step::Replace { parent, child } => match tree.replace_child(parent, build(child)).await {
+            Err(TreeError::NotFound(_)) => {
+                grown.push(parent.clone());
+                let spec = build(child);
+                (
+                    tree.insert_child(parent, spec, usize::MAX).await,
+                    Some("was gone (a temporary child that exited); started".into()),
+                )
             }
-        }
-        Step::Record { parent, child } => (
-            tree.update_spec(parent, child_spec(child, services)).await,
-            None,
-        ),
+            other => (other, None),
+        },
+        Step::Record { parent, child } => (tree.update_spec(parent, build(child)).await, None),
         Step::Reorder { path, names } => (tree.set_order(path, names.clone()).await, None),
     }
 }

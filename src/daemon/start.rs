@@ -100,7 +100,8 @@ async fn start_tree(config: &Config, services: &Services) -> Result<Tree, String
         children: Vec::new(),
     };
     let steps = plan("root", &empty_root, &config.root);
-    let applied = reload::apply(&tree, &steps, &config.root, services, true).await;
+    let build = |c: &crate::config::ChildConfig| wiring::child_spec(c, services);
+    let applied = reload::apply(&tree, &steps, &config.root, &build, true, None).await;
     if let Some(failed) = applied.iter().find(|a| a.error.is_some()) {
         tree.shutdown().await;
         return Err(format!(
@@ -148,7 +149,10 @@ pub(super) async fn start_and_serve(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (stop_server, server_stop) = watch::channel(false);
-    let max_connections = config.daemon.max_connections;
+    let limits = server::Limits {
+        max_connections: config.daemon.max_connections,
+        idle_timeout: config.daemon.idle_timeout,
+    };
     let daemon = Arc::new(Daemon {
         tree,
         store: store.clone(),
@@ -165,7 +169,7 @@ pub(super) async fn start_and_serve(
         listener,
         socket.clone(),
         daemon.clone(),
-        max_connections,
+        limits,
         server_stop,
     ));
     tracing::info!(

@@ -1,7 +1,7 @@
 //! The control socket under stress and abuse: permissions, other users, malformed input,
 //! connection caps, a second daemon, stale sockets.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -120,31 +120,42 @@ fn garbage_huge_and_half_written_lines() {
     assert_eq!(ids, (0..200).collect::<Vec<u64>>());
 }
 
+/// When every slot is in use (here the only one streams), a connection is refused with a
+/// clear message, and the refusals are logged once per 10 s, not once each (one flood wrote
+/// 4,969 lines).
 #[test]
-fn connections_are_capped() {
-    let d = TestDaemon::start_with("max_connections = 2", TREE);
-    let hold: Vec<UnixStream> = (0..2)
-        .filter_map(|_| UnixStream::connect(&d.socket).ok())
-        .collect();
-    assert_eq!(hold.len(), 2);
-    // Make sure both are accepted and counted: each answers a request.
-    for mut s in &hold {
-        let _ = s.write_all(b"{\"id\":1,\"cmd\":\"status\"}\n");
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut buf = [0u8; 1];
-        assert_eq!(s.read(&mut buf).ok(), Some(1));
+fn connections_are_capped_and_refusals_do_not_flood_the_log() {
+    let d = TestDaemon::start_with("max_connections = 1", TREE);
+    let mut stream = UnixStream::connect(&d.socket).unwrap_or_else(|e| panic!("{e}"));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    stream
+        .write_all(b"{\"id\":1,\"cmd\":\"subscribe\",\"topic\":\"events\"}\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}")));
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    assert!(line.contains("subscribed"), "{line}");
+    let mut refused = 0;
+    for _ in 0..40 {
+        let out = d.cli(&["status"]);
+        if out.code == 2
+            && out
+                .stderr
+                .contains("too many control connections (at most 1")
+        {
+            refused += 1;
+        }
     }
-    let refused = d.cli(&["status"]);
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains("too many control connections (at most 2)"),
-        "{}",
-        refused.stderr
-    );
-    drop(hold);
+    assert_eq!(refused, 40);
+    drop(reader);
+    drop(stream);
     d.wait_until("a free connection slot", |d| d.cli(&["status"]).code == 0);
+    let lines = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("control connection refused"))
+        .count();
+    assert!(lines <= 2, "{refused} refusals logged as {lines} lines");
 }
 
 #[test]
@@ -316,4 +327,129 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
         out.stderr
     );
     assert_eq!(d.cli(&["status"]).code, 0);
+}
+
+/// Connections that answer one request and then idle, each holding a slot.
+fn idle_clients(d: &TestDaemon, n: usize) -> Vec<BufReader<UnixStream>> {
+    (0..n)
+        .map(|i| {
+            let mut s = UnixStream::connect(&d.socket).unwrap_or_else(|e| panic!("{e}"));
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            s.write_all(format!("{{\"id\":{i},\"cmd\":\"status\"}}\n").as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut reader = BufReader::new(s);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            assert!(line.contains("\"ok\":true"), "{line}");
+            reader
+        })
+        .collect()
+}
+
+/// Regression: 32 idle connections refused every CLI command for 10 minutes. Now a new
+/// connection takes the slot of the one idle longest, which is told why it was closed.
+#[test]
+fn idle_connections_never_lock_the_operator_out() {
+    let d = TestDaemon::start(TREE);
+    let mut held = idle_clients(&d, 32);
+    for _ in 0..3 {
+        let out = d.cli(&["status"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    // The first (idle longest) was evicted with a reason.
+    let mut line = String::new();
+    let _ = held[0].read_line(&mut line);
+    assert!(line.contains("\"code\":\"evicted\""), "{line}");
+    drop(held);
+}
+
+/// Regression: a client sending "\n" every 100 s kept its slot past the idle timeout. Only a
+/// complete request counts as activity now.
+#[test]
+fn blank_lines_do_not_keep_a_connection_alive() {
+    let d = TestDaemon::start_with("idle_timeout = \"1s\"", TREE);
+    let mut s = UnixStream::connect(&d.socket).unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for _ in 0..60 {
+        if s.write_all(b"\n").is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut rest = String::new();
+    let ended = closed || s.read_to_string(&mut rest).is_ok();
+    assert!(ended, "still open after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Streams take at most half the slots; past that a subscription is refused and requests
+/// still get through.
+#[test]
+fn streams_leave_room_for_requests() {
+    let d = TestDaemon::start_with("max_connections = 2", TREE);
+    let subscribe = b"{\"id\":1,\"cmd\":\"subscribe\",\"topic\":\"events\"}\n";
+    let mut stream = UnixStream::connect(&d.socket).unwrap_or_else(|e| panic!("{e}"));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    stream
+        .write_all(subscribe)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}")));
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    assert!(line.contains("subscribed"), "{line}");
+    let second = d.raw(subscribe);
+    assert_eq!(second[0]["error"]["code"], "too_many_streams", "{second:?}");
+    for _ in 0..5 {
+        assert_eq!(d.cli(&["status"]).code, 0, "requests still get in");
+    }
+}
+
+/// Regression: duplicate keys in a request were resolved silently by the last one
+/// (`{"cmd":"status","cmd":"shutdown"}` shut the daemon down).
+#[test]
+fn duplicate_keys_are_refused() {
+    let d = TestDaemon::start(TREE);
+    let replies = d.raw(b"{\"id\":1,\"cmd\":\"status\",\"cmd\":\"shutdown\"}\n");
+    assert_eq!(replies[0]["error"]["code"], "bad_request", "{replies:?}");
+    assert!(replies[0]["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("duplicate key `cmd`")));
+    assert_eq!(d.cli(&["status"]).code, 0, "still running");
+}
+
+/// Every request has a deadline in the server: past it the client gets `timeout`, and the
+/// work is not cut in half (a reload that adds 300 children still adds them all).
+#[test]
+fn a_request_past_its_deadline_times_out_and_the_work_goes_on() {
+    let d = TestDaemon::start(TREE);
+    let mut tree = String::from(TREE);
+    for i in 0..300 {
+        tree.push_str(&format!(
+            "[[root.children]]\nname = \"extra{i}\"\nkind = \"heartbeat\"\nevery = \"1h\"\n"
+        ));
+    }
+    d.write_config(&tree);
+    let replies = d.raw(b"{\"id\":1,\"cmd\":\"reload\",\"deadline_ms\":1}\n");
+    assert_eq!(replies[0]["error"]["code"], "timeout", "{replies:?}");
+    assert!(
+        replies[0]["error"]["message"].as_str().is_some_and(
+            |m| m.contains("`reload` did not finish within 1ms; it may still complete")
+        ),
+        "{replies:?}"
+    );
+    d.wait_until("all 300 children", |d| d.nodes().len() == 302);
+    // The reload finished and released its lock: the next one has nothing to do.
+    let again = d.json(&["reload"], 0);
+    assert_eq!(
+        again["changes"].as_array().map(Vec::len),
+        Some(0),
+        "{again}"
+    );
 }
