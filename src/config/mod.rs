@@ -195,7 +195,16 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
     let mut d = Diags::default();
     if !syntax.is_empty() {
         for e in syntax {
-            d.error(e.span().unwrap_or(0..0), e.message().to_string());
+            let span = e.span().unwrap_or(0..0);
+            if e.message().contains("recursion limit") {
+                // The reader gave up on nesting, with no position: say where and what.
+                match too_deep(source) {
+                    Some(at) => d.error(at, depth_message()),
+                    None => d.error(span, format!("{}: {}", e.message(), depth_message())),
+                }
+            } else {
+                d.error(span, e.message().to_string());
+            }
         }
         return Err(resolve(file, source, d.0));
     }
@@ -213,13 +222,26 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
                 depth: 0,
             };
             let root = SupervisorConfig::read(&mut cx, &mut t);
+            if root.children.is_empty() && !t.has("children") {
+                d.error(
+                    t.span.clone(),
+                    "[root] has no children: add at least one [[root.children]] (a tree of nothing supervises nothing)",
+                );
+            }
             t.finish(&mut d);
             root
         }
-        None => SupervisorConfig {
-            settings: SupervisorConfig::default_settings(),
-            children: Vec::new(),
-        },
+        None => {
+            // An empty or truncated file must not read as "remove everything".
+            d.error(
+                0..0,
+                "the file has no [root] table: a config needs [root] and at least one [[root.children]]",
+            );
+            SupervisorConfig {
+                settings: SupervisorConfig::default_settings(),
+                children: Vec::new(),
+            }
+        }
     };
     top.finish(&mut d);
     match (d.0.is_empty(), daemon, root) {
@@ -252,6 +274,49 @@ fn expand(d: &mut Diags, raw: &str, span: Range<usize>, base: &Path) -> Option<P
     })
 }
 
+/// The longest socket path: sun_path is 108 bytes on Linux and 104 on macOS.
+pub const MAX_SOCKET_PATH: usize = 100;
+
+/// Whether a Unix socket can be bound at `path` (its length; the directory is checked by
+/// `run`, which needs the filesystem).
+pub fn socket_path_fits(path: &Path) -> Result<(), String> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "{} is too long for a Unix socket ({len} bytes, at most {MAX_SOCKET_PATH})",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+fn depth_message() -> String {
+    format!(
+        "the file nests too deeply: supervisors nest at most {} levels below the root",
+        crate::kinds::supervisor::MAX_DEPTH
+    )
+}
+
+/// Where the first table header nests deeper than supervisors may (counting `.children`).
+fn too_deep(source: &str) -> Option<Range<usize>> {
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            let depth = trimmed
+                .split('.')
+                .filter(|s| s.trim().starts_with("children"))
+                .count();
+            if depth > crate::kinds::supervisor::MAX_DEPTH {
+                let start = offset + (line.len() - trimmed.len());
+                return Some(start..start + 1);
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
 fn default_state_dir(d: &mut Diags) -> Option<PathBuf> {
     match home() {
         Some(h) => Some(h.join(".metasystem")),
@@ -281,8 +346,27 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         None => default_state_dir(d),
     };
     let socket = match t.string(d, "socket") {
-        Some(s) => expand(d, s.get_ref(), s.span(), base),
-        None => state_dir.as_ref().map(|s| s.join("control.sock")),
+        Some(s) => {
+            let path = expand(d, s.get_ref(), s.span(), base);
+            if let Some(p) = &path {
+                if let Err(e) = socket_path_fits(p) {
+                    d.error(s.span(), format!("`socket` in [daemon]: {e}"));
+                }
+            }
+            path
+        }
+        None => {
+            let path = state_dir.as_ref().map(|s| s.join("control.sock"));
+            if let (Some(p), Some(dir)) = (&path, t.take("state_dir")) {
+                if let Err(e) = socket_path_fits(p) {
+                    d.error(
+                        dir.span(),
+                        format!("`state_dir` in [daemon] holds the control socket: {e}; set a shorter `socket`"),
+                    );
+                }
+            }
+            path
+        }
     };
     let max_connections = match t.integer(d, "max_connections") {
         Some(n) if (1..=1024).contains(n.get_ref()) => *n.get_ref() as usize,

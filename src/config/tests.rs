@@ -121,7 +121,7 @@ fn tilde_is_home() {
     if home.is_empty() {
         return;
     }
-    let c = ok("[daemon]\nstate_dir = \"~/x\"\n");
+    let c = ok(&format!("[daemon]\nstate_dir = \"~/x\"\n{ONE_CHILD}"));
     assert_eq!(c.daemon.state_dir, Path::new(&home).join("x"));
     assert_eq!(c.daemon.socket, Path::new(&home).join("x/control.sock"));
 }
@@ -202,11 +202,105 @@ fn values_out_of_range_are_errors() {
 
 #[test]
 fn unknown_keys_without_a_close_match_list_the_valid_ones() {
-    let got = errors("[daemon]\nstate_dir = \"/s\"\ncolour = \"red\"\n");
+    let got = errors(&format!(
+        "[daemon]\nstate_dir = \"/s\"\ncolour = \"red\"\n{ONE_CHILD}"
+    ));
     assert_eq!(
         got,
         ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: idle_timeout, max_connections, socket, state_dir)"]
     );
+}
+
+/// The smallest tree a config may have.
+const ONE_CHILD: &str = "[root]\n[[root.children]]\nname = \"a\"\nkind = \"heartbeat\"\n";
+
+/// Regression: an empty file, or one truncated at a line boundary, reloaded as "remove
+/// everything" and `status` said healthy.
+#[test]
+fn a_config_needs_a_root_with_children() {
+    for src in ["", "\n", "[daemon]\nstate_dir = \"/s\"\n"] {
+        let got = errors(src);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("t.toml:1:1: the file has no [root] table"),
+            "{got:?}"
+        );
+    }
+    let got = errors("[daemon]\nstate_dir = \"/s\"\n[root]\nstrategy = \"one_for_all\"\n");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("[root] has no children"), "{got:?}");
+    assert!(
+        ok(&format!("[daemon]\nstate_dir = \"/s\"\n{ONE_CHILD}"))
+            .root
+            .children
+            .len()
+            == 1
+    );
+}
+
+/// Regression: `check` accepted a socket path that `run` refuses (over 100 bytes).
+#[test]
+fn a_socket_path_too_long_for_a_unix_socket_is_refused() {
+    let long = format!("/{}/control.sock", "d".repeat(100));
+    let got = errors(&format!(
+        "[daemon]\nsocket = \"{long}\"\nstate_dir = \"/s\"\n{ONE_CHILD}"
+    ));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("t.toml:2:10: `socket` in [daemon]:")
+            && got[0].contains("too long for a Unix socket"),
+        "{got:?}"
+    );
+    // The default socket lives in the state dir: a long state dir is caught too.
+    let got = errors(&format!(
+        "[daemon]\nstate_dir = \"/{}\"\n{ONE_CHILD}",
+        "s".repeat(100)
+    ));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("`state_dir` in [daemon] holds the control socket"),
+        "{got:?}"
+    );
+}
+
+/// `levels` supervisors nested under the root, with a heartbeat in the deepest.
+fn nested(levels: usize) -> String {
+    let mut src = String::from("[daemon]\nstate_dir = \"/s\"\n[root]\n");
+    let mut key = String::from("root.children");
+    for i in 0..levels {
+        src.push_str(&format!(
+            "[[{key}]]\nname = \"s{i}\"\nkind = \"supervisor\"\n"
+        ));
+        key.push_str(".children");
+    }
+    src.push_str(&format!(
+        "[[{key}]]\nname = \"leaf\"\nkind = \"heartbeat\"\n"
+    ));
+    src
+}
+
+/// Regression: nesting deeper than 78 failed with `FILE:1:1: recursion limit`. 63 nested
+/// supervisors (64 levels) are fine; deeper says the limit and the line where it is passed.
+#[test]
+fn deep_nesting_has_a_stated_limit() {
+    let deepest = ok(&nested(63));
+    let mut sup = &deepest.root;
+    let mut levels = 0;
+    while let Some(Kind::Supervisor(inner)) = sup.children.first().map(|c| &c.kind) {
+        sup = inner;
+        levels += 1;
+    }
+    assert_eq!(levels, 63);
+    for too_deep in [64, 77, 100, 300] {
+        let got = errors(&nested(too_deep));
+        assert_eq!(got.len(), 1, "{too_deep}: {got:?}");
+        // The header of the 65th level is on line 4 + 3 * 64.
+        assert!(
+            got[0].starts_with("t.toml:196:1: ")
+                && got[0].contains("at most 64 levels below the root"),
+            "{too_deep}: {got:?}"
+        );
+    }
 }
 
 fn tree(src: &str) -> SupervisorConfig {

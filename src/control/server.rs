@@ -24,20 +24,13 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// A client that does not take its answer within this long is dropped (it must not hold a
 /// connection slot forever by never reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// sun_path is 108 bytes on Linux, 104 on macOS.
-const MAX_SOCKET_PATH: usize = 100;
 
 /// Binds the control socket: its directory must be private (see [`private_dir`]); a stale
 /// socket is replaced, but never a file that is not a socket and never a socket a daemon still
 /// answers on; the socket is made 0600.
 pub fn bind(path: &Path) -> Result<UnixListener, String> {
     let shown = path.display();
-    if path.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(format!(
-            "socket path {shown} is too long for a Unix socket ({} bytes, at most {MAX_SOCKET_PATH})",
-            path.as_os_str().len()
-        ));
-    }
+    crate::config::socket_path_fits(path)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -25,8 +25,9 @@ const JITTERS: [&str; 2] = ["none", "full"];
 const DEFAULT_INTENSITY: u32 = 1;
 const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
 
-/// Supervisors nest at most this deep (the root's children are at depth 1).
-pub const MAX_DEPTH: usize = 32;
+/// Supervisors nest at most this deep (the root's children are at depth 1). The TOML reader
+/// itself gives up somewhere past 78 levels; this is well inside it.
+pub const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorConfig {
@@ -100,7 +101,7 @@ impl SupervisorConfig {
                 cx.d.error(
                     span,
                     format!(
-                        "supervisors nest at most {MAX_DEPTH} levels deep: the children of `{}` would be at level {}",
+                        "supervisors nest at most {MAX_DEPTH} levels below the root: these children of `{}` would be at level {}",
                         cx.path,
                         cx.depth + 1
                     ),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{TestDaemon, BIN};
+use crate::util::{Reaped, TestDaemon, BIN};
 
 const TREE: &str = r#"
 [root]
@@ -102,16 +102,6 @@ fn next_json(rx: &mpsc::Receiver<String>) -> Value {
     match rx.recv_timeout(Duration::from_secs(20)) {
         Ok(line) => serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")),
         Err(e) => panic!("no line within 20 s: {e}"),
-    }
-}
-
-/// Kills the child on drop, so a failed assertion never leaves it running.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -44,7 +44,7 @@ fn stored_events(db: &std::path::Path) -> Vec<(String, String, String)> {
             sqlx::query_as("SELECT path, kind, data FROM events ORDER BY id")
                 .fetch_all(&pool)
                 .await
-                .unwrap_or_default();
+                .unwrap_or_else(|e| panic!("cannot read the events: {e}"));
         pool.close().await;
         rows.into_iter()
             .map(|(path, kind, data)| {
@@ -125,12 +125,11 @@ fn check_validates_without_starting_anything() {
         "[daemon]\nstate_dir = \"{}/state\"\n{ORDERED}",
         dir.path().display()
     );
-    std::fs::write(&good, &text).unwrap_or_default();
-    std::fs::write(
+    crate::util::write_file(&good, &text);
+    crate::util::write_file(
         &bad,
         "[daemon]\nstate_dir = \"/x\"\n[root]\nstrategy = \"one_for_none\"\nintensty = 1\n[[root.children]]\nname = \"a\"\nkind = \"heartbeat\"\nevery = \"-1s\"\n",
-    )
-    .unwrap_or_default();
+    );
     let ok = run_cli(&["check", &good.display().to_string()], &[]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert!(ok.stdout.contains("ok (6 actors)"), "{}", ok.stdout);
@@ -203,7 +202,7 @@ fn the_embedded_default_runs() {
         .stderr(std::process::Stdio::null())
         .spawn()
     {
-        Ok(c) => c,
+        Ok(c) => crate::util::Reaped(c),
         Err(e) => panic!("{e}"),
     };
     let socket = home.path().join(".metasystem/control.sock");
@@ -217,26 +216,22 @@ fn the_embedded_default_runs() {
     }
     let status = run_cli(&["status", "--json"], &env);
     // A config created at the default place after the start is picked up by the next reload.
-    std::fs::write(
+    crate::util::write_file(
         home.path().join(".metasystem/supervision.toml"),
         format!(
             "{}\n[[root.children]]\nname = \"extra\"\nkind = \"heartbeat\"\n",
             include_str!("../../supervision.toml")
         ),
-    )
-    .unwrap_or_default();
+    );
     let reload = run_cli(&["reload", "--json"], &env);
     let _ = run_cli(&["shutdown"], &env);
     let mut code = None;
     for _ in 0..400 {
-        if let Ok(Some(s)) = child.try_wait() {
+        if let Ok(Some(s)) = child.0.try_wait() {
             code = s.code();
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    if code.is_none() {
-        let _ = child.kill();
     }
     assert!(up, "the default daemon did not come up");
     let s = status.json();
@@ -294,13 +289,16 @@ fn failures_to_start_are_explained() {
         Err(e) => panic!("{e}"),
     };
     let blocker = dir.path().join("file");
-    std::fs::write(&blocker, "x").unwrap_or_default();
+    crate::util::write_file(&blocker, "x");
     let config = dir.path().join("s.toml");
-    std::fs::write(
+    crate::util::write_file(
         &config,
-        format!("[daemon]\nstate_dir = \"{}/state\"\n", blocker.display()),
-    )
-    .unwrap_or_default();
+        format!(
+            "[daemon]\nstate_dir = \"{}/state\"\n{}",
+            blocker.display(),
+            crate::util::ONE_CHILD
+        ),
+    );
     let out = run_cli(&["run", "--config", &config.display().to_string()], &[]);
     assert_eq!(out.code, 2);
     assert!(

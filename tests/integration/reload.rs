@@ -138,7 +138,7 @@ fn an_invalid_file_changes_nothing_and_lists_every_error() {
         .collect();
     assert_eq!(lines.len(), 3, "{}", out.stderr);
     // Where those two values are in the file (1-based), to check the reported positions.
-    let text = std::fs::read_to_string(&d.config).unwrap_or_default();
+    let text = std::fs::read_to_string(&d.config).unwrap_or_else(|e| panic!("{e}"));
     let line_of = |needle: &str, nth: usize| {
         text.lines()
             .enumerate()
@@ -304,14 +304,13 @@ fn reload_into_a_stopped_supervisor_applies_when_it_starts() {
 #[test]
 fn the_cli_reaches_the_daemon_while_the_file_is_broken() {
     let d = TestDaemon::start(V1);
-    std::fs::write(
+    crate::util::write_file(
         &d.config,
         format!(
             "{}[root]\nstrategy = \n",
             crate::util::daemon_section(d.dir.path(), "")
         ),
-    )
-    .unwrap_or_default();
+    );
     let config = d.config.display().to_string();
     let status = crate::util::run_cli(&["--config", &config, "status"], &[]);
     assert_eq!(status.code, 0, "{}", status.stderr);

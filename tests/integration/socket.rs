@@ -163,15 +163,15 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
     let d = TestDaemon::start(TREE);
     // Another state dir, the same socket.
     let other = d.dir.path().join("other.toml");
-    std::fs::write(
+    crate::util::write_file(
         &other,
         format!(
-            "[daemon]\nstate_dir = \"{}\"\nsocket = \"{}\"\n",
+            "[daemon]\nstate_dir = \"{}\"\nsocket = \"{}\"\n{}",
             d.dir.path().join("other-state").display(),
-            d.socket.display()
+            d.socket.display(),
+            crate::util::ONE_CHILD
         ),
-    )
-    .unwrap_or_default();
+    );
     let out = Command::new(BIN)
         .args(["run", "--config", &other.display().to_string()])
         .env("RUST_LOG", "info")
@@ -200,7 +200,7 @@ fn a_stale_socket_is_replaced_and_a_non_socket_is_not() {
     assert_eq!(d.cli(&["status"]).code, 0);
     assert_eq!(d.terminate(), 0);
 
-    std::fs::write(&d.socket, "not a socket").unwrap_or_default();
+    crate::util::write_file(&d.socket, "not a socket");
     d.launch(&[]);
     assert_eq!(d.wait_exit(), 2);
     assert!(
@@ -244,19 +244,21 @@ fn only_private_directories_hold_the_socket() {
     let shared = dir.path().join("shared");
     let state = dir.path().join("state");
     for (path, mode) in [(&shared, 0o1777), (&state, 0o755)] {
-        std::fs::create_dir(path).unwrap_or_default();
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap_or_default();
+        if let Err(e) = std::fs::create_dir(path) {
+            panic!("{}: {e}", path.display());
+        }
+        crate::util::chmod(path, mode);
     }
     let config = dir.path().join("s.toml");
     let write = |socket: &str| {
-        std::fs::write(
+        crate::util::write_file(
             &config,
             format!(
-                "[daemon]\nstate_dir = \"{}\"\nsocket = \"{socket}\"\n",
-                state.display()
+                "[daemon]\nstate_dir = \"{}\"\nsocket = \"{socket}\"\n{}",
+                state.display(),
+                crate::util::ONE_CHILD
             ),
-        )
-        .unwrap_or_default();
+        );
     };
     write(&shared.join("ms.sock").display().to_string());
     let out = crate::util::run_cli(&["run", "--config", &config.display().to_string()], &[]);
@@ -274,17 +276,20 @@ fn only_private_directories_hold_the_socket() {
         0o1777
     );
     // The state dir, ours, is tightened; the default socket inside it works.
-    std::fs::write(
+    crate::util::write_file(
         &config,
-        format!("[daemon]\nstate_dir = \"{}\"\n", state.display()),
-    )
-    .unwrap_or_default();
+        format!(
+            "[daemon]\nstate_dir = \"{}\"\n{}",
+            state.display(),
+            crate::util::ONE_CHILD
+        ),
+    );
     let mut child = match Command::new(BIN)
         .args(["run", "--config", &config.display().to_string()])
         .stderr(std::process::Stdio::null())
         .spawn()
     {
-        Ok(c) => c,
+        Ok(c) => crate::util::Reaped(c),
         Err(e) => panic!("{e}"),
     };
     let socket = state.join("control.sock").display().to_string();
@@ -299,7 +304,7 @@ fn only_private_directories_hold_the_socket() {
     assert!(up);
     assert_eq!(mode(&state), 0o700);
     let _ = crate::util::run_cli(&["--socket", &socket, "shutdown"], &[]);
-    let _ = child.wait();
+    let _ = child.0.wait();
 }
 
 /// One daemon per state dir, even with different sockets.
@@ -307,15 +312,15 @@ fn only_private_directories_hold_the_socket() {
 fn a_second_daemon_on_the_same_state_dir_is_refused() {
     let d = TestDaemon::start(TREE);
     let other = d.dir.path().join("other.toml");
-    std::fs::write(
+    crate::util::write_file(
         &other,
         format!(
-            "[daemon]\nstate_dir = \"{}\"\nsocket = \"{}\"\n",
+            "[daemon]\nstate_dir = \"{}\"\nsocket = \"{}\"\n{}",
             d.state.display(),
-            d.dir.path().join("other-sock/ms.sock").display()
+            d.dir.path().join("other-sock/ms.sock").display(),
+            crate::util::ONE_CHILD
         ),
-    )
-    .unwrap_or_default();
+    );
     let out = crate::util::run_cli(&["run", "--config", &other.display().to_string()], &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(

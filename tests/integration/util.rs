@@ -343,6 +343,37 @@ impl Drop for TestDaemon {
     }
 }
 
+/// The smallest tree a config may have (a config needs [root] with a child).
+pub const ONE_CHILD: &str = "[root]\n[[root.children]]\nname = \"a\"\nkind = \"heartbeat\"\n";
+
+/// Writes a test's file or fails the test (a silent failure here would test nothing).
+pub fn write_file(path: impl AsRef<Path>, text: impl AsRef<[u8]>) {
+    let path = path.as_ref();
+    if let Err(e) = std::fs::write(path, text) {
+        panic!("cannot write {}: {e}", path.display());
+    }
+}
+
+/// Sets a mode or fails the test.
+pub fn chmod(path: impl AsRef<Path>, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = path.as_ref();
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        panic!("cannot chmod {}: {e}", path.display());
+    }
+}
+
+/// A child process killed and reaped when dropped, so a failed assertion never leaves it
+/// running.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn node_field<'a>(nodes: &'a [Value], path: &str) -> &'a Value {
     match nodes.iter().find(|n| n["path"] == path) {
         Some(n) => n,
