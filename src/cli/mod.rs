@@ -149,7 +149,7 @@ fn run(global: &Global) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("metasystem: cannot start the async runtime: {e}");
-            return ExitCode::from(crate::daemon::EXIT_START_FAILED);
+            return ExitCode::from(crate::daemon::exit::NOT_READY);
         }
     };
     let config = global.config.clone();
@@ -159,7 +159,7 @@ fn run(global: &Global) -> ExitCode {
             Ok(code) => code,
             Err(e) => {
                 tracing::error!(error = %e, "the daemon task failed");
-                ExitCode::from(crate::daemon::EXIT_ROOT_GAVE_UP)
+                ExitCode::from(crate::daemon::exit::TREE_FAILED)
             }
         }
     });

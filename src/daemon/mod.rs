@@ -27,13 +27,22 @@ use tokio::sync::{watch, Mutex};
 use crate::config::{self, Config, DaemonConfig, Origin};
 use crate::wiring::Services;
 
-/// Exit code when the daemon cannot start because of its setup (invalid config, unusable state
-/// dir or socket, another daemon already running): starting again would not help.
-pub const EXIT_START_FAILED: u8 = 2;
-/// Exit code when the tree failed: a child failed to start, the root supervisor gave up
-/// (restart intensity reached), or the event store died. The service manager (systemd
-/// `Restart=on-failure`, launchd `KeepAlive`) should start us again.
-pub const EXIT_ROOT_GAVE_UP: u8 = 3;
+/// Exit codes of `metasystem run`, for the service manager: what it means, and whether
+/// starting again can help.
+pub mod exit {
+    /// Stopped by SIGINT, SIGTERM or `shutdown`; the tree stopped in order.
+    pub const STOPPED: u8 = 0;
+    /// The config is invalid (or the command line is): starting again will not help until
+    /// someone fixes it. The systemd unit does not restart on it (RestartPreventExitStatus).
+    pub const CONFIG_INVALID: u8 = 2;
+    /// The tree failed: a child failed to start, the root supervisor gave up (restart
+    /// intensity reached), or the store died. Start again.
+    pub const TREE_FAILED: u8 = 3;
+    /// The environment is not ready: the state dir or the socket's directory is unusable, the
+    /// disk is full, the store cannot be opened, another daemon holds the state dir or the
+    /// socket. It may be ready later: start again (EX_TEMPFAIL).
+    pub const NOT_READY: u8 = 75;
+}
 
 /// The running daemon, shared with the control connections.
 pub struct Daemon {
@@ -64,8 +73,9 @@ pub struct Daemon {
     shutdown: watch::Sender<bool>,
 }
 
-/// Runs the daemon in the foreground until SIGINT/SIGTERM or `shutdown` (exit 0), until the
-/// tree fails ([`EXIT_ROOT_GAVE_UP`]), or fails to start ([`EXIT_START_FAILED`]).
+/// Runs the daemon in the foreground until SIGINT/SIGTERM or `shutdown` ([`exit::STOPPED`]),
+/// until the tree fails ([`exit::TREE_FAILED`]), or fails to start: [`exit::CONFIG_INVALID`]
+/// or [`exit::NOT_READY`].
 pub async fn run(config_arg: Option<PathBuf>) -> ExitCode {
     let origin = config::locate(config_arg.as_deref());
     let reading = origin.clone();
@@ -73,26 +83,31 @@ pub async fn run(config_arg: Option<PathBuf>) -> ExitCode {
     let config = match loaded {
         Ok(Ok(c)) => c,
         Ok(Err(errors)) => {
+            // Once each, through the log (stderr).
             for e in &errors.0 {
                 tracing::error!("{e}");
             }
-            eprintln!("{errors}");
-            return ExitCode::from(EXIT_START_FAILED);
+            tracing::error!(
+                "{}: {} error(s); not starting",
+                origin.display(),
+                errors.0.len()
+            );
+            return ExitCode::from(exit::CONFIG_INVALID);
         }
         Err(e) => {
             tracing::error!("cannot read the config: {e}");
-            return ExitCode::from(EXIT_START_FAILED);
+            return ExitCode::from(exit::NOT_READY);
         }
     };
     match start::start_and_serve(config_arg, origin, config).await {
         Ok(code) => code,
-        Err(start::Failure::Setup(message)) => {
+        Err(start::Failure::NotReady(message)) => {
             tracing::error!("{message}");
-            ExitCode::from(EXIT_START_FAILED)
+            ExitCode::from(exit::NOT_READY)
         }
         Err(start::Failure::Tree(message)) => {
             tracing::error!("{message}");
-            ExitCode::from(EXIT_ROOT_GAVE_UP)
+            ExitCode::from(exit::TREE_FAILED)
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
-use super::{notify, reload, Daemon, EXIT_ROOT_GAVE_UP};
+use super::{exit, notify, reload, Daemon};
 use crate::config::diff::plan;
 use crate::config::{Config, Origin, SupervisorConfig};
 use crate::control::server;
@@ -24,9 +24,10 @@ const EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Why the daemon could not start.
 pub(super) enum Failure {
-    /// The setup is wrong (state dir, socket, another daemon): exit 2.
-    Setup(String),
-    /// The tree could not start (a child failed): exit 3, worth retrying.
+    /// The environment is not ready (state dir, socket, disk, another daemon): worth
+    /// retrying later.
+    NotReady(String),
+    /// The tree could not start (a child failed): worth retrying.
     Tree(String),
 }
 
@@ -43,16 +44,16 @@ fn signals() -> Result<Signals, Failure> {
         signal(SignalKind::hangup()),
     ) {
         (Ok(int), Ok(term), Ok(hup)) => Ok(Signals { int, term, hup }),
-        _ => Err(Failure::Setup("cannot install signal handlers".into())),
+        _ => Err(Failure::NotReady("cannot install signal handlers".into())),
     }
 }
 
 /// The state dir (private, locked for the daemon's life: one daemon per state dir), then the
 /// socket: if another daemon answers there we stop before touching anything else.
 fn claim(config: &Config) -> Result<(std::fs::File, UnixListener), Failure> {
-    server::private_dir(&config.daemon.state_dir, true).map_err(Failure::Setup)?;
-    let lock = server::lock_state_dir(&config.daemon.state_dir).map_err(Failure::Setup)?;
-    let listener = server::bind(&config.daemon.socket).map_err(Failure::Setup)?;
+    server::private_dir(&config.daemon.state_dir, true).map_err(Failure::NotReady)?;
+    let lock = server::lock_state_dir(&config.daemon.state_dir).map_err(Failure::NotReady)?;
+    let listener = server::bind(&config.daemon.socket).map_err(Failure::NotReady)?;
     Ok((lock, listener))
 }
 
@@ -60,7 +61,7 @@ async fn open_store(state_dir: &Path, socket: &Path) -> Result<(Store, JoinHandl
     let db = state_dir.join("metastore.db");
     Store::open(&db, EVENT_RETENTION).await.map_err(|e| {
         let _ = std::fs::remove_file(socket);
-        Failure::Setup(format!("cannot open the store {}: {e}", db.display()))
+        Failure::NotReady(format!("cannot open the store {}: {e}", db.display()))
     })
 }
 
@@ -187,7 +188,7 @@ pub(super) async fn start_and_serve(
     let reason = daemon.tree.shutdown().await;
     let Ended::Asked(code) = ended else {
         // The store is gone: nothing left to flush.
-        return Ok(ExitCode::from(EXIT_ROOT_GAVE_UP));
+        return Ok(ExitCode::from(exit::TREE_FAILED));
     };
     let code = exit_code(code, reason);
     close_store(&store, run_id, code).await;
@@ -216,20 +217,20 @@ async fn main_loop(
         tokio::select! {
             _ = signals.int.recv() => {
                 tracing::info!("SIGINT: shutting down");
-                return Ended::Asked(0);
+                return Ended::Asked(exit::STOPPED);
             }
             _ = signals.term.recv() => {
                 tracing::info!("SIGTERM: shutting down");
-                return Ended::Asked(0);
+                return Ended::Asked(exit::STOPPED);
             }
             () = async { let _ = shutdown_rx.wait_for(|s| *s).await; } => {
                 tracing::info!("shutdown requested over the control socket");
-                return Ended::Asked(0);
+                return Ended::Asked(exit::STOPPED);
             }
             _ = signals.hup.recv() => reload_in_background(daemon.clone()),
             reason = &mut root_exit => {
                 tracing::error!(%reason, "the root supervisor exited; exiting so the service manager restarts the daemon");
-                return Ended::Asked(EXIT_ROOT_GAVE_UP);
+                return Ended::Asked(exit::TREE_FAILED);
             }
             _ = &mut store_join => {
                 tracing::error!("the event store stopped; exiting so the service manager restarts the daemon");
@@ -278,14 +279,14 @@ async fn close_store(store: &Store, run_id: Option<i64>, code: u8) {
 
 /// The exit code of an orderly stop: what the main loop chose, unless the tree ended badly.
 fn exit_code(chosen: u8, reason: ExitReason) -> u8 {
-    match (chosen == 0, reason) {
+    match (chosen == exit::STOPPED, reason) {
         (true, ExitReason::Shutdown | ExitReason::Normal) => {
             tracing::info!("stopped");
-            0
+            exit::STOPPED
         }
         (true, reason) => {
             tracing::error!(%reason, "the tree ended badly during shutdown");
-            EXIT_ROOT_GAVE_UP
+            exit::TREE_FAILED
         }
         (false, _) => chosen,
     }

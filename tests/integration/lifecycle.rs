@@ -273,15 +273,20 @@ fn a_missing_named_config_is_an_error() {
 
 #[test]
 fn failures_to_start_are_explained() {
-    // An invalid config: every error, exit 2.
-    let mut d = TestDaemon::spawn("", "[root]\nstratgy = \"one_for_one\"\n");
-    assert_eq!(d.wait_exit(), 2);
-    assert!(
-        d.log_text()
-            .contains("unknown key `stratgy` in [root]; did you mean `strategy`?"),
-        "{}",
-        d.log_text()
+    // An invalid config: every error, each once, exit 2 (not retried by the unit).
+    let mut d = TestDaemon::spawn(
+        "",
+        "[root]\nstratgy = \"one_for_one\"\n[[root.children]]\nname = \"a\"\nkind = \"heartbat\"\n",
     );
+    assert_eq!(d.wait_exit(), 2);
+    let log = d.log_text();
+    for error in [
+        "unknown key `stratgy` in [root]; did you mean `strategy`?",
+        "unknown kind \"heartbat\"",
+    ] {
+        assert_eq!(log.matches(error).count(), 1, "{error} in:\n{log}");
+    }
+    assert!(log.contains("2 error(s); not starting"), "{log}");
 
     // A state dir that cannot be created.
     let dir = match tempfile::tempdir() {
@@ -300,7 +305,7 @@ fn failures_to_start_are_explained() {
         ),
     );
     let out = run_cli(&["run", "--config", &config.display().to_string()], &[]);
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, 75);
     assert!(
         out.stderr
             .contains(&format!("cannot create {}/state", blocker.display())),
@@ -411,4 +416,43 @@ fn a_stderr_nobody_reads_does_not_freeze_the_daemon() {
     }
     assert!(d.json(&["call", "root/beat", "beat"], 0)["beat"].is_u64());
     assert_eq!(d.terminate(), 0);
+}
+
+/// Regression: the unit's RestartPreventExitStatus=2 made a full disk at start a permanent
+/// stop. An environment that is not ready (here a full state dir) exits 75, which the service
+/// manager retries; only an invalid config exits 2.
+#[test]
+fn a_full_disk_at_start_is_not_ready_not_invalid() {
+    let mut d = TestDaemon::prepare("", ORDERED);
+    std::fs::create_dir_all(&d.state).unwrap_or_else(|e| panic!("{e}"));
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .arg(&d.state)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _unmount = Unmount(d.state.clone());
+    // Fill it up.
+    let filler = d.state.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 128 * 1024]);
+    d.launch(&[]);
+    let code = d.wait_exit();
+    assert_eq!(code, 75, "{}", d.log_text());
+    assert!(
+        d.log_text().contains("cannot open the store"),
+        "{}",
+        d.log_text()
+    );
 }

@@ -181,7 +181,7 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
         Err(e) => panic!("{e}"),
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
     assert!(
         stderr.contains("another metasystem daemon is already running"),
         "{stderr}"
@@ -202,7 +202,7 @@ fn a_stale_socket_is_replaced_and_a_non_socket_is_not() {
 
     crate::util::write_file(&d.socket, "not a socket");
     d.launch(&[]);
-    assert_eq!(d.wait_exit(), 2);
+    assert_eq!(d.wait_exit(), 75);
     assert!(
         d.log_text().contains("exists and is not a socket"),
         "{}",
@@ -262,7 +262,7 @@ fn only_private_directories_hold_the_socket() {
     };
     write(&shared.join("ms.sock").display().to_string());
     let out = crate::util::run_cli(&["run", "--config", &config.display().to_string()], &[]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.code, 75, "{}", out.stderr);
     assert!(
         out.stderr.contains("must be private (0700)"),
         "{}",
@@ -322,7 +322,7 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
         ),
     );
     let out = crate::util::run_cli(&["run", "--config", &other.display().to_string()], &[]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.code, 75, "{}", out.stderr);
     assert!(
         out.stderr.contains(&format!(
             "another metasystem daemon (pid {}) is using the state dir",
