@@ -341,3 +341,26 @@ fn a_closed_stdout_ends_output_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// Regression: `every = "100ms"` recorded 37 beats in 5.9 s (it compared against the last
+/// recorded beat while ticks jitter). Counted from the events' own times: at least 90% of the
+/// beats the interval calls for.
+#[test]
+fn the_heartbeat_records_every_beat() {
+    let d = TestDaemon::start(TREE);
+    d.wait_until("20 beats", |d| {
+        d.events(&["--path", "root/beat", "--kind", "heartbeat"])
+            .len()
+            >= 20
+    });
+    let beats = d.events(&["--path", "root/beat", "--kind", "heartbeat"]);
+    let times: Vec<i64> = beats.iter().filter_map(|e| e["at_ms"].as_i64()).collect();
+    let (first, last) = (times[0], times[times.len() - 1]);
+    let expected = (last - first) as f64 / 100.0 + 1.0;
+    let got = times.len() as f64;
+    assert!(
+        got >= 0.9 * expected && got <= expected + 1.0,
+        "{got} beats over {} ms (expected about {expected})",
+        last - first
+    );
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
-use super::schedule::tick_interval;
+use super::schedule::{tick_interval, BeatSchedule};
 use crate::store::{Store, StoredEvent};
 
 pub struct HeartbeatActor;
@@ -46,9 +46,13 @@ pub struct HeartbeatStatus {
 
 pub struct HeartbeatState {
     args: HeartbeatArgs,
+    /// Which ticks record a beat (a fixed schedule: see `schedule`).
+    schedule: BeatSchedule,
+    /// Beats recorded by this incarnation.
     beats: u64,
-    last_recorded: Option<Instant>,
+    /// When the last beat was recorded, for `status`.
     last_recorded_at: Option<SystemTime>,
+    /// Watchdog pings sent by this incarnation, for `status`.
     pings: u64,
 }
 
@@ -64,11 +68,7 @@ impl HeartbeatState {
     }
 
     fn tick(&mut self, now: Instant) {
-        let due = self
-            .last_recorded
-            .is_none_or(|last| now.saturating_duration_since(last) >= self.args.every);
-        if due {
-            self.last_recorded = Some(now);
+        if self.schedule.due(now) {
             self.record();
         }
         if self.args.watchdog.is_some() {
@@ -100,13 +100,12 @@ impl Actor for HeartbeatActor {
         myself: ActorRef<Self::Msg>,
         args: HeartbeatArgs,
     ) -> Result<HeartbeatState, ActorProcessingErr> {
-        myself.send_interval(tick_interval(args.every, args.watchdog), || {
-            HeartbeatMessage::Tick
-        });
+        let tick = tick_interval(args.every, args.watchdog);
+        myself.send_interval(tick, || HeartbeatMessage::Tick);
         let mut state = HeartbeatState {
+            schedule: BeatSchedule::new(args.every, tick),
             args,
             beats: 0,
-            last_recorded: None,
             last_recorded_at: None,
             pings: 0,
         };
