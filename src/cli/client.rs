@@ -287,7 +287,7 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             let bad = t
                 .nodes
                 .iter()
-                .any(|n| n.state == "failed" || n.state == "restarting");
+                .any(|n| n.state == "failed" || n.state == "restarting" || n.unresponsive);
             if bad {
                 exit::UNHEALTHY
             } else {

@@ -31,6 +31,13 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
         "actors:    {} running, {} restarting, {} stopped, {} failed",
         s.running, s.restarting, s.stopped, s.failed
     )?;
+    if s.unresponsive > 0 {
+        writeln!(
+            out,
+            "           {} supervisor(s) did not answer: their children are not counted",
+            s.unresponsive
+        )?;
+    }
     let st = &s.store;
     writeln!(
         out,

@@ -391,6 +391,10 @@ pub struct Status {
     pub restarting: usize,
     pub stopped: usize,
     pub failed: usize,
+    /// Supervisors that did not answer in time (busy starting or stopping children): their
+    /// children are missing from the count.
+    #[serde(default)]
+    pub unresponsive: usize,
     /// No node is failed, restarting or unresponsive.
     pub healthy: bool,
     /// The store: what waits to be written, what was dropped, whether writes fail.

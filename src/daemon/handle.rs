@@ -164,6 +164,7 @@ impl Daemon {
     pub(super) async fn status(&self) -> Status {
         let nodes = self.tree.snapshot().await;
         let count = |s: NodeState| nodes.iter().filter(|n| n.state == s).count();
+        let unresponsive = nodes.iter().filter(|n| n.unresponsive).count();
         let config = self
             .origin_shown
             .lock()
@@ -200,12 +201,23 @@ impl Daemon {
             restarting,
             stopped,
             failed,
-            healthy: restarting == 0 && failed == 0 && !nodes.is_empty(),
+            unresponsive,
+            healthy: healthy(&nodes),
             store: self.store.stats(),
             log_lines_dropped: crate::telemetry::lines_dropped(),
             previous_run,
         }
     }
+}
+
+/// The tree is healthy when it runs and no node is failed, restarting, or a supervisor that
+/// did not answer (its children are then missing from the snapshot: nothing can be said of
+/// them).
+pub(super) fn healthy(nodes: &[NodeSnapshot]) -> bool {
+    !nodes.is_empty()
+        && nodes.iter().all(|n| {
+            !n.unresponsive && !matches!(n.state, NodeState::Failed | NodeState::Restarting)
+        })
 }
 
 fn op(id: Option<u64>, path: &str, result: Result<(), TreeError>) -> Response {
@@ -279,4 +291,53 @@ pub(super) fn events_query(
         path,
         kind,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use metasystem_actors::{NodeSnapshot, NodeState, Restart};
+
+    fn node(path: &str, state: NodeState, unresponsive: bool) -> NodeSnapshot {
+        NodeSnapshot {
+            path: path.into(),
+            name: path.rsplit('/').next().unwrap_or(path).into(),
+            depth: path.matches('/').count(),
+            kind: "supervisor".into(),
+            restart: Restart::Permanent,
+            state,
+            restarts: 0,
+            incarnation: 1,
+            last_exit: None,
+            uptime: None,
+            restart_in: None,
+            error: None,
+            strategy: None,
+            unresponsive,
+        }
+    }
+
+    /// Regression: `status` said healthy while a supervisor did not answer and its children
+    /// were missing (5 of ~22k replies under chaos).
+    #[test]
+    fn an_unresponsive_supervisor_is_unhealthy() {
+        let running = |p| node(p, NodeState::Running, false);
+        assert!(super::healthy(&[running("root"), running("root/a")]));
+        assert!(!super::healthy(&[
+            running("root"),
+            node("root/grp", NodeState::Running, true)
+        ]));
+        assert!(!super::healthy(&[
+            running("root"),
+            node("root/a", NodeState::Restarting, false)
+        ]));
+        assert!(!super::healthy(&[
+            running("root"),
+            node("root/a", NodeState::Failed, false)
+        ]));
+        assert!(super::healthy(&[
+            running("root"),
+            node("root/a", NodeState::Stopped, false)
+        ]));
+        assert!(!super::healthy(&[]));
+    }
 }
