@@ -49,3 +49,38 @@ pub fn watchdog_interval() -> Option<Duration> {
     }
     (usec > 0).then(|| Duration::from_micros(usec))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    /// Regression: a reload finishing during shutdown sent READY=1 after STOPPING=1. A real
+    /// datagram socket stands in for systemd. (The only test here that sets NOTIFY_SOCKET or
+    /// touches the stopping flag.)
+    #[test]
+    fn nothing_but_stopping_after_stopping() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("{e}"));
+        let _ = socket.set_read_timeout(Some(Duration::from_millis(300)));
+        std::env::set_var("NOTIFY_SOCKET", &path);
+        let mut buf = [0u8; 1024];
+        let mut next = || {
+            socket
+                .recv(&mut buf)
+                .ok()
+                .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        };
+        super::ready("running");
+        assert!(next().is_some_and(|m| m.contains("READY=1")));
+        super::reloading();
+        assert!(next().is_some_and(|m| m.contains("RELOADING=1")));
+        super::stopping();
+        assert!(next().is_some_and(|m| m.contains("STOPPING=1")));
+        super::ready("running");
+        super::reloading();
+        assert_eq!(next(), None, "nothing after STOPPING=1");
+        std::env::remove_var("NOTIFY_SOCKET");
+    }
+}

@@ -225,3 +225,48 @@ fn subscriptions_check_their_filters() {
     let replies = d.raw(b"{\"id\":1,\"cmd\":\"subscribe\",\"topic\":\"gossip\"}\n");
     assert_eq!(replies[0]["error"]["code"], "bad_request", "{replies:?}");
 }
+
+/// Regression: a stored timestamp past year 9999 (a damaged or hand-edited file) killed the
+/// connection task that formatted it. Such times are shown as their raw number.
+#[test]
+fn any_stored_time_can_be_read() {
+    let d = TestDaemon::start(TREE);
+    let db = d.state.join("metastore.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for at in [i64::MAX, 300_000_000_000_000, -5] {
+            sqlx::query(
+                "INSERT INTO events (at_ms, path, kind, message, data) VALUES (?, 'root/odd', 'heartbeat', 'odd', '{}')",
+            )
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        pool.close().await;
+    });
+    let odd = d.events(&["--path", "root/odd"]);
+    let shown: Vec<&str> = odd.iter().filter_map(|e| e["at"].as_str()).collect();
+    assert_eq!(
+        shown,
+        [
+            format!("{} ms since 1970", i64::MAX).as_str(),
+            "300000000000000 ms since 1970",
+            "-5 ms since 1970"
+        ]
+    );
+    // The same connection goes on answering.
+    let replies = d.raw(
+        b"{\"id\":1,\"cmd\":\"events\",\"path\":\"root/odd\"}\n{\"id\":2,\"cmd\":\"status\"}\n",
+    );
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    assert_eq!(replies[1]["ok"], true);
+    let human = d.cli(&["events", "--path", "root/odd"]);
+    assert_eq!(human.code, 0, "{}", human.stderr);
+}

@@ -456,3 +456,60 @@ fn a_full_disk_at_start_is_not_ready_not_invalid() {
         d.log_text()
     );
 }
+
+/// Regression: a reload that finished during shutdown sent READY=1 after STOPPING=1, telling
+/// systemd the daemon was up again while it stopped. SIGHUP and SIGTERM back to back, three
+/// times: nothing but STOPPING and the final status may follow STOPPING=1.
+#[test]
+fn ready_never_follows_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let mut d = TestDaemon::prepare("", ORDERED);
+    let notify_path = d.dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap_or_else(|e| panic!("{e}"));
+    let _ = notify.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let notify_s = notify_path.display().to_string();
+    let mut buf = [0u8; 4096];
+    for round in 0..3 {
+        d.launch(&[("NOTIFY_SOCKET", notify_s.as_str())]);
+        d.wait_ready();
+        // Drain READY=1 from the start.
+        let mut started = false;
+        for _ in 0..20 {
+            match notify.recv(&mut buf) {
+                Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("READY=1") => {
+                    started = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("round {round}: no READY=1: {e}"),
+            }
+        }
+        assert!(started);
+        d.signal(rustix::process::Signal::HUP);
+        d.signal(rustix::process::Signal::TERM);
+        assert_eq!(d.wait_exit(), 0, "{}", d.log_text());
+        let _ = notify.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+        let mut after_stopping = Vec::new();
+        let mut stopping = false;
+        for _ in 0..50 {
+            match notify.recv(&mut buf) {
+                Ok(n) => {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if stopping {
+                        after_stopping.push(m.clone());
+                    }
+                    if m.contains("STOPPING=1") {
+                        stopping = true;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = notify.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+        assert!(stopping, "round {round}: no STOPPING=1");
+        assert!(
+            after_stopping.iter().all(|m| !m.contains("READY=1")),
+            "round {round}: {after_stopping:?}"
+        );
+    }
+}
