@@ -222,7 +222,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
         Cmd::Stop { path } => Command::Stop { path: path.clone() },
         Cmd::Restart { path } => Command::Restart { path: path.clone() },
         Cmd::Kill { path } => Command::Kill { path: path.clone() },
-        Cmd::Reload => Command::Reload,
+        Cmd::Reload { dry_run } => Command::Reload { dry_run: *dry_run },
         Cmd::Events {
             since,
             path,
@@ -294,7 +294,7 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
                 exit::OK
             }
         }
-        Cmd::Reload => {
+        Cmd::Reload { .. } => {
             let Some(r) = typed::<ReloadResult>(result) else {
                 return Ok(exit::USAGE);
             };

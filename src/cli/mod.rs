@@ -82,7 +82,11 @@ pub enum Cmd {
     /// Crash an actor as if it failed (chaos testing): its supervisor restarts it.
     Kill { path: String },
     /// Re-read the config and apply the difference; an invalid file changes nothing.
-    Reload,
+    Reload {
+        /// Only show what would change (added, changed, removed, reordered); apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Recorded events: starts, exits and why, restarts, heartbeats, reloads.
     Events {
         /// Only the last DURATION (e.g. 30m, 24h).

@@ -125,6 +125,13 @@ pub fn event(out: &mut dyn Write, ev: &Event) -> io::Result<()> {
 pub fn reload(out: &mut dyn Write, r: &ReloadResult) -> io::Result<()> {
     if r.changes.is_empty() {
         writeln!(out, "{}: no changes", r.config)?;
+    } else if r.dry_run {
+        writeln!(
+            out,
+            "{}: {} change(s) would be made (dry run: nothing applied)",
+            r.config,
+            r.changes.len()
+        )?;
     } else {
         writeln!(out, "{}: {} change(s)", r.config, r.changes.len())?;
         for c in &r.changes {

@@ -34,7 +34,11 @@ pub enum Command {
     Kill {
         path: String,
     },
-    Reload,
+    /// Re-read the config and apply the difference; with `dry_run`, only say what would change.
+    Reload {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
+    },
     Events {
         /// Only events of the last this many seconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,7 +93,7 @@ impl Command {
             Command::Stop { .. } => "stop",
             Command::Restart { .. } => "restart",
             Command::Kill { .. } => "kill",
-            Command::Reload => "reload",
+            Command::Reload { .. } => "reload",
             Command::Events { .. } => "events",
             Command::Shutdown => "shutdown",
             Command::Subscribe { .. } => "subscribe",
@@ -526,6 +530,9 @@ pub struct OpInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReloadResult {
     pub config: String,
+    /// Nothing was applied: `changes` is the plan.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     pub changes: Vec<Change>,
     /// Things that will only take effect at the next start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

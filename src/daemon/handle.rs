@@ -39,7 +39,11 @@ impl Daemon {
             Command::Stop { path } => op(id, &path, self.tree.stop(&path).await),
             Command::Restart { path } => op(id, &path, self.tree.restart(&path).await),
             Command::Kill { path } => op(id, &path, self.tree.inject_failure(&path).await),
-            Command::Reload => match self.reload().await {
+            Command::Reload { dry_run: true } => match self.plan_reload().await {
+                Ok(result) => Response::ok(id, json!(result)),
+                Err(response) => Response { id, ..response },
+            },
+            Command::Reload { dry_run: false } => match self.reload().await {
                 Ok(result) => Response::ok(id, json!(result)),
                 Err(response) => Response { id, ..response },
             },

@@ -54,7 +54,39 @@ impl Daemon {
         self.store.record(record);
         Ok(ReloadResult {
             config: origin.display(),
+            dry_run: false,
             changes,
+            warnings,
+        })
+    }
+
+    /// `reload --dry-run`: reads and validates the config and says what a reload would do,
+    /// applying nothing.
+    pub async fn plan_reload(&self) -> Result<ReloadResult, Response> {
+        let origin = config::locate(self.config_arg.as_deref());
+        let new = read(&origin).await?;
+        let Ok(current) = tokio::time::timeout(LOCK_WAIT, self.current.lock()).await else {
+            return Err(Response::error(
+                None,
+                code::TIMEOUT,
+                "a reload is running; try again when it is done",
+            ));
+        };
+        let warnings = self.warnings(&current.0, &origin, &new);
+        let steps = plan("root", &current.1.root, &new.root);
+        drop(current);
+        Ok(ReloadResult {
+            config: origin.display(),
+            dry_run: true,
+            changes: steps
+                .iter()
+                .map(|step| Change {
+                    action: step.verb().to_string(),
+                    path: step.path(),
+                    error: None,
+                    note: None,
+                })
+                .collect(),
             warnings,
         })
     }

@@ -58,6 +58,70 @@ strategy = "one_for_all"
   kind = "heartbeat"
 "#;
 
+/// `reload --dry-run` lists the plan and applies nothing; an invalid file is refused as by
+/// `reload`.
+#[test]
+fn a_dry_run_lists_the_plan_and_changes_nothing() {
+    let d = TestDaemon::start(V1);
+    let shape = |d: &TestDaemon| -> Vec<(String, String, u64)> {
+        d.nodes()
+            .iter()
+            .map(|n| {
+                (
+                    n["path"].as_str().unwrap_or("").to_string(),
+                    n["state"].as_str().unwrap_or("").to_string(),
+                    n["incarnation"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let before = shape(&d);
+    d.write_config(V2);
+    let plan = d.json(&["reload", "--dry-run"], 0);
+    assert_eq!(plan["dry_run"], true);
+    let actions: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap_or("").to_string(),
+                c["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expect = |a: &str, p: &str| (a.to_string(), p.to_string());
+    assert_eq!(
+        actions,
+        [
+            expect("remove", "root/remove"),
+            expect("restart with new config", "root/change"),
+            expect("add", "root/added"),
+            expect("reconfigure", "root/grp"),
+            expect("add", "root/grp/new_inner"),
+            expect("record new config", "root/grp"),
+        ]
+    );
+    assert_eq!(shape(&d), before, "nothing was applied");
+    let human = d.cli(&["reload", "--dry-run"]);
+    assert!(
+        human
+            .stdout
+            .contains("6 change(s) would be made (dry run: nothing applied)"),
+        "{}",
+        human.stdout
+    );
+    d.write_config("[root]\nstratgy = 1\n");
+    let invalid = d.cli(&["reload", "--dry-run"]);
+    assert_eq!(invalid.code, 1, "{}", invalid.stderr);
+    assert!(
+        invalid.stderr.contains("nothing was changed"),
+        "{}",
+        invalid.stderr
+    );
+}
+
 #[test]
 fn reload_applies_only_the_difference() {
     let d = TestDaemon::start(V1);
