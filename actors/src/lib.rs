@@ -20,5 +20,5 @@ pub use supervision::{
     should_restart, Backoff, ChildCtx, ChildInfo, ChildSpec, Directory, EventKind, EventSink,
     ExitReason, Jitter, LifecycleEvent, MaxRestartIntensity, NodeSnapshot, NodeState, Restart,
     Shutdown, StartError, StartFn, Strategy, SupervisorActor, SupervisorArgs, SupervisorMessage,
-    SupervisorReport, SupervisorSettings, SupervisorSpec, Tree, TreeError,
+    SupervisorReport, SupervisorSettings, SupervisorSpec, Tree, TreeError, WORKER_START_TIMEOUT,
 };

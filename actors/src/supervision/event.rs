@@ -14,7 +14,8 @@ use crate::supervision::exit::ExitReason;
 pub enum EventKind {
     /// Started for the first time, or again by an operator (`start`, `restart`, add).
     Started { incarnation: u64 },
-    /// A start failed (its `pre_start` returned an error or panicked).
+    /// A start failed (its `pre_start` returned an error or panicked, or did not return within
+    /// the child's start timeout: "did not start within 1m").
     StartFailed { error: String },
     /// Exited; `incarnation` is the one that exited.
     Exited {

@@ -92,6 +92,10 @@ impl Shutdown {
     pub const WORKER_DEFAULT: Shutdown = Shutdown::Timeout(Duration::from_secs(5));
 }
 
+/// A worker's default start timeout: a `pre_start` that has not returned after this long is
+/// taken for wedged.
+pub const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl fmt::Display for Shutdown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -137,6 +141,10 @@ pub struct ChildSpec {
     pub kind: String,
     pub restart: Restart,
     pub shutdown: Shutdown,
+    /// How long one start may take (a worker's `pre_start`, run by its start function); a start
+    /// that takes longer is cancelled and is a failed start ("did not start within ..."). `None`:
+    /// as long as it takes. See [`ChildSpec::start_timeout`].
+    pub start_timeout: Option<Duration>,
     pub(crate) start: ChildStart,
 }
 
@@ -148,6 +156,7 @@ impl ChildSpec {
             kind: kind.into(),
             restart: Restart::Permanent,
             shutdown: Shutdown::WORKER_DEFAULT,
+            start_timeout: Some(WORKER_START_TIMEOUT),
             start: ChildStart::Worker(start),
         }
     }
@@ -169,13 +178,15 @@ impl ChildSpec {
         Self::from_fn(name, kind, start)
     }
 
-    /// A nested supervisor.
+    /// A nested supervisor. It has no start timeout of its own: its start is its children's
+    /// starts, each bounded by its own timeout.
     pub fn supervisor(name: impl Into<String>, spec: SupervisorSpec) -> Self {
         ChildSpec {
             name: name.into(),
             kind: "supervisor".into(),
             restart: Restart::Permanent,
             shutdown: Shutdown::Infinity,
+            start_timeout: None,
             start: ChildStart::Supervisor(spec),
         }
     }
@@ -187,6 +198,20 @@ impl ChildSpec {
 
     pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// How long one start may take; `None` waits as long as it takes. Defaults:
+    /// [`WORKER_START_TIMEOUT`] for workers, `None` for supervisors.
+    ///
+    /// A start that takes longer is cancelled (ractor runs `pre_start` inside the start
+    /// future, so the half-started actor is dropped with it) and is a failed start, like a
+    /// failing `pre_start`: it fails its supervisor's own start, counts toward intensity at a
+    /// restart, and leaves an operator-started child failed. The supervisor is busy for the
+    /// whole wait. Set on a supervisor child, it bounds that supervisor's whole start; on
+    /// expiry whatever the nested supervisor had started is killed, unordered.
+    pub fn start_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.start_timeout = timeout;
         self
     }
 
@@ -209,7 +234,8 @@ impl fmt::Debug for ChildSpec {
         d.field("name", &self.name)
             .field("kind", &self.kind)
             .field("restart", &self.restart)
-            .field("shutdown", &self.shutdown);
+            .field("shutdown", &self.shutdown)
+            .field("start_timeout", &self.start_timeout);
         if let ChildStart::Supervisor(spec) = &self.start {
             d.field("supervisor", spec);
         }
@@ -317,6 +343,20 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_timeout_defaults() {
+        let start: StartFn = Arc::new(|_ctx| -> StartFuture {
+            Box::pin(async { Err(SpawnErr::StartupFailed("unused".into())) })
+        });
+        let worker = ChildSpec::from_fn("w", "test", start);
+        assert_eq!(worker.start_timeout, Some(Duration::from_secs(60)));
+        let sup = ChildSpec::supervisor("s", SupervisorSpec::default());
+        assert_eq!(sup.start_timeout, None);
+        let custom = worker.start_timeout(Some(Duration::from_secs(2)));
+        assert_eq!(custom.start_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(custom.start_timeout(None).start_timeout, None);
+    }
 
     #[test]
     fn names_are_checked() {

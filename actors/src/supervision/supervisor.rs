@@ -461,16 +461,22 @@ impl SupervisorState {
             directory: self.directory.clone(),
             events: self.events.clone(),
         };
-        let started = match &child.spec.start {
+        let start = match &child.spec.start {
             // User code runs here, on the supervisor's task: a panic in it is a failed start,
             // never a crash of the supervisor.
             ChildStart::Worker(start) => {
                 match std::panic::catch_unwind(AssertUnwindSafe(|| start(ctx))) {
-                    Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
-                        Ok(result) => result,
-                        Err(panic) => Err(SpawnErr::StartupFailed(panic_message(panic).into())),
-                    },
-                    Err(panic) => Err(SpawnErr::StartupFailed(panic_message(panic).into())),
+                    Ok(future) => async move {
+                        match AssertUnwindSafe(future).catch_unwind().await {
+                            Ok(result) => result,
+                            Err(panic) => Err(SpawnErr::StartupFailed(panic_message(panic).into())),
+                        }
+                    }
+                    .boxed(),
+                    Err(panic) => {
+                        let error = SpawnErr::StartupFailed(panic_message(panic).into());
+                        futures_util::future::ready(Err(error)).boxed()
+                    }
                 }
             }
             ChildStart::Supervisor(spec) => {
@@ -482,9 +488,26 @@ impl SupervisorState {
                     report: None,
                 };
                 Actor::spawn_linked(None, SupervisorActor, args, ctx.supervisor)
-                    .await
-                    .map(|(r, _)| r.get_cell())
+                    .map(|spawned| spawned.map(|(r, _)| r.get_cell()))
+                    .boxed()
             }
+        };
+        // ractor runs `pre_start` inside the start future, so dropping it on timeout cancels
+        // the start: the half-started actor is dropped and whatever it had linked is killed.
+        let started = match child.spec.start_timeout {
+            None => start.await,
+            Some(limit) => match tokio::time::timeout(limit, start).await {
+                Ok(result) => result,
+                Err(_) => {
+                    if child.spec.is_supervisor() {
+                        self.directory.unregister_below(&child.path);
+                    }
+                    Err(SpawnErr::StartupFailed(
+                        format!("did not start within {}", humantime::format_duration(limit))
+                            .into(),
+                    ))
+                }
+            },
         };
         match started {
             Ok(cell) => {

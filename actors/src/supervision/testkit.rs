@@ -1,5 +1,5 @@
 //! Test fixtures (feature `testkit`): a scriptable worker actor whose starts can be made to
-//! fail, whose stops can be made to hang, and which records its starts and stops in a shared
+//! fail or to hang, whose stops can be made to hang, and which records its starts and stops in a shared
 //! log, as the dummy gen_servers of Erlang's `supervisor_SUITE` do.
 
 use std::collections::{HashMap, HashSet};
@@ -20,6 +20,7 @@ pub struct Probe {
 struct ProbeState {
     log: Vec<String>,
     fail_starts: HashMap<String, u32>,
+    hang_on_start: HashSet<String>,
     hang_on_stop: HashSet<String>,
 }
 
@@ -37,12 +38,23 @@ impl Probe {
         self.lock().fail_starts.insert(name.to_string(), n);
     }
 
+    /// `name`'s `pre_start` never returns (it sleeps a day, then starts), for every start until
+    /// [`Probe::unhang_on_start`]. It logs `hang:NAME` when it begins to hang.
+    pub fn hang_on_start(&self, name: &str) {
+        self.lock().hang_on_start.insert(name.to_string());
+    }
+
+    /// `name`'s next starts no longer hang (one already hanging keeps hanging).
+    pub fn unhang_on_start(&self, name: &str) {
+        self.lock().hang_on_start.remove(name);
+    }
+
     /// `name`'s `post_stop` never finishes (so only a kill ends it).
     pub fn hang_on_stop(&self, name: &str) {
         self.lock().hang_on_stop.insert(name.to_string());
     }
 
-    /// Everything recorded so far: `start:NAME`, `start_failed:NAME`, `stop:NAME`.
+    /// Everything recorded so far: `start:NAME`, `start_failed:NAME`, `hang:NAME`, `stop:NAME`.
     pub fn log(&self) -> Vec<String> {
         self.lock().log.clone()
     }
@@ -100,6 +112,11 @@ impl Actor for TestWorker {
         _myself: ActorRef<TestMsg>,
         args: TestWorkerArgs,
     ) -> Result<TestWorkerState, ActorProcessingErr> {
+        let hang = args.probe.lock().hang_on_start.contains(&args.name);
+        if hang {
+            args.probe.record(format!("hang:{}", args.name));
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        }
         let fail = {
             let mut state = args.probe.lock();
             match state.fail_starts.get_mut(&args.name) {

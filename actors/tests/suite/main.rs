@@ -8,6 +8,7 @@ mod lifecycle;
 mod operations;
 mod regressions;
 mod restart_matrix;
+mod start_timeout;
 mod store;
 mod strategies;
 mod util;
