@@ -17,7 +17,10 @@ pub enum EventKind {
     /// A start failed (its `pre_start` returned an error or panicked, or did not return within
     /// the child's start timeout: "did not start within 1m").
     StartFailed { error: String },
-    /// Exited; `incarnation` is the one that exited.
+    /// Exited; `incarnation` is the one that exited. A child that was already stopping on its
+    /// own when its supervisor stopped it is reported once its own exit event is read, with its
+    /// own reason (`unknown` if the supervisor ended first); after an operator's restart that
+    /// can come after the next incarnation's `started`.
     Exited {
         reason: ExitReason,
         incarnation: u64,

@@ -21,6 +21,10 @@ pub enum ExitReason {
     Killed,
     /// It is a supervisor that gave up: more restarts than its intensity allows in its period.
     MaxRestartIntensity,
+    /// Not known: it exited on its own while its supervisor was stopping it, and the supervisor
+    /// ended before it could read why (ractor queues the reason for the supervisor, which no
+    /// longer reads its queue). Counted as abnormal, since it may have been a crash.
+    Unknown,
 }
 
 impl ExitReason {
@@ -29,7 +33,7 @@ impl ExitReason {
         !matches!(self, ExitReason::Normal | ExitReason::Shutdown)
     }
 
-    /// A short tag: normal, shutdown, failed, killed, max_restart_intensity.
+    /// A short tag: normal, shutdown, failed, killed, max_restart_intensity, unknown.
     pub fn tag(&self) -> &'static str {
         match self {
             ExitReason::Normal => "normal",
@@ -37,6 +41,7 @@ impl ExitReason {
             ExitReason::Failed(_) => "failed",
             ExitReason::Killed => "killed",
             ExitReason::MaxRestartIntensity => "max_restart_intensity",
+            ExitReason::Unknown => "unknown",
         }
     }
 
@@ -173,5 +178,7 @@ mod tests {
         }
         assert!(should_restart(Transient, &ExitReason::Killed));
         assert!(should_restart(Transient, &ExitReason::MaxRestartIntensity));
+        assert!(should_restart(Transient, &ExitReason::Unknown));
+        assert_eq!(ExitReason::Unknown.to_string(), "unknown");
     }
 }

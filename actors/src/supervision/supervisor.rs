@@ -7,6 +7,10 @@
 //! - every running incarnation is keyed by its `ActorId`; an event whose id is not the current
 //!   incarnation of some child (a child the supervisor stopped itself, or an earlier
 //!   incarnation) is ignored;
+//! - a child the supervisor sets out to stop may already be stopping on its own (it crashed or
+//!   stopped itself in the same tick; ractor then refuses the stop request): its exit is not
+//!   reported as `shutdown` but kept pending (`unheard`) until its own event brings the true
+//!   reason;
 //! - ractor kills a dying actor's remaining children in no order, so the supervisor stops its
 //!   children itself, in reverse start order, in `post_stop` and before giving up;
 //! - a restart that has to wait (backoff) is a timer message, never a sleep, so the supervisor
@@ -20,8 +24,8 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use indexmap::IndexMap;
 use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RactorErr, RpcReplyPort, SpawnErr,
-    SupervisionEvent,
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RactorErr, RpcReplyPort,
+    SpawnErr, SupervisionEvent,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -203,6 +207,16 @@ impl Child {
     }
 }
 
+/// An incarnation that ended on its own while its supervisor was stopping it: its exit is
+/// reported when its own supervision event is read (see `SupervisorState::unheard`).
+struct Unheard {
+    name: String,
+    path: String,
+    incarnation: u64,
+    /// An injected failure was pending: its exit is a crash, whatever the event says.
+    injected: bool,
+}
+
 /// Whether a start is the supervisor's restart or a first/operator start (for the events).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum StartCause {
@@ -220,8 +234,13 @@ pub struct SupervisorState {
     window: RestartWindow,
     /// The children in start order.
     children: IndexMap<String, Child>,
-    /// Running incarnation -> child name. Supervision events for ids not in here are stale.
+    /// Running incarnation -> child name. Supervision events for ids not in here are stale,
+    /// unless they are in `unheard`.
     by_id: HashMap<ActorId, String>,
+    /// Incarnations the supervisor stopped (so no longer in `by_id`) that turned out to be
+    /// stopping on their own already: their exit is reported, with its true reason, when their
+    /// own supervision event arrives; it triggers no restart. In stop order.
+    unheard: IndexMap<ActorId, Unheard>,
     directory: Directory,
     events: EventSink,
     /// Source of restart-batch tokens.
@@ -268,6 +287,7 @@ impl Actor for SupervisorActor {
             period: spec.period,
             backoff: spec.backoff,
             by_id: HashMap::with_capacity(children.len()),
+            unheard: IndexMap::new(),
             children,
             directory,
             events,
@@ -284,6 +304,7 @@ impl Actor for SupervisorActor {
             if let Err(error) = state.start_at(&myself, index, StartCause::Start).await {
                 let child_path = state.children[index].path.clone();
                 state.terminate_all().await;
+                state.report_unheard();
                 return Err(format!("failed to start child {child_path}: {error}").into());
             }
         }
@@ -429,6 +450,8 @@ impl Actor for SupervisorActor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         state.terminate_all().await;
+        // Events still queued for this supervisor are never read now.
+        state.report_unheard();
         Ok(())
     }
 }
@@ -556,32 +579,49 @@ impl SupervisorState {
     }
 
     /// Stops the named child if it is running (its shutdown policy) and leaves it `Stopped`;
-    /// a pending restart is cancelled. Returns the exit reason if it was running.
-    async fn terminate(&mut self, name: &str) -> Option<ExitReason> {
-        let child = self.children.get_mut(name)?;
+    /// a pending restart is cancelled. Returns true if it was already stopping on its own: its
+    /// exit is reported once its own supervision event is read (see `unheard`).
+    async fn terminate(&mut self, name: &str) -> bool {
+        let Some(child) = self.children.get_mut(name) else {
+            return false;
+        };
         let previous = std::mem::replace(&mut child.status, Status::Stopped);
         let Status::Running { cell, .. } = previous else {
-            return None;
+            return false;
         };
         let id = cell.get_id();
         self.by_id.remove(&id);
         self.directory.unregister(&child.path, id);
-        child.injected = false;
-        let reason = shutdown_cell(&cell, child.spec.shutdown, &child.path).await;
+        let injected = std::mem::take(&mut child.injected);
+        let ended = shutdown_cell(&cell, child.spec.shutdown, &child.path).await;
         // A stopping supervisor's children stay findable until each stops; whatever a kill
         // left behind goes now.
         if child.spec.is_supervisor() {
             self.directory.unregister_below(&child.path);
         }
-        child.last_exit = Some(reason.clone());
-        self.events.emit(
-            &child.path,
-            EventKind::Exited {
-                reason: reason.clone(),
-                incarnation: child.incarnation,
-            },
-        );
-        Some(reason)
+        match ended {
+            Ended::ByUs(reason) => {
+                child.last_exit = Some(reason.clone());
+                self.events.emit(
+                    &child.path,
+                    EventKind::Exited {
+                        reason,
+                        incarnation: child.incarnation,
+                    },
+                );
+                false
+            }
+            Ended::OnItsOwn => {
+                let unheard = Unheard {
+                    name: name.to_string(),
+                    path: child.path.clone(),
+                    incarnation: child.incarnation,
+                    injected,
+                };
+                self.unheard.insert(id, unheard);
+                true
+            }
+        }
     }
 
     /// Stops every child: reverse start order, or all at once for a dynamic supervisor.
@@ -597,32 +637,95 @@ impl SupervisorState {
         for child in self.children.values_mut() {
             let previous = std::mem::replace(&mut child.status, Status::Stopped);
             if let Status::Running { cell, .. } = previous {
-                self.by_id.remove(&cell.get_id());
-                self.directory.unregister(&child.path, cell.get_id());
-                child.injected = false;
+                let id = cell.get_id();
+                self.by_id.remove(&id);
+                self.directory.unregister(&child.path, id);
+                let injected = std::mem::take(&mut child.injected);
                 let (policy, path, name) = (
                     child.spec.shutdown,
                     child.path.clone(),
                     child.spec.name.clone(),
                 );
-                stopping.spawn(async move { (name, shutdown_cell(&cell, policy, &path).await) });
+                stopping.spawn(async move {
+                    let ended = shutdown_cell(&cell, policy, &path).await;
+                    (name, id, injected, ended)
+                });
             }
         }
         while let Some(joined) = stopping.join_next().await {
-            let Ok((name, reason)) = joined else { continue };
+            let Ok((name, id, injected, ended)) = joined else {
+                continue;
+            };
             if let Some(child) = self.children.get_mut(&name) {
                 if child.spec.is_supervisor() {
                     self.directory.unregister_below(&child.path);
                 }
-                child.last_exit = Some(reason.clone());
-                self.events.emit(
-                    &child.path,
-                    EventKind::Exited {
-                        reason,
-                        incarnation: child.incarnation,
-                    },
-                );
+                match ended {
+                    Ended::ByUs(reason) => {
+                        child.last_exit = Some(reason.clone());
+                        self.events.emit(
+                            &child.path,
+                            EventKind::Exited {
+                                reason,
+                                incarnation: child.incarnation,
+                            },
+                        );
+                    }
+                    Ended::OnItsOwn => {
+                        let unheard = Unheard {
+                            name,
+                            path: child.path.clone(),
+                            incarnation: child.incarnation,
+                            injected,
+                        };
+                        self.unheard.insert(id, unheard);
+                    }
+                }
             }
+        }
+    }
+
+    /// Reports the exit of an incarnation that ended on its own while being stopped: its true
+    /// reason, now that its event is read (or `Unknown`, see `report_unheard`). The restart
+    /// that stop was part of, if any, has been decided already: nothing restarts here.
+    fn report_exit_of(&mut self, unheard: Unheard, reason: ExitReason) {
+        let reason = if unheard.injected {
+            ExitReason::Failed("injected failure".into())
+        } else {
+            reason
+        };
+        if reason.is_abnormal() {
+            tracing::warn!(path = %unheard.path, %reason, "child exited while being stopped");
+        } else {
+            tracing::debug!(path = %unheard.path, %reason, "child exited while being stopped");
+        }
+        // The slot's last exit, unless a later incarnation has exited since: the slot still
+        // holds this incarnation (stopped, failed or waiting to restart), or the next one,
+        // still running (an operator's restart started it before this event was read).
+        if let Some(child) = self.children.get_mut(&unheard.name) {
+            let latest = child.incarnation == unheard.incarnation
+                || (child.incarnation == unheard.incarnation + 1
+                    && matches!(child.status, Status::Running { .. }));
+            if child.path == unheard.path && latest {
+                child.last_exit = Some(reason.clone());
+            }
+        }
+        self.events.emit(
+            &unheard.path,
+            EventKind::Exited {
+                reason,
+                incarnation: unheard.incarnation,
+            },
+        );
+    }
+
+    /// The supervisor is ending: the events of children that ended on their own while being
+    /// stopped will never be read (ractor queued them for this supervisor). Their exits are
+    /// reported as `unknown`: `shutdown` would be a lie, and so would any other guess.
+    fn report_unheard(&mut self) {
+        let pending: Vec<Unheard> = self.unheard.drain(..).map(|(_, u)| u).collect();
+        for unheard in pending {
+            self.report_exit_of(unheard, ExitReason::Unknown);
         }
     }
 
@@ -634,7 +737,12 @@ impl SupervisorState {
         mut reason: ExitReason,
     ) -> Result<(), ActorProcessingErr> {
         let Some(name) = self.by_id.remove(&id) else {
-            return Ok(()); // stale: an earlier incarnation, or one we stopped ourselves
+            // One we stopped that was already stopping on its own: report its true reason.
+            // Otherwise stale: an earlier incarnation, or one we stopped ourselves.
+            if let Some(unheard) = self.unheard.shift_remove(&id) {
+                self.report_exit_of(unheard, reason);
+            }
+            return Ok(());
         };
         let Some(child) = self.children.get_mut(&name) else {
             return Ok(());
@@ -715,10 +823,13 @@ impl SupervisorState {
             }
         };
         // Bystanders stop in reverse start order; temporary ones are then forgotten, never
-        // restarted.
+        // restarted. One already stopping on its own has its exit event queued: the batch then
+        // goes through the mailbox, so that event (read before messages) reports its true
+        // reason before the group restarts.
+        let mut unheard = false;
         for name in batch.iter().rev() {
             if name != anchor {
-                self.terminate(name).await;
+                unheard |= self.terminate(name).await;
             }
         }
         batch.retain(|name| {
@@ -731,7 +842,7 @@ impl SupervisorState {
             }
             !temporary
         });
-        match self.schedule(myself, anchor, &batch, false) {
+        match self.schedule(myself, anchor, &batch, unheard) {
             Some(token) => self.run_restart(myself, token).await,
             None => Ok(()),
         }
@@ -741,7 +852,8 @@ impl SupervisorState {
     /// step, and arms the timer. Returns the batch's token when it is to run right now: zero
     /// delay on a first attempt, restarted inline as OTP does. After a failed start
     /// (`via_mailbox`), even a zero-delay retry goes through the mailbox, so the supervisor
-    /// answers other messages between attempts (OTP's `try_again_restart`).
+    /// answers other messages between attempts (OTP's `try_again_restart`); so does a batch
+    /// with a bystander whose own exit event is still to be read.
     fn schedule(
         &mut self,
         myself: &ActorCell,
@@ -843,6 +955,8 @@ impl SupervisorState {
             },
         );
         self.terminate_all().await;
+        // Failing now: events still queued for this supervisor are never read.
+        self.report_unheard();
         if let Some(report) = &self.report {
             report.send_if_modified(|slot| {
                 let empty = slot.is_none();
@@ -987,40 +1101,57 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     format!("panicked while starting: {text}")
 }
 
+/// How `shutdown_cell` ended a child.
+enum Ended {
+    /// It stopped because it was asked to (`Shutdown`) or was killed (`Killed`).
+    ByUs(ExitReason),
+    /// It was already stopping, or had stopped, on its own (it crashed or stopped itself:
+    /// ractor refused the stop request) and ended without being killed; its own supervision
+    /// event, queued for the supervisor, carries the reason.
+    OnItsOwn,
+}
+
 /// Stops one actor by its shutdown policy; returns how it ended. An actor that is already
 /// stopping on its own (ractor then refuses a second stop request) is waited for under the same
-/// policy, so two incarnations never run at once.
-async fn shutdown_cell(cell: &ActorCell, policy: Shutdown, path: &str) -> ExitReason {
+/// policy, so two incarnations never run at once; if it ends within the policy, it ended on its
+/// own, not by our stop.
+async fn shutdown_cell(cell: &ActorCell, policy: Shutdown, path: &str) -> Ended {
     let reason = Some(SHUTDOWN.to_string());
     match policy {
         Shutdown::BrutalKill => {
+            // A kill cannot be refused; a crashed actor has already left `Running`.
+            let on_its_own = cell.get_status() >= ActorStatus::Stopping;
             kill(cell, path).await;
-            ExitReason::Killed
+            if on_its_own {
+                Ended::OnItsOwn
+            } else {
+                Ended::ByUs(ExitReason::Killed)
+            }
         }
         Shutdown::Timeout(limit) => {
             let deadline = Instant::now().checked_add(limit);
-            let stopped = match cell.stop_and_wait(reason, Some(limit)).await {
-                Ok(()) => true,
-                Err(RactorErr::Timeout) => false,
-                // Already stopping (or gone): wait for what is left of the limit.
+            match cell.stop_and_wait(reason, Some(limit)).await {
+                Ok(()) => return Ended::ByUs(ExitReason::Shutdown),
+                Err(RactorErr::Timeout) => {}
+                // Refused: already stopping (or gone). Wait for what is left of the limit.
                 Err(_) => {
                     let left =
                         deadline.map_or(limit, |d| d.saturating_duration_since(Instant::now()));
-                    cell.wait(Some(left)).await.is_ok()
+                    if cell.wait(Some(left)).await.is_ok() {
+                        return Ended::OnItsOwn;
+                    }
                 }
-            };
-            if stopped {
-                return ExitReason::Shutdown;
             }
             tracing::warn!(%path, ?limit, "child did not stop in time; killing it");
             kill(cell, path).await;
-            ExitReason::Killed
+            Ended::ByUs(ExitReason::Killed)
         }
         Shutdown::Infinity => {
-            if cell.stop_and_wait(reason, None).await.is_err() {
-                let _ = cell.wait(None).await;
+            if cell.stop_and_wait(reason, None).await.is_ok() {
+                return Ended::ByUs(ExitReason::Shutdown);
             }
-            ExitReason::Shutdown
+            let _ = cell.wait(None).await;
+            Ended::OnItsOwn
         }
     }
 }

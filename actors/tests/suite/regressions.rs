@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use metasystem_actors::testkit::{Probe, TestMsg, TestWorker, TestWorkerArgs};
 use metasystem_actors::{
-    ChildSpec, ExitReason, NodeState, Shutdown, Strategy, SupervisorSpec, TreeError,
+    ChildSpec, EventKind, ExitReason, LifecycleEvent, NodeState, Shutdown, Strategy,
+    SupervisorMessage, SupervisorSpec, TreeError,
 };
 use ractor::ActorStatus;
 use tokio::time::Instant;
 
-use crate::util::{strings, worker, Harness};
+use crate::util::{strings, tags_of, worker, Harness};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -230,4 +231,225 @@ async fn a_huge_backoff_does_not_panic() {
     assert_eq!(h.state("root/w").await, Some(NodeState::Restarting));
     h.tree.start_child("root/w").await.expect("start now");
     h.tree.shutdown().await;
+}
+
+/// The `Exited` events of `path`'s incarnation `incarnation`, as reasons.
+fn exits_of(events: &[LifecycleEvent], path: &str, incarnation: u64) -> Vec<ExitReason> {
+    events
+        .iter()
+        .filter(|e| e.path == path)
+        .filter_map(|e| match &e.kind {
+            EventKind::Exited {
+                reason,
+                incarnation: i,
+            } if *i == incarnation => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One line per event, for assertion messages.
+fn lines(events: &[LifecycleEvent]) -> String {
+    events
+        .iter()
+        .map(|e| format!("{}: {}\n", e.path, e.kind))
+        .collect()
+}
+
+fn crashed(path: &str) -> ExitReason {
+    ExitReason::Failed(format!("{path} crashed on request"))
+}
+
+/// one_for_all: `b` crashes in the same tick as `a`. The supervisor handles a's failure and
+/// stops bystander `b`, which has already failed on its own (ractor refuses the stop): b's exit
+/// is recorded with its own reason, never as `shutdown`, before the group restarts once.
+#[tokio::test(start_paused = true)]
+async fn a_crash_racing_a_one_for_all_restart_keeps_its_reason() {
+    let probe = Probe::new();
+    let spec = SupervisorSpec::new(Strategy::OneForAll)
+        .intensity(10, Duration::from_secs(60))
+        .children(["a", "b", "c"].map(|n| worker(n, &probe)));
+    let mut h = Harness::start(spec).await;
+    h.crash("root/a");
+    h.crash("root/b");
+    h.wait_event("root/c", "restarted").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.drain().await;
+    let seen = h.seen.clone();
+    assert_eq!(exits_of(&seen, "root/a", 1), [crashed("root/a")]);
+    assert_eq!(
+        exits_of(&seen, "root/b", 1),
+        [crashed("root/b")],
+        "{}",
+        lines(&seen)
+    );
+    assert_eq!(exits_of(&seen, "root/c", 1), [ExitReason::Shutdown]);
+    assert_eq!(tags_of(&seen, "root/b"), ["started", "exited", "restarted"]);
+    // One group restart, decided on a's failure; b's own failure restarts nothing more.
+    let scheduled = seen
+        .iter()
+        .filter(|e| e.kind.tag() == "restart_scheduled")
+        .count();
+    assert_eq!(scheduled, 1, "{}", lines(&seen));
+    for path in ["root/a", "root/b", "root/c"] {
+        assert_eq!(h.incarnation(path).await, 2, "{path}");
+        assert_eq!(h.ping(path).await, &path[5..]);
+    }
+    let b = h.node("root/b").await.expect("b listed");
+    assert_eq!(b.last_exit, Some(crashed("root/b")));
+    assert_eq!(h.tree.shutdown().await, ExitReason::Shutdown);
+}
+
+/// The same whatever the bystander's shutdown policy.
+#[tokio::test(start_paused = true)]
+async fn a_crash_racing_a_group_restart_keeps_its_reason_under_every_shutdown_policy() {
+    let policies = [
+        Shutdown::BrutalKill,
+        Shutdown::Timeout(Duration::from_secs(5)),
+        Shutdown::Infinity,
+    ];
+    for policy in policies {
+        let probe = Probe::new();
+        let spec = SupervisorSpec::new(Strategy::OneForAll)
+            .intensity(10, Duration::from_secs(60))
+            .child(worker("a", &probe))
+            .child(worker("b", &probe).shutdown(policy))
+            .child(worker("c", &probe).shutdown(policy));
+        let mut h = Harness::start(spec).await;
+        h.crash("root/a");
+        h.crash("root/b");
+        h.wait_event("root/c", "restarted").await;
+        h.drain().await;
+        let seen = h.seen.clone();
+        assert_eq!(
+            exits_of(&seen, "root/b", 1),
+            [crashed("root/b")],
+            "{policy}: {}",
+            lines(&seen)
+        );
+        let c = if policy == Shutdown::BrutalKill {
+            ExitReason::Killed
+        } else {
+            ExitReason::Shutdown
+        };
+        assert_eq!(exits_of(&seen, "root/c", 1), [c], "{policy}");
+        assert_eq!(h.incarnation("root/b").await, 2, "{policy}");
+        assert_eq!(h.tree.shutdown().await, ExitReason::Shutdown);
+    }
+}
+
+/// The same under rest_for_one: `c` crashes in the same tick as `b`.
+#[tokio::test(start_paused = true)]
+async fn a_crash_racing_a_rest_for_one_restart_keeps_its_reason() {
+    let probe = Probe::new();
+    let spec = SupervisorSpec::new(Strategy::RestForOne)
+        .intensity(10, Duration::from_secs(60))
+        .children(["a", "b", "c", "d"].map(|n| worker(n, &probe)));
+    let mut h = Harness::start(spec).await;
+    h.crash("root/b");
+    h.crash("root/c");
+    h.wait_event("root/d", "restarted").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.drain().await;
+    let seen = h.seen.clone();
+    assert_eq!(exits_of(&seen, "root/b", 1), [crashed("root/b")]);
+    assert_eq!(
+        exits_of(&seen, "root/c", 1),
+        [crashed("root/c")],
+        "{}",
+        lines(&seen)
+    );
+    assert_eq!(exits_of(&seen, "root/d", 1), [ExitReason::Shutdown]);
+    assert_eq!(tags_of(&seen, "root/a"), ["started"]);
+    assert_eq!(tags_of(&seen, "root/c"), ["started", "exited", "restarted"]);
+    assert_eq!(h.incarnation("root/a").await, 1);
+    for path in ["root/b", "root/c", "root/d"] {
+        assert_eq!(h.incarnation(path).await, 2, "{path}");
+    }
+    let c = h.node("root/c").await.expect("c listed");
+    assert_eq!(c.last_exit, Some(crashed("root/c")));
+    assert_eq!(h.tree.shutdown().await, ExitReason::Shutdown);
+}
+
+/// A crash racing its supervisor's own stop: the supervisor stops before it can read the
+/// child's exit event, so the reason is unknown, and it is not recorded as `shutdown`. (The
+/// supervisor is kept busy by a hanging start so that the crash and the stop request are both
+/// waiting when it looks at its mailbox; a stop request is read first.)
+#[tokio::test(start_paused = true)]
+async fn a_crash_racing_its_supervisors_stop_is_not_recorded_as_shutdown() {
+    crash_racing_the_stop_of(Strategy::OneForOne).await;
+}
+
+/// The same in a dynamic supervisor, which stops its children concurrently.
+#[tokio::test(start_paused = true)]
+async fn a_crash_racing_a_dynamic_supervisors_stop_is_not_recorded_as_shutdown() {
+    crash_racing_the_stop_of(Strategy::Dynamic).await;
+}
+
+async fn crash_racing_the_stop_of(strategy: Strategy) {
+    let probe = Probe::new();
+    let grp = SupervisorSpec::new(strategy)
+        .intensity(10, Duration::from_secs(60))
+        .children(["x", "y", "z"].map(|n| worker(n, &probe)))
+        .child(worker("slow", &probe).start_timeout(Some(Duration::from_secs(10))));
+    let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::supervisor("grp", grp));
+    let mut h = Harness::start(spec).await;
+    h.tree.stop("root/grp/slow").await.expect("stop slow");
+    probe.hang_on_start("slow");
+    let grp_ref = h.tree.supervisor("root/grp").await.expect("grp");
+    let starting = tokio::spawn(async move {
+        let start = |reply| SupervisorMessage::StartChild("slow".into(), reply);
+        grp_ref.call(start, None).await.is_ok()
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await; // grp is busy starting slow
+    h.crash("root/grp/y");
+    h.tree.stop("root/grp").await.expect("stop grp");
+    assert!(
+        starting.await.unwrap_or(false),
+        "the start was not answered"
+    );
+    h.drain().await;
+    let seen = h.seen.clone();
+    assert_eq!(exits_of(&seen, "root/grp/x", 1), [ExitReason::Shutdown]);
+    assert_eq!(exits_of(&seen, "root/grp/z", 1), [ExitReason::Shutdown]);
+    assert_eq!(
+        exits_of(&seen, "root/grp/y", 1),
+        [ExitReason::Unknown],
+        "{}",
+        lines(&seen)
+    );
+    assert!(tags_of(&seen, "root/grp/y")
+        .iter()
+        .all(|t| *t != "restarted"));
+    let mut stopped = probe.names("stop:");
+    if strategy == Strategy::Dynamic {
+        stopped[1..].sort();
+        stopped[1..].reverse();
+    }
+    assert_eq!(stopped, strings(&["slow", "z", "x"]));
+    assert_eq!(h.tree.shutdown().await, ExitReason::Shutdown);
+}
+
+/// The same when the supervisor gives up: a child that failed in the same tick as the one that
+/// exhausted the intensity is not recorded as `shutdown` either.
+#[tokio::test(start_paused = true)]
+async fn a_crash_racing_a_give_up_is_not_recorded_as_shutdown() {
+    let probe = Probe::new();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(0, Duration::from_secs(60))
+        .children(["a", "b", "c"].map(|n| worker(n, &probe)));
+    let mut h = Harness::start(spec).await;
+    h.crash("root/a");
+    h.crash("root/b");
+    assert_eq!(h.tree.exited().await, ExitReason::MaxRestartIntensity);
+    h.drain().await;
+    let seen = h.seen.clone();
+    assert_eq!(exits_of(&seen, "root/a", 1), [crashed("root/a")]);
+    assert_eq!(exits_of(&seen, "root/c", 1), [ExitReason::Shutdown]);
+    assert_eq!(
+        exits_of(&seen, "root/b", 1),
+        [ExitReason::Unknown],
+        "{}",
+        lines(&seen)
+    );
 }
