@@ -18,6 +18,7 @@ pub fn child_spec(config: &ChildConfig, services: &Services) -> ChildSpec {
         .child_spec(&config.name, services)
         .restart(config.restart)
         .shutdown(config.shutdown)
+        .start_timeout(config.start_timeout)
 }
 
 /// Whether any child of kind `name` is configured anywhere in the tree.

@@ -49,6 +49,9 @@ pub struct ChildConfig {
     pub name: String,
     pub restart: Restart,
     pub shutdown: Shutdown,
+    /// How long a start may take before it counts as failed; `None`: as long as it takes
+    /// (`"infinity"`, and always for a supervisor, whose start is its children's starts).
+    pub start_timeout: Option<Duration>,
     pub kind: Kind,
 }
 
@@ -515,8 +518,23 @@ pub(crate) fn child(
         _ => Restart::Permanent,
     };
     let shutdown = shutdown(d, &mut t);
+    let start_timeout = start_timeout(d, &mut t);
     // Unknown or missing kind: its keys cannot be checked, so they are not reported.
     let kind_name = kind_name?;
+    let start_timeout = match start_timeout {
+        Some((_, span)) if !Kind::has_start_timeout(&kind_name) => {
+            d.error(
+                span,
+                format!(
+                    "`start_timeout` does not apply to {} (a {kind_name}): its start is its children's starts; set it on them",
+                    t.context
+                ),
+            );
+            None
+        }
+        Some((value, _)) => value,
+        None => Kind::default_start_timeout(&kind_name),
+    };
     let mut cx = ParseCx {
         d: &mut *d,
         path,
@@ -532,8 +550,35 @@ pub(crate) fn child(
         name: name?,
         restart,
         shutdown,
+        start_timeout,
         kind,
     })
+}
+
+/// `start_timeout = "infinity" | "<duration>"`, with the key's position; `None` if not given.
+fn start_timeout(d: &mut Diags, t: &mut Table<'_, '_>) -> Option<(Option<Duration>, Range<usize>)> {
+    let s = t.string(d, "start_timeout")?;
+    let span = s.span();
+    if s.get_ref() == "infinity" {
+        return Some((None, span));
+    }
+    match humantime::parse_duration(s.get_ref()) {
+        Ok(limit) if limit >= Duration::from_millis(1) && limit <= MAX_DURATION => {
+            Some((Some(limit), span))
+        }
+        _ => {
+            d.error(
+                span.clone(),
+                format!(
+                    "`start_timeout` in {} is {:?}: it must be `infinity` or a duration from 1ms to {} such as \"60s\"",
+                    t.context,
+                    s.get_ref(),
+                    humantime::format_duration(MAX_DURATION)
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `shutdown = "brutal_kill" | "infinity" | "<duration>"`.

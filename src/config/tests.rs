@@ -526,3 +526,55 @@ fn only_regular_files_of_sane_size_are_read() {
     let err = load(&Origin::File(big)).expect_err("too big");
     assert!(err.to_string().contains("limit"), "{err}");
 }
+
+/// `start_timeout`: a duration or `infinity` on workers (default 60 s); refused on a
+/// supervisor, whose start is its children's starts.
+#[test]
+fn start_timeouts() {
+    let c = tree(
+        r#"
+[root]
+[[root.children]]
+name = "default"
+kind = "heartbeat"
+[[root.children]]
+name = "quick"
+kind = "heartbeat"
+start_timeout = "250ms"
+[[root.children]]
+name = "patient"
+kind = "heartbeat"
+start_timeout = "infinity"
+[[root.children]]
+name = "grp"
+kind = "supervisor"
+  [[root.children.children]]
+  name = "x"
+  kind = "heartbeat"
+"#,
+    );
+    let timeouts: Vec<Option<Duration>> = c.children.iter().map(|c| c.start_timeout).collect();
+    assert_eq!(
+        timeouts,
+        [
+            Some(Duration::from_secs(60)),
+            Some(Duration::from_millis(250)),
+            None,
+            None
+        ]
+    );
+    let got = errors(
+        "[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"g\"\nkind = \"supervisor\"\nstart_timeout = \"5s\"\n  [[root.children.children]]\n  name = \"x\"\n  kind = \"heartbeat\"\n[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\nstart_timeout = \"soon\"\n",
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with(
+            "t.toml:7:17: `start_timeout` does not apply to child `root/g` (a supervisor)"
+        ),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("t.toml:14:17: `start_timeout` in child `root/h` is \"soon\""),
+        "{got:?}"
+    );
+}

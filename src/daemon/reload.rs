@@ -327,3 +327,74 @@ fn names_at(root: &SupervisorConfig, path: &str) -> Option<Vec<String>> {
     }
     Some(sup.children.iter().map(|c| c.name.clone()).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use metasystem_actors::testkit::{worker, Probe};
+    use metasystem_actors::{ChildSpec, EventSink, Restart, Shutdown, SupervisorSpec, Tree};
+
+    use super::*;
+    use crate::kinds::heartbeat::HeartbeatConfig;
+
+    fn child(name: &str) -> ChildConfig {
+        ChildConfig {
+            name: name.into(),
+            restart: Restart::Permanent,
+            shutdown: Shutdown::WORKER_DEFAULT,
+            start_timeout: None,
+            kind: Kind::Heartbeat(HeartbeatConfig {
+                every: Duration::from_secs(10),
+            }),
+        }
+    }
+
+    /// A wedged start (no start timeout) must not hold a reload, and with it the reload lock,
+    /// forever: past the reload's deadline the step fails and the rest are not attempted.
+    #[tokio::test(start_paused = true)]
+    async fn a_wedged_step_ends_at_the_reload_deadline() {
+        let probe = Probe::new();
+        probe.hang_on_start("stuck");
+        let tree = Tree::start(SupervisorSpec::default(), EventSink::none())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let build = |c: &ChildConfig| -> ChildSpec { worker(&c.name, &probe).start_timeout(None) };
+        let target = SupervisorConfig {
+            settings: SupervisorConfig::default_settings(),
+            children: vec![child("stuck"), child("later")],
+        };
+        let steps = vec![
+            Step::Add {
+                parent: "root".into(),
+                position: 0,
+                child: child("stuck"),
+            },
+            Step::Add {
+                parent: "root".into(),
+                position: 1,
+                child: child("later"),
+            },
+        ];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        let applied = apply(&tree, &steps, &target, &build, false, Some(deadline)).await;
+        let outcome: Vec<(String, Option<String>)> =
+            applied.into_iter().map(|a| (a.path, a.error)).collect();
+        assert_eq!(outcome.len(), 2, "{outcome:?}");
+        assert!(
+            outcome[0]
+                .1
+                .as_deref()
+                .is_some_and(|e| e.contains("did not answer in time")),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            outcome[1],
+            (
+                "root/later".to_string(),
+                Some("not attempted: the reload ran out of time".to_string())
+            )
+        );
+        drop(tree);
+    }
+}

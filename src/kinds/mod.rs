@@ -84,7 +84,7 @@ pub trait ActorKind: Sized + Clone + PartialEq + std::fmt::Debug + Send + Sync +
     /// How children of this kind are stopped when the config does not say.
     const DEFAULT_SHUTDOWN: Shutdown = Shutdown::WORKER_DEFAULT;
     /// How long a start may take when the config does not say (`None`: as long as it takes).
-    const DEFAULT_START_TIMEOUT: Option<Duration> = Some(Duration::from_secs(60));
+    const DEFAULT_START_TIMEOUT: Option<Duration> = Some(metasystem_actors::WORKER_START_TIMEOUT);
     /// Whether `start_timeout` may be set (a supervisor's start is its children's starts).
     const HAS_START_TIMEOUT: bool = true;
     /// The operations `call` accepts for an actor of this kind.
