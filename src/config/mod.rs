@@ -462,20 +462,7 @@ pub(crate) fn child(
     }
     let name = raw_name.and_then(|n| {
         let value = n.get_ref();
-        let problem = if value.is_empty() {
-            Some("a child name must not be empty".to_string())
-        } else if value.contains('/') {
-            Some(format!(
-                "child name {value:?} must not contain '/' (it is a path segment)"
-            ))
-        } else if value.chars().any(char::is_control) {
-            Some(format!(
-                "child name {value:?} must not contain control characters"
-            ))
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
+        if let Err(problem) = metasystem_actors::supervision::check_name(value) {
             d.error(n.span(), problem);
             return None;
         }

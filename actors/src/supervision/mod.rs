@@ -26,8 +26,8 @@ pub use event::{EventKind, EventSink, LifecycleEvent};
 pub use exit::{should_restart, ExitReason, MaxRestartIntensity};
 pub use snapshot::{ChildInfo, NodeSnapshot, NodeState};
 pub use spec::{
-    ChildCtx, ChildSpec, Restart, Shutdown, StartFn, Strategy, SupervisorSettings, SupervisorSpec,
-    WORKER_START_TIMEOUT,
+    check_name, ChildCtx, ChildSpec, Restart, Shutdown, StartFn, Strategy, SupervisorSettings,
+    SupervisorSpec, WORKER_START_TIMEOUT,
 };
 pub use supervisor::{SupervisorActor, SupervisorArgs, SupervisorMessage, SupervisorReport};
 pub use tree::{StartError, Tree, TreeError};

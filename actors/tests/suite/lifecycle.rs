@@ -110,7 +110,21 @@ async fn bad_child_names_fail_the_start() {
     assert!(err.contains("duplicate child name \"a\""), "{err}");
     let slash = SupervisorSpec::new(Strategy::OneForOne).child(worker("a/b", &probe));
     let err = Harness::try_start(slash).await.err().expect("slash fails");
-    assert!(err.contains("must not contain '/'"), "{err}");
+    assert!(
+        err.contains("\"a/b\" is not a valid name: a child name is 1 to 64 characters"),
+        "{err}"
+    );
+    // Regression: a 70,000-character name was accepted, then made `tree` panic for everyone.
+    let huge = SupervisorSpec::new(Strategy::OneForOne).child(worker(&"n".repeat(70_000), &probe));
+    let err = Harness::try_start(huge)
+        .await
+        .err()
+        .expect("a huge name fails");
+    assert!(
+        err.len() < 400 && err.contains("1 to 64 characters"),
+        "{}",
+        err.len()
+    );
     assert!(probe.log().is_empty());
 }
 
