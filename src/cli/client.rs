@@ -309,10 +309,13 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
         }
         Cmd::Start { path } | Cmd::Stop { path } | Cmd::Restart { path } | Cmd::Kill { path } => {
             if human {
-                let verb = match &cli.command {
-                    Cmd::Start { .. } => "started",
-                    Cmd::Stop { .. } => "stopped",
-                    Cmd::Restart { .. } => "restarted",
+                let unchanged = result["changed"] == false;
+                let verb = match (&cli.command, unchanged) {
+                    (Cmd::Start { .. }, true) => "already running",
+                    (Cmd::Stop { .. }, true) => "already stopped",
+                    (Cmd::Start { .. }, false) => "started",
+                    (Cmd::Stop { .. }, false) => "stopped",
+                    (Cmd::Restart { .. }, _) => "restarted",
                     _ => "killed (its supervisor will restart it per its policy)",
                 };
                 writeln!(out, "{path}: {verb}")?;

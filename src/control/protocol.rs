@@ -154,6 +154,7 @@ pub mod code {
     pub const NOT_FOUND: &str = "not_found";
     pub const NOT_RUNNING: &str = "not_running";
     pub const ALREADY_RUNNING: &str = "already_running";
+    pub const ALREADY_STOPPED: &str = "already_stopped";
     pub const ALREADY_EXISTS: &str = "already_exists";
     pub const NOT_A_SUPERVISOR: &str = "not_a_supervisor";
     pub const ROOT: &str = "root";

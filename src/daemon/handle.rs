@@ -224,9 +224,19 @@ pub(super) fn healthy(nodes: &[NodeSnapshot]) -> bool {
         })
 }
 
+/// The answer to start/stop/restart/kill. Starting what runs and stopping what is stopped
+/// answer alike (like systemctl): done, nothing changed.
 fn op(id: Option<u64>, path: &str, result: Result<(), TreeError>) -> Response {
     match result {
-        Ok(()) => Response::ok(id, json!({ "path": path })),
+        Ok(()) => Response::ok(id, json!({ "path": path, "changed": true })),
+        Err(TreeError::AlreadyRunning(_)) => Response::ok(
+            id,
+            json!({ "path": path, "changed": false, "state": "running" }),
+        ),
+        Err(TreeError::AlreadyStopped(_)) => Response::ok(
+            id,
+            json!({ "path": path, "changed": false, "state": "stopped" }),
+        ),
         Err(e) => tree_error(id, e),
     }
 }
@@ -240,6 +250,7 @@ pub(super) fn tree_error(id: Option<u64>, e: TreeError) -> Response {
         TreeError::NotASupervisor(_) => code::NOT_A_SUPERVISOR,
         TreeError::AlreadyExists(_) => code::ALREADY_EXISTS,
         TreeError::AlreadyRunning(_) => code::ALREADY_RUNNING,
+        TreeError::AlreadyStopped(_) => code::ALREADY_STOPPED,
         TreeError::NotRunning(_) => code::NOT_RUNNING,
         TreeError::Invalid(_) => code::BAD_REQUEST,
         TreeError::StartFailed { .. } => code::START_FAILED,

@@ -93,13 +93,30 @@ fn stop_start_restart_kill() {
         (Some("running"), Some(2))
     );
 
+    // Regression: `stop` on a stopped actor succeeded while `start` on a running one failed.
+    // Both now answer alike: done, nothing changed (as systemctl does).
     let started = d.cli(&["start", "root/grp/x"]);
-    assert_eq!(started.code, 1);
-    assert!(
-        started.stderr.contains("already running"),
-        "{}",
-        started.stderr
+    assert_eq!(
+        (started.code, started.stdout.trim()),
+        (0, "root/grp/x: already running")
     );
+    let json = d.json(&["start", "root/grp/x"], 0);
+    assert_eq!(
+        (json["changed"].clone(), json["state"].clone()),
+        (false.into(), "running".into())
+    );
+    assert_eq!(d.json(&["stop", "root/beat"], 0)["changed"], true);
+    let stopped = d.cli(&["stop", "root/beat"]);
+    assert_eq!(
+        (stopped.code, stopped.stdout.trim()),
+        (0, "root/beat: already stopped")
+    );
+    let json = d.json(&["stop", "root/beat"], 0);
+    assert_eq!(
+        (json["changed"].clone(), json["state"].clone()),
+        (false.into(), "stopped".into())
+    );
+    assert_eq!(d.json(&["start", "root/beat"], 0)["changed"], true);
 
     assert_eq!(d.cli(&["restart", "root/grp"]).code, 0);
     let nodes = d.nodes();
@@ -114,7 +131,7 @@ fn stop_start_restart_kill() {
     assert_eq!(killed["path"], "root/beat");
     d.wait_until("beat restarted", |d| {
         d.node("root/beat")
-            .is_some_and(|n| n["incarnation"] == 2 && n["state"] == "running")
+            .is_some_and(|n| n["incarnation"] == 3 && n["state"] == "running")
     });
     let beat = d.node("root/beat").unwrap_or_default();
     assert_eq!(beat["restarts"], 1);

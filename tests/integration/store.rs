@@ -161,3 +161,72 @@ fn status_tells_the_store_and_the_previous_run() {
     let human = d.cli(&["status"]);
     assert!(human.stdout.contains("previous run"), "{}", human.stdout);
 }
+
+/// Regression (found by the soak benchmark): kills sent at the same moment broke "every kill
+/// accepted is one exit recorded". Two kills of one incarnation were both accepted (one exit),
+/// and a one_for_all sibling killed while its group restarted was recorded as `shutdown`. Now
+/// the second kill of a dying incarnation is refused, and a bystander that died of its own kill
+/// is recorded as such.
+#[test]
+fn concurrent_kills_are_each_recorded_once() {
+    let tree = r#"
+[root]
+intensity = 100000
+period = "1s"
+
+[[root.children]]
+name = "all"
+kind = "supervisor"
+strategy = "one_for_all"
+intensity = 100000
+period = "1s"
+  [[root.children.children]]
+  name = "w1"
+  kind = "heartbeat"
+  every = "1h"
+  [[root.children.children]]
+  name = "w2"
+  kind = "heartbeat"
+  every = "1h"
+
+[[root.children]]
+name = "x"
+kind = "heartbeat"
+every = "1h"
+"#;
+    let mut d = TestDaemon::start(tree);
+    let socket = d.socket.display().to_string();
+    let kill = |path: &str| {
+        std::process::Command::new(crate::util::BIN)
+            .args(["--socket", &socket, "kill", path])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut accepted: std::collections::HashMap<&str, usize> = Default::default();
+    for pair in [["root/x", "root/x"], ["root/all/w1", "root/all/w2"]] {
+        for _ in 0..40 {
+            let children = [kill(pair[0]), kill(pair[1])];
+            for (path, child) in pair.iter().zip(children) {
+                let status = child
+                    .wait_with_output()
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .status;
+                if status.code() == Some(0) {
+                    *accepted.entry(path).or_default() += 1;
+                }
+            }
+            // Let the restart finish before the next pair.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    assert_eq!(d.cli(&["shutdown"]).code, 0);
+    assert_eq!(d.wait_exit(), 0, "{}", d.log_text());
+    let db = d.state.join("metastore.db");
+    for path in ["root/x", "root/all/w1", "root/all/w2"] {
+        let want = accepted.get(path).copied().unwrap_or(0);
+        assert!(want > 0, "{path}: no kill accepted");
+        assert_eq!(injected_exits(&db, path), want, "{path}");
+    }
+}

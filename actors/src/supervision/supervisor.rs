@@ -68,7 +68,8 @@ pub enum SupervisorMessage {
     /// One child, if it exists.
     ChildInfo(String, RpcReplyPort<Option<ChildInfo>>),
     /// Stop a child (its shutdown policy) and keep it stopped (OTP `terminate_child`). A
-    /// temporary child is forgotten. Cancels a pending restart.
+    /// temporary child is forgotten. Cancels a pending restart. A child already stopped (or
+    /// failed) answers `AlreadyStopped`, as a running one answers `AlreadyRunning` to a start.
     StopChild(String, RpcReplyPort<Result<(), TreeError>>),
     /// Start a stopped, failed or restart-pending child now (OTP `restart_child`).
     StartChild(String, RpcReplyPort<Result<(), TreeError>>),
@@ -87,7 +88,8 @@ pub enum SupervisorMessage {
     },
     /// Replace a child's spec in place (same position) and start it with the new spec.
     ReplaceChild(ChildSpec, RpcReplyPort<Result<(), TreeError>>),
-    /// Chaos: kill the child; its exit is treated as a crash (`failed: injected failure`).
+    /// Chaos: kill the child; its exit is treated as a crash (`failed: injected failure`). A
+    /// child already being killed answers `NotRunning`.
     InjectFailure(String, RpcReplyPort<Result<(), TreeError>>),
     /// Change strategy, intensity, period and backoff in place; children keep running and the
     /// restart history is kept.
@@ -395,6 +397,9 @@ impl Actor for SupervisorActor {
             SupervisorMessage::InjectFailure(name, reply) => {
                 let result = match state.children.get_mut(&name) {
                     None => Err(TreeError::NotFound(format!("{}/{name}", state.path))),
+                    // An incarnation already being killed (its exit not handled yet) is not
+                    // killed twice: one kill, one recorded exit.
+                    Some(child) if child.injected => Err(TreeError::NotRunning(child.path.clone())),
                     Some(child) => match child.running_cell() {
                         Some(cell) => {
                             cell.kill();
@@ -977,6 +982,9 @@ impl SupervisorState {
         let Some(child) = self.children.get(name) else {
             return Err(TreeError::NotFound(self.child_path(name)));
         };
+        if matches!(child.status, Status::Stopped | Status::Failed(_)) {
+            return Err(TreeError::AlreadyStopped(child.path.clone()));
+        }
         let temporary = child.spec.restart == Restart::Temporary;
         self.terminate(name).await;
         if temporary {

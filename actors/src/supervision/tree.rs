@@ -36,6 +36,8 @@ pub enum TreeError {
     NotASupervisor(String),
     AlreadyExists(String),
     AlreadyRunning(String),
+    /// The actor is already stopped (or failed): stopping it changes nothing.
+    AlreadyStopped(String),
     /// The actor at this path exists but is not running (stopped, failed or restarting).
     NotRunning(String),
     /// The request cannot be done as asked; the message says why.
@@ -62,6 +64,7 @@ impl fmt::Display for TreeError {
             TreeError::NotASupervisor(p) => write!(f, "{p}: not a supervisor"),
             TreeError::AlreadyExists(p) => write!(f, "{p}: already exists"),
             TreeError::AlreadyRunning(p) => write!(f, "{p}: already running"),
+            TreeError::AlreadyStopped(p) => write!(f, "{p}: already stopped"),
             TreeError::NotRunning(p) => write!(f, "{p}: not running"),
             TreeError::Invalid(msg) => f.write_str(msg),
             TreeError::StartFailed { path, error } => write!(f, "{path}: failed to start: {error}"),

@@ -77,8 +77,12 @@ async fn stop_start_restart_remove() {
     h.tree.stop("root/grp/x").await.expect("stop");
     assert_eq!(h.state("root/grp/x").await, Some(NodeState::Stopped));
     assert!(h.tree.directory().lookup("root/grp/x").is_none());
-    // Stopping what is stopped is fine; starting what runs is not.
-    h.tree.stop("root/grp/x").await.expect("stop again");
+    // Stopping what is stopped, like starting what runs, says so (the daemon answers both
+    // as done, nothing changed).
+    assert_eq!(
+        h.tree.stop("root/grp/x").await,
+        Err(TreeError::AlreadyStopped("root/grp/x".into()))
+    );
     assert_eq!(
         h.tree.start_child("root/a").await,
         Err(TreeError::AlreadyRunning("root/a".into()))
