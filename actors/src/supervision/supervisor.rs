@@ -604,29 +604,7 @@ impl SupervisorState {
         if child.spec.is_supervisor() {
             self.directory.unregister_below(&child.path);
         }
-        match ended {
-            Ended::ByUs(reason) => {
-                child.last_exit = Some(reason.clone());
-                self.events.emit(
-                    &child.path,
-                    EventKind::Exited {
-                        reason,
-                        incarnation: child.incarnation,
-                    },
-                );
-                false
-            }
-            Ended::OnItsOwn => {
-                let unheard = Unheard {
-                    name: name.to_string(),
-                    path: child.path.clone(),
-                    incarnation: child.incarnation,
-                    injected,
-                };
-                self.unheard.insert(id, unheard);
-                true
-            }
-        }
+        record_stop(child, id, injected, ended, &self.events, &mut self.unheard)
     }
 
     /// Stops every child: reverse start order, or all at once for a dynamic supervisor.
@@ -665,27 +643,7 @@ impl SupervisorState {
                 if child.spec.is_supervisor() {
                     self.directory.unregister_below(&child.path);
                 }
-                match ended {
-                    Ended::ByUs(reason) => {
-                        child.last_exit = Some(reason.clone());
-                        self.events.emit(
-                            &child.path,
-                            EventKind::Exited {
-                                reason,
-                                incarnation: child.incarnation,
-                            },
-                        );
-                    }
-                    Ended::OnItsOwn => {
-                        let unheard = Unheard {
-                            name,
-                            path: child.path.clone(),
-                            incarnation: child.incarnation,
-                            injected,
-                        };
-                        self.unheard.insert(id, unheard);
-                    }
-                }
+                record_stop(child, id, injected, ended, &self.events, &mut self.unheard);
             }
         }
     }
@@ -1107,6 +1065,44 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         },
     };
     format!("panicked while starting: {text}")
+}
+
+/// Records how a child the supervisor stopped ended: its exit now when the supervisor ended it;
+/// otherwise (it was already ending on its own) the incarnation waits in `unheard` for its own
+/// event, which carries the true reason. True in that second case.
+fn record_stop(
+    child: &mut Child,
+    id: ActorId,
+    injected: bool,
+    ended: Ended,
+    events: &EventSink,
+    unheard: &mut IndexMap<ActorId, Unheard>,
+) -> bool {
+    match ended {
+        Ended::ByUs(reason) => {
+            child.last_exit = Some(reason.clone());
+            events.emit(
+                &child.path,
+                EventKind::Exited {
+                    reason,
+                    incarnation: child.incarnation,
+                },
+            );
+            false
+        }
+        Ended::OnItsOwn => {
+            unheard.insert(
+                id,
+                Unheard {
+                    name: child.spec.name.clone(),
+                    path: child.path.clone(),
+                    incarnation: child.incarnation,
+                    injected,
+                },
+            );
+            true
+        }
+    }
 }
 
 /// How `shutdown_cell` ended a child.
