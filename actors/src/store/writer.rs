@@ -137,10 +137,11 @@ fn environmental(e: &sqlx::Error) -> bool {
     }
 }
 
-/// The delay before retry number `failures` (1, 2, ...): 0.5 s doubling to 30 s.
+/// The delay before retry number `failures` (1, 2, ...): 0.5 s doubling to 5 s. A failed write
+/// costs little; a long wait after the disk recovers fills the intake and drops telemetry.
 pub(super) fn retry_delay(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
-    (Duration::from_millis(500) * 2u32.pow(exp)).min(Duration::from_secs(30))
+    (Duration::from_millis(500) * 2u32.pow(exp)).min(Duration::from_secs(5))
 }
 
 async fn begin(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
@@ -505,7 +506,7 @@ mod tests {
         assert_eq!(retry_delay(1), Duration::from_millis(500));
         assert_eq!(retry_delay(2), Duration::from_secs(1));
         assert_eq!(retry_delay(4), Duration::from_secs(4));
-        assert_eq!(retry_delay(7), Duration::from_secs(30));
-        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(30));
+        assert_eq!(retry_delay(5), Duration::from_secs(5));
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(5));
     }
 }
