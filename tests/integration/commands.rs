@@ -381,3 +381,26 @@ fn the_heartbeat_records_every_beat() {
         last - first
     );
 }
+
+/// Regression (the attack): invalid paths were answered "not found" and echoed raw (a
+/// newline, a NUL, 60 KB of it).
+#[test]
+fn invalid_paths_are_refused_and_shown_safely() {
+    let d = TestDaemon::start(TREE);
+    for bad in ["root/\n", "root/grp/..", "root/-x"] {
+        let out = d.json(&["stop", bad], 2);
+        assert_eq!(out["error"]["code"], "invalid_path", "{bad:?}: {out}");
+    }
+    let nul = d.raw(b"{\"id\":1,\"cmd\":\"stop\",\"path\":\"root/a\\u0000b\"}\n");
+    assert_eq!(nul[0]["error"]["code"], "invalid_path", "{nul:?}");
+    assert!(
+        nul[0]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.contains('\0') && m.contains("\\0")),
+        "escaped: {nul:?}"
+    );
+    let long = format!("root/{}", "x".repeat(60_000));
+    let out = d.cli(&["stop", &long]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.len() < 600, "{}", out.stderr.len());
+}

@@ -58,7 +58,16 @@ impl fmt::Display for TreeError {
         match self {
             TreeError::NotFound(p) => write!(f, "{p}: no such actor"),
             TreeError::InvalidPath(p) => {
-                write!(f, "{p:?} is not a tree path (expected root/NAME/...)")
+                // Shown escaped and cut: whatever a client sent comes back readable and short.
+                let mut shown: String = p.chars().take(80).collect();
+                if p.chars().count() > 80 {
+                    shown.push('…');
+                }
+                write!(
+                    f,
+                    "{shown:?} is not a tree path: root, or root/NAME/... where {}",
+                    crate::supervision::spec::NAME_RULE
+                )
             }
             TreeError::Root => write!(f, "the root cannot be operated on; shut the daemon down"),
             TreeError::NotASupervisor(p) => write!(f, "{p}: not a supervisor"),
@@ -219,7 +228,7 @@ impl Tree {
     /// fails the child is not kept (OTP `start_child`).
     pub async fn add_child(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
         let sup = self.supervisor(parent).await?;
-        call(&sup, |reply| SupervisorMessage::AddChild {
+        call(self, &sup, parent, |reply| SupervisorMessage::AddChild {
             spec,
             position: None,
             keep_failed: false,
@@ -238,7 +247,7 @@ impl Tree {
         position: usize,
     ) -> Result<(), TreeError> {
         let sup = self.supervisor(parent).await?;
-        call(&sup, |reply| SupervisorMessage::AddChild {
+        call(self, &sup, parent, |reply| SupervisorMessage::AddChild {
             spec,
             position: Some(position),
             keep_failed: true,
@@ -254,7 +263,7 @@ impl Tree {
         settings: SupervisorSettings,
     ) -> Result<(), TreeError> {
         let sup = self.supervisor(path).await?;
-        call(&sup, |reply| {
+        call(self, &sup, path, |reply| {
             SupervisorMessage::Reconfigure(settings, reply)
         })
         .await
@@ -264,21 +273,30 @@ impl Tree {
     /// restarting it (its next start uses it).
     pub async fn update_spec(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
         let sup = self.supervisor(parent).await?;
-        call(&sup, |reply| SupervisorMessage::UpdateSpec(spec, reply)).await
+        call(self, &sup, parent, |reply| {
+            SupervisorMessage::UpdateSpec(spec, reply)
+        })
+        .await
     }
 
     /// Reorder the children of the supervisor at `path`: the named ones first, in this order
     /// (names that are not children are skipped), the others after them.
     pub async fn set_order(&self, path: &str, names: Vec<String>) -> Result<(), TreeError> {
         let sup = self.supervisor(path).await?;
-        call(&sup, |reply| SupervisorMessage::SetOrder(names, reply)).await
+        call(self, &sup, path, |reply| {
+            SupervisorMessage::SetOrder(names, reply)
+        })
+        .await
     }
 
     /// Replace the spec of the existing child `spec.name` of `parent` and restart it with it
     /// (a child an operator stopped stays stopped and gets the new spec at its next start).
     pub async fn replace_child(&self, parent: &str, spec: ChildSpec) -> Result<(), TreeError> {
         let sup = self.supervisor(parent).await?;
-        call(&sup, |reply| SupervisorMessage::ReplaceChild(spec, reply)).await
+        call(self, &sup, parent, |reply| {
+            SupervisorMessage::ReplaceChild(spec, reply)
+        })
+        .await
     }
 
     /// What the supervisor at `path` says about itself (waits at most `timeout`).
@@ -324,6 +342,16 @@ impl Tree {
         self.find_supervisor(path).await
     }
 
+    /// The error for a supervisor at `path` that stopped answering: it is not running, unless
+    /// the whole tree is gone.
+    fn gone(&self, path: &str) -> TreeError {
+        if self.root().is_some() {
+            TreeError::NotRunning(path.to_string())
+        } else {
+            TreeError::Unavailable
+        }
+    }
+
     fn find_supervisor<'a>(
         &'a self,
         path: &'a str,
@@ -351,7 +379,7 @@ impl Tree {
                     (Some(_), Some(sup)) => Ok(sup),
                     (Some(_), None) => Err(TreeError::NotRunning(path.to_string())),
                 },
-                _ => Err(TreeError::Unavailable),
+                _ => Err(self.gone(parent)),
             }
         })
     }
@@ -367,13 +395,16 @@ impl Tree {
         };
         let sup = self.find_supervisor(parent).await?;
         let name = name.to_string();
-        call(&sup, |reply| op(name, reply)).await
+        call(self, &sup, parent, |reply| op(name, reply)).await
     }
 }
 
-fn check_path(path: &str) -> Result<(), TreeError> {
-    let well_formed = (path == ROOT || path.starts_with("root/"))
-        && path.split('/').all(|segment| !segment.is_empty());
+/// A path is `root` or `root/NAME/...` with every NAME a valid child name (so no `..`, no
+/// control characters, bounded).
+pub fn check_path(path: &str) -> Result<(), TreeError> {
+    let mut segments = path.split('/');
+    let well_formed = segments.next() == Some(ROOT)
+        && segments.all(|segment| crate::supervision::spec::check_name(segment).is_ok());
     if well_formed {
         Ok(())
     } else {
@@ -381,14 +412,17 @@ fn check_path(path: &str) -> Result<(), TreeError> {
     }
 }
 
+/// Asks the supervisor at `path` and returns its answer. If it went away before answering (it
+/// exited or gave up meanwhile), the error names it; only a tree that is gone is `Unavailable`.
 async fn call(
+    tree: &Tree,
     sup: &ActorRef<SupervisorMessage>,
+    path: &str,
     message: impl FnOnce(RpcReplyPort<Result<(), TreeError>>) -> SupervisorMessage,
 ) -> Result<(), TreeError> {
     match sup.call(message, None).await {
         Ok(CallResult::Success(result)) => result,
-        // The supervisor went away before answering (it exited or gave up meanwhile).
-        _ => Err(TreeError::Unavailable),
+        _ => Err(tree.gone(path)),
     }
 }
 
@@ -428,7 +462,18 @@ mod tests {
     fn paths_are_checked() {
         assert!(check_path("root").is_ok());
         assert!(check_path("root/a/b").is_ok());
-        for bad in ["", "a", "root/", "root//a", "/root", "rooty/a", "root/a/"] {
+        for bad in [
+            "",
+            "a",
+            "root/",
+            "root//a",
+            "/root",
+            "rooty/a",
+            "root/a/",
+            "root/..",
+            "root/a\n",
+            "root/\u{0}",
+        ] {
             assert_eq!(
                 check_path(bad),
                 Err(TreeError::InvalidPath(bad.into())),
