@@ -25,15 +25,15 @@ pub fn run(cli: &Cli) -> u8 {
         Ok(s) => s,
         Err(message) => return failed(global, "connection", &message, exit::USAGE),
     };
-    let mut conn = match Connection::open(&socket, Some(global.timeout)) {
-        Ok(c) => c,
+    let (mut conn, first) = match open(&socket, global.timeout, &command) {
+        Ok(opened) => opened,
         Err(e) => return failed(global, "connection", &e.to_string(), exit::USAGE),
     };
     let mut out = io::stdout().lock();
     let outcome = match &cli.command {
-        Cmd::Events { follow: true, .. } => follow(global, &mut conn, command, &mut out),
-        Cmd::Events { .. } => events(global, &mut conn, command, &mut out),
-        _ => single(cli, &mut conn, command, &mut out),
+        Cmd::Events { follow: true, .. } => follow(global, &mut conn, command, first, &mut out),
+        Cmd::Events { .. } => events(global, &mut conn, command, first, &mut out),
+        _ => single(cli, first, &mut out),
     };
     let written = outcome.and_then(|code| out.flush().map(|()| code));
     match written {
@@ -47,20 +47,35 @@ pub fn run(cli: &Cli) -> u8 {
     }
 }
 
-/// One request, one answer.
-fn single(
-    cli: &Cli,
-    conn: &mut Connection,
-    command: Command,
-    out: &mut dyn Write,
-) -> io::Result<u8> {
-    let global = &cli.global;
-    let response = match conn.request(command) {
-        Ok(r) => r,
-        Err(ClientError::Connect(m) | ClientError::Protocol(m)) => {
-            return Ok(failed(global, "connection", &m, exit::USAGE))
+/// Connects and sends the first request. A daemon whose connections are all in use refuses
+/// before reading it: try again, with a growing pause, until `timeout` (a burst of clients
+/// then waits its turn instead of failing).
+fn open(
+    socket: &std::path::Path,
+    timeout: std::time::Duration,
+    command: &Command,
+) -> Result<(Connection, Response), ClientError> {
+    let give_up = std::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        let mut conn = Connection::open(socket, Some(timeout))?;
+        let response = conn.request(command.clone())?;
+        let refused = !response.ok
+            && response
+                .error
+                .as_ref()
+                .is_some_and(|e| e.code == code::TOO_MANY_CONNECTIONS);
+        if !refused || std::time::Instant::now() + pause >= give_up {
+            return Ok((conn, response));
         }
-    };
+        std::thread::sleep(pause.mul_f64(0.5 + fastrand::f64()));
+        pause = (pause * 2).min(std::time::Duration::from_millis(250));
+    }
+}
+
+/// One request, one answer.
+fn single(cli: &Cli, response: Response, out: &mut dyn Write) -> io::Result<u8> {
+    let global = &cli.global;
     if !response.ok {
         return Ok(refused(global, &response));
     }
@@ -73,12 +88,18 @@ fn follow(
     global: &Global,
     conn: &mut Connection,
     mut command: Command,
+    first: Response,
     out: &mut dyn Write,
 ) -> io::Result<u8> {
     use crate::control::protocol::{StreamItem, Topic};
     let mut last = 0i64;
+    let mut first = Some(first);
     loop {
-        let response = match conn.request(command.clone()) {
+        let next = match first.take() {
+            Some(r) => Ok(r),
+            None => conn.request(command.clone()),
+        };
+        let response = match next {
             Ok(r) => r,
             Err(e) => return Ok(failed(global, "connection", &e.to_string(), exit::USAGE)),
         };
@@ -88,6 +109,9 @@ fn follow(
         let Some(page) = typed::<EventsResult>(response.result.unwrap_or(Value::Null)) else {
             return Ok(exit::USAGE);
         };
+        // Nothing older than the first page's high water is followed, even when the history
+        // printed is empty (`--since 5s` with nothing in it must not replay the past).
+        last = last.max(page.high_water.unwrap_or(0));
         for ev in &page.events {
             print_event(global, out, ev)?;
             last = last.max(ev.id);
@@ -167,23 +191,53 @@ fn events(
     global: &Global,
     conn: &mut Connection,
     mut command: Command,
+    first: Response,
     out: &mut dyn Write,
 ) -> io::Result<u8> {
+    let mut first = Some(first);
     let mut printed = 0usize;
-    if global.json {
-        write!(out, "{{\"events\":[")?;
-    }
+    // Under --json the array is opened with the first answer: an error before it is printed
+    // alone (as for any command); an error after it closes the array and is added beside it,
+    // so stdout stays one JSON object.
+    let mut opened = false;
+    let mut failure: Option<Value> = None;
     let code = loop {
-        let response = match conn.request(command.clone()) {
+        let next = match first.take() {
+            Some(r) => Ok(r),
+            None => conn.request(command.clone()),
+        };
+        let response = match next {
             Ok(r) => r,
+            Err(e) if opened => {
+                failure =
+                    Some(serde_json::json!({ "code": "connection", "message": e.to_string() }));
+                say(&format!("metasystem: {e}"));
+                break exit::USAGE;
+            }
             Err(e) => break failed(global, "connection", &e.to_string(), exit::USAGE),
         };
         if !response.ok {
+            if opened {
+                failure = response.error.as_ref().map(|e| serde_json::json!(e));
+                say(&format!(
+                    "metasystem: {}",
+                    response
+                        .error
+                        .as_ref()
+                        .map(|e| e.message.as_str())
+                        .unwrap_or("refused")
+                ));
+                break exit::UNHEALTHY;
+            }
             break refused(global, &response);
         }
         let Some(page) = typed::<EventsResult>(response.result.unwrap_or(Value::Null)) else {
             break exit::USAGE;
         };
+        if global.json && !opened {
+            write!(out, "{{\"events\":[")?;
+        }
+        opened = true;
         for ev in &page.events {
             if global.json {
                 let sep = if printed == 0 { "" } else { "," };
@@ -205,9 +259,12 @@ fn events(
             _ => break exit::OK,
         }
     };
-    if global.json {
-        writeln!(out, "]}}")?;
-    } else if printed == 0 && code == exit::OK {
+    if global.json && opened {
+        match failure {
+            Some(error) => writeln!(out, "],\"error\":{error}}}")?,
+            None => writeln!(out, "]}}")?,
+        }
+    } else if !global.json && printed == 0 && code == exit::OK {
         writeln!(out, "no events")?;
     }
     Ok(code)

@@ -372,11 +372,11 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         }
     };
     let max_connections = match t.integer(d, "max_connections") {
-        Some(n) if (1..=1024).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) if (2..=1024).contains(n.get_ref()) => *n.get_ref() as usize,
         Some(n) => {
             d.error(
                 n.span(),
-                "`max_connections` in [daemon] must be between 1 and 1024",
+                "`max_connections` in [daemon] must be between 2 and 1024 (half may stream, the rest always takes requests)",
             );
             DEFAULT_MAX_CONNECTIONS
         }
@@ -412,6 +412,16 @@ pub(crate) fn positive(
 /// restart times meaningless.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
+/// A duration for people: whole days as days ("366d", where humantime says "1year 18h").
+pub(crate) fn human(d: Duration) -> String {
+    const DAY: u64 = 24 * 3600;
+    if d.as_secs() >= DAY && d.as_secs() % DAY == 0 && d.subsec_nanos() == 0 {
+        format!("{}d", d.as_secs() / DAY)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
 /// A duration within `[min, max]`.
 pub(crate) fn bounded(
     d: &mut Diags,
@@ -424,16 +434,9 @@ pub(crate) fn bounded(
     let value = *v.get_ref();
     if value < min || value > max {
         let range = if min <= Duration::from_nanos(1) {
-            format!(
-                "more than zero and at most {}",
-                humantime::format_duration(max)
-            )
+            format!("more than zero and at most {}", human(max))
         } else {
-            format!(
-                "between {} and {}",
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            )
+            format!("between {} and {}", human(min), human(max))
         };
         d.error(
             v.span(),
@@ -560,7 +563,7 @@ fn start_timeout(d: &mut Diags, t: &mut Table<'_, '_>) -> Option<(Option<Duratio
                     "`start_timeout` in {} is {:?}: it must be `infinity` or a duration from 1ms to {} such as \"60s\"",
                     t.context,
                     s.get_ref(),
-                    humantime::format_duration(MAX_DURATION)
+                    human(MAX_DURATION)
                 ),
             );
             None

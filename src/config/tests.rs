@@ -190,7 +190,7 @@ fn values_out_of_range_are_errors() {
     );
     let joined = got.join("\n");
     for want in [
-        "t.toml:3:19: `max_connections` in [daemon] must be between 1 and 1024",
+        "t.toml:3:19: `max_connections` in [daemon] must be between 2 and 1024",
         "t.toml:5:13: `intensity` in [root] must be between 0 and",
         "t.toml:6:10: `period` in [root] must be more than zero",
         "t.toml:7:22: `factor` in the backoff of [root] must be at least 1.0",
@@ -469,9 +469,9 @@ fn durations_are_bounded() {
     );
     let joined = got.join("\n");
     for want in [
-        "t.toml:4:10: `period` in [root] must be more than zero and at most 1year",
-        "t.toml:5:23: `initial` in the backoff of [root] must be more than zero and at most 1day",
-        "t.toml:9:9: `every` in child `root/h` must be between 100ms and 1day",
+        "t.toml:4:10: `period` in [root] must be more than zero and at most 366d",
+        "t.toml:5:23: `initial` in the backoff of [root] must be more than zero and at most 1d",
+        "t.toml:9:9: `every` in child `root/h` must be between 100ms and 1d",
         "t.toml:10:12: `shutdown` in child `root/h` is \"2h\"",
     ] {
         assert!(joined.contains(want), "missing {want:?} in\n{joined}");

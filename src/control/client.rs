@@ -46,7 +46,9 @@ impl Connection {
         let stream = UnixStream::connect(socket).map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                    " (is the daemon running? start it with `metasystem run`)"
+                    " (is the daemon running? `metasystem run` starts one; a daemon started \
+                     before [daemon] socket or state_dir was edited still listens on the old \
+                     socket: pass --socket)"
                 }
                 std::io::ErrorKind::PermissionDenied => " (the socket belongs to another user)",
                 _ => "",

@@ -84,6 +84,17 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command only reads (abandoning it half-way changes nothing).
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Status
+                | Command::Tree
+                | Command::Events { .. }
+                | Command::Reload { dry_run: true }
+        )
+    }
+
     /// The `cmd` name, for messages.
     pub fn name(&self) -> &'static str {
         match self {
@@ -488,6 +499,10 @@ impl From<&metasystem_actors::store::EventRow> for Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventsResult {
     pub events: Vec<Event>,
+    /// On the first page: the newest event id when it was read. Events with a higher id were
+    /// written after (what `events -f` follows from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_water: Option<i64>,
     /// More to read: ask again with these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<EventsCursor>,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::protocol::{code, parse_request, Command, Parsed, Response, MAX_LINE};
 use super::slots::{Activity, Refusal, Slot, Slots, Throttle};
@@ -140,29 +141,48 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
-/// Serves until `stop` turns true; then removes the socket file.
-pub async fn serve(
-    listener: UnixListener,
-    path: PathBuf,
-    daemon: Arc<Daemon>,
-    limits: Limits,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Limits {
-        max_connections,
-        idle_timeout,
-    } = limits;
-    let slots = Slots::new(max_connections);
+/// How the server is run and stopped.
+pub struct Control {
+    pub limits: Limits,
+    /// The connection slots (the daemon waits on them for streams to end).
+    pub slots: Slots,
+    /// Turns true: accept no more connections (and remove the socket file).
+    pub stop_accepting: watch::Receiver<bool>,
+    /// Turns true: end the streams (after the tree stopped and its last events were written).
+    pub end_streams: watch::Receiver<bool>,
+}
+
+/// Accepts connections until told to stop; then removes the socket file. Connections already
+/// open go on until they end (streams, when told).
+pub async fn serve(listener: UnixListener, path: PathBuf, daemon: Arc<Daemon>, control: Control) {
+    let Control {
+        limits: Limits {
+            max_connections,
+            idle_timeout,
+        },
+        slots,
+        stop_accepting: mut stop,
+        end_streams,
+    } = control;
     let me = rustix::process::geteuid().as_raw();
     let mut foreign = Throttle::new(REFUSAL_LOG_EVERY);
     let mut full = Throttle::new(REFUSAL_LOG_EVERY);
+    let mut failed_accepts = Throttle::new(REFUSAL_LOG_EVERY);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors: free one by evicting the connection that has
+                    // waited longest on its client, so the next accept can succeed.
+                    let out_of_fds = matches!(e.raw_os_error(), Some(code) if code == rustix::io::Errno::MFILE.raw_os_error() || code == rustix::io::Errno::NFILE.raw_os_error());
+                    let freed = out_of_fds && slots.evict_one(Instant::now());
+                    if let Some(suppressed) = failed_accepts.hit(Instant::now()) {
+                        tracing::warn!(error = %e, freed_a_slot = freed, suppressed, "accept failed");
+                    }
+                    if !freed {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             },
@@ -195,7 +215,7 @@ pub async fn serve(
             );
             continue;
         }
-        let slot = match slots.admit() {
+        let slot = match slots.admit(Instant::now()) {
             Ok(slot) => slot,
             Err(Refusal::Full) => {
                 if let Some(suppressed) = full.hit(Instant::now()) {
@@ -209,14 +229,14 @@ pub async fn serve(
                     stream,
                     code::TOO_MANY_CONNECTIONS,
                     format!(
-                        "too many control connections (at most {max_connections}, all busy); try again"
+                        "too many control connections (at most {max_connections}, all in use); try again"
                     ),
                 );
                 continue;
             }
         };
         let daemon = daemon.clone();
-        let stop = stop.clone();
+        let stop = end_streams.clone();
         tokio::spawn(async move {
             if let Err(e) = connection(stream, daemon, slot, idle_timeout, stop).await {
                 tracing::debug!(error = %e, "control connection ended");
@@ -262,6 +282,9 @@ async fn connection(
     // Only a complete request counts as activity: blank lines and dribbled bytes do not keep
     // an idle connection alive.
     let mut last_request = Instant::now();
+    // The last request's task, if it is still running past its deadline: the next request
+    // waits for it, so one connection never piles up work.
+    let mut previous: Option<JoinHandle<Response>> = None;
     loop {
         slot.set(Activity::Idle(last_request));
         let deadline = tokio::time::Instant::from_std(last_request + idle_timeout);
@@ -314,6 +337,7 @@ async fn connection(
                                 code::TOO_MANY_STREAMS,
                                 "too many streams are open (at most half the connections); try again",
                             );
+                            slot.set(Activity::Writing(Instant::now()));
                             timed_write(&mut writer, &response).await?;
                             continue;
                         }
@@ -325,21 +349,30 @@ async fn connection(
                             kind,
                             after,
                         };
-                        return daemon.stream(sub, &mut reader, &mut writer, stop).await;
+                        return daemon
+                            .stream(sub, &mut reader, &mut writer, &slot, stop)
+                            .await;
                     }
-                    Ok(request) => answer(&daemon, request).await,
+                    Ok(request) => answer(&daemon, request, &mut previous).await,
                     Err(error) => *error,
                 }
             }
         };
+        slot.set(Activity::Writing(Instant::now()));
         timed_write(&mut writer, &response).await?;
     }
 }
 
 /// Runs one request under its deadline, in its own task: past the deadline the client is told
-/// `timeout` while the work goes on (a reload or a stop is never cut in half), and a panic in
-/// the handler becomes an `internal` error instead of ending the connection.
-async fn answer(daemon: &Arc<Daemon>, request: Parsed) -> Response {
+/// `timeout`; a request that changes something goes on (a reload or a stop is never cut in
+/// half), one that only reads is abandoned. A panic in the handler becomes an `internal`
+/// error instead of ending the connection. A connection's next request first waits for the
+/// work of the previous one, so no client piles up work past its deadlines.
+async fn answer(
+    daemon: &Arc<Daemon>,
+    request: Parsed,
+    previous: &mut Option<JoinHandle<Response>>,
+) -> Response {
     let Parsed {
         id,
         deadline,
@@ -348,23 +381,58 @@ async fn answer(daemon: &Arc<Daemon>, request: Parsed) -> Response {
     let deadline = deadline
         .unwrap_or(DEFAULT_DEADLINE)
         .clamp(Duration::from_millis(1), MAX_DEADLINE);
+    let until = tokio::time::Instant::now() + deadline;
     let verb = command.name();
-    let daemon = daemon.clone();
-    let work = tokio::spawn(async move { daemon.handle(id, command).await });
-    match tokio::time::timeout(deadline, work).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, command = verb, "a control request failed");
-            Response::error(id, code::INTERNAL, format!("`{verb}` failed inside the daemon: {e}"))
-        }
-        Err(_) => Response::error(
+    let timeout = || {
+        Response::error(
             id,
             code::TIMEOUT,
             format!(
                 "`{verb}` did not finish within {}; it may still complete (see `tree` and `events`)",
                 humantime::format_duration(deadline)
             ),
-        ),
+        )
+    };
+    if let Some(running) = previous.as_mut() {
+        if tokio::time::timeout_at(until, running).await.is_err() {
+            return Response::error(
+                id,
+                code::TIMEOUT,
+                format!(
+                    "the previous request on this connection is still running; `{verb}` was not started"
+                ),
+            );
+        }
+        *previous = None;
+    }
+    let read_only = command.is_read_only();
+    let daemon = daemon.clone();
+    let mut work = tokio::spawn(async move { daemon.handle(id, command).await });
+    match tokio::time::timeout_at(until, &mut work).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, command = verb, "a control request failed");
+            Response::error(
+                id,
+                code::INTERNAL,
+                format!("`{verb}` failed inside the daemon: {e}"),
+            )
+        }
+        Err(_) if read_only => {
+            work.abort();
+            Response::error(
+                id,
+                code::TIMEOUT,
+                format!(
+                    "`{verb}` did not finish within {}",
+                    humantime::format_duration(deadline)
+                ),
+            )
+        }
+        Err(_) => {
+            *previous = Some(work);
+            timeout()
+        }
     }
 }
 

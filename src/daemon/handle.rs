@@ -83,13 +83,28 @@ impl Daemon {
         limit: Option<usize>,
         after: Option<i64>,
     ) -> Response {
-        let limit = limit.unwrap_or(1000).clamp(1, MAX_EVENTS);
+        let limit = match limit {
+            None => 1000,
+            Some(n) if (1..=MAX_EVENTS).contains(&n) => n,
+            Some(n) => {
+                return Response::error(
+                    id,
+                    code::BAD_REQUEST,
+                    format!("`limit` is {n}: it must be between 1 and {MAX_EVENTS}"),
+                )
+            }
+        };
         let reader = self.store.reader();
+        let mut high_water = None;
         let after = match after {
             Some(after) => Some(after),
             None => {
                 // Best effort: a disk that refuses writes must not hold up reading.
                 let _ = self.store.flush(Some(EVENTS_FLUSH)).await;
+                high_water = match store::events::last_id(reader).await {
+                    Ok(last) => Some(last.unwrap_or(0)),
+                    Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+                };
                 match store::events::last_n_cursor(reader, query, limit).await {
                     Ok(cursor) => cursor,
                     Err(e) => return Response::error(id, code::UNAVAILABLE, e),
@@ -120,7 +135,14 @@ impl Daemon {
             }),
             _ => None,
         };
-        Response::ok(id, json!(EventsResult { events, next }))
+        Response::ok(
+            id,
+            json!(EventsResult {
+                events,
+                high_water,
+                next
+            }),
+        )
     }
 
     /// `call PATH [OP] [ARGS]`: routed to the handler of the actor's kind.
@@ -285,6 +307,9 @@ pub(super) fn events_query(
     path: Option<String>,
     kind: Option<String>,
 ) -> Result<EventQuery, String> {
+    if let Some(path) = &path {
+        metasystem_actors::supervision::tree::check_path(path).map_err(|e| e.to_string())?;
+    }
     if let Some(kind) = &kind {
         if !store::events::KINDS.contains(&kind.as_str()) {
             let hint = match crate::config::reader::suggest(kind, store::events::KINDS) {

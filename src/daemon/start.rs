@@ -17,6 +17,7 @@ use super::{exit, notify, reload, Daemon};
 use crate::config::diff::plan;
 use crate::config::{Config, Origin, SupervisorConfig};
 use crate::control::server;
+use crate::control::slots::Slots;
 use crate::wiring::{self, Services};
 
 /// Events are kept this long.
@@ -151,7 +152,7 @@ pub(super) async fn start_and_serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (stop_server, server_stop) = watch::channel(false);
     let limits = server::Limits {
-        max_connections: config.daemon.max_connections,
+        max_connections: fit_connections(config.daemon.max_connections),
         idle_timeout: config.daemon.idle_timeout,
     };
     let daemon = Arc::new(Daemon {
@@ -166,12 +167,18 @@ pub(super) async fn start_and_serve(
         run_id,
         shutdown: shutdown_tx,
     });
+    let slots = Slots::new(limits.max_connections);
+    let (end_streams, streams_end) = watch::channel(false);
     let server = tokio::spawn(server::serve(
         listener,
         socket.clone(),
         daemon.clone(),
-        limits,
-        server_stop,
+        server::Control {
+            limits,
+            slots: slots.clone(),
+            stop_accepting: server_stop,
+            end_streams: streams_end,
+        },
     ));
     tracing::info!(
         pid = std::process::id(),
@@ -183,16 +190,77 @@ pub(super) async fn start_and_serve(
 
     let ended = main_loop(&daemon, &mut signals, shutdown_rx, store_join).await;
     notify::stopping();
+    // No new connections; those open may finish their requests.
     stop_server.send_replace(true);
     let _ = server.await;
     let reason = daemon.tree.shutdown().await;
     let Ended::Asked(code) = ended else {
         // The store is gone: nothing left to flush.
+        end_streams.send_replace(true);
         return Ok(ExitCode::from(exit::TREE_FAILED));
     };
-    let code = exit_code(code, reason);
+    let mut code = exit_code(code, reason);
+    // The shutdown's own events are written, and reach the streams before they end.
+    let flushed = store.flush(Some(RUN_RECORD_TIMEOUT)).await;
+    end_streams.send_replace(true);
+    wait_for_streams(&slots).await;
+    if let Err(e) = &flushed {
+        // Stopped in order, but not everything was written: say so, and do not call the run
+        // clean.
+        let waiting = store.stats();
+        tracing::error!(
+            error = %e,
+            lost = waiting.queued + waiting.inflight,
+            "stopped with events the disk refused; they are lost"
+        );
+        code = exit::NOT_READY;
+    }
     close_store(&store, run_id, code).await;
     Ok(ExitCode::from(code))
+}
+
+/// File descriptors kept for everything but control connections (the store, logs, the
+/// listener, what actors open).
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard one, and fits the connection cap under it:
+/// a daemon out of file descriptors cannot accept, so it could not even evict an idle client
+/// to make room for the operator.
+fn fit_connections(wanted: usize) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "cannot raise the open-files limit");
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let Some(soft) = limit.current else {
+        return wanted;
+    };
+    let room = usize::try_from(soft.saturating_sub(RESERVED_FDS))
+        .unwrap_or(usize::MAX)
+        .max(2);
+    if wanted > room {
+        tracing::warn!(
+            max_connections = wanted,
+            open_files_limit = soft,
+            "max_connections does not fit under the open-files limit; using {room}"
+        );
+        return room;
+    }
+    wanted
+}
+
+/// Gives streams a moment to send what they hold and their end line.
+async fn wait_for_streams(slots: &Slots) {
+    for _ in 0..40 {
+        if slots.streams() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// How the main loop ended.
@@ -258,8 +326,8 @@ fn reload_in_background(daemon: Arc<Daemon>) {
     });
 }
 
-/// Writes the last events (the tree's shutdown), marks the run as ended in order, and stops
-/// the store.
+/// Marks the run as ended (with its exit code: only 0 is a clean stop), writes what is left,
+/// and stops the store.
 async fn close_store(store: &Store, run_id: Option<i64>, code: u8) {
     if let Some(id) = run_id {
         let op = DurableOp::RunEnded {
@@ -271,9 +339,7 @@ async fn close_store(store: &Store, run_id: Option<i64>, code: u8) {
             tracing::warn!(error = %e, "cannot record the end of this run");
         }
     }
-    if let Err(e) = store.flush(Some(RUN_RECORD_TIMEOUT)).await {
-        tracing::error!(error = %e, "could not write the last events");
-    }
+    let _ = store.flush(Some(RUN_RECORD_TIMEOUT)).await;
     store.close().await;
 }
 

@@ -12,9 +12,12 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
+use std::time::Instant;
+
 use super::handle::events_query;
 use super::Daemon;
 use crate::control::protocol::{code, Event, Response, StreamItem, Topic};
+use crate::control::slots::{Activity, Slot};
 
 /// Backlog pages read at a time.
 const PAGE: usize = 500;
@@ -37,6 +40,7 @@ impl Daemon {
         sub: Subscription,
         reader: &mut R,
         writer: &mut W,
+        slot: &Slot,
         mut stop: watch::Receiver<bool>,
     ) -> io::Result<()>
     where
@@ -53,30 +57,34 @@ impl Daemon {
         // Subscribe before reading the backlog: what commits in between comes twice, and the
         // ids drop the repeats.
         let mut live = self.store.subscribe();
-        send(writer, id, StreamItem::Subscribed(sub.topic)).await?;
+        let mut out = Out { writer, slot, id };
+        out.send(StreamItem::Subscribed(sub.topic)).await?;
         let mut last = match sub.after {
-            Some(after) => self.backlog(id, &query, after, writer).await?,
+            Some(after) => self.backlog(&query, after, &mut out).await?,
             None => 0,
         };
         let gone = until_eof(reader);
         tokio::pin!(gone);
         loop {
             tokio::select! {
+                // What is committed is sent before the end is: the shutdown's own events
+                // reach the stream.
+                biased;
                 item = live.recv() => match item {
                     Ok(row) => {
                         if row.id > last && query.matches(&row) {
                             last = row.id;
-                            send(writer, id, StreamItem::Event(Event::from(row.as_ref()))).await?;
+                            out.send(StreamItem::Event(Event::from(row.as_ref()))).await?;
                         }
                     }
-                    Err(RecvError::Lagged(n)) => send(writer, id, StreamItem::Dropped(n)).await?,
+                    Err(RecvError::Lagged(n)) => out.send(StreamItem::Dropped(n)).await?,
                     Err(RecvError::Closed) => {
-                        return send(writer, id, StreamItem::End("the store closed".into())).await;
+                        return out.send(StreamItem::End("the daemon is shutting down".into())).await;
                     }
                 },
                 () = &mut gone => return Ok(()),
                 () = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    return send(writer, id, StreamItem::End("the daemon is shutting down".into())).await;
+                    return out.send(StreamItem::End("the daemon is shutting down".into())).await;
                 }
             }
         }
@@ -85,10 +93,9 @@ impl Daemon {
     /// Sends the stored events after `after`; the last id sent.
     async fn backlog<W: AsyncWrite + Unpin>(
         &self,
-        id: Option<u64>,
         query: &EventQuery,
         after: i64,
-        writer: &mut W,
+        out: &mut Out<'_, W>,
     ) -> io::Result<i64> {
         let mut last = after;
         loop {
@@ -102,7 +109,7 @@ impl Daemon {
                 };
             for row in &rows {
                 last = row.id;
-                send(writer, id, StreamItem::Event(Event::from(row))).await?;
+                out.send(StreamItem::Event(Event::from(row))).await?;
             }
             if rows.len() < PAGE {
                 return Ok(last);
@@ -124,12 +131,21 @@ async fn until_eof<R: AsyncBufRead + Unpin>(reader: &mut R) {
     }
 }
 
-async fn send<W: AsyncWrite + Unpin>(
-    writer: &mut W,
+/// The stream's side of the connection: each line marks the slot as waiting on the client
+/// while it is written, so a stream whose client stopped reading can give its slot away.
+struct Out<'a, W> {
+    writer: &'a mut W,
+    slot: &'a Slot,
     id: Option<u64>,
-    item: StreamItem,
-) -> io::Result<()> {
-    line(writer, &Response::ok(id, serde_json::json!(item))).await
+}
+
+impl<W: AsyncWrite + Unpin> Out<'_, W> {
+    async fn send(&mut self, item: StreamItem) -> io::Result<()> {
+        self.slot.set(Activity::Writing(Instant::now()));
+        let written = line(self.writer, &Response::ok(self.id, serde_json::json!(item))).await;
+        self.slot.set(Activity::Streaming);
+        written
+    }
 }
 
 /// One response line, flushed. No write timeout here: while a stream's client does not read,

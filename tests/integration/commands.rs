@@ -404,3 +404,30 @@ fn invalid_paths_are_refused_and_shown_safely() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.len() < 600, "{}", out.stderr.len());
 }
+
+/// Regression (the attack): a burst of clients was partly refused though none was idle or
+/// slow. A refused client tries again within its timeout.
+#[test]
+fn a_burst_of_clients_all_get_answers() {
+    let d = TestDaemon::start_with("max_connections = 4", TREE);
+    let socket = d.socket.display().to_string();
+    let children: Vec<std::process::Child> = (0..40)
+        .map(|_| {
+            std::process::Command::new(crate::util::BIN)
+                .args(["--socket", &socket, "--timeout", "20s", "status"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

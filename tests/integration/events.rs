@@ -137,7 +137,14 @@ fn follow_prints_history_then_new_events() {
         assert!(live["id"].as_i64() > first["id"].as_i64());
     }
     assert_eq!(d.cli(&["shutdown"]).code, 0);
-    // The shutdown's own exits arrive, then the stream ends.
+    // Regression (the attack): the stream ended before the tree stopped, so the shutdown's
+    // own exits never reached it. They arrive, then the stream ends.
+    let last = next_json(&rx);
+    assert_eq!(
+        (last["path"].as_str(), last["data"]["reason"].as_str()),
+        (Some("root/beat"), Some("shutdown")),
+        "{last}"
+    );
     let mut status = None;
     for _ in 0..200 {
         if let Ok(Some(s)) = follower.0.try_wait() {
@@ -269,4 +276,67 @@ fn any_stored_time_can_be_read() {
     assert_eq!(replies[1]["ok"], true);
     let human = d.cli(&["events", "--path", "root/odd"]);
     assert_eq!(human.code, 0, "{}", human.stderr);
+}
+
+/// Regression (the attack): `events -f --since 5s` printed the whole history when nothing
+/// matched in the window. It follows from the newest event at the time of the query.
+#[test]
+fn follow_with_an_empty_window_does_not_replay_the_past() {
+    let d = TestDaemon::start(TREE);
+    assert_eq!(d.cli(&["kill", "root/beat"]).code, 0);
+    d.wait_until("an old exit", |d| {
+        d.events(&["--kind", "exited"]).len() == 1
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    let socket = d.socket.display().to_string();
+    let child = Command::new(BIN)
+        .args([
+            "--socket", &socket, "events", "-f", "--json", "--kind", "exited", "--since", "1s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut follower = Reaped(child);
+    let rx = lines_of(&mut follower.0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.cli(&["kill", "root/beat"]).code, 0);
+    let first = next_json(&rx);
+    assert_eq!(
+        first["data"]["incarnation"], 2,
+        "only the new exit: {first}"
+    );
+}
+
+/// Regression (the attack): `--json events` with an error wrote it inside the events array.
+#[test]
+fn json_errors_of_events_stand_alone() {
+    let d = TestDaemon::start(TREE);
+    let out = d.cli(&["events", "--json", "--kind", "bogus"]);
+    assert_eq!(out.code, 2);
+    let v = out.json();
+    assert!(v.get("events").is_none(), "{v}");
+    assert_eq!(v["error"]["code"], "bad_request");
+    // Bad paths and limits are refused, not answered with nothing.
+    let out = d.cli(&["events", "--path", ""]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let replies = d.raw(b"{\"id\":1,\"cmd\":\"events\",\"limit\":0}\n");
+    assert_eq!(replies[0]["error"]["code"], "bad_request", "{replies:?}");
+}
+
+/// Regression (the attack): many requests past their deadline kept running in the
+/// background and stalled `events` for everyone for 40 s. Read-only work is abandoned at its
+/// deadline, and a connection's next request waits for its previous one.
+#[test]
+fn timed_out_reads_do_not_pile_up() {
+    let d = TestDaemon::start(TREE);
+    beats(&d, 2000);
+    let lines: Vec<String> = (0..1000)
+        .map(|i| format!(r#"{{"id":{i},"cmd":"events","limit":500,"deadline_ms":1}}"#))
+        .collect();
+    let answers = d.burst(&lines);
+    assert_eq!(answers.len(), 1000);
+    let out = d.cli(&["--timeout", "5s", "events", "--limit", "1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }

@@ -513,3 +513,49 @@ fn ready_never_follows_stopping() {
         );
     }
 }
+
+/// Regression (the attack): at a low open-files limit the daemon ran out of descriptors,
+/// could not accept, so could not evict idle clients either; the operator was locked out and
+/// the log flooded. The connection cap is fitted under the limit.
+#[test]
+fn the_connection_cap_fits_the_open_files_limit() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: needs prlimit (util-linux)");
+        return;
+    }
+    let d = TestDaemon::prepare(
+        "max_connections = 1024",
+        "[root]\n[[root.children]]\nname = \"x\"\nkind = \"heartbeat\"\n",
+    );
+    // prlimit runs the daemon with a hard limit of 128 open files.
+    let log = std::fs::File::create(&d.log).unwrap_or_else(|e| panic!("{e}"));
+    let child = std::process::Command::new("prlimit")
+        .args(["--nofile=128:128", crate::util::BIN, "run", "--config"])
+        .arg(&d.config)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _daemon = crate::util::Reaped(child);
+    d.wait_until_up();
+    assert!(
+        d.log_text()
+            .contains("max_connections does not fit under the open-files limit; using 64"),
+        "{}",
+        d.log_text()
+    );
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..150)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&d.socket).ok())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    for _ in 0..3 {
+        let out = d.cli(&["--timeout", "5s", "status"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    drop(idle);
+}

@@ -167,6 +167,21 @@ impl TestDaemon {
         panic!("the daemon did not come up:\n{}", self.log_text());
     }
 
+    /// Waits (bounded) until a daemon this struct did not spawn answers `status`.
+    pub fn wait_until_up(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                let out = self.cli(&["status", "--json"]);
+                if out.code == 0 || out.code == 1 {
+                    return;
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+        panic!("the daemon did not come up:\n{}", self.log_text());
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
