@@ -63,10 +63,18 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
     }
     if let Some(run) = &s.previous_run {
         match (&run.stopped, run.exit_code) {
+            (Some(stopped), _) if run.clean => {
+                writeln!(out, "previous run: stopped in order at {stopped}")?
+            }
             (Some(stopped), code) => writeln!(
                 out,
-                "previous run: stopped in order at {stopped} (exit {})",
-                code.unwrap_or(0)
+                "previous run: stopped at {stopped} with exit {} ({})",
+                code.unwrap_or(-1),
+                match code {
+                    Some(3) => "the tree failed",
+                    Some(75) => "the environment was not ready: some events were not written",
+                    _ => "see its log",
+                }
             )?,
             (None, _) => writeln!(
                 out,

@@ -411,7 +411,7 @@ pub struct Status {
     /// children are missing from the count.
     #[serde(default)]
     pub unresponsive: usize,
-    /// No node is failed, restarting or unresponsive.
+    /// No node is failed, restarting or unresponsive, and the store's writes succeed.
     pub healthy: bool,
     /// The store: what waits to be written, what was dropped, whether writes fail.
     pub store: metasystem_actors::store::StoreStats,
@@ -434,7 +434,7 @@ pub struct RunInfo {
     pub stopped: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
-    /// It stopped in order.
+    /// It stopped in order, with exit 0.
     pub clean: bool,
 }
 

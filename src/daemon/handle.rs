@@ -209,13 +209,17 @@ impl Daemon {
                 version: r.version,
                 stopped: r.stopped_ms.map(format_ms),
                 exit_code: r.exit_code,
-                clean: r.stopped_ms.is_some(),
+                // Stopped in order and with exit 0: a run that gave up (3) or could not
+                // write its last events (75) was not clean.
+                clean: r.stopped_ms.is_some() && r.exit_code == Some(0),
             }),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read the previous run");
                 None
             }
         };
+        // Writes failing now is unhealthy: events are piling up or being dropped.
+        let store = self.store.stats();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -228,8 +232,8 @@ impl Daemon {
             stopped,
             failed,
             unresponsive,
-            healthy: healthy(&nodes),
-            store: self.store.stats(),
+            healthy: healthy(&nodes) && store.failing_since_ms.is_none(),
+            store,
             log_lines_dropped: crate::telemetry::lines_dropped(),
             previous_run,
         }

@@ -514,6 +514,90 @@ fn ready_never_follows_stopping() {
     }
 }
 
+/// Regression (the attack): a run that ended with exit 3 (the root gave up) was reported as
+/// "stopped in order" by the next run's `status`.
+#[test]
+fn a_run_that_gave_up_is_not_called_clean() {
+    let mut d = TestDaemon::start(
+        "[root]\nintensity = 0\n[[root.children]]\nname = \"x\"\nkind = \"heartbeat\"\n",
+    );
+    assert_eq!(d.cli(&["kill", "root/x"]).code, 0);
+    assert_eq!(d.wait_exit(), 3, "{}", d.log_text());
+    d.launch(&[]);
+    d.wait_ready();
+    let status = d.json(&["status"], 0);
+    let run = &status["previous_run"];
+    assert_eq!(
+        (run["clean"].clone(), run["exit_code"].clone()),
+        (false.into(), 3.into()),
+        "{status}"
+    );
+    let human = d.cli(&["status"]);
+    assert!(
+        human.stdout.contains("with exit 3 (the tree failed)"),
+        "{}",
+        human.stdout
+    );
+}
+
+/// Regression (the attack): a shutdown while the disk was full lost the queued events, yet
+/// exited 0 and recorded a clean stop. It now exits 75 and is not called clean.
+#[test]
+fn a_shutdown_that_cannot_write_is_not_clean() {
+    let mut d = TestDaemon::prepare(
+        "",
+        "[root]\nintensity = 100\n[[root.children]]\nname = \"x\"\nkind = \"heartbeat\"\nevery = \"100ms\"\n",
+    );
+    std::fs::create_dir_all(&d.state).unwrap_or_else(|e| panic!("{e}"));
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+        .arg(&d.state)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _unmount = Unmount(d.state.clone());
+    d.launch(&[]);
+    d.wait_ready();
+    let filler = d.state.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap_or_else(|e| panic!("{e}"));
+        let block = vec![0u8; 4096];
+        for _ in 0..1000 {
+            if f.write_all(&block).is_err() {
+                break;
+            }
+        }
+        let _ = f.sync_all();
+    }
+    d.wait_until("failing writes", |d| d.cli(&["status"]).code == 1);
+    assert_eq!(d.cli(&["shutdown"]).code, 0);
+    assert_eq!(d.wait_exit(), 75, "{}", d.log_text());
+    assert!(
+        d.log_text()
+            .contains("stopped with events the disk refused"),
+        "{}",
+        d.log_text()
+    );
+    std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("{e}"));
+    d.launch(&[]);
+    d.wait_ready();
+    let status = d.json(&["status"], 0);
+    assert_eq!(status["previous_run"]["clean"], false, "{status}");
+}
+
 /// Regression (the attack): at a low open-files limit the daemon ran out of descriptors,
 /// could not accept, so could not evict idle clients either; the operator was locked out and
 /// the log flooded. The connection cap is fitted under the limit.

@@ -107,11 +107,12 @@ fn every_event_survives_a_full_disk() {
     for n in 0..5u64 {
         kill_and_wait(&d, n + 2);
     }
+    // Failing writes make the daemon unhealthy (exit 1) until they succeed again.
     d.wait_until("the store to report failing writes", |d| {
-        let s = d.json(&["status"], 0);
-        s["store"]["failing_since_ms"].is_i64()
+        let s = d.json(&["status"], 1);
+        s["store"]["failing_since_ms"].is_i64() && s["healthy"] == false
     });
-    let status = d.json(&["status"], 0);
+    let status = d.json(&["status"], 1);
     let waiting = status["store"]["queued"].as_u64().unwrap_or(0)
         + status["store"]["inflight"].as_u64().unwrap_or(0);
     assert!(waiting > 0, "{status}");
@@ -123,6 +124,7 @@ fn every_event_survives_a_full_disk() {
     for n in 5..10u64 {
         kill_and_wait(&d, n + 2);
     }
+    d.wait_until("healthy again", |d| d.cli(&["status"]).code == 0);
     assert_eq!(d.cli(&["shutdown"]).code, 0);
     assert_eq!(d.wait_exit(), 0, "{}", d.log_text());
     assert_eq!(
