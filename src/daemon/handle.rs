@@ -2,14 +2,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use metasystem_actors::store::{self, format_ms, EventQuery};
+use metasystem_actors::store::{self, EventQuery};
 use metasystem_actors::{NodeSnapshot, NodeState, TreeError};
 use serde_json::json;
 
 use super::Daemon;
 use crate::control::protocol::{
-    code, Command, Event, EventsCursor, EventsResult, Node, OpInfo, OpsResult, Response, RunInfo,
-    Status, TreeResult,
+    code, Command, Event, EventsCursor, EventsResult, Node, OpInfo, OpsResult, Response, Status,
+    TreeResult,
 };
 use crate::kinds::{CallCx, Kind};
 
@@ -202,22 +202,6 @@ impl Daemon {
             count(NodeState::Stopped),
             count(NodeState::Failed),
         );
-        let previous_run = match store::runs::previous(self.store.reader(), self.run_id).await {
-            Ok(run) => run.map(|r| RunInfo {
-                started: format_ms(r.started_ms),
-                pid: r.pid,
-                version: r.version,
-                stopped: r.stopped_ms.map(format_ms),
-                exit_code: r.exit_code,
-                // Stopped in order and with exit 0: a run that gave up (3) or could not
-                // write its last events (75) was not clean.
-                clean: r.stopped_ms.is_some() && r.exit_code == Some(0),
-            }),
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot read the previous run");
-                None
-            }
-        };
         // Writes failing now is unhealthy: events are piling up or being dropped.
         let store = self.store.stats();
         Status {
@@ -235,7 +219,7 @@ impl Daemon {
             healthy: healthy(&nodes) && store.failing_since_ms.is_none(),
             store,
             log_lines_dropped: crate::telemetry::lines_dropped(),
-            previous_run,
+            previous_run: self.previous_run.clone(),
         }
     }
 }

@@ -66,9 +66,8 @@ pub struct Daemon {
     current: Mutex<(Origin, Config)>,
     /// When the daemon started, for `status`.
     started: Instant,
-    /// This run's row in the store's `daemon_runs` (None if the disk refused it): `status`
-    /// shows the run before it.
-    run_id: Option<i64>,
+    /// The run before this one, read once at start (it does not change): `status` shows it.
+    previous_run: Option<crate::control::protocol::RunInfo>,
     /// Set by the `shutdown` command; the main loop waits on it.
     shutdown: watch::Sender<bool>,
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metasystem_actors::store::{unix_ms, DurableOp, DurableReply, Store};
+use metasystem_actors::store::{format_ms, unix_ms, DurableOp, DurableReply, Store};
 use metasystem_actors::{ExitReason, SupervisorSpec, Tree};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use super::{exit, notify, reload, Daemon};
 use crate::config::diff::plan;
 use crate::config::{Config, Origin, SupervisorConfig};
+use crate::control::protocol::RunInfo;
 use crate::control::server;
 use crate::control::slots::Slots;
 use crate::wiring::{self, Services};
@@ -81,6 +82,26 @@ async fn record_run(store: &Store, origin: &Origin) -> Option<i64> {
         Ok(DurableReply::Done) => None,
         Err(e) => {
             tracing::warn!(error = %e, "cannot record this run in the store");
+            None
+        }
+    }
+}
+
+/// The run before this one, for `status`.
+async fn previous_run(store: &Store, run_id: Option<i64>) -> Option<RunInfo> {
+    match metasystem_actors::store::runs::previous(store.reader(), run_id).await {
+        Ok(run) => run.map(|r| RunInfo {
+            started: format_ms(r.started_ms),
+            pid: r.pid,
+            version: r.version,
+            stopped: r.stopped_ms.map(format_ms),
+            exit_code: r.exit_code,
+            // Stopped in order and with exit 0: a run that gave up (3) or could not write its
+            // last events (75) was not clean.
+            clean: r.stopped_ms.is_some() && r.exit_code == Some(0),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the previous run");
             None
         }
     }
@@ -164,7 +185,7 @@ pub(super) async fn start_and_serve(
         origin_shown: std::sync::Mutex::new(origin.display()),
         current: Mutex::new((origin.clone(), config)),
         started: Instant::now(),
-        run_id,
+        previous_run: previous_run(&store, run_id).await,
         shutdown: shutdown_tx,
     });
     let slots = Slots::new(limits.max_connections);
