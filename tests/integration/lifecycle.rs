@@ -424,26 +424,10 @@ fn a_stderr_nobody_reads_does_not_freeze_the_daemon() {
 #[test]
 fn a_full_disk_at_start_is_not_ready_not_invalid() {
     let mut d = TestDaemon::prepare("", ORDERED);
-    std::fs::create_dir_all(&d.state).unwrap_or_else(|e| panic!("{e}"));
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
-        .arg(&d.state)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !mounted {
+    let Some(_mount) = crate::util::Mount::tmpfs(&d.state, "64k") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .output();
-        }
-    }
-    let _unmount = Unmount(d.state.clone());
+    };
     // Fill it up.
     let filler = d.state.join("filler");
     let _ = std::fs::write(&filler, vec![0u8; 128 * 1024]);
@@ -548,40 +532,13 @@ fn a_shutdown_that_cannot_write_is_not_clean() {
         "",
         "[root]\nintensity = 100\n[[root.children]]\nname = \"x\"\nkind = \"heartbeat\"\nevery = \"100ms\"\n",
     );
-    std::fs::create_dir_all(&d.state).unwrap_or_else(|e| panic!("{e}"));
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
-        .arg(&d.state)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !mounted {
+    let Some(_mount) = crate::util::Mount::tmpfs(&d.state, "1m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .output();
-        }
-    }
-    let _unmount = Unmount(d.state.clone());
+    };
     d.launch(&[]);
     d.wait_ready();
-    let filler = d.state.join("filler");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&filler).unwrap_or_else(|e| panic!("{e}"));
-        let block = vec![0u8; 4096];
-        for _ in 0..1000 {
-            if f.write_all(&block).is_err() {
-                break;
-            }
-        }
-        let _ = f.sync_all();
-    }
+    let filler = crate::util::fill(&d.state);
     d.wait_until("failing writes", |d| d.cli(&["status"]).code == 1);
     assert_eq!(d.cli(&["shutdown"]).code, 0);
     assert_eq!(d.wait_exit(), 75, "{}", d.log_text());

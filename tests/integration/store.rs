@@ -2,9 +2,8 @@
 //! what `status` says about it, and the previous run.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::util::TestDaemon;
+use crate::util::{fill, Mount, TestDaemon};
 
 const TREE: &str = r#"
 [root]
@@ -16,47 +15,6 @@ name = "x"
 kind = "heartbeat"
 every = "1h"
 "#;
-
-/// A tmpfs mounted at a path, unmounted when dropped.
-struct Mount(std::path::PathBuf);
-
-impl Mount {
-    fn tmpfs(at: &Path, size: &str) -> Option<Mount> {
-        std::fs::create_dir_all(at).unwrap_or_else(|e| panic!("{e}"));
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| Mount(at.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
-    }
-}
-
-fn fill(dir: &Path) -> std::path::PathBuf {
-    use std::io::Write;
-    let filler = dir.join("filler");
-    let mut file = std::fs::File::create(&filler).unwrap_or_else(|e| panic!("filler: {e}"));
-    let block = vec![0u8; 4096];
-    for _ in 0..100_000 {
-        if file.write_all(&block).is_err() {
-            break;
-        }
-    }
-    let _ = file.sync_all();
-    filler
-}
 
 /// Exits recorded as injected failures of `path`, read from the database file.
 fn injected_exits(db: &Path, path: &str) -> usize {

@@ -389,6 +389,49 @@ impl Drop for Reaped {
     }
 }
 
+/// A tmpfs mounted at a path, unmounted when dropped.
+pub struct Mount(std::path::PathBuf);
+
+impl Mount {
+    /// `None` where this process may not mount (not root).
+    pub fn tmpfs(at: &Path, size: &str) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap_or_else(|e| panic!("{e}"));
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Mount(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+/// Fills the filesystem holding `dir` with a file of zeros; its path.
+pub fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap_or_else(|e| panic!("filler: {e}"));
+    let block = vec![0u8; 4096];
+    for _ in 0..100_000 {
+        if file.write_all(&block).is_err() {
+            break;
+        }
+    }
+    let _ = file.sync_all();
+    filler
+}
+
 pub fn node_field<'a>(nodes: &'a [Value], path: &str) -> &'a Value {
     match nodes.iter().find(|n| n["path"] == path) {
         Some(n) => n,
