@@ -1,15 +1,10 @@
 //! Config → engine specs: the one place that turns `supervision.toml`'s typed children into the
 //! engine's `ChildSpec`s, through the kind list (`crate::kinds`).
 
-use metasystem_actors::{ChildSpec, SupervisorSpec};
+use metasystem_actors::ChildSpec;
 
 use crate::config::{ChildConfig, Kind, SupervisorConfig};
 pub use crate::kinds::Services;
-
-/// The engine spec of a supervisor and its whole subtree.
-pub fn supervisor_spec(config: &SupervisorConfig, services: &Services) -> SupervisorSpec {
-    config.spec(services)
-}
 
 /// The engine spec of one child: its kind's spec plus the common settings.
 pub fn child_spec(config: &ChildConfig, services: &Services) -> ChildSpec {

@@ -82,32 +82,91 @@ fn single(cli: &Cli, response: Response, out: &mut dyn Write) -> io::Result<u8> 
     answer(cli, response.result.unwrap_or(Value::Null), out)
 }
 
+/// The pages of an `events` request over one connection: the first answer, then the next
+/// page for as long as the daemon says there is more.
+struct Pages<'a> {
+    conn: &'a mut Connection,
+    /// The request, its cursor moved to the next page as pages come.
+    command: Command,
+    first: Option<Response>,
+    done: bool,
+}
+
+/// Why paging stopped early.
+enum PageError {
+    Connection(ClientError),
+    Refused(Response),
+    Unreadable,
+}
+
+impl PageError {
+    /// Says it (stderr, and JSON on stdout under --json); the exit code.
+    fn report(&self, global: &Global) -> u8 {
+        match self {
+            PageError::Connection(e) => failed(global, "connection", &e.to_string(), exit::USAGE),
+            PageError::Refused(response) => refused(global, response),
+            PageError::Unreadable => exit::USAGE,
+        }
+    }
+}
+
+impl<'a> Pages<'a> {
+    fn new(conn: &'a mut Connection, command: Command, first: Response) -> Self {
+        Pages {
+            conn,
+            command,
+            first: Some(first),
+            done: false,
+        }
+    }
+
+    fn next_page(&mut self) -> Option<Result<EventsResult, PageError>> {
+        if self.done {
+            return None;
+        }
+        let response = match self.first.take() {
+            Some(r) => Ok(r),
+            None => self.conn.request(self.command.clone()),
+        };
+        let page = match response {
+            Err(e) => Err(PageError::Connection(e)),
+            Ok(r) if !r.ok => Err(PageError::Refused(r)),
+            Ok(r) => {
+                typed::<EventsResult>(r.result.unwrap_or(Value::Null)).ok_or(PageError::Unreadable)
+            }
+        };
+        match (&page, &mut self.command) {
+            (
+                Ok(EventsResult {
+                    next: Some(next), ..
+                }),
+                Command::Events { limit, after, .. },
+            ) => {
+                *limit = Some(next.remaining);
+                *after = Some(next.after);
+            }
+            _ => self.done = true,
+        }
+        Some(page)
+    }
+}
+
 /// `events -f`: the last events, then every new one as it is written, until the daemon ends
 /// the stream or the reader goes away. One JSON object per line under `--json`.
 fn follow(
     global: &Global,
     conn: &mut Connection,
-    mut command: Command,
+    command: Command,
     first: Response,
     out: &mut dyn Write,
 ) -> io::Result<u8> {
     use crate::control::protocol::{StreamItem, Topic};
     let mut last = 0i64;
-    let mut first = Some(first);
-    loop {
-        let next = match first.take() {
-            Some(r) => Ok(r),
-            None => conn.request(command.clone()),
-        };
-        let response = match next {
-            Ok(r) => r,
-            Err(e) => return Ok(failed(global, "connection", &e.to_string(), exit::USAGE)),
-        };
-        if !response.ok {
-            return Ok(refused(global, &response));
-        }
-        let Some(page) = typed::<EventsResult>(response.result.unwrap_or(Value::Null)) else {
-            return Ok(exit::USAGE);
+    let mut pages = Pages::new(conn, command, first);
+    while let Some(page) = pages.next_page() {
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return Ok(e.report(global)),
         };
         // Nothing older than the first page's high water is followed, even when the history
         // printed is empty (`--since 5s` with nothing in it must not replay the past).
@@ -117,15 +176,8 @@ fn follow(
             last = last.max(ev.id);
         }
         out.flush()?;
-        match (page.next, &mut command) {
-            (Some(next), Command::Events { limit, after, .. }) => {
-                *limit = Some(next.remaining);
-                *after = Some(next.after);
-            }
-            _ => break,
-        }
     }
-    let Command::Events { path, kind, .. } = command else {
+    let Command::Events { path, kind, .. } = pages.command else {
         return Ok(exit::USAGE);
     };
     let subscribe = Command::Subscribe {
@@ -190,49 +242,50 @@ fn print_event(
 fn events(
     global: &Global,
     conn: &mut Connection,
-    mut command: Command,
+    command: Command,
     first: Response,
     out: &mut dyn Write,
 ) -> io::Result<u8> {
-    let mut first = Some(first);
     let mut printed = 0usize;
     // Under --json the array is opened with the first answer: an error before it is printed
     // alone (as for any command); an error after it closes the array and is added beside it,
     // so stdout stays one JSON object.
     let mut opened = false;
     let mut failure: Option<Value> = None;
-    let code = loop {
-        let next = match first.take() {
-            Some(r) => Ok(r),
-            None => conn.request(command.clone()),
-        };
-        let response = match next {
-            Ok(r) => r,
+    let mut code = exit::OK;
+    let mut pages = Pages::new(conn, command, first);
+    while let Some(page) = pages.next_page() {
+        let page = match page {
+            Ok(page) => page,
             Err(e) if opened => {
-                failure =
-                    Some(serde_json::json!({ "code": "connection", "message": e.to_string() }));
-                say(&format!("metasystem: {e}"));
-                break exit::USAGE;
+                let (error, message, exit_code) = match &e {
+                    PageError::Connection(c) => (
+                        serde_json::json!({ "code": "connection", "message": c.to_string() }),
+                        c.to_string(),
+                        exit::USAGE,
+                    ),
+                    PageError::Refused(r) => (
+                        r.error
+                            .as_ref()
+                            .map(|e| serde_json::json!(e))
+                            .unwrap_or(Value::Null),
+                        r.error
+                            .as_ref()
+                            .map(|e| e.message.clone())
+                            .unwrap_or_else(|| "refused".into()),
+                        exit::UNHEALTHY,
+                    ),
+                    PageError::Unreadable => (Value::Null, "unreadable page".into(), exit::USAGE),
+                };
+                failure = Some(error);
+                say(&format!("metasystem: {message}"));
+                code = exit_code;
+                break;
             }
-            Err(e) => break failed(global, "connection", &e.to_string(), exit::USAGE),
-        };
-        if !response.ok {
-            if opened {
-                failure = response.error.as_ref().map(|e| serde_json::json!(e));
-                say(&format!(
-                    "metasystem: {}",
-                    response
-                        .error
-                        .as_ref()
-                        .map(|e| e.message.as_str())
-                        .unwrap_or("refused")
-                ));
-                break exit::UNHEALTHY;
+            Err(e) => {
+                code = e.report(global);
+                break;
             }
-            break refused(global, &response);
-        }
-        let Some(page) = typed::<EventsResult>(response.result.unwrap_or(Value::Null)) else {
-            break exit::USAGE;
         };
         if global.json && !opened {
             write!(out, "{{\"events\":[")?;
@@ -251,14 +304,7 @@ fn events(
             }
             printed += 1;
         }
-        match (page.next, &mut command) {
-            (Some(next), Command::Events { limit, after, .. }) => {
-                *limit = Some(next.remaining);
-                *after = Some(next.after);
-            }
-            _ => break exit::OK,
-        }
-    };
+    }
     if global.json && opened {
         match failure {
             Some(error) => writeln!(out, "],\"error\":{error}}}")?,

@@ -383,16 +383,6 @@ async fn answer(
         .clamp(Duration::from_millis(1), MAX_DEADLINE);
     let until = tokio::time::Instant::now() + deadline;
     let verb = command.name();
-    let timeout = || {
-        Response::error(
-            id,
-            code::TIMEOUT,
-            format!(
-                "`{verb}` did not finish within {}; it may still complete (see `tree` and `events`)",
-                humantime::format_duration(deadline)
-            ),
-        )
-    };
     if let Some(running) = previous.as_mut() {
         if tokio::time::timeout_at(until, running).await.is_err() {
             return Response::error(
@@ -418,25 +408,28 @@ async fn answer(
                 format!("`{verb}` failed inside the daemon: {e}"),
             )
         }
-        Err(_) if read_only => {
-            work.abort();
+        Err(_) => {
+            let more = if read_only {
+                work.abort();
+                ""
+            } else {
+                *previous = Some(work);
+                "; it may still complete (see `tree` and `events`)"
+            };
             Response::error(
                 id,
                 code::TIMEOUT,
                 format!(
-                    "`{verb}` did not finish within {}",
+                    "`{verb}` did not finish within {}{more}",
                     humantime::format_duration(deadline)
                 ),
             )
         }
-        Err(_) => {
-            *previous = Some(work);
-            timeout()
-        }
     }
 }
 
-async fn write_line<W: AsyncWriteExt + Unpin>(
+/// One response line, flushed.
+pub(crate) async fn write_line<W: AsyncWriteExt + Unpin>(
     writer: &mut W,
     response: &Response,
 ) -> io::Result<()> {

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::MutexGuard;
+
 use metasystem_actors::store::StoredEvent;
 use metasystem_actors::{ChildSpec, Tree, TreeError};
 use serde_json::json;
@@ -23,16 +25,7 @@ impl Daemon {
     /// Reads the config again; if it is valid, applies the difference to the running tree.
     /// If not, nothing changes and the error lists every problem. Reloads run one at a time.
     pub async fn reload(&self) -> Result<ReloadResult, Response> {
-        let Ok(mut current) = tokio::time::timeout(LOCK_WAIT, self.current.lock()).await else {
-            return Err(Response::error(
-                None,
-                code::TIMEOUT,
-                format!(
-                    "another reload has been running for more than {}; try again when it is done",
-                    humantime::format_duration(LOCK_WAIT)
-                ),
-            ));
-        };
+        let mut current = self.lock_current().await?;
         let origin = config::locate(self.config_arg.as_deref());
         let new = read(&origin).await?;
         notify::reloading();
@@ -65,13 +58,7 @@ impl Daemon {
     pub async fn plan_reload(&self) -> Result<ReloadResult, Response> {
         let origin = config::locate(self.config_arg.as_deref());
         let new = read(&origin).await?;
-        let Ok(current) = tokio::time::timeout(LOCK_WAIT, self.current.lock()).await else {
-            return Err(Response::error(
-                None,
-                code::TIMEOUT,
-                "a reload is running; try again when it is done",
-            ));
-        };
+        let current = self.lock_current().await?;
         let warnings = self.warnings(&current.0, &origin, &new);
         let steps = plan("root", &current.1.root, &new.root);
         drop(current);
@@ -89,6 +76,22 @@ impl Daemon {
                 .collect(),
             warnings,
         })
+    }
+
+    /// The running config, once the reload before has finished (waiting at most LOCK_WAIT).
+    async fn lock_current(&self) -> Result<MutexGuard<'_, (Origin, Config)>, Response> {
+        tokio::time::timeout(LOCK_WAIT, self.current.lock())
+            .await
+            .map_err(|_| {
+                Response::error(
+                    None,
+                    code::TIMEOUT,
+                    format!(
+                        "another reload has been running for more than {}; try again when it is done",
+                        humantime::format_duration(LOCK_WAIT)
+                    ),
+                )
+            })
     }
 
     /// What a reload cannot apply now or should tell the operator.

@@ -8,7 +8,7 @@
 use std::io;
 
 use metasystem_actors::store::{events, EventQuery, EventRow};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
@@ -17,6 +17,7 @@ use std::time::Instant;
 use super::handle::events_query;
 use super::Daemon;
 use crate::control::protocol::{code, Event, Response, StreamItem, Topic};
+use crate::control::server::write_line;
 use crate::control::slots::{Activity, Slot};
 
 /// Backlog pages read at a time.
@@ -51,7 +52,7 @@ impl Daemon {
         let query = match events_query(None, sub.path, sub.kind) {
             Ok(q) => q,
             Err(message) => {
-                return line(writer, &Response::error(id, code::BAD_REQUEST, message)).await
+                return write_line(writer, &Response::error(id, code::BAD_REQUEST, message)).await
             }
         };
         // Subscribe before reading the backlog: what commits in between comes twice, and the
@@ -142,17 +143,11 @@ struct Out<'a, W> {
 impl<W: AsyncWrite + Unpin> Out<'_, W> {
     async fn send(&mut self, item: StreamItem) -> io::Result<()> {
         self.slot.set(Activity::Writing(Instant::now()));
-        let written = line(self.writer, &Response::ok(self.id, serde_json::json!(item))).await;
+        // No write timeout here: while a stream's client does not read, its subscription falls
+        // behind (dropping the oldest, counted) and its slot may be given away.
+        let response = Response::ok(self.id, serde_json::json!(item));
+        let written = write_line(self.writer, &response).await;
         self.slot.set(Activity::Streaming);
         written
     }
-}
-
-/// One response line, flushed. No write timeout here: while a stream's client does not read,
-/// its subscription falls behind (dropping the oldest, counted) instead of growing.
-async fn line<W: AsyncWrite + Unpin>(writer: &mut W, response: &Response) -> io::Result<()> {
-    let mut text = response.to_line();
-    text.push('\n');
-    writer.write_all(text.as_bytes()).await?;
-    writer.flush().await
 }

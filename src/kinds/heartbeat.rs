@@ -10,8 +10,7 @@ use metasystem_actors::heartbeat::{HeartbeatActor, HeartbeatArgs, HeartbeatMessa
 use metasystem_actors::ChildSpec;
 use serde_json::Value;
 
-use super::supervisor::NoArgs;
-use super::{ActorKind, CallCx, CallError, Op, ParseCx, Services};
+use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
 use crate::config::bounded;
 use crate::config::reader::Table;
 

@@ -229,6 +229,11 @@ pub fn check_op(kind: &str, ops: &[Op], op: &str) -> Result<(), CallError> {
     ))
 }
 
+/// The arguments of an operation that takes none (any given is an error).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
 /// Reads an operation's arguments (a JSON object, or null for none) into `T`, whose serde
 /// derive must deny unknown fields; the error names the operation.
 pub fn args<T: serde::de::DeserializeOwned>(op: &str, args: Value) -> Result<T, CallError> {

@@ -214,7 +214,7 @@ impl ActorKind for SupervisorConfig {
 
     async fn call(cx: CallCx<'_>, op: &str, args: Value) -> Result<Value, CallError> {
         super::check_op(Self::NAME, Self::OPS, op)?;
-        let () = super::args::<NoArgs>(op, args).map(|_| ())?;
+        super::args::<super::NoArgs>(op, args)?;
         let report = cx
             .tree
             .supervisor_report(cx.path, cx.timeout)
@@ -240,8 +240,3 @@ impl ActorKind for SupervisorConfig {
         })
     }
 }
-
-/// An operation without arguments.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoArgs {}

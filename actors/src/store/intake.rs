@@ -56,11 +56,6 @@ impl<T> Intake<T> {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
-
-    /// Counts rows lost elsewhere (refused by the database), so `dropped` tells all.
-    pub fn count_dropped(&self, n: u64) {
-        self.dropped.fetch_add(n, Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]
@@ -78,7 +73,5 @@ mod tests {
         assert_eq!(intake.take(2), [2, 3]);
         assert_eq!(intake.take(10), [4]);
         assert!(intake.is_empty());
-        intake.count_dropped(5);
-        assert_eq!(intake.dropped(), 7);
     }
 }

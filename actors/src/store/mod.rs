@@ -77,7 +77,7 @@ pub struct StoreStats {
     pub inflight: usize,
     /// Durable writes waiting for the disk.
     pub durable_waiting: usize,
-    /// Telemetry rows dropped: the intake was full (or the database rejected them).
+    /// Telemetry rows dropped because the intake was full.
     pub dropped: u64,
     /// Telemetry rows written by this daemon.
     pub written: u64,
@@ -182,10 +182,6 @@ impl Store {
             },
             join,
         ))
-    }
-
-    pub fn actor(&self) -> &ActorRef<StoreMessage> {
-        &self.actor
     }
 
     /// The read-only pool: queries never wait behind writes.

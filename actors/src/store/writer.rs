@@ -268,22 +268,38 @@ impl StoreState {
         }
     }
 
-    /// Ends whatever transaction a failure left open. A connection that cannot even roll back
-    /// is closed and opened again at the next write.
-    async fn rollback(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        match sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
-            Ok(_) => {}
-            Err(e) if e.to_string().contains("no transaction is active") => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot roll back; reopening the store's connection");
-                if let Some(conn) = self.conn.take() {
-                    let _ = conn.close().await;
+    /// Runs `body` in one transaction on the write connection (opened again if it broke):
+    /// `BEGIN IMMEDIATE`, `body`, `COMMIT`. On any failure the transaction is rolled back, so
+    /// nothing is left open for the next write to nest in; a connection that cannot even roll
+    /// back is closed and opened again at the next write.
+    async fn transaction<T>(
+        slot: &mut Option<SqliteConnection>,
+        path: &Path,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let outcome = async {
+            let conn = Self::conn(slot, path).await?;
+            begin(conn).await?;
+            let done = body(conn).await?;
+            commit(conn).await?;
+            Ok(done)
+        }
+        .await;
+        if outcome.is_err() {
+            if let Some(conn) = slot.as_mut() {
+                match sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
+                    Ok(_) => {}
+                    Err(e) if e.to_string().contains("no transaction is active") => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot roll back; reopening the store's connection");
+                        if let Some(conn) = slot.take() {
+                            let _ = conn.close().await;
+                        }
+                    }
                 }
             }
         }
+        outcome
     }
 
     fn publish_counts(&self) {
@@ -354,13 +370,9 @@ impl StoreState {
     async fn write_durable(&mut self, myself: &ActorRef<StoreMessage>) -> bool {
         while let Some(first) = self.durable.front() {
             let op = first.op.clone();
-            let outcome = async {
-                let conn = Self::conn(&mut self.conn, &self.path).await?;
-                begin(conn).await?;
-                let reply = apply(conn, &op).await?;
-                commit(conn).await?;
-                Ok::<_, sqlx::Error>(reply)
-            }
+            let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
+                apply(conn, &op).await
+            })
             .await;
             match outcome {
                 Ok(reply) => {
@@ -370,7 +382,6 @@ impl StoreState {
                     self.succeeded();
                 }
                 Err(e) => {
-                    self.rollback().await;
                     if environmental(&e) {
                         self.failed(myself, &e);
                         self.publish_counts();
@@ -391,13 +402,10 @@ impl StoreState {
     /// and a retry is armed).
     async fn write_inflight(&mut self, myself: &ActorRef<StoreMessage>) -> Result<(), ()> {
         self.publish_counts();
-        let outcome = async {
-            let conn = Self::conn(&mut self.conn, &self.path).await?;
-            begin(conn).await?;
-            let rows = events::insert(conn, &self.inflight).await?;
-            commit(conn).await?;
-            Ok::<_, sqlx::Error>(rows)
-        }
+        let inflight = &self.inflight;
+        let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
+            events::insert(conn, inflight).await
+        })
         .await;
         match outcome {
             Ok(rows) => {
@@ -410,7 +418,6 @@ impl StoreState {
             Err(e) => {
                 // Kept and retried whatever the cause: the intake's bound protects memory, and
                 // a database an operator repairs or restores gets them all.
-                self.rollback().await;
                 self.failed(myself, &e);
                 Err(())
             }
@@ -478,19 +485,14 @@ impl StoreState {
             return;
         };
         let cutoff = events::unix_ms(cutoff);
-        let outcome = async {
-            let conn = Self::conn(&mut self.conn, &self.path).await?;
-            begin(conn).await?;
-            let n = events::prune(conn, cutoff).await?;
-            commit(conn).await?;
-            Ok::<_, sqlx::Error>(n)
-        }
+        let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
+            events::prune(conn, cutoff).await
+        })
         .await;
         match outcome {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned old events"),
             Err(e) => {
-                self.rollback().await;
                 tracing::warn!(error = %e, "cannot prune old events; trying again in an hour");
             }
         }

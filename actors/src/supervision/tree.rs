@@ -316,22 +316,30 @@ impl Tree {
     /// The kind of the actor at `path` (`supervisor` for the root), whether it runs or not.
     pub async fn kind_of(&self, path: &str) -> Result<String, TreeError> {
         check_path(path)?;
-        let Some((parent, name)) = path.rsplit_once('/') else {
+        if path == ROOT {
             return Ok("supervisor".to_string());
+        }
+        Ok(self.child_info(path).await?.kind)
+    }
+
+    /// What the parent of `path` says about it (`path` is not the root).
+    async fn child_info(&self, path: &str) -> Result<ChildInfo, TreeError> {
+        let Some((parent, name)) = path.rsplit_once('/') else {
+            return Err(TreeError::Root);
         };
-        let sup = self.find_supervisor(parent).await?;
+        let parent_sup = self.find_supervisor(parent).await?;
         let name = name.to_string();
-        match sup
+        let info = parent_sup
             .call(
                 |reply| SupervisorMessage::ChildInfo(name, reply),
                 Some(SNAPSHOT_TIMEOUT),
             )
-            .await
-        {
-            Ok(CallResult::Success(Some(info))) => Ok(info.kind),
+            .await;
+        match info {
+            Ok(CallResult::Success(Some(info))) => Ok(info),
             Ok(CallResult::Success(None)) => Err(TreeError::NotFound(path.to_string())),
             Ok(CallResult::Timeout) => Err(TreeError::Timeout(parent.to_string())),
-            _ => Err(TreeError::Unavailable),
+            _ => Err(self.gone(parent)),
         }
     }
 
@@ -361,25 +369,14 @@ impl Tree {
             if let Some(sup) = self.directory.get::<SupervisorMessage>(path) {
                 return Ok(sup);
             }
-            let Some((parent, name)) = path.rsplit_once('/') else {
+            if path == ROOT {
                 return Err(TreeError::Unavailable);
-            };
-            let parent_sup = self.find_supervisor(parent).await?;
-            let name = name.to_string();
-            let info = parent_sup
-                .call(
-                    |reply| SupervisorMessage::ChildInfo(name, reply),
-                    Some(SNAPSHOT_TIMEOUT),
-                )
-                .await;
-            match info {
-                Ok(CallResult::Success(None)) => Err(TreeError::NotFound(path.to_string())),
-                Ok(CallResult::Success(Some(info))) => match (info.strategy, info.supervisor) {
-                    (None, _) => Err(TreeError::NotASupervisor(path.to_string())),
-                    (Some(_), Some(sup)) => Ok(sup),
-                    (Some(_), None) => Err(TreeError::NotRunning(path.to_string())),
-                },
-                _ => Err(self.gone(parent)),
+            }
+            let info = self.child_info(path).await?;
+            match (info.strategy, info.supervisor) {
+                (None, _) => Err(TreeError::NotASupervisor(path.to_string())),
+                (Some(_), Some(sup)) => Ok(sup),
+                (Some(_), None) => Err(TreeError::NotRunning(path.to_string())),
             }
         })
     }
