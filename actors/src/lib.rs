@@ -9,7 +9,9 @@
 //! crate knows nothing of `supervision.toml` or of the control socket; it receives typed specs.
 //! See ARCHITECTURE.md at the repository root for the invariants.
 
+pub mod alerts;
 pub mod heartbeat;
+pub mod metrics;
 pub mod store;
 pub mod supervision;
 

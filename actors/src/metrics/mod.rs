@@ -1,0 +1,8 @@
+//! `kind = "metrics"`: typed samples from every actor, stored on the store's telemetry lane with
+//! hourly rollups, summaries over a window, and anomaly detection (z-score and EWMA).
+//!
+//! - [`sample`]: the typed sample and the one list of what is measured ([`Metric`]).
+
+pub mod sample;
+
+pub use sample::{Metric, Sample, Unit};
