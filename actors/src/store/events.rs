@@ -20,6 +20,8 @@ pub const KINDS: &[&str] = &[
     "gave_up",
     "heartbeat",
     "reloaded",
+    "anomaly",
+    "alert",
 ];
 
 /// One event to record.

@@ -37,6 +37,23 @@ impl<T> Intake<T> {
         queue.len()
     }
 
+    /// Appends `rows`, dropping the oldest if full; the queue's length after.
+    pub fn push_many(&self, rows: impl IntoIterator<Item = T>) -> usize {
+        let mut queue = self.lock();
+        let mut dropped = 0;
+        for row in rows {
+            if queue.len() >= self.capacity {
+                queue.pop_front();
+                dropped += 1;
+            }
+            queue.push_back(row);
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        queue.len()
+    }
+
     /// Takes up to `n` rows, oldest first.
     pub fn take(&self, n: usize) -> Vec<T> {
         let mut queue = self.lock();
@@ -73,5 +90,8 @@ mod tests {
         assert_eq!(intake.take(2), [2, 3]);
         assert_eq!(intake.take(10), [4]);
         assert!(intake.is_empty());
+        assert_eq!(intake.push_many(0..5), 3);
+        assert_eq!(intake.dropped(), 4);
+        assert_eq!(intake.take(10), [2, 3, 4]);
     }
 }

@@ -5,7 +5,7 @@
 //!   after COMMIT, never dropped, served first) and the **telemetry** lane (batched from a
 //!   bounded intake; dropped rows counted).
 //! - [`intake`]: the bounded queue in front of the telemetry lane.
-//! - typed tables: [`events`] (telemetry), [`runs`] (durable).
+//! - typed tables: [`events`] and [`samples`] (telemetry), [`runs`] and [`outbox`] (durable).
 //! - `migrations/` (one folder, each file named `<version>_<domain>_<what>.sql`).
 //!
 //! Reads (CLI queries, the dashboard) go through [`Store::reader`], a read-only pool that never
@@ -17,7 +17,9 @@
 
 pub mod events;
 pub mod intake;
+pub mod outbox;
 pub mod runs;
+pub mod samples;
 pub mod writer;
 
 use std::path::Path;
@@ -41,6 +43,12 @@ pub use writer::{DurableOp, DurableReply, StoreActor, StoreArgs, StoreMessage};
 /// Telemetry rows the intake holds while the writer is behind or the disk refuses writes;
 /// past this the oldest are dropped (and counted).
 pub const INTAKE_CAPACITY: usize = 50_000;
+/// Metric samples the sample intake holds (a separate intake: a burst of samples never
+/// pushes lifecycle events out).
+pub const SAMPLE_CAPACITY: usize = 100_000;
+/// How long samples and their hourly rollups are kept unless the metrics kind says otherwise.
+pub const SAMPLE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const ROLLUP_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 /// Committed events kept for each subscriber that falls behind; past this its oldest are
 /// dropped (and it is told how many).
 const SUBSCRIBE_BUFFER: usize = 1024;
@@ -50,6 +58,10 @@ const READERS: u32 = 2;
 /// State shared by the handle (many recorders, `status`) and the writer.
 pub(crate) struct Shared {
     pub(crate) intake: Intake<StoredEvent>,
+    pub(crate) samples: Intake<crate::metrics::Sample>,
+    /// Sample and rollup retention in seconds (set by the metrics kind).
+    pub(crate) sample_retention_s: AtomicU64,
+    pub(crate) rollup_retention_s: AtomicU64,
     /// A Drain is on its way (a timer or a message): recorders need not send another.
     pub(crate) drain_armed: AtomicBool,
     pub(crate) stats: Stats,
@@ -77,8 +89,11 @@ pub struct StoreStats {
     pub inflight: usize,
     /// Durable writes waiting for the disk.
     pub durable_waiting: usize,
-    /// Telemetry rows dropped because the intake was full.
+    /// Telemetry rows (events and samples) dropped because an intake was full.
     pub dropped: u64,
+    /// Samples waiting in their intake.
+    #[serde(default)]
+    pub samples_queued: usize,
     /// Telemetry rows written by this daemon.
     pub written: u64,
     /// Failed write attempts by this daemon.
@@ -147,6 +162,9 @@ impl Store {
         let (committed, _) = broadcast::channel(SUBSCRIBE_BUFFER);
         let shared = Arc::new(Shared {
             intake: Intake::new(INTAKE_CAPACITY),
+            samples: Intake::new(SAMPLE_CAPACITY),
+            sample_retention_s: AtomicU64::new(SAMPLE_RETENTION.as_secs()),
+            rollup_retention_s: AtomicU64::new(ROLLUP_RETENTION.as_secs()),
             drain_armed: AtomicBool::new(false),
             stats: Stats::default(),
             committed,
@@ -209,6 +227,40 @@ impl Store {
         }
     }
 
+    /// Records metric samples on the telemetry lane (their own intake); never blocks, never
+    /// fails, like [`Store::record`].
+    pub fn record_samples(&self, samples: Vec<crate::metrics::Sample>) {
+        if samples.is_empty() {
+            return;
+        }
+        self.shared.samples.push_many(samples);
+        self.arm_drain();
+    }
+
+    /// Arms a drain: at once when a batch is full, after a moment otherwise.
+    fn arm_drain(&self) {
+        if self.shared.drain_armed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let full = self.shared.samples.len() >= writer::SAMPLE_BATCH
+            || self.shared.intake.len() >= writer::BATCH;
+        if full || tokio::runtime::Handle::try_current().is_err() {
+            let _ = self.actor.cast(StoreMessage::Drain);
+        } else {
+            self.actor
+                .send_after(writer::FLUSH_AFTER, || StoreMessage::Drain);
+        }
+    }
+
+    /// How long samples and their hourly rollups are kept (pruned hourly).
+    pub fn set_sample_retention(&self, samples: Duration, rollups: Duration) {
+        let s = &self.shared;
+        s.sample_retention_s
+            .store(samples.as_secs(), Ordering::Relaxed);
+        s.rollup_retention_s
+            .store(rollups.as_secs(), Ordering::Relaxed);
+    }
+
     /// A durable write: returns once it is committed. While the disk refuses writes this waits
     /// (the writer retries); `timeout` bounds the wait, after which the write still happens.
     pub async fn durable(
@@ -228,6 +280,12 @@ impl Store {
             ),
             _ => Err("the store is not running".into()),
         }
+    }
+
+    /// Prunes what is past its retention now (it also happens hourly); a `flush` after it
+    /// returns once it is done.
+    pub fn prune(&self) {
+        let _ = self.actor.cast(StoreMessage::Prune);
     }
 
     /// Writes everything waiting now. `Err` when the disk refused (the writer keeps retrying)
@@ -253,7 +311,8 @@ impl Store {
             queued: self.shared.intake.len(),
             inflight: s.inflight.load(Ordering::Relaxed),
             durable_waiting: s.durable_waiting.load(Ordering::Relaxed),
-            dropped: self.shared.intake.dropped(),
+            dropped: self.shared.intake.dropped() + self.shared.samples.dropped(),
+            samples_queued: self.shared.samples.len(),
             written: s.written.load(Ordering::Relaxed),
             write_failures: s.write_failures.load(Ordering::Relaxed),
             failing_since_ms: (failing != 0).then_some(failing),

@@ -27,10 +27,18 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use super::events::{self, EventRow, StoredEvent};
+use super::outbox::{self, Attempt, OutboxEntry};
+use super::samples::{self, Rollups};
 use super::{runs, Shared};
+use crate::metrics::Sample;
 
 /// Rows per telemetry transaction.
 pub(super) const BATCH: usize = 512;
+/// Samples per telemetry transaction (rows are small; bigger transactions amortise the
+/// COMMIT and the rollup update).
+pub(super) const SAMPLE_BATCH: usize = 8_192;
+/// Samples deleted per pruning transaction (a long delete would hold up every other write).
+const PRUNE_CHUNK: i64 = 50_000;
 /// How long telemetry may wait for a batch to fill.
 pub(super) const FLUSH_AFTER: Duration = Duration::from_millis(50);
 /// How often old events are pruned.
@@ -64,6 +72,16 @@ pub enum DurableOp {
         stopped_ms: i64,
         exit_code: i32,
     },
+    /// Notifications into the alert outbox; answers their ids.
+    OutboxAdd(Vec<OutboxEntry>),
+    /// A delivery attempt of outbox rows, and the state it leaves them in.
+    OutboxAttempt(Attempt),
+    /// Sets a silence until `until_ms`, or removes it (`None`).
+    Silence {
+        pattern: String,
+        until_ms: Option<i64>,
+        created_ms: i64,
+    },
 }
 
 /// What a durable write answers.
@@ -72,6 +90,8 @@ pub enum DurableReply {
     Done,
     /// The new row's id.
     Id(i64),
+    /// The new rows' ids, in order.
+    Ids(Vec<i64>),
 }
 
 pub enum StoreMessage {
@@ -104,6 +124,10 @@ pub struct StoreState {
     durable: VecDeque<Pending>,
     /// Telemetry taken from the intake and not yet committed: kept across failures.
     inflight: Vec<StoredEvent>,
+    /// Samples taken from their intake and not yet committed: kept across failures.
+    samples_inflight: Vec<Sample>,
+    /// Recent hourly rollup rows as committed (merged with each batch of samples).
+    rollups: Rollups,
     /// Consecutive failed writes (drives the retry delay and the logging).
     failures: u32,
     /// A Retry is on its way: until it arrives, new telemetry does not hit a failing disk.
@@ -172,6 +196,17 @@ async fn apply(conn: &mut SqliteConnection, op: &DurableOp) -> Result<DurableRep
         } => runs::ended(conn, *id, *stopped_ms, *exit_code)
             .await
             .map(|()| DurableReply::Done),
+        DurableOp::OutboxAdd(entries) => outbox::add(conn, entries).await.map(DurableReply::Ids),
+        DurableOp::OutboxAttempt(attempt) => outbox::attempted(conn, attempt)
+            .await
+            .map(|()| DurableReply::Done),
+        DurableOp::Silence {
+            pattern,
+            until_ms,
+            created_ms,
+        } => outbox::silence(conn, pattern, *until_ms, *created_ms)
+            .await
+            .map(|()| DurableReply::Done),
     }
 }
 
@@ -193,6 +228,8 @@ impl Actor for StoreActor {
             shared: args.shared,
             durable: VecDeque::new(),
             inflight: Vec::new(),
+            samples_inflight: Vec::new(),
+            rollups: Rollups::default(),
             failures: 0,
             retry_armed: false,
             retention: args.retention,
@@ -319,13 +356,17 @@ impl StoreState {
         if self.inflight.is_empty() {
             self.inflight = self.shared.intake.take(BATCH);
         }
-        if self.inflight.is_empty() {
+        if !self.inflight.is_empty() && self.write_inflight(myself).await.is_err() {
             return;
         }
-        if self.write_inflight(myself).await.is_ok()
-            && !self.shared.intake.is_empty()
-            && !self.shared.drain_armed.swap(true, Ordering::AcqRel)
-        {
+        if self.samples_inflight.is_empty() {
+            self.samples_inflight = self.shared.samples.take(SAMPLE_BATCH);
+        }
+        if !self.samples_inflight.is_empty() && self.write_samples(myself).await.is_err() {
+            return;
+        }
+        let more = !self.shared.intake.is_empty() || !self.shared.samples.is_empty();
+        if more && !self.shared.drain_armed.swap(true, Ordering::AcqRel) {
             let _ = myself.cast(StoreMessage::Drain);
         }
     }
@@ -337,6 +378,23 @@ impl StoreState {
             return Err(self.last_error());
         }
         let mut budget = self.shared.intake.len();
+        let mut sample_budget = self.shared.samples.len();
+        loop {
+            if self.samples_inflight.is_empty() {
+                let n = sample_budget.min(SAMPLE_BATCH);
+                if n == 0 {
+                    break;
+                }
+                self.samples_inflight = self.shared.samples.take(n);
+                sample_budget = sample_budget.saturating_sub(self.samples_inflight.len());
+                if self.samples_inflight.is_empty() {
+                    break;
+                }
+            }
+            self.write_samples(myself)
+                .await
+                .map_err(|()| self.last_error())?;
+        }
         loop {
             if self.inflight.is_empty() {
                 let n = budget.min(BATCH);
@@ -424,6 +482,31 @@ impl StoreState {
         }
     }
 
+    /// Writes the samples in hand (and their rollups) in one transaction; `Err` if refused
+    /// (they stay in hand and a retry is armed).
+    async fn write_samples(&mut self, myself: &ActorRef<StoreMessage>) -> Result<(), ()> {
+        let batch = &self.samples_inflight;
+        let rollups = &self.rollups;
+        let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
+            samples::insert(conn, batch, rollups).await
+        })
+        .await;
+        match outcome {
+            Ok(merged) => {
+                let n = self.samples_inflight.len() as u64;
+                self.samples_inflight.clear();
+                self.rollups.commit(merged);
+                self.shared.stats.written.fetch_add(n, Ordering::Relaxed);
+                self.succeeded();
+                Ok(())
+            }
+            Err(e) => {
+                self.failed(myself, &e);
+                Err(())
+            }
+        }
+    }
+
     /// Rows are on disk: count them and hand them to subscribers.
     fn committed(&self, rows: Vec<EventRow>) {
         let shared = &self.shared;
@@ -486,7 +569,9 @@ impl StoreState {
         };
         let cutoff = events::unix_ms(cutoff);
         let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
-            events::prune(conn, cutoff).await
+            let events = events::prune(conn, cutoff).await?;
+            outbox::prune(conn, cutoff).await?;
+            Ok(events)
         })
         .await;
         match outcome {
@@ -495,6 +580,47 @@ impl StoreState {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot prune old events; trying again in an hour");
             }
+        }
+        self.prune_samples().await;
+    }
+
+    /// Samples past their retention, in chunks (other writes go between them), then rollups
+    /// past theirs.
+    async fn prune_samples(&mut self) {
+        let now = SystemTime::now();
+        self.rollups.evict(events::unix_ms(now));
+        let age = |secs: &std::sync::atomic::AtomicU64| {
+            let keep = Duration::from_secs(secs.load(Ordering::Relaxed));
+            now.checked_sub(keep).map(events::unix_ms).unwrap_or(0)
+        };
+        let cutoff = age(&self.shared.sample_retention_s);
+        let rollup_cutoff = age(&self.shared.rollup_retention_s);
+        let (mut pruned, mut rollups) = (0, 0);
+        for _ in 0..10_000 {
+            let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
+                samples::prune(conn, cutoff, rollup_cutoff, PRUNE_CHUNK).await
+            })
+            .await;
+            match outcome {
+                Ok((n, r)) => {
+                    pruned += n;
+                    rollups += r;
+                    if n < PRUNE_CHUNK as u64 {
+                        break;
+                    }
+                    // Let durable writes through between chunks.
+                    if !self.durable.is_empty() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prune old samples; trying again in an hour");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 || rollups > 0 {
+            tracing::info!(samples = pruned, rollups, "pruned old samples");
         }
     }
 }

@@ -1,0 +1,283 @@
+//! The `samples` and `sample_rollups` tables (telemetry lane).
+//!
+//! Samples are appended in batches by the writer, which in the same transaction folds each
+//! batch into the hourly rollups ([`Rollups`]): exact counts, outcomes, sum, min and max, and a
+//! quantile sketch per hour and series (metric + subject). Summaries over a window read the
+//! rollups only, so a month is at most 720 rows per series whatever the sample rate.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
+
+use crate::metrics::stats::{Sketch, Summary};
+use crate::metrics::Sample;
+
+pub const HOUR_MS: i64 = 3_600_000;
+/// Rows per INSERT statement (6 parameters each, far under SQLite's 32,766).
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The start of the hour `at_ms` falls in.
+pub fn hour_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// One series in one hour.
+type RollupKey = (i64, String, String);
+
+/// The writer's copy of recent rollup rows: a batch is merged into them without reading the
+/// table back. Updated only after a COMMIT succeeded, so a refused batch is merged again, once,
+/// when it is retried.
+#[derive(Default)]
+pub(super) struct Rollups {
+    recent: HashMap<RollupKey, Summary>,
+}
+
+impl Rollups {
+    /// Forgets hours older than the previous one (a late sample for them is merged with the row
+    /// read back from the table).
+    pub(super) fn evict(&mut self, now_ms: i64) {
+        let keep_from = hour_of(now_ms) - HOUR_MS;
+        self.recent.retain(|(hour, _, _), _| *hour >= keep_from);
+    }
+}
+
+/// Inserts `samples` and folds them into the hourly rollups, inside the caller's transaction.
+/// Returns the merged rollup rows, to be given to [`Rollups::commit`] after the COMMIT.
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    samples: &[Sample],
+    rollups: &Rollups,
+) -> Result<Vec<(RollupKey, Summary)>, sqlx::Error> {
+    for chunk in samples.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = QueryBuilder::new("INSERT INTO samples (at_ms, name, subject, value, ok) ");
+        sql.push_values(chunk, |mut row, s| {
+            row.push_bind(s.at_ms)
+                .push_bind(s.metric.name())
+                .push_bind(s.subject.as_str())
+                .push_bind(if s.value.is_finite() { s.value } else { 0.0 })
+                .push_bind(s.ok);
+        });
+        sql.build().execute(&mut *conn).await?;
+    }
+    // This batch, per hour and series.
+    let mut partial: HashMap<(i64, &str, &str), Summary> = HashMap::new();
+    for s in samples {
+        partial
+            .entry((hour_of(s.at_ms), s.metric.name(), s.subject.as_str()))
+            .or_default()
+            .add(s.value, s.ok);
+    }
+    let mut merged = Vec::with_capacity(partial.len());
+    for ((hour, name, subject), part) in partial {
+        let key = (hour, name.to_string(), subject.to_string());
+        let mut total = match rollups.recent.get(&key) {
+            Some(known) => known.clone(),
+            None => read_one(&mut *conn, hour, name, subject)
+                .await?
+                .unwrap_or_default(),
+        };
+        total.merge(&part);
+        merged.push((key, total));
+    }
+    for chunk in merged.chunks(ROWS_PER_STATEMENT / 2) {
+        let mut sql = QueryBuilder::new(
+            "INSERT OR REPLACE INTO sample_rollups \
+             (hour_ms, name, subject, count, ok, failed, sum, min, max, sketch) ",
+        );
+        sql.push_values(chunk, |mut row, ((hour, name, subject), s)| {
+            row.push_bind(*hour)
+                .push_bind(name.as_str())
+                .push_bind(subject.as_str())
+                .push_bind(i64::try_from(s.count).unwrap_or(i64::MAX))
+                .push_bind(i64::try_from(s.ok).unwrap_or(i64::MAX))
+                .push_bind(i64::try_from(s.failed).unwrap_or(i64::MAX))
+                .push_bind(s.sum)
+                .push_bind(s.min().unwrap_or(0.0))
+                .push_bind(s.max().unwrap_or(0.0))
+                .push_bind(s.sketch.to_bytes());
+        });
+        sql.build().execute(&mut *conn).await?;
+    }
+    Ok(merged)
+}
+
+impl Rollups {
+    /// The rows of a committed batch become the known state.
+    pub(super) fn commit(&mut self, merged: Vec<(RollupKey, Summary)>) {
+        self.recent.extend(merged);
+    }
+}
+
+async fn read_one(
+    conn: &mut SqliteConnection,
+    hour: i64,
+    name: &str,
+    subject: &str,
+) -> Result<Option<Summary>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT count, ok, failed, sum, min, max, sketch FROM sample_rollups \
+         WHERE hour_ms = ? AND name = ? AND subject = ?",
+    )
+    .bind(hour)
+    .bind(name)
+    .bind(subject)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| summary_of(&row)))
+}
+
+fn summary_of(row: &sqlx::sqlite::SqliteRow) -> Summary {
+    let count: i64 = row.get("count");
+    let sketch: Vec<u8> = row.get("sketch");
+    let mut s = Summary {
+        count: u64::try_from(count).unwrap_or(0),
+        ok: u64::try_from(row.get::<i64, _>("ok")).unwrap_or(0),
+        failed: u64::try_from(row.get::<i64, _>("failed")).unwrap_or(0),
+        sum: row.get("sum"),
+        ..Summary::default()
+    };
+    if s.count > 0 {
+        s.min = row.get("min");
+        s.max = row.get("max");
+    }
+    // A damaged sketch loses the quantiles of that hour, not the exact aggregates.
+    s.sketch = Sketch::from_bytes(&sketch).unwrap_or_default();
+    s
+}
+
+/// Deletes up to `chunk` samples older than `cutoff_ms` (ids grow with time: found by
+/// bisection on the primary key, no index needed) and the rollups older than
+/// `rollup_cutoff_ms`; how many of each.
+pub(super) async fn prune(
+    conn: &mut SqliteConnection,
+    cutoff_ms: i64,
+    rollup_cutoff_ms: i64,
+    chunk: i64,
+) -> Result<(u64, u64), sqlx::Error> {
+    let bounds: (Option<i64>, Option<i64>) = sqlx::query_as("SELECT min(id), max(id) FROM samples")
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut samples = 0;
+    if let (Some(mut lo), Some(mut hi)) = bounds {
+        // The last id whose row is older than the cutoff (rows are nearly in time order).
+        let mut last_old = None;
+        for _ in 0..64 {
+            if lo > hi {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2;
+            let row: Option<(i64, i64)> =
+                sqlx::query_as("SELECT id, at_ms FROM samples WHERE id >= ? ORDER BY id LIMIT 1")
+                    .bind(mid)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match row {
+                Some((id, at)) if at < cutoff_ms => {
+                    last_old = Some(id);
+                    lo = id + 1;
+                }
+                _ => hi = mid - 1,
+            }
+        }
+        if let (Some(last), Some(first)) = (last_old, bounds.0) {
+            samples = sqlx::query("DELETE FROM samples WHERE id <= ?")
+                .bind(last.min(first.saturating_add(chunk - 1)))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+    }
+    let rollups = sqlx::query("DELETE FROM sample_rollups WHERE hour_ms < ?")
+        .bind(rollup_cutoff_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok((samples, rollups))
+}
+
+/// One series' summary over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSummary {
+    pub name: String,
+    pub subject: String,
+    pub summary: Summary,
+}
+
+/// The rollups from the hour `since_ms` falls in onwards, merged per series, sorted by name and
+/// subject; only metric `name` when given.
+pub async fn summaries(
+    pool: &SqlitePool,
+    since_ms: i64,
+    name: Option<&str>,
+) -> Result<Vec<SeriesSummary>, String> {
+    let mut sql = QueryBuilder::new(
+        "SELECT name, subject, count, ok, failed, sum, min, max, sketch FROM sample_rollups \
+         WHERE hour_ms >= ",
+    );
+    sql.push_bind(hour_of(since_ms));
+    if let Some(name) = name {
+        sql.push(" AND name = ").push_bind(name.to_string());
+    }
+    let rows = sql
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(|e| format!("cannot read metrics: {e}"))?;
+    let mut series: std::collections::BTreeMap<(String, String), Summary> = Default::default();
+    for row in &rows {
+        let key = (
+            row.get::<String, _>("name"),
+            row.get::<String, _>("subject"),
+        );
+        series.entry(key).or_default().merge(&summary_of(row));
+    }
+    Ok(series
+        .into_iter()
+        .map(|((name, subject), summary)| SeriesSummary {
+            name,
+            subject,
+            summary,
+        })
+        .collect())
+}
+
+/// Raw samples of one metric (and subject) at or after `since_ms`, oldest first, at most
+/// `limit` (for tests and `metrics NAME --raw`).
+pub async fn raw(
+    pool: &SqlitePool,
+    name: &str,
+    subject: Option<&str>,
+    since_ms: i64,
+    limit: usize,
+) -> Result<Vec<(i64, String, f64, Option<bool>)>, String> {
+    let mut sql = QueryBuilder::new("SELECT at_ms, subject, value, ok FROM samples WHERE name = ");
+    sql.push_bind(name.to_string());
+    sql.push(" AND at_ms >= ").push_bind(since_ms);
+    if let Some(subject) = subject {
+        sql.push(" AND subject = ").push_bind(subject.to_string());
+    }
+    sql.push(" ORDER BY id LIMIT ")
+        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    let rows = sql
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(|e| format!("cannot read samples: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_floor_including_before_1970() {
+        assert_eq!(hour_of(0), 0);
+        assert_eq!(hour_of(HOUR_MS - 1), 0);
+        assert_eq!(hour_of(HOUR_MS), HOUR_MS);
+        assert_eq!(hour_of(-1), -HOUR_MS);
+    }
+}
