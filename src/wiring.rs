@@ -26,3 +26,18 @@ pub fn has_kind(config: &SupervisorConfig, name: &str) -> bool {
             }
     })
 }
+
+/// The tree paths of every child of kind `name` (depth first, in file order).
+pub fn paths_of_kind(config: &SupervisorConfig, parent: &str, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for c in &config.children {
+        let path = format!("{parent}/{}", c.name);
+        if c.kind.name() == name {
+            found.push(path.clone());
+        }
+        if let Kind::Supervisor(sup) = &c.kind {
+            found.extend(paths_of_kind(sup, &path, name));
+        }
+    }
+    found
+}

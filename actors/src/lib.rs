@@ -12,6 +12,8 @@
 pub mod alerts;
 pub mod heartbeat;
 pub mod metrics;
+pub mod observe;
+pub mod slot;
 pub mod store;
 pub mod supervision;
 

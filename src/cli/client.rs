@@ -11,7 +11,8 @@ use super::{exit, render, Cli, Cmd, Global};
 use crate::config;
 use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
-    code, Command, EventsResult, ReloadResult, Response, Status, TreeResult,
+    code, AnomaliesResult, Command, EventsResult, MetricsResult, ReloadResult, Response, Status,
+    TreeResult,
 };
 
 /// Runs a client command; its exit code.
@@ -340,6 +341,13 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             after: None,
         },
         Cmd::Shutdown => Command::Shutdown,
+        Cmd::Metrics { name, since } => Command::Metrics {
+            name: name.clone(),
+            since_s: Some(since.as_secs().max(1)),
+        },
+        Cmd::Anomalies { since } => Command::Anomalies {
+            since_s: Some(since.as_secs().max(1)),
+        },
         Cmd::Call { path, op, args } => Command::Call {
             path: path.clone(),
             op: op.clone(),
@@ -434,6 +442,24 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
         Cmd::Call { op, .. } => {
             if human {
                 render::call(out, op.is_none(), &result)?;
+            }
+            exit::OK
+        }
+        Cmd::Metrics { .. } => {
+            let Some(m) = typed::<MetricsResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::metrics(out, &m)?;
+            }
+            exit::OK
+        }
+        Cmd::Anomalies { .. } => {
+            let Some(a) = typed::<AnomaliesResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::anomalies(out, &a)?;
             }
             exit::OK
         }

@@ -118,6 +118,21 @@ pub enum Cmd {
         #[arg(value_name = "KEY=VALUE")]
         args: Vec<String>,
     },
+    /// Metric summaries over a window: count, success rate, min/avg/max, p50/p95/p99, per
+    /// series, per metric, and for the whole system.
+    Metrics {
+        /// Only this metric (actor_restarts, alert_delivery, ...).
+        name: Option<String>,
+        /// The window (e.g. 1h, 24h, 30d); summaries start at the hour it falls in.
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
+        since: Duration,
+    },
+    /// Anomalies the metrics actor detected (z-score and EWMA).
+    Anomalies {
+        /// The window (e.g. 1h, 24h, 30d).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
+        since: Duration,
+    },
     /// Stop the daemon in order.
     Shutdown,
 }

@@ -4,7 +4,9 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::control::protocol::{Event, OpsResult, ReloadResult, Status, TreeResult};
+use crate::control::protocol::{
+    AnomaliesResult, Event, MetricsResult, OpsResult, ReloadResult, SeriesRow, Status, TreeResult,
+};
 
 /// Paths wider than this are not padded further (a deep tree must not make every line huge).
 const MAX_PATH_COLUMN: usize = 60;
@@ -194,4 +196,88 @@ pub fn call(out: &mut dyn Write, listing: bool, result: &serde_json::Value) -> i
             serde_json::to_string_pretty(other).unwrap_or_else(|_| other.to_string())
         ),
     }
+}
+
+/// A value in its unit, short: `12ms`, `3.4s`, `1.2 MiB`, `0.95`.
+fn value(v: Option<f64>, unit: &str) -> String {
+    let Some(v) = v.filter(|v| v.is_finite()) else {
+        return "-".into();
+    };
+    match unit {
+        "seconds" if v.abs() < 1e-3 => format!("{:.0}us", v * 1e6),
+        "seconds" if v.abs() < 1.0 => format!("{:.1}ms", v * 1e3),
+        "seconds" => format!("{v:.2}s"),
+        "bytes" if v.abs() >= 1024.0 * 1024.0 * 1024.0 => {
+            format!("{:.1}GiB", v / (1024.0 * 1024.0 * 1024.0))
+        }
+        "bytes" if v.abs() >= 1024.0 * 1024.0 => format!("{:.1}MiB", v / (1024.0 * 1024.0)),
+        "bytes" if v.abs() >= 1024.0 => format!("{:.1}KiB", v / 1024.0),
+        _ if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+        _ => format!("{v:.3}"),
+    }
+}
+
+fn series_line(out: &mut dyn Write, r: &SeriesRow, label: &str) -> io::Result<()> {
+    let rate = r
+        .success_rate
+        .map_or("-".to_string(), |x| format!("{:.1}%", x * 100.0));
+    let u = r.unit.as_str();
+    writeln!(
+        out,
+        "{label:<44} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        r.count,
+        rate,
+        value(r.min, u),
+        value(r.avg, u),
+        value(r.max, u),
+        value(r.p50, u),
+        value(r.p95, u),
+        value(r.p99, u),
+    )
+}
+
+pub fn metrics(out: &mut dyn Write, m: &MetricsResult) -> io::Result<()> {
+    writeln!(out, "from {} to {}", m.from, m.to)?;
+    let s = &m.system;
+    let rate = s
+        .success_rate
+        .map_or("-".to_string(), |x| format!("{:.2}%", x * 100.0));
+    writeln!(
+        out,
+        "system: {} samples in {} series; {} operations, {} failed, success {rate}",
+        s.samples, s.series, s.operations, s.failed
+    )?;
+    if m.series.is_empty() {
+        return writeln!(out, "no samples in this window");
+    }
+    writeln!(
+        out,
+        "\n{:<44} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "METRIC / SUBJECT", "COUNT", "OK", "MIN", "AVG", "MAX", "P50", "P95", "P99"
+    )?;
+    for metric in &m.metrics {
+        series_line(out, metric, &metric.name)?;
+        for r in m.series.iter().filter(|r| r.name == metric.name) {
+            let subject = if r.subject.is_empty() {
+                "(daemon)"
+            } else {
+                &r.subject
+            };
+            series_line(out, r, &format!("  {subject}"))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn anomalies(out: &mut dyn Write, a: &AnomaliesResult) -> io::Result<()> {
+    if a.anomalies.is_empty() {
+        return writeln!(out, "no anomalies");
+    }
+    if a.truncated {
+        writeln!(out, "(the {} most recent)", a.anomalies.len())?;
+    }
+    for x in &a.anomalies {
+        writeln!(out, "{}  {}", x.at, x.message)?;
+    }
+    Ok(())
 }

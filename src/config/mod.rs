@@ -231,7 +231,21 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
                     "[root] has no children: add at least one [[root.children]] (a tree of nothing supervises nothing)",
                 );
             }
+            let root_span = t.span.clone();
             t.finish(&mut d);
+            for kind in Kind::singletons() {
+                let paths = crate::wiring::paths_of_kind(&root, "root", kind);
+                if paths.len() > 1 {
+                    d.error(
+                        root_span.clone(),
+                        format!(
+                            "the tree may have one child of kind `{kind}` (it serves the whole daemon), not {}: {}",
+                            paths.len(),
+                            paths.join(", ")
+                        ),
+                    );
+                }
+            }
             root
         }
         None => {

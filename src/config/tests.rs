@@ -164,7 +164,7 @@ password = "hunter2"
         "t.toml:8:10: `period` in [root]: \"soon\" is not a duration",
         "t.toml:9:35: `max` in the backoff of [root] must not be less than `initial`",
         "t.toml:12:8: \"a/b\" is not a valid name: a child name is 1 to 64 characters: letters, digits, '-', '_' and '.', starting with a letter or digit, without '..'",
-        "t.toml:17:8: unknown kind \"heartbat\" for child `root/dup`: it must be one of `supervisor`, `heartbeat`; did you mean `heartbeat`?",
+        "t.toml:17:8: unknown kind \"heartbat\" for child `root/dup`: it must be one of `supervisor`, `heartbeat`, ",
         "t.toml:20:8: duplicate child name \"dup\" under `root`",
         "t.toml:22:9: `every` in child `root/dup` must be a string, not an integer",
         "t.toml:24:1: a child of `root` is missing the required key `name`",

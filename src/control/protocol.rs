@@ -71,6 +71,19 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<i64>,
     },
+    /// Metric summaries over the last `since_s` seconds (default a day): per series, per
+    /// metric, and for the whole system; only metric `name` when given.
+    Metrics {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_s: Option<u64>,
+    },
+    /// Anomalies detected over the last `since_s` seconds (default a day), newest last.
+    Anomalies {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_s: Option<u64>,
+    },
     /// An operation of the actor at `path`, handled by its kind (`src/kinds/`). Without `op`:
     /// the kind's operations.
     Call {
@@ -91,6 +104,8 @@ impl Command {
             Command::Status
                 | Command::Tree
                 | Command::Events { .. }
+                | Command::Metrics { .. }
+                | Command::Anomalies { .. }
                 | Command::Reload { dry_run: true }
         )
     }
@@ -109,8 +124,83 @@ impl Command {
             Command::Shutdown => "shutdown",
             Command::Subscribe { .. } => "subscribe",
             Command::Call { .. } => "call",
+            Command::Metrics { .. } => "metrics",
+            Command::Anomalies { .. } => "anomalies",
         }
     }
+}
+
+/// One series' (or metric's, or the system's) summary over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRow {
+    pub name: String,
+    /// Of what; `*` for a metric's total over its subjects, `""` for the daemon as a whole.
+    pub subject: String,
+    pub unit: String,
+    pub count: u64,
+    pub ok: u64,
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
+}
+
+/// The answer to `metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsResult {
+    /// The window covered (RFC 3339): summaries come from hourly rollups, so it starts at the
+    /// hour `--since` falls in.
+    pub from: String,
+    pub to: String,
+    /// Per metric and subject.
+    pub series: Vec<SeriesRow>,
+    /// Per metric, over all its subjects.
+    pub metrics: Vec<SeriesRow>,
+    /// The whole system: every operation with an outcome (count, success rate).
+    pub system: SystemSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemSummary {
+    pub samples: u64,
+    pub operations: u64,
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    pub series: usize,
+}
+
+/// One detected anomaly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyRow {
+    pub at: String,
+    pub metric: String,
+    pub subject: String,
+    pub value: f64,
+    /// The strongest score (signed, in standard deviations) and its method.
+    pub score: f64,
+    pub method: String,
+    pub expected: f64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomaliesResult {
+    pub anomalies: Vec<AnomalyRow>,
+    /// More matched than the answer holds (the most recent are kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// What a subscription streams.

@@ -61,6 +61,8 @@ impl Daemon {
                 self.events(id, &query, limit, after).await
             }
             Command::Call { path, op, args } => self.call(id, &path, op, args).await,
+            Command::Metrics { name, since_s } => self.metrics(id, name, since_s).await,
+            Command::Anomalies { since_s } => self.anomalies(id, since_s).await,
             // The server turns the connection into a stream (`Daemon::stream`).
             Command::Subscribe { .. } => Response::error(
                 id,

@@ -6,10 +6,12 @@
 //! - `start`: the startup steps and the main loop;
 //! - `handle`: answering control requests;
 //! - `reload`: reload as a diff, and the step runner shared with startup;
+//! - `queries`: `metrics` and `anomalies` (read pool only);
 //! - `notify`: systemd notifications and the watchdog interval.
 
 mod handle;
 mod notify;
+mod queries;
 mod reload;
 mod start;
 mod stream;

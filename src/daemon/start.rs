@@ -79,7 +79,7 @@ async fn record_run(store: &Store, origin: &Origin) -> Option<i64> {
     };
     match store.durable(op, Some(RUN_RECORD_TIMEOUT)).await {
         Ok(DurableReply::Id(id)) => Some(id),
-        Ok(DurableReply::Done) => None,
+        Ok(_) => None,
         Err(e) => {
             tracing::warn!(error = %e, "cannot record this run in the store");
             None
@@ -114,7 +114,7 @@ const RUN_RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 async fn start_tree(config: &Config, services: &Services) -> Result<Tree, String> {
     let tree = Tree::start(
         SupervisorSpec::default().with_settings(config.root.settings),
-        services.store.sink(),
+        metasystem_actors::observe::sink(services.metrics.clone(), services.alerts.clone()),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -155,6 +155,8 @@ pub(super) async fn start_and_serve(
     let run_id = record_run(&store, &origin).await;
     let services = Services {
         store: store.clone(),
+        metrics: metasystem_actors::metrics::Metrics::new(store.clone()),
+        alerts: metasystem_actors::alerts::Alerts::new(store.clone()),
         watchdog: notify::watchdog_interval(),
     };
     if services.watchdog.is_some() && !wiring::has_kind(&config.root, "heartbeat") {

@@ -12,11 +12,14 @@
 //! vanishes from a valid config.
 
 pub mod heartbeat;
+pub mod metrics;
 pub mod supervisor;
 
 use std::future::Future;
 use std::time::Duration;
 
+use metasystem_actors::alerts::Alerts;
+use metasystem_actors::metrics::Metrics;
 use metasystem_actors::store::Store;
 use metasystem_actors::{ChildSpec, Shutdown, Tree};
 use serde::Serialize;
@@ -29,6 +32,10 @@ use crate::config::reader::{Diags, Table};
 pub struct Services {
     /// The store: events and metric samples (telemetry lane), durable state.
     pub store: Store,
+    /// Where every actor reports samples (the metrics actor when it runs, else the store).
+    pub metrics: Metrics,
+    /// Where every actor raises alerts (the alerts actor when it runs, else the log).
+    pub alerts: Alerts,
     /// The systemd watchdog interval, when one is set.
     pub watchdog: Option<Duration>,
 }
@@ -87,6 +94,8 @@ pub trait ActorKind: Sized + Clone + PartialEq + std::fmt::Debug + Send + Sync +
     const DEFAULT_START_TIMEOUT: Option<Duration> = Some(metasystem_actors::WORKER_START_TIMEOUT);
     /// Whether `start_timeout` may be set (a supervisor's start is its children's starts).
     const HAS_START_TIMEOUT: bool = true;
+    /// Whether the tree may hold at most one child of this kind (it serves the whole daemon).
+    const SINGLETON: bool = false;
     /// The operations `call` accepts for an actor of this kind.
     const OPS: &'static [Op];
 
@@ -174,6 +183,17 @@ macro_rules! kinds {
                 false
             }
 
+            /// The kinds of which the tree may hold at most one child.
+            pub fn singletons() -> Vec<&'static str> {
+                let mut names = Vec::new();
+                $(
+                    if <$config as ActorKind>::SINGLETON {
+                        names.push(<$config as ActorKind>::NAME);
+                    }
+                )+
+                names
+            }
+
             /// The operations of the kind named `name`.
             pub fn ops(name: &str) -> Option<&'static [Op]> {
                 $(
@@ -208,6 +228,7 @@ macro_rules! kinds {
 kinds! {
     Supervisor => supervisor::SupervisorConfig,
     Heartbeat => heartbeat::HeartbeatConfig,
+    Metrics => metrics::MetricsConfig,
 }
 
 /// Checks `op` against `ops`: the error lists the valid ones and suggests the nearest.

@@ -214,7 +214,8 @@ fn an_invalid_file_changes_nothing_and_lists_every_error() {
     let kind_line = line_of("heartbaet", 0);
     let dup_line = line_of("name = \"keep\"", 1);
     assert!(
-        lines[0].ends_with(&format!(":{kind_line}:8: unknown kind \"heartbaet\" for child `root/bad`: it must be one of `supervisor`, `heartbeat`; did you mean `heartbeat`?")),
+        lines[0].contains(&format!(":{kind_line}:8: unknown kind \"heartbaet\" for child `root/bad`: it must be one of `supervisor`, `heartbeat`, "))
+            && lines[0].ends_with("; did you mean `heartbeat`?"),
         "{}",
         lines[0]
     );

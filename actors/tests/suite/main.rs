@@ -5,6 +5,7 @@ mod backoff;
 mod dynamic;
 mod intensity;
 mod lifecycle;
+mod metrics;
 mod operations;
 mod regressions;
 mod restart_matrix;

@@ -1,0 +1,112 @@
+//! Watching the tree: every lifecycle event the engine emits becomes a stored event, samples,
+//! and (for restarts and give-ups) alerts. This is the one place that turns the engine's
+//! vocabulary into the metrics' and the alerts'; the engine knows nothing of either.
+
+use crate::alerts::{Alert, Alerts, Severity};
+use crate::metrics::{Metric, Metrics, Sample};
+use crate::store::{unix_ms, StoredEvent};
+use crate::supervision::event::{EventKind, EventSink, LifecycleEvent};
+use crate::supervision::exit::ExitReason;
+
+/// The dedup key of "this actor keeps restarting".
+pub fn restart_key(path: &str) -> String {
+    format!("restart:{path}")
+}
+
+/// The dedup key of "this supervisor gave up".
+pub fn gave_up_key(path: &str) -> String {
+    format!("gave_up:{path}")
+}
+
+/// The samples a lifecycle event stands for.
+pub fn samples_of(e: &LifecycleEvent) -> Vec<Sample> {
+    let at_ms = unix_ms(e.at);
+    let sample = |metric: Metric, value: f64, ok: Option<bool>| Sample {
+        at_ms,
+        metric,
+        subject: e.path.clone(),
+        value,
+        ok,
+    };
+    match &e.kind {
+        EventKind::Started { .. } | EventKind::Restarted { .. } => {
+            vec![sample(Metric::ActorStarts, 1.0, Some(true))]
+        }
+        EventKind::StartFailed { .. } => vec![
+            sample(Metric::ActorStarts, 1.0, Some(false)),
+            sample(Metric::ActorStartFailures, 1.0, None),
+        ],
+        EventKind::Exited { reason, .. } => {
+            let ok = matches!(reason, ExitReason::Normal | ExitReason::Shutdown);
+            vec![sample(Metric::ActorExits, 1.0, Some(ok))]
+        }
+        EventKind::RestartScheduled { delay, .. } => vec![
+            sample(Metric::ActorRestarts, 1.0, None),
+            sample(Metric::ActorRestartDelay, delay.as_secs_f64(), None),
+        ],
+        EventKind::GaveUp { .. } => vec![sample(Metric::ActorGiveUps, 1.0, None)],
+    }
+}
+
+/// The alert a lifecycle event raises or clears, if any.
+fn alert_of(e: &LifecycleEvent, alerts: &Alerts) {
+    match &e.kind {
+        EventKind::RestartScheduled { delay, attempt } => {
+            let key = restart_key(&e.path);
+            // The backoff counts restarts since the child last stayed up: the first of a new
+            // run ends the previous condition, so `after` counts restarts in a row.
+            if *attempt <= 1 {
+                alerts.clear(key.clone());
+            }
+            let mut alert = Alert::new(
+                Severity::Warning,
+                format!("actor restarting: {}", e.path),
+                &e.path,
+            )
+            .body(format!(
+                "{} is being restarted (restart #{attempt} in a row, next in {})",
+                e.path,
+                humantime::format_duration(std::time::Duration::from_millis(
+                    delay.as_millis() as u64
+                ))
+            ))
+            .label("path", &e.path);
+            alert.key = Some(key);
+            alerts.raise(alert);
+        }
+        EventKind::GaveUp { intensity, period } => {
+            let mut alert = Alert::new(
+                Severity::Critical,
+                format!("supervisor gave up: {}", e.path),
+                &e.path,
+            )
+            .body(format!(
+                "{} had more than {intensity} restarts in {} and gave up; its parent restarts it \
+                 (or, for the root, the daemon exits for its service manager to restart)",
+                e.path,
+                humantime::format_duration(*period)
+            ))
+            .label("path", &e.path)
+            .at_once();
+            alert.key = Some(gave_up_key(&e.path));
+            alerts.raise(alert);
+        }
+        EventKind::Exited {
+            reason: ExitReason::Shutdown | ExitReason::Normal,
+            ..
+        } => {
+            // Stopped on purpose (or done): whatever was wrong with it is over.
+            alerts.clear(restart_key(&e.path));
+        }
+        _ => {}
+    }
+}
+
+/// The engine's event sink for a daemon: store, samples, alerts.
+pub fn sink(metrics: Metrics, alerts: Alerts) -> EventSink {
+    EventSink::from_fn(move |event| {
+        metrics.store().record(StoredEvent::from(&event));
+        metrics.report_many(samples_of(&event));
+        alert_of(&event, &alerts);
+    })
+}

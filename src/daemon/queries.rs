@@ -1,0 +1,177 @@
+//! Answering the read-only queries over stored telemetry: `metrics` and `anomalies`. Through
+//! the store's read pool: they never wait behind writes.
+
+use std::time::{Duration, SystemTime};
+
+use metasystem_actors::metrics::stats::Summary;
+use metasystem_actors::metrics::Metric;
+use metasystem_actors::store::{self, format_ms, samples, unix_ms, EventQuery};
+use serde_json::json;
+
+use super::Daemon;
+use crate::control::protocol::{
+    code, AnomaliesResult, AnomalyRow, MetricsResult, Response, SeriesRow, SystemSummary,
+};
+
+/// The window when `--since` is not given.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// `anomalies` answers at most this many (the most recent).
+const MAX_ANOMALIES: usize = 1000;
+/// Before reading, the store is given this long to write what waits.
+const FLUSH: Duration = Duration::from_millis(500);
+
+fn since_ms(since_s: Option<u64>) -> i64 {
+    let window = since_s.map_or(DEFAULT_WINDOW, Duration::from_secs);
+    unix_ms(
+        SystemTime::now()
+            .checked_sub(window)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    )
+}
+
+fn row(name: &str, subject: &str, s: &Summary) -> SeriesRow {
+    let unit = Metric::parse(name).map_or("", |m| m.unit().as_str());
+    SeriesRow {
+        name: name.to_string(),
+        subject: subject.to_string(),
+        unit: unit.to_string(),
+        count: s.count,
+        ok: s.ok,
+        failed: s.failed,
+        success_rate: s.success_rate(),
+        min: s.min(),
+        avg: s.mean(),
+        max: s.max(),
+        p50: s.quantile(0.5),
+        p95: s.quantile(0.95),
+        p99: s.quantile(0.99),
+    }
+}
+
+/// Checks a metric name: an unknown one is a typo, not an empty answer.
+pub(super) fn check_metric(name: &str) -> Result<(), String> {
+    if Metric::parse(name).is_some() {
+        return Ok(());
+    }
+    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+    let hint = match crate::config::reader::suggest(name, &names) {
+        Some(close) => format!("; did you mean `{close}`?"),
+        None => String::new(),
+    };
+    Err(format!(
+        "unknown metric `{name}`: it must be {}{hint}",
+        crate::config::reader::one_of(&names)
+    ))
+}
+
+impl Daemon {
+    pub(super) async fn metrics(
+        &self,
+        id: Option<u64>,
+        name: Option<String>,
+        since_s: Option<u64>,
+    ) -> Response {
+        if let Some(name) = &name {
+            if let Err(message) = check_metric(name) {
+                return Response::error(id, code::BAD_REQUEST, message);
+            }
+        }
+        let since = since_ms(since_s);
+        let _ = self.store.flush(Some(FLUSH)).await;
+        let found = match samples::summaries(self.store.reader(), since, name.as_deref()).await {
+            Ok(found) => found,
+            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+        };
+        let mut per_metric: std::collections::BTreeMap<&str, Summary> = Default::default();
+        let mut system = SystemSummary {
+            samples: 0,
+            operations: 0,
+            failed: 0,
+            success_rate: None,
+            series: found.len(),
+        };
+        for s in &found {
+            per_metric
+                .entry(s.name.as_str())
+                .or_default()
+                .merge(&s.summary);
+            system.samples += s.summary.count;
+            system.operations += s.summary.ok + s.summary.failed;
+            system.failed += s.summary.failed;
+        }
+        if system.operations > 0 {
+            system.success_rate =
+                Some((system.operations - system.failed) as f64 / system.operations as f64);
+        }
+        let result = MetricsResult {
+            from: format_ms(samples::hour_of(since)),
+            to: format_ms(unix_ms(SystemTime::now())),
+            series: found
+                .iter()
+                .map(|s| row(&s.name, &s.subject, &s.summary))
+                .collect(),
+            metrics: per_metric
+                .iter()
+                .map(|(name, s)| row(name, "*", s))
+                .collect(),
+            system,
+        };
+        Response::ok(id, json!(result))
+    }
+
+    pub(super) async fn anomalies(&self, id: Option<u64>, since_s: Option<u64>) -> Response {
+        let query = EventQuery {
+            since: Some(
+                SystemTime::UNIX_EPOCH + Duration::from_millis(since_ms(since_s).max(0) as u64),
+            ),
+            path: None,
+            kind: Some("anomaly".into()),
+        };
+        let _ = self.store.flush(Some(FLUSH)).await;
+        let reader = self.store.reader();
+        let rows = async {
+            let cursor = store::events::last_n_cursor(reader, &query, MAX_ANOMALIES).await?;
+            let rows = store::events::page(reader, &query, cursor, MAX_ANOMALIES).await?;
+            Ok::<_, String>((cursor.is_some(), rows))
+        }
+        .await;
+        let (truncated, rows) = match rows {
+            Ok(found) => found,
+            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+        };
+        let anomalies = rows
+            .iter()
+            .map(|r| {
+                let d = &r.data;
+                let best = d["scores"]
+                    .as_array()
+                    .and_then(|s| {
+                        s.iter().max_by(|a, b| {
+                            let f =
+                                |v: &serde_json::Value| v["score"].as_f64().unwrap_or(0.0).abs();
+                            f(a).total_cmp(&f(b))
+                        })
+                    })
+                    .cloned()
+                    .unwrap_or_default();
+                AnomalyRow {
+                    at: format_ms(r.at_ms),
+                    metric: d["metric"].as_str().unwrap_or("").to_string(),
+                    subject: d["subject"].as_str().unwrap_or("").to_string(),
+                    value: d["value"].as_f64().unwrap_or(f64::NAN),
+                    score: best["score"].as_f64().unwrap_or(0.0),
+                    method: best["method"].as_str().unwrap_or("").to_string(),
+                    expected: best["expected"].as_f64().unwrap_or(f64::NAN),
+                    message: r.message.clone(),
+                }
+            })
+            .collect();
+        Response::ok(
+            id,
+            json!(AnomaliesResult {
+                anomalies,
+                truncated
+            }),
+        )
+    }
+}

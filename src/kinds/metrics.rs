@@ -1,0 +1,168 @@
+//! `kind = "metrics"`: watches every sample for anomalies (z-score and EWMA), keeps samples for
+//! `retention` and hourly rollups for `rollup_retention` (see `metasystem_actors::metrics`).
+//!
+//! Config: `retention` (default 30d), `rollup_retention` (default 366d), `zscore_threshold`
+//! (default 2.0), `window` (values the z-score looks back on, default 100), `min_samples`
+//! (default 10), `ewma_alpha` (default 0.1), `ewma_threshold` (default 3.0), `anomaly_gap`
+//! (at most one anomaly reported per series per gap, default 1m).
+//! Operations: `status`.
+
+use std::time::Duration;
+
+use metasystem_actors::metrics::anomaly::DetectorConfig;
+use metasystem_actors::metrics::{MetricsActor, MetricsArgs, MetricsMessage};
+use metasystem_actors::ChildSpec;
+use serde_json::Value;
+
+use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
+use crate::config::bounded;
+use crate::config::reader::Table;
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    pub retention: Duration,
+    pub rollup_retention: Duration,
+    pub detector: DetectorConfig,
+}
+
+/// A number within `[min, max]`.
+fn number_in(
+    cx: &mut ParseCx<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+    min: f64,
+    max: f64,
+    default: f64,
+) -> f64 {
+    let Some(v) = t.number(cx.d, key) else {
+        return default;
+    };
+    let value = *v.get_ref();
+    if value < min || value > max || (min == 0.0 && value == 0.0) {
+        let low = if min == 0.0 {
+            "more than 0".to_string()
+        } else {
+            format!("at least {min}")
+        };
+        cx.d.error(
+            v.span(),
+            format!("`{key}` in {} must be {low} and at most {max}", t.context),
+        );
+        return default;
+    }
+    value
+}
+
+fn count_in(
+    cx: &mut ParseCx<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+    min: i64,
+    max: i64,
+    default: usize,
+) -> usize {
+    let Some(v) = t.integer(cx.d, key) else {
+        return default;
+    };
+    let value = *v.get_ref();
+    if !(min..=max).contains(&value) {
+        cx.d.error(
+            v.span(),
+            format!("`{key}` in {} must be between {min} and {max}", t.context),
+        );
+        return default;
+    }
+    value as usize
+}
+
+impl ActorKind for MetricsConfig {
+    const NAME: &'static str = "metrics";
+    const SINGLETON: bool = true;
+    const OPS: &'static [Op] = &[Op {
+        name: "status",
+        args: "",
+        summary: "samples seen, series watched, anomalies, retention, thresholds",
+    }];
+
+    fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
+        let max = crate::config::MAX_DURATION;
+        let retention =
+            bounded(cx.d, t, "retention", Duration::from_secs(3600), max).unwrap_or(30 * DAY);
+        let rollup_retention = bounded(cx.d, t, "rollup_retention", DAY, max).unwrap_or(max);
+        let defaults = DetectorConfig::default();
+        let window = count_in(cx, t, "window", 2, 100_000, defaults.window);
+        let min_samples = count_in(cx, t, "min_samples", 2, 100_000, defaults.min_samples);
+        if min_samples > window {
+            cx.d.error(
+                t.span.clone(),
+                format!(
+                    "`min_samples` ({min_samples}) in {} cannot be more than `window` ({window})",
+                    t.context
+                ),
+            );
+        }
+        let detector = DetectorConfig {
+            window,
+            min_samples: min_samples.min(window),
+            zscore_threshold: number_in(
+                cx,
+                t,
+                "zscore_threshold",
+                0.0,
+                1000.0,
+                defaults.zscore_threshold,
+            ),
+            ewma_alpha: number_in(cx, t, "ewma_alpha", 0.0, 1.0, defaults.ewma_alpha),
+            ewma_threshold: number_in(
+                cx,
+                t,
+                "ewma_threshold",
+                0.0,
+                1000.0,
+                defaults.ewma_threshold,
+            ),
+            min_gap_ms: bounded(cx.d, t, "anomaly_gap", Duration::ZERO, DAY)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(defaults.min_gap_ms),
+        };
+        if rollup_retention < retention {
+            cx.d.error(
+                t.span.clone(),
+                format!(
+                    "`rollup_retention` in {} must be at least `retention` (rollups summarise the samples)",
+                    t.context
+                ),
+            );
+        }
+        Some(MetricsConfig {
+            retention,
+            rollup_retention,
+            detector,
+        })
+    }
+
+    fn child_spec(&self, name: &str, services: &Services) -> ChildSpec {
+        let (config, services) = (self.clone(), services.clone());
+        ChildSpec::worker(name, Self::NAME, move |ctx| {
+            (
+                MetricsActor,
+                MetricsArgs {
+                    path: ctx.path.clone(),
+                    metrics: services.metrics.clone(),
+                    alerts: services.alerts.clone(),
+                    detector: config.detector.clone(),
+                    retention: config.retention,
+                    rollup_retention: config.rollup_retention,
+                },
+            )
+        })
+    }
+
+    async fn call(cx: CallCx<'_>, op: &str, args: Value) -> Result<Value, CallError> {
+        super::check_op(Self::NAME, Self::OPS, op)?;
+        super::args::<NoArgs>(op, args)?;
+        super::reply(&super::ask(&cx, MetricsMessage::Status).await?)
+    }
+}
