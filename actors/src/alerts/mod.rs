@@ -2,13 +2,19 @@
 //! silences, and a durable outbox delivered with retry.
 //!
 //! - [`alert`]: what an alert and a notification are.
+//! - [`engine`]: the decision (thresholds, dedup, cooldowns, silences, resolution), pure.
+//! - [`group`]: grouping per channel and retry delays, pure.
 //! - [`hub`]: [`Alerts`], the handle every actor raises and clears alerts through.
 //! - `actor`: `AlertsActor`.
 
 pub mod actor;
 pub mod alert;
+pub mod engine;
+pub mod group;
 pub mod hub;
 
 pub use actor::AlertsMessage;
 pub use alert::{fingerprint, Alert, Notification, PerSeverity, Severity, Status};
+pub use engine::{Decision, Engine, Policy};
+pub use group::{full_jitter, next_attempt_delay, Groups};
 pub use hub::Alerts;
