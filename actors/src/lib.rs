@@ -17,6 +17,11 @@ pub mod slot;
 pub mod store;
 pub mod supervision;
 
+/// Loopback HTTP and SMTP sinks for tests (feature `testkit`).
+#[cfg(feature = "testkit")]
+#[path = "testkit_net.rs"]
+pub mod sinks;
+
 // The engine's API, at the crate root for brevity.
 #[cfg(feature = "testkit")]
 pub use supervision::testkit;

@@ -4,11 +4,13 @@
 //! - [`alert`]: what an alert and a notification are.
 //! - [`engine`]: the decision (thresholds, dedup, cooldowns, silences, resolution), pure.
 //! - [`group`]: grouping per channel and retry delays, pure.
+//! - [`channel`]: where notifications go (email, webhook, Slack, Discord, the log) and how.
 //! - [`hub`]: [`Alerts`], the handle every actor raises and clears alerts through.
 //! - `actor`: `AlertsActor`.
 
 pub mod actor;
 pub mod alert;
+pub mod channel;
 pub mod engine;
 pub mod group;
 pub mod hub;

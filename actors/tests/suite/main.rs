@@ -2,6 +2,7 @@
 //! on a paused tokio clock wherever time matters.
 
 mod backoff;
+mod channels;
 mod dynamic;
 mod intensity;
 mod lifecycle;

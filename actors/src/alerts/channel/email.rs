@@ -1,0 +1,408 @@
+//! The email channel: one text/plain message per batch over SMTP (lettre, tokio, rustls with
+//! aws-lc-rs).
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::text;
+use super::{EmailSpec, Outcome, Secret, Tls, ANSWER_CAP};
+use crate::alerts::alert::{Notification, Status};
+
+/// The header carrying the fingerprint of the batch's first notification.
+pub const FINGERPRINT_HEADER: &str = "X-Metasystem-Fingerprint";
+
+/// The longest subject, in characters (before "(+N more)").
+const SUBJECT_TITLE_MAX: usize = 160;
+
+/// A checked email channel.
+#[derive(Debug, Clone)]
+pub struct EmailTarget {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    /// Username and the password read from `password_env`.
+    pub credentials: Option<(String, Secret)>,
+}
+
+/// `host:port`, `[v6]:port`, or a bare host (the port then defaults by `tls`).
+pub fn parse_smtp(s: &str, tls: Tls) -> Result<(String, u16), String> {
+    let s = s.trim();
+    let bad = || format!("`smtp` {s:?} is not host:port");
+    if s.is_empty() {
+        return Err("no `smtp`".to_string());
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':').ok_or_else(bad)?)),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            Some(_) => return Err(bad()),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(bad());
+    }
+    let port = match port {
+        None => tls.default_port(),
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(bad()),
+        },
+    };
+    Ok((host.to_string(), port))
+}
+
+fn parse_mailbox(s: &str, field: &str) -> Result<Mailbox, String> {
+    s.trim()
+        .parse::<Mailbox>()
+        .map_err(|e| format!("`{field}` {s:?} is not an email address ({e})"))
+}
+
+/// Checks an email spec (reasons without the channel prefix).
+pub fn prepare(
+    spec: &EmailSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<EmailTarget, String> {
+    let smtp = spec.smtp.as_deref().unwrap_or_default();
+    let (host, port) = parse_smtp(smtp, spec.tls)?;
+    let from = match spec.from.as_deref().map(str::trim) {
+        None | Some("") => return Err("no `from`".to_string()),
+        Some(f) => parse_mailbox(f, "from")?,
+    };
+    if spec.to.is_empty() {
+        return Err("no `to`".to_string());
+    }
+    let to = spec
+        .to
+        .iter()
+        .map(|t| parse_mailbox(t, "to"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let username = spec
+        .username
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    let password_env = spec
+        .password_env
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let credentials = match (username, password_env) {
+        (None, None) => None,
+        (Some(_), None) => return Err("`username` without `password_env`".to_string()),
+        (None, Some(_)) => return Err("`password_env` without `username`".to_string()),
+        (Some(user), Some(var)) => match env(var) {
+            Some(pw) if !pw.is_empty() => Some((user.to_string(), Secret::new(pw))),
+            _ => return Err(format!("`password_env` {var} is not set")),
+        },
+    };
+    Ok(EmailTarget {
+        host,
+        port,
+        tls: spec.tls,
+        from,
+        to,
+        credentials,
+    })
+}
+
+/// `[metasystem] CRITICAL: <title>` (`RESOLVED` for a resolved one), `(+N more)` for a batch.
+pub fn subject(batch: &[Notification]) -> String {
+    let Some(first) = batch.first() else {
+        return "[metasystem] no alerts".to_string();
+    };
+    let tag = match first.status {
+        Status::Resolved => "RESOLVED".to_string(),
+        Status::Firing => first.severity.as_str().to_ascii_uppercase(),
+    };
+    let title = text::one_line(&first.title);
+    let title = text::truncate_units(title.trim(), SUBJECT_TITLE_MAX);
+    let mut s = format!("[metasystem] {tag}: {title}");
+    if batch.len() > 1 {
+        let _ = write!(s, " (+{} more)", batch.len() - 1);
+    }
+    s
+}
+
+/// The text body: one block per notification.
+pub fn body_text(batch: &[Notification], hostname: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} notification(s) from metasystem on {hostname}.",
+        batch.len()
+    );
+    for (i, n) in batch.iter().enumerate() {
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "== {}/{}: {}",
+            i + 1,
+            batch.len(),
+            text::one_line(&n.title)
+        );
+        let _ = writeln!(out, "Status:      {}", n.status.as_str());
+        let _ = writeln!(out, "Severity:    {}", n.severity.as_str());
+        let _ = writeln!(out, "Title:       {}", text::one_line(&n.title));
+        let _ = writeln!(out, "Source:      {}", text::one_line(&n.source));
+        let _ = writeln!(out, "Started:     {}", text::rfc3339(n.starts_at_ms));
+        if let Some(end) = n.ends_at_ms {
+            let _ = writeln!(out, "Ended:       {}", text::rfc3339(end));
+        }
+        let _ = writeln!(out, "Occurrences: {}", n.occurrences);
+        let _ = writeln!(out, "Fingerprint: {}", n.fingerprint);
+        if !n.labels.is_empty() {
+            let _ = writeln!(
+                out,
+                "Labels:      {}",
+                text::one_line(&text::labels_inline(&n.labels))
+            );
+        }
+        let body = n.body.trim_end();
+        if !body.is_empty() {
+            out.push('\n');
+            out.push_str(body);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The message for a batch: From, To (every recipient), Subject, Date, Message-ID,
+/// `X-Metasystem-Fingerprint` (of the first notification), a text/plain UTF-8 body.
+pub fn build_message(
+    target: &EmailTarget,
+    hostname: &str,
+    batch: &[Notification],
+) -> Result<Message, String> {
+    let fp = batch
+        .first()
+        .map(|n| n.fingerprint.as_str())
+        .unwrap_or("none");
+    let domain: String = hostname
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        .collect();
+    let domain = if domain.is_empty() {
+        "localhost".to_string()
+    } else {
+        domain
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let fp_clean: String = fp.chars().filter(char::is_ascii_alphanumeric).collect();
+    let mut builder = Message::builder()
+        .from(target.from.clone())
+        .subject(subject(batch))
+        .date(SystemTime::now())
+        .message_id(Some(format!(
+            "<{fp_clean}.{now_ms}.{:08x}@{domain}>",
+            fastrand::u32(..)
+        )))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str(FINGERPRINT_HEADER),
+            text::one_line(fp),
+        ))
+        .header(ContentType::TEXT_PLAIN);
+    for to in &target.to {
+        builder = builder.to(to.clone());
+    }
+    builder
+        .body(body_text(batch, hostname))
+        .map_err(|e| format!("cannot build the message: {e}"))
+}
+
+fn transport(
+    target: &EmailTarget,
+    hostname: &str,
+    timeout: Duration,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, lettre::transport::smtp::Error> {
+    type Smtp = AsyncSmtpTransport<Tokio1Executor>;
+    let builder = match target.tls {
+        Tls::None => Smtp::builder_dangerous(target.host.clone()),
+        // STARTTLS required: no credentials or message go out if the server does not offer it.
+        Tls::StartTls => Smtp::starttls_relay(&target.host)?,
+        Tls::Tls => Smtp::relay(&target.host)?,
+    };
+    let mut builder = builder
+        .port(target.port)
+        .hello_name(client_id(hostname))
+        .timeout(Some(timeout));
+    if let Some((user, pw)) = &target.credentials {
+        builder = builder.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
+    }
+    Ok(builder.build())
+}
+
+/// The EHLO name: the hostname when it is a valid domain or address, else lettre's default.
+fn client_id(hostname: &str) -> ClientId {
+    match hostname.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => ClientId::Ipv4(a),
+        Ok(std::net::IpAddr::V6(a)) => ClientId::Ipv6(a),
+        Err(_)
+            if !hostname.is_empty()
+                && hostname
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-')) =>
+        {
+            ClientId::Domain(hostname.to_string())
+        }
+        Err(_) => ClientId::default(),
+    }
+}
+
+/// Classifies an SMTP failure: 4xx replies, connection, TLS and protocol errors are
+/// transient; 5xx replies permanent.
+pub fn classify_error(e: &lettre::transport::smtp::Error) -> Outcome {
+    let code = e.status().map(u16::from);
+    let error = text::truncate_bytes(&text::error_chain(e), ANSWER_CAP);
+    if e.is_permanent() {
+        Outcome::Permanent { code, error }
+    } else {
+        Outcome::Transient {
+            code,
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// Sends one message for `batch`. Each SMTP step is bounded by `timeout`, the whole
+/// conversation by four times it.
+pub async fn send(
+    target: &EmailTarget,
+    hostname: &str,
+    timeout: Duration,
+    batch: &[Notification],
+) -> Outcome {
+    let message = match build_message(target, hostname, batch) {
+        Ok(m) => m,
+        Err(error) => return Outcome::Permanent { code: None, error },
+    };
+    let transport = match transport(target, hostname, timeout) {
+        Ok(t) => t,
+        Err(e) => return classify_error(&e),
+    };
+    let overall = timeout.saturating_mul(4);
+    let outcome = match tokio::time::timeout(overall, transport.send(message)).await {
+        Ok(Ok(response)) => {
+            let mut answer = u16::from(response.code()).to_string();
+            for line in response.message() {
+                answer.push(' ');
+                answer.push_str(line);
+            }
+            Outcome::Accepted {
+                code: Some(u16::from(response.code())),
+                answer: text::truncate_bytes(&answer, ANSWER_CAP),
+            }
+        }
+        Ok(Err(e)) => classify_error(&e),
+        Err(_) => Outcome::Transient {
+            code: None,
+            error: format!(
+                "SMTP conversation with {}:{} timed out after {overall:?}",
+                target.host, target.port
+            ),
+            retry_after: None,
+        },
+    };
+    // QUIT the pooled connection now rather than leave it idle.
+    let _ = tokio::time::timeout(timeout, transport.shutdown()).await;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::alert::Severity;
+    use crate::alerts::channel::tests_support::note;
+
+    #[test]
+    fn smtp_addresses() {
+        assert_eq!(
+            parse_smtp("mail.example.com:2525", Tls::None),
+            Ok(("mail.example.com".into(), 2525))
+        );
+        assert_eq!(
+            parse_smtp("mail.example.com", Tls::Tls),
+            Ok(("mail.example.com".into(), 465))
+        );
+        assert_eq!(
+            parse_smtp("mail.example.com", Tls::StartTls),
+            Ok(("mail.example.com".into(), 587))
+        );
+        assert_eq!(parse_smtp("[::1]:25", Tls::None), Ok(("::1".into(), 25)));
+        assert_eq!(parse_smtp("[::1]", Tls::None), Ok(("::1".into(), 25)));
+        for bad in [
+            "::1:25",
+            "host:0",
+            "host:70000",
+            "host:x",
+            ":25",
+            "[::1",
+            "[::1]x",
+            "a b:25",
+        ] {
+            assert!(parse_smtp(bad, Tls::None).is_err(), "{bad}");
+        }
+        assert_eq!(parse_smtp("", Tls::None), Err("no `smtp`".to_string()));
+    }
+
+    #[test]
+    fn subjects() {
+        let a = note(Severity::Critical, Status::Firing, "disk\nfull");
+        let b = note(Severity::Info, Status::Firing, "b");
+        let c = note(Severity::Warning, Status::Resolved, "c");
+        assert_eq!(
+            subject(std::slice::from_ref(&a)),
+            "[metasystem] CRITICAL: disk full"
+        );
+        assert_eq!(
+            subject(&[a, b.clone(), c.clone()]),
+            "[metasystem] CRITICAL: disk full (+2 more)"
+        );
+        assert_eq!(subject(&[c]), "[metasystem] RESOLVED: c");
+        let long = note(Severity::Info, Status::Firing, &"ß".repeat(1000));
+        assert!(subject(&[long]).chars().count() < 200);
+    }
+
+    #[test]
+    fn body_lists_every_notification() {
+        let mut a = note(Severity::Critical, Status::Firing, "a");
+        a.labels.insert("k".into(), "v".into());
+        a.occurrences = 4;
+        let b = note(Severity::Warning, Status::Resolved, "b");
+        let t = body_text(&[a.clone(), b.clone()], "host1");
+        assert!(t.starts_with("2 notification(s) from metasystem on host1."));
+        for needle in [
+            "== 1/2: a",
+            "Status:      firing",
+            "Severity:    critical",
+            "Occurrences: 4",
+            &format!("Fingerprint: {}", a.fingerprint),
+            "Labels:      k=v",
+            "body of a",
+            "== 2/2: b",
+            "Status:      resolved",
+            "Ended:       2023-11-14T22:14:20Z",
+            "Started:     2023-11-14T22:13:20.123Z",
+        ] {
+            assert!(t.contains(needle), "{needle} in {t}");
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! Alert channels: where notifications go (email, webhook, Slack, Discord, the log) and how one
+//! batch of notifications becomes one message on the wire.
+//!
+//! - [`prepare`] checks a [`ChannelSpec`] and resolves its secrets into a ready [`Channel`].
+//! - [`Deliverer::send`] sends one batch as one message and classifies the result
+//!   ([`Outcome`]: accepted, transient with an optional `retry_after`, permanent).
+//! - The payload builders ([`webhook::payload`], [`chat::slack_payload`],
+//!   [`chat::discord_payload`], [`email::build_message`]) are pure and truncate long texts
+//!   instead of rejecting them.
+
+pub mod chat;
+pub mod email;
+pub mod http;
+pub mod text;
+pub mod webhook;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::alerts::alert::{Notification, Severity, Status};
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tls {
+    /// Plain text (a local relay).
+    None,
+    /// Plain connection upgraded with STARTTLS, which the server must offer.
+    #[default]
+    StartTls,
+    /// Implicit TLS from the first byte (SMTPS, port 465).
+    Tls,
+}
+
+impl Tls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tls::None => "none",
+            Tls::StartTls => "starttls",
+            Tls::Tls => "tls",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tls> {
+        match s {
+            "none" => Some(Tls::None),
+            "starttls" => Some(Tls::StartTls),
+            "tls" => Some(Tls::Tls),
+            _ => None,
+        }
+    }
+
+    /// The port used when `smtp` names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Tls::None => 25,
+            Tls::StartTls => 587,
+            Tls::Tls => 465,
+        }
+    }
+}
+
+/// An email channel as configured.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EmailSpec {
+    /// `host:port` (`[v6]:port` for an IPv6 address; the port defaults by `tls`).
+    pub smtp: Option<String>,
+    pub tls: Tls,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub username: Option<String>,
+    /// The environment variable holding the SMTP password.
+    pub password_env: Option<String>,
+}
+
+/// What a channel is, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelKind {
+    Email(EmailSpec),
+    Webhook { url: Option<String> },
+    Slack { url: Option<String> },
+    Discord { url: Option<String> },
+    Log,
+}
+
+/// A configured channel: its name and kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelSpec {
+    pub name: String,
+    pub kind: ChannelKind,
+}
+
+impl ChannelKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ChannelKind::Email(_) => "email",
+            ChannelKind::Webhook { .. } => "webhook",
+            ChannelKind::Slack { .. } => "slack",
+            ChannelKind::Discord { .. } => "discord",
+            ChannelKind::Log => "log",
+        }
+    }
+}
+
+impl ChannelSpec {
+    /// `"email" | "webhook" | "slack" | "discord" | "log"`.
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+}
+
+/// The most notifications one message carries, per channel type.
+pub const WEBHOOK_MAX_PER_MESSAGE: usize = 100;
+pub const SLACK_MAX_PER_MESSAGE: usize = 10;
+pub const DISCORD_MAX_PER_MESSAGE: usize = 10;
+pub const EMAIL_MAX_PER_MESSAGE: usize = 50;
+
+/// A string that never shows in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A channel ready to send: spec checked, URL parsed, addresses parsed, password resolved.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    name: String,
+    target: Target,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Email(email::EmailTarget),
+    Webhook(reqwest::Url),
+    Slack(reqwest::Url),
+    /// With `wait=true` in its query.
+    Discord(reqwest::Url),
+    Log,
+}
+
+impl Channel {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self.target {
+            Target::Email(_) => "email",
+            Target::Webhook(_) => "webhook",
+            Target::Slack(_) => "slack",
+            Target::Discord(_) => "discord",
+            Target::Log => "log",
+        }
+    }
+
+    /// How many notifications one message may carry (`usize::MAX`: unlimited).
+    pub fn max_per_message(&self) -> usize {
+        match self.target {
+            Target::Email(_) => EMAIL_MAX_PER_MESSAGE,
+            Target::Webhook(_) => WEBHOOK_MAX_PER_MESSAGE,
+            Target::Slack(_) => SLACK_MAX_PER_MESSAGE,
+            Target::Discord(_) => DISCORD_MAX_PER_MESSAGE,
+            Target::Log => usize::MAX,
+        }
+    }
+
+    /// The URL a message is posted to (HTTP channels; Discord's carries `wait=true`).
+    pub fn url(&self) -> Option<&str> {
+        match &self.target {
+            Target::Webhook(u) | Target::Slack(u) | Target::Discord(u) => Some(u.as_str()),
+            Target::Email(_) | Target::Log => None,
+        }
+    }
+}
+
+/// Checks the spec is complete and resolves secrets through `env` (the process environment in
+/// production). `Err` is a one-line reason naming what is missing.
+pub fn prepare(
+    spec: &ChannelSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Channel, String> {
+    let what = format!("{} channel `{}`", spec.type_name(), spec.name);
+    if spec.name.trim().is_empty() {
+        return Err(format!("{} channel: empty name", spec.type_name()));
+    }
+    let target = match &spec.kind {
+        ChannelKind::Email(e) => {
+            Target::Email(email::prepare(e, env).map_err(|r| format!("{what}: {r}"))?)
+        }
+        ChannelKind::Webhook { url } => {
+            Target::Webhook(http::parse_url(url.as_deref()).map_err(|r| format!("{what}: {r}"))?)
+        }
+        ChannelKind::Slack { url } => {
+            Target::Slack(http::parse_url(url.as_deref()).map_err(|r| format!("{what}: {r}"))?)
+        }
+        ChannelKind::Discord { url } => {
+            let url = http::parse_url(url.as_deref()).map_err(|r| format!("{what}: {r}"))?;
+            Target::Discord(chat::discord_url(url))
+        }
+        ChannelKind::Log => Target::Log,
+    };
+    Ok(Channel {
+        name: spec.name.clone(),
+        target,
+    })
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Delivered. `answer`: the channel's reply (HTTP body, SMTP final response), capped to
+    /// about 1 KiB.
+    Accepted { code: Option<u16>, answer: String },
+    /// Try again later (no sooner than `retry_after` when the channel said so).
+    Transient {
+        code: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying will not help (bad URL, rejected payload, unknown mailbox).
+    Permanent { code: Option<u16>, error: String },
+}
+
+impl Outcome {
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Outcome::Accepted { .. })
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Outcome::Transient { .. })
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Outcome::Permanent { .. })
+    }
+
+    /// The HTTP status or SMTP reply code, when there was one.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Outcome::Accepted { code, .. }
+            | Outcome::Transient { code, .. }
+            | Outcome::Permanent { code, .. } => *code,
+        }
+    }
+}
+
+/// The longest answer or error text an [`Outcome`] carries, in bytes.
+pub const ANSWER_CAP: usize = 1024;
+
+/// Sends batches: one HTTP client (connection pool, timeout, user agent) and the hostname
+/// (the webhook `instance` label, the SMTP EHLO name, the Message-ID domain).
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    client: reqwest::Client,
+    hostname: String,
+    timeout: Duration,
+}
+
+/// `metasystem/<version>`.
+pub const USER_AGENT: &str = concat!("metasystem/", env!("CARGO_PKG_VERSION"));
+
+impl Deliverer {
+    /// `timeout` bounds one HTTP request (connect to last body byte) and each SMTP command.
+    pub fn new(timeout: Duration, hostname: String) -> Result<Deliverer, String> {
+        let timeout = if timeout.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            timeout
+        };
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(USER_AGENT)
+            // A redirected POST turns into a GET: a moved webhook is a configuration error.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", text::error_chain(&e)))?;
+        Ok(Deliverer {
+            client,
+            hostname,
+            timeout,
+        })
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends `batch` as one message. An empty batch sends nothing and is accepted.
+    pub async fn send(&self, channel: &Channel, batch: &[Notification]) -> Outcome {
+        if batch.is_empty() {
+            return Outcome::Accepted {
+                code: None,
+                answer: "empty batch: nothing sent".to_string(),
+            };
+        }
+        match &channel.target {
+            Target::Webhook(url) => {
+                let body = webhook::payload(&channel.name, &self.hostname, batch);
+                http::post_json(&self.client, url, &body).await
+            }
+            Target::Slack(url) => {
+                let body = chat::slack_payload(batch);
+                http::post_json(&self.client, url, &body).await
+            }
+            Target::Discord(url) => {
+                let body = chat::discord_payload(batch);
+                http::post_json(&self.client, url, &body).await
+            }
+            Target::Email(target) => email::send(target, &self.hostname, self.timeout, batch).await,
+            Target::Log => {
+                log_batch(&channel.name, batch);
+                Outcome::Accepted {
+                    code: None,
+                    answer: format!("logged {} notification(s)", batch.len()),
+                }
+            }
+        }
+    }
+}
+
+/// The `log` channel: one tracing event per notification, at the severity's level.
+fn log_batch(channel: &str, batch: &[Notification]) {
+    for n in batch {
+        let labels = text::labels_inline(&n.labels);
+        let status = n.status.as_str();
+        let severity = n.severity.as_str();
+        macro_rules! emit {
+            ($level:ident) => {
+                tracing::$level!(
+                    channel,
+                    status,
+                    severity,
+                    title = %n.title,
+                    source = %n.source,
+                    fingerprint = %n.fingerprint,
+                    occurrences = n.occurrences,
+                    starts_at = %text::rfc3339(n.starts_at_ms),
+                    labels = %labels,
+                    body = %n.body,
+                    "alert {status}: {}",
+                    n.title
+                )
+            };
+        }
+        match n.severity {
+            Severity::Critical => emit!(error),
+            Severity::Warning => emit!(warn),
+            Severity::Info => emit!(info),
+        }
+    }
+}
+
+/// "firing" when any notification of the batch fires, else "resolved".
+pub fn batch_status(batch: &[Notification]) -> Status {
+    if batch.iter().any(|n| n.status == Status::Firing) {
+        Status::Firing
+    } else {
+        Status::Resolved
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::collections::BTreeMap;
+
+    use crate::alerts::alert::{fingerprint, Notification, Severity, Status};
+
+    pub fn note(severity: Severity, status: Status, title: &str) -> Notification {
+        let key = format!("{severity}:{title}");
+        Notification {
+            id: 0,
+            fingerprint: fingerprint(&key),
+            key,
+            status,
+            severity,
+            title: title.to_string(),
+            body: format!("body of {title}"),
+            source: "root/test".to_string(),
+            labels: BTreeMap::new(),
+            starts_at_ms: 1_700_000_000_123,
+            ends_at_ms: match status {
+                Status::Firing => None,
+                Status::Resolved => Some(1_700_000_060_000),
+            },
+            occurrences: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_none(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn type_names_and_limits() {
+        let cases = [
+            (
+                ChannelKind::Webhook {
+                    url: Some("http://h/x".into()),
+                },
+                "webhook",
+                100,
+            ),
+            (
+                ChannelKind::Slack {
+                    url: Some("https://h/x".into()),
+                },
+                "slack",
+                10,
+            ),
+            (
+                ChannelKind::Discord {
+                    url: Some("https://h/x".into()),
+                },
+                "discord",
+                10,
+            ),
+            (ChannelKind::Log, "log", usize::MAX),
+        ];
+        for (kind, name, max) in cases {
+            let spec = ChannelSpec {
+                name: "c".into(),
+                kind,
+            };
+            assert_eq!(spec.type_name(), name);
+            let ch = prepare(&spec, &env_none).expect("complete spec");
+            assert_eq!(ch.type_name(), name);
+            assert_eq!(ch.name(), "c");
+            assert_eq!(ch.max_per_message(), max);
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let spec = ChannelSpec {
+            name: "ops".into(),
+            kind: ChannelKind::Email(EmailSpec {
+                smtp: Some("mail.example.com:587".into()),
+                tls: Tls::StartTls,
+                from: Some("alerts@example.com".into()),
+                to: vec!["ops@example.com".into()],
+                username: Some("bot".into()),
+                password_env: Some("PW".into()),
+            }),
+        };
+        let env = |k: &str| (k == "PW").then(|| "hunter2-very-secret".to_string());
+        let ch = prepare(&spec, &env).expect("complete");
+        let shown = format!("{ch:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("bot"));
+        assert_eq!(ch.max_per_message(), 50);
+    }
+
+    #[test]
+    fn batch_status_is_firing_if_any_fires() {
+        use tests_support::note;
+        let r = note(Severity::Info, Status::Resolved, "a");
+        let f = note(Severity::Info, Status::Firing, "b");
+        assert_eq!(batch_status(&[r.clone()]), Status::Resolved);
+        assert_eq!(batch_status(&[r, f]), Status::Firing);
+    }
+}
