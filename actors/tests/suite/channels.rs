@@ -452,12 +452,12 @@ async fn discord_payload_and_wait() {
     let embeds = v["embeds"].as_array().expect("embeds");
     assert_eq!(embeds.len(), 2);
     assert_eq!(s(&embeds[0], "/title"), "[CRITICAL] down");
-    assert_eq!(embeds[0]["color"], 0xD3_2F_2F);
+    assert_eq!(embeds[0]["color"], 0xD32F2F);
     assert_eq!(s(&embeds[0], "/timestamp"), "2023-11-14T22:13:20Z");
     assert!(s(&embeds[0], "/description").contains("**Source:** root/sync/icloud"));
     assert!(s(&embeds[0], "/footer/text").contains(&a.fingerprint[..8]));
     assert_eq!(s(&embeds[1], "/title"), "[RESOLVED] slow");
-    assert_eq!(embeds[1]["color"], 0x2E_7D_32, "resolved is green");
+    assert_eq!(embeds[1]["color"], 0x2E7D32, "resolved is green");
 }
 
 #[tokio::test]
@@ -714,7 +714,8 @@ async fn email_auth_credentials() {
 async fn smtp_replies_classify() {
     let batch = [note(Severity::Critical, Status::Firing, "x")];
     let d = deliverer();
-    let cases: [(fn(&mut SmtpScript), u16, bool); 4] = [
+    type Case = (fn(&mut SmtpScript), u16, bool);
+    let cases: [Case; 4] = [
         (
             |s| s.mail_reply = Some((451, "4.3.0 try again later".into())),
             451,
@@ -795,6 +796,13 @@ async fn starttls_required_but_not_offered_fails_fast() {
         let out =
             bounded(deliverer().send(&ch, &[note(Severity::Info, Status::Firing, "x")])).await;
         assert!(!out.is_accepted(), "{out:?}");
+        match (&out, offer) {
+            (Outcome::Transient { error, .. }, false) => {
+                assert!(error.contains("STARTTLS"), "{error}")
+            }
+            (Outcome::Transient { code, .. }, true) => assert_eq!(*code, Some(454)),
+            _ => panic!("{out:?}"),
+        }
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{:?}",

@@ -173,10 +173,10 @@ pub fn slack_payload(batch: &[Notification]) -> Value {
 /// The embed colour: red, orange, blue by severity; green when resolved.
 pub fn discord_color(n: &Notification) -> u32 {
     match (n.status, n.severity) {
-        (Status::Resolved, _) => 0x2E_7D_32,
-        (Status::Firing, Severity::Critical) => 0xD3_2F_2F,
-        (Status::Firing, Severity::Warning) => 0xF5_7C_00,
-        (Status::Firing, Severity::Info) => 0x1E_88_E5,
+        (Status::Resolved, _) => 0x2E7D32,
+        (Status::Firing, Severity::Critical) => 0xD32F2F,
+        (Status::Firing, Severity::Warning) => 0xF57C00,
+        (Status::Firing, Severity::Info) => 0x1E88E5,
     }
 }
 
@@ -371,14 +371,14 @@ mod tests {
         let r = note(Severity::Critical, Status::Resolved, "down");
         let v = discord_payload(&[c]);
         assert_eq!(str_at(&v, "/content"), "🔴 **CRITICAL** down");
-        assert_eq!(v["embeds"][0]["color"], 0xD3_2F_2F);
+        assert_eq!(v["embeds"][0]["color"], 0xD32F2F);
         assert_eq!(str_at(&v, "/embeds/0/title"), "[CRITICAL] down");
         assert_eq!(
             str_at(&v, "/embeds/0/timestamp"),
             "2023-11-14T22:13:20.123Z"
         );
         let v = discord_payload(&[r]);
-        assert_eq!(v["embeds"][0]["color"], 0x2E_7D_32);
+        assert_eq!(v["embeds"][0]["color"], 0x2E7D32);
         assert!(str_at(&v, "/embeds/0/description").contains("**Ended:** 2023-11-14T22:14:20Z"));
     }
 }

@@ -478,7 +478,7 @@ mod tests {
         use tests_support::note;
         let r = note(Severity::Info, Status::Resolved, "a");
         let f = note(Severity::Info, Status::Firing, "b");
-        assert_eq!(batch_status(&[r.clone()]), Status::Resolved);
+        assert_eq!(batch_status(std::slice::from_ref(&r)), Status::Resolved);
         assert_eq!(batch_status(&[r, f]), Status::Firing);
     }
 }

@@ -117,7 +117,14 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = s.source();
     }
-    out
+    // "Connection error: Connection error: refused" -> "Connection error: refused".
+    let mut parts: Vec<&str> = Vec::new();
+    for part in out.split(": ") {
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
 }
 
 /// `a=1, b=2` (empty for no labels).
@@ -180,6 +187,26 @@ mod tests {
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(rfc3339(i64::MIN), ZERO_TIME);
         assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn error_chains_drop_repeats() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E("Connection error: Connection error: refused", None);
+        assert_eq!(error_chain(&e), "Connection error: refused");
+        let e = E("send failed", Some(Box::new(E("timed out", None))));
+        assert_eq!(error_chain(&e), "send failed: timed out");
     }
 
     #[test]
