@@ -924,3 +924,30 @@ fn prepare_names_what_is_missing() {
         );
     }
 }
+
+#[tokio::test]
+async fn email_non_ascii_is_mime_encoded() {
+    let sink = SmtpSink::start().await;
+    let ch = email_channel(email_spec(&sink), &no_env);
+    let mut a = note(Severity::Critical, Status::Firing, "disk fülł");
+    a.body = "line one\nline two ünïcode".into();
+    let out = bounded(deliverer().send(&ch, &[a])).await;
+    assert!(out.is_accepted(), "{out:?}");
+    let m = &sink.wait_mails(1, WAIT).await[0];
+    let subject = m.header("Subject").expect("Subject");
+    assert!(subject.starts_with("[metasystem] CRITICAL: "), "{subject}");
+    assert!(
+        subject.is_ascii() && subject.contains("=?utf-8?"),
+        "{subject}"
+    );
+    assert_eq!(
+        m.header("Content-Transfer-Encoding").as_deref(),
+        Some("quoted-printable")
+    );
+    assert!(
+        m.body().contains("Title:       disk f=C3=BCl=C5=82"),
+        "{}",
+        m.body()
+    );
+    assert!(m.data.is_ascii());
+}
