@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{exit, render, Cli, Cmd, Global};
+use super::{exit, render, AlertsAction, Cli, Cmd, Global};
 use crate::config;
 use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
-    code, AnomaliesResult, Command, EventsResult, MetricsResult, ReloadResult, Response, Status,
-    TreeResult,
+    code, AlertsResult, AnomaliesResult, Command, EventsResult, MetricsResult, ReloadResult,
+    Response, Status, TreeResult,
 };
 
 /// Runs a client command; its exit code.
@@ -348,6 +348,22 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
         Cmd::Anomalies { since } => Command::Anomalies {
             since_s: Some(since.as_secs().max(1)),
         },
+        Cmd::Alerts { action, limit } => match action {
+            None => Command::Alerts {
+                limit: Some(*limit as usize),
+            },
+            Some(AlertsAction::Test { channel }) => Command::AlertTest {
+                channel: channel.clone(),
+            },
+            Some(AlertsAction::Silence { key, duration }) => Command::AlertSilence {
+                pattern: key.clone(),
+                for_s: duration.as_secs().max(1),
+            },
+            Some(AlertsAction::Unsilence { key }) => Command::AlertSilence {
+                pattern: key.clone(),
+                for_s: 0,
+            },
+        },
         Cmd::Call { path, op, args } => Command::Call {
             path: path.clone(),
             op: op.clone(),
@@ -460,6 +476,35 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             };
             if human {
                 render::anomalies(out, &a)?;
+            }
+            exit::OK
+        }
+        Cmd::Alerts { action: None, .. } => {
+            let Some(a) = typed::<AlertsResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::alerts(out, &a)?;
+            }
+            exit::OK
+        }
+        Cmd::Alerts {
+            action: Some(AlertsAction::Test { .. }),
+            ..
+        } => {
+            let accepted = result["outcome"] == "accepted";
+            if human {
+                render::alert_test(out, &result)?;
+            }
+            if accepted {
+                exit::OK
+            } else {
+                exit::UNHEALTHY
+            }
+        }
+        Cmd::Alerts { .. } => {
+            if human {
+                render::silences(out, &result)?;
             }
             exit::OK
         }

@@ -133,8 +133,33 @@ pub enum Cmd {
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
         since: Duration,
     },
+    /// Recent alert notifications, their delivery state and every attempt; `alerts test
+    /// CHANNEL`, `alerts silence KEY --for D`, `alerts unsilence KEY`.
+    Alerts {
+        #[command(subcommand)]
+        action: Option<AlertsAction>,
+        /// How many notifications to show, newest first (1 to 10000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
     /// Stop the daemon in order.
     Shutdown,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsAction {
+    /// Send a test notification to CHANNEL now and print what it answered.
+    Test { channel: String },
+    /// Mute alerts whose key matches KEY (a key such as `warning:disk low`, or a glob such as
+    /// `*root/sync*`) for a while; resolutions of what was already sent still go out.
+    Silence {
+        key: String,
+        /// How long (e.g. 30m, 2h, 7d).
+        #[arg(long = "for", value_parser = positive_duration, value_name = "DURATION")]
+        duration: Duration,
+    },
+    /// Lift a silence.
+    Unsilence { key: String },
 }
 
 pub fn main() -> ExitCode {

@@ -5,7 +5,8 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::control::protocol::{
-    AnomaliesResult, Event, MetricsResult, OpsResult, ReloadResult, SeriesRow, Status, TreeResult,
+    AlertsResult, AnomaliesResult, Event, MetricsResult, OpsResult, ReloadResult, SeriesRow,
+    Status, TreeResult,
 };
 
 /// Paths wider than this are not padded further (a deep tree must not make every line huge).
@@ -54,6 +55,13 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
             "           WRITES FAILING since {}: {}",
             metasystem_actors::store::format_ms(since),
             st.last_error.as_deref().unwrap_or("unknown error")
+        )?;
+    }
+    if s.alerts_undelivered > 0 {
+        writeln!(
+            out,
+            "alerts:    {} notification(s) not yet delivered (`metasystem alerts`)",
+            s.alerts_undelivered
         )?;
     }
     if s.log_lines_dropped > 0 {
@@ -278,6 +286,72 @@ pub fn anomalies(out: &mut dyn Write, a: &AnomaliesResult) -> io::Result<()> {
     }
     for x in &a.anomalies {
         writeln!(out, "{}  {}", x.at, x.message)?;
+    }
+    Ok(())
+}
+
+pub fn alerts(out: &mut dyn Write, a: &AlertsResult) -> io::Result<()> {
+    writeln!(out, "undelivered: {}", a.undelivered)?;
+    for s in &a.silences {
+        writeln!(out, "silenced until {}: {}", s.until, s.pattern)?;
+    }
+    if a.alerts.is_empty() {
+        return writeln!(out, "no alerts");
+    }
+    for r in &a.alerts {
+        let state = match r.state.as_str() {
+            "pending" => match &r.next_attempt {
+                Some(at) if r.attempts > 0 => {
+                    format!("PENDING (attempt {} failed; next {at})", r.attempts)
+                }
+                _ => "PENDING".to_string(),
+            },
+            "sent" => "sent".to_string(),
+            other => other.to_uppercase(),
+        };
+        writeln!(
+            out,
+            "{}  {:<8} {:<8} {:<12} {}  [{}]",
+            r.created, r.severity, r.status, r.channel, r.title, state
+        )?;
+        if let Some(e) = r.last_error.as_ref().filter(|_| r.state != "sent") {
+            writeln!(out, "    last error: {e}")?;
+        }
+    }
+    Ok(())
+}
+
+pub fn alert_test(out: &mut dyn Write, r: &serde_json::Value) -> io::Result<()> {
+    let code = r["code"]
+        .as_u64()
+        .map(|c| format!(" {c}"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "{} ({}): {}{code} in {} ms",
+        r["channel"].as_str().unwrap_or(""),
+        r["type"].as_str().unwrap_or(""),
+        r["outcome"].as_str().unwrap_or(""),
+        r["duration_ms"].as_u64().unwrap_or(0)
+    )?;
+    if let Some(after) = r["retry_after_s"].as_f64() {
+        writeln!(out, "retry after: {after}s")?;
+    }
+    writeln!(out, "{}", r["detail"].as_str().unwrap_or(""))
+}
+
+pub fn silences(out: &mut dyn Write, r: &serde_json::Value) -> io::Result<()> {
+    let list = r["silences"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return writeln!(out, "no silences");
+    }
+    for s in list {
+        writeln!(
+            out,
+            "silenced until {}: {}",
+            s["until"].as_str().unwrap_or(""),
+            s["pattern"].as_str().unwrap_or("")
+        )?;
     }
     Ok(())
 }

@@ -296,6 +296,35 @@ impl<'a, 'i> Table<'a, 'i> {
         None
     }
 
+    /// An array of strings (`to = ["a@x", "b@x"]`); a single string is taken as a list of one.
+    pub fn strings(&mut self, d: &mut Diags, key: &'a str) -> Option<Vec<Spanned<String>>> {
+        let v = self.take(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some(vec![Spanned::new(v.span(), s.to_string())]),
+            DeValue::Array(items) => {
+                let mut out = Vec::new();
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::String(s) => out.push(Spanned::new(item.span(), s.to_string())),
+                        other => d.error(
+                            item.span(),
+                            format!(
+                                "every item of `{key}` in {} must be a string, not {}",
+                                self.context,
+                                type_name(other)
+                            ),
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            _ => {
+                self.wrong_type(d, key, v, "an array of strings");
+                None
+            }
+        }
+    }
+
     /// A sub-table (`[a.b]` or an inline table).
     pub fn table(&mut self, d: &mut Diags, key: &'a str) -> Option<Table<'a, 'i>> {
         let v = self.take(key)?;

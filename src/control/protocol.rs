@@ -84,6 +84,23 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since_s: Option<u64>,
     },
+    /// Recent alert notifications with their delivery state and attempts, the silences, and
+    /// how many wait for delivery.
+    Alerts {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Sends a test notification to a channel now (through the alerts actor); answers what
+    /// the channel said.
+    AlertTest {
+        channel: String,
+    },
+    /// Silences alerts whose key matches `pattern` (a key, or a glob with `*`) for `for_s`
+    /// seconds; `for_s` 0 lifts the silence.
+    AlertSilence {
+        pattern: String,
+        for_s: u64,
+    },
     /// An operation of the actor at `path`, handled by its kind (`src/kinds/`). Without `op`:
     /// the kind's operations.
     Call {
@@ -106,6 +123,7 @@ impl Command {
                 | Command::Events { .. }
                 | Command::Metrics { .. }
                 | Command::Anomalies { .. }
+                | Command::Alerts { .. }
                 | Command::Reload { dry_run: true }
         )
     }
@@ -126,6 +144,9 @@ impl Command {
             Command::Call { .. } => "call",
             Command::Metrics { .. } => "metrics",
             Command::Anomalies { .. } => "anomalies",
+            Command::Alerts { .. } => "alerts",
+            Command::AlertTest { .. } => "alert_test",
+            Command::AlertSilence { .. } => "alert_silence",
         }
     }
 }
@@ -201,6 +222,56 @@ pub struct AnomaliesResult {
     /// More matched than the answer holds (the most recent are kept).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+}
+
+/// One stored notification for one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRow {
+    pub id: i64,
+    pub created: String,
+    pub channel: String,
+    pub severity: String,
+    /// firing | resolved
+    pub status: String,
+    pub title: String,
+    pub key: String,
+    pub fingerprint: String,
+    pub occurrences: u64,
+    /// pending | sent | failed | skipped
+    pub state: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<String>,
+    /// Every delivery attempt, oldest first.
+    #[serde(default)]
+    pub history: Vec<AttemptInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptInfo {
+    pub at: String,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    pub duration_ms: i64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    pub pattern: String,
+    pub until: String,
+}
+
+/// The answer to `alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertsResult {
+    /// Newest first.
+    pub alerts: Vec<AlertRow>,
+    pub undelivered: u64,
+    pub silences: Vec<Silence>,
 }
 
 /// What a subscription streams.
@@ -511,6 +582,9 @@ pub struct Status {
     /// The run before this one, from the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_run: Option<RunInfo>,
+    /// Alert notifications stored and not yet accepted by their channel.
+    #[serde(default)]
+    pub alerts_undelivered: u64,
 }
 
 /// A past run of the daemon.

@@ -63,6 +63,11 @@ impl Daemon {
             Command::Call { path, op, args } => self.call(id, &path, op, args).await,
             Command::Metrics { name, since_s } => self.metrics(id, name, since_s).await,
             Command::Anomalies { since_s } => self.anomalies(id, since_s).await,
+            Command::Alerts { limit } => self.alerts(id, limit).await,
+            Command::AlertTest { channel } => self.alert_test(id, channel).await,
+            Command::AlertSilence { pattern, for_s } => {
+                self.alert_silence(id, pattern, for_s).await
+            }
             // The server turns the connection into a stream (`Daemon::stream`).
             Command::Subscribe { .. } => Response::error(
                 id,
@@ -222,6 +227,9 @@ impl Daemon {
             store,
             log_lines_dropped: crate::telemetry::lines_dropped(),
             previous_run: self.previous_run.clone(),
+            alerts_undelivered: store::outbox::undelivered(self.store.reader())
+                .await
+                .unwrap_or(0),
         }
     }
 }

@@ -10,11 +10,18 @@ use serde_json::json;
 
 use super::Daemon;
 use crate::control::protocol::{
-    code, AnomaliesResult, AnomalyRow, MetricsResult, Response, SeriesRow, SystemSummary,
+    code, AlertRow, AlertsResult, AnomaliesResult, AnomalyRow, AttemptInfo, MetricsResult,
+    Response, SeriesRow, Silence, SystemSummary,
 };
 
 /// The window when `--since` is not given.
 const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// `alerts` shows this many notifications unless asked for another number (at most
+/// `MAX_ALERTS`).
+const DEFAULT_ALERTS: usize = 50;
+const MAX_ALERTS: usize = 10_000;
+/// How long `alerts test` waits for the channel (the delivery's own timeout applies within).
+const TEST_WAIT: Duration = Duration::from_secs(120);
 /// `anomalies` answers at most this many (the most recent).
 const MAX_ANOMALIES: usize = 1000;
 /// Before reading, the store is given this long to write what waits.
@@ -173,5 +180,177 @@ impl Daemon {
                 truncated
             }),
         )
+    }
+}
+
+impl Daemon {
+    pub(super) async fn alerts(&self, id: Option<u64>, limit: Option<usize>) -> Response {
+        let limit = match limit {
+            None => DEFAULT_ALERTS,
+            Some(n) if (1..=MAX_ALERTS).contains(&n) => n,
+            Some(n) => {
+                return Response::error(
+                    id,
+                    code::BAD_REQUEST,
+                    format!("`limit` is {n}: it must be between 1 and {MAX_ALERTS}"),
+                )
+            }
+        };
+        let reader = self.store.reader();
+        let found = async {
+            let rows = store::outbox::recent(reader, limit).await?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.notification.id).collect();
+            let attempts = store::outbox::attempts(reader, &ids).await?;
+            let undelivered = store::outbox::undelivered(reader).await?;
+            let silences = store::outbox::silences(reader, unix_ms(SystemTime::now())).await?;
+            Ok::<_, String>((rows, attempts, undelivered, silences))
+        }
+        .await;
+        let (rows, attempts, undelivered, silences) = match found {
+            Ok(found) => found,
+            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+        };
+        let alerts = rows
+            .into_iter()
+            .map(|r| {
+                let n = r.notification;
+                AlertRow {
+                    id: n.id,
+                    created: format_ms(r.created_ms),
+                    channel: r.channel,
+                    severity: n.severity.to_string(),
+                    status: n.status.as_str().to_string(),
+                    title: n.title,
+                    key: n.key,
+                    fingerprint: n.fingerprint,
+                    occurrences: n.occurrences,
+                    state: r.state.clone(),
+                    attempts: r.attempts,
+                    last_error: r.last_error,
+                    next_attempt: r
+                        .next_attempt_ms
+                        .filter(|_| r.state == "pending")
+                        .map(format_ms),
+                    history: attempts
+                        .iter()
+                        .filter(|a| a.outbox_id == n.id)
+                        .map(|a| AttemptInfo {
+                            at: format_ms(a.at_ms),
+                            outcome: a.outcome.clone(),
+                            code: a.code,
+                            duration_ms: a.duration_ms,
+                            detail: a.detail.clone(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let silences = silences
+            .into_iter()
+            .map(|(pattern, until)| Silence {
+                pattern,
+                until: format_ms(until),
+            })
+            .collect();
+        Response::ok(
+            id,
+            json!(AlertsResult {
+                alerts,
+                undelivered,
+                silences
+            }),
+        )
+    }
+
+    fn alerts_actor(
+        &self,
+        id: Option<u64>,
+    ) -> Result<ractor::ActorRef<metasystem_actors::alerts::AlertsMessage>, Box<Response>> {
+        self.services.alerts.actor().ok_or_else(|| {
+            Box::new(Response::error(
+                id,
+                code::NOT_RUNNING,
+                "no alerts actor is running: add a `kind = \"alerts\"` child to the config (or start it)",
+            ))
+        })
+    }
+
+    pub(super) async fn alert_test(&self, id: Option<u64>, channel: String) -> Response {
+        use metasystem_actors::alerts::AlertsMessage;
+        let actor = match self.alerts_actor(id) {
+            Ok(a) => a,
+            Err(r) => return *r,
+        };
+        match actor
+            .call(
+                |reply| AlertsMessage::Test { channel, reply },
+                Some(TEST_WAIT),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(report))) => Response::ok(id, json!(report)),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                Response::error(id, code::BAD_REQUEST, e)
+            }
+            Ok(ractor::rpc::CallResult::Timeout) => {
+                Response::error(id, code::TIMEOUT, "the channel did not answer in time")
+            }
+            _ => Response::error(id, code::NOT_RUNNING, "the alerts actor stopped"),
+        }
+    }
+
+    pub(super) async fn alert_silence(
+        &self,
+        id: Option<u64>,
+        pattern: String,
+        for_s: u64,
+    ) -> Response {
+        use metasystem_actors::alerts::AlertsMessage;
+        if pattern.is_empty() || pattern.len() > 1024 || pattern.contains('\n') {
+            return Response::error(
+                id,
+                code::BAD_REQUEST,
+                "a silence pattern is 1 to 1024 characters on one line: a key (`warning:disk low`) or a glob (`*root/sync*`)",
+            );
+        }
+        if for_s > 366 * 24 * 3600 {
+            return Response::error(id, code::BAD_REQUEST, "a silence lasts at most 366 days");
+        }
+        let actor = match self.alerts_actor(id) {
+            Ok(a) => a,
+            Err(r) => return *r,
+        };
+        let until_ms = (for_s > 0).then(|| {
+            unix_ms(SystemTime::now()).saturating_add((for_s as i64).saturating_mul(1000))
+        });
+        match actor
+            .call(
+                |reply| AlertsMessage::Silence {
+                    pattern,
+                    until_ms,
+                    reply,
+                },
+                Some(Duration::from_secs(15)),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(active))) => {
+                let silences: Vec<Silence> = active
+                    .into_iter()
+                    .map(|(pattern, until)| Silence {
+                        pattern,
+                        until: format_ms(until),
+                    })
+                    .collect();
+                Response::ok(id, json!({ "silences": silences }))
+            }
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                Response::error(id, code::UNAVAILABLE, e)
+            }
+            Ok(ractor::rpc::CallResult::Timeout) => {
+                Response::error(id, code::TIMEOUT, "the alerts actor did not answer in time")
+            }
+            _ => Response::error(id, code::NOT_RUNNING, "the alerts actor stopped"),
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! being parsed, wired and routed: a missing piece is a compile error, never a child that
 //! vanishes from a valid config.
 
+pub mod alerts;
 pub mod heartbeat;
 pub mod metrics;
 pub mod supervisor;
@@ -229,6 +230,20 @@ kinds! {
     Supervisor => supervisor::SupervisorConfig,
     Heartbeat => heartbeat::HeartbeatConfig,
     Metrics => metrics::MetricsConfig,
+    Alerts => alerts::AlertsConfig,
+}
+
+/// This machine's name (alerts carry it), from uname.
+pub fn hostname() -> String {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
 }
 
 /// Checks `op` against `ops`: the error lists the valid ones and suggests the nearest.

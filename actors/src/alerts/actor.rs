@@ -1,10 +1,848 @@
-//! The alerts actor.
+//! The alerts actor: decides (engine), stores (the outbox, before any delivery), groups per
+//! channel, delivers (one message in flight per channel, off the actor), records every attempt,
+//! and retries with full-jitter backoff until the channel accepts.
+//!
+//! The outbox is the truth: what is in memory is a cache of its pending rows. A resync every
+//! [`RESYNC_EVERY`] picks up rows the actor does not hold (a store write that timed out and
+//! committed later, rows left by an earlier run), so nothing stored stays undelivered.
 
-use super::alert::Alert;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::time::Instant;
+
+use super::alert::{fingerprint, Alert, Notification, PerSeverity, Severity, Status};
+use super::channel::{self, Channel, ChannelSpec, Deliverer, Outcome};
+use super::engine::{Decision, Engine, Policy};
+use super::group::{next_attempt_delay, Groups};
+use super::hub::Alerts;
+use crate::metrics::{Metric, Metrics, Sample};
+use crate::store::outbox::{self, Attempt, AttemptOutcome, OutboxEntry, OutboxRow};
+use crate::store::{unix_ms, DurableOp, DurableReply, Store, StoredEvent};
+
+/// How often the outbox is read back for pending rows the actor does not hold.
+pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
+/// How long a durable write may take before the actor goes on (the write still happens; the
+/// resync finds its rows).
+const STORE_WAIT: Duration = Duration::from_secs(5);
+/// Keys and silences are pruned this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+pub struct AlertsActor;
+
+#[derive(Clone)]
+pub struct AlertsArgs {
+    /// Its own tree path, for events.
+    pub path: String,
+    pub store: Store,
+    /// The handle it serves (it attaches itself to it).
+    pub alerts: Alerts,
+    /// Where delivery samples go.
+    pub metrics: Metrics,
+    pub policy: Policy,
+    pub group_wait: Duration,
+    pub channels: Vec<ChannelSpec>,
+    /// Channel names per severity.
+    pub routes: PerSeverity<Vec<String>>,
+    /// Retry delays: full jitter from `retry_initial` doubling to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// One delivery's time limit.
+    pub timeout: Duration,
+    pub hostname: String,
+}
 
 pub enum AlertsMessage {
     /// An occurrence of a condition.
     Raise(Alert),
     /// The condition with this key has cleared.
     Clear(String),
+    /// Silences `pattern` until `until_ms` (`None`: lifts it); answers the active silences.
+    Silence {
+        pattern: String,
+        until_ms: Option<i64>,
+        reply: RpcReplyPort<Result<Vec<(String, i64)>, String>>,
+    },
+    /// Sends a test notification to a channel now; answers what the channel said.
+    Test {
+        channel: String,
+        reply: RpcReplyPort<Result<TestReport, String>>,
+    },
+    /// `call PATH status`.
+    Status(RpcReplyPort<AlertsStatus>),
+    /// Internal: store the notifications decided since the last write.
+    Persist,
+    /// Internal: groups or retries may be due.
+    Wake,
+    /// Internal: read pending rows back from the outbox.
+    Resync,
+    /// Internal: forget quiet keys and ended silences.
+    Prune,
+    /// Internal: a delivery finished.
+    Delivered(Delivered),
+}
+
+pub struct Delivered {
+    channel: String,
+    ids: Vec<i64>,
+    outcome: Outcome,
+    at_ms: i64,
+    took: Duration,
+}
+
+/// What `alerts test CHANNEL` answers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestReport {
+    pub channel: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// accepted | transient | permanent
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// The channel's answer, or the error.
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<f64>,
+    pub duration_ms: u64,
+}
+
+/// What `status` answers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertsStatus {
+    pub raised: u64,
+    pub notified: u64,
+    pub deduplicated: u64,
+    pub pending_threshold: u64,
+    pub muted: u64,
+    pub silenced: u64,
+    pub delivered: u64,
+    pub delivery_failures: u64,
+    /// Keys firing (notified and not resolved).
+    pub firing: Vec<String>,
+    pub silences: Vec<(String, i64)>,
+    pub channels: Vec<ChannelStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChannelStatus {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Why it is skipped (its config is incomplete), if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Notifications waiting (grouping, in flight, or retrying).
+    pub pending: usize,
+    pub consecutive_failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_s: Option<f64>,
+}
+
+/// A wall clock that never goes back and follows a paused tokio clock in tests: Unix ms from
+/// an anchor plus monotonic time since it, moved forward to the system clock when that is
+/// ahead (a laptop that slept).
+struct Clock {
+    wall_ms: i64,
+    at: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            wall_ms: unix_ms(SystemTime::now()),
+            at: Instant::now(),
+        }
+    }
+
+    fn now(&mut self) -> i64 {
+        let mono = self.wall_ms + self.at.elapsed().as_millis() as i64;
+        let wall = unix_ms(SystemTime::now());
+        if wall > mono + 1000 {
+            self.wall_ms = wall;
+            self.at = Instant::now();
+            wall
+        } else {
+            mono
+        }
+    }
+}
+
+/// One channel's delivery state.
+struct Lane {
+    /// The channel ready to send, or why it is skipped.
+    channel: Result<Channel, String>,
+    kind: &'static str,
+    /// Rows ready to send, in order.
+    ready: VecDeque<i64>,
+    /// A delivery is running.
+    busy: bool,
+    /// Failed deliveries in a row (drives the backoff).
+    failures: u32,
+    /// After a transient failure: nothing is sent before this.
+    retry_at: Option<i64>,
+}
+
+pub struct AlertsState {
+    args: AlertsArgs,
+    engine: Engine,
+    groups: Groups,
+    lanes: BTreeMap<String, Lane>,
+    /// Pending outbox rows held in memory: id → (channel, notification).
+    rows: HashMap<i64, (String, Notification)>,
+    /// Decided notifications not yet stored: (channels, notification).
+    unstored: Vec<(Vec<String>, Notification)>,
+    deliverer: Deliverer,
+    clock: Clock,
+    /// The wake-up timer set for this time (Unix ms), if any.
+    wake_at: Option<i64>,
+    counts: Counts,
+}
+
+#[derive(Default)]
+struct Counts {
+    raised: u64,
+    notified: u64,
+    deduplicated: u64,
+    pending: u64,
+    muted: u64,
+    silenced: u64,
+    delivered: u64,
+    failures: u64,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl AlertsState {
+    fn record(&self, kind: &str, message: String, data: serde_json::Value) {
+        let mut event = StoredEvent::new(&self.args.path, kind, message);
+        event.data = data;
+        self.args.store.record(event);
+    }
+
+    fn raise(&mut self, myself: &ActorRef<AlertsMessage>, alert: Alert) {
+        self.counts.raised += 1;
+        self.args
+            .metrics
+            .report(Sample::event(Metric::AlertsRaised, alert.source.clone()));
+        let now = self.clock.now();
+        match self.engine.raise(&alert, now) {
+            Decision::Notify(n) => {
+                self.counts.notified += 1;
+                self.decided(myself, n);
+            }
+            Decision::Deduplicated { .. } => self.counts.deduplicated += 1,
+            Decision::Pending { .. } => self.counts.pending += 1,
+            Decision::Cooldown { .. } => self.counts.muted += 1,
+            Decision::Silenced { .. } => self.counts.silenced += 1,
+        }
+    }
+
+    /// A notification to send: to the channels its severity routes to, after it is stored.
+    fn decided(&mut self, myself: &ActorRef<AlertsMessage>, n: Notification) {
+        let routes = self.args.routes.get(n.severity).clone();
+        self.record(
+            "alert",
+            format!("{} {}: {}", n.severity, n.status.as_str(), n.title),
+            serde_json::json!({
+                "severity": n.severity,
+                "status": n.status,
+                "key": n.key,
+                "fingerprint": n.fingerprint,
+                "channels": routes,
+                "occurrences": n.occurrences,
+                "routed": true,
+            }),
+        );
+        if routes.is_empty() {
+            tracing::warn!(alert = %n.title, severity = %n.severity, "no channel is routed for this severity");
+            return;
+        }
+        if self.unstored.is_empty() {
+            let _ = myself.cast(AlertsMessage::Persist);
+        }
+        self.unstored.push((routes, n));
+    }
+
+    /// Stores what was decided (one transaction), then queues it: firing notifications join
+    /// their channel's group, resolved ones go out at once.
+    async fn persist(&mut self, myself: &ActorRef<AlertsMessage>, deliver: bool) {
+        let decided = std::mem::take(&mut self.unstored);
+        if decided.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let mut entries = Vec::new();
+        for (channels, n) in &decided {
+            for channel in channels {
+                entries.push(OutboxEntry {
+                    channel: channel.clone(),
+                    notification: n.clone(),
+                    created_ms: now,
+                });
+            }
+        }
+        let stored = self
+            .args
+            .store
+            .durable(DurableOp::OutboxAdd(entries.clone()), Some(STORE_WAIT))
+            .await;
+        let ids = match stored {
+            Ok(DurableReply::Ids(ids)) if ids.len() == entries.len() => ids,
+            Ok(_) => {
+                tracing::error!(
+                    "the store answered the outbox write oddly; the resync will find the rows"
+                );
+                return;
+            }
+            Err(e) => {
+                // The write is queued in the store and happens when the disk takes it: the
+                // resync delivers it then. The log has every notification meanwhile.
+                tracing::warn!(error = %e, notifications = decided.len(), "the alert outbox write is late; delivering once it is stored");
+                for (_, n) in &decided {
+                    log_notification(n);
+                }
+                return;
+            }
+        };
+        for (entry, id) in entries.into_iter().zip(ids) {
+            let mut n = entry.notification;
+            n.id = id;
+            let status = n.status;
+            self.rows.insert(id, (entry.channel.clone(), n));
+            if status == Status::Resolved {
+                self.lane(&entry.channel).ready.push_back(id);
+            } else if let Some(deadline) = self.groups.push(&entry.channel, id, now) {
+                self.wake(myself, deadline, now);
+            }
+        }
+        if deliver {
+            self.due(myself).await;
+        }
+    }
+
+    fn lane(&mut self, name: &str) -> &mut Lane {
+        self.lanes.entry(name.to_string()).or_insert_with(|| Lane {
+            channel: Err(format!("no channel named `{name}` is configured")),
+            kind: "unknown",
+            ready: VecDeque::new(),
+            busy: false,
+            failures: 0,
+            retry_at: None,
+        })
+    }
+
+    /// Arms the wake-up timer for `at` unless one is set for sooner.
+    fn wake(&mut self, myself: &ActorRef<AlertsMessage>, at: i64, now: i64) {
+        if self.wake_at.is_some_and(|set| set <= at && set >= now) {
+            return;
+        }
+        self.wake_at = Some(at);
+        let delay = Duration::from_millis(at.saturating_sub(now).max(0) as u64);
+        myself.send_after(delay, || AlertsMessage::Wake);
+    }
+
+    /// Moves due groups to their lanes and starts every delivery that can start.
+    async fn due(&mut self, myself: &ActorRef<AlertsMessage>) {
+        let now = self.clock.now();
+        if self.wake_at.is_some_and(|at| at <= now) {
+            self.wake_at = None;
+        }
+        for (channel, ids) in self.groups.due(now) {
+            self.lane(&channel).ready.extend(ids);
+        }
+        let names: Vec<String> = self.lanes.keys().cloned().collect();
+        let mut next: Option<i64> = self.groups.next_deadline();
+        for name in names {
+            if let Some(at) = self.dispatch(myself, &name, now).await {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        if let Some(at) = next {
+            self.wake(myself, at, now);
+        }
+    }
+
+    /// Starts the lane's next delivery if it can; when it waits for a retry, the time.
+    async fn dispatch(
+        &mut self,
+        myself: &ActorRef<AlertsMessage>,
+        name: &str,
+        now: i64,
+    ) -> Option<i64> {
+        let lane = self.lanes.get_mut(name)?;
+        if lane.busy || lane.ready.is_empty() {
+            return None;
+        }
+        if let Some(at) = lane.retry_at {
+            if at > now {
+                return Some(at);
+            }
+        }
+        let channel = match &lane.channel {
+            Ok(channel) => channel.clone(),
+            Err(why) => {
+                let why = why.clone();
+                let ids: Vec<i64> = lane.ready.drain(..).collect();
+                self.skip(name, ids, &why, now).await;
+                return None;
+            }
+        };
+        let max = channel.max_per_message().max(1);
+        let mut ids = Vec::new();
+        let mut batch = Vec::new();
+        while ids.len() < max {
+            let Some(id) = lane.ready.pop_front() else {
+                break;
+            };
+            if let Some((_, n)) = self.rows.get(&id) {
+                ids.push(id);
+                batch.push(n.clone());
+            }
+        }
+        if ids.is_empty() {
+            return None;
+        }
+        lane.busy = true;
+        let deliverer = self.deliverer.clone();
+        let myself = myself.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = deliverer.send(&channel, &batch).await;
+            let _ = myself.cast(AlertsMessage::Delivered(Delivered {
+                channel: name,
+                ids,
+                outcome,
+                at_ms: now,
+                took: started.elapsed(),
+            }));
+        });
+        None
+    }
+
+    /// Rows for a channel that cannot send: recorded as skipped.
+    async fn skip(&mut self, channel: &str, ids: Vec<i64>, why: &str, now: i64) {
+        for id in &ids {
+            self.rows.remove(id);
+        }
+        tracing::warn!(
+            channel,
+            notifications = ids.len(),
+            reason = why,
+            "alert notifications skipped"
+        );
+        let attempt = Attempt {
+            ids,
+            at_ms: now,
+            duration_ms: 0,
+            outcome: AttemptOutcome::Skipped,
+            code: None,
+            detail: why.to_string(),
+            next_attempt_ms: None,
+        };
+        let _ = self
+            .args
+            .store
+            .durable(DurableOp::OutboxAttempt(attempt), Some(STORE_WAIT))
+            .await;
+    }
+
+    async fn delivered(&mut self, myself: &ActorRef<AlertsMessage>, d: Delivered) {
+        let now = self.clock.now();
+        let accepted = d.outcome.is_accepted();
+        self.args.metrics.report(
+            Sample::now(
+                Metric::AlertDeliveries,
+                d.channel.clone(),
+                d.took.as_secs_f64(),
+            )
+            .outcome(accepted),
+        );
+        let (policy_initial, policy_max) = (self.args.retry_initial, self.args.retry_max);
+        let Some(lane) = self.lanes.get_mut(&d.channel) else {
+            return;
+        };
+        lane.busy = false;
+        let (outcome, code, detail, next) = match &d.outcome {
+            Outcome::Accepted { code, answer } => {
+                lane.failures = 0;
+                lane.retry_at = None;
+                (AttemptOutcome::Accepted, *code, answer.clone(), None)
+            }
+            Outcome::Transient {
+                code,
+                error,
+                retry_after,
+            } => {
+                let delay = next_attempt_delay(
+                    lane.failures,
+                    policy_initial,
+                    policy_max,
+                    fastrand::f64(),
+                    *retry_after,
+                );
+                lane.failures = lane.failures.saturating_add(1);
+                let at = now.saturating_add(delay.as_millis() as i64);
+                lane.retry_at = Some(at);
+                // Back to the front, in order: they go first when the channel is back.
+                for id in d.ids.iter().rev() {
+                    lane.ready.push_front(*id);
+                }
+                (AttemptOutcome::Transient, *code, error.clone(), Some(at))
+            }
+            Outcome::Permanent { code, error } => {
+                lane.failures = 0;
+                lane.retry_at = None;
+                (AttemptOutcome::Permanent, *code, error.clone(), None)
+            }
+        };
+        let failures = self.lanes.get(&d.channel).map_or(0, |l| l.failures);
+        if accepted {
+            self.counts.delivered += d.ids.len() as u64;
+        } else {
+            self.counts.failures += 1;
+        }
+        // A channel down for hours is retried often: logged at the first failure and then at
+        // powers of two.
+        if !accepted && (failures <= 1 || failures.is_power_of_two()) {
+            tracing::warn!(
+                channel = %d.channel,
+                outcome = outcome.as_str(),
+                code,
+                error = %detail,
+                notifications = d.ids.len(),
+                retry_in_ms = next.map(|at| at - now),
+                failures_in_a_row = failures,
+                "alert delivery failed"
+            );
+        }
+        if outcome != AttemptOutcome::Transient {
+            for id in &d.ids {
+                self.rows.remove(id);
+            }
+        }
+        let attempt = Attempt {
+            ids: d.ids,
+            at_ms: d.at_ms,
+            duration_ms: d.took.as_millis() as i64,
+            outcome,
+            code,
+            detail,
+            next_attempt_ms: next,
+        };
+        if let Err(e) = self
+            .args
+            .store
+            .durable(DurableOp::OutboxAttempt(attempt), Some(STORE_WAIT))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record an alert delivery yet (the store keeps trying)");
+        }
+        self.due(myself).await;
+    }
+
+    /// Pending rows in the outbox that the actor does not hold: queued on their channel.
+    async fn resync(&mut self, myself: &ActorRef<AlertsMessage>) {
+        let pending = match outbox::pending(self.args.store.reader()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the alert outbox");
+                return;
+            }
+        };
+        let held: HashSet<i64> = self.rows.keys().copied().collect();
+        let mut found = 0;
+        for OutboxRow {
+            channel,
+            notification,
+            ..
+        } in pending
+        {
+            let id = notification.id;
+            if held.contains(&id) {
+                continue;
+            }
+            found += 1;
+            self.rows.insert(id, (channel.clone(), notification));
+            self.lane(&channel).ready.push_back(id);
+        }
+        if found > 0 {
+            tracing::info!(
+                notifications = found,
+                "delivering stored alert notifications"
+            );
+        }
+        self.due(myself).await;
+    }
+
+    fn status(&mut self) -> AlertsStatus {
+        let now = self.clock.now();
+        let mut pending: HashMap<&str, usize> = HashMap::new();
+        for (channel, _) in self.rows.values() {
+            *pending.entry(channel.as_str()).or_default() += 1;
+        }
+        AlertsStatus {
+            raised: self.counts.raised,
+            notified: self.counts.notified,
+            deduplicated: self.counts.deduplicated,
+            pending_threshold: self.counts.pending,
+            muted: self.counts.muted,
+            silenced: self.counts.silenced,
+            delivered: self.counts.delivered,
+            delivery_failures: self.counts.failures,
+            firing: self.engine.firing().iter().map(|k| k.to_string()).collect(),
+            silences: self.engine.silences(now),
+            channels: self
+                .lanes
+                .iter()
+                .map(|(name, lane)| ChannelStatus {
+                    name: name.clone(),
+                    kind: lane.kind.to_string(),
+                    skipped: lane.channel.as_ref().err().cloned(),
+                    pending: pending.get(name.as_str()).copied().unwrap_or(0),
+                    consecutive_failures: lane.failures,
+                    retry_in_s: lane
+                        .retry_at
+                        .filter(|at| *at > now)
+                        .map(|at| (at - now) as f64 / 1000.0),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Writes a notification to the log (when it cannot be stored yet, it is at least seen).
+fn log_notification(n: &Notification) {
+    match n.severity {
+        Severity::Critical => {
+            tracing::error!(alert = %n.title, status = n.status.as_str(), key = %n.key, body = %n.body, "alert")
+        }
+        Severity::Warning => {
+            tracing::warn!(alert = %n.title, status = n.status.as_str(), key = %n.key, body = %n.body, "alert")
+        }
+        Severity::Info => {
+            tracing::info!(alert = %n.title, status = n.status.as_str(), key = %n.key, body = %n.body, "alert")
+        }
+    }
+}
+
+/// The notification `alerts test` sends.
+pub fn test_notification(channel: &str, hostname: &str, now_ms: i64) -> Notification {
+    let key = format!("test:{channel}");
+    Notification {
+        id: 0,
+        fingerprint: fingerprint(&key),
+        key,
+        status: Status::Firing,
+        severity: Severity::Info,
+        title: format!("test alert from metasystem on {hostname}"),
+        body: format!(
+            "This is a test of the alert channel `{channel}`, sent by `metasystem alerts test`. \
+             Nothing is wrong."
+        ),
+        source: "daemon".into(),
+        labels: Default::default(),
+        starts_at_ms: now_ms,
+        ends_at_ms: None,
+        occurrences: 1,
+    }
+}
+
+/// Runs a test delivery (off the actor) and answers the reply port.
+fn test(state: &mut AlertsState, name: String, reply: RpcReplyPort<Result<TestReport, String>>) {
+    let Some(lane) = state.lanes.get(&name) else {
+        let names: Vec<&str> = state.lanes.keys().map(String::as_str).collect();
+        let _ = reply.send(Err(format!(
+            "no channel named `{name}`; the channels are: {}",
+            names.join(", ")
+        )));
+        return;
+    };
+    let channel = match &lane.channel {
+        Ok(c) => c.clone(),
+        Err(why) => {
+            let _ = reply.send(Err(why.clone()));
+            return;
+        }
+    };
+    let kind = lane.kind.to_string();
+    let now = state.clock.now();
+    let n = test_notification(&name, &state.args.hostname, now);
+    let deliverer = state.deliverer.clone();
+    let store = state.args.store.clone();
+    let path = state.args.path.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let outcome = deliverer.send(&channel, std::slice::from_ref(&n)).await;
+        let took = started.elapsed();
+        let (word, detail, retry_after) = match &outcome {
+            Outcome::Accepted { answer, .. } => ("accepted", answer.clone(), None),
+            Outcome::Transient {
+                error, retry_after, ..
+            } => ("transient", error.clone(), *retry_after),
+            Outcome::Permanent { error, .. } => ("permanent", error.clone(), None),
+        };
+        let report = TestReport {
+            channel: name.clone(),
+            kind,
+            outcome: word.to_string(),
+            code: outcome.code(),
+            detail,
+            retry_after_s: retry_after.map(|d| d.as_secs_f64()),
+            duration_ms: took.as_millis() as u64,
+        };
+        let mut event = StoredEvent::new(&path, "alert", format!("test of channel {name}: {word}"));
+        event.data = serde_json::json!({ "test": true, "channel": name, "outcome": word, "code": report.code });
+        store.record(event);
+        let _ = reply.send(Ok(report));
+    });
+}
+
+impl Actor for AlertsActor {
+    type Msg = AlertsMessage;
+    type State = AlertsState;
+    type Arguments = AlertsArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: AlertsArgs,
+    ) -> Result<AlertsState, ActorProcessingErr> {
+        let deliverer = Deliverer::new(args.timeout, args.hostname.clone())?;
+        let mut engine = Engine::new(args.policy.clone());
+        let mut clock = Clock::new();
+        let now = clock.now();
+        match outbox::silences(args.store.reader(), now).await {
+            Ok(silences) => {
+                for (pattern, until) in silences {
+                    engine.silence(&pattern, until);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the alert silences"),
+        }
+        // Conditions notified as firing and not resolved before the restart: a clear now
+        // still sends their resolution, and their repeats are deduplicated.
+        let horizon = args.policy.horizon().as_millis() as i64;
+        match outbox::latest_per_key(args.store.reader(), now.saturating_sub(horizon)).await {
+            Ok(rows) => {
+                for row in rows {
+                    engine.restore_firing(&row.notification, row.created_ms);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the alert outbox"),
+        }
+        let mut lanes = BTreeMap::new();
+        for spec in &args.channels {
+            let channel = channel::prepare(spec, &env);
+            if let Err(why) = &channel {
+                // Reported once, here; the other channels work.
+                tracing::warn!(channel = %spec.name, reason = %why, "alert channel skipped: its config is incomplete");
+                let mut event = StoredEvent::new(
+                    &args.path,
+                    "alert",
+                    format!("channel {} skipped: {why}", spec.name),
+                );
+                event.data = serde_json::json!({ "channel": spec.name, "skipped": why });
+                args.store.record(event);
+            }
+            lanes.insert(
+                spec.name.clone(),
+                Lane {
+                    channel,
+                    kind: spec.type_name(),
+                    ready: VecDeque::new(),
+                    busy: false,
+                    failures: 0,
+                    retry_at: None,
+                },
+            );
+        }
+        args.alerts.slot().attach(myself.clone());
+        myself.send_interval(RESYNC_EVERY, || AlertsMessage::Resync);
+        myself.send_interval(PRUNE_EVERY, || AlertsMessage::Prune);
+        let _ = myself.cast(AlertsMessage::Resync);
+        Ok(AlertsState {
+            groups: Groups::new(args.group_wait),
+            args,
+            engine,
+            lanes,
+            rows: HashMap::new(),
+            unstored: Vec::new(),
+            deliverer,
+            clock,
+            wake_at: None,
+            counts: Counts::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: AlertsMessage,
+        state: &mut AlertsState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            AlertsMessage::Raise(alert) => state.raise(&myself, alert),
+            AlertsMessage::Clear(key) => {
+                let now = state.clock.now();
+                if let Some(n) = state.engine.clear(&key, now) {
+                    state.decided(&myself, n);
+                }
+            }
+            AlertsMessage::Persist => state.persist(&myself, true).await,
+            AlertsMessage::Wake => state.due(&myself).await,
+            AlertsMessage::Resync => state.resync(&myself).await,
+            AlertsMessage::Delivered(d) => state.delivered(&myself, d).await,
+            AlertsMessage::Prune => {
+                let now = state.clock.now();
+                state.engine.prune(now);
+            }
+            AlertsMessage::Silence {
+                pattern,
+                until_ms,
+                reply,
+            } => {
+                let now = state.clock.now();
+                let op = DurableOp::Silence {
+                    pattern: pattern.clone(),
+                    until_ms,
+                    created_ms: now,
+                };
+                let stored = state.args.store.durable(op, Some(STORE_WAIT)).await;
+                let answer = match stored {
+                    Ok(_) => {
+                        match until_ms {
+                            Some(until) => state.engine.silence(&pattern, until),
+                            None => {
+                                state.engine.unsilence(&pattern);
+                            }
+                        }
+                        Ok(state.engine.silences(now))
+                    }
+                    Err(e) => Err(format!("the silence was not stored: {e}")),
+                };
+                let _ = reply.send(answer);
+            }
+            AlertsMessage::Test { channel, reply } => test(state, channel, reply),
+            AlertsMessage::Status(reply) => {
+                let _ = reply.send(state.status());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut AlertsState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.alerts.slot().detach(myself.get_id());
+        // What was decided is stored now, so the next start delivers it.
+        state.persist(&myself, false).await;
+        Ok(())
+    }
 }

@@ -269,6 +269,22 @@ pub async fn recent(pool: &SqlitePool, limit: usize) -> Result<Vec<OutboxRow>, S
     .map_err(|e| format!("cannot read the alert outbox: {e}"))
 }
 
+/// For each key notified since `since_ms`, its latest row (firing or resolved), oldest first:
+/// which conditions were left firing.
+pub async fn latest_per_key(pool: &SqlitePool, since_ms: i64) -> Result<Vec<OutboxRow>, String> {
+    sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM alert_outbox WHERE id IN \
+         (SELECT max(id) FROM alert_outbox WHERE created_ms >= ? GROUP BY key) ORDER BY id"
+    ))
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await
+    .map(|rows| rows.iter().map(outbox_row).collect())
+    .map_err(|e| format!("cannot read the alert outbox: {e}"))
+}
+
 /// How many rows wait for delivery.
 pub async fn undelivered(pool: &SqlitePool) -> Result<u64, String> {
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM alert_outbox WHERE state = 'pending'")

@@ -1,0 +1,327 @@
+//! `kind = "alerts"`: routes alerts by severity to channels, with dedup, thresholds, cooldowns,
+//! grouping, silences and a durable outbox (see `metasystem_actors::alerts`).
+//!
+//! Config:
+//! - `dedup_window` (default 1h), `group_wait` (default 10s, 0 to send at once);
+//! - `after = { critical = 3, warning = 5, info = 10 }`: consecutive occurrences before an
+//!   alert is sent (one-shot conditions such as a give-up are sent at the first);
+//! - `cooldown = { critical = "1h", warning = "2h", info = "24h" }`: a condition is notified at
+//!   most once per the longer of its cooldown and `dedup_window`;
+//! - `retry = { initial = "1s", max = "5m" }` (full-jitter backoff), `timeout` (one delivery,
+//!   default 10s);
+//! - `channels = [{ name, type = "email" | "webhook" | "slack" | "discord" | "log", ... }]`:
+//!   email takes `smtp` ("host:port"), `tls` (none | starttls | tls), `from`, `to` (a list),
+//!   `username`, `password_env`; the others take `url`. A channel whose settings are incomplete
+//!   (or whose password variable is unset) is accepted here, reported once when the actor
+//!   starts, and skipped; the others work;
+//! - `routes = { critical = [names], warning = [names], info = [names] }` (default: every
+//!   channel for every severity).
+//!
+//! Operations: `status`, `test channel=NAME`.
+
+use std::time::Duration;
+
+use metasystem_actors::alerts::actor::{AlertsActor, AlertsArgs, AlertsMessage};
+use metasystem_actors::alerts::channel::{ChannelKind, ChannelSpec, EmailSpec, Tls};
+use metasystem_actors::alerts::{PerSeverity, Policy, Severity};
+use metasystem_actors::ChildSpec;
+use serde_json::Value;
+
+use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
+use crate::config::reader::{suggest, Table};
+use crate::config::{bounded, MAX_DURATION};
+
+const TYPES: &[&str] = &["email", "webhook", "slack", "discord", "log"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    pub policy: Policy,
+    pub group_wait: Duration,
+    pub channels: Vec<ChannelSpec>,
+    pub routes: PerSeverity<Vec<String>>,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub timeout: Duration,
+}
+
+/// `after = { critical = 3, ... }`.
+fn thresholds(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, into: &mut PerSeverity<u32>) {
+    let Some(mut table) = t.table(cx.d, "after") else {
+        return;
+    };
+    table.context = format!("`after` of {}", t.context);
+    for s in Severity::ALL {
+        if let Some(v) = table.integer(cx.d, s.as_str()) {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) if (1..=1000).contains(&n) => *into.get_mut(s) = n,
+                _ => cx.d.error(
+                    v.span(),
+                    format!("`{}` in {} must be between 1 and 1000", s, table.context),
+                ),
+            }
+        }
+    }
+    table.finish(cx.d);
+}
+
+/// `cooldown = { critical = "1h", ... }`.
+fn cooldowns(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, into: &mut PerSeverity<Duration>) {
+    let Some(mut table) = t.table(cx.d, "cooldown") else {
+        return;
+    };
+    table.context = format!("`cooldown` of {}", t.context);
+    for s in Severity::ALL {
+        if let Some(d) = bounded(cx.d, &mut table, s.as_str(), Duration::ZERO, MAX_DURATION) {
+            *into.get_mut(s) = d;
+        }
+    }
+    table.finish(cx.d);
+}
+
+/// One `channels` item.
+fn channel(
+    cx: &mut ParseCx<'_>,
+    table: &toml::de::DeTable<'_>,
+    span: std::ops::Range<usize>,
+    parent: &str,
+) -> Option<ChannelSpec> {
+    let mut t = Table::new(table, span, format!("a channel of {parent}"));
+    let name = t.required_string(cx.d, "name");
+    if let Some(n) = &name {
+        t.context = format!("channel `{}` of {parent}", n.get_ref());
+        if let Err(problem) = metasystem_actors::supervision::check_name(n.get_ref()) {
+            cx.d.error(n.span(), problem.replace("child name", "channel name"));
+        }
+    }
+    let kind = if t.has("type") {
+        t.choice(cx.d, "type", TYPES).map(|k| *k.get_ref())
+    } else {
+        cx.d.error(
+            t.span.clone(),
+            format!(
+                "{} is missing the required key `type` ({})",
+                t.context,
+                TYPES.join(", ")
+            ),
+        );
+        t.allow("type");
+        None
+    };
+    let url = |cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>| {
+        t.string(cx.d, "url").map(|u| u.get_ref().clone())
+    };
+    let kind = match kind? {
+        "email" => {
+            let tls = t
+                .choice(cx.d, "tls", &["none", "starttls", "tls"])
+                .and_then(|v| Tls::parse(v.get_ref()))
+                .unwrap_or_default();
+            ChannelKind::Email(EmailSpec {
+                smtp: t.string(cx.d, "smtp").map(|v| v.get_ref().clone()),
+                tls,
+                from: t.string(cx.d, "from").map(|v| v.get_ref().clone()),
+                to: t
+                    .strings(cx.d, "to")
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| v.get_ref().clone())
+                    .collect(),
+                username: t.string(cx.d, "username").map(|v| v.get_ref().clone()),
+                password_env: t.string(cx.d, "password_env").map(|v| v.get_ref().clone()),
+            })
+        }
+        "webhook" => ChannelKind::Webhook {
+            url: url(cx, &mut t),
+        },
+        "slack" => ChannelKind::Slack {
+            url: url(cx, &mut t),
+        },
+        "discord" => ChannelKind::Discord {
+            url: url(cx, &mut t),
+        },
+        _ => ChannelKind::Log,
+    };
+    t.finish(cx.d);
+    Some(ChannelSpec {
+        name: name?.get_ref().clone(),
+        kind,
+    })
+}
+
+/// `routes = { critical = [...], ... }`, each name a configured channel.
+fn routes(
+    cx: &mut ParseCx<'_>,
+    t: &mut Table<'_, '_>,
+    channels: &[ChannelSpec],
+) -> PerSeverity<Vec<String>> {
+    let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+    let all: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let Some(mut table) = t.table(cx.d, "routes") else {
+        return PerSeverity {
+            info: all.clone(),
+            warning: all.clone(),
+            critical: all,
+        };
+    };
+    table.context = format!("`routes` of {}", t.context);
+    let mut routes: PerSeverity<Vec<String>> = PerSeverity::default();
+    for s in Severity::ALL {
+        let Some(list) = table.strings(cx.d, s.as_str()) else {
+            continue;
+        };
+        for item in list {
+            let name = item.get_ref();
+            if !names.contains(&name.as_str()) {
+                let hint = match suggest(name, &names) {
+                    Some(close) => format!("; did you mean `{close}`?"),
+                    None if names.is_empty() => "; `channels` defines none".to_string(),
+                    None => format!("; the channels are {}", names.join(", ")),
+                };
+                cx.d.error(
+                    item.span(),
+                    format!(
+                        "`{s}` in {} names the channel `{name}`, which is not defined{hint}",
+                        table.context
+                    ),
+                );
+            } else if !routes.get(s).contains(name) {
+                routes.get_mut(s).push(name.clone());
+            }
+        }
+    }
+    table.finish(cx.d);
+    routes
+}
+
+impl ActorKind for AlertsConfig {
+    const NAME: &'static str = "alerts";
+    const SINGLETON: bool = true;
+    const OPS: &'static [Op] = &[
+        Op {
+            name: "status",
+            args: "",
+            summary: "counts (raised, notified, deduplicated, delivered), firing keys, silences, channels",
+        },
+        Op {
+            name: "test",
+            args: "channel=NAME",
+            summary: "send a test notification to a channel now and show its answer",
+        },
+    ];
+
+    fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
+        let mut policy = Policy::default();
+        if let Some(d) = bounded(cx.d, t, "dedup_window", Duration::ZERO, MAX_DURATION) {
+            policy.dedup_window = d;
+        }
+        thresholds(cx, t, &mut policy.after);
+        cooldowns(cx, t, &mut policy.cooldown);
+        let group_wait = bounded(
+            cx.d,
+            t,
+            "group_wait",
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        )
+        .unwrap_or(Duration::from_secs(10));
+        let timeout = bounded(
+            cx.d,
+            t,
+            "timeout",
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        )
+        .unwrap_or(Duration::from_secs(10));
+        let (mut retry_initial, mut retry_max) = (Duration::from_secs(1), Duration::from_secs(300));
+        if let Some(mut r) = t.table(cx.d, "retry") {
+            r.context = format!("`retry` of {}", t.context);
+            let day = Duration::from_secs(24 * 3600);
+            if let Some(d) = bounded(cx.d, &mut r, "initial", Duration::from_millis(10), day) {
+                retry_initial = d;
+            }
+            if let Some(d) = bounded(cx.d, &mut r, "max", Duration::from_millis(10), day) {
+                retry_max = d;
+            }
+            if retry_max < retry_initial {
+                cx.d.error(
+                    r.span.clone(),
+                    format!("`max` in {} must not be less than `initial`", r.context),
+                );
+            }
+            r.finish(cx.d);
+        }
+        let parent = t.context.clone();
+        let mut channels: Vec<ChannelSpec> = Vec::new();
+        for (table, span) in t.tables(cx.d, "channels") {
+            let item_span = span.clone();
+            if let Some(c) = channel(cx, table, span, &parent) {
+                if channels.iter().any(|known| known.name == c.name) {
+                    cx.d.error(
+                        item_span,
+                        format!("duplicate channel name `{}` in {parent}", c.name),
+                    );
+                } else {
+                    channels.push(c);
+                }
+            }
+        }
+        let routes = routes(cx, t, &channels);
+        Some(AlertsConfig {
+            policy,
+            group_wait,
+            channels,
+            routes,
+            retry_initial,
+            retry_max,
+            timeout,
+        })
+    }
+
+    fn child_spec(&self, name: &str, services: &Services) -> ChildSpec {
+        let (config, services) = (self.clone(), services.clone());
+        ChildSpec::worker(name, Self::NAME, move |ctx| {
+            (
+                AlertsActor,
+                AlertsArgs {
+                    path: ctx.path.clone(),
+                    store: services.store.clone(),
+                    alerts: services.alerts.clone(),
+                    metrics: services.metrics.clone(),
+                    policy: config.policy.clone(),
+                    group_wait: config.group_wait,
+                    channels: config.channels.clone(),
+                    routes: config.routes.clone(),
+                    retry_initial: config.retry_initial,
+                    retry_max: config.retry_max,
+                    timeout: config.timeout,
+                    hostname: crate::kinds::hostname(),
+                },
+            )
+        })
+    }
+
+    async fn call(cx: CallCx<'_>, op: &str, args: Value) -> Result<Value, CallError> {
+        super::check_op(Self::NAME, Self::OPS, op)?;
+        match op {
+            "test" => {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct TestArgs {
+                    channel: String,
+                }
+                let a = super::args::<TestArgs>(op, args)?;
+                let report = super::ask(&cx, |reply| AlertsMessage::Test {
+                    channel: a.channel,
+                    reply,
+                })
+                .await?
+                .map_err(|e| CallError::new(crate::control::protocol::code::BAD_REQUEST, e))?;
+                super::reply(&report)
+            }
+            _ => {
+                super::args::<NoArgs>(op, args)?;
+                super::reply(&super::ask(&cx, AlertsMessage::Status).await?)
+            }
+        }
+    }
+}
