@@ -441,7 +441,30 @@ async fn a_database_made_by_the_first_schema_upgrades() {
             .fetch_all(store.reader())
             .await
             .unwrap_or_default();
-    assert_eq!(versions, [(20261122000001,), (20261123000001,)]);
+    assert_eq!(
+        versions,
+        [
+            (20261122000001,),
+            (20261123000001,),
+            (20261124000001,),
+            (20261124000002,),
+        ]
+    );
+    // The tables added since work on the upgraded file.
+    let now = store::unix_ms(SystemTime::now());
+    store.record_samples(vec![metasystem_actors::metrics::Sample {
+        at_ms: now,
+        metric: metasystem_actors::metrics::Metric::ActorStarts,
+        subject: "root/a".into(),
+        value: 1.0,
+        ok: Some(true),
+    }]);
+    assert_eq!(store.flush(None).await, Ok(()));
+    let summaries = store::samples::summaries(store.reader(), now - 1000, None)
+        .await
+        .unwrap_or_default();
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(store::outbox::undelivered(store.reader()).await, Ok(0));
     store.close().await;
 }
 
