@@ -219,7 +219,9 @@ impl Actor for MetricsActor {
         match message {
             MetricsMessage::Samples(samples) => {
                 state.watch(&samples);
+                let n = samples.len();
                 state.args.metrics.store().record_samples(samples);
+                state.args.metrics.forwarded(n);
             }
             MetricsMessage::Tick => state.tick(),
             MetricsMessage::Status(reply) => {

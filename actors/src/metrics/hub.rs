@@ -7,6 +7,7 @@
 //! which the Prometheus and OpenTelemetry exports read without a message round trip.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::actor::MetricsMessage;
@@ -35,6 +36,8 @@ pub struct Metrics {
     store: Store,
     actor: Slot<MetricsMessage>,
     totals: Arc<Mutex<BTreeMap<(Metric, String), SeriesTotal>>>,
+    /// Samples sent to the metrics actor and not yet handed to the store.
+    in_actor: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -49,6 +52,7 @@ impl Metrics {
             store,
             actor: Slot::default(),
             totals: Arc::default(),
+            in_actor: Arc::default(),
         }
     }
 
@@ -67,12 +71,22 @@ impl Metrics {
             return;
         }
         self.total(&samples);
+        let n = samples.len();
         let samples = match self.actor.get() {
-            Some(actor) => match actor.cast(MetricsMessage::Samples(samples)) {
-                Ok(()) => return,
-                Err(ractor::MessagingErr::SendErr(MetricsMessage::Samples(back))) => back,
-                Err(_) => return,
-            },
+            Some(actor) => {
+                self.in_actor.fetch_add(n, Ordering::Relaxed);
+                match actor.cast(MetricsMessage::Samples(samples)) {
+                    Ok(()) => return,
+                    Err(ractor::MessagingErr::SendErr(MetricsMessage::Samples(back))) => {
+                        self.in_actor.fetch_sub(n, Ordering::Relaxed);
+                        back
+                    }
+                    Err(_) => {
+                        self.in_actor.fetch_sub(n, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
             None => samples,
         };
         self.store.record_samples(samples);
@@ -100,6 +114,17 @@ impl Metrics {
             }
             entry.last_ms = s.at_ms;
         }
+    }
+
+    /// Samples reported and not yet written: in the metrics actor's mailbox or the store's
+    /// intake (a reporter with a lot to say can pace itself on it).
+    pub fn backlog(&self) -> usize {
+        self.in_actor.load(Ordering::Relaxed) + self.store.stats().samples_queued
+    }
+
+    /// The metrics actor handed `n` samples to the store.
+    pub(crate) fn forwarded(&self, n: usize) {
+        self.in_actor.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Every series' totals since the daemon started, sorted by metric and subject.

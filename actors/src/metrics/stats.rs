@@ -203,74 +203,161 @@ impl Sketch {
     /// out of range or not ascending, empty buckets, a total count past `u64::MAX`, trailing
     /// bytes) is an `Err` saying what is wrong and where.
     pub fn from_bytes(bytes: &[u8]) -> Result<Sketch, String> {
-        let mut r = Reader { buf: bytes, pos: 0 };
-        let version = r.byte()?;
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "sketch: unsupported format version {version} (expected {FORMAT_VERSION})"
-            ));
-        }
-        let zero = r.varint()?;
-        let mut count = zero;
-        let mut sides = [BTreeMap::new(), BTreeMap::new()];
-        let (lo, hi) = key_range();
-        for (side, name) in sides.iter_mut().zip(["positive", "negative"]) {
-            let len = r.varint()?;
-            if len > MAX_BUCKETS as u64 {
-                return Err(format!(
-                    "sketch: {len} {name} buckets exceed the cap of {MAX_BUCKETS}"
-                ));
-            }
-            let mut prev: Option<i64> = None;
-            for _ in 0..len {
-                let at = r.pos;
-                let raw = r.varint()?;
-                let key = match prev {
-                    None => unzigzag(raw),
-                    Some(p) => {
-                        if raw == 0 {
-                            return Err(format!(
-                                "sketch: {name} bucket keys not ascending at byte {at}"
-                            ));
-                        }
-                        // A delta past i64 is out of range anyway; saturate, then range-check.
-                        p.saturating_add(i64::try_from(raw).unwrap_or(i64::MAX))
-                    }
-                };
-                let key = match i32::try_from(key) {
-                    Ok(k) if (lo..=hi).contains(&k) => k,
-                    _ => {
-                        return Err(format!(
-                            "sketch: {name} bucket key {key} at byte {at} outside {lo}..={hi}"
-                        ))
-                    }
-                };
-                let at = r.pos;
-                let n = r.varint()?;
-                if n == 0 {
-                    return Err(format!("sketch: empty {name} bucket at byte {at}"));
-                }
-                count = count
-                    .checked_add(n)
-                    .ok_or_else(|| format!("sketch: total count overflows at byte {at}"))?;
-                side.insert(key, n);
-                prev = Some(i64::from(key));
-            }
-        }
-        if r.pos != bytes.len() {
-            return Err(format!(
-                "sketch: {} trailing bytes after byte {}",
-                bytes.len() - r.pos,
-                r.pos
-            ));
-        }
+        let mut sides = [Vec::new(), Vec::new()];
+        let (zero, count) = decode(bytes, &mut sides)?;
         let [positive, negative] = sides;
+        // Keys come out ascending: the maps are built in bulk.
         Ok(Sketch {
-            positive,
-            negative,
+            positive: positive.into_iter().collect(),
+            negative: negative.into_iter().collect(),
             zero,
             count,
         })
+    }
+}
+
+/// Parses [`Sketch::to_bytes`] output into the buckets of each side (ascending keys, into
+/// `sides`, which are cleared first); the zero count and the total count.
+fn decode(bytes: &[u8], sides: &mut [Vec<(i32, u64)>; 2]) -> Result<(u64, u64), String> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let version = r.byte()?;
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "sketch: unsupported format version {version} (expected {FORMAT_VERSION})"
+        ));
+    }
+    let zero = r.varint()?;
+    let mut count = zero;
+    let (lo, hi) = key_range();
+    for (side, name) in sides.iter_mut().zip(["positive", "negative"]) {
+        side.clear();
+        let len = r.varint()?;
+        if len > MAX_BUCKETS as u64 {
+            return Err(format!(
+                "sketch: {len} {name} buckets exceed the cap of {MAX_BUCKETS}"
+            ));
+        }
+        let mut prev: Option<i64> = None;
+        for _ in 0..len {
+            let at = r.pos;
+            let raw = r.varint()?;
+            let key = match prev {
+                None => unzigzag(raw),
+                Some(p) => {
+                    if raw == 0 {
+                        return Err(format!(
+                            "sketch: {name} bucket keys not ascending at byte {at}"
+                        ));
+                    }
+                    // A delta past i64 is out of range anyway; saturate, then range-check.
+                    p.saturating_add(i64::try_from(raw).unwrap_or(i64::MAX))
+                }
+            };
+            let key = match i32::try_from(key) {
+                Ok(k) if (lo..=hi).contains(&k) => k,
+                _ => {
+                    return Err(format!(
+                        "sketch: {name} bucket key {key} at byte {at} outside {lo}..={hi}"
+                    ))
+                }
+            };
+            let at = r.pos;
+            let n = r.varint()?;
+            if n == 0 {
+                return Err(format!("sketch: empty {name} bucket at byte {at}"));
+            }
+            count = count
+                .checked_add(n)
+                .ok_or_else(|| format!("sketch: total count overflows at byte {at}"))?;
+            side.push((key, n));
+            prev = Some(i64::from(key));
+        }
+    }
+    if r.pos != bytes.len() {
+        return Err(format!(
+            "sketch: {} trailing bytes after byte {}",
+            bytes.len() - r.pos,
+            r.pos
+        ));
+    }
+    Ok((zero, count))
+}
+
+/// Bucket counts over a contiguous key range, for merging many sketches fast.
+#[derive(Debug, Default)]
+struct Dense {
+    base: i32,
+    counts: Vec<u64>,
+}
+
+impl Dense {
+    fn add(&mut self, key: i32, n: u64) {
+        if self.counts.is_empty() {
+            self.base = key;
+        }
+        if key < self.base {
+            let grow = (self.base - key) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.base = key;
+        }
+        let at = (key - self.base) as usize;
+        if at >= self.counts.len() {
+            self.counts.resize(at + 1, 0);
+        }
+        self.counts[at] = self.counts[at].saturating_add(n);
+    }
+
+    fn into_map(self) -> BTreeMap<i32, u64> {
+        let base = self.base;
+        let mut map: BTreeMap<i32, u64> = self
+            .counts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, n)| *n > 0)
+            .map(|(i, n)| (base + i as i32, n))
+            .collect();
+        collapse(&mut map);
+        map
+    }
+}
+
+/// Merges many serialized sketches (a month of hourly rollups) without building each one:
+/// bucket counts go into dense arrays, and one [`Sketch`] is made at the end. The result
+/// equals merging every decoded sketch.
+#[derive(Debug, Default)]
+pub struct SketchMerger {
+    sides: [Dense; 2],
+    zero: u64,
+    count: u64,
+    scratch: [Vec<(i32, u64)>; 2],
+}
+
+impl SketchMerger {
+    pub fn new() -> Self {
+        SketchMerger::default()
+    }
+
+    /// Adds one serialized sketch; a damaged one is an `Err` and adds nothing.
+    pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let (zero, count) = decode(bytes, &mut self.scratch)?;
+        for (dense, side) in self.sides.iter_mut().zip(&self.scratch) {
+            for &(k, n) in side {
+                dense.add(k, n);
+            }
+        }
+        self.zero = self.zero.saturating_add(zero);
+        self.count = self.count.saturating_add(count);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Sketch {
+        let [positive, negative] = self.sides;
+        Sketch {
+            positive: positive.into_map(),
+            negative: negative.into_map(),
+            zero: self.zero,
+            count: self.count,
+        }
     }
 }
 
@@ -452,6 +539,28 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_merger_equals_merging_every_sketch() {
+        let mut sketches = Vec::new();
+        for i in 0..50u32 {
+            let mut s = Sketch::new();
+            for j in 0..200u32 {
+                let v = f64::from(i * 200 + j) * 0.37 - 300.0;
+                s.add(v);
+            }
+            s.add(0.0);
+            sketches.push(s);
+        }
+        let mut merged = Sketch::new();
+        let mut merger = SketchMerger::new();
+        for s in &sketches {
+            merged.merge(s);
+            assert!(merger.add_bytes(&s.to_bytes()).is_ok());
+        }
+        assert!(merger.add_bytes(&[9, 9, 9]).is_err());
+        assert_eq!(merger.finish(), merged);
+    }
 
     const QS: &[f64] = &[
         0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0,

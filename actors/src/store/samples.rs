@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
 
-use crate::metrics::stats::{Sketch, Summary};
+use crate::metrics::stats::{Sketch, SketchMerger, Summary};
 use crate::metrics::Sample;
 
 pub const HOUR_MS: i64 = 3_600_000;
@@ -127,8 +127,15 @@ async fn read_one(
 }
 
 fn summary_of(row: &sqlx::sqlite::SqliteRow) -> Summary {
+    let mut s = exact_of(row);
+    // A damaged sketch loses the quantiles of that hour, not the exact aggregates.
+    s.sketch = Sketch::from_bytes(row.get::<&[u8], _>("sketch")).unwrap_or_default();
+    s
+}
+
+/// A rollup row's exact aggregates (count, outcomes, sum, min, max), without its sketch.
+fn exact_of(row: &sqlx::sqlite::SqliteRow) -> Summary {
     let count: i64 = row.get("count");
-    let sketch: Vec<u8> = row.get("sketch");
     let mut s = Summary {
         count: u64::try_from(count).unwrap_or(0),
         ok: u64::try_from(row.get::<i64, _>("ok")).unwrap_or(0),
@@ -140,8 +147,6 @@ fn summary_of(row: &sqlx::sqlite::SqliteRow) -> Summary {
         s.min = row.get("min");
         s.max = row.get("max");
     }
-    // A damaged sketch loses the quantiles of that hour, not the exact aggregates.
-    s.sketch = Sketch::from_bytes(&sketch).unwrap_or_default();
     s
 }
 
@@ -210,6 +215,7 @@ pub async fn summaries(
     since_ms: i64,
     name: Option<&str>,
 ) -> Result<Vec<SeriesSummary>, String> {
+    type Rollup = (String, String, i64, i64, i64, f64, f64, f64, Vec<u8>);
     let mut sql = QueryBuilder::new(
         "SELECT name, subject, count, ok, failed, sum, min, max, sketch FROM sample_rollups \
          WHERE hour_ms >= ",
@@ -218,27 +224,50 @@ pub async fn summaries(
     if let Some(name) = name {
         sql.push(" AND name = ").push_bind(name.to_string());
     }
-    let rows = sql
-        .build()
+    // A series' rows together: each is merged into the one before it, no lookups.
+    sql.push(" ORDER BY name, subject");
+    let rows: Vec<Rollup> = sql
+        .build_query_as()
         .fetch_all(pool)
         .await
         .map_err(|e| format!("cannot read metrics: {e}"))?;
-    let mut series: std::collections::BTreeMap<(String, String), Summary> = Default::default();
-    for row in &rows {
-        let key = (
-            row.get::<String, _>("name"),
-            row.get::<String, _>("subject"),
-        );
-        series.entry(key).or_default().merge(&summary_of(row));
+    // Exact aggregates merged row by row; the sketches' buckets summed in dense arrays and
+    // made into one sketch per series at the end (a month is 720 rows per series).
+    let mut out: Vec<SeriesSummary> = Vec::new();
+    let mut merger = SketchMerger::new();
+    for (name, subject, count, ok, failed, sum, min, max, sketch) in rows {
+        let same = out
+            .last()
+            .is_some_and(|last| last.name == name && last.subject == subject);
+        if !same {
+            if let Some(last) = out.last_mut() {
+                last.summary.sketch = std::mem::take(&mut merger).finish();
+            }
+            out.push(SeriesSummary {
+                name,
+                subject,
+                summary: Summary::default(),
+            });
+        }
+        let Some(last) = out.last_mut() else { continue };
+        let count = u64::try_from(count).unwrap_or(0);
+        let exact = Summary {
+            count,
+            ok: u64::try_from(ok).unwrap_or(0),
+            failed: u64::try_from(failed).unwrap_or(0),
+            sum,
+            min: if count > 0 { min } else { f64::INFINITY },
+            max: if count > 0 { max } else { f64::NEG_INFINITY },
+            sketch: Sketch::default(),
+        };
+        last.summary.merge(&exact);
+        // A damaged sketch loses the quantiles of that hour, not the exact aggregates.
+        let _ = merger.add_bytes(&sketch);
     }
-    Ok(series
-        .into_iter()
-        .map(|((name, subject), summary)| SeriesSummary {
-            name,
-            subject,
-            summary,
-        })
-        .collect())
+    if let Some(last) = out.last_mut() {
+        last.summary.sketch = merger.finish();
+    }
+    Ok(out)
 }
 
 /// Raw samples of one metric (and subject) at or after `since_ms`, oldest first, at most
