@@ -1,6 +1,7 @@
 //! The engine's black-box tests: Erlang's `supervisor_SUITE` cases ported to the restart tree,
 //! on a paused tokio clock wherever time matters.
 
+mod alerts;
 mod backoff;
 mod channels;
 mod dynamic;

@@ -1,0 +1,770 @@
+//! The alerts actor end to end: a real store on a temp file, the actor spawned directly, and
+//! the loopback HTTP and SMTP sinks of `metasystem_actors::sinks` as the receivers.
+//!
+//! Real clock with short settings (group_wait 200 ms, retries from 50 ms): the sinks and SQLite
+//! do real I/O on other threads, and a paused clock auto-advances while the runtime waits for
+//! them, firing the actor's store timeouts and retry timers at the wrong moments. Every wait
+//! polls with a deadline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use metasystem_actors::alerts::actor::{AlertsActor, AlertsArgs, AlertsMessage, AlertsStatus};
+use metasystem_actors::alerts::channel::{ChannelKind, ChannelSpec, EmailSpec, Tls};
+use metasystem_actors::alerts::{fingerprint, Alert, Alerts, PerSeverity, Policy, Severity};
+use metasystem_actors::metrics::Metrics;
+use metasystem_actors::sinks::{HttpSink, Reply, Request, SmtpSink};
+use metasystem_actors::store::outbox::{self, OutboxRow};
+use metasystem_actors::store::{unix_ms, Store};
+use ractor::{Actor, ActorRef};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// No wait in these tests lasts longer than this.
+const WAIT: Duration = Duration::from_secs(10);
+const GROUP_WAIT: Duration = Duration::from_millis(200);
+/// Long enough that a message that should not come would have come.
+const QUIET: Duration = Duration::from_millis(600);
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(30), f).await {
+        Ok(v) => v,
+        Err(_) => panic!("step took longer than 30s"),
+    }
+}
+
+fn policy() -> Policy {
+    Policy {
+        dedup_window: Duration::from_secs(3600),
+        after: PerSeverity {
+            info: 1,
+            warning: 1,
+            critical: 1,
+        },
+        cooldown: PerSeverity {
+            info: Duration::ZERO,
+            warning: Duration::ZERO,
+            critical: Duration::ZERO,
+        },
+    }
+}
+
+fn webhook(name: &str, sink: &HttpSink) -> ChannelSpec {
+    ChannelSpec {
+        name: name.into(),
+        kind: ChannelKind::Webhook {
+            url: Some(sink.url("/hook")),
+        },
+    }
+}
+
+fn email(name: &str, sink: &SmtpSink) -> ChannelSpec {
+    ChannelSpec {
+        name: name.into(),
+        kind: ChannelKind::Email(EmailSpec {
+            smtp: Some(sink.host_port()),
+            tls: Tls::None,
+            from: Some("metasystem@example.org".into()),
+            to: vec!["ops@example.org".into()],
+            username: None,
+            password_env: None,
+        }),
+    }
+}
+
+fn everywhere(names: &[&str]) -> PerSeverity<Vec<String>> {
+    let all: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    PerSeverity {
+        info: all.clone(),
+        warning: all.clone(),
+        critical: all,
+    }
+}
+
+fn args(store: &Store, alerts: &Alerts, channels: Vec<ChannelSpec>) -> AlertsArgs {
+    let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+    let routes = everywhere(&names);
+    AlertsArgs {
+        path: "root/alerts".into(),
+        store: store.clone(),
+        alerts: alerts.clone(),
+        metrics: Metrics::new(store.clone()),
+        policy: policy(),
+        group_wait: GROUP_WAIT,
+        routes,
+        channels,
+        retry_initial: Duration::from_millis(50),
+        retry_max: Duration::from_millis(200),
+        timeout: Duration::from_secs(3),
+        hostname: "testhost".into(),
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    store: Store,
+    alerts: Alerts,
+    actor: ActorRef<AlertsMessage>,
+    join: JoinHandle<()>,
+}
+
+async fn open_store(dir: &tempfile::TempDir) -> Store {
+    match Store::open(&dir.path().join("a.db"), Duration::from_secs(24 * 3600)).await {
+        Ok((store, _)) => store,
+        Err(e) => panic!("store did not open: {e}"),
+    }
+}
+
+async fn spawn(args: AlertsArgs) -> (ActorRef<AlertsMessage>, JoinHandle<()>) {
+    match Actor::spawn(None, AlertsActor, args).await {
+        Ok(pair) => pair,
+        Err(e) => panic!("alerts actor did not start: {e}"),
+    }
+}
+
+impl Rig {
+    async fn start(channels: Vec<ChannelSpec>) -> Rig {
+        Rig::start_with(channels, |_| {}).await
+    }
+
+    async fn start_with(channels: Vec<ChannelSpec>, tune: impl FnOnce(&mut AlertsArgs)) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        let alerts = Alerts::new(store.clone());
+        let mut a = args(&store, &alerts, channels);
+        tune(&mut a);
+        let (actor, join) = spawn(a).await;
+        Rig {
+            _dir: dir,
+            store,
+            alerts,
+            actor,
+            join,
+        }
+    }
+
+    async fn status(&self) -> AlertsStatus {
+        ractor::call!(self.actor, AlertsMessage::Status).unwrap()
+    }
+
+    async fn rows(&self) -> Vec<OutboxRow> {
+        let mut rows = outbox::recent(self.store.reader(), 1000).await.unwrap();
+        rows.reverse();
+        rows
+    }
+
+    /// Polls the outbox until `pred` holds on its rows (oldest first), or panics.
+    async fn rows_until(&self, what: &str, pred: impl Fn(&[OutboxRow]) -> bool) -> Vec<OutboxRow> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let rows = self.rows().await;
+            if pred(&rows) {
+                return rows;
+            }
+            if Instant::now() >= deadline {
+                panic!("outbox never got to: {what}; rows: {rows:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn silence(&self, pattern: &str, until_ms: Option<i64>) -> Vec<(String, i64)> {
+        let pattern = pattern.to_string();
+        ractor::call!(self.actor, |reply| AlertsMessage::Silence {
+            pattern,
+            until_ms,
+            reply
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    async fn stop(self) -> (tempfile::TempDir, Store) {
+        self.actor.stop(None);
+        bounded(self.join).await.unwrap();
+        (self._dir, self.store)
+    }
+}
+
+fn warning(title: &str) -> Alert {
+    Alert::new(Severity::Warning, title, "root/x").body(format!("details of {title}"))
+}
+
+fn critical(title: &str) -> Alert {
+    Alert::new(Severity::Critical, title, "root/x").body(format!("details of {title}"))
+}
+
+/// Every `(fingerprint, status)` in the webhook requests, in order.
+fn alerts_in(requests: &[Request]) -> Vec<(String, String)> {
+    requests
+        .iter()
+        .flat_map(|r| {
+            r.json()["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| {
+                    (
+                        a["fingerprint"].as_str().unwrap_or_default().to_string(),
+                        a["status"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn counts(pairs: &[(String, String)]) -> HashMap<(String, String), usize> {
+    let mut out = HashMap::new();
+    for p in pairs {
+        *out.entry(p.clone()).or_default() += 1;
+    }
+    out
+}
+
+/// Waits for `n` requests, then checks no more came for a while.
+async fn exactly(sink: &HttpSink, n: usize) -> Vec<Request> {
+    let got = bounded(sink.wait_requests(n, WAIT)).await;
+    assert_eq!(got.len(), n, "{:#?}", alerts_in(&got));
+    tokio::time::sleep(QUIET).await;
+    let got = sink.requests();
+    assert_eq!(
+        got.len(),
+        n,
+        "more than {n} requests: {:#?}",
+        alerts_in(&got)
+    );
+    got
+}
+
+fn key(severity: Severity, title: &str) -> String {
+    format!("{severity}:{title}")
+}
+
+#[tokio::test]
+async fn an_alert_is_sent_at_its_nth_consecutive_occurrence_only() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start_with(vec![webhook("hook", &sink)], |a| a.policy.after.warning = 3).await;
+    rig.alerts.raise(warning("disk low"));
+    rig.alerts.raise(warning("disk low"));
+    tokio::time::sleep(GROUP_WAIT + QUIET).await;
+    assert!(sink.requests().is_empty());
+    assert!(rig.rows().await.is_empty());
+    assert_eq!(rig.status().await.pending_threshold, 2);
+
+    rig.alerts.raise(warning("disk low"));
+    let got = exactly(&sink, 1).await;
+    assert_eq!(
+        alerts_in(&got),
+        vec![(
+            fingerprint(&key(Severity::Warning, "disk low")),
+            "firing".into()
+        )]
+    );
+    let rows = rig
+        .rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    assert_eq!(rows[0].notification.occurrences, 3);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn repeats_are_one_message_and_a_reminder_after_the_interval_folds_them() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start_with(vec![webhook("hook", &sink)], |a| {
+        a.policy.dedup_window = Duration::from_millis(1500)
+    })
+    .await;
+    let started = Instant::now();
+    for _ in 0..10 {
+        rig.alerts.raise(warning("flapping"));
+    }
+    exactly(&sink, 1).await;
+    assert_eq!(rig.status().await.deduplicated, 9);
+    // Still within the interval: folded, not sent.
+    rig.alerts.raise(warning("flapping"));
+    tokio::time::sleep(GROUP_WAIT * 2).await;
+    assert_eq!(sink.requests().len(), 1);
+    let left = Duration::from_millis(1600).saturating_sub(started.elapsed());
+    tokio::time::sleep(left).await;
+    rig.alerts.raise(warning("flapping"));
+    let got = exactly(&sink, 2).await;
+    let fp = fingerprint(&key(Severity::Warning, "flapping"));
+    assert_eq!(alerts_in(&got[1..]), vec![(fp, "firing".to_string())]);
+    let rows = rig
+        .rows_until("both sent", |r| {
+            r.len() == 2 && r.iter().all(|r| r.state == "sent")
+        })
+        .await;
+    assert_eq!(rows[0].notification.occurrences, 1);
+    // The reminder: the 10 repeats since the first message, and this one.
+    assert_eq!(rows[1].notification.occurrences, 11);
+    assert_eq!(
+        rows[0].notification.starts_at_ms,
+        rows[1].notification.starts_at_ms
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_quick_refire_after_a_resolution_is_muted_by_the_cooldown() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start_with(vec![webhook("hook", &sink)], |a| {
+        a.policy.cooldown.warning = Duration::from_secs(3600)
+    })
+    .await;
+    rig.alerts.raise(warning("link down"));
+    bounded(sink.wait_requests(1, WAIT)).await;
+    rig.alerts.clear(key(Severity::Warning, "link down"));
+    bounded(sink.wait_requests(2, WAIT)).await;
+    rig.alerts.raise(warning("link down"));
+    let got = exactly(&sink, 2).await;
+    let fp = fingerprint(&key(Severity::Warning, "link down"));
+    assert_eq!(
+        alerts_in(&got),
+        vec![(fp.clone(), "firing".into()), (fp, "resolved".into())]
+    );
+    assert_eq!(rig.status().await.muted, 1);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn alerts_within_group_wait_go_out_as_one_alertmanager_v4_post() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    let titles = ["disk low", "sync stalled", "battery low"];
+    for t in titles {
+        rig.alerts.raise(warning(t).label("zone", "home"));
+    }
+    let got = exactly(&sink, 1).await;
+    let r = &got[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path(), "/hook");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    assert_eq!(v["version"], "4");
+    assert_eq!(v["status"], "firing");
+    assert_eq!(v["receiver"], "hook");
+    assert_eq!(v["groupKey"], "{}:hook");
+    assert_eq!(v["truncatedAlerts"], 0);
+    assert_eq!(v["commonLabels"]["severity"], "warning");
+    assert_eq!(v["commonLabels"]["zone"], "home");
+    assert_eq!(v["commonLabels"]["instance"], "testhost");
+    let alerts = v["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 3);
+    for (a, t) in alerts.iter().zip(titles) {
+        assert_eq!(a["status"], "firing");
+        assert_eq!(a["labels"]["alertname"], t);
+        assert_eq!(a["labels"]["source"], "root/x");
+        assert_eq!(a["annotations"]["summary"], t);
+        assert_eq!(a["annotations"]["description"], format!("details of {t}"));
+        assert_eq!(a["fingerprint"], fingerprint(&key(Severity::Warning, t)));
+        assert_eq!(a["endsAt"], "0001-01-01T00:00:00Z");
+        assert!(a["startsAt"].as_str().unwrap().ends_with('Z'), "{a}");
+    }
+    // One attempt recorded for the three rows.
+    let rows = rig
+        .rows_until("sent", |r| {
+            r.len() == 3 && r.iter().all(|r| r.state == "sent")
+        })
+        .await;
+    let ids: Vec<i64> = rows.iter().map(|r| r.notification.id).collect();
+    let attempts = outbox::attempts(rig.store.reader(), &ids).await.unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert!(attempts
+        .iter()
+        .all(|a| a.outcome == "accepted" && a.code == Some(200)));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_resolution_is_sent_at_once_not_after_group_wait() {
+    let sink = HttpSink::start().await;
+    let wait = Duration::from_millis(1500);
+    let rig = Rig::start_with(vec![webhook("hook", &sink)], |a| a.group_wait = wait).await;
+    let raised = Instant::now();
+    rig.alerts.raise(critical("disk full"));
+    bounded(sink.wait_requests(1, WAIT)).await;
+    assert!(
+        raised.elapsed() >= wait,
+        "the firing one waits for its group"
+    );
+    let cleared = Instant::now();
+    rig.alerts.clear(key(Severity::Critical, "disk full"));
+    let got = bounded(sink.wait_requests(2, WAIT)).await;
+    let took = cleared.elapsed();
+    assert!(took < wait, "the resolution took {took:?}");
+    let v = got[1].json();
+    assert_eq!(v["status"], "resolved");
+    assert_eq!(v["alerts"][0]["status"], "resolved");
+    assert_ne!(v["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(
+        v["alerts"][0]["startsAt"],
+        got[0].json()["alerts"][0]["startsAt"]
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn silenced_keys_are_not_sent_until_unsilenced_but_resolutions_are() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    let hour_later = unix_ms(SystemTime::now()) + 3_600_000;
+    let noisy = key(Severity::Warning, "noisy");
+    let active = rig.silence(&noisy, Some(hour_later)).await;
+    assert_eq!(active, vec![(noisy.clone(), hour_later)]);
+    rig.alerts.raise(warning("noisy"));
+    tokio::time::sleep(GROUP_WAIT + QUIET).await;
+    assert!(sink.requests().is_empty());
+    assert_eq!(rig.status().await.silenced, 1);
+    // Stored: a restarted actor keeps it.
+    let stored = outbox::silences(rig.store.reader(), unix_ms(SystemTime::now()))
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![(noisy.clone(), hour_later)]);
+
+    assert!(rig.silence(&noisy, None).await.is_empty());
+    rig.alerts.raise(warning("noisy"));
+    let got = exactly(&sink, 1).await;
+    assert_eq!(
+        alerts_in(&got),
+        vec![(fingerprint(&noisy), "firing".into())]
+    );
+
+    // Silenced after it was sent: its resolution still goes out (a glob this time).
+    rig.silence("warning:*", Some(hour_later)).await;
+    rig.alerts.clear(noisy.clone());
+    let got = exactly(&sink, 2).await;
+    assert_eq!(
+        alerts_in(&got[1..]),
+        vec![(fingerprint(&noisy), "resolved".into())]
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn severities_route_to_their_channels() {
+    let pager = HttpSink::start().await;
+    let chat = HttpSink::start().await;
+    let rig = Rig::start_with(
+        vec![webhook("pager", &pager), webhook("chat", &chat)],
+        |a| {
+            a.routes = PerSeverity {
+                info: vec!["chat".into()],
+                warning: vec!["chat".into()],
+                critical: vec!["pager".into(), "chat".into()],
+            }
+        },
+    )
+    .await;
+    rig.alerts.raise(warning("slow"));
+    rig.alerts.raise(critical("down"));
+    let to_chat = exactly(&chat, 1).await;
+    let to_pager = exactly(&pager, 1).await;
+    let mut chat_got = alerts_in(&to_chat);
+    chat_got.sort();
+    let mut expected = vec![
+        (
+            fingerprint(&key(Severity::Warning, "slow")),
+            "firing".to_string(),
+        ),
+        (
+            fingerprint(&key(Severity::Critical, "down")),
+            "firing".to_string(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(chat_got, expected);
+    assert_eq!(
+        alerts_in(&to_pager),
+        vec![(
+            fingerprint(&key(Severity::Critical, "down")),
+            "firing".into()
+        )]
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn an_incomplete_channel_is_skipped_and_the_others_deliver() {
+    let sink = HttpSink::start().await;
+    let smtp = SmtpSink::start().await;
+    let mut mail = email("mail", &smtp);
+    if let ChannelKind::Email(e) = &mut mail.kind {
+        e.username = Some("ops".into());
+        e.password_env = Some("METASYSTEM_TEST_UNSET_PASSWORD_VARIABLE".into());
+    }
+    let rig = Rig::start(vec![mail, webhook("hook", &sink)]).await;
+    let status = rig.status().await;
+    let skipped = status.channels.iter().find(|c| c.name == "mail").unwrap();
+    assert!(
+        skipped
+            .skipped
+            .as_deref()
+            .is_some_and(|why| why.contains("METASYSTEM_TEST_UNSET_PASSWORD_VARIABLE")),
+        "{skipped:?}"
+    );
+    rig.alerts.raise(critical("down"));
+    exactly(&sink, 1).await;
+    let rows = rig
+        .rows_until("done", |r| {
+            r.len() == 2 && r.iter().all(|r| r.state != "pending")
+        })
+        .await;
+    let state: BTreeMap<&str, &str> = rows
+        .iter()
+        .map(|r| (r.channel.as_str(), r.state.as_str()))
+        .collect();
+    assert_eq!(
+        state,
+        BTreeMap::from([("hook", "sent"), ("mail", "skipped")])
+    );
+    let mail_row = rows.iter().find(|r| r.channel == "mail").unwrap();
+    assert!(mail_row
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("password_env")));
+    assert_eq!(smtp.sessions(), 0);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_down_then_up_gets_each_alert_exactly_once() {
+    let sink = HttpSink::start().await;
+    const FAILURES: usize = 4;
+    for _ in 0..FAILURES {
+        sink.push(Reply::new(503, "down for maintenance"));
+    }
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    let titles = ["a", "b", "c", "d", "e"];
+    for t in titles {
+        rig.alerts.raise(critical(t));
+    }
+    let rows = rig
+        .rows_until("all sent", |r| {
+            r.len() == titles.len() && r.iter().all(|r| r.state == "sent")
+        })
+        .await;
+    tokio::time::sleep(QUIET).await;
+    let got = sink.requests();
+    assert!(got.len() > FAILURES, "{} requests", got.len());
+    // The ones answered 200: every alert once.
+    let accepted = alerts_in(&got[FAILURES..]);
+    let per = counts(&accepted);
+    assert_eq!(per.len(), titles.len(), "{accepted:?}");
+    assert!(per.values().all(|n| *n == 1), "{per:?}");
+    for t in titles {
+        assert!(per.contains_key(&(fingerprint(&key(Severity::Critical, t)), "firing".into())));
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.notification.id).collect();
+    let attempts = outbox::attempts(rig.store.reader(), &ids).await.unwrap();
+    for row in &rows {
+        let mine: Vec<_> = attempts
+            .iter()
+            .filter(|a| a.outbox_id == row.notification.id)
+            .collect();
+        assert_eq!(mine.len() as u32, row.attempts, "{row:?}");
+        assert_eq!(mine.last().unwrap().outcome, "accepted");
+        assert!(mine[..mine.len() - 1]
+            .iter()
+            .all(|a| a.outcome == "transient" && a.code == Some(503)));
+    }
+    let total: u32 = rows.iter().map(|r| r.attempts).sum();
+    assert!(total as usize >= titles.len() + FAILURES, "{total}");
+    let status = rig.status().await;
+    assert_eq!(status.delivery_failures, FAILURES as u64);
+    assert_eq!(status.channels[0].pending, 0);
+    assert_eq!(status.channels[0].consecutive_failures, 0);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_retry_after_is_honoured() {
+    let sink = HttpSink::start().await;
+    sink.push(Reply::new(429, "slow down").header("Retry-After", "1"));
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    rig.alerts.raise(critical("down"));
+    let first = bounded(sink.wait_requests(1, WAIT)).await;
+    let seen = Instant::now();
+    assert_eq!(first.len(), 1);
+    let got = bounded(sink.wait_requests(2, WAIT)).await;
+    assert_eq!(got.len(), 2);
+    assert!(
+        seen.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        seen.elapsed()
+    );
+    let rows = rig
+        .rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    let attempts = outbox::attempts(rig.store.reader(), &[rows[0].notification.id])
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        (attempts[0].outcome.as_str(), attempts[0].code),
+        ("transient", Some(429))
+    );
+    assert!(
+        attempts[1].at_ms - attempts[0].at_ms >= 1000,
+        "retried after {} ms",
+        attempts[1].at_ms - attempts[0].at_ms
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_ends_failed_without_retries() {
+    let sink = HttpSink::start().await;
+    sink.set_default(Reply::new(400, "bad payload"));
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    rig.alerts.raise(critical("down"));
+    exactly(&sink, 1).await;
+    let rows = rig
+        .rows_until("failed", |r| r.len() == 1 && r[0].state == "failed")
+        .await;
+    assert_eq!(rows[0].attempts, 1);
+    assert!(rows[0]
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("400")));
+    assert!(rows[0].done_ms.is_some());
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_actor_delivers_what_was_pending_and_resolves_what_was_firing() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    let store_args =
+        |store: &Store, alerts: &Alerts| args(store, alerts, vec![webhook("hook", &sink)]);
+    // Notified by the first incarnation.
+    rig.alerts.raise(critical("old"));
+    exactly(&sink, 1).await;
+    rig.rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    // Then the receiver goes down: these stay pending.
+    sink.set_default(Reply::new(503, "down"));
+    rig.alerts.raise(critical("new1"));
+    rig.alerts.raise(critical("new2"));
+    bounded(sink.wait_requests(3, WAIT)).await;
+    let alerts = rig.alerts.clone();
+    let (dir, store) = rig.stop().await;
+    // Whatever delivery was in flight has been answered (503) before the receiver comes back.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pending = outbox::pending(store.reader()).await.unwrap();
+    assert_eq!(pending.len(), 2, "{pending:#?}");
+    let before = sink.requests().len();
+    sink.set_default(Reply::new(200, "ok"));
+
+    let (actor, join) = spawn(store_args(&store, &alerts)).await;
+    let got = bounded(sink.wait_requests(before + 1, WAIT)).await;
+    let resumed = counts(&alerts_in(&got[before..]));
+    for t in ["new1", "new2"] {
+        assert_eq!(
+            resumed.get(&(fingerprint(&key(Severity::Critical, t)), "firing".into())),
+            Some(&1),
+            "{resumed:?}"
+        );
+    }
+    // A repeat of the old one is deduplicated; its clear sends the resolution.
+    tokio::time::sleep(QUIET).await;
+    let n = sink.requests().len();
+    alerts.raise(critical("old"));
+    alerts.clear(key(Severity::Critical, "old"));
+    let got = exactly(&sink, n + 1).await;
+    let old_fp = fingerprint(&key(Severity::Critical, "old"));
+    assert_eq!(
+        alerts_in(&got[n..]),
+        vec![(old_fp.clone(), "resolved".into())]
+    );
+    assert_eq!(
+        got[n].json()["alerts"][0]["startsAt"],
+        got[0].json()["alerts"][0]["startsAt"]
+    );
+    let all = counts(&alerts_in(&got[before..]));
+    assert!(all.values().all(|n| *n == 1), "{all:?}");
+    actor.stop(None);
+    bounded(join).await.unwrap();
+    assert!(outbox::pending(store.reader()).await.unwrap().is_empty());
+    drop(dir);
+}
+
+#[tokio::test]
+async fn email_goes_to_the_smtp_relay() {
+    let smtp = SmtpSink::start().await;
+    let rig = Rig::start(vec![email("mail", &smtp)]).await;
+    rig.alerts.raise(critical("disk full").label("mount", "/"));
+    let mails = bounded(smtp.wait_mails(1, WAIT)).await;
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    assert_eq!(m.from, "metasystem@example.org");
+    assert_eq!(m.to, vec!["ops@example.org".to_string()]);
+    assert_eq!(
+        m.header("Subject").as_deref(),
+        Some("[metasystem] CRITICAL: disk full")
+    );
+    assert!(m.header("From").unwrap().contains("metasystem@example.org"));
+    assert!(m.header("To").unwrap().contains("ops@example.org"));
+    assert_eq!(
+        m.header("X-Metasystem-Fingerprint"),
+        Some(fingerprint(&key(Severity::Critical, "disk full")))
+    );
+    assert!(m.body().contains("disk full"), "{}", m.body());
+    rig.rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    rig.alerts.clear(key(Severity::Critical, "disk full"));
+    let mails = bounded(smtp.wait_mails(2, WAIT)).await;
+    assert_eq!(
+        mails[1].header("Subject").as_deref(),
+        Some("[metasystem] RESOLVED: disk full")
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_test_message_answers_what_the_channel_said() {
+    let sink = HttpSink::start().await;
+    sink.push(Reply::new(200, "thanks"));
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    let report = ractor::call!(rig.actor, |reply| AlertsMessage::Test {
+        channel: "hook".into(),
+        reply
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(report.channel, "hook");
+    assert_eq!(report.kind, "webhook");
+    assert_eq!(report.outcome, "accepted");
+    assert_eq!(report.code, Some(200));
+    assert_eq!(report.detail, "thanks");
+    let got = sink.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].json()["alerts"][0]["fingerprint"],
+        fingerprint("test:hook")
+    );
+
+    sink.push(Reply::new(503, "busy"));
+    let report = ractor::call!(rig.actor, |reply| AlertsMessage::Test {
+        channel: "hook".into(),
+        reply
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (report.outcome.as_str(), report.code),
+        ("transient", Some(503))
+    );
+
+    let unknown = ractor::call!(rig.actor, |reply| AlertsMessage::Test {
+        channel: "nope".into(),
+        reply
+    })
+    .unwrap();
+    assert!(unknown.is_err_and(|e| e.contains("hook")));
+    // A test is not an alert: nothing in the outbox.
+    assert!(rig.rows().await.is_empty());
+    rig.stop().await;
+}
