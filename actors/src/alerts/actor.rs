@@ -314,7 +314,12 @@ impl AlertsState {
             let status = n.status;
             self.rows.insert(id, (entry.channel.clone(), n));
             if status == Status::Resolved {
-                self.lane(&entry.channel).ready.push_back(id);
+                // What still waits in the channel's group goes first: a receiver must never
+                // see a resolution before the firing notification it ends.
+                let held = self.groups.take(&entry.channel);
+                let lane = self.lane(&entry.channel);
+                lane.ready.extend(held);
+                lane.ready.push_back(id);
             } else if let Some(deadline) = self.groups.push(&entry.channel, id, now) {
                 self.wake(myself, deadline, now);
             }

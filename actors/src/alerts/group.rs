@@ -85,6 +85,15 @@ impl Groups {
         self.open.iter().map(|g| g.deadline_ms).min()
     }
 
+    /// `channel`'s open group, removed whatever its deadline: its ids in push order (empty
+    /// when none is open).
+    pub fn take(&mut self, channel: &str) -> Vec<i64> {
+        match self.open.iter().position(|g| g.channel == channel) {
+            Some(i) => self.open.remove(i).ids,
+            None => Vec::new(),
+        }
+    }
+
     /// Every open group, whatever its deadline, in deadline order (at shutdown, or a flush).
     pub fn take_all(&mut self) -> Vec<(String, Vec<i64>)> {
         self.due(i64::MAX)

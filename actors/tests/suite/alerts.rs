@@ -768,3 +768,40 @@ async fn a_test_message_answers_what_the_channel_said() {
     assert!(rig.rows().await.is_empty());
     rig.stop().await;
 }
+
+/// Regression: a condition that cleared while its firing notification still waited in its
+/// group had its resolution sent at once and the firing one after it, so the receiver was left
+/// believing it was firing.
+#[tokio::test]
+async fn a_resolution_never_overtakes_the_firing_notification_still_in_its_group() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start_with(vec![webhook("hook", &sink)], |a| {
+        a.group_wait = Duration::from_millis(1500)
+    })
+    .await;
+    rig.alerts.raise(critical("blip"));
+    rig.alerts.raise(critical("other"));
+    rig.alerts.clear(key(Severity::Critical, "blip"));
+    rig.rows_until("all sent", |r| {
+        r.len() == 3 && r.iter().all(|r| r.state == "sent")
+    })
+    .await;
+    tokio::time::sleep(QUIET).await;
+    let got = sink.requests();
+    let blip = fingerprint(&key(Severity::Critical, "blip"));
+    let order: Vec<String> = alerts_in(&got)
+        .into_iter()
+        .filter(|(fp, _)| *fp == blip)
+        .map(|(_, status)| status)
+        .collect();
+    assert_eq!(order, ["firing", "resolved"]);
+    let other = fingerprint(&key(Severity::Critical, "other"));
+    assert_eq!(
+        alerts_in(&got)
+            .iter()
+            .filter(|(fp, _)| *fp == other)
+            .count(),
+        1
+    );
+    rig.stop().await;
+}
