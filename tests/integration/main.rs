@@ -1,6 +1,7 @@
 //! The daemon's integration tests: the real binary, run as a daemon on temp dirs, driven by its
 //! CLI and by raw socket conversations.
 
+mod alerts;
 mod commands;
 mod events;
 mod lifecycle;

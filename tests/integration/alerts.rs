@@ -1,0 +1,301 @@
+//! Alerts from the real binary: a child restart becomes a notification that reaches a webhook
+//! and a mail relay (the loopback sinks of `metasystem_actors::sinks`), the CLI shows it and
+//! its attempts, tests channels and silences keys, and notifications stored while the receiver
+//! was down survive a SIGKILL of the daemon and arrive exactly once after the restart.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use metasystem_actors::alerts::fingerprint;
+use metasystem_actors::sinks::{refused_addr, HttpSink, Reply, Request, SmtpSink};
+use serde_json::Value;
+
+use crate::util::TestDaemon;
+
+const WAIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+
+/// The sinks live on this runtime's worker threads while the test thread drives the CLI.
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("runtime: {e}"),
+    }
+}
+
+/// An alerts child sending to `channels` (every severity to `routed`), and heartbeats.
+fn tree(channels: &str, routed: &str, beats: &[&str]) -> String {
+    let mut t = format!(
+        r#"
+[root]
+intensity = 10
+
+[[root.children]]
+name = "alerts"
+kind = "alerts"
+group_wait = "100ms"
+after = {{ warning = 1 }}
+retry = {{ initial = "50ms", max = "200ms" }}
+timeout = "2s"
+channels = [
+{channels}
+]
+routes = {{ critical = [{routed}], warning = [{routed}], info = [{routed}] }}
+"#
+    );
+    for b in beats {
+        t.push_str(&format!(
+            "\n[[root.children]]\nname = \"{b}\"\nkind = \"heartbeat\"\nevery = \"1h\"\n"
+        ));
+    }
+    t
+}
+
+fn hook_channel(name: &str, url: &str) -> String {
+    format!("  {{ name = \"{name}\", type = \"webhook\", url = \"{url}\" }},")
+}
+
+fn mail_channel(smtp: &SmtpSink) -> String {
+    format!(
+        "  {{ name = \"mail\", type = \"email\", smtp = \"{}\", tls = \"none\", \
+         from = \"metasystem@example.org\", to = [\"ops@example.org\"] }},",
+        smtp.host_port()
+    )
+}
+
+fn wait_requests(rt: &tokio::runtime::Runtime, sink: &HttpSink, n: usize) -> Vec<Request> {
+    rt.block_on(sink.wait_requests(n, WAIT))
+}
+
+/// `(fingerprint, status)` of every alert in `requests`.
+fn alerts_in(requests: &[Request]) -> Vec<(String, String)> {
+    requests
+        .iter()
+        .flat_map(|r| {
+            r.json()["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| {
+                    (
+                        a["fingerprint"].as_str().unwrap_or_default().to_string(),
+                        a["status"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Polls `alerts --json` until `check` holds on it (bounded).
+fn alerts_until(d: &TestDaemon, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = d.json(&["alerts"], 0);
+        if check(&v) {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("alerts never showed {what}: {v:#}\nlog:\n{}", d.log_text());
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn rows(v: &Value) -> Vec<Value> {
+    v["alerts"].as_array().cloned().unwrap_or_default()
+}
+
+fn status_json(d: &TestDaemon) -> Value {
+    d.cli(&["status", "--json"]).json()
+}
+
+#[test]
+fn a_restart_alert_reaches_the_webhook_and_the_mail_relay_and_the_cli_shows_it() {
+    let rt = runtime();
+    let hook = rt.block_on(HttpSink::start());
+    let smtp = rt.block_on(SmtpSink::start());
+    let dead = format!("http://{}/hook", rt.block_on(refused_addr()));
+    let channels = [
+        hook_channel("hook", &hook.url("/hook")),
+        mail_channel(&smtp),
+        hook_channel("dead", &dead),
+    ]
+    .join("\n");
+    let d = TestDaemon::start(&tree(&channels, "\"hook\", \"mail\"", &["beat"]));
+
+    assert_eq!(d.cli(&["kill", "root/beat"]).code, 0);
+    let got = wait_requests(&rt, &hook, 1);
+    assert_eq!(got.len(), 1, "log:\n{}", d.log_text());
+    let v = got[0].json();
+    assert_eq!(v["version"], "4");
+    assert_eq!(v["receiver"], "hook");
+    assert_eq!(v["status"], "firing");
+    let alert = &v["alerts"][0];
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(alert["labels"]["alertname"], "actor restarting: root/beat");
+    assert_eq!(alert["labels"]["severity"], "warning");
+    assert_eq!(alert["labels"]["path"], "root/beat");
+    assert_eq!(alert["labels"]["source"], "root/beat");
+    assert_eq!(alert["fingerprint"], fingerprint("restart:root/beat"));
+    assert_eq!(v["alerts"].as_array().map(Vec::len), Some(1));
+
+    let mails = rt.block_on(smtp.wait_mails(1, WAIT));
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    assert_eq!(
+        m.header("Subject").as_deref(),
+        Some("[metasystem] WARNING: actor restarting: root/beat")
+    );
+    assert!(m
+        .header("From")
+        .is_some_and(|f| f.contains("metasystem@example.org")));
+    assert!(m
+        .header("To")
+        .is_some_and(|t| t.contains("ops@example.org")));
+    assert_eq!(m.to, vec!["ops@example.org".to_string()]);
+    assert!(m.body().contains("root/beat"), "{}", m.body());
+
+    // Both rows sent, each with its one accepted attempt.
+    let v = alerts_until(&d, "both sent", |v| {
+        let r = rows(v);
+        r.len() == 2 && r.iter().all(|r| r["state"] == "sent")
+    });
+    assert_eq!(v["undelivered"], 0);
+    let mut channels: Vec<String> = rows(&v)
+        .iter()
+        .map(|r| r["channel"].as_str().unwrap_or_default().to_string())
+        .collect();
+    channels.sort();
+    assert_eq!(channels, ["hook", "mail"]);
+    for r in rows(&v) {
+        assert_eq!(r["status"], "firing", "{r}");
+        assert_eq!(r["key"], "restart:root/beat", "{r}");
+        assert_eq!(r["attempts"], 1, "{r}");
+        let history = r["history"].as_array().cloned().unwrap_or_default();
+        assert_eq!(history.len(), 1, "{r}");
+        assert_eq!(history[0]["outcome"], "accepted", "{r}");
+    }
+    assert_eq!(
+        rows(&v).iter().find(|r| r["channel"] == "hook").unwrap()["history"][0]["code"],
+        200
+    );
+    let human = d.cli(&["alerts"]);
+    assert_eq!(human.code, 0);
+    assert!(human.stdout.contains("undelivered: 0"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("actor restarting: root/beat") && human.stdout.contains("[sent]"),
+        "{}",
+        human.stdout
+    );
+
+    // `alerts test`: the answer, and the exit code says whether the channel took it.
+    let test = d.cli(&["alerts", "test", "hook"]);
+    assert_eq!(test.code, 0, "{}{}", test.stdout, test.stderr);
+    assert!(
+        test.stdout.contains("hook (webhook): accepted 200"),
+        "{}",
+        test.stdout
+    );
+    assert!(test.stdout.contains("ok"), "{}", test.stdout);
+    let test_got = wait_requests(&rt, &hook, 2);
+    assert_eq!(
+        test_got[1].json()["alerts"][0]["fingerprint"],
+        fingerprint("test:hook")
+    );
+    let down = d.cli(&["alerts", "test", "dead"]);
+    assert_eq!(down.code, 1, "{}{}", down.stdout, down.stderr);
+    assert!(
+        down.stdout.contains("dead (webhook): transient"),
+        "{}",
+        down.stdout
+    );
+    let unknown = d.cli(&["alerts", "test", "nope"]);
+    assert_ne!(unknown.code, 0);
+
+    // A silence is stored and listed.
+    let silence = d.cli(&["alerts", "silence", "restart:root/beat", "--for", "1h"]);
+    assert_eq!(silence.code, 0, "{}{}", silence.stdout, silence.stderr);
+    let v = d.json(&["alerts"], 0);
+    let silences = v["silences"].as_array().cloned().unwrap_or_default();
+    assert_eq!(silences.len(), 1, "{v:#}");
+    assert_eq!(silences[0]["pattern"], "restart:root/beat");
+    // Tests are not alerts: still the two rows.
+    assert_eq!(rows(&v).len(), 2);
+    let lifted = d.cli(&["alerts", "unsilence", "restart:root/beat"]);
+    assert_eq!(lifted.code, 0, "{}{}", lifted.stdout, lifted.stderr);
+    assert_eq!(d.json(&["alerts"], 0)["silences"], serde_json::json!([]));
+}
+
+#[test]
+fn alerts_stored_while_the_receiver_is_down_survive_a_sigkill_and_arrive_once() {
+    let rt = runtime();
+    let hook = rt.block_on(HttpSink::start());
+    hook.set_default(Reply::new(503, "down for maintenance"));
+    let channels = hook_channel("hook", &hook.url("/hook"));
+    let mut d = TestDaemon::start(&tree(&channels, "\"hook\"", &["a", "b"]));
+
+    assert_eq!(d.cli(&["kill", "root/a"]).code, 0);
+    assert_eq!(d.cli(&["kill", "root/b"]).code, 0);
+    // Refused at least once, and `status` counts them as undelivered.
+    let refused = wait_requests(&rt, &hook, 2);
+    assert!(refused.len() >= 2, "log:\n{}", d.log_text());
+    let deadline = Instant::now() + WAIT;
+    while status_json(&d)["alerts_undelivered"] != 2 {
+        assert!(Instant::now() < deadline, "{:#}", status_json(&d));
+        std::thread::sleep(POLL);
+    }
+    let human = d.cli(&["status"]);
+    assert!(
+        human.stdout.contains("2 notification(s) not yet delivered"),
+        "{}",
+        human.stdout
+    );
+    let v = d.json(&["alerts"], 0);
+    assert_eq!(v["undelivered"], 2);
+    assert!(rows(&v).iter().all(|r| r["state"] == "pending"), "{v:#}");
+
+    d.signal(rustix::process::Signal::KILL);
+    let _ = d.wait_exit();
+    let _ = std::fs::remove_file(&d.socket);
+    // Nothing is talking to the sink now: every request so far was refused.
+    let before = hook.requests().len();
+    hook.set_default(Reply::new(200, "ok"));
+    d.launch(&[]);
+    d.wait_ready();
+
+    let v = alerts_until(&d, "the stored alerts sent", |v| {
+        v["undelivered"] == 0 && rows(v).len() == 2 && rows(v).iter().all(|r| r["state"] == "sent")
+    });
+    for r in rows(&v) {
+        let history = r["history"].as_array().cloned().unwrap_or_default();
+        assert!(history.len() >= 2, "{r}");
+        assert_eq!(history.last().unwrap()["outcome"], "accepted", "{r}");
+        assert!(history[..history.len() - 1]
+            .iter()
+            .all(|a| a["outcome"] == "transient" && a["code"] == 503));
+    }
+    // Give a duplicate time to show up, then count what was accepted.
+    std::thread::sleep(Duration::from_millis(500));
+    let got = hook.requests();
+    let mut per: HashMap<(String, String), usize> = HashMap::new();
+    for pair in alerts_in(&got[before..]) {
+        *per.entry(pair).or_default() += 1;
+    }
+    let expected: HashMap<(String, String), usize> = ["root/a", "root/b"]
+        .iter()
+        .map(|p| {
+            (
+                (fingerprint(&format!("restart:{p}")), "firing".to_string()),
+                1,
+            )
+        })
+        .collect();
+    assert_eq!(per, expected, "log:\n{}", d.log_text());
+    assert_eq!(status_json(&d)["alerts_undelivered"], 0);
+    assert_eq!(d.terminate(), 0);
+}
