@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod export;
 pub mod kinds;
 pub mod telemetry;
 pub mod wiring;

@@ -29,8 +29,21 @@ pub const EMBEDDED_NAME: &str = "<embedded supervision.toml>";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    pub telemetry: TelemetryConfig,
     pub root: SupervisorConfig,
 }
+
+/// `[telemetry]`: OpenTelemetry metrics over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TelemetryConfig {
+    /// `otlp_endpoint`: the collector's base URL (http or https); metrics are posted to
+    /// `<endpoint>/v1/metrics`. `None`: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `otlp_interval`: how often metrics are exported.
+    pub otlp_interval: Duration,
+}
+
+pub const DEFAULT_OTLP_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
@@ -42,6 +55,9 @@ pub struct DaemonConfig {
     pub max_connections: usize,
     /// A control connection with no request for this long is closed.
     pub idle_timeout: Duration,
+    /// `http`: where the HTTP listener (`/metrics`, `/health`) binds; `None`: no listener.
+    /// Loopback only unless `http_allow_remote = true`.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -216,6 +232,10 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
         let table = top.table(&mut d, "daemon");
         daemon(&mut d, table, base)
     };
+    let telemetry = {
+        let table = top.table(&mut d, "telemetry");
+        telemetry(&mut d, table)
+    };
     let root = match top.table(&mut d, "root") {
         Some(mut t) => {
             t.context = "[root]".into();
@@ -262,7 +282,11 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
     };
     top.finish(&mut d);
     match (d.0.is_empty(), daemon, root) {
-        (true, Some(daemon), root) => Ok(Config { daemon, root }),
+        (true, Some(daemon), root) => Ok(Config {
+            daemon,
+            telemetry,
+            root,
+        }),
         _ => Err(resolve(file, source, d.0)),
     }
 }
@@ -355,6 +379,7 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
             state_dir,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            http: None,
         });
     };
     t.context = "[daemon]".into();
@@ -404,13 +429,112 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         Duration::from_secs(3600),
     )
     .unwrap_or(DEFAULT_IDLE_TIMEOUT);
+    let http = http_address(d, &mut t);
     t.finish(d);
     Some(DaemonConfig {
         state_dir: state_dir?,
         socket: socket?,
         max_connections,
         idle_timeout,
+        http,
     })
+}
+
+/// `http = "127.0.0.1:9464"`: an IP address and port, on a loopback address unless
+/// `http_allow_remote = true` (the listener has no authentication and no TLS).
+fn http_address(d: &mut Diags, t: &mut Table<'_, '_>) -> Option<std::net::SocketAddr> {
+    let allow_remote = t
+        .boolean(d, "http_allow_remote")
+        .map(|b| *b.get_ref())
+        .unwrap_or(false);
+    let s = t.string(d, "http")?;
+    let addr = match s.get_ref().parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            d.error(
+                s.span(),
+                format!(
+                    "`http` in {} is {:?}: it must be an IP address and a port, such as \"127.0.0.1:9464\" or \"[::1]:9464\"",
+                    t.context,
+                    s.get_ref()
+                ),
+            );
+            return None;
+        }
+    };
+    if !addr.ip().is_loopback() && !allow_remote {
+        d.error(
+            s.span(),
+            format!(
+                "`http` in {} is {addr}, which is not a loopback address: the listener has no authentication or TLS, so it binds to 127.0.0.1 or [::1] only; to serve other hosts anyway, set `http_allow_remote = true` in {}",
+                t.context, t.context
+            ),
+        );
+        return None;
+    }
+    Some(addr)
+}
+
+/// `[telemetry]`.
+fn telemetry(d: &mut Diags, table: Option<Table<'_, '_>>) -> TelemetryConfig {
+    let Some(mut t) = table else {
+        return TelemetryConfig {
+            otlp_endpoint: None,
+            otlp_interval: DEFAULT_OTLP_INTERVAL,
+        };
+    };
+    t.context = "[telemetry]".into();
+    let otlp_endpoint = t.string(d, "otlp_endpoint").and_then(|s| {
+        match check_endpoint(s.get_ref()) {
+            Ok(url) => Some(url),
+            Err(problem) => {
+                d.error(
+                    s.span(),
+                    format!("`otlp_endpoint` in [telemetry] is {:?}: {problem}", s.get_ref()),
+                );
+                None
+            }
+        }
+    });
+    let otlp_interval = bounded(
+        d,
+        &mut t,
+        "otlp_interval",
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    )
+    .unwrap_or(DEFAULT_OTLP_INTERVAL);
+    t.finish(d);
+    TelemetryConfig {
+        otlp_endpoint,
+        otlp_interval,
+    }
+}
+
+/// An OTLP/HTTP base URL: `http://` or `https://`, a host, no query or fragment; without a
+/// trailing slash (the exporter appends `/v1/metrics`).
+fn check_endpoint(raw: &str) -> Result<String, String> {
+    const HINT: &str = "it must be an http or https URL such as \"http://127.0.0.1:4318\"";
+    let rest = raw
+        .strip_prefix("http://")
+        .or_else(|| raw.strip_prefix("https://"))
+        .ok_or_else(|| HINT.to_string())?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("it has no host; {HINT}"));
+    }
+    if raw.contains(['?', '#']) || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("it must not hold a query, a fragment or spaces; {HINT}"));
+    }
+    if host.contains('@') {
+        return Err("it must not hold credentials (user:password@)".into());
+    }
+    if let Some(port) = host.rsplit_once(':').map(|(_, p)| p).filter(|p| !p.ends_with(']')) {
+        if !host.ends_with(']') && port.parse::<u16>().is_err() {
+            return Err(format!("its port {port:?} is not a number from 0 to 65535; {HINT}"));
+        }
+    }
+    Ok(raw.trim_end_matches('/').to_string())
 }
 
 /// A duration that must be more than zero.

@@ -225,6 +225,17 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    pub fn boolean(&mut self, d: &mut Diags, key: &'a str) -> Option<Spanned<bool>> {
+        let v = self.take(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(Spanned::new(v.span(), *b)),
+            _ => {
+                self.wrong_type(d, key, v, "true or false");
+                None
+            }
+        }
+    }
+
     /// A float; integers are accepted too (`factor = 2`).
     pub fn number(&mut self, d: &mut Diags, key: &'a str) -> Option<Spanned<f64>> {
         let v = self.take(key)?;

@@ -207,8 +207,113 @@ fn unknown_keys_without_a_close_match_list_the_valid_ones() {
     ));
     assert_eq!(
         got,
-        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: idle_timeout, max_connections, socket, state_dir)"]
+        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: http, http_allow_remote, idle_timeout, max_connections, socket, state_dir)"]
     );
+}
+
+#[test]
+fn the_embedded_defaults_commented_export_keys_are_valid_when_uncommented() {
+    let uncommented: String = EMBEDDED
+        .lines()
+        .map(|l| {
+            for key in ["# http", "# [telemetry]", "# otlp_"] {
+                if let Some(rest) = l.strip_prefix(key) {
+                    return format!("{}{rest}\n", &key[2..]);
+                }
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    assert!(uncommented.contains("\n[telemetry]\n"));
+    let c = ok(&uncommented);
+    assert_eq!(c.daemon.http, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(
+        c.telemetry.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4318")
+    );
+}
+
+#[test]
+fn http_and_telemetry_are_off_unless_set() {
+    let c = ok(&format!("[daemon]\nstate_dir = \"/s\"\n{ONE_CHILD}"));
+    assert_eq!(c.daemon.http, None);
+    assert_eq!(c.telemetry.otlp_endpoint, None);
+    assert_eq!(c.telemetry.otlp_interval, Duration::from_secs(60));
+}
+
+#[test]
+fn http_on_loopback_and_telemetry_parse() {
+    let c = ok(&format!(
+        "[daemon]\nstate_dir = \"/s\"\nhttp = \"127.0.0.1:9464\"\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/\"\notlp_interval = \"5s\"\n{ONE_CHILD}"
+    ));
+    assert_eq!(c.daemon.http, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(
+        c.telemetry.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4318")
+    );
+    assert_eq!(c.telemetry.otlp_interval, Duration::from_secs(5));
+    let c = ok(&format!(
+        "[daemon]\nstate_dir = \"/s\"\nhttp = \"[::1]:0\"\n[telemetry]\notlp_endpoint = \"https://[::1]:4318/otel\"\n{ONE_CHILD}"
+    ));
+    assert_eq!(c.daemon.http, Some("[::1]:0".parse().unwrap()));
+    assert_eq!(
+        c.telemetry.otlp_endpoint.as_deref(),
+        Some("https://[::1]:4318/otel")
+    );
+}
+
+#[test]
+fn http_on_another_address_needs_allow_remote() {
+    let got = errors(&format!(
+        "[daemon]\nstate_dir = \"/s\"\nhttp = \"0.0.0.0:9464\"\n{ONE_CHILD}"
+    ));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("t.toml:3:8: `http` in [daemon] is 0.0.0.0:9464, which is not a loopback address"),
+        "{got:?}"
+    );
+    assert!(got[0].contains("set `http_allow_remote = true`"), "{got:?}");
+    let c = ok(&format!(
+        "[daemon]\nstate_dir = \"/s\"\nhttp = \"0.0.0.0:9464\"\nhttp_allow_remote = true\n{ONE_CHILD}"
+    ));
+    assert_eq!(c.daemon.http, Some("0.0.0.0:9464".parse().unwrap()));
+}
+
+#[test]
+fn bad_http_and_telemetry_values_are_errors_with_positions() {
+    let got = errors(&format!(
+        "[daemon]\nstate_dir = \"/s\"\nhttp = \"localhost:9464\"\nhttp_allow_remote = \"yes\"\n[telemetry]\notlp_endpoint = \"ftp://x\"\notlp_interval = \"0s\"\notlp_intervall = \"1s\"\n{ONE_CHILD}"
+    ));
+    let joined = got.join("\n");
+    for want in [
+        "t.toml:3:8: `http` in [daemon] is \"localhost:9464\": it must be an IP address and a port",
+        "t.toml:4:21: `http_allow_remote` in [daemon] must be true or false, not a string",
+        "t.toml:6:17: `otlp_endpoint` in [telemetry] is \"ftp://x\": it must be an http or https URL",
+        "t.toml:7:17: `otlp_interval` in [telemetry] must be between 1s and 1h",
+        "t.toml:8:1: unknown key `otlp_intervall` in [telemetry]; did you mean `otlp_interval`?",
+    ] {
+        assert!(joined.contains(want), "missing {want:?} in\n{joined}");
+    }
+    for endpoint in [
+        "http://",
+        "http:///v1",
+        "https://h:port",
+        "http://h:70000",
+        "http://user:pw@h",
+        "http://h/?q=1",
+        "http://h /x",
+        "127.0.0.1:4318",
+    ] {
+        let got = errors(&format!(
+            "[telemetry]\notlp_endpoint = {endpoint:?}\n[daemon]\nstate_dir = \"/s\"\n{ONE_CHILD}"
+        ));
+        assert_eq!(got.len(), 1, "{endpoint}: {got:?}");
+        assert!(got[0].starts_with("t.toml:2:17: `otlp_endpoint`"), "{got:?}");
+    }
+    let got = errors(&format!(
+        "[telemetry]\nhttp = \"127.0.0.1:1\"\n[daemon]\nstate_dir = \"/s\"\n{ONE_CHILD}"
+    ));
+    assert!(got[0].contains("unknown key `http` in [telemetry]"), "{got:?}");
 }
 
 /// The smallest tree a config may have.

@@ -74,6 +74,26 @@ pub struct Daemon {
     shutdown: watch::Sender<bool>,
 }
 
+/// What the exports (`crate::export`) read.
+impl Daemon {
+    /// `status`, for `/health`.
+    pub(crate) async fn health(&self) -> crate::control::protocol::Status {
+        self.status().await
+    }
+
+    pub(crate) fn metrics(&self) -> &metasystem_actors::metrics::Metrics {
+        &self.services.metrics
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+}
+
 /// Runs the daemon in the foreground until SIGINT/SIGTERM or `shutdown` ([`exit::STOPPED`]),
 /// until the tree fails ([`exit::TREE_FAILED`]), or fails to start: [`exit::CONFIG_INVALID`]
 /// or [`exit::NOT_READY`].

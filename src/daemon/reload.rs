@@ -113,6 +113,7 @@ impl Daemon {
                 "max_connections",
             ),
             (old_d.idle_timeout != new_d.idle_timeout, "idle_timeout"),
+            (old_d.http != new_d.http, "http"),
         ] {
             if changed {
                 warnings.push(format!(

@@ -151,6 +151,13 @@ pub(super) async fn start_and_serve(
     let mut signals = signals()?;
     let (_lock, listener) = claim(&config)?;
     let socket = config.daemon.socket.clone();
+    let http = match config.daemon.http {
+        Some(addr) => Some(crate::export::http::bind(addr).await.map_err(|e| {
+            let _ = std::fs::remove_file(&socket);
+            Failure::NotReady(e)
+        })?),
+        None => None,
+    };
     let (store, store_join) = open_store(&config.daemon.state_dir, &socket).await?;
     let run_id = record_run(&store, &origin).await;
     let services = Services {
@@ -185,11 +192,12 @@ pub(super) async fn start_and_serve(
         config_arg,
         daemon: config.daemon.clone(),
         origin_shown: std::sync::Mutex::new(origin.display()),
-        current: Mutex::new((origin.clone(), config)),
+        current: Mutex::new((origin.clone(), config.clone())),
         started: Instant::now(),
         previous_run: previous_run(&store, run_id).await,
         shutdown: shutdown_tx,
     });
+    let mut exports = crate::export::start(http, &daemon, &config.telemetry).await;
     let slots = Slots::new(limits.max_connections);
     let (end_streams, streams_end) = watch::channel(false);
     let server = tokio::spawn(server::serve(
@@ -216,7 +224,9 @@ pub(super) async fn start_and_serve(
     // No new connections; those open may finish their requests.
     stop_server.send_replace(true);
     let _ = server.await;
+    exports.stop_http().await;
     let reason = daemon.tree.shutdown().await;
+    exports.finish().await;
     let Ended::Asked(code) = ended else {
         // The store is gone: nothing left to flush.
         end_streams.send_replace(true);

@@ -4,6 +4,7 @@
 mod alerts;
 mod commands;
 mod events;
+mod export;
 mod lifecycle;
 mod reload;
 mod socket;
