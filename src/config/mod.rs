@@ -484,18 +484,21 @@ fn telemetry(d: &mut Diags, table: Option<Table<'_, '_>>) -> TelemetryConfig {
         };
     };
     t.context = "[telemetry]".into();
-    let otlp_endpoint = t.string(d, "otlp_endpoint").and_then(|s| {
-        match check_endpoint(s.get_ref()) {
-            Ok(url) => Some(url),
-            Err(problem) => {
-                d.error(
-                    s.span(),
-                    format!("`otlp_endpoint` in [telemetry] is {:?}: {problem}", s.get_ref()),
-                );
-                None
-            }
-        }
-    });
+    let otlp_endpoint =
+        t.string(d, "otlp_endpoint")
+            .and_then(|s| match check_endpoint(s.get_ref()) {
+                Ok(url) => Some(url),
+                Err(problem) => {
+                    d.error(
+                        s.span(),
+                        format!(
+                            "`otlp_endpoint` in [telemetry] is {:?}: {problem}",
+                            s.get_ref()
+                        ),
+                    );
+                    None
+                }
+            });
     let otlp_interval = bounded(
         d,
         &mut t,
@@ -524,14 +527,22 @@ fn check_endpoint(raw: &str) -> Result<String, String> {
         return Err(format!("it has no host; {HINT}"));
     }
     if raw.contains(['?', '#']) || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("it must not hold a query, a fragment or spaces; {HINT}"));
+        return Err(format!(
+            "it must not hold a query, a fragment or spaces; {HINT}"
+        ));
     }
     if host.contains('@') {
         return Err("it must not hold credentials (user:password@)".into());
     }
-    if let Some(port) = host.rsplit_once(':').map(|(_, p)| p).filter(|p| !p.ends_with(']')) {
+    if let Some(port) = host
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| !p.ends_with(']'))
+    {
         if !host.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(format!("its port {port:?} is not a number from 0 to 65535; {HINT}"));
+            return Err(format!(
+                "its port {port:?} is not a number from 0 to 65535; {HINT}"
+            ));
         }
     }
     Ok(raw.trim_end_matches('/').to_string())

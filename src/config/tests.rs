@@ -269,7 +269,9 @@ fn http_on_another_address_needs_allow_remote() {
     ));
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(
-        got[0].starts_with("t.toml:3:8: `http` in [daemon] is 0.0.0.0:9464, which is not a loopback address"),
+        got[0].starts_with(
+            "t.toml:3:8: `http` in [daemon] is 0.0.0.0:9464, which is not a loopback address"
+        ),
         "{got:?}"
     );
     assert!(got[0].contains("set `http_allow_remote = true`"), "{got:?}");
@@ -308,12 +310,18 @@ fn bad_http_and_telemetry_values_are_errors_with_positions() {
             "[telemetry]\notlp_endpoint = {endpoint:?}\n[daemon]\nstate_dir = \"/s\"\n{ONE_CHILD}"
         ));
         assert_eq!(got.len(), 1, "{endpoint}: {got:?}");
-        assert!(got[0].starts_with("t.toml:2:17: `otlp_endpoint`"), "{got:?}");
+        assert!(
+            got[0].starts_with("t.toml:2:17: `otlp_endpoint`"),
+            "{got:?}"
+        );
     }
     let got = errors(&format!(
         "[telemetry]\nhttp = \"127.0.0.1:1\"\n[daemon]\nstate_dir = \"/s\"\n{ONE_CHILD}"
     ));
-    assert!(got[0].contains("unknown key `http` in [telemetry]"), "{got:?}");
+    assert!(
+        got[0].contains("unknown key `http` in [telemetry]"),
+        "{got:?}"
+    );
 }
 
 /// The smallest tree a config may have.

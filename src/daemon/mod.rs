@@ -81,7 +81,7 @@ impl Daemon {
         self.status().await
     }
 
-    pub(crate) fn metrics(&self) -> &metasystem_actors::metrics::Metrics {
+    pub(crate) fn metrics_handle(&self) -> &metasystem_actors::metrics::Metrics {
         &self.services.metrics
     }
 

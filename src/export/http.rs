@@ -53,7 +53,7 @@ pub async fn serve(bound: Bound, daemon: Arc<Daemon>, mut stop: watch::Receiver<
     let mut refused: u64 = 0;
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = bound.listener.accept() => match accepted {
                 Ok((stream, _peer)) => match permits.clone().try_acquire_owned() {

@@ -59,10 +59,9 @@ pub async fn start(
     if let Some(endpoint) = &telemetry.otlp_endpoint {
         let endpoint = endpoint.clone();
         let interval = telemetry.otlp_interval;
-        let metrics = daemon.metrics().clone();
+        let metrics = daemon.metrics_handle().clone();
         let url = otlp::metrics_url(&endpoint);
-        match tokio::task::spawn_blocking(move || otlp::start(&endpoint, interval, metrics)).await
-        {
+        match tokio::task::spawn_blocking(move || otlp::start(&endpoint, interval, metrics)).await {
             Ok(Ok(otlp)) => {
                 tracing::info!(
                     url = %url,
@@ -72,7 +71,9 @@ pub async fn start(
                 exports.otlp = Some(otlp);
             }
             Ok(Err(e)) => tracing::error!("{e}; running without it"),
-            Err(e) => tracing::error!(error = %e, "cannot set up the OTLP export; running without it"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the OTLP export; running without it")
+            }
         }
     }
     exports
@@ -116,5 +117,5 @@ pub fn scrape(daemon: &Daemon) -> String {
         store_failing: store.failing_since_ms.is_some(),
         log_lines_dropped: crate::telemetry::lines_dropped(),
     };
-    prometheus::render(&daemon.metrics().totals(), &gauges)
+    prometheus::render(&daemon.metrics_handle().totals(), &gauges)
 }

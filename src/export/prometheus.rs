@@ -112,7 +112,12 @@ pub fn render(totals: &[((Metric, String), SeriesTotal)], gauges: &Gauges) -> St
             for (subject, t) in &series {
                 let with_outcome = t.ok + t.failed;
                 if with_outcome == 0 {
-                    sample(&mut out, &name, &[("subject", subject)], &t.count.to_string());
+                    sample(
+                        &mut out,
+                        &name,
+                        &[("subject", subject)],
+                        &t.count.to_string(),
+                    );
                     continue;
                 }
                 for (outcome, n) in [("ok", t.ok), ("failed", t.failed)] {
@@ -121,23 +126,43 @@ pub fn render(totals: &[((Metric, String), SeriesTotal)], gauges: &Gauges) -> St
                 }
                 let without = t.count.saturating_sub(with_outcome);
                 if without > 0 {
-                    sample(&mut out, &name, &[("subject", subject)], &without.to_string());
+                    sample(
+                        &mut out,
+                        &name,
+                        &[("subject", subject)],
+                        &without.to_string(),
+                    );
                 }
             }
             continue;
         }
         family(&mut out, &name, "summary", metric.help());
         for (subject, t) in &series {
-            sample(&mut out, &format!("{name}_sum"), &[("subject", subject)], &float(t.sum));
+            sample(
+                &mut out,
+                &format!("{name}_sum"),
+                &[("subject", subject)],
+                &float(t.sum),
+            );
             let count = t.count.to_string();
-            sample(&mut out, &format!("{name}_count"), &[("subject", subject)], &count);
+            sample(
+                &mut out,
+                &format!("{name}_count"),
+                &[("subject", subject)],
+                &count,
+            );
         }
         if series.iter().any(|(_, t)| t.ok + t.failed > 0) {
             let failures = format!("metasystem_{}_failures_total", metric.name());
             let help = format!("{}: the failed ones", metric.help());
             family(&mut out, &failures, "counter", &help);
             for (subject, t) in series.iter().filter(|(_, t)| t.ok + t.failed > 0) {
-                sample(&mut out, &failures, &[("subject", subject)], &t.failed.to_string());
+                sample(
+                    &mut out,
+                    &failures,
+                    &[("subject", subject)],
+                    &t.failed.to_string(),
+                );
             }
         }
     }
@@ -153,14 +178,24 @@ fn daemon_gauges(out: &mut String, g: &Gauges) {
         "gauge",
         "the daemon's version, as a label; always 1",
     );
-    sample(out, "metasystem_build_info", &[("version", &g.version)], "1");
+    sample(
+        out,
+        "metasystem_build_info",
+        &[("version", &g.version)],
+        "1",
+    );
     family(
         out,
         "metasystem_uptime_seconds",
         "gauge",
         "seconds since the daemon started",
     );
-    sample(out, "metasystem_uptime_seconds", &[], &float(g.uptime_seconds));
+    sample(
+        out,
+        "metasystem_uptime_seconds",
+        &[],
+        &float(g.uptime_seconds),
+    );
     let counters = [
         (
             "metasystem_store_dropped_rows_total",
@@ -251,9 +286,18 @@ mod tests {
     #[test]
     fn events_are_counters_split_by_outcome() {
         let totals = vec![
-            ((Metric::ActorStarts, "root/a".to_string()), total(3, 0, 0, 3.0)),
-            ((Metric::ActorStarts, "root/b".to_string()), total(1, 0, 0, 1.0)),
-            ((Metric::ActorExits, "root/a".to_string()), total(5, 2, 2, 5.0)),
+            (
+                (Metric::ActorStarts, "root/a".to_string()),
+                total(3, 0, 0, 3.0),
+            ),
+            (
+                (Metric::ActorStarts, "root/b".to_string()),
+                total(1, 0, 0, 1.0),
+            ),
+            (
+                (Metric::ActorExits, "root/a".to_string()),
+                total(5, 2, 2, 5.0),
+            ),
         ];
         let text = render(&totals, &gauges());
         let e = parse(&text).unwrap_or_else(|m| panic!("{m}\n{text}"));
@@ -279,7 +323,8 @@ mod tests {
         assert_eq!(by(None), Some(1.0));
         // HELP and TYPE once per family.
         assert_eq!(
-            text.matches("# TYPE metasystem_actor_starts_total ").count(),
+            text.matches("# TYPE metasystem_actor_starts_total ")
+                .count(),
             1
         );
     }
@@ -315,7 +360,10 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let subject = "a\\b \"quoted\"\nnext line, {x=\"y\"}";
-        let totals = vec![((Metric::ActorStarts, subject.to_string()), total(1, 0, 0, 1.0))];
+        let totals = vec![(
+            (Metric::ActorStarts, subject.to_string()),
+            total(1, 0, 0, 1.0),
+        )];
         let text = render(&totals, &gauges());
         assert!(text.contains(r#"subject="a\\b \"quoted\"\nnext line, {x=\"y\"}""#));
         let e = parse(&text).unwrap_or_else(|m| panic!("{m}\n{text}"));
@@ -377,18 +425,18 @@ mod tests {
     #[test]
     fn the_checker_refuses_what_prometheus_would() {
         for bad in [
-            "metasystem_up 1",                                       // no newline at the end
-            "metasystem_up 1\n",                                     // no TYPE
-            "# TYPE a counter\na{x=\"1\"} 1\na{x=\"1\"} 2\n",        // duplicate series
-            "# TYPE a counter\na{x=\"a\\q\"} 1\n",                   // bad escape
-            "# TYPE a counter\na{x=\"1\"} inf\n",                    // bad float
-            "# TYPE a gauge\n# TYPE b gauge\na 1\n",                 // not contiguous
-            "# TYPE a gauge\n# TYPE a gauge\na 1\n",                 // TYPE twice
-            "# TYPE a counter\na -1\n",                              // negative counter
-            "# TYPE a gauge\na{x=1} 1\n",                            // unquoted
-            "# TYPE a gauge\n\na 1\n",                               // empty line
-            "# TYPE a gauge\na 1 2 3\n",                             // trailing text
-            "# TYPE 1a gauge\n",                                     // bad name
+            "metasystem_up 1",                                // no newline at the end
+            "metasystem_up 1\n",                              // no TYPE
+            "# TYPE a counter\na{x=\"1\"} 1\na{x=\"1\"} 2\n", // duplicate series
+            "# TYPE a counter\na{x=\"a\\q\"} 1\n",            // bad escape
+            "# TYPE a counter\na{x=\"1\"} inf\n",             // bad float
+            "# TYPE a gauge\n# TYPE b gauge\na 1\n",          // not contiguous
+            "# TYPE a gauge\n# TYPE a gauge\na 1\n",          // TYPE twice
+            "# TYPE a counter\na -1\n",                       // negative counter
+            "# TYPE a gauge\na{x=1} 1\n",                     // unquoted
+            "# TYPE a gauge\n\na 1\n",                        // empty line
+            "# TYPE a gauge\na 1 2 3\n",                      // trailing text
+            "# TYPE 1a gauge\n",                              // bad name
         ] {
             assert!(parse(bad).is_err(), "accepted {bad:?}");
         }

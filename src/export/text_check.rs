@@ -85,7 +85,8 @@ fn value(s: &str) -> Result<f64, String> {
     {
         return Err(format!("bad value {s:?}"));
     }
-    s.parse::<f64>().map_err(|e| format!("bad value {s:?}: {e}"))
+    s.parse::<f64>()
+        .map_err(|e| format!("bad value {s:?}: {e}"))
 }
 
 /// `{a="x",b="y"}` from just after `{`; the labels and the rest after `}`.
@@ -178,7 +179,9 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             return Err(format!("line {n}: empty line"));
         }
         if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').ok_or(format!("line {n}: HELP without text"))?;
+            let (name, help) = rest
+                .split_once(' ')
+                .ok_or(format!("line {n}: HELP without text"))?;
             if !metric_name(name) {
                 return Err(format!("line {n}: bad metric name {name:?}"));
             }
@@ -190,7 +193,9 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             continue;
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').ok_or(format!("line {n}: TYPE without type"))?;
+            let (name, kind) = rest
+                .split_once(' ')
+                .ok_or(format!("line {n}: TYPE without type"))?;
             if !metric_name(name) {
                 return Err(format!("line {n}: bad metric name {name:?}"));
             }
@@ -201,7 +206,10 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             if e.types.insert(name.to_string(), kind.to_string()).is_some() {
                 return Err(format!("line {n}: second TYPE for {name}"));
             }
-            if e.samples.iter().any(|s| family_of(&s.name, &e.types).as_deref() == Some(name)) {
+            if e.samples
+                .iter()
+                .any(|s| family_of(&s.name, &e.types).as_deref() == Some(name))
+            {
                 return Err(format!("line {n}: TYPE for {name} after its samples"));
             }
             continue;

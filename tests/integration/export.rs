@@ -101,7 +101,10 @@ fn health_is_pass_for_a_healthy_daemon_and_other_requests_are_refused() {
     let addr = http_address(&d);
     let (status, head, body) = request(addr, "GET", "/health");
     assert_eq!(status, 200, "{body}");
-    assert!(head.contains("content-type: application/health+json"), "{head}");
+    assert!(
+        head.contains("content-type: application/health+json"),
+        "{head}"
+    );
     let v: serde_json::Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(v["status"], "pass", "{body}");
@@ -140,7 +143,8 @@ fn a_non_loopback_address_is_refused_by_check() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("set `http_allow_remote = true` in [daemon]"),
+        out.stderr
+            .contains("set `http_allow_remote = true` in [daemon]"),
         "{}",
         out.stderr
     );
@@ -172,8 +176,8 @@ fn a_taken_address_stops_the_start() {
 fn a_silent_client_does_not_hold_up_others_and_is_closed() {
     let d = TestDaemon::start_with("http = \"127.0.0.1:0\"", ONE_CHILD);
     let addr = http_address(&d);
-    let mut silent = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let mut silent =
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap_or_else(|e| panic!("connect: {e}"));
     // Half a request line, then nothing.
     let _ = silent.write_all(b"GET /metr");
     let started = Instant::now();
@@ -181,7 +185,11 @@ fn a_silent_client_does_not_hold_up_others_and_is_closed() {
         let asked = Instant::now();
         let (status, _, _) = request(addr, "GET", "/metrics");
         assert_eq!(status, 200);
-        assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
     }
     // The header timeout (5s) closes the silent one.
     let _ = silent.set_read_timeout(Some(Duration::from_secs(15)));
@@ -193,7 +201,10 @@ fn a_silent_client_does_not_hold_up_others_and_is_closed() {
         panic!("the silent client was not closed: {e} after {waited:?}");
     }
     assert!(waited < Duration::from_secs(14), "{waited:?}");
-    assert!(waited >= Duration::from_secs(3), "closed too soon: {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(3),
+        "closed too soon: {waited:?}"
+    );
 }
 
 /// A collector stand-in: accepts on 127.0.0.1, reads each POST (Content-Length bodies) and
@@ -276,14 +287,18 @@ async fn serve_posts(mut stream: tokio::net::TcpStream, tx: mpsc::Sender<(String
         let body = buf[head_end..head_end + length].to_vec();
         buf.drain(..head_end + length);
         let _ = tx.send((path, body));
-        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+        let answer =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
         if stream.write_all(answer).await.is_err() {
             return;
         }
     }
 }
 
-fn string_attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -> Option<String> {
+fn string_attr(
+    attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    key: &str,
+) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref()?.value.as_ref()? {
             AnyValue::StringValue(s) => Some(s.clone()),
@@ -292,40 +307,43 @@ fn string_attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: 
     })
 }
 
-/// The starts of `subject` in an export, if it holds them.
+/// The starts of `subject` in an export (all outcomes), if it holds them.
 fn starts_of(request: &ExportMetricsServiceRequest, subject: &str) -> Option<i64> {
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+    let mut found = None;
     for rm in &request.resource_metrics {
-        let resource = rm.resource.as_ref()?;
+        let Some(resource) = rm.resource.as_ref() else {
+            continue;
+        };
         if string_attr(&resource.attributes, "service.name").as_deref() != Some("metasystem") {
             continue;
         }
-        for sm in &rm.scope_metrics {
-            for m in sm.metrics.iter().filter(|m| m.name == "metasystem.actor_starts") {
-                let Some(Data::Sum(sum)) = &m.data else {
-                    continue;
-                };
-                for p in &sum.data_points {
-                    if string_attr(&p.attributes, "subject").as_deref() == Some(subject) {
-                        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
-                        return match p.value {
-                            Some(Value::AsInt(n)) => Some(n),
-                            Some(Value::AsDouble(f)) => Some(f as i64),
-                            None => None,
-                        };
-                    }
+        let metrics = rm.scope_metrics.iter().flat_map(|sm| sm.metrics.iter());
+        for m in metrics.filter(|m| m.name == "metasystem.actor_starts") {
+            let Some(Data::Sum(sum)) = &m.data else {
+                continue;
+            };
+            assert!(sum.is_monotonic, "starts are a counter");
+            for p in &sum.data_points {
+                if string_attr(&p.attributes, "subject").as_deref() == Some(subject) {
+                    let n = match p.value {
+                        Some(Value::AsInt(n)) => n,
+                        Some(Value::AsDouble(f)) => f as i64,
+                        None => 0,
+                    };
+                    *found.get_or_insert(0) += n;
                 }
             }
         }
     }
-    None
+    found
 }
 
 #[test]
 fn metrics_are_exported_over_otlp_http() {
     let (addr, received) = collector(Duration::from_secs(60));
-    let telemetry = format!(
-        "[telemetry]\notlp_endpoint = \"http://{addr}\"\notlp_interval = \"1s\"\n{TREE}"
-    );
+    let telemetry =
+        format!("[telemetry]\notlp_endpoint = \"http://{addr}\"\notlp_interval = \"1s\"\n{TREE}");
     let mut d = TestDaemon::start(&telemetry);
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut seen = Vec::new();
@@ -340,7 +358,10 @@ fn metrics_are_exported_over_otlp_http() {
         assert_eq!(path, "/v1/metrics");
         let request = ExportMetricsServiceRequest::decode(body.as_slice())
             .unwrap_or_else(|e| panic!("not an ExportMetricsServiceRequest: {e}"));
-        let resource = request.resource_metrics.first().and_then(|r| r.resource.as_ref());
+        let resource = request
+            .resource_metrics
+            .first()
+            .and_then(|r| r.resource.as_ref());
         if let Some(r) = resource {
             assert_eq!(
                 string_attr(&r.attributes, "service.version").as_deref(),
@@ -360,7 +381,7 @@ fn metrics_are_exported_over_otlp_http() {
             d.log_text()
         );
     };
-    assert!(starts >= 1);
+    assert!(starts >= 1, "{starts}");
     // The daemon stops cleanly with the export on, and exports once more on the way out.
     while received.try_recv().is_ok() {}
     assert_eq!(d.terminate(), 0, "{}", d.log_text());
