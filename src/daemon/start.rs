@@ -151,13 +151,9 @@ pub(super) async fn start_and_serve(
     let mut signals = signals()?;
     let (_lock, listener) = claim(&config)?;
     let socket = config.daemon.socket.clone();
-    let http = match config.daemon.http {
-        Some(addr) => Some(crate::export::http::bind(addr).await.map_err(|e| {
-            let _ = std::fs::remove_file(&socket);
-            Failure::NotReady(e)
-        })?),
-        None => None,
-    };
+    let (http, telemetry) = crate::export::bind(&config, &socket)
+        .await
+        .map_err(Failure::NotReady)?;
     let (store, store_join) = open_store(&config.daemon.state_dir, &socket).await?;
     let run_id = record_run(&store, &origin).await;
     let services = Services {
@@ -192,12 +188,12 @@ pub(super) async fn start_and_serve(
         config_arg,
         daemon: config.daemon.clone(),
         origin_shown: std::sync::Mutex::new(origin.display()),
-        current: Mutex::new((origin.clone(), config.clone())),
+        current: Mutex::new((origin.clone(), config)),
         started: Instant::now(),
         previous_run: previous_run(&store, run_id).await,
         shutdown: shutdown_tx,
     });
-    let mut exports = crate::export::start(http, &daemon, &config.telemetry).await;
+    let mut exports = crate::export::start(http, &daemon, &telemetry).await;
     let slots = Slots::new(limits.max_connections);
     let (end_streams, streams_end) = watch::channel(false);
     let server = tokio::spawn(server::serve(

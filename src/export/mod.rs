@@ -19,13 +19,14 @@ pub mod prometheus;
 #[cfg(test)]
 mod text_check;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::TelemetryConfig;
+use crate::config::{Config, TelemetryConfig};
 use crate::daemon::Daemon;
 
 /// The final OTLP export (and the reader's stop) may take this long at shutdown.
@@ -36,6 +37,26 @@ const OTLP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Exports {
     http: Option<(JoinHandle<()>, watch::Sender<bool>)>,
     otlp: Option<otlp::Otlp>,
+}
+
+/// Binds the HTTP listener if `[daemon] http` is set (before the store opens: a taken address
+/// stops the start); on failure removes the control socket the daemon already bound, and the
+/// error names the address. Also hands back `[telemetry]` for [`start`].
+pub async fn bind(
+    config: &Config,
+    control_socket: &Path,
+) -> Result<(Option<http::Bound>, TelemetryConfig), String> {
+    let telemetry = config.telemetry.clone();
+    let Some(addr) = config.daemon.http else {
+        return Ok((None, telemetry));
+    };
+    match http::bind(addr).await {
+        Ok(bound) => Ok((Some(bound), telemetry)),
+        Err(e) => {
+            let _ = std::fs::remove_file(control_socket);
+            Err(e)
+        }
+    }
 }
 
 /// Starts serving `bound` (if any) and the OTLP export (if configured). A failure to set up
