@@ -164,6 +164,25 @@ struct HttpState {
 
 /// An HTTP/1.1 server on 127.0.0.1: records each request, answers with the next scripted
 /// reply (then the default: `200 ok`), and closes the connection after each answer.
+/// Accepts connections until the task is aborted, serving each in its own task.
+fn accept_loop<S, F, Fut>(
+    listener: TcpListener,
+    state: Arc<S>,
+    arrived: Arc<Notify>,
+    serve: F,
+) -> JoinHandle<()>
+where
+    S: Send + Sync + 'static,
+    F: Fn(TcpStream, Arc<S>, Arc<Notify>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream, Arc::clone(&state), Arc::clone(&arrived)));
+        }
+    })
+}
+
 pub struct HttpSink {
     addr: SocketAddr,
     state: Arc<Mutex<HttpState>>,
@@ -183,19 +202,12 @@ impl HttpSink {
             default: Reply::new(200, "ok"),
         }));
         let arrived = Arc::new(Notify::new());
-        let task = tokio::spawn({
-            let state = Arc::clone(&state);
-            let arrived = Arc::clone(&arrived);
-            async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let state = Arc::clone(&state);
-                    let arrived = Arc::clone(&arrived);
-                    tokio::spawn(async move {
-                        serve_http(stream, state, arrived).await;
-                    });
-                }
-            }
-        });
+        let task = accept_loop(
+            listener,
+            Arc::clone(&state),
+            Arc::clone(&arrived),
+            serve_http,
+        );
         HttpSink {
             addr,
             state,
@@ -438,19 +450,12 @@ impl SmtpSink {
             sessions: 0,
         }));
         let arrived = Arc::new(Notify::new());
-        let task = tokio::spawn({
-            let state = Arc::clone(&state);
-            let arrived = Arc::clone(&arrived);
-            async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let state = Arc::clone(&state);
-                    let arrived = Arc::clone(&arrived);
-                    tokio::spawn(async move {
-                        serve_smtp(stream, state, arrived).await;
-                    });
-                }
-            }
-        });
+        let task = accept_loop(
+            listener,
+            Arc::clone(&state),
+            Arc::clone(&arrived),
+            serve_smtp,
+        );
         SmtpSink {
             addr,
             state,

@@ -461,32 +461,10 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             }
             exit::OK
         }
-        Cmd::Metrics { .. } => {
-            let Some(m) = typed::<MetricsResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::metrics(out, &m)?;
-            }
-            exit::OK
-        }
-        Cmd::Anomalies { .. } => {
-            let Some(a) = typed::<AnomaliesResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::anomalies(out, &a)?;
-            }
-            exit::OK
-        }
+        Cmd::Metrics { .. } => listing::<MetricsResult>(result, human, out, render::metrics)?,
+        Cmd::Anomalies { .. } => listing::<AnomaliesResult>(result, human, out, render::anomalies)?,
         Cmd::Alerts { action: None, .. } => {
-            let Some(a) = typed::<AlertsResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::alerts(out, &a)?;
-            }
-            exit::OK
+            listing::<AlertsResult>(result, human, out, render::alerts)?
         }
         Cmd::Alerts {
             action: Some(AlertsAction::Test { .. }),
@@ -510,6 +488,22 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
         }
         Cmd::Events { .. } | Cmd::Run | Cmd::Check { .. } => exit::USAGE,
     })
+}
+
+/// A typed answer rendered for people (unless `--json`): exit 0, or 2 when unreadable.
+fn listing<T: DeserializeOwned>(
+    result: Value,
+    human: bool,
+    out: &mut dyn Write,
+    render: fn(&mut dyn Write, &T) -> io::Result<()>,
+) -> io::Result<u8> {
+    let Some(t) = typed::<T>(result) else {
+        return Ok(exit::USAGE);
+    };
+    if human {
+        render(out, &t)?;
+    }
+    Ok(exit::OK)
 }
 
 fn typed<T: DeserializeOwned>(result: Value) -> Option<T> {
