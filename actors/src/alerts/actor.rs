@@ -191,6 +191,10 @@ pub struct AlertsState {
     lanes: BTreeMap<String, Lane>,
     /// Pending outbox rows held in memory: id → (channel, notification).
     rows: HashMap<i64, (String, Notification)>,
+    /// Rows delivered (or skipped, or refused for good) whose record was not confirmed in
+    /// time: the outbox may still call them pending, and the resync must not send them again.
+    /// An id leaves when a resync no longer finds it pending.
+    settled: HashSet<i64>,
     /// Decided notifications not yet stored: (channels, notification).
     unstored: Vec<(Vec<String>, Notification)>,
     deliverer: Deliverer,
@@ -449,11 +453,22 @@ impl AlertsState {
             detail: why.to_string(),
             next_attempt_ms: None,
         };
-        let _ = self
+        self.record_attempt(attempt, true).await;
+    }
+
+    /// Records an attempt; when the record is late and the rows are done with (`settles`),
+    /// they are kept out of the resync until the outbox says so.
+    async fn record_attempt(&mut self, attempt: Attempt, settles: bool) {
+        let ids = settles.then(|| attempt.ids.clone());
+        if let Err(e) = self
             .args
             .store
             .durable(DurableOp::OutboxAttempt(attempt), Some(STORE_WAIT))
-            .await;
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record an alert delivery yet (the store keeps trying)");
+            self.settled.extend(ids.into_iter().flatten());
+        }
     }
 
     async fn delivered(&mut self, myself: &ActorRef<AlertsMessage>, d: Delivered) {
@@ -539,14 +554,8 @@ impl AlertsState {
             detail,
             next_attempt_ms: next,
         };
-        if let Err(e) = self
-            .args
-            .store
-            .durable(DurableOp::OutboxAttempt(attempt), Some(STORE_WAIT))
-            .await
-        {
-            tracing::warn!(error = %e, "cannot record an alert delivery yet (the store keeps trying)");
-        }
+        let settles = attempt.outcome != AttemptOutcome::Transient;
+        self.record_attempt(attempt, settles).await;
         self.due(myself).await;
     }
 
@@ -559,7 +568,10 @@ impl AlertsState {
                 return;
             }
         };
-        let held: HashSet<i64> = self.rows.keys().copied().collect();
+        let still: HashSet<i64> = pending.iter().map(|r| r.notification.id).collect();
+        self.settled.retain(|id| still.contains(id));
+        let mut held: HashSet<i64> = self.rows.keys().copied().collect();
+        held.extend(self.settled.iter().copied());
         let mut found = 0;
         for OutboxRow {
             channel,
@@ -776,6 +788,7 @@ impl Actor for AlertsActor {
             engine,
             lanes,
             rows: HashMap::new(),
+            settled: HashSet::new(),
             unstored: Vec::new(),
             deliverer,
             clock,

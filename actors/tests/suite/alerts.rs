@@ -805,3 +805,44 @@ async fn a_resolution_never_overtakes_the_firing_notification_still_in_its_group
     );
     rig.stop().await;
 }
+
+/// Regression: a delivered row left memory before its `sent` record committed; when that
+/// record took longer than the actor waits for the store (another writer held the database),
+/// the next resync found the row still pending and sent it again.
+#[tokio::test]
+async fn a_delivery_whose_record_is_late_is_not_sent_again_by_the_resync() {
+    use sqlx::{Connection, Executor};
+    let sink = HttpSink::start().await;
+    sink.push(Reply::new(200, "ok").delay(Duration::from_millis(500)));
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    rig.alerts.raise(critical("late record"));
+    bounded(sink.wait_requests(1, WAIT)).await;
+    // While the answer is on its way, another writer takes the database for longer than the
+    // actor waits for its record (5 s).
+    let db = rig._dir.path().join("a.db");
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    other.execute("BEGIN EXCLUSIVE").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let pending = outbox::pending(rig.store.reader()).await.unwrap();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the record should still be waiting: {pending:#?}"
+    );
+    rig.actor.cast(AlertsMessage::Resync).unwrap();
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        sink.requests().len(),
+        1,
+        "sent again: {:#?}",
+        alerts_in(&sink.requests())
+    );
+    other.execute("ROLLBACK").await.unwrap();
+    rig.rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    rig.actor.cast(AlertsMessage::Resync).unwrap();
+    exactly(&sink, 1).await;
+    rig.stop().await;
+}
