@@ -48,6 +48,24 @@ pub fn samples_of(e: &LifecycleEvent) -> Vec<Sample> {
     }
 }
 
+/// The critical alert "the supervisor at `path` gave up" (sent at its first occurrence).
+pub fn gave_up_alert(path: &str, intensity: u32, period: std::time::Duration) -> Alert {
+    let mut alert = Alert::new(
+        Severity::Critical,
+        format!("supervisor gave up: {path}"),
+        path,
+    )
+    .body(format!(
+        "{path} had more than {intensity} restarts in {} and gave up; its parent restarts it \
+             (or, for the root, the daemon exits for its service manager to restart)",
+        humantime::format_duration(period)
+    ))
+    .label("path", path)
+    .at_once();
+    alert.key = Some(gave_up_key(path));
+    alert
+}
+
 /// The alert a lifecycle event raises or clears, if any.
 fn alert_of(e: &LifecycleEvent, alerts: &Alerts) {
     match &e.kind {
@@ -75,21 +93,7 @@ fn alert_of(e: &LifecycleEvent, alerts: &Alerts) {
             alerts.raise(alert);
         }
         EventKind::GaveUp { intensity, period } => {
-            let mut alert = Alert::new(
-                Severity::Critical,
-                format!("supervisor gave up: {}", e.path),
-                &e.path,
-            )
-            .body(format!(
-                "{} had more than {intensity} restarts in {} and gave up; its parent restarts it \
-                 (or, for the root, the daemon exits for its service manager to restart)",
-                e.path,
-                humantime::format_duration(*period)
-            ))
-            .label("path", &e.path)
-            .at_once();
-            alert.key = Some(gave_up_key(&e.path));
-            alerts.raise(alert);
+            alerts.raise(gave_up_alert(&e.path, *intensity, *period));
         }
         EventKind::Exited {
             reason: ExitReason::Shutdown | ExitReason::Normal,

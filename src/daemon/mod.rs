@@ -7,9 +7,11 @@
 //! - `handle`: answering control requests;
 //! - `reload`: reload as a diff, and the step runner shared with startup;
 //! - `queries`: `metrics` and `anomalies` (read pool only);
+//! - `last_words`: the root gave up: its alert, sent by the daemon before it exits;
 //! - `notify`: systemd notifications and the watchdog interval.
 
 mod handle;
+mod last_words;
 mod notify;
 mod queries;
 mod reload;

@@ -223,6 +223,15 @@ pub(super) async fn start_and_serve(
     exports.stop_http().await;
     let reason = daemon.tree.shutdown().await;
     exports.finish().await;
+    let ended = match ended {
+        Ended::RootExited(why) => {
+            let root = daemon.current.lock().await.1.root.clone();
+            let failed_for = daemon.started.elapsed().min(Duration::from_secs(60));
+            super::last_words::root_gave_up(&store, &root, &why, failed_for).await;
+            Ended::Asked(exit::TREE_FAILED)
+        }
+        other => other,
+    };
     let Ended::Asked(code) = ended else {
         // The store is gone: nothing left to flush.
         end_streams.send_replace(true);
@@ -297,6 +306,9 @@ enum Ended {
     /// A signal, `shutdown`, or the root's exit: this exit code, unless the shutdown itself
     /// goes badly.
     Asked(u8),
+    /// The root supervisor exited (it gave up): the daemon sends its last alerts and exits
+    /// with [`exit::TREE_FAILED`].
+    RootExited(ExitReason),
     /// The store stopped (a bug in it): exit so the service manager restarts us.
     StoreDied,
 }
@@ -327,7 +339,7 @@ async fn main_loop(
             _ = signals.hup.recv() => reload_in_background(daemon.clone()),
             reason = &mut root_exit => {
                 tracing::error!(%reason, "the root supervisor exited; exiting so the service manager restarts the daemon");
-                return Ended::Asked(exit::TREE_FAILED);
+                return Ended::RootExited(reason);
             }
             _ = &mut store_join => {
                 tracing::error!("the event store stopped; exiting so the service manager restarts the daemon");

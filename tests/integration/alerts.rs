@@ -299,3 +299,78 @@ fn alerts_stored_while_the_receiver_is_down_survive_a_sigkill_and_arrive_once() 
     assert_eq!(status_json(&d)["alerts_undelivered"], 0);
     assert_eq!(d.terminate(), 0);
 }
+
+/// The tree of [`tree`] with a root that gives up at its second restart.
+fn fragile_tree(channels: &str) -> String {
+    tree(channels, "\"hook\"", &["a", "b"]).replace(
+        "[root]\nintensity = 10",
+        "[root]\nintensity = 1\nperiod = \"1h\"",
+    )
+}
+
+/// Kills two children of a root with intensity 1: the root gives up and the daemon exits 3.
+fn make_the_root_give_up(d: &mut TestDaemon) -> i32 {
+    assert_eq!(d.cli(&["kill", "root/a"]).code, 0);
+    let _ = d.cli(&["kill", "root/b"]);
+    d.wait_exit()
+}
+
+fn gave_up_root(requests: &[Request]) -> usize {
+    let fp = fingerprint("gave_up:root");
+    alerts_in(requests)
+        .iter()
+        .filter(|(f, status)| *f == fp && status == "firing")
+        .count()
+}
+
+/// The alerts actor stops with the tree, so the daemon itself sends "root gave up" before it
+/// exits; a receiver that is down then gets it from the next start.
+#[test]
+fn a_root_give_up_is_sent_before_the_daemon_exits_or_by_the_next_start() {
+    let rt = runtime();
+    let hook = rt.block_on(HttpSink::start());
+    let channels = hook_channel("hook", &hook.url("/hook"));
+    let mut d = TestDaemon::start(&fragile_tree(&channels));
+    assert_eq!(make_the_root_give_up(&mut d), 3, "log:\n{}", d.log_text());
+    // Already there when the process has exited: nothing was left to a later start.
+    let got = hook.requests();
+    assert!(
+        gave_up_root(&got) >= 1,
+        "{:#?}\nlog:\n{}",
+        alerts_in(&got),
+        d.log_text()
+    );
+    let critical = got
+        .iter()
+        .flat_map(|r| r.json()["alerts"].as_array().cloned().unwrap_or_default())
+        .find(|a| a["fingerprint"] == fingerprint("gave_up:root"))
+        .unwrap_or_default();
+    assert_eq!(critical["labels"]["severity"], "critical", "{critical:#}");
+    assert_eq!(critical["labels"]["alertname"], "supervisor gave up: root");
+
+    // Receiver down: the give-up stays in the outbox, and the next start delivers it.
+    let _ = std::fs::remove_file(&d.socket);
+    hook.set_default(Reply::new(503, "down"));
+    let before = hook.requests().len();
+    d.launch(&[]);
+    d.wait_ready();
+    assert_eq!(make_the_root_give_up(&mut d), 3, "log:\n{}", d.log_text());
+    // Tried (and refused) before the exit.
+    assert!(
+        gave_up_root(&hook.requests()[before..]) >= 1,
+        "log:\n{}",
+        d.log_text()
+    );
+    let _ = std::fs::remove_file(&d.socket);
+    let refused = hook.requests().len();
+    hook.set_default(Reply::new(200, "ok"));
+    d.launch(&[]);
+    d.wait_ready();
+    let deadline = Instant::now() + WAIT;
+    while gave_up_root(&hook.requests()[refused..]) == 0 {
+        assert!(Instant::now() < deadline, "log:\n{}", d.log_text());
+        std::thread::sleep(POLL);
+    }
+    alerts_until(&d, "nothing undelivered", |v| v["undelivered"] == 0);
+    assert_eq!(d.terminate(), 0);
+}

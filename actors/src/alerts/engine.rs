@@ -449,6 +449,13 @@ impl Engine {
     }
 }
 
+/// A firing notification of one occurrence of `alert`, decided without an engine (the
+/// daemon's last words, when the alerts actor is gone).
+pub fn notification_of(alert: &Alert, now_ms: i64) -> Notification {
+    let key = alert.key();
+    firing(&key, alert, fingerprint(&key), now_ms, 1)
+}
+
 /// A firing notification of `key` from its latest occurrence `alert`.
 fn firing(
     key: &str,

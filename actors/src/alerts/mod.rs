@@ -5,6 +5,7 @@
 //! - [`engine`]: the decision (thresholds, dedup, cooldowns, silences, resolution), pure.
 //! - [`group`]: grouping per channel and retry delays, pure.
 //! - [`channel`]: where notifications go (email, webhook, Slack, Discord, the log) and how.
+//! - [`flush`]: the daemon's last words (the root gave up): the outbox sent without the actor.
 //! - [`hub`]: [`Alerts`], the handle every actor raises and clears alerts through.
 //! - `actor`: `AlertsActor`.
 
@@ -12,6 +13,7 @@ pub mod actor;
 pub mod alert;
 pub mod channel;
 pub mod engine;
+pub mod flush;
 pub mod group;
 pub mod hub;
 
