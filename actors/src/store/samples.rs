@@ -1,9 +1,10 @@
-//! The `samples` and `sample_rollups` tables (telemetry lane).
+//! The `samples`, `sample_rollups` (hourly) and `sample_daily` tables (telemetry lane).
 //!
 //! Samples are appended in batches by the writer, which in the same transaction folds each
-//! batch into the hourly rollups ([`Rollups`]): exact counts, outcomes, sum, min and max, and a
-//! quantile sketch per hour and series (metric + subject). Summaries over a window read the
-//! rollups only, so a month is at most 720 rows per series whatever the sample rate.
+//! batch into the hourly and the daily rollups ([`Rollups`]): exact counts, outcomes, sum, min
+//! and max, and a quantile sketch per hour (day) and series (metric + subject). Summaries over a
+//! window read the rollups only: the hours of the window's first, partial day, then one row per
+//! day, so a month is about 50 rows per series whatever the sample rate.
 
 use std::collections::HashMap;
 
@@ -13,6 +14,7 @@ use crate::metrics::stats::{Sketch, SketchMerger, Summary};
 use crate::metrics::Sample;
 
 pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// Rows per INSERT statement (6 parameters each, far under SQLite's 32,766).
 const ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -21,23 +23,79 @@ pub fn hour_of(at_ms: i64) -> i64 {
     at_ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
-/// One series in one hour.
+/// The start of the UTC day `at_ms` falls in.
+pub fn day_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(DAY_MS) * DAY_MS
+}
+
+/// One series in one hour or day (its start).
 type RollupKey = (i64, String, String);
+
+/// The two rollup tables; their SQL is spelled out per table (sqlx takes only static SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grain {
+    Hour,
+    Day,
+}
+
+impl Grain {
+    fn upsert(self) -> &'static str {
+        match self {
+            Grain::Hour => {
+                "INSERT OR REPLACE INTO sample_rollups \
+                 (hour_ms, name, subject, count, ok, failed, sum, min, max, sketch) "
+            }
+            Grain::Day => {
+                "INSERT OR REPLACE INTO sample_daily \
+                 (day_ms, name, subject, count, ok, failed, sum, min, max, sketch) "
+            }
+        }
+    }
+
+    fn select_one(self) -> &'static str {
+        match self {
+            Grain::Hour => {
+                "SELECT count, ok, failed, sum, min, max, sketch FROM sample_rollups \
+                 WHERE hour_ms = ? AND name = ? AND subject = ?"
+            }
+            Grain::Day => {
+                "SELECT count, ok, failed, sum, min, max, sketch FROM sample_daily \
+                 WHERE day_ms = ? AND name = ? AND subject = ?"
+            }
+        }
+    }
+}
 
 /// The writer's copy of recent rollup rows: a batch is merged into them without reading the
 /// table back. Updated only after a COMMIT succeeded, so a refused batch is merged again, once,
 /// when it is retried.
 #[derive(Default)]
 pub(super) struct Rollups {
-    recent: HashMap<RollupKey, Summary>,
+    hours: HashMap<RollupKey, Summary>,
+    days: HashMap<RollupKey, Summary>,
+}
+
+/// The rollup rows a batch produced, for [`Rollups::commit`] after the COMMIT.
+pub(super) struct Merged {
+    hours: Vec<(RollupKey, Summary)>,
+    days: Vec<(RollupKey, Summary)>,
 }
 
 impl Rollups {
-    /// Forgets hours older than the previous one (a late sample for them is merged with the row
-    /// read back from the table).
+    /// Forgets hours older than the previous one, and days older than the previous one (a late
+    /// sample for them is merged with the row read back from the table).
     pub(super) fn evict(&mut self, now_ms: i64) {
-        let keep_from = hour_of(now_ms) - HOUR_MS;
-        self.recent.retain(|(hour, _, _), _| *hour >= keep_from);
+        let hour = hour_of(now_ms) - HOUR_MS;
+        self.hours.retain(|(h, _, _), _| *h >= hour);
+        let day = day_of(now_ms) - DAY_MS;
+        self.days.retain(|(d, _, _), _| *d >= day);
+    }
+
+    fn known(&self, grain: Grain) -> &HashMap<RollupKey, Summary> {
+        match grain {
+            Grain::Hour => &self.hours,
+            Grain::Day => &self.days,
+        }
     }
 }
 
@@ -47,7 +105,7 @@ pub(super) async fn insert(
     conn: &mut SqliteConnection,
     samples: &[Sample],
     rollups: &Rollups,
-) -> Result<Vec<(RollupKey, Summary)>, sqlx::Error> {
+) -> Result<Merged, sqlx::Error> {
     for chunk in samples.chunks(ROWS_PER_STATEMENT) {
         let mut sql = QueryBuilder::new("INSERT INTO samples (at_ms, name, subject, value, ok) ");
         sql.push_values(chunk, |mut row, s| {
@@ -59,20 +117,39 @@ pub(super) async fn insert(
         });
         sql.build().execute(&mut *conn).await?;
     }
-    // This batch, per hour and series.
-    let mut partial: HashMap<(i64, &str, &str), Summary> = HashMap::new();
+    // This batch, per hour and series; the days from the hours.
+    let mut hours: HashMap<(i64, &str, &str), Summary> = HashMap::new();
     for s in samples {
-        partial
+        hours
             .entry((hour_of(s.at_ms), s.metric.name(), s.subject.as_str()))
             .or_default()
             .add(s.value, s.ok);
     }
+    let mut days: HashMap<(i64, &str, &str), Summary> = HashMap::new();
+    for ((hour, name, subject), part) in &hours {
+        days.entry((day_of(*hour), name, subject))
+            .or_default()
+            .merge(part);
+    }
+    Ok(Merged {
+        hours: fold(conn, Grain::Hour, hours, rollups).await?,
+        days: fold(conn, Grain::Day, days, rollups).await?,
+    })
+}
+
+/// Merges a batch's partial rollups into the stored rows of `grain` and writes them.
+async fn fold(
+    conn: &mut SqliteConnection,
+    grain: Grain,
+    partial: HashMap<(i64, &str, &str), Summary>,
+    rollups: &Rollups,
+) -> Result<Vec<(RollupKey, Summary)>, sqlx::Error> {
     let mut merged = Vec::with_capacity(partial.len());
-    for ((hour, name, subject), part) in partial {
-        let key = (hour, name.to_string(), subject.to_string());
-        let mut total = match rollups.recent.get(&key) {
+    for ((at, name, subject), part) in partial {
+        let key = (at, name.to_string(), subject.to_string());
+        let mut total = match rollups.known(grain).get(&key) {
             Some(known) => known.clone(),
-            None => read_one(&mut *conn, hour, name, subject)
+            None => read_one(&mut *conn, grain, at, name, subject)
                 .await?
                 .unwrap_or_default(),
         };
@@ -80,12 +157,9 @@ pub(super) async fn insert(
         merged.push((key, total));
     }
     for chunk in merged.chunks(ROWS_PER_STATEMENT / 2) {
-        let mut sql = QueryBuilder::new(
-            "INSERT OR REPLACE INTO sample_rollups \
-             (hour_ms, name, subject, count, ok, failed, sum, min, max, sketch) ",
-        );
-        sql.push_values(chunk, |mut row, ((hour, name, subject), s)| {
-            row.push_bind(*hour)
+        let mut sql = QueryBuilder::new(grain.upsert());
+        sql.push_values(chunk, |mut row, ((at, name, subject), s)| {
+            row.push_bind(*at)
                 .push_bind(name.as_str())
                 .push_bind(subject.as_str())
                 .push_bind(i64::try_from(s.count).unwrap_or(i64::MAX))
@@ -103,26 +177,25 @@ pub(super) async fn insert(
 
 impl Rollups {
     /// The rows of a committed batch become the known state.
-    pub(super) fn commit(&mut self, merged: Vec<(RollupKey, Summary)>) {
-        self.recent.extend(merged);
+    pub(super) fn commit(&mut self, merged: Merged) {
+        self.hours.extend(merged.hours);
+        self.days.extend(merged.days);
     }
 }
 
 async fn read_one(
     conn: &mut SqliteConnection,
-    hour: i64,
+    grain: Grain,
+    at: i64,
     name: &str,
     subject: &str,
 ) -> Result<Option<Summary>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT count, ok, failed, sum, min, max, sketch FROM sample_rollups \
-         WHERE hour_ms = ? AND name = ? AND subject = ?",
-    )
-    .bind(hour)
-    .bind(name)
-    .bind(subject)
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query(grain.select_one())
+        .bind(at)
+        .bind(name)
+        .bind(subject)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.map(|row| summary_of(&row)))
 }
 
@@ -192,8 +265,14 @@ pub(super) async fn prune(
                 .rows_affected();
         }
     }
-    let rollups = sqlx::query("DELETE FROM sample_rollups WHERE hour_ms < ?")
+    let mut rollups = sqlx::query("DELETE FROM sample_rollups WHERE hour_ms < ?")
         .bind(rollup_cutoff_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    // A day goes once all of it is past the cutoff.
+    rollups += sqlx::query("DELETE FROM sample_daily WHERE day_ms < ?")
+        .bind(rollup_cutoff_ms.saturating_sub(DAY_MS))
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -208,19 +287,52 @@ pub struct SeriesSummary {
     pub summary: Summary,
 }
 
+/// The day from which daily rollups are complete (earlier days predate the table).
+async fn daily_from(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT value FROM sample_meta WHERE key = 'daily_from_ms'")
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map_or(i64::MIN, |(v,)| v))
+}
+
+/// Where a window starting at `since_ms` switches from hourly to daily rows: the first whole
+/// day in it from which daily rows are complete.
+fn switch_to_days(since_ms: i64, daily_from: i64) -> i64 {
+    let first_hour = hour_of(since_ms);
+    let first_whole_day = day_of(first_hour + DAY_MS - 1);
+    first_whole_day.max(daily_from)
+}
+
 /// The rollups from the hour `since_ms` falls in onwards, merged per series, sorted by name and
-/// subject; only metric `name` when given.
+/// subject; only metric `name` when given. Hourly rows up to the first whole day, daily rows
+/// after it.
 pub async fn summaries(
     pool: &SqlitePool,
     since_ms: i64,
     name: Option<&str>,
 ) -> Result<Vec<SeriesSummary>, String> {
     type Rollup = (String, String, i64, i64, i64, f64, f64, f64, Vec<u8>);
+    let days_from = switch_to_days(
+        since_ms,
+        daily_from(pool)
+            .await
+            .map_err(|e| format!("cannot read metrics: {e}"))?,
+    );
     let mut sql = QueryBuilder::new(
         "SELECT name, subject, count, ok, failed, sum, min, max, sketch FROM sample_rollups \
          WHERE hour_ms >= ",
     );
     sql.push_bind(hour_of(since_ms));
+    sql.push(" AND hour_ms < ").push_bind(days_from);
+    if let Some(name) = name {
+        sql.push(" AND name = ").push_bind(name.to_string());
+    }
+    sql.push(
+        " UNION ALL SELECT name, subject, count, ok, failed, sum, min, max, sketch \
+         FROM sample_daily WHERE day_ms >= ",
+    );
+    sql.push_bind(days_from);
     if let Some(name) = name {
         sql.push(" AND name = ").push_bind(name.to_string());
     }
@@ -232,7 +344,7 @@ pub async fn summaries(
         .await
         .map_err(|e| format!("cannot read metrics: {e}"))?;
     // Exact aggregates merged row by row; the sketches' buckets summed in dense arrays and
-    // made into one sketch per series at the end (a month is 720 rows per series).
+    // made into one sketch per series at the end.
     let mut out: Vec<SeriesSummary> = Vec::new();
     let mut merger = SketchMerger::new();
     for (name, subject, count, ok, failed, sum, min, max, sketch) in rows {
@@ -301,6 +413,22 @@ pub async fn raw(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_reads_hours_until_its_first_whole_day_then_days() {
+        let day = 20_000 * DAY_MS;
+        // From midnight: days at once.
+        assert_eq!(switch_to_days(day, i64::MIN), day);
+        // From 10:30: hours from 10:00 until the next midnight.
+        assert_eq!(
+            switch_to_days(day + 10 * HOUR_MS + 1, i64::MIN),
+            day + DAY_MS
+        );
+        // Days before the daily table existed are read by the hour.
+        assert_eq!(switch_to_days(day, day + 3 * DAY_MS), day + 3 * DAY_MS);
+        assert_eq!(day_of(day + DAY_MS - 1), day);
+        assert_eq!(day_of(-1), -DAY_MS);
+    }
 
     #[test]
     fn hours_floor_including_before_1970() {

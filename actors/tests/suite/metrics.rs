@@ -310,3 +310,83 @@ async fn the_metrics_actor_flags_a_spike_records_it_and_raises_an_alert() {
     assert_eq!(raw.len(), 202);
     store.close().await;
 }
+
+/// A window reads the hours of its first, partial day and then one row per day: from any
+/// starting hour, the counts, outcomes, sums and extremes equal the samples in the window
+/// (from the hour the start falls in); also for days written before the daily table existed,
+/// which are read by the hour.
+#[tokio::test]
+async fn windows_over_days_count_every_sample_once_from_hourly_and_daily_rollups() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let now = unix_ms(SystemTime::now());
+    let start = samples::hour_of(now) - 10 * 24 * HOUR;
+    // One sample per hour and series for ten days, value = its hour index.
+    let mut batch = Vec::new();
+    for h in 0..240i64 {
+        for subject in ["a", "b"] {
+            batch.push(sample(
+                start + h * HOUR + 1,
+                Metric::AlertDeliveries,
+                subject,
+                h as f64,
+                Some(h % 3 != 0),
+            ));
+        }
+    }
+    store.record_samples(batch.clone());
+    store.flush(Some(Duration::from_secs(30))).await.unwrap();
+
+    let check = |found: &[samples::SeriesSummary], since: i64, what: &str| {
+        let first = samples::hour_of(since);
+        let expected: Vec<&Sample> = batch
+            .iter()
+            .filter(|s| s.at_ms >= first && s.subject == "a")
+            .collect();
+        let a = found.iter().find(|s| s.subject == "a");
+        let count = a.map_or(0, |s| s.summary.count);
+        assert_eq!(count, expected.len() as u64, "{what}: since {since}");
+        if let Some(a) = a {
+            let failed = expected.iter().filter(|s| s.ok == Some(false)).count() as u64;
+            assert_eq!(a.summary.failed, failed, "{what}");
+            let sum: f64 = expected.iter().map(|s| s.value).sum();
+            assert_eq!(a.summary.sum, sum, "{what}");
+            assert_eq!(a.summary.min(), expected.first().map(|s| s.value), "{what}");
+            assert_eq!(a.summary.max(), expected.last().map(|s| s.value), "{what}");
+        }
+    };
+    for offset in (0..240).step_by(7).chain([1, 23, 24, 25, 239]) {
+        let since = start + offset * HOUR + HOUR / 2;
+        let found = samples::summaries(store.reader(), since, Some("alert_delivery"))
+            .await
+            .unwrap();
+        check(&found, since, "daily rows");
+    }
+
+    // As after the upgrade: days before `daily_from_ms` have no daily rows.
+    let pool = store.reader();
+    let midpoint = samples::day_of(start) + 6 * samples::DAY_MS;
+    let writer =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("m.db").display()))
+            .await
+            .unwrap();
+    sqlx::query("DELETE FROM sample_daily WHERE day_ms < ?")
+        .bind(midpoint)
+        .execute(&writer)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sample_meta SET value = ? WHERE key = 'daily_from_ms'")
+        .bind(midpoint)
+        .execute(&writer)
+        .await
+        .unwrap();
+    writer.close().await;
+    for offset in (0..240).step_by(11).chain([1, 239]) {
+        let since = start + offset * HOUR;
+        let found = samples::summaries(pool, since, Some("alert_delivery"))
+            .await
+            .unwrap();
+        check(&found, since, "hourly rows before daily_from");
+    }
+    store.close().await;
+}

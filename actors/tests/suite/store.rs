@@ -448,6 +448,7 @@ async fn a_database_made_by_the_first_schema_upgrades() {
             (20261123000001,),
             (20261124000001,),
             (20261124000002,),
+            (20261125000001,),
         ]
     );
     // The tables added since work on the upgraded file.
