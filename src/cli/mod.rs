@@ -219,13 +219,27 @@ fn check(global: &Global, file: Option<&std::path::Path>) -> ExitCode {
     let (code, written) = match config::load(&origin) {
         Ok(c) => {
             let actors = count(&c.root);
+            let warnings: Vec<String> = c
+                .root
+                .children
+                .iter()
+                .flat_map(|child| child.kind.warnings(&format!("root/{}", child.name)))
+                .collect();
             let written = if global.json {
                 writeln!(
                     out,
                     "{}",
-                    serde_json::json!({ "file": origin.display(), "valid": true, "actors": actors })
+                    serde_json::json!({
+                        "file": origin.display(),
+                        "valid": true,
+                        "actors": actors,
+                        "warnings": warnings,
+                    })
                 )
             } else {
+                for w in &warnings {
+                    client::say(&format!("warning: {w}"));
+                }
                 writeln!(out, "{}: ok ({actors} actors)", origin.display())
             };
             (exit::OK, written)

@@ -209,6 +209,17 @@ impl ActorKind for AlertsConfig {
         },
     ];
 
+    fn warnings(&self, path: &str) -> Vec<String> {
+        self.channels
+            .iter()
+            .filter_map(|spec| {
+                metasystem_actors::alerts::channel::prepare(spec, &|v| std::env::var(v).ok())
+                    .err()
+                    .map(|why| format!("{path}: {why}; the daemon will skip this channel"))
+            })
+            .collect()
+    }
+
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         let mut policy = Policy::default();
         if let Some(d) = bounded(cx.d, t, "dedup_window", Duration::ZERO, MAX_DURATION) {

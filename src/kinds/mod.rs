@@ -109,6 +109,13 @@ pub trait ActorKind: Sized + Clone + PartialEq + std::fmt::Debug + Send + Sync +
     /// start timeout are applied by the caller).
     fn child_spec(&self, name: &str, services: &Services) -> ChildSpec;
 
+    /// What `check` warns about in a valid config of a child at `path` (settings that are
+    /// accepted but will not work in this environment, such as an alert channel whose
+    /// password variable is unset): one line each.
+    fn warnings(&self, _path: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Runs `op` (one of [`Self::OPS`]) with `args` (a JSON object) on the actor at `cx.path`.
     fn call(
         cx: CallCx<'_>,
@@ -149,6 +156,13 @@ macro_rules! kinds {
                     }
                 )+
                 None
+            }
+
+            /// What `check` warns about for the child at `path`.
+            pub fn warnings(&self, path: &str) -> Vec<String> {
+                match self {
+                    $(Kind::$variant(k) => k.warnings(path)),+
+                }
             }
 
             pub fn child_spec(&self, name: &str, services: &Services) -> ChildSpec {

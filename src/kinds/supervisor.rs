@@ -204,6 +204,13 @@ impl ActorKind for SupervisorConfig {
         summary: "strategy, intensity and period, restarts inside the period, backoff, children",
     }];
 
+    fn warnings(&self, path: &str) -> Vec<String> {
+        self.children
+            .iter()
+            .flat_map(|c| c.kind.warnings(&format!("{path}/{}", c.name)))
+            .collect()
+    }
+
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         Some(SupervisorConfig::read(cx, t))
     }

@@ -10,7 +10,7 @@ use metasystem_actors::alerts::fingerprint;
 use metasystem_actors::sinks::{refused_addr, HttpSink, Reply, Request, SmtpSink};
 use serde_json::Value;
 
-use crate::util::TestDaemon;
+use crate::util::{run_cli, write_file, TestDaemon};
 
 const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
@@ -373,4 +373,44 @@ fn a_root_give_up_is_sent_before_the_daemon_exits_or_by_the_next_start() {
     }
     alerts_until(&d, "nothing undelivered", |v| v["undelivered"] == 0);
     assert_eq!(d.terminate(), 0);
+}
+
+/// `check` warns (exit 0: the file is valid) about a channel the daemon would skip here.
+#[test]
+fn check_warns_about_a_channel_the_daemon_would_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("supervision.toml");
+    let channels = [
+        "  { name = \"mail\", type = \"email\", smtp = \"127.0.0.1:25\", from = \"a@example.org\", \
+         to = [\"b@example.org\"], username = \"a\", password_env = \"METASYSTEM_TEST_UNSET_PASSWORD\" },",
+        "  { name = \"hook\", type = \"webhook\" },",
+        "  { name = \"log\", type = \"log\" },",
+    ]
+    .join("\n");
+    write_file(&path, tree(&channels, "\"log\"", &[]));
+    let shown = path.display().to_string();
+    let out = run_cli(&["check", &shown], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("ok (2 actors)"), "{}", out.stdout);
+    let warnings: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(warnings.len(), 2, "{}", out.stderr);
+    assert!(
+        warnings[0].starts_with("warning: root/alerts: email channel `mail`")
+            && warnings[0].contains("METASYSTEM_TEST_UNSET_PASSWORD"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        warnings[1].starts_with("warning: root/alerts: webhook channel `hook`"),
+        "{}",
+        out.stderr
+    );
+    let json = run_cli(&["check", &shown, "--json"], &[]);
+    assert_eq!(json.json()["warnings"].as_array().map(Vec::len), Some(2));
+    // With the variable set, the mail channel is complete.
+    let set = run_cli(
+        &["check", &shown],
+        &[("METASYSTEM_TEST_UNSET_PASSWORD", "x")],
+    );
+    assert_eq!(set.stderr.lines().count(), 1, "{}", set.stderr);
 }
