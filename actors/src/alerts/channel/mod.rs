@@ -262,9 +262,12 @@ pub const ANSWER_CAP: usize = 1024;
 
 /// Sends batches: one HTTP client (connection pool, timeout, user agent) and the hostname
 /// (the webhook `instance` label, the SMTP EHLO name, the Message-ID domain).
+///
+/// The HTTP client is built at the first HTTP delivery: building it loads the system's root
+/// certificates (about 2 MB), which a daemon that only logs or mails its alerts never needs.
 #[derive(Debug, Clone)]
 pub struct Deliverer {
-    client: reqwest::Client,
+    client: std::sync::Arc<tokio::sync::OnceCell<Result<reqwest::Client, String>>>,
     hostname: String,
     timeout: Duration,
 }
@@ -280,18 +283,41 @@ impl Deliverer {
         } else {
             timeout
         };
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(USER_AGENT)
-            // A redirected POST turns into a GET: a moved webhook is a configuration error.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", text::error_chain(&e)))?;
         Ok(Deliverer {
-            client,
+            client: Default::default(),
             hostname,
             timeout,
+        })
+    }
+
+    /// The HTTP client, built on first use on the blocking pool (it reads certificate files).
+    async fn client(&self) -> Result<&reqwest::Client, Outcome> {
+        let timeout = self.timeout;
+        let built = self
+            .client
+            .get_or_init(|| async move {
+                let build = move || {
+                    reqwest::Client::builder()
+                        .timeout(timeout)
+                        .connect_timeout(timeout)
+                        .user_agent(USER_AGENT)
+                        // A redirected POST turns into a GET: a moved webhook is a
+                        // configuration error.
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .map_err(|e| {
+                            format!("cannot build the HTTP client: {}", text::error_chain(&e))
+                        })
+                };
+                tokio::task::spawn_blocking(build)
+                    .await
+                    .unwrap_or_else(|e| Err(format!("cannot build the HTTP client: {e}")))
+            })
+            .await;
+        built.as_ref().map_err(|e| Outcome::Transient {
+            code: None,
+            error: e.clone(),
+            retry_after: None,
         })
     }
 
@@ -314,15 +340,24 @@ impl Deliverer {
         match &channel.target {
             Target::Webhook(url) => {
                 let body = webhook::payload(&channel.name, &self.hostname, batch);
-                http::post_json(&self.client, url, &body).await
+                match self.client().await {
+                    Ok(client) => http::post_json(client, url, &body).await,
+                    Err(outcome) => outcome,
+                }
             }
             Target::Slack(url) => {
                 let body = chat::slack_payload(batch);
-                http::post_json(&self.client, url, &body).await
+                match self.client().await {
+                    Ok(client) => http::post_json(client, url, &body).await,
+                    Err(outcome) => outcome,
+                }
             }
             Target::Discord(url) => {
                 let body = chat::discord_payload(batch);
-                http::post_json(&self.client, url, &body).await
+                match self.client().await {
+                    Ok(client) => http::post_json(client, url, &body).await,
+                    Err(outcome) => outcome,
+                }
             }
             Target::Email(target) => email::send(target, &self.hostname, self.timeout, batch).await,
             Target::Log => {
