@@ -16,6 +16,7 @@
 //! the tree has stopped.
 
 pub mod events;
+pub mod health;
 pub mod intake;
 pub mod outbox;
 pub mod runs;

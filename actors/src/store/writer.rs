@@ -27,6 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use super::events::{self, EventRow, StoredEvent};
+use super::health::{self, BreakerSave, HealRow, RetryRunRow};
 use super::outbox::{self, Attempt, OutboxEntry};
 use super::samples::{self, Rollups};
 use super::{runs, Shared};
@@ -82,6 +83,12 @@ pub enum DurableOp {
         until_ms: Option<i64>,
         created_ms: i64,
     },
+    /// Breakers' state (and their transitions), in order.
+    BreakersSave(Vec<BreakerSave>),
+    /// Runs of retried operations.
+    RetryRuns(Vec<RetryRunRow>),
+    /// A self-heal action; answers its id.
+    Heal(HealRow),
 }
 
 /// What a durable write answers.
@@ -207,6 +214,13 @@ async fn apply(conn: &mut SqliteConnection, op: &DurableOp) -> Result<DurableRep
         } => outbox::silence(conn, pattern, *until_ms, *created_ms)
             .await
             .map(|()| DurableReply::Done),
+        DurableOp::BreakersSave(saves) => health::save_breakers(conn, saves)
+            .await
+            .map(|()| DurableReply::Done),
+        DurableOp::RetryRuns(runs) => health::add_retry_runs(conn, runs)
+            .await
+            .map(|()| DurableReply::Done),
+        DurableOp::Heal(row) => health::add_heal(conn, row).await.map(DurableReply::Id),
     }
 }
 
@@ -571,6 +585,7 @@ impl StoreState {
         let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
             let events = events::prune(conn, cutoff).await?;
             outbox::prune(conn, cutoff).await?;
+            health::prune(conn, cutoff).await?;
             Ok(events)
         })
         .await;

@@ -449,6 +449,9 @@ async fn a_database_made_by_the_first_schema_upgrades() {
             (20261124000001,),
             (20261124000002,),
             (20261125000001,),
+            (20261126000001,),
+            (20261126000002,),
+            (20261126000003,),
         ]
     );
     // The tables added since work on the upgraded file.
@@ -473,7 +476,9 @@ async fn a_database_made_by_the_first_schema_upgrades() {
 /// `<version>_<domain>.sql`, domains from a known list, versions unique.
 #[test]
 fn migrations_are_named_by_domain() {
-    const DOMAINS: [&str; 4] = ["events", "daemon", "metrics", "alerts"];
+    const DOMAINS: [&str; 7] = [
+        "events", "daemon", "metrics", "alerts", "breakers", "retry", "heal",
+    ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     let mut versions = std::collections::HashSet::new();
     let mut count = 0;
@@ -599,5 +604,82 @@ async fn tree_lifecycle_events_are_stored() {
     assert_eq!(crash.data["error"], "boom");
     assert_eq!(crash.data["incarnation"], 1);
     assert_eq!(events[5].data["reason"], "shutdown");
+    store.close().await;
+}
+
+/// Breaker state and transitions, retry runs and heal actions: written on the durable lane,
+/// read back after a reopen, and the history pruned with the events while the state stays.
+#[tokio::test]
+async fn breakers_retry_runs_and_heal_actions_survive_a_reopen() {
+    use metasystem_actors::store::health::{self, BreakerSave, HealRow, RetryRunRow};
+    let dir = tempdir();
+    let db = dir.path().join("metastore.db");
+    let (store, _join) = open(&db).await;
+    // Recent times: older rows are pruned with the events.
+    let t0 = store::unix_ms(SystemTime::now()) - 10_000;
+    let save = |state: &str, at_ms: i64, transition: Option<(&str, &str)>| BreakerSave {
+        name: "icloud_sync".into(),
+        state: state.into(),
+        snapshot: serde_json::json!({ "state": state, "failures": 3 }),
+        at_ms,
+        transition: transition.map(|(f, t)| (f.into(), t.into(), format!("{f} to {t}"))),
+    };
+    let ops = [
+        DurableOp::BreakersSave(vec![save("open", t0 + 1_000, Some(("closed", "open")))]),
+        DurableOp::BreakersSave(vec![save(
+            "half_open",
+            t0 + 2_000,
+            Some(("open", "half_open")),
+        )]),
+        DurableOp::BreakersSave(vec![save("half_open", t0 + 3_000, None)]),
+        DurableOp::RetryRuns(vec![RetryRunRow {
+            op: "sync:icloud".into(),
+            started_ms: t0 + 1_500,
+            attempts: 3,
+            outcome: "success".into(),
+            summary: serde_json::json!({ "attempts": 3 }),
+        }]),
+    ];
+    for op in ops {
+        assert_eq!(store.durable(op, None).await, Ok(DurableReply::Done));
+    }
+    let heal = HealRow {
+        probe: "root/disk".into(),
+        action: "cleanup".into(),
+        target: "/tmp/x".into(),
+        started_ms: t0 + 2_500,
+        took_ms: 12,
+        outcome: "done".into(),
+        detail: "removed 3 files".into(),
+        recheck: Some("pass".into()),
+    };
+    let id = store.durable(DurableOp::Heal(heal.clone()), None).await;
+    assert!(matches!(id, Ok(DurableReply::Id(_))), "{id:?}");
+    store.close().await;
+
+    let (store, _join) = open(&db).await;
+    let rows = health::breakers(store.reader()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, "half_open");
+    assert_eq!(rows[0].updated_ms, t0 + 3_000);
+    assert_eq!(rows[0].snapshot["failures"], 3);
+    let t = health::transitions(store.reader(), Some("icloud_sync"), 10)
+        .await
+        .unwrap();
+    let pairs: Vec<(&str, &str)> = t.iter().map(|t| (t.from.as_str(), t.to.as_str())).collect();
+    assert_eq!(pairs, [("open", "half_open"), ("closed", "open")]);
+    assert!(health::transitions(store.reader(), Some("other"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let runs = health::retry_runs(store.reader(), None, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].attempts, 3);
+    assert_eq!(
+        health::heals(store.reader(), 0, 10).await.unwrap(),
+        vec![heal]
+    );
     store.close().await;
 }
