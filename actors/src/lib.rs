@@ -10,6 +10,7 @@
 //! See ARCHITECTURE.md at the repository root for the invariants.
 
 pub mod alerts;
+pub mod breakers;
 pub mod heartbeat;
 pub mod metrics;
 pub mod observe;

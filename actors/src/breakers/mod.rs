@@ -1,0 +1,18 @@
+//! `kind = "breakers"`: circuit breakers in front of the dependencies the daemon calls, so a
+//! dependency that keeps failing is left alone for a while instead of being hammered, and is
+//! tried again carefully (HALF_OPEN) before traffic resumes.
+//!
+//! - [`machine`]: the state machine (pure: time is an argument), with its config, snapshot and
+//!   transitions. The semantics — resilience4j's, without its stuck HALF_OPEN and without
+//!   counting late reports against the wrong state — are documented there.
+//! - [`handle`]: [`Breaker`], the machine behind a lock for callers on any thread, reading the
+//!   clock itself and notifying transitions outside the lock; [`Breakers`], the registry by name.
+
+pub mod handle;
+pub mod machine;
+
+pub use handle::{no_notifier, wall_clock_ms, Breaker, Breakers, CallError, Clock, Notifier};
+pub use machine::{
+    BreakerConfig, Counters, Machine, Permit, Rejected, Snapshot, State, StateName, Transition,
+    Window, MAX_COUNT_WINDOW,
+};
