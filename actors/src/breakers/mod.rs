@@ -5,9 +5,12 @@
 //! - [`machine`]: the state machine (pure: time is an argument), with its config, snapshot and
 //!   transitions. The semantics — resilience4j's, without its stuck HALF_OPEN and without
 //!   counting late reports against the wrong state — are documented there.
+//! - `actor`: `BreakersActor`: fills the registry (restored from the store), persists
+//!   transitions and counts, drives OPEN → HALF_OPEN by timer, reports samples and alerts.
 //! - [`handle`]: [`Breaker`], the machine behind a lock for callers on any thread, reading the
 //!   clock itself and notifying transitions outside the lock; [`Breakers`], the registry by name.
 
+pub mod actor;
 pub mod handle;
 pub mod machine;
 

@@ -76,6 +76,10 @@ metrics! {
     AlertsRaised => "alerts_raised", Events, false, "alert occurrences raised";
     AlertDeliveries => "alert_delivery", Seconds, true, "alert deliveries to a channel (ok: accepted)";
     StoreDropped => "store_dropped", Count, false, "telemetry rows the store dropped (intake full)";
+    BreakerTransitions => "breaker_transitions", Events, false, "circuit breaker transitions (ok: to closed)";
+    ProbeChecks => "probe_check", Seconds, true, "probe checks and how long each took (ok: pass)";
+    HealActions => "heal_actions", Seconds, false, "self-heal actions run and how long each took (ok: done)";
+    RetryRuns => "retry_run", Seconds, false, "retried operations: one per run of all its attempts (ok: succeeded)";
 }
 
 impl Metric {

@@ -22,6 +22,9 @@ pub const KINDS: &[&str] = &[
     "reloaded",
     "anomaly",
     "alert",
+    "breaker",
+    "probe",
+    "heal",
 ];
 
 /// One event to record.

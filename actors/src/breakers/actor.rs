@@ -1,0 +1,374 @@
+//! The breakers actor: owns the configured breakers in the shared registry ([`Breakers`]),
+//! restores them from the store at start, persists every transition (and the counts, every
+//! minute and at stop) on the durable lane, drives OPEN → HALF_OPEN by timer, and turns
+//! transitions into samples and alerts.
+//!
+//! Callers never wait on it: they use the [`Breaker`] handles in the registry. A transition
+//! reaches the actor through the registry's notifier ([`notifier`]), which reports the sample and
+//! the alert itself and hands the persisting to whichever incarnation of the actor runs.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::handle::{wall_clock_ms, Breaker, Breakers, Notifier};
+use super::machine::{BreakerConfig, Machine, Snapshot, StateName, Transition};
+use crate::alerts::{Alert, Alerts, Severity};
+use crate::metrics::{Metric, Metrics, Sample};
+use crate::slot::Slot;
+use crate::store::health::{self, BreakerSave};
+use crate::store::{DurableOp, Store, StoredEvent};
+
+/// How often the counts of breakers that saw calls are saved.
+pub const SAVE_EVERY: Duration = Duration::from_secs(60);
+/// How long a durable write may take before the actor goes on (the write still happens).
+const STORE_WAIT: Duration = Duration::from_secs(5);
+
+pub struct BreakersActor;
+
+#[derive(Clone)]
+pub struct BreakersArgs {
+    /// Its own tree path, for events.
+    pub path: String,
+    pub store: Store,
+    /// The registry the daemon and the other actors share; the actor fills it.
+    pub registry: Breakers,
+    /// Where the running incarnation attaches itself (the notifier finds it there).
+    pub slot: Slot<BreakersMessage>,
+    pub metrics: Metrics,
+    pub alerts: Alerts,
+    /// The configured breakers, by name.
+    pub breakers: Vec<(String, BreakerConfig)>,
+}
+
+pub enum BreakersMessage {
+    /// A breaker changed state (from the notifier): persist it and re-arm the timer.
+    Transition {
+        name: String,
+        transition: Transition,
+        snapshot: Box<Snapshot>,
+    },
+    /// Internal: a breaker's wait may be over.
+    Tick,
+    /// Internal: save the counts of breakers that saw calls.
+    Save,
+    /// `call PATH status`.
+    Status(RpcReplyPort<Vec<BreakerStatus>>),
+}
+
+/// One breaker, as `breakers` and `status` show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BreakerStatus {
+    pub name: String,
+    pub state: StateName,
+    pub snapshot: Snapshot,
+}
+
+pub struct BreakersState {
+    args: BreakersArgs,
+    /// The time the tick timer is set for, if any.
+    timer_at: Option<i64>,
+    /// Calls + rejections of each breaker at its last save: only changed ones are saved.
+    saved: HashMap<String, u64>,
+}
+
+/// The notifier every breaker in the registry calls on a transition: a sample, an alert when
+/// it opens (cleared when it closes), an event, and the persisting handed to the actor (or,
+/// with no actor running, written straight to the store).
+pub fn notifier(
+    slot: Slot<BreakersMessage>,
+    store: Store,
+    metrics: Metrics,
+    alerts: Alerts,
+    path: String,
+) -> Notifier {
+    std::sync::Arc::new(move |name: &str, t: &Transition, snapshot: &Snapshot| {
+        metrics.report(
+            Sample::event(Metric::BreakerTransitions, name.to_string())
+                .outcome(t.to == StateName::Closed),
+        );
+        let key = alert_key(name);
+        match t.to {
+            StateName::Open => {
+                let alert = Alert::new(
+                    Severity::Warning,
+                    format!("circuit breaker open: {name}"),
+                    path.clone(),
+                )
+                .body(format!(
+                    "breaker {name} opened ({}); calls are rejected for {}",
+                    t.reason,
+                    humantime::format_duration(Duration::from_millis(
+                        snapshot.wait_ms.max(0) as u64
+                    ))
+                ))
+                .label("breaker", name)
+                .at_once();
+                let mut alert = alert;
+                alert.key = Some(key);
+                alerts.raise(alert);
+            }
+            StateName::Closed | StateName::Disabled => alerts.clear(key),
+            _ => {}
+        }
+        let mut event = StoredEvent::new(
+            &path,
+            "breaker",
+            format!("breaker {name}: {} -> {} ({})", t.from, t.to, t.reason),
+        );
+        event.data = serde_json::json!({
+            "breaker": name, "from": t.from, "to": t.to, "reason": t.reason,
+        });
+        store.record(event);
+        let message = BreakersMessage::Transition {
+            name: name.to_string(),
+            transition: t.clone(),
+            snapshot: Box::new(snapshot.clone()),
+        };
+        let unsent = match slot.get() {
+            Some(actor) => match actor.cast(message) {
+                Ok(()) => None,
+                Err(ractor::MessagingErr::SendErr(back)) => Some(back),
+                Err(_) => None,
+            },
+            None => Some(message),
+        };
+        if let Some(BreakersMessage::Transition {
+            name,
+            transition,
+            snapshot,
+        }) = unsent
+        {
+            save_later(&store, vec![save_of(&name, Some(&transition), &snapshot)]);
+        }
+    })
+}
+
+/// The alert key of "breaker NAME is open".
+pub fn alert_key(name: &str) -> String {
+    format!("breaker:{name}")
+}
+
+fn save_of(name: &str, t: Option<&Transition>, snapshot: &Snapshot) -> BreakerSave {
+    BreakerSave {
+        name: name.to_string(),
+        state: snapshot.state.name().as_str().to_string(),
+        snapshot: serde_json::to_value(snapshot).unwrap_or(serde_json::Value::Null),
+        at_ms: t.map_or_else(wall_clock_ms, |t| t.at_ms),
+        transition: t.map(|t| {
+            (
+                t.from.as_str().to_string(),
+                t.to.as_str().to_string(),
+                t.reason.clone(),
+            )
+        }),
+    }
+}
+
+/// Writes without waiting (from the notifier, which may run on any thread, in or out of the
+/// runtime).
+fn save_later(store: &Store, saves: Vec<BreakerSave>) {
+    let store = store.clone();
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            if let Err(e) = store
+                .durable(DurableOp::BreakersSave(saves), Some(STORE_WAIT))
+                .await
+            {
+                tracing::warn!(error = %e, "cannot save a breaker's state yet (the store keeps trying)");
+            }
+        });
+    } else {
+        tracing::warn!(
+            "a breaker changed state outside the runtime; its state is saved at the next change"
+        );
+    }
+}
+
+fn activity(s: &Snapshot) -> u64 {
+    s.counters.calls + s.counters.rejections
+}
+
+impl BreakersState {
+    /// Arms the tick timer for the earliest deadline of any breaker, unless one is set sooner.
+    fn arm(&mut self, myself: &ActorRef<BreakersMessage>) {
+        let now = wall_clock_ms();
+        let next = self
+            .args
+            .registry
+            .all()
+            .iter()
+            .filter_map(Breaker::next_deadline)
+            .min();
+        let Some(at) = next else {
+            return;
+        };
+        if self.timer_at.is_some_and(|set| set <= at && set >= now) {
+            return;
+        }
+        self.timer_at = Some(at);
+        let delay = Duration::from_millis(at.saturating_sub(now).max(0) as u64);
+        myself.send_after(delay, || BreakersMessage::Tick);
+    }
+
+    async fn save(&mut self, saves: Vec<BreakerSave>) {
+        if saves.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .args
+            .store
+            .durable(DurableOp::BreakersSave(saves), Some(STORE_WAIT))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot save breaker state yet (the store keeps trying)");
+        }
+    }
+
+    /// The counts of breakers that saw calls since their last save.
+    async fn save_changed(&mut self) {
+        let mut saves = Vec::new();
+        for b in self.args.registry.all() {
+            let snapshot = b.snapshot();
+            let seen = activity(&snapshot);
+            if self.saved.get(b.name()) != Some(&seen) {
+                self.saved.insert(b.name().to_string(), seen);
+                saves.push(save_of(b.name(), None, &snapshot));
+            }
+        }
+        self.save(saves).await;
+    }
+
+    fn status(&self) -> Vec<BreakerStatus> {
+        self.args
+            .registry
+            .all()
+            .iter()
+            .map(|b| {
+                let snapshot = b.snapshot();
+                BreakerStatus {
+                    name: b.name().to_string(),
+                    state: snapshot.state.name(),
+                    snapshot,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Actor for BreakersActor {
+    type Msg = BreakersMessage;
+    type State = BreakersState;
+    type Arguments = BreakersArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: BreakersArgs,
+    ) -> Result<BreakersState, ActorProcessingErr> {
+        let now = wall_clock_ms();
+        let stored: HashMap<String, Snapshot> = match health::breakers(args.store.reader()).await
+        {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|r| match serde_json::from_value::<Snapshot>(r.snapshot) {
+                    Ok(s) => Some((r.name, s)),
+                    Err(e) => {
+                        tracing::warn!(breaker = %r.name, error = %e, "stored breaker state unreadable; it starts closed");
+                        None
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the breakers' state; they start closed");
+                HashMap::new()
+            }
+        };
+        let notify = notifier(
+            args.slot.clone(),
+            args.store.clone(),
+            args.metrics.clone(),
+            args.alerts.clone(),
+            args.path.clone(),
+        );
+        let mut saved = HashMap::new();
+        for (name, config) in &args.breakers {
+            match args.registry.get(name) {
+                // An earlier incarnation's breaker: its state is the live one.
+                Some(existing) => existing.reconfigure(config.clone()),
+                None => {
+                    let machine = match stored.get(name) {
+                        Some(s) => Machine::restore(config.clone(), s, now),
+                        None => Machine::new(config.clone(), now),
+                    };
+                    let breaker = Breaker::from_machine(name.clone(), machine, notify.clone());
+                    args.registry.insert(breaker);
+                }
+            }
+            if let Some(b) = args.registry.get(name) {
+                saved.insert(name.clone(), activity(&b.snapshot()));
+            }
+        }
+        // Breakers no longer configured leave the registry (their stored rows stay, for a
+        // config that brings them back).
+        for name in args.registry.names() {
+            if !args.breakers.iter().any(|(n, _)| *n == name) {
+                args.registry.remove(&name);
+            }
+        }
+        args.slot.attach(myself.clone());
+        myself.send_interval(SAVE_EVERY, || BreakersMessage::Save);
+        let mut state = BreakersState {
+            args,
+            timer_at: None,
+            saved,
+        };
+        state.arm(&myself);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: BreakersMessage,
+        state: &mut BreakersState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            BreakersMessage::Transition {
+                name,
+                transition,
+                snapshot,
+            } => {
+                state.saved.insert(name.clone(), activity(&snapshot));
+                state
+                    .save(vec![save_of(&name, Some(&transition), &snapshot)])
+                    .await;
+                state.arm(&myself);
+            }
+            BreakersMessage::Tick => {
+                state.timer_at = None;
+                // Transitions come back through the notifier.
+                for b in state.args.registry.all() {
+                    b.tick();
+                }
+                state.arm(&myself);
+            }
+            BreakersMessage::Save => state.save_changed().await,
+            BreakersMessage::Status(reply) => {
+                let _ = reply.send(state.status());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut BreakersState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.slot.detach(myself.get_id());
+        state.save_changed().await;
+        Ok(())
+    }
+}
