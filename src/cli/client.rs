@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{exit, render, AlertsAction, Cli, Cmd, Global};
+use super::{exit, render, AlertsAction, BreakersAction, Cli, Cmd, Global};
 use crate::config;
 use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
-    code, AlertsResult, AnomaliesResult, Command, EventsResult, MetricsResult, ReloadResult,
-    Response, Status, TreeResult,
+    code, AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, Command, EventsResult,
+    MetricsResult, ReloadResult, Response, Status, TreeResult,
 };
 
 /// Runs a client command; its exit code.
@@ -369,6 +369,22 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             op: op.clone(),
             args: call_args(args)?,
         },
+        Cmd::Breakers { action: None } => Command::Breakers,
+        Cmd::Breakers {
+            action: Some(action),
+        } => {
+            use crate::control::protocol::BreakerAction as A;
+            let (name, op) = match action {
+                BreakersAction::Reset { name } => (name, A::Reset),
+                BreakersAction::Open { name } => (name, A::Open),
+                BreakersAction::Disable { name } => (name, A::Disable),
+                BreakersAction::HalfOpen { name } => (name, A::HalfOpen),
+            };
+            Command::BreakerOp {
+                name: name.clone(),
+                op,
+            }
+        }
         Cmd::Run | Cmd::Check { .. } => return Err("not a client command".into()),
     })
 }
@@ -483,6 +499,32 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
         Cmd::Alerts { .. } => {
             if human {
                 render::silences(out, &result)?;
+            }
+            exit::OK
+        }
+        Cmd::Breakers { action: None } => {
+            let Some(b) = typed::<BreakersResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::breakers(out, &b)?;
+            }
+            // Like `status`: something is not closed, the exit code says so.
+            if b.breakers
+                .iter()
+                .all(|b| b.state == "closed" || b.state == "disabled")
+            {
+                exit::OK
+            } else {
+                exit::UNHEALTHY
+            }
+        }
+        Cmd::Breakers { action: Some(_) } => {
+            let Some(b) = typed::<BreakerRow>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::breaker_rows(out, std::slice::from_ref(&b))?;
             }
             exit::OK
         }

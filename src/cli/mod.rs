@@ -142,8 +142,26 @@ pub enum Cmd {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
     },
+    /// Circuit breakers: state, counts, current wait, and the latest transitions;
+    /// `breakers reset|open|disable|half-open NAME`.
+    Breakers {
+        #[command(subcommand)]
+        action: Option<BreakersAction>,
+    },
     /// Stop the daemon in order.
     Shutdown,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BreakersAction {
+    /// Close the breaker and clear its counts.
+    Reset { name: String },
+    /// Force it open: every call is rejected until `reset`.
+    Open { name: String },
+    /// Disable it: every call is allowed and nothing opens it, until `reset`.
+    Disable { name: String },
+    /// Let the next calls through as trials now.
+    HalfOpen { name: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::control::protocol::{
-    AlertsResult, AnomaliesResult, Event, MetricsResult, OpsResult, ReloadResult, SeriesRow,
-    Status, TreeResult,
+    AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, Event, MetricsResult, OpsResult,
+    ReloadResult, SeriesRow, Status, TreeResult,
 };
 
 /// Paths wider than this are not padded further (a deep tree must not make every line huge).
@@ -62,6 +62,13 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
             out,
             "alerts:    {} notification(s) not yet delivered (`metasystem alerts`)",
             s.alerts_undelivered
+        )?;
+    }
+    if !s.breakers_open.is_empty() {
+        writeln!(
+            out,
+            "breakers:  not closed: {} (`metasystem breakers`)",
+            s.breakers_open.join(", ")
         )?;
     }
     if s.log_lines_dropped > 0 {
@@ -351,6 +358,47 @@ pub fn silences(out: &mut dyn Write, r: &serde_json::Value) -> io::Result<()> {
             "silenced until {}: {}",
             s["until"].as_str().unwrap_or(""),
             s["pattern"].as_str().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+/// `breakers`: one line per breaker, then the latest transitions.
+pub fn breakers(out: &mut dyn Write, b: &BreakersResult) -> io::Result<()> {
+    if b.breakers.is_empty() {
+        writeln!(out, "no breakers (add a `kind = \"breakers\"` child)")?;
+    }
+    breaker_rows(out, &b.breakers)?;
+    if !b.transitions.is_empty() {
+        writeln!(out, "transitions (newest first):")?;
+        for t in b.transitions.iter().take(20) {
+            writeln!(
+                out,
+                "  {} {}: {} -> {} ({})",
+                t.at, t.name, t.from, t.to, t.reason
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn breaker_rows(out: &mut dyn Write, rows: &[BreakerRow]) -> io::Result<()> {
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    for r in rows {
+        let state = match &r.open_until {
+            Some(until) => format!("{} until {until}", r.state),
+            None => r.state.clone(),
+        };
+        writeln!(
+            out,
+            "{:width$}  {state:<12} since {}  calls {} failed {} rejected {}  failures in a row {}/{}",
+            r.name,
+            r.since,
+            r.calls,
+            r.failures,
+            r.rejections,
+            r.consecutive_failures,
+            r.failure_threshold,
         )?;
     }
     Ok(())

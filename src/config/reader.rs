@@ -348,6 +348,31 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    /// Every entry of this table as a named sub-table (`breakers.NAME = { ... }`), in file
+    /// order; an entry that is not a table is reported.
+    pub fn named_tables(&mut self, d: &mut Diags) -> Vec<(String, Table<'a, 'i>)> {
+        let mut out = Vec::new();
+        for (key, v) in self.table.iter() {
+            let name: &'a str = key.get_ref().as_ref();
+            self.taken.insert(name);
+            match v.get_ref() {
+                DeValue::Table(t) => out.push((
+                    name.to_string(),
+                    Table::new(t, v.span(), format!("`{name}` of {}", self.context)),
+                )),
+                other => d.error(
+                    v.span(),
+                    format!(
+                        "`{name}` in {} must be a table, not {}",
+                        self.context,
+                        type_name(other)
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
     /// An array of tables (`[[a.b]]`), with each item's span.
     pub fn tables(&mut self, d: &mut Diags, key: &'a str) -> Vec<(&'a DeTable<'i>, Range<usize>)> {
         let Some(v) = self.take(key) else {

@@ -101,6 +101,13 @@ pub enum Command {
         pattern: String,
         for_s: u64,
     },
+    /// Every circuit breaker (state, counts, current wait) and the latest transitions.
+    Breakers,
+    /// An operator's action on the breaker `name`.
+    BreakerOp {
+        name: String,
+        op: BreakerAction,
+    },
     /// An operation of the actor at `path`, handled by its kind (`src/kinds/`). Without `op`:
     /// the kind's operations.
     Call {
@@ -124,6 +131,7 @@ impl Command {
                 | Command::Metrics { .. }
                 | Command::Anomalies { .. }
                 | Command::Alerts { .. }
+                | Command::Breakers
                 | Command::Reload { dry_run: true }
         )
     }
@@ -147,8 +155,63 @@ impl Command {
             Command::Alerts { .. } => "alerts",
             Command::AlertTest { .. } => "alert_test",
             Command::AlertSilence { .. } => "alert_silence",
+            Command::Breakers => "breakers",
+            Command::BreakerOp { .. } => "breaker_op",
         }
     }
+}
+
+/// What an operator can do to a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerAction {
+    /// Back to CLOSED, counts cleared.
+    Reset,
+    /// FORCED_OPEN: rejects every call until reset.
+    Open,
+    /// DISABLED: allows every call, opens on nothing, until reset.
+    Disable,
+    /// HALF_OPEN now: the next calls are trials.
+    HalfOpen,
+}
+
+/// One circuit breaker, as `breakers` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerRow {
+    pub name: String,
+    /// closed | open | half_open | forced_open | disabled
+    pub state: String,
+    /// When it entered this state (RFC 3339).
+    pub since: String,
+    /// OPEN: when it lets a trial call through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_until: Option<String>,
+    /// The wait the next opening uses (grows after failed trials).
+    pub wait_s: f64,
+    pub consecutive_failures: u32,
+    pub calls: u64,
+    pub failures: u64,
+    pub rejections: u64,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+}
+
+/// One breaker transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransitionView {
+    pub name: String,
+    pub at: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// The answer to `breakers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakersResult {
+    pub breakers: Vec<BreakerRow>,
+    /// Newest first.
+    pub transitions: Vec<TransitionView>,
 }
 
 /// One series' (or metric's, or the system's) summary over a window.
@@ -585,6 +648,9 @@ pub struct Status {
     /// Alert notifications stored and not yet accepted by their channel.
     #[serde(default)]
     pub alerts_undelivered: u64,
+    /// Circuit breakers not closed (open, half-open, forced open): `name (state)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakers_open: Vec<String>,
 }
 
 /// A past run of the daemon.

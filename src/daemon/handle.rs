@@ -68,6 +68,8 @@ impl Daemon {
             Command::AlertSilence { pattern, for_s } => {
                 self.alert_silence(id, pattern, for_s).await
             }
+            Command::Breakers => self.breakers(id).await,
+            Command::BreakerOp { name, op } => self.breaker_op(id, &name, op),
             // The server turns the connection into a stream (`Daemon::stream`).
             Command::Subscribe { .. } => Response::error(
                 id,
@@ -230,6 +232,21 @@ impl Daemon {
             alerts_undelivered: store::outbox::undelivered(self.store.reader())
                 .await
                 .unwrap_or(0),
+            breakers_open: self
+                .services
+                .breakers
+                .all()
+                .iter()
+                .filter_map(|b| {
+                    use metasystem_actors::breakers::StateName;
+                    let state = b.state();
+                    matches!(
+                        state,
+                        StateName::Open | StateName::HalfOpen | StateName::ForcedOpen
+                    )
+                    .then(|| format!("{} ({state})", b.name()))
+                })
+                .collect(),
         }
     }
 }

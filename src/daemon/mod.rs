@@ -6,6 +6,7 @@
 //! - `start`: the startup steps and the main loop;
 //! - `handle`: answering control requests;
 //! - `reload`: reload as a diff, and the step runner shared with startup;
+//! - `resilience`: `breakers` and operators' breaker actions (from the shared registry);
 //! - `queries`: `metrics` and `anomalies` (read pool only);
 //! - `last_words`: the root gave up: its alert, sent by the daemon before it exits;
 //! - `notify`: systemd notifications and the watchdog interval.
@@ -15,6 +16,7 @@ mod last_words;
 mod notify;
 mod queries;
 mod reload;
+mod resilience;
 mod start;
 mod stream;
 

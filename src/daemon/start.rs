@@ -161,6 +161,8 @@ pub(super) async fn start_and_serve(
         metrics: metasystem_actors::metrics::Metrics::new(store.clone()),
         alerts: metasystem_actors::alerts::Alerts::new(store.clone()),
         watchdog: notify::watchdog_interval(),
+        breakers: Default::default(),
+        breakers_slot: Default::default(),
     };
     if services.watchdog.is_some() && !wiring::has_kind(&config.root, "heartbeat") {
         tracing::warn!(

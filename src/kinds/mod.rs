@@ -12,6 +12,7 @@
 //! vanishes from a valid config.
 
 pub mod alerts;
+pub mod breakers;
 pub mod heartbeat;
 pub mod metrics;
 pub mod supervisor;
@@ -39,6 +40,12 @@ pub struct Services {
     pub alerts: Alerts,
     /// The systemd watchdog interval, when one is set.
     pub watchdog: Option<Duration>,
+    /// The circuit breakers by name: filled by the breakers actor, used by every actor that
+    /// calls a dependency (and by `breakers` commands) without a message round trip.
+    pub breakers: metasystem_actors::breakers::Breakers,
+    /// The running breakers actor, which persists what the breakers' notifier hands it.
+    pub breakers_slot:
+        metasystem_actors::slot::Slot<metasystem_actors::breakers::actor::BreakersMessage>,
 }
 
 /// What a kind's parser gets besides the child's table.
@@ -245,6 +252,7 @@ kinds! {
     Heartbeat => heartbeat::HeartbeatConfig,
     Metrics => metrics::MetricsConfig,
     Alerts => alerts::AlertsConfig,
+    Breakers => breakers::BreakersConfig,
 }
 
 /// This machine's name (alerts carry it), from uname.

@@ -1,0 +1,202 @@
+//! `kind = "breakers"`: the daemon's circuit breakers, by name (see
+//! `metasystem_actors::breakers`). Other actors use them through the shared registry without a
+//! message round trip; the actor restores them, persists their state and transitions, and turns
+//! OPEN into HALF_OPEN by timer.
+//!
+//! Config: `breakers.NAME = { failure_threshold, success_threshold, open_for, half_open_calls }`
+//! plus, optionally, `open_for_max` (the cap the wait grows to after failed trials, default
+//! twice `open_for`), `backoff` (its factor, default 2.0), `failure_rate` (0-1: also open when
+//! this share of the calls in `window` failed), `window` (an integer: the last N calls; a
+//! duration: the calls in that time; default 20 calls), `minimum_calls` (default 10) and
+//! `half_open_max_wait` (a trial call not reported within this counts as failed, default 1m).
+//! Operations: `status`.
+
+use std::time::Duration;
+
+use metasystem_actors::breakers::actor::{BreakersActor, BreakersArgs, BreakersMessage};
+use metasystem_actors::breakers::{BreakerConfig, Window, MAX_COUNT_WINDOW};
+use metasystem_actors::ChildSpec;
+use serde_json::Value;
+
+use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
+use crate::config::reader::Table;
+use crate::config::{bounded, MAX_DURATION};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakersConfig {
+    /// In file order.
+    pub breakers: Vec<(String, BreakerConfig)>,
+}
+
+/// An integer within `[min, max]`.
+fn count(
+    cx: &mut ParseCx<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+    min: u32,
+    max: u32,
+) -> Option<u32> {
+    let v = t.integer(cx.d, key)?;
+    match u32::try_from(*v.get_ref()) {
+        Ok(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            cx.d.error(
+                v.span(),
+                format!("`{key}` in {} must be between {min} and {max}", t.context),
+            );
+            None
+        }
+    }
+}
+
+fn fraction(
+    cx: &mut ParseCx<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+    min: f64,
+    max: f64,
+) -> Option<f64> {
+    let v = t.number(cx.d, key)?;
+    let x = *v.get_ref();
+    if x.is_finite() && x > min && x <= max {
+        Some(x)
+    } else {
+        cx.d.error(
+            v.span(),
+            format!(
+                "`{key}` in {} must be more than {min} and at most {max}",
+                t.context
+            ),
+        );
+        None
+    }
+}
+
+/// `window`: an integer (the last N calls) or a duration string (the calls in that time).
+fn window(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Window> {
+    let calls = matches!(
+        t.take("window").map(|v| v.get_ref()),
+        Some(toml::de::DeValue::Integer(_))
+    );
+    if calls {
+        count(cx, t, "window", 1, MAX_COUNT_WINDOW).map(Window::Count)
+    } else {
+        let day = Duration::from_secs(24 * 3600);
+        bounded(cx.d, t, "window", Duration::from_secs(1), day).map(Window::Time)
+    }
+}
+
+fn breaker(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> BreakerConfig {
+    let mut c = BreakerConfig::default();
+    if let Some(n) = count(cx, t, "failure_threshold", 0, 10_000) {
+        c.failure_threshold = n;
+    }
+    if let Some(n) = count(cx, t, "success_threshold", 1, 10_000) {
+        c.success_threshold = n;
+    }
+    if let Some(n) = count(cx, t, "half_open_calls", 1, 10_000) {
+        c.half_open_calls = n;
+    }
+    if let Some(n) = count(cx, t, "minimum_calls", 1, MAX_COUNT_WINDOW) {
+        c.minimum_calls = n;
+    }
+    let second = Duration::from_millis(1);
+    if let Some(d) = bounded(cx.d, t, "open_for", second, MAX_DURATION) {
+        c.open_for = d;
+    }
+    c.open_for_max = c.open_for * 2;
+    if let Some(d) = bounded(cx.d, t, "open_for_max", second, MAX_DURATION) {
+        if d < c.open_for {
+            cx.d.error(
+                t.span.clone(),
+                format!(
+                    "`open_for_max` in {} must not be less than `open_for`",
+                    t.context
+                ),
+            );
+        }
+        c.open_for_max = d.max(c.open_for);
+    }
+    if let Some(f) = fraction(cx, t, "backoff", 0.999_999, 100.0) {
+        c.open_backoff = f.max(1.0);
+    }
+    c.failure_rate = fraction(cx, t, "failure_rate", 0.0, 1.0);
+    if let Some(w) = window(cx, t) {
+        c.window = w;
+    }
+    // A trial that never reports must not hold HALF_OPEN for ever: zero is refused.
+    if let Some(d) = bounded(
+        cx.d,
+        t,
+        "half_open_max_wait",
+        second,
+        Duration::from_secs(24 * 3600),
+    ) {
+        c.half_open_max_wait = d;
+    }
+    if c.failure_threshold == 0 && c.failure_rate.is_none() {
+        cx.d.error(
+            t.span.clone(),
+            format!(
+                "{} can never open: set `failure_threshold` above 0 or a `failure_rate`",
+                t.context
+            ),
+        );
+    }
+    c
+}
+
+impl ActorKind for BreakersConfig {
+    const NAME: &'static str = "breakers";
+    const SINGLETON: bool = true;
+    const OPS: &'static [Op] = &[Op {
+        name: "status",
+        args: "",
+        summary: "every breaker: state, counts, current wait",
+    }];
+
+    fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
+        let mut breakers = Vec::new();
+        if let Some(mut table) = t.table(cx.d, "breakers") {
+            table.context = format!("`breakers` of {}", t.context);
+            for (name, mut b) in table.named_tables(cx.d) {
+                if let Err(problem) = metasystem_actors::supervision::check_name(&name) {
+                    cx.d.error(
+                        b.span.clone(),
+                        problem.replace("child name", "breaker name"),
+                    );
+                }
+                b.context = format!("breaker `{name}` of {}", t.context);
+                let config = breaker(cx, &mut b);
+                b.finish(cx.d);
+                breakers.push((name, config));
+            }
+            table.finish(cx.d);
+        }
+        Some(BreakersConfig { breakers })
+    }
+
+    fn child_spec(&self, name: &str, services: &Services) -> ChildSpec {
+        let (config, services) = (self.clone(), services.clone());
+        ChildSpec::worker(name, Self::NAME, move |ctx| {
+            (
+                BreakersActor,
+                BreakersArgs {
+                    path: ctx.path.clone(),
+                    store: services.store.clone(),
+                    registry: services.breakers.clone(),
+                    slot: services.breakers_slot.clone(),
+                    metrics: services.metrics.clone(),
+                    alerts: services.alerts.clone(),
+                    breakers: config.breakers.clone(),
+                },
+            )
+        })
+    }
+
+    async fn call(cx: CallCx<'_>, op: &str, args: Value) -> Result<Value, CallError> {
+        super::check_op(Self::NAME, Self::OPS, op)?;
+        super::args::<NoArgs>(op, args)?;
+        super::reply(&super::ask(&cx, BreakersMessage::Status).await?)
+    }
+}
