@@ -14,6 +14,7 @@ pub mod breakers;
 pub mod heartbeat;
 pub mod metrics;
 pub mod observe;
+pub mod probes;
 pub mod retry;
 pub mod slot;
 pub mod store;

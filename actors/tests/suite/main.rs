@@ -9,6 +9,7 @@ mod intensity;
 mod lifecycle;
 mod metrics;
 mod operations;
+mod probes;
 mod regressions;
 mod restart_matrix;
 mod start_timeout;
