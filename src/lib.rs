@@ -1,6 +1,7 @@
 //! metasystem's runtime: the CLI, the daemon's wiring, telemetry. The supervision engine and
 //! the actor kinds live in the `metasystem-actors` crate (`actors/`).
 
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{exit, render, AlertsAction, BreakersAction, Cli, Cmd, Global};
+use super::{exit, render, AlertsAction, BreakersAction, ChaosAction, Cli, Cmd, Global};
 use crate::config;
 use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
-    code, AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, Command, EventsResult,
-    MetricsResult, ReloadResult, Response, Status, TreeResult,
+    code, AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosStatusResult,
+    ChaosStopResult, Command, EventsResult, MetricsResult, ReloadResult, Response, Status,
+    TreeResult,
 };
 
 /// Runs a client command; its exit code.
@@ -34,6 +35,9 @@ pub fn run(cli: &Cli) -> u8 {
     let outcome = match &cli.command {
         Cmd::Events { follow: true, .. } => follow(global, &mut conn, command, first, &mut out),
         Cmd::Events { .. } => events(global, &mut conn, command, first, &mut out),
+        Cmd::Chaos { action: None, .. } => {
+            super::chaos::follow(global, &socket, &mut conn, first, &mut out)
+        }
         _ => single(cli, first, &mut out),
     };
     let written = outcome.and_then(|code| out.flush().map(|()| code));
@@ -51,7 +55,7 @@ pub fn run(cli: &Cli) -> u8 {
 /// Connects and sends the first request. A daemon whose connections are all in use refuses
 /// before reading it: try again, with a growing pause, until `timeout` (a burst of clients
 /// then waits its turn instead of failing).
-fn open(
+pub(super) fn open(
     socket: &std::path::Path,
     timeout: std::time::Duration,
     command: &Command,
@@ -326,6 +330,29 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
         Cmd::Stop { path } => Command::Stop { path: path.clone() },
         Cmd::Restart { path } => Command::Restart { path: path.clone() },
         Cmd::Kill { path } => Command::Kill { path: path.clone() },
+        Cmd::Chaos {
+            action: Some(ChaosAction::Stop),
+            ..
+        } => Command::ChaosStop,
+        Cmd::Chaos {
+            action: Some(ChaosAction::Status),
+            ..
+        } => Command::ChaosStatus { from: None },
+        Cmd::Chaos {
+            action: None,
+            path,
+            duration,
+            every,
+            seed,
+        } => Command::Chaos {
+            path: path.clone(),
+            for_ms: duration
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .ok_or("chaos needs --for DURATION (e.g. --for 2m)")?,
+            every_min_ms: Some(every.min_ms()),
+            every_max_ms: Some(every.max_ms()),
+            seed: *seed,
+        },
         Cmd::Reload { dry_run } => Command::Reload { dry_run: *dry_run },
         Cmd::Events {
             since,
@@ -528,7 +555,36 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             }
             exit::OK
         }
-        Cmd::Events { .. } | Cmd::Run | Cmd::Check { .. } => exit::USAGE,
+        Cmd::Chaos {
+            action: Some(ChaosAction::Status),
+            ..
+        } => {
+            let Some(s) = typed::<ChaosStatusResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::chaos_status(out, &s)?;
+            }
+            match &s.run {
+                Some(run) if run.not_recovered > 0 => exit::UNHEALTHY,
+                _ => exit::OK,
+            }
+        }
+        Cmd::Chaos {
+            action: Some(ChaosAction::Stop),
+            ..
+        } => {
+            let Some(s) = typed::<ChaosStopResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::chaos_stop(out, &s)?;
+            }
+            exit::OK
+        }
+        Cmd::Chaos { action: None, .. } | Cmd::Events { .. } | Cmd::Run | Cmd::Check { .. } => {
+            exit::USAGE
+        }
     })
 }
 
@@ -548,7 +604,7 @@ fn listing<T: DeserializeOwned>(
     Ok(exit::OK)
 }
 
-fn typed<T: DeserializeOwned>(result: Value) -> Option<T> {
+pub(super) fn typed<T: DeserializeOwned>(result: Value) -> Option<T> {
     match serde_json::from_value(result) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -590,7 +646,7 @@ pub(super) fn say(line: &str) {
 
 /// A failure before any answer (usage, connection): the message on stderr and, under
 /// `--json`, as JSON on stdout too.
-fn failed(global: &Global, kind: &str, message: &str, code: u8) -> u8 {
+pub(super) fn failed(global: &Global, kind: &str, message: &str, code: u8) -> u8 {
     if global.json {
         let _ = writeln!(
             io::stdout(),
@@ -604,7 +660,7 @@ fn failed(global: &Global, kind: &str, message: &str, code: u8) -> u8 {
 
 /// The daemon refused: its message (and details) on stderr and, under `--json`, the error
 /// as JSON on stdout too.
-fn refused(global: &Global, response: &Response) -> u8 {
+pub(super) fn refused(global: &Global, response: &Response) -> u8 {
     let Some(error) = &response.error else {
         say("metasystem: the daemon refused without saying why");
         return exit::UNHEALTHY;

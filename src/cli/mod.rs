@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod chaos;
 mod client;
 mod render;
 
@@ -81,6 +82,28 @@ pub enum Cmd {
     Restart { path: String },
     /// Crash an actor as if it failed (chaos testing): its supervisor restarts it.
     Kill { path: String },
+    /// The chaos monkey: for a while, kill a random running actor under PATH every so often
+    /// (as `kill` does) and measure how long each takes to run again; prints each kill and the
+    /// report. The run lives in the daemon: Ctrl-C stops following, not the run.
+    /// `chaos stop` ends it, `chaos status` shows it.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Chaos {
+        #[command(subcommand)]
+        action: Option<ChaosAction>,
+        /// The targets are the actors under this supervisor (never PATH itself; the store
+        /// and the control server are not in the tree, so never targets).
+        #[arg(default_value = "root")]
+        path: String,
+        /// How long the run kills (e.g. 2m, 1h; more than zero, at most 24h).
+        #[arg(long = "for", value_parser = crate::chaos::parse_for, value_name = "DURATION", required = true)]
+        duration: Option<Duration>,
+        /// The wait before each kill is drawn from MIN..MAX (e.g. 200ms..1s).
+        #[arg(long, value_parser = crate::chaos::Every::parse, value_name = "MIN..MAX", default_value = "5s..30s")]
+        every: crate::chaos::Every,
+        /// Makes the waits and choices reproducible (default: random; the run says which).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Re-read the config and apply the difference; an invalid file changes nothing.
     Reload {
         /// Only show what would change (added, changed, removed, reordered); apply nothing.
@@ -162,6 +185,14 @@ pub enum BreakersAction {
     Disable { name: String },
     /// Let the next calls through as trials now.
     HalfOpen { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChaosAction {
+    /// End the running chaos run (recoveries being measured get 5 s) and print its report.
+    Stop,
+    /// The running chaos run, or the report of the last one since the daemon started.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,8 +5,9 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::control::protocol::{
-    AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, Event, MetricsResult, OpsResult,
-    ReloadResult, SeriesRow, Status, TreeResult,
+    AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosKill, ChaosRun,
+    ChaosStatusResult, ChaosStopResult, Event, MetricsResult, OpsResult, ReloadResult, SeriesRow,
+    Status, TreeResult,
 };
 
 /// Paths wider than this are not padded further (a deep tree must not make every line huge).
@@ -402,4 +403,160 @@ pub fn breaker_rows(out: &mut dyn Write, rows: &[BreakerRow]) -> io::Result<()> 
         )?;
     }
     Ok(())
+}
+
+fn ms_span(ms: u64) -> String {
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
+}
+
+fn recovery(ms: Option<f64>) -> String {
+    ms.map_or("-".to_string(), |m| format!("{m} ms"))
+}
+
+/// The line `chaos` prints when its run starts.
+pub fn chaos_started(out: &mut dyn Write, r: &ChaosRun) -> io::Result<()> {
+    writeln!(
+        out,
+        "chaos run {} started under {}: for {}, every {}..{}, seed {} (--seed {} repeats it)",
+        r.run,
+        r.path,
+        ms_span(r.for_ms),
+        ms_span(r.every_min_ms),
+        ms_span(r.every_max_ms),
+        r.seed,
+        r.seed
+    )
+}
+
+fn kill_outcome(k: &ChaosKill) -> String {
+    match (&k.recovered_after_ms, &k.not_recovered) {
+        (Some(ms), _) => format!("back after {ms} ms"),
+        (None, Some(why)) => format!("NOT RECOVERED: {why}"),
+        (None, None) => "recovering...".to_string(),
+    }
+}
+
+/// A kill as it happens (with its outcome if already known).
+pub fn chaos_kill(out: &mut dyn Write, k: &ChaosKill) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}  kill #{:<5} {:<24} incarnation {:<5} {}",
+        k.at,
+        k.n,
+        k.path,
+        k.incarnation,
+        kill_outcome(k)
+    )
+}
+
+/// The outcome of a kill printed before it was known.
+pub fn chaos_settled(out: &mut dyn Write, k: &ChaosKill) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<24}  kill #{:<5} {:<24} {}",
+        "",
+        k.n,
+        k.path,
+        kill_outcome(k)
+    )
+}
+
+/// A run's summary: what it is, its counts, median and max recovery, and the kills that did
+/// not recover.
+pub fn chaos_report(out: &mut dyn Write, r: &ChaosRun) -> io::Result<()> {
+    let state = match (r.state.as_str(), r.ended_by.as_deref()) {
+        ("ended", Some("stopped")) => "ended early: stopped by `chaos stop`".to_string(),
+        ("ended", Some("duration")) => "ended (its --for elapsed)".to_string(),
+        ("ended", Some("shutdown")) => "ended early: the daemon shut down".to_string(),
+        ("ended", Some("kill_limit")) => "ended early: it reached its kill limit".to_string(),
+        ("ended", other) => format!("ended ({})", other.unwrap_or("?")),
+        ("ending", _) => "no more kills; measuring the last recoveries".to_string(),
+        (other, _) => other.to_string(),
+    };
+    writeln!(out, "chaos run {} under {}: {state}", r.run, r.path)?;
+    writeln!(
+        out,
+        "  started {}{}; for {}, every {}..{}, seed {}",
+        r.started,
+        r.ended
+            .as_ref()
+            .map(|e| format!(", ended {e}"))
+            .unwrap_or_default(),
+        ms_span(r.for_ms),
+        ms_span(r.every_min_ms),
+        ms_span(r.every_max_ms),
+        r.seed
+    )?;
+    write!(
+        out,
+        "  kills: {}: {} recovered, {} not recovered",
+        r.kill_count, r.recovered, r.not_recovered
+    )?;
+    if r.pending > 0 {
+        write!(out, ", {} being measured", r.pending)?;
+    }
+    if r.skipped > 0 {
+        write!(out, "; {} step(s) killed nothing", r.skipped)?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "  recovery: median {}, max {}",
+        recovery(r.median_recovery_ms),
+        recovery(r.max_recovery_ms)
+    )?;
+    for k in r.kills.iter().filter(|k| k.not_recovered.is_some()) {
+        writeln!(
+            out,
+            "  NOT RECOVERED: kill #{} {} at {}: {}",
+            k.n,
+            k.path,
+            k.at,
+            k.not_recovered.as_deref().unwrap_or("")
+        )?;
+    }
+    if r.kills.len() < r.kill_count as usize && r.not_recovered > 0 {
+        writeln!(
+            out,
+            "  (only the last {} kills are listed; `metasystem events --kind chaos` has them all)",
+            r.kills.len()
+        )?;
+    }
+    Ok(())
+}
+
+/// `chaos status`: the run and its last kills.
+pub fn chaos_status(out: &mut dyn Write, s: &ChaosStatusResult) -> io::Result<()> {
+    let Some(r) = &s.run else {
+        return writeln!(
+            out,
+            "no chaos run since the daemon started (`metasystem events --kind chaos` has earlier ones)"
+        );
+    };
+    chaos_report(out, r)?;
+    const LAST: usize = 20;
+    if !r.kills.is_empty() {
+        writeln!(out, "  last kills:")?;
+    }
+    for k in r.kills.iter().skip(r.kills.len().saturating_sub(LAST)) {
+        write!(out, "  ")?;
+        chaos_kill(out, k)?;
+    }
+    Ok(())
+}
+
+/// `chaos stop`.
+pub fn chaos_stop(out: &mut dyn Write, s: &ChaosStopResult) -> io::Result<()> {
+    if !s.stopped {
+        writeln!(out, "no chaos run is running")?;
+        if let Some(r) = &s.run {
+            writeln!(out, "the last one:")?;
+            chaos_report(out, r)?;
+        }
+        return Ok(());
+    }
+    match &s.run {
+        Some(r) => chaos_report(out, r),
+        None => writeln!(out, "stopped"),
+    }
 }

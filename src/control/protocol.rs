@@ -118,6 +118,37 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Value::is_null")]
         args: Value,
     },
+    /// Starts a chaos run in the daemon (at most one at a time): for `for_ms`, every
+    /// `every_min_ms..=every_max_ms` (default 5 s to 30 s) kill a random running actor
+    /// strictly under `path` (default `root`) and measure its recovery. Answers the run
+    /// ([`ChaosRun`]) at once; the run goes on whatever the client does.
+    Chaos {
+        #[serde(default = "root_path")]
+        path: String,
+        for_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        every_min_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        every_max_ms: Option<u64>,
+        /// Makes the sequence of waits and choices reproducible; random when absent (the run
+        /// says which).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
+    },
+    /// Ends the running chaos run: no more kills; recoveries being measured get a few
+    /// seconds. Answers [`ChaosStopResult`] once the report is made (or after those seconds).
+    ChaosStop,
+    /// The running chaos run, else the last one since the daemon started
+    /// ([`ChaosStatusResult`]). Kills numbered from `from` on (at most 1,000); without it the
+    /// last 1,000.
+    ChaosStatus {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<u64>,
+    },
+}
+
+fn root_path() -> String {
+    "root".to_string()
 }
 
 impl Command {
@@ -132,6 +163,7 @@ impl Command {
                 | Command::Anomalies { .. }
                 | Command::Alerts { .. }
                 | Command::Breakers
+                | Command::ChaosStatus { .. }
                 | Command::Reload { dry_run: true }
         )
     }
@@ -157,6 +189,9 @@ impl Command {
             Command::AlertSilence { .. } => "alert_silence",
             Command::Breakers => "breakers",
             Command::BreakerOp { .. } => "breaker_op",
+            Command::Chaos { .. } => "chaos",
+            Command::ChaosStop => "chaos_stop",
+            Command::ChaosStatus { .. } => "chaos_status",
         }
     }
 }
@@ -590,7 +625,7 @@ fn parse(line: &str) -> Result<Parsed, Response> {
         return Err(Response::error(
             id,
             code::BAD_REQUEST,
-            "missing `cmd` (status, tree, start, stop, restart, kill, reload, events, subscribe, call, shutdown)",
+            "missing `cmd` (status, tree, start, stop, restart, kill, chaos, reload, events, subscribe, call, shutdown)",
         ));
     }
     let command = serde_json::from_value::<Command>(Value::Object(object.clone()))
@@ -785,6 +820,99 @@ pub struct ReloadResult {
     pub warnings: Vec<String>,
 }
 
+/// One kill of a chaos run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosKill {
+    /// 1 for the run's first kill.
+    pub n: u64,
+    pub path: String,
+    /// When the kill was sent (RFC 3339, UTC, milliseconds).
+    pub at: String,
+    pub at_ms: i64,
+    /// The incarnation killed.
+    pub incarnation: u64,
+    /// Running again this long after the kill (a new incarnation started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_after_ms: Option<f64>,
+    /// Why it is reported as not recovered: not back within the bound (60 s), removed,
+    /// not restarted, or the run ended before it came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_recovered: Option<String>,
+}
+
+impl ChaosKill {
+    /// Its recovery is still being measured.
+    pub fn pending(&self) -> bool {
+        self.recovered_after_ms.is_none() && self.not_recovered.is_none()
+    }
+}
+
+/// A chaos run: while it runs, its progress; once ended, its report (also recorded as a
+/// `chaos` event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosRun {
+    /// Numbered from 1 since the daemon started.
+    pub run: u64,
+    pub path: String,
+    pub seed: u64,
+    pub every_min_ms: u64,
+    pub every_max_ms: u64,
+    pub for_ms: u64,
+    pub started: String,
+    pub started_ms: i64,
+    /// running | ending (no more kills; recoveries still measured) | ended
+    pub state: String,
+    /// Why it stopped killing: duration | stopped | shutdown | kill_limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<i64>,
+    /// Kills made (each one is a `chaos` event).
+    pub kill_count: u64,
+    pub recovered: u64,
+    pub not_recovered: u64,
+    /// Recoveries still being measured.
+    pub pending: u64,
+    /// Steps that killed nothing: nothing was running under PATH, or the chosen actor was
+    /// already down when the kill reached it.
+    pub skipped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_recovery_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_recovery_ms: Option<f64>,
+    /// The kills asked for (at most 1,000, oldest first): `kill_count` says how many there
+    /// are in all.
+    pub kills: Vec<ChaosKill>,
+}
+
+impl ChaosRun {
+    pub fn ended(&self) -> bool {
+        self.state == "ended"
+    }
+}
+
+/// The answer to `chaos_status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosStatusResult {
+    /// A run is going on (running or ending).
+    pub running: bool,
+    /// That run, else the last one since the daemon started; `None` if there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<ChaosRun>,
+}
+
+/// The answer to `chaos_stop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosStopResult {
+    /// A run was going on and was told to stop (`false`: nothing was running).
+    pub stopped: bool,
+    /// The stopped run (its report once ended), else the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<ChaosRun>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -854,6 +982,42 @@ mod tests {
                 (r.id, e.code, e.message)
             }
         }
+    }
+
+    #[test]
+    fn chaos_requests_parse() {
+        let command = |line: &str| parse_request(line).map(|p| p.command);
+        assert_eq!(
+            command(r#"{"cmd":"chaos","for_ms":120000}"#),
+            Ok(Command::Chaos {
+                path: "root".into(),
+                for_ms: 120_000,
+                every_min_ms: None,
+                every_max_ms: None,
+                seed: None
+            })
+        );
+        assert_eq!(
+            command(
+                r#"{"cmd":"chaos","path":"root/grp","for_ms":1,"every_min_ms":200,"every_max_ms":1000,"seed":7}"#
+            ),
+            Ok(Command::Chaos {
+                path: "root/grp".into(),
+                for_ms: 1,
+                every_min_ms: Some(200),
+                every_max_ms: Some(1000),
+                seed: Some(7)
+            })
+        );
+        assert_eq!(command(r#"{"cmd":"chaos_stop"}"#), Ok(Command::ChaosStop));
+        assert_eq!(
+            command(r#"{"cmd":"chaos_status","from":3}"#),
+            Ok(Command::ChaosStatus { from: Some(3) })
+        );
+        assert!(error_of(r#"{"cmd":"chaos"}"#).2.contains("for_ms"));
+        assert!(error_of(r#"{"cmd":"chaos_stop","path":"root"}"#)
+            .2
+            .contains("path"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Answering control requests: one typed command in, one response out.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use metasystem_actors::store::{self, EventQuery};
@@ -26,7 +27,7 @@ pub const MAX_EVENTS: usize = 1_000_000;
 const EVENTS_FLUSH: Duration = Duration::from_millis(500);
 
 impl Daemon {
-    pub async fn handle(&self, id: Option<u64>, command: Command) -> Response {
+    pub async fn handle(self: &Arc<Self>, id: Option<u64>, command: Command) -> Response {
         match command {
             Command::Status => Response::ok(id, json!(self.status().await)),
             Command::Tree => Response::ok(
@@ -70,6 +71,18 @@ impl Daemon {
             }
             Command::Breakers => self.breakers(id).await,
             Command::BreakerOp { name, op } => self.breaker_op(id, &name, op),
+            Command::Chaos {
+                path,
+                for_ms,
+                every_min_ms,
+                every_max_ms,
+                seed,
+            } => {
+                self.chaos_start(id, path, for_ms, (every_min_ms, every_max_ms), seed)
+                    .await
+            }
+            Command::ChaosStop => self.chaos_stop(id).await,
+            Command::ChaosStatus { from } => self.chaos_status(id, from),
             // The server turns the connection into a stream (`Daemon::stream`).
             Command::Subscribe { .. } => Response::error(
                 id,

@@ -5,12 +5,14 @@
 //!
 //! - `start`: the startup steps and the main loop;
 //! - `handle`: answering control requests;
+//! - `chaos`: the chaos monkey's runs (one at a time, a task each);
 //! - `reload`: reload as a diff, and the step runner shared with startup;
 //! - `resilience`: `breakers` and operators' breaker actions (from the shared registry);
 //! - `queries`: `metrics` and `anomalies` (read pool only);
 //! - `last_words`: the root gave up: its alert, sent by the daemon before it exits;
 //! - `notify`: systemd notifications and the watchdog interval.
 
+mod chaos;
 mod handle;
 mod last_words;
 mod notify;
@@ -76,6 +78,8 @@ pub struct Daemon {
     previous_run: Option<crate::control::protocol::RunInfo>,
     /// Set by the `shutdown` command; the main loop waits on it.
     shutdown: watch::Sender<bool>,
+    /// The chaos run going on, or the last one (`chaos`, `chaos stop`, `chaos status`).
+    chaos: chaos::Chaos,
 }
 
 /// What the exports (`crate::export`) read.

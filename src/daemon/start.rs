@@ -194,6 +194,7 @@ pub(super) async fn start_and_serve(
         started: Instant::now(),
         previous_run: previous_run(&store, run_id).await,
         shutdown: shutdown_tx,
+        chaos: Default::default(),
     });
     let mut exports = crate::export::start(http, &daemon, &telemetry).await;
     let slots = Slots::new(limits.max_connections);
@@ -219,6 +220,8 @@ pub(super) async fn start_and_serve(
 
     let ended = main_loop(&daemon, &mut signals, shutdown_rx, store_join).await;
     notify::stopping();
+    // A chaos run ends now, before the tree stops (its report is recorded, not waited for).
+    daemon.chaos_shutdown();
     // No new connections; those open may finish their requests.
     stop_server.send_replace(true);
     let _ = server.await;

@@ -25,6 +25,7 @@ pub const KINDS: &[&str] = &[
     "breaker",
     "probe",
     "heal",
+    "chaos",
 ];
 
 /// One event to record.
