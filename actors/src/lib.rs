@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod breakers;
+pub mod heal;
 pub mod heartbeat;
 pub mod metrics;
 pub mod observe;

@@ -107,17 +107,17 @@ fn pipe_reader(fd: Option<impl Into<OwnedFd>>) -> Option<pipe::Receiver> {
 
 /// The first bytes of a stream, and how many there were.
 #[derive(Debug, Default)]
-struct Capture {
+pub(crate) struct Capture {
     kept: Vec<u8>,
     total: u64,
 }
 
 impl Capture {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.kept).into_owned()
     }
 
-    fn truncated(&self) -> bool {
+    pub(crate) fn truncated(&self) -> bool {
         self.total > self.kept.len() as u64
     }
 }
@@ -142,6 +142,27 @@ async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, into: &mut Capture
 }
 
 pub(crate) async fn check(spec: &CommandSpec) -> CheckOutcome {
+    match run_program(spec).await {
+        Ok(ran) => evaluate(spec, ran.status, &ran.stdout, &ran.stderr, ran.elapsed),
+        Err(message) => CheckOutcome::fail(message)
+            .with_details(json!({ "program": spec.program, "args": spec.args })),
+    }
+}
+
+/// How a program ended, and what it wrote.
+#[derive(Debug)]
+pub(crate) struct Exited {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Capture,
+    pub(crate) stderr: Capture,
+    pub(crate) elapsed: Duration,
+}
+
+/// Runs `spec`'s program to its exit as the module documents (no shell, its own process group,
+/// capped output, the group killed at the end). Not bounded: the caller bounds it with a
+/// timeout, and dropping the future kills the group. `Err`: it could not be started or waited
+/// for, in words (`cannot start prog: No such file or directory (os error 2)`).
+pub(crate) async fn run_program(spec: &CommandSpec) -> Result<Exited, String> {
     let mut cmd = std::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -152,10 +173,6 @@ pub(crate) async fn check(spec: &CommandSpec) -> CheckOutcome {
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    let failed = |message: String| {
-        CheckOutcome::fail(message)
-            .with_details(json!({ "program": spec.program, "args": spec.args }))
-    };
     let started = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -165,7 +182,7 @@ pub(crate) async fn check(spec: &CommandSpec) -> CheckOutcome {
                 .as_ref()
                 .map(|c| format!(" in {}", c.display()))
                 .unwrap_or_default();
-            return failed(format!("cannot start {}{cwd}: {e}", spec.program));
+            return Err(format!("cannot start {}{cwd}: {e}", spec.program));
         }
     };
     let (stdout, stderr) = (
@@ -184,12 +201,12 @@ pub(crate) async fn check(spec: &CommandSpec) -> CheckOutcome {
         tokio::pin!(reading);
         let mut read_all = false;
         let mut pause = Duration::from_millis(1);
-        // Polls for the exit while reading; bounded by the check's timeout.
+        // Polls for the exit while reading; bounded by the caller's timeout.
         loop {
             match running.exited() {
                 Ok(true) => break,
                 Ok(false) => {}
-                Err(e) => return failed(format!("cannot wait for {}: {e}", spec.program)),
+                Err(e) => return Err(format!("cannot wait for {}: {e}", spec.program)),
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => pause = (pause * 2).min(POLL_MAX),
@@ -209,8 +226,13 @@ pub(crate) async fn check(spec: &CommandSpec) -> CheckOutcome {
     };
     let elapsed = started.elapsed();
     match waited {
-        Ok(status) => evaluate(spec, status, &out, &err, elapsed),
-        Err(e) => failed(format!("cannot wait for {}: {e}", spec.program)),
+        Ok(status) => Ok(Exited {
+            status,
+            stdout: out,
+            stderr: err,
+            elapsed,
+        }),
+        Err(e) => Err(format!("cannot wait for {}: {e}", spec.program)),
     }
 }
 
@@ -280,7 +302,7 @@ fn signal_name(s: i32) -> Option<&'static str> {
 
 /// The first line with something on it, control characters turned into spaces, cut to
 /// [`LINE_CAP`] bytes.
-fn first_line(text: &str) -> Option<String> {
+pub(crate) fn first_line(text: &str) -> Option<String> {
     text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
