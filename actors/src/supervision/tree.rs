@@ -100,7 +100,8 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// A running tree. Dropping it does not stop the tree; call [`Tree::shutdown`].
+/// A running tree. Dropping it (or a clone) does not stop the tree; call [`Tree::shutdown`].
+#[derive(Clone)]
 pub struct Tree {
     guardian: ActorRef<GuardianMessage>,
     directory: Directory,
