@@ -1,6 +1,8 @@
 //! The health checks a `probe` actor runs, and the hysteresis it applies to their results. A
 //! library: no actor, no config parsing here.
 //!
+//! - `actor`: `ProbeActor`: the schedule, the hysteresis, samples, events, alerts, heal actions,
+//!   and the shared [`actor::Probes`] registry of reports.
 //! - [`check`]: what a check is ([`CheckSpec`], one variant per kind, with its defaults), what it
 //!   answers ([`CheckOutcome`]), what it keeps between runs ([`CheckState`]), and [`run`], which
 //!   runs one check under a timeout.
@@ -14,6 +16,7 @@
 //! (a `statvfs` on a hung mount, SQLite's integrity check) run detached and are not started
 //! again while the previous one still runs: a slow target costs one thread, not one per run.
 
+pub mod actor;
 pub mod check;
 pub mod command;
 pub mod data;

@@ -26,6 +26,7 @@ pub const KINDS: &[&str] = &[
     "probe",
     "heal",
     "chaos",
+    "sync_event",
 ];
 
 /// One event to record.

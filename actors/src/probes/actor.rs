@@ -1,0 +1,533 @@
+//! The probe actor: runs one check every `every` (off the actor, bounded by `timeout`), applies
+//! the hysteresis ([`ProbeState`]) to report pass | warn | fail, turns every result into a
+//! sample, every change of the reported status into an event and an alert (or its
+//! resolution), and runs the heal actions it names when it turns warn or fail.
+//!
+//! Its latest report sits in the shared [`Probes`] registry, so `/health`, `status` and the
+//! dashboard read it without a message round trip; `health` asks each probe to check now.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::time::Instant;
+
+use super::check::{run, CheckOutcome, CheckSpec, CheckState, Health};
+use super::status::{ProbeState, Thresholds};
+use crate::alerts::{Alert, Alerts, Severity};
+use crate::breakers::{Breakers, StateName};
+use crate::heal::{self, HealAction, HealContext, HealLimits, Limiter, Verdict};
+use crate::metrics::{Metric, Metrics, Sample};
+use crate::store::health::HealRow;
+use crate::store::{unix_ms, DurableOp, Store, StoredEvent};
+
+/// How long a heal action's record may take before the actor goes on.
+const STORE_WAIT: Duration = Duration::from_secs(5);
+
+pub struct ProbeActor;
+
+/// A heal action with its limits, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealSpec {
+    pub action: HealAction,
+    pub limits: HealLimits,
+    /// Which reported statuses it runs at.
+    pub on: HealOn,
+}
+
+/// When a heal action runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealOn {
+    /// While the probe warns (a size warning a VACUUM fixes, not a corruption).
+    Warn,
+    /// While it fails.
+    Fail,
+    /// While it warns or fails.
+    Any,
+}
+
+impl HealOn {
+    pub fn applies(self, status: Health) -> bool {
+        match self {
+            HealOn::Warn => status == Health::Warn,
+            HealOn::Fail => status == Health::Fail,
+            HealOn::Any => status != Health::Pass,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ProbeArgs {
+    /// Its own tree path: the probe's name in reports, events, samples and alert keys.
+    pub path: String,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub alerts: Alerts,
+    /// For the `breakers` check and the `reset_breaker` action.
+    pub breakers: Breakers,
+    pub check: CheckSpec,
+    pub every: Duration,
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+    pub heal: Vec<HealSpec>,
+    /// What heal actions act on (the tree, sync targets).
+    pub heal_tree: Arc<dyn heal::Tree>,
+    /// Where the probe publishes its reports.
+    pub registry: Probes,
+}
+
+pub enum ProbeMessage {
+    /// Internal: time for a scheduled check (stale generations are ignored).
+    Run(u64),
+    /// Internal: a check finished.
+    Done(Box<Done>),
+    /// Check now and answer the report (`health`).
+    CheckNow(RpcReplyPort<ProbeReport>),
+    /// The latest report.
+    Status(RpcReplyPort<ProbeReport>),
+}
+
+pub struct Done {
+    outcome: CheckOutcome,
+    state: CheckState,
+    took: Duration,
+}
+
+/// A probe's latest report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProbeReport {
+    pub path: String,
+    /// The check's kind: disk, sqlite, http, ...
+    pub check: String,
+    /// The reported status (after the hysteresis).
+    pub status: Health,
+    /// The latest check's own result (`None` before the first).
+    pub last: Option<CheckOutcome>,
+    /// When the latest check ran (Unix ms).
+    pub at_ms: Option<i64>,
+    pub took_ms: Option<u64>,
+    /// Raw failures (warn or fail) in a row.
+    pub consecutive_failures: u32,
+    /// When the reported status last changed (Unix ms).
+    pub since_ms: i64,
+}
+
+/// A probe's latest report and the actor to ask for a fresh one.
+type Entry = (ProbeReport, ActorRef<ProbeMessage>);
+
+/// The probes' latest reports, by path, with the actor to ask for a fresh check.
+#[derive(Clone, Default)]
+pub struct Probes {
+    inner: Arc<RwLock<BTreeMap<String, Entry>>>,
+}
+
+impl Probes {
+    /// Every probe's latest report, by path.
+    pub fn reports(&self) -> Vec<ProbeReport> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.values().map(|(r, _)| r.clone()).collect()
+    }
+
+    /// The running probes, to ask for a check.
+    pub fn actors(&self) -> Vec<(String, ActorRef<ProbeMessage>)> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|(p, (_, a))| (p.clone(), a.clone()))
+            .collect()
+    }
+
+    fn publish(&self, report: ProbeReport, actor: &ActorRef<ProbeMessage>) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(report.path.clone(), (report, actor.clone()));
+    }
+
+    fn withdraw(&self, path: &str, actor: &ActorRef<ProbeMessage>) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(path)
+            .is_some_and(|(_, a)| a.get_id() == actor.get_id())
+        {
+            map.remove(path);
+        }
+    }
+}
+
+pub struct ProbeActorState {
+    args: ProbeArgs,
+    probe: ProbeState,
+    /// The check's own state, lent to the running check.
+    check_state: Option<CheckState>,
+    report: ProbeReport,
+    /// Waiting for the running check: `health` callers.
+    waiting: Vec<RpcReplyPort<ProbeReport>>,
+    /// Scheduled runs carry this; a newer schedule makes older ones stale.
+    generation: u64,
+    limiters: Vec<Limiter>,
+}
+
+/// The alert key of "probe PATH is at `status`".
+pub fn alert_key(path: &str, status: Health) -> String {
+    format!("probe:{path}:{status}")
+}
+
+fn now_ms() -> i64 {
+    unix_ms(SystemTime::now())
+}
+
+impl ProbeActorState {
+    fn schedule(&mut self, myself: &ActorRef<ProbeMessage>, after: Duration) {
+        self.generation += 1;
+        let generation = self.generation;
+        myself.send_after(after, move || ProbeMessage::Run(generation));
+    }
+
+    /// Starts a check unless one runs.
+    fn start(&mut self, myself: &ActorRef<ProbeMessage>) {
+        let Some(mut state) = self.check_state.take() else {
+            return; // running
+        };
+        let spec = self.args.check.clone();
+        let timeout = self.args.timeout;
+        let data = match &spec {
+            CheckSpec::Breakers => Some(super::breakers(&open_breakers(&self.args.breakers))),
+            CheckSpec::SyncRecency(s) => {
+                let store = self.args.store.clone();
+                let s = s.clone();
+                let myself = myself.clone();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let last = last_sync_success(&store, &s.target).await;
+                    let outcome = super::sync_recency(last, now_ms(), s.warn_after, s.fail_after);
+                    let _ = myself.cast(ProbeMessage::Done(Box::new(Done {
+                        outcome,
+                        state,
+                        took: started.elapsed(),
+                    })));
+                });
+                return;
+            }
+            _ => None,
+        };
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = match data {
+                Some(outcome) => outcome,
+                None => run(&spec, timeout, &mut state).await,
+            };
+            let _ = myself.cast(ProbeMessage::Done(Box::new(Done {
+                outcome,
+                state,
+                took: started.elapsed(),
+            })));
+        });
+    }
+
+    async fn done(&mut self, myself: &ActorRef<ProbeMessage>, d: Done) {
+        self.check_state = Some(d.state);
+        let at = now_ms();
+        let raw = d.outcome.status;
+        self.args.metrics.report(
+            Sample::now(
+                Metric::ProbeChecks,
+                self.args.path.clone(),
+                d.took.as_secs_f64(),
+            )
+            .outcome(raw == Health::Pass),
+        );
+        let change = self.probe.observe(raw, self.args.thresholds);
+        self.report.last = Some(d.outcome);
+        self.report.at_ms = Some(at);
+        self.report.took_ms = Some(d.took.as_millis() as u64);
+        self.report.consecutive_failures = self.probe.consecutive_failures();
+        if let Some(change) = change {
+            self.report.status = change.to;
+            self.report.since_ms = at;
+            self.changed(change.from, change.to);
+        }
+        self.args.registry.publish(self.report.clone(), myself);
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(self.report.clone());
+        }
+        // While not passing, the heal actions run at every check, each within its cooldown
+        // and hourly cap (monit's "if failed then restart" with "N restarts within M cycles").
+        if self.report.status != Health::Pass {
+            self.heal(self.report.status).await;
+        }
+        self.schedule(myself, self.args.every);
+    }
+
+    /// The reported status changed: an event, and the alert of the new status (the old one
+    /// resolved).
+    fn changed(&self, from: Health, to: Health) {
+        let path = &self.args.path;
+        let message = self
+            .report
+            .last
+            .as_ref()
+            .map(|o| o.message.clone())
+            .unwrap_or_default();
+        let mut event = StoredEvent::new(
+            path,
+            "probe",
+            format!("{} {from} -> {to}: {message}", self.args.check.kind()),
+        );
+        event.data = serde_json::json!({
+            "check": self.args.check.kind(),
+            "from": from,
+            "to": to,
+            "message": message,
+            "value": self.report.last.as_ref().and_then(|o| o.value),
+        });
+        self.args.store.record(event);
+        for status in [Health::Warn, Health::Fail] {
+            if status != to {
+                self.args.alerts.clear(alert_key(path, status));
+            }
+        }
+        let severity = match to {
+            Health::Pass => return,
+            Health::Warn => Severity::Warning,
+            Health::Fail => Severity::Critical,
+        };
+        let mut alert = Alert::new(
+            severity,
+            format!("probe {to}: {path} ({})", self.args.check.kind()),
+            path.clone(),
+        )
+        .body(message)
+        .label("probe", path.clone())
+        .label("check", self.args.check.kind())
+        .at_once();
+        alert.key = Some(alert_key(path, to));
+        self.args.alerts.raise(alert);
+    }
+
+    /// Runs the heal actions for `status` (in order), within their cooldowns and hourly caps,
+    /// then checks again and records what each achieved.
+    async fn heal(&mut self, status: Health) {
+        let cx = HealContext {
+            tree: self.args.heal_tree.clone(),
+            breakers: self.args.breakers.clone(),
+        };
+        for i in 0..self.args.heal.len() {
+            let spec = self.args.heal[i].clone();
+            if !spec.on.applies(status) {
+                continue;
+            }
+            let started_ms = now_ms();
+            let capped;
+            let (outcome, detail, ran) = match self.limiters[i].check(started_ms) {
+                // Waiting out a cooldown or the cap is not an action: nothing to record (the
+                // cap raised its alert when it was reached).
+                Verdict::Cooldown { .. } | Verdict::Capped { .. } => continue,
+                Verdict::Run => {
+                    capped = self.limiters[i].ran(started_ms).is_some();
+                    let started = Instant::now();
+                    let done = heal::execute(&spec.action, &cx).await;
+                    let took = started.elapsed();
+                    self.args.metrics.report(
+                        Sample::now(
+                            Metric::HealActions,
+                            format!("{}:{}", self.args.path, spec.action.name()),
+                            took.as_secs_f64(),
+                        )
+                        .outcome(done.ok),
+                    );
+                    let word = if done.ok { "done" } else { "failed" };
+                    (word, done.detail, Some(took))
+                }
+            };
+            if capped {
+                self.capped(&spec);
+            }
+            // What the action achieved: the check again, now.
+            let recheck = if ran.is_some() {
+                Some(self.recheck().await)
+            } else {
+                None
+            };
+            let row = HealRow {
+                probe: self.args.path.clone(),
+                action: spec.action.name().to_string(),
+                target: spec.action.target(),
+                started_ms,
+                took_ms: ran.map_or(0, |t| t.as_millis() as i64),
+                outcome: outcome.to_string(),
+                detail: detail.clone(),
+                recheck: recheck.map(|h| h.as_str().to_string()),
+            };
+            let mut event = StoredEvent::new(
+                &self.args.path,
+                "heal",
+                format!(
+                    "heal {} {}: {outcome}: {detail}",
+                    spec.action.name(),
+                    spec.action.target()
+                ),
+            );
+            event.data = serde_json::json!({
+                "action": spec.action.name(), "target": spec.action.target(),
+                "outcome": outcome, "recheck": row.recheck,
+            });
+            self.args.store.record(event);
+            if let Err(e) = self
+                .args
+                .store
+                .durable(DurableOp::Heal(row), Some(STORE_WAIT))
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record a heal action yet (the store keeps trying)");
+            }
+            if recheck == Some(Health::Pass) {
+                break;
+            }
+        }
+    }
+
+    /// The heal cap was reached: the action stops until the hour frees a slot (monit's "then
+    /// unmonitor"), and someone should look.
+    fn capped(&self, spec: &HealSpec) {
+        let path = &self.args.path;
+        let mut alert = Alert::new(
+            Severity::Critical,
+            format!("self-heal gave up: {} on {path}", spec.action.name()),
+            path.clone(),
+        )
+        .body(format!(
+            "{} ({}) ran {} times within an hour and {path} is still not passing; it is not \
+             run again until the hour frees a slot",
+            spec.action.name(),
+            spec.action.target(),
+            spec.limits.max_per_hour
+        ))
+        .label("probe", path.clone())
+        .at_once();
+        alert.key = Some(format!("heal_cap:{path}:{}", spec.action.name()));
+        self.args.alerts.raise(alert);
+    }
+
+    /// Runs the check once more, right away, outside the schedule and the hysteresis: what
+    /// the heal action achieved.
+    async fn recheck(&mut self) -> Health {
+        let Some(mut state) = self.check_state.take() else {
+            return self.report.status;
+        };
+        let outcome = match &self.args.check {
+            CheckSpec::Breakers => super::breakers(&open_breakers(&self.args.breakers)),
+            CheckSpec::SyncRecency(s) => {
+                let last = last_sync_success(&self.args.store, &s.target).await;
+                super::sync_recency(last, now_ms(), s.warn_after, s.fail_after)
+            }
+            spec => run(spec, self.args.timeout, &mut state).await,
+        };
+        self.check_state = Some(state);
+        outcome.status
+    }
+}
+
+/// Breakers not closed (open, half-open, forced open): `name (state)`.
+pub fn open_breakers(breakers: &Breakers) -> Vec<String> {
+    breakers
+        .all()
+        .iter()
+        .filter_map(|b| {
+            let state = b.state();
+            matches!(
+                state,
+                StateName::Open | StateName::HalfOpen | StateName::ForcedOpen
+            )
+            .then(|| format!("{} ({state})", b.name()))
+        })
+        .collect()
+}
+
+/// The time of the latest successful run of sync target `target`, from its `sync_event`
+/// events (`data.target`, `data.outcome = "success"`).
+async fn last_sync_success(store: &Store, target: &str) -> Option<i64> {
+    let row: Result<Option<(Option<i64>,)>, _> = sqlx::query_as(
+        "SELECT max(at_ms) FROM events WHERE kind = 'sync_event' \
+         AND json_extract(data, '$.target') = ? AND json_extract(data, '$.outcome') = 'success'",
+    )
+    .bind(target)
+    .fetch_optional(store.reader())
+    .await;
+    match row {
+        Ok(found) => found.and_then(|(t,)| t),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the sync history");
+            None
+        }
+    }
+}
+
+impl Actor for ProbeActor {
+    type Msg = ProbeMessage;
+    type State = ProbeActorState;
+    type Arguments = ProbeArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: ProbeArgs,
+    ) -> Result<ProbeActorState, ActorProcessingErr> {
+        let report = ProbeReport {
+            path: args.path.clone(),
+            check: args.check.kind().to_string(),
+            status: Health::Pass,
+            last: None,
+            at_ms: None,
+            took_ms: None,
+            consecutive_failures: 0,
+            since_ms: now_ms(),
+        };
+        args.registry.publish(report.clone(), &myself);
+        let limiters = args.heal.iter().map(|h| Limiter::new(h.limits)).collect();
+        let mut state = ProbeActorState {
+            args,
+            probe: ProbeState::new(),
+            check_state: Some(CheckState::new()),
+            report,
+            waiting: Vec::new(),
+            generation: 0,
+            limiters,
+        };
+        // The first check right away.
+        state.schedule(&myself, Duration::ZERO);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: ProbeMessage,
+        state: &mut ProbeActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ProbeMessage::Run(generation) => {
+                if generation == state.generation {
+                    state.start(&myself);
+                }
+            }
+            ProbeMessage::Done(d) => state.done(&myself, *d).await,
+            ProbeMessage::CheckNow(reply) => {
+                state.waiting.push(reply);
+                state.start(&myself);
+            }
+            ProbeMessage::Status(reply) => {
+                let _ = reply.send(state.report.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut ProbeActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.registry.withdraw(&state.args.path, &myself);
+        Ok(())
+    }
+}
