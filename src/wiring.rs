@@ -1,6 +1,9 @@
 //! Config → engine specs: the one place that turns `supervision.toml`'s typed children into the
 //! engine's `ChildSpec`s, through the kind list (`crate::kinds`).
 
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 use metasystem_actors::ChildSpec;
 
 use crate::config::{ChildConfig, Kind, SupervisorConfig};
@@ -40,4 +43,39 @@ pub fn paths_of_kind(config: &SupervisorConfig, parent: &str, name: &str) -> Vec
         }
     }
     found
+}
+
+/// What heal actions act on: the running tree (restart) and, once they exist, sync targets.
+struct HealTree {
+    tree: Arc<std::sync::OnceLock<metasystem_actors::Tree>>,
+}
+
+impl metasystem_actors::heal::Tree for HealTree {
+    fn restart(&self, path: &str) -> BoxFuture<'_, Result<(), String>> {
+        let path = path.to_string();
+        Box::pin(async move {
+            let Some(tree) = self.tree.get() else {
+                return Err("the tree is not running yet".to_string());
+            };
+            tree.restart(&path).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn sync(&self, target: &str) -> BoxFuture<'_, Result<String, String>> {
+        let target = target.to_string();
+        Box::pin(async move {
+            Err(format!(
+                "sync target `{target}`: this daemon has no sync targets (kind = \"sync_target\" is not built yet)"
+            ))
+        })
+    }
+}
+
+impl Services {
+    /// What the probes' heal actions act on.
+    pub fn heal_tree(&self) -> Arc<dyn metasystem_actors::heal::Tree> {
+        Arc::new(HealTree {
+            tree: self.tree.clone(),
+        })
+    }
 }

@@ -12,8 +12,8 @@ use crate::config;
 use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
     code, AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosStatusResult,
-    ChaosStopResult, Command, EventsResult, MetricsResult, ReloadResult, Response, Status,
-    TreeResult,
+    ChaosStopResult, Command, EventsResult, HealResult, HealthResult, MetricsResult, ReloadResult,
+    Response, Status, TreeResult,
 };
 
 /// Runs a client command; its exit code.
@@ -396,6 +396,10 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             op: op.clone(),
             args: call_args(args)?,
         },
+        Cmd::Health => Command::Health,
+        Cmd::Heal { since } => Command::Heal {
+            since_s: Some(since.as_secs().max(1)),
+        },
         Cmd::Breakers { action: None } => Command::Breakers,
         Cmd::Breakers {
             action: Some(action),
@@ -546,6 +550,20 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
                 exit::UNHEALTHY
             }
         }
+        Cmd::Health => {
+            let Some(h) = typed::<HealthResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::health(out, &h)?;
+            }
+            if h.status == "fail" {
+                exit::UNHEALTHY
+            } else {
+                exit::OK
+            }
+        }
+        Cmd::Heal { .. } => listing::<HealResult>(result, human, out, render::heal)?,
         Cmd::Breakers { action: Some(_) } => {
             let Some(b) = typed::<BreakerRow>(result) else {
                 return Ok(exit::USAGE);

@@ -171,6 +171,14 @@ pub enum Cmd {
         #[command(subcommand)]
         action: Option<BreakersAction>,
     },
+    /// Run every probe now and show their reports; exit 1 if any fails.
+    Health,
+    /// Self-heal actions: what ran, when, and what the probe said right after.
+    Heal {
+        /// The window (e.g. 1h, 24h, 7d).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
+        since: Duration,
+    },
     /// Stop the daemon in order.
     Shutdown,
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::control::protocol::{
     AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosKill, ChaosRun,
-    ChaosStatusResult, ChaosStopResult, Event, MetricsResult, OpsResult, ReloadResult, SeriesRow,
-    Status, TreeResult,
+    ChaosStatusResult, ChaosStopResult, Event, HealResult, HealthResult, MetricsResult, OpsResult,
+    ReloadResult, SeriesRow, Status, TreeResult,
 };
 
 /// Paths wider than this are not padded further (a deep tree must not make every line huge).
@@ -64,6 +64,9 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
             "alerts:    {} notification(s) not yet delivered (`metasystem alerts`)",
             s.alerts_undelivered
         )?;
+    }
+    for p in &s.probes_failing {
+        writeln!(out, "probe:     {p}")?;
     }
     if !s.breakers_open.is_empty() {
         writeln!(
@@ -559,4 +562,57 @@ pub fn chaos_stop(out: &mut dyn Write, s: &ChaosStopResult) -> io::Result<()> {
         Some(r) => chaos_report(out, r),
         None => writeln!(out, "stopped"),
     }
+}
+
+/// `health`: one line per probe, worst first.
+pub fn health(out: &mut dyn Write, h: &HealthResult) -> io::Result<()> {
+    if h.probes.is_empty() {
+        writeln!(out, "no probes (add `kind = \"probe\"` children)")?;
+        return Ok(());
+    }
+    let width = h
+        .probes
+        .iter()
+        .map(|p| p.path.len())
+        .max()
+        .unwrap_or(0)
+        .min(MAX_PATH_COLUMN);
+    let rank = |s: &str| match s {
+        "fail" => 0,
+        "warn" => 1,
+        _ => 2,
+    };
+    let mut probes: Vec<_> = h.probes.iter().collect();
+    probes.sort_by_key(|p| (rank(&p.status), p.path.clone()));
+    for p in probes {
+        let took = p.took_ms.map_or(String::new(), |t| format!(" ({t} ms)"));
+        writeln!(
+            out,
+            "{:<4}  {:width$}  {:<12} {}{took}",
+            p.status.to_uppercase(),
+            p.path,
+            p.check,
+            p.message
+        )?;
+    }
+    writeln!(out, "overall: {}", h.status)
+}
+
+/// `heal`: one line per action, newest first.
+pub fn heal(out: &mut dyn Write, h: &HealResult) -> io::Result<()> {
+    if h.actions.is_empty() {
+        writeln!(out, "no heal actions in this window")?;
+    }
+    for a in &h.actions {
+        let recheck = a
+            .recheck
+            .as_deref()
+            .map_or(String::new(), |r| format!("; then the probe said {r}"));
+        writeln!(
+            out,
+            "{} {} {} {}: {} in {} ms: {}{recheck}",
+            a.at, a.probe, a.action, a.target, a.outcome, a.took_ms, a.detail
+        )?;
+    }
+    Ok(())
 }

@@ -243,6 +243,9 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
                 d: &mut d,
                 path: "root".into(),
                 depth: 0,
+                state_dir: daemon
+                    .as_ref()
+                    .map_or_else(|| base.to_path_buf(), |c| c.state_dir.clone()),
             };
             let root = SupervisorConfig::read(&mut cx, &mut t);
             if root.children.is_empty() && !t.has("children") {
@@ -292,7 +295,7 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
 }
 
 /// `~/x` → `$HOME/x`; relative → under `base`.
-fn expand(d: &mut Diags, raw: &str, span: Range<usize>, base: &Path) -> Option<PathBuf> {
+pub(crate) fn expand(d: &mut Diags, raw: &str, span: Range<usize>, base: &Path) -> Option<PathBuf> {
     let path = if raw == "~" || raw.starts_with("~/") {
         match home() {
             Some(h) => h.join(raw.trim_start_matches('~').trim_start_matches('/')),
@@ -557,6 +560,69 @@ pub(crate) fn positive(
     bounded(d, t, key, Duration::from_nanos(1), MAX_DURATION)
 }
 
+/// A size in bytes: an integer, or a string with a unit (`"10GB"`, `"512 MiB"`, `"1.5 TB"`;
+/// k/M/G/T are powers of 1000, Ki/Mi/Gi/Ti powers of 1024).
+pub(crate) fn bytes(d: &mut Diags, t: &mut Table<'_, '_>, key: &'static str) -> Option<u64> {
+    let integer = matches!(
+        t.take(key).map(|v| v.get_ref()),
+        Some(toml::de::DeValue::Integer(_))
+    );
+    if integer {
+        let v = t.integer(d, key)?;
+        return match u64::try_from(*v.get_ref()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                d.error(
+                    v.span(),
+                    format!("`{key}` in {} must not be negative", t.context),
+                );
+                None
+            }
+        };
+    }
+    let v = t.string(d, key)?;
+    match parse_bytes(v.get_ref()) {
+        Ok(n) => Some(n),
+        Err(why) => {
+            d.error(v.span(), format!("`{key}` in {}: {why}", t.context));
+            None
+        }
+    }
+}
+
+/// `"10GB"` → 10,000,000,000.
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a size (write e.g. \"10GB\", \"512MiB\" or a number of bytes)")
+    })?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "ti" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    let n = number * factor;
+    if !n.is_finite() || n >= 1.8e19 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(n.round() as u64)
+}
+
 /// No duration in the file may exceed this (a year): larger ones are typos, and would make
 /// restart times meaningless.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -605,6 +671,7 @@ pub(crate) fn child(
     parent: &str,
     depth: usize,
     seen: &mut HashMap<String, Range<usize>>,
+    state_dir: &Path,
 ) -> Option<ChildConfig> {
     let mut t = Table::new(table, span, format!("a child of `{parent}`"));
     let raw_name = t.required_string(d, "name");
@@ -678,6 +745,7 @@ pub(crate) fn child(
         d: &mut *d,
         path,
         depth,
+        state_dir: state_dir.to_path_buf(),
     };
     let kind = Kind::parse(&kind_name, &mut cx, &mut t).flatten();
     if kind.is_some() {

@@ -373,6 +373,28 @@ impl<'a, 'i> Table<'a, 'i> {
         out
     }
 
+    /// Every entry of this table as a string (`env = { LANG = "C" }`), in file order; an entry
+    /// that is not a string is reported.
+    pub fn string_entries(&mut self, d: &mut Diags) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, v) in self.table.iter() {
+            let name: &'a str = key.get_ref().as_ref();
+            self.taken.insert(name);
+            match v.get_ref() {
+                DeValue::String(s) => out.push((name.to_string(), s.to_string())),
+                other => d.error(
+                    v.span(),
+                    format!(
+                        "`{name}` in {} must be a string, not {}",
+                        self.context,
+                        type_name(other)
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
     /// An array of tables (`[[a.b]]`), with each item's span.
     pub fn tables(&mut self, d: &mut Diags, key: &'a str) -> Vec<(&'a DeTable<'i>, Range<usize>)> {
         let Some(v) = self.take(key) else {

@@ -108,6 +108,13 @@ pub enum Command {
         name: String,
         op: BreakerAction,
     },
+    /// Runs every probe now and answers their reports (`health`).
+    Health,
+    /// Self-heal actions of the last `since_s` seconds (default a day), newest first.
+    Heal {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_s: Option<u64>,
+    },
     /// An operation of the actor at `path`, handled by its kind (`src/kinds/`). Without `op`:
     /// the kind's operations.
     Call {
@@ -164,6 +171,7 @@ impl Command {
                 | Command::Alerts { .. }
                 | Command::Breakers
                 | Command::ChaosStatus { .. }
+                | Command::Heal { .. }
                 | Command::Reload { dry_run: true }
         )
     }
@@ -192,8 +200,65 @@ impl Command {
             Command::Chaos { .. } => "chaos",
             Command::ChaosStop => "chaos_stop",
             Command::ChaosStatus { .. } => "chaos_status",
+            Command::Health => "health",
+            Command::Heal { .. } => "heal",
         }
     }
+}
+
+/// One probe's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeView {
+    pub path: String,
+    pub check: String,
+    /// pass | warn | fail (after the probe's thresholds)
+    pub status: String,
+    /// The latest check's own result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
+    pub consecutive_failures: u32,
+    /// When the status last changed.
+    pub since: String,
+}
+
+/// The answer to `health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthResult {
+    /// The worst probe status (pass with no probes).
+    pub status: String,
+    pub probes: Vec<ProbeView>,
+}
+
+/// One self-heal action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealView {
+    pub probe: String,
+    pub action: String,
+    pub target: String,
+    pub at: String,
+    pub took_ms: i64,
+    /// done | failed
+    pub outcome: String,
+    pub detail: String,
+    /// The probe's check right after the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recheck: Option<String>,
+}
+
+/// The answer to `heal`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealResult {
+    pub actions: Vec<HealView>,
 }
 
 /// What an operator can do to a breaker.
@@ -686,6 +751,9 @@ pub struct Status {
     /// Circuit breakers not closed (open, half-open, forced open): `name (state)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breakers_open: Vec<String>,
+    /// Probes reporting warn or fail: `path (status): message`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes_failing: Vec<String>,
 }
 
 /// A past run of the daemon.

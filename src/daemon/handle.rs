@@ -83,6 +83,8 @@ impl Daemon {
             }
             Command::ChaosStop => self.chaos_stop(id).await,
             Command::ChaosStatus { from } => self.chaos_status(id, from),
+            Command::Health => self.health_now(id).await,
+            Command::Heal { since_s } => self.heal_history(id, since_s).await,
             // The server turns the connection into a stream (`Daemon::stream`).
             Command::Subscribe { .. } => Response::error(
                 id,
@@ -260,6 +262,7 @@ impl Daemon {
                     .then(|| format!("{} ({state})", b.name()))
                 })
                 .collect(),
+            probes_failing: self.probes_failing(),
         }
     }
 }

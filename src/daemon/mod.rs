@@ -22,6 +22,7 @@ mod resilience;
 mod start;
 mod stream;
 
+pub use resilience::worst as worst_probe;
 pub use stream::Subscription;
 
 use std::path::PathBuf;

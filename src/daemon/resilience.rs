@@ -1,13 +1,17 @@
-//! Answering `breakers` and operators' breaker actions: straight from the shared registry
-//! (no actor round trip) and the stored transitions.
+//! Answering `breakers` and operators' breaker actions (straight from the shared registry, no
+//! actor round trip, and the stored transitions), `health` (every probe checks now) and `heal`
+//! (the stored actions).
 
 use metasystem_actors::breakers::{Breaker, State};
+use metasystem_actors::probes::actor::{ProbeMessage, ProbeReport};
+use metasystem_actors::probes::Health;
 use metasystem_actors::store::{format_ms, health};
 use serde_json::json;
 
 use super::Daemon;
 use crate::control::protocol::{
-    code, BreakerAction, BreakerRow, BreakersResult, Response, TransitionView,
+    code, BreakerAction, BreakerRow, BreakersResult, HealResult, HealView, HealthResult, ProbeView,
+    Response, TransitionView,
 };
 
 /// `breakers` shows this many transitions.
@@ -94,5 +98,132 @@ impl Daemon {
             BreakerAction::HalfOpen => b.half_open(),
         };
         Response::ok(id, json!(breaker_row(&b)))
+    }
+}
+
+/// How long `health` waits for all probes (each bounded by its own timeout).
+const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// `heal` shows at most this many actions.
+const HEAL_ROWS: u32 = 500;
+
+/// One probe's report as shown.
+pub(crate) fn probe_view(r: &ProbeReport) -> ProbeView {
+    ProbeView {
+        path: r.path.clone(),
+        check: r.check.clone(),
+        status: r.status.as_str().to_string(),
+        last_status: r.last.as_ref().map(|o| o.status.as_str().to_string()),
+        value: r.last.as_ref().and_then(|o| o.value),
+        unit: r.last.as_ref().map_or("", |o| o.unit).to_string(),
+        message: r
+            .last
+            .as_ref()
+            .map(|o| o.message.clone())
+            .unwrap_or_else(|| "not checked yet".into()),
+        at: r.at_ms.map(format_ms),
+        took_ms: r.took_ms,
+        consecutive_failures: r.consecutive_failures,
+        since: format_ms(r.since_ms),
+    }
+}
+
+/// The worst of the reports (pass with none).
+pub fn worst(reports: &[ProbeReport]) -> Health {
+    reports
+        .iter()
+        .map(|r| r.status)
+        .max()
+        .unwrap_or(Health::Pass)
+}
+
+impl Daemon {
+    /// Every probe checks now; their reports (a probe that does not answer in time keeps its
+    /// latest report).
+    pub(super) async fn health_now(&self, id: Option<u64>) -> Response {
+        let asks = self
+            .services
+            .probes
+            .actors()
+            .into_iter()
+            .map(|(path, actor)| async move {
+                let asked = ractor::call_t!(
+                    actor,
+                    ProbeMessage::CheckNow,
+                    HEALTH_WAIT.as_millis() as u64
+                );
+                (path, asked.ok())
+            });
+        let answered: std::collections::HashMap<String, ProbeReport> =
+            futures_util::future::join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(|(path, r)| r.map(|r| (path, r)))
+                .collect();
+        let mut reports = self.services.probes.reports();
+        for r in &mut reports {
+            if let Some(fresh) = answered.get(&r.path) {
+                *r = fresh.clone();
+            }
+        }
+        let result = HealthResult {
+            status: worst(&reports).as_str().to_string(),
+            probes: reports.iter().map(probe_view).collect(),
+        };
+        Response::ok(id, json!(result))
+    }
+
+    pub(super) async fn heal_history(&self, id: Option<u64>, since_s: Option<u64>) -> Response {
+        let window = std::time::Duration::from_secs(since_s.unwrap_or(24 * 3600));
+        let since = std::time::SystemTime::now()
+            .checked_sub(window)
+            .map_or(0, metasystem_actors::store::unix_ms);
+        match health::heals(self.store.reader(), since, HEAL_ROWS).await {
+            Ok(rows) => {
+                let actions = rows
+                    .into_iter()
+                    .map(|h| HealView {
+                        probe: h.probe,
+                        action: h.action,
+                        target: h.target,
+                        at: format_ms(h.started_ms),
+                        took_ms: h.took_ms,
+                        outcome: h.outcome,
+                        detail: h.detail,
+                        recheck: h.recheck,
+                    })
+                    .collect();
+                Response::ok(id, json!(HealResult { actions }))
+            }
+            Err(e) => Response::error(id, code::UNAVAILABLE, e),
+        }
+    }
+
+    /// Probes reporting warn or fail, for `status`.
+    pub(super) fn probes_failing(&self) -> Vec<String> {
+        self.services
+            .probes
+            .reports()
+            .iter()
+            .filter(|r| r.status != Health::Pass)
+            .map(|r| {
+                let message = r.last.as_ref().map_or("", |o| o.message.as_str());
+                format!("{} ({}): {message}", r.path, r.status)
+            })
+            .collect()
+    }
+
+    /// The probes' reports, for `/health`.
+    pub(crate) fn probe_reports(&self) -> Vec<ProbeReport> {
+        self.services.probes.reports()
+    }
+
+    /// The breakers, for `/health`.
+    pub(crate) fn breaker_rows(&self) -> Vec<BreakerRow> {
+        self.services
+            .breakers
+            .all()
+            .iter()
+            .map(breaker_row)
+            .collect()
     }
 }

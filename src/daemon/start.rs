@@ -163,6 +163,8 @@ pub(super) async fn start_and_serve(
         watchdog: notify::watchdog_interval(),
         breakers: Default::default(),
         breakers_slot: Default::default(),
+        probes: Default::default(),
+        tree: Default::default(),
     };
     if services.watchdog.is_some() && !wiring::has_kind(&config.root, "heartbeat") {
         tracing::warn!(
@@ -170,7 +172,10 @@ pub(super) async fn start_and_serve(
         );
     }
     let tree = match start_tree(&config, &services).await {
-        Ok(tree) => tree,
+        Ok(tree) => {
+            let _ = services.tree.set(tree.clone());
+            tree
+        }
         Err(message) => {
             abandon(&store, &socket).await;
             return Err(Failure::Tree(message));

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use metasystem_actors::probes::Health;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -197,33 +198,81 @@ async fn health(daemon: &Daemon) -> (bool, String) {
         problems.push("the tree is not running".into());
     }
     let pass = |ok: bool| if ok { "pass" } else { "fail" };
+    let mut checks = serde_json::json!({
+        "tree:nodes": [{
+            "status": pass(s.failed + s.restarting + s.unresponsive == 0 && s.running > 0),
+            "running": s.running,
+            "restarting": s.restarting,
+            "stopped": s.stopped,
+            "failed": s.failed,
+            "unresponsive": s.unresponsive,
+        }],
+        "store:writes": [{
+            "status": pass(s.store.failing_since_ms.is_none()),
+            "queued": s.store.queued + s.store.samples_queued,
+            "dropped": s.store.dropped,
+            "write_failures": s.store.write_failures,
+        }],
+    });
+    // Probes as checks of their own (componentType "probe"), breakers as "breaker".
+    let reports = daemon.probe_reports();
+    for r in &reports {
+        let mut check = serde_json::json!({
+            "componentType": r.check,
+            "status": r.status.as_str(),
+        });
+        if let Some(last) = &r.last {
+            if let Some(v) = last.value {
+                check["observedValue"] = serde_json::json!(v);
+                check["observedUnit"] = serde_json::json!(last.unit);
+            }
+            if r.status != Health::Pass {
+                check["output"] = serde_json::json!(last.message);
+            }
+        }
+        if let Some(at) = r.at_ms {
+            check["time"] = serde_json::json!(metasystem_actors::store::format_ms(at));
+        }
+        checks[format!("probe:{}", r.path)] = serde_json::json!([check]);
+        if r.status != Health::Pass {
+            problems.push(format!("probe {} {}", r.path, r.status));
+        }
+    }
+    let mut breakers_open = false;
+    for b in daemon.breaker_rows() {
+        let closed = b.state == "closed" || b.state == "disabled";
+        breakers_open |= !closed;
+        checks[format!("breaker:{}", b.name)] = serde_json::json!([{
+            "status": if closed { "pass" } else { "warn" },
+            "observedValue": b.state,
+        }]);
+    }
+    if breakers_open {
+        problems.push("a circuit breaker is open".into());
+    }
+    // pass < warn < fail: the tree and the store pass or fail; probes and breakers add theirs.
+    let mut status = if s.healthy {
+        Health::Pass
+    } else {
+        Health::Fail
+    };
+    status = status.worst(crate::daemon::worst_probe(&reports));
+    if breakers_open {
+        status = status.worst(Health::Warn);
+    }
     let mut body = serde_json::json!({
-        "status": pass(s.healthy),
+        "status": status.as_str(),
         "version": version,
         "description": "metasystem daemon",
         "pid": s.pid,
         "uptime_s": s.uptime_s,
-        "checks": {
-            "tree:nodes": [{
-                "status": pass(s.failed + s.restarting + s.unresponsive == 0 && s.running > 0),
-                "running": s.running,
-                "restarting": s.restarting,
-                "stopped": s.stopped,
-                "failed": s.failed,
-                "unresponsive": s.unresponsive,
-            }],
-            "store:writes": [{
-                "status": pass(s.store.failing_since_ms.is_none()),
-                "queued": s.store.queued + s.store.samples_queued,
-                "dropped": s.store.dropped,
-                "write_failures": s.store.write_failures,
-            }],
-        },
+        "checks": checks,
     });
-    if !s.healthy {
+    if status != Health::Pass {
         body["output"] = serde_json::Value::String(problems.join(", "));
     }
-    (s.healthy, body.to_string())
+    // 200 for pass and warn, 503 for fail.
+    (status != Health::Fail, body.to_string())
 }
 
 #[cfg(test)]

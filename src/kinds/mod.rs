@@ -15,9 +15,11 @@ pub mod alerts;
 pub mod breakers;
 pub mod heartbeat;
 pub mod metrics;
+pub mod probe;
 pub mod supervisor;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use metasystem_actors::alerts::Alerts;
@@ -43,6 +45,10 @@ pub struct Services {
     /// The circuit breakers by name: filled by the breakers actor, used by every actor that
     /// calls a dependency (and by `breakers` commands) without a message round trip.
     pub breakers: metasystem_actors::breakers::Breakers,
+    /// The probes' latest reports (for `/health`, `status`, `health`).
+    pub probes: metasystem_actors::probes::actor::Probes,
+    /// The running tree, once started: what `restart` heal actions act on.
+    pub tree: Arc<std::sync::OnceLock<metasystem_actors::Tree>>,
     /// The running breakers actor, which persists what the breakers' notifier hands it.
     pub breakers_slot:
         metasystem_actors::slot::Slot<metasystem_actors::breakers::actor::BreakersMessage>,
@@ -55,6 +61,9 @@ pub struct ParseCx<'a> {
     pub path: String,
     /// How many supervisors are above the child (the root's children are at depth 1).
     pub depth: usize,
+    /// The daemon's state dir: relative paths in a kind's config (a probe's `path`, a heal
+    /// action's `dir`) are taken from it.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// One control operation of a kind, for `call PATH` (which lists them) and suggestions.
@@ -253,6 +262,7 @@ kinds! {
     Metrics => metrics::MetricsConfig,
     Alerts => alerts::AlertsConfig,
     Breakers => breakers::BreakersConfig,
+    Probe => probe::ProbeConfig,
 }
 
 /// This machine's name (alerts carry it), from uname.
@@ -364,6 +374,9 @@ mod tests {
             assert!(seen.insert(*name), "{name} listed twice");
             let child = if *name == "supervisor" {
                 format!("[[root.children]]\nname = \"c\"\nkind = \"{name}\"\n  [[root.children.children]]\n  name = \"inner\"\n  kind = \"heartbeat\"\n")
+            } else if *name == "probe" {
+                // The one key a probe cannot do without.
+                format!("[[root.children]]\nname = \"c\"\nkind = \"{name}\"\ncheck = \"breakers\"\n")
             } else {
                 format!("[[root.children]]\nname = \"c\"\nkind = \"{name}\"\n")
             };

@@ -108,9 +108,15 @@ impl SupervisorConfig {
                 );
                 break;
             }
-            if let Some(child) =
-                crate::config::child(cx.d, table, span, &cx.path, cx.depth + 1, &mut seen)
-            {
+            if let Some(child) = crate::config::child(
+                cx.d,
+                table,
+                span,
+                &cx.path,
+                cx.depth + 1,
+                &mut seen,
+                &cx.state_dir.clone(),
+            ) {
                 children.push(child);
             }
         }

@@ -22,7 +22,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The address the daemon logged for its listener (`http = "127.0.0.1:0"`: the kernel picks
 /// a free port).
-fn http_address(d: &TestDaemon) -> SocketAddr {
+pub(crate) fn http_address(d: &TestDaemon) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let log = d.log_text();
@@ -40,7 +40,7 @@ fn http_address(d: &TestDaemon) -> SocketAddr {
 }
 
 /// One HTTP/1.1 request on a fresh connection; (status, headers, body).
-fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+pub(crate) fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
     let mut s = match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
         Ok(s) => s,
         Err(e) => panic!("connect {addr}: {e}"),

@@ -7,6 +7,7 @@ mod commands;
 mod events;
 mod export;
 mod lifecycle;
+mod probes;
 mod reload;
 mod socket;
 mod store;

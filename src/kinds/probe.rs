@@ -1,0 +1,468 @@
+//! `kind = "probe"`: one health check run every `every` (see `metasystem_actors::probes`),
+//! reported as pass | warn | fail with hysteresis, with heal actions when it turns bad.
+//!
+//! Config: `check` (disk | memory | sqlite | sync_recency | breakers | tcp | http | command),
+//! `every` (default 1m), `timeout` (default 10s), `failures_before_warning` (1),
+//! `failures_before_critical` (3), `successes_before_passing` (1), the check's own keys:
+//! - disk: `path` (relative paths are in the state dir), `warn_below` (10GB), `fail_below`
+//!   (5GB), `warn_full_within` (24h: warn when the trend says the disk is full sooner; "0s"
+//!   turns it off);
+//! - memory: `warn_below` (500MB), `fail_below` (100MB);
+//! - sqlite: `path`, `warn_size` (500MB), `tables` (row counts to report);
+//! - sync_recency: `target`, `warn_after` (6h), `fail_after`;
+//! - breakers: none (warns while any breaker is not closed);
+//! - tcp: `addr` ("host:port"); http: `url`, `status` (default any 2xx), `body_contains`;
+//! - command: `command` (the program, no shell), `args`, `cwd`, `env` (a table of strings);
+//!
+//! and `heal = [{ action = "...", ... }]`: `restart` (`path` of an actor), `sync` (`target`),
+//! `prune_backups` (`dir`, `older_than`), `vacuum` (`db`), `cleanup` (`dir`, `older_than`,
+//! `pattern`), `reset_breaker` (`breaker`), `command` (`command`, `args`, `timeout`); each with
+//! `cooldown` (5m), `max_per_hour` (3) and `on` ("any": while it warns or fails, the default;
+//! "warn": only while it warns, e.g. a VACUUM for a size warning but not for a corruption;
+//! "fail": only while it fails).
+//! Operations: `status`, `check` (run it now).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use metasystem_actors::heal::{HealAction, HealLimits};
+use metasystem_actors::probes::actor::{HealOn, HealSpec, ProbeActor, ProbeArgs, ProbeMessage};
+use metasystem_actors::probes::{
+    net, CheckSpec, CommandSpec, DiskSpec, HttpSpec, MemorySpec, SqliteSpec, SyncRecencySpec,
+    TcpSpec, Thresholds,
+};
+use metasystem_actors::ChildSpec;
+use serde_json::Value;
+
+use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
+use crate::config::reader::Table;
+use crate::config::{bounded, bytes, expand, MAX_DURATION};
+
+const CHECKS: &[&str] = &[
+    "disk",
+    "memory",
+    "sqlite",
+    "sync_recency",
+    "breakers",
+    "tcp",
+    "http",
+    "command",
+];
+const ACTIONS: &[&str] = &[
+    "restart",
+    "sync",
+    "prune_backups",
+    "vacuum",
+    "cleanup",
+    "reset_breaker",
+    "command",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    pub check: CheckSpec,
+    pub every: Duration,
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+    pub heal: Vec<HealSpec>,
+}
+
+/// A required path, relative ones taken from the state dir.
+fn path(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Option<PathBuf> {
+    let v = t.required_string(cx.d, key)?;
+    let base = cx.state_dir.clone();
+    if v.get_ref() == "." {
+        return Some(base);
+    }
+    expand(cx.d, v.get_ref(), v.span(), &base)
+}
+
+fn count(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, key: &'static str, default: u32) -> u32 {
+    let Some(v) = t.integer(cx.d, key) else {
+        return default;
+    };
+    match u32::try_from(*v.get_ref()) {
+        Ok(n) if (1..=1000).contains(&n) => n,
+        _ => {
+            cx.d.error(
+                v.span(),
+                format!("`{key}` in {} must be between 1 and 1000", t.context),
+            );
+            default
+        }
+    }
+}
+
+fn strings(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Vec<String> {
+    t.strings(cx.d, key)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.get_ref().clone())
+        .collect()
+}
+
+fn command(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<CommandSpec> {
+    let program = t.required_string(cx.d, "command")?;
+    if program.get_ref().trim().is_empty() {
+        cx.d.error(
+            program.span(),
+            format!("`command` in {} must name a program", t.context),
+        );
+        return None;
+    }
+    let mut spec = CommandSpec::new(program.get_ref().clone(), strings(cx, t, "args"));
+    if let Some(cwd) = t.string(cx.d, "cwd") {
+        let base = cx.state_dir.clone();
+        spec.cwd = expand(cx.d, cwd.get_ref(), cwd.span(), &base);
+    }
+    if let Some(mut env) = t.table(cx.d, "env") {
+        env.context = format!("`env` of {}", t.context);
+        spec.env = env.string_entries(cx.d);
+        env.finish(cx.d);
+    }
+    Some(spec)
+}
+
+fn check(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<CheckSpec> {
+    let day = Duration::from_secs(24 * 3600);
+    Some(match kind {
+        "disk" => {
+            let mut s = DiskSpec::new(path(cx, t, "path")?);
+            if let Some(n) = bytes(cx.d, t, "warn_below") {
+                s.warn_below_bytes = n;
+            }
+            if let Some(n) = bytes(cx.d, t, "fail_below") {
+                s.fail_below_bytes = n;
+            }
+            if s.fail_below_bytes > s.warn_below_bytes {
+                cx.d.error(
+                    t.span.clone(),
+                    format!("`fail_below` in {} is above `warn_below`", t.context),
+                );
+            }
+            if let Some(d) = bounded(cx.d, t, "warn_full_within", Duration::ZERO, 30 * day) {
+                s.warn_full_within = (!d.is_zero()).then_some(d);
+            }
+            CheckSpec::Disk(s)
+        }
+        "memory" => {
+            let mut s = MemorySpec::default();
+            if let Some(n) = bytes(cx.d, t, "warn_below") {
+                s.warn_below_bytes = n;
+            }
+            if let Some(n) = bytes(cx.d, t, "fail_below") {
+                s.fail_below_bytes = n;
+            }
+            if s.fail_below_bytes > s.warn_below_bytes {
+                cx.d.error(
+                    t.span.clone(),
+                    format!("`fail_below` in {} is above `warn_below`", t.context),
+                );
+            }
+            CheckSpec::Memory(s)
+        }
+        "sqlite" => {
+            let mut s = SqliteSpec::new(path(cx, t, "path")?);
+            if let Some(n) = bytes(cx.d, t, "warn_size") {
+                s.warn_size_bytes = n;
+            }
+            if let Some(tables) = t.strings(cx.d, "tables") {
+                for table in tables {
+                    if metasystem_actors::probes::sqlite::valid_table_name(table.get_ref()) {
+                        s.tables.push(table.get_ref().clone());
+                    } else {
+                        cx.d.error(
+                            table.span(),
+                            format!(
+                                "{:?} in `tables` of {} is not a table name (letters, digits, _)",
+                                table.get_ref(),
+                                t.context
+                            ),
+                        );
+                    }
+                }
+            }
+            CheckSpec::Sqlite(s)
+        }
+        "sync_recency" => {
+            let target = t.required_string(cx.d, "target")?;
+            let mut s = SyncRecencySpec::new(target.get_ref().clone());
+            if let Some(d) = bounded(cx.d, t, "warn_after", Duration::from_secs(60), MAX_DURATION) {
+                s.warn_after = d;
+            }
+            s.fail_after = bounded(cx.d, t, "fail_after", Duration::from_secs(60), MAX_DURATION);
+            if s.fail_after.is_some_and(|f| f < s.warn_after) {
+                cx.d.error(
+                    t.span.clone(),
+                    format!("`fail_after` in {} is less than `warn_after`", t.context),
+                );
+            }
+            CheckSpec::SyncRecency(s)
+        }
+        "breakers" => CheckSpec::Breakers,
+        "tcp" => {
+            let addr = t.required_string(cx.d, "addr")?;
+            if let Err(why) = net::check_tcp_addr(addr.get_ref()) {
+                cx.d.error(addr.span(), format!("`addr` in {}: {why}", t.context));
+                return None;
+            }
+            CheckSpec::Tcp(TcpSpec {
+                addr: addr.get_ref().clone(),
+            })
+        }
+        "http" => {
+            let url = t.required_string(cx.d, "url")?;
+            if let Err(why) = net::parse_http_url(url.get_ref()) {
+                cx.d.error(url.span(), format!("`url` in {}: {why}", t.context));
+                return None;
+            }
+            let mut s = HttpSpec::new(url.get_ref().clone());
+            if let Some(v) = t.integer(cx.d, "status") {
+                match u16::try_from(*v.get_ref()) {
+                    Ok(code) if (100..=599).contains(&code) => s.expect_status = Some(code),
+                    _ => cx.d.error(
+                        v.span(),
+                        format!("`status` in {} must be an HTTP status (100-599)", t.context),
+                    ),
+                }
+            }
+            s.body_contains = t.string(cx.d, "body_contains").map(|v| v.get_ref().clone());
+            CheckSpec::Http(s)
+        }
+        "command" => CheckSpec::Command(command(cx, t)?),
+        _ => return None,
+    })
+}
+
+/// Whether `ancestor` is `path` or one of its ancestors.
+fn is_self_or_ancestor(ancestor: &str, path: &str) -> bool {
+    path == ancestor || path.starts_with(&format!("{ancestor}/"))
+}
+
+fn heal_item(
+    cx: &mut ParseCx<'_>,
+    table: &toml::de::DeTable<'_>,
+    span: std::ops::Range<usize>,
+    parent: &str,
+) -> Option<HealSpec> {
+    let mut t = Table::new(table, span, format!("a heal action of {parent}"));
+    let action = t.choice(cx.d, "action", ACTIONS).map(|a| *a.get_ref());
+    if action.is_none() && !t.has("action") {
+        cx.d.error(
+            t.span.clone(),
+            format!(
+                "{} is missing the required key `action` ({})",
+                t.context,
+                ACTIONS.join(", ")
+            ),
+        );
+    }
+    let day = Duration::from_secs(24 * 3600);
+    let older_than = |cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>| {
+        bounded(cx.d, t, "older_than", Duration::from_secs(60), MAX_DURATION).unwrap_or(7 * day)
+    };
+    let dir = |cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>| path(cx, t, "dir");
+    let heal = match action? {
+        "restart" => {
+            let target = t.required_string(cx.d, "path")?;
+            let p = target.get_ref().trim_end_matches('/').to_string();
+            if !is_self_or_ancestor("root", &p) || p == "root" {
+                cx.d.error(
+                    target.span(),
+                    format!(
+                        "`path` in {} must be an actor below root (e.g. \"root/sync\")",
+                        t.context
+                    ),
+                );
+                return None;
+            }
+            if is_self_or_ancestor(&p, &cx.path) {
+                cx.d.error(
+                    target.span(),
+                    format!(
+                        "`path` in {} is the probe itself or a supervisor above it: restarting it would stop the heal half-way",
+                        t.context
+                    ),
+                );
+                return None;
+            }
+            HealAction::Restart { path: p }
+        }
+        "sync" => HealAction::Sync {
+            target: t.required_string(cx.d, "target")?.get_ref().clone(),
+        },
+        "prune_backups" => {
+            let d = dir(cx, &mut t)?;
+            HealAction::PruneBackups {
+                older_than: older_than(cx, &mut t),
+                dir: d,
+            }
+        }
+        "vacuum" => HealAction::Vacuum {
+            db: path(cx, &mut t, "db")?,
+        },
+        "cleanup" => {
+            let d = dir(cx, &mut t)?;
+            HealAction::Cleanup {
+                older_than: older_than(cx, &mut t),
+                pattern: t.string(cx.d, "pattern").map(|p| p.get_ref().clone()),
+                dir: d,
+            }
+        }
+        "reset_breaker" => HealAction::ResetBreaker {
+            name: t.required_string(cx.d, "breaker")?.get_ref().clone(),
+        },
+        _ => {
+            let spec = command(cx, &mut t)?;
+            HealAction::Command {
+                program: spec.program,
+                args: spec.args,
+                timeout: bounded(cx.d, &mut t, "timeout", Duration::from_millis(100), day)
+                    .unwrap_or(Duration::from_secs(60)),
+            }
+        }
+    };
+    if let Err(why) = heal.validate() {
+        cx.d.error(t.span.clone(), format!("{}: {why}", t.context));
+        return None;
+    }
+    let mut limits = HealLimits::default();
+    if let Some(d) = bounded(cx.d, &mut t, "cooldown", Duration::ZERO, day) {
+        limits.cooldown = d;
+    }
+    if let Some(v) = t.integer(cx.d, "max_per_hour") {
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) if (1..=3600).contains(&n) => limits.max_per_hour = n,
+            _ => cx.d.error(
+                v.span(),
+                format!("`max_per_hour` in {} must be between 1 and 3600", t.context),
+            ),
+        }
+    }
+    let on = match t
+        .choice(cx.d, "on", &["any", "warn", "fail"])
+        .map(|v| *v.get_ref())
+    {
+        Some("warn") => HealOn::Warn,
+        Some("fail") => HealOn::Fail,
+        _ => HealOn::Any,
+    };
+    t.finish(cx.d);
+    Some(HealSpec {
+        action: heal,
+        limits,
+        on,
+    })
+}
+
+impl ActorKind for ProbeConfig {
+    const NAME: &'static str = "probe";
+    const OPS: &'static [Op] = &[
+        Op {
+            name: "status",
+            args: "",
+            summary: "the latest report: status, value, message, failures in a row",
+        },
+        Op {
+            name: "check",
+            args: "",
+            summary: "run the check now and show the report",
+        },
+    ];
+
+    fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
+        let kind = if t.has("check") {
+            t.choice(cx.d, "check", CHECKS).map(|k| *k.get_ref())
+        } else {
+            cx.d.error(
+                t.span.clone(),
+                format!(
+                    "{} is missing the required key `check` ({})",
+                    t.context,
+                    CHECKS.join(", ")
+                ),
+            );
+            None
+        };
+        let every = bounded(cx.d, t, "every", Duration::from_millis(100), MAX_DURATION)
+            .unwrap_or(Duration::from_secs(60));
+        let timeout = bounded(
+            cx.d,
+            t,
+            "timeout",
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        )
+        .unwrap_or(Duration::from_secs(10).min(every));
+        let defaults = Thresholds::default();
+        let thresholds = Thresholds {
+            failures_before_warning: count(
+                cx,
+                t,
+                "failures_before_warning",
+                defaults.failures_before_warning,
+            ),
+            failures_before_critical: count(
+                cx,
+                t,
+                "failures_before_critical",
+                defaults.failures_before_critical,
+            ),
+            successes_before_passing: count(
+                cx,
+                t,
+                "successes_before_passing",
+                defaults.successes_before_passing,
+            ),
+        };
+        let check = kind.and_then(|k| check(cx, t, k));
+        let parent = t.context.clone();
+        let mut heal = Vec::new();
+        for (table, span) in t.tables(cx.d, "heal") {
+            if let Some(h) = heal_item(cx, table, span, &parent) {
+                heal.push(h);
+            }
+        }
+        Some(ProbeConfig {
+            check: check?,
+            every,
+            timeout,
+            thresholds,
+            heal,
+        })
+    }
+
+    fn child_spec(&self, name: &str, services: &Services) -> ChildSpec {
+        let (config, services) = (self.clone(), services.clone());
+        ChildSpec::worker(name, Self::NAME, move |ctx| {
+            (
+                ProbeActor,
+                ProbeArgs {
+                    path: ctx.path.clone(),
+                    store: services.store.clone(),
+                    metrics: services.metrics.clone(),
+                    alerts: services.alerts.clone(),
+                    breakers: services.breakers.clone(),
+                    check: config.check.clone(),
+                    every: config.every,
+                    timeout: config.timeout,
+                    thresholds: config.thresholds,
+                    heal: config.heal.clone(),
+                    heal_tree: services.heal_tree(),
+                    registry: services.probes.clone(),
+                },
+            )
+        })
+    }
+
+    async fn call(cx: CallCx<'_>, op: &str, args: Value) -> Result<Value, CallError> {
+        super::check_op(Self::NAME, Self::OPS, op)?;
+        super::args::<NoArgs>(op, args)?;
+        let report = if op == "check" {
+            super::ask(&cx, ProbeMessage::CheckNow).await?
+        } else {
+            super::ask(&cx, ProbeMessage::Status).await?
+        };
+        super::reply(&report)
+    }
+}

@@ -1,0 +1,342 @@
+//! Probes, self-heal and `/health` on the real daemon: a tcp probe against a real listener
+//! that goes away (status, `health`, `status`, `/health` over real HTTP, the alert at the
+//! webhook), a command probe healed by a command action (recorded with its re-check), and a
+//! heal action that does not help stopping at its hourly cap with a critical alert.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use metasystem_actors::alerts::fingerprint;
+use metasystem_actors::sinks::HttpSink;
+use serde_json::Value;
+
+use crate::export::{http_address, request};
+use crate::util::TestDaemon;
+
+const WAIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("runtime: {e}"),
+    }
+}
+
+/// An alerts child posting every severity to `hook` at once (no grouping wait).
+fn alerts_child(hook: &str) -> String {
+    format!(
+        r#"
+[[root.children]]
+name = "alerts"
+kind = "alerts"
+group_wait = "0s"
+channels = [{{ name = "hook", type = "webhook", url = "{hook}" }}]
+"#
+    )
+}
+
+/// Polls `health --json` until `check` holds (bounded).
+fn health_until(d: &TestDaemon, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = d.cli(&["health", "--json"]);
+        let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+        if check(&v) {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("health never showed {what}: {v:#}\nlog:\n{}", d.log_text());
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn probe<'a>(v: &'a Value, path: &str) -> &'a Value {
+    v["probes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["path"] == path))
+        .unwrap_or(&Value::Null)
+}
+
+#[test]
+fn a_tcp_probe_fails_when_its_port_closes_and_health_status_and_the_webhook_say_so() {
+    let rt = runtime();
+    let hook = rt.block_on(HttpSink::start());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tree = format!(
+        r#"
+[root]
+{alerts}
+[[root.children]]
+name = "port"
+kind = "probe"
+check = "tcp"
+addr = "{addr}"
+every = "200ms"
+timeout = "1s"
+failures_before_warning = 1
+failures_before_critical = 2
+"#,
+        alerts = alerts_child(&hook.url("/hook"))
+    );
+    let d = TestDaemon::start_with("http = \"127.0.0.1:0\"", &tree);
+    let http = http_address(&d);
+
+    let v = health_until(&d, "the port passing", |v| {
+        probe(v, "root/port")["last_status"] == "pass"
+    });
+    assert_eq!(v["status"], "pass");
+    assert_eq!(probe(&v, "root/port")["check"], "tcp");
+    assert!(probe(&v, "root/port")["value"].as_f64().is_some(), "{v:#}");
+    let (code, _, body) = request(http, "GET", "/health");
+    assert_eq!(code, 200, "{body}");
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        h["checks"]["probe:root/port"][0]["status"], "pass",
+        "{body}"
+    );
+    assert_eq!(h["checks"]["probe:root/port"][0]["componentType"], "tcp");
+
+    // The port closes: warn after one failure, fail after two.
+    drop(listener);
+    let v = health_until(&d, "the port failing", |v| {
+        probe(v, "root/port")["status"] == "fail"
+    });
+    assert_eq!(v["status"], "fail");
+    let out = d.cli(&["health"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("FAIL  root/port"), "{}", out.stdout);
+    let status = d.cli(&["status"]);
+    assert!(
+        status.stdout.contains("probe:     root/port (fail)"),
+        "{}",
+        status.stdout
+    );
+    let (code, head, body) = request(http, "GET", "/health");
+    assert_eq!(code, 503, "{body}");
+    assert!(head.contains("application/health+json"), "{head}");
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "fail");
+    assert_eq!(
+        h["checks"]["probe:root/port"][0]["status"], "fail",
+        "{body}"
+    );
+    assert!(
+        h["output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("probe root/port fail"),
+        "{body}"
+    );
+
+    // The changes are events, and the critical alert reaches the webhook.
+    let events = d.events(&["--kind", "probe"]);
+    let changes: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{}->{}",
+                e["data"]["from"].as_str().unwrap_or(""),
+                e["data"]["to"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(changes.contains(&"pass->warn".to_string()), "{changes:?}");
+    assert!(changes.contains(&"warn->fail".to_string()), "{changes:?}");
+    let want = fingerprint("probe:root/port:fail");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = hook.requests();
+        let found = got.iter().any(|r| {
+            r.json()["alerts"].as_array().is_some_and(|a| {
+                a.iter().any(|a| {
+                    a["fingerprint"] == want.as_str() && a["labels"]["severity"] == "critical"
+                })
+            })
+        });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no critical probe alert at the webhook: {:?}",
+            got.iter().map(|r| r.body_str()).collect::<Vec<_>>()
+        );
+        std::thread::sleep(POLL);
+    }
+
+    // Back: the port listens again, the probe passes.
+    let again = TcpListener::bind(addr);
+    if let Ok(_listener) = again {
+        health_until(&d, "the port passing again", |v| {
+            probe(v, "root/port")["status"] == "pass"
+        });
+        let (code, _, _) = request(http, "GET", "/health");
+        assert_eq!(code, 200);
+    }
+}
+
+#[test]
+fn a_command_probe_is_healed_by_its_action_and_the_heal_is_recorded_with_its_recheck() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("ok");
+    let tree = format!(
+        r#"
+[root]
+[[root.children]]
+name = "flag"
+kind = "probe"
+check = "command"
+command = "/bin/sh"
+args = ["-c", "test -f '{flag}'"]
+every = "200ms"
+failures_before_warning = 1
+failures_before_critical = 1
+heal = [{{ action = "command", command = "/bin/sh", args = ["-c", "touch '{flag}'"], cooldown = "1m" }}]
+"#,
+        flag = flag.display()
+    );
+    let d = TestDaemon::start(&tree);
+    // The flag is missing: the probe fails, the heal action creates it, the re-check passes.
+    let deadline = Instant::now() + WAIT;
+    let actions = loop {
+        let v = d.json(&["heal"], 0);
+        let actions = v["actions"].as_array().cloned().unwrap_or_default();
+        if !actions.is_empty() {
+            break actions;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no heal action:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(POLL);
+    };
+    assert!(flag.exists());
+    let a = &actions[0];
+    assert_eq!(a["probe"], "root/flag");
+    assert_eq!(a["action"], "command");
+    assert_eq!(a["outcome"], "done", "{a:#}");
+    assert_eq!(a["recheck"], "pass", "{a:#}");
+    health_until(&d, "the flag passing", |v| {
+        probe(v, "root/flag")["status"] == "pass"
+    });
+    let human = d.cli(&["heal"]);
+    assert!(
+        human.stdout.contains("root/flag command"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human.stdout.contains("then the probe said pass"),
+        "{}",
+        human.stdout
+    );
+    // One action: the cooldown holds the rest, and the probe passes anyway.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        d.json(&["heal"], 0)["actions"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let heal_events = d.events(&["--kind", "heal"]);
+    assert_eq!(heal_events.len(), 1, "{heal_events:#?}");
+}
+
+#[test]
+fn a_heal_action_that_does_not_help_stops_at_its_hourly_cap_with_a_critical_alert() {
+    let rt = runtime();
+    let hook = rt.block_on(HttpSink::start());
+    let tree = format!(
+        r#"
+[root]
+{alerts}
+[[root.children]]
+name = "never"
+kind = "probe"
+check = "command"
+command = "/bin/false"
+every = "100ms"
+failures_before_warning = 1
+failures_before_critical = 1
+heal = [{{ action = "command", command = "/bin/true", cooldown = "0s", max_per_hour = 2 }}]
+"#,
+        alerts = alerts_child(&hook.url("/hook"))
+    );
+    let d = TestDaemon::start(&tree);
+    let want = fingerprint("heal_cap:root/never:command");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = hook.requests();
+        let capped = got.iter().any(|r| {
+            r.json()["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["fingerprint"] == want.as_str()))
+        });
+        if capped {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cap alert:\n{}", d.log_text());
+        std::thread::sleep(POLL);
+    }
+    // Many more checks, no more actions: exactly the cap, each re-checked (and still failing:
+    // exit 1 is a warning).
+    std::thread::sleep(Duration::from_millis(800));
+    let v = d.json(&["heal"], 0);
+    let actions = v["actions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(actions.len(), 2, "{v:#}");
+    for a in &actions {
+        assert_eq!(a["outcome"], "done", "{a:#}");
+        assert_eq!(a["recheck"], "warn", "{a:#}");
+    }
+}
+
+#[test]
+fn probe_configs_are_checked_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("supervision.toml");
+    crate::util::write_file(
+        &path,
+        r#"
+[root]
+[[root.children]]
+name = "p"
+kind = "probe"
+check = "disc"
+[[root.children]]
+name = "q"
+kind = "probe"
+check = "disk"
+path = "/"
+warn_below = "10 parsecs"
+heal = [{ action = "restart", path = "root" }, { action = "explode" }]
+[[root.children]]
+name = "r"
+kind = "probe"
+check = "http"
+url = "ftp://example.org/"
+"#,
+    );
+    let shown = path.display().to_string();
+    let out = crate::util::run_cli(&["check", &shown], &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    for needle in [
+        ":6:9: `check` in child `root/p`",
+        "did you mean `disk`?",
+        "unknown unit \"parsecs\"",
+        "`path` in a heal action of child `root/q` must be an actor below root",
+        "`action` in a heal action of child `root/q` is \"explode\"",
+        "`url` in child `root/r`",
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "missing {needle:?} in:\n{}",
+            out.stderr
+        );
+    }
+}
