@@ -186,6 +186,25 @@ fn save_later(store: &Store, saves: Vec<BreakerSave>) {
     }
 }
 
+/// When the actor must next tick `b`: the machine's next deadline and, in HALF_OPEN, at the
+/// latest one `half_open_max_wait` from now. Handing out a trial permit notifies nothing, so the
+/// deadline of a permit taken after this arming is unknown here; it is no earlier than that
+/// check, which then sees it and arms for it exactly. Without it, a trial never reported would
+/// hold HALF_OPEN until some other call came (resilience4j's stuck HALF_OPEN).
+fn next_check(b: &Breaker, now: i64) -> Option<i64> {
+    let deadline = b.next_deadline();
+    if b.state() != StateName::HalfOpen {
+        return deadline;
+    }
+    let max_wait = b.config().half_open_max_wait;
+    if max_wait.is_zero() {
+        return deadline;
+    }
+    let wait = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
+    let check = now.saturating_add(wait);
+    Some(deadline.map_or(check, |d| d.min(check)))
+}
+
 fn activity(s: &Snapshot) -> u64 {
     s.counters.calls + s.counters.rejections
 }
@@ -199,7 +218,7 @@ impl BreakersState {
             .registry
             .all()
             .iter()
-            .filter_map(Breaker::next_deadline)
+            .filter_map(|b| next_check(b, now))
             .min();
         let Some(at) = next else {
             return;

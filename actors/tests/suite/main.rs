@@ -3,6 +3,7 @@
 
 mod alerts;
 mod backoff;
+mod breakers;
 mod channels;
 mod dynamic;
 mod intensity;
