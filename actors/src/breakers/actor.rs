@@ -359,6 +359,13 @@ impl Actor for BreakersActor {
                 transition,
                 snapshot,
             } => {
+                // Two threads may notify in the opposite order to that of their transitions:
+                // the stored state is the breaker's as it is now, never an older snapshot that
+                // arrived late.
+                let snapshot = match state.args.registry.get(&name) {
+                    Some(b) => b.snapshot(),
+                    None => *snapshot,
+                };
                 state.saved.insert(name.clone(), activity(&snapshot));
                 state
                     .save(vec![save_of(&name, Some(&transition), &snapshot)])

@@ -17,7 +17,9 @@ use metasystem_actors::alerts::{Alerts, PerSeverity, Policy, Status};
 use metasystem_actors::breakers::actor::{
     alert_key, BreakerStatus, BreakersActor, BreakersArgs, BreakersMessage,
 };
-use metasystem_actors::breakers::{BreakerConfig, Breakers, Rejected, Snapshot, State, StateName};
+use metasystem_actors::breakers::{
+    BreakerConfig, Breakers, Rejected, Snapshot, State, StateName, Transition,
+};
 use metasystem_actors::metrics::Metrics;
 use metasystem_actors::slot::Slot;
 use metasystem_actors::store::health::{self, BreakerRow, TransitionRow};
@@ -534,5 +536,53 @@ async fn half_open_admits_only_its_trials_and_an_unreported_trial_reopens_it() {
     // And the cycle goes on: the timer half-opens it again.
     live_until(&h.registry, "api", StateName::HalfOpen).await;
     running.stop().await;
+    store.close().await;
+}
+
+/// Two threads may notify in the opposite order to that of their transitions: a stale
+/// notification reaching the actor after a newer one must not roll the stored state back.
+#[tokio::test]
+async fn a_stale_notification_does_not_roll_the_stored_state_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let h = Handles::new(&store);
+    let running = Running::start(&h, &[("db", config(Duration::from_secs(3600)))]).await;
+    let db = h.registry.get("db").expect("db");
+    for _ in 0..3 {
+        fail(&h.registry, "db");
+    }
+    let opened = db.snapshot();
+    db.reset().expect("open -> closed");
+    stored_until(&store, "db", "closed").await;
+    // The CLOSED -> OPEN notification, delivered late (as from a slower thread).
+    let stale = Transition {
+        from: StateName::Closed,
+        to: StateName::Open,
+        at_ms: opened.since_ms,
+        reason: "3 consecutive failures; open for 1h".into(),
+    };
+    running
+        .actor
+        .cast(BreakersMessage::Transition {
+            name: "db".into(),
+            transition: stale,
+            snapshot: Box::new(opened),
+        })
+        .expect("cast");
+    // The actor handles messages in order: once status answers, the stale one was handled.
+    running.status().await;
+    let (row, snap) = stored_one(&store, "db").await.expect("stored");
+    assert_eq!(row.state, "closed", "{snap:?}");
+    assert_eq!(snap.state, State::Closed);
+    running.stop().await;
+
+    // And a restart restores what the breaker really is.
+    let fresh = Handles::new(&store);
+    let again = Running::start(&fresh, &[("db", config(Duration::from_secs(3600)))]).await;
+    assert_eq!(
+        fresh.registry.get("db").map(|b| b.state()),
+        Some(StateName::Closed)
+    );
+    again.stop().await;
     store.close().await;
 }
