@@ -6,6 +6,13 @@
 //! Callers never wait on it: they use the [`Breaker`] handles in the registry. A transition
 //! reaches the actor through the registry's notifier ([`notifier`]), which reports the sample and
 //! the alert itself and hands the persisting to whichever incarnation of the actor runs.
+//!
+//! A notification only tells the actor to look: what it stores comes from the breaker itself —
+//! its live state, and the transitions since the last one stored, from the breaker's own
+//! history ([`Breaker::transitions_after`]), in order. So a notification that arrives late (two
+//! threads notify in either order) stores nothing older than what is stored, and notifications
+//! still queued when the actor stops (ractor drops them) are stored at its stop, or by the next
+//! incarnation when the registry kept the breaker.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,7 +50,8 @@ pub struct BreakersArgs {
 }
 
 pub enum BreakersMessage {
-    /// A breaker changed state (from the notifier): persist it and re-arm the timer.
+    /// A breaker changed state (from the notifier): store what it has that the store lacks,
+    /// and re-arm the timer. The snapshot is stored only for a breaker no longer in the registry.
     Transition {
         name: String,
         transition: Transition,
@@ -69,8 +77,25 @@ pub struct BreakersState {
     args: BreakersArgs,
     /// The time the tick timer is set for, if any.
     timer_at: Option<i64>,
-    /// Calls + rejections of each breaker at its last save: only changed ones are saved.
-    saved: HashMap<String, u64>,
+    /// What the store holds of each breaker: only what changed since is written.
+    stored: HashMap<String, Stored>,
+}
+
+/// A breaker as far as its stored row goes: the number of its last stored transition and its
+/// calls + rejections then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stored {
+    transitions: u64,
+    activity: u64,
+}
+
+impl Stored {
+    fn of(s: &Snapshot) -> Stored {
+        Stored {
+            transitions: s.counters.transitions,
+            activity: s.counters.calls + s.counters.rejections,
+        }
+    }
 }
 
 /// The notifier every breaker in the registry calls on a transition: a sample, an alert when
@@ -205,10 +230,6 @@ fn next_check(b: &Breaker, now: i64) -> Option<i64> {
     Some(deadline.map_or(check, |d| d.min(check)))
 }
 
-fn activity(s: &Snapshot) -> u64 {
-    s.counters.calls + s.counters.rejections
-}
-
 impl BreakersState {
     /// Arms the tick timer for the earliest deadline of any breaker, unless one is set sooner.
     fn arm(&mut self, myself: &ActorRef<BreakersMessage>) {
@@ -245,16 +266,42 @@ impl BreakersState {
         }
     }
 
-    /// The counts of breakers that saw calls since their last save.
+    /// What `b` has that the store lacks: each transition since the last one stored, in
+    /// order, or else its counts if they changed; every row with the live state.
+    fn unsaved(&mut self, b: &Breaker) -> Vec<BreakerSave> {
+        let snapshot = b.snapshot();
+        let now = Stored::of(&snapshot);
+        let before = self.stored.get(b.name()).copied().unwrap_or_default();
+        if now == before {
+            return Vec::new();
+        }
+        self.stored.insert(b.name().to_string(), now);
+        let missed = b.transitions_after(before.transitions);
+        if let Some((first, _)) = missed.first() {
+            if *first > before.transitions + 1 {
+                tracing::warn!(
+                    breaker = b.name(),
+                    lost = *first - before.transitions - 1,
+                    "transitions of a breaker were not stored (too many since the last save)"
+                );
+            }
+        }
+        let mut saves: Vec<BreakerSave> = missed
+            .iter()
+            .filter(|(n, _)| *n <= now.transitions)
+            .map(|(_, t)| save_of(b.name(), Some(t), &snapshot))
+            .collect();
+        if saves.is_empty() {
+            saves.push(save_of(b.name(), None, &snapshot));
+        }
+        saves
+    }
+
+    /// Everything the store lacks, of every breaker.
     async fn save_changed(&mut self) {
         let mut saves = Vec::new();
         for b in self.args.registry.all() {
-            let snapshot = b.snapshot();
-            let seen = activity(&snapshot);
-            if self.saved.get(b.name()) != Some(&seen) {
-                self.saved.insert(b.name().to_string(), seen);
-                saves.push(save_of(b.name(), None, &snapshot));
-            }
+            saves.extend(self.unsaved(&b));
         }
         self.save(saves).await;
     }
@@ -311,22 +358,26 @@ impl Actor for BreakersActor {
             args.alerts.clone(),
             args.path.clone(),
         );
-        let mut saved = HashMap::new();
+        let mut stored_now = HashMap::new();
         for (name, config) in &args.breakers {
             match args.registry.get(name) {
-                // An earlier incarnation's breaker: its state is the live one.
-                Some(existing) => existing.reconfigure(config.clone()),
+                // An earlier incarnation's breaker: its state is the live one. What the store
+                // lacks of it (transitions whose notifications that incarnation never read) is
+                // written at the first save, below.
+                Some(existing) => {
+                    existing.reconfigure(config.clone());
+                    let row = stored.get(name).map(Stored::of).unwrap_or_default();
+                    stored_now.insert(name.clone(), row);
+                }
                 None => {
                     let machine = match stored.get(name) {
                         Some(s) => Machine::restore(config.clone(), s, now),
                         None => Machine::new(config.clone(), now),
                     };
                     let breaker = Breaker::from_machine(name.clone(), machine, notify.clone());
+                    stored_now.insert(name.clone(), Stored::of(&breaker.snapshot()));
                     args.registry.insert(breaker);
                 }
-            }
-            if let Some(b) = args.registry.get(name) {
-                saved.insert(name.clone(), activity(&b.snapshot()));
             }
         }
         // Breakers no longer configured leave the registry (their stored rows stay, for a
@@ -338,10 +389,11 @@ impl Actor for BreakersActor {
         }
         args.slot.attach(myself.clone());
         myself.send_interval(SAVE_EVERY, || BreakersMessage::Save);
+        let _ = myself.cast(BreakersMessage::Save);
         let mut state = BreakersState {
             args,
             timer_at: None,
-            saved,
+            stored: stored_now,
         };
         state.arm(&myself);
         Ok(state)
@@ -359,17 +411,12 @@ impl Actor for BreakersActor {
                 transition,
                 snapshot,
             } => {
-                // Two threads may notify in the opposite order to that of their transitions:
-                // the stored state is the breaker's as it is now, never an older snapshot that
-                // arrived late.
-                let snapshot = match state.args.registry.get(&name) {
-                    Some(b) => b.snapshot(),
-                    None => *snapshot,
+                let saves = match state.args.registry.get(&name) {
+                    Some(b) => state.unsaved(&b),
+                    // No longer configured: its notification is all there is.
+                    None => vec![save_of(&name, Some(&transition), &snapshot)],
                 };
-                state.saved.insert(name.clone(), activity(&snapshot));
-                state
-                    .save(vec![save_of(&name, Some(&transition), &snapshot)])
-                    .await;
+                state.save(saves).await;
                 state.arm(&myself);
             }
             BreakersMessage::Tick => {

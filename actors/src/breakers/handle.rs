@@ -10,8 +10,11 @@
 //!
 //! Two threads may notify in the opposite order to that of their transitions; a consumer that
 //! keeps state orders them by `Snapshot::counters.transitions` (one per transition, increasing).
+//! A consumer that may miss notifications (an actor whose queued messages are dropped when it
+//! stops) reads what it missed from [`Breaker::transitions_after`]: the breaker keeps its last
+//! [`HISTORY`] transitions, numbered as that counter numbers them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -22,6 +25,9 @@ use super::machine::{BreakerConfig, Machine, Permit, Rejected, Snapshot, StateNa
 /// Called on every transition with the breaker's name, the transition and the snapshot right
 /// after it. Shared (an `Arc`) so one notifier can serve a whole registry.
 pub type Notifier = Arc<dyn Fn(&str, &Transition, &Snapshot) + Send + Sync>;
+
+/// How many of its latest transitions a breaker keeps for [`Breaker::transitions_after`].
+pub const HISTORY: usize = 32;
 
 /// Where a breaker reads the time (Unix ms): the wall clock, or a test's own clock.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -75,6 +81,9 @@ pub struct Breaker {
 struct Inner {
     name: String,
     machine: Mutex<Machine>,
+    /// The latest transitions with their numbers (`counters.transitions` right after each),
+    /// oldest first. Locked inside `machine`'s lock, never the other way round.
+    history: Mutex<VecDeque<(u64, Transition)>>,
     notify: Notifier,
     clock: Clock,
 }
@@ -110,6 +119,7 @@ impl Breaker {
             inner: Arc::new(Inner {
                 name: name.into(),
                 machine: Mutex::new(machine),
+                history: Mutex::new(VecDeque::new()),
                 notify,
                 clock,
             }),
@@ -179,6 +189,17 @@ impl Breaker {
         self.lock().snapshot(now)
     }
 
+    /// The transitions numbered after `seq` (by `counters.transitions`), oldest first, with
+    /// their numbers; only the latest [`HISTORY`] are kept (and none from before the breaker
+    /// was made: a restored breaker's history starts at its restore).
+    pub fn transitions_after(&self, seq: u64) -> Vec<(u64, Transition)> {
+        self.history()
+            .iter()
+            .filter(|(n, _)| *n > seq)
+            .cloned()
+            .collect()
+    }
+
     /// The config the machine runs with (cloned).
     pub fn config(&self) -> BreakerConfig {
         self.lock().config().clone()
@@ -212,14 +233,27 @@ impl Breaker {
         self.inner.machine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` under the lock; on a transition, takes the snapshot under the lock and
-    /// notifies after releasing it.
+    fn history(&self) -> MutexGuard<'_, VecDeque<(u64, Transition)>> {
+        self.inner.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` under the lock; on a transition, takes the snapshot and records the
+    /// transition in the history under the lock, and notifies after releasing it.
     fn apply<R>(&self, f: impl FnOnce(&mut Machine, i64) -> (R, Option<Transition>)) -> R {
         let now = self.now_ms();
         let (out, change) = {
             let mut machine = self.lock();
             let (out, change) = f(&mut machine, now);
-            (out, change.map(|t| (t, machine.snapshot(now))))
+            let change = change.map(|t| {
+                let snapshot = machine.snapshot(now);
+                let mut history = self.history();
+                if history.len() == HISTORY {
+                    history.pop_front();
+                }
+                history.push_back((snapshot.counters.transitions, t.clone()));
+                (t, snapshot)
+            });
+            (out, change)
         };
         if let Some((transition, snapshot)) = change {
             self.notify(&transition, &snapshot);
@@ -426,6 +460,35 @@ mod tests {
         assert_eq!(s.counters.transitions, 1);
         assert_eq!(seen[2].2.state, State::Closed);
         assert_eq!(seen[2].2.counters.transitions, 3);
+    }
+
+    #[test]
+    fn the_latest_transitions_are_kept_numbered_as_the_counter_numbers_them() {
+        let (_, clock) = manual_clock();
+        let b = breaker_on(clock, no_notifier());
+        assert!(b.transitions_after(0).is_empty());
+        b.force_open().expect("1");
+        b.reset().expect("2");
+        let kept = b.transitions_after(0);
+        let numbered: Vec<_> = kept.iter().map(|(n, t)| (*n, t.from, t.to)).collect();
+        assert_eq!(
+            numbered,
+            vec![
+                (1, StateName::Closed, StateName::ForcedOpen),
+                (2, StateName::ForcedOpen, StateName::Closed)
+            ]
+        );
+        assert_eq!(b.transitions_after(1).len(), 1);
+        assert!(b.transitions_after(2).is_empty());
+        for _ in 0..HISTORY {
+            b.disable().expect("disable");
+            b.reset().expect("reset");
+        }
+        let kept = b.transitions_after(0);
+        assert_eq!(kept.len(), HISTORY, "only the latest");
+        let last = b.snapshot().counters.transitions;
+        assert_eq!(kept.last().map(|(n, _)| *n), Some(last));
+        assert_eq!(kept[0].0, last - HISTORY as u64 + 1);
     }
 
     #[test]

@@ -574,6 +574,11 @@ async fn a_stale_notification_does_not_roll_the_stored_state_back() {
     let (row, snap) = stored_one(&store, "db").await.expect("stored");
     assert_eq!(row.state, "closed", "{snap:?}");
     assert_eq!(snap.state, State::Closed);
+    assert_eq!(
+        path_of(&transitions(&store, "db").await),
+        vec![pair("closed", "open"), pair("open", "closed")],
+        "each transition stored once, in order"
+    );
     running.stop().await;
 
     // And a restart restores what the breaker really is.
@@ -584,5 +589,135 @@ async fn a_stale_notification_does_not_roll_the_stored_state_back() {
         Some(StateName::Closed)
     );
     again.stop().await;
+    store.close().await;
+}
+
+/// A daemon restart: the actor stops right after transitions (the last ones may still be in
+/// its mailbox), the store is closed, and a new actor starts on the reopened store with new
+/// handles (a fresh registry): every state, its wait and the counts come back.
+#[tokio::test]
+async fn state_and_counts_survive_a_restart_with_a_fresh_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = Duration::from_secs(3600);
+    let breakers = [
+        ("db", config(hour)),
+        ("ops", config(hour)),
+        ("quiet", config(hour)),
+    ];
+    let (db_before, ops_before) = {
+        let store = open_store(&dir).await;
+        let h = Handles::new(&store);
+        let running = Running::start(&h, &breakers).await;
+        for _ in 0..3 {
+            fail(&h.registry, "db");
+        }
+        let db = h.registry.get("db").expect("db");
+        db.allow().expect_err("open");
+        // An operator's action with no call after it: only the transition says it changed.
+        let ops = h.registry.get("ops").expect("ops");
+        ops.force_open().expect("closed -> forced_open");
+        let before = (db.snapshot(), ops.snapshot());
+        running.stop().await;
+        store.close().await;
+        before
+    };
+
+    let store = open_store(&dir).await;
+    let h = Handles::new(&store);
+    let running = Running::start(&h, &breakers).await;
+    let db = h.registry.get("db").expect("db").snapshot();
+    let ops = h.registry.get("ops").expect("ops").snapshot();
+    assert_eq!(db.state, db_before.state, "open, until the same time");
+    assert!(matches!(db.state, State::Open { opened: 1, .. }));
+    assert_eq!(db.counters, db_before.counters);
+    assert_eq!(
+        (db.wait_ms, db.since_ms, db.last_transition_ms),
+        (
+            db_before.wait_ms,
+            db_before.since_ms,
+            db_before.last_transition_ms
+        )
+    );
+    assert_eq!(ops.state, State::ForcedOpen);
+    assert_eq!(ops.counters, ops_before.counters);
+    assert_eq!(
+        h.registry.get("quiet").map(|b| b.state()),
+        Some(StateName::Closed)
+    );
+    // Every transition was recorded, the last ones included.
+    assert_eq!(
+        path_of(&transitions(&store, "ops").await),
+        vec![pair("closed", "forced_open")]
+    );
+    assert_eq!(
+        path_of(&transitions(&store, "db").await),
+        vec![pair("closed", "open")]
+    );
+    let status = running.status().await;
+    let states: Vec<(String, StateName)> =
+        status.iter().map(|s| (s.name.clone(), s.state)).collect();
+    assert_eq!(
+        states,
+        vec![
+            ("db".to_string(), StateName::Open),
+            ("ops".to_string(), StateName::ForcedOpen),
+            ("quiet".to_string(), StateName::Closed),
+        ]
+    );
+    // The restored breakers notify the new incarnation: a reset is persisted.
+    h.registry.get("ops").expect("ops").reset().expect("closed");
+    stored_until(&store, "ops", "closed").await;
+    running.stop().await;
+    store.close().await;
+}
+
+/// An actor restarted with a new config while the registry keeps its breakers (a restart by
+/// its supervisor, a reload): the live state is kept, the new config applies, and the new
+/// incarnation's timer drives it; a breaker no longer configured leaves the registry.
+#[tokio::test]
+async fn a_reconfigured_breaker_keeps_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let h = Handles::new(&store);
+    let hour = Duration::from_secs(3600);
+    let first = Running::start(&h, &[("db", config(hour)), ("old", config(hour))]).await;
+    let db = h.registry.get("db").expect("db");
+    for _ in 0..3 {
+        fail(&h.registry, "db");
+    }
+    let before = db.snapshot();
+    first.stop().await;
+
+    // Now the wait is 100 ms (at most 200 ms) and 10 failures open it.
+    let short = BreakerConfig {
+        failure_threshold: 10,
+        ..config(Duration::from_millis(100))
+    };
+    let second = Running::start(&h, &[("db", short)]).await;
+    assert_eq!(h.registry.names(), vec!["db".to_string()]);
+    let same = h.registry.get("db").expect("db");
+    assert_eq!(same.state(), StateName::Open, "still open");
+    assert_eq!(same.snapshot().counters, before.counters);
+    assert_eq!(same.config().failure_threshold, 10);
+    // Callers that kept the handle share the same breaker.
+    assert_eq!(db.state(), StateName::Open);
+    // The wait was brought within the new bounds and the new incarnation's timer ends it.
+    live_until(&h.registry, "db", StateName::HalfOpen).await;
+    // The opening, notified to the first incarnation just before it stopped, is stored too.
+    let rows = transitions_until(&store, "db", 2).await;
+    assert_eq!(
+        path_of(&rows),
+        vec![pair("closed", "open"), pair("open", "half_open")]
+    );
+    succeed(&h.registry, "db");
+    succeed(&h.registry, "db");
+    for _ in 0..9 {
+        fail(&h.registry, "db");
+    }
+    assert_eq!(db.state(), StateName::Closed, "9 failures are not 10");
+    fail(&h.registry, "db");
+    assert_eq!(db.state(), StateName::Open);
+    stored_until(&store, "db", "open").await;
+    second.stop().await;
     store.close().await;
 }
