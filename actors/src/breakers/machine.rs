@@ -425,6 +425,7 @@ impl Machine {
             State::ForcedOpen => Phase::ForcedOpen,
             State::Disabled => Phase::Disabled,
         };
+        m.first_wait_unless_opened();
         m
     }
 
@@ -439,6 +440,7 @@ impl Machine {
         }
         self.config = config;
         self.wait_ms = self.wait_ms.clamp(self.limits.base_ms, self.limits.cap_ms);
+        self.first_wait_unless_opened();
         if let Phase::Open { until_ms } = self.phase {
             self.phase = Phase::Open {
                 until_ms: until_ms.min(now_ms.saturating_add(self.wait_ms)),
@@ -448,6 +450,15 @@ impl Machine {
 
     pub fn config(&self) -> &BreakerConfig {
         &self.config
+    }
+
+    /// A breaker that has not opened since it last closed (closed, or put in a state by an
+    /// operator) opens next for the first wait, `open_for`: that is its wait, whatever an
+    /// earlier config or snapshot said.
+    fn first_wait_unless_opened(&mut self) {
+        if self.opened == 0 {
+            self.wait_ms = self.limits.base_ms;
+        }
     }
 
     pub fn state(&self) -> State {
@@ -1829,6 +1840,50 @@ mod tests {
         );
         assert_eq!(until(&m), T0 + 1 + 20_000);
         assert_eq!(m.config().failure_rate, Some(0.5));
+    }
+
+    #[test]
+    fn a_new_config_gives_a_breaker_that_has_not_opened_its_new_first_wait() {
+        let shorter = BreakerConfig {
+            open_for: Duration::from_secs(10),
+            open_for_max: Duration::from_secs(40),
+            ..config()
+        };
+        type Setup = fn(&mut Machine);
+        let setups: [(StateName, Setup); 4] = [
+            (StateName::Closed, |_| {}),
+            (StateName::ForcedOpen, |m| {
+                m.force_open(T0);
+            }),
+            (StateName::Disabled, |m| {
+                m.disable(T0);
+            }),
+            (StateName::HalfOpen, |m| {
+                m.half_open(T0);
+            }),
+        ];
+        for (state, setup) in setups {
+            let mut m = Machine::new(config(), T0);
+            setup(&mut m);
+            assert_eq!(m.state_name(), state);
+            let snap = m.snapshot(T0);
+            assert_eq!(snap.wait_ms, MIN);
+            // A reload with a shorter wait: 10 s (not the old 1 min brought under the cap).
+            m.reconfigure(shorter.clone(), T0 + 1);
+            assert_eq!(m.snapshot(T0 + 1).wait_ms, 10_000, "{state} reconfigured");
+            // A restart with it.
+            let r = Machine::restore(shorter.clone(), &snap, T0 + 1);
+            assert_eq!(r.state_name(), state);
+            assert_eq!(r.snapshot(T0 + 1).wait_ms, 10_000, "{state} restored");
+        }
+        // One that opened keeps its grown wait, within the new bounds.
+        let mut m = Machine::new(config(), T0);
+        open_it(&mut m, T0);
+        m.tick(T0 + MIN);
+        call(&mut m, false, T0 + MIN).expect("reopens for 2 min");
+        m.force_open(T0 + MIN + 1);
+        m.reconfigure(shorter, T0 + MIN + 2);
+        assert_eq!(m.snapshot(T0).wait_ms, 40_000);
     }
 
     #[test]
