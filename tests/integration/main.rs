@@ -2,6 +2,7 @@
 //! CLI and by raw socket conversations.
 
 mod alerts;
+mod breakers;
 mod chaos;
 mod commands;
 mod events;
