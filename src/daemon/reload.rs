@@ -34,6 +34,14 @@ impl Daemon {
         let build = |c: &ChildConfig| child_spec(c, &self.services);
         let deadline = tokio::time::Instant::now() + RELOAD_DEADLINE;
         let applied = apply(&self.tree, &steps, &new.root, &build, false, Some(deadline)).await;
+        // The breakers outlive their actor's restarts in the shared registry (callers keep
+        // their handles), so its stop does not empty it: a config without a breakers child
+        // has no breakers (their stored state stays, for a config that brings them back).
+        if !wiring::has_kind(&new.root, "breakers") {
+            for name in self.services.breakers.names() {
+                self.services.breakers.remove(&name);
+            }
+        }
         if let Ok(mut shown) = self.origin_shown.lock() {
             *shown = origin.display();
         }

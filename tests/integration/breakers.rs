@@ -418,3 +418,87 @@ fn the_embedded_default_has_its_four_breakers() {
     assert_eq!(found, expected);
     assert_eq!(d.terminate(), 0);
 }
+
+/// A reload that changes the breakers child restarts it with the new config: the breakers the
+/// registry holds keep their state and take the new settings; one removed from the file is
+/// gone, one added is there, closed.
+#[test]
+fn a_reload_keeps_the_state_of_breakers_and_applies_their_new_config() {
+    let d = TestDaemon::start(TREE);
+    assert_eq!(
+        d.json(&["breakers", "open", "db"], 0)["state"],
+        "forced_open"
+    );
+    breakers_until(&d, "the transition to forced_open", |a| {
+        transitions(a).len() == 1
+    });
+    d.write_config(
+        r#"
+[root]
+
+[[root.children]]
+name = "breakers"
+kind = "breakers"
+breakers.db    = { failure_threshold = 7, success_threshold = 3, open_for = "2m" }
+breakers.queue = { failure_threshold = 2 }
+
+[[root.children]]
+name = "beat"
+kind = "heartbeat"
+every = "1h"
+"#,
+    );
+    let reloaded = d.json(&["reload"], 0);
+    assert_eq!(
+        reloaded["changes"][0]["path"], "root/breakers",
+        "{reloaded}"
+    );
+    let listed = d.json(&["breakers"], 1);
+    assert_eq!(
+        states(&listed),
+        pairs(&[("db", "forced_open"), ("queue", "closed")])
+    );
+    let db = &listed["breakers"][0];
+    assert_eq!(
+        (
+            &db["failure_threshold"],
+            &db["success_threshold"],
+            &db["wait_s"]
+        ),
+        (&Value::from(7), &Value::from(3), &Value::from(120.0))
+    );
+    assert_eq!(
+        transitions(&listed),
+        vec![step("db", "closed", "forced_open")]
+    );
+    // The new incarnation persists what happens next.
+    d.json(&["breakers", "reset", "db"], 0);
+    breakers_until(&d, "the reset", |a| transitions(a).len() == 2);
+
+    d.json(&["breakers", "open", "queue"], 0);
+    breakers_until(&d, "queue forced open", |a| transitions(a).len() == 3);
+
+    // Without a breakers child, there is no breaker to list or act on.
+    d.write_config(crate::util::ONE_CHILD);
+    d.json(&["reload"], 0);
+    let listed = d.json(&["breakers"], 0);
+    assert_eq!(listed["breakers"], serde_json::json!([]), "{listed}");
+    assert_eq!(d.cli(&["breakers", "open", "db"]).code, 1);
+    assert_eq!(d.json(&["status"], 0)["breakers_open"], Value::Null);
+
+    // A config that brings them back brings their stored state back.
+    d.write_config(TREE);
+    d.json(&["reload"], 0);
+    let listed = d.json(&["breakers"], 0);
+    assert_eq!(
+        states(&listed),
+        pairs(&[("api", "closed"), ("db", "closed")])
+    );
+    d.write_config(&TREE.replace("breakers.api", "breakers.queue"));
+    d.json(&["reload"], 0);
+    let listed = d.json(&["breakers"], 1);
+    assert_eq!(
+        states(&listed),
+        pairs(&[("db", "closed"), ("queue", "forced_open")])
+    );
+}
