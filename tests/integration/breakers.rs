@@ -502,3 +502,32 @@ every = "1h"
         pairs(&[("db", "closed"), ("queue", "forced_open")])
     );
 }
+
+/// With the breakers actor stopped by an operator, the breakers still work and their changes
+/// are still stored; started again, it takes them over without storing anything twice.
+#[test]
+fn breakers_work_and_are_stored_while_their_actor_is_stopped() {
+    let d = TestDaemon::start(TREE);
+    assert_eq!(d.cli(&["stop", "root/breakers"]).code, 0);
+    assert_eq!(
+        d.json(&["breakers", "open", "db"], 0)["state"],
+        "forced_open"
+    );
+    breakers_until(&d, "the transition stored without the actor", |a| {
+        transitions(a) == vec![step("db", "closed", "forced_open")]
+    });
+    assert_eq!(d.cli(&["start", "root/breakers"]).code, 0);
+    assert_eq!(
+        states(&d.json(&["breakers"], 1)),
+        pairs(&[("api", "closed"), ("db", "forced_open")])
+    );
+    d.json(&["breakers", "reset", "db"], 0);
+    let listed = breakers_until(&d, "the reset", |a| transitions(a).len() >= 2);
+    assert_eq!(
+        transitions(&listed),
+        vec![
+            step("db", "closed", "forced_open"),
+            step("db", "forced_open", "closed")
+        ]
+    );
+}
