@@ -101,8 +101,10 @@ impl Daemon {
     }
 }
 
-/// How long `health` waits for all probes (each bounded by its own timeout).
-const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long `health` waits for the probes' fresh checks (each is bounded by its own timeout);
+/// a probe that has not answered by then (a long check, a heal action running) is shown with
+/// its latest report. Well inside the request's deadline (30 s).
+const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// `heal` shows at most this many actions.
 const HEAL_ROWS: u32 = 500;
 
@@ -160,14 +162,32 @@ impl Daemon {
                 .filter_map(|(path, r)| r.map(|r| (path, r)))
                 .collect();
         let mut reports = self.services.probes.reports();
+        let mut late = std::collections::HashSet::new();
         for r in &mut reports {
-            if let Some(fresh) = answered.get(&r.path) {
-                *r = fresh.clone();
+            match answered.get(&r.path) {
+                Some(fresh) => *r = fresh.clone(),
+                None => {
+                    late.insert(r.path.clone());
+                }
             }
         }
+        let probes = reports
+            .iter()
+            .map(|r| {
+                let mut view = probe_view(r);
+                if late.contains(&r.path) {
+                    view.message = format!(
+                        "no fresh result within {}s (a check or heal action is still running); latest: {}",
+                        HEALTH_WAIT.as_secs(),
+                        view.message
+                    );
+                }
+                view
+            })
+            .collect();
         let result = HealthResult {
             status: worst(&reports).as_str().to_string(),
-            probes: reports.iter().map(probe_view).collect(),
+            probes,
         };
         Response::ok(id, json!(result))
     }

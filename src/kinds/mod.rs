@@ -376,7 +376,9 @@ mod tests {
                 format!("[[root.children]]\nname = \"c\"\nkind = \"{name}\"\n  [[root.children.children]]\n  name = \"inner\"\n  kind = \"heartbeat\"\n")
             } else if *name == "probe" {
                 // The one key a probe cannot do without.
-                format!("[[root.children]]\nname = \"c\"\nkind = \"{name}\"\ncheck = \"breakers\"\n")
+                format!(
+                    "[[root.children]]\nname = \"c\"\nkind = \"{name}\"\ncheck = \"breakers\"\n"
+                )
             } else {
                 format!("[[root.children]]\nname = \"c\"\nkind = \"{name}\"\n")
             };
