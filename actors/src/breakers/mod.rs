@@ -9,11 +9,14 @@
 //!   transitions and counts, drives OPEN → HALF_OPEN by timer, reports samples and alerts.
 //! - [`handle`]: [`Breaker`], the machine behind a lock for callers on any thread, reading the
 //!   clock itself and notifying transitions outside the lock; [`Breakers`], the registry by name.
+//! - [`guard`]: a [`Breaker`] as the `Guard` of a retry loop ([`crate::retry::retry()`]).
 
 pub mod actor;
+pub mod guard;
 pub mod handle;
 pub mod machine;
 
+pub use guard::rejection;
 pub use handle::{no_notifier, wall_clock_ms, Breaker, Breakers, CallError, Clock, Notifier};
 pub use machine::{
     BreakerConfig, Counters, Machine, Permit, Rejected, Snapshot, State, StateName, Transition,
