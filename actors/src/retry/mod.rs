@@ -15,28 +15,34 @@
 //!   shares of transient and permanent failures, commonest errors, median recovery time) with a
 //!   reasoned [`Recommendation`], and [`adaptive_initial`], the first delay to pass to
 //!   [`retry()`] when the policy is adaptive.
+//! - [`record`](mod@record): [`record()`] stores a [`RunSummary`] (one `retry_runs` row, written
+//!   by a task of its own with a bounded wait) and reports its `retry_run` sample; [`load`]
+//!   reads the rows back.
 //!
 //! The loop in the integrator's hands, for an adaptive policy:
 //!
 //! ```ignore
 //! let stats = op_stats("sync.push", &stored_summaries, &policy);
-//! let record = retry("sync.push", &policy, Some(adaptive_initial(&policy, &stats)),
-//!                    Some(&breaker), |attempt| push(attempt)).await;
-//! store_summary(&record.summary);
-//! record.result?;
+//! let run = retry("sync.push", &policy, Some(adaptive_initial(&policy, &stats)),
+//!                 Some(&breaker), |attempt| push(attempt)).await;
+//! record(&store, &run.summary);
+//! run.result?;
 //! ```
 //!
 //! Attempts are numbered from 0 everywhere: `f(0)` is the first call, and
 //! [`RetryPolicy::delay`]`(n, ..)` is the wait after attempt `n` failed.
 //!
-//! Nothing here knows of the store, of breakers' state or of the CLI: the store keeps
-//! [`RunSummary`] rows, a breaker implements [`Guard`], the CLI renders [`OpStats`].
+//! Only [`record`](mod@record) knows of the store; nothing here knows of breakers' state or of
+//! the CLI: a breaker implements [`Guard`] (`crate::breakers::guard`), the CLI renders
+//! [`OpStats`].
 
 pub mod policy;
+pub mod record;
 pub mod run;
 pub mod stats;
 
 pub use policy::{classify_http, Classify, ErrorKind, HttpStatus, RetryPolicy};
+pub use record::{load, record, record_to};
 pub use run::{retry, Guard, GuardPermit, Outcome, RetryError, RunRecord, RunSummary};
 pub use stats::{
     adaptive_initial, op_stats, OpStats, Recommendation, MAX_RECOMMENDED_ATTEMPTS,

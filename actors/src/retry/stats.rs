@@ -189,11 +189,20 @@ fn recommend(policy: &RetryPolicy, f: &Facts<'_>) -> Recommendation {
         max_attempts: policy.attempts(),
         text,
     };
-    let schedule = format!(
-        "first retry within {}, {} attempts",
-        human(policy.initial),
-        policy.attempts()
-    );
+    let schedule = if policy.attempts() == u32::MAX {
+        format!(
+            "first retry within {}, retried until it succeeds",
+            human(policy.initial)
+        )
+    } else if policy.attempts() == 1 {
+        "one attempt per run, no retry".to_string()
+    } else {
+        format!(
+            "first retry within {}, {} attempts",
+            human(policy.initial),
+            policy.attempts()
+        )
+    };
     if f.runs == 0 {
         return keep(format!(
             "no runs of {} recorded: keep the policy ({schedule})",
@@ -544,6 +553,29 @@ mod tests {
             st.recommendation.text,
             "transient failures (timeout) recovered in only 3 runs (median 2 s), too few to \
              tune (at least 5): keep the policy (first retry within 1 s, 5 attempts)"
+        );
+        // A policy that retries until it succeeds (alert deliveries) says so.
+        let unbounded = RetryPolicy {
+            max_attempts: u32::MAX,
+            ..policy
+        };
+        let st = op_stats("few", &few, &unbounded);
+        assert!(
+            st.recommendation
+                .text
+                .ends_with("keep the policy (first retry within 1 s, retried until it succeeds)"),
+            "{}",
+            st.recommendation.text
+        );
+        // One attempt per run (heal actions) is not a schedule of retries.
+        let single = RetryPolicy {
+            max_attempts: 1,
+            ..policy
+        };
+        let st = op_stats("never", &[], &single);
+        assert_eq!(
+            st.recommendation.text,
+            "no runs of never recorded: keep the policy (one attempt per run, no retry)"
         );
 
         let never = vec![run("never", Outcome::Exhausted, &[("timeout", T); 5], None); 4];
