@@ -10,24 +10,33 @@
 //! - [`limits`]: [`Limiter`], one per action: a cooldown between runs and a cap on the runs in
 //!   any hour ([`HealLimits`], 5 min and 3 by default), with the moment the cap is reached (to
 //!   alert once).
+//! - [`guard`]: around each run, a circuit breaker of the action's own ([`breaker_config`]),
+//!   the retry policy of its runs (one attempt), the operation name its runs are recorded
+//!   under (`heal:PROBE_PATH:ACTION`) and the classification of its failures.
 //!
 //! The expected use, per action of a probe whose status turned warn or fail:
 //!
 //! ```ignore
 //! match limiter.check(now_ms) {
 //!     Verdict::Run => {
-//!         if let Some(until_ms) = limiter.ran(now_ms) { /* alert: capped until until_ms */ }
-//!         let outcome = heal::execute(&action, &cx).await;
-//!         /* record action.name(), action.target(), outcome */
+//!         let run = retry(&guard::op(probe, &action), &guard::retry_policy(), None,
+//!                         Some(&breaker), |_| attempt(&action, &cx)).await; // execute → Result
+//!         if run.summary.attempts > 0 {
+//!             if let Some(until_ms) = limiter.ran(now_ms) { /* alert: capped until until_ms */ }
+//!         }
+//!         /* record run.summary, and action.name(), action.target(), the outcome
+//!            (done, failed, or rejected: its breaker is open) */
 //!     }
 //!     Verdict::Cooldown { .. } | Verdict::Capped { .. } => { /* skipped; say why */ }
 //! }
 //! ```
 
 pub mod actions;
+pub mod guard;
 pub mod limits;
 
 pub use actions::{
     backup_stamp, execute, glob_match, HealAction, HealContext, HealOutcome, Tree, BACKUP_RETENTION,
 };
+pub use guard::{breaker_config, HealFailure};
 pub use limits::{HealLimits, Limiter, Verdict};

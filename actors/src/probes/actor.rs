@@ -3,6 +3,12 @@
 //! sample, every change of the reported status into an event and an alert (or its
 //! resolution), and runs the heal actions it names when it turns warn or fail.
 //!
+//! Each heal action runs through the retry loop ([`crate::retry::retry()`], one attempt) with
+//! a circuit breaker of its own as the guard ([`crate::heal::guard`]); every run is recorded
+//! (`retry_runs`, `heal_actions`). While its breaker is open, an action is not run: the first
+//! refused run is recorded as `rejected` (with the breaker's wait) and the action is then left
+//! alone, like a cooldown, until the breaker lets a trial through.
+//!
 //! Its latest report sits in the shared [`Probes`] registry, so `/health`, `status` and the
 //! dashboard read it without a message round trip; `health` asks each probe to check now.
 
@@ -16,9 +22,10 @@ use tokio::time::Instant;
 use super::check::{run, CheckOutcome, CheckSpec, CheckState, Health};
 use super::status::{ProbeState, Thresholds};
 use crate::alerts::{Alert, Alerts, Severity};
-use crate::breakers::{Breakers, StateName};
-use crate::heal::{self, HealAction, HealContext, HealLimits, Limiter, Verdict};
+use crate::breakers::{Breaker, Breakers, Notifier, Snapshot, StateName, Transition};
+use crate::heal::{self, HealAction, HealContext, HealFailure, HealLimits, Limiter, Verdict};
 use crate::metrics::{Metric, Metrics, Sample};
+use crate::retry::{self, Outcome, RetryError};
 use crate::store::health::HealRow;
 use crate::store::{unix_ms, DurableOp, Store, StoredEvent};
 
@@ -164,6 +171,11 @@ pub struct ProbeActorState {
     /// Scheduled runs carry this; a newer schedule makes older ones stale.
     generation: u64,
     limiters: Vec<Limiter>,
+    /// One breaker per heal action (in the order of `args.heal`), not in the shared registry.
+    heal_breakers: Vec<Breaker>,
+    /// Per heal action: its breaker refused a run (recorded); nothing is tried or recorded
+    /// again before this time (Unix ms), when the breaker lets a trial through.
+    rejected_until: Vec<Option<i64>>,
 }
 
 /// The alert key of "probe PATH is at `status`".
@@ -304,8 +316,8 @@ impl ProbeActorState {
         self.args.alerts.raise(alert);
     }
 
-    /// Runs the heal actions for `status` (in order), within their cooldowns and hourly caps,
-    /// then checks again and records what each achieved.
+    /// Runs the heal actions for `status` (in order), within their cooldowns, hourly caps and
+    /// breakers, then checks again and records what each achieved.
     async fn heal(&mut self, status: Health) {
         let cx = HealContext {
             tree: self.args.heal_tree.clone(),
@@ -317,33 +329,60 @@ impl ProbeActorState {
                 continue;
             }
             let started_ms = now_ms();
-            let capped;
-            let (outcome, detail, ran) = match self.limiters[i].check(started_ms) {
-                // Waiting out a cooldown or the cap is not an action: nothing to record (the
-                // cap raised its alert when it was reached).
-                Verdict::Cooldown { .. } | Verdict::Capped { .. } => continue,
-                Verdict::Run => {
-                    capped = self.limiters[i].ran(started_ms).is_some();
-                    let started = Instant::now();
-                    let done = heal::execute(&spec.action, &cx).await;
-                    let took = started.elapsed();
-                    self.args.metrics.report(
-                        Sample::now(
-                            Metric::HealActions,
-                            format!("{}:{}", self.args.path, spec.action.name()),
-                            took.as_secs_f64(),
-                        )
-                        .outcome(done.ok),
-                    );
-                    let word = if done.ok { "done" } else { "failed" };
-                    (word, done.detail, Some(took))
+            // The breaker's refusal is recorded once per open period: until it lets a trial
+            // through, the action waits as it waits out a cooldown.
+            if self.rejected_until[i].is_some_and(|until| started_ms < until) {
+                continue;
+            }
+            self.rejected_until[i] = None;
+            // Waiting out a cooldown or the cap is not an action: nothing to record (the cap
+            // raised its alert when it was reached).
+            if self.limiters[i].check(started_ms) != Verdict::Run {
+                continue;
+            }
+            let breaker = self.heal_breakers[i].clone();
+            let op = heal::guard::op(&self.args.path, &spec.action);
+            let run = retry::retry(
+                &op,
+                &heal::guard::retry_policy(),
+                None,
+                Some(&breaker),
+                |_| attempt(&spec.action, &cx),
+            )
+            .await;
+            retry::record_to(&self.args.metrics, &run.summary);
+            let ran = run.summary.attempts > 0;
+            let took = run.summary.took;
+            let (outcome, detail) = match run.result {
+                Ok(done) => ("done", done.detail),
+                Err(RetryError::Rejected { reason, .. }) => {
+                    self.rejected_until[i] = breaker.next_deadline();
+                    ("rejected", reason)
                 }
+                Err(failed) => (
+                    "failed",
+                    failed
+                        .into_last()
+                        .map(|HealFailure(o)| o.detail)
+                        .unwrap_or_default(),
+                ),
             };
+            let capped = ran && self.limiters[i].ran(started_ms).is_some();
+            if ran {
+                self.args.metrics.report(
+                    Sample::now(
+                        Metric::HealActions,
+                        format!("{}:{}", self.args.path, spec.action.name()),
+                        took.as_secs_f64(),
+                    )
+                    .outcome(run.summary.outcome == Outcome::Success),
+                );
+            }
             if capped {
                 self.capped(&spec);
             }
             // What the action achieved: the check again, now.
-            let recheck = if ran.is_some() {
+            let recheck = if ran {
                 Some(self.recheck().await)
             } else {
                 None
@@ -353,7 +392,7 @@ impl ProbeActorState {
                 action: spec.action.name().to_string(),
                 target: spec.action.target(),
                 started_ms,
-                took_ms: ran.map_or(0, |t| t.as_millis() as i64),
+                took_ms: if ran { took.as_millis() as i64 } else { 0 },
                 outcome: outcome.to_string(),
                 detail: detail.clone(),
                 recheck: recheck.map(|h| h.as_str().to_string()),
@@ -427,6 +466,47 @@ impl ProbeActorState {
     }
 }
 
+/// One run of a heal action as the retry loop calls it: a failed outcome is the error.
+async fn attempt(action: &HealAction, cx: &HealContext) -> Result<heal::HealOutcome, HealFailure> {
+    let done = heal::execute(action, cx).await;
+    if done.ok {
+        Ok(done)
+    } else {
+        Err(HealFailure(done))
+    }
+}
+
+/// The breakers of a probe's heal actions: one each, named by the action's operation, whose
+/// transitions are logged and recorded as `heal` events of the probe.
+fn heal_breakers(path: &str, heal: &[HealSpec], store: &Store) -> Vec<Breaker> {
+    heal.iter()
+        .map(|h| {
+            let name = heal::guard::op(path, &h.action);
+            Breaker::new(
+                name,
+                heal::breaker_config(&h.limits),
+                breaker_notifier(path, store),
+            )
+        })
+        .collect()
+}
+
+fn breaker_notifier(path: &str, store: &Store) -> Notifier {
+    let (path, store) = (path.to_string(), store.clone());
+    std::sync::Arc::new(move |name: &str, t: &Transition, _: &Snapshot| {
+        tracing::info!(breaker = name, from = %t.from, to = %t.to, reason = %t.reason, "heal action breaker");
+        let mut event = StoredEvent::new(
+            &path,
+            "heal",
+            format!("breaker {name}: {} -> {}: {}", t.from, t.to, t.reason),
+        );
+        event.data = serde_json::json!({
+            "breaker": name, "from": t.from, "to": t.to, "reason": t.reason,
+        });
+        store.record(event);
+    })
+}
+
 /// Breakers not closed (open, half-open, forced open): `name (state)`.
 pub fn open_breakers(breakers: &Breakers) -> Vec<String> {
     breakers
@@ -484,6 +564,8 @@ impl Actor for ProbeActor {
         };
         args.registry.publish(report.clone(), &myself);
         let limiters = args.heal.iter().map(|h| Limiter::new(h.limits)).collect();
+        let heal_breakers = heal_breakers(&args.path, &args.heal, &args.store);
+        let rejected_until = vec![None; args.heal.len()];
         let mut state = ProbeActorState {
             args,
             probe: ProbeState::new(),
@@ -492,6 +574,8 @@ impl Actor for ProbeActor {
             waiting: Vec::new(),
             generation: 0,
             limiters,
+            heal_breakers,
+            rejected_until,
         };
         // The first check right away.
         state.schedule(&myself, Duration::ZERO);
