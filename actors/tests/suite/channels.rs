@@ -951,3 +951,66 @@ async fn email_non_ascii_is_mime_encoded() {
     );
     assert!(m.data.is_ascii());
 }
+
+/// The label of each failed delivery, for the retry statistics: the HTTP status, the class of
+/// a request that got none, the SMTP reply's class, or `connect`; kinds as the delivery
+/// decided (retried or not). Accepted: none.
+#[tokio::test]
+async fn failures_carry_the_retry_statistics_labels() {
+    use metasystem_actors::alerts::channel::failure;
+    use metasystem_actors::retry::ErrorKind::{Permanent, Transient};
+    let d = deliverer();
+    let batch = [note(Severity::Critical, Status::Firing, "x")];
+    let labelled = |(out, label): (Outcome, Option<String>)| {
+        failure(&out, label).map(|(l, k)| (l, k, out.code()))
+    };
+
+    let sink = HttpSink::start().await;
+    let ch = http_channel("hook", webhook, sink.url("/"));
+    sink.push(Reply::new(503, "down"));
+    sink.push(Reply::new(429, "slow down"));
+    sink.push(Reply::new(400, "bad"));
+    sink.push(Reply::new(200, "ok"));
+    sink.push(Reply::hang_up());
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(labelled(bounded(d.send_labelled(&ch, &batch)).await));
+    }
+    assert_eq!(got[0], Some(("http_503".into(), Transient, Some(503))));
+    assert_eq!(got[1], Some(("http_429".into(), Transient, Some(429))));
+    assert_eq!(got[2], Some(("http_400".into(), Permanent, Some(400))));
+    assert_eq!(got[3], None);
+    match &got[4] {
+        Some((label, Transient, None)) => assert!(label.starts_with("http_"), "{label}"),
+        other => panic!("{other:?}"),
+    }
+
+    let refused = format!("http://{}/", refused_addr().await);
+    let ch = http_channel("hook", webhook, refused);
+    assert_eq!(
+        labelled(bounded(d.send_labelled(&ch, &batch)).await),
+        Some(("connect".into(), Transient, None))
+    );
+
+    for (reply, label, kind) in [
+        ((451, "4.3.0 try again later"), "smtp_4xx", Transient),
+        ((550, "5.1.0 sender rejected"), "smtp_5xx", Permanent),
+    ] {
+        let sink = SmtpSink::start().await;
+        sink.script(|s| s.mail_reply = Some((reply.0, reply.1.into())));
+        let ch = email_channel(email_spec(&sink), &no_env);
+        assert_eq!(
+            labelled(bounded(d.send_labelled(&ch, &batch)).await),
+            Some((label.into(), kind, Some(reply.0)))
+        );
+    }
+    let spec = EmailSpec {
+        smtp: Some(refused_addr().await.to_string()),
+        ..email_spec(&SmtpSink::start().await)
+    };
+    let ch = email_channel(spec, &no_env);
+    assert_eq!(
+        labelled(bounded(d.send_labelled(&ch, &batch)).await),
+        Some(("connect".into(), Transient, None))
+    );
+}

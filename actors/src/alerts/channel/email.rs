@@ -282,6 +282,30 @@ pub fn classify_error(e: &lettre::transport::smtp::Error) -> Outcome {
     }
 }
 
+/// The label of an SMTP failure for the retry statistics: `smtp_4xx` / `smtp_5xx` for a reply
+/// (by its first digit), `timeout`, `tls`, `smtp_response` (an unreadable reply),
+/// `smtp_client`, `smtp_shutdown`, and `connect` for a connection that failed or broke.
+pub fn error_label(e: &lettre::transport::smtp::Error) -> String {
+    if let Some(code) = e.status() {
+        let code = u16::from(code);
+        return format!("smtp_{}xx", code / 100);
+    }
+    let label = if e.is_timeout() {
+        "timeout"
+    } else if e.is_tls() {
+        "tls"
+    } else if e.is_response() {
+        "smtp_response"
+    } else if e.is_client() {
+        "smtp_client"
+    } else if e.is_transport_shutdown() {
+        "smtp_shutdown"
+    } else {
+        "connect"
+    };
+    label.to_string()
+}
+
 /// Sends one message for `batch`. Each SMTP step is bounded by `timeout`, the whole
 /// conversation by four times it.
 pub async fn send(
@@ -290,40 +314,59 @@ pub async fn send(
     timeout: Duration,
     batch: &[Notification],
 ) -> Outcome {
+    send_labelled(target, hostname, timeout, batch).await.0
+}
+
+/// [`send`], with the failure's label for the retry statistics ([`error_label`]; `timeout`
+/// when the whole conversation timed out, `smtp_message` for a message that cannot be built);
+/// `None` when accepted.
+pub async fn send_labelled(
+    target: &EmailTarget,
+    hostname: &str,
+    timeout: Duration,
+    batch: &[Notification],
+) -> (Outcome, Option<String>) {
     let message = match build_message(target, hostname, batch) {
         Ok(m) => m,
-        Err(error) => return Outcome::Permanent { code: None, error },
+        Err(error) => {
+            let outcome = Outcome::Permanent { code: None, error };
+            return (outcome, Some("smtp_message".to_string()));
+        }
     };
     let transport = match transport(target, hostname, timeout) {
         Ok(t) => t,
-        Err(e) => return classify_error(&e),
+        Err(e) => return (classify_error(&e), Some(error_label(&e))),
     };
     let overall = timeout.saturating_mul(4);
-    let outcome = match tokio::time::timeout(overall, transport.send(message)).await {
+    let (outcome, label) = match tokio::time::timeout(overall, transport.send(message)).await {
         Ok(Ok(response)) => {
             let mut answer = u16::from(response.code()).to_string();
             for line in response.message() {
                 answer.push(' ');
                 answer.push_str(line);
             }
-            Outcome::Accepted {
+            let outcome = Outcome::Accepted {
                 code: Some(u16::from(response.code())),
                 answer: text::truncate_bytes(&answer, ANSWER_CAP),
-            }
+            };
+            (outcome, None)
         }
-        Ok(Err(e)) => classify_error(&e),
-        Err(_) => Outcome::Transient {
-            code: None,
-            error: format!(
-                "SMTP conversation with {}:{} timed out after {overall:?}",
-                target.host, target.port
-            ),
-            retry_after: None,
-        },
+        Ok(Err(e)) => (classify_error(&e), Some(error_label(&e))),
+        Err(_) => {
+            let outcome = Outcome::Transient {
+                code: None,
+                error: format!(
+                    "SMTP conversation with {}:{} timed out after {overall:?}",
+                    target.host, target.port
+                ),
+                retry_after: None,
+            };
+            (outcome, Some("timeout".to_string()))
+        }
     };
     // QUIT the pooled connection now rather than leave it idle.
     let _ = tokio::time::timeout(timeout, transport.shutdown()).await;
-    outcome
+    (outcome, label)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use reqwest::Url;
 
 use super::text;
 use super::{Outcome, ANSWER_CAP};
+use crate::retry::{Classify, HttpStatus};
 
 /// The longest wait a channel can ask for; longer (or absurd) values are capped to it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -30,13 +31,26 @@ pub fn parse_url(url: Option<&str>) -> Result<Url, String> {
 
 /// Posts `body` as JSON and classifies the reply.
 pub async fn post_json(client: &reqwest::Client, url: &Url, body: &serde_json::Value) -> Outcome {
+    post_json_labelled(client, url, body).await.0
+}
+
+/// [`post_json`], with the failure's label for the retry statistics (`None` when accepted):
+/// `http_<status>` for an error status, the retry library's class of a request that got no
+/// status (`timeout`, `connect`, `http_body`, ...), `encode` for a payload that cannot be
+/// encoded.
+pub async fn post_json_labelled(
+    client: &reqwest::Client,
+    url: &Url,
+    body: &serde_json::Value,
+) -> (Outcome, Option<String>) {
     let bytes = match serde_json::to_vec(body) {
         Ok(b) => b,
         Err(e) => {
-            return Outcome::Permanent {
+            let outcome = Outcome::Permanent {
                 code: None,
                 error: format!("cannot encode the payload: {e}"),
-            }
+            };
+            return (outcome, Some("encode".to_string()));
         }
     };
     let response = client
@@ -47,7 +61,7 @@ pub async fn post_json(client: &reqwest::Client, url: &Url, body: &serde_json::V
         .await;
     let mut response = match response {
         Ok(r) => r,
-        Err(e) => return request_error(&e),
+        Err(e) => return (request_error(&e), Some(e.label())),
     };
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -67,11 +81,13 @@ pub async fn post_json(client: &reqwest::Client, url: &Url, body: &serde_json::V
                 if (200..300).contains(&status) {
                     break;
                 }
-                return request_error(&e);
+                return (request_error(&e), Some(e.label()));
             }
         }
     }
-    classify(status, &headers, &body, SystemTime::now())
+    let outcome = classify(status, &headers, &body, SystemTime::now());
+    let label = (!outcome.is_accepted()).then(|| HttpStatus(status).label());
+    (outcome, label)
 }
 
 /// A request that got no status: timeouts, refused or reset connections, TLS failures are

@@ -3,7 +3,9 @@
 //!
 //! - [`prepare`] checks a [`ChannelSpec`] and resolves its secrets into a ready [`Channel`].
 //! - [`Deliverer::send`] sends one batch as one message and classifies the result
-//!   ([`Outcome`]: accepted, transient with an optional `retry_after`, permanent).
+//!   ([`Outcome`]: accepted, transient with an optional `retry_after`, permanent);
+//!   [`Deliverer::send_labelled`] adds the failure's label for the retry statistics
+//!   (`http_503`, `timeout`, `connect`, `smtp_4xx`, ...; see [`failure`]).
 //! - The payload builders ([`webhook::payload`], [`chat::slack_payload`],
 //!   [`chat::discord_payload`], [`email::build_message`]) are pure and truncate long texts
 //!   instead of rejecting them.
@@ -18,6 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::alerts::alert::{Notification, Severity, Status};
+use crate::retry::ErrorKind;
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -331,44 +334,61 @@ impl Deliverer {
 
     /// Sends `batch` as one message. An empty batch sends nothing and is accepted.
     pub async fn send(&self, channel: &Channel, batch: &[Notification]) -> Outcome {
+        self.send_labelled(channel, batch).await.0
+    }
+
+    /// [`Deliverer::send`], with the failure's label for the retry statistics (`None` when
+    /// accepted): see [`http::post_json_labelled`] and [`email::send_labelled`]; `http_client`
+    /// when the HTTP client cannot be built.
+    pub async fn send_labelled(
+        &self,
+        channel: &Channel,
+        batch: &[Notification],
+    ) -> (Outcome, Option<String>) {
         if batch.is_empty() {
-            return Outcome::Accepted {
+            let outcome = Outcome::Accepted {
                 code: None,
                 answer: "empty batch: nothing sent".to_string(),
             };
+            return (outcome, None);
         }
-        match &channel.target {
-            Target::Webhook(url) => {
-                let body = webhook::payload(&channel.name, &self.hostname, batch);
-                match self.client().await {
-                    Ok(client) => http::post_json(client, url, &body).await,
-                    Err(outcome) => outcome,
-                }
+        let (url, body) = match &channel.target {
+            Target::Webhook(url) => (url, webhook::payload(&channel.name, &self.hostname, batch)),
+            Target::Slack(url) => (url, chat::slack_payload(batch)),
+            Target::Discord(url) => (url, chat::discord_payload(batch)),
+            Target::Email(target) => {
+                return email::send_labelled(target, &self.hostname, self.timeout, batch).await
             }
-            Target::Slack(url) => {
-                let body = chat::slack_payload(batch);
-                match self.client().await {
-                    Ok(client) => http::post_json(client, url, &body).await,
-                    Err(outcome) => outcome,
-                }
-            }
-            Target::Discord(url) => {
-                let body = chat::discord_payload(batch);
-                match self.client().await {
-                    Ok(client) => http::post_json(client, url, &body).await,
-                    Err(outcome) => outcome,
-                }
-            }
-            Target::Email(target) => email::send(target, &self.hostname, self.timeout, batch).await,
             Target::Log => {
                 log_batch(&channel.name, batch);
-                Outcome::Accepted {
+                let outcome = Outcome::Accepted {
                     code: None,
                     answer: format!("logged {} notification(s)", batch.len()),
-                }
+                };
+                return (outcome, None);
             }
+        };
+        match self.client().await {
+            Ok(client) => http::post_json_labelled(client, url, &body).await,
+            Err(outcome) => (outcome, Some("http_client".to_string())),
         }
     }
+}
+
+/// A failed delivery as the retry statistics record it: the label (the channel's, else
+/// `http_<code>` or `delivery_failed`) and whether it was retried (transient) or not
+/// (permanent), as the delivery itself decided. `None` for an accepted one.
+pub fn failure(outcome: &Outcome, label: Option<String>) -> Option<(String, ErrorKind)> {
+    let kind = match outcome {
+        Outcome::Accepted { .. } => return None,
+        Outcome::Transient { .. } => ErrorKind::Transient,
+        Outcome::Permanent { .. } => ErrorKind::Permanent,
+    };
+    let label = label.unwrap_or_else(|| match outcome.code() {
+        Some(code) => format!("http_{code}"),
+        None => "delivery_failed".to_string(),
+    });
+    Some((label, kind))
 }
 
 /// The `log` channel: one tracing event per notification, at the severity's level.
