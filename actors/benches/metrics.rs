@@ -220,6 +220,7 @@ async fn alerts(distinct: usize) -> (f64, usize, usize) {
         },
         retry_initial: Duration::from_millis(50),
         retry_max: Duration::from_secs(1),
+        retry_adaptive: false,
         timeout: Duration::from_secs(10),
         hostname: "bench".into(),
     };

@@ -7,8 +7,10 @@
 //!   alert is sent (one-shot conditions such as a give-up are sent at the first);
 //! - `cooldown = { critical = "1h", warning = "2h", info = "24h" }`: a condition is notified at
 //!   most once per the longer of its cooldown and `dedup_window`;
-//! - `retry = { initial = "1s", max = "5m" }` (full-jitter backoff), `timeout` (one delivery,
-//!   default 10s);
+//! - `retry = { initial = "1s", max = "5m", adaptive = false }` (full-jitter backoff; with
+//!   `adaptive = true`, each channel's first delay follows the median time the channel took
+//!   to recover over its last week of delivery runs, once five runs have recovered, between
+//!   100ms and `max`; see `metasystem retries`), `timeout` (one delivery, default 10s);
 //! - `channels = [{ name, type = "email" | "webhook" | "slack" | "discord" | "log", ... }]`:
 //!   email takes `smtp` ("host:port"), `tls` (none | starttls | tls), `from`, `to` (a list),
 //!   `username`, `password_env`; the others take `url`. A channel whose settings are incomplete
@@ -41,7 +43,19 @@ pub struct AlertsConfig {
     pub routes: PerSeverity<Vec<String>>,
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    pub retry_adaptive: bool,
     pub timeout: Duration,
+}
+
+impl AlertsConfig {
+    /// The deliveries' retry policy, as `retries` judges the channels' runs by.
+    pub fn retry_policy(&self) -> metasystem_actors::retry::RetryPolicy {
+        metasystem_actors::alerts::actor::retry_policy(
+            self.retry_initial,
+            self.retry_max,
+            self.retry_adaptive,
+        )
+    }
 }
 
 /// `after = { critical = 3, ... }`.
@@ -244,6 +258,7 @@ impl ActorKind for AlertsConfig {
         )
         .unwrap_or(Duration::from_secs(10));
         let (mut retry_initial, mut retry_max) = (Duration::from_secs(1), Duration::from_secs(300));
+        let mut retry_adaptive = false;
         if let Some(mut r) = t.table(cx.d, "retry") {
             r.context = format!("`retry` of {}", t.context);
             let day = Duration::from_secs(24 * 3600);
@@ -252,6 +267,9 @@ impl ActorKind for AlertsConfig {
             }
             if let Some(d) = bounded(cx.d, &mut r, "max", Duration::from_millis(10), day) {
                 retry_max = d;
+            }
+            if let Some(v) = r.boolean(cx.d, "adaptive") {
+                retry_adaptive = *v.get_ref();
             }
             if retry_max < retry_initial {
                 cx.d.error(
@@ -284,6 +302,7 @@ impl ActorKind for AlertsConfig {
             routes,
             retry_initial,
             retry_max,
+            retry_adaptive,
             timeout,
         })
     }
@@ -304,6 +323,7 @@ impl ActorKind for AlertsConfig {
                     routes: config.routes.clone(),
                     retry_initial: config.retry_initial,
                     retry_max: config.retry_max,
+                    retry_adaptive: config.retry_adaptive,
                     timeout: config.timeout,
                     hostname: crate::kinds::hostname(),
                 },

@@ -5,6 +5,15 @@
 //! The outbox is the truth: what is in memory is a cache of its pending rows. A resync every
 //! [`RESYNC_EVERY`] picks up rows the actor does not hold (a store write that timed out and
 //! committed later, rows left by an earlier run), so nothing stored stays undelivered.
+//!
+//! **Retry runs.** The deliveries of the batch at the head of a channel, from its first
+//! attempt to the one that ends it (accepted, or refused for good), are one run of the
+//! operation `alert:CHANNEL` for the retry statistics ([`crate::retry`]): when it ends, its
+//! [`RunSummary`] (attempts, the label of each failed attempt, how long the channel took to
+//! recover) is recorded. Recording changes nothing in how deliveries go. With `retry_adaptive`,
+//! a channel's first retry delay is the one [`adaptive_initial`] derives from the channel's
+//! runs of the last [`ADAPT_WINDOW`] (read at start and every [`TUNE_EVERY`]); otherwise it is
+//! `retry_initial`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
@@ -18,6 +27,7 @@ use super::engine::{Decision, Engine, Policy};
 use super::group::{next_attempt_delay, Groups};
 use super::hub::Alerts;
 use crate::metrics::{Metric, Metrics, Sample};
+use crate::retry::{self, adaptive_initial, op_stats, ErrorKind, RetryPolicy, RunSummary};
 use crate::store::outbox::{self, Attempt, AttemptOutcome, OutboxEntry, OutboxRow};
 use crate::store::{unix_ms, DurableOp, DurableReply, Store, StoredEvent};
 
@@ -28,6 +38,31 @@ pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
 const STORE_WAIT: Duration = Duration::from_secs(5);
 /// Keys and silences are pruned this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// With `retry_adaptive`, the channels' first retry delays are worked out again this often.
+pub const TUNE_EVERY: Duration = Duration::from_secs(600);
+/// The runs an adaptive delay is worked out from: those of the last week, at most the latest
+/// [`ADAPT_RUNS`] per channel.
+pub const ADAPT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const ADAPT_RUNS: u32 = 1000;
+
+/// The operation a channel's delivery runs are recorded under: `alert:CHANNEL`.
+pub fn retry_op(channel: &str) -> String {
+    format!("alert:{channel}")
+}
+
+/// The retry policy of the deliveries, as the retry statistics see it: full jitter from
+/// `initial`, doubling to `max`, retried until the channel accepts (no attempt limit);
+/// adaptive within the library's bounds (100 ms to 10 min, and at most `max`).
+pub fn retry_policy(initial: Duration, max: Duration, adaptive: bool) -> RetryPolicy {
+    RetryPolicy {
+        initial,
+        max,
+        factor: 2.0,
+        max_attempts: u32::MAX,
+        adaptive,
+        ..RetryPolicy::default()
+    }
+}
 
 pub struct AlertsActor;
 
@@ -48,6 +83,9 @@ pub struct AlertsArgs {
     /// Retry delays: full jitter from `retry_initial` doubling to `retry_max`.
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// Each channel's first delay follows its measured recovery time (see the module
+    /// documentation) instead of `retry_initial`.
+    pub retry_adaptive: bool,
     /// One delivery's time limit.
     pub timeout: Duration,
     pub hostname: String,
@@ -81,14 +119,22 @@ pub enum AlertsMessage {
     Prune,
     /// Internal: a delivery finished.
     Delivered(Delivered),
+    /// Internal: work out the channels' adaptive first delays again.
+    Tune,
+    /// Internal: the channels' adaptive first delays.
+    Tuned(Vec<(String, Duration)>),
 }
 
 pub struct Delivered {
     channel: String,
     ids: Vec<i64>,
     outcome: Outcome,
+    /// The failure's label for the retry statistics.
+    label: Option<String>,
     at_ms: i64,
     took: Duration,
+    /// When the attempt ended.
+    ended: Instant,
 }
 
 /// What `alerts test CHANNEL` answers.
@@ -138,6 +184,8 @@ pub struct ChannelStatus {
     pub consecutive_failures: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_s: Option<f64>,
+    /// The bound of the first retry delay: `retry.initial`, or the adaptive one.
+    pub retry_initial_ms: u64,
 }
 
 /// A wall clock that never goes back and follows a paused tokio clock in tests: Unix ms from
@@ -182,6 +230,53 @@ struct Lane {
     failures: u32,
     /// After a transient failure: nothing is sent before this.
     retry_at: Option<i64>,
+    /// The bound of the first retry delay: `retry_initial`, or the adaptive one.
+    initial: Duration,
+    /// The run of the batch at the head of the lane, from its first attempt.
+    run: Option<DeliveryRun>,
+}
+
+/// One run of a channel's deliveries: from the first attempt of a batch to the attempt that
+/// ends it (accepted or permanent), across the transient failures in between (their rows go
+/// back to the front of the lane, so the next attempt carries them first).
+struct DeliveryRun {
+    /// Wall clock at the first attempt (Unix ms).
+    started_ms: i64,
+    started: Instant,
+    attempts: u32,
+    errors: Vec<(String, ErrorKind)>,
+    /// When the first failed attempt ended.
+    first_failure: Option<Instant>,
+}
+
+impl DeliveryRun {
+    fn new(started_ms: i64) -> Self {
+        DeliveryRun {
+            started_ms,
+            started: Instant::now(),
+            attempts: 0,
+            errors: Vec::new(),
+            first_failure: None,
+        }
+    }
+
+    /// The run's summary, ended by the attempt that ended at `end`.
+    fn summary(self, channel: &str, outcome: retry::Outcome, end: Instant) -> RunSummary {
+        let recovered_after = match (outcome, self.first_failure) {
+            (retry::Outcome::Success, Some(first)) => Some(end.saturating_duration_since(first)),
+            _ => None,
+        };
+        RunSummary {
+            op: retry_op(channel),
+            started_ms: self.started_ms,
+            attempts: self.attempts,
+            outcome,
+            errors: self.errors,
+            recovered_after,
+            took: end.saturating_duration_since(self.started),
+            rejected: None,
+        }
+    }
 }
 
 pub struct AlertsState {
@@ -341,6 +436,8 @@ impl AlertsState {
             busy: false,
             failures: 0,
             retry_at: None,
+            initial: self.args.retry_initial,
+            run: None,
         })
     }
 
@@ -416,18 +513,22 @@ impl AlertsState {
             return None;
         }
         lane.busy = true;
+        lane.run.get_or_insert_with(|| DeliveryRun::new(now));
         let deliverer = self.deliverer.clone();
         let myself = myself.clone();
         let name = name.to_string();
         tokio::spawn(async move {
             let started = Instant::now();
-            let outcome = deliverer.send(&channel, &batch).await;
+            let (outcome, label) = deliverer.send_labelled(&channel, &batch).await;
+            let ended = Instant::now();
             let _ = myself.cast(AlertsMessage::Delivered(Delivered {
                 channel: name,
                 ids,
                 outcome,
+                label,
                 at_ms: now,
-                took: started.elapsed(),
+                took: ended.saturating_duration_since(started),
+                ended,
             }));
         });
         None
@@ -482,11 +583,28 @@ impl AlertsState {
             )
             .outcome(accepted),
         );
-        let (policy_initial, policy_max) = (self.args.retry_initial, self.args.retry_max);
+        let policy_max = self.args.retry_max;
         let Some(lane) = self.lanes.get_mut(&d.channel) else {
             return;
         };
         lane.busy = false;
+        let ended_run = {
+            let run = lane.run.get_or_insert_with(|| DeliveryRun::new(d.at_ms));
+            run.attempts = run.attempts.saturating_add(1);
+            if let Some(error) = channel::failure(&d.outcome, d.label.clone()) {
+                run.errors.push(error);
+                run.first_failure.get_or_insert(d.ended);
+            }
+            let ends = match &d.outcome {
+                Outcome::Accepted { .. } => Some(retry::Outcome::Success),
+                Outcome::Permanent { .. } => Some(retry::Outcome::Permanent),
+                Outcome::Transient { .. } => None,
+            };
+            ends.and_then(|outcome| {
+                let run = lane.run.take()?;
+                Some(run.summary(&d.channel, outcome, d.ended))
+            })
+        };
         let (outcome, code, detail, next) = match &d.outcome {
             Outcome::Accepted { code, answer } => {
                 lane.failures = 0;
@@ -500,7 +618,7 @@ impl AlertsState {
             } => {
                 let delay = next_attempt_delay(
                     lane.failures,
-                    policy_initial,
+                    lane.initial,
                     policy_max,
                     fastrand::f64(),
                     *retry_after,
@@ -520,6 +638,9 @@ impl AlertsState {
                 (AttemptOutcome::Permanent, *code, error.clone(), None)
             }
         };
+        if let Some(summary) = ended_run {
+            retry::record_to(&self.args.metrics, &summary);
+        }
         let failures = self.lanes.get(&d.channel).map_or(0, |l| l.failures);
         if accepted {
             self.counts.delivered += d.ids.len() as u64;
@@ -596,6 +717,35 @@ impl AlertsState {
         self.due(myself).await;
     }
 
+    /// Works out the channels' adaptive first delays off the actor (a read of the store); the
+    /// answer comes back as [`AlertsMessage::Tuned`].
+    fn tune(&self, myself: &ActorRef<AlertsMessage>) {
+        let names: Vec<String> = self.lanes.keys().cloned().collect();
+        let policy = retry_policy(self.args.retry_initial, self.args.retry_max, true);
+        let (reader, myself) = (self.args.store.reader().clone(), myself.clone());
+        tokio::spawn(async move {
+            let initials = tuned(&reader, names, policy).await;
+            let _ = myself.cast(AlertsMessage::Tuned(initials));
+        });
+    }
+
+    fn tuned(&mut self, initials: Vec<(String, Duration)>) {
+        for (name, initial) in initials {
+            let Some(lane) = self.lanes.get_mut(&name) else {
+                continue;
+            };
+            if lane.initial != initial {
+                tracing::info!(
+                    channel = %name,
+                    from_ms = lane.initial.as_millis() as u64,
+                    to_ms = initial.as_millis() as u64,
+                    "adaptive retry: the channel's first retry delay changed"
+                );
+                lane.initial = initial;
+            }
+        }
+    }
+
     fn status(&mut self) -> AlertsStatus {
         let now = self.clock.now();
         let mut pending: HashMap<&str, usize> = HashMap::new();
@@ -626,10 +776,34 @@ impl AlertsState {
                         .retry_at
                         .filter(|at| *at > now)
                         .map(|at| (at - now) as f64 / 1000.0),
+                    retry_initial_ms: lane.initial.as_millis() as u64,
                 })
                 .collect(),
         }
     }
+}
+
+/// Each channel's adaptive first delay under `policy`, from its runs of the last
+/// [`ADAPT_WINDOW`]; a channel whose runs cannot be read keeps `policy.initial`.
+async fn tuned(
+    reader: &sqlx::SqlitePool,
+    channels: Vec<String>,
+    policy: RetryPolicy,
+) -> Vec<(String, Duration)> {
+    let since = unix_ms(SystemTime::now()).saturating_sub(ADAPT_WINDOW.as_millis() as i64);
+    let mut out = Vec::with_capacity(channels.len());
+    for name in channels {
+        let op = retry_op(&name);
+        let initial = match retry::load(reader, Some(&op), since, ADAPT_RUNS).await {
+            Ok(runs) => adaptive_initial(&policy, &op_stats(&op, &runs, &policy)),
+            Err(e) => {
+                tracing::warn!(channel = %name, error = %e, "cannot read the channel's delivery runs; its retry delay stays as configured");
+                policy.initial
+            }
+        };
+        out.push((name, initial));
+    }
+    out
 }
 
 /// Writes a notification to the log (when it cannot be stored yet, it is at least seen).
@@ -775,8 +949,20 @@ impl Actor for AlertsActor {
                     busy: false,
                     failures: 0,
                     retry_at: None,
+                    initial: args.retry_initial,
+                    run: None,
                 },
             );
+        }
+        if args.retry_adaptive {
+            let names: Vec<String> = lanes.keys().cloned().collect();
+            let policy = retry_policy(args.retry_initial, args.retry_max, true);
+            for (name, initial) in tuned(args.store.reader(), names, policy).await {
+                if let Some(lane) = lanes.get_mut(&name) {
+                    lane.initial = initial;
+                }
+            }
+            myself.send_interval(TUNE_EVERY, || AlertsMessage::Tune);
         }
         args.alerts.slot().attach(myself.clone());
         myself.send_interval(RESYNC_EVERY, || AlertsMessage::Resync);
@@ -815,6 +1001,8 @@ impl Actor for AlertsActor {
             AlertsMessage::Wake => state.due(&myself).await,
             AlertsMessage::Resync => state.resync(&myself).await,
             AlertsMessage::Delivered(d) => state.delivered(&myself, d).await,
+            AlertsMessage::Tune => state.tune(&myself),
+            AlertsMessage::Tuned(initials) => state.tuned(initials),
             AlertsMessage::Prune => {
                 let now = state.clock.now();
                 state.engine.prune(now);

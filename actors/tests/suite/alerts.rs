@@ -1,5 +1,6 @@
 //! The alerts actor end to end: a real store on a temp file, the actor spawned directly, and
-//! the loopback HTTP and SMTP sinks of `metasystem_actors::sinks` as the receivers.
+//! the loopback HTTP and SMTP sinks of `metasystem_actors::sinks` as the receivers. Also the
+//! retry runs of the deliveries (one per batch, stored) and the adaptive first retry delay.
 //!
 //! Real clock with short settings (group_wait 200 ms, retries from 50 ms): the sinks and SQLite
 //! do real I/O on other threads, and a paused clock auto-advances while the runtime waits for
@@ -14,6 +15,7 @@ use metasystem_actors::alerts::actor::{AlertsActor, AlertsArgs, AlertsMessage, A
 use metasystem_actors::alerts::channel::{ChannelKind, ChannelSpec, EmailSpec, Tls};
 use metasystem_actors::alerts::{fingerprint, Alert, Alerts, PerSeverity, Policy, Severity};
 use metasystem_actors::metrics::Metrics;
+use metasystem_actors::retry::{self, ErrorKind, Outcome, RunSummary};
 use metasystem_actors::sinks::{HttpSink, Reply, Request, SmtpSink};
 use metasystem_actors::store::outbox::{self, OutboxRow};
 use metasystem_actors::store::{unix_ms, Store};
@@ -96,6 +98,7 @@ fn args(store: &Store, alerts: &Alerts, channels: Vec<ChannelSpec>) -> AlertsArg
         channels,
         retry_initial: Duration::from_millis(50),
         retry_max: Duration::from_millis(200),
+        retry_adaptive: false,
         timeout: Duration::from_secs(3),
         hostname: "testhost".into(),
     }
@@ -845,4 +848,132 @@ async fn a_delivery_whose_record_is_late_is_not_sent_again_by_the_resync() {
     rig.actor.cast(AlertsMessage::Resync).unwrap();
     exactly(&sink, 1).await;
     rig.stop().await;
+}
+
+/// The runs of `op` in the store, polled until there are `n` (the recorder writes them from a
+/// task of its own).
+async fn runs_of(store: &Store, op: &str, n: usize) -> Vec<RunSummary> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let runs = retry::load(store.reader(), Some(op), 0, 1000)
+            .await
+            .unwrap();
+        if runs.len() >= n {
+            return runs;
+        }
+        if Instant::now() >= deadline {
+            panic!("{} run(s) of {op} recorded, not {n}: {runs:#?}", runs.len());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_that_failed_twice_is_recorded_as_one_run_of_three_attempts() {
+    let sink = HttpSink::start().await;
+    sink.push(Reply::new(503, "down for maintenance"));
+    sink.push(Reply::new(503, "down for maintenance"));
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    rig.alerts.raise(critical("down"));
+    rig.rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    // The delivery itself is as before: three attempts, the last accepted.
+    let rows = rig.rows().await;
+    assert_eq!(rows[0].attempts, 3);
+    assert_eq!(sink.requests().len(), 3);
+
+    let runs = runs_of(&rig.store, "alert:hook", 1).await;
+    tokio::time::sleep(QUIET).await;
+    let runs_now = runs_of(&rig.store, "alert:hook", 1).await;
+    assert_eq!(runs_now, runs, "one run, recorded once");
+    let run = &runs[0];
+    assert_eq!(run.op, "alert:hook");
+    assert_eq!(run.attempts, 3);
+    assert_eq!(run.outcome, Outcome::Success);
+    assert_eq!(
+        run.errors,
+        vec![
+            ("http_503".to_string(), ErrorKind::Transient),
+            ("http_503".to_string(), ErrorKind::Transient)
+        ]
+    );
+    let recovered = run.recovered_after.expect("a recovery time");
+    assert!(
+        recovered > Duration::ZERO && recovered <= run.took,
+        "{recovered:?} of {:?}",
+        run.took
+    );
+    assert!(run.started_ms <= rows[0].done_ms.unwrap(), "{run:?}");
+
+    // A batch refused for good is a run of its own, permanent, with the status's label.
+    sink.set_default(Reply::new(400, "bad payload"));
+    rig.alerts.raise(critical("refused"));
+    let runs = runs_of(&rig.store, "alert:hook", 2).await;
+    let run = &runs[1];
+    assert_eq!((run.attempts, run.outcome), (1, Outcome::Permanent));
+    assert_eq!(
+        run.errors,
+        vec![("http_400".to_string(), ErrorKind::Permanent)]
+    );
+    assert_eq!(run.recovered_after, None);
+
+    // Each run is a `retry_run` sample of the channel's operation (ok: it succeeded).
+    rig.store.flush(Some(WAIT)).await.unwrap();
+    let samples: Vec<(Option<bool>,)> = sqlx::query_as(
+        "SELECT ok FROM samples WHERE name = 'retry_run' AND subject = 'alert:hook' ORDER BY id",
+    )
+    .fetch_all(rig.store.reader())
+    .await
+    .unwrap();
+    assert_eq!(samples, vec![(Some(true),), (Some(false),)]);
+    // Not adaptive: the first retry delay stays as configured.
+    assert_eq!(rig.status().await.channels[0].retry_initial_ms, 50);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn an_adaptive_channel_starts_its_retries_at_its_median_recovery() {
+    let sink = HttpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    // A week of runs of the channel: six recovered after 2 s (median), one never failed.
+    let now = unix_ms(SystemTime::now());
+    for i in 0..7 {
+        let recovered = i < 6;
+        let summary = RunSummary {
+            op: "alert:hook".into(),
+            started_ms: now - 3_600_000 + i,
+            attempts: if recovered { 2 } else { 1 },
+            outcome: Outcome::Success,
+            errors: if recovered {
+                vec![("http_503".into(), ErrorKind::Transient)]
+            } else {
+                vec![]
+            },
+            recovered_after: recovered.then(|| Duration::from_secs(2)),
+            took: Duration::from_secs(2),
+            rejected: None,
+        };
+        retry::record(&store, &summary).await.unwrap().unwrap();
+    }
+    let alerts = Alerts::new(store.clone());
+    let mut a = args(&store, &alerts, vec![webhook("hook", &sink)]);
+    a.retry_adaptive = true;
+    a.retry_max = Duration::from_secs(60);
+    let (actor, join) = spawn(a).await;
+    let status: AlertsStatus = ractor::call!(actor, AlertsMessage::Status).unwrap();
+    assert_eq!(status.channels[0].retry_initial_ms, 2000);
+    actor.stop(None);
+    bounded(join).await.unwrap();
+
+    // Within bounds: never above the channel's `max`.
+    let mut a = args(&store, &alerts, vec![webhook("hook", &sink)]);
+    a.retry_adaptive = true;
+    a.retry_max = Duration::from_millis(500);
+    let (actor, join) = spawn(a).await;
+    let status: AlertsStatus = ractor::call!(actor, AlertsMessage::Status).unwrap();
+    assert_eq!(status.channels[0].retry_initial_ms, 500);
+    actor.stop(None);
+    bounded(join).await.unwrap();
+    drop(dir);
 }

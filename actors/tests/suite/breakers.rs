@@ -392,6 +392,7 @@ async fn the_open_warning_is_notified_and_resolved_when_it_closes() {
             routes,
             retry_initial: Duration::from_millis(50),
             retry_max: Duration::from_millis(200),
+            retry_adaptive: false,
             timeout: Duration::from_secs(3),
             hostname: "testhost".into(),
         },
