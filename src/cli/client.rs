@@ -13,7 +13,7 @@ use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
     code, AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosStatusResult,
     ChaosStopResult, Command, EventsResult, HealResult, HealthResult, MetricsResult, ReloadResult,
-    Response, Status, TreeResult,
+    Response, RetriesResult, Status, TreeResult,
 };
 
 /// Runs a client command; its exit code.
@@ -400,6 +400,10 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
         Cmd::Heal { since } => Command::Heal {
             since_s: Some(since.as_secs().max(1)),
         },
+        Cmd::Retries { since, op } => Command::Retries {
+            since_s: Some(since.as_secs().max(1)),
+            op: op.clone(),
+        },
         Cmd::Breakers { action: None } => Command::Breakers,
         Cmd::Breakers {
             action: Some(action),
@@ -564,6 +568,7 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             }
         }
         Cmd::Heal { .. } => listing::<HealResult>(result, human, out, render::heal)?,
+        Cmd::Retries { .. } => listing::<RetriesResult>(result, human, out, render::retries)?,
         Cmd::Breakers { action: Some(_) } => {
             let Some(b) = typed::<BreakerRow>(result) else {
                 return Ok(exit::USAGE);

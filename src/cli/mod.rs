@@ -179,6 +179,17 @@ pub enum Cmd {
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
         since: Duration,
     },
+    /// Retried operations (heal actions, alert deliveries): per operation, its runs, success
+    /// rate, transient vs permanent failures, commonest errors, median recovery, and the
+    /// retry schedule they suggest.
+    Retries {
+        /// The window (e.g. 24h, 7d, 30d).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "7d")]
+        since: Duration,
+        /// Only this operation (`heal:root/db:vacuum`, `alert:email`, ...).
+        #[arg(long, value_name = "OP")]
+        op: Option<String>,
+    },
     /// Stop the daemon in order.
     Shutdown,
 }

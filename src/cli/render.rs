@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::control::protocol::{
     AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosKill, ChaosRun,
     ChaosStatusResult, ChaosStopResult, Event, HealResult, HealthResult, MetricsResult, OpsResult,
-    ReloadResult, SeriesRow, Status, TreeResult,
+    ReloadResult, RetriesResult, RetryOpView, SeriesRow, Status, TreeResult,
 };
 
 /// Paths wider than this are not padded further (a deep tree must not make every line huge).
@@ -615,4 +615,175 @@ pub fn heal(out: &mut dyn Write, h: &HealResult) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `retries`: per operation, its runs, failures, recovery, policy and recommendation.
+pub fn retries(out: &mut dyn Write, r: &RetriesResult) -> io::Result<()> {
+    let truncated = if r.truncated {
+        " (the latest; the window holds more)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "retried operations since {}: {} run(s){truncated}",
+        r.since, r.runs
+    )?;
+    if r.ops.is_empty() {
+        writeln!(out, "no runs in this window")?;
+    }
+    for op in &r.ops {
+        retry_op(out, op)?;
+    }
+    Ok(())
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
+fn retry_op(out: &mut dyn Write, op: &RetryOpView) -> io::Result<()> {
+    let outcomes: Vec<String> = op
+        .outcomes
+        .iter()
+        .map(|(outcome, n)| format!("{n} {outcome}"))
+        .collect();
+    writeln!(out)?;
+    if op.runs == 0 {
+        writeln!(out, "{}: no runs", op.op)?;
+    } else {
+        writeln!(
+            out,
+            "{}: {} run(s), {} succeeded ({})",
+            op.op,
+            op.runs,
+            percent(op.success_rate),
+            outcomes.join(", ")
+        )?;
+    }
+    if op.failed_attempts > 0 {
+        let errors: Vec<String> = op
+            .commonest_errors
+            .iter()
+            .map(|e| format!("{} ({})", e.label, e.count))
+            .collect();
+        writeln!(
+            out,
+            "  failed attempts: {} ({} transient, {} permanent); commonest: {}",
+            op.failed_attempts,
+            percent(op.transient_share),
+            percent(op.permanent_share),
+            errors.join(", ")
+        )?;
+    }
+    match (op.median_recovery_ms, op.p90_recovery_ms) {
+        (Some(median), Some(p90)) => writeln!(
+            out,
+            "  recovery: median {}, p90 {} ({} run(s) recovered)",
+            ms_span(median),
+            ms_span(p90),
+            op.recovered_runs
+        )?,
+        _ => writeln!(out, "  recovery: no run recovered after failing")?,
+    }
+    let p = &op.policy;
+    let attempts = match p.max_attempts {
+        Some(1) => "one attempt per run".to_string(),
+        Some(n) => format!("first retry within {}, {n} attempts", ms_span(p.initial_ms)),
+        None => format!(
+            "first retry within {}, retried until it succeeds",
+            ms_span(p.initial_ms)
+        ),
+    };
+    let adaptive = if p.adaptive { ", adaptive" } else { "" };
+    writeln!(
+        out,
+        "  policy ({}): {attempts}, waits up to {}{adaptive}",
+        p.source,
+        ms_span(p.max_ms)
+    )?;
+    writeln!(out, "  recommendation: {}", op.recommendation.text)?;
+    if let Some(last) = &op.last_run {
+        writeln!(out, "  last run: {last}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::{ErrorCount, RecommendationView, RetryPolicyView};
+
+    #[test]
+    fn retries_say_what_each_operation_did_and_what_to_do() {
+        let op = RetryOpView {
+            op: "alert:hook".into(),
+            runs: 4,
+            outcomes: [("success".to_string(), 3), ("permanent".to_string(), 1)]
+                .into_iter()
+                .collect(),
+            success_rate: 0.75,
+            failed_attempts: 3,
+            transient_share: 2.0 / 3.0,
+            permanent_share: 1.0 / 3.0,
+            commonest_errors: vec![
+                ErrorCount {
+                    label: "http_503".into(),
+                    count: 2,
+                },
+                ErrorCount {
+                    label: "http_400".into(),
+                    count: 1,
+                },
+            ],
+            recovered_runs: 2,
+            median_recovery_ms: Some(1500),
+            p90_recovery_ms: Some(3000),
+            last_run: Some("2026-11-27T10:00:00.000Z".into()),
+            policy: RetryPolicyView {
+                source: "configured".into(),
+                initial_ms: 1000,
+                max_ms: 300_000,
+                max_attempts: None,
+                adaptive: true,
+            },
+            recommendation: RecommendationView {
+                initial_ms: 1000,
+                max_attempts: 5,
+                text: "transient failures (http_503) recovered in only 2 runs".into(),
+            },
+        };
+        let r = RetriesResult {
+            since: "2026-11-20T10:00:00.000Z".into(),
+            runs: 4,
+            truncated: false,
+            ops: vec![op],
+        };
+        let mut out = Vec::new();
+        retries(&mut out, &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for want in [
+            "retried operations since 2026-11-20T10:00:00.000Z: 4 run(s)",
+            "alert:hook: 4 run(s), 75% succeeded (1 permanent, 3 success)",
+            "failed attempts: 3 (67% transient, 33% permanent); commonest: http_503 (2), http_400 (1)",
+            "recovery: median 1s 500ms, p90 3s (2 run(s) recovered)",
+            "policy (configured): first retry within 1s, retried until it succeeds, waits up to 5m, adaptive",
+            "recommendation: transient failures (http_503) recovered in only 2 runs",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+        let mut out = Vec::new();
+        retries(
+            &mut out,
+            &RetriesResult {
+                ops: vec![],
+                runs: 0,
+                ..r
+            },
+        )
+        .unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("no runs in this window"));
+    }
 }

@@ -115,6 +115,15 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since_s: Option<u64>,
     },
+    /// Retried operations ([`RetriesResult`]): per operation (only `op` when given), the
+    /// statistics of its runs of the last `since_s` seconds (default a week) and the schedule
+    /// they suggest.
+    Retries {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_s: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        op: Option<String>,
+    },
     /// An operation of the actor at `path`, handled by its kind (`src/kinds/`). Without `op`:
     /// the kind's operations.
     Call {
@@ -172,6 +181,7 @@ impl Command {
                 | Command::Breakers
                 | Command::ChaosStatus { .. }
                 | Command::Heal { .. }
+                | Command::Retries { .. }
                 | Command::Reload { dry_run: true }
         )
     }
@@ -202,6 +212,7 @@ impl Command {
             Command::ChaosStatus { .. } => "chaos_status",
             Command::Health => "health",
             Command::Heal { .. } => "heal",
+            Command::Retries { .. } => "retries",
         }
     }
 }
@@ -259,6 +270,77 @@ pub struct HealView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealResult {
     pub actions: Vec<HealView>,
+}
+
+/// The answer to `retries`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetriesResult {
+    /// The window's start.
+    pub since: String,
+    /// Runs read (at most the latest 50,000 of the window).
+    pub runs: u64,
+    /// The window held more runs than were read: the statistics are of the latest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// By operation name.
+    pub ops: Vec<RetryOpView>,
+}
+
+/// One retried operation: what its runs say, and the schedule they suggest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryOpView {
+    /// `heal:PROBE:ACTION`, `alert:CHANNEL`, ...
+    pub op: String,
+    pub runs: u32,
+    /// Runs by how they ended: success, exhausted (gave up), permanent, rejected (by a breaker).
+    pub outcomes: std::collections::BTreeMap<String, u32>,
+    /// successes / runs.
+    pub success_rate: f64,
+    /// Calls that failed, over all runs, and the shares of them that were transient and
+    /// permanent (both 0 when none failed).
+    pub failed_attempts: u32,
+    pub transient_share: f64,
+    pub permanent_share: f64,
+    /// The commonest error labels (at most three), commonest first.
+    pub commonest_errors: Vec<ErrorCount>,
+    /// Runs that succeeded after failing, and how long they took to recover.
+    pub recovered_runs: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_recovery_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90_recovery_ms: Option<u64>,
+    /// The latest run's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
+    /// The policy the runs are judged by.
+    pub policy: RetryPolicyView,
+    pub recommendation: RecommendationView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCount {
+    pub label: String,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicyView {
+    /// configured (the operation's own) | default (the operation is not in the config)
+    pub source: String,
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    /// `None`: retried until it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    pub adaptive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecommendationView {
+    pub initial_ms: u64,
+    pub max_attempts: u32,
+    /// One sentence for an operator.
+    pub text: String,
 }
 
 /// What an operator can do to a breaker.
@@ -1039,6 +1121,33 @@ mod tests {
                 }
             ))
         );
+        assert_eq!(
+            parse_request(r#"{"cmd":"retries","since_s":3600,"op":"alert:hook"}"#),
+            Ok(parsed(
+                None,
+                None,
+                Command::Retries {
+                    since_s: Some(3600),
+                    op: Some("alert:hook".into())
+                }
+            ))
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"retries"}"#),
+            Ok(parsed(
+                None,
+                None,
+                Command::Retries {
+                    since_s: None,
+                    op: None
+                }
+            ))
+        );
+        assert!(Command::Retries {
+            since_s: None,
+            op: None
+        }
+        .is_read_only());
     }
 
     fn error_of(line: &str) -> (Option<u64>, String, String) {

@@ -85,6 +85,7 @@ impl Daemon {
             Command::ChaosStatus { from } => self.chaos_status(id, from),
             Command::Health => self.health_now(id).await,
             Command::Heal { since_s } => self.heal_history(id, since_s).await,
+            Command::Retries { since_s, op } => self.retries(id, since_s, op).await,
             // The server turns the connection into a stream (`Daemon::stream`).
             Command::Subscribe { .. } => Response::error(
                 id,

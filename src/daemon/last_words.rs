@@ -18,7 +18,7 @@ use crate::kinds::Kind;
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// The first alerts child in the tree (there is at most one).
-fn alerts_config(root: &SupervisorConfig) -> Option<&AlertsConfig> {
+pub(super) fn alerts_config(root: &SupervisorConfig) -> Option<&AlertsConfig> {
     root.children.iter().find_map(|c| match &c.kind {
         Kind::Alerts(a) => Some(a),
         Kind::Supervisor(sup) => alerts_config(sup),

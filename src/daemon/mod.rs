@@ -9,6 +9,7 @@
 //! - `reload`: reload as a diff, and the step runner shared with startup;
 //! - `resilience`: `breakers` and operators' breaker actions (from the shared registry);
 //! - `queries`: `metrics` and `anomalies` (read pool only);
+//! - `retries`: `retries`, the retried operations' runs judged by their policies (read pool);
 //! - `last_words`: the root gave up: its alert, sent by the daemon before it exits;
 //! - `notify`: systemd notifications and the watchdog interval.
 
@@ -19,6 +20,7 @@ mod notify;
 mod queries;
 mod reload;
 mod resilience;
+mod retries;
 mod start;
 mod stream;
 
