@@ -356,3 +356,51 @@ impl ActorKind for AlertsConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Kind;
+
+    fn alerts(retry: &str) -> Result<AlertsConfig, Vec<String>> {
+        let src = format!(
+            "[daemon]\nstate_dir = \"/tmp/x\"\n[root]\n[[root.children]]\nname = \"alerts\"\n\
+             kind = \"alerts\"\n{retry}\n"
+        );
+        match crate::config::parse(&src, "t.toml", std::path::Path::new("/")) {
+            Ok(c) => match &c.root.children[0].kind {
+                Kind::Alerts(a) => Ok(a.clone()),
+                other => panic!("{other:?}"),
+            },
+            Err(e) => Err(e.0.iter().map(|e| e.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn retry_is_not_adaptive_unless_asked() {
+        let a = alerts("").unwrap();
+        assert_eq!(
+            (a.retry_initial, a.retry_max, a.retry_adaptive),
+            (Duration::from_secs(1), Duration::from_secs(300), false)
+        );
+        let p = a.retry_policy();
+        assert_eq!(
+            (p.initial, p.max, p.max_attempts),
+            (a.retry_initial, a.retry_max, u32::MAX)
+        );
+        assert!(!p.adaptive);
+
+        let a = alerts("retry = { initial = \"2s\", adaptive = true }").unwrap();
+        assert_eq!(a.retry_initial, Duration::from_secs(2));
+        assert!(a.retry_adaptive && a.retry_policy().adaptive);
+
+        let e = alerts("retry = { adaptive = \"yes\" }").unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.contains("adaptive") && e.contains("true or false")),
+            "{e:?}"
+        );
+        let e = alerts("retry = { adaptiv = true }").unwrap_err();
+        assert!(e.iter().any(|e| e.contains("adaptive")), "{e:?}");
+    }
+}

@@ -10,6 +10,7 @@ mod export;
 mod lifecycle;
 mod probes;
 mod reload;
+mod retries;
 mod socket;
 mod store;
 mod strategies;
