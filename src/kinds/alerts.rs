@@ -10,7 +10,7 @@
 //! - `retry = { initial = "1s", max = "5m", adaptive = false }` (full-jitter backoff; with
 //!   `adaptive = true`, each channel's first delay follows the median time the channel took
 //!   to recover over its last week of delivery runs, once five runs have recovered, between
-//!   100ms and `max`; see `metasystem retries`), `timeout` (one delivery, default 10s);
+//!   100ms and `max` (at most 10m); see `metasystem retries`), `timeout` (one delivery, default 10s);
 //! - `channels = [{ name, type = "email" | "webhook" | "slack" | "discord" | "log", ... }]`:
 //!   email takes `smtp` ("host:port"), `tls` (none | starttls | tls), `from`, `to` (a list),
 //!   `username`, `password_env`; the others take `url`. A channel whose settings are incomplete
