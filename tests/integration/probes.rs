@@ -294,6 +294,11 @@ heal = [{{ action = "command", command = "/bin/true", cooldown = "0s", max_per_h
         assert_eq!(a["outcome"], "done", "{a:#}");
         assert_eq!(a["recheck"], "warn", "{a:#}");
     }
+    // A restarted probe does not get a fresh cap: its runs of the last hour are read back.
+    assert_eq!(d.cli(&["kill", "root/never"]).code, 0);
+    std::thread::sleep(Duration::from_millis(800));
+    let v = d.json(&["heal"], 0);
+    assert_eq!(v["actions"].as_array().map(Vec::len), Some(2), "{v:#}");
 }
 
 #[test]

@@ -542,6 +542,35 @@ async fn last_sync_success(store: &Store, target: &str) -> Option<i64> {
     }
 }
 
+/// The heal limiters, with the runs of the last hour read back from the store: a probe that
+/// restarts (a crash, a reload that changed it, a daemon restart) must not get a fresh hourly
+/// cap, or a crash loop would heal without limit.
+async fn restore_limiters(args: &ProbeArgs) -> Vec<Limiter> {
+    let mut limiters: Vec<Limiter> = args.heal.iter().map(|h| Limiter::new(h.limits)).collect();
+    let since = now_ms() - heal::limits::WINDOW.as_millis() as i64;
+    let rows = match crate::store::health::heals(args.store.reader(), since, 10_000).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the heal history; the hourly caps start afresh");
+            return limiters;
+        }
+    };
+    // Oldest first, as they ran; only runs (not refusals) count.
+    for row in rows.iter().rev() {
+        if row.probe != args.path || !(row.outcome == "done" || row.outcome == "failed") {
+            continue;
+        }
+        let matching = args
+            .heal
+            .iter()
+            .position(|h| h.action.name() == row.action && h.action.target() == row.target);
+        if let Some(i) = matching {
+            let _ = limiters[i].ran(row.started_ms);
+        }
+    }
+    limiters
+}
+
 impl Actor for ProbeActor {
     type Msg = ProbeMessage;
     type State = ProbeActorState;
@@ -563,7 +592,7 @@ impl Actor for ProbeActor {
             since_ms: now_ms(),
         };
         args.registry.publish(report.clone(), &myself);
-        let limiters = args.heal.iter().map(|h| Limiter::new(h.limits)).collect();
+        let limiters = restore_limiters(&args).await;
         let heal_breakers = heal_breakers(&args.path, &args.heal, &args.store);
         let rejected_until = vec![None; args.heal.len()];
         let mut state = ProbeActorState {
