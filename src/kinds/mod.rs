@@ -392,4 +392,19 @@ mod tests {
             assert!(Kind::ops(name).is_some_and(|ops| !ops.is_empty()), "{name}");
         }
     }
+    /// A cleanup aimed at the state dir (as "." or as written) would delete the live store
+    /// and the daemon's lock: refused when the config is read.
+    #[test]
+    fn a_cleanup_of_the_state_dir_is_refused() {
+        for dir in [".", "/tmp/x", "/tmp/x/"] {
+            let src = format!(
+                "[daemon]\nstate_dir = \"/tmp/x\"\n[root]\n[[root.children]]\nname = \"p\"\nkind = \"probe\"\ncheck = \"breakers\"\nheal = [{{ action = \"cleanup\", dir = \"{dir}\", older_than = \"1h\" }}]\n"
+            );
+            let err = crate::config::parse(&src, "t.toml", std::path::Path::new("/"))
+                .err()
+                .unwrap_or_else(|| panic!("{dir}: accepted"))
+                .to_string();
+            assert!(err.contains("is the state dir"), "{dir}: {err}");
+        }
+    }
 }

@@ -303,6 +303,24 @@ fn heal_item(
         },
         "cleanup" => {
             let d = dir(cx, &mut t)?;
+            let same = |a: &std::path::Path, b: &std::path::Path| {
+                a == b
+                    || matches!(
+                        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+                        (Ok(x), Ok(y)) if x == y
+                    )
+            };
+            if same(&d, &cx.state_dir) {
+                cx.d.error(
+                    t.span.clone(),
+                    format!(
+                        "`dir` in {} is the state dir ({}): a cleanup there would remove the daemon's own files; name a directory of its own",
+                        t.context,
+                        d.display()
+                    ),
+                );
+                return None;
+            }
             HealAction::Cleanup {
                 older_than: older_than(cx, &mut t),
                 pattern: t.string(cx.d, "pattern").map(|p| p.get_ref().clone()),

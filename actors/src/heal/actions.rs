@@ -45,6 +45,16 @@ pub const MAX_DEPTH: usize = 8;
 pub const VACUUM_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest pattern accepted for `cleanup`.
 pub const MAX_PATTERN: usize = 255;
+/// The daemon's own files in its state dir, which no sweep removes, in whatever directory it
+/// finds them (a swept directory may be the state dir, or a link to it): deleting the live
+/// store or the lock loses every event since the last checkpoint and lets a second daemon in.
+pub const DAEMON_FILES: &[&str] = &[
+    "metastore.db",
+    "metastore.db-wal",
+    "metastore.db-shm",
+    "metastore.db-journal",
+    "daemon.lock",
+];
 /// How many breaker names an unknown-breaker failure lists.
 const NAMES_SHOWN: usize = 20;
 /// A backup name's timestamp is read as UTC shifted by this, the largest UTC offset behind
@@ -718,6 +728,9 @@ fn sweep(spec: &Sweep, now: SystemTime, max_entries: usize) -> Result<Swept, Str
             if !kind.is_file() {
                 continue; // symlinks, sockets, fifos, devices
             }
+            if DAEMON_FILES.iter().any(|f| entry.file_name() == *f) {
+                continue;
+            }
             if let Some(size) = old_enough(spec, &entry.file_name(), &path, now) {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {
@@ -1033,6 +1046,32 @@ mod tests {
             names_in(&dir),
             ["dirlink.tmp", "link.tmp", "new.tmp", "sub.tmp"]
         );
+    }
+
+    #[tokio::test]
+    async fn cleanup_of_the_state_dir_spares_the_store_and_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        std::fs::create_dir(&dir).unwrap();
+        for f in DAEMON_FILES {
+            file_aged(&dir.join(f), 10, 3 * DAY);
+        }
+        file_aged(&dir.join("old.tmp"), 10, 3 * DAY);
+        // Also through a link to the state dir.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let (_, cx) = context();
+        for d in [&dir, &link] {
+            let action = HealAction::Cleanup {
+                dir: d.clone(),
+                older_than: DAY,
+                pattern: None,
+            };
+            execute(&action, &cx).await;
+        }
+        let mut expected: Vec<&str> = DAEMON_FILES.to_vec();
+        expected.sort();
+        assert_eq!(names_in(&dir), expected);
     }
 
     #[tokio::test]
