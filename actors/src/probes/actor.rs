@@ -264,8 +264,10 @@ impl ProbeActorState {
         }
         // While not passing, the heal actions run at every check, each within its cooldown
         // and hourly cap (monit's "if failed then restart" with "N restarts within M cycles").
+        // Boxed: the heal's future is ~9 KB (a command action's child process), and inline it
+        // would be part of every probe actor's task for the probe's whole life.
         if self.report.status != Health::Pass {
-            self.heal(self.report.status).await;
+            Box::pin(self.heal(self.report.status)).await;
         }
         self.schedule(myself, self.args.every);
     }
