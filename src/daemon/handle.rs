@@ -248,21 +248,7 @@ impl Daemon {
             alerts_undelivered: store::outbox::undelivered(self.store.reader())
                 .await
                 .unwrap_or(0),
-            breakers_open: self
-                .services
-                .breakers
-                .all()
-                .iter()
-                .filter_map(|b| {
-                    use metasystem_actors::breakers::StateName;
-                    let state = b.state();
-                    matches!(
-                        state,
-                        StateName::Open | StateName::HalfOpen | StateName::ForcedOpen
-                    )
-                    .then(|| format!("{} ({state})", b.name()))
-                })
-                .collect(),
+            breakers_open: metasystem_actors::probes::actor::open_breakers(&self.services.breakers),
             probes_failing: self.probes_failing(),
         }
     }
