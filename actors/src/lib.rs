@@ -20,6 +20,7 @@ pub mod retry;
 pub mod slot;
 pub mod store;
 pub mod supervision;
+pub mod sync;
 
 /// Loopback HTTP and SMTP sinks for tests (feature `testkit`).
 #[cfg(feature = "testkit")]

@@ -27,6 +27,7 @@ pub const KINDS: &[&str] = &[
     "heal",
     "chaos",
     "sync_event",
+    "sync_error",
 ];
 
 /// One event to record.

@@ -21,6 +21,7 @@ pub mod intake;
 pub mod outbox;
 pub mod runs;
 pub mod samples;
+pub mod sync;
 pub mod writer;
 
 use std::path::Path;

@@ -30,6 +30,7 @@ use super::events::{self, EventRow, StoredEvent};
 use super::health::{self, BreakerSave, HealRow, RetryRunRow};
 use super::outbox::{self, Attempt, OutboxEntry};
 use super::samples::{self, Rollups};
+use super::sync::{self, BaseChange, ConflictRow};
 use super::{runs, Shared};
 use crate::metrics::Sample;
 
@@ -89,6 +90,19 @@ pub enum DurableOp {
     RetryRuns(Vec<RetryRunRow>),
     /// A self-heal action; answers its id.
     Heal(HealRow),
+    /// Changes to a sync target's base state, in one transaction.
+    SyncBase {
+        target: String,
+        changes: Vec<BaseChange>,
+    },
+    /// A conflict the manual strategy kept; answers its id.
+    SyncConflict(ConflictRow),
+    /// Conflicts resolved (`resolution`: local | remote | both | gone).
+    SyncResolve {
+        ids: Vec<i64>,
+        resolution: String,
+        at_ms: i64,
+    },
 }
 
 /// What a durable write answers.
@@ -221,6 +235,17 @@ async fn apply(conn: &mut SqliteConnection, op: &DurableOp) -> Result<DurableRep
             .await
             .map(|()| DurableReply::Done),
         DurableOp::Heal(row) => health::add_heal(conn, row).await.map(DurableReply::Id),
+        DurableOp::SyncBase { target, changes } => sync::apply_base(conn, target, changes)
+            .await
+            .map(|()| DurableReply::Done),
+        DurableOp::SyncConflict(row) => sync::add_conflict(conn, row).await.map(DurableReply::Id),
+        DurableOp::SyncResolve {
+            ids,
+            resolution,
+            at_ms,
+        } => sync::resolve(conn, ids, resolution, *at_ms)
+            .await
+            .map(|()| DurableReply::Done),
     }
 }
 

@@ -16,4 +16,5 @@ mod restart_matrix;
 mod start_timeout;
 mod store;
 mod strategies;
+mod sync;
 mod util;

@@ -1,0 +1,214 @@
+//! The sync tables: each target's base state (what both sides last agreed on, per path) and
+//! the conflicts the manual strategy kept.
+
+use std::collections::HashMap;
+
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+/// One side of a path as both sides last agreed on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideState {
+    pub hash: [u8; 32],
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// A path's base: the primary's side and the target's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaseEntry {
+    pub local: SideState,
+    pub remote: SideState,
+}
+
+/// A change to a target's base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseChange {
+    Put(String, BaseEntry),
+    Forget(String),
+}
+
+/// A kept conflict.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConflictRow {
+    pub id: i64,
+    pub target: String,
+    pub path: String,
+    #[serde(serialize_with = "hex32")]
+    pub local_hash: [u8; 32],
+    #[serde(serialize_with = "hex32")]
+    pub remote_hash: [u8; 32],
+    /// The remote version's copy, relative to the primary.
+    pub copy: String,
+    pub detected_ms: i64,
+    pub resolved_ms: Option<i64>,
+    pub resolution: Option<String>,
+}
+
+fn hex32<S: serde::Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(64);
+    for b in h {
+        let _ = write!(out, "{b:02x}");
+    }
+    s.serialize_str(&out)
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if bytes.len() == 32 {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+fn size(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn sql_size(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(super) async fn apply_base(
+    conn: &mut SqliteConnection,
+    target: &str,
+    changes: &[BaseChange],
+) -> Result<(), sqlx::Error> {
+    for c in changes {
+        match c {
+            BaseChange::Put(path, e) => {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO sync_base (target, path, local_hash, local_size, \
+                     local_mtime_ns, remote_hash, remote_size, remote_mtime_ns) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(target)
+                .bind(path)
+                .bind(&e.local.hash[..])
+                .bind(sql_size(e.local.size))
+                .bind(e.local.mtime_ns)
+                .bind(&e.remote.hash[..])
+                .bind(sql_size(e.remote.size))
+                .bind(e.remote.mtime_ns)
+                .execute(&mut *conn)
+                .await?;
+            }
+            BaseChange::Forget(path) => {
+                sqlx::query("DELETE FROM sync_base WHERE target = ? AND path = ?")
+                    .bind(target)
+                    .bind(path)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A target's whole base, by path.
+pub async fn base(pool: &SqlitePool, target: &str) -> Result<HashMap<String, BaseEntry>, String> {
+    let rows = sqlx::query(
+        "SELECT path, local_hash, local_size, local_mtime_ns, remote_hash, remote_size, \
+         remote_mtime_ns FROM sync_base WHERE target = ?",
+    )
+    .bind(target)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| format!("cannot read the sync state of {target}: {e}"))?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let lh: Vec<u8> = r.get("local_hash");
+        let rh: Vec<u8> = r.get("remote_hash");
+        out.insert(
+            r.get::<String, _>("path"),
+            BaseEntry {
+                local: SideState {
+                    hash: digest(&lh),
+                    size: size(r.get("local_size")),
+                    mtime_ns: r.get("local_mtime_ns"),
+                },
+                remote: SideState {
+                    hash: digest(&rh),
+                    size: size(r.get("remote_size")),
+                    mtime_ns: r.get("remote_mtime_ns"),
+                },
+            },
+        );
+    }
+    Ok(out)
+}
+
+pub(super) async fn add_conflict(
+    conn: &mut SqliteConnection,
+    c: &ConflictRow,
+) -> Result<i64, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO sync_conflicts (target, path, local_hash, remote_hash, copy, detected_ms) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&c.target)
+    .bind(&c.path)
+    .bind(&c.local_hash[..])
+    .bind(&c.remote_hash[..])
+    .bind(&c.copy)
+    .bind(c.detected_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.last_insert_rowid())
+}
+
+pub(super) async fn resolve(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    resolution: &str,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    for id in ids {
+        sqlx::query(
+            "UPDATE sync_conflicts SET resolved_ms = ?, resolution = ? \
+             WHERE id = ? AND resolved_ms IS NULL",
+        )
+        .bind(at_ms)
+        .bind(resolution)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Conflicts of `target` (every target when `None`), open ones only unless `all`, newest first.
+pub async fn conflicts(
+    pool: &SqlitePool,
+    target: Option<&str>,
+    all: bool,
+) -> Result<Vec<ConflictRow>, String> {
+    let rows = sqlx::query(
+        "SELECT id, target, path, local_hash, remote_hash, copy, detected_ms, resolved_ms, \
+         resolution FROM sync_conflicts WHERE (?1 IS NULL OR target = ?1) \
+         AND (?2 OR resolved_ms IS NULL) ORDER BY id DESC LIMIT 10000",
+    )
+    .bind(target)
+    .bind(all)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| format!("cannot read the sync conflicts: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let lh: Vec<u8> = r.get("local_hash");
+            let rh: Vec<u8> = r.get("remote_hash");
+            ConflictRow {
+                id: r.get("id"),
+                target: r.get("target"),
+                path: r.get("path"),
+                local_hash: digest(&lh),
+                remote_hash: digest(&rh),
+                copy: r.get("copy"),
+                detected_ms: r.get("detected_ms"),
+                resolved_ms: r.get("resolved_ms"),
+                resolution: r.get("resolution"),
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,1376 @@
+//! One sync run of a target: guards (offline, marker, lock), both sides scanned, each path
+//! classified against the base and decided, the guard on mass deletion, then the plan applied
+//! with no torn or lost file, the base committed in batches as files become durable (so a run
+//! that is killed resumes without re-reading what it finished), live databases pushed as
+//! snapshots, old backups pruned.
+//!
+//! Plain-file work (scanning, hashing, copying, fsync) runs on the blocking pool, spread over
+//! [`WORKERS`] threads; SQLite snapshots go through sqlx's own threads.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Strategy};
+use super::fsops::{self, Copied, InstallError};
+use super::scan::{self, Listing, Meta, Selection, LOCK, MARKER};
+use super::snapshot;
+use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
+use crate::store::{unix_ms, DurableOp, DurableReply, Store};
+
+/// Threads for hashing and copying plain files.
+pub const WORKERS: usize = 2;
+/// Base changes committed together (a killed run loses at most this many, which the next run
+/// finds agreeing and records without copying again).
+pub const COMMIT_BATCH: usize = 2_000;
+/// How long a commit of the base may wait for the store.
+const STORE_WAIT: Duration = Duration::from_secs(60);
+/// A lock older than this is stale whoever holds it (a run never takes this long without
+/// refreshing... it does not refresh: a run longer than this is not expected).
+const LOCK_STALE: Duration = Duration::from_secs(6 * 3600);
+
+/// A sync target, as configured.
+#[derive(Debug, Clone)]
+pub struct SyncSpec {
+    /// The target's name (the actor's name): the key of its base, its events and alerts.
+    pub name: String,
+    /// The local side (default: the state dir).
+    pub primary: PathBuf,
+    /// The other side: a cloud folder, a folder on an external drive.
+    pub target: PathBuf,
+    pub selection: Selection,
+    pub direction: Direction,
+    pub strategy: Strategy,
+    /// Where replaced and deleted files are kept (`NAME-YYYYMMDD-HHMMSS.bak`).
+    pub backups: PathBuf,
+    pub retention: Duration,
+    /// A run that would delete more than this share of the synced files stops (0..=1).
+    pub max_delete: f64,
+    /// Live databases (absolute paths) pushed as snapshots into `hosts/HOST/` of the target.
+    pub snapshots: Vec<PathBuf>,
+    /// How often those snapshots are refreshed.
+    pub snapshot_every: Duration,
+    /// This machine's name (snapshots' folder, conflict copies).
+    pub host: String,
+}
+
+/// What a forced run may override.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub direction: Option<Direction>,
+    pub strategy: Option<Strategy>,
+    pub dry_run: bool,
+}
+
+/// Live counters of a run, for progress bars and `sync status`.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files_total: AtomicU64,
+    pub files_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+}
+
+impl Progress {
+    pub fn reset(&self) {
+        for c in [
+            &self.files_total,
+            &self.files_done,
+            &self.bytes_total,
+            &self.bytes_done,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A run's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    /// Not run: the target is offline (or a run was not due).
+    Skipped,
+    Error,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Skipped => "skipped",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Why a run stopped before it changed anything, when it is worth an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The target is there but its marker is gone: not the folder synced before.
+    MarkerMissing,
+    /// More deletions than `max_delete` allows.
+    MaxDelete,
+    /// Another run (this host or another) holds the target's lock.
+    Locked,
+}
+
+/// A conflict met by a run and how it was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConflictReport {
+    pub path: String,
+    /// local | remote | both (kept both: the remote version beside it as `copy`).
+    pub kept: String,
+    pub copy: Option<String>,
+}
+
+/// A planned or applied action on a path (listed by dry runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub path: String,
+    pub action: String,
+    pub local: String,
+    pub remote: String,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub target: String,
+    pub outcome: Outcome,
+    /// Why it was skipped or failed.
+    pub reason: Option<String>,
+    pub refusal: Option<Refusal>,
+    pub dry_run: bool,
+    pub direction: Direction,
+    pub strategy: Strategy,
+    pub local_files: usize,
+    pub remote_files: usize,
+    pub copied_to_remote: usize,
+    pub copied_to_local: usize,
+    pub deleted_remote: usize,
+    pub deleted_local: usize,
+    /// Paths found the same on both sides and recorded (no copy).
+    pub agreed: usize,
+    pub bytes: u64,
+    pub backups: usize,
+    pub backups_pruned: usize,
+    pub conflicts: Vec<ConflictReport>,
+    /// Conflicts kept earlier and not resolved yet (left alone).
+    pub unresolved: Vec<String>,
+    /// Changes the direction does not take (`push` leaves the target's own changes here).
+    pub pending: Vec<Planned>,
+    /// Left for the next run: changed while this one ran, or in use.
+    pub deferred: Vec<(String, String)>,
+    /// Files that failed (unreadable, no space, ...): the rest went on.
+    pub errors: Vec<(String, String)>,
+    /// Not synced: symlinks, placeholders, unreadable folders.
+    pub skipped: Vec<(String, String)>,
+    /// Names that differ only by case or Unicode normalisation: reported, not merged.
+    pub collisions: Vec<Vec<String>>,
+    /// Live databases pushed as snapshots: (file, what happened).
+    pub snapshots: Vec<(String, String)>,
+    /// Dry runs: what would be done.
+    pub planned: Vec<Planned>,
+    pub took_ms: u64,
+}
+
+impl RunReport {
+    fn new(spec: &SyncSpec, direction: Direction, strategy: Strategy, dry_run: bool) -> Self {
+        RunReport {
+            target: spec.name.clone(),
+            outcome: Outcome::Success,
+            reason: None,
+            refusal: None,
+            dry_run,
+            direction,
+            strategy,
+            local_files: 0,
+            remote_files: 0,
+            copied_to_remote: 0,
+            copied_to_local: 0,
+            deleted_remote: 0,
+            deleted_local: 0,
+            agreed: 0,
+            bytes: 0,
+            backups: 0,
+            backups_pruned: 0,
+            conflicts: Vec::new(),
+            unresolved: Vec::new(),
+            pending: Vec::new(),
+            deferred: Vec::new(),
+            errors: Vec::new(),
+            skipped: Vec::new(),
+            collisions: Vec::new(),
+            snapshots: Vec::new(),
+            planned: Vec::new(),
+            took_ms: 0,
+        }
+    }
+
+    /// Files copied or deleted.
+    pub fn files_changed(&self) -> usize {
+        self.copied_to_remote + self.copied_to_local + self.deleted_remote + self.deleted_local
+    }
+
+    fn stop(mut self, outcome: Outcome, reason: String, refusal: Option<Refusal>) -> Self {
+        self.outcome = outcome;
+        self.reason = Some(reason);
+        self.refusal = refusal;
+        self
+    }
+}
+
+/// Whether the target can be synced now, and whether this run is its first.
+enum Online {
+    Yes,
+    /// Absent but its parent is there and nothing was ever synced: created by the first run.
+    Create,
+    No(String),
+}
+
+fn online(spec: &SyncSpec, first: bool) -> Online {
+    match std::fs::metadata(&spec.target) {
+        Ok(m) if m.is_dir() => Online::Yes,
+        Ok(_) => Online::No(format!("{} is not a folder", spec.target.display())),
+        Err(_) if first && spec.target.parent().is_some_and(Path::is_dir) => Online::Create,
+        Err(e) => Online::No(format!(
+            "offline: {} is not there ({e}); an unmounted drive or an absent cloud folder is \
+             skipped, never read as deletions",
+            spec.target.display()
+        )),
+    }
+}
+
+/// The target's lock: `host pid started_ms`, created exclusively; one left by a dead process
+/// of this host, or older than [`LOCK_STALE`], is taken over.
+struct TargetLock {
+    path: PathBuf,
+}
+
+impl TargetLock {
+    fn take(target: &Path, host: &str) -> Result<TargetLock, String> {
+        let path = target.join(LOCK);
+        let me = format!(
+            "{host} {} {}\n",
+            std::process::id(),
+            unix_ms(SystemTime::now())
+        );
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    f.write_all(me.as_bytes())
+                        .and_then(|()| f.sync_all())
+                        .map_err(|e| format!("cannot write the lock {}: {e}", path.display()))?;
+                    return Ok(TargetLock { path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    if !lock_is_stale(&text, host, &path) {
+                        return Err(format!(
+                            "{} is locked by another run ({})",
+                            spec_dir(target),
+                            text.trim()
+                        ));
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(format!("cannot create the lock {}: {e}", path.display())),
+            }
+        }
+        Err(format!("cannot take the lock {}", path.display()))
+    }
+}
+
+fn spec_dir(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn lock_is_stale(text: &str, host: &str, path: &Path) -> bool {
+    let mut parts = text.split_whitespace();
+    let (Some(h), Some(pid), Some(at)) = (parts.next(), parts.next(), parts.next()) else {
+        // Unreadable or half-written: stale once old.
+        return std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age > Duration::from_secs(60));
+    };
+    let age_ms = unix_ms(SystemTime::now()) - at.parse::<i64>().unwrap_or(0);
+    if age_ms > LOCK_STALE.as_millis() as i64 {
+        return true;
+    }
+    if h == host {
+        if let Ok(pid) = pid.parse::<i32>() {
+            return pid as u32 != std::process::id() && !alive(pid);
+        }
+    }
+    false
+}
+
+fn alive(pid: i32) -> bool {
+    match rustix::process::Pid::from_raw(pid) {
+        Some(p) => {
+            rustix::process::test_kill_process(p).is_ok()
+                || rustix::process::test_kill_process(p) == Err(rustix::io::Errno::PERM)
+        }
+        None => false,
+    }
+}
+
+impl Drop for TargetLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A path with both sides, its base and its decision.
+#[derive(Debug, Clone)]
+struct Item {
+    rel: String,
+    local: Option<Meta>,
+    remote: Option<Meta>,
+    base: Option<BaseEntry>,
+    lhash: Option<Digest>,
+    rhash: Option<Digest>,
+    /// Both sides changed differently (decided by the direction or the strategy).
+    conflict: bool,
+}
+
+fn side_state(hash: Digest, m: Meta) -> SideState {
+    SideState {
+        hash,
+        size: m.size,
+        mtime_ns: m.mtime_ns,
+    }
+}
+
+/// The quick check: the side as the base recorded it (size and time) needs no hashing.
+fn quick(base: Option<&SideState>, now: Option<&Meta>) -> Option<Digest> {
+    match (base, now) {
+        (Some(b), Some(m)) if b.size == m.size && b.mtime_ns == m.mtime_ns => Some(b.hash),
+        _ => None,
+    }
+}
+
+/// Runs `f` over `items` on [`WORKERS`] threads (in order of the input within each thread);
+/// answers the results in input order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < 64 {
+        return items.iter().map(&f).collect();
+    }
+    let next = AtomicU64::new(0);
+    let slots: Vec<Mutex<Option<R>>> = (0..items.len()).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..WORKERS {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().ok().flatten())
+        .collect()
+}
+
+/// What applying one path gave.
+enum Applied {
+    Copied {
+        to_remote: bool,
+        bytes: u64,
+        backup: bool,
+        change: BaseChange,
+    },
+    Deleted {
+        remote: bool,
+        change: BaseChange,
+    },
+    Kept {
+        copy: String,
+        conflict: ConflictRow,
+    },
+    Deferred(String),
+    Failed(String),
+    /// A database: copied through a snapshot (async), after the plain files.
+    NeedsSnapshot,
+}
+
+/// The run. `base` is the target's base as committed (the caller's cache, kept in step with
+/// what is committed); `open` the target's unresolved conflicts.
+pub async fn run(
+    spec: &SyncSpec,
+    opts: &RunOptions,
+    store: &Store,
+    base: &mut HashMap<String, BaseEntry>,
+    open: &[ConflictRow],
+    progress: &Progress,
+) -> RunReport {
+    let started = Instant::now();
+    let direction = opts.direction.unwrap_or(spec.direction);
+    let strategy = opts.strategy.unwrap_or(spec.strategy);
+    let mut report = RunReport::new(spec, direction, strategy, opts.dry_run);
+    progress.reset();
+    let mut report = match run_inner(spec, opts, store, base, open, progress, &mut report).await {
+        Ok(()) => report,
+        Err((outcome, reason, refusal)) => report.stop(outcome, reason, refusal),
+    };
+    if report.outcome == Outcome::Success && !report.errors.is_empty() {
+        report.outcome = Outcome::Error;
+        report.reason = Some(format!(
+            "{} file(s) failed, first: {}: {}",
+            report.errors.len(),
+            report.errors[0].0,
+            report.errors[0].1
+        ));
+    }
+    report.took_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+type Stop = (Outcome, String, Option<Refusal>);
+
+fn error(reason: impl Into<String>) -> Stop {
+    (Outcome::Error, reason.into(), None)
+}
+
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, Stop> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| error(format!("a sync task failed: {e}")))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_inner(
+    spec: &SyncSpec,
+    opts: &RunOptions,
+    store: &Store,
+    base: &mut HashMap<String, BaseEntry>,
+    open: &[ConflictRow],
+    progress: &Progress,
+    report: &mut RunReport,
+) -> Result<(), Stop> {
+    let (direction, strategy) = (report.direction, report.strategy);
+    let first = base.is_empty();
+    // Guards: offline, marker, lock.
+    let s = spec.clone();
+    let dry = opts.dry_run;
+    let lock = blocking(move || -> Result<Option<TargetLock>, Stop> {
+        match online(&s, first) {
+            Online::Yes => {}
+            Online::Create if dry => return Ok(None),
+            Online::Create => std::fs::create_dir(&s.target).map_err(|e| {
+                error(format!("cannot create {}: {e}", s.target.display()))
+            })?,
+            Online::No(why) => return Err((Outcome::Skipped, why, None)),
+        }
+        if !s.primary.is_dir() {
+            return Err(error(format!(
+                "the primary {} is not a folder",
+                s.primary.display()
+            )));
+        }
+        let marker = s.target.join(MARKER);
+        if !first && !marker.exists() {
+            return Err((
+                Outcome::Error,
+                format!(
+                    "refused: {} has no {MARKER} marker although it was synced before: it is not \
+                     the folder synced before (a different drive, a fresh cloud folder?). If it is the \
+                     right folder, put the marker back (`touch {}`) and sync again",
+                    s.target.display(),
+                    marker.display()
+                ),
+                Some(Refusal::MarkerMissing),
+            ));
+        }
+        if dry {
+            return Ok(None);
+        }
+        let lock = TargetLock::take(&s.target, &s.host)
+            .map_err(|e| (Outcome::Skipped, e, Some(Refusal::Locked)))?;
+        if !marker.exists() {
+            let text = format!(
+                "metasystem sync target {:?}, first synced by {} at {}\n",
+                s.name,
+                s.host,
+                humantime::format_rfc3339_seconds(SystemTime::now())
+            );
+            std::fs::write(&marker, text)
+                .and_then(|()| std::fs::File::open(&marker)?.sync_all())
+                .map_err(|e| error(format!("cannot write the marker {}: {e}", marker.display())))?;
+        }
+        Ok(Some(lock))
+    })
+    .await??;
+
+    // Both sides, scanned at once.
+    let (lsel, rsel) = (spec.selection.clone(), spec.selection.clone());
+    let (lroot, rroot) = (spec.primary.clone(), spec.target.clone());
+    let lscan = tokio::task::spawn_blocking(move || scan::scan(&lroot, &lsel));
+    let rscan = tokio::task::spawn_blocking(move || scan::scan(&rroot, &rsel));
+    let local = lscan
+        .await
+        .map_err(|e| error(format!("the scan failed: {e}")))?
+        .map_err(|e| error(format!("cannot read {}: {e}", spec.primary.display())))?;
+    let remote = match rscan
+        .await
+        .map_err(|e| error(format!("the scan failed: {e}")))?
+    {
+        Ok(l) => l,
+        // Gone between the check and the scan: unplugged.
+        Err(e) if !spec.target.is_dir() => {
+            return Err((
+                Outcome::Skipped,
+                format!("offline: {}: {e}", spec.target.display()),
+                None,
+            ))
+        }
+        Err(e) => return Err(error(format!("cannot read {}: {e}", spec.target.display()))),
+    };
+    report.local_files = local.files.len();
+    report.remote_files = remote.files.len();
+    for (rel, why) in local.skipped.iter().chain(&remote.skipped) {
+        report.skipped.push((rel.clone(), why.clone()));
+    }
+    if !opts.dry_run {
+        for t in local.stale_temps.iter().chain(&remote.stale_temps) {
+            let _ = std::fs::remove_file(t);
+        }
+    }
+
+    let mut items = merge(&local, &remote, base, report);
+    hash_sides(spec, &mut items, report).await?;
+
+    // Decide.
+    let mut plan: Vec<(Item, Action)> = Vec::new();
+    let mut touched: Vec<BaseChange> = Vec::new();
+    let open_by_path: HashMap<&str, &ConflictRow> =
+        open.iter().map(|c| (c.path.as_str(), c)).collect();
+    for mut item in items {
+        let lb = item.base.map(|b| b.local.hash);
+        let rb = item.base.map(|b| b.remote.hash);
+        let lseen = item.lhash.zip(item.local).map(|(hash, m)| Seen {
+            hash,
+            mtime_ns: m.mtime_ns,
+        });
+        let rseen = item.rhash.zip(item.remote).map(|(hash, m)| Seen {
+            hash,
+            mtime_ns: m.mtime_ns,
+        });
+        let (lc, rc) = (Class::of(lb, lseen), Class::of(rb, rseen));
+        let d = decide(lc, rc, direction, strategy);
+        if let Some(c) = open_by_path.get(item.rel.as_str()) {
+            // A conflict kept earlier: left alone while the two versions are the ones it saw.
+            if d.conflict && Some(c.local_hash) == item.lhash && Some(c.remote_hash) == item.rhash {
+                report.unresolved.push(item.rel.clone());
+                continue;
+            }
+        }
+        // Touched only (time changed, contents not): the base learns the new time.
+        if let (Some(b), Class::Unchanged, Class::Unchanged) = (item.base, lc, rc) {
+            let (l, r) = (item.local, item.remote);
+            if let (Some(l), Some(r)) = (l, r) {
+                let e = BaseEntry {
+                    local: side_state(b.local.hash, l),
+                    remote: side_state(b.remote.hash, r),
+                };
+                if e != b {
+                    touched.push(BaseChange::Put(item.rel.clone(), e));
+                }
+            }
+        }
+        item.conflict = d.conflict;
+        match d.action {
+            Action::Nothing => {}
+            Action::Pending(side) => report.pending.push(planned(&item, d.action, lc, rc, side)),
+            a => plan.push((item, a)),
+        }
+    }
+
+    // The guard on mass deletion.
+    let deletions = plan
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::DeleteLocal | Action::DeleteRemote))
+        .count();
+    let tracked = base.len();
+    if deletions > 0 && tracked > 0 && deletions as f64 > spec.max_delete * tracked as f64 {
+        return Err((
+            Outcome::Error,
+            format!(
+                "stopped: this run would delete {deletions} of {tracked} synced files, more than \
+                 max_delete ({:.0}%); nothing was changed. If that is intended, raise max_delete \
+                 for {} and run `metasystem sync {}`",
+                spec.max_delete * 100.0,
+                spec.name,
+                spec.name
+            ),
+            Some(Refusal::MaxDelete),
+        ));
+    }
+
+    if opts.dry_run {
+        for (item, a) in &plan {
+            report.planned.push(Planned {
+                path: item.rel.clone(),
+                action: action_name(*a).to_string(),
+                local: fmt_side(item.local),
+                remote: fmt_side(item.remote),
+            });
+        }
+        return Ok(());
+    }
+
+    // Apply.
+    progress
+        .files_total
+        .store(plan.len() as u64, Ordering::Relaxed);
+    let bytes_total: u64 = plan
+        .iter()
+        .map(|(i, a)| match a {
+            Action::CopyToRemote => i.local.map_or(0, |m| m.size),
+            Action::CopyToLocal | Action::KeepBoth => i.remote.map_or(0, |m| m.size),
+            _ => 0,
+        })
+        .sum();
+    progress.bytes_total.store(bytes_total, Ordering::Relaxed);
+    let mut pending_changes = touched;
+    let at = SystemTime::now();
+    let mut snapshots_needed = Vec::new();
+    // Plain files in chunks: each chunk's base changes are committed once its files are durable.
+    let chunk = COMMIT_BATCH.max(1);
+    let mut start = 0;
+    while start < plan.len() {
+        let end = (start + chunk).min(plan.len());
+        let part: Vec<(Item, Action)> = plan[start..end].to_vec();
+        let s = spec.clone();
+        let prog = Arc::new(ProgressCell::default());
+        let prog2 = prog.clone();
+        let results = blocking(move || {
+            let out = par_map(&part, |(item, a)| {
+                let r = apply_plain(&s, item, *a, at);
+                prog2.files.fetch_add(1, Ordering::Relaxed);
+                if let Applied::Copied { bytes, .. } = &r {
+                    prog2.bytes.fetch_add(*bytes, Ordering::Relaxed);
+                }
+                r
+            });
+            (part, out)
+        })
+        .await?;
+        progress
+            .files_done
+            .fetch_add(prog.files.load(Ordering::Relaxed), Ordering::Relaxed);
+        progress
+            .bytes_done
+            .fetch_add(prog.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        let (part, out) = results;
+        for ((item, a), r) in part.into_iter().zip(out) {
+            absorb(
+                spec,
+                report,
+                &mut pending_changes,
+                &mut snapshots_needed,
+                store,
+                item,
+                a,
+                r,
+            )
+            .await;
+        }
+        commit(spec, store, base, &mut pending_changes).await?;
+        start = end;
+    }
+    for (item, a) in snapshots_needed {
+        let r = apply_sqlite(spec, &item, a, at).await;
+        progress.files_done.fetch_add(1, Ordering::Relaxed);
+        absorb(
+            spec,
+            report,
+            &mut pending_changes,
+            &mut Vec::new(),
+            store,
+            item,
+            a,
+            r,
+        )
+        .await;
+    }
+    commit(spec, store, base, &mut pending_changes).await?;
+
+    // The daemon's own live databases: snapshots into hosts/HOST/.
+    for db in &spec.snapshots {
+        let what = push_snapshot(spec, db).await;
+        report.snapshots.push((
+            db.display().to_string(),
+            what.unwrap_or_else(|e| format!("failed: {e}")),
+        ));
+    }
+
+    // Backups past retention.
+    let backups = spec.backups.clone();
+    let retention = spec.retention;
+    report.backups_pruned = blocking(move || prune_backups(&backups, retention))
+        .await?
+        .unwrap_or(0);
+    drop(lock);
+    Ok(())
+}
+
+#[derive(Default)]
+struct ProgressCell {
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+fn fmt_side(m: Option<Meta>) -> String {
+    match m {
+        Some(m) => format!("{} bytes", m.size),
+        None => "absent".into(),
+    }
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Nothing => "nothing",
+        Action::Agree => "record (same on both sides)",
+        Action::Forget => "forget (deleted on both sides)",
+        Action::CopyToRemote => "copy to the target",
+        Action::CopyToLocal => "copy to the primary",
+        Action::DeleteRemote => "delete on the target (backed up)",
+        Action::DeleteLocal => "delete on the primary (backed up)",
+        Action::KeepBoth => "conflict: keep both",
+        Action::Pending(Side::Local) => "pending on the primary",
+        Action::Pending(Side::Remote) => "pending on the target",
+    }
+}
+
+fn planned(item: &Item, a: Action, lc: Class, rc: Class, _side: Side) -> Planned {
+    Planned {
+        path: item.rel.clone(),
+        action: action_name(a).to_string(),
+        local: lc.name().to_string(),
+        remote: rc.name().to_string(),
+    }
+}
+
+/// Every path of either side or the base, minus names that collide by case or normalisation
+/// (reported, not merged).
+fn merge(
+    local: &Listing,
+    remote: &Listing,
+    base: &HashMap<String, BaseEntry>,
+    report: &mut RunReport,
+) -> Vec<Item> {
+    let mut all: BTreeMap<&str, ()> = BTreeMap::new();
+    for k in local
+        .files
+        .keys()
+        .chain(remote.files.keys())
+        .chain(base.keys())
+    {
+        all.insert(k.as_str(), ());
+    }
+    let mut folds: HashMap<String, Vec<&str>> = HashMap::new();
+    for k in all.keys() {
+        folds.entry(scan::fold(k)).or_default().push(k);
+    }
+    let mut colliding: HashSet<&str> = HashSet::new();
+    for group in folds.values().filter(|g| g.len() > 1) {
+        colliding.extend(group.iter().copied());
+        let mut g: Vec<String> = group.iter().map(|s| s.to_string()).collect();
+        g.sort();
+        report.collisions.push(g);
+    }
+    report.collisions.sort();
+    all.keys()
+        .filter(|k| !colliding.contains(*k))
+        .map(|k| {
+            let b = base.get(*k).copied();
+            let l = local.files.get(*k).copied();
+            let r = remote.files.get(*k).copied();
+            Item {
+                rel: k.to_string(),
+                lhash: quick(b.as_ref().map(|b| &b.local), l.as_ref()),
+                rhash: quick(b.as_ref().map(|b| &b.remote), r.as_ref()),
+                local: l,
+                remote: r,
+                base: b,
+                conflict: false,
+            }
+        })
+        .collect()
+}
+
+/// Hashes what the quick check could not settle, on the worker threads.
+async fn hash_sides(
+    spec: &SyncSpec,
+    items: &mut [Item],
+    report: &mut RunReport,
+) -> Result<(), Stop> {
+    let jobs: Vec<(usize, bool, PathBuf, bool)> = items
+        .iter()
+        .enumerate()
+        .flat_map(|(i, it)| {
+            let mut v = Vec::new();
+            if it.lhash.is_none() {
+                if let Some(m) = it.local {
+                    v.push((i, true, spec.primary.join(&it.rel), m.live_wal));
+                }
+            }
+            if it.rhash.is_none() {
+                if let Some(m) = it.remote {
+                    v.push((i, false, spec.target.join(&it.rel), m.live_wal));
+                }
+            }
+            v
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let (jobs, hashes) = blocking(move || {
+        let hashes = par_map(&jobs, |(_, _, path, wal)| fsops::hash_file(path, *wal));
+        (jobs, hashes)
+    })
+    .await?;
+    let mut failed = HashSet::new();
+    for ((i, is_local, path, _), h) in jobs.into_iter().zip(hashes) {
+        match h {
+            Ok(h) if is_local => items[i].lhash = Some(h),
+            Ok(h) => items[i].rhash = Some(h),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Gone since the scan: as if absent (the next run sees it settled).
+                if is_local {
+                    items[i].local = None;
+                } else {
+                    items[i].remote = None;
+                }
+            }
+            Err(e) => {
+                report.errors.push((
+                    items[i].rel.clone(),
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+                failed.insert(i);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        // A side that cannot be read is not decided on: neither copied over nor deleted.
+        let mut i = 0;
+        items.iter_mut().for_each(|it| {
+            if failed.contains(&i) {
+                it.local = None;
+                it.remote = None;
+                it.base = None;
+            }
+            i += 1;
+        });
+    }
+    Ok(())
+}
+
+/// One plain-file action (blocking).
+fn apply_plain(spec: &SyncSpec, item: &Item, action: Action, at: SystemTime) -> Applied {
+    let lpath = spec.primary.join(&item.rel);
+    let rpath = spec.target.join(&item.rel);
+    let r = match action {
+        Action::Agree => {
+            let (Some(l), Some(r), Some(lh), Some(rh)) =
+                (item.local, item.remote, item.lhash, item.rhash)
+            else {
+                return Applied::Deferred("changed during the run".into());
+            };
+            return Applied::Copied {
+                to_remote: false,
+                bytes: 0,
+                backup: false,
+                change: BaseChange::Put(
+                    item.rel.clone(),
+                    BaseEntry {
+                        local: side_state(lh, l),
+                        remote: side_state(rh, r),
+                    },
+                ),
+            };
+        }
+        Action::Forget => {
+            return Applied::Deleted {
+                remote: false,
+                change: BaseChange::Forget(item.rel.clone()),
+            }
+        }
+        Action::CopyToRemote => copy(spec, item, &lpath, &rpath, true, at),
+        Action::CopyToLocal => copy(spec, item, &rpath, &lpath, false, at),
+        Action::DeleteRemote => delete(spec, item, &rpath, false, at),
+        Action::DeleteLocal => delete(spec, item, &lpath, true, at),
+        Action::KeepBoth => keep_both(spec, item, &rpath, at),
+        Action::Nothing | Action::Pending(_) => return Applied::Deferred(String::new()),
+    };
+    r.unwrap_or_else(|e| Applied::Failed(describe(&e)))
+}
+
+fn describe(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() => {
+            format!("no space left on the device ({e}); nothing was replaced")
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn copy(
+    spec: &SyncSpec,
+    item: &Item,
+    src: &Path,
+    dest: &Path,
+    to_remote: bool,
+    at: SystemTime,
+) -> io::Result<Applied> {
+    let (src_meta, src_hash, dest_meta) = if to_remote {
+        (item.local, item.lhash, item.remote)
+    } else {
+        (item.remote, item.rhash, item.local)
+    };
+    let (Some(sm), Some(sh)) = (src_meta, src_hash) else {
+        return Ok(Applied::Deferred("changed during the run".into()));
+    };
+    if dest_meta.is_some_and(|m| m.live_wal) {
+        return Ok(Applied::Deferred(format!(
+            "{} is a database in use (a live -wal beside it): not replaced under its writer",
+            dest.display()
+        )));
+    }
+    if sm.live_wal {
+        return Ok(Applied::NeedsSnapshot);
+    }
+    let root = if to_remote {
+        &spec.target
+    } else {
+        &spec.primary
+    };
+    fsops::make_parents(root, dest)?;
+    let (temp, hash, bytes) = match fsops::copy_plain(src, dest, sm.mtime_ns, true)? {
+        Copied::Done(t, h, n) => (t, h, n),
+        Copied::Sqlite => return Ok(Applied::NeedsSnapshot),
+    };
+    if hash != sh {
+        let _ = std::fs::remove_file(&temp);
+        return Ok(Applied::Deferred(format!(
+            "{} changed during the run",
+            src.display()
+        )));
+    }
+    finish_copy(spec, item, temp, dest, hash, sh, sm, to_remote, bytes, at)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_copy(
+    spec: &SyncSpec,
+    item: &Item,
+    temp: PathBuf,
+    dest: &Path,
+    copy_hash: Digest,
+    src_hash: Digest,
+    src_meta: Meta,
+    to_remote: bool,
+    bytes: u64,
+    at: SystemTime,
+) -> io::Result<Applied> {
+    let dest_meta = if to_remote { item.remote } else { item.local };
+    let mut backed_up = false;
+    if dest_meta.is_some() {
+        if !fsops::unchanged(dest, dest_meta)? {
+            let _ = std::fs::remove_file(&temp);
+            return Ok(Applied::Deferred(format!(
+                "{} changed during the run",
+                dest.display()
+            )));
+        }
+        if let Err(e) = fsops::backup(dest, &spec.backups, &item.rel, at, false) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot back up {} before replacing it: {e}", dest.display()),
+            ));
+        }
+        backed_up = true;
+    }
+    match fsops::install(&temp, dest, dest_meta) {
+        Ok(()) => {}
+        Err(InstallError::Changed) => {
+            return Ok(Applied::Deferred(format!(
+                "{} changed during the run",
+                dest.display()
+            )))
+        }
+        Err(InstallError::Io(e)) => return Err(e),
+    }
+    let Some(new_meta) = scan::meta_of(dest)? else {
+        return Ok(Applied::Deferred(format!(
+            "{} vanished after the copy",
+            dest.display()
+        )));
+    };
+    let (local, remote) = if to_remote {
+        (
+            side_state(src_hash, src_meta),
+            side_state(copy_hash, new_meta),
+        )
+    } else {
+        (
+            side_state(copy_hash, new_meta),
+            side_state(src_hash, src_meta),
+        )
+    };
+    Ok(Applied::Copied {
+        to_remote,
+        bytes,
+        backup: backed_up,
+        change: BaseChange::Put(item.rel.clone(), BaseEntry { local, remote }),
+    })
+}
+
+fn delete(
+    spec: &SyncSpec,
+    item: &Item,
+    path: &Path,
+    local: bool,
+    at: SystemTime,
+) -> io::Result<Applied> {
+    let meta = if local { item.local } else { item.remote };
+    let Some(meta) = meta else {
+        return Ok(Applied::Deferred("changed during the run".into()));
+    };
+    if meta.live_wal {
+        return Ok(Applied::Deferred(format!(
+            "{} is a database in use: not deleted under its writer",
+            path.display()
+        )));
+    }
+    if !fsops::unchanged(path, Some(meta))? {
+        return Ok(Applied::Deferred(format!(
+            "{} changed during the run",
+            path.display()
+        )));
+    }
+    // The primary's file moves into the backups (same disk as a rule); the target's is copied.
+    fsops::backup(path, &spec.backups, &item.rel, at, local)?;
+    if !local {
+        match fsops::remove(path, meta) {
+            Ok(()) => {}
+            Err(InstallError::Changed) => {
+                return Ok(Applied::Deferred(format!(
+                    "{} changed during the run",
+                    path.display()
+                )))
+            }
+            Err(InstallError::Io(e)) => return Err(e),
+        }
+    }
+    Ok(Applied::Deleted {
+        remote: !local,
+        change: BaseChange::Forget(item.rel.clone()),
+    })
+}
+
+fn keep_both(spec: &SyncSpec, item: &Item, rpath: &Path, at: SystemTime) -> io::Result<Applied> {
+    let (Some(rm), Some(lh), Some(rh)) = (item.remote, item.lhash, item.rhash) else {
+        return Ok(Applied::Deferred("changed during the run".into()));
+    };
+    let copy_rel = fsops::conflict_name(&item.rel, at, &spec.name);
+    let dest = spec.primary.join(&copy_rel);
+    fsops::make_parents(&spec.primary, &dest)?;
+    let (temp, hash, _) = fsops::copy_to_temp(rpath, &dest, rm.mtime_ns)?;
+    if hash != rh {
+        let _ = std::fs::remove_file(&temp);
+        return Ok(Applied::Deferred(format!(
+            "{} changed during the run",
+            rpath.display()
+        )));
+    }
+    match fsops::install(&temp, &dest, None) {
+        Ok(()) => {}
+        Err(InstallError::Changed) => {
+            return Ok(Applied::Deferred(format!(
+                "{} exists already",
+                dest.display()
+            )))
+        }
+        Err(InstallError::Io(e)) => return Err(e),
+    }
+    Ok(Applied::Kept {
+        copy: copy_rel.clone(),
+        conflict: ConflictRow {
+            id: 0,
+            target: spec.name.clone(),
+            path: item.rel.clone(),
+            local_hash: lh,
+            remote_hash: rh,
+            copy: copy_rel,
+            detected_ms: unix_ms(at),
+            resolved_ms: None,
+            resolution: None,
+        },
+    })
+}
+
+/// A database copied through a snapshot (its source may be written meanwhile).
+async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: SystemTime) -> Applied {
+    let to_remote = action == Action::CopyToRemote;
+    let (src, dest) = if to_remote {
+        (spec.primary.join(&item.rel), spec.target.join(&item.rel))
+    } else {
+        (spec.target.join(&item.rel), spec.primary.join(&item.rel))
+    };
+    let (src_meta, src_hash) = if to_remote {
+        (item.local, item.lhash)
+    } else {
+        (item.remote, item.rhash)
+    };
+    let (Some(sm), Some(sh)) = (src_meta, src_hash) else {
+        return Applied::Deferred("changed during the run".into());
+    };
+    let root = if to_remote {
+        &spec.target
+    } else {
+        &spec.primary
+    };
+    if let Err(e) = fsops::make_parents(root, &dest) {
+        return Applied::Failed(describe(&e));
+    }
+    let temp = fsops::temp_beside(&dest);
+    if let Err(e) = snapshot::snapshot(&src, &temp).await {
+        return Applied::Failed(e.to_string());
+    }
+    let s = spec.clone();
+    let item = item.clone();
+    let dest2 = dest.clone();
+    let r = tokio::task::spawn_blocking(move || -> io::Result<Applied> {
+        let f = std::fs::OpenOptions::new().write(true).open(&temp)?;
+        f.set_modified(fsops::time_of(sm.mtime_ns))?;
+        f.sync_all()?;
+        drop(f);
+        let hash = fsops::hash_file(&temp, false)?;
+        let bytes = std::fs::metadata(&temp)?.len();
+        let r = finish_copy(
+            &s,
+            &item,
+            temp.clone(),
+            &dest2,
+            hash,
+            sh,
+            sm,
+            to_remote,
+            bytes,
+            at,
+        );
+        if r.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        r
+    })
+    .await;
+    match r {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => Applied::Failed(describe(&e)),
+        Err(e) => Applied::Failed(format!("the copy of {} failed: {e}", dest.display())),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn absorb(
+    _spec: &SyncSpec,
+    report: &mut RunReport,
+    changes: &mut Vec<BaseChange>,
+    snapshots: &mut Vec<(Item, Action)>,
+    store: &Store,
+    item: Item,
+    action: Action,
+    r: Applied,
+) {
+    match r {
+        Applied::Copied {
+            to_remote,
+            bytes,
+            backup,
+            change,
+        } => {
+            match action {
+                Action::Agree => report.agreed += 1,
+                _ if to_remote => report.copied_to_remote += 1,
+                _ => report.copied_to_local += 1,
+            }
+            if item.conflict {
+                // A conflict decided by the direction or the strategy.
+                report.conflicts.push(ConflictReport {
+                    path: item.rel.clone(),
+                    kept: if to_remote { "local" } else { "remote" }.into(),
+                    copy: None,
+                });
+            }
+            report.bytes += bytes;
+            report.backups += usize::from(backup);
+            changes.push(change);
+        }
+        Applied::Deleted { remote, change } => {
+            match action {
+                Action::Forget => {}
+                _ if remote => report.deleted_remote += 1,
+                _ => report.deleted_local += 1,
+            }
+            if action != Action::Forget {
+                report.backups += 1;
+            }
+            changes.push(change);
+        }
+        Applied::Kept { copy, conflict } => {
+            if let Err(e) = store
+                .durable(DurableOp::SyncConflict(conflict), Some(STORE_WAIT))
+                .await
+            {
+                report
+                    .errors
+                    .push((item.rel.clone(), format!("cannot record the conflict: {e}")));
+            }
+            report.conflicts.push(ConflictReport {
+                path: item.rel,
+                kept: "both".into(),
+                copy: Some(copy),
+            });
+        }
+        Applied::Deferred(why) if why.is_empty() => {}
+        Applied::Deferred(why) => report.deferred.push((item.rel, why)),
+        Applied::Failed(why) => report.errors.push((item.rel, why)),
+        Applied::NeedsSnapshot => snapshots.push((item, action)),
+    }
+}
+
+/// Commits `changes` to the base (durable lane) and the cache.
+async fn commit(
+    spec: &SyncSpec,
+    store: &Store,
+    base: &mut HashMap<String, BaseEntry>,
+    changes: &mut Vec<BaseChange>,
+) -> Result<(), Stop> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let batch = std::mem::take(changes);
+    match store
+        .durable(
+            DurableOp::SyncBase {
+                target: spec.name.clone(),
+                changes: batch.clone(),
+            },
+            Some(STORE_WAIT),
+        )
+        .await
+    {
+        Ok(DurableReply::Done) | Ok(_) => {}
+        Err(e) => {
+            return Err(error(format!(
+                "cannot record the sync state ({e}); the files are in place and the next run \
+                 finds them agreeing"
+            )))
+        }
+    }
+    for c in batch {
+        match c {
+            BaseChange::Put(p, e) => {
+                base.insert(p, e);
+            }
+            BaseChange::Forget(p) => {
+                base.remove(&p);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pushes a consistent snapshot of `db` to `TARGET/hosts/HOST/NAME` when the one there is
+/// older than `snapshot_every`. Snapshots are not backed up: each is a newer copy of a
+/// database that lives on here.
+async fn push_snapshot(spec: &SyncSpec, db: &Path) -> Result<String, String> {
+    let name = db
+        .file_name()
+        .ok_or_else(|| format!("{} has no file name", db.display()))?;
+    let dir = spec.target.join(scan::HOSTS).join(&spec.host);
+    let dest = dir.join(name);
+    if let Ok(age) = std::fs::metadata(&dest)
+        .and_then(|m| m.modified())
+        .map(|t| t.elapsed().unwrap_or_default())
+    {
+        if age < spec.snapshot_every {
+            return Ok("fresh enough".into());
+        }
+    }
+    if !db.is_file() {
+        return Err(format!("{} does not exist", db.display()));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let temp = fsops::temp_beside(&dest);
+    snapshot::snapshot(db, &temp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let dest2 = dest.clone();
+    let r = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+        std::fs::File::open(&temp)?.sync_all()?;
+        let n = std::fs::metadata(&temp)?.len();
+        if let Err(e) = std::fs::rename(&temp, &dest2) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        fsops::sync_dir(&dest2)?;
+        Ok(n)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| describe(&e))?;
+    Ok(format!("pushed {} ({r} bytes)", dest.display()))
+}
+
+/// Deletes backups whose name says they are older than `retention`; answers how many.
+pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let now = SystemTime::now();
+    let mut n = 0;
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let Ok(entry) = entry else { continue };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(dir) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy();
+        let Some((_, taken)) = fsops::parse_backup_name(&rel) else {
+            continue;
+        };
+        if now.duration_since(taken).is_ok_and(|age| age > retention)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}

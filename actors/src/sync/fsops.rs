@@ -1,0 +1,447 @@
+//! The file operations a sync is made of, each leaving no torn file under a real name: copies
+//! go to a temp file beside the destination, are made durable, and are renamed over it only if
+//! the destination is still what the scan saw; what is replaced or deleted is backed up first.
+//! All of it is blocking I/O: callers run it on the blocking pool.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+
+use super::classify::Digest;
+use super::scan::{meta_of, Meta, TMP_MARK};
+
+/// Read and write in chunks of this size.
+pub const CHUNK: usize = 256 * 1024;
+
+/// SHA-256 of a file (and of its live `-wal` after it, when `with_wal`: a database's changes
+/// sit there until a checkpoint).
+pub fn hash_file(path: &Path, with_wal: bool) -> io::Result<Digest> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    feed(&mut h, path, &mut buf)?;
+    if with_wal {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        match feed(&mut h, Path::new(&wal), &mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+fn feed(h: &mut Sha256, path: &Path, buf: &mut [u8]) -> io::Result<()> {
+    let mut f = File::open(path)?;
+    loop {
+        let n = match f.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+    }
+}
+
+pub fn hex(d: &Digest) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(64);
+    for b in d {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+pub fn from_hex(s: &str) -> Option<Digest> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Whether the file starts with SQLite's header.
+pub fn is_sqlite(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"SQLite format 3\0")
+}
+
+/// A fresh temp name beside `dest`: `.NAME.msync-tmp-RANDOM` (never listed as a file).
+pub fn temp_beside(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}{TMP_MARK}{:016x}", fastrand::u64(..)))
+}
+
+/// Creates the folders of `path`'s parent below `root` (never `root` itself).
+pub fn make_parents(root: &Path, path: &Path) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        if parent != root && !parent.exists() {
+            if !root.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} is gone", root.display()),
+                ));
+            }
+            fs::create_dir_all(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// The SQLite header: a file starting with it is copied as a snapshot, not byte for byte.
+pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// A copy of `src` in a temp file beside `dest`, durable, with `src`'s modification time:
+/// answers the temp path, the SHA-256 of what was copied, and its size.
+pub fn copy_to_temp(src: &Path, dest: &Path, mtime_ns: i64) -> io::Result<(PathBuf, Digest, u64)> {
+    match copy_plain(src, dest, mtime_ns, false)? {
+        Copied::Done(t, h, n) => Ok((t, h, n)),
+        Copied::Sqlite => Err(io::Error::other("unreachable: not looking for SQLite")),
+    }
+}
+
+/// What [`copy_plain`] did.
+pub enum Copied {
+    Done(PathBuf, Digest, u64),
+    /// The source is an SQLite database: nothing was copied (it needs a snapshot).
+    Sqlite,
+}
+
+/// [`copy_to_temp`], which with `detect_sqlite` stops at once (leaving nothing) when the source
+/// starts with SQLite's header.
+pub fn copy_plain(
+    src: &Path,
+    dest: &Path,
+    mtime_ns: i64,
+    detect_sqlite: bool,
+) -> io::Result<Copied> {
+    let temp = temp_beside(dest);
+    let result = (|| {
+        let mut from = File::open(src)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut first = 0;
+        if detect_sqlite {
+            // The first chunk (or the whole file), to look at its header.
+            while first < buf.len() {
+                match from.read(&mut buf[first..]) {
+                    Ok(0) => break,
+                    Ok(n) => first += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if buf[..first].starts_with(SQLITE_HEADER) {
+                return Ok(None);
+            }
+        }
+        let mut to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        let mut h = Sha256::new();
+        let mut total = 0u64;
+        if first > 0 {
+            h.update(&buf[..first]);
+            to.write_all(&buf[..first])?;
+            total += first as u64;
+        }
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            h.update(&buf[..n]);
+            to.write_all(&buf[..n])?;
+            total += n as u64;
+        }
+        to.set_modified(time_of(mtime_ns))?;
+        to.sync_all()?;
+        Ok(Some((h.finalize().into(), total)))
+    })();
+    match result {
+        Ok(Some((hash, size))) => Ok(Copied::Done(temp, hash, size)),
+        Ok(None) => Ok(Copied::Sqlite),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+pub fn time_of(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+/// Why an install did not happen.
+#[derive(Debug)]
+pub enum InstallError {
+    /// The destination changed since the scan: deferred to the next run.
+    Changed,
+    Io(io::Error),
+}
+
+impl From<io::Error> for InstallError {
+    fn from(e: io::Error) -> Self {
+        InstallError::Io(e)
+    }
+}
+
+/// Whether `dest` is still what the scan saw (`None`: absent).
+pub fn unchanged(dest: &Path, expected: Option<Meta>) -> io::Result<bool> {
+    let now = meta_of(dest)?;
+    Ok(match (now, expected) {
+        (None, None) => true,
+        (Some(n), Some(e)) => n.size == e.size && n.mtime_ns == e.mtime_ns,
+        _ => false,
+    })
+}
+
+/// Renames `temp` over `dest` if `dest` is still what the scan saw, then makes the rename
+/// durable (the folder's fsync). On `Changed` the temp file is removed.
+pub fn install(temp: &Path, dest: &Path, expected: Option<Meta>) -> Result<(), InstallError> {
+    if !unchanged(dest, expected)? {
+        let _ = fs::remove_file(temp);
+        return Err(InstallError::Changed);
+    }
+    if let Err(e) = fs::rename(temp, dest) {
+        let _ = fs::remove_file(temp);
+        return Err(e.into());
+    }
+    sync_dir(dest)?;
+    Ok(())
+}
+
+/// fsync of the folder holding `path` (a rename or unlink in it is durable after this).
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// `YYYYMMDD-HHMMSS` (UTC) of `at`.
+pub fn stamp(at: SystemTime) -> String {
+    // "2026-11-22T10:15:00Z"
+    let s = humantime::format_rfc3339_seconds(at).to_string();
+    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() >= 14 {
+        format!("{}-{}", &digits[..8], &digits[8..14])
+    } else {
+        digits
+    }
+}
+
+/// Parses a [`stamp`] back.
+pub fn parse_stamp(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 15
+        || b[8] != b'-'
+        || !s[..8]
+            .bytes()
+            .chain(s[9..].bytes())
+            .all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[9..11],
+        &s[11..13],
+        &s[13..15]
+    );
+    humantime::parse_rfc3339(&text).ok()
+}
+
+/// The backup name of `rel` taken at `at`: `DIR/NAME-YYYYMMDD-HHMMSS.bak`.
+pub fn backup_name(rel: &str, at: SystemTime) -> String {
+    format!("{rel}-{}.bak", stamp(at))
+}
+
+/// What a backup file name says: the original relative path and when it was taken.
+pub fn parse_backup_name(rel: &str) -> Option<(String, SystemTime)> {
+    let base = rel.strip_suffix(".bak")?;
+    let (orig, st) = base.rsplit_once('-').and_then(|(head, hms)| {
+        let (orig, ymd) = head.rsplit_once('-')?;
+        Some((orig, format!("{ymd}-{hms}")))
+    })?;
+    // A same-second duplicate carries `.N` after the time: `NAME-YYYYMMDD-HHMMSS.N.bak`.
+    let st = st.split('.').next().unwrap_or(&st).to_string();
+    Some((orig.to_string(), parse_stamp(&st)?))
+}
+
+/// `NAME.conflict-YYYYMMDD-HHMMSS-FROM.EXT` beside `rel`: the other side's version of a
+/// conflict kept by the manual strategy.
+pub fn conflict_name(rel: &str, at: SystemTime, from: &str) -> String {
+    let (dir, name) = match rel.rsplit_once('/') {
+        Some((d, n)) => (format!("{d}/"), n),
+        None => (String::new(), rel),
+    };
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    let from: String = from
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{dir}{stem}.conflict-{}-{from}{ext}", stamp(at))
+}
+
+/// Copies (or, for a file of the primary about to be deleted, moves) `src` into the backups
+/// folder as `rel`'s backup; durable before it answers. Answers the backup's path.
+pub fn backup(
+    src: &Path,
+    backups: &Path,
+    rel: &str,
+    at: SystemTime,
+    mv: bool,
+) -> io::Result<PathBuf> {
+    let mut dest = backups.join(backup_name(rel, at));
+    let mut n = 1;
+    while dest.exists() {
+        let b = backup_name(rel, at);
+        let b = b.strip_suffix(".bak").unwrap_or(&b);
+        dest = backups.join(format!("{b}.{n}.bak"));
+        n += 1;
+    }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if mv {
+        match fs::rename(src, &dest) {
+            Ok(()) => {
+                sync_dir(&dest)?;
+                sync_dir(src)?;
+                return Ok(dest);
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let md = fs::metadata(src)?;
+    let (temp, _, _) = copy_to_temp(src, &dest, super::scan::mtime_ns(&md))?;
+    if let Err(e) = fs::rename(&temp, &dest) {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    sync_dir(&dest)?;
+    Ok(dest)
+}
+
+/// Deletes `path` if it is still what the scan saw, durable.
+pub fn remove(path: &Path, expected: Meta) -> Result<(), InstallError> {
+    if !unchanged(path, Some(expected))? {
+        return Err(InstallError::Changed);
+    }
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    sync_dir(path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let s = stamp(at);
+        assert_eq!(s.len(), 15);
+        assert_eq!(parse_stamp(&s), Some(at));
+        assert_eq!(parse_stamp("2026112-101500x"), None);
+    }
+
+    #[test]
+    fn backup_and_conflict_names() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let b = backup_name("sub/notes.db", at);
+        assert!(b.starts_with("sub/notes.db-20"), "{b}");
+        assert!(b.ends_with(".bak"));
+        assert_eq!(parse_backup_name(&b), Some(("sub/notes.db".into(), at)));
+        let dup = b.replace(".bak", ".2.bak");
+        assert_eq!(parse_backup_name(&dup), Some(("sub/notes.db".into(), at)));
+        assert_eq!(parse_backup_name("notes.db"), None);
+        let c = conflict_name("sub/notes.db", at, "ice cloud");
+        assert!(c.starts_with("sub/notes.conflict-20"), "{c}");
+        assert!(c.ends_with("-ice_cloud.db"), "{c}");
+        assert!(conflict_name("Makefile", at, "h").starts_with("Makefile.conflict-"));
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let d: Digest = core::array::from_fn(|i| i as u8 * 7);
+        assert_eq!(from_hex(&hex(&d)), Some(d));
+        assert_eq!(from_hex("zz"), None);
+    }
+
+    #[test]
+    fn an_install_refuses_a_destination_that_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        let dest = d.path().join("dest");
+        fs::write(&src, "new").unwrap();
+        fs::write(&dest, "old").unwrap();
+        let seen = meta_of(&dest).unwrap();
+        fs::write(&dest, "changed meanwhile").unwrap();
+        let (temp, hash, size) = copy_to_temp(&src, &dest, 0).unwrap();
+        assert_eq!(size, 3);
+        assert_eq!(hash, hash_file(&src, false).unwrap());
+        assert!(matches!(
+            install(&temp, &dest, seen),
+            Err(InstallError::Changed)
+        ));
+        assert!(!temp.exists());
+        assert_eq!(fs::read_to_string(&dest).unwrap(), "changed meanwhile");
+        // Against what is there now it goes through, with the source's time.
+        let seen = meta_of(&dest).unwrap();
+        let (temp, _, _) = copy_to_temp(&src, &dest, 1_000_000_000).unwrap();
+        install(&temp, &dest, seen).unwrap();
+        assert_eq!(fs::read_to_string(&dest).unwrap(), "new");
+        assert_eq!(meta_of(&dest).unwrap().unwrap().mtime_ns, 1_000_000_000);
+    }
+
+    #[test]
+    fn backups_copy_or_move_and_never_overwrite() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("f.txt");
+        let backups = d.path().join("backups");
+        fs::write(&src, "v1").unwrap();
+        let at = SystemTime::now();
+        let b1 = backup(&src, &backups, "dir/f.txt", at, false).unwrap();
+        let b2 = backup(&src, &backups, "dir/f.txt", at, true).unwrap();
+        assert_ne!(b1, b2);
+        assert!(!src.exists());
+        assert_eq!(fs::read_to_string(&b1).unwrap(), "v1");
+        assert_eq!(fs::read_to_string(&b2).unwrap(), "v1");
+    }
+}

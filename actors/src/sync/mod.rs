@@ -1,0 +1,19 @@
+//! Sync targets: a primary folder (the state dir by default) and a target folder (a cloud
+//! folder, an external drive) kept the same without ever losing data.
+//!
+//! - [`classify`]: the three-way decision against the base (pure);
+//! - [`scan`]: one side's listing and the quick check's view of each file;
+//! - [`fsops`]: hashing, temp-file copies, installs that re-check the destination, backups;
+//! - [`snapshot`]: consistent copies of live SQLite databases (`VACUUM INTO` + integrity_check);
+//! - [`engine`]: one run (guards, scan, decide, apply, commit the base in batches);
+//! - [`actor`]: the `sync_target` actor (schedule, forced runs, records, breaker, alerts).
+
+pub mod classify;
+pub mod engine;
+pub mod fsops;
+pub mod scan;
+pub mod snapshot;
+
+pub use classify::{Direction, Strategy};
+pub use engine::{Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
+pub use scan::Selection;

@@ -1,0 +1,591 @@
+//! Sync runs on real folders and real SQLite files: the classification matrix end to end,
+//! each strategy, deletions, the guards (offline, marker, max_delete, case collisions), live
+//! databases, backups.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use metasystem_actors::store::sync::{conflicts, BaseEntry};
+use metasystem_actors::store::Store;
+use metasystem_actors::sync::engine::{self, Progress};
+use metasystem_actors::sync::{
+    Direction, Outcome, Refusal, RunOptions, RunReport, Selection, Strategy, SyncSpec,
+};
+
+struct Fx {
+    dir: tempfile::TempDir,
+    store: Store,
+    spec: SyncSpec,
+    base: HashMap<String, BaseEntry>,
+}
+
+impl Fx {
+    async fn new() -> Fx {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = dir.path().join("primary");
+        let target = dir.path().join("target");
+        fs::create_dir_all(&primary).unwrap();
+        fs::create_dir_all(&target).unwrap();
+        let store = match Store::open(&dir.path().join("s.db"), Duration::from_secs(86_400)).await {
+            Ok((s, _)) => s,
+            Err(e) => panic!("store: {e}"),
+        };
+        let spec = SyncSpec {
+            name: "t1".into(),
+            primary,
+            target,
+            selection: Selection::default(),
+            direction: Direction::Bidirectional,
+            strategy: Strategy::Newest,
+            backups: dir.path().join("backups"),
+            retention: Duration::from_secs(30 * 86_400),
+            max_delete: 0.5,
+            snapshots: Vec::new(),
+            snapshot_every: Duration::from_secs(3600),
+            host: "testhost".into(),
+        };
+        Fx {
+            dir,
+            store,
+            spec,
+            base: HashMap::new(),
+        }
+    }
+
+    fn local(&self, rel: &str) -> PathBuf {
+        self.spec.primary.join(rel)
+    }
+
+    fn remote(&self, rel: &str) -> PathBuf {
+        self.spec.target.join(rel)
+    }
+
+    async fn run_with(&mut self, opts: RunOptions) -> RunReport {
+        let open = conflicts(self.store.reader(), Some(&self.spec.name), false)
+            .await
+            .unwrap();
+        let progress = Progress::default();
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            engine::run(
+                &self.spec,
+                &opts,
+                &self.store,
+                &mut self.base,
+                &open,
+                &progress,
+            ),
+        )
+        .await
+        .expect("a run took over 60 s");
+        // The cache and the store agree after every run.
+        let stored = metasystem_actors::store::sync::base(self.store.reader(), &self.spec.name)
+            .await
+            .unwrap();
+        assert_eq!(stored, self.base, "the base cache and the store differ");
+        r
+    }
+
+    async fn run(&mut self) -> RunReport {
+        self.run_with(RunOptions::default()).await
+    }
+
+    async fn ok(&mut self) -> RunReport {
+        let r = self.run().await;
+        assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+        r
+    }
+
+    fn backups(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(rd) = walk(&self.spec.backups) {
+            out = rd;
+        }
+        out.sort();
+        out
+    }
+}
+
+fn walk(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            for sub in walk(&e.path())? {
+                out.push(format!("{}/{sub}", e.file_name().to_string_lossy()));
+            }
+        } else {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    fs::write(path, text).unwrap();
+}
+
+/// Writes and sets the modification time (seconds since the epoch).
+fn write_at(path: &Path, text: &str, secs: u64) {
+    write(path, text);
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test]
+async fn first_run_copies_both_ways_then_nothing_to_do() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "a");
+    write(&fx.local("dir/deep/b.txt"), "b");
+    write(&fx.remote("c.txt"), "c");
+    let r = fx.ok().await;
+    assert_eq!((r.copied_to_remote, r.copied_to_local), (2, 1));
+    assert_eq!(read(&fx.remote("dir/deep/b.txt")), "b");
+    assert_eq!(read(&fx.local("c.txt")), "c");
+    assert!(fx.remote(".metasystem-sync").exists(), "the marker");
+    assert!(
+        !fx.remote(".metasystem-sync.lock").exists(),
+        "the lock is released"
+    );
+    assert_eq!(fx.base.len(), 3);
+    // Copies keep the source's modification time.
+    let t = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
+    assert_eq!(t(&fx.local("a.txt")), t(&fx.remote("a.txt")));
+    let again = fx.ok().await;
+    assert_eq!(again.files_changed(), 0, "{again:#?}");
+    assert_eq!(again.agreed, 0);
+}
+
+#[tokio::test]
+async fn changes_flow_from_the_side_that_changed_with_backups() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "v1");
+    write(&fx.local("b.txt"), "v1");
+    fx.ok().await;
+    write(&fx.local("a.txt"), "v2 local");
+    write(&fx.remote("b.txt"), "v2 remote");
+    let r = fx.ok().await;
+    assert_eq!((r.copied_to_remote, r.copied_to_local), (1, 1));
+    assert!(r.conflicts.is_empty());
+    assert_eq!(read(&fx.remote("a.txt")), "v2 local");
+    assert_eq!(read(&fx.local("b.txt")), "v2 remote");
+    // What was replaced on each side is in the backups.
+    let b = fx.backups();
+    assert_eq!(b.len(), 2, "{b:?}");
+    assert!(b.iter().all(|n| n.ends_with(".bak")));
+    let contents: Vec<String> = b.iter().map(|n| read(&fx.spec.backups.join(n))).collect();
+    assert_eq!(contents, ["v1", "v1"]);
+}
+
+#[tokio::test]
+async fn touching_a_file_copies_nothing() {
+    let mut fx = Fx::new().await;
+    write_at(&fx.local("a.txt"), "same", 1_000_000);
+    fx.ok().await;
+    write_at(&fx.local("a.txt"), "same", 2_000_000);
+    let r = fx.ok().await;
+    assert_eq!(r.files_changed(), 0);
+    assert_eq!(fx.base["a.txt"].local.mtime_ns, 2_000_000_000_000_000);
+}
+
+#[tokio::test]
+async fn both_sides_changed_to_the_same_contents_is_no_conflict() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "v1");
+    fx.ok().await;
+    write(&fx.local("a.txt"), "same");
+    write(&fx.remote("a.txt"), "same");
+    let r = fx.ok().await;
+    assert!(r.conflicts.is_empty());
+    assert_eq!(r.agreed, 1);
+    assert_eq!(r.files_changed(), 0);
+    // Created on both sides alike, no base: agreed too.
+    write(&fx.local("n.txt"), "n");
+    write(&fx.remote("n.txt"), "n");
+    assert_eq!(fx.ok().await.agreed, 1);
+}
+
+async fn conflict(strategy: Strategy) -> (Fx, RunReport) {
+    let mut fx = Fx::new().await;
+    fx.spec.strategy = strategy;
+    write(&fx.local("a.txt"), "v1");
+    fx.ok().await;
+    write_at(&fx.local("a.txt"), "local edit", 2_000_000);
+    write_at(&fx.remote("a.txt"), "remote edit (newer)", 3_000_000);
+    let r = fx.ok().await;
+    assert_eq!(r.conflicts.len(), 1, "{r:#?}");
+    (fx, r)
+}
+
+#[tokio::test]
+async fn strategy_newest_takes_the_later_time() {
+    let (fx, r) = conflict(Strategy::Newest).await;
+    assert_eq!(r.conflicts[0].kept, "remote");
+    assert_eq!(read(&fx.local("a.txt")), "remote edit (newer)");
+    // The losing version is backed up.
+    let b = fx.backups();
+    assert_eq!(read(&fx.spec.backups.join(&b[0])), "local edit");
+}
+
+#[tokio::test]
+async fn strategy_local_and_remote() {
+    let (fx, _) = conflict(Strategy::Local).await;
+    assert_eq!(read(&fx.remote("a.txt")), "local edit");
+    let (fx, _) = conflict(Strategy::Remote).await;
+    assert_eq!(read(&fx.local("a.txt")), "remote edit (newer)");
+}
+
+#[tokio::test]
+async fn strategy_manual_keeps_both_until_resolved() {
+    let (mut fx, r) = conflict(Strategy::Manual).await;
+    let copy = r.conflicts[0].copy.clone().unwrap();
+    assert!(
+        copy.starts_with("a.conflict-") && copy.ends_with("-t1.txt"),
+        "{copy}"
+    );
+    assert_eq!(read(&fx.local("a.txt")), "local edit");
+    assert_eq!(read(&fx.remote("a.txt")), "remote edit (newer)");
+    assert_eq!(read(&fx.local(&copy)), "remote edit (newer)");
+    let open = conflicts(fx.store.reader(), Some("t1"), false)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].path, "a.txt");
+    // The next run leaves it alone (no second copy); the copy itself syncs as a new file.
+    let again = fx.ok().await;
+    assert_eq!(again.unresolved, vec!["a.txt".to_string()]);
+    assert!(again.conflicts.is_empty());
+    assert_eq!(read(&fx.remote(&copy)), "remote edit (newer)");
+}
+
+#[tokio::test]
+async fn deletions_propagate_after_a_backup_and_modification_beats_deletion() {
+    let mut fx = Fx::new().await;
+    for n in ["a", "b", "c", "d", "e"] {
+        write(&fx.local(&format!("{n}.txt")), n);
+    }
+    fx.ok().await;
+    fs::remove_file(fx.local("a.txt")).unwrap();
+    fs::remove_file(fx.remote("b.txt")).unwrap();
+    // Modify vs delete: the modification is kept, both ways round.
+    fs::remove_file(fx.local("c.txt")).unwrap();
+    write(&fx.remote("c.txt"), "c changed");
+    write(&fx.local("d.txt"), "d changed");
+    fs::remove_file(fx.remote("d.txt")).unwrap();
+    let r = fx.ok().await;
+    assert_eq!((r.deleted_remote, r.deleted_local), (1, 1), "{r:#?}");
+    assert!(!fx.remote("a.txt").exists());
+    assert!(!fx.local("b.txt").exists());
+    assert_eq!(read(&fx.local("c.txt")), "c changed");
+    assert_eq!(read(&fx.remote("d.txt")), "d changed");
+    let b = fx.backups();
+    assert!(b.iter().any(|n| n.starts_with("a.txt-")), "{b:?}");
+    assert!(b.iter().any(|n| n.starts_with("b.txt-")), "{b:?}");
+    // Both deleted: forgotten.
+    fs::remove_file(fx.local("e.txt")).unwrap();
+    fs::remove_file(fx.remote("e.txt")).unwrap();
+    fx.ok().await;
+    assert!(!fx.base.contains_key("e.txt"));
+}
+
+#[tokio::test]
+async fn an_offline_target_is_skipped_never_read_as_deletions() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "a");
+    fx.ok().await;
+    let moved = fx.dir.path().join("unplugged");
+    fs::rename(&fx.spec.target, &moved).unwrap();
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Skipped, "{r:#?}");
+    assert!(r.reason.as_deref().unwrap_or("").contains("offline"));
+    assert!(!fx.spec.target.exists(), "the folder is never created");
+    assert!(fx.local("a.txt").exists());
+    assert_eq!(fx.base.len(), 1);
+    // Plugged back in: nothing to do.
+    fs::rename(&moved, &fx.spec.target).unwrap();
+    assert_eq!(fx.ok().await.files_changed(), 0);
+}
+
+#[tokio::test]
+async fn the_first_run_creates_the_target_only_under_an_existing_parent() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "a");
+    fs::remove_dir(&fx.spec.target).unwrap();
+    fx.ok().await;
+    assert_eq!(read(&fx.remote("a.txt")), "a");
+    let mut fx = Fx::new().await;
+    fx.spec.target = fx.dir.path().join("no/such/mount/.metasystem");
+    assert_eq!(fx.run().await.outcome, Outcome::Skipped);
+    assert!(!fx.dir.path().join("no").exists());
+}
+
+#[tokio::test]
+async fn a_target_without_its_marker_is_refused() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "a");
+    fx.ok().await;
+    // Another (empty) drive mounted at the same place.
+    fs::remove_dir_all(&fx.spec.target).unwrap();
+    fs::create_dir(&fx.spec.target).unwrap();
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Error);
+    assert_eq!(r.refusal, Some(Refusal::MarkerMissing));
+    assert!(fx.local("a.txt").exists(), "nothing deleted");
+    assert_eq!(fx.base.len(), 1);
+}
+
+#[tokio::test]
+async fn max_delete_stops_a_mass_deletion() {
+    let mut fx = Fx::new().await;
+    for i in 0..10 {
+        write(&fx.remote(&format!("f{i}.txt")), "x");
+    }
+    fx.ok().await;
+    for i in 0..6 {
+        fs::remove_file(fx.local(&format!("f{i}.txt"))).unwrap();
+    }
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Error);
+    assert_eq!(r.refusal, Some(Refusal::MaxDelete));
+    assert!(r.reason.unwrap().contains("6 of 10"));
+    for i in 0..10 {
+        assert!(
+            fx.remote(&format!("f{i}.txt")).exists(),
+            "nothing was deleted"
+        );
+    }
+    // Up to the limit goes through.
+    fx.spec.max_delete = 0.6;
+    let r = fx.ok().await;
+    assert_eq!(r.deleted_remote, 6);
+}
+
+#[tokio::test]
+async fn names_differing_only_by_case_or_normalisation_are_reported_not_merged() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("Notes.txt"), "local");
+    write(&fx.remote("notes.txt"), "remote");
+    write(&fx.local("caf\u{e9}.txt"), "nfc");
+    write(&fx.remote("cafe\u{301}.txt"), "nfd");
+    let r = fx.ok().await;
+    assert_eq!(r.collisions.len(), 2, "{r:#?}");
+    assert_eq!(r.files_changed(), 0);
+    assert!(!fx.remote("Notes.txt").exists());
+    assert_eq!(read(&fx.remote("notes.txt")), "remote");
+    // A case-only rename of a synced file: reported, nothing deleted on either side.
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "a");
+    fx.ok().await;
+    fs::rename(fx.local("a.txt"), fx.local("A.txt")).unwrap();
+    let r = fx.ok().await;
+    assert_eq!(
+        r.collisions,
+        vec![vec!["A.txt".to_string(), "a.txt".to_string()]]
+    );
+    assert_eq!(r.files_changed(), 0);
+    assert_eq!(read(&fx.remote("a.txt")), "a");
+    assert_eq!(read(&fx.local("A.txt")), "a");
+}
+
+#[tokio::test]
+async fn push_and_pull_leave_the_other_sides_changes_pending() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "a");
+    write(&fx.local("b.txt"), "b");
+    fx.ok().await;
+    write(&fx.local("a.txt"), "a2");
+    write(&fx.remote("b.txt"), "b2");
+    let push = RunOptions {
+        direction: Some(Direction::Push),
+        ..Default::default()
+    };
+    let r = fx.run_with(push).await;
+    assert_eq!(r.copied_to_remote, 1);
+    assert_eq!(r.pending.len(), 1);
+    assert_eq!(read(&fx.local("b.txt")), "b");
+    let pull = RunOptions {
+        direction: Some(Direction::Pull),
+        ..Default::default()
+    };
+    let r = fx.run_with(pull).await;
+    assert_eq!(r.copied_to_local, 1);
+    assert_eq!(read(&fx.local("b.txt")), "b2");
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "a");
+    let r = fx
+        .run_with(RunOptions {
+            dry_run: true,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(r.planned.len(), 1);
+    assert_eq!(r.planned[0].action, "copy to the target");
+    assert!(!fx.remote("a.txt").exists());
+    assert!(!fx.remote(".metasystem-sync").exists());
+    assert!(fx.base.is_empty());
+}
+
+#[tokio::test]
+async fn old_backups_are_pruned() {
+    let mut fx = Fx::new().await;
+    write(&fx.spec.backups.join("x.txt-20200101-000000.bak"), "old");
+    write(
+        &fx.spec.backups.join("sub/y.txt-20200101-000000.1.bak"),
+        "old",
+    );
+    let fresh = metasystem_actors::sync::fsops::backup_name("z.txt", std::time::SystemTime::now());
+    write(&fx.spec.backups.join(&fresh), "new");
+    write(&fx.spec.backups.join("not-a-backup.txt"), "keep");
+    let r = fx.ok().await;
+    assert_eq!(r.backups_pruned, 2);
+    let mut left = fx.backups();
+    left.sort();
+    assert_eq!(left, vec!["not-a-backup.txt".to_string(), fresh]);
+}
+
+#[tokio::test]
+async fn leftover_temp_files_are_removed_and_never_synced() {
+    let mut fx = Fx::new().await;
+    write(&fx.remote("dir/.a.txt.msync-tmp-00000000deadbeef"), "torn");
+    write(&fx.local("dir/a.txt"), "a");
+    fx.ok().await;
+    assert!(!fx.remote("dir/.a.txt.msync-tmp-00000000deadbeef").exists());
+    assert!(!fx.local("dir/.a.txt.msync-tmp-00000000deadbeef").exists());
+    assert_eq!(read(&fx.remote("dir/a.txt")), "a");
+}
+
+/// A database written continuously while it is synced: the copy passes integrity_check and
+/// holds every row committed before the run began; the live file is never replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_database_is_copied_as_a_consistent_snapshot() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    use sqlx::{ConnectOptions, Row};
+    let mut fx = Fx::new().await;
+    let db = fx.local("notes.db");
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&db)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for i in 0..500 {
+        sqlx::query("INSERT INTO t (v) VALUES (?)")
+            .bind(format!("row {i}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    // A writer that goes on during the run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = tokio::spawn(async move {
+        let mut n = 0;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && n < 100_000 {
+            let _ = sqlx::query("INSERT INTO t (v) VALUES ('more')")
+                .execute(&mut conn)
+                .await;
+            n += 1;
+            tokio::task::yield_now().await;
+        }
+        conn
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = fx.ok().await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut conn = writer.await.unwrap();
+    assert_eq!(r.copied_to_remote, 1, "{r:#?}");
+    let copy = fx.remote("notes.db");
+    metasystem_actors::sync::snapshot::integrity(&copy)
+        .await
+        .unwrap();
+    assert!(!fx.remote("notes.db-wal").exists(), "no WAL in the target");
+    let mut c = SqliteConnectOptions::new()
+        .filename(&copy)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query("SELECT count(*) FROM t")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        n >= 500,
+        "the copy holds every row committed before the run: {n}"
+    );
+    // The live file (and its WAL) were never replaced: the writer's connection still works.
+    sqlx::query("INSERT INTO t (v) VALUES ('after')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // A newer copy in the target is not pulled over the live database.
+    drop(c);
+    let later = fx.remote("notes.db");
+    let f = fs::OpenOptions::new().write(true).open(&later).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
+    drop(f);
+    sqlx::query("INSERT INTO t (v) VALUES ('changes the remote hash')")
+        .execute(
+            &mut SqliteConnectOptions::new()
+                .filename(&later)
+                .connect()
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let _ = fs::remove_file(fx.remote("notes.db-wal"));
+    let r = fx.run().await;
+    assert!(
+        r.deferred
+            .iter()
+            .any(|(p, why)| p == "notes.db" && why.contains("in use"))
+            || r.conflicts
+                .iter()
+                .any(|c| c.path == "notes.db" && c.kept == "local"),
+        "{r:#?}"
+    );
+    sqlx::query("INSERT INTO t (v) VALUES ('still fine')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn snapshots_of_the_daemons_database_go_to_a_per_host_folder() {
+    let mut fx = Fx::new().await;
+    let live = fx.dir.path().join("s.db"); // the store itself, open and written
+    fx.spec.snapshots = vec![live.clone()];
+    let r = fx.ok().await;
+    assert!(r.snapshots[0].1.starts_with("pushed"), "{r:#?}");
+    let copy = fx.remote("hosts/testhost/s.db");
+    metasystem_actors::sync::snapshot::integrity(&copy)
+        .await
+        .unwrap();
+    // Fresh enough: not redone at the next run; never listed as a synced file.
+    let r = fx.ok().await;
+    assert_eq!(r.snapshots[0].1, "fresh enough");
+    assert_eq!(r.remote_files, 0);
+    assert!(!fx.local("hosts").exists());
+}
