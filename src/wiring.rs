@@ -45,10 +45,14 @@ pub fn paths_of_kind(config: &SupervisorConfig, parent: &str, name: &str) -> Vec
     found
 }
 
-/// What heal actions act on: the running tree (restart) and, once they exist, sync targets.
+/// What heal actions act on: the running tree (restart) and the sync targets.
 struct HealTree {
     tree: Arc<std::sync::OnceLock<metasystem_actors::Tree>>,
+    sync: metasystem_actors::sync::SyncTargets,
 }
+
+/// How long a `sync` heal action waits for its run.
+const HEAL_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl metasystem_actors::heal::Tree for HealTree {
     fn restart(&self, path: &str) -> BoxFuture<'_, Result<(), String>> {
@@ -64,9 +68,42 @@ impl metasystem_actors::heal::Tree for HealTree {
     fn sync(&self, target: &str) -> BoxFuture<'_, Result<String, String>> {
         let target = target.to_string();
         Box::pin(async move {
-            Err(format!(
-                "sync target `{target}`: this daemon has no sync targets (kind = \"sync_target\" is not built yet)"
-            ))
+            use metasystem_actors::sync::{Outcome, RunOptions, SyncTargetMessage};
+            let Some(actor) = self.sync.actor(&target) else {
+                let names = self.sync.names();
+                return Err(format!(
+                    "no sync target `{target}` is running (running: {})",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ));
+            };
+            let report = match actor
+                .call(
+                    |r| SyncTargetMessage::Run(RunOptions::default(), Some(r)),
+                    Some(HEAL_SYNC_WAIT),
+                )
+                .await
+            {
+                Ok(ractor::rpc::CallResult::Success(r)) => r,
+                Ok(ractor::rpc::CallResult::Timeout) => {
+                    return Err(format!("the sync of `{target}` did not finish within 10m"))
+                }
+                _ => return Err(format!("sync target `{target}` stopped before answering")),
+            };
+            match report.outcome {
+                Outcome::Success => Ok(format!(
+                    "synced {target}: {} file(s) changed",
+                    report.files_changed()
+                )),
+                o => Err(format!(
+                    "sync of {target}: {}: {}",
+                    o.name(),
+                    report.reason.unwrap_or_default()
+                )),
+            }
         })
     }
 }
@@ -76,6 +113,7 @@ impl Services {
     pub fn heal_tree(&self) -> Arc<dyn metasystem_actors::heal::Tree> {
         Arc::new(HealTree {
             tree: self.tree.clone(),
+            sync: self.sync.clone(),
         })
     }
 }

@@ -7,14 +7,19 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{exit, render, AlertsAction, BreakersAction, ChaosAction, Cli, Cmd, Global};
+use super::{
+    exit, render, AlertsAction, BreakersAction, ChaosAction, Cli, Cmd, Global, SyncAction,
+};
 use crate::config;
 use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
     code, AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosStatusResult,
     ChaosStopResult, Command, EventsResult, HealResult, HealthResult, MetricsResult, ReloadResult,
-    Response, RetriesResult, Status, TreeResult,
+    Response, RetriesResult, Status, SyncResult, SyncStatusResult, TreeResult,
 };
+
+/// How long `sync` waits for its runs at least.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// Runs a client command; its exit code.
 pub fn run(cli: &Cli) -> u8 {
@@ -27,7 +32,12 @@ pub fn run(cli: &Cli) -> u8 {
         Ok(s) => s,
         Err(message) => return failed(global, "connection", &message, exit::USAGE),
     };
-    let (mut conn, first) = match open(&socket, global.timeout, &command) {
+    // A forced sync waits for the run, which can take long (a first copy of a big tree).
+    let timeout = match &command {
+        Command::Sync { dry_run: false, .. } => global.timeout.max(SYNC_WAIT),
+        _ => global.timeout,
+    };
+    let (mut conn, first) = match open(&socket, timeout, &command) {
         Ok(opened) => opened,
         Err(e) => return failed(global, "connection", &e.to_string(), exit::USAGE),
     };
@@ -420,6 +430,29 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
                 op,
             }
         }
+        Cmd::Sync {
+            action: Some(SyncAction::Status),
+            ..
+        } => Command::SyncStatus,
+        Cmd::Sync {
+            action: None,
+            target,
+            push,
+            pull,
+            strategy,
+            dry_run,
+        } => Command::Sync {
+            target: target.clone(),
+            direction: if *push {
+                Some("push".into())
+            } else if *pull {
+                Some("pull".into())
+            } else {
+                None
+            },
+            strategy: strategy.clone(),
+            dry_run: *dry_run,
+        },
         Cmd::Run | Cmd::Check { .. } => return Err("not a client command".into()),
     })
 }
@@ -536,6 +569,35 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
                 render::silences(out, &result)?;
             }
             exit::OK
+        }
+        Cmd::Sync {
+            action: Some(SyncAction::Status),
+            ..
+        } => {
+            let Some(s) = typed::<SyncStatusResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::sync_status(out, &s)?;
+            }
+            exit::OK
+        }
+        Cmd::Sync { .. } => {
+            let Some(s) = typed::<SyncResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::sync(out, &s)?;
+            }
+            let failed = s
+                .reports
+                .iter()
+                .any(|r| r.outcome == metasystem_actors::sync::Outcome::Error);
+            if failed {
+                exit::UNHEALTHY
+            } else {
+                exit::OK
+            }
         }
         Cmd::Breakers { action: None } => {
             let Some(b) = typed::<BreakersResult>(result) else {

@@ -173,6 +173,27 @@ pub enum Cmd {
     },
     /// Run every probe now and show their reports; exit 1 if any fails.
     Health,
+    /// Sync now: run TARGET (every target without one), wait, and show what it did; exit 1
+    /// if a run failed. `sync status`: each target's state and last run.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sync {
+        #[command(subcommand)]
+        action: Option<SyncAction>,
+        /// The target (its name in the tree).
+        target: Option<String>,
+        /// Only the primary's changes go to the target (the target's are left pending).
+        #[arg(long, conflicts_with = "pull")]
+        push: bool,
+        /// Only the target's changes come to the primary.
+        #[arg(long)]
+        pull: bool,
+        /// How conflicts are decided this time: newest | local | remote | manual.
+        #[arg(long, value_name = "STRATEGY")]
+        strategy: Option<String>,
+        /// Show what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Self-heal actions: what ran, when, and what the probe said right after.
     Heal {
         /// The window (e.g. 1h, 24h, 7d).
@@ -192,6 +213,12 @@ pub enum Cmd {
     },
     /// Stop the daemon in order.
     Shutdown,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SyncAction {
+    /// Each target: online or offline, the last run and its result, a run in progress.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]

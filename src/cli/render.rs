@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::control::protocol::{
     AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosKill, ChaosRun,
     ChaosStatusResult, ChaosStopResult, Event, HealResult, HealthResult, MetricsResult, OpsResult,
-    ReloadResult, RetriesResult, RetryOpView, SeriesRow, Status, TreeResult,
+    ReloadResult, RetriesResult, RetryOpView, SeriesRow, Status, SyncResult, SyncStatusResult,
+    TreeResult,
 };
 
 /// Paths wider than this are not padded further (a deep tree must not make every line huge).
@@ -705,6 +706,161 @@ fn retry_op(out: &mut dyn Write, op: &RetryOpView) -> io::Result<()> {
     writeln!(out, "  recommendation: {}", op.recommendation.text)?;
     if let Some(last) = &op.last_run {
         writeln!(out, "  last run: {last}")?;
+    }
+    Ok(())
+}
+
+/// `sync`: one block per target run.
+pub fn sync(out: &mut dyn Write, s: &SyncResult) -> io::Result<()> {
+    use metasystem_actors::probes::fmt_bytes;
+    use metasystem_actors::sync::Outcome;
+    if s.reports.is_empty() {
+        return writeln!(out, "no sync targets");
+    }
+    for r in &s.reports {
+        let dry = if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        };
+        match r.outcome {
+            Outcome::Success => writeln!(
+                out,
+                "{}: {} in {}{dry}",
+                r.target,
+                r.outcome.name(),
+                short(r.took_ms as f64 / 1000.0)
+            )?,
+            o => writeln!(
+                out,
+                "{}: {}: {}{dry}",
+                r.target,
+                o.name(),
+                r.reason.as_deref().unwrap_or("")
+            )?,
+        }
+        if r.outcome == Outcome::Skipped && r.local_files == 0 && r.remote_files == 0 {
+            continue;
+        }
+        writeln!(
+            out,
+            "  {} file(s) here, {} there ({} {})",
+            r.local_files,
+            r.remote_files,
+            r.direction.name(),
+            r.strategy.name()
+        )?;
+        if !r.dry_run {
+            writeln!(
+                out,
+                "  copied: {} to the target, {} to the primary ({}); deleted: {} there, {} here; \
+                 {} backup(s)",
+                r.copied_to_remote,
+                r.copied_to_local,
+                fmt_bytes(r.bytes),
+                r.deleted_remote,
+                r.deleted_local,
+                r.backups
+            )?;
+        }
+        for p in &r.planned {
+            writeln!(out, "  would {}: {}", p.action, p.path)?;
+        }
+        for c in &r.conflicts {
+            match &c.copy {
+                Some(copy) => writeln!(out, "  conflict: {} (kept both: {copy})", c.path)?,
+                None => writeln!(out, "  conflict: {} (kept the {} version)", c.path, c.kept)?,
+            }
+        }
+        for p in &r.unresolved {
+            writeln!(out, "  unresolved conflict: {p}")?;
+        }
+        for p in &r.pending {
+            writeln!(
+                out,
+                "  pending: {} ({} here, {} there)",
+                p.path, p.local, p.remote
+            )?;
+        }
+        for (p, why) in &r.deferred {
+            writeln!(out, "  deferred: {p}: {why}")?;
+        }
+        for g in &r.collisions {
+            writeln!(
+                out,
+                "  not synced, names differ only by case or normalisation: {}",
+                g.join(", ")
+            )?;
+        }
+        for (p, why) in r.skipped.iter().take(20) {
+            writeln!(out, "  skipped: {p}: {why}")?;
+        }
+        for (p, why) in r.errors.iter().take(20) {
+            writeln!(out, "  error: {p}: {why}")?;
+        }
+        if r.errors.len() > 20 {
+            writeln!(out, "  ... and {} more errors", r.errors.len() - 20)?;
+        }
+        for (db, what) in &r.snapshots {
+            writeln!(out, "  snapshot of {db}: {what}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `sync status`: one line per target, then its last run.
+pub fn sync_status(out: &mut dyn Write, s: &SyncStatusResult) -> io::Result<()> {
+    use metasystem_actors::probes::fmt_bytes;
+    use metasystem_actors::store::format_ms;
+    if s.targets.is_empty() {
+        return writeln!(out, "no sync targets");
+    }
+    for t in &s.targets {
+        writeln!(
+            out,
+            "{} ({}): {} -> {}, {}, {} {}, every {}",
+            t.name,
+            if t.online { "online" } else { "offline" },
+            t.primary,
+            t.target,
+            t.path,
+            t.direction,
+            t.strategy,
+            short(t.every_s as f64)
+        )?;
+        if let Some((fd, ft, bd, bt)) = t.progress {
+            writeln!(
+                out,
+                "  running: {fd}/{ft} files, {} of {}",
+                fmt_bytes(bd),
+                fmt_bytes(bt)
+            )?;
+        }
+        match &t.last {
+            Some(l) => writeln!(
+                out,
+                "  last run {}: {}{}; {} file(s), {}, {} conflict(s), {}",
+                format_ms(l.at_ms),
+                l.outcome.name(),
+                l.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                l.files,
+                fmt_bytes(l.bytes),
+                l.conflicts,
+                short(l.took_ms as f64 / 1000.0)
+            )?,
+            None => writeln!(out, "  no run since the daemon started")?,
+        }
+        writeln!(
+            out,
+            "  last success: {}; {} path(s) tracked",
+            t.last_success_ms
+                .map(format_ms)
+                .unwrap_or_else(|| "never".into()),
+            t.tracked
+        )?;
     }
     Ok(())
 }

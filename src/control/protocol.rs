@@ -110,6 +110,22 @@ pub enum Command {
     },
     /// Runs every probe now and answers their reports (`health`).
     Health,
+    /// Forces a sync run of `target` (every target when absent), waits for it (after a run
+    /// in progress) and answers the reports ([`SyncResult`]).
+    Sync {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        /// push | pull (default: the target's direction).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        direction: Option<String>,
+        /// newest | local | remote | manual (default: the target's strategy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        strategy: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Every sync target: online or not, the last run, progress ([`SyncStatusResult`]).
+    SyncStatus,
     /// Self-heal actions of the last `since_s` seconds (default a day), newest first.
     Heal {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +195,8 @@ impl Command {
                 | Command::Anomalies { .. }
                 | Command::Alerts { .. }
                 | Command::Breakers
+                | Command::SyncStatus
+                | Command::Sync { dry_run: true, .. }
                 | Command::ChaosStatus { .. }
                 | Command::Heal { .. }
                 | Command::Retries { .. }
@@ -211,10 +229,24 @@ impl Command {
             Command::ChaosStop => "chaos_stop",
             Command::ChaosStatus { .. } => "chaos_status",
             Command::Health => "health",
+            Command::Sync { .. } => "sync",
+            Command::SyncStatus => "sync_status",
             Command::Heal { .. } => "heal",
             Command::Retries { .. } => "retries",
         }
     }
+}
+
+/// What `sync` answers: one report per target run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncResult {
+    pub reports: Vec<metasystem_actors::sync::RunReport>,
+}
+
+/// What `sync status` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncStatusResult {
+    pub targets: Vec<metasystem_actors::sync::TargetStatus>,
 }
 
 /// One probe's report.

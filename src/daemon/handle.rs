@@ -84,6 +84,16 @@ impl Daemon {
             Command::ChaosStop => self.chaos_stop(id).await,
             Command::ChaosStatus { from } => self.chaos_status(id, from),
             Command::Health => self.health_now(id).await,
+            Command::Sync {
+                target,
+                direction,
+                strategy,
+                dry_run,
+            } => {
+                self.sync_now(id, target, direction, strategy, dry_run)
+                    .await
+            }
+            Command::SyncStatus => self.sync_status(id),
             Command::Heal { since_s } => self.heal_history(id, since_s).await,
             Command::Retries { since_s, op } => self.retries(id, since_s, op).await,
             // The server turns the connection into a stream (`Daemon::stream`).

@@ -23,6 +23,7 @@ mod resilience;
 mod retries;
 mod start;
 mod stream;
+mod sync;
 
 pub use resilience::worst as worst_probe;
 pub use stream::Subscription;

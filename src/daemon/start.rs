@@ -164,6 +164,7 @@ pub(super) async fn start_and_serve(
         breakers: Default::default(),
         breakers_slot: Default::default(),
         probes: Default::default(),
+        sync: Default::default(),
         tree: Default::default(),
     };
     if services.watchdog.is_some() && !wiring::has_kind(&config.root, "heartbeat") {

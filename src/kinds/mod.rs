@@ -17,6 +17,7 @@ pub mod heartbeat;
 pub mod metrics;
 pub mod probe;
 pub mod supervisor;
+pub mod sync_target;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct Services {
     pub breakers: metasystem_actors::breakers::Breakers,
     /// The probes' latest reports (for `/health`, `status`, `health`).
     pub probes: metasystem_actors::probes::actor::Probes,
+    /// The sync targets' status and actors (for `sync`, `status`, the `sync` heal action).
+    pub sync: metasystem_actors::sync::SyncTargets,
     /// The running tree, once started: what `restart` heal actions act on.
     pub tree: Arc<std::sync::OnceLock<metasystem_actors::Tree>>,
     /// The running breakers actor, which persists what the breakers' notifier hands it.
@@ -263,6 +266,7 @@ kinds! {
     Alerts => alerts::AlertsConfig,
     Breakers => breakers::BreakersConfig,
     Probe => probe::ProbeConfig,
+    SyncTarget => sync_target::SyncTargetConfig,
 }
 
 /// This machine's name (alerts carry it), from uname.
@@ -374,6 +378,10 @@ mod tests {
             assert!(seen.insert(*name), "{name} listed twice");
             let child = if *name == "supervisor" {
                 format!("[[root.children]]\nname = \"c\"\nkind = \"{name}\"\n  [[root.children.children]]\n  name = \"inner\"\n  kind = \"heartbeat\"\n")
+            } else if *name == "sync_target" {
+                format!(
+                    "[[root.children]]\nname = \"c\"\nkind = \"{name}\"\ntarget = \"/tmp/elsewhere\"\npaths = [\"shared\"]\n"
+                )
             } else if *name == "probe" {
                 // The one key a probe cannot do without.
                 format!(

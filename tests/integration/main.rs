@@ -14,4 +14,5 @@ mod retries;
 mod socket;
 mod store;
 mod strategies;
+mod sync;
 mod util;

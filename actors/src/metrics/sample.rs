@@ -80,6 +80,8 @@ metrics! {
     ProbeChecks => "probe_check", Seconds, true, "probe checks and how long each took (ok: pass)";
     HealActions => "heal_actions", Seconds, false, "self-heal actions run and how long each took (ok: done)";
     RetryRuns => "retry_run", Seconds, false, "retried operations: one per run of all its attempts (ok: succeeded)";
+    SyncRuns => "sync_run", Seconds, true, "sync runs of a target and how long each took (ok: success; skipped runs are not samples)";
+    SyncBytes => "sync_bytes", Bytes, false, "bytes a sync run copied";
 }
 
 impl Metric {

@@ -527,7 +527,7 @@ pub fn open_breakers(breakers: &Breakers) -> Vec<String> {
 
 /// The time of the latest successful run of sync target `target`, from its `sync_event`
 /// events (`data.target`, `data.outcome = "success"`).
-async fn last_sync_success(store: &Store, target: &str) -> Option<i64> {
+pub(crate) async fn last_sync_success(store: &Store, target: &str) -> Option<i64> {
     let row: Result<Option<(Option<i64>,)>, _> = sqlx::query_as(
         "SELECT max(at_ms) FROM events WHERE kind = 'sync_event' \
          AND json_extract(data, '$.target') = ? AND json_extract(data, '$.outcome') = 'success'",

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Strategy};
 use super::fsops::{self, Copied, InstallError};
@@ -90,7 +90,7 @@ impl Progress {
 }
 
 /// A run's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
@@ -110,7 +110,7 @@ impl Outcome {
 }
 
 /// Why a run stopped before it changed anything, when it is worth an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Refusal {
     /// The target is there but its marker is gone: not the folder synced before.
@@ -122,7 +122,7 @@ pub enum Refusal {
 }
 
 /// A conflict met by a run and how it was decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConflictReport {
     pub path: String,
     /// local | remote | both (kept both: the remote version beside it as `copy`).
@@ -131,7 +131,7 @@ pub struct ConflictReport {
 }
 
 /// A planned or applied action on a path (listed by dry runs).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Planned {
     pub path: String,
     pub action: String,
@@ -140,7 +140,7 @@ pub struct Planned {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub target: String,
     pub outcome: Outcome,

@@ -8,12 +8,15 @@
 //! - [`engine`]: one run (guards, scan, decide, apply, commit the base in batches);
 //! - [`actor`]: the `sync_target` actor (schedule, forced runs, records, breaker, alerts).
 
+pub mod actor;
 pub mod classify;
 pub mod engine;
 pub mod fsops;
 pub mod scan;
 pub mod snapshot;
 
+pub use actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage, SyncTargets, TargetStatus};
 pub use classify::{Direction, Strategy};
 pub use engine::{Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
+pub use globset;
 pub use scan::Selection;

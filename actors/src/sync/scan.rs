@@ -40,19 +40,17 @@ pub struct Selection {
     /// When set, only matching files (relative paths, `/`-separated).
     pub include: Option<GlobSet>,
     pub exclude: Option<GlobSet>,
+    /// Paths never synced, whatever the rest says: the backups folder and the snapshotted
+    /// databases when they sit under the primary.
+    pub never: Vec<String>,
 }
 
 impl Selection {
     pub fn wants(&self, rel: &str) -> bool {
-        if is_internal(rel) {
+        if is_internal(rel) || self.never.iter().any(|p| under(rel, p)) {
             return false;
         }
-        if !self.paths.is_empty()
-            && !self.paths.iter().any(|p| {
-                let p = p.trim_end_matches('/');
-                rel == p || (rel.starts_with(p) && rel.as_bytes().get(p.len()) == Some(&b'/'))
-            })
-        {
+        if !self.paths.is_empty() && !self.paths.iter().any(|p| under(rel, p)) {
             return false;
         }
         if self.include.as_ref().is_some_and(|g| !g.is_match(rel)) {
@@ -60,6 +58,12 @@ impl Selection {
         }
         !self.exclude.as_ref().is_some_and(|g| g.is_match(rel))
     }
+}
+
+/// Whether `rel` is `p` or inside it.
+fn under(rel: &str, p: &str) -> bool {
+    let p = p.trim_end_matches('/');
+    rel == p || (rel.starts_with(p) && rel.as_bytes().get(p.len()) == Some(&b'/'))
 }
 
 /// This tool's own files and SQLite's companions, never synced as files.
@@ -300,7 +304,9 @@ mod tests {
             paths: vec!["config/".into(), "notes.db".into()],
             include: None,
             exclude: glob("**/*.tmp"),
+            never: vec!["config/backups".into()],
         };
+        assert!(!sel.wants("config/backups/x.bak"));
         assert!(sel.wants("config/a.toml"));
         assert!(sel.wants("notes.db"));
         assert!(!sel.wants("configx/a"));
@@ -310,6 +316,7 @@ mod tests {
             paths: vec![],
             include: glob("*.toml"),
             exclude: None,
+            never: Vec::new(),
         };
         assert!(only.wants("a.toml"));
         assert!(!only.wants("a.txt"));

@@ -1,0 +1,533 @@
+//! The `sync_target` actor: one per target. Runs the engine every `every` (a scheduled run is
+//! skipped when one finished less than `min_interval` ago; a forced one never is), one run at a
+//! time (forced requests that arrive meanwhile wait for the next run), behind the target's
+//! circuit breaker. Every run is a `sync_event` (and a `sync_error` when it failed), a sample,
+//! a breaker result (offline and skipped runs are none), and alerts: a refusal (marker missing,
+//! mass deletion) is critical, a failed run and kept conflicts warn; each clears when it is over.
+//!
+//! A failed run is a result, not a crash: crashes are for bugs. The base state is cached here
+//! (loaded once at start), lent to the running task and handed back with its report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::engine::{self, Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
+use crate::alerts::{Alert, Alerts, Severity};
+use crate::breakers::Breakers;
+use crate::metrics::{Metric, Metrics, Sample};
+use crate::store::sync::{conflicts, BaseEntry};
+use crate::store::{unix_ms, Store, StoredEvent};
+
+pub struct SyncTargetActor;
+
+#[derive(Clone)]
+pub struct SyncTargetArgs {
+    /// Its tree path (events' path); the target's name is `spec.name`.
+    pub path: String,
+    pub spec: SyncSpec,
+    pub every: Duration,
+    pub min_interval: Duration,
+    /// The circuit breaker a run goes through (by name, from `breakers`), if any.
+    pub breaker: Option<String>,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub alerts: Alerts,
+    pub breakers: Breakers,
+    /// Where the target publishes its status.
+    pub registry: SyncTargets,
+}
+
+pub enum SyncTargetMessage {
+    /// Internal: a scheduled run (stale generations are ignored).
+    Tick(u64),
+    /// A forced run; answers its report.
+    Run(RunOptions, Option<RpcReplyPort<RunReport>>),
+    /// Internal: the running task finished.
+    Finished(Box<Finished>),
+    /// The target's status.
+    Status(RpcReplyPort<TargetStatus>),
+}
+
+pub struct Finished {
+    report: RunReport,
+    base: HashMap<String, BaseEntry>,
+    opts: RunOptions,
+}
+
+/// A run, in short.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LastRun {
+    pub at_ms: i64,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub files: usize,
+    pub bytes: u64,
+    pub conflicts: usize,
+    pub took_ms: u64,
+}
+
+/// What `sync status` and `status` show of a target.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub path: String,
+    pub primary: String,
+    pub target: String,
+    pub online: bool,
+    pub direction: String,
+    pub strategy: String,
+    pub every_s: u64,
+    pub running: bool,
+    /// While running: files and bytes done of the totals.
+    pub progress: Option<(u64, u64, u64, u64)>,
+    pub last: Option<LastRun>,
+    pub last_success_ms: Option<i64>,
+    /// Paths in the base.
+    pub tracked: usize,
+    pub breaker: Option<String>,
+}
+
+type Entry = (TargetStatus, ActorRef<SyncTargetMessage>, Arc<Progress>);
+
+/// The targets' latest status, by name, with the actor to ask for a run.
+#[derive(Clone, Default)]
+pub struct SyncTargets {
+    inner: Arc<RwLock<BTreeMap<String, Entry>>>,
+}
+
+impl SyncTargets {
+    /// Every target's status (progress read live).
+    pub fn statuses(&self) -> Vec<TargetStatus> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .map(|(s, _, p)| {
+                let mut s = s.clone();
+                s.online = std::path::Path::new(&s.target).is_dir();
+                if s.running {
+                    s.progress = Some(progress_of(p));
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// The actor of target `name`.
+    pub fn actor(&self, name: &str) -> Option<ActorRef<SyncTargetMessage>> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.get(name).map(|(_, a, _)| a.clone())
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.keys().cloned().collect()
+    }
+
+    fn publish(
+        &self,
+        status: TargetStatus,
+        actor: &ActorRef<SyncTargetMessage>,
+        p: &Arc<Progress>,
+    ) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(status.name.clone(), (status, actor.clone(), p.clone()));
+    }
+
+    fn withdraw(&self, name: &str, actor: &ActorRef<SyncTargetMessage>) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(name)
+            .is_some_and(|(_, a, _)| a.get_id() == actor.get_id())
+        {
+            map.remove(name);
+        }
+    }
+}
+
+fn progress_of(p: &Progress) -> (u64, u64, u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        p.files_done.load(Relaxed),
+        p.files_total.load(Relaxed),
+        p.bytes_done.load(Relaxed),
+        p.bytes_total.load(Relaxed),
+    )
+}
+
+pub struct SyncTargetState {
+    args: SyncTargetArgs,
+    /// The base as committed; `None` while a run holds it.
+    base: Option<HashMap<String, BaseEntry>>,
+    tracked: usize,
+    progress: Arc<Progress>,
+    /// Forced runs waiting for the running one to finish.
+    queued: Vec<(RunOptions, Option<RpcReplyPort<RunReport>>)>,
+    /// Callers of the running run.
+    waiting: Vec<RpcReplyPort<RunReport>>,
+    generation: u64,
+    last: Option<LastRun>,
+    last_finished: Option<tokio::time::Instant>,
+    last_success_ms: Option<i64>,
+}
+
+/// Alert keys of a target.
+pub fn alert_key(target: &str, what: &str) -> String {
+    format!("sync:{target}:{what}")
+}
+
+impl SyncTargetState {
+    fn status(&self) -> TargetStatus {
+        let spec = &self.args.spec;
+        TargetStatus {
+            name: spec.name.clone(),
+            path: self.args.path.clone(),
+            primary: spec.primary.display().to_string(),
+            target: spec.target.display().to_string(),
+            online: spec.target.is_dir(),
+            direction: spec.direction.name().into(),
+            strategy: spec.strategy.name().into(),
+            every_s: self.args.every.as_secs(),
+            running: self.base.is_none(),
+            progress: self.base.is_none().then(|| progress_of(&self.progress)),
+            last: self.last.clone(),
+            last_success_ms: self.last_success_ms,
+            tracked: self.tracked,
+            breaker: self.args.breaker.clone(),
+        }
+    }
+
+    fn publish(&self, myself: &ActorRef<SyncTargetMessage>) {
+        self.args
+            .registry
+            .publish(self.status(), myself, &self.progress);
+    }
+
+    fn schedule(&mut self, myself: &ActorRef<SyncTargetMessage>, after: Duration) {
+        self.generation += 1;
+        let g = self.generation;
+        myself.send_after(after, move || SyncTargetMessage::Tick(g));
+    }
+
+    /// Starts a run unless one is running.
+    fn start(
+        &mut self,
+        myself: &ActorRef<SyncTargetMessage>,
+        opts: RunOptions,
+        reply: Option<RpcReplyPort<RunReport>>,
+    ) {
+        let Some(mut base) = self.base.take() else {
+            self.queued.push((opts, reply));
+            return;
+        };
+        self.waiting.extend(reply);
+        let spec = self.args.spec.clone();
+        let store = self.args.store.clone();
+        let progress = self.progress.clone();
+        let breaker = self
+            .args
+            .breaker
+            .as_deref()
+            .and_then(|n| self.args.breakers.get(n));
+        let myself2 = myself.clone();
+        tokio::spawn(async move {
+            let report = match breaker.as_ref().map(|b| b.allow()) {
+                Some(Err(rejected)) => {
+                    let mut r = dry_report(&spec, &opts);
+                    r.outcome = Outcome::Skipped;
+                    r.reason = Some(format!("the circuit breaker refused the run: {rejected}"));
+                    r
+                }
+                permit => {
+                    let open = conflicts(store.reader(), Some(&spec.name), false)
+                        .await
+                        .unwrap_or_default();
+                    let r = engine::run(&spec, &opts, &store, &mut base, &open, &progress).await;
+                    if let (Some(b), Some(Ok(p))) = (breaker.as_ref(), permit) {
+                        match r.outcome {
+                            Outcome::Success => b.record(p, true),
+                            Outcome::Error => b.record(p, false),
+                            Outcome::Skipped => b.release(p),
+                        }
+                    }
+                    r
+                }
+            };
+            let _ = myself2.cast(SyncTargetMessage::Finished(Box::new(Finished {
+                report,
+                base,
+                opts,
+            })));
+        });
+        self.publish(myself);
+    }
+
+    fn finished(&mut self, myself: &ActorRef<SyncTargetMessage>, f: Finished) {
+        let Finished { report, base, opts } = f;
+        self.tracked = base.len();
+        self.base = Some(base);
+        self.last_finished = Some(tokio::time::Instant::now());
+        if !opts.dry_run {
+            self.record(&report);
+        }
+        for w in self.waiting.drain(..) {
+            let _ = w.send(report.clone());
+        }
+        self.publish(myself);
+        // Forced runs that waited: one run for the first, and for every other with the same
+        // options.
+        if !self.queued.is_empty() {
+            let (opts, first) = self.queued.remove(0);
+            let same: Vec<_> = {
+                let (same, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queued)
+                    .into_iter()
+                    .partition(|(o, _)| same_options(o, &opts));
+                self.queued = rest;
+                same
+            };
+            self.waiting.extend(same.into_iter().filter_map(|(_, r)| r));
+            self.start(myself, opts, first);
+        }
+    }
+
+    /// The run's records: event, sample, alerts.
+    fn record(&mut self, r: &RunReport) {
+        let name = &self.args.spec.name;
+        let at = unix_ms(SystemTime::now());
+        self.last = Some(LastRun {
+            at_ms: at,
+            outcome: r.outcome,
+            reason: r.reason.clone(),
+            files: r.files_changed(),
+            bytes: r.bytes,
+            conflicts: r.conflicts.len(),
+            took_ms: r.took_ms,
+        });
+        if r.outcome == Outcome::Success {
+            self.last_success_ms = Some(at);
+        }
+        let summary = match &r.reason {
+            Some(reason) => format!("{name}: {}: {reason}", r.outcome.name()),
+            None => format!(
+                "{name}: success: {} to the target, {} to the primary, {} deleted, {} conflicts, {} bytes in {} ms",
+                r.copied_to_remote,
+                r.copied_to_local,
+                r.deleted_local + r.deleted_remote,
+                r.conflicts.len(),
+                r.bytes,
+                r.took_ms
+            ),
+        };
+        let mut event = StoredEvent::new(&self.args.path, "sync_event", summary.clone());
+        event.data = serde_json::json!({
+            "target": name,
+            "outcome": r.outcome,
+            "reason": r.reason,
+            "files": r.files_changed(),
+            "copied_to_remote": r.copied_to_remote,
+            "copied_to_local": r.copied_to_local,
+            "deleted": r.deleted_local + r.deleted_remote,
+            "bytes": r.bytes,
+            "conflicts": r.conflicts.len(),
+            "deferred": r.deferred.len(),
+            "errors": r.errors.len(),
+            "duration_ms": r.took_ms,
+        });
+        self.args.store.record(event);
+        if r.outcome == Outcome::Error {
+            let mut e = StoredEvent::new(&self.args.path, "sync_error", summary.clone());
+            e.data = serde_json::json!({
+                "target": name,
+                "reason": r.reason,
+                "refusal": r.refusal,
+                "errors": r.errors.iter().take(20).collect::<Vec<_>>(),
+            });
+            self.args.store.record(e);
+        }
+        if r.outcome != Outcome::Skipped {
+            self.args.metrics.report(
+                Sample::now(Metric::SyncRuns, name.clone(), r.took_ms as f64 / 1000.0)
+                    .outcome(r.outcome == Outcome::Success),
+            );
+            if r.bytes > 0 {
+                self.args.metrics.report(Sample::now(
+                    Metric::SyncBytes,
+                    name.clone(),
+                    r.bytes as f64,
+                ));
+            }
+        }
+        self.alerts(r);
+    }
+
+    fn alerts(&self, r: &RunReport) {
+        let name = &self.args.spec.name;
+        let alert = |severity, key: &str, title: String, body: String| {
+            let mut a = Alert::new(severity, title, self.args.path.clone())
+                .body(body)
+                .label("target", name.clone());
+            if severity == Severity::Critical {
+                a = a.at_once();
+            }
+            a.key = Some(alert_key(name, key));
+            self.args.alerts.raise(a);
+        };
+        match (r.outcome, r.refusal) {
+            (_, Some(Refusal::MarkerMissing | Refusal::MaxDelete)) => alert(
+                Severity::Critical,
+                "refused",
+                format!("sync of {name} refused"),
+                r.reason.clone().unwrap_or_default(),
+            ),
+            (Outcome::Error, _) => alert(
+                Severity::Warning,
+                "error",
+                format!("sync of {name} failed"),
+                r.reason.clone().unwrap_or_default(),
+            ),
+            (Outcome::Success, _) => {
+                self.args.alerts.clear(alert_key(name, "refused"));
+                self.args.alerts.clear(alert_key(name, "error"));
+            }
+            _ => {}
+        }
+        let kept: Vec<&str> = r
+            .conflicts
+            .iter()
+            .filter(|c| c.copy.is_some())
+            .map(|c| c.path.as_str())
+            .collect();
+        if !kept.is_empty() {
+            let mut a = Alert::new(
+                Severity::Warning,
+                format!(
+                    "sync of {name}: {} conflict(s) kept both versions",
+                    kept.len()
+                ),
+                self.args.path.clone(),
+            )
+            .body(format!(
+                "both sides changed: {}. The other version is beside each as NAME.conflict-...; \
+                 `metasystem conflicts` lists them, `metasystem conflicts resolve PATH --keep \
+                 local|remote|both` settles one",
+                kept.join(", ")
+            ))
+            .label("target", name.clone())
+            .at_once();
+            a.key = Some(alert_key(name, "conflict"));
+            self.args.alerts.raise(a);
+        } else if r.outcome == Outcome::Success && r.unresolved.is_empty() {
+            self.args.alerts.clear(alert_key(name, "conflict"));
+        }
+    }
+}
+
+fn same_options(a: &RunOptions, b: &RunOptions) -> bool {
+    a.direction == b.direction && a.strategy == b.strategy && a.dry_run == b.dry_run
+}
+
+fn dry_report(spec: &SyncSpec, opts: &RunOptions) -> RunReport {
+    // An empty report of a run that did not happen.
+    RunReport {
+        target: spec.name.clone(),
+        outcome: Outcome::Skipped,
+        reason: None,
+        refusal: None,
+        dry_run: opts.dry_run,
+        direction: opts.direction.unwrap_or(spec.direction),
+        strategy: opts.strategy.unwrap_or(spec.strategy),
+        local_files: 0,
+        remote_files: 0,
+        copied_to_remote: 0,
+        copied_to_local: 0,
+        deleted_remote: 0,
+        deleted_local: 0,
+        agreed: 0,
+        bytes: 0,
+        backups: 0,
+        backups_pruned: 0,
+        conflicts: Vec::new(),
+        unresolved: Vec::new(),
+        pending: Vec::new(),
+        deferred: Vec::new(),
+        errors: Vec::new(),
+        skipped: Vec::new(),
+        collisions: Vec::new(),
+        snapshots: Vec::new(),
+        planned: Vec::new(),
+        took_ms: 0,
+    }
+}
+
+impl Actor for SyncTargetActor {
+    type Msg = SyncTargetMessage;
+    type State = SyncTargetState;
+    type Arguments = SyncTargetArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SyncTargetArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let base = crate::store::sync::base(args.store.reader(), &args.spec.name)
+            .await
+            .map_err(|e| format!("sync target {}: {e}", args.spec.name))?;
+        let last_success_ms =
+            crate::probes::actor::last_sync_success(&args.store, &args.spec.name).await;
+        let mut state = SyncTargetState {
+            tracked: base.len(),
+            base: Some(base),
+            progress: Arc::new(Progress::default()),
+            queued: Vec::new(),
+            waiting: Vec::new(),
+            generation: 0,
+            last: None,
+            last_finished: None,
+            last_success_ms,
+            args,
+        };
+        state.publish(&myself);
+        // The first run soon after start (not at once: the tree settles first).
+        state.schedule(&myself, Duration::from_secs(5).min(state.args.every));
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SyncTargetMessage::Tick(g) => {
+                if g != state.generation {
+                    return Ok(());
+                }
+                let every = state.args.every;
+                state.schedule(&myself, every);
+                let recent = state
+                    .last_finished
+                    .is_some_and(|t| t.elapsed() < state.args.min_interval);
+                if !recent && state.base.is_some() {
+                    state.start(&myself, RunOptions::default(), None);
+                }
+            }
+            SyncTargetMessage::Run(opts, reply) => state.start(&myself, opts, reply),
+            SyncTargetMessage::Finished(f) => state.finished(&myself, *f),
+            SyncTargetMessage::Status(reply) => {
+                let _ = reply.send(state.status());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.registry.withdraw(&state.args.spec.name, &myself);
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! `kind = "sync_target"`: one sync target (see `metasystem_actors::sync`): a primary folder
+//! (the state dir unless `primary` says) kept the same as `target`, three-way against the last
+//! agreed state, with backups, conflicts, guards and live-database snapshots.
+//!
+//! Config: `target` (required; `~` is home), `primary`, `paths` (files and folders under the
+//! primary to sync; default everything), `include` / `exclude` (globs on relative paths),
+//! `every` (10m), `min_interval` (60s), `direction` (push | pull | bidirectional), `strategy`
+//! (newest | local | remote | manual), `backups` (default `backups/NAME` in the state dir),
+//! `retention` (30d), `max_delete` ("50%"), `snapshots` (live SQLite databases pushed as
+//! consistent copies into `hosts/HOST/` of the target; relative to the state dir),
+//! `snapshot_every` (1h), `breaker` (the circuit breaker runs go through).
+//! Operations: `status`, `sync` (`direction`, `strategy`, `dry_run`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use metasystem_actors::sync::actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage};
+use metasystem_actors::sync::{Direction, RunOptions, Selection, Strategy, SyncSpec};
+use metasystem_actors::ChildSpec;
+use serde_json::Value;
+
+use super::{ActorKind, CallCx, CallError, Op, ParseCx, Services};
+use crate::config::reader::Table;
+use crate::config::{bounded, expand, MAX_DURATION};
+
+#[derive(Debug, Clone)]
+pub struct SyncTargetConfig {
+    /// `primary` and `target` as configured (the spec's name is the child's name).
+    pub spec: SyncSpec,
+    pub every: Duration,
+    pub min_interval: Duration,
+    pub breaker: Option<String>,
+    /// The glob patterns as written (globsets do not compare).
+    include: Vec<String>,
+    exclude: Vec<String>,
+}
+
+impl PartialEq for SyncTargetConfig {
+    fn eq(&self, o: &Self) -> bool {
+        let (a, b) = (&self.spec, &o.spec);
+        a.primary == b.primary
+            && a.target == b.target
+            && a.selection.paths == b.selection.paths
+            && self.include == o.include
+            && self.exclude == o.exclude
+            && a.direction == b.direction
+            && a.strategy == b.strategy
+            && a.backups == b.backups
+            && a.retention == b.retention
+            && a.max_delete == b.max_delete
+            && a.snapshots == b.snapshots
+            && a.snapshot_every == b.snapshot_every
+            && self.every == o.every
+            && self.min_interval == o.min_interval
+            && self.breaker == o.breaker
+    }
+}
+
+const DIRECTIONS: &[&str] = &["push", "pull", "bidirectional"];
+const STRATEGIES: &[&str] = &["newest", "local", "remote", "manual"];
+
+pub fn direction(s: &str) -> Option<Direction> {
+    match s {
+        "push" => Some(Direction::Push),
+        "pull" => Some(Direction::Pull),
+        "bidirectional" => Some(Direction::Bidirectional),
+        _ => None,
+    }
+}
+
+pub fn strategy(s: &str) -> Option<Strategy> {
+    match s {
+        "newest" => Some(Strategy::Newest),
+        "local" => Some(Strategy::Local),
+        "remote" => Some(Strategy::Remote),
+        "manual" => Some(Strategy::Manual),
+        _ => None,
+    }
+}
+
+/// A relative path inside the primary: no `..`, not absolute.
+fn relative(raw: &str) -> Result<String, String> {
+    let p = Path::new(raw);
+    if raw.is_empty() || p.is_absolute() {
+        return Err(format!(
+            "{raw:?} must be a relative path inside the primary"
+        ));
+    }
+    if p.components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!("{raw:?} must not contain `..` or `.`"));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+fn globs(
+    cx: &mut ParseCx<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+) -> (
+    Option<metasystem_actors::sync::globset::GlobSet>,
+    Vec<String>,
+) {
+    let Some(items) = t.strings(cx.d, key) else {
+        return (None, Vec::new());
+    };
+    let mut b = metasystem_actors::sync::globset::GlobSetBuilder::new();
+    let mut raw = Vec::new();
+    for item in items {
+        match metasystem_actors::sync::globset::GlobBuilder::new(item.get_ref())
+            .literal_separator(true)
+            .build()
+        {
+            Ok(g) => {
+                b.add(g);
+                raw.push(item.get_ref().clone());
+            }
+            Err(e) => cx.d.error(
+                item.span(),
+                format!(
+                    "`{key}` in {}: {:?} is not a glob: {e}",
+                    t.context,
+                    item.get_ref()
+                ),
+            ),
+        }
+    }
+    match b.build() {
+        Ok(set) if !raw.is_empty() => (Some(set), raw),
+        Ok(_) => (None, raw),
+        Err(e) => {
+            cx.d.error(t.span.clone(), format!("`{key}` in {}: {e}", t.context));
+            (None, raw)
+        }
+    }
+}
+
+/// `max_delete`: "50%" or a number from 0 to 1.
+fn share(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> f64 {
+    let Some(v) = t.take("max_delete") else {
+        return 0.5;
+    };
+    let span = v.span();
+    let parsed = match v.get_ref() {
+        toml::de::DeValue::String(s) => s
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map(|p| p / 100.0),
+        toml::de::DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+        toml::de::DeValue::Integer(i) => i.as_str().parse::<f64>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(x) if (0.0..=1.0).contains(&x) => x,
+        _ => {
+            cx.d.error(
+                span,
+                format!(
+                    "`max_delete` in {} must be a share of the files, \"0%\" to \"100%\" (or 0 to 1)",
+                    t.context
+                ),
+            );
+            0.5
+        }
+    }
+}
+
+impl ActorKind for SyncTargetConfig {
+    const NAME: &'static str = "sync_target";
+    const OPS: &'static [Op] = &[
+        Op {
+            name: "status",
+            args: "",
+            summary: "online or not, the last run and its result, progress of a running one",
+        },
+        Op {
+            name: "sync",
+            args: "direction=push|pull, strategy=S, dry_run=true",
+            summary: "run now (waits for a running one to finish first) and show what it did",
+        },
+    ];
+
+    fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
+        let state = cx.state_dir.clone();
+        let name = cx.path.rsplit('/').next().unwrap_or(&cx.path).to_string();
+        let target = t
+            .required_string(cx.d, "target")
+            .and_then(|v| expand(cx.d, v.get_ref(), v.span(), &state));
+        let primary = match t.string(cx.d, "primary") {
+            Some(v) => expand(cx.d, v.get_ref(), v.span(), &state),
+            None => Some(state.clone()),
+        };
+        let mut paths = Vec::new();
+        for p in t.strings(cx.d, "paths").unwrap_or_default() {
+            match relative(p.get_ref()) {
+                Ok(r) => paths.push(r),
+                Err(e) => {
+                    cx.d.error(p.span(), format!("`paths` in {}: {e}", t.context))
+                }
+            }
+        }
+        let (include, include_raw) = globs(cx, t, "include");
+        let (exclude, exclude_raw) = globs(cx, t, "exclude");
+        let every = bounded(cx.d, t, "every", Duration::from_secs(1), MAX_DURATION)
+            .unwrap_or(Duration::from_secs(600));
+        let min_interval = t
+            .duration(cx.d, "min_interval")
+            .map(|v| *v.get_ref())
+            .unwrap_or(Duration::from_secs(60));
+        let direction = t
+            .choice(cx.d, "direction", DIRECTIONS)
+            .and_then(|v| direction(v.get_ref()))
+            .unwrap_or(Direction::Bidirectional);
+        let strategy = t
+            .choice(cx.d, "strategy", STRATEGIES)
+            .and_then(|v| strategy(v.get_ref()))
+            .unwrap_or(Strategy::Newest);
+        let backups = match t.string(cx.d, "backups") {
+            Some(v) => expand(cx.d, v.get_ref(), v.span(), &state),
+            None => Some(state.join("backups").join(&name)),
+        };
+        let retention = bounded(
+            cx.d,
+            t,
+            "retention",
+            Duration::from_secs(3600),
+            MAX_DURATION,
+        )
+        .unwrap_or(Duration::from_secs(30 * 86_400));
+        let max_delete = share(cx, t);
+        let mut snapshots = Vec::new();
+        for s in t.strings(cx.d, "snapshots").unwrap_or_default() {
+            if let Some(p) = expand(cx.d, s.get_ref(), s.span(), &state) {
+                snapshots.push(p);
+            }
+        }
+        let snapshot_every = bounded(
+            cx.d,
+            t,
+            "snapshot_every",
+            Duration::from_secs(1),
+            MAX_DURATION,
+        )
+        .unwrap_or(Duration::from_secs(3600));
+        let breaker = t.string(cx.d, "breaker").map(|v| v.get_ref().clone());
+        let (target, primary, backups) = (target?, primary?, backups?);
+        if same(&target, &primary) || target.starts_with(&primary) || primary.starts_with(&target) {
+            cx.d.error(
+                t.span.clone(),
+                format!(
+                    "{}: the target {} and the primary {} must not contain one another",
+                    t.context,
+                    target.display(),
+                    primary.display()
+                ),
+            );
+            return None;
+        }
+        if paths.is_empty() && same(&primary, &state) {
+            cx.d.error(
+                t.span.clone(),
+                format!(
+                    "{}: the primary is the state dir (the daemon's own files): list what to sync \
+                     in `paths` (e.g. paths = [\"shared\"])",
+                    t.context
+                ),
+            );
+            return None;
+        }
+        // Never synced as files: the backups and the snapshotted databases, when under the
+        // primary.
+        let mut never = Vec::new();
+        for p in std::iter::once(&backups).chain(&snapshots) {
+            if let Ok(rel) = p.strip_prefix(&primary) {
+                never.push(rel.to_string_lossy().into_owned());
+            }
+        }
+        Some(SyncTargetConfig {
+            spec: SyncSpec {
+                name,
+                primary,
+                target,
+                selection: Selection {
+                    paths,
+                    include,
+                    exclude,
+                    never,
+                },
+                direction,
+                strategy,
+                backups,
+                retention,
+                max_delete,
+                snapshots,
+                snapshot_every,
+                host: super::hostname(),
+            },
+            every,
+            min_interval,
+            breaker,
+            include: include_raw,
+            exclude: exclude_raw,
+        })
+    }
+
+    fn child_spec(&self, name: &str, services: &Services) -> ChildSpec {
+        let (config, services) = (self.clone(), services.clone());
+        ChildSpec::worker(name, Self::NAME, move |ctx| {
+            (
+                SyncTargetActor,
+                SyncTargetArgs {
+                    path: ctx.path.clone(),
+                    spec: config.spec.clone(),
+                    every: config.every,
+                    min_interval: config.min_interval,
+                    breaker: config.breaker.clone(),
+                    store: services.store.clone(),
+                    metrics: services.metrics.clone(),
+                    alerts: services.alerts.clone(),
+                    breakers: services.breakers.clone(),
+                    registry: services.sync.clone(),
+                },
+            )
+        })
+    }
+
+    fn warnings(&self, path: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.spec.target.is_dir() {
+            out.push(format!(
+                "{path}: the target {} does not exist here: the target is offline until it does",
+                self.spec.target.display()
+            ));
+        }
+        out
+    }
+
+    async fn call(cx: CallCx<'_>, op: &str, args: Value) -> Result<Value, CallError> {
+        super::check_op(Self::NAME, Self::OPS, op)?;
+        if op == "status" {
+            super::args::<super::NoArgs>(op, args)?;
+            let s = super::ask(&cx, SyncTargetMessage::Status).await?;
+            return super::reply(&s);
+        }
+        let a: SyncArgs = super::args(op, args)?;
+        let opts = run_options(a.direction.as_deref(), a.strategy.as_deref(), a.dry_run)
+            .map_err(|e| CallError::new(crate::control::protocol::code::BAD_REQUEST, e))?;
+        let report = super::ask(&cx, |r| SyncTargetMessage::Run(opts, Some(r))).await?;
+        super::reply(&report)
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncArgs {
+    direction: Option<String>,
+    strategy: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// A forced run's options from their names.
+pub fn run_options(
+    direction_name: Option<&str>,
+    strategy_name: Option<&str>,
+    dry_run: bool,
+) -> Result<RunOptions, String> {
+    let direction = match direction_name {
+        None => None,
+        Some(d) => Some(direction(d).ok_or_else(|| {
+            format!(
+                "direction {d:?} is not {}",
+                crate::config::reader::one_of(DIRECTIONS)
+            )
+        })?),
+    };
+    let strategy = match strategy_name {
+        None => None,
+        Some(s) => Some(strategy(s).ok_or_else(|| {
+            format!(
+                "strategy {s:?} is not {}",
+                crate::config::reader::one_of(STRATEGIES)
+            )
+        })?),
+    };
+    Ok(RunOptions {
+        direction,
+        strategy,
+        dry_run,
+    })
+}
+
+fn same(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
+    canon(a) == canon(b)
+}

@@ -1,0 +1,131 @@
+//! Sync targets on the real daemon: a forced `sync` both ways with its report, `sync status`,
+//! the run recorded as a `sync_event` (which the `sync_recency` probe reads), the daemon's own
+//! database pushed as a snapshot to the target's per-host folder, an offline target skipped,
+//! and a `--dry-run`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::{write_file, TestDaemon};
+
+fn tree(target: &Path) -> String {
+    format!(
+        r#"
+[[root.children]]
+name = "breakers"
+kind = "breakers"
+breakers.t_sync = {{ failure_threshold = 3, success_threshold = 1, open_for = "1m", half_open_calls = 1 }}
+
+[[root.children]]
+name = "t"
+kind = "sync_target"
+target = "{}"
+paths = ["shared"]
+every = "1h"
+snapshots = ["metastore.db"]
+breaker = "t_sync"
+
+[[root.children]]
+name = "recency"
+kind = "probe"
+check = "sync_recency"
+target = "t"
+every = "1h"
+"#,
+        target.display()
+    )
+}
+
+fn report(v: &Value) -> &Value {
+    &v["reports"][0]
+}
+
+#[test]
+fn a_forced_sync_both_ways_with_status_events_and_snapshots() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let d = TestDaemon::start(&tree(&target));
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(target.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    write_file(d.state.join("shared/notes.txt"), "from here");
+    write_file(target.join("shared/todo.txt"), "from there");
+
+    // A dry run first: nothing changes.
+    let v = d.json(&["sync", "t", "--dry-run"], 0);
+    assert_eq!(
+        report(&v)["planned"].as_array().map(Vec::len),
+        Some(2),
+        "{v}"
+    );
+    assert!(!target.join("shared/notes.txt").exists());
+
+    let v = d.json(&["sync", "t"], 0);
+    let r = report(&v);
+    assert_eq!(r["outcome"], "success", "{v}");
+    assert_eq!(r["copied_to_remote"], 1);
+    assert_eq!(r["copied_to_local"], 1);
+    assert_eq!(
+        std::fs::read_to_string(target.join("shared/notes.txt")).unwrap_or_default(),
+        "from here"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/todo.txt")).unwrap_or_default(),
+        "from there"
+    );
+    // The daemon's live store, as a snapshot in the per-host folder; never a synced file.
+    let host = metasystem::kinds::hostname();
+    assert!(
+        target.join(format!("hosts/{host}/metastore.db")).is_file(),
+        "{v}"
+    );
+    assert!(!target.join("metastore.db").exists());
+
+    // The human output says what happened.
+    let out = d.cli(&["sync", "t"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("t: success"), "{}", out.stdout);
+
+    let s = d.json(&["sync", "status"], 0);
+    let t = &s["targets"][0];
+    assert_eq!(t["name"], "t");
+    assert_eq!(t["online"], true);
+    assert_eq!(t["tracked"], 2);
+    assert_eq!(t["last"]["outcome"], "success");
+
+    // Recorded as sync events, which the recency probe reads.
+    let events = d.events(&["--kind", "sync_event"]);
+    assert!(events.len() >= 2, "{events:?}");
+    let h = d.json(&["call", "root/recency", "check"], 0);
+    assert_eq!(h["status"], "pass", "{h}");
+
+    // Unplugged: skipped, nothing deleted here, exit 0; and an unknown target is an error.
+    std::fs::rename(&target, remote.path().join("away")).unwrap_or_else(|e| panic!("{e}"));
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["outcome"], "skipped", "{v}");
+    assert!(d.state.join("shared/todo.txt").exists());
+    let out = d.cli(&["sync", "nope"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("no sync target `nope`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_config_syncing_the_whole_state_dir_is_refused() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = TestDaemon::prepare(
+        "",
+        &format!(
+            "[[root.children]]\nname = \"t\"\nkind = \"sync_target\"\ntarget = \"{}\"\nmax_delete = \"150%\"\n",
+            remote.path().display()
+        ),
+    );
+    let out = d.cli(&["check", "--config", &d.config.display().to_string()]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("list what to sync"), "{}", out.stderr);
+    assert!(out.stderr.contains("max_delete"), "{}", out.stderr);
+}
