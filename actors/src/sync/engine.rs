@@ -1347,7 +1347,8 @@ async fn push_snapshot(spec: &SyncSpec, db: &Path) -> Result<String, String> {
     Ok(format!("pushed {} ({r} bytes)", dest.display()))
 }
 
-/// Deletes backups whose name says they are older than `retention`; answers how many.
+/// Deletes backups whose name says they are older than `retention` (and temp files of backups
+/// a killed run left); answers how many backups.
 pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
     if !dir.is_dir() {
         return Ok(0);
@@ -1363,6 +1364,12 @@ pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
             continue;
         };
         let rel = rel.to_string_lossy();
+        // A backup a killed run left half-written (one run per target at a time: none of
+        // this run's is still being written).
+        if entry.file_name().to_string_lossy().contains(scan::TMP_MARK) {
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
         let Some((_, taken)) = fsops::parse_backup_name(&rel) else {
             continue;
         };

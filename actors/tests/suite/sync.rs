@@ -461,10 +461,18 @@ async fn old_backups_are_pruned() {
 async fn leftover_temp_files_are_removed_and_never_synced() {
     let mut fx = Fx::new().await;
     write(&fx.remote("dir/.a.txt.msync-tmp-00000000deadbeef"), "torn");
+    // Regression (found by the SIGKILL test): a backup being written when the daemon was
+    // killed stayed in the backups folder for ever.
+    let torn_backup = fx
+        .spec
+        .backups
+        .join("dir/.a.txt-20261122-101010.bak.msync-tmp-00000000deadbeef");
+    write(&torn_backup, "torn");
     write(&fx.local("dir/a.txt"), "a");
     fx.ok().await;
     assert!(!fx.remote("dir/.a.txt.msync-tmp-00000000deadbeef").exists());
     assert!(!fx.local("dir/.a.txt.msync-tmp-00000000deadbeef").exists());
+    assert!(!torn_backup.exists());
     assert_eq!(read(&fx.remote("dir/a.txt")), "a");
 }
 
