@@ -15,4 +15,5 @@ mod socket;
 mod store;
 mod strategies;
 mod sync;
+mod sync_crash;
 mod util;
