@@ -58,6 +58,9 @@ pub struct DaemonConfig {
     /// `http`: where the HTTP listener (`/metrics`, `/health`) binds; `None`: no listener.
     /// Loopback only unless `http_allow_remote = true`.
     pub http: Option<std::net::SocketAddr>,
+    /// `blocking_checks`: how many probe checks that block a thread (disk, memory, sqlite)
+    /// run at once, all probes together; default 2 x CPUs, at least 4, at most 32.
+    pub blocking_checks: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -383,6 +386,7 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             http: None,
+            blocking_checks: metasystem_actors::probes::Slots::default_limit(),
         });
     };
     t.context = "[daemon]".into();
@@ -433,6 +437,18 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
     )
     .unwrap_or(DEFAULT_IDLE_TIMEOUT);
     let http = http_address(d, &mut t);
+    let max_slots = metasystem_actors::probes::Slots::MAX;
+    let blocking_checks = match t.integer(d, "blocking_checks") {
+        Some(n) if (1..=max_slots as i64).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            d.error(
+                n.span(),
+                format!("`blocking_checks` in [daemon] must be between 1 and {max_slots}"),
+            );
+            metasystem_actors::probes::Slots::default_limit()
+        }
+        None => metasystem_actors::probes::Slots::default_limit(),
+    };
     t.finish(d);
     Some(DaemonConfig {
         state_dir: state_dir?,
@@ -440,6 +456,7 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         max_connections,
         idle_timeout,
         http,
+        blocking_checks,
     })
 }
 

@@ -70,6 +70,11 @@ fn a_nested_tree_parses_with_defaults_filled_in() {
     assert_eq!(c.daemon.state_dir, Path::new("/var/lib/ms"));
     assert_eq!(c.daemon.socket, Path::new("/base/run/ms.sock"));
     assert_eq!(c.daemon.max_connections, 32);
+    assert_eq!(
+        c.daemon.blocking_checks,
+        metasystem_actors::probes::Slots::default_limit()
+    );
+    assert!((4..=32).contains(&c.daemon.blocking_checks));
     let root = &c.root.settings;
     assert_eq!(
         (root.strategy, root.intensity, root.period),
@@ -188,6 +193,13 @@ fn values_out_of_range_are_errors() {
     let got = errors(
         "[daemon]\nstate_dir = \"/s\"\nmax_connections = 0\n[root]\nintensity = -1\nperiod = \"0s\"\nbackoff = { factor = 0.5, jitter = \"some\" }\n",
     );
+    let slots = errors(&format!(
+        "[daemon]\nstate_dir = \"/s\"\nblocking_checks = 0\n{ONE_CHILD}"
+    ));
+    assert_eq!(
+        slots,
+        ["t.toml:3:19: `blocking_checks` in [daemon] must be between 1 and 256"]
+    );
     let joined = got.join("\n");
     for want in [
         "t.toml:3:19: `max_connections` in [daemon] must be between 2 and 1024",
@@ -207,7 +219,7 @@ fn unknown_keys_without_a_close_match_list_the_valid_ones() {
     ));
     assert_eq!(
         got,
-        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: http, http_allow_remote, idle_timeout, max_connections, socket, state_dir)"]
+        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: blocking_checks, http, http_allow_remote, idle_timeout, max_connections, socket, state_dir)"]
     );
 }
 
@@ -216,7 +228,7 @@ fn the_embedded_defaults_commented_export_keys_are_valid_when_uncommented() {
     let uncommented: String = EMBEDDED
         .lines()
         .map(|l| {
-            for key in ["# http", "# [telemetry]", "# otlp_"] {
+            for key in ["# http", "# [telemetry]", "# otlp_", "# blocking_checks"] {
                 if let Some(rest) = l.strip_prefix(key) {
                     return format!("{}{rest}\n", &key[2..]);
                 }
@@ -227,6 +239,7 @@ fn the_embedded_defaults_commented_export_keys_are_valid_when_uncommented() {
     assert!(uncommented.contains("\n[telemetry]\n"));
     let c = ok(&uncommented);
     assert_eq!(c.daemon.http, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(c.daemon.blocking_checks, 4);
     assert_eq!(
         c.telemetry.otlp_endpoint.as_deref(),
         Some("http://127.0.0.1:4318")
@@ -247,6 +260,7 @@ fn http_on_loopback_and_telemetry_parse() {
         "[daemon]\nstate_dir = \"/s\"\nhttp = \"127.0.0.1:9464\"\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/\"\notlp_interval = \"5s\"\n{ONE_CHILD}"
     ));
     assert_eq!(c.daemon.http, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(c.daemon.blocking_checks, 4);
     assert_eq!(
         c.telemetry.otlp_endpoint.as_deref(),
         Some("http://127.0.0.1:4318")

@@ -50,6 +50,9 @@ pub struct Services {
     pub probes: metasystem_actors::probes::actor::Probes,
     /// The sync targets' status and actors (for `sync`, `status`, the `sync` heal action).
     pub sync: metasystem_actors::sync::SyncTargets,
+    /// The bound on blocking checks (disk, memory, sqlite) running at once, shared by every
+    /// probe (`[daemon] blocking_checks`).
+    pub check_slots: metasystem_actors::probes::Slots,
     /// The running tree, once started: what `restart` heal actions act on.
     pub tree: Arc<std::sync::OnceLock<metasystem_actors::Tree>>,
     /// The running breakers actor, which persists what the breakers' notifier hands it.

@@ -468,6 +468,7 @@ impl ActorKind for ProbeConfig {
                     heal: config.heal.clone(),
                     heal_tree: services.heal_tree(),
                     registry: services.probes.clone(),
+                    slots: services.check_slots.clone(),
                 },
             )
         })

@@ -345,3 +345,86 @@ url = "ftp://example.org/"
         );
     }
 }
+
+/// The threads of process `pid` (Linux: `/proc/PID/task`); `None` elsewhere.
+fn threads(pid: i32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()
+        .map(|d| d.count())
+}
+
+/// An SQLite database in rollback-journal mode, held under an EXCLUSIVE lock by the returned
+/// connection: every check of it waits out the probe's busy timeout (2 s) on a thread of its
+/// own, a slow blocking check made to order.
+async fn locked_database(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::{ConnectOptions, Executor};
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Delete);
+    let mut conn = options.connect().await.unwrap();
+    conn.execute("CREATE TABLE t(x INTEGER)").await.unwrap();
+    conn.execute("BEGIN EXCLUSIVE").await.unwrap();
+    conn.execute("INSERT INTO t VALUES (1)").await.unwrap();
+    conn
+}
+
+#[test]
+fn many_slow_blocking_checks_share_a_few_slots_status_answers_and_sigterm_exits_at_once() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("locked.db");
+    let lock = rt.block_on(locked_database(&db));
+    // 60 probes at 100 ms on a database whose every check takes 2 s, 2 slots: without the
+    // bound, each probe keeps a check (a thread of sqlx's) running all the time.
+    let mut tree = String::from("[root]\n");
+    for i in 0..60 {
+        tree.push_str(&format!(
+            "[[root.children]]\nname = \"db{i}\"\nkind = \"probe\"\ncheck = \"sqlite\"\npath = \"{}\"\nevery = \"100ms\"\ntimeout = \"300ms\"\n",
+            db.display()
+        ));
+    }
+    let mut d = TestDaemon::start_with("blocking_checks = 2", &tree);
+    // Checks are waiting for slots now; a run that got none within its timeout says so.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let report = d.json(&["call", "root/db59", "status"], 0);
+        let message = report["last"]["message"].as_str().unwrap_or_default();
+        if message.contains("waiting for a slot") {
+            assert_eq!(report["last"]["status"], "warn", "{report:#}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no check went without a slot: {report:#}\nlog:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(POLL);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // The daemon answers at once, and runs two SQLite checks, not sixty.
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let out = d.cli(&["status", "--json"]);
+        assert!(out.code == 0 || out.code == 1, "{}", out.stderr);
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "status took {:?}",
+            asked.elapsed()
+        );
+        if let Some(n) = threads(d.pid()) {
+            // The scheduler, the log writer, a few of the blocking pool's and sqlx's threads
+            // (the store's, two checks'), not one per probe.
+            assert!(n < 30, "{n} threads");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stopping = Instant::now();
+    assert_eq!(d.terminate(), 0, "log:\n{}", d.log_text());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "SIGTERM took {:?} to end the daemon",
+        stopping.elapsed()
+    );
+    drop(lock);
+}

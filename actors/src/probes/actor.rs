@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
-use super::check::{run, CheckOutcome, CheckSpec, CheckState, Health};
+use super::check::{run, CheckOutcome, CheckSpec, CheckState, Health, Slots};
 use super::status::{ProbeState, Thresholds};
 use crate::alerts::{Alert, Alerts, Severity};
 use crate::breakers::{Breaker, Breakers, Notifier, Snapshot, StateName, Transition};
@@ -82,6 +82,8 @@ pub struct ProbeArgs {
     pub heal_tree: Arc<dyn heal::Tree>,
     /// Where the probe publishes its reports.
     pub registry: Probes,
+    /// The bound on blocking checks, shared by the daemon's probes.
+    pub slots: Slots,
 }
 
 pub enum ProbeMessage {
@@ -597,10 +599,11 @@ impl Actor for ProbeActor {
         let limiters = restore_limiters(&args).await;
         let heal_breakers = heal_breakers(&args.path, &args.heal, &args.store);
         let rejected_until = vec![None; args.heal.len()];
+        let check_state = CheckState::new().with_slots(args.slots.clone());
         let mut state = ProbeActorState {
             args,
             probe: ProbeState::new(),
-            check_state: Some(CheckState::new()),
+            check_state: Some(check_state),
             report,
             waiting: Vec::new(),
             generation: 0,

@@ -11,9 +11,11 @@
 //! from a new state.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{command, disk, fmt_limit, memory, net, sqlite};
@@ -102,6 +104,21 @@ impl CheckOutcome {
         )
     }
 
+    /// `not checked: timed out after 2s waiting for a slot (4 blocking checks running, the
+    /// most at once)`, a Warn: the target was not looked at (the daemon is busy with other
+    /// blocking checks), so nothing is known of it, which is not a failure of the target.
+    pub fn no_slot(timeout: Duration, slots: &Slots) -> Self {
+        CheckOutcome::warn(format!(
+            "not checked: timed out after {} waiting for a slot ({} blocking checks running, the most at once)",
+            fmt_limit(timeout),
+            slots.limit(),
+        ))
+        .with_details(serde_json::json!({
+            "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            "blocking_checks_limit": slots.limit(),
+        }))
+    }
+
     pub fn with_value(mut self, value: f64, unit: &'static str) -> Self {
         self.value = Some(value);
         self.unit = unit;
@@ -169,6 +186,81 @@ impl CheckSpec {
     /// instead of calling [`run`].
     pub fn is_evaluated_from_data(&self) -> bool {
         matches!(self, CheckSpec::SyncRecency(_) | CheckSpec::Breakers)
+    }
+
+    /// Whether a run holds one of the [`Slots`] while it works: the checks whose work runs
+    /// on threads of their own (a `statvfs` and `/proc/meminfo` on the blocking pool, SQLite
+    /// on a worker thread of sqlx's per connection) and that cannot be interrupted. The
+    /// others (tcp, http, a command's program, whose exit is polled) wait on the scheduler
+    /// without a thread.
+    pub fn needs_slot(&self) -> bool {
+        matches!(
+            self,
+            CheckSpec::Disk(_) | CheckSpec::Memory(_) | CheckSpec::Sqlite(_)
+        )
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Slots
+
+/// The bound on blocking checks running at once, shared by every probe of a daemon (a
+/// clone is the same bound).
+///
+/// A run of a check that [needs a slot](CheckSpec::needs_slot) waits for one within its
+/// timeout, then holds it until its work is really done, past a timeout that abandoned it
+/// too: a slot is a thread busy. A run that gets none in time is a Warn,
+/// [`CheckOutcome::no_slot`]. So however many probes there are and however slow their
+/// targets, at most [`Slots::limit`] such checks run (each probe at most one, see
+/// [`CheckState::busy`]), the rest wait in a queue bounded by the number of probes, and the
+/// scheduler's thread keeps its share of the CPU.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Slots {
+    /// The most accepted.
+    pub const MAX: usize = 256;
+
+    /// `limit` slots (1 to [`Slots::MAX`]).
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, Self::MAX);
+        Slots {
+            semaphore: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// Twice the CPUs, at least 4 and at most 32: SQLite's integrity check is CPU-bound,
+    /// a `statvfs` mostly waits.
+    pub fn default_limit() -> usize {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (2 * cpus).clamp(4, 32)
+    }
+
+    /// How many may run at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// How many are running now.
+    pub fn running(&self) -> usize {
+        self.limit
+            .saturating_sub(self.semaphore.available_permits())
+    }
+
+    /// A slot, once one is free (FIFO).
+    async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.semaphore.clone().acquire_owned().await.ok()
+    }
+}
+
+impl Default for Slots {
+    /// [`Slots::default_limit`] slots of its own.
+    fn default() -> Self {
+        Slots::new(Slots::default_limit())
     }
 }
 
@@ -325,12 +417,16 @@ impl SyncRecencySpec {
 /// What a check keeps from one run to the next. One per configured check.
 #[derive(Debug, Default)]
 pub struct CheckState {
+    /// The bound on blocking checks this one shares (its own unless given).
+    pub(crate) slots: Slots,
     /// The free-space history of a disk check.
     pub(crate) trend: disk::DiskTrend,
     /// A disk check's `statvfs` still running on the blocking pool.
     pub(crate) disk_pending: Option<Pending<Result<disk::FsSpace, String>>>,
     /// An SQLite check still running (its integrity check cannot be interrupted).
     pub(crate) sqlite_pending: Option<Pending<CheckOutcome>>,
+    /// A memory check's read of `/proc/meminfo` still running on the blocking pool.
+    pub(crate) memory_pending: Option<Pending<std::io::Result<String>>>,
     /// The HTTP client, built at the first HTTP run unless given.
     pub(crate) http: Option<reqwest::Client>,
 }
@@ -350,20 +446,27 @@ impl CheckState {
         }
     }
 
+    /// Sharing `slots` with the other checks given them: the daemon's probes share one.
+    pub fn with_slots(mut self, slots: Slots) -> Self {
+        self.slots = slots;
+        self
+    }
+
     /// The free-space history a disk check keeps.
     pub fn disk_trend(&self) -> &disk::DiskTrend {
         &self.trend
     }
 
-    /// Whether a detached part of a previous run (a `statvfs`, an SQLite check) still runs.
+    /// Whether a detached part of a previous run (a `statvfs`, a read of `/proc/meminfo`,
+    /// an SQLite check) still runs. The next run then answers at once that it has not
+    /// finished, and starts nothing: one check of a probe in flight at a time.
     pub fn busy(&self) -> bool {
-        self.disk_pending
-            .as_ref()
-            .is_some_and(|p| !p.handle.is_finished())
-            || self
-                .sqlite_pending
-                .as_ref()
-                .is_some_and(|p| !p.handle.is_finished())
+        fn running<T>(p: &Option<Pending<T>>) -> bool {
+            p.as_ref().is_some_and(|p| !p.handle.is_finished())
+        }
+        running(&self.disk_pending)
+            || running(&self.sqlite_pending)
+            || running(&self.memory_pending)
     }
 }
 
@@ -408,15 +511,29 @@ pub(crate) async fn detached<T>(
 // ------------------------------------------------------------------------------------------
 // Running
 
-/// Runs `spec` once. `timeout` bounds the whole check (name resolution, connecting, reading,
-/// the program's run); past it the outcome is Fail `timed out after 2s` and whatever the check
-/// started is cancelled: sockets closed, the program's process group killed. The parts that
-/// cannot be cancelled run detached (see [`CheckState::busy`]).
+/// Runs `spec` once. `timeout` bounds the whole check (waiting for a slot, name resolution,
+/// connecting, reading, the program's run); past it the outcome is Fail `timed out after 2s`
+/// and whatever the check started is cancelled: sockets closed, the program's process group
+/// killed. The parts that cannot be cancelled run detached (see [`CheckState::busy`]) and
+/// keep their slot until they end.
+///
+/// A check that [needs a slot](CheckSpec::needs_slot) and gets none within `timeout` is a Warn
+/// saying so ([`CheckOutcome::no_slot`]), not a Fail: its target was not looked at.
 ///
 /// `SyncRecency` and `Breakers` are evaluated by the actor from its data
 /// ([`super::sync_recency`], [`super::breakers`]); given here, they are a Fail saying so.
 pub async fn run(spec: &CheckSpec, timeout: Duration, state: &mut CheckState) -> CheckOutcome {
-    match tokio::time::timeout(timeout, run_unbounded(spec, state)).await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // A run whose previous one still runs detached starts nothing (it says so): no slot.
+    let permit = if spec.needs_slot() && !state.busy() {
+        match tokio::time::timeout_at(deadline, state.slots.acquire()).await {
+            Ok(Some(permit)) => Some(permit),
+            Ok(None) | Err(_) => return CheckOutcome::no_slot(timeout, &state.slots),
+        }
+    } else {
+        None
+    };
+    match tokio::time::timeout_at(deadline, run_unbounded(spec, state, permit)).await {
         Ok(outcome) => outcome,
         Err(_) => CheckOutcome::timed_out(timeout),
     }
@@ -426,11 +543,17 @@ pub async fn run(spec: &CheckSpec, timeout: Duration, state: &mut CheckState) ->
 /// process-group kill), and inline it would make every check's future that big, every kind's,
 /// a task the actor spawns (allocated and moved) at each run; the other kinds' are under 300
 /// bytes.
-async fn run_unbounded(spec: &CheckSpec, state: &mut CheckState) -> CheckOutcome {
+///
+/// `permit`, for the kinds that need one, goes with the work that cannot be interrupted.
+async fn run_unbounded(
+    spec: &CheckSpec,
+    state: &mut CheckState,
+    permit: Option<OwnedSemaphorePermit>,
+) -> CheckOutcome {
     match spec {
-        CheckSpec::Disk(s) => disk::check(s, state).await,
-        CheckSpec::Memory(s) => memory::check(s).await,
-        CheckSpec::Sqlite(s) => sqlite::check(s, &mut state.sqlite_pending).await,
+        CheckSpec::Disk(s) => disk::check(s, state, permit).await,
+        CheckSpec::Memory(s) => memory::check(s, &mut state.memory_pending, permit).await,
+        CheckSpec::Sqlite(s) => sqlite::check(s, &mut state.sqlite_pending, permit).await,
         CheckSpec::Tcp(s) => net::tcp(s).await,
         CheckSpec::Http(s) => net::http(s, &mut state.http).await,
         CheckSpec::Command(s) => Box::pin(command::check(s)).await,

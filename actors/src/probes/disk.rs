@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::check::{detached, unit, CheckOutcome, CheckState, DiskSpec, Health};
 use super::{fmt_approx, fmt_bytes};
@@ -217,10 +218,18 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) async fn check(spec: &DiskSpec, state: &mut CheckState) -> CheckOutcome {
+/// `permit`: the slot held until the `statvfs` returns (past a timeout too).
+pub(crate) async fn check(
+    spec: &DiskSpec,
+    state: &mut CheckState,
+    permit: Option<OwnedSemaphorePermit>,
+) -> CheckOutcome {
     let path: PathBuf = spec.path.clone();
     let measured = detached(&mut state.disk_pending, move || {
-        tokio::task::spawn_blocking(move || fs_space(&path))
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            fs_space(&path)
+        })
     })
     .await;
     let space = match measured {

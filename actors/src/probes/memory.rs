@@ -3,8 +3,11 @@
 //! saying it is not supported.
 
 use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::check::{unit, CheckOutcome, Health, MemorySpec};
+#[cfg(target_os = "linux")]
+use super::check::detached;
+use super::check::{unit, CheckOutcome, Health, MemorySpec, Pending};
 use super::fmt_bytes;
 
 /// What the check reads from `/proc/meminfo`, in bytes.
@@ -77,20 +80,37 @@ pub fn evaluate(spec: &MemorySpec, info: MemInfo) -> CheckOutcome {
         .with_details(json!({ "available_bytes": free, "total_bytes": info.total }))
 }
 
+/// Reads `/proc/meminfo` on the blocking pool, detached (not read again while a read still
+/// runs), holding `permit` until the read returns.
 #[cfg(target_os = "linux")]
-pub(crate) async fn check(spec: &MemorySpec) -> CheckOutcome {
-    // tokio::fs reads on the blocking pool.
-    match tokio::fs::read_to_string("/proc/meminfo").await {
-        Ok(text) => match parse_meminfo(&text) {
+pub(crate) async fn check(
+    spec: &MemorySpec,
+    pending: &mut Option<Pending<std::io::Result<String>>>,
+    permit: Option<OwnedSemaphorePermit>,
+) -> CheckOutcome {
+    let read = detached(pending, move || {
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            std::fs::read_to_string("/proc/meminfo")
+        })
+    })
+    .await;
+    match read {
+        Ok(Ok(text)) => match parse_meminfo(&text) {
             Ok(info) => evaluate(spec, info),
             Err(e) => CheckOutcome::fail(e),
         },
-        Err(e) => CheckOutcome::fail(format!("cannot read /proc/meminfo: {e}")),
+        Ok(Err(e)) => CheckOutcome::fail(format!("cannot read /proc/meminfo: {e}")),
+        Err(message) => CheckOutcome::fail(message),
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) async fn check(_spec: &MemorySpec) -> CheckOutcome {
+pub(crate) async fn check(
+    _spec: &MemorySpec,
+    _pending: &mut Option<Pending<std::io::Result<String>>>,
+    _permit: Option<OwnedSemaphorePermit>,
+) -> CheckOutcome {
     CheckOutcome::warn("not supported on this platform")
 }
 
@@ -163,7 +183,7 @@ Hugepagesize:       2048 kB
             warn_below_bytes: 0,
             fail_below_bytes: 0,
         };
-        let o = check(&spec).await;
+        let o = check(&spec, &mut None, None).await;
         assert_eq!(o.status, Health::Pass, "{}", o.message);
         assert!(o.value.unwrap() > 0.0);
     }

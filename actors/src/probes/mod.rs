@@ -15,6 +15,9 @@
 //! Every check is bounded by the timeout given to [`run`]. Checks that cannot be cancelled
 //! (a `statvfs` on a hung mount, SQLite's integrity check) run detached and are not started
 //! again while the previous one still runs: a slow target costs one thread, not one per run.
+//! And they run only with one of the daemon's [`Slots`] (2 x CPUs, at least 4, by default):
+//! many probes with slow targets cost that many threads, not one per probe; a run that gets
+//! no slot within its timeout warns "not checked".
 
 pub mod actor;
 pub mod check;
@@ -28,7 +31,7 @@ pub mod status;
 
 pub use check::{
     run, CheckOutcome, CheckSpec, CheckState, CommandSpec, DiskSpec, Health, HttpSpec, MemorySpec,
-    SqliteSpec, SyncRecencySpec, TcpSpec,
+    Slots, SqliteSpec, SyncRecencySpec, TcpSpec,
 };
 pub use data::{breakers, sync_recency};
 pub use status::{ProbeState, StatusChange, Thresholds};

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, SqliteConnection};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::check::{detached, unit, CheckOutcome, Health, Pending, SqliteSpec};
 use super::fmt_bytes;
@@ -38,13 +39,19 @@ pub fn valid_table_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// `permit`: the slot the check holds until [`inspect`] ends, past a timeout too (its
+/// connection's worker thread runs until then).
 pub(crate) async fn check(
     spec: &SqliteSpec,
     pending: &mut Option<Pending<CheckOutcome>>,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> CheckOutcome {
     let owned = spec.clone();
     match detached(pending, move || {
-        tokio::spawn(async move { inspect(&owned).await })
+        tokio::spawn(async move {
+            let _slot = permit;
+            inspect(&owned).await
+        })
     })
     .await
     {

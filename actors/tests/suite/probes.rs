@@ -7,8 +7,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use metasystem_actors::probes::{
-    run, CheckOutcome, CheckSpec, CheckState, CommandSpec, DiskSpec, Health, HttpSpec, SqliteSpec,
-    TcpSpec,
+    run, CheckOutcome, CheckSpec, CheckState, CommandSpec, DiskSpec, Health, HttpSpec, Slots,
+    SqliteSpec, TcpSpec,
 };
 use metasystem_actors::sinks::{refused_addr, HttpSink, Reply};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -365,6 +365,72 @@ async fn a_missing_database_fails_and_is_not_created() {
     let o = check(CheckSpec::Sqlite(sqlite(dir.path(), &[]))).await;
     assert_status(&o, Health::Fail);
     assert!(o.message.ends_with("is not a file"), "{}", o.message);
+}
+
+// ------------------------------------------------------------------------------------------
+// Slots
+
+/// A database under an EXCLUSIVE lock held by the returned connection (rollback journal):
+/// a check of it waits out its busy timeout (2 s) on a thread of sqlx's.
+async fn locked_db(path: &Path) -> sqlx::SqliteConnection {
+    create_db(path, 10).await;
+    let options = SqliteConnectOptions::from_str("sqlite:")
+        .unwrap()
+        .filename(path)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Delete);
+    let mut conn = options.connect().await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO samples (v) VALUES (3.5)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn blocking_checks_wait_for_a_shared_slot_and_warn_when_none_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    let lock = locked_db(&path).await;
+    let slots = Slots::new(1);
+    assert_eq!(slots.limit(), 1);
+    // A slow SQLite check takes the only slot and keeps it past its timeout: its work goes on.
+    let mut slow = CheckState::new().with_slots(slots.clone());
+    let spec = CheckSpec::Sqlite(SqliteSpec::new(&path));
+    let o = run(&spec, Duration::from_millis(100), &mut slow).await;
+    assert_eq!(o.message, "timed out after 100ms", "{o:#?}");
+    assert!(slow.busy());
+    assert_eq!(slots.running(), 1);
+    // Another probe's disk check gets no slot within its timeout: a Warn, nothing checked.
+    let mut other = CheckState::new().with_slots(slots.clone());
+    let disk = CheckSpec::Disk(DiskSpec {
+        warn_below_bytes: 0,
+        fail_below_bytes: 0,
+        ..DiskSpec::new(dir.path())
+    });
+    let started = Instant::now();
+    let o = run(&disk, Duration::from_millis(200), &mut other).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_status(&o, Health::Warn);
+    assert_eq!(
+        o.message,
+        "not checked: timed out after 200ms waiting for a slot (1 blocking checks running, the most at once)"
+    );
+    assert_eq!(o.details["blocking_checks_limit"], 1);
+    assert!(other.disk_trend().is_empty());
+    // The slow probe's next run starts nothing while its check still runs (no second slot).
+    let o = run(&spec, Duration::from_millis(100), &mut slow).await;
+    assert_status(&o, Health::Fail);
+    assert!(o.message.contains("has not finished"), "{o:#?}");
+    assert_eq!(slots.running(), 1);
+    // Once the slow check ends (the busy timeout), its slot serves the disk check.
+    let o = run(&disk, Duration::from_secs(10), &mut other).await;
+    assert_status(&o, Health::Pass);
+    assert_eq!(slots.running(), 0);
+    drop(lock);
 }
 
 // ------------------------------------------------------------------------------------------
