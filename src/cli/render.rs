@@ -69,6 +69,14 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
     for p in &s.probes_failing {
         writeln!(out, "probe:     {p}")?;
     }
+    if !s.probes_pending.is_empty() {
+        writeln!(
+            out,
+            "probes:    {} not checked yet (pending): {}",
+            s.probes_pending.len(),
+            s.probes_pending.join(", ")
+        )?;
+    }
     if !s.breakers_open.is_empty() {
         writeln!(
             out,
@@ -581,15 +589,23 @@ pub fn health(out: &mut dyn Write, h: &HealthResult) -> io::Result<()> {
     let rank = |s: &str| match s {
         "fail" => 0,
         "warn" => 1,
-        _ => 2,
+        "pending" => 2,
+        _ => 3,
     };
     let mut probes: Vec<_> = h.probes.iter().collect();
     probes.sort_by_key(|p| (rank(&p.status), p.path.clone()));
+    // PASS, WARN, FAIL; wider only when a probe is PENDING.
+    let status_width = probes
+        .iter()
+        .map(|p| p.status.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     for p in probes {
         let took = p.took_ms.map_or(String::new(), |t| format!(" ({t} ms)"));
         writeln!(
             out,
-            "{:<4}  {:width$}  {:<12} {}{took}",
+            "{:<status_width$}  {:width$}  {:<12} {}{took}",
             p.status.to_uppercase(),
             p.path,
             p.check,

@@ -254,8 +254,12 @@ pub struct SyncStatusResult {
 pub struct ProbeView {
     pub path: String,
     pub check: String,
-    /// pass | warn | fail (after the probe's thresholds)
+    /// pass | warn | fail (after the probe's thresholds), or pending until its first check
+    /// completes
     pub status: String,
+    /// No check has completed yet (`status` is `pending`).
+    #[serde(default)]
+    pub pending: bool,
     /// The latest check's own result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<String>,
@@ -277,7 +281,8 @@ pub struct ProbeView {
 /// The answer to `health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthResult {
-    /// The worst probe status (pass with no probes).
+    /// The worst probe status: fail, warn, pending (one has not checked yet, none is worse)
+    /// or pass (with no probes too).
     pub status: String,
     pub probes: Vec<ProbeView>,
 }
@@ -868,6 +873,9 @@ pub struct Status {
     /// Probes reporting warn or fail: `path (status): message`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes_failing: Vec<String>,
+    /// Probes whose first check has not completed: `path (check)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes_pending: Vec<String>,
 }
 
 /// A past run of the daemon.

@@ -260,6 +260,7 @@ impl Daemon {
                 .unwrap_or(0),
             breakers_open: metasystem_actors::probes::actor::open_breakers(&self.services.breakers),
             probes_failing: self.probes_failing(),
+            probes_pending: self.probes_pending(),
         }
     }
 }

@@ -113,7 +113,8 @@ pub(crate) fn probe_view(r: &ProbeReport) -> ProbeView {
     ProbeView {
         path: r.path.clone(),
         check: r.check.clone(),
-        status: r.status.as_str().to_string(),
+        status: r.status_str().to_string(),
+        pending: r.pending(),
         last_status: r.last.as_ref().map(|o| o.status.as_str().to_string()),
         value: r.last.as_ref().and_then(|o| o.value),
         unit: r.last.as_ref().map_or("", |o| o.unit).to_string(),
@@ -129,13 +130,30 @@ pub(crate) fn probe_view(r: &ProbeReport) -> ProbeView {
     }
 }
 
-/// The worst of the reports (pass with none).
+/// The worst of the reports as pass, warn or fail (pass with none): a pending probe (not
+/// checked yet) counts as warn.
 pub fn worst(reports: &[ProbeReport]) -> Health {
     reports
         .iter()
-        .map(|r| r.status)
+        .map(ProbeReport::health)
         .max()
         .unwrap_or(Health::Pass)
+}
+
+/// The worst of the reports as `health` shows it: fail, warn, then `pending` when one has not
+/// checked yet and none is worse, else pass (with none too).
+pub fn overall(reports: &[ProbeReport]) -> &'static str {
+    let checked = reports
+        .iter()
+        .filter(|r| !r.pending())
+        .map(|r| r.status)
+        .max()
+        .unwrap_or(Health::Pass);
+    if checked == Health::Pass && reports.iter().any(ProbeReport::pending) {
+        "pending"
+    } else {
+        checked.as_str()
+    }
 }
 
 impl Daemon {
@@ -186,7 +204,7 @@ impl Daemon {
             })
             .collect();
         let result = HealthResult {
-            status: worst(&reports).as_str().to_string(),
+            status: overall(&reports).to_string(),
             probes,
         };
         Response::ok(id, json!(result))
@@ -232,6 +250,17 @@ impl Daemon {
             .collect()
     }
 
+    /// Probes whose first check has not completed, for `status`: `path (check)`.
+    pub(super) fn probes_pending(&self) -> Vec<String> {
+        self.services
+            .probes
+            .reports()
+            .iter()
+            .filter(|r| r.pending())
+            .map(|r| format!("{} ({})", r.path, r.check))
+            .collect()
+    }
+
     /// The probes' reports, for `/health`.
     pub(crate) fn probe_reports(&self) -> Vec<ProbeReport> {
         self.services.probes.reports()
@@ -245,5 +274,54 @@ impl Daemon {
             .iter()
             .map(breaker_row)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metasystem_actors::probes::CheckOutcome;
+
+    fn report(path: &str, last: Option<Health>, status: Health) -> ProbeReport {
+        ProbeReport {
+            path: path.into(),
+            check: "tcp".into(),
+            status,
+            last: last.map(|h| CheckOutcome::new(h, "x")),
+            at_ms: None,
+            took_ms: None,
+            consecutive_failures: 0,
+            since_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_probe_not_checked_yet_is_pending_and_a_warning_for_pass_warn_fail() {
+        let fresh = report("root/a", None, Health::Pass);
+        assert!(fresh.pending());
+        assert_eq!(fresh.status_str(), "pending");
+        assert_eq!(fresh.health(), Health::Warn);
+        let v = serde_json::to_value(&fresh).unwrap();
+        assert_eq!(
+            (&v["status"], &v["pending"]),
+            (&json!("pending"), &json!(true))
+        );
+        assert_eq!(probe_view(&fresh).status, "pending");
+        assert_eq!(probe_view(&fresh).message, "not checked yet");
+
+        let passing = report("root/b", Some(Health::Pass), Health::Pass);
+        let v = serde_json::to_value(&passing).unwrap();
+        assert_eq!(
+            (&v["status"], &v["pending"]),
+            (&json!("pass"), &json!(false))
+        );
+        let warning = report("root/c", Some(Health::Warn), Health::Warn);
+
+        assert_eq!(overall(&[]), "pass");
+        assert_eq!(overall(std::slice::from_ref(&passing)), "pass");
+        assert_eq!(overall(&[passing.clone(), fresh.clone()]), "pending");
+        assert_eq!(overall(&[fresh.clone(), warning.clone()]), "warn");
+        assert_eq!(worst(&[passing.clone(), fresh.clone()]), Health::Warn);
+        assert_eq!(worst(&[passing]), Health::Pass);
     }
 }

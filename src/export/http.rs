@@ -29,6 +29,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection (keep-alive included) is closed after this, whatever it does.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// The `output` of a probe whose first check has not completed (its status is `warn`).
+const NOT_CHECKED_YET: &str = "not checked yet";
+
 /// `/health` answers `fail` if the daemon's status takes longer than this.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -168,8 +171,9 @@ async fn respond(daemon: &Daemon, request: &Request<Incoming>) -> Response<Full<
 }
 
 /// Whether the daemon is healthy, and the `application/health+json` body
-/// (draft-inadarei-api-health-check): `status` `pass` or `fail`, the version, what failed in
-/// `output`, and the counts behind it in `checks`.
+/// (draft-inadarei-api-health-check): `status` `pass`, `warn` or `fail`, the version, what is
+/// wrong in `output`, and the counts behind it in `checks`. A probe not checked yet is a
+/// `warn` with the output "not checked yet".
 async fn health(daemon: &Daemon) -> (bool, String) {
     let version = env!("CARGO_PKG_VERSION");
     let Ok(s) = tokio::time::timeout(HEALTH_TIMEOUT, daemon.health()).await else {
@@ -217,10 +221,16 @@ async fn health(daemon: &Daemon) -> (bool, String) {
     // Probes as checks of their own (componentType "probe"), breakers as "breaker".
     let reports = daemon.probe_reports();
     for r in &reports {
+        // The format knows pass, warn and fail: a probe not checked yet is a warn saying so
+        // (not known to pass: a fresh daemon is not "pass" before it checked anything; not a
+        // failure either: no 503 for a daemon that just started).
         let mut check = serde_json::json!({
             "componentType": r.check,
-            "status": r.status.as_str(),
+            "status": r.health().as_str(),
         });
+        if r.pending() {
+            check["output"] = serde_json::json!(NOT_CHECKED_YET);
+        }
         if let Some(last) = &r.last {
             if let Some(v) = last.value {
                 check["observedValue"] = serde_json::json!(v);
@@ -237,6 +247,11 @@ async fn health(daemon: &Daemon) -> (bool, String) {
         if r.status != Health::Pass {
             problems.push(format!("probe {} {}", r.path, r.status));
         }
+    }
+    match reports.iter().filter(|r| r.pending()).count() {
+        0 => {}
+        1 => problems.push(format!("1 probe {NOT_CHECKED_YET}")),
+        n => problems.push(format!("{n} probes {NOT_CHECKED_YET}")),
     }
     let mut breakers_open = false;
     for b in daemon.breaker_rows() {

@@ -11,7 +11,7 @@ use metasystem_actors::sinks::HttpSink;
 use serde_json::Value;
 
 use crate::export::{http_address, request};
-use crate::util::TestDaemon;
+use crate::util::{write_file, TestDaemon};
 
 const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
@@ -427,4 +427,82 @@ fn many_slow_blocking_checks_share_a_few_slots_status_answers_and_sigterm_exits_
         stopping.elapsed()
     );
     drop(lock);
+}
+
+#[test]
+fn a_probe_is_pending_until_its_first_check_completes_and_health_json_says_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // The first check waits for the test's go-ahead.
+    let tree = format!(
+        r#"
+[root]
+[[root.children]]
+name = "slow"
+kind = "probe"
+check = "command"
+command = "/bin/sh"
+args = ["-c", "while [ ! -f '{go}' ]; do sleep 0.05; done"]
+every = "1m"
+timeout = "1m"
+"#,
+        go = go.display()
+    );
+    let d = TestDaemon::start_with("http = \"127.0.0.1:0\"", &tree);
+    let http = http_address(&d);
+
+    let report = d.json(&["call", "root/slow", "status"], 0);
+    assert_eq!(report["status"], "pending", "{report:#}");
+    assert_eq!(report["pending"], true, "{report:#}");
+    assert_eq!(report["last"], Value::Null, "{report:#}");
+    let status = d.json(&["status"], 0);
+    assert_eq!(
+        status["probes_pending"],
+        serde_json::json!(["root/slow (command)"]),
+        "{status:#}"
+    );
+    let human = d.cli(&["status"]);
+    assert!(
+        human
+            .stdout
+            .contains("probes:    1 not checked yet (pending): root/slow (command)"),
+        "{}",
+        human.stdout
+    );
+    // /health knows pass, warn and fail only: not checked yet is a warn (200), not a pass.
+    let (code, _, body) = request(http, "GET", "/health");
+    assert_eq!(code, 200, "{body}");
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "warn", "{body}");
+    assert_eq!(h["output"], "1 probe not checked yet", "{body}");
+    let check = &h["checks"]["probe:root/slow"][0];
+    assert_eq!(check["status"], "warn", "{body}");
+    assert_eq!(check["output"], "not checked yet", "{body}");
+
+    // The first result: pass, everywhere.
+    write_file(&go, "");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let report = d.json(&["call", "root/slow", "status"], 0);
+        if report["status"] == "pass" {
+            assert_eq!(report["pending"], false, "{report:#}");
+            break;
+        }
+        assert_eq!(report["status"], "pending", "{report:#}");
+        assert!(Instant::now() < deadline, "never checked: {report:#}");
+        std::thread::sleep(POLL);
+    }
+    let status = d.json(&["status"], 0);
+    assert_eq!(status.get("probes_pending"), None, "{status:#}");
+    let v = d.json(&["health"], 0);
+    assert_eq!(v["status"], "pass", "{v:#}");
+    assert_eq!(probe(&v, "root/slow")["pending"], false, "{v:#}");
+    let (code, _, body) = request(http, "GET", "/health");
+    assert_eq!(code, 200, "{body}");
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "pass", "{body}");
+    assert_eq!(
+        h["checks"]["probe:root/slow"][0]["status"], "pass",
+        "{body}"
+    );
 }

@@ -10,7 +10,8 @@
 //! alone, like a cooldown, until the breaker lets a trial through.
 //!
 //! Its latest report sits in the shared [`Probes`] registry, so `/health`, `status` and the
-//! dashboard read it without a message round trip; `health` asks each probe to check now.
+//! dashboard read it without a message round trip; `health` asks each probe to check now. The
+//! report is pending ([`ProbeReport::pending`]) until the first check completes.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -104,12 +105,16 @@ pub struct Done {
 }
 
 /// A probe's latest report.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+///
+/// Until its first check completes a probe is *pending* ([`ProbeReport::pending`]): nothing is
+/// known yet, and `status` (the hysteresis's starting point, Pass) is not a result. Serialized,
+/// `status` then says `"pending"`, and `pending` says whether it is.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeReport {
     pub path: String,
     /// The check's kind: disk, sqlite, http, ...
     pub check: String,
-    /// The reported status (after the hysteresis).
+    /// The reported status (after the hysteresis); Pass while pending.
     pub status: Health,
     /// The latest check's own result (`None` before the first).
     pub last: Option<CheckOutcome>,
@@ -120,6 +125,61 @@ pub struct ProbeReport {
     pub consecutive_failures: u32,
     /// When the reported status last changed (Unix ms).
     pub since_ms: i64,
+}
+
+impl ProbeReport {
+    /// Whether no check has completed yet.
+    pub fn pending(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// `pending`, `pass`, `warn` or `fail`.
+    pub fn status_str(&self) -> &'static str {
+        if self.pending() {
+            "pending"
+        } else {
+            self.status.as_str()
+        }
+    }
+
+    /// The status for those that know only pass, warn and fail: a pending probe is a Warn
+    /// (not known to pass, not known to fail).
+    pub fn health(&self) -> Health {
+        if self.pending() {
+            Health::Warn
+        } else {
+            self.status
+        }
+    }
+}
+
+impl serde::Serialize for ProbeReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            path: &'a str,
+            check: &'a str,
+            status: &'static str,
+            pending: bool,
+            last: &'a Option<CheckOutcome>,
+            at_ms: Option<i64>,
+            took_ms: Option<u64>,
+            consecutive_failures: u32,
+            since_ms: i64,
+        }
+        Wire {
+            path: &self.path,
+            check: &self.check,
+            status: self.status_str(),
+            pending: self.pending(),
+            last: &self.last,
+            at_ms: self.at_ms,
+            took_ms: self.took_ms,
+            consecutive_failures: self.consecutive_failures,
+            since_ms: self.since_ms,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// A probe's latest report and the actor to ask for a fresh one.
