@@ -207,7 +207,7 @@ pub enum Cmd {
         /// The window (e.g. 24h, 7d, 30d).
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "7d")]
         since: Duration,
-        /// Only this operation (`heal:root/db:vacuum`, `alert:email`, ...).
+        /// Only this operation (`heal:root/db:vacuum:/var/lib/app.db`, `alert:email`, ...).
         #[arg(long, value_name = "OP")]
         op: Option<String>,
     },

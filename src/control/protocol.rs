@@ -326,7 +326,7 @@ pub struct RetriesResult {
 /// One retried operation: what its runs say, and the schedule they suggest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryOpView {
-    /// `heal:PROBE:ACTION`, `alert:CHANNEL`, ...
+    /// `heal:PROBE:ACTION:TARGET`, `alert:CHANNEL`, ...
     pub op: String,
     pub runs: u32,
     /// Runs by how they ended: success, exhausted (gave up), permanent, rejected (by a breaker).

@@ -269,7 +269,7 @@ heal = [{{ action = "command", command = "/bin/true", cooldown = "0s", max_per_h
         alerts = alerts_child(&hook.url("/hook"))
     );
     let d = TestDaemon::start(&tree);
-    let want = fingerprint("heal_cap:root/never:command");
+    let want = fingerprint("heal_cap:root/never:command:/bin/true");
     let deadline = Instant::now() + WAIT;
     loop {
         let got = hook.requests();

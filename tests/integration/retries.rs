@@ -10,7 +10,7 @@ use crate::util::TestDaemon;
 
 const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
-const OP: &str = "heal:root/x:command";
+const OP: &str = "heal:root/x:command:/bin/false";
 
 /// Polls `ARGS --json` (exit 0) until `check` holds (bounded).
 fn json_until(d: &TestDaemon, args: &[&str], what: &str, check: impl Fn(&Value) -> bool) -> Value {
@@ -131,7 +131,7 @@ heal = [{ action = "command", command = "/bin/false", cooldown = "0s", max_per_h
     let out = d.cli(&["retries"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for want in [
-        "heal:root/x:command: 4 run(s), 0% succeeded (3 exhausted, 1 rejected)",
+        "heal:root/x:command:/bin/false: 4 run(s), 0% succeeded (3 exhausted, 1 rejected)",
         "failed attempts: 3 (100% transient, 0% permanent); commonest: heal_failed (3)",
         "policy (configured): one attempt per run",
         "recommendation: transient failures (heal_failed)",
@@ -150,4 +150,70 @@ heal = [{ action = "command", command = "/bin/false", cooldown = "0s", max_per_h
         .filter(|e| e["data"]["breaker"] == OP && e["data"]["to"] == "open")
         .count();
     assert_eq!(opened, 1);
+}
+
+#[test]
+fn two_actions_of_one_kind_on_one_probe_have_breakers_and_runs_of_their_own() {
+    // Two commands on one probe: the failing one opens its breaker; the other keeps running,
+    // and `retries` shows each under its own name.
+    let tree = r#"
+[root]
+[[root.children]]
+name = "x"
+kind = "probe"
+check = "command"
+command = "/bin/false"
+every = "100ms"
+failures_before_warning = 1
+failures_before_critical = 1
+heal = [
+  { action = "command", command = "/bin/false", cooldown = "0s", max_per_hour = 1000 },
+  { action = "command", command = "/bin/true", cooldown = "0s", max_per_hour = 1000 },
+]
+"#;
+    let d = TestDaemon::start(tree);
+    const OK: &str = "heal:root/x:command:/bin/true";
+    let v = json_until(&d, &["retries"], "both actions' runs", |v| {
+        op_of(v, OP)["outcomes"]["rejected"] == 1 && op_of(v, OK)["runs"].as_u64() > Some(4)
+    });
+    let failing = op_of(&v, OP);
+    assert_eq!(
+        failing["outcomes"],
+        serde_json::json!({ "exhausted": 3, "rejected": 1 }),
+        "{failing:#}"
+    );
+    let ok = op_of(&v, OK);
+    assert_eq!(ok["success_rate"], 1.0, "{ok:#}");
+    assert_eq!(ok["outcomes"].get("rejected"), None, "{ok:#}");
+    let heal_ops: Vec<&str> = v["ops"]
+        .as_array()
+        .map(|ops| {
+            ops.iter()
+                .filter_map(|o| o["op"].as_str())
+                .filter(|o| o.starts_with("heal:"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(heal_ops.len(), 2, "{v:#}");
+    // The stored actions keep both targets apart too.
+    let h = d.json(&["heal"], 0);
+    let targets: std::collections::BTreeSet<&str> = h["actions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|a| a["target"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        targets,
+        ["/bin/false", "/bin/true"].into_iter().collect(),
+        "{h:#}"
+    );
+    // Only the failing one's breaker opened.
+    let opened: Vec<Value> = d
+        .events(&["--kind", "heal"])
+        .into_iter()
+        .filter(|e| e["data"]["to"] == "open")
+        .collect();
+    assert!(
+        !opened.is_empty() && opened.iter().all(|e| e["data"]["breaker"] == OP),
+        "{opened:#?}"
+    );
 }

@@ -28,9 +28,52 @@ pub const MAX_OPEN: Duration = Duration::from_secs(3600);
 /// command timeout (a day).
 const TRIAL_MAX_WAIT: Duration = Duration::from_secs(25 * 3600);
 
-/// The operation name of a heal action's runs: `heal:PROBE_PATH:ACTION`.
+/// The longest target written whole in an operation name (in characters).
+pub const TARGET_IN_NAME: usize = 64;
+
+/// The operation name of a heal action's runs, and its breaker's:
+/// `heal:PROBE_PATH:ACTION:TARGET` (`heal:root/db:vacuum:/var/lib/app.db`,
+/// `heal:root/web:command:systemctl --user restart web`), so two actions of one kind on one
+/// probe (two commands, two cleanups) have breakers, retry statistics and cap alerts of their
+/// own. Stable across restarts (the stored runs are keyed by it): it depends on the action
+/// alone. A target longer than [`TARGET_IN_NAME`] characters is cut and ends with `~` and 8
+/// hex digits of its FNV-1a hash, so different long targets keep different names. Within a
+/// probe use [`ops`], which also tells repeats of one action apart.
 pub fn op(probe: &str, action: &HealAction) -> String {
-    format!("heal:{probe}:{}", action.name())
+    format!(
+        "heal:{probe}:{}:{}",
+        action.name(),
+        short_target(&action.target())
+    )
+}
+
+/// The operation names of a probe's heal actions, in their order: [`op`], with `#2`, `#3`,
+/// ... after the second and later copies of the same action (same kind and target).
+pub fn ops<'a>(probe: &str, actions: impl IntoIterator<Item = &'a HealAction>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for action in actions {
+        let name = op(probe, action);
+        let n = seen.entry(name.clone()).or_insert(0);
+        *n += 1;
+        names.push(if *n == 1 { name } else { format!("{name}#{n}") });
+    }
+    names
+}
+
+/// `target`, or when longer than [`TARGET_IN_NAME`] characters its start, `~` and 8 hex
+/// digits of the whole one's FNV-1a hash (stable: not std's hasher, which may change).
+fn short_target(target: &str) -> String {
+    if target.chars().count() <= TARGET_IN_NAME {
+        return target.to_string();
+    }
+    let head: String = target.chars().take(TARGET_IN_NAME - 9).collect();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in target.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{head}~{:08x}", (hash ^ (hash >> 32)) as u32)
 }
 
 /// One attempt per run.
@@ -139,6 +182,48 @@ mod tests {
             args: vec![],
             timeout: Duration::from_secs(1),
         };
-        assert_eq!(op("root/x", &action), "heal:root/x:command");
+        assert_eq!(op("root/x", &action), "heal:root/x:command:/bin/false");
+    }
+
+    #[test]
+    fn actions_of_one_kind_on_one_probe_have_names_of_their_own() {
+        let command = |args: &[&str]| HealAction::Command {
+            program: "/usr/bin/systemctl".into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            timeout: Duration::from_secs(60),
+        };
+        let cleanup = |dir: &str| HealAction::Cleanup {
+            dir: dir.into(),
+            older_than: Duration::from_secs(3600),
+            pattern: None,
+        };
+        let actions = [
+            command(&["restart", "web"]),
+            command(&["restart", "db"]),
+            cleanup("/var/tmp/a"),
+            cleanup("/var/tmp/b"),
+            command(&["restart", "web"]),
+        ];
+        assert_eq!(
+            ops("root/svc", &actions),
+            [
+                "heal:root/svc:command:/usr/bin/systemctl restart web",
+                "heal:root/svc:command:/usr/bin/systemctl restart db",
+                "heal:root/svc:cleanup:/var/tmp/a",
+                "heal:root/svc:cleanup:/var/tmp/b",
+                "heal:root/svc:command:/usr/bin/systemctl restart web#2",
+            ]
+        );
+        // A long target is cut, and two long ones differing only at the end stay apart.
+        let long = |end: &str| cleanup(&format!("/{}/{end}", "d".repeat(100)));
+        let (a, b) = (op("root/p", &long("x")), op("root/p", &long("y")));
+        assert_ne!(a, b);
+        let target = a.trim_start_matches("heal:root/p:cleanup:");
+        assert_eq!(target.chars().count(), TARGET_IN_NAME);
+        assert!(target.starts_with("/ddd"), "{a}");
+        assert_eq!(target.as_bytes()[TARGET_IN_NAME - 9], b'~', "{a}");
+        // The same name every time (it keys stored runs across restarts).
+        assert_eq!(a, op("root/p", &long("x")));
+        assert_eq!(short_target("abc"), "abc");
     }
 }

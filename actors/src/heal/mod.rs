@@ -12,14 +12,15 @@
 //!   alert once).
 //! - [`guard`]: around each run, a circuit breaker of the action's own ([`breaker_config`]),
 //!   the retry policy of its runs (one attempt), the operation name its runs are recorded
-//!   under (`heal:PROBE_PATH:ACTION`) and the classification of its failures.
+//!   under (`heal:PROBE_PATH:ACTION:TARGET`, distinct per action of a probe: [`guard::ops`]) and
+//!   the classification of its failures.
 //!
 //! The expected use, per action of a probe whose status turned warn or fail:
 //!
 //! ```ignore
 //! match limiter.check(now_ms) {
 //!     Verdict::Run => {
-//!         let run = retry(&guard::op(probe, &action), &guard::retry_policy(), None,
+//!         let run = retry(&names[i], &guard::retry_policy(), None, // guard::ops(probe, ..)
 //!                         Some(&breaker), |_| attempt(&action, &cx)).await; // execute → Result
 //!         if run.summary.attempts > 0 {
 //!             if let Some(until_ms) = limiter.ran(now_ms) { /* alert: capped until until_ms */ }

@@ -405,7 +405,8 @@ impl ProbeActorState {
                 continue;
             }
             let breaker = self.heal_breakers[i].clone();
-            let op = heal::guard::op(&self.args.path, &spec.action);
+            // The action's own name (`heal:PROBE:ACTION:TARGET`), its breaker's.
+            let op = breaker.name().to_string();
             let run = retry::retry(
                 &op,
                 &heal::guard::retry_policy(),
@@ -436,14 +437,14 @@ impl ProbeActorState {
                 self.args.metrics.report(
                     Sample::now(
                         Metric::HealActions,
-                        format!("{}:{}", self.args.path, spec.action.name()),
+                        op.trim_start_matches("heal:").to_string(),
                         took.as_secs_f64(),
                     )
                     .outcome(run.summary.outcome == Outcome::Success),
                 );
             }
             if capped {
-                self.capped(&spec);
+                self.capped(&spec, &op);
             }
             // What the action achieved: the check again, now.
             let recheck = if ran {
@@ -491,7 +492,9 @@ impl ProbeActorState {
 
     /// The heal cap was reached: the action stops until the hour frees a slot (monit's "then
     /// unmonitor"), and someone should look.
-    fn capped(&self, spec: &HealSpec) {
+    /// `op`: the action's name, `heal:PROBE:ACTION:TARGET`; the alert's key is
+    /// `heal_cap:PROBE:ACTION:TARGET`, one per action.
+    fn capped(&self, spec: &HealSpec, op: &str) {
         let path = &self.args.path;
         let mut alert = Alert::new(
             Severity::Critical,
@@ -507,7 +510,7 @@ impl ProbeActorState {
         ))
         .label("probe", path.clone())
         .at_once();
-        alert.key = Some(format!("heal_cap:{path}:{}", spec.action.name()));
+        alert.key = Some(format!("heal_cap:{}", op.trim_start_matches("heal:")));
         self.args.alerts.raise(alert);
     }
 
@@ -540,12 +543,14 @@ async fn attempt(action: &HealAction, cx: &HealContext) -> Result<heal::HealOutc
     }
 }
 
-/// The breakers of a probe's heal actions: one each, named by the action's operation, whose
-/// transitions are logged and recorded as `heal` events of the probe.
+/// The breakers of a probe's heal actions: one each, named by the action's operation
+/// (`heal:PROBE:ACTION:TARGET`, distinct within the probe), whose transitions are logged and
+/// recorded as `heal` events of the probe.
 fn heal_breakers(path: &str, heal: &[HealSpec], store: &Store) -> Vec<Breaker> {
+    let names = heal::guard::ops(path, heal.iter().map(|h| &h.action));
     heal.iter()
-        .map(|h| {
-            let name = heal::guard::op(path, &h.action);
+        .zip(names)
+        .map(|(h, name)| {
             Breaker::new(
                 name,
                 heal::breaker_config(&h.limits),
