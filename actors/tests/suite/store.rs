@@ -452,6 +452,7 @@ async fn a_database_made_by_the_first_schema_upgrades() {
             (20261126000001,),
             (20261126000002,),
             (20261126000003,),
+            (20261127000001,),
         ]
     );
     // The tables added since work on the upgraded file.
@@ -476,8 +477,8 @@ async fn a_database_made_by_the_first_schema_upgrades() {
 /// `<version>_<domain>.sql`, domains from a known list, versions unique.
 #[test]
 fn migrations_are_named_by_domain() {
-    const DOMAINS: [&str; 7] = [
-        "events", "daemon", "metrics", "alerts", "breakers", "retry", "heal",
+    const DOMAINS: [&str; 8] = [
+        "events", "daemon", "metrics", "alerts", "breakers", "retry", "heal", "sync",
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     let mut versions = std::collections::HashSet::new();
