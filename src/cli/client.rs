@@ -8,14 +8,16 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    exit, render, AlertsAction, BreakersAction, ChaosAction, Cli, Cmd, Global, SyncAction,
+    exit, render, AlertsAction, BreakersAction, ChaosAction, Cli, Cmd, ConflictsAction, Global,
+    SyncAction,
 };
 use crate::config;
 use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
     code, AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosStatusResult,
-    ChaosStopResult, Command, EventsResult, HealResult, HealthResult, MetricsResult, ReloadResult,
-    Response, RetriesResult, Status, SyncResult, SyncStatusResult, TreeResult,
+    ChaosStopResult, Command, ConflictsResult, EventsResult, HealResult, HealthResult,
+    MetricsResult, ReloadResult, Response, RetriesResult, Status, SyncResult, SyncStatusResult,
+    TreeResult,
 };
 
 /// How long `sync` waits for its runs at least.
@@ -34,7 +36,9 @@ pub fn run(cli: &Cli) -> u8 {
     };
     // A forced sync waits for the run, which can take long (a first copy of a big tree).
     let timeout = match &command {
-        Command::Sync { dry_run: false, .. } => global.timeout.max(SYNC_WAIT),
+        Command::Sync { dry_run: false, .. } | Command::ConflictResolve { .. } => {
+            global.timeout.max(SYNC_WAIT)
+        }
         _ => global.timeout,
     };
     let (mut conn, first) = match open(&socket, timeout, &command) {
@@ -453,6 +457,22 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             strategy: strategy.clone(),
             dry_run: *dry_run,
         },
+        Cmd::Conflicts {
+            action: None,
+            all,
+            target,
+        } => Command::Conflicts {
+            all: *all,
+            target: target.clone(),
+        },
+        Cmd::Conflicts {
+            action: Some(ConflictsAction::Resolve { path, target, keep }),
+            ..
+        } => Command::ConflictResolve {
+            path: path.clone(),
+            target: target.clone(),
+            keep: keep.clone(),
+        },
         Cmd::Run | Cmd::Check { .. } => return Err("not a client command".into()),
     })
 }
@@ -630,6 +650,15 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             }
         }
         Cmd::Heal { .. } => listing::<HealResult>(result, human, out, render::heal)?,
+        Cmd::Conflicts { action: None, .. } => {
+            listing::<ConflictsResult>(result, human, out, render::conflicts)?
+        }
+        Cmd::Conflicts {
+            action: Some(ConflictsAction::Resolve { .. }),
+            ..
+        } => {
+            listing::<metasystem_actors::sync::Resolution>(result, human, out, render::resolution)?
+        }
         Cmd::Retries { .. } => listing::<RetriesResult>(result, human, out, render::retries)?,
         Cmd::Breakers { action: Some(_) } => {
             let Some(b) = typed::<BreakerRow>(result) else {

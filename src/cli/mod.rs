@@ -194,6 +194,20 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Sync conflicts the manual strategy kept (target, path, when, the conflict copy): the
+    /// open ones, or all with --all. `conflicts resolve PATH --keep local|remote|both`
+    /// settles one.
+    #[command(args_conflicts_with_subcommands = true)]
+    Conflicts {
+        #[command(subcommand)]
+        action: Option<ConflictsAction>,
+        /// Resolved ones too.
+        #[arg(long)]
+        all: bool,
+        /// Only this sync target's.
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+    },
     /// Self-heal actions: what ran, when, and what the probe said right after.
     Heal {
         /// The window (e.g. 1h, 24h, 7d).
@@ -219,6 +233,24 @@ pub enum Cmd {
 pub enum SyncAction {
     /// Each target: online or offline, the last run and its result, a run in progress.
     Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConflictsAction {
+    /// Settle the open conflict of PATH (relative to the primary): `local` puts the
+    /// primary's version on the target, `remote` the target's on the primary (what is
+    /// replaced is backed up, the conflict copy moves into the backups); `both` pushes the
+    /// primary's version and keeps the conflict copy as a normal file. Waits for a run in
+    /// progress.
+    Resolve {
+        path: String,
+        /// The sync target (needed when PATH has open conflicts in several).
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+        /// Which version to keep.
+        #[arg(long, value_parser = ["local", "remote", "both"])]
+        keep: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::control::protocol::{
     AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosKill, ChaosRun,
-    ChaosStatusResult, ChaosStopResult, Event, HealResult, HealthResult, MetricsResult, OpsResult,
-    ReloadResult, RetriesResult, RetryOpView, SeriesRow, Status, SyncResult, SyncStatusResult,
-    TreeResult,
+    ChaosStatusResult, ChaosStopResult, ConflictsResult, Event, HealResult, HealthResult,
+    MetricsResult, OpsResult, ReloadResult, RetriesResult, RetryOpView, SeriesRow, Status,
+    SyncResult, SyncStatusResult, TreeResult,
 };
 
 /// Paths wider than this are not padded further (a deep tree must not make every line huge).
@@ -879,6 +879,51 @@ pub fn sync_status(out: &mut dyn Write, s: &SyncStatusResult) -> io::Result<()> 
         )?;
     }
     Ok(())
+}
+
+/// `conflicts`: one line per conflict, newest first.
+pub fn conflicts(out: &mut dyn Write, c: &ConflictsResult) -> io::Result<()> {
+    if c.conflicts.is_empty() {
+        return writeln!(out, "no open conflicts");
+    }
+    for v in &c.conflicts {
+        let state = match (&v.resolved, &v.resolution) {
+            (Some(at), Some(how)) => format!("resolved {at} keeping {how}"),
+            (Some(at), None) => format!("resolved {at}"),
+            _ => "open".to_string(),
+        };
+        writeln!(
+            out,
+            "{}: {} ({}), kept both at {}; the target's version: {}",
+            v.target,
+            v.path,
+            state,
+            v.detected,
+            v.copy_path.as_deref().unwrap_or(&v.copy)
+        )?;
+    }
+    if c.conflicts.iter().any(|v| v.resolved.is_none()) {
+        writeln!(
+            out,
+            "settle one with `metasystem conflicts resolve PATH --keep local|remote|both`"
+        )?;
+    }
+    Ok(())
+}
+
+/// `conflicts resolve`: what was kept and where the rest went.
+pub fn resolution(out: &mut dyn Write, r: &metasystem_actors::sync::Resolution) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} resolved keeping {}",
+        r.target,
+        r.path,
+        r.keep.name()
+    )?;
+    if let Some(b) = &r.backup {
+        writeln!(out, "  replaced version backed up to {b}")?;
+    }
+    writeln!(out, "  conflict copy {}: {}", r.copy, r.copy_now)
 }
 
 #[cfg(test)]

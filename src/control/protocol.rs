@@ -126,6 +126,24 @@ pub enum Command {
     },
     /// Every sync target: online or not, the last run, progress ([`SyncStatusResult`]).
     SyncStatus,
+    /// Conflicts the manual strategy kept ([`ConflictsResult`]): the open ones, or every one
+    /// with `all`; only `target`'s when given.
+    Conflicts {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
+    /// Settles the open conflict of `path` (relative to the primary) keeping `keep` (local |
+    /// remote | both), through the target's actor, after a run in progress
+    /// ([`metasystem_actors::sync::Resolution`]). `target` is needed only when the path has
+    /// open conflicts in several targets.
+    ConflictResolve {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        keep: String,
+    },
     /// Self-heal actions of the last `since_s` seconds (default a day), newest first.
     Heal {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,6 +214,7 @@ impl Command {
                 | Command::Alerts { .. }
                 | Command::Breakers
                 | Command::SyncStatus
+                | Command::Conflicts { .. }
                 | Command::Sync { dry_run: true, .. }
                 | Command::ChaosStatus { .. }
                 | Command::Heal { .. }
@@ -231,6 +250,8 @@ impl Command {
             Command::Health => "health",
             Command::Sync { .. } => "sync",
             Command::SyncStatus => "sync_status",
+            Command::Conflicts { .. } => "conflicts",
+            Command::ConflictResolve { .. } => "conflict_resolve",
             Command::Heal { .. } => "heal",
             Command::Retries { .. } => "retries",
         }
@@ -247,6 +268,33 @@ pub struct SyncResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncStatusResult {
     pub targets: Vec<metasystem_actors::sync::TargetStatus>,
+}
+
+/// What `conflicts` answers, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictsResult {
+    pub conflicts: Vec<ConflictView>,
+}
+
+/// One kept conflict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictView {
+    pub id: i64,
+    pub target: String,
+    /// The path, relative to the primary.
+    pub path: String,
+    /// When the run kept both versions (RFC 3339).
+    pub detected: String,
+    /// The target's version, beside it in the primary (relative to the primary).
+    pub copy: String,
+    /// The copy's absolute path, when the target is running (its primary is known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<String>,
+    /// local | remote | both
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
 }
 
 /// One probe's report.
@@ -622,6 +670,9 @@ pub mod code {
     /// An idle connection was closed to make room for a new one.
     pub const EVICTED: &str = "evicted";
     pub const INTERNAL: &str = "internal";
+    /// The request was understood and could not be carried out as asked (a file changed
+    /// meanwhile, a database in use, an offline target): nothing was half done.
+    pub const REFUSED: &str = "refused";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

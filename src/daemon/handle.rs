@@ -94,6 +94,10 @@ impl Daemon {
                     .await
             }
             Command::SyncStatus => self.sync_status(id),
+            Command::Conflicts { all, target } => self.conflicts(id, target, all).await,
+            Command::ConflictResolve { path, target, keep } => {
+                self.conflict_resolve(id, path, target, keep).await
+            }
             Command::Heal { since_s } => self.heal_history(id, since_s).await,
             Command::Retries { since_s, op } => self.retries(id, since_s, op).await,
             // The server turns the connection into a stream (`Daemon::stream`).

@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
-use metasystem_actors::sync::SyncTargetMessage;
+use metasystem_actors::store::format_ms;
+use metasystem_actors::sync::{Keep, SyncTargetMessage};
 use serde_json::json;
 
 use super::Daemon;
-use crate::control::protocol::{code, Response, SyncResult, SyncStatusResult};
+use crate::control::protocol::{
+    code, ConflictView, ConflictsResult, Response, SyncResult, SyncStatusResult,
+};
 use crate::kinds::sync_target::run_options;
 
 /// How long a forced run may take before the daemon stops waiting (the run goes on).
@@ -85,5 +88,137 @@ impl Daemon {
                 targets: self.services.sync.statuses()
             }),
         )
+    }
+
+    /// `conflicts [--all] [--target T]`, from the read pool.
+    pub(super) async fn conflicts(
+        &self,
+        id: Option<u64>,
+        target: Option<String>,
+        all: bool,
+    ) -> Response {
+        let rows = match metasystem_actors::store::sync::conflicts(
+            self.store.reader(),
+            target.as_deref(),
+            all,
+        )
+        .await
+        {
+            Ok(rows) => rows,
+            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+        };
+        let specs = self.services.sync.specs();
+        let conflicts = rows
+            .into_iter()
+            .map(|c| ConflictView {
+                copy_path: specs
+                    .iter()
+                    .find(|s| s.name == c.target)
+                    .map(|s| s.primary.join(&c.copy).display().to_string()),
+                id: c.id,
+                detected: format_ms(c.detected_ms),
+                resolved: c.resolved_ms.map(format_ms),
+                target: c.target,
+                path: c.path,
+                copy: c.copy,
+                resolution: c.resolution,
+            })
+            .collect();
+        Response::ok(id, json!(ConflictsResult { conflicts }))
+    }
+
+    /// `conflicts resolve PATH [--target T] --keep local|remote|both`: through the target's
+    /// actor, which never does it during a run.
+    pub(super) async fn conflict_resolve(
+        &self,
+        id: Option<u64>,
+        path: String,
+        target: Option<String>,
+        keep: String,
+    ) -> Response {
+        let Some(keep) = Keep::parse(&keep) else {
+            return Response::error(
+                id,
+                code::BAD_REQUEST,
+                format!("--keep {keep:?} is not local, remote or both"),
+            );
+        };
+        let open = match metasystem_actors::store::sync::conflicts(self.store.reader(), None, false)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+        };
+        let path = path.trim_end_matches('/').to_string();
+        let mut targets: Vec<&str> = open
+            .iter()
+            .filter(|c| c.path == path && target.as_deref().is_none_or(|t| t == c.target))
+            .map(|c| c.target.as_str())
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        let name = match targets.as_slice() {
+            [one] => one.to_string(),
+            [] => {
+                let mut names: Vec<String> = open
+                    .iter()
+                    .filter(|c| target.as_deref().is_none_or(|t| t == c.target))
+                    .map(|c| format!("{} (target {})", c.path, c.target))
+                    .collect();
+                names.sort();
+                names.dedup();
+                let scope = match &target {
+                    Some(t) => format!(" in sync target `{t}`"),
+                    None => String::new(),
+                };
+                return Response::error(
+                    id,
+                    code::NOT_FOUND,
+                    if names.is_empty() {
+                        format!("{path} has no open conflict{scope}: there is none open")
+                    } else {
+                        format!(
+                            "{path} has no open conflict{scope}; open: {}",
+                            names.join(", ")
+                        )
+                    },
+                );
+            }
+            many => {
+                return Response::error(
+                    id,
+                    code::BAD_REQUEST,
+                    format!(
+                        "{path} has open conflicts in several sync targets ({}): say which with \
+                         --target",
+                        many.join(", ")
+                    ),
+                )
+            }
+        };
+        let Some(actor) = self.services.sync.actor(&name) else {
+            return Response::error(
+                id,
+                code::NOT_RUNNING,
+                format!("sync target `{name}` is not running: start it to resolve its conflicts"),
+            );
+        };
+        match actor
+            .call(
+                |r| SyncTargetMessage::Resolve(path.clone(), keep, r),
+                Some(RUN_WAIT),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Response::ok(id, json!(res)),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                Response::error(id, code::REFUSED, format!("{name}: {path}: {e}"))
+            }
+            _ => Response::error(
+                id,
+                code::NOT_RUNNING,
+                format!("sync target `{name}` stopped before answering"),
+            ),
+        }
     }
 }

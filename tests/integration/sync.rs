@@ -129,3 +129,123 @@ fn a_config_syncing_the_whole_state_dir_is_refused() {
     assert!(out.stderr.contains("list what to sync"), "{}", out.stderr);
     assert!(out.stderr.contains("max_delete"), "{}", out.stderr);
 }
+
+fn manual_tree(target: &Path) -> String {
+    format!(
+        r#"
+[[root.children]]
+name = "t"
+kind = "sync_target"
+target = "{}"
+paths = ["shared"]
+every = "1h"
+strategy = "manual"
+"#,
+        target.display()
+    )
+}
+
+#[test]
+fn conflicts_are_listed_and_resolved_through_the_target() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let d = TestDaemon::start(&manual_tree(&target));
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(target.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    write_file(d.state.join("shared/a.txt"), "v1");
+    write_file(d.state.join("shared/b.txt"), "v1");
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["outcome"], "success", "{v}");
+    let v = d.json(&["conflicts"], 0);
+    assert_eq!(v["conflicts"].as_array().map(Vec::len), Some(0), "{v}");
+    let out = d.cli(&["conflicts"]);
+    assert!(out.stdout.contains("no open conflicts"), "{}", out.stdout);
+
+    // Both sides change both files: kept both.
+    for f in ["a", "b"] {
+        write_file(d.state.join(format!("shared/{f}.txt")), "local edit");
+        write_file(target.join(format!("shared/{f}.txt")), "remote edit!");
+    }
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(
+        report(&v)["conflicts"].as_array().map(Vec::len),
+        Some(2),
+        "{v}"
+    );
+    let v = d.json(&["conflicts"], 0);
+    let list = v["conflicts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 2, "{v}");
+    let a = list
+        .iter()
+        .find(|c| c["path"] == "shared/a.txt")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(a["target"], "t");
+    let copy = a["copy_path"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap_or_default(),
+        "remote edit!",
+        "{v}"
+    );
+    let out = d.cli(&["conflicts"]);
+    assert!(
+        out.stdout.contains("t: shared/a.txt (open)"),
+        "{}",
+        out.stdout
+    );
+
+    // A path without an open conflict: an error naming the open ones; a bad --keep: usage.
+    let out = d.cli(&["conflicts", "resolve", "shared/nope.txt", "--keep", "local"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("shared/a.txt (target t)") && out.stderr.contains("shared/b.txt"),
+        "{}",
+        out.stderr
+    );
+    let out = d.cli(&["conflicts", "resolve", "shared/a.txt", "--keep", "mine"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    // remote: the target's version on both sides, the primary's backed up, the copy gone.
+    let v = d.json(
+        &["conflicts", "resolve", "shared/a.txt", "--keep", "remote"],
+        0,
+    );
+    assert_eq!(v["keep"], "remote", "{v}");
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/a.txt")).unwrap_or_default(),
+        "remote edit!"
+    );
+    let backup = v["backup"].as_str().unwrap_or_default();
+    assert_eq!(
+        std::fs::read_to_string(backup).unwrap_or_default(),
+        "local edit",
+        "{v}"
+    );
+    assert!(!Path::new(&copy).exists());
+    // both: the primary's version pushed, the copy stays and syncs out.
+    let out = d.cli(&["conflicts", "resolve", "shared/b.txt", "--keep", "both"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("resolved keeping both"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("shared/b.txt")).unwrap_or_default(),
+        "local edit"
+    );
+
+    let v = d.json(&["conflicts"], 0);
+    assert_eq!(v["conflicts"].as_array().map(Vec::len), Some(0), "{v}");
+    let v = d.json(&["conflicts", "--all"], 0);
+    assert_eq!(v["conflicts"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!(v["conflicts"][0]["resolution"].is_string(), "{v}");
+    // The next run has no conflict left; the kept copy of b goes to the target.
+    let v = d.json(&["sync", "t"], 0);
+    let r = report(&v);
+    assert_eq!(r["outcome"], "success", "{v}");
+    assert_eq!(r["unresolved"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(r["conflicts"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(r["copied_to_remote"], 1, "{v}");
+    assert_eq!(r["deleted_remote"], 0, "{v}");
+}

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::engine::{self, Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
+use super::resolve::{self, Keep, Resolution};
 use crate::alerts::{Alert, Alerts, Severity};
 use crate::breakers::Breakers;
 use crate::metrics::{Metric, Metrics, Sample};
@@ -49,6 +50,20 @@ pub enum SyncTargetMessage {
     Finished(Box<Finished>),
     /// The target's status.
     Status(RpcReplyPort<TargetStatus>),
+    /// An operator settles the open conflict of a path (`conflicts resolve`); waits for a
+    /// running run to finish, and no run starts until it is done.
+    Resolve(String, Keep, RpcReplyPort<Result<Resolution, String>>),
+    /// Internal: a resolution finished.
+    Resolved(Box<Resolved>),
+}
+
+/// Where a resolution's answer goes.
+pub type ResolveReply = RpcReplyPort<Result<Resolution, String>>;
+
+pub struct Resolved {
+    result: Result<Resolution, String>,
+    base: HashMap<String, BaseEntry>,
+    reply: RpcReplyPort<Result<Resolution, String>>,
 }
 
 pub struct Finished {
@@ -90,7 +105,12 @@ pub struct TargetStatus {
     pub breaker: Option<String>,
 }
 
-type Entry = (TargetStatus, ActorRef<SyncTargetMessage>, Arc<Progress>);
+type Entry = (
+    TargetStatus,
+    ActorRef<SyncTargetMessage>,
+    Arc<Progress>,
+    Arc<SyncSpec>,
+);
 
 /// The targets' latest status, by name, with the actor to ask for a run.
 #[derive(Clone, Default)]
@@ -103,7 +123,7 @@ impl SyncTargets {
     pub fn statuses(&self) -> Vec<TargetStatus> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
         map.values()
-            .map(|(s, _, p)| {
+            .map(|(s, _, p, _)| {
                 let mut s = s.clone();
                 s.online = std::path::Path::new(&s.target).is_dir();
                 if s.running {
@@ -117,7 +137,13 @@ impl SyncTargets {
     /// The actor of target `name`.
     pub fn actor(&self, name: &str) -> Option<ActorRef<SyncTargetMessage>> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.get(name).map(|(_, a, _)| a.clone())
+        map.get(name).map(|(_, a, _, _)| a.clone())
+    }
+
+    /// Every target's spec (where its sides and backups are), by name.
+    pub fn specs(&self) -> Vec<Arc<SyncSpec>> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.values().map(|(_, _, _, s)| s.clone()).collect()
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -130,16 +156,20 @@ impl SyncTargets {
         status: TargetStatus,
         actor: &ActorRef<SyncTargetMessage>,
         p: &Arc<Progress>,
+        spec: &Arc<SyncSpec>,
     ) {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(status.name.clone(), (status, actor.clone(), p.clone()));
+        map.insert(
+            status.name.clone(),
+            (status, actor.clone(), p.clone(), spec.clone()),
+        );
     }
 
     fn withdraw(&self, name: &str, actor: &ActorRef<SyncTargetMessage>) {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if map
             .get(name)
-            .is_some_and(|(_, a, _)| a.get_id() == actor.get_id())
+            .is_some_and(|(_, a, _, _)| a.get_id() == actor.get_id())
         {
             map.remove(name);
         }
@@ -164,6 +194,10 @@ pub struct SyncTargetState {
     progress: Arc<Progress>,
     /// Forced runs waiting for the running one to finish.
     queued: Vec<(RunOptions, Option<RpcReplyPort<RunReport>>)>,
+    /// Resolutions waiting for the running run (or resolution) to finish; served first.
+    resolves: std::collections::VecDeque<(String, Keep, ResolveReply)>,
+    /// The spec, shared with the registry.
+    spec: Arc<SyncSpec>,
     /// Callers of the running run.
     waiting: Vec<RpcReplyPort<RunReport>>,
     generation: u64,
@@ -201,7 +235,7 @@ impl SyncTargetState {
     fn publish(&self, myself: &ActorRef<SyncTargetMessage>) {
         self.args
             .registry
-            .publish(self.status(), myself, &self.progress);
+            .publish(self.status(), myself, &self.progress, &self.spec);
     }
 
     fn schedule(&mut self, myself: &ActorRef<SyncTargetMessage>, after: Duration) {
@@ -275,6 +309,15 @@ impl SyncTargetState {
             let _ = w.send(report.clone());
         }
         self.publish(myself);
+        self.next_queued(myself);
+    }
+
+    /// What waited for the target: a resolution first, else the forced runs.
+    fn next_queued(&mut self, myself: &ActorRef<SyncTargetMessage>) {
+        if let Some((path, keep, reply)) = self.resolves.pop_front() {
+            self.start_resolve(myself, path, keep, reply);
+            return;
+        }
         // Forced runs that waited: one run for the first, and for every other with the same
         // options.
         if !self.queued.is_empty() {
@@ -289,6 +332,75 @@ impl SyncTargetState {
             self.waiting.extend(same.into_iter().filter_map(|(_, r)| r));
             self.start(myself, opts, first);
         }
+    }
+
+    /// Starts a resolution unless a run or another resolution holds the base (then it waits).
+    fn start_resolve(
+        &mut self,
+        myself: &ActorRef<SyncTargetMessage>,
+        path: String,
+        keep: Keep,
+        reply: RpcReplyPort<Result<Resolution, String>>,
+    ) {
+        let Some(mut base) = self.base.take() else {
+            self.resolves.push_back((path, keep, reply));
+            return;
+        };
+        let spec = self.spec.clone();
+        let store = self.args.store.clone();
+        let myself2 = myself.clone();
+        tokio::spawn(async move {
+            let result = match conflicts(store.reader(), Some(&spec.name), false).await {
+                Err(e) => Err(e),
+                Ok(open) => {
+                    let rows: Vec<_> = open.iter().filter(|c| c.path == path).cloned().collect();
+                    if rows.is_empty() {
+                        Err(no_conflict(&spec.name, &path, &open))
+                    } else {
+                        resolve::resolve(&spec, &store, &mut base, &rows, keep).await
+                    }
+                }
+            };
+            let _ = myself2.cast(SyncTargetMessage::Resolved(Box::new(Resolved {
+                result,
+                base,
+                reply,
+            })));
+        });
+        self.publish(myself);
+    }
+
+    fn resolved(&mut self, myself: &ActorRef<SyncTargetMessage>, r: Resolved) {
+        let Resolved {
+            result,
+            base,
+            reply,
+        } = r;
+        self.tracked = base.len();
+        self.base = Some(base);
+        if let Ok(res) = &result {
+            let mut e = StoredEvent::new(
+                &self.args.path,
+                "sync_event",
+                format!(
+                    "{}: conflict of {} resolved keeping {}",
+                    self.spec.name,
+                    res.path,
+                    res.keep.name()
+                ),
+            );
+            e.data = serde_json::json!({
+                "target": self.spec.name,
+                "outcome": "resolved",
+                "path": res.path,
+                "keep": res.keep,
+                "backup": res.backup,
+            });
+            self.args.store.record(e);
+        }
+        let _ = reply.send(result);
+        self.publish(myself);
+        self.next_queued(myself);
     }
 
     /// The run's records: event, sample, alerts.
@@ -423,6 +535,21 @@ impl SyncTargetState {
     }
 }
 
+/// The error for a path with no open conflict, naming the open ones.
+pub fn no_conflict(target: &str, path: &str, open: &[crate::store::sync::ConflictRow]) -> String {
+    let mut names: Vec<&str> = open.iter().map(|c| c.path.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        format!("{path} has no open conflict in sync target `{target}`: it has none open")
+    } else {
+        format!(
+            "{path} has no open conflict in sync target `{target}`; open: {}",
+            names.join(", ")
+        )
+    }
+}
+
 fn same_options(a: &RunOptions, b: &RunOptions) -> bool {
     a.direction == b.direction && a.strategy == b.strategy && a.dry_run == b.dry_run
 }
@@ -480,6 +607,8 @@ impl Actor for SyncTargetActor {
             base: Some(base),
             progress: Arc::new(Progress::default()),
             queued: Vec::new(),
+            resolves: std::collections::VecDeque::new(),
+            spec: Arc::new(args.spec.clone()),
             waiting: Vec::new(),
             generation: 0,
             last: None,
@@ -518,6 +647,10 @@ impl Actor for SyncTargetActor {
             SyncTargetMessage::Status(reply) => {
                 let _ = reply.send(state.status());
             }
+            SyncTargetMessage::Resolve(path, keep, reply) => {
+                state.start_resolve(&myself, path, keep, reply)
+            }
+            SyncTargetMessage::Resolved(r) => state.resolved(&myself, *r),
         }
         Ok(())
     }

@@ -249,13 +249,14 @@ fn online(spec: &SyncSpec, first: bool) -> Online {
 }
 
 /// The target's lock: `host pid started_ms`, created exclusively; one left by a dead process
-/// of this host, or older than [`LOCK_STALE`], is taken over.
-struct TargetLock {
+/// of this host, or older than [`LOCK_STALE`], is taken over. Also held by an operator's
+/// change to the target (`conflicts resolve`), so it never races a run of another host.
+pub(super) struct TargetLock {
     path: PathBuf,
 }
 
 impl TargetLock {
-    fn take(target: &Path, host: &str) -> Result<TargetLock, String> {
+    pub(super) fn take(target: &Path, host: &str) -> Result<TargetLock, String> {
         let path = target.join(LOCK);
         let me = format!(
             "{host} {} {}\n",

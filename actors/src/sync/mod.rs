@@ -6,12 +6,14 @@
 //! - [`fsops`]: hashing, temp-file copies, installs that re-check the destination, backups;
 //! - [`snapshot`]: consistent copies of live SQLite databases (`VACUUM INTO` + integrity_check);
 //! - [`engine`]: one run (guards, scan, decide, apply, commit the base in batches);
+//! - [`resolve`]: an operator's resolution of a kept conflict (`conflicts resolve`);
 //! - [`actor`]: the `sync_target` actor (schedule, forced runs, records, breaker, alerts).
 
 pub mod actor;
 pub mod classify;
 pub mod engine;
 pub mod fsops;
+pub mod resolve;
 pub mod scan;
 pub mod snapshot;
 
@@ -19,4 +21,5 @@ pub use actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage, SyncTargets,
 pub use classify::{Direction, Strategy};
 pub use engine::{Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
 pub use globset;
+pub use resolve::{Keep, Resolution};
 pub use scan::Selection;

@@ -597,3 +597,87 @@ async fn snapshots_of_the_daemons_database_go_to_a_per_host_folder() {
     assert_eq!(r.remote_files, 0);
     assert!(!fx.local("hosts").exists());
 }
+
+/// `conflicts resolve`, each way: the kept version on both sides, the replaced one in the
+/// backups, the base agreeing (the next run copies nothing), the conflict closed.
+#[tokio::test]
+async fn a_kept_conflict_is_resolved_each_way() {
+    use metasystem_actors::sync::resolve::{resolve, Keep};
+    for keep in [Keep::Local, Keep::Remote, Keep::Both] {
+        let (mut fx, r) = conflict(Strategy::Manual).await;
+        let copy = r.conflicts[0].copy.clone().unwrap();
+        let open = conflicts(fx.store.reader(), Some("t1"), false)
+            .await
+            .unwrap();
+        let before = fx.backups().len();
+        let res = resolve(&fx.spec, &fx.store, &mut fx.base, &open, keep)
+            .await
+            .unwrap_or_else(|e| panic!("{keep:?}: {e}"));
+        assert_eq!(res.resolved, 1);
+        let want = match keep {
+            Keep::Local | Keep::Both => "local edit",
+            Keep::Remote => "remote edit (newer)",
+        };
+        assert_eq!(read(&fx.local("a.txt")), want, "{keep:?}");
+        assert_eq!(read(&fx.remote("a.txt")), want, "{keep:?}");
+        // The replaced version is in the backups; the copy moved there too unless kept.
+        let b = fx.backups();
+        let replaced = b.iter().filter(|n| n.starts_with("a.txt-")).count();
+        assert_eq!(replaced, 1, "{keep:?}: {b:?}");
+        assert!(res.backup.is_some());
+        if keep == Keep::Both {
+            assert_eq!(read(&fx.local(&copy)), "remote edit (newer)");
+            assert_eq!(b.len(), before + 1, "{b:?}");
+        } else {
+            assert!(!fx.local(&copy).exists(), "{keep:?}");
+            assert!(b.iter().any(|n| n.starts_with("a.conflict-")), "{b:?}");
+        }
+        let open = conflicts(fx.store.reader(), Some("t1"), false)
+            .await
+            .unwrap();
+        assert!(open.is_empty(), "{open:?}");
+        let all = conflicts(fx.store.reader(), Some("t1"), true)
+            .await
+            .unwrap();
+        assert_eq!(all[0].resolution.as_deref(), Some(keep.name()));
+        // The cache and the store agree, and the next run has nothing to do for the path
+        // (the copy, when kept, goes out as a new file).
+        let stored = metasystem_actors::store::sync::base(fx.store.reader(), "t1")
+            .await
+            .unwrap();
+        assert_eq!(stored, fx.base);
+        let next = fx.ok().await;
+        assert!(next.unresolved.is_empty(), "{next:#?}");
+        assert!(next.conflicts.is_empty(), "{next:#?}");
+        assert_eq!(read(&fx.local("a.txt")), want);
+        assert_eq!(read(&fx.remote("a.txt")), want);
+        match keep {
+            Keep::Both => assert_eq!(read(&fx.remote(&copy)), "remote edit (newer)"),
+            _ => assert_eq!(next.files_changed(), 0, "{next:#?}"),
+        }
+    }
+}
+
+/// A path with no open conflict, an offline target: clear errors, nothing touched.
+#[tokio::test]
+async fn resolving_what_cannot_be_resolved_says_why() {
+    use metasystem_actors::sync::resolve::{resolve, Keep};
+    let (mut fx, _) = conflict(Strategy::Manual).await;
+    let err = resolve(&fx.spec, &fx.store, &mut fx.base, &[], Keep::Local)
+        .await
+        .unwrap_err();
+    assert!(err.contains("no open conflict"), "{err}");
+    let open = conflicts(fx.store.reader(), Some("t1"), false)
+        .await
+        .unwrap();
+    let away = fx.dir.path().join("away");
+    fs::rename(&fx.spec.target, &away).unwrap();
+    let err = resolve(&fx.spec, &fx.store, &mut fx.base, &open, Keep::Local)
+        .await
+        .unwrap_err();
+    assert!(err.contains("offline"), "{err}");
+    assert_eq!(read(&fx.local("a.txt")), "local edit");
+    assert_eq!(read(&away.join("a.txt")), "remote edit (newer)");
+    let msg = metasystem_actors::sync::actor::no_conflict("t1", "b.txt", &open);
+    assert!(msg.contains("open: a.txt"), "{msg}");
+}

@@ -1,0 +1,326 @@
+//! `conflicts resolve`: an operator settles a conflict the manual strategy kept. Run by the
+//! target's actor between runs (never during one), under the target's lock.
+//!
+//! - `local`: the primary's version is installed over the target's (the target's backed up
+//!   first; temp + fsync + rename, the destination re-checked), the base records both sides,
+//!   the conflict copy moves into the backups;
+//! - `remote`: the mirror image (the primary's version backed up and replaced);
+//! - `both`: as `local`, but the conflict copy stays, a normal file the next run syncs.
+//!
+//! Then the conflict's rows are marked resolved. Files first, then the base, then the rows: a
+//! crash in between leaves both sides agreeing, which the next run records.
+
+use std::collections::HashMap;
+use std::io;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::{SyncSpec, TargetLock};
+use super::fsops::{self, InstallError};
+use super::scan::{self, Meta, MARKER};
+use super::snapshot;
+use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
+use crate::store::{unix_ms, DurableOp, Store};
+
+/// How long a write to the store may wait.
+const STORE_WAIT: Duration = Duration::from_secs(60);
+
+/// Which version a resolution keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    Local,
+    Remote,
+    Both,
+}
+
+impl Keep {
+    pub fn name(self) -> &'static str {
+        match self {
+            Keep::Local => "local",
+            Keep::Remote => "remote",
+            Keep::Both => "both",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Keep> {
+        match s {
+            "local" => Some(Keep::Local),
+            "remote" => Some(Keep::Remote),
+            "both" => Some(Keep::Both),
+            _ => None,
+        }
+    }
+}
+
+/// What a resolution did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub target: String,
+    pub path: String,
+    pub keep: Keep,
+    /// Where the replaced version went (absolute), if a file was replaced.
+    pub backup: Option<String>,
+    /// The conflict copy (relative to the primary) and what became of it.
+    pub copy: String,
+    pub copy_now: String,
+    /// Conflict rows marked resolved.
+    pub resolved: usize,
+}
+
+/// Settles the conflict of `rows` (the open rows of one path of `spec`'s target) keeping
+/// `keep`; updates `base` (the actor's cache) as it commits.
+pub async fn resolve(
+    spec: &SyncSpec,
+    store: &Store,
+    base: &mut HashMap<String, BaseEntry>,
+    rows: &[ConflictRow],
+    keep: Keep,
+) -> Result<Resolution, String> {
+    let Some(first) = rows.first() else {
+        return Err("no open conflict to resolve".into());
+    };
+    let rel = first.path.clone();
+    // The newest row's copy is the one the operator saw last.
+    let copy_rel = rows
+        .iter()
+        .max_by_key(|r| r.id)
+        .map(|r| r.copy.clone())
+        .unwrap_or_default();
+    let at = SystemTime::now();
+
+    // Guards and the lock (blocking: the target may be a slow mount).
+    let s = spec.clone();
+    let lock = blocking(move || -> Result<TargetLock, String> {
+        if !s.target.is_dir() {
+            return Err(format!(
+                "the target {} is offline: a conflict is resolved while both sides are there",
+                s.target.display()
+            ));
+        }
+        if !s.target.join(MARKER).exists() {
+            return Err(format!(
+                "the target {} has no {MARKER} marker: it is not the folder synced before",
+                s.target.display()
+            ));
+        }
+        TargetLock::take(&s.target, &s.host)
+    })
+    .await??;
+
+    let (lpath, rpath) = (spec.primary.join(&rel), spec.target.join(&rel));
+    let (src, dest, to_remote) = match keep {
+        Keep::Local | Keep::Both => (lpath.clone(), rpath.clone(), true),
+        Keep::Remote => (rpath.clone(), lpath.clone(), false),
+    };
+    let side = |remote: bool| if remote { "target" } else { "primary" };
+
+    // The source as it is now, and the destination as it will be re-checked.
+    let (src2, dest2) = (src.clone(), dest.clone());
+    let (src_meta, src_hash, dest_meta, sqlite) = blocking(move || -> Result<_, String> {
+        let sm = scan::meta_of(&src2)
+            .map_err(|e| format!("cannot read {}: {e}", src2.display()))?
+            .ok_or_else(|| {
+                format!(
+                    "{} is gone: the {} has no version of it to keep",
+                    src2.display(),
+                    side(!to_remote)
+                )
+            })?;
+        let dm =
+            scan::meta_of(&dest2).map_err(|e| format!("cannot read {}: {e}", dest2.display()))?;
+        if dm.is_some_and(|m| m.live_wal) {
+            return Err(format!(
+                "{} is a database in use (a live -wal beside it): it is not replaced under its \
+                 writer; stop the program using it and resolve again",
+                dest2.display()
+            ));
+        }
+        let hash = fsops::hash_file(&src2, sm.live_wal)
+            .map_err(|e| format!("cannot read {}: {e}", src2.display()))?;
+        Ok((sm, hash, dm, fsops::is_sqlite(&src2)))
+    })
+    .await??;
+
+    // The copy, in a temp file beside the destination.
+    let parents_root = if to_remote {
+        &spec.target
+    } else {
+        &spec.primary
+    };
+    let (root2, dest2) = (parents_root.clone(), dest.clone());
+    blocking(move || fsops::make_parents(&root2, &dest2))
+        .await?
+        .map_err(|e| format!("cannot create the folder of {}: {e}", dest.display()))?;
+    let mut temp = fsops::temp_beside(&dest);
+    if sqlite || src_meta.live_wal {
+        snapshot::snapshot(&src, &temp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (temp2, mtime) = (temp.clone(), src_meta.mtime_ns);
+        blocking(move || -> io::Result<()> {
+            let f = std::fs::OpenOptions::new().write(true).open(&temp2)?;
+            f.set_modified(fsops::time_of(mtime))?;
+            f.sync_all()
+        })
+        .await?
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            format!("cannot write {}: {e}", temp.display())
+        })?;
+    } else {
+        let (src2, dest2) = (src.clone(), dest.clone());
+        let (t, h, _) = blocking(move || fsops::copy_to_temp(&src2, &dest2, src_meta.mtime_ns))
+            .await?
+            .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
+        if h != src_hash {
+            let _ = std::fs::remove_file(&t);
+            return Err(format!(
+                "{} changed while it was copied: resolve again",
+                src.display()
+            ));
+        }
+        temp = t;
+    }
+
+    // Back up what is replaced, install (re-checking it), and read both sides back.
+    let (backups, rel2, dest2, temp2) = (
+        spec.backups.clone(),
+        rel.clone(),
+        dest.clone(),
+        temp.clone(),
+    );
+    let (backup, new_meta, copy_hash) = blocking(move || -> Result<_, String> {
+        let undo = |e: String| {
+            let _ = std::fs::remove_file(&temp2);
+            e
+        };
+        let mut backup = None;
+        if dest_meta.is_some() {
+            if !fsops::unchanged(&dest2, dest_meta)
+                .map_err(|e| undo(format!("cannot read {}: {e}", dest2.display())))?
+            {
+                return Err(undo(format!(
+                    "{} changed meanwhile: resolve again",
+                    dest2.display()
+                )));
+            }
+            let b = fsops::backup(&dest2, &backups, &rel2, at, false).map_err(|e| {
+                undo(format!(
+                    "cannot back up {} before replacing it: {e}",
+                    dest2.display()
+                ))
+            })?;
+            backup = Some(b.display().to_string());
+        }
+        let copy_hash = fsops::hash_file(&temp2, false)
+            .map_err(|e| undo(format!("cannot read {}: {e}", temp2.display())))?;
+        match fsops::install(&temp2, &dest2, dest_meta) {
+            Ok(()) => {}
+            Err(InstallError::Changed) => {
+                return Err(format!(
+                    "{} changed meanwhile: nothing was replaced; resolve again",
+                    dest2.display()
+                ))
+            }
+            Err(InstallError::Io(e)) => {
+                return Err(format!("cannot install {}: {e}", dest2.display()))
+            }
+        }
+        let new_meta: Meta = scan::meta_of(&dest2)
+            .map_err(|e| format!("cannot read {}: {e}", dest2.display()))?
+            .ok_or_else(|| format!("{} vanished after the copy", dest2.display()))?;
+        Ok((backup, new_meta, copy_hash))
+    })
+    .await??;
+
+    // The conflict copy: into the backups, or left to sync as a normal file.
+    let copy_path = spec.primary.join(&copy_rel);
+    let copy_now = if keep == Keep::Both || copy_rel.is_empty() {
+        format!("kept as {}: it syncs as a normal file", copy_path.display())
+    } else {
+        let (backups, copy_rel2, copy_path2) =
+            (spec.backups.clone(), copy_rel.clone(), copy_path.clone());
+        blocking(move || -> Result<String, String> {
+            match std::fs::symlink_metadata(&copy_path2) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Ok("already gone from the primary".to_string())
+                }
+                Err(e) => Err(format!("cannot read {}: {e}", copy_path2.display())),
+                Ok(m) if !m.file_type().is_file() => Ok(format!(
+                    "left alone: {} is not a regular file",
+                    copy_path2.display()
+                )),
+                Ok(_) => fsops::backup(&copy_path2, &backups, &copy_rel2, at, true)
+                    .map(|b| format!("moved to {}", b.display()))
+                    .map_err(|e| {
+                        format!("cannot move {} into the backups: {e}", copy_path2.display())
+                    }),
+            }
+        })
+        .await??
+    };
+
+    // The base: both sides as they are now.
+    let state = |hash, m: Meta| SideState {
+        hash,
+        size: m.size,
+        mtime_ns: m.mtime_ns,
+    };
+    let entry = if to_remote {
+        BaseEntry {
+            local: state(src_hash, src_meta),
+            remote: state(copy_hash, new_meta),
+        }
+    } else {
+        BaseEntry {
+            local: state(copy_hash, new_meta),
+            remote: state(src_hash, src_meta),
+        }
+    };
+    store
+        .durable(
+            DurableOp::SyncBase {
+                target: spec.name.clone(),
+                changes: vec![BaseChange::Put(rel.clone(), entry)],
+            },
+            Some(STORE_WAIT),
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "the files are in place but the sync state was not recorded ({e}); the next run \
+                 finds both sides agreeing"
+            )
+        })?;
+    base.insert(rel.clone(), entry);
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    store
+        .durable(
+            DurableOp::SyncResolve {
+                ids: ids.clone(),
+                resolution: keep.name().to_string(),
+                at_ms: unix_ms(at),
+            },
+            Some(STORE_WAIT),
+        )
+        .await
+        .map_err(|e| format!("resolved on disk, but the conflict is still listed open: {e}"))?;
+    blocking(move || drop(lock)).await?;
+    Ok(Resolution {
+        target: spec.name.clone(),
+        path: rel,
+        keep,
+        backup,
+        copy: copy_rel,
+        copy_now,
+        resolved: ids.len(),
+    })
+}
+
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("a file task failed: {e}"))
+}
