@@ -23,6 +23,9 @@ use crate::control::protocol::{
 /// How long `sync` waits for its runs at least.
 const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
+/// How long `verify` waits at least.
+const VERIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Runs a client command; its exit code.
 pub fn run(cli: &Cli) -> u8 {
     let global = &cli.global;
@@ -39,6 +42,8 @@ pub fn run(cli: &Cli) -> u8 {
         Command::Sync { dry_run: false, .. } | Command::ConflictResolve { .. } => {
             global.timeout.max(SYNC_WAIT)
         }
+        // Checking big databases takes a while (the daemon gives it at most 10 minutes).
+        Command::Verify => global.timeout.max(VERIFY_WAIT),
         _ => global.timeout,
     };
     let (mut conn, first) = match open(&socket, timeout, &command) {
@@ -473,6 +478,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             target: target.clone(),
             keep: keep.clone(),
         },
+        Cmd::Verify => Command::Verify,
         Cmd::Run | Cmd::Check { .. } => return Err("not a client command".into()),
     })
 }
@@ -650,6 +656,19 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             }
         }
         Cmd::Heal { .. } => listing::<HealResult>(result, human, out, render::heal)?,
+        Cmd::Verify => {
+            let Some(v) = typed::<metasystem_actors::sync::verify::VerifyReport>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::verify(out, &v)?;
+            }
+            if v.failed > 0 {
+                exit::UNHEALTHY
+            } else {
+                exit::OK
+            }
+        }
         Cmd::Conflicts { action: None, .. } => {
             listing::<ConflictsResult>(result, human, out, render::conflicts)?
         }

@@ -208,6 +208,10 @@ pub enum Cmd {
         #[arg(long, value_name = "TARGET")]
         target: Option<String>,
     },
+    /// Check every SQLite database of every sync location (the primary's synced paths, each
+    /// target's, its per-host snapshots): integrity_check and row counts; exit 1 if one fails.
+    /// Offline targets are reported, not failed.
+    Verify,
     /// Self-heal actions: what ran, when, and what the probe said right after.
     Heal {
         /// The window (e.g. 1h, 24h, 7d).

@@ -881,6 +881,66 @@ pub fn sync_status(out: &mut dyn Write, s: &SyncStatusResult) -> io::Result<()> 
     Ok(())
 }
 
+/// `verify`: each location, then each database in it.
+pub fn verify(
+    out: &mut dyn Write,
+    v: &metasystem_actors::sync::verify::VerifyReport,
+) -> io::Result<()> {
+    use metasystem_actors::probes::fmt_bytes;
+    if v.locations.is_empty() {
+        return writeln!(out, "no sync targets: nothing to verify");
+    }
+    for l in &v.locations {
+        let what = match l.kind.as_str() {
+            "primary" => format!("primary of {}", l.target),
+            "snapshots" => format!("snapshots in {}", l.target),
+            _ => format!("target {}", l.target),
+        };
+        match (&l.note, l.online) {
+            (Some(note), false) => writeln!(out, "{what} ({}): {note}", l.root)?,
+            (Some(note), true) => writeln!(out, "{what} ({}): FAILED: {note}", l.root)?,
+            (None, _) => writeln!(
+                out,
+                "{what} ({}): {} database(s)",
+                l.root,
+                l.databases.len()
+            )?,
+        }
+        for d in &l.databases {
+            if d.ok {
+                let rows: i64 = d.tables.iter().map(|(_, n)| n).sum();
+                let tables: Vec<String> =
+                    d.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                writeln!(
+                    out,
+                    "  ok      {} ({}): {} table(s), {rows} row(s){}",
+                    d.path,
+                    fmt_bytes(d.size),
+                    d.tables.len(),
+                    if tables.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", tables.join(", "))
+                    }
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "  FAILED  {} ({}): {}",
+                    d.path,
+                    fmt_bytes(d.size),
+                    d.error.as_deref().unwrap_or("unknown error")
+                )?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} database(s) checked, {} failed",
+        v.checked, v.failed
+    )
+}
+
 /// `conflicts`: one line per conflict, newest first.
 pub fn conflicts(out: &mut dyn Write, c: &ConflictsResult) -> io::Result<()> {
     if c.conflicts.is_empty() {

@@ -134,6 +134,10 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
     },
+    /// `PRAGMA integrity_check` and row counts of every SQLite database in every location
+    /// of every sync target: the primary's synced paths, the target's, its per-host
+    /// snapshots ([`metasystem_actors::sync::verify::VerifyReport`]).
+    Verify,
     /// Settles the open conflict of `path` (relative to the primary) keeping `keep` (local |
     /// remote | both), through the target's actor, after a run in progress
     /// ([`metasystem_actors::sync::Resolution`]). `target` is needed only when the path has
@@ -215,6 +219,7 @@ impl Command {
                 | Command::Breakers
                 | Command::SyncStatus
                 | Command::Conflicts { .. }
+                | Command::Verify
                 | Command::Sync { dry_run: true, .. }
                 | Command::ChaosStatus { .. }
                 | Command::Heal { .. }
@@ -251,6 +256,7 @@ impl Command {
             Command::Sync { .. } => "sync",
             Command::SyncStatus => "sync_status",
             Command::Conflicts { .. } => "conflicts",
+            Command::Verify => "verify",
             Command::ConflictResolve { .. } => "conflict_resolve",
             Command::Heal { .. } => "heal",
             Command::Retries { .. } => "retries",

@@ -95,6 +95,11 @@ impl Daemon {
             }
             Command::SyncStatus => self.sync_status(id),
             Command::Conflicts { all, target } => self.conflicts(id, target, all).await,
+            Command::Verify => {
+                let specs = self.services.sync.specs();
+                let report = metasystem_actors::sync::verify::verify(&specs).await;
+                Response::ok(id, json!(report))
+            }
             Command::ConflictResolve { path, target, keep } => {
                 self.conflict_resolve(id, path, target, keep).await
             }

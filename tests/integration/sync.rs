@@ -249,3 +249,90 @@ fn conflicts_are_listed_and_resolved_through_the_target() {
     assert_eq!(r["copied_to_remote"], 1, "{v}");
     assert_eq!(r["deleted_remote"], 0, "{v}");
 }
+
+#[test]
+fn verify_checks_every_database_everywhere_and_fails_on_a_damaged_one() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir_all(target.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    let config = format!(
+        "{}\n[[root.children]]\nname = \"off\"\nkind = \"sync_target\"\ntarget = \"{}\"\npaths = [\"shared\"]\nevery = \"1h\"\n",
+        tree(&target),
+        remote.path().join("unplugged/drive").display()
+    );
+    let d = TestDaemon::start(&config);
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    // A database in WAL mode (closed), copied in as a user's file.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/tests/fixtures/metastore-20261122.db");
+    std::fs::copy(&fixture, d.state.join("shared/good.db")).unwrap_or_else(|e| panic!("{e}"));
+    write_file(d.state.join("shared/notes.txt"), "not a database");
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["outcome"], "success", "{v}");
+
+    let v = d.json(&["verify"], 0);
+    let locs = v["locations"].as_array().cloned().unwrap_or_default();
+    let find = |kind: &str, target: &str| {
+        locs.iter()
+            .find(|l| {
+                l["kind"] == kind
+                    && l["target"]
+                        .as_str()
+                        .is_some_and(|t| t.split(", ").any(|n| n == target))
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} of {target}: {v}"))
+    };
+    let primary = find("primary", "t");
+    assert_eq!(
+        primary["target"], "off, t",
+        "one primary, both targets: {v}"
+    );
+    assert_eq!(
+        primary["databases"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    assert_eq!(primary["databases"][0]["path"], "shared/good.db");
+    assert_eq!(primary["databases"][0]["ok"], true, "{v}");
+    assert!(
+        primary["databases"][0]["tables"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{v}"
+    );
+    let there = find("target", "t");
+    assert_eq!(there["databases"][0]["path"], "shared/good.db", "{v}");
+    assert_eq!(there["databases"][0]["ok"], true, "{v}");
+    let host = metasystem::kinds::hostname();
+    let snaps = find("snapshots", "t");
+    assert_eq!(
+        snaps["databases"][0]["path"],
+        format!("hosts/{host}/metastore.db"),
+        "{v}"
+    );
+    assert_eq!(snaps["databases"][0]["ok"], true, "{v}");
+    let off = find("target", "off");
+    assert_eq!(off["online"], false, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+
+    // A damaged database on the target: exit 1, named, with what SQLite said.
+    let mut junk = b"SQLite format 3\0".to_vec();
+    junk.extend(std::iter::repeat_n(0xa5u8, 8192));
+    write_file(target.join("shared/bad.db"), &junk);
+    let v = d.json(&["verify"], 1);
+    assert_eq!(v["failed"], 1, "{v}");
+    let out = d.cli(&["verify"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("FAILED  shared/bad.db"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("offline"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("ok      shared/good.db"),
+        "{}",
+        out.stdout
+    );
+}

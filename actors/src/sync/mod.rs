@@ -7,6 +7,7 @@
 //! - [`snapshot`]: consistent copies of live SQLite databases (`VACUUM INTO` + integrity_check);
 //! - [`engine`]: one run (guards, scan, decide, apply, commit the base in batches);
 //! - [`resolve`]: an operator's resolution of a kept conflict (`conflicts resolve`);
+//! - [`verify`]: integrity and row counts of every database in every location (`verify`);
 //! - [`actor`]: the `sync_target` actor (schedule, forced runs, records, breaker, alerts).
 
 pub mod actor;
@@ -16,6 +17,7 @@ pub mod fsops;
 pub mod resolve;
 pub mod scan;
 pub mod snapshot;
+pub mod verify;
 
 pub use actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage, SyncTargets, TargetStatus};
 pub use classify::{Direction, Strategy};
