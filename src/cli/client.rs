@@ -8,16 +8,16 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    exit, render, AlertsAction, BreakersAction, ChaosAction, Cli, Cmd, ConflictsAction, Global,
-    SyncAction,
+    exit, render, AlertsAction, BackupsAction, BreakersAction, ChaosAction, Cli, Cmd,
+    ConflictsAction, Global, SyncAction,
 };
 use crate::config;
 use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{
-    code, AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosStatusResult,
-    ChaosStopResult, Command, ConflictsResult, EventsResult, HealResult, HealthResult,
-    MetricsResult, ReloadResult, Response, RetriesResult, Status, SyncResult, SyncStatusResult,
-    TreeResult,
+    code, AlertsResult, AnomaliesResult, BackupsResult, BreakerRow, BreakersResult,
+    ChaosStatusResult, ChaosStopResult, Command, ConflictsResult, EventsResult, HealResult,
+    HealthResult, MetricsResult, ReloadResult, Response, RetriesResult, Status, SyncResult,
+    SyncStatusResult, TreeResult,
 };
 
 /// How long `sync` waits for its runs at least.
@@ -39,9 +39,9 @@ pub fn run(cli: &Cli) -> u8 {
     };
     // A forced sync waits for the run, which can take long (a first copy of a big tree).
     let timeout = match &command {
-        Command::Sync { dry_run: false, .. } | Command::ConflictResolve { .. } => {
-            global.timeout.max(SYNC_WAIT)
-        }
+        Command::Sync { dry_run: false, .. }
+        | Command::ConflictResolve { .. }
+        | Command::BackupRestore { .. } => global.timeout.max(SYNC_WAIT),
         // Checking big databases takes a while (the daemon gives it at most 10 minutes).
         Command::Verify => global.timeout.max(VERIFY_WAIT),
         _ => global.timeout,
@@ -479,6 +479,19 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             keep: keep.clone(),
         },
         Cmd::Verify => Command::Verify,
+        Cmd::Backups {
+            action: None,
+            target,
+        } => Command::Backups {
+            target: target.clone(),
+        },
+        Cmd::Backups {
+            action: Some(BackupsAction::Restore { name, target }),
+            ..
+        } => Command::BackupRestore {
+            name: name.clone(),
+            target: target.clone(),
+        },
         Cmd::Run | Cmd::Check { .. } => return Err("not a client command".into()),
     })
 }
@@ -669,6 +682,18 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
                 exit::OK
             }
         }
+        Cmd::Backups { action: None, .. } => {
+            listing::<BackupsResult>(result, human, out, render::backups)?
+        }
+        Cmd::Backups {
+            action: Some(BackupsAction::Restore { .. }),
+            ..
+        } => listing::<metasystem_actors::sync::backups::Restored>(
+            result,
+            human,
+            out,
+            render::restored,
+        )?,
         Cmd::Conflicts { action: None, .. } => {
             listing::<ConflictsResult>(result, human, out, render::conflicts)?
         }

@@ -208,6 +208,16 @@ pub enum Cmd {
         #[arg(long, value_name = "TARGET")]
         target: Option<String>,
     },
+    /// The backups sync targets took before replacing or deleting a file (target, original
+    /// path, when, size), newest first. `backups restore NAME` puts one back.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backups {
+        #[command(subcommand)]
+        action: Option<BackupsAction>,
+        /// Only this sync target's.
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+    },
     /// Check every SQLite database of every sync location (the primary's synced paths, each
     /// target's, its per-host snapshots): integrity_check and row counts; exit 1 if one fails.
     /// Offline targets are reported, not failed.
@@ -237,6 +247,19 @@ pub enum Cmd {
 pub enum SyncAction {
     /// Each target: online or offline, the last run and its result, a run in progress.
     Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupsAction {
+    /// Put backup NAME (as `backups` lists it) back in the primary at its original path:
+    /// the current file is backed up first; the next run syncs the restored one out. A live
+    /// database (a non-empty -wal beside it) is never replaced.
+    Restore {
+        name: String,
+        /// The sync target (needed when several hold a backup of that name).
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::control::protocol::{
-    AlertsResult, AnomaliesResult, BreakerRow, BreakersResult, ChaosKill, ChaosRun,
+    AlertsResult, AnomaliesResult, BackupsResult, BreakerRow, BreakersResult, ChaosKill, ChaosRun,
     ChaosStatusResult, ChaosStopResult, ConflictsResult, Event, HealResult, HealthResult,
     MetricsResult, OpsResult, ReloadResult, RetriesResult, RetryOpView, SeriesRow, Status,
     SyncResult, SyncStatusResult, TreeResult,
@@ -938,6 +938,57 @@ pub fn verify(
         out,
         "{} database(s) checked, {} failed",
         v.checked, v.failed
+    )
+}
+
+/// `backups`: one line per backup, newest first; folders that could not be read.
+pub fn backups(out: &mut dyn Write, b: &BackupsResult) -> io::Result<()> {
+    use metasystem_actors::probes::fmt_bytes;
+    for d in &b.dirs {
+        if let Some(e) = &d.error {
+            writeln!(out, "{}: cannot list {}: {e}", d.target, d.dir)?;
+        }
+    }
+    if b.backups.is_empty() {
+        writeln!(out, "no backups")?;
+    }
+    for e in &b.backups {
+        writeln!(
+            out,
+            "{}  {}  {} ({}): {}",
+            e.taken,
+            e.target,
+            e.original,
+            fmt_bytes(e.size),
+            e.name
+        )?;
+    }
+    if !b.backups.is_empty() {
+        writeln!(
+            out,
+            "restore one with `metasystem backups restore NAME [--target T]` (NAME as after the colon)"
+        )?;
+    }
+    Ok(())
+}
+
+/// `backups restore`: where it went and what it replaced.
+pub fn restored(
+    out: &mut dyn Write,
+    r: &metasystem_actors::sync::backups::Restored,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} restored to {} ({} bytes)",
+        r.target, r.name, r.restored_to, r.size
+    )?;
+    if let Some(p) = &r.previous_backup {
+        writeln!(out, "  the file it replaced was backed up to {p}")?;
+    }
+    writeln!(
+        out,
+        "  it goes out with the next run (`metasystem sync {}`)",
+        r.target
     )
 }
 

@@ -138,6 +138,21 @@ pub enum Command {
     /// of every sync target: the primary's synced paths, the target's, its per-host
     /// snapshots ([`metasystem_actors::sync::verify::VerifyReport`]).
     Verify,
+    /// The backups of every sync target (only `target`'s when given), newest first
+    /// ([`BackupsResult`]).
+    Backups {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
+    /// Puts backup `name` (relative to its target's backups folder, as `backups` lists it)
+    /// back in the primary at its original path, through the target's actor
+    /// ([`metasystem_actors::sync::backups::Restored`]). `target` is needed only when
+    /// several targets hold that name.
+    BackupRestore {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
     /// Settles the open conflict of `path` (relative to the primary) keeping `keep` (local |
     /// remote | both), through the target's actor, after a run in progress
     /// ([`metasystem_actors::sync::Resolution`]). `target` is needed only when the path has
@@ -220,6 +235,7 @@ impl Command {
                 | Command::SyncStatus
                 | Command::Conflicts { .. }
                 | Command::Verify
+                | Command::Backups { .. }
                 | Command::Sync { dry_run: true, .. }
                 | Command::ChaosStatus { .. }
                 | Command::Heal { .. }
@@ -257,6 +273,8 @@ impl Command {
             Command::SyncStatus => "sync_status",
             Command::Conflicts { .. } => "conflicts",
             Command::Verify => "verify",
+            Command::Backups { .. } => "backups",
+            Command::BackupRestore { .. } => "backup_restore",
             Command::ConflictResolve { .. } => "conflict_resolve",
             Command::Heal { .. } => "heal",
             Command::Retries { .. } => "retries",
@@ -280,6 +298,25 @@ pub struct SyncStatusResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConflictsResult {
     pub conflicts: Vec<ConflictView>,
+}
+
+/// What `backups` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupsResult {
+    /// Newest first, every target's together.
+    pub backups: Vec<metasystem_actors::sync::backups::BackupEntry>,
+    /// Each target's backups folder, how many backups it holds (listed: at most 5,000 per
+    /// target), or why it could not be read.
+    pub dirs: Vec<BackupDir>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupDir {
+    pub target: String,
+    pub dir: String,
+    pub count: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One kept conflict.

@@ -95,6 +95,8 @@ impl Daemon {
             }
             Command::SyncStatus => self.sync_status(id),
             Command::Conflicts { all, target } => self.conflicts(id, target, all).await,
+            Command::Backups { target } => self.backups(id, target).await,
+            Command::BackupRestore { name, target } => self.backup_restore(id, name, target).await,
             Command::Verify => {
                 let specs = self.services.sync.specs();
                 let report = metasystem_actors::sync::verify::verify(&specs).await;

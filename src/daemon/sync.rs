@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::Daemon;
 use crate::control::protocol::{
-    code, ConflictView, ConflictsResult, Response, SyncResult, SyncStatusResult,
+    code, BackupDir, BackupsResult, ConflictView, ConflictsResult, Response, SyncResult,
+    SyncStatusResult,
 };
 use crate::kinds::sync_target::run_options;
 
@@ -33,26 +34,7 @@ impl Daemon {
         let names = match target {
             Some(t) => {
                 if registry.actor(&t).is_none() {
-                    let names = registry.names();
-                    let hint = match crate::config::reader::suggest(
-                        &t,
-                        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-                    ) {
-                        Some(close) => format!("; did you mean `{close}`?"),
-                        None => String::new(),
-                    };
-                    return Response::error(
-                        id,
-                        code::NOT_FOUND,
-                        format!(
-                            "no sync target `{t}` is running (targets: {}){hint}",
-                            if names.is_empty() {
-                                "none".into()
-                            } else {
-                                names.join(", ")
-                            }
-                        ),
-                    );
+                    return unknown_target(id, registry, &t);
                 }
                 vec![t]
             }
@@ -221,4 +203,151 @@ impl Daemon {
             ),
         }
     }
+
+    /// `backups [--target T]`: every target's backups folder walked on the blocking pool.
+    pub(super) async fn backups(&self, id: Option<u64>, target: Option<String>) -> Response {
+        let registry = &self.services.sync;
+        if let Some(t) = &target {
+            if registry.actor(t).is_none() {
+                return unknown_target(id, registry, t);
+            }
+        }
+        let specs: Vec<_> = registry
+            .specs()
+            .into_iter()
+            .filter(|s| target.as_deref().is_none_or(|t| t == s.name))
+            .collect();
+        let listed = tokio::task::spawn_blocking(move || {
+            let mut backups = Vec::new();
+            let mut dirs = Vec::new();
+            for spec in &specs {
+                let r = metasystem_actors::sync::backups::list(spec);
+                dirs.push(BackupDir {
+                    target: spec.name.clone(),
+                    dir: spec.backups.display().to_string(),
+                    count: r.as_ref().map_or(0, Vec::len),
+                    error: r.as_ref().err().cloned(),
+                });
+                backups.extend(r.unwrap_or_default());
+            }
+            backups.sort_by_key(|b| std::cmp::Reverse(b.taken_ms));
+            BackupsResult { backups, dirs }
+        })
+        .await;
+        match listed {
+            Ok(result) => Response::ok(id, json!(result)),
+            Err(e) => Response::error(
+                id,
+                code::INTERNAL,
+                format!("listing the backups failed: {e}"),
+            ),
+        }
+    }
+
+    /// `backups restore NAME [--target T]`: through the target's actor (never during a run).
+    pub(super) async fn backup_restore(
+        &self,
+        id: Option<u64>,
+        name: String,
+        target: Option<String>,
+    ) -> Response {
+        use metasystem_actors::sync::backups;
+        if let Err(e) = backups::check_name(&name) {
+            return Response::error(id, code::BAD_REQUEST, e);
+        }
+        let registry = &self.services.sync;
+        let name_t = match target {
+            Some(t) => {
+                if registry.actor(&t).is_none() {
+                    return unknown_target(id, registry, &t);
+                }
+                t
+            }
+            None => {
+                let specs = registry.specs();
+                let n = name.clone();
+                let holders = tokio::task::spawn_blocking(move || {
+                    specs
+                        .iter()
+                        .filter(|s| backups::exists(s, &n))
+                        .map(|s| s.name.clone())
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                match holders.as_slice() {
+                    [one] => one.clone(),
+                    [] => {
+                        return Response::error(
+                            id,
+                            code::NOT_FOUND,
+                            format!(
+                                "no sync target has a backup {name:?}; `metasystem backups` \
+                                 lists them by the name to give"
+                            ),
+                        )
+                    }
+                    many => {
+                        return Response::error(
+                            id,
+                            code::BAD_REQUEST,
+                            format!(
+                                "several sync targets have a backup {name:?} ({}): say which \
+                                 with --target",
+                                many.join(", ")
+                            ),
+                        )
+                    }
+                }
+            }
+        };
+        let Some(actor) = registry.actor(&name_t) else {
+            return unknown_target(id, registry, &name_t);
+        };
+        match actor
+            .call(
+                |r| SyncTargetMessage::Restore(name.clone(), r),
+                Some(RUN_WAIT),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Response::ok(id, json!(res)),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                Response::error(id, code::REFUSED, format!("{name_t}: {e}"))
+            }
+            _ => Response::error(
+                id,
+                code::NOT_RUNNING,
+                format!("sync target `{name_t}` stopped before answering"),
+            ),
+        }
+    }
+}
+
+/// The error for a target that is not running, with the ones that are.
+fn unknown_target(
+    id: Option<u64>,
+    registry: &metasystem_actors::sync::SyncTargets,
+    t: &str,
+) -> Response {
+    let names = registry.names();
+    let hint = match crate::config::reader::suggest(
+        t,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    ) {
+        Some(close) => format!("; did you mean `{close}`?"),
+        None => String::new(),
+    };
+    Response::error(
+        id,
+        code::NOT_FOUND,
+        format!(
+            "no sync target `{t}` is running (targets: {}){hint}",
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ),
+    )
 }

@@ -336,3 +336,93 @@ fn verify_checks_every_database_everywhere_and_fails_on_a_damaged_one() {
         out.stdout
     );
 }
+
+#[test]
+fn backups_are_listed_and_restored_into_the_primary() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir_all(target.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    let d = TestDaemon::start(&tree(&target));
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    let out = d.cli(&["backups"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("no backups"), "{}", out.stdout);
+
+    write_file(d.state.join("shared/notes.txt"), "v1");
+    assert_eq!(report(&d.json(&["sync", "t"], 0))["outcome"], "success");
+    write_file(target.join("shared/notes.txt"), "v2 remote");
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["copied_to_local"], 1, "{v}");
+
+    let v = d.json(&["backups", "--target", "t"], 0);
+    let list = v["backups"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(list[0]["target"], "t");
+    assert_eq!(list[0]["original"], "shared/notes.txt");
+    assert_eq!(list[0]["size"], 2);
+    let name = list[0]["name"].as_str().unwrap_or_default().to_string();
+    assert!(
+        name.starts_with("shared/notes.txt-") && name.ends_with(".bak"),
+        "{name}"
+    );
+    let out = d.cli(&["backups"]);
+    assert!(
+        out.stdout.contains("shared/notes.txt") && out.stdout.contains(&name),
+        "{}",
+        out.stdout
+    );
+
+    // Restored: the current file backed up, v1 back in the primary, then synced out.
+    let v = d.json(&["backups", "restore", &name], 0);
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/notes.txt")).unwrap_or_default(),
+        "v1"
+    );
+    let prev = v["previous_backup"].as_str().unwrap_or_default();
+    assert_eq!(
+        std::fs::read_to_string(prev).unwrap_or_default(),
+        "v2 remote",
+        "{v}"
+    );
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["copied_to_remote"], 1, "{v}");
+    assert_eq!(
+        std::fs::read_to_string(target.join("shared/notes.txt")).unwrap_or_default(),
+        "v1"
+    );
+
+    // Never over a live database; snapshots, unknown names and `..` are clear errors.
+    write_file(d.state.join("shared/live.db"), "db");
+    write_file(d.state.join("shared/live.db-wal"), "pending pages");
+    write_file(
+        d.state.join("backups/t/shared/live.db-20260101-000000.bak"),
+        "old db",
+    );
+    let out = d.cli(&["backups", "restore", "shared/live.db-20260101-000000.bak"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("live database"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/live.db")).unwrap_or_default(),
+        "db"
+    );
+    let host = metasystem::kinds::hostname();
+    let out = d.cli(&["backups", "restore", &format!("hosts/{host}/metastore.db")]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("per-host snapshot"), "{}", out.stderr);
+    let out = d.cli(&["backups", "restore", "shared/nope.txt-20260101-000000.bak"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no sync target has a backup"),
+        "{}",
+        out.stderr
+    );
+    let out = d.cli(&[
+        "backups",
+        "restore",
+        "../x-20260101-000000.bak",
+        "--target",
+        "t",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains(".."), "{}", out.stderr);
+}

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use super::backups::{self, Restored};
 use super::engine::{self, Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
 use super::resolve::{self, Keep, Resolution};
 use crate::alerts::{Alert, Alerts, Severity};
@@ -52,18 +53,26 @@ pub enum SyncTargetMessage {
     Status(RpcReplyPort<TargetStatus>),
     /// An operator settles the open conflict of a path (`conflicts resolve`); waits for a
     /// running run to finish, and no run starts until it is done.
-    Resolve(String, Keep, RpcReplyPort<Result<Resolution, String>>),
-    /// Internal: a resolution finished.
-    Resolved(Box<Resolved>),
+    Resolve(String, Keep, ResolveReply),
+    /// An operator puts a backup back in the primary (`backups restore NAME`); like
+    /// `Resolve`, never during a run.
+    Restore(String, RpcReplyPort<Result<Restored, String>>),
+    /// Internal: an operator's job finished (its caller already answered).
+    JobDone(Box<JobDone>),
+}
+
+/// An operator's change to the target's files, done between runs.
+pub enum Job {
+    Resolve(String, Keep, ResolveReply),
+    Restore(String, RpcReplyPort<Result<Restored, String>>),
 }
 
 /// Where a resolution's answer goes.
 pub type ResolveReply = RpcReplyPort<Result<Resolution, String>>;
 
-pub struct Resolved {
-    result: Result<Resolution, String>,
+pub struct JobDone {
     base: HashMap<String, BaseEntry>,
-    reply: RpcReplyPort<Result<Resolution, String>>,
+    event: Option<StoredEvent>,
 }
 
 pub struct Finished {
@@ -195,7 +204,7 @@ pub struct SyncTargetState {
     /// Forced runs waiting for the running one to finish.
     queued: Vec<(RunOptions, Option<RpcReplyPort<RunReport>>)>,
     /// Resolutions waiting for the running run (or resolution) to finish; served first.
-    resolves: std::collections::VecDeque<(String, Keep, ResolveReply)>,
+    jobs: std::collections::VecDeque<Job>,
     /// The spec, shared with the registry.
     spec: Arc<SyncSpec>,
     /// Callers of the running run.
@@ -314,8 +323,8 @@ impl SyncTargetState {
 
     /// What waited for the target: a resolution first, else the forced runs.
     fn next_queued(&mut self, myself: &ActorRef<SyncTargetMessage>) {
-        if let Some((path, keep, reply)) = self.resolves.pop_front() {
-            self.start_resolve(myself, path, keep, reply);
+        if let Some(job) = self.jobs.pop_front() {
+            self.start_job(myself, job);
             return;
         }
         // Forced runs that waited: one run for the first, and for every other with the same
@@ -334,71 +343,98 @@ impl SyncTargetState {
         }
     }
 
-    /// Starts a resolution unless a run or another resolution holds the base (then it waits).
-    fn start_resolve(
-        &mut self,
-        myself: &ActorRef<SyncTargetMessage>,
-        path: String,
-        keep: Keep,
-        reply: RpcReplyPort<Result<Resolution, String>>,
-    ) {
+    /// Starts an operator's job unless a run or another job holds the base (then it waits).
+    fn start_job(&mut self, myself: &ActorRef<SyncTargetMessage>, job: Job) {
         let Some(mut base) = self.base.take() else {
-            self.resolves.push_back((path, keep, reply));
+            self.jobs.push_back(job);
             return;
         };
         let spec = self.spec.clone();
         let store = self.args.store.clone();
+        let path = self.args.path.clone();
         let myself2 = myself.clone();
         tokio::spawn(async move {
-            let result = match conflicts(store.reader(), Some(&spec.name), false).await {
-                Err(e) => Err(e),
-                Ok(open) => {
-                    let rows: Vec<_> = open.iter().filter(|c| c.path == path).cloned().collect();
-                    if rows.is_empty() {
-                        Err(no_conflict(&spec.name, &path, &open))
-                    } else {
-                        resolve::resolve(&spec, &store, &mut base, &rows, keep).await
-                    }
+            let event = match job {
+                Job::Resolve(rel, keep, reply) => {
+                    let result = match conflicts(store.reader(), Some(&spec.name), false).await {
+                        Err(e) => Err(e),
+                        Ok(open) => {
+                            let rows: Vec<_> =
+                                open.iter().filter(|c| c.path == rel).cloned().collect();
+                            if rows.is_empty() {
+                                Err(no_conflict(&spec.name, &rel, &open))
+                            } else {
+                                resolve::resolve(&spec, &store, &mut base, &rows, keep).await
+                            }
+                        }
+                    };
+                    let event = result.as_ref().ok().map(|res| {
+                        let mut e = StoredEvent::new(
+                            &path,
+                            "sync_event",
+                            format!(
+                                "{}: conflict of {} resolved keeping {}",
+                                spec.name,
+                                res.path,
+                                res.keep.name()
+                            ),
+                        );
+                        e.data = serde_json::json!({
+                            "target": spec.name,
+                            "outcome": "resolved",
+                            "path": res.path,
+                            "keep": res.keep,
+                            "backup": res.backup,
+                        });
+                        e
+                    });
+                    let _ = reply.send(result);
+                    event
+                }
+                Job::Restore(name, reply) => {
+                    let s = spec.clone();
+                    let result = tokio::task::spawn_blocking(move || {
+                        backups::restore(&s, &name, SystemTime::now())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the restore failed: {e}")));
+                    let event = result.as_ref().ok().map(|r| {
+                        let mut e = StoredEvent::new(
+                            &path,
+                            "sync_event",
+                            format!(
+                                "{}: backup {} restored to {}",
+                                spec.name, r.name, r.restored_to
+                            ),
+                        );
+                        e.data = serde_json::json!({
+                            "target": spec.name,
+                            "outcome": "restored",
+                            "path": r.original,
+                            "backup": r.name,
+                            "previous_backup": r.previous_backup,
+                        });
+                        e
+                    });
+                    let _ = reply.send(result);
+                    event
                 }
             };
-            let _ = myself2.cast(SyncTargetMessage::Resolved(Box::new(Resolved {
-                result,
+            let _ = myself2.cast(SyncTargetMessage::JobDone(Box::new(JobDone {
                 base,
-                reply,
+                event,
             })));
         });
         self.publish(myself);
     }
 
-    fn resolved(&mut self, myself: &ActorRef<SyncTargetMessage>, r: Resolved) {
-        let Resolved {
-            result,
-            base,
-            reply,
-        } = r;
+    fn job_done(&mut self, myself: &ActorRef<SyncTargetMessage>, done: JobDone) {
+        let JobDone { base, event } = done;
         self.tracked = base.len();
         self.base = Some(base);
-        if let Ok(res) = &result {
-            let mut e = StoredEvent::new(
-                &self.args.path,
-                "sync_event",
-                format!(
-                    "{}: conflict of {} resolved keeping {}",
-                    self.spec.name,
-                    res.path,
-                    res.keep.name()
-                ),
-            );
-            e.data = serde_json::json!({
-                "target": self.spec.name,
-                "outcome": "resolved",
-                "path": res.path,
-                "keep": res.keep,
-                "backup": res.backup,
-            });
+        if let Some(e) = event {
             self.args.store.record(e);
         }
-        let _ = reply.send(result);
         self.publish(myself);
         self.next_queued(myself);
     }
@@ -607,7 +643,7 @@ impl Actor for SyncTargetActor {
             base: Some(base),
             progress: Arc::new(Progress::default()),
             queued: Vec::new(),
-            resolves: std::collections::VecDeque::new(),
+            jobs: std::collections::VecDeque::new(),
             spec: Arc::new(args.spec.clone()),
             waiting: Vec::new(),
             generation: 0,
@@ -648,9 +684,12 @@ impl Actor for SyncTargetActor {
                 let _ = reply.send(state.status());
             }
             SyncTargetMessage::Resolve(path, keep, reply) => {
-                state.start_resolve(&myself, path, keep, reply)
+                state.start_job(&myself, Job::Resolve(path, keep, reply))
             }
-            SyncTargetMessage::Resolved(r) => state.resolved(&myself, *r),
+            SyncTargetMessage::Restore(name, reply) => {
+                state.start_job(&myself, Job::Restore(name, reply))
+            }
+            SyncTargetMessage::JobDone(d) => state.job_done(&myself, *d),
         }
         Ok(())
     }

@@ -8,9 +8,11 @@
 //! - [`engine`]: one run (guards, scan, decide, apply, commit the base in batches);
 //! - [`resolve`]: an operator's resolution of a kept conflict (`conflicts resolve`);
 //! - [`verify`]: integrity and row counts of every database in every location (`verify`);
+//! - [`backups`]: a target's backups listed, and one restored into the primary;
 //! - [`actor`]: the `sync_target` actor (schedule, forced runs, records, breaker, alerts).
 
 pub mod actor;
+pub mod backups;
 pub mod classify;
 pub mod engine;
 pub mod fsops;
