@@ -77,6 +77,28 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
             s.probes_pending.join(", ")
         )?;
     }
+    for t in &s.sync {
+        let last = match (&t.last_outcome, &t.last_at) {
+            (Some(o), Some(at)) => format!(
+                "last run {o} at {at}{}",
+                t.last_reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            _ => match &t.last_success {
+                Some(at) => format!("no run since the daemon started; last success at {at}"),
+                None => "never synced".to_string(),
+            },
+        };
+        writeln!(
+            out,
+            "sync:      {} ({}{}): {last}",
+            t.name,
+            if t.online { "online" } else { "offline" },
+            if t.running { ", running" } else { "" }
+        )?;
+    }
     if !s.breakers_open.is_empty() {
         writeln!(
             out,

@@ -970,6 +970,29 @@ pub struct Status {
     /// Probes whose first check has not completed: `path (check)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes_pending: Vec<String>,
+    /// Each sync target's last run, one line each (none from a daemon without targets, or
+    /// from an older daemon).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync: Vec<SyncLine>,
+}
+
+/// A sync target in `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncLine {
+    pub name: String,
+    pub online: bool,
+    #[serde(default)]
+    pub running: bool,
+    /// The last run since the daemon started: success | skipped | error, when, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reason: Option<String>,
+    /// The last successful run (from the store: earlier runs of the daemon count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
 }
 
 /// A past run of the daemon.

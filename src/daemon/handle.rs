@@ -93,7 +93,7 @@ impl Daemon {
                 self.sync_now(id, target, direction, strategy, dry_run)
                     .await
             }
-            Command::SyncStatus => self.sync_status(id),
+            Command::SyncStatus => self.sync_status(id).await,
             Command::Conflicts { all, target } => self.conflicts(id, target, all).await,
             Command::Backups { target } => self.backups(id, target).await,
             Command::BackupRestore { name, target } => self.backup_restore(id, name, target).await,
@@ -272,6 +272,7 @@ impl Daemon {
             breakers_open: metasystem_actors::probes::actor::open_breakers(&self.services.breakers),
             probes_failing: self.probes_failing(),
             probes_pending: self.probes_pending(),
+            sync: self.sync_lines().await,
         }
     }
 }

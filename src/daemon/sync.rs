@@ -63,13 +63,24 @@ impl Daemon {
         Response::ok(id, json!(SyncResult { reports }))
     }
 
-    pub(super) fn sync_status(&self, id: Option<u64>) -> Response {
-        Response::ok(
-            id,
-            json!(SyncStatusResult {
-                targets: self.services.sync.statuses()
-            }),
+    pub(super) async fn sync_status(&self, id: Option<u64>) -> Response {
+        let targets = self.target_statuses().await;
+        Response::ok(id, json!(SyncStatusResult { targets }))
+    }
+
+    /// Every target's status. Whether each target is there is a look at the disk (a mount
+    /// may hang): on the blocking pool, at most 2 s, else as the actors last saw it.
+    async fn target_statuses(&self) -> Vec<metasystem_actors::sync::TargetStatus> {
+        let registry = self.services.sync.clone();
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::task::spawn_blocking(move || registry.statuses()),
         )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            _ => self.services.sync.published(),
+        }
     }
 
     /// `conflicts [--all] [--target T]`, from the read pool.
@@ -350,4 +361,23 @@ fn unknown_target(
             }
         ),
     )
+}
+
+impl Daemon {
+    /// Each sync target in one line for `status`.
+    pub(super) async fn sync_lines(&self) -> Vec<crate::control::protocol::SyncLine> {
+        self.target_statuses()
+            .await
+            .into_iter()
+            .map(|t| crate::control::protocol::SyncLine {
+                name: t.name,
+                online: t.online,
+                running: t.running,
+                last_outcome: t.last.as_ref().map(|l| l.outcome.name().to_string()),
+                last_at: t.last.as_ref().map(|l| format_ms(l.at_ms)),
+                last_reason: t.last.and_then(|l| l.reason),
+                last_success: t.last_success_ms.map(format_ms),
+            })
+            .collect()
+    }
 }

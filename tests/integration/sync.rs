@@ -316,6 +316,34 @@ fn verify_checks_every_database_everywhere_and_fails_on_a_damaged_one() {
     assert_eq!(off["online"], false, "{v}");
     assert_eq!(v["failed"], 0, "{v}");
 
+    // `status` has one line per target: online or not, the last run.
+    let s = d.json(&["status"], 0);
+    let lines = s["sync"].as_array().cloned().unwrap_or_default();
+    let t = lines
+        .iter()
+        .find(|l| l["name"] == "t")
+        .unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(t["online"], true, "{s}");
+    assert_eq!(t["last_outcome"], "success", "{s}");
+    assert!(t["last_success"].is_string(), "{s}");
+    let o = lines
+        .iter()
+        .find(|l| l["name"] == "off")
+        .unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(o["online"], false, "{s}");
+    let out = d.cli(&["status"]);
+    assert!(
+        out.stdout
+            .contains("sync:      t (online): last run success at "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("sync:      off (offline): "),
+        "{}",
+        out.stdout
+    );
+
     // A damaged database on the target: exit 1, named, with what SQLite said.
     let mut junk = b"SQLite format 3\0".to_vec();
     junk.extend(std::iter::repeat_n(0xa5u8, 8192));

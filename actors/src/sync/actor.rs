@@ -143,6 +143,13 @@ impl SyncTargets {
             .collect()
     }
 
+    /// Every target's status as its actor last published it (no look at the disk: `online`
+    /// may be stale).
+    pub fn published(&self) -> Vec<TargetStatus> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.values().map(|(s, _, _, _)| s.clone()).collect()
+    }
+
     /// The actor of target `name`.
     pub fn actor(&self, name: &str) -> Option<ActorRef<SyncTargetMessage>> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
