@@ -1307,6 +1307,61 @@ mod tests {
         .is_read_only());
     }
 
+    #[test]
+    fn sync_operator_requests_parse() {
+        let cmd = |line: &str| parse_request(line).map(|p| p.command);
+        assert_eq!(
+            cmd(r#"{"cmd":"conflicts"}"#),
+            Ok(Command::Conflicts {
+                all: false,
+                target: None
+            })
+        );
+        assert_eq!(
+            cmd(r#"{"cmd":"conflict_resolve","path":"a.txt","keep":"both","target":"t"}"#),
+            Ok(Command::ConflictResolve {
+                path: "a.txt".into(),
+                target: Some("t".into()),
+                keep: "both".into()
+            })
+        );
+        assert_eq!(cmd(r#"{"cmd":"verify"}"#), Ok(Command::Verify));
+        assert_eq!(
+            cmd(r#"{"cmd":"backup_restore","name":"a.txt-20260101-000000.bak"}"#),
+            Ok(Command::BackupRestore {
+                name: "a.txt-20260101-000000.bak".into(),
+                target: None
+            })
+        );
+        assert!(cmd(r#"{"cmd":"conflict_resolve","path":"a.txt"}"#).is_err());
+        assert!(Command::Verify.is_read_only());
+        assert!(Command::Backups { target: None }.is_read_only());
+        assert!(!Command::BackupRestore {
+            name: String::new(),
+            target: None
+        }
+        .is_read_only());
+        assert!(!Command::ConflictResolve {
+            path: String::new(),
+            target: None,
+            keep: String::new()
+        }
+        .is_read_only());
+    }
+
+    /// A status from a daemon before the `sync` field reads (as an empty list).
+    #[test]
+    fn an_old_status_without_sync_lines_reads() {
+        let old = serde_json::json!({
+            "version": "0.1.0", "pid": 1, "uptime_s": 2, "config": "c", "state_dir": "s",
+            "socket": "k", "running": 1, "restarting": 0, "stopped": 0, "failed": 0,
+            "healthy": true, "store": { "queued": 0, "inflight": 0, "durable_waiting": 0,
+                "dropped": 0, "written": 0, "write_failures": 0 },
+        });
+        let s: Status = serde_json::from_value(old).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.sync.is_empty());
+    }
+
     fn error_of(line: &str) -> (Option<u64>, String, String) {
         match parse_request(line) {
             Ok(ok) => panic!("{line} parsed as {ok:?}"),
