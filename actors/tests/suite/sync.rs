@@ -681,3 +681,75 @@ async fn resolving_what_cannot_be_resolved_says_why() {
     let msg = metasystem_actors::sync::actor::no_conflict("t1", "b.txt", &open);
     assert!(msg.contains("open: a.txt"), "{msg}");
 }
+
+/// The actor never resolves during a run: a resolution asked while a run holds the target
+/// waits for it (queued like a forced run) and is answered after it.
+#[tokio::test]
+async fn the_actor_queues_a_resolution_behind_a_running_run() {
+    use metasystem_actors::alerts::Alerts;
+    use metasystem_actors::breakers::Breakers;
+    use metasystem_actors::metrics::Metrics;
+    use metasystem_actors::sync::actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage};
+    use metasystem_actors::sync::{Keep, SyncTargets};
+    let (fx, _) = conflict(Strategy::Manual).await;
+    let registry = SyncTargets::default();
+    let args = SyncTargetArgs {
+        path: "root/t1".into(),
+        spec: fx.spec.clone(),
+        every: Duration::from_secs(3600),
+        min_interval: Duration::from_secs(60),
+        breaker: None,
+        store: fx.store.clone(),
+        metrics: Metrics::new(fx.store.clone()),
+        alerts: Alerts::new(fx.store.clone()),
+        breakers: Breakers::new(),
+        registry: registry.clone(),
+    };
+    let (actor, handle) = ractor::Actor::spawn(None, SyncTargetActor, args)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (run_tx, run_rx) = ractor::concurrency::oneshot();
+    let (res_tx, res_rx) = ractor::concurrency::oneshot();
+    // Both in the mailbox before the actor reads the first: the run takes the target, the
+    // resolution must wait for it.
+    actor
+        .cast(SyncTargetMessage::Run(
+            RunOptions::default(),
+            Some(run_tx.into()),
+        ))
+        .unwrap();
+    actor
+        .cast(SyncTargetMessage::Resolve(
+            "a.txt".into(),
+            Keep::Local,
+            res_tx.into(),
+        ))
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(30), run_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    // The run saw the conflict still open (the resolution had not happened yet).
+    assert_eq!(report.unresolved, vec!["a.txt".to_string()], "{report:#?}");
+    let res = tokio::time::timeout(Duration::from_secs(30), res_rx)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.keep, Keep::Local);
+    assert_eq!(read(&fx.remote("a.txt")), "local edit");
+    // A path with no open conflict: the error names the open ones (none left now).
+    let err = actor
+        .call(
+            |r| SyncTargetMessage::Resolve("a.txt".into(), Keep::Remote, r),
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    match err {
+        ractor::rpc::CallResult::Success(Err(e)) => assert!(e.contains("no open conflict"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    actor.stop(None);
+    let _ = handle.await;
+}
