@@ -985,6 +985,13 @@ pub fn backups(out: &mut dyn Write, b: &BackupsResult) -> io::Result<()> {
             e.name
         )?;
     }
+    if b.truncated {
+        writeln!(
+            out,
+            "... and older ones (the newest {} are listed)",
+            b.backups.len()
+        )?;
+    }
     if !b.backups.is_empty() {
         writeln!(
             out,

@@ -303,8 +303,11 @@ pub struct ConflictsResult {
 /// What `backups` answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupsResult {
-    /// Newest first, every target's together.
+    /// Newest first, every target's together (at most 5,000).
     pub backups: Vec<metasystem_actors::sync::backups::BackupEntry>,
+    /// There are more, older ones than listed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     /// Each target's backups folder, how many backups it holds (listed: at most 5,000 per
     /// target), or why it could not be read.
     pub dirs: Vec<BackupDir>,

@@ -229,20 +229,31 @@ impl Daemon {
             .filter(|s| target.as_deref().is_none_or(|t| t == s.name))
             .collect();
         let listed = tokio::task::spawn_blocking(move || {
+            use metasystem_actors::sync::backups::MAX_LISTED;
             let mut backups = Vec::new();
             let mut dirs = Vec::new();
+            let mut truncated = false;
             for spec in &specs {
                 let r = metasystem_actors::sync::backups::list(spec);
                 dirs.push(BackupDir {
                     target: spec.name.clone(),
                     dir: spec.backups.display().to_string(),
-                    count: r.as_ref().map_or(0, Vec::len),
+                    count: r.as_ref().map_or(0, |(l, _)| l.len()),
                     error: r.as_ref().err().cloned(),
                 });
-                backups.extend(r.unwrap_or_default());
+                if let Ok((list, more)) = r {
+                    truncated |= more;
+                    backups.extend(list);
+                }
             }
             backups.sort_by_key(|b| std::cmp::Reverse(b.taken_ms));
-            BackupsResult { backups, dirs }
+            truncated |= backups.len() > MAX_LISTED;
+            backups.truncate(MAX_LISTED);
+            BackupsResult {
+                backups,
+                truncated,
+                dirs,
+            }
         })
         .await;
         match listed {

@@ -33,13 +33,12 @@ pub struct BackupEntry {
     pub size: u64,
 }
 
-/// A target's backups: newest first (at most [`MAX_LISTED`]), with the folder and files in
-/// it that are not backups.
-pub fn list(spec: &SyncSpec) -> Result<Vec<BackupEntry>, String> {
+/// A target's backups: newest first (at most [`MAX_LISTED`]; `true` when there were more).
+pub fn list(spec: &SyncSpec) -> Result<(Vec<BackupEntry>, bool), String> {
     let dir = &spec.backups;
     let mut out = Vec::new();
     match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, false)),
         Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
         Ok(_) => {}
     }
@@ -80,8 +79,9 @@ pub fn list(spec: &SyncSpec) -> Result<Vec<BackupEntry>, String> {
             .cmp(&a.taken_ms)
             .then_with(|| a.name.cmp(&b.name))
     });
+    let more = out.len() > MAX_LISTED;
     out.truncate(MAX_LISTED);
-    Ok(out)
+    Ok((out, more))
 }
 
 /// What a restore did.
