@@ -753,3 +753,24 @@ async fn the_actor_queues_a_resolution_behind_a_running_run() {
     actor.stop(None);
     let _ = handle.await;
 }
+
+/// With the backups on another file system (a rename cannot move there), the conflict copy
+/// still leaves the primary: copied into the backups, then removed.
+#[tokio::test]
+async fn a_resolution_moves_the_copy_across_file_systems() {
+    use metasystem_actors::sync::resolve::{resolve, Keep};
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+        return; // no second file system here
+    };
+    let (mut fx, r) = conflict(Strategy::Manual).await;
+    fx.spec.backups = shm.path().join("backups");
+    let copy = r.conflicts[0].copy.clone().unwrap();
+    let open = conflicts(fx.store.reader(), Some("t1"), false)
+        .await
+        .unwrap();
+    let res = resolve(&fx.spec, &fx.store, &mut fx.base, &open, Keep::Local)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!fx.local(&copy).exists(), "{res:?}");
+    assert!(fx.backups().iter().any(|n| n.starts_with("a.conflict-")));
+}
