@@ -180,22 +180,28 @@ impl Sketch {
     /// hundred bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(4 + 4 * self.bucket_count());
+        self.write_bytes(&mut out);
+        out
+    }
+
+    /// Appends [`Sketch::to_bytes`]'s form to `out` (many sketches into one buffer).
+    pub fn write_bytes(&self, out: &mut Vec<u8>) {
+        out.reserve(4 + 4 * self.bucket_count());
         out.push(FORMAT_VERSION);
-        put_varint(&mut out, self.zero);
+        put_varint(out, self.zero);
         for side in [&self.positive, &self.negative] {
-            put_varint(&mut out, side.len() as u64);
+            put_varint(out, side.len() as u64);
             let mut prev: Option<i32> = None;
             for (&k, &n) in side {
                 match prev {
-                    None => put_varint(&mut out, zigzag(k)),
+                    None => put_varint(out, zigzag(k)),
                     // Keys ascend strictly, so the delta is positive and fits in u64.
-                    Some(p) => put_varint(&mut out, (i64::from(k) - i64::from(p)) as u64),
+                    Some(p) => put_varint(out, (i64::from(k) - i64::from(p)) as u64),
                 }
-                put_varint(&mut out, n);
+                put_varint(out, n);
                 prev = Some(k);
             }
         }
-        out
     }
 
     /// Parses [`Sketch::to_bytes`] output. Never panics: garbage, truncated or hostile input

@@ -28,8 +28,9 @@ pub fn day_of(at_ms: i64) -> i64 {
     at_ms.div_euclid(DAY_MS) * DAY_MS
 }
 
-/// One series in one hour or day (its start).
-type RollupKey = (i64, String, String);
+/// The rollup rows held in memory: per hour (day) start and metric name, per subject.
+/// Two levels, so a lookup borrows the subject instead of allocating a key.
+type Known = HashMap<(i64, &'static str), HashMap<String, Summary>>;
 
 /// The two rollup tables; their SQL is spelled out per table (sqlx takes only static SQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,21 +65,24 @@ impl Grain {
             }
         }
     }
+
+    /// The hour or day `at_ms` falls in.
+    fn start(self, at_ms: i64) -> i64 {
+        match self {
+            Grain::Hour => hour_of(at_ms),
+            Grain::Day => day_of(at_ms),
+        }
+    }
 }
 
 /// The writer's copy of recent rollup rows: a batch is merged into them without reading the
-/// table back. Updated only after a COMMIT succeeded, so a refused batch is merged again, once,
-/// when it is retried.
+/// table back. Merged in place while the batch's transaction runs; if the transaction fails,
+/// the writer forgets them all ([`Rollups::forget`]) and the next batch reads the committed
+/// rows back, so what is held is never ahead of the table.
 #[derive(Default)]
 pub(super) struct Rollups {
-    hours: HashMap<RollupKey, Summary>,
-    days: HashMap<RollupKey, Summary>,
-}
-
-/// The rollup rows a batch produced, for [`Rollups::commit`] after the COMMIT.
-pub(super) struct Merged {
-    hours: Vec<(RollupKey, Summary)>,
-    days: Vec<(RollupKey, Summary)>,
+    hours: Known,
+    days: Known,
 }
 
 impl Rollups {
@@ -86,26 +90,33 @@ impl Rollups {
     /// sample for them is merged with the row read back from the table).
     pub(super) fn evict(&mut self, now_ms: i64) {
         let hour = hour_of(now_ms) - HOUR_MS;
-        self.hours.retain(|(h, _, _), _| *h >= hour);
+        self.hours.retain(|(h, _), _| *h >= hour);
         let day = day_of(now_ms) - DAY_MS;
-        self.days.retain(|(d, _, _), _| *d >= day);
+        self.days.retain(|(d, _), _| *d >= day);
     }
 
-    fn known(&self, grain: Grain) -> &HashMap<RollupKey, Summary> {
+    /// Forgets every row: after a failed transaction, whose merges were rolled back.
+    pub(super) fn forget(&mut self) {
+        self.hours.clear();
+        self.days.clear();
+    }
+
+    fn known(&mut self, grain: Grain) -> &mut Known {
         match grain {
-            Grain::Hour => &self.hours,
-            Grain::Day => &self.days,
+            Grain::Hour => &mut self.hours,
+            Grain::Day => &mut self.days,
         }
     }
 }
 
-/// Inserts `samples` and folds them into the hourly rollups, inside the caller's transaction.
-/// Returns the merged rollup rows, to be given to [`Rollups::commit`] after the COMMIT.
+/// Inserts `samples` and folds them into the hourly and daily rollups (held in `rollups`,
+/// merged in place), inside the caller's transaction. On an error the caller must
+/// [`Rollups::forget`] (the transaction is rolled back, the merges are not).
 pub(super) async fn insert(
     conn: &mut SqliteConnection,
     samples: &[Sample],
-    rollups: &Rollups,
-) -> Result<Merged, sqlx::Error> {
+    rollups: &mut Rollups,
+) -> Result<(), sqlx::Error> {
     for chunk in samples.chunks(ROWS_PER_STATEMENT) {
         let mut sql = QueryBuilder::new("INSERT INTO samples (at_ms, name, subject, value, ok) ");
         sql.push_values(chunk, |mut row, s| {
@@ -117,70 +128,75 @@ pub(super) async fn insert(
         });
         sql.build().execute(&mut *conn).await?;
     }
-    // This batch, per hour and series; the days from the hours.
-    let mut hours: HashMap<(i64, &str, &str), Summary> = HashMap::new();
-    for s in samples {
-        hours
-            .entry((hour_of(s.at_ms), s.metric.name(), s.subject.as_str()))
-            .or_default()
-            .add(s.value, s.ok);
+    for grain in [Grain::Hour, Grain::Day] {
+        fold(conn, grain, samples, rollups.known(grain)).await?;
     }
-    let mut days: HashMap<(i64, &str, &str), Summary> = HashMap::new();
-    for ((hour, name, subject), part) in &hours {
-        days.entry((day_of(*hour), name, subject))
-            .or_default()
-            .merge(part);
-    }
-    Ok(Merged {
-        hours: fold(conn, Grain::Hour, hours, rollups).await?,
-        days: fold(conn, Grain::Day, days, rollups).await?,
-    })
+    Ok(())
 }
 
-/// Merges a batch's partial rollups into the stored rows of `grain` and writes them.
+/// Adds `samples` to the rows of `grain` they fall in (read back from the table when not
+/// held) and writes those rows.
 async fn fold(
     conn: &mut SqliteConnection,
     grain: Grain,
-    partial: HashMap<(i64, &str, &str), Summary>,
-    rollups: &Rollups,
-) -> Result<Vec<(RollupKey, Summary)>, sqlx::Error> {
-    let mut merged = Vec::with_capacity(partial.len());
-    for ((at, name, subject), part) in partial {
-        let key = (at, name.to_string(), subject.to_string());
-        let mut total = match rollups.known(grain).get(&key) {
-            Some(known) => known.clone(),
-            None => read_one(&mut *conn, grain, at, name, subject)
-                .await?
-                .unwrap_or_default(),
+    samples: &[Sample],
+    known: &mut Known,
+) -> Result<(), sqlx::Error> {
+    let mut touched: Vec<(i64, &'static str, &str)> = Vec::new();
+    for s in samples {
+        let (at, name, subject) = (grain.start(s.at_ms), s.metric.name(), s.subject.as_str());
+        let series = known.entry((at, name)).or_default();
+        let summary = match series.get_mut(subject) {
+            Some(summary) => summary,
+            None => {
+                let stored = read_one(&mut *conn, grain, at, name, subject)
+                    .await?
+                    .unwrap_or_default();
+                series.entry(subject.to_string()).or_insert(stored)
+            }
         };
-        total.merge(&part);
-        merged.push((key, total));
+        summary.add(s.value, s.ok);
+        touched.push((at, name, subject));
     }
-    for chunk in merged.chunks(ROWS_PER_STATEMENT / 2) {
+    // Each row once, in key order.
+    touched.sort_unstable();
+    touched.dedup();
+    let mut sketches: Vec<u8> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
+    for chunk in touched.chunks(ROWS_PER_STATEMENT / 2) {
+        // Each row's summary as it stands now, with its sketch serialized into one buffer.
+        sketches.clear();
+        ends.clear();
+        let mut rows: Vec<(i64, &str, &str, &Summary)> = Vec::with_capacity(chunk.len());
+        for &(at, name, subject) in chunk {
+            let Some(summary) = known.get(&(at, name)).and_then(|s| s.get(subject)) else {
+                continue;
+            };
+            summary.sketch.write_bytes(&mut sketches);
+            ends.push(sketches.len());
+            rows.push((at, name, subject, summary));
+        }
         let mut sql = QueryBuilder::new(grain.upsert());
-        sql.push_values(chunk, |mut row, ((at, name, subject), s)| {
-            row.push_bind(*at)
-                .push_bind(name.as_str())
-                .push_bind(subject.as_str())
-                .push_bind(i64::try_from(s.count).unwrap_or(i64::MAX))
-                .push_bind(i64::try_from(s.ok).unwrap_or(i64::MAX))
-                .push_bind(i64::try_from(s.failed).unwrap_or(i64::MAX))
-                .push_bind(s.sum)
-                .push_bind(s.min().unwrap_or(0.0))
-                .push_bind(s.max().unwrap_or(0.0))
-                .push_bind(s.sketch.to_bytes());
-        });
+        let mut from = 0;
+        sql.push_values(
+            rows.iter().zip(&ends),
+            |mut row, ((at, name, subject, s), &end)| {
+                row.push_bind(*at)
+                    .push_bind(*name)
+                    .push_bind(*subject)
+                    .push_bind(i64::try_from(s.count).unwrap_or(i64::MAX))
+                    .push_bind(i64::try_from(s.ok).unwrap_or(i64::MAX))
+                    .push_bind(i64::try_from(s.failed).unwrap_or(i64::MAX))
+                    .push_bind(s.sum)
+                    .push_bind(s.min().unwrap_or(0.0))
+                    .push_bind(s.max().unwrap_or(0.0))
+                    .push_bind(&sketches[from..end]);
+                from = end;
+            },
+        );
         sql.build().execute(&mut *conn).await?;
     }
-    Ok(merged)
-}
-
-impl Rollups {
-    /// The rows of a committed batch become the known state.
-    pub(super) fn commit(&mut self, merged: Merged) {
-        self.hours.extend(merged.hours);
-        self.days.extend(merged.days);
-    }
+    Ok(())
 }
 
 async fn read_one(

@@ -147,7 +147,7 @@ pub struct StoreState {
     inflight: Vec<StoredEvent>,
     /// Samples taken from their intake and not yet committed: kept across failures.
     samples_inflight: Vec<Sample>,
-    /// Recent hourly rollup rows as committed (merged with each batch of samples).
+    /// Recent hourly and daily rollup rows as committed (merged with each batch of samples).
     rollups: Rollups,
     /// Consecutive failed writes (drives the retry delay and the logging).
     failures: u32,
@@ -525,21 +525,22 @@ impl StoreState {
     /// (they stay in hand and a retry is armed).
     async fn write_samples(&mut self, myself: &ActorRef<StoreMessage>) -> Result<(), ()> {
         let batch = &self.samples_inflight;
-        let rollups = &self.rollups;
+        let rollups = &mut self.rollups;
         let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
             samples::insert(conn, batch, rollups).await
         })
         .await;
         match outcome {
-            Ok(merged) => {
+            Ok(()) => {
                 let n = self.samples_inflight.len() as u64;
                 self.samples_inflight.clear();
-                self.rollups.commit(merged);
                 self.shared.stats.written.fetch_add(n, Ordering::Relaxed);
                 self.succeeded();
                 Ok(())
             }
             Err(e) => {
+                // Rolled back: the rows merged in memory are ahead of the table.
+                self.rollups.forget();
                 self.failed(myself, &e);
                 Err(())
             }
