@@ -14,10 +14,11 @@
 //! report is pending ([`ProbeReport::pending`]) until the first check completes.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::check::{run, CheckOutcome, CheckSpec, CheckState, Health, Slots};
@@ -88,8 +89,6 @@ pub struct ProbeArgs {
 }
 
 pub enum ProbeMessage {
-    /// Internal: time for a scheduled check (stale generations are ignored).
-    Run(u64),
     /// Internal: a check finished.
     Done(Box<Done>),
     /// Check now and answer the report (`health`).
@@ -182,8 +181,18 @@ impl serde::Serialize for ProbeReport {
     }
 }
 
+/// A probe's latest report, which its actor updates in place (under this lock, its own: a
+/// check changes a few fields, and neither a copy of the whole report nor the registry's
+/// lock is taken per check).
+type Slot = Arc<Mutex<ProbeReport>>;
+
 /// A probe's latest report and the actor to ask for a fresh one.
-type Entry = (ProbeReport, ActorRef<ProbeMessage>);
+type Entry = (Slot, ActorRef<ProbeMessage>);
+
+fn lock(slot: &Slot) -> MutexGuard<'_, ProbeReport> {
+    // Every update is a few field assignments: a panic cannot leave it half-changed.
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The probes' latest reports, by path, with the actor to ask for a fresh check.
 #[derive(Clone, Default)]
@@ -195,7 +204,7 @@ impl Probes {
     /// Every probe's latest report, by path.
     pub fn reports(&self) -> Vec<ProbeReport> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.values().map(|(r, _)| r.clone()).collect()
+        map.values().map(|(r, _)| lock(r).clone()).collect()
     }
 
     /// The running probes, to ask for a check.
@@ -206,9 +215,10 @@ impl Probes {
             .collect()
     }
 
-    fn publish(&self, report: ProbeReport, actor: &ActorRef<ProbeMessage>) {
+    /// Lists a starting probe's report (replacing an earlier incarnation's).
+    fn publish(&self, path: &str, report: &Slot, actor: &ActorRef<ProbeMessage>) {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(report.path.clone(), (report, actor.clone()));
+        map.insert(path.to_string(), (report.clone(), actor.clone()));
     }
 
     fn withdraw(&self, path: &str, actor: &ActorRef<ProbeMessage>) {
@@ -225,12 +235,16 @@ impl Probes {
 pub struct ProbeActorState {
     args: ProbeArgs,
     probe: ProbeState,
-    /// The check's own state, lent to the running check.
+    /// The check's own state, lent to the runner with each order.
     check_state: Option<CheckState>,
-    report: ProbeReport,
+    /// The latest report, as listed in the registry.
+    report: Slot,
+    /// The reported status (the report's, kept here for the heal actions).
+    status: Health,
     /// Waiting for the running check: `health` callers.
     waiting: Vec<RpcReplyPort<ProbeReport>>,
-    /// Scheduled runs carry this; a newer schedule makes older ones stale.
+    /// The runner's orders; each carries a number, and a newer order makes older ones stale.
+    runner: mpsc::UnboundedSender<Order>,
     generation: u64,
     limiters: Vec<Limiter>,
     /// One breaker per heal action (in the order of `args.heal`), not in the shared registry.
@@ -249,56 +263,118 @@ fn now_ms() -> i64 {
     unix_ms(SystemTime::now())
 }
 
-impl ProbeActorState {
-    fn schedule(&mut self, myself: &ActorRef<ProbeMessage>, after: Duration) {
-        self.generation += 1;
-        let generation = self.generation;
-        myself.send_after(after, move || ProbeMessage::Run(generation));
-    }
+/// What the actor asks of its runner.
+enum Order {
+    /// Check at `at` (or earlier, on a [`Order::Now`] of this order's number) and send the
+    /// result back as [`ProbeMessage::Done`], with the check's state.
+    Check {
+        generation: u64,
+        at: Instant,
+        state: CheckState,
+    },
+    /// Check now rather than at the time ordered, if order `generation` still waits.
+    Now(u64),
+}
 
-    /// Starts a check unless one runs.
-    fn start(&mut self, myself: &ActorRef<ProbeMessage>) {
-        let Some(mut state) = self.check_state.take() else {
-            return; // running
+/// What a runner needs to run a probe's check.
+struct Job {
+    spec: CheckSpec,
+    timeout: Duration,
+    breakers: Breakers,
+    store: Store,
+}
+
+/// Runs one check of `job`, with its state: the data checks from what they read, the others
+/// through [`run`] (bounded by the timeout).
+async fn evaluate(job: &Job, state: &mut CheckState) -> CheckOutcome {
+    match &job.spec {
+        CheckSpec::Breakers => super::breakers(&open_breakers(&job.breakers)),
+        CheckSpec::SyncRecency(s) => {
+            let last = last_sync_success(&job.store, &s.target).await;
+            super::sync_recency(last, now_ms(), s.warn_after, s.fail_after)
+        }
+        spec => run(spec, job.timeout, state).await,
+    }
+}
+
+/// A probe's runner: one task for the actor's life, which waits for the time of each check,
+/// runs it off the actor and sends the result back. One check at a time: the check's state
+/// travels with each order and comes back with its result, and the actor orders the next
+/// check only after it has handled the last. Ends when the actor is gone (its orders' sender
+/// dropped, or the result cannot be delivered).
+///
+/// It replaces what each run used to cost: a timer task (`send_after`), a `Run` message and a
+/// check task, spawned anew; a thousand probes checking every second spawned two thousand
+/// tasks a second for it.
+async fn runner(
+    job: Job,
+    mut orders: mpsc::UnboundedReceiver<Order>,
+    actor: ActorRef<ProbeMessage>,
+) {
+    while let Some(order) = orders.recv().await {
+        let Order::Check {
+            generation,
+            at,
+            mut state,
+        } = order
+        else {
+            continue; // a stale Now
         };
-        let spec = self.args.check.clone();
-        let timeout = self.args.timeout;
-        let data = match &spec {
-            CheckSpec::Breakers => Some(super::breakers(&open_breakers(&self.args.breakers))),
-            CheckSpec::SyncRecency(s) => {
-                let store = self.args.store.clone();
-                let s = s.clone();
-                let myself = myself.clone();
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    let last = last_sync_success(&store, &s.target).await;
-                    let outcome = super::sync_recency(last, now_ms(), s.warn_after, s.fail_after);
-                    let _ = myself.cast(ProbeMessage::Done(Box::new(Done {
-                        outcome,
-                        state,
-                        took: started.elapsed(),
-                    })));
-                });
-                return;
+        let sleep = tokio::time::sleep_until(at);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                next = orders.recv() => match next {
+                    None => return,
+                    Some(Order::Now(g)) if g == generation => break,
+                    // A stale Now (a Check cannot come: this one holds the only state).
+                    Some(_) => {}
+                },
             }
-            _ => None,
+        }
+        let started = Instant::now();
+        let outcome = evaluate(&job, &mut state).await;
+        let done = Done {
+            outcome,
+            state,
+            took: started.elapsed(),
         };
-        let myself = myself.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let outcome = match data {
-                Some(outcome) => outcome,
-                None => run(&spec, timeout, &mut state).await,
-            };
-            let _ = myself.cast(ProbeMessage::Done(Box::new(Done {
-                outcome,
-                state,
-                took: started.elapsed(),
-            })));
-        });
+        if actor.cast(ProbeMessage::Done(Box::new(done))).is_err() {
+            return;
+        }
+    }
+}
+
+impl ProbeActorState {
+    /// Orders the next check `after` from now; an error if the runner is gone.
+    fn schedule(&mut self, after: Duration) -> Result<(), ActorProcessingErr> {
+        let Some(state) = self.check_state.take() else {
+            return Ok(()); // ordered already
+        };
+        self.generation += 1;
+        let order = Order::Check {
+            generation: self.generation,
+            at: Instant::now() + after,
+            state,
+        };
+        self.runner
+            .send(order)
+            .map_err(|_| ActorProcessingErr::from("the probe's runner is gone"))
     }
 
-    async fn done(&mut self, myself: &ActorRef<ProbeMessage>, d: Done) {
+    /// Checks now: the waiting order runs at once.
+    fn check_now(&mut self) -> Result<(), ActorProcessingErr> {
+        if self.check_state.is_some() {
+            return self.schedule(Duration::ZERO);
+        }
+        // Waiting for its time or running: a Now of a running order is stale when it arrives.
+        self.runner
+            .send(Order::Now(self.generation))
+            .map_err(|_| ActorProcessingErr::from("the probe's runner is gone"))
+    }
+
+    async fn done(&mut self, d: Done) -> Result<(), ActorProcessingErr> {
         self.check_state = Some(d.state);
         let at = now_ms();
         let raw = d.outcome.status;
@@ -311,39 +387,40 @@ impl ProbeActorState {
             .outcome(raw == Health::Pass),
         );
         let change = self.probe.observe(raw, self.args.thresholds);
-        self.report.last = Some(d.outcome);
-        self.report.at_ms = Some(at);
-        self.report.took_ms = Some(d.took.as_millis() as u64);
-        self.report.consecutive_failures = self.probe.consecutive_failures();
-        if let Some(change) = change {
-            self.report.status = change.to;
-            self.report.since_ms = at;
-            self.changed(change.from, change.to);
+        // What the event and the alert of a change say.
+        let said = change.map(|_| (d.outcome.message.clone(), d.outcome.value));
+        {
+            let mut report = lock(&self.report);
+            report.last = Some(d.outcome);
+            report.at_ms = Some(at);
+            report.took_ms = Some(d.took.as_millis() as u64);
+            report.consecutive_failures = self.probe.consecutive_failures();
+            if let Some(change) = change {
+                report.status = change.to;
+                report.since_ms = at;
+            }
+            for reply in self.waiting.drain(..) {
+                let _ = reply.send(report.clone());
+            }
         }
-        self.args.registry.publish(self.report.clone(), myself);
-        for reply in self.waiting.drain(..) {
-            let _ = reply.send(self.report.clone());
+        if let (Some(change), Some((message, value))) = (change, said) {
+            self.status = change.to;
+            self.changed(change.from, change.to, message, value);
         }
         // While not passing, the heal actions run at every check, each within its cooldown
         // and hourly cap (monit's "if failed then restart" with "N restarts within M cycles").
         // Boxed: the heal's future is ~9 KB (a command action's child process), and inline it
         // would be part of every probe actor's task for the probe's whole life.
-        if self.report.status != Health::Pass {
-            Box::pin(self.heal(self.report.status)).await;
+        if self.status != Health::Pass {
+            Box::pin(self.heal(self.status)).await;
         }
-        self.schedule(myself, self.args.every);
+        self.schedule(self.args.every)
     }
 
     /// The reported status changed: an event, and the alert of the new status (the old one
     /// resolved).
-    fn changed(&self, from: Health, to: Health) {
+    fn changed(&self, from: Health, to: Health, message: String, value: Option<f64>) {
         let path = &self.args.path;
-        let message = self
-            .report
-            .last
-            .as_ref()
-            .map(|o| o.message.clone())
-            .unwrap_or_default();
         let mut event = StoredEvent::new(
             path,
             "probe",
@@ -354,7 +431,7 @@ impl ProbeActorState {
             "from": from,
             "to": to,
             "message": message,
-            "value": self.report.last.as_ref().and_then(|o| o.value),
+            "value": value,
         });
         self.args.store.record(event);
         for status in [Health::Warn, Health::Fail] {
@@ -518,16 +595,15 @@ impl ProbeActorState {
     /// the heal action achieved.
     async fn recheck(&mut self) -> Health {
         let Some(mut state) = self.check_state.take() else {
-            return self.report.status;
+            return self.status;
         };
-        let outcome = match &self.args.check {
-            CheckSpec::Breakers => super::breakers(&open_breakers(&self.args.breakers)),
-            CheckSpec::SyncRecency(s) => {
-                let last = last_sync_success(&self.args.store, &s.target).await;
-                super::sync_recency(last, now_ms(), s.warn_after, s.fail_after)
-            }
-            spec => run(spec, self.args.timeout, &mut state).await,
+        let job = Job {
+            spec: self.args.check.clone(),
+            timeout: self.args.timeout,
+            breakers: self.args.breakers.clone(),
+            store: self.args.store.clone(),
         };
+        let outcome = evaluate(&job, &mut state).await;
         self.check_state = Some(state);
         outcome.status
     }
@@ -660,7 +736,16 @@ impl Actor for ProbeActor {
             consecutive_failures: 0,
             since_ms: now_ms(),
         };
-        args.registry.publish(report.clone(), &myself);
+        let report = Arc::new(Mutex::new(report));
+        args.registry.publish(&args.path, &report, &myself);
+        let (runner_tx, orders) = mpsc::unbounded_channel();
+        let job = Job {
+            spec: args.check.clone(),
+            timeout: args.timeout,
+            breakers: args.breakers.clone(),
+            store: args.store.clone(),
+        };
+        tokio::spawn(runner(job, orders, myself.clone()));
         let limiters = restore_limiters(&args).await;
         let heal_breakers = heal_breakers(&args.path, &args.heal, &args.store);
         let rejected_until = vec![None; args.heal.len()];
@@ -670,39 +755,36 @@ impl Actor for ProbeActor {
             probe: ProbeState::new(),
             check_state: Some(check_state),
             report,
+            status: Health::Pass,
             waiting: Vec::new(),
+            runner: runner_tx,
             generation: 0,
             limiters,
             heal_breakers,
             rejected_until,
         };
         // The first check right away.
-        state.schedule(&myself, Duration::ZERO);
+        state.schedule(Duration::ZERO)?;
         Ok(state)
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         message: ProbeMessage,
         state: &mut ProbeActorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ProbeMessage::Run(generation) => {
-                if generation == state.generation {
-                    state.start(&myself);
-                }
-            }
-            ProbeMessage::Done(d) => state.done(&myself, *d).await,
+            ProbeMessage::Done(d) => state.done(*d).await,
             ProbeMessage::CheckNow(reply) => {
                 state.waiting.push(reply);
-                state.start(&myself);
+                state.check_now()
             }
             ProbeMessage::Status(reply) => {
-                let _ = reply.send(state.report.clone());
+                let _ = reply.send(lock(&state.report).clone());
+                Ok(())
             }
         }
-        Ok(())
     }
 
     async fn post_stop(
