@@ -245,6 +245,9 @@ pub struct ProbeActorState {
     waiting: Vec<RpcReplyPort<ProbeReport>>,
     /// The runner's orders; each carries a number, and a newer order makes older ones stale.
     runner: mpsc::UnboundedSender<Order>,
+    /// Stopped with the actor: no check starts (and no connection is made) for a probe that
+    /// stopped, whose result could not be recorded.
+    runner_task: tokio::task::JoinHandle<()>,
     generation: u64,
     limiters: Vec<Limiter>,
     /// One breaker per heal action (in the order of `args.heal`), not in the shared registry.
@@ -745,7 +748,7 @@ impl Actor for ProbeActor {
             breakers: args.breakers.clone(),
             store: args.store.clone(),
         };
-        tokio::spawn(runner(job, orders, myself.clone()));
+        let runner_task = tokio::spawn(runner(job, orders, myself.clone()));
         let limiters = restore_limiters(&args).await;
         let heal_breakers = heal_breakers(&args.path, &args.heal, &args.store);
         let rejected_until = vec![None; args.heal.len()];
@@ -758,6 +761,7 @@ impl Actor for ProbeActor {
             status: Health::Pass,
             waiting: Vec::new(),
             runner: runner_tx,
+            runner_task,
             generation: 0,
             limiters,
             heal_breakers,
@@ -793,6 +797,7 @@ impl Actor for ProbeActor {
         state: &mut ProbeActorState,
     ) -> Result<(), ActorProcessingErr> {
         state.args.registry.withdraw(&state.args.path, &myself);
+        state.runner_task.abort();
         Ok(())
     }
 }
