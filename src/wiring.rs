@@ -68,31 +68,11 @@ impl metasystem_actors::heal::Tree for HealTree {
     fn sync(&self, target: &str) -> BoxFuture<'_, Result<String, String>> {
         let target = target.to_string();
         Box::pin(async move {
-            use metasystem_actors::sync::{Outcome, RunOptions, SyncTargetMessage};
-            let Some(actor) = self.sync.actor(&target) else {
-                let names = self.sync.names();
-                return Err(format!(
-                    "no sync target `{target}` is running (running: {})",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ));
-            };
-            let report = match actor
-                .call(
-                    |r| SyncTargetMessage::Run(RunOptions::default(), Some(r)),
-                    Some(HEAL_SYNC_WAIT),
-                )
-                .await
-            {
-                Ok(ractor::rpc::CallResult::Success(r)) => r,
-                Ok(ractor::rpc::CallResult::Timeout) => {
-                    return Err(format!("the sync of `{target}` did not finish within 10m"))
-                }
-                _ => return Err(format!("sync target `{target}` stopped before answering")),
-            };
+            use metasystem_actors::sync::{Outcome, RunOptions};
+            let report = self
+                .sync
+                .run(&target, RunOptions::default(), HEAL_SYNC_WAIT)
+                .await?;
             match report.outcome {
                 Outcome::Success => Ok(format!(
                     "synced {target}: {} file(s) changed",

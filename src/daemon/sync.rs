@@ -40,19 +40,9 @@ impl Daemon {
             }
             None => registry.names(),
         };
-        let runs = names.into_iter().filter_map(|n| {
-            let actor = registry.actor(&n)?;
-            let opts = opts.clone();
-            Some(async move {
-                match actor
-                    .call(|r| SyncTargetMessage::Run(opts, Some(r)), Some(RUN_WAIT))
-                    .await
-                {
-                    Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
-                    _ => Err(format!("sync target `{n}` stopped before answering")),
-                }
-            })
-        });
+        let runs = names
+            .iter()
+            .map(|n| registry.run(n, opts.clone(), RUN_WAIT));
         let mut reports = Vec::new();
         for r in futures_util::future::join_all(runs).await {
             match r {

@@ -162,6 +162,38 @@ impl SyncTargets {
         map.values().map(|(_, _, _, s)| s.clone()).collect()
     }
 
+    /// Runs target `name` now (after a run in progress) and waits up to `wait` for its
+    /// report.
+    pub async fn run(
+        &self,
+        name: &str,
+        opts: RunOptions,
+        wait: Duration,
+    ) -> Result<RunReport, String> {
+        let Some(actor) = self.actor(name) else {
+            let names = self.names();
+            return Err(format!(
+                "no sync target `{name}` is running (targets: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        };
+        match actor
+            .call(|r| SyncTargetMessage::Run(opts, Some(r)), Some(wait))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(format!(
+                "the sync of `{name}` did not finish within {}",
+                humantime::format_duration(wait)
+            )),
+            _ => Err(format!("sync target `{name}` stopped before answering")),
+        }
+    }
+
     pub fn names(&self) -> Vec<String> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
         map.keys().cloned().collect()
@@ -283,12 +315,11 @@ impl SyncTargetState {
         let myself2 = myself.clone();
         tokio::spawn(async move {
             let report = match breaker.as_ref().map(|b| b.allow()) {
-                Some(Err(rejected)) => {
-                    let mut r = dry_report(&spec, &opts);
-                    r.outcome = Outcome::Skipped;
-                    r.reason = Some(format!("the circuit breaker refused the run: {rejected}"));
-                    r
-                }
+                Some(Err(rejected)) => RunReport::not_run(
+                    &spec,
+                    &opts,
+                    format!("the circuit breaker refused the run: {rejected}"),
+                ),
                 permit => {
                     let open = conflicts(store.reader(), Some(&spec.name), false)
                         .await
@@ -595,39 +626,6 @@ pub fn no_conflict(target: &str, path: &str, open: &[crate::store::sync::Conflic
 
 fn same_options(a: &RunOptions, b: &RunOptions) -> bool {
     a.direction == b.direction && a.strategy == b.strategy && a.dry_run == b.dry_run
-}
-
-fn dry_report(spec: &SyncSpec, opts: &RunOptions) -> RunReport {
-    // An empty report of a run that did not happen.
-    RunReport {
-        target: spec.name.clone(),
-        outcome: Outcome::Skipped,
-        reason: None,
-        refusal: None,
-        dry_run: opts.dry_run,
-        direction: opts.direction.unwrap_or(spec.direction),
-        strategy: opts.strategy.unwrap_or(spec.strategy),
-        local_files: 0,
-        remote_files: 0,
-        copied_to_remote: 0,
-        copied_to_local: 0,
-        deleted_remote: 0,
-        deleted_local: 0,
-        agreed: 0,
-        bytes: 0,
-        backups: 0,
-        backups_pruned: 0,
-        conflicts: Vec::new(),
-        unresolved: Vec::new(),
-        pending: Vec::new(),
-        deferred: Vec::new(),
-        errors: Vec::new(),
-        skipped: Vec::new(),
-        collisions: Vec::new(),
-        snapshots: Vec::new(),
-        planned: Vec::new(),
-        took_ms: 0,
-    }
 }
 
 impl Actor for SyncTargetActor {

@@ -182,6 +182,17 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The report of a run that did not happen (skipped for `reason`).
+    pub fn not_run(spec: &SyncSpec, opts: &RunOptions, reason: String) -> Self {
+        RunReport::new(
+            spec,
+            opts.direction.unwrap_or(spec.direction),
+            opts.strategy.unwrap_or(spec.strategy),
+            opts.dry_run,
+        )
+        .stop(Outcome::Skipped, reason, None)
+    }
+
     fn new(spec: &SyncSpec, direction: Direction, strategy: Strategy, dry_run: bool) -> Self {
         RunReport {
             target: spec.name.clone(),
