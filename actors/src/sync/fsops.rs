@@ -314,7 +314,8 @@ pub fn conflict_name(rel: &str, at: SystemTime, from: &str) -> String {
 }
 
 /// Copies (or, for a file of the primary about to be deleted, moves) `src` into the backups
-/// folder as `rel`'s backup; durable before it answers. Answers the backup's path.
+/// folder as `rel`'s backup; durable before it answers. Answers the backup's path. With `mv`,
+/// `src` is gone when it answers `Ok`, also when the backups are on another file system.
 pub fn backup(
     src: &Path,
     backups: &Path,
@@ -344,13 +345,34 @@ pub fn backup(
             Err(e) => return Err(e),
         }
     }
-    let md = fs::metadata(src)?;
-    let (temp, _, _) = copy_to_temp(src, &dest, super::scan::mtime_ns(&md))?;
+    let Some(seen) = meta_of(src)? else {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} is gone or not a regular file", src.display()),
+        ));
+    };
+    let own_mtime = super::scan::mtime_ns(&fs::metadata(src)?);
+    let (temp, _, _) = copy_to_temp(src, &dest, own_mtime)?;
     if let Err(e) = fs::rename(&temp, &dest) {
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
     sync_dir(&dest)?;
+    if mv {
+        // Another file system (a rename cannot cross): the copy is durable, so the source
+        // goes now, unless it changed while it was copied (then the caller's move fails and
+        // the file stays where it was; the backup is a harmless extra).
+        match remove(src, seen) {
+            Ok(()) => {}
+            Err(InstallError::Changed) => {
+                return Err(io::Error::other(format!(
+                    "{} changed while it was backed up",
+                    src.display()
+                )))
+            }
+            Err(InstallError::Io(e)) => return Err(e),
+        }
+    }
     Ok(dest)
 }
 
@@ -443,5 +465,18 @@ mod tests {
         assert!(!src.exists());
         assert_eq!(fs::read_to_string(&b1).unwrap(), "v1");
         assert_eq!(fs::read_to_string(&b2).unwrap(), "v1");
+    }
+
+    #[test]
+    fn a_move_across_file_systems_removes_the_source() {
+        let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+            return; // no second file system here
+        };
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("f.txt");
+        fs::write(&src, "v1").unwrap();
+        let b = backup(&src, other.path(), "f.txt", SystemTime::now(), true).unwrap();
+        assert!(!src.exists());
+        assert_eq!(fs::read_to_string(&b).unwrap(), "v1");
     }
 }

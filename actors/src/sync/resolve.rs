@@ -256,21 +256,6 @@ pub async fn resolve(
                     let b = fsops::backup(&copy_path2, &backups, &copy_rel2, at, true).map_err(
                         |e| format!("cannot move {} into the backups: {e}", copy_path2.display()),
                     )?;
-                    // fsops::backup copies instead of moving when the backups are on another
-                    // file system, and leaves the source: the copy is durable, remove it here.
-                    match std::fs::remove_file(&copy_path2) {
-                        Ok(()) => fsops::sync_dir(&copy_path2).map_err(|e| {
-                            format!("cannot sync the folder of {}: {e}", copy_path2.display())
-                        })?,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            return Err(format!(
-                                "backed up to {}, but cannot remove {}: {e}",
-                                b.display(),
-                                copy_path2.display()
-                            ))
-                        }
-                    }
                     Ok(format!("moved to {}", b.display()))
                 }
             }

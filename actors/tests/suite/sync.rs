@@ -774,3 +774,30 @@ async fn a_resolution_moves_the_copy_across_file_systems() {
     assert!(!fx.local(&copy).exists(), "{res:?}");
     assert!(fx.backups().iter().any(|n| n.starts_with("a.conflict-")));
 }
+
+/// Regression: with the backups on another file system, a primary file deleted on the target
+/// was copied into the backups but left in the primary while the base forgot it, so the next
+/// run brought it back to the target.
+#[tokio::test]
+async fn a_deletion_from_the_primary_holds_with_backups_on_another_file_system() {
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+        return; // no second file system here
+    };
+    let mut fx = Fx::new().await;
+    fx.spec.backups = shm.path().join("backups");
+    for n in ["a", "b", "c"] {
+        write(&fx.local(&format!("{n}.txt")), n);
+    }
+    fx.ok().await;
+    fs::remove_file(fx.remote("a.txt")).unwrap();
+    let r = fx.ok().await;
+    assert_eq!(r.deleted_local, 1, "{r:#?}");
+    assert!(!fx.local("a.txt").exists(), "the primary's copy stayed");
+    assert!(fx.backups().iter().any(|n| n.starts_with("a.txt-")));
+    let again = fx.ok().await;
+    assert!(
+        !fx.remote("a.txt").exists(),
+        "the deleted file came back: {again:#?}"
+    );
+    assert!(!fx.local("a.txt").exists());
+}
