@@ -1028,7 +1028,12 @@ pub fn conflicts(out: &mut dyn Write, c: &ConflictsResult) -> io::Result<()> {
     }
     for v in &c.conflicts {
         let state = match (&v.resolved, &v.resolution) {
-            (Some(at), Some(how)) => format!("resolved {at} keeping {how}"),
+            (Some(at), Some(how)) => match how.as_str() {
+                "edited" => format!("settled {at} by an edit of one side"),
+                "superseded" => format!("superseded {at} by a newer conflict"),
+                "gone" => format!("closed {at}: gone from both sides"),
+                _ => format!("resolved {at} keeping {how}"),
+            },
             (Some(at), None) => format!("resolved {at}"),
             _ => "open".to_string(),
         };

@@ -358,6 +358,9 @@ struct Item {
     rhash: Option<Digest>,
     /// Both sides changed differently (decided by the direction or the strategy).
     conflict: bool,
+    /// A conflict record this item's outcome closes once applied, and why: the user edited
+    /// the path after the conflict was kept.
+    closes: Option<(i64, &'static str)>,
 }
 
 fn side_state(hash: Digest, m: Meta) -> SideState {
@@ -575,6 +578,24 @@ async fn run_inner(
     let mut touched: Vec<BaseChange> = Vec::new();
     let open_by_path: HashMap<&str, &ConflictRow> =
         open.iter().map(|c| (c.path.as_str(), c)).collect();
+    // Conflict records closed by this run, sent once the base that settles them is committed.
+    let mut closing: Vec<(i64, &'static str)> = Vec::new();
+    {
+        // A record whose path is on neither side nor in the base (both versions deleted, or
+        // no longer selected), and not merely unreadable or colliding this time: settled.
+        let listed: HashSet<&str> = items.iter().map(|i| i.rel.as_str()).collect();
+        let held: HashSet<&str> = report
+            .skipped
+            .iter()
+            .map(|(rel, _)| rel.as_str())
+            .chain(report.collisions.iter().flatten().map(String::as_str))
+            .collect();
+        closing.extend(
+            open.iter()
+                .filter(|c| !listed.contains(c.path.as_str()) && !held.contains(c.path.as_str()))
+                .map(|c| (c.id, GONE)),
+        );
+    }
     for mut item in items {
         let lb = item.base.map(|b| b.local.hash);
         let rb = item.base.map(|b| b.remote.hash);
@@ -587,12 +608,29 @@ async fn run_inner(
             mtime_ns: m.mtime_ns,
         });
         let (lc, rc) = (Class::of(lb, lseen), Class::of(rb, rseen));
-        let d = decide(lc, rc, direction, strategy);
+        let mut d = decide(lc, rc, direction, strategy);
         if let Some(c) = open_by_path.get(item.rel.as_str()) {
             // A conflict kept earlier: left alone while the two versions are the ones it saw.
             if d.conflict && Some(c.local_hash) == item.lhash && Some(c.remote_hash) == item.rhash {
                 report.unresolved.push(item.rel.clone());
                 continue;
+            }
+            item.closes = Some((c.id, EDITED));
+            if d.conflict {
+                // The user changed the path since: the versions the conflict recorded act as
+                // the base, so the side they edited wins. Both edited again: a new conflict,
+                // which supersedes this one.
+                let again = decide(
+                    Class::of(Some(c.local_hash), lseen),
+                    Class::of(Some(c.remote_hash), rseen),
+                    direction,
+                    strategy,
+                );
+                if again.conflict {
+                    item.closes = Some((c.id, SUPERSEDED));
+                } else {
+                    d = again;
+                }
             }
         }
         // Touched only (time changed, contents not): the base learns the new time.
@@ -610,7 +648,8 @@ async fn run_inner(
         }
         item.conflict = d.conflict;
         match d.action {
-            Action::Nothing => {}
+            // Both sides as the base has them: a record still open is settled already.
+            Action::Nothing => closing.extend(item.closes),
             Action::Pending(side) => report.pending.push(planned(&item, d.action, lc, rc, side)),
             a => plan.push((item, a)),
         }
@@ -698,6 +737,7 @@ async fn run_inner(
                 spec,
                 report,
                 &mut pending_changes,
+                &mut closing,
                 &mut snapshots_needed,
                 store,
                 item,
@@ -707,6 +747,7 @@ async fn run_inner(
             .await;
         }
         commit(spec, store, base, &mut pending_changes).await?;
+        close(store, &mut closing, at).await;
         start = end;
     }
     for (item, a) in snapshots_needed {
@@ -716,6 +757,7 @@ async fn run_inner(
             spec,
             report,
             &mut pending_changes,
+            &mut closing,
             &mut Vec::new(),
             store,
             item,
@@ -725,6 +767,7 @@ async fn run_inner(
         .await;
     }
     commit(spec, store, base, &mut pending_changes).await?;
+    close(store, &mut closing, at).await;
 
     // The daemon's own live databases: snapshots into hosts/HOST/.
     for db in &spec.snapshots {
@@ -825,6 +868,7 @@ fn merge(
                 remote: r,
                 base: b,
                 conflict: false,
+                closes: None,
             }
         })
         .collect()
@@ -1107,7 +1151,13 @@ fn keep_both(spec: &SyncSpec, item: &Item, rpath: &Path, at: SystemTime) -> io::
     let (Some(rm), Some(lh), Some(rh)) = (item.remote, item.lhash, item.rhash) else {
         return Ok(Applied::Deferred("changed during the run".into()));
     };
-    let copy_rel = fsops::conflict_name(&item.rel, at, &spec.name);
+    // A second conflict on the same path in the same second gets `-2`, `-3`... after the name.
+    let mut copy_rel = fsops::conflict_name(&item.rel, at, &spec.name);
+    let mut n = 2;
+    while n < 1000 && std::fs::symlink_metadata(spec.primary.join(&copy_rel)).is_ok() {
+        copy_rel = fsops::conflict_name(&item.rel, at, &format!("{}-{n}", spec.name));
+        n += 1;
+    }
     let dest = spec.primary.join(&copy_rel);
     fsops::make_parents(&spec.primary, &dest)?;
     let (temp, hash, _) = fsops::copy_to_temp(rpath, &dest, rm.mtime_ns)?;
@@ -1212,12 +1262,19 @@ async fn absorb(
     _spec: &SyncSpec,
     report: &mut RunReport,
     changes: &mut Vec<BaseChange>,
+    closes: &mut Vec<(i64, &'static str)>,
     snapshots: &mut Vec<(Item, Action)>,
     store: &Store,
     item: Item,
     action: Action,
     r: Applied,
 ) {
+    if matches!(
+        r,
+        Applied::Copied { .. } | Applied::Deleted { .. } | Applied::Kept { .. }
+    ) {
+        closes.extend(item.closes);
+    }
     match r {
         Applied::Copied {
             to_remote,
@@ -1315,6 +1372,37 @@ async fn commit(
         }
     }
     Ok(())
+}
+
+/// How a conflict record closed by a run reads: the user edited one side after it was kept.
+const EDITED: &str = "edited";
+/// Both sides were edited again after it was kept: a newer conflict replaces it.
+const SUPERSEDED: &str = "superseded";
+/// The path is on neither side any more.
+const GONE: &str = "gone";
+
+/// Marks the conflict records in `closing` resolved. A failure leaves them open (the next run
+/// retries: the same edit settles them again), so it is only logged.
+async fn close(store: &Store, closing: &mut Vec<(i64, &'static str)>, at: SystemTime) {
+    for resolution in [EDITED, SUPERSEDED, GONE] {
+        let ids: Vec<i64> = closing
+            .iter()
+            .filter(|(_, r)| *r == resolution)
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let op = DurableOp::SyncResolve {
+            ids,
+            resolution: resolution.to_string(),
+            at_ms: crate::store::unix_ms(at),
+        };
+        if let Err(e) = store.durable(op, Some(STORE_WAIT)).await {
+            tracing::warn!(error = %e, "cannot close conflict records; the next run retries");
+        }
+    }
+    closing.clear();
 }
 
 /// Pushes a consistent snapshot of `db` to `TARGET/hosts/HOST/NAME` when the one there is

@@ -801,3 +801,102 @@ async fn a_deletion_from_the_primary_holds_with_backups_on_another_file_system()
     );
     assert!(!fx.local("a.txt").exists());
 }
+
+async fn open_conflicts(fx: &Fx) -> Vec<metasystem_actors::store::sync::ConflictRow> {
+    conflicts(fx.store.reader(), Some("t1"), false)
+        .await
+        .unwrap()
+}
+
+async fn closed_as(fx: &Fx) -> Vec<(String, Option<String>)> {
+    conflicts(fx.store.reader(), Some("t1"), true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.resolved_ms.is_some())
+        .map(|c| (c.path, c.resolution))
+        .collect()
+}
+
+/// Regression: a kept conflict whose path the user then edited stayed open, and every such
+/// edit made one more conflict copy and one more open record.
+#[tokio::test]
+async fn editing_one_side_of_a_kept_conflict_settles_it() {
+    let (mut fx, r) = conflict(Strategy::Manual).await;
+    let copy = r.conflicts[0].copy.clone().unwrap();
+    // The user merges by hand into the primary's file.
+    write_at(&fx.local("a.txt"), "merged", 4_000_000);
+    let r = fx.ok().await;
+    assert!(r.conflicts.is_empty(), "{r:#?}");
+    assert_eq!(read(&fx.remote("a.txt")), "merged");
+    assert!(open_conflicts(&fx).await.is_empty());
+    assert_eq!(
+        closed_as(&fx).await,
+        vec![("a.txt".to_string(), Some("edited".to_string()))]
+    );
+    // Settled for good: the next runs have nothing to do and make no copies.
+    let again = fx.ok().await;
+    assert!(
+        again.conflicts.is_empty() && again.unresolved.is_empty(),
+        "{again:#?}"
+    );
+    let copies: Vec<String> = walk(&fx.spec.primary)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.contains(".conflict-"))
+        .collect();
+    assert_eq!(copies, vec![copy]);
+}
+
+#[tokio::test]
+async fn a_kept_conflict_made_equal_by_hand_is_settled() {
+    let (mut fx, _) = conflict(Strategy::Manual).await;
+    write_at(&fx.local("a.txt"), "remote edit (newer)", 4_000_000);
+    let r = fx.ok().await;
+    assert!(r.conflicts.is_empty(), "{r:#?}");
+    assert!(open_conflicts(&fx).await.is_empty());
+    assert_eq!(read(&fx.remote("a.txt")), "remote edit (newer)");
+}
+
+#[tokio::test]
+async fn both_sides_edited_again_supersede_the_kept_conflict() {
+    let (mut fx, _) = conflict(Strategy::Manual).await;
+    write_at(&fx.local("a.txt"), "local again", 5_000_000);
+    write_at(&fx.remote("a.txt"), "remote again", 6_000_000);
+    let r = fx.ok().await;
+    assert_eq!(r.conflicts.len(), 1, "{r:#?}");
+    let open = open_conflicts(&fx).await;
+    assert_eq!(open.len(), 1, "one open record per path: {open:#?}");
+    assert_eq!(
+        closed_as(&fx).await,
+        vec![("a.txt".to_string(), Some("superseded".to_string()))]
+    );
+    assert_eq!(read(&fx.local("a.txt")), "local again");
+    assert_eq!(read(&fx.remote("a.txt")), "remote again");
+    // Two copies, even within the same second: the second one's name says which it is.
+    let copies: Vec<String> = walk(&fx.spec.primary)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.contains(".conflict-"))
+        .collect();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert_eq!(read(&fx.local(&open[0].copy)), "remote again");
+}
+
+#[tokio::test]
+async fn a_kept_conflict_deleted_on_both_sides_is_closed() {
+    let mut fx = Fx::new().await;
+    fx.spec.strategy = Strategy::Manual;
+    write_at(&fx.local("n.txt"), "made here", 2_000_000);
+    write_at(&fx.remote("n.txt"), "made there", 3_000_000);
+    let r = fx.ok().await;
+    assert_eq!(r.conflicts.len(), 1, "{r:#?}");
+    fs::remove_file(fx.local("n.txt")).unwrap();
+    fs::remove_file(fx.remote("n.txt")).unwrap();
+    fx.ok().await;
+    assert!(open_conflicts(&fx).await.is_empty());
+    assert_eq!(
+        closed_as(&fx).await,
+        vec![("n.txt".to_string(), Some("gone".to_string()))]
+    );
+}
