@@ -177,6 +177,29 @@ pub(super) async fn resolve(
     Ok(())
 }
 
+pub(super) async fn first_synced(
+    conn: &mut SqliteConnection,
+    target: &str,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT OR IGNORE INTO sync_targets (target, first_ms) VALUES (?, ?)")
+        .bind(target)
+        .bind(at_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether `target` has been synced before (its first run wrote the marker).
+pub async fn synced_before(pool: &SqlitePool, target: &str) -> Result<bool, String> {
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sync_targets WHERE target = ?")
+        .bind(target)
+        .fetch_one(pool)
+        .await
+        .map(|n| n > 0)
+        .map_err(|e| format!("cannot read the sync targets: {e}"))
+}
+
 /// Conflicts of `target` (every target when `None`), open ones only unless `all`, newest first.
 pub async fn conflicts(
     pool: &SqlitePool,

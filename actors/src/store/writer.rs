@@ -97,12 +97,14 @@ pub enum DurableOp {
     },
     /// A conflict the manual strategy kept; answers its id.
     SyncConflict(ConflictRow),
-    /// Conflicts resolved (`resolution`: local | remote | both | gone).
+    /// Conflicts resolved (`resolution`: local | remote | both | gone | edited | superseded).
     SyncResolve {
         ids: Vec<i64>,
         resolution: String,
         at_ms: i64,
     },
+    /// A target's first run wrote its marker: from now on it has been synced before.
+    SyncFirst { target: String, at_ms: i64 },
 }
 
 /// What a durable write answers.
@@ -244,6 +246,9 @@ async fn apply(conn: &mut SqliteConnection, op: &DurableOp) -> Result<DurableRep
             resolution,
             at_ms,
         } => sync::resolve(conn, ids, resolution, *at_ms)
+            .await
+            .map(|()| DurableReply::Done),
+        DurableOp::SyncFirst { target, at_ms } => sync::first_synced(conn, target, *at_ms)
             .await
             .map(|()| DurableReply::Done),
     }

@@ -482,7 +482,12 @@ async fn run_inner(
     report: &mut RunReport,
 ) -> Result<(), Stop> {
     let (direction, strategy) = (report.direction, report.strategy);
-    let first = base.is_empty();
+    // The first sync of this target: nothing in the base, and never recorded as synced (an
+    // empty base alone is also what deleting everything on both sides leaves).
+    let first = base.is_empty()
+        && !crate::store::sync::synced_before(store.reader(), &spec.name)
+            .await
+            .map_err(error)?;
     // Guards: offline, marker, lock.
     let s = spec.clone();
     let dry = opts.dry_run;
@@ -534,6 +539,24 @@ async fn run_inner(
         Ok(Some(lock))
     })
     .await??;
+    if first && lock.is_some() {
+        // The marker is written: from now on the target counts as synced before.
+        store
+            .durable(
+                DurableOp::SyncFirst {
+                    target: spec.name.clone(),
+                    at_ms: unix_ms(SystemTime::now()),
+                },
+                Some(STORE_WAIT),
+            )
+            .await
+            .map_err(|e| {
+                error(format!(
+                    "cannot record the first sync of {}: {e}",
+                    spec.name
+                ))
+            })?;
+    }
 
     // Both sides, scanned at once.
     let (lsel, rsel) = (spec.selection.clone(), spec.selection.clone());

@@ -453,6 +453,7 @@ async fn a_database_made_by_the_first_schema_upgrades() {
             (20261126000002,),
             (20261126000003,),
             (20261127000001,),
+            (20261128000001,),
         ]
     );
     // The tables added since work on the upgraded file.

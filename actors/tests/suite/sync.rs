@@ -900,3 +900,29 @@ async fn a_kept_conflict_deleted_on_both_sides_is_closed() {
         vec![("n.txt".to_string(), Some("gone".to_string()))]
     );
 }
+
+/// Regression: a target whose files were all deleted on both sides (an empty base) counted as
+/// never synced: its marker was no longer required, and a missing folder was created again.
+#[tokio::test]
+async fn a_target_emptied_on_both_sides_is_still_one_synced_before() {
+    let mut fx = Fx::new().await;
+    write(&fx.local("a.txt"), "a");
+    fx.ok().await;
+    fs::remove_file(fx.local("a.txt")).unwrap();
+    fs::remove_file(fx.remote("a.txt")).unwrap();
+    fx.ok().await;
+    assert!(fx.base.is_empty());
+    // Unplugged: offline, and the folder is not made again under the mount point.
+    fs::remove_dir_all(&fx.spec.target).unwrap();
+    assert_eq!(fx.run().await.outcome, Outcome::Skipped);
+    assert!(
+        !fx.spec.target.exists(),
+        "the target folder was created again"
+    );
+    // Another (empty) drive there: refused for its missing marker.
+    fs::create_dir(&fx.spec.target).unwrap();
+    write(&fx.local("b.txt"), "b");
+    let r = fx.run().await;
+    assert_eq!(r.refusal, Some(Refusal::MarkerMissing), "{r:#?}");
+    assert!(!fx.remote("b.txt").exists());
+}
