@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Strategy};
 use super::fsops::{self, Copied, InstallError};
-use super::scan::{self, Listing, Meta, Selection, LOCK, MARKER};
+use super::lock::TargetLock;
+use super::scan::{self, Listing, Meta, Selection, MARKER};
 use super::snapshot;
 use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
 use crate::store::{unix_ms, DurableOp, DurableReply, Store};
@@ -30,9 +31,6 @@ pub const WORKERS: usize = 2;
 pub const COMMIT_BATCH: usize = 2_000;
 /// How long a commit of the base may wait for the store.
 const STORE_WAIT: Duration = Duration::from_secs(60);
-/// A lock older than this is stale whoever holds it (a run never takes this long without
-/// refreshing... it does not refresh: a run longer than this is not expected).
-const LOCK_STALE: Duration = Duration::from_secs(6 * 3600);
 
 /// A sync target, as configured.
 #[derive(Debug, Clone)]
@@ -256,94 +254,6 @@ fn online(spec: &SyncSpec, first: bool) -> Online {
              skipped, never read as deletions",
             spec.target.display()
         )),
-    }
-}
-
-/// The target's lock: `host pid started_ms`, created exclusively; one left by a dead process
-/// of this host, or older than [`LOCK_STALE`], is taken over. Also held by an operator's
-/// change to the target (`conflicts resolve`), so it never races a run of another host.
-pub(super) struct TargetLock {
-    path: PathBuf,
-}
-
-impl TargetLock {
-    pub(super) fn take(target: &Path, host: &str) -> Result<TargetLock, String> {
-        let path = target.join(LOCK);
-        let me = format!(
-            "{host} {} {}\n",
-            std::process::id(),
-            unix_ms(SystemTime::now())
-        );
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    f.write_all(me.as_bytes())
-                        .and_then(|()| f.sync_all())
-                        .map_err(|e| format!("cannot write the lock {}: {e}", path.display()))?;
-                    return Ok(TargetLock { path });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    if !lock_is_stale(&text, host, &path) {
-                        return Err(format!(
-                            "{} is locked by another run ({})",
-                            spec_dir(target),
-                            text.trim()
-                        ));
-                    }
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(e) => return Err(format!("cannot create the lock {}: {e}", path.display())),
-            }
-        }
-        Err(format!("cannot take the lock {}", path.display()))
-    }
-}
-
-fn spec_dir(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn lock_is_stale(text: &str, host: &str, path: &Path) -> bool {
-    let mut parts = text.split_whitespace();
-    let (Some(h), Some(pid), Some(at)) = (parts.next(), parts.next(), parts.next()) else {
-        // Unreadable or half-written: stale once old.
-        return std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_none_or(|age| age > Duration::from_secs(60));
-    };
-    let age_ms = unix_ms(SystemTime::now()) - at.parse::<i64>().unwrap_or(0);
-    if age_ms > LOCK_STALE.as_millis() as i64 {
-        return true;
-    }
-    if h == host {
-        if let Ok(pid) = pid.parse::<i32>() {
-            return pid as u32 != std::process::id() && !alive(pid);
-        }
-    }
-    false
-}
-
-fn alive(pid: i32) -> bool {
-    match rustix::process::Pid::from_raw(pid) {
-        Some(p) => {
-            rustix::process::test_kill_process(p).is_ok()
-                || rustix::process::test_kill_process(p) == Err(rustix::io::Errno::PERM)
-        }
-        None => false,
-    }
-}
-
-impl Drop for TargetLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -807,7 +717,9 @@ async fn run_inner(
     report.backups_pruned = blocking(move || prune_backups(&backups, retention))
         .await?
         .unwrap_or(0);
-    drop(lock);
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
     Ok(())
 }
 

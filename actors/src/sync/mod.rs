@@ -6,6 +6,7 @@
 //! - [`fsops`]: hashing, temp-file copies, installs that re-check the destination, backups;
 //! - [`snapshot`]: consistent copies of live SQLite databases (`VACUUM INTO` + integrity_check);
 //! - [`engine`]: one run (guards, scan, decide, apply, commit the base in batches);
+//! - [`lock`]: the target's lock, one run or change at a time across hosts, kept fresh;
 //! - [`resolve`]: an operator's resolution of a kept conflict (`conflicts resolve`);
 //! - [`verify`]: integrity and row counts of every database in every location (`verify`);
 //! - [`backups`]: a target's backups listed, and one restored into the primary;
@@ -16,6 +17,7 @@ pub mod backups;
 pub mod classify;
 pub mod engine;
 pub mod fsops;
+pub mod lock;
 pub mod resolve;
 pub mod scan;
 pub mod snapshot;

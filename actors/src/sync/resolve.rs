@@ -16,8 +16,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{SyncSpec, TargetLock};
+use super::engine::SyncSpec;
 use super::fsops::{self, InstallError};
+use super::lock::TargetLock;
 use super::scan::{self, Meta, MARKER};
 use super::snapshot;
 use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
@@ -308,7 +309,7 @@ pub async fn resolve(
         )
         .await
         .map_err(|e| format!("resolved on disk, but the conflict is still listed open: {e}"))?;
-    blocking(move || drop(lock)).await?;
+    lock.release().await;
     Ok(Resolution {
         target: spec.name.clone(),
         path: rel,
