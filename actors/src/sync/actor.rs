@@ -79,6 +79,8 @@ pub struct Finished {
     report: RunReport,
     base: HashMap<String, BaseEntry>,
     opts: RunOptions,
+    /// Whether the target folder was there when the run ended.
+    online: bool,
 }
 
 /// A run, in short.
@@ -252,6 +254,17 @@ pub struct SyncTargetState {
     last: Option<LastRun>,
     last_finished: Option<tokio::time::Instant>,
     last_success_ms: Option<i64>,
+    /// Whether the target folder was there at the last look (at start and after each run:
+    /// looked at on the blocking pool, as the target may be a slow or hung mount).
+    online: bool,
+}
+
+/// Whether `target` is a folder now, looked at on the blocking pool.
+async fn target_online(target: &std::path::Path) -> bool {
+    let t = target.to_path_buf();
+    tokio::task::spawn_blocking(move || t.is_dir())
+        .await
+        .unwrap_or(false)
 }
 
 /// Alert keys of a target.
@@ -267,7 +280,7 @@ impl SyncTargetState {
             path: self.args.path.clone(),
             primary: spec.primary.display().to_string(),
             target: spec.target.display().to_string(),
-            online: spec.target.is_dir(),
+            online: self.online,
             direction: spec.direction.name().into(),
             strategy: spec.strategy.name().into(),
             every_s: self.args.every.as_secs(),
@@ -335,17 +348,25 @@ impl SyncTargetState {
                     r
                 }
             };
+            let online = target_online(&spec.target).await;
             let _ = myself2.cast(SyncTargetMessage::Finished(Box::new(Finished {
                 report,
                 base,
                 opts,
+                online,
             })));
         });
         self.publish(myself);
     }
 
     fn finished(&mut self, myself: &ActorRef<SyncTargetMessage>, f: Finished) {
-        let Finished { report, base, opts } = f;
+        let Finished {
+            report,
+            base,
+            opts,
+            online,
+        } = f;
+        self.online = online;
         self.tracked = base.len();
         self.base = Some(base);
         self.last_finished = Some(tokio::time::Instant::now());
@@ -643,7 +664,9 @@ impl Actor for SyncTargetActor {
             .map_err(|e| format!("sync target {}: {e}", args.spec.name))?;
         let last_success_ms =
             crate::probes::actor::last_sync_success(&args.store, &args.spec.name).await;
+        let online = target_online(&args.spec.target).await;
         let mut state = SyncTargetState {
+            online,
             tracked: base.len(),
             base: Some(base),
             progress: Arc::new(Progress::default()),

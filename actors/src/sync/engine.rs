@@ -482,15 +482,19 @@ async fn run_inner(
         .map_err(|e| error(format!("the scan failed: {e}")))?
     {
         Ok(l) => l,
-        // Gone between the check and the scan: unplugged.
-        Err(e) if !spec.target.is_dir() => {
-            return Err((
-                Outcome::Skipped,
-                format!("offline: {}: {e}", spec.target.display()),
-                None,
-            ))
+        Err(e) => {
+            let target = spec.target.clone();
+            // Gone between the check and the scan: unplugged.
+            return Err(if blocking(move || target.is_dir()).await? {
+                error(format!("cannot read {}: {e}", spec.target.display()))
+            } else {
+                (
+                    Outcome::Skipped,
+                    format!("offline: {}: {e}", spec.target.display()),
+                    None,
+                )
+            });
         }
-        Err(e) => return Err(error(format!("cannot read {}: {e}", spec.target.display()))),
     };
     report.local_files = local.files.len();
     report.remote_files = remote.files.len();
@@ -498,8 +502,19 @@ async fn run_inner(
         report.skipped.push((rel.clone(), why.clone()));
     }
     if !opts.dry_run {
-        for t in local.stale_temps.iter().chain(&remote.stale_temps) {
-            let _ = std::fs::remove_file(t);
+        let stale: Vec<PathBuf> = local
+            .stale_temps
+            .iter()
+            .chain(&remote.stale_temps)
+            .cloned()
+            .collect();
+        if !stale.is_empty() {
+            blocking(move || {
+                for t in stale {
+                    let _ = std::fs::remove_file(t);
+                }
+            })
+            .await?;
         }
     }
 
@@ -1146,12 +1161,15 @@ async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: SystemTi
         return Applied::Deferred("changed during the run".into());
     };
     let root = if to_remote {
-        &spec.target
+        spec.target.clone()
     } else {
-        &spec.primary
+        spec.primary.clone()
     };
-    if let Err(e) = fsops::make_parents(root, &dest) {
-        return Applied::Failed(describe(&e));
+    let dest2 = dest.clone();
+    match tokio::task::spawn_blocking(move || fsops::make_parents(&root, &dest2)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Applied::Failed(describe(&e)),
+        Err(e) => return Applied::Failed(format!("a sync task failed: {e}")),
     }
     let temp = fsops::temp_beside(&dest);
     if let Err(e) = snapshot::snapshot(&src, &temp).await {
@@ -1349,18 +1367,28 @@ async fn push_snapshot(spec: &SyncSpec, db: &Path) -> Result<String, String> {
         .ok_or_else(|| format!("{} has no file name", db.display()))?;
     let dir = spec.target.join(scan::HOSTS).join(&spec.host);
     let dest = dir.join(name);
-    if let Ok(age) = std::fs::metadata(&dest)
-        .and_then(|m| m.modified())
-        .map(|t| t.elapsed().unwrap_or_default())
-    {
-        if age < spec.snapshot_every {
-            return Ok("fresh enough".into());
+    let (dest2, db2, every) = (dest.clone(), db.to_path_buf(), spec.snapshot_every);
+    let fresh = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+        if let Ok(age) = std::fs::metadata(&dest2)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default())
+        {
+            if age < every {
+                return Ok(true);
+            }
         }
+        if !db2.is_file() {
+            return Err(format!("{} does not exist", db2.display()));
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(false)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    if fresh {
+        return Ok("fresh enough".into());
     }
-    if !db.is_file() {
-        return Err(format!("{} does not exist", db.display()));
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let temp = fsops::temp_beside(&dest);
     snapshot::snapshot(db, &temp)
         .await
