@@ -10,6 +10,8 @@
 //! - [`resolve`]: an operator's resolution of a kept conflict (`conflicts resolve`);
 //! - [`verify`]: integrity and row counts of every database in every location (`verify`);
 //! - [`backups`]: a target's backups listed, and one restored into the primary;
+//! - [`watch`]: `watch = true`: the primary watched, changes turned into runs (debounced, at
+//!   most one per `min_interval`);
 //! - [`actor`]: the `sync_target` actor (schedule, forced runs, records, breaker, alerts).
 
 pub mod actor;
@@ -22,6 +24,7 @@ pub mod resolve;
 pub mod scan;
 pub mod snapshot;
 pub mod verify;
+pub mod watch;
 
 pub use actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage, SyncTargets, TargetStatus};
 pub use classify::{Direction, Strategy};

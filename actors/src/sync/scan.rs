@@ -61,7 +61,7 @@ impl Selection {
 }
 
 /// Whether `rel` is `p` or inside it.
-fn under(rel: &str, p: &str) -> bool {
+pub(crate) fn under(rel: &str, p: &str) -> bool {
     let p = p.trim_end_matches('/');
     rel == p || (rel.starts_with(p) && rel.as_bytes().get(p.len()) == Some(&b'/'))
 }
