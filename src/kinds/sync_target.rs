@@ -321,6 +321,7 @@ impl ActorKind for SyncTargetConfig {
                     alerts: services.alerts.clone(),
                     breakers: services.breakers.clone(),
                     registry: services.sync.clone(),
+                    watch: None,
                 },
             )
         })

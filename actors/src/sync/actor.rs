@@ -17,6 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::backups::{self, Restored};
 use super::engine::{self, Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
 use super::resolve::{self, Keep, Resolution};
+use super::watch::{self, Signal, Watch};
 use crate::alerts::{Alert, Alerts, Severity};
 use crate::breakers::Breakers;
 use crate::metrics::{Metric, Metrics, Sample};
@@ -40,6 +41,8 @@ pub struct SyncTargetArgs {
     pub breakers: Breakers,
     /// Where the target publishes its status.
     pub registry: SyncTargets,
+    /// `watch = true`: changes in the primary start runs.
+    pub watch: Option<watch::WatchSpec>,
 }
 
 pub enum SyncTargetMessage {
@@ -59,6 +62,8 @@ pub enum SyncTargetMessage {
     Restore(String, RpcReplyPort<Result<Restored, String>>),
     /// Internal: an operator's job finished (its caller already answered).
     JobDone(Box<JobDone>),
+    /// Internal: the primary's watcher (a change, its state), or a run it asked for is due.
+    Watch(Signal),
 }
 
 /// An operator's change to the target's files, done between runs.
@@ -257,6 +262,8 @@ pub struct SyncTargetState {
     /// Whether the target folder was there at the last look (at start and after each run:
     /// looked at on the blocking pool, as the target may be a slow or hung mount).
     online: bool,
+    /// The primary's watcher and when its changes run the target.
+    watch: Watch,
 }
 
 /// Whether `target` is a folder now, looked at on the blocking pool.
@@ -317,6 +324,9 @@ impl SyncTargetState {
             return;
         };
         self.waiting.extend(reply);
+        if !opts.dry_run {
+            self.watch.started();
+        }
         let spec = self.args.spec.clone();
         let store = self.args.store.clone();
         let progress = self.progress.clone();
@@ -378,6 +388,7 @@ impl SyncTargetState {
         }
         self.publish(myself);
         self.next_queued(myself);
+        self.watch_idle(myself);
     }
 
     /// What waited for the target: a resolution first, else the forced runs.
@@ -496,6 +507,37 @@ impl SyncTargetState {
         }
         self.publish(myself);
         self.next_queued(myself);
+        self.watch_idle(myself);
+    }
+
+    /// A signal of the watch: a change may start a run now or schedule one.
+    fn watched(&mut self, myself: &ActorRef<SyncTargetMessage>, s: Signal) {
+        let since = self.last_finished.map(|t| t.elapsed());
+        let running = self.base.is_none();
+        let (next, shown) = self.watch.signal(s, running, since, self.args.min_interval);
+        if shown {
+            self.publish(myself);
+        }
+        self.follow(myself, next);
+    }
+
+    /// Idle again after a run or a job: one more run if the primary changed meanwhile.
+    fn watch_idle(&mut self, myself: &ActorRef<SyncTargetMessage>) {
+        if self.base.is_some() {
+            let since = self.last_finished.map(|t| t.elapsed());
+            let next = self.watch.idle(since, self.args.min_interval);
+            self.follow(myself, next);
+        }
+    }
+
+    fn follow(&mut self, myself: &ActorRef<SyncTargetMessage>, next: watch::Next) {
+        match next {
+            watch::Next::RunNow => self.start(myself, RunOptions::default(), None),
+            watch::Next::After(delay, g) => {
+                myself.send_after(delay, move || SyncTargetMessage::Watch(Signal::Due(g)));
+            }
+            watch::Next::Nothing => {}
+        }
     }
 
     /// The run's records: event, sample, alerts.
@@ -665,6 +707,14 @@ impl Actor for SyncTargetActor {
         let last_success_ms =
             crate::probes::actor::last_sync_success(&args.store, &args.spec.name).await;
         let online = target_online(&args.spec.target).await;
+        let me = myself.clone();
+        let watch = Watch::start(
+            &args.spec.name,
+            &args.spec.primary,
+            &args.spec.selection,
+            args.watch.as_ref(),
+            move |s| me.cast(SyncTargetMessage::Watch(s)).is_ok(),
+        );
         let mut state = SyncTargetState {
             online,
             tracked: base.len(),
@@ -678,6 +728,7 @@ impl Actor for SyncTargetActor {
             last: None,
             last_finished: None,
             last_success_ms,
+            watch,
             args,
         };
         state.publish(&myself);
@@ -718,6 +769,7 @@ impl Actor for SyncTargetActor {
                 state.start_job(&myself, Job::Restore(name, reply))
             }
             SyncTargetMessage::JobDone(d) => state.job_done(&myself, *d),
+            SyncTargetMessage::Watch(s) => state.watched(&myself, s),
         }
         Ok(())
     }
@@ -727,6 +779,7 @@ impl Actor for SyncTargetActor {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.watch.stop();
         state.args.registry.withdraw(&state.args.spec.name, &myself);
         Ok(())
     }

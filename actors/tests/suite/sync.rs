@@ -704,6 +704,7 @@ async fn the_actor_queues_a_resolution_behind_a_running_run() {
         alerts: Alerts::new(fx.store.clone()),
         breakers: Breakers::new(),
         registry: registry.clone(),
+        watch: None,
     };
     let (actor, handle) = ractor::Actor::spawn(None, SyncTargetActor, args)
         .await
