@@ -866,6 +866,9 @@ pub fn sync_status(out: &mut dyn Write, s: &SyncStatusResult) -> io::Result<()> 
             t.strategy,
             short(t.every_s as f64)
         )?;
+        if let Some(w) = &t.watch {
+            writeln!(out, "  watch: {}", w.describe())?;
+        }
         if let Some((fd, ft, bd, bt)) = t.progress {
             writeln!(
                 out,

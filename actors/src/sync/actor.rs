@@ -119,6 +119,10 @@ pub struct TargetStatus {
     /// Paths in the base.
     pub tracked: usize,
     pub breaker: Option<String>,
+    /// With `watch = true`: whether the primary is watched, and if not why; `None`: watch is
+    /// off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<watch::WatchState>,
 }
 
 type Entry = (
@@ -297,6 +301,7 @@ impl SyncTargetState {
             last_success_ms: self.last_success_ms,
             tracked: self.tracked,
             breaker: self.args.breaker.clone(),
+            watch: self.watch.state(),
         }
     }
 
