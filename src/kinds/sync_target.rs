@@ -8,13 +8,16 @@
 //! (newest | local | remote | manual), `backups` (default `backups/NAME` in the state dir),
 //! `retention` (30d), `max_delete` ("50%"), `snapshots` (live SQLite databases pushed as
 //! consistent copies into `hosts/HOST/` of the target; relative to the state dir),
-//! `snapshot_every` (1h), `breaker` (the circuit breaker runs go through).
+//! `snapshot_every` (1h), `breaker` (the circuit breaker runs go through), `watch` (false:
+//! changes in the primary start a run, on top of `every`) and `watch_debounce` (2s, from 100ms
+//! to 10m: how long the primary must be quiet before that run).
 //! Operations: `status`, `sync` (`direction`, `strategy`, `dry_run`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use metasystem_actors::sync::actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage};
+use metasystem_actors::sync::watch::{self, WatchSpec};
 use metasystem_actors::sync::{Direction, RunOptions, Selection, Strategy, SyncSpec};
 use metasystem_actors::ChildSpec;
 use serde_json::Value;
@@ -30,6 +33,8 @@ pub struct SyncTargetConfig {
     pub every: Duration,
     pub min_interval: Duration,
     pub breaker: Option<String>,
+    /// `watch = true`: how the primary is watched.
+    pub watch: Option<WatchSpec>,
     /// The glob patterns as written (globsets do not compare).
     include: Vec<String>,
     exclude: Vec<String>,
@@ -53,6 +58,7 @@ impl PartialEq for SyncTargetConfig {
             && self.every == o.every
             && self.min_interval == o.min_interval
             && self.breaker == o.breaker
+            && self.watch == o.watch
     }
 }
 
@@ -245,6 +251,15 @@ impl ActorKind for SyncTargetConfig {
         )
         .unwrap_or(Duration::from_secs(3600));
         let breaker = t.string(cx.d, "breaker").map(|v| v.get_ref().clone());
+        let watch = t.boolean(cx.d, "watch").is_some_and(|v| *v.get_ref());
+        let debounce = bounded(
+            cx.d,
+            t,
+            "watch_debounce",
+            watch::MIN_DEBOUNCE,
+            watch::MAX_DEBOUNCE,
+        )
+        .unwrap_or(watch::DEFAULT_DEBOUNCE);
         let (target, primary, backups) = (target?, primary?, backups?);
         if same(&target, &primary) || target.starts_with(&primary) || primary.starts_with(&target) {
             cx.d.error(
@@ -300,6 +315,10 @@ impl ActorKind for SyncTargetConfig {
             every,
             min_interval,
             breaker,
+            watch: watch.then(|| WatchSpec {
+                debounce,
+                ignore: daemon_files(&state),
+            }),
             include: include_raw,
             exclude: exclude_raw,
         })
@@ -321,7 +340,7 @@ impl ActorKind for SyncTargetConfig {
                     alerts: services.alerts.clone(),
                     breakers: services.breakers.clone(),
                     registry: services.sync.clone(),
-                    watch: None,
+                    watch: config.watch.clone(),
                 },
             )
         })
@@ -333,6 +352,12 @@ impl ActorKind for SyncTargetConfig {
             out.push(format!(
                 "{path}: the target {} does not exist here: the target is offline until it does",
                 self.spec.target.display()
+            ));
+        }
+        if self.watch.is_some() && !self.spec.primary.is_dir() {
+            out.push(format!(
+                "{path}: the primary {} does not exist here: it is watched once it does",
+                self.spec.primary.display()
             ));
         }
         out
@@ -393,7 +418,78 @@ pub fn run_options(
     })
 }
 
+/// What the daemon itself writes in its state dir, all the time: never a change a watch acts
+/// on, even when a primary holds the state dir (the store's writes would start a run, whose
+/// events the store writes, and so on).
+fn daemon_files(state: &Path) -> Vec<PathBuf> {
+    [
+        "metastore.db",
+        "metastore.db-wal",
+        "metastore.db-shm",
+        "metastore.db-journal",
+        "daemon.lock",
+        "backups",
+    ]
+    .iter()
+    .map(|n| state.join(n))
+    .collect()
+}
+
 fn same(a: &Path, b: &Path) -> bool {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
     canon(a) == canon(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Kind;
+
+    fn parse(keys: &str) -> Result<SyncTargetConfig, String> {
+        let src = format!(
+            "[daemon]\nstate_dir = \"/tmp/ms-state\"\n[root]\n[[root.children]]\nname = \"t\"\n\
+             kind = \"sync_target\"\ntarget = \"/tmp/elsewhere\"\npaths = [\"shared\"]\n{keys}\n"
+        );
+        match crate::config::parse(&src, "t.toml", Path::new("/")) {
+            Ok(c) => match &c.root.children[0].kind {
+                Kind::SyncTarget(t) => Ok(t.clone()),
+                other => panic!("{other:?}"),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn watch_is_off_unless_asked_and_ignores_the_daemons_own_files() {
+        assert_eq!(parse("").unwrap().watch, None);
+        assert_eq!(parse("watch = false").unwrap().watch, None);
+        let w = parse("watch = true").unwrap().watch.unwrap();
+        assert_eq!(w.debounce, watch::DEFAULT_DEBOUNCE);
+        let state = Path::new("/tmp/ms-state");
+        for own in ["metastore.db", "metastore.db-wal", "daemon.lock", "backups"] {
+            assert!(w.ignore.contains(&state.join(own)), "{own}");
+        }
+        let w = parse("watch = true\nwatch_debounce = \"500ms\"").unwrap();
+        assert_eq!(w.watch.unwrap().debounce, Duration::from_millis(500));
+        // A change of watch or of its debounce is a change of the child (reload replaces it).
+        assert_ne!(parse("watch = true").unwrap(), parse("").unwrap());
+        assert_ne!(
+            parse("watch = true").unwrap(),
+            parse("watch = true\nwatch_debounce = \"3s\"").unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_watch_values_are_errors_with_what_is_wrong() {
+        let e = parse("watch = \"yes\"\nwatch_debounce = \"10ms\"").unwrap_err();
+        assert!(e.contains("watch"), "{e}");
+        assert!(
+            e.contains("`watch_debounce`") && e.contains("between 100ms and 10m"),
+            "{e}"
+        );
+        let e = parse("watch_debounce = \"2h\"").unwrap_err();
+        assert!(e.contains("between 100ms and 10m"), "{e}");
+        let e = parse("wach = true").unwrap_err();
+        assert!(e.contains("watch"), "{e}");
+    }
 }
