@@ -454,3 +454,160 @@ fn backups_are_listed_and_restored_into_the_primary() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains(".."), "{}", out.stderr);
 }
+
+fn watch_tree(target: &Path, watch: bool) -> String {
+    format!(
+        r#"
+[[root.children]]
+name = "beat"
+kind = "heartbeat"
+every = "1s"
+
+[[root.children]]
+name = "t"
+kind = "sync_target"
+target = "{}"
+paths = ["shared"]
+exclude = ["**/*.tmp"]
+every = "1h"
+min_interval = "1s"
+snapshots = ["metastore.db"]
+watch = {watch}
+watch_debounce = "200ms"
+"#,
+        target.display()
+    )
+}
+
+/// The daemon's threads named `name` (`/proc`'s 15-byte names).
+fn daemon_threads(pid: i32, name: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .unwrap_or_default()
+                .trim_end()
+                == name
+        })
+        .count()
+}
+
+/// The daemon's open inotify instances.
+fn inotify_fds(pid: i32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter(|f| {
+            std::fs::read_link(f.path()).is_ok_and(|l| l.to_string_lossy().contains("inotify"))
+        })
+        .count()
+}
+
+fn sync_events(d: &TestDaemon) -> usize {
+    d.events(&["--kind", "sync_event"]).len()
+}
+
+/// Waits (bounded) until `check` holds.
+fn eventually(what: &str, limit: std::time::Duration, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `watch = true` on the real daemon: the state dir (the primary) is watched while `shared`
+/// does not exist, and the store's constant writes there start no run; a change in `shared`
+/// is in the target well before `every` with no forced run; a burst makes few runs; an
+/// excluded file none; a reload turning watch off stops it all (no thread, no inotify left).
+#[test]
+fn a_watched_primary_syncs_changes_as_they_happen() {
+    let sec = std::time::Duration::from_secs;
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let d = TestDaemon::start(&watch_tree(&target, true));
+    let watch_state = |d: &TestDaemon| {
+        d.json(&["sync", "status"], 0)["targets"][0]["watch"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    eventually("the watch", sec(20), || watch_state(&d) == "watching");
+    let out = d.cli(&["sync", "status"]);
+    assert!(out.stdout.contains("watch: watching"), "{}", out.stdout);
+    // The first scheduled run (5 s after start); then the store's writes (a heartbeat a
+    // second, events, their WAL) in the watched state dir start none.
+    eventually("the first run", sec(20), || sync_events(&d) >= 1);
+    std::thread::sleep(sec(3));
+    assert_eq!(
+        sync_events(&d),
+        1,
+        "runs started by the daemon's own writes"
+    );
+
+    // `shared` appears (now watched itself) with a file in it: synced, no forced run.
+    let started = std::time::Instant::now();
+    std::fs::create_dir(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    write_file(d.state.join("shared/a.txt"), "hello");
+    let a = target.join("shared/a.txt");
+    eventually("a.txt in the target", sec(20), || {
+        std::fs::read_to_string(&a).unwrap_or_default() == "hello"
+    });
+    assert!(started.elapsed() < sec(10), "{:?}", started.elapsed());
+
+    // A burst of writes: few runs.
+    std::thread::sleep(sec(2));
+    let before = sync_events(&d);
+    std::fs::create_dir(d.state.join("shared/burst")).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..30 {
+        write_file(
+            d.state.join(format!("shared/burst/f{i}.txt")),
+            format!("v{i}"),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let last = target.join("shared/burst/f29.txt");
+    eventually("the burst in the target", sec(20), || last.exists());
+    std::thread::sleep(sec(3));
+    let burst = sync_events(&d) - before;
+    assert!((1..=3).contains(&burst), "{burst} runs for one burst");
+
+    // An excluded file: none.
+    let before = sync_events(&d);
+    write_file(d.state.join("shared/scratch.tmp"), "x");
+    std::thread::sleep(sec(2));
+    assert_eq!(sync_events(&d), before, "a run for an excluded file");
+    assert!(!target.join("shared/scratch.tmp").exists());
+
+    // Watch off by reload: the target is replaced, its watcher gone; changes wait for `every`.
+    let pid = d.pid();
+    assert_eq!(daemon_threads(pid, "msw-t"), 1);
+    assert!(inotify_fds(pid) >= 1);
+    d.write_config(&watch_tree(&target, false));
+    d.json(&["reload"], 0);
+    eventually("the watcher to stop", sec(10), || {
+        daemon_threads(pid, "msw-t") == 0
+            && daemon_threads(pid, "notify-rs inoti") == 0
+            && daemon_threads(pid, "notify-rs debou") == 0
+            && inotify_fds(pid) == 0
+    });
+    let s = d.json(&["sync", "status"], 0);
+    assert!(s["targets"][0].get("watch").is_none(), "{s}");
+    // The new incarnation's first run (5 s after its start), then nothing for a change.
+    eventually("the first run after the reload", sec(20), || {
+        sync_events(&d) > before
+    });
+    let before = sync_events(&d);
+    write_file(d.state.join("shared/unwatched.txt"), "x");
+    std::thread::sleep(sec(3));
+    assert_eq!(sync_events(&d), before, "a run with watch off");
+    assert!(!target.join("shared/unwatched.txt").exists());
+}

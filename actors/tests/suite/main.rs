@@ -17,4 +17,5 @@ mod start_timeout;
 mod store;
 mod strategies;
 mod sync;
+mod sync_watch;
 mod util;
