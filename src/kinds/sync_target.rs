@@ -284,10 +284,11 @@ impl ActorKind for SyncTargetConfig {
             );
             return None;
         }
-        // Never synced as files: the backups and the snapshotted databases, when under the
-        // primary.
+        // Never synced as files: the backups, the snapshotted databases and the daemon's own
+        // files, when under the primary (a primary of `~` holds the state dir).
         let mut never = Vec::new();
-        for p in std::iter::once(&backups).chain(&snapshots) {
+        let own = daemon_files(&state);
+        for p in std::iter::once(&backups).chain(&snapshots).chain(&own) {
             if let Ok(rel) = p.strip_prefix(&primary) {
                 never.push(rel.to_string_lossy().into_owned());
             }
@@ -457,6 +458,33 @@ mod tests {
             },
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Regression: a primary holding the state dir (`~`) with no `paths` synced the daemon's
+    /// live store and lock as plain files.
+    #[test]
+    fn a_primary_holding_the_state_dir_never_syncs_the_daemons_files() {
+        let src = "[daemon]\nstate_dir = \"/tmp/ms-home/.metasystem\"\n[root]\n[[root.children]]\n\
+                   name = \"t\"\nkind = \"sync_target\"\ntarget = \"/tmp/elsewhere\"\n\
+                   primary = \"/tmp/ms-home\"\n";
+        let c = match crate::config::parse(src, "t.toml", Path::new("/")) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let Kind::SyncTarget(t) = &c.root.children[0].kind else {
+            panic!("not a sync target")
+        };
+        let sel = &t.spec.selection;
+        for own in [
+            ".metasystem/metastore.db",
+            ".metasystem/metastore.db-wal",
+            ".metasystem/daemon.lock",
+            ".metasystem/backups/t/a.txt-20260101-000000.bak",
+        ] {
+            assert!(!sel.wants(own), "{own} would sync");
+        }
+        assert!(sel.wants(".metasystem/shared/notes.txt"));
+        assert!(sel.wants("Documents/a.txt"));
     }
 
     #[test]
