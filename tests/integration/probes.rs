@@ -506,3 +506,90 @@ timeout = "1m"
         "{body}"
     );
 }
+
+/// Polls `call PATH check` until the probe's own result says `message` (bounded): the run the
+/// test forced is recorded through the store's batched lane, a moment later.
+fn check_until(d: &TestDaemon, path: &str, message: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = d.json(&["call", path, "check"], 0);
+        if v["last"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(message))
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never said {message:?}: {v:#}\nlog:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `sync_recency` on targets that never synced: one offline (a drive never plugged in since
+/// install) warns "offline, never synced"; one that is there but whose runs fail (its primary
+/// folder is missing) says "never synced" and names the last run's outcome.
+#[test]
+fn sync_recency_tells_offline_never_synced_from_never_synced() {
+    let remote = tempfile::tempdir().unwrap();
+    let there = remote.path().join("there");
+    std::fs::create_dir(&there).unwrap();
+    let tree = format!(
+        r#"
+[root]
+[[root.children]]
+name = "away"
+kind = "sync_target"
+target = "{away}"
+paths = ["shared"]
+every = "1h"
+
+[[root.children]]
+name = "failing"
+kind = "sync_target"
+target = "{there}"
+primary = "no-such-folder"
+every = "1h"
+
+[[root.children]]
+name = "away_recency"
+kind = "probe"
+check = "sync_recency"
+target = "away"
+every = "1h"
+
+[[root.children]]
+name = "failing_recency"
+kind = "probe"
+check = "sync_recency"
+target = "failing"
+every = "1h"
+"#,
+        away = remote.path().join("unplugged/drive").display(),
+        there = there.display(),
+    );
+    let d = TestDaemon::start(&tree);
+    let v = d.json(&["sync", "away"], 0);
+    assert_eq!(v["reports"][0]["outcome"], "skipped", "{v:#}");
+    let v = d.json(&["sync", "failing"], 1);
+    assert_eq!(v["reports"][0]["outcome"], "error", "{v:#}");
+
+    let v = check_until(&d, "root/away_recency", "offline, never synced (first run");
+    assert_eq!(v["last"]["status"], "warn", "{v:#}");
+    assert_eq!(v["status"], "warn", "{v:#}");
+    assert_eq!(v["last"]["details"]["offline"], true, "{v:#}");
+    let v = check_until(
+        &d,
+        "root/failing_recency",
+        "never synced: the target is there but no run succeeded (last run: error;",
+    );
+    assert_eq!(v["last"]["status"], "warn", "{v:#}");
+    assert!(
+        v["last"]["details"]["last_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no-such-folder")),
+        "{v:#}"
+    );
+}

@@ -292,10 +292,10 @@ struct Job {
 async fn evaluate(job: &Job, state: &mut CheckState) -> CheckOutcome {
     match &job.spec {
         CheckSpec::Breakers => super::breakers(&open_breakers(&job.breakers)),
-        CheckSpec::SyncRecency(s) => {
-            let last = last_sync_success(&job.store, &s.target).await;
-            super::sync_recency(last, now_ms(), s.warn_after, s.fail_after)
-        }
+        CheckSpec::SyncRecency(s) => match sync_history(&job.store, &s.target).await {
+            Ok(history) => super::sync_recency(&history, now_ms(), s.warn_after, s.fail_after),
+            Err(e) => CheckOutcome::warn(format!("cannot read the sync history: {e}")),
+        },
         spec => run(spec, job.timeout, state).await,
     }
 }
@@ -688,6 +688,38 @@ pub(crate) async fn last_sync_success(store: &Store, target: &str) -> Option<i64
             None
         }
     }
+}
+
+/// What the events say of sync target `target`'s runs (one read, so the parts agree): the
+/// latest success, the first run and the latest one.
+pub(crate) async fn sync_history(
+    store: &Store,
+    target: &str,
+) -> Result<super::SyncHistory, sqlx::Error> {
+    // Runs only: an operator's `resolved` / `restored` events are not runs.
+    type Row = (Option<i64>, Option<i64>, Option<String>, Option<String>);
+    let row: Option<Row> = sqlx::query_as(
+        "WITH runs AS MATERIALIZED (SELECT id, at_ms, json_extract(data, '$.outcome') AS outcome, \
+           json_extract(data, '$.reason') AS reason FROM events \
+           WHERE kind = 'sync_event' AND json_extract(data, '$.target') = ?1 \
+           AND json_extract(data, '$.outcome') IN ('success', 'skipped', 'error')) \
+         SELECT (SELECT max(at_ms) FROM runs WHERE outcome = 'success'), \
+                (SELECT min(at_ms) FROM runs), \
+                (SELECT outcome FROM runs ORDER BY id DESC LIMIT 1), \
+                (SELECT reason FROM runs ORDER BY id DESC LIMIT 1)",
+    )
+    .bind(target)
+    .fetch_optional(store.reader())
+    .await?;
+    Ok(match row {
+        Some((last_success_ms, first_run_ms, last_outcome, last_reason)) => super::SyncHistory {
+            last_success_ms,
+            first_run_ms,
+            last_outcome,
+            last_reason,
+        },
+        None => super::SyncHistory::default(),
+    })
 }
 
 /// The heal limiters, with the runs of the last hour read back from the store: a probe that

@@ -11,15 +11,40 @@ use super::{fmt_approx, fmt_limit};
 /// How many breaker names the message lists (all are in `details`).
 const NAMES_IN_MESSAGE: usize = 5;
 
-/// How long since the last successful sync (`last_success_ms`, unix ms) at `now_ms`: Fail when
-/// longer than `fail_after` (if set), Warn when longer than `warn_after`, else Pass. The value
-/// is the age in seconds.
+/// What the events say of a sync target's runs (`sync_event`s with outcome success, skipped
+/// or error), for [`sync_recency`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncHistory {
+    /// The latest successful run (Unix ms).
+    pub last_success_ms: Option<i64>,
+    /// The earliest run recorded, whatever its outcome (within the events' retention).
+    pub first_run_ms: Option<i64>,
+    /// The latest run: its outcome (`success`, `skipped`, `error`) and reason.
+    pub last_outcome: Option<String>,
+    pub last_reason: Option<String>,
+}
+
+impl SyncHistory {
+    /// Whether the latest run was skipped because the target was not there (an unmounted
+    /// drive, an absent cloud folder): the engine's reason then starts with `offline`.
+    pub fn offline(&self) -> bool {
+        self.last_outcome.as_deref() == Some("skipped")
+            && self
+                .last_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("offline"))
+    }
+}
+
+/// How long since the last successful sync at `now_ms`: Fail when longer than `fail_after`
+/// (if set), Warn when longer than `warn_after`, else Pass. The value is the age in seconds.
 ///
-/// - No success recorded (`None`) is a Warn, never a Fail: a target just added has not had
-///   its chance yet; the actor decides whether to hold it longer than that.
 /// - A success in the future (clocks disagree) counts as just now, and says so in `details`.
+/// - No success recorded ([`never_synced`]): a Warn, or a Fail for a target that has been
+///   there and failing for longer than `fail_after`; a target that is offline and never
+///   synced (a laptop whose external drive was never plugged in) only warns.
 pub fn sync_recency(
-    last_success_ms: Option<i64>,
+    history: &SyncHistory,
     now_ms: i64,
     warn_after: Duration,
     fail_after: Option<Duration>,
@@ -28,11 +53,8 @@ pub fn sync_recency(
         "warn_after_seconds": warn_after.as_secs(),
         "fail_after_seconds": fail_after.map(|d| d.as_secs()),
     });
-    let Some(last) = last_success_ms else {
-        return CheckOutcome::warn("no successful sync recorded").with_details(json!({
-            "last_success_ms": null,
-            "limits": limits,
-        }));
+    let Some(last) = history.last_success_ms else {
+        return never_synced(history, now_ms, fail_after, limits);
     };
     let age_ms = now_ms.saturating_sub(last);
     let in_future = age_ms < 0;
@@ -58,6 +80,57 @@ pub fn sync_recency(
             "clock_skew": in_future,
             "limits": limits,
         }))
+}
+
+/// No successful sync recorded. The age, when there is one, is counted from the first run
+/// recorded (how long the target has had its chance):
+///
+/// - no run yet (a target just added; its first run is due soon after start): Warn;
+/// - offline at its latest run and never synced: Warn, never Fail, however long. Nothing
+///   synced, so nothing is going stale there; an operator sees it (`health`, the warning)
+///   and is not paged for a drive that is simply never plugged in;
+/// - there (its latest run was not an offline skip) yet never synced: its runs fail or are
+///   refused. Warn, and Fail once the first run is older than `fail_after`: the stall this
+///   probe exists for.
+fn never_synced(
+    history: &SyncHistory,
+    now_ms: i64,
+    fail_after: Option<Duration>,
+    limits: serde_json::Value,
+) -> CheckOutcome {
+    let details = json!({
+        "last_success_ms": null,
+        "first_run_ms": history.first_run_ms,
+        "last_outcome": history.last_outcome,
+        "last_reason": history.last_reason,
+        "offline": history.offline(),
+        "limits": limits,
+    });
+    let Some(first) = history.first_run_ms else {
+        return CheckOutcome::warn("never synced: no run recorded yet").with_details(details);
+    };
+    let trying = Duration::from_millis(u64::try_from(now_ms.saturating_sub(first)).unwrap_or(0));
+    let since = if trying < Duration::from_secs(60) {
+        "first run less than a minute ago".to_string()
+    } else {
+        format!("first run {} ago", fmt_approx(trying))
+    };
+    if history.offline() {
+        return CheckOutcome::warn(format!("offline, never synced ({since})"))
+            .with_details(details);
+    }
+    let last = history.last_outcome.as_deref().unwrap_or("unknown");
+    let mut message = format!(
+        "never synced: the target is there but no run succeeded (last run: {last}; {since})"
+    );
+    let status = match fail_after {
+        Some(f) if trying > f => {
+            message.push_str(&format!(", over {}", fmt_limit(f)));
+            Health::Fail
+        }
+        _ => Health::Warn,
+    };
+    CheckOutcome::new(status, message).with_details(details)
 }
 
 /// The circuit breakers open now: none is a Pass, any is a Warn (a breaker is already
@@ -101,47 +174,161 @@ mod tests {
     #[test]
     fn recency_passes_then_warns_then_fails() {
         let now = 100 * H;
-        let o = sync_recency(Some(now - H), now, SIX_H, Some(DAY));
+        let o = sync_recency(&ok(now - H), now, SIX_H, Some(DAY));
         assert_eq!(o.status, Health::Pass);
         assert_eq!(o.message, "last successful sync ~1 h ago");
         assert_eq!(o.value, Some(3600.0));
         assert_eq!(o.unit, "seconds");
         // Exactly at the limit is not over it.
         assert_eq!(
-            sync_recency(Some(now - 6 * H), now, SIX_H, Some(DAY)).status,
+            sync_recency(&ok(now - 6 * H), now, SIX_H, Some(DAY)).status,
             Health::Pass
         );
-        let o = sync_recency(Some(now - 7 * H), now, SIX_H, Some(DAY));
+        let o = sync_recency(&ok(now - 7 * H), now, SIX_H, Some(DAY));
         assert_eq!(o.status, Health::Warn);
         assert_eq!(o.message, "last successful sync ~7 h ago, over 6h");
-        let o = sync_recency(Some(now - 30 * H), now, SIX_H, Some(DAY));
+        let o = sync_recency(&ok(now - 30 * H), now, SIX_H, Some(DAY));
         assert_eq!(o.status, Health::Fail);
         assert_eq!(o.message, "last successful sync ~30 h ago, over 1day");
         // Without fail_after, it only ever warns.
         assert_eq!(
-            sync_recency(Some(now - 300 * H), now, SIX_H, None).status,
+            sync_recency(&ok(now - 300 * H), now, SIX_H, None).status,
             Health::Warn
         );
     }
 
+    /// A target whose latest success was at `ms`.
+    fn ok(ms: i64) -> SyncHistory {
+        SyncHistory {
+            last_success_ms: Some(ms),
+            first_run_ms: Some(ms.saturating_sub(DAY.as_millis() as i64)),
+            last_outcome: Some("success".into()),
+            last_reason: None,
+        }
+    }
+
+    /// A target that never synced: first run at `first`, the latest run `outcome` for `reason`.
+    fn never(first: i64, outcome: &str, reason: &str) -> SyncHistory {
+        SyncHistory {
+            last_success_ms: None,
+            first_run_ms: Some(first),
+            last_outcome: Some(outcome.into()),
+            last_reason: Some(reason.into()),
+        }
+    }
+
+    const OFFLINE: &str = "offline: /media/x/.metasystem is not there (No such file or directory)";
+
     #[test]
-    fn recency_without_a_success_warns() {
-        let o = sync_recency(None, 5, SIX_H, Some(DAY));
+    fn recency_before_any_run_warns() {
+        let o = sync_recency(&SyncHistory::default(), 5, SIX_H, Some(DAY));
         assert_eq!(o.status, Health::Warn);
-        assert_eq!(o.message, "no successful sync recorded");
+        assert_eq!(o.message, "never synced: no run recorded yet");
         assert_eq!(o.value, None);
     }
 
     #[test]
+    fn offline_and_never_synced_warns_and_never_fails() {
+        let now = 1_000 * H;
+        // Just installed, the drive not plugged in.
+        let o = sync_recency(
+            &never(now - 10_000, "skipped", OFFLINE),
+            now,
+            SIX_H,
+            Some(DAY),
+        );
+        assert_eq!(o.status, Health::Warn);
+        assert_eq!(
+            o.message,
+            "offline, never synced (first run less than a minute ago)"
+        );
+        assert_eq!(o.details["offline"], true);
+        // Months later, still never plugged in: visible, not paging.
+        let o = sync_recency(
+            &never(now - 900 * H, "skipped", OFFLINE),
+            now,
+            SIX_H,
+            Some(DAY),
+        );
+        assert_eq!(o.status, Health::Warn);
+        assert_eq!(o.message, "offline, never synced (first run ~38 days ago)");
+        assert_eq!(o.value, None);
+        assert_eq!(o.details["last_reason"], OFFLINE);
+        // Plugged in at last, and its run failed: the latest run decides, and it has had
+        // its chance since the first run.
+        let o = sync_recency(
+            &never(now - 900 * H, "error", "cannot read"),
+            now,
+            SIX_H,
+            Some(DAY),
+        );
+        assert_eq!(o.status, Health::Fail);
+        assert_eq!(o.details["offline"], false);
+    }
+
+    #[test]
+    fn online_and_never_synced_warns_then_fails_after_fail_after() {
+        let now = 1_000 * H;
+        let o = sync_recency(
+            &never(now - 2 * H, "error", "1 file(s) failed"),
+            now,
+            SIX_H,
+            Some(DAY),
+        );
+        assert_eq!(o.status, Health::Warn);
+        assert_eq!(
+            o.message,
+            "never synced: the target is there but no run succeeded (last run: error; first run ~2 h ago)"
+        );
+        assert_eq!(o.details["offline"], false);
+        let o = sync_recency(
+            &never(now - 30 * H, "error", "refused"),
+            now,
+            SIX_H,
+            Some(DAY),
+        );
+        assert_eq!(o.status, Health::Fail);
+        assert!(
+            o.message.ends_with("first run ~30 h ago), over 1day"),
+            "{}",
+            o.message
+        );
+        // Without fail_after it only warns.
+        let o = sync_recency(&never(now - 300 * H, "error", "refused"), now, SIX_H, None);
+        assert_eq!(o.status, Health::Warn);
+        // Skipped for another reason than offline (another host holds the lock): it is there.
+        let o = sync_recency(
+            &never(now - 30 * H, "skipped", "/x is locked by another run"),
+            now,
+            SIX_H,
+            Some(DAY),
+        );
+        assert_eq!(o.status, Health::Fail);
+        assert!(
+            o.message.starts_with("never synced: the target is there"),
+            "{}",
+            o.message
+        );
+        // A first run in the future (clocks disagree) is now.
+        let o = sync_recency(&never(now + H, "error", "x"), now, SIX_H, Some(DAY));
+        assert_eq!(o.status, Health::Warn);
+        assert!(
+            o.message.ends_with("first run less than a minute ago)"),
+            "{}",
+            o.message
+        );
+    }
+
+    #[test]
     fn a_success_in_the_future_is_now() {
-        let o = sync_recency(Some(10 * H), 9 * H, SIX_H, None);
+        let o = sync_recency(&ok(10 * H), 9 * H, SIX_H, None);
         assert_eq!(o.status, Health::Pass);
         assert_eq!(o.value, Some(0.0));
         assert_eq!(o.details["clock_skew"], true);
         assert_eq!(o.message, "last successful sync less than a minute ago");
         // Extremes do not overflow.
         assert_eq!(
-            sync_recency(Some(i64::MIN), i64::MAX, SIX_H, Some(DAY)).status,
+            sync_recency(&ok(i64::MIN), i64::MAX, SIX_H, Some(DAY)).status,
             Health::Fail
         );
     }

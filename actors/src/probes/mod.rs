@@ -33,7 +33,7 @@ pub use check::{
     run, CheckOutcome, CheckSpec, CheckState, CommandSpec, DiskSpec, Health, HttpSpec, MemorySpec,
     Slots, SqliteSpec, SyncRecencySpec, TcpSpec,
 };
-pub use data::{breakers, sync_recency};
+pub use data::{breakers, sync_recency, SyncHistory};
 pub use status::{ProbeState, StatusChange, Thresholds};
 
 use std::time::Duration;
