@@ -46,7 +46,11 @@ pub fn run(cli: &Cli) -> u8 {
         Command::Verify => global.timeout.max(VERIFY_WAIT),
         _ => global.timeout,
     };
-    let (mut conn, first) = match open(&socket, timeout, &command) {
+    // On a terminal, a long sync shows its progress while the command waits.
+    let watch = super::progress::watch(&cli.command, global, &socket);
+    let opened = open(&socket, timeout, &command);
+    drop(watch); // the bar is cleared before anything else is printed
+    let (mut conn, first) = match opened {
         Ok(opened) => opened,
         Err(e) => return failed(global, "connection", &e.to_string(), exit::USAGE),
     };

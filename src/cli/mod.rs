@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod chaos;
 mod client;
+mod progress;
 mod render;
 
 use crate::config;

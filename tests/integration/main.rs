@@ -16,4 +16,5 @@ mod store;
 mod strategies;
 mod sync;
 mod sync_crash;
+mod sync_progress;
 mod util;
