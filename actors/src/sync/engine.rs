@@ -29,6 +29,8 @@ pub const WORKERS: usize = 2;
 /// Base changes committed together (a killed run loses at most this many, which the next run
 /// finds agreeing and records without copying again).
 pub const COMMIT_BATCH: usize = 2_000;
+/// How often a running chunk's counts are passed on to [`Progress`].
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// How long a commit of the base may wait for the store.
 const STORE_WAIT: Duration = Duration::from_secs(60);
 
@@ -661,7 +663,7 @@ async fn run_inner(
         let s = spec.clone();
         let prog = Arc::new(ProgressCell::default());
         let prog2 = prog.clone();
-        let results = blocking(move || {
+        let work = blocking(move || {
             let out = par_map(&part, |(item, a)| {
                 let r = apply_plain(&s, item, *a, at);
                 prog2.files.fetch_add(1, Ordering::Relaxed);
@@ -671,14 +673,27 @@ async fn run_inner(
                 r
             });
             (part, out)
-        })
-        .await?;
-        progress
-            .files_done
-            .fetch_add(prog.files.load(Ordering::Relaxed), Ordering::Relaxed);
-        progress
-            .bytes_done
-            .fetch_add(prog.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        });
+        // The chunk's counts reach `progress` as its files are done, not when all are (a
+        // chunk is up to 2,000 files: the progress bar would stand still for its length).
+        let (files0, bytes0) = (
+            progress.files_done.load(Ordering::Relaxed),
+            progress.bytes_done.load(Ordering::Relaxed),
+        );
+        let relay = || {
+            let files = prog.files.load(Ordering::Relaxed);
+            let bytes = prog.bytes.load(Ordering::Relaxed);
+            progress.files_done.store(files0 + files, Ordering::Relaxed);
+            progress.bytes_done.store(bytes0 + bytes, Ordering::Relaxed);
+        };
+        tokio::pin!(work);
+        let results = loop {
+            tokio::select! {
+                r = &mut work => break r?,
+                () = tokio::time::sleep(PROGRESS_EVERY) => relay(),
+            }
+        };
+        relay();
         let (part, out) = results;
         for ((item, a), r) in part.into_iter().zip(out) {
             absorb(

@@ -17,5 +17,6 @@ mod start_timeout;
 mod store;
 mod strategies;
 mod sync;
+mod sync_edges;
 mod sync_watch;
 mod util;
