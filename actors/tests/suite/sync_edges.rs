@@ -1,9 +1,10 @@
-//! Sync runs at the edges, on real folders and a real store: the progress counters a run
-//! publishes while it copies.
+//! Sync runs at the edges, on real folders and a real store: a target on a full disk (a
+//! real tmpfs; root only), and the progress counters a run publishes while it copies.
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,10 @@ impl Fx {
     fn local(&self, rel: &str) -> PathBuf {
         self.spec.primary.join(rel)
     }
+
+    fn remote(&self, rel: &str) -> PathBuf {
+        self.spec.target.join(rel)
+    }
 }
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -88,6 +93,134 @@ fn write(path: &Path, bytes: &[u8]) {
         fs::create_dir_all(p).unwrap();
     }
     fs::write(path, bytes).unwrap();
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every name under `dir` (relative, sorted).
+fn names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir).min_depth(1) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            out.push(
+                e.path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A tmpfs of `size` on a new directory, unmounted when dropped; `None` where this process
+/// may not mount (not root).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then_some(Tmpfs(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Fills the file system with `filler` until a write fails, then gives back `keep` bytes
+    /// (rounded to whole pages by tmpfs).
+    fn fill(&self, keep: u64) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut file = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        let len = file.metadata().unwrap().len();
+        file.set_len(len.saturating_sub(keep)).unwrap();
+        file.sync_all().unwrap();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).output();
+    }
+}
+
+/// A target on a full disk: the run is an error that names each file and ENOSPC; nothing is
+/// installed under a real name (no temp is left either), the primary is untouched, the base
+/// keeps what it had for the files not copied; after space is freed the next run completes.
+#[tokio::test]
+async fn a_full_target_disk_fails_clearly_loses_nothing_and_the_next_run_completes() {
+    let Some(disk) = Tmpfs::mount("2m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let mut fx = Fx::new(disk.path().join("target")).await;
+    let big = |c: u8| vec![c; 256 * 1024];
+    write(&fx.local("a.bin"), &big(b'a'));
+    write(&fx.local("keep.txt"), b"small");
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+    let base_a = fx.base["a.bin"];
+
+    // Room left for the run's lock, not for the copies.
+    let filler = disk.fill(16 * 1024);
+    write(&fx.local("a.bin"), &big(b'A'));
+    write(&fx.local("sub/b.bin"), &big(b'b'));
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Error, "{r:#?}");
+    let reason = r.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("2 file(s) failed, first: ") && reason.contains("no space left"),
+        "{reason}"
+    );
+    let mut failed: Vec<&str> = r.errors.iter().map(|(p, _)| p.as_str()).collect();
+    failed.sort_unstable();
+    assert_eq!(failed, ["a.bin", "sub/b.bin"], "{r:#?}");
+    for (path, why) in &r.errors {
+        assert!(
+            why.contains("no space left on the device") && why.contains("os error 28"),
+            "{path}: {why}"
+        );
+    }
+    assert_eq!(r.copied_to_remote, 0, "{r:#?}");
+    // Nothing half-written under a real name, no temp left behind, the lock released.
+    assert_eq!(read(&fx.remote("a.bin")), big(b'a'));
+    assert!(!fx.remote("sub/b.bin").exists());
+    assert_eq!(
+        names(&fx.spec.target),
+        [".metasystem-sync", "a.bin", "keep.txt"],
+        "what the target holds"
+    );
+    // The primary untouched; the base as it was for a, nothing for b.
+    assert_eq!(read(&fx.local("a.bin")), big(b'A'));
+    assert_eq!(read(&fx.local("sub/b.bin")), big(b'b'));
+    assert_eq!(
+        fx.base["a.bin"], base_a,
+        "the base advanced for a file not copied"
+    );
+    assert!(!fx.base.contains_key("sub/b.bin"));
+
+    // Space again: the next run copies both.
+    fs::remove_file(&filler).unwrap();
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+    assert_eq!(r.copied_to_remote, 2, "{r:#?}");
+    assert_eq!(read(&fx.remote("a.bin")), big(b'A'));
+    assert_eq!(read(&fx.remote("sub/b.bin")), big(b'b'));
+    assert!(fx.base.contains_key("sub/b.bin"));
 }
 
 /// The counters move while a run copies (within one commit batch of up to 2,000 files), which
