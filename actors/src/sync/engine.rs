@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Strategy};
 use super::fsops::{self, Copied, InstallError};
-use super::lock::TargetLock;
+use super::lock::{LockError, TargetLock};
 use super::scan::{self, Listing, Meta, Selection, MARKER};
 use super::snapshot;
 use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
@@ -435,8 +435,10 @@ async fn run_inner(
         if dry {
             return Ok(None);
         }
-        let lock = TargetLock::take(&s.target, &s.host)
-            .map_err(|e| (Outcome::Skipped, e, Some(Refusal::Locked)))?;
+        let lock = TargetLock::take(&s.target, &s.host).map_err(|e| match e {
+            LockError::Held(why) => (Outcome::Skipped, why, Some(Refusal::Locked)),
+            LockError::Failed(why) => error(why),
+        })?;
         if !marker.exists() {
             let text = format!(
                 "metasystem sync target {:?}, first synced by {} at {}\n",

@@ -48,13 +48,36 @@ pub struct TargetLock {
     released: bool,
 }
 
+/// Why a [`TargetLock`] was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockError {
+    /// Another run (of this host or another) holds it: a run is skipped.
+    Held(String),
+    /// It cannot be created or written (a full or read-only target): a run fails.
+    Failed(String),
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Held(why) | LockError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<LockError> for String {
+    fn from(e: LockError) -> String {
+        e.to_string()
+    }
+}
+
 impl TargetLock {
     /// Takes the lock of `target` (blocking I/O: call it from a blocking task).
-    pub fn take(target: &Path, host: &str) -> Result<TargetLock, String> {
+    pub fn take(target: &Path, host: &str) -> Result<TargetLock, LockError> {
         Self::take_with(target, host, LOCK_REFRESH)
     }
 
-    fn take_with(target: &Path, host: &str, every: Duration) -> Result<TargetLock, String> {
+    fn take_with(target: &Path, host: &str, every: Duration) -> Result<TargetLock, LockError> {
         let path = target.join(LOCK);
         let text = format!(
             "{host} {} {} {}\n",
@@ -72,7 +95,10 @@ impl TargetLock {
                     use std::io::Write;
                     if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
                         let _ = std::fs::remove_file(&path);
-                        return Err(format!("cannot write the lock {}: {e}", path.display()));
+                        return Err(LockError::Failed(format!(
+                            "cannot write the lock {}: {e}",
+                            path.display()
+                        )));
                     }
                     held().get_or_insert_with(HashSet::new).insert(path.clone());
                     let refresh = tokio::runtime::Handle::try_current()
@@ -88,18 +114,26 @@ impl TargetLock {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let seen = std::fs::read_to_string(&path).unwrap_or_default();
                     if !is_stale(&seen, host, &path) {
-                        return Err(format!(
+                        return Err(LockError::Held(format!(
                             "{} is locked by another run ({})",
                             target.display(),
                             seen.trim()
-                        ));
+                        )));
                     }
                     remove_if(&path, &seen);
                 }
-                Err(e) => return Err(format!("cannot create the lock {}: {e}", path.display())),
+                Err(e) => {
+                    return Err(LockError::Failed(format!(
+                        "cannot create the lock {}: {e}",
+                        path.display()
+                    )))
+                }
             }
         }
-        Err(format!("cannot take the lock {}", path.display()))
+        Err(LockError::Held(format!(
+            "cannot take the lock {}: another run took it meanwhile",
+            path.display()
+        )))
     }
 
     /// Gives the lock back: the file is removed (on the blocking pool) before this answers.
@@ -222,7 +256,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let a = TargetLock::take(d.path(), "h1").unwrap();
         let err = TargetLock::take(d.path(), "h2").err().unwrap();
-        assert!(err.contains("locked by another run"), "{err}");
+        assert!(
+            matches!(&err, LockError::Held(why) if why.contains("locked by another run")),
+            "{err}"
+        );
         // The same process, while it holds it: refused too (two targets on one folder).
         assert!(TargetLock::take(d.path(), "h1").is_err());
         drop(a);

@@ -106,7 +106,7 @@ pub async fn resolve(
                 s.target.display()
             ));
         }
-        TargetLock::take(&s.target, &s.host)
+        Ok(TargetLock::take(&s.target, &s.host)?)
     })
     .await??;
 

@@ -13,7 +13,7 @@ use metasystem_actors::store::sync::BaseEntry;
 use metasystem_actors::store::Store;
 use metasystem_actors::sync::engine::{self, Progress};
 use metasystem_actors::sync::{
-    Direction, Outcome, RunOptions, RunReport, Selection, Strategy, SyncSpec,
+    Direction, Outcome, Refusal, RunOptions, RunReport, Selection, Strategy, SyncSpec,
 };
 
 struct Fx {
@@ -221,6 +221,55 @@ async fn a_full_target_disk_fails_clearly_loses_nothing_and_the_next_run_complet
     assert_eq!(read(&fx.remote("a.bin")), big(b'A'));
     assert_eq!(read(&fx.remote("sub/b.bin")), big(b'b'));
     assert!(fx.base.contains_key("sub/b.bin"));
+}
+
+/// A target so full that not even the run's lock can be written: an error (not a skip as if
+/// another run held it) naming the lock and ENOSPC, nothing changed, and no empty lock left
+/// behind to hold off the next run once space is freed. A lock another host holds is still a
+/// skip.
+#[tokio::test]
+async fn a_target_too_full_for_the_lock_fails_the_run_and_leaves_no_lock() {
+    let Some(disk) = Tmpfs::mount("1m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let mut fx = Fx::new(disk.path().join("target")).await;
+    write(&fx.local("a.txt"), b"v1");
+    assert_eq!(fx.run().await.outcome, Outcome::Success);
+    let filler = disk.fill(0);
+    write(&fx.local("a.txt"), b"v2");
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Error, "{r:#?}");
+    let reason = r.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(".metasystem-sync.lock") && reason.contains("os error 28"),
+        "{reason}"
+    );
+    assert_eq!(r.refusal, None, "not another run's lock: {r:#?}");
+    assert_eq!(read(&fx.remote("a.txt")), b"v1");
+    assert!(
+        !fx.remote(".metasystem-sync.lock").exists(),
+        "a lock the run could not write was left behind"
+    );
+
+    fs::remove_file(&filler).unwrap();
+    // A lock another host holds (and fresh) still means: skipped, left alone.
+    let held = format!(
+        "otherhost 4242 {}\n",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    write(&fx.remote(".metasystem-sync.lock"), held.as_bytes());
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Skipped, "{r:#?}");
+    assert_eq!(r.refusal, Some(Refusal::Locked), "{r:#?}");
+    assert_eq!(read(&fx.remote(".metasystem-sync.lock")), held.as_bytes());
+    fs::remove_file(fx.remote(".metasystem-sync.lock")).unwrap();
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+    assert_eq!(read(&fx.remote("a.txt")), b"v2");
 }
 
 /// The counters move while a run copies (within one commit batch of up to 2,000 files), which
