@@ -793,7 +793,9 @@ fn planned(item: &Item, a: Action, lc: Class, rc: Class, _side: Side) -> Planned
 }
 
 /// Every path of either side or the base, minus names that collide by case or normalisation
-/// (reported, not merged).
+/// (reported, not merged), and minus paths a side skipped (an unreadable folder and what is
+/// in it, a symlink, a placeholder): absent from a listing because it could not be read is
+/// not deleted, so such a path is not decided this run and its base stays as it was.
 fn merge(
     local: &Listing,
     remote: &Listing,
@@ -821,8 +823,21 @@ fn merge(
         report.collisions.push(g);
     }
     report.collisions.sort();
+    let skipped: HashSet<&str> = local
+        .skipped
+        .iter()
+        .chain(&remote.skipped)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    // `k` or one of the folders above it.
+    let unseen = |k: &str| {
+        k.match_indices('/')
+            .map(|(i, _)| &k[..i])
+            .chain([k])
+            .any(|p| skipped.contains(p))
+    };
     all.keys()
-        .filter(|k| !colliding.contains(*k))
+        .filter(|k| !colliding.contains(*k) && !unseen(k))
         .map(|k| {
             let b = base.get(*k).copied();
             let l = local.files.get(*k).copied();

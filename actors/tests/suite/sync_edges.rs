@@ -316,3 +316,30 @@ async fn progress_moves_while_the_files_are_copied() {
         r.took_ms
     );
 }
+
+/// A path a side skips (here a synced file replaced by a symlink; an unreadable folder is the
+/// same case, tested on the daemon) is absent from that side's listing but not deleted: the
+/// other side's copy stays, and so does its base.
+#[tokio::test]
+async fn a_path_one_side_skips_is_not_read_as_deleted() {
+    let remote = tempfile::tempdir().unwrap();
+    let mut fx = Fx::new(remote.path().join("target")).await;
+    write(&fx.local("dir/a.txt"), b"a");
+    write(&fx.local("b.txt"), b"b");
+    write(&fx.local("c.txt"), b"c");
+    assert_eq!(fx.run().await.outcome, Outcome::Success);
+    let base = fx.base.clone();
+    fs::remove_file(fx.local("b.txt")).unwrap();
+    std::os::unix::fs::symlink("c.txt", fx.local("b.txt")).unwrap();
+    fs::remove_dir_all(fx.local("dir")).unwrap();
+    std::os::unix::fs::symlink("/nowhere", fx.local("dir")).unwrap();
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+    let mut skipped: Vec<&str> = r.skipped.iter().map(|(p, _)| p.as_str()).collect();
+    skipped.sort_unstable();
+    assert_eq!(skipped, ["b.txt", "dir"], "{r:#?}");
+    assert_eq!(r.deleted_remote, 0, "{r:#?}");
+    assert_eq!(read(&fx.remote("b.txt")), b"b");
+    assert_eq!(read(&fx.remote("dir/a.txt")), b"a");
+    assert_eq!(fx.base, base, "the base of skipped paths is kept");
+}
