@@ -16,5 +16,6 @@ mod store;
 mod strategies;
 mod sync;
 mod sync_crash;
+mod sync_faults;
 mod sync_progress;
 mod util;

@@ -124,8 +124,21 @@ impl TestDaemon {
 
     /// (Re)launches with stderr going to `stderr` instead of the log file.
     pub fn launch_with(&mut self, env: &[(&str, &str)], stderr: Stdio) {
+        self.launch_via(&[], env, stderr);
+    }
+
+    /// (Re)launches as `WRAPPER... BIN run ...` (e.g. `setpriv` with its options), with
+    /// stderr going to `stderr`.
+    pub fn launch_via(&mut self, wrapper: &[&str], env: &[(&str, &str)], stderr: Stdio) {
         let log = stderr;
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(&self.config)
