@@ -223,6 +223,7 @@ mod tests {
             last_success_ms: None,
             tracked: 0,
             breaker: None,
+            watch: None,
         }
     }
 
