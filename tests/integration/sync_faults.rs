@@ -77,7 +77,9 @@ fn unreadable_files_and_folders_are_reported_never_deleted_and_synced_once_reada
     let mut d = TestDaemon::prepare(
         "",
         &format!(
-            "[root]\n[[root.children]]\nname = \"t\"\nkind = \"sync_target\"\ntarget = \"{}\"\npaths = [\"shared\"]\nevery = \"1h\"\n",
+            "[root]\n[[root.children]]\nname = \"breakers\"\nkind = \"breakers\"\n\
+             breakers.tb = {{ failure_threshold = 1, success_threshold = 1, open_for = \"1h\", half_open_calls = 1 }}\n\
+             [[root.children]]\nname = \"t\"\nkind = \"sync_target\"\ntarget = \"{}\"\npaths = [\"shared\"]\nevery = \"1h\"\nbreaker = \"tb\"\n",
             target.display()
         ),
     );
@@ -110,16 +112,20 @@ fn unreadable_files_and_folders_are_reported_never_deleted_and_synced_once_reada
     assert_eq!(r["outcome"], "error", "{v:#}");
     let reason = r["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.starts_with("2 file(s) failed, first: shared/")
+        reason.starts_with("3 file(s) failed, first: shared/")
             && reason.contains("Permission denied"),
         "{reason}"
     );
+    // The folder it cannot list is an error too (an alert), not a quiet skip.
     assert_eq!(
         paths(&r["errors"]),
-        ["shared/new.txt", "shared/secret.txt"],
+        ["shared/dir", "shared/new.txt", "shared/secret.txt"],
         "{v:#}"
     );
     for e in r["errors"].as_array().into_iter().flatten() {
+        if e[0] == "shared/dir" {
+            continue;
+        }
         let why = e[1].as_str().unwrap_or_default();
         assert!(
             why.starts_with("cannot read ")
@@ -152,6 +158,11 @@ fn unreadable_files_and_folders_are_reported_never_deleted_and_synced_once_reada
         text.contains("shared/secret.txt") && text.contains("shared/new.txt"),
         "{last:#}"
     );
+    // Files that failed are for the alert, not the breaker: one bad file must not stop every
+    // run (regression: with failure_threshold = 1 the breaker opened and refused the rest).
+    let b = d.json(&["breakers"], 0);
+    assert_eq!(b["breakers"][0]["name"], "tb", "{b:#}");
+    assert_eq!(b["breakers"][0]["state"], "closed", "{b:#}");
     // The base of what could not be read is kept: the target still tracks all four files.
     let s = d.json(&["sync", "status"], 0);
     assert_eq!(s["targets"][0]["tracked"], 4, "{s:#}");

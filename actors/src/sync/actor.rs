@@ -356,6 +356,9 @@ impl SyncTargetState {
                     if let (Some(b), Some(Ok(p))) = (breaker.as_ref(), permit) {
                         match r.outcome {
                             Outcome::Success => b.record(p, true),
+                            // Files that failed (unreadable, no space) are for an alert,
+                            // not the breaker: one bad file must not stop every run.
+                            Outcome::Error if !r.errors.is_empty() => b.release(p),
                             Outcome::Error => b.record(p, false),
                             Outcome::Skipped => b.release(p),
                         }

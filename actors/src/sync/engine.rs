@@ -504,6 +504,11 @@ async fn run_inner(
     report.remote_files = remote.files.len();
     for (rel, why) in local.skipped.iter().chain(&remote.skipped) {
         report.skipped.push((rel.clone(), why.clone()));
+        // A folder or file that cannot be read is a fault to see and fix (an event, an
+        // alert), not a quiet skip like a symlink; it does not count on the breaker.
+        if scan::is_fault(why) {
+            report.errors.push((rel.clone(), why.clone()));
+        }
     }
     if !opts.dry_run {
         let stale: Vec<PathBuf> = local

@@ -66,6 +66,15 @@ pub(crate) fn under(rel: &str, p: &str) -> bool {
     rel == p || (rel.starts_with(p) && rel.as_bytes().get(p.len()) == Some(&b'/'))
 }
 
+/// How a skip that is a fault (a folder that cannot be listed, a file that cannot be looked
+/// at) begins, unlike a symlink's or a placeholder's.
+pub const UNREADABLE: &str = "unreadable";
+
+/// Whether a skip's reason is a fault ([`UNREADABLE`]).
+pub fn is_fault(why: &str) -> bool {
+    why.starts_with(UNREADABLE)
+}
+
 /// This tool's own files and SQLite's companions, never synced as files.
 pub fn is_internal(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
@@ -181,7 +190,7 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
                         .path()
                         .and_then(|p| rel(root, p))
                         .unwrap_or_else(|| start.display().to_string());
-                    out.skipped.push((at, format!("unreadable: {e}")));
+                    out.skipped.push((at, format!("{UNREADABLE}: {e}")));
                     continue;
                 }
             };
@@ -212,7 +221,8 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
             let md = match entry.metadata() {
                 Ok(md) => md,
                 Err(e) => {
-                    out.skipped.push((rel, format!("cannot stat: {e}")));
+                    out.skipped
+                        .push((rel, format!("{UNREADABLE}: cannot stat: {e}")));
                     continue;
                 }
             };
