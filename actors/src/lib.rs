@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod breakers;
 pub mod heal;
 pub mod heartbeat;
+pub mod logfile;
 pub mod metrics;
 pub mod observe;
 pub mod probes;

@@ -1,0 +1,408 @@
+//! A log file that rotates itself: by size (the current file would grow past `max_size`) or
+//! daily (the UTC date changed), keeping `keep` old files as `NAME.1` (the newest) to
+//! `NAME.KEEP`, as logrotate and supervisord name them.
+//!
+//! Shared by the managed processes' output (one per process, written by its pump thread) and
+//! the daemon's own `log_file` (written by the log thread). It is a plain blocking writer:
+//! callers own a thread for it, never the scheduler. A write that fails (a full disk, a
+//! removed directory) never fails the caller: the bytes are counted as dropped, the file is
+//! closed, and it is opened again on a later write (at most once a second), so a disk that
+//! frees up is written to again without anyone's help.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// When a log file is rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// Before a write would take the current file past this many bytes (a single write larger
+    /// than that goes into a file of its own).
+    Size(u64),
+    /// At the first write of a new UTC day.
+    Daily,
+}
+
+/// How a log file is written and rotated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSpec {
+    pub path: PathBuf,
+    pub rotation: Rotation,
+    /// Rotated files kept besides the current one (0: the current file is truncated instead).
+    pub keep: u32,
+}
+
+/// The most rotated files a log may keep.
+pub const MAX_KEEP: u32 = 1000;
+
+/// What a writer has done, for `status` and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LogStats {
+    /// Bytes written to the files.
+    pub written: u64,
+    /// Bytes that could not be written (the disk refused them) and are lost.
+    pub dropped: u64,
+    pub rotations: u64,
+    /// Whether the last write failed.
+    pub failing: bool,
+}
+
+/// How long after a failure the file is not tried again (each try is a few syscalls; a
+/// process flooding a full disk must not turn into a syscall storm).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A log file and its rotation. Not thread-safe on purpose: one writer thread owns it.
+pub struct RotatingFile {
+    spec: LogSpec,
+    /// The open current file; `None` before the first write and after a failure.
+    file: Option<File>,
+    /// The current file's size, as far as this writer knows (it is the only writer).
+    size: u64,
+    /// The UTC day (days since 1970) the current file was opened in, for daily rotation.
+    day: u64,
+    /// When the last failure happened: no new try before [`RETRY_AFTER`].
+    failed_at: Option<Instant>,
+    /// The last error, for a one-line report when the state changes.
+    last_error: Option<String>,
+    stats: LogStats,
+}
+
+fn today() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+/// `NAME.n`.
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+impl RotatingFile {
+    /// A writer for `spec`; nothing is opened until the first write.
+    pub fn new(spec: LogSpec) -> Self {
+        RotatingFile {
+            spec,
+            file: None,
+            size: 0,
+            day: today(),
+            failed_at: None,
+            last_error: None,
+            stats: LogStats::default(),
+        }
+    }
+
+    pub fn spec(&self) -> &LogSpec {
+        &self.spec
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.stats
+    }
+
+    /// The last error, if the last write failed.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Writes `data` whole (rotating first if it must); on failure the bytes are counted as
+    /// dropped and the error is returned, for the caller to report once.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        match self.try_write(data) {
+            Ok(()) => {
+                self.stats.written += data.len() as u64;
+                self.stats.failing = false;
+                self.last_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.dropped += data.len() as u64;
+                self.stats.failing = true;
+                self.last_error = Some(e.to_string());
+                self.file = None;
+                self.failed_at = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    fn try_write(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Some(at) = self.failed_at {
+            if at.elapsed() < RETRY_AFTER {
+                return Err(io::Error::other(
+                    self.last_error
+                        .clone()
+                        .unwrap_or_else(|| "the log file failed".into()),
+                ));
+            }
+            self.failed_at = None;
+        }
+        if self.file.is_none() {
+            self.open()?;
+        }
+        let due = match self.spec.rotation {
+            Rotation::Size(max) => self.size > 0 && self.size + data.len() as u64 > max,
+            Rotation::Daily => today() != self.day && self.size > 0,
+        };
+        if due {
+            self.rotate()?;
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(io::Error::other("the log file is not open"));
+        };
+        file.write_all(data)?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    fn open(&mut self) -> io::Result<()> {
+        if let Some(dir) = self.spec.path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.spec.path)?;
+        let meta = file.metadata()?;
+        self.size = meta.len();
+        // A file left by an earlier run belongs to the day it was last written.
+        self.day = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or_else(today, |d| d.as_secs() / 86_400);
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// NAME.(keep-1) → NAME.keep, ..., NAME → NAME.1, then a new NAME.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        let path = &self.spec.path;
+        if self.spec.keep == 0 {
+            File::create(path)?;
+        } else {
+            for n in (1..self.spec.keep).rev() {
+                let from = rotated_path(path, n);
+                match std::fs::rename(&from, rotated_path(path, n + 1)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            std::fs::rename(path, rotated_path(path, 1))?;
+            // One past `keep`, left by a run with a larger `keep`: gone, as configured.
+            let _ = std::fs::remove_file(rotated_path(path, self.spec.keep + 1));
+        }
+        self.stats.rotations += 1;
+        self.open()?;
+        self.day = today();
+        Ok(())
+    }
+
+    /// Writes out nothing (writes are unbuffered) but syncs nothing either: a log is not worth
+    /// an fsync per line. Present so callers can treat it as a `Write`.
+    pub fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        RotatingFile::write(self, buf).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        RotatingFile::flush(self)
+    }
+}
+
+/// The last `lines` lines of the log at `path` (its rotated files too, newest last, when the
+/// current one holds fewer), reading at most `max_bytes` from the end. Blocking: run it on the
+/// blocking pool. A missing file is no lines.
+pub fn tail(path: &Path, lines: usize, max_bytes: usize) -> io::Result<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut wanted = lines;
+    let mut budget = max_bytes;
+    // The current file, then NAME.1, NAME.2, ... while lines are missing.
+    let mut n = 0;
+    while wanted > 0 && budget > 0 && n <= MAX_KEEP {
+        let file = if n == 0 {
+            path.to_path_buf()
+        } else {
+            rotated_path(path, n)
+        };
+        let chunk = match tail_one(&file, wanted, budget) {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e),
+        };
+        budget = budget.saturating_sub(chunk.len());
+        wanted = wanted.saturating_sub(count_lines(&chunk));
+        let mut joined = chunk;
+        joined.extend_from_slice(&out);
+        out = joined;
+        n += 1;
+    }
+    Ok(out)
+}
+
+/// Lines in `data`, counting a last line without its newline.
+fn count_lines(data: &[u8]) -> usize {
+    let newlines = data.iter().filter(|b| **b == b'\n').count();
+    newlines + usize::from(data.last().is_some_and(|b| *b != b'\n'))
+}
+
+/// The last `lines` lines of one file, at most `max_bytes` of them.
+fn tail_one(path: &Path, lines: usize, max_bytes: usize) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(max_bytes as u64);
+    file.seek(SeekFrom::Start(start))?;
+    let mut data = Vec::with_capacity((len - start) as usize);
+    file.take(max_bytes as u64).read_to_end(&mut data)?;
+    // Count newlines from the end; a final newline ends the last line, it does not start one.
+    let body = data.strip_suffix(b"\n").unwrap_or(&data);
+    let mut seen = 0;
+    let mut cut = None;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == lines {
+                cut = Some(i + 1);
+                break;
+            }
+        }
+    }
+    Ok(match cut {
+        Some(i) => data.split_off(i),
+        // Fewer lines than asked (or a cut inside a line at the budget's edge): all of it,
+        // less a partial first line when the budget cut the file.
+        None if start > 0 => match data.iter().position(|b| *b == b'\n') {
+            Some(i) => data.split_off(i + 1),
+            None => Vec::new(),
+        },
+        None => data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, rotation: Rotation, keep: u32) -> LogSpec {
+        LogSpec {
+            path: dir.join("sub/app.log"),
+            rotation,
+            keep,
+        }
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RotatingFile::new(spec(dir.path(), Rotation::Size(10), 2));
+        for i in 0..5 {
+            log.write(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        let path = dir.path().join("sub/app.log");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 4\n");
+        assert_eq!(
+            std::fs::read_to_string(rotated_path(&path, 1)).unwrap(),
+            "line 3\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rotated_path(&path, 2)).unwrap(),
+            "line 2\n"
+        );
+        assert!(!rotated_path(&path, 3).exists());
+        assert_eq!(log.stats().rotations, 4);
+        assert_eq!(log.stats().written, 35);
+    }
+
+    #[test]
+    fn keep_zero_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RotatingFile::new(spec(dir.path(), Rotation::Size(8), 0));
+        log.write(b"aaaaaa\n").unwrap();
+        log.write(b"bbbbbb\n").unwrap();
+        let path = dir.path().join("sub/app.log");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "bbbbbb\n");
+        assert!(!rotated_path(&path, 1).exists());
+    }
+
+    #[test]
+    fn appends_to_an_existing_file_and_counts_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/app.log");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "12345678\n").unwrap();
+        let mut log = RotatingFile::new(spec(dir.path(), Rotation::Size(12), 1));
+        log.write(b"abcd\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "abcd\n");
+        assert_eq!(
+            std::fs::read_to_string(rotated_path(&path, 1)).unwrap(),
+            "12345678\n"
+        );
+    }
+
+    #[test]
+    fn a_failing_directory_drops_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        // The log's directory is a file: every open fails.
+        std::fs::write(dir.path().join("sub"), "not a dir").unwrap();
+        let mut log = RotatingFile::new(spec(dir.path(), Rotation::Size(100), 1));
+        assert!(log.write(b"lost\n").is_err());
+        assert!(
+            log.write(b"lost too\n").is_err(),
+            "no retry within a second"
+        );
+        assert_eq!(log.stats().dropped, 14);
+        assert!(log.stats().failing);
+        std::fs::remove_file(dir.path().join("sub")).unwrap();
+        std::thread::sleep(RETRY_AFTER + Duration::from_millis(50));
+        log.write(b"back\n").unwrap();
+        assert!(!log.stats().failing);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("sub/app.log")).unwrap(),
+            "back\n"
+        );
+    }
+
+    #[test]
+    fn tail_reads_the_last_lines_across_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RotatingFile::new(spec(dir.path(), Rotation::Size(20), 3));
+        for i in 0..10 {
+            log.write(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        let path = dir.path().join("sub/app.log");
+        let got = String::from_utf8(tail(&path, 4, 1 << 20).unwrap()).unwrap();
+        assert_eq!(got, "line 6\nline 7\nline 8\nline 9\n");
+        let got = String::from_utf8(tail(&path, 1, 1 << 20).unwrap()).unwrap();
+        assert_eq!(got, "line 9\n");
+        // The byte budget bounds the answer and never starts mid-line.
+        let got = String::from_utf8(tail(&path, 100, 10).unwrap()).unwrap();
+        assert_eq!(got, "line 9\n");
+        assert!(tail(&dir.path().join("none.log"), 5, 100)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn tail_counts_a_last_line_without_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        std::fs::write(&path, "a\nb\nc").unwrap();
+        assert_eq!(tail(&path, 2, 100).unwrap(), b"b\nc");
+    }
+}
