@@ -17,6 +17,7 @@ pub mod logfile;
 pub mod metrics;
 pub mod observe;
 pub mod probes;
+pub mod process;
 pub mod retry;
 pub mod slot;
 pub mod store;

@@ -318,6 +318,15 @@ pub enum AlertsAction {
 }
 
 pub fn main() -> ExitCode {
+    use metasystem_actors::process::spawn;
+    // The daemon's helper that kills what managed processes forked when the daemon dies
+    // (see `metasystem_actors::process::spawn`): not a command for people.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == spawn::REAPER_ARG)
+    {
+        return ExitCode::from(spawn::reaper_main() as u8);
+    }
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run => run(&cli.global),
@@ -337,6 +346,14 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
 fn run(global: &Global) -> ExitCode {
     // Held to the end: dropping it writes out the buffered log lines.
     let _log = crate::telemetry::init("info", global.log_json);
+    // The reaper helper is this binary; through /proc on Linux, so a binary replaced on disk
+    // (an upgrade) is still the one that runs.
+    let me = std::path::Path::new("/proc/self/exe");
+    if me.exists() {
+        metasystem_actors::process::spawn::use_reaper(me.to_path_buf());
+    } else if let Ok(exe) = std::env::current_exe() {
+        metasystem_actors::process::spawn::use_reaper(exe);
+    }
     // One scheduler thread for the whole actor system; blocking work goes to tokio's blocking
     // pool and sqlx runs SQLite on its own thread. Measured (BENCHMARKS.md): paced restarts take
     // 9-13 us here vs 15-19 us on a 2-worker runtime, where much of the time goes to waking

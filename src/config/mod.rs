@@ -769,7 +769,7 @@ pub(crate) fn child(
         t.finish(d);
     }
     let kind = kind?;
-    let shutdown = shutdown.unwrap_or_else(|| Kind::default_shutdown(&kind_name));
+    let shutdown = shutdown.unwrap_or_else(|| kind.shutdown_default());
     Some(ChildConfig {
         name: name?,
         restart,

@@ -165,6 +165,7 @@ pub(super) async fn start_and_serve(
         breakers_slot: Default::default(),
         probes: Default::default(),
         sync: Default::default(),
+        processes: Default::default(),
         check_slots: metasystem_actors::probes::Slots::new(config.daemon.blocking_checks),
         tree: Default::default(),
     };

@@ -16,6 +16,7 @@ pub mod breakers;
 pub mod heartbeat;
 pub mod metrics;
 pub mod probe;
+pub mod process;
 pub mod supervisor;
 pub mod sync_target;
 
@@ -50,6 +51,9 @@ pub struct Services {
     pub probes: metasystem_actors::probes::actor::Probes,
     /// The sync targets' status and actors (for `sync`, `status`, the `sync` heal action).
     pub sync: metasystem_actors::sync::SyncTargets,
+    /// The managed processes' status and output channels, by tree path (for `logs -f`, the
+    /// `process` probe check).
+    pub processes: metasystem_actors::process::Processes,
     /// The bound on blocking checks (disk, memory, sqlite) running at once, shared by every
     /// probe (`[daemon] blocking_checks`).
     pub check_slots: metasystem_actors::probes::Slots,
@@ -127,6 +131,12 @@ pub trait ActorKind: Sized + Clone + PartialEq + std::fmt::Debug + Send + Sync +
     /// `cx.d`; `None` when the kind's config is unusable.
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self>;
 
+    /// How a child with this config is stopped when the file does not say (a process needs
+    /// its `stop_timeout` and more).
+    fn default_shutdown(&self) -> Shutdown {
+        Self::DEFAULT_SHUTDOWN
+    }
+
     /// The engine spec of a child named `name` with this config (restart type, shutdown and
     /// start timeout are applied by the caller).
     fn child_spec(&self, name: &str, services: &Services) -> ChildSpec;
@@ -193,13 +203,11 @@ macro_rules! kinds {
                 }
             }
 
-            pub fn default_shutdown(name: &str) -> Shutdown {
-                $(
-                    if name == <$config as ActorKind>::NAME {
-                        return <$config as ActorKind>::DEFAULT_SHUTDOWN;
-                    }
-                )+
-                Shutdown::WORKER_DEFAULT
+            /// How this child is stopped when the file does not say.
+            pub fn shutdown_default(&self) -> Shutdown {
+                match self {
+                    $(Kind::$variant(k) => k.default_shutdown()),+
+                }
             }
 
             pub fn default_start_timeout(name: &str) -> Option<Duration> {
@@ -270,6 +278,7 @@ kinds! {
     Breakers => breakers::BreakersConfig,
     Probe => probe::ProbeConfig,
     SyncTarget => sync_target::SyncTargetConfig,
+    Process => process::ProcessConfig,
 }
 
 /// This machine's name (alerts carry it), from uname.
@@ -384,6 +393,10 @@ mod tests {
             } else if *name == "sync_target" {
                 format!(
                     "[[root.children]]\nname = \"c\"\nkind = \"{name}\"\ntarget = \"/tmp/elsewhere\"\npaths = [\"shared\"]\n"
+                )
+            } else if *name == "process" {
+                format!(
+                    "[[root.children]]\nname = \"c\"\nkind = \"{name}\"\ncommand = \"/bin/sh\"\n"
                 )
             } else if *name == "probe" {
                 // The one key a probe cannot do without.

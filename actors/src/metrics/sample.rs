@@ -82,6 +82,7 @@ metrics! {
     RetryRuns => "retry_run", Seconds, false, "retried operations: one per run of all its attempts (ok: succeeded)";
     SyncRuns => "sync_run", Seconds, true, "sync runs of a target and how long each took (ok: success; skipped runs are not samples)";
     SyncBytes => "sync_bytes", Bytes, false, "bytes a sync run copied";
+    ProcessRuns => "process_run", Seconds, false, "runs of managed processes and how long each lasted (ok: a normal exit)";
 }
 
 impl Metric {

@@ -28,6 +28,7 @@ pub const KINDS: &[&str] = &[
     "chaos",
     "sync_event",
     "sync_error",
+    "process",
 ];
 
 /// One event to record.
