@@ -58,6 +58,7 @@ pub fn run(cli: &Cli) -> u8 {
     let outcome = match &cli.command {
         Cmd::Events { follow: true, .. } => follow(global, &mut conn, command, first, &mut out),
         Cmd::Events { .. } => events(global, &mut conn, command, first, &mut out),
+        Cmd::Logs { follow: true, .. } => follow_logs(global, &mut conn, first, &mut out),
         Cmd::Chaos { action: None, .. } => {
             super::chaos::follow(global, &socket, &mut conn, first, &mut out)
         }
@@ -247,7 +248,55 @@ fn follow(
                 say(&format!("metasystem: the stream ended: {why}"));
                 return Ok(exit::OK);
             }
-            Some(StreamItem::Subscribed(_)) => {}
+            Some(StreamItem::Subscribed(_)) | Some(StreamItem::Log(_)) => {}
+            None => say("metasystem: skipped an unreadable line from the daemon"),
+        }
+    }
+}
+
+/// `logs -f`: the stream's output pieces, printed as they come (under `--json`, one JSON
+/// object per line: `{"log": TEXT}`).
+fn follow_logs(
+    global: &Global,
+    conn: &mut Connection,
+    first: Response,
+    out: &mut dyn Write,
+) -> io::Result<u8> {
+    use crate::control::protocol::StreamItem;
+    if !first.ok {
+        return Ok(refused(global, &first));
+    }
+    conn.wait_forever();
+    loop {
+        let line = match conn.next_value() {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                say("metasystem: the daemon closed the stream");
+                return Ok(exit::USAGE);
+            }
+            Err(e) => return Ok(failed(global, "connection", &e.to_string(), exit::USAGE)),
+        };
+        let item = serde_json::from_value::<Response>(line)
+            .ok()
+            .and_then(|r| r.result)
+            .and_then(|v| serde_json::from_value::<StreamItem>(v).ok());
+        match item {
+            Some(StreamItem::Log(text)) => {
+                if global.json {
+                    writeln!(out, "{}", serde_json::json!({ "log": text }))?;
+                } else {
+                    out.write_all(text.as_bytes())?;
+                }
+                out.flush()?;
+            }
+            Some(StreamItem::Dropped(n)) => say(&format!(
+                "metasystem: {n} pieces of output dropped here (this reader fell behind)"
+            )),
+            Some(StreamItem::End(why)) => {
+                say(&format!("metasystem: the stream ended: {why}"));
+                return Ok(exit::OK);
+            }
+            Some(StreamItem::Subscribed(_)) | Some(StreamItem::Event(_)) => {}
             None => say("metasystem: skipped an unreadable line from the daemon"),
         }
     }
@@ -391,6 +440,17 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             after: None,
         },
         Cmd::Shutdown => Command::Shutdown,
+        Cmd::Logs {
+            path,
+            follow,
+            lines,
+            stderr,
+        } => Command::Logs {
+            path: path.clone(),
+            lines: Some(*lines as usize),
+            follow: *follow,
+            stderr: *stderr,
+        },
         Cmd::Metrics { name, since } => Command::Metrics {
             name: name.clone(),
             since_s: Some(since.as_secs().max(1)),
@@ -547,6 +607,15 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             } else {
                 exit::OK
             }
+        }
+        Cmd::Logs { .. } => {
+            let Some(r) = typed::<crate::control::protocol::LogsResult>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                out.write_all(r.text.as_bytes())?;
+            }
+            exit::OK
         }
         Cmd::Reload { .. } => {
             let Some(r) = typed::<ReloadResult>(result) else {

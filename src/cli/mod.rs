@@ -240,6 +240,21 @@ pub enum Cmd {
         #[arg(long, value_name = "OP")]
         op: Option<String>,
     },
+    /// The output of a managed process (`kind = "process"`), from its log files: the last
+    /// lines, then (with -f) each new piece as it is written, across restarts.
+    Logs {
+        /// The process's tree path.
+        path: String,
+        /// Keep printing its output as it comes (like `tail -f`). Ctrl-C stops.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to show first (0 to 100000).
+        #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+        lines: u32,
+        /// Its stderr (when the process logs it separately: `stderr = "separate"`).
+        #[arg(long)]
+        stderr: bool,
+    },
     /// Stop the daemon in order.
     Shutdown,
 }

@@ -187,6 +187,21 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Value::is_null")]
         args: Value,
     },
+    /// The output of the managed process at `path`: its last `lines` lines (default 10, at
+    /// most 100,000, and at most 4 MiB) from its log files ([`LogsResult`]). With `follow`,
+    /// the connection becomes a stream, as `subscribe`: `{"subscribed": "logs"}`, the last
+    /// lines as one `{"log": TEXT}`, then each piece of output as it is read (across
+    /// restarts), `{"dropped": N}` when this client fell behind, `{"end": WHY}`. `stderr`:
+    /// its stderr, when the process logs it to a file of its own.
+    Logs {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lines: Option<usize>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        follow: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stderr: bool,
+    },
     /// Starts a chaos run in the daemon (at most one at a time): for `for_ms`, every
     /// `every_min_ms..=every_max_ms` (default 5 s to 30 s) kill a random running actor
     /// strictly under `path` (default `root`) and measure its recovery. Answers the run
@@ -241,6 +256,7 @@ impl Command {
                 | Command::Heal { .. }
                 | Command::Retries { .. }
                 | Command::Reload { dry_run: true }
+                | Command::Logs { .. }
         )
     }
 
@@ -278,6 +294,7 @@ impl Command {
             Command::ConflictResolve { .. } => "conflict_resolve",
             Command::Heal { .. } => "heal",
             Command::Retries { .. } => "retries",
+            Command::Logs { .. } => "logs",
         }
     }
 }
@@ -656,6 +673,18 @@ pub struct AlertsResult {
 pub enum Topic {
     /// Events as they are written to the store.
     Events,
+    /// A managed process's output (`logs -f`; not a `subscribe` topic).
+    Logs,
+}
+
+/// The answer to `logs` (without `follow`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogsResult {
+    pub path: String,
+    /// The log file read (its rotated files too when it held fewer lines).
+    pub file: String,
+    /// The lines, as UTF-8 (bytes that are not are replaced).
+    pub text: String,
 }
 
 /// One line of a stream (the `result` of each line after the subscription's answer).
@@ -664,6 +693,8 @@ pub enum Topic {
 pub enum StreamItem {
     Subscribed(Topic),
     Event(Event),
+    /// A piece of a process's output (`logs -f`), as UTF-8 (bytes that are not are replaced).
+    Log(String),
     /// This client fell behind: this many of the oldest items were dropped.
     Dropped(u64),
     /// The stream ends (the daemon is shutting down).

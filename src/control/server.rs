@@ -353,6 +353,37 @@ async fn connection(
                             .stream(sub, &mut reader, &mut writer, &slot, stop)
                             .await;
                     }
+                    Ok(Parsed {
+                        id,
+                        command:
+                            Command::Logs {
+                                path,
+                                lines,
+                                follow: true,
+                                stderr,
+                            },
+                        ..
+                    }) => {
+                        if !slot.start_stream() {
+                            let response = Response::error(
+                                id,
+                                code::TOO_MANY_STREAMS,
+                                "too many streams are open (at most half the connections); try again",
+                            );
+                            slot.set(Activity::Writing(Instant::now()));
+                            timed_write(&mut writer, &response).await?;
+                            continue;
+                        }
+                        let req = crate::daemon::LogsRequest {
+                            id,
+                            path,
+                            lines,
+                            stderr,
+                        };
+                        return daemon
+                            .follow_logs(req, &mut reader, &mut writer, &slot, stop)
+                            .await;
+                    }
                     Ok(request) => answer(&daemon, request, &mut previous).await,
                     Err(error) => *error,
                 }

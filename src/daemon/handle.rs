@@ -107,6 +107,25 @@ impl Daemon {
             }
             Command::Heal { since_s } => self.heal_history(id, since_s).await,
             Command::Retries { since_s, op } => self.retries(id, since_s, op).await,
+            Command::Logs {
+                path,
+                lines,
+                follow: false,
+                stderr,
+            } => {
+                self.logs(super::LogsRequest {
+                    id,
+                    path,
+                    lines,
+                    stderr,
+                })
+                .await
+            }
+            Command::Logs { follow: true, .. } => Response::error(
+                id,
+                code::BAD_REQUEST,
+                "logs --follow is answered as a stream on its own connection",
+            ),
             // The server turns the connection into a stream (`Daemon::stream`).
             Command::Subscribe { .. } => Response::error(
                 id,

@@ -11,11 +11,13 @@
 //! - `queries`: `metrics` and `anomalies` (read pool only);
 //! - `retries`: `retries`, the retried operations' runs judged by their policies (read pool);
 //! - `last_words`: the root gave up: its alert, sent by the daemon before it exits;
+//! - `logs`: a managed process's output (`logs`, `logs -f`);
 //! - `notify`: systemd notifications and the watchdog interval.
 
 mod chaos;
 mod handle;
 mod last_words;
+mod logs;
 mod notify;
 mod queries;
 mod reload;
@@ -25,6 +27,7 @@ mod start;
 mod stream;
 mod sync;
 
+pub use logs::LogsRequest;
 pub use resilience::worst as worst_probe;
 pub use stream::Subscription;
 

@@ -120,7 +120,7 @@ impl Daemon {
 }
 
 /// Completes when the client closes its side; what it sends meanwhile is ignored.
-async fn until_eof<R: AsyncBufRead + Unpin>(reader: &mut R) {
+pub(super) async fn until_eof<R: AsyncBufRead + Unpin>(reader: &mut R) {
     loop {
         match reader.fill_buf().await {
             Ok([]) | Err(_) => return,
