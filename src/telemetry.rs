@@ -1,11 +1,15 @@
-//! Logging: `tracing` to stderr (journald keeps it), human-readable or JSON, written by its own
-//! thread: a stderr that nobody reads (a full pipe) must never stop the daemon, so lines that
-//! do not fit in the writer's buffer are dropped and counted (`status` shows the count).
-//! Panics go through tracing as one line (ractor catches them and turns them into supervision
-//! events).
+//! Logging: `tracing` to stderr (journald keeps it) and, with `[daemon] log_file`, to a file
+//! that rotates by size or daily (for launchd and plain installs); human-readable or JSON
+//! lines; written by its own thread: a stderr that nobody reads (a full pipe) or a full disk
+//! must never stop the daemon, so lines that do not fit in the writer's buffer are dropped
+//! and counted, and so are lines the file refused (`status` shows the count). Panics go
+//! through tracing as one line (ractor catches them and turns them into supervision events).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+
+use metasystem_actors::logfile::{LogSpec, RotatingFile};
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
@@ -16,23 +20,56 @@ const BUFFERED_LINES: usize = 4096;
 /// The writer's count of dropped lines, once logging is set up.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
-/// Lines dropped because the log's reader did not keep up.
+/// Lines the log file refused (a full disk, a removed directory).
+static FILE_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Lines dropped because the log's reader did not keep up, or the log file refused them.
 pub fn lines_dropped() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64) + FILE_DROPPED.load(Ordering::Relaxed)
+}
+
+/// What the log thread writes to: stderr, and the log file when there is one. A failure of
+/// one never stops the other, and never reaches the caller (the log thread would only count
+/// it in a way nobody reads).
+struct Tee {
+    stderr: std::io::Stderr,
+    file: Option<RotatingFile>,
+}
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.stderr.write_all(buf);
+        if let Some(file) = self.file.as_mut() {
+            if file.write(buf).is_err() {
+                FILE_DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.stderr.flush();
+        Ok(())
+    }
 }
 
 /// Installs the global subscriber (writing from its own thread) and the panic hook.
 /// `RUST_LOG` overrides `default_filter`. Keep the guard until the end: dropping it writes out
-/// what is buffered (for at most a second, so a stuck stderr cannot hold the exit).
-pub fn init(default_filter: &str, json: bool) -> Option<WorkerGuard> {
+/// what is buffered (for at most a second, so a stuck stderr cannot hold the exit). With
+/// `file`, every line also goes to that file (rotated as it says; never with colours).
+pub fn init(default_filter: &str, json: bool, file: Option<LogSpec>) -> Option<WorkerGuard> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let ansi = std::io::stderr().is_terminal();
+    let ansi = std::io::stderr().is_terminal() && file.is_none();
+    let tee = Tee {
+        stderr: std::io::stderr(),
+        file: file.map(RotatingFile::new),
+    };
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(BUFFERED_LINES)
         .thread_name("metasystem-log")
-        .finish(std::io::stderr());
+        .finish(tee);
     let counter = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

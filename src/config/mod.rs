@@ -61,6 +61,11 @@ pub struct DaemonConfig {
     /// `blocking_checks`: how many probe checks that block a thread (disk, memory, sqlite)
     /// run at once, all probes together; default 2 x CPUs, at least 4, at most 32.
     pub blocking_checks: usize,
+    /// `log_file` (relative to the state dir), rotated by `log_rotate` (a size, default
+    /// 10MB, or "daily") keeping `log_keep` (5) old files: the daemon's log besides stderr.
+    pub log_file: Option<metasystem_actors::logfile::LogSpec>,
+    /// `log_format = "json"`: log lines as JSON objects (stderr and the file).
+    pub log_json: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -387,6 +392,8 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             http: None,
             blocking_checks: metasystem_actors::probes::Slots::default_limit(),
+            log_file: None,
+            log_json: false,
         });
     };
     t.context = "[daemon]".into();
@@ -449,6 +456,7 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         }
         None => metasystem_actors::probes::Slots::default_limit(),
     };
+    let (log_file, log_json) = log_settings(d, &mut t, state_dir.as_deref());
     t.finish(d);
     Some(DaemonConfig {
         state_dir: state_dir?,
@@ -457,7 +465,70 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         idle_timeout,
         http,
         blocking_checks,
+        log_file,
+        log_json,
     })
+}
+
+/// `log_file`, `log_rotate`, `log_keep`, `log_format` of `[daemon]`.
+fn log_settings(
+    d: &mut Diags,
+    t: &mut Table<'_, '_>,
+    state_dir: Option<&Path>,
+) -> (Option<metasystem_actors::logfile::LogSpec>, bool) {
+    use metasystem_actors::logfile::{LogSpec, Rotation, MAX_KEEP};
+    let json = t
+        .choice(d, "log_format", &["text", "json"])
+        .is_some_and(|v| *v.get_ref() == "json");
+    let rotation = match t.string(d, "log_rotate") {
+        None => Rotation::Size(10_000_000),
+        Some(v) if v.get_ref() == "daily" => Rotation::Daily,
+        Some(v) => match parse_bytes(v.get_ref()) {
+            Ok(n) if n >= 1024 => Rotation::Size(n),
+            Ok(_) => {
+                d.error(
+                    v.span(),
+                    "`log_rotate` in [daemon] must be at least 1KiB, or \"daily\"",
+                );
+                Rotation::Size(10_000_000)
+            }
+            Err(why) => {
+                d.error(
+                    v.span(),
+                    format!("`log_rotate` in [daemon] must be a size such as \"10MB\", or \"daily\": {why}"),
+                );
+                Rotation::Size(10_000_000)
+            }
+        },
+    };
+    let keep = match t.integer(d, "log_keep") {
+        Some(n) if (0..=MAX_KEEP as i64).contains(n.get_ref()) => *n.get_ref() as u32,
+        Some(n) => {
+            d.error(
+                n.span(),
+                format!("`log_keep` in [daemon] must be between 0 and {MAX_KEEP}"),
+            );
+            5
+        }
+        None => 5,
+    };
+    let file = t.string(d, "log_file").and_then(|v| {
+        let base = state_dir?;
+        let path = expand(d, v.get_ref(), v.span(), base)?;
+        if v.get_ref().ends_with('/') {
+            d.error(
+                v.span(),
+                "`log_file` in [daemon] must name a file, not a directory",
+            );
+            return None;
+        }
+        Some(LogSpec {
+            path,
+            rotation,
+            keep,
+        })
+    });
+    (file, json)
 }
 
 /// `http = "127.0.0.1:9464"`: an IP address and port, on a loopback address unless

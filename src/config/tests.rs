@@ -219,7 +219,7 @@ fn unknown_keys_without_a_close_match_list_the_valid_ones() {
     ));
     assert_eq!(
         got,
-        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: blocking_checks, http, http_allow_remote, idle_timeout, max_connections, socket, state_dir)"]
+        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: blocking_checks, http, http_allow_remote, idle_timeout, log_file, log_format, log_keep, log_rotate, max_connections, socket, state_dir)"]
     );
 }
 
