@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 /// When a log file is rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
-    /// Before a write would take the current file past this many bytes (a single write larger
-    /// than that goes into a file of its own).
+    /// Before the current file would grow past this many bytes: a write is split at its last
+    /// line that fits (a line longer than a whole file is cut).
     Size(u64),
     /// At the first write of a new UTC day.
     Daily,
@@ -146,18 +146,44 @@ impl RotatingFile {
         if self.file.is_none() {
             self.open()?;
         }
-        let due = match self.spec.rotation {
-            Rotation::Size(max) => self.size > 0 && self.size + data.len() as u64 > max,
-            Rotation::Daily => today() != self.day && self.size > 0,
-        };
-        if due {
-            self.rotate()?;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (now, later) = match self.spec.rotation {
+                Rotation::Size(max) => {
+                    let room = max.saturating_sub(self.size) as usize;
+                    if rest.len() <= room {
+                        (rest, &rest[rest.len()..])
+                    } else {
+                        // What fits, up to its last whole line (a line longer than a whole
+                        // file is cut at the size).
+                        let fits = &rest[..room];
+                        let cut = match fits.iter().rposition(|b| *b == b'\n') {
+                            Some(i) => i + 1,
+                            None if self.size == 0 => room.max(1),
+                            None => 0,
+                        };
+                        rest.split_at(cut)
+                    }
+                }
+                Rotation::Daily => {
+                    if today() != self.day && self.size > 0 {
+                        self.rotate()?;
+                    }
+                    (rest, &rest[rest.len()..])
+                }
+            };
+            if !now.is_empty() {
+                let Some(file) = self.file.as_mut() else {
+                    return Err(io::Error::other("the log file is not open"));
+                };
+                file.write_all(now)?;
+                self.size += now.len() as u64;
+            }
+            if !later.is_empty() {
+                self.rotate()?;
+            }
+            rest = later;
         }
-        let Some(file) = self.file.as_mut() else {
-            return Err(io::Error::other("the log file is not open"));
-        };
-        file.write_all(data)?;
-        self.size += data.len() as u64;
         Ok(())
     }
 
@@ -327,6 +353,30 @@ mod tests {
         assert!(!rotated_path(&path, 3).exists());
         assert_eq!(log.stats().rotations, 4);
         assert_eq!(log.stats().written, 35);
+    }
+
+    #[test]
+    fn a_large_write_is_split_at_lines_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RotatingFile::new(spec(dir.path(), Rotation::Size(10), 5));
+        log.write(b"aaaa\nbbbb\ncccc\nddddddddddddddd\ne\n")
+            .unwrap();
+        let path = dir.path().join("sub/app.log");
+        let read = |n: u32| {
+            let p = if n == 0 {
+                path.clone()
+            } else {
+                rotated_path(&path, n)
+            };
+            std::fs::read_to_string(p).unwrap_or_default()
+        };
+        assert_eq!(read(3), "aaaa\nbbbb\n");
+        assert_eq!(read(2), "cccc\n");
+        assert_eq!(read(1), "dddddddddd");
+        assert_eq!(read(0), "ddddd\ne\n");
+        for n in 0..=3 {
+            assert!(read(n).len() <= 10);
+        }
     }
 
     #[test]
