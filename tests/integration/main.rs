@@ -9,6 +9,7 @@ mod events;
 mod export;
 mod lifecycle;
 mod probes;
+mod process;
 mod reload;
 mod retries;
 mod socket;
