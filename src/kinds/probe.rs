@@ -1,7 +1,8 @@
 //! `kind = "probe"`: one health check run every `every` (see `metasystem_actors::probes`),
 //! reported as pass | warn | fail with hysteresis, with heal actions when it turns bad.
 //!
-//! Config: `check` (disk | memory | sqlite | sync_recency | breakers | tcp | http | command),
+//! Config: `check` (disk | memory | sqlite | sync_recency | breakers | tcp | http | command |
+//! process),
 //! `every` (default 1m), `timeout` (default 10s), `failures_before_warning` (1),
 //! `failures_before_critical` (3), `successes_before_passing` (1), the check's own keys:
 //! - disk: `path` (relative paths are in the state dir), `warn_below` (10GB), `fail_below`
@@ -13,6 +14,9 @@
 //! - breakers: none (warns while any breaker is not closed);
 //! - tcp: `addr` ("host:port"); http: `url`, `status` (default any 2xx), `body_contains`;
 //! - command: `command` (the program, no shell), `args`, `cwd`, `env` (a table of strings);
+//! - process: `process` (the tree path of a `kind = "process"` child; fails while it is not
+//!   running), `min_uptime` (warns while its run is younger), `max_restarts` (warns when it
+//!   restarted more often within `window`, default 1h);
 //!
 //! and `heal = [{ action = "...", ... }]`: `restart` (`path` of an actor), `sync` (`target`),
 //! `prune_backups` (`dir`, `older_than`), `vacuum` (`db`), `cleanup` (`dir`, `older_than`,
@@ -47,6 +51,7 @@ const CHECKS: &[&str] = &[
     "tcp",
     "http",
     "command",
+    "process",
 ];
 const ACTIONS: &[&str] = &[
     "restart",
@@ -200,6 +205,49 @@ fn check(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<Chec
             CheckSpec::SyncRecency(s)
         }
         "breakers" => CheckSpec::Breakers,
+        "process" => {
+            let path = t.required_string(cx.d, "process")?;
+            let p = path.get_ref();
+            if !p.starts_with("root/") || p.split('/').any(str::is_empty) {
+                cx.d.error(
+                    path.span(),
+                    format!(
+                        "`process` in {}: {p:?} is not a tree path such as \"root/web\"",
+                        t.context
+                    ),
+                );
+                return None;
+            }
+            let min_uptime = bounded(
+                cx.d,
+                t,
+                "min_uptime",
+                Duration::from_millis(1),
+                MAX_DURATION,
+            );
+            let max_restarts = match t.integer(cx.d, "max_restarts") {
+                Some(n) if (0..=1_000_000).contains(n.get_ref()) => Some(*n.get_ref() as u32),
+                Some(n) => {
+                    cx.d.error(
+                        n.span(),
+                        format!(
+                            "`max_restarts` in {} must be between 0 and 1000000",
+                            t.context
+                        ),
+                    );
+                    None
+                }
+                None => None,
+            };
+            let window = bounded(cx.d, t, "window", Duration::from_secs(1), MAX_DURATION)
+                .unwrap_or(Duration::from_secs(3600));
+            CheckSpec::Process(metasystem_actors::probes::ProcessCheckSpec {
+                path: p.clone(),
+                min_uptime,
+                max_restarts,
+                window,
+            })
+        }
         "tcp" => {
             let addr = t.required_string(cx.d, "addr")?;
             if let Err(why) = net::check_tcp_addr(addr.get_ref()) {
@@ -469,6 +517,7 @@ impl ActorKind for ProbeConfig {
                     heal_tree: services.heal_tree(),
                     registry: services.probes.clone(),
                     slots: services.check_slots.clone(),
+                    processes: services.processes.clone(),
                 },
             )
         })

@@ -602,3 +602,51 @@ fn a_full_disk_for_the_logs_loses_output_not_the_process() {
     d.cli(&["shutdown"]);
     let _ = d.wait_exit();
 }
+
+#[test]
+fn a_process_probe_fails_while_it_is_down_and_its_restart_heals_it() {
+    let tree = format!(
+        "{}{}",
+        process("web", "exec sleep 5757.1", "healthy_after = \"0s\""),
+        r#"
+[[root.children]]
+name = "web-up"
+kind = "probe"
+check = "process"
+process = "root/web"
+every = "200ms"
+failures_before_warning = 1
+failures_before_critical = 1
+heal = [{ action = "restart", path = "root/web", cooldown = "1s", on = "fail" }]
+"#
+    );
+    let d = TestDaemon::start(&tree);
+    let first = status_until(&d, "root/web", "running", |s| s["state"] == "running");
+    d.wait_until("the probe to pass", |d| {
+        let v = d.json(&["call", "root/web-up", "status"], 0);
+        v["status"] == "pass"
+    });
+    // Stopped by hand, it is found down and restarted by the heal action.
+    assert_eq!(d.cli(&["stop", "root/web"]).code, 0);
+    let second = status_until(&d, "root/web", "running again", |s| {
+        s["state"] == "running" && s["pid"] != first["pid"]
+    });
+    assert_eq!(second["runs"], 2, "{second:#}");
+    let heal = d.json(&["heal"], 0);
+    let actions = heal["actions"].as_array().cloned().unwrap_or_default();
+    assert!(
+        actions.iter().any(|a| a["action"] == "restart"
+            && a["target"] == "root/web"
+            && a["outcome"] == "done"),
+        "{heal:#}"
+    );
+    let events = d.events(&["--path", "root/web-up", "--kind", "probe"]);
+    assert!(
+        events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("root/web is not running"))),
+        "{events:#?}"
+    );
+    d.cli(&["shutdown"]);
+    wait_gone("5757.1", Duration::from_secs(10));
+}

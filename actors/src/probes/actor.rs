@@ -86,6 +86,8 @@ pub struct ProbeArgs {
     pub registry: Probes,
     /// The bound on blocking checks, shared by the daemon's probes.
     pub slots: Slots,
+    /// The managed processes, for the `process` check.
+    pub processes: crate::process::Processes,
 }
 
 pub enum ProbeMessage {
@@ -285,6 +287,7 @@ struct Job {
     timeout: Duration,
     breakers: Breakers,
     store: Store,
+    processes: crate::process::Processes,
 }
 
 /// Runs one check of `job`, with its state: the data checks from what they read, the others
@@ -296,6 +299,10 @@ async fn evaluate(job: &Job, state: &mut CheckState) -> CheckOutcome {
             Ok(history) => super::sync_recency(&history, now_ms(), s.warn_after, s.fail_after),
             Err(e) => CheckOutcome::warn(format!("cannot read the sync history: {e}")),
         },
+        CheckSpec::Process(s) => {
+            let (status, restarts) = job.processes.view(&s.path);
+            super::process(s, status.as_ref(), &restarts, now_ms())
+        }
         spec => run(spec, job.timeout, state).await,
     }
 }
@@ -605,6 +612,7 @@ impl ProbeActorState {
             timeout: self.args.timeout,
             breakers: self.args.breakers.clone(),
             store: self.args.store.clone(),
+            processes: self.args.processes.clone(),
         };
         let outcome = evaluate(&job, &mut state).await;
         self.check_state = Some(state);
@@ -779,6 +787,7 @@ impl Actor for ProbeActor {
             timeout: args.timeout,
             breakers: args.breakers.clone(),
             store: args.store.clone(),
+            processes: args.processes.clone(),
         };
         let runner_task = tokio::spawn(runner(job, orders, myself.clone()));
         let limiters = restore_limiters(&args).await;

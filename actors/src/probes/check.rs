@@ -164,6 +164,22 @@ pub enum CheckSpec {
     /// Open circuit breakers. Evaluated by the actor with [`super::breakers`]; [`run`] does not
     /// run it.
     Breakers,
+    /// A managed process: running, for how long, how often restarted. Evaluated by the actor
+    /// from the processes' registry with [`super::process`]; [`run`] does not run it.
+    Process(ProcessCheckSpec),
+}
+
+/// `check = "process"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessCheckSpec {
+    /// The process's tree path (`root/web`).
+    pub path: String,
+    /// A run younger than this warns (it was just restarted); `None`: no such warning.
+    pub min_uptime: Option<Duration>,
+    /// More restarts than this within `window` warns; `None`: no such warning.
+    pub max_restarts: Option<u32>,
+    /// The window `max_restarts` counts in.
+    pub window: Duration,
 }
 
 impl CheckSpec {
@@ -179,13 +195,17 @@ impl CheckSpec {
             CheckSpec::Command(_) => "command",
             CheckSpec::SyncRecency(_) => "sync_recency",
             CheckSpec::Breakers => "breakers",
+            CheckSpec::Process(_) => "process",
         }
     }
 
     /// Whether the actor evaluates this check from data it holds (sync recency, breakers)
     /// instead of calling [`run`].
     pub fn is_evaluated_from_data(&self) -> bool {
-        matches!(self, CheckSpec::SyncRecency(_) | CheckSpec::Breakers)
+        matches!(
+            self,
+            CheckSpec::SyncRecency(_) | CheckSpec::Breakers | CheckSpec::Process(_)
+        )
     }
 
     /// Whether a run holds one of the [`Slots`] while it works: the checks whose work runs
@@ -557,10 +577,12 @@ async fn run_unbounded(
         CheckSpec::Tcp(s) => net::tcp(s).await,
         CheckSpec::Http(s) => net::http(s, &mut state.http).await,
         CheckSpec::Command(s) => Box::pin(command::check(s)).await,
-        CheckSpec::SyncRecency(_) | CheckSpec::Breakers => CheckOutcome::fail(format!(
-            "a {} check is evaluated by the probe actor from its data, not run",
-            spec.kind()
-        )),
+        CheckSpec::SyncRecency(_) | CheckSpec::Breakers | CheckSpec::Process(_) => {
+            CheckOutcome::fail(format!(
+                "a {} check is evaluated by the probe actor from its data, not run",
+                spec.kind()
+            ))
+        }
     }
 }
 

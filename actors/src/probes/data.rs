@@ -163,11 +163,122 @@ pub fn breakers(open: &[String]) -> CheckOutcome {
         .with_details(json!({ "open": open }))
 }
 
+/// A managed process as its registry shows it (`status`: `None` if it never started; `starts`:
+/// the Unix ms of its recent starts, the first one of the daemon's life excluded) at `now_ms`:
+/// Fail when it is not running, Warn when its run is younger than `min_uptime` or it restarted
+/// more than `max_restarts` times within `window`, else Pass. The value is its uptime in
+/// seconds.
+pub fn process(
+    spec: &super::check::ProcessCheckSpec,
+    status: Option<&crate::process::ProcessStatus>,
+    restarts: &[i64],
+    now_ms: i64,
+) -> CheckOutcome {
+    let Some(s) = status else {
+        return CheckOutcome::fail(format!("{} has not started", spec.path))
+            .with_details(json!({ "path": spec.path }));
+    };
+    let window_ms = i64::try_from(spec.window.as_millis()).unwrap_or(i64::MAX);
+    let recent = restarts
+        .iter()
+        .filter(|at| now_ms.saturating_sub(**at) <= window_ms)
+        .count();
+    let details = json!({
+        "path": spec.path,
+        "state": s.state,
+        "pid": s.pid,
+        "runs": s.runs,
+        "restarts_in_window": recent,
+        "window_seconds": spec.window.as_secs(),
+        "last_exit": s.last_exit_message,
+    });
+    if s.state != "running" && s.state != "starting" {
+        let why = s
+            .last_exit_message
+            .as_deref()
+            .map(|m| format!(" (last run: {m})"))
+            .unwrap_or_default();
+        return CheckOutcome::fail(format!("{} is not running{why}", spec.path))
+            .with_details(details);
+    }
+    let up_ms = s
+        .started_ms
+        .map_or(0, |at| now_ms.saturating_sub(at).max(0));
+    let up = Duration::from_millis(u64::try_from(up_ms).unwrap_or(0));
+    let value = up.as_secs_f64();
+    let pid = s.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
+    if let Some(min) = spec.min_uptime.filter(|m| up < *m) {
+        return CheckOutcome::warn(format!(
+            "{} restarted {} ago (under {}){pid}",
+            spec.path,
+            fmt_approx(up),
+            fmt_limit(min)
+        ))
+        .with_value(value, unit::SECONDS)
+        .with_details(details);
+    }
+    if let Some(max) = spec.max_restarts.filter(|m| recent > *m as usize) {
+        return CheckOutcome::warn(format!(
+            "{} restarted {recent} times within {} (over {max}){pid}",
+            spec.path,
+            fmt_limit(spec.window)
+        ))
+        .with_value(value, unit::SECONDS)
+        .with_details(details);
+    }
+    CheckOutcome::pass(format!("{} running for {}{pid}", spec.path, fmt_approx(up)))
+        .with_value(value, unit::SECONDS)
+        .with_details(details)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const H: i64 = 3_600_000;
+
+    #[test]
+    fn a_process_is_judged_from_its_registry_entry() {
+        use super::super::check::ProcessCheckSpec;
+        let spec = ProcessCheckSpec {
+            path: "root/web".into(),
+            min_uptime: Some(Duration::from_secs(60)),
+            max_restarts: Some(2),
+            window: Duration::from_secs(3600),
+        };
+        let now = 100 * H;
+        assert_eq!(process(&spec, None, &[], now).status, Health::Fail);
+        let mut s = crate::process::ProcessStatus {
+            state: "running".into(),
+            pid: Some(42),
+            started_ms: Some(now - 2 * H),
+            runs: 1,
+            ..Default::default()
+        };
+        let o = process(&spec, Some(&s), &[], now);
+        assert_eq!(o.status, Health::Pass, "{}", o.message);
+        assert_eq!(o.value, Some(7200.0));
+        let o = process(
+            &spec,
+            Some(&s),
+            &[now - 3 * H, now - 100, now - 50, now - 10],
+            now,
+        );
+        assert_eq!(o.status, Health::Warn);
+        assert!(o.message.contains("restarted 3 times"), "{}", o.message);
+        s.started_ms = Some(now - 5_000);
+        let o = process(&spec, Some(&s), &[], now);
+        assert_eq!(o.status, Health::Warn);
+        assert!(o.message.contains("restarted"), "{}", o.message);
+        s.state = "exited".into();
+        s.last_exit_message = Some("killed by SIGKILL after 2.0s".into());
+        let o = process(&spec, Some(&s), &[], now);
+        assert_eq!(o.status, Health::Fail);
+        assert_eq!(
+            o.message,
+            "root/web is not running (last run: killed by SIGKILL after 2.0s)"
+        );
+    }
     const SIX_H: Duration = Duration::from_secs(6 * 3600);
     const DAY: Duration = Duration::from_secs(24 * 3600);
 

@@ -31,9 +31,9 @@ pub mod status;
 
 pub use check::{
     run, CheckOutcome, CheckSpec, CheckState, CommandSpec, DiskSpec, Health, HttpSpec, MemorySpec,
-    Slots, SqliteSpec, SyncRecencySpec, TcpSpec,
+    ProcessCheckSpec, Slots, SqliteSpec, SyncRecencySpec, TcpSpec,
 };
-pub use data::{breakers, sync_recency, SyncHistory};
+pub use data::{breakers, process, sync_recency, SyncHistory};
 pub use status::{ProbeState, StatusChange, Thresholds};
 
 use std::time::Duration;

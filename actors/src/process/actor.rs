@@ -253,6 +253,13 @@ impl Actor for ProcessActor {
             s.command = line.clone();
             s.started_ms = Some(unix_ms(started_at));
             s.runs += 1;
+            if s.runs > 1 {
+                let mut restarts = entry.restarts.lock().unwrap_or_else(|e| e.into_inner());
+                if restarts.len() >= super::RESTARTS_KEPT {
+                    restarts.pop_front();
+                }
+                restarts.push_back(unix_ms(started_at));
+            }
             s.log = spec.output.stdout.path.display().to_string();
             s.stderr_log = spec
                 .output

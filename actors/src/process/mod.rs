@@ -206,7 +206,13 @@ pub struct Entry {
     pub output: broadcast::Sender<Chunk>,
     /// The latest status its actor published.
     pub status: Mutex<ProcessStatus>,
+    /// When it was restarted (Unix ms of each start after the first), the latest
+    /// [`RESTARTS_KEPT`]: what the `process` probe check counts.
+    pub restarts: Mutex<std::collections::VecDeque<i64>>,
 }
+
+/// Restart times kept per process.
+pub const RESTARTS_KEPT: usize = 256;
 
 /// The managed processes by tree path: their status and their output channels. Shared by the
 /// actors (which publish), the daemon (`logs`, `status`) and the `process` probe check.
@@ -224,6 +230,7 @@ impl Processes {
                 Arc::new(Entry {
                     output: broadcast::channel(FOLLOW_CHUNKS).0,
                     status: Mutex::new(ProcessStatus::default()),
+                    restarts: Mutex::new(std::collections::VecDeque::new()),
                 })
             })
             .clone()
@@ -234,6 +241,26 @@ impl Processes {
         let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         map.get(path)
             .map(|e| e.status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// The latest status of the process at `path` and its recent restart times.
+    pub fn view(&self, path: &str) -> (Option<ProcessStatus>, Vec<i64>) {
+        let entry = {
+            let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(path).cloned()
+        };
+        match entry {
+            Some(e) => (
+                Some(e.status.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                e.restarts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .copied()
+                    .collect(),
+            ),
+            None => (None, Vec::new()),
+        }
     }
 
     /// A follower of the output of `path` (from now on).
