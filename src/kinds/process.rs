@@ -92,17 +92,33 @@ impl ActorKind for ProcessConfig {
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         let state = cx.state_dir.clone();
         let raw_command = t.required_string(cx.d, "command");
-        let args: Vec<String> = t
-            .strings(cx.d, "args")
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.get_ref().clone())
-            .collect();
+        let mut args = Vec::new();
+        for a in t.strings(cx.d, "args").unwrap_or_default() {
+            if a.get_ref().contains('\0') {
+                cx.d.error(
+                    a.span(),
+                    format!(
+                        "`args` in {}: an argument cannot hold a NUL byte",
+                        t.context
+                    ),
+                );
+            }
+            args.push(a.get_ref().clone());
+        }
         let mut env = Vec::new();
         if let Some(mut e) = t.table(cx.d, "env") {
             e.context = format!("`env` of {}", t.context);
             env = e.string_entries(cx.d);
-            for (k, _) in &env {
+            for (k, v) in &env {
+                if v.contains('\0') {
+                    cx.d.error(
+                        e.span.clone(),
+                        format!(
+                            "`env` of {}: the value of {k:?} holds a NUL byte",
+                            t.context
+                        ),
+                    );
+                }
                 if k.is_empty() || k.contains('=') || k.contains('\0') {
                     cx.d.error(
                         e.span.clone(),

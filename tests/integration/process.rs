@@ -468,6 +468,14 @@ fn bad_process_configs_are_refused_naming_the_key() {
             "`A` in `env` of child `root/p` must be a string",
         ),
         (
+            "command = \"sh\"\nargs = [\"a\\u0000b\"]",
+            "`args` in child `root/p`: an argument cannot hold a NUL byte",
+        ),
+        (
+            "command = \"sh\"\nenv = { \"A=B\" = \"x\" }",
+            "\"A=B\" is not a variable name",
+        ),
+        (
             "command = \"sh\"\ncomand = \"x\"",
             "unknown key `comand` in child `root/p`; did you mean `command`?",
         ),
