@@ -222,8 +222,9 @@ impl Actor for ProcessActor {
         let pump_stats = Arc::new(PumpStats::default());
         let pump_stop = Arc::new(AtomicBool::new(false));
         let pid = started.pid;
-        let stderr = match (started.stderr, &spec.output.stderr) {
-            (Some(fd), Some(log)) => Some((fd, log.clone())),
+        let logs = entry.logs(&spec.output);
+        let stderr = match (started.stderr, logs.stderr) {
+            (Some(fd), Some(log)) => Some((fd, log)),
             _ => None,
         };
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -240,7 +241,7 @@ impl Actor for ProcessActor {
         // From here on, dropping `control_tx` (a failed start below included) kills the run.
         if let Err(e) = pump::start(
             args.path.clone(),
-            (started.stdout, spec.output.stdout.clone()),
+            (started.stdout, logs.stdout),
             stderr,
             entry.output.clone(),
             pump_stats.clone(),

@@ -209,6 +209,34 @@ pub struct Entry {
     /// When it was restarted (Unix ms of each start after the first), the latest
     /// [`RESTARTS_KEPT`]: what the `process` probe check counts.
     pub restarts: Mutex<std::collections::VecDeque<i64>>,
+    /// Its log files' writers, shared by the pumps of its runs (made again when a reload
+    /// changes how they are written).
+    pub log: Mutex<Option<(OutputSpec, Logs)>>,
+}
+
+/// The writers of one process's output: stdout's (or both), and stderr's when separate.
+#[derive(Clone)]
+pub struct Logs {
+    pub stdout: pump::SharedLog,
+    pub stderr: Option<pump::SharedLog>,
+}
+
+impl Entry {
+    /// The writers for `spec`: the ones earlier runs used when it is the same.
+    pub fn logs(&self, spec: &OutputSpec) -> Logs {
+        let mut slot = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((current, logs)) = slot.as_ref() {
+            if current == spec {
+                return logs.clone();
+            }
+        }
+        let logs = Logs {
+            stdout: pump::shared(spec.stdout.clone()),
+            stderr: spec.stderr.clone().map(pump::shared),
+        };
+        *slot = Some((spec.clone(), logs.clone()));
+        logs
+    }
 }
 
 /// Restart times kept per process.
@@ -231,6 +259,7 @@ impl Processes {
                     output: broadcast::channel(FOLLOW_CHUNKS).0,
                     status: Mutex::new(ProcessStatus::default()),
                     restarts: Mutex::new(std::collections::VecDeque::new()),
+                    log: Mutex::new(None),
                 })
             })
             .clone()

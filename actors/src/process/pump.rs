@@ -23,6 +23,16 @@ use tokio::sync::broadcast;
 use super::Chunk;
 use crate::logfile::{LogSpec, RotatingFile};
 
+/// A log file shared by the pumps of one process's runs: a run's pump may still drain what a
+/// grandchild writes while the next run's pump starts, and two writers rotating one file
+/// would misplace lines. The registry keeps it across runs (see [`super::Entry::log`]).
+pub type SharedLog = Arc<std::sync::Mutex<RotatingFile>>;
+
+/// A shared log for `spec`.
+pub fn shared(spec: LogSpec) -> SharedLog {
+    Arc::new(std::sync::Mutex::new(RotatingFile::new(spec)))
+}
+
 /// Read size: one buffer per process.
 const BUFFER: usize = 64 * 1024;
 /// How often a waiting pump looks at its stop flag.
@@ -43,7 +53,7 @@ pub struct PumpStats {
 /// One output stream: its pipe and its file.
 struct Source {
     fd: OwnedFd,
-    log: RotatingFile,
+    log: SharedLog,
     stderr: bool,
     /// Whether a failure was reported (once, until a write works again).
     reported: bool,
@@ -52,22 +62,22 @@ struct Source {
 /// Starts the pump of one process's output. `stop` ends it (after reading what is there).
 pub fn start(
     label: String,
-    stdout: (OwnedFd, LogSpec),
-    stderr: Option<(OwnedFd, LogSpec)>,
+    stdout: (OwnedFd, SharedLog),
+    stderr: Option<(OwnedFd, SharedLog)>,
     followers: broadcast::Sender<Chunk>,
     stats: Arc<PumpStats>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
     let mut sources = vec![Source {
         fd: stdout.0,
-        log: RotatingFile::new(stdout.1),
+        log: stdout.1,
         stderr: false,
         reported: false,
     }];
-    if let Some((fd, spec)) = stderr {
+    if let Some((fd, log)) = stderr {
         sources.push(Source {
             fd,
-            log: RotatingFile::new(spec),
+            log,
             stderr: true,
             reported: false,
         });
@@ -171,15 +181,16 @@ fn log_chunk(
     followers: &broadcast::Sender<Chunk>,
     stats: &PumpStats,
 ) {
-    let before = source.log.stats();
-    match source.log.write(data) {
+    let mut log = source.log.lock().unwrap_or_else(|e| e.into_inner());
+    let before = log.stats();
+    match log.write(data) {
         Ok(()) => {
             stats
                 .written
                 .fetch_add(data.len() as u64, Ordering::Relaxed);
             if source.reported {
                 source.reported = false;
-                tracing::info!(process = label, file = %source.log.spec().path.display(), "the output log is written again");
+                tracing::info!(process = label, file = %log.spec().path.display(), "the output log is written again");
             }
         }
         Err(e) => {
@@ -188,11 +199,12 @@ fn log_chunk(
                 .fetch_add(data.len() as u64, Ordering::Relaxed);
             if !source.reported {
                 source.reported = true;
-                tracing::warn!(process = label, file = %source.log.spec().path.display(), error = %e, "cannot write the output log; output is dropped (counted) until it can");
+                tracing::warn!(process = label, file = %log.spec().path.display(), error = %e, "cannot write the output log; output is dropped (counted) until it can");
             }
         }
     }
-    let after = source.log.stats();
+    let after = log.stats();
+    drop(log);
     stats
         .rotations
         .fetch_add(after.rotations - before.rotations, Ordering::Relaxed);
