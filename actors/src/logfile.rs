@@ -380,6 +380,30 @@ mod tests {
     }
 
     #[test]
+    fn daily_rotation_starts_a_new_file_on_a_new_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/app.log");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "yesterday\n").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(2 * 86_400))
+            .unwrap();
+        drop(file);
+        let mut log = RotatingFile::new(spec(dir.path(), Rotation::Daily, 3));
+        log.write(b"today\n").unwrap();
+        log.write(b"still today\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "today\nstill today\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rotated_path(&path, 1)).unwrap(),
+            "yesterday\n"
+        );
+        assert_eq!(log.stats().rotations, 1);
+    }
+
+    #[test]
     fn keep_zero_truncates() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = RotatingFile::new(spec(dir.path(), Rotation::Size(8), 0));
