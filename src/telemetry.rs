@@ -32,7 +32,9 @@ pub fn lines_dropped() -> u64 {
 /// one never stops the other, and never reaches the caller (the log thread would only count
 /// it in a way nobody reads).
 struct Tee {
+    /// Always written: journald and terminals read it.
     stderr: std::io::Stderr,
+    /// `[daemon] log_file`, when set.
     file: Option<RotatingFile>,
 }
 

@@ -87,10 +87,13 @@ const PUMP_GRACE: Duration = Duration::from_secs(2);
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
 pub struct ProcessState {
+    /// What it runs and where it reports, as its supervisor gave them.
     args: ProcessArgs,
     /// Its registry entry: status and followers.
     entry: Arc<Entry>,
+    /// The program's pid, which is also its process group's id.
     pid: u32,
+    /// When the program was started: its uptime for `status`.
     started: Instant,
     /// Whether it has run for `healthy_after`.
     healthy: bool,

@@ -52,8 +52,11 @@ pub struct PumpStats {
 
 /// One output stream: its pipe and its file.
 struct Source {
+    /// The read end of the program's pipe.
     fd: OwnedFd,
+    /// Where what is read goes.
     log: SharedLog,
+    /// Whether it is the separate stderr (what followers of `--stderr` get).
     stderr: bool,
     /// Whether a failure was reported (once, until a write works again).
     reported: bool,

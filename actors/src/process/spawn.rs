@@ -59,7 +59,10 @@ pub fn use_reaper(program: std::path::PathBuf) {
 
 /// The helper, as the spawn thread holds it.
 struct Reaper {
+    /// The helper, killed and reaped when it stops taking lines (then started again).
     child: std::process::Child,
+    /// Its stdin: the groups to kill are written there; the kernel closes it when the daemon
+    /// dies, which is the helper's signal.
     input: std::process::ChildStdin,
 }
 
