@@ -658,3 +658,26 @@ heal = [{ action = "restart", path = "root/web", cooldown = "1s", on = "fail" }]
     d.cli(&["shutdown"]);
     wait_gone("5757.1", Duration::from_secs(10));
 }
+
+#[test]
+fn a_stopped_program_is_continued_so_it_can_act_on_its_stop_signal() {
+    let d = TestDaemon::start(&process(
+        "frozen",
+        "trap 'echo bye; exit 0' TERM; while true; do sleep 0.05; done",
+        "healthy_after = \"0s\"\nstop_timeout = \"8s\"",
+    ));
+    let s = status_until(&d, "root/frozen", "running", |s| s["state"] == "running");
+    kill(
+        s["pid"].as_i64().unwrap_or(0),
+        rustix::process::Signal::STOP,
+    );
+    let asked = Instant::now();
+    assert_eq!(d.cli(&["stop", "root/frozen"]).code, 0);
+    let took = asked.elapsed();
+    // Continued, it handled SIGTERM at once instead of waiting 8 s for the SIGKILL.
+    assert!(took < Duration::from_secs(4), "stopped after {took:?}");
+    let events = d.events(&["--path", "root/frozen", "--kind", "process"]);
+    let last = events.last().cloned().unwrap_or(Value::Null);
+    assert_eq!(last["data"]["killed"], false, "{events:#?}");
+    d.cli(&["shutdown"]);
+}

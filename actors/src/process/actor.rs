@@ -372,6 +372,11 @@ impl Actor for ProcessActor {
         }
         let spec = state.args.spec.clone();
         let _ = state.control.send(spec.stop_signal);
+        // A stopped (SIGSTOP) program holds the signal until it continues: it is continued,
+        // as systemd does, so it can act on it rather than wait for the SIGKILL.
+        if spec.stop_signal != libc::SIGKILL {
+            let _ = state.control.send(libc::SIGCONT);
+        }
         let mut exit = state.exit.clone();
         let ended = tokio::time::timeout(spec.stop_timeout, exit.wait_for(Option::is_some))
             .await
