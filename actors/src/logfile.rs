@@ -315,7 +315,8 @@ fn tail_one(path: &Path, lines: usize, max_bytes: usize) -> io::Result<Vec<u8>> 
         // less a partial first line when the budget cut the file.
         None if start > 0 => match data.iter().position(|b| *b == b'\n') {
             Some(i) => data.split_off(i + 1),
-            None => Vec::new(),
+            // One line longer than the budget: its end rather than nothing.
+            None => data,
         },
         None => data,
     })
@@ -470,6 +471,14 @@ mod tests {
         assert!(tail(&dir.path().join("none.log"), 5, 100)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn tail_of_one_line_longer_than_the_budget_is_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        std::fs::write(&path, "a".repeat(100)).unwrap();
+        assert_eq!(tail(&path, 1, 10).unwrap(), b"aaaaaaaaaa");
     }
 
     #[test]
