@@ -551,7 +551,7 @@ fn a_process_flooding_its_output_does_not_grow_the_daemon() {
     }
     let s = status(&d, "root/flood");
     let written = s["log_written"].as_u64().unwrap_or(0);
-    assert!(written > 50_000_000, "{s:#}");
+    assert!(written > 20_000_000, "{s:#}");
     assert!(
         worst < before + 16 * 1024,
         "RSS grew from {before} KiB to {worst} KiB while {written} bytes were logged"
