@@ -20,20 +20,35 @@ const BUFFERED_LINES: usize = 4096;
 /// The writer's count of dropped lines, once logging is set up.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
+/// With a log file, the count of lines stderr's own writer dropped.
+static STDERR_DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
 /// Lines the log file refused (a full disk, a removed directory).
 static FILE_DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Lines dropped because the log's reader did not keep up, or the log file refused them.
 pub fn lines_dropped() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64) + FILE_DROPPED.load(Ordering::Relaxed)
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+        + STDERR_DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+        + FILE_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Keep it until the end: dropping it writes out what is buffered (for at most a second per
+/// writer, so a stuck stderr cannot hold the exit).
+pub struct LogGuard {
+    /// The log thread's (declared first: dropped first, it hands its last lines to stderr's).
+    _lines: WorkerGuard,
+    /// stderr's own writer, when there is a log file.
+    _stderr: Option<WorkerGuard>,
 }
 
 /// What the log thread writes to: stderr, and the log file when there is one. A failure of
 /// one never stops the other, and never reaches the caller (the log thread would only count
 /// it in a way nobody reads).
 struct Tee {
-    /// Always written: journald and terminals read it.
-    stderr: std::io::Stderr,
+    /// Always written: journald and terminals read it. With a log file, through a lossy
+    /// writer of its own, so a stderr nobody reads never stops the file from being written.
+    stderr: Box<dyn Write + Send>,
     /// `[daemon] log_file`, when set.
     file: Option<RotatingFile>,
 }
@@ -56,16 +71,33 @@ impl Write for Tee {
 }
 
 /// Installs the global subscriber (writing from its own thread) and the panic hook.
-/// `RUST_LOG` overrides `default_filter`. Keep the guard until the end: dropping it writes out
-/// what is buffered (for at most a second, so a stuck stderr cannot hold the exit). With
-/// `file`, every line also goes to that file (rotated as it says; never with colours).
-pub fn init(default_filter: &str, json: bool, file: Option<LogSpec>) -> Option<WorkerGuard> {
+/// `RUST_LOG` overrides `default_filter`. With `file`, every line also goes to that file
+/// (rotated as it says; never with colours).
+pub fn init(default_filter: &str, json: bool, file: Option<LogSpec>) -> Option<LogGuard> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let ansi = std::io::stderr().is_terminal() && file.is_none();
-    let tee = Tee {
-        stderr: std::io::stderr(),
-        file: file.map(RotatingFile::new),
+    let (tee, stderr_guard, stderr_counter) = match file {
+        Some(spec) => {
+            let (stderr, guard) = NonBlockingBuilder::default()
+                .lossy(true)
+                .buffered_lines_limit(BUFFERED_LINES)
+                .thread_name("metasystem-log-stderr")
+                .finish(std::io::stderr());
+            let counter = stderr.error_counter();
+            let tee = Tee {
+                stderr: Box::new(stderr),
+                file: Some(RotatingFile::new(spec)),
+            };
+            (tee, Some(guard), Some(counter))
+        }
+        None => {
+            let tee = Tee {
+                stderr: Box::new(std::io::stderr()),
+                file: None,
+            };
+            (tee, None, None)
+        }
     };
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
@@ -87,7 +119,13 @@ pub fn init(default_filter: &str, json: bool, file: Option<LogSpec>) -> Option<W
     match installed {
         Ok(()) => {
             let _ = DROPPED.set(counter);
-            Some(guard)
+            if let Some(c) = stderr_counter {
+                let _ = STDERR_DROPPED.set(c);
+            }
+            Some(LogGuard {
+                _lines: guard,
+                _stderr: stderr_guard,
+            })
         }
         Err(_) => None,
     }

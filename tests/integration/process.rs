@@ -681,3 +681,31 @@ fn a_stopped_program_is_continued_so_it_can_act_on_its_stop_signal() {
     assert_eq!(last["data"]["killed"], false, "{events:#?}");
     d.cli(&["shutdown"]);
 }
+
+#[test]
+fn the_log_file_is_written_while_nobody_reads_stderr() {
+    let padding = "y".repeat(2000);
+    let mut d = TestDaemon::prepare(
+        "log_file = \"logs/daemon.log\"",
+        &process(
+            "p",
+            &format!("echo {padding}; exec sleep 5858.1"),
+            "healthy_after = \"0s\"",
+        ),
+    );
+    // stderr is a pipe whose reader never reads: it is full after 64 KiB.
+    let (_unread, write) = rustix::pipe::pipe().unwrap_or_else(|e| panic!("{e}"));
+    d.launch_with(&[], Stdio::from(write));
+    d.wait_ready();
+    for _ in 0..60 {
+        let out = d.cli(&["restart", "root/p"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let log = d.state.join("logs/daemon.log");
+    d.wait_until("every start in the log file", |_| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.matches("started `sh -c").count() >= 61
+    });
+    d.cli(&["shutdown"]);
+    wait_gone("5858.1", Duration::from_secs(10));
+}
