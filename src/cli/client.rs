@@ -556,12 +556,12 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             name: name.clone(),
             target: target.clone(),
         },
-        Cmd::Run | Cmd::Check { .. } => return Err("not a client command".into()),
+        Cmd::Run | Cmd::Check { .. } | Cmd::Top { .. } => return Err("not a client command".into()),
     })
 }
 
 /// The socket: --socket / METASYSTEM_SOCKET, else the config's.
-fn socket(global: &Global) -> Result<PathBuf, String> {
+pub(super) fn socket(global: &Global) -> Result<PathBuf, String> {
     if let Some(s) = &global.socket {
         return Ok(s.clone());
     }
@@ -813,9 +813,11 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             }
             exit::OK
         }
-        Cmd::Chaos { action: None, .. } | Cmd::Events { .. } | Cmd::Run | Cmd::Check { .. } => {
-            exit::USAGE
-        }
+        Cmd::Chaos { action: None, .. }
+        | Cmd::Events { .. }
+        | Cmd::Run
+        | Cmd::Check { .. }
+        | Cmd::Top { .. } => exit::USAGE,
     })
 }
 

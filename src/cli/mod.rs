@@ -15,6 +15,7 @@ mod chaos;
 mod client;
 mod progress;
 mod render;
+mod top;
 
 use crate::config;
 
@@ -257,6 +258,18 @@ pub enum Cmd {
     },
     /// Stop the daemon in order.
     Shutdown,
+    /// A live dashboard: the tree, sync targets, breakers, probes, recent alerts and restarts,
+    /// fed by the daemon's event stream. Keys: arrows select, Tab switches tree/breakers,
+    /// r restart, s stop, g start, x kill, y sync, b reset breaker, / filter, q quit.
+    Top {
+        /// How often the screen is redrawn, and the daemon's data read again when events
+        /// came in since.
+        #[arg(long, value_parser = positive_duration, default_value = "1s")]
+        refresh: Duration,
+        /// Print the dashboard's data once as JSON and exit (no terminal needed).
+        #[arg(long)]
+        summary: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -346,6 +359,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Cmd::Run => run(&cli.global),
         Cmd::Check { ref file } => check(&cli.global, file.as_deref()),
+        Cmd::Top { refresh, summary } => ExitCode::from(top::main(&cli.global, refresh, summary)),
         _ => ExitCode::from(client::run(&cli)),
     }
 }

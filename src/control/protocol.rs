@@ -110,6 +110,9 @@ pub enum Command {
     },
     /// Runs every probe now and answers their reports (`health`).
     Health,
+    /// Every probe's latest report, without running any check ([`HealthResult`]): what the
+    /// dashboard (`top`) reads on each refresh.
+    Probes,
     /// Forces a sync run of `target` (every target when absent), waits for it (after a run
     /// in progress) and answers the reports ([`SyncResult`]).
     Sync {
@@ -247,6 +250,7 @@ impl Command {
                 | Command::Anomalies { .. }
                 | Command::Alerts { .. }
                 | Command::Breakers
+                | Command::Probes
                 | Command::SyncStatus
                 | Command::Conflicts { .. }
                 | Command::Verify
@@ -285,6 +289,7 @@ impl Command {
             Command::ChaosStop => "chaos_stop",
             Command::ChaosStatus { .. } => "chaos_status",
             Command::Health => "health",
+            Command::Probes => "probes",
             Command::Sync { .. } => "sync",
             Command::SyncStatus => "sync_status",
             Command::Conflicts { .. } => "conflicts",

@@ -84,6 +84,7 @@ impl Daemon {
             Command::ChaosStop => self.chaos_stop(id).await,
             Command::ChaosStatus { from } => self.chaos_status(id, from),
             Command::Health => self.health_now(id).await,
+            Command::Probes => self.probes_latest(id),
             Command::Sync {
                 target,
                 direction,

@@ -210,6 +210,16 @@ impl Daemon {
         Response::ok(id, json!(result))
     }
 
+    /// Every probe's latest report, no check run (the dashboard reads this on each refresh).
+    pub(super) fn probes_latest(&self, id: Option<u64>) -> Response {
+        let reports = self.services.probes.reports();
+        let result = HealthResult {
+            status: overall(&reports).to_string(),
+            probes: reports.iter().map(probe_view).collect(),
+        };
+        Response::ok(id, json!(result))
+    }
+
     pub(super) async fn heal_history(&self, id: Option<u64>, since_s: Option<u64>) -> Response {
         let window = std::time::Duration::from_secs(since_s.unwrap_or(24 * 3600));
         let since = std::time::SystemTime::now()

@@ -19,4 +19,5 @@ mod sync;
 mod sync_crash;
 mod sync_faults;
 mod sync_progress;
+mod top;
 mod util;
