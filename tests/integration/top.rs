@@ -128,7 +128,7 @@ fn fastrand_id() -> u64 {
 /// shows `icanon` and `echo` in stty's settings, not `-icanon -echo`).
 fn pane_command(d: &TestDaemon) -> String {
     format!(
-        "{BIN} --socket '{}' top --refresh 1s; echo \"top exited $?\"; stty -a | tr ' ' '\\n' | grep -x -e -icanon -e icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 60",
+        "{BIN} --socket '{}' top --refresh 1s; echo \"top exited $?\"; echo \"tty: $(stty -a | tr ' ' '\\n' | grep -x -e -icanon -e icanon -e echo -e -echo | tr '\\n' ' ') :tty-end\"; sleep 60",
         d.socket.display()
     )
 }
@@ -226,7 +226,9 @@ fn the_dashboard_shows_the_tree_acts_resizes_survives_a_daemon_restart_and_quits
 
     // q quits; the terminal is back to normal: main screen, raw mode off.
     t.keys(&["q"]);
-    let screen = t.wait("top's exit", |s| s.contains("top exited"));
+    let screen = t.wait("top's exit and the terminal's settings", |s| {
+        s.contains(":tty-end")
+    });
     assert!(screen.contains("top exited 0"), "{screen}");
     assert!(
         screen.contains("icanon") && !screen.contains("-icanon") && !screen.contains("-echo"),
