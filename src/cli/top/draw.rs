@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState};
 use ratatui::Frame;
 
-use super::model::{ago, human_duration, Focus, Model, SPARK_MINUTES};
+use super::model::{ago, human_duration, probe_value, Focus, Model, SPARK_MINUTES};
 
 const HELP: &str =
     "↑↓ select  Tab tree/breakers  r restart  s stop  g start  x kill  y sync  b reset breaker  / filter  q quit";
@@ -14,9 +14,8 @@ const HELP: &str =
 fn colour(state: &str) -> Color {
     match state {
         "running" | "closed" | "pass" | "success" | "sent" | "resolved" | "online" => Color::Green,
-        "restarting" | "starting" | "half_open" | "warn" | "pending" | "skipped" | "disabled" => {
-            Color::Yellow
-        }
+        "restarting" | "starting" | "half_open" | "warn" | "warning" | "pending" | "skipped"
+        | "disabled" => Color::Yellow,
         "failed" | "open" | "forced_open" | "fail" | "error" | "firing" | "critical" => Color::Red,
         _ => Color::Gray,
     }
@@ -275,13 +274,7 @@ fn probes(f: &mut Frame, m: &Model, area: Rect) {
         .iter()
         .flat_map(|s| &s.probes)
         .map(|p| {
-            let value = p.value.map_or(String::new(), |v| {
-                if p.unit.is_empty() {
-                    format!("{v:.2}")
-                } else {
-                    format!("{v:.2} {}", p.unit)
-                }
-            });
+            let value = p.value.map_or(String::new(), |v| probe_value(v, &p.unit));
             Row::new(vec![
                 Cell::from(p.path.rsplit('/').next().unwrap_or(&p.path).to_string()),
                 styled(p.status.clone(), &p.status),
@@ -293,9 +286,9 @@ fn probes(f: &mut Frame, m: &Model, area: Rect) {
     let table = Table::new(
         rows,
         [
-            Constraint::Length(14),
+            Constraint::Length(22),
             Constraint::Length(7),
-            Constraint::Length(14),
+            Constraint::Length(10),
             Constraint::Min(10),
         ],
     )

@@ -395,6 +395,31 @@ pub fn human_duration(s: f64) -> String {
     }
 }
 
+/// A probe's value for a narrow column: bytes in kB/MB/GB, seconds as a duration, ratios
+/// as percentages, counts whole.
+pub fn probe_value(v: f64, unit: &str) -> String {
+    match unit {
+        "bytes" => {
+            let (mut x, mut i) = (v, 0);
+            let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+            while x.abs() >= 1000.0 && i + 1 < units.len() {
+                x /= 1000.0;
+                i += 1;
+            }
+            if i == 0 {
+                format!("{x:.0} B")
+            } else {
+                format!("{x:.1} {}", units[i])
+            }
+        }
+        "seconds" | "s" => human_duration(v),
+        "ratio" => format!("{:.1}%", v * 100.0),
+        "count" | "events" => format!("{v:.0}"),
+        "" => format!("{v:.2}"),
+        other => format!("{v:.2} {other}"),
+    }
+}
+
 /// "12s ago" from two instants in ms.
 pub fn ago(then_ms: i64, now_ms: i64) -> String {
     format!(
@@ -618,6 +643,11 @@ mod tests {
         assert_eq!(human_duration(7_500.0), "2h 5m");
         assert_eq!(human_duration(90_000.0), "1d 1h");
         assert_eq!(ago(0, 5_000), "5s ago");
+        assert_eq!(probe_value(38_937_817_088.0, "bytes"), "38.9 GB");
+        assert_eq!(probe_value(512.0, "bytes"), "512 B");
+        assert_eq!(probe_value(0.0, "count"), "0");
+        assert_eq!(probe_value(0.25, "ratio"), "25.0%");
+        assert_eq!(probe_value(1.5, "x"), "1.50 x");
     }
 
     #[test]
