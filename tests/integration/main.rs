@@ -5,6 +5,7 @@ mod alerts;
 mod breakers;
 mod chaos;
 mod commands;
+mod deploy;
 mod events;
 mod export;
 mod lifecycle;
