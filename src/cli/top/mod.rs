@@ -26,6 +26,8 @@ use model::{Action, Key, Model};
 const FULL_EVERY: Duration = Duration::from_secs(5);
 /// The daemon's answers to the dashboard's reads.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// An operator's action runs on a thread of its own: a forced sync waits for its run.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn main(global: &Global, refresh: Duration, summary: bool) -> u8 {
     let socket = match client::socket(global) {
@@ -74,7 +76,8 @@ impl Drop for Terminal {
 
 fn live(socket: &Path, timeout: Duration, refresh: Duration) -> std::io::Result<()> {
     // Raw mode, the alternate screen, and a panic hook that restores both first.
-    let mut term = Terminal(ratatui::try_init()?);
+    // A failure half-way (raw mode on, the alternate screen refused) still restores.
+    let mut term = Terminal(ratatui::try_init().inspect_err(|_| ratatui::restore())?);
     let (tx, rx) = mpsc::channel::<Msg>();
     spawn("top-input", tx.clone(), input);
     {
@@ -84,7 +87,7 @@ fn live(socket: &Path, timeout: Duration, refresh: Duration) -> std::io::Result<
             .spawn(move || feed::stream(socket, timeout, Duration::from_secs(1), tx))?;
     }
     let jobs = fetcher(socket.to_path_buf(), timeout, tx.clone())?;
-    run_loop(&mut term.0, socket, timeout, refresh, &tx, &rx, &jobs)
+    run_loop(&mut term.0, socket, refresh, &tx, &rx, &jobs)
 }
 
 fn spawn(name: &str, tx: Sender<Msg>, f: fn(Sender<Msg>)) {
@@ -146,7 +149,6 @@ fn map_key(code: KeyCode, mods: KeyModifiers) -> Option<Key> {
 fn run_loop(
     term: &mut ratatui::DefaultTerminal,
     socket: &Path,
-    timeout: Duration,
     refresh: Duration,
     tx: &Sender<Msg>,
     rx: &Receiver<Msg>,
@@ -174,7 +176,11 @@ fn run_loop(
                         let (socket, tx) = (socket.to_path_buf(), tx.clone());
                         let _ = std::thread::Builder::new().name("top-action".into()).spawn(
                             move || {
-                                let _ = tx.send(Msg::Reply(feed::act(&socket, timeout, command)));
+                                let _ = tx.send(Msg::Reply(feed::act(
+                                    &socket,
+                                    ACTION_TIMEOUT,
+                                    command,
+                                )));
                             },
                         );
                     }
