@@ -458,6 +458,40 @@ pub async fn run(
 
 type Stop = (Outcome, String, Option<Refusal>);
 
+/// Where a run's time went, phase by phase: logged at debug level when the run ends
+/// (`RUST_LOG=metasystem_actors::sync=debug`).
+struct Phases {
+    last: Instant,
+    spent: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases {
+            last: Instant::now(),
+            spent: Vec::new(),
+        }
+    }
+
+    /// The phase `name` ended now.
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.spent.push((name, now - self.last));
+        self.last = now;
+    }
+
+    fn log(&self, target: &str) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let text: Vec<String> = self
+                .spent
+                .iter()
+                .map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1e3))
+                .collect();
+            tracing::debug!(target: "metasystem_actors::sync", "sync {target}: {}", text.join(", "));
+        }
+    }
+}
+
 fn error(reason: impl Into<String>) -> Stop {
     (Outcome::Error, reason.into(), None)
 }
@@ -480,6 +514,7 @@ async fn run_inner(
 ) -> Result<(), Stop> {
     let (direction, strategy) = (report.direction, report.strategy);
     let first = base.is_empty();
+    let mut phases = Phases::new();
     // Guards: offline, marker, lock.
     let s = spec.clone();
     let dry = opts.dry_run;
@@ -531,6 +566,7 @@ async fn run_inner(
         Ok(Some(lock))
     })
     .await??;
+    phases.mark("guards");
 
     // Both sides, scanned at once.
     let (lsel, rsel) = (spec.selection.clone(), spec.selection.clone());
@@ -567,8 +603,11 @@ async fn run_inner(
         }
     }
 
+    phases.mark("scan");
     let mut items = merge(&local, &remote, base, report);
+    phases.mark("merge");
     hash_sides(spec, &mut items, report).await?;
+    phases.mark("hash");
 
     // Decide.
     let mut plan: Vec<(Item, Action)> = Vec::new();
@@ -637,6 +676,7 @@ async fn run_inner(
         ));
     }
 
+    phases.mark("decide");
     if opts.dry_run {
         for (item, a) in &plan {
             report.planned.push(Planned {
@@ -709,6 +749,7 @@ async fn run_inner(
         commit(spec, store, base, &mut pending_changes).await?;
         start = end;
     }
+    phases.mark("apply");
     for (item, a) in snapshots_needed {
         let r = apply_sqlite(spec, &item, a, at).await;
         progress.files_done.fetch_add(1, Ordering::Relaxed);
@@ -725,6 +766,7 @@ async fn run_inner(
         .await;
     }
     commit(spec, store, base, &mut pending_changes).await?;
+    phases.mark("databases");
 
     // The daemon's own live databases: snapshots into hosts/HOST/.
     for db in &spec.snapshots {
@@ -742,6 +784,8 @@ async fn run_inner(
         .await?
         .unwrap_or(0);
     drop(lock);
+    phases.mark("snapshots and pruning");
+    phases.log(&spec.name);
     Ok(())
 }
 
