@@ -7,7 +7,7 @@
 //! Plain-file work (scanning, hashing, copying, fsync) runs on the blocking pool, spread over
 //! [`WORKERS`] threads; SQLite snapshots go through sqlx's own threads.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Strategy};
 use super::fsops::{self, Copied, InstallError};
-use super::scan::{self, Listing, Meta, Selection, LOCK, MARKER};
+use super::scan::{self, Meta, Selection, LOCK, MARKER};
 use super::snapshot;
 use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
 use crate::store::{unix_ms, DurableOp, DurableReply, Store};
@@ -573,11 +573,11 @@ async fn run_inner(
     let (lroot, rroot) = (spec.primary.clone(), spec.target.clone());
     let lscan = tokio::task::spawn_blocking(move || scan::scan(&lroot, &lsel));
     let rscan = tokio::task::spawn_blocking(move || scan::scan(&rroot, &rsel));
-    let local = lscan
+    let mut local = lscan
         .await
         .map_err(|e| error(format!("the scan failed: {e}")))?
         .map_err(|e| error(format!("cannot read {}: {e}", spec.primary.display())))?;
-    let remote = match rscan
+    let mut remote = match rscan
         .await
         .map_err(|e| error(format!("the scan failed: {e}")))?
     {
@@ -604,7 +604,12 @@ async fn run_inner(
     }
 
     phases.mark("scan");
-    let mut items = merge(&local, &remote, base, report);
+    let mut items = merge(
+        std::mem::take(&mut local.files),
+        std::mem::take(&mut remote.files),
+        base,
+        report,
+    );
     phases.mark("merge");
     hash_sides(spec, &mut items, report).await?;
     phases.mark("hash");
@@ -826,52 +831,147 @@ fn planned(item: &Item, a: Action, lc: Class, rc: Class, _side: Side) -> Planned
     }
 }
 
-/// Every path of either side or the base, minus names that collide by case or normalisation
-/// (reported, not merged).
+/// Every path of either side or the base that needs a decision, minus names that collide by
+/// case or normalisation (reported, not merged). A path in the base whose two sides both pass
+/// the quick check is unchanged on both: nothing to do or record, so no item. The listings
+/// (sorted) are joined in one pass.
 fn merge(
-    local: &Listing,
-    remote: &Listing,
+    local: Vec<(String, Meta)>,
+    remote: Vec<(String, Meta)>,
     base: &HashMap<String, BaseEntry>,
     report: &mut RunReport,
 ) -> Vec<Item> {
-    let mut all: BTreeMap<&str, ()> = BTreeMap::new();
-    for k in local
-        .files
-        .keys()
-        .chain(remote.files.keys())
-        .chain(base.keys())
-    {
-        all.insert(k.as_str(), ());
+    let mut items = Vec::new();
+    let mut folds = Folds::default();
+    let mut in_base = 0;
+    let mut add = |rel: &str, l: Option<Meta>, r: Option<Meta>, b: Option<BaseEntry>| {
+        let lhash = quick(b.as_ref().map(|b| &b.local), l.as_ref());
+        let rhash = quick(b.as_ref().map(|b| &b.remote), r.as_ref());
+        if b.is_some() && lhash.is_some() && rhash.is_some() {
+            return; // unchanged on both sides
+        }
+        items.push(Item {
+            rel: rel.to_string(),
+            lhash,
+            rhash,
+            local: l,
+            remote: r,
+            base: b,
+            conflict: false,
+        });
+    };
+    for (rel, l, r) in join(&local, &remote) {
+        folds.add(rel);
+        let b = base.get(rel).copied();
+        in_base += usize::from(b.is_some());
+        add(rel, l, r, b);
     }
-    let mut folds: HashMap<String, Vec<&str>> = HashMap::new();
-    for k in all.keys() {
-        folds.entry(scan::fold(k)).or_default().push(k);
+    // Paths of the base gone from both sides.
+    if in_base < base.len() {
+        let listed = |k: &str| {
+            let find =
+                |v: &[(String, Meta)]| v.binary_search_by(|(x, _)| x.as_str().cmp(k)).is_ok();
+            find(&local) || find(&remote)
+        };
+        let gone: Vec<(&String, &BaseEntry)> = base.iter().filter(|(k, _)| !listed(k)).collect();
+        for (rel, b) in gone {
+            folds.add(rel);
+            add(rel, None, None, Some(*b));
+        }
+        items.sort_by(|a, b| a.rel.cmp(&b.rel));
     }
-    let mut colliding: HashSet<&str> = HashSet::new();
-    for group in folds.values().filter(|g| g.len() > 1) {
-        colliding.extend(group.iter().copied());
-        let mut g: Vec<String> = group.iter().map(|s| s.to_string()).collect();
-        g.sort();
-        report.collisions.push(g);
+    let colliding = folds.collisions(report);
+    if !colliding.is_empty() {
+        items.retain(|i| !colliding.contains(i.rel.as_str()));
     }
-    report.collisions.sort();
-    all.keys()
-        .filter(|k| !colliding.contains(*k))
-        .map(|k| {
-            let b = base.get(*k).copied();
-            let l = local.files.get(*k).copied();
-            let r = remote.files.get(*k).copied();
-            Item {
-                rel: k.to_string(),
-                lhash: quick(b.as_ref().map(|b| &b.local), l.as_ref()),
-                rhash: quick(b.as_ref().map(|b| &b.remote), r.as_ref()),
-                local: l,
-                remote: r,
-                base: b,
-                conflict: false,
+    items
+}
+
+/// Two listings sorted by path, joined: (path, the local side, the remote side), each path
+/// once, in order.
+fn join<'a>(
+    a: &'a [(String, Meta)],
+    b: &'a [(String, Meta)],
+) -> impl Iterator<Item = (&'a str, Option<Meta>, Option<Meta>)> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let (x, y) = (a.get(i), b.get(j));
+        let order = match (x, y) {
+            (None, None) => return None,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+        };
+        Some(match (order, x, y) {
+            (std::cmp::Ordering::Less, Some(x), _) => {
+                i += 1;
+                (x.0.as_str(), Some(x.1), None)
             }
+            (std::cmp::Ordering::Greater, _, Some(y)) => {
+                j += 1;
+                (y.0.as_str(), None, Some(y.1))
+            }
+            (_, Some(x), y) => {
+                i += 1;
+                j += 1;
+                (x.0.as_str(), Some(x.1), y.map(|y| y.1))
+            }
+            (_, None, _) => return None,
         })
-        .collect()
+    })
+}
+
+/// Names that collide once case and Unicode normalisation are folded ([`scan::fold`]): each
+/// name's folded form is kept as a 64-bit hash only (names that share a hash are compared by
+/// their folded forms at the end), so a tree's worth of names costs no second copy of them.
+#[derive(Default)]
+struct Folds<'a> {
+    hasher: std::hash::RandomState,
+    first: HashMap<u64, &'a str>,
+    more: HashMap<u64, Vec<&'a str>>,
+    buf: String,
+}
+
+impl<'a> Folds<'a> {
+    /// Adds `name` (each name once).
+    fn add(&mut self, name: &'a str) {
+        use std::hash::BuildHasher;
+        let h = if name.is_ascii() {
+            self.buf.clear();
+            self.buf.push_str(name);
+            self.buf.make_ascii_lowercase();
+            self.hasher.hash_one(self.buf.as_str())
+        } else {
+            self.hasher.hash_one(scan::fold(name).as_str())
+        };
+        match self.first.entry(h) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(name);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more.entry(h).or_default().push(name);
+            }
+        }
+    }
+
+    /// The colliding names, each group reported (sorted).
+    fn collisions(self, report: &mut RunReport) -> HashSet<String> {
+        let mut colliding = HashSet::new();
+        for (h, rest) in self.more {
+            let mut groups: HashMap<String, Vec<&str>> = HashMap::new();
+            for name in rest.into_iter().chain(self.first.get(&h).copied()) {
+                groups.entry(scan::fold(name)).or_default().push(name);
+            }
+            for group in groups.into_values().filter(|g| g.len() > 1) {
+                let mut g: Vec<String> = group.iter().map(|s| s.to_string()).collect();
+                g.sort();
+                colliding.extend(g.iter().cloned());
+                report.collisions.push(g);
+            }
+        }
+        report.collisions.sort();
+        colliding
+    }
 }
 
 /// Hashes what the quick check could not settle, on the worker threads.
@@ -1436,4 +1536,91 @@ pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(size: u64) -> Meta {
+        Meta {
+            size,
+            mtime_ns: 1,
+            live_wal: false,
+            dataless: false,
+        }
+    }
+
+    fn listing(names: &[&str]) -> Vec<(String, Meta)> {
+        names.iter().map(|n| (n.to_string(), meta(1))).collect()
+    }
+
+    #[test]
+    fn two_sorted_listings_join_each_path_once_in_order() {
+        let a = listing(&["a", "a.b", "a/x", "c"]);
+        let b = listing(&["a/x", "b", "d"]);
+        let got: Vec<(&str, bool, bool)> = join(&a, &b)
+            .map(|(k, l, r)| (k, l.is_some(), r.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", true, false),
+                ("a.b", true, false),
+                ("a/x", true, true),
+                ("b", false, true),
+                ("c", true, false),
+                ("d", false, true),
+            ]
+        );
+        assert_eq!(join(&[], &a).count(), 4);
+        assert_eq!(join(&a, &[]).count(), 4);
+    }
+
+    #[test]
+    fn merge_leaves_out_what_is_unchanged_on_both_sides_and_keeps_what_is_gone() {
+        let side = |size| SideState {
+            hash: [7; 32],
+            size,
+            mtime_ns: 1,
+        };
+        let entry = |size| BaseEntry {
+            local: side(size),
+            remote: side(size),
+        };
+        let base: HashMap<String, BaseEntry> = [
+            ("same".to_string(), entry(1)),
+            ("changed".to_string(), entry(2)),
+            ("gone".to_string(), entry(1)),
+        ]
+        .into_iter()
+        .collect();
+        let local = listing(&["Case", "case", "changed", "new", "same"]);
+        let remote = listing(&["changed", "same"]);
+        let spec = SyncSpec {
+            name: "t".into(),
+            primary: PathBuf::from("/p"),
+            target: PathBuf::from("/t"),
+            selection: Selection::default(),
+            direction: Direction::Bidirectional,
+            strategy: Strategy::Newest,
+            backups: PathBuf::from("/b"),
+            retention: Duration::from_secs(1),
+            max_delete: 0.5,
+            snapshots: Vec::new(),
+            snapshot_every: Duration::from_secs(1),
+            host: "h".into(),
+        };
+        let mut report = RunReport::new(&spec, Direction::Bidirectional, Strategy::Newest, false);
+        let items = merge(local, remote, &base, &mut report);
+        let names: Vec<&str> = items.iter().map(|i| i.rel.as_str()).collect();
+        assert_eq!(names, ["changed", "gone", "new"]);
+        assert_eq!(
+            report.collisions,
+            vec![vec!["Case".to_string(), "case".to_string()]]
+        );
+        // The quick check settled the side it could: the size changed on both.
+        assert!(items[0].lhash.is_none() && items[0].rhash.is_none());
+        assert!(items[1].local.is_none() && items[1].remote.is_none() && items[1].base.is_some());
+    }
 }
