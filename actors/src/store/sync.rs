@@ -105,32 +105,38 @@ pub(super) async fn apply_base(
     Ok(())
 }
 
-/// A target's whole base, by path.
+/// A target's whole base, by path. Rows are read as a stream into a map sized beforehand, so
+/// loading a large base never holds its rows twice.
 pub async fn base(pool: &SqlitePool, target: &str) -> Result<HashMap<String, BaseEntry>, String> {
-    let rows = sqlx::query(
+    use futures_util::TryStreamExt;
+    let fail = |e: sqlx::Error| format!("cannot read the sync state of {target}: {e}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_base WHERE target = ?")
+        .bind(target)
+        .fetch_one(pool)
+        .await
+        .map_err(fail)?;
+    let mut out = HashMap::with_capacity(usize::try_from(n).unwrap_or(0));
+    let mut rows = sqlx::query(
         "SELECT path, local_hash, local_size, local_mtime_ns, remote_hash, remote_size, \
          remote_mtime_ns FROM sync_base WHERE target = ?",
     )
     .bind(target)
-    .fetch_all(pool)
-    .await
-    .map_err(|e| format!("cannot read the sync state of {target}: {e}"))?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let lh: Vec<u8> = r.get("local_hash");
-        let rh: Vec<u8> = r.get("remote_hash");
+    .fetch(pool);
+    while let Some(r) = rows.try_next().await.map_err(fail)? {
+        let lh: &[u8] = r.get(1);
+        let rh: &[u8] = r.get(4);
         out.insert(
-            r.get::<String, _>("path"),
+            r.get::<String, _>(0),
             BaseEntry {
                 local: SideState {
-                    hash: digest(&lh),
-                    size: size(r.get("local_size")),
-                    mtime_ns: r.get("local_mtime_ns"),
+                    hash: digest(lh),
+                    size: size(r.get(2)),
+                    mtime_ns: r.get(3),
                 },
                 remote: SideState {
-                    hash: digest(&rh),
-                    size: size(r.get("remote_size")),
-                    mtime_ns: r.get("remote_mtime_ns"),
+                    hash: digest(rh),
+                    size: size(r.get(5)),
+                    mtime_ns: r.get(6),
                 },
             },
         );
