@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Strategy};
-use super::fsops::{self, Copied, InstallError};
+use super::fsops::{self, InstallError};
 use super::scan::{self, Meta, Selection, LOCK, MARKER};
 use super::snapshot;
 use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
@@ -720,14 +720,16 @@ async fn run_inner(
         let prog = Arc::new(ProgressCell::default());
         let prog2 = prog.clone();
         let results = blocking(move || {
-            let out = par_map(&part, |(item, a)| {
-                let r = apply_plain(&s, item, *a, at);
+            let dur = fsops::Durability::new();
+            let steps = par_map(&part, |(item, a)| {
+                let r = apply_plain(&s, item, *a, at, &dur);
                 prog2.files.fetch_add(1, Ordering::Relaxed);
-                if let Applied::Copied { bytes, .. } = &r {
-                    prog2.bytes.fetch_add(*bytes, Ordering::Relaxed);
+                if let Step::Staged(st) = &r {
+                    prog2.bytes.fetch_add(st.copy.size, Ordering::Relaxed);
                 }
                 r
             });
+            let out = settle(&part, steps, &dur);
             (part, out)
         })
         .await?;
@@ -1044,17 +1046,25 @@ async fn hash_sides(
 }
 
 /// One plain-file action (blocking).
-fn apply_plain(spec: &SyncSpec, item: &Item, action: Action, at: SystemTime) -> Applied {
+fn apply_plain(
+    spec: &SyncSpec,
+    item: &Item,
+    action: Action,
+    at: SystemTime,
+    dur: &fsops::Durability,
+) -> Step {
     let lpath = spec.primary.join(&item.rel);
     let rpath = spec.target.join(&item.rel);
+    let done =
+        |r: io::Result<Applied>| Step::Done(r.unwrap_or_else(|e| Applied::Failed(describe(&e))));
     let r = match action {
         Action::Agree => {
             let (Some(l), Some(r), Some(lh), Some(rh)) =
                 (item.local, item.remote, item.lhash, item.rhash)
             else {
-                return Applied::Deferred("changed during the run".into());
+                return Step::Done(Applied::Deferred("changed during the run".into()));
             };
-            return Applied::Copied {
+            return Step::Done(Applied::Copied {
                 to_remote: false,
                 bytes: 0,
                 backup: false,
@@ -1065,22 +1075,24 @@ fn apply_plain(spec: &SyncSpec, item: &Item, action: Action, at: SystemTime) -> 
                         remote: side_state(rh, r),
                     },
                 ),
-            };
+            });
         }
         Action::Forget => {
-            return Applied::Deleted {
+            return Step::Done(Applied::Deleted {
                 remote: false,
                 change: BaseChange::Forget(item.rel.clone()),
-            }
+            })
         }
-        Action::CopyToRemote => copy(spec, item, &lpath, &rpath, true, at),
-        Action::CopyToLocal => copy(spec, item, &rpath, &lpath, false, at),
+        Action::CopyToRemote => return stage_copy(spec, item, &lpath, &rpath, true, at, dur),
+        Action::CopyToLocal => return stage_copy(spec, item, &rpath, &lpath, false, at, dur),
         Action::DeleteRemote => delete(spec, item, &rpath, false, at),
         Action::DeleteLocal => delete(spec, item, &lpath, true, at),
         Action::KeepBoth => keep_both(spec, item, &rpath, at),
-        Action::Nothing | Action::Pending(_) => return Applied::Deferred(String::new()),
+        Action::Nothing | Action::Pending(_) => {
+            return Step::Done(Applied::Deferred(String::new()))
+        }
     };
-    r.unwrap_or_else(|e| Applied::Failed(describe(&e)))
+    done(r)
 }
 
 fn describe(e: &io::Error) -> String {
@@ -1092,49 +1104,217 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-fn copy(
+/// A plain-file action's first step: done (or failed, or deferred) at once, or a copy staged.
+enum Step {
+    Done(Applied),
+    Staged(Staged),
+}
+
+/// A copy written to its temp file (and the destination's backup to its own temp), waiting
+/// for its chunk's files to be durable before it is renamed into place.
+struct Staged {
+    copy: fsops::TempCopy,
+    dest: PathBuf,
+    src_hash: Digest,
+    src_meta: Meta,
+    to_remote: bool,
+    /// The destination's backup: its temp, its name, where.
+    backup: Option<(PathBuf, PathBuf, fsops::Dev)>,
+}
+
+impl Staged {
+    /// Removes what was staged (a step that will not happen).
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.copy.temp);
+        if let Some((temp, _, _)) = &self.backup {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+/// A copy, up to its temp file and the destination's backup (durable at the chunk's flush).
+fn stage_copy(
     spec: &SyncSpec,
     item: &Item,
     src: &Path,
     dest: &Path,
     to_remote: bool,
     at: SystemTime,
-) -> io::Result<Applied> {
+    dur: &fsops::Durability,
+) -> Step {
     let (src_meta, src_hash, dest_meta) = if to_remote {
         (item.local, item.lhash, item.remote)
     } else {
         (item.remote, item.rhash, item.local)
     };
     let (Some(sm), Some(sh)) = (src_meta, src_hash) else {
-        return Ok(Applied::Deferred("changed during the run".into()));
+        return Step::Done(Applied::Deferred("changed during the run".into()));
     };
     if dest_meta.is_some_and(|m| m.live_wal) {
-        return Ok(Applied::Deferred(format!(
+        return Step::Done(Applied::Deferred(format!(
             "{} is a database in use (a live -wal beside it): not replaced under its writer",
             dest.display()
         )));
     }
     if sm.live_wal {
-        return Ok(Applied::NeedsSnapshot);
+        return Step::Done(Applied::NeedsSnapshot);
     }
     let root = if to_remote {
         &spec.target
     } else {
         &spec.primary
     };
-    fsops::make_parents(root, dest)?;
-    let (temp, hash, bytes) = match fsops::copy_plain(src, dest, sm.mtime_ns, true)? {
-        Copied::Done(t, h, n) => (t, h, n),
-        Copied::Sqlite => return Ok(Applied::NeedsSnapshot),
-    };
-    if hash != sh {
-        let _ = std::fs::remove_file(&temp);
-        return Ok(Applied::Deferred(format!(
-            "{} changed during the run",
-            src.display()
-        )));
+    let staged = (|| -> io::Result<Step> {
+        fsops::make_parents(root, dest)?;
+        let Some(copy) = fsops::copy_staged(src, dest, sm.mtime_ns, dur)? else {
+            return Ok(Step::Done(Applied::NeedsSnapshot));
+        };
+        if copy.hash != sh {
+            let _ = std::fs::remove_file(&copy.temp);
+            return Ok(Step::Done(Applied::Deferred(format!(
+                "{} changed during the run",
+                src.display()
+            ))));
+        }
+        let mut backup = None;
+        if dest_meta.is_some() {
+            let b = match fsops::unchanged(dest, dest_meta) {
+                Ok(true) => fsops::backup_staged(dest, &spec.backups, &item.rel, at, dur),
+                Ok(false) => {
+                    let _ = std::fs::remove_file(&copy.temp);
+                    return Ok(Step::Done(Applied::Deferred(format!(
+                        "{} changed during the run",
+                        dest.display()
+                    ))));
+                }
+                Err(e) => Err(e),
+            };
+            match b {
+                Ok(b) => backup = Some(b),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&copy.temp);
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot back up {} before replacing it: {e}", dest.display()),
+                    ));
+                }
+            }
+        }
+        Ok(Step::Staged(Staged {
+            copy,
+            dest: dest.to_path_buf(),
+            src_hash: sh,
+            src_meta: sm,
+            to_remote,
+            backup,
+        }))
+    })();
+    staged.unwrap_or_else(|e| Step::Done(Applied::Failed(describe(&e))))
+}
+
+/// The chunk's staged copies put in place, in the order that leaves no torn file and no
+/// replaced file without its backup: their temp files (and the backups' temps) durable, the
+/// backups renamed to their names and durable, the copies renamed over their destinations
+/// (each re-checked just before) and durable. Answers one result per step.
+fn settle(part: &[(Item, Action)], steps: Vec<Step>, dur: &fsops::Durability) -> Vec<Applied> {
+    let mut out: Vec<Option<Applied>> = Vec::with_capacity(steps.len());
+    let mut staged: Vec<(usize, Staged)> = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        match step {
+            Step::Done(a) => out.push(Some(a)),
+            Step::Staged(s) => {
+                out.push(None);
+                staged.push((i, s));
+            }
+        }
     }
-    finish_copy(spec, item, temp, dest, hash, sh, sm, to_remote, bytes, at)
+    let fail = |staged: &mut Vec<(usize, Staged)>, out: &mut [Option<Applied>], why: &str| {
+        for (i, s) in staged.drain(..) {
+            s.discard();
+            out[i] = Some(Applied::Failed(why.to_string()));
+        }
+    };
+    if !staged.is_empty() {
+        if let Err(e) = dur.flush() {
+            let why = format!("cannot make the copy durable: {}", describe(&e));
+            fail(&mut staged, &mut out, &why);
+        }
+    }
+    // Backups under their names, durable before anything they keep is replaced.
+    let mut placed = false;
+    staged.retain(|(i, s)| {
+        let Some((temp, name, dev)) = &s.backup else {
+            return true;
+        };
+        match fsops::place_backup(temp, name, dur, *dev) {
+            Ok(()) => {
+                placed = true;
+                true
+            }
+            Err(e) => {
+                s.discard();
+                out[*i] = Some(Applied::Failed(format!(
+                    "cannot back up {} before replacing it: {}",
+                    s.dest.display(),
+                    describe(&e)
+                )));
+                false
+            }
+        }
+    });
+    if placed {
+        if let Err(e) = dur.flush() {
+            let why = format!("cannot make the backups durable: {}", describe(&e));
+            fail(&mut staged, &mut out, &why);
+        }
+    }
+    let installed = par_map(&staged, |(i, s)| install_staged(&part[*i].0, s, dur));
+    let flushed = if staged.is_empty() {
+        Ok(())
+    } else {
+        dur.flush()
+    };
+    for ((i, _), r) in staged.iter().zip(installed) {
+        out[*i] = Some(match (&flushed, r) {
+            // In place but maybe not durable: not recorded (the next run finds them agreeing).
+            (Err(e), Applied::Copied { .. }) => {
+                Applied::Failed(format!("cannot make the copy durable: {}", describe(e)))
+            }
+            (_, r) => r,
+        });
+    }
+    out.into_iter()
+        .map(|a| a.unwrap_or_else(|| Applied::Failed("not applied".into())))
+        .collect()
+}
+
+/// A staged copy renamed over its destination if that is still what the scan saw.
+fn install_staged(item: &Item, s: &Staged, dur: &fsops::Durability) -> Applied {
+    let dest_meta = if s.to_remote { item.remote } else { item.local };
+    match fsops::install_with(&s.copy.temp, &s.dest, dest_meta, dur, s.copy.dev) {
+        Ok(()) => {}
+        Err(InstallError::Changed) => {
+            return Applied::Deferred(format!("{} changed during the run", s.dest.display()))
+        }
+        Err(InstallError::Io(e)) => return Applied::Failed(describe(&e)),
+    }
+    let (local, remote) = if s.to_remote {
+        (
+            side_state(s.src_hash, s.src_meta),
+            side_state(s.copy.hash, s.copy.meta),
+        )
+    } else {
+        (
+            side_state(s.copy.hash, s.copy.meta),
+            side_state(s.src_hash, s.src_meta),
+        )
+    };
+    Applied::Copied {
+        to_remote: s.to_remote,
+        bytes: s.copy.size,
+        backup: s.backup.is_some(),
+        change: BaseChange::Put(item.rel.clone(), BaseEntry { local, remote }),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
