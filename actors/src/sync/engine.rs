@@ -358,6 +358,9 @@ struct Item {
     rhash: Option<Digest>,
     /// Both sides changed differently (decided by the direction or the strategy).
     conflict: bool,
+    /// A new file on one side only, not hashed before the decision (which its hash cannot
+    /// change): its copy hashes it, in the same read.
+    unhashed: bool,
 }
 
 fn side_state(hash: Digest, m: Meta) -> SideState {
@@ -622,14 +625,20 @@ async fn run_inner(
     for mut item in items {
         let lb = item.base.map(|b| b.local.hash);
         let rb = item.base.map(|b| b.remote.hash);
-        let lseen = item.lhash.zip(item.local).map(|(hash, m)| Seen {
-            hash,
-            mtime_ns: m.mtime_ns,
-        });
-        let rseen = item.rhash.zip(item.remote).map(|(hash, m)| Seen {
-            hash,
-            mtime_ns: m.mtime_ns,
-        });
+        let seen = |hash: Option<Digest>, m: Option<Meta>| {
+            // Unhashed: created on this side alone, which decides whatever its hash.
+            let hash = if item.unhashed {
+                hash.or(Some([0; 32]))
+            } else {
+                hash
+            };
+            hash.zip(m).map(|(hash, m)| Seen {
+                hash,
+                mtime_ns: m.mtime_ns,
+            })
+        };
+        let lseen = seen(item.lhash, item.local);
+        let rseen = seen(item.rhash, item.remote);
         let (lc, rc) = (Class::of(lb, lseen), Class::of(rb, rseen));
         let d = decide(lc, rc, direction, strategy);
         if let Some(c) = open_by_path.get(item.rel.as_str()) {
@@ -860,6 +869,7 @@ fn merge(
             remote: r,
             base: b,
             conflict: false,
+            unhashed: false,
         });
     };
     for (rel, l, r) in join(&local, &remote) {
@@ -976,17 +986,28 @@ impl<'a> Folds<'a> {
     }
 }
 
-/// Hashes what the quick check could not settle, on the worker threads.
+/// Hashes what the quick check could not settle, on the worker threads; a file created on one
+/// side only is left to its copy.
 async fn hash_sides(
     spec: &SyncSpec,
     items: &mut [Item],
     report: &mut RunReport,
 ) -> Result<(), Stop> {
+    // Created on one side only (not a database in use): copied whatever its hash, which the
+    // copy takes in the same read.
+    for it in items.iter_mut() {
+        it.unhashed = it.base.is_none()
+            && it.local.is_some() != it.remote.is_some()
+            && !it.local.or(it.remote).is_some_and(|m| m.live_wal);
+    }
     let jobs: Vec<(usize, bool, PathBuf, bool)> = items
         .iter()
         .enumerate()
         .flat_map(|(i, it)| {
             let mut v = Vec::new();
+            if it.unhashed {
+                return v;
+            }
             if it.lhash.is_none() {
                 if let Some(m) = it.local {
                     v.push((i, true, spec.primary.join(&it.rel), m.live_wal));
@@ -1147,9 +1168,12 @@ fn stage_copy(
     } else {
         (item.remote, item.rhash, item.local)
     };
-    let (Some(sm), Some(sh)) = (src_meta, src_hash) else {
+    let Some(sm) = src_meta else {
         return Step::Done(Applied::Deferred("changed during the run".into()));
     };
+    if src_hash.is_none() && !item.unhashed {
+        return Step::Done(Applied::Deferred("changed during the run".into()));
+    }
     if dest_meta.is_some_and(|m| m.live_wal) {
         return Step::Done(Applied::Deferred(format!(
             "{} is a database in use (a live -wal beside it): not replaced under its writer",
@@ -1166,16 +1190,32 @@ fn stage_copy(
     };
     let staged = (|| -> io::Result<Step> {
         fsops::make_parents(root, dest)?;
-        let Some(copy) = fsops::copy_staged(src, dest, sm.mtime_ns, dur)? else {
-            return Ok(Step::Done(Applied::NeedsSnapshot));
+        let copy = match fsops::copy_staged(src, dest, sm.mtime_ns, dur) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Step::Done(Applied::NeedsSnapshot)),
+            // Gone since the scan: the next run sees it absent.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !src.exists() => {
+                return Ok(Step::Done(Applied::Deferred(format!(
+                    "{} vanished during the run",
+                    src.display()
+                ))))
+            }
+            Err(e) => return Err(e),
         };
-        if copy.hash != sh {
+        // What was copied is what the scan saw: the hash taken before, or (unhashed) the
+        // source's size and time once read, as the quick check does.
+        let same = match src_hash {
+            Some(sh) => copy.hash == sh,
+            None => copy.source == (sm.size, sm.mtime_ns),
+        };
+        if !same {
             let _ = std::fs::remove_file(&copy.temp);
             return Ok(Step::Done(Applied::Deferred(format!(
                 "{} changed during the run",
                 src.display()
             ))));
         }
+        let sh = src_hash.unwrap_or(copy.hash);
         let mut backup = None;
         if dest_meta.is_some() {
             let b = match fsops::unchanged(dest, dest_meta) {
@@ -1481,8 +1521,22 @@ async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: SystemTi
     } else {
         (item.remote, item.rhash)
     };
-    let (Some(sm), Some(sh)) = (src_meta, src_hash) else {
+    let Some(sm) = src_meta else {
         return Applied::Deferred("changed during the run".into());
+    };
+    let sh = match src_hash {
+        Some(h) => h,
+        None if item.unhashed => {
+            let src2 = src.clone();
+            match tokio::task::spawn_blocking(move || fsops::hash_file(&src2, sm.live_wal)).await {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => {
+                    return Applied::Failed(format!("cannot read {}: {e}", src.display()))
+                }
+                Err(e) => return Applied::Failed(format!("cannot read {}: {e}", src.display())),
+            }
+        }
+        None => return Applied::Deferred("changed during the run".into()),
     };
     let root = if to_remote {
         &spec.target

@@ -143,6 +143,8 @@ pub struct TempCopy {
     pub meta: Meta,
     /// Where it is, for [`Durability`].
     pub dev: Dev,
+    /// The source's size and time once read to its end.
+    pub source: (u64, i64),
 }
 
 /// [`copy_plain`] whose temp file is made durable through `dur` (at its next flush on a
@@ -206,6 +208,8 @@ fn copy_file(
             to.write_all(&buf[..n])?;
             total += n as u64;
         }
+        let from_md = from.metadata()?;
+        let source = (from_md.len(), super::scan::mtime_ns(&from_md));
         to.set_modified(time_of(mtime_ns))?;
         let dev = match dur {
             Some(d) => d.file(&to)?,
@@ -221,15 +225,16 @@ fn copy_file(
             live_wal: false,
             dataless: false,
         };
-        Ok(Some((h.finalize().into(), total, meta, dev)))
+        Ok(Some((h.finalize().into(), total, meta, dev, source)))
     })();
     match result {
-        Ok(Some((hash, size, meta, dev))) => Ok(Some(TempCopy {
+        Ok(Some((hash, size, meta, dev, source))) => Ok(Some(TempCopy {
             temp,
             hash,
             size,
             meta,
             dev,
+            source,
         })),
         Ok(None) => Ok(None),
         Err(e) => {
