@@ -444,6 +444,24 @@ pub fn install_with(
     dur: &Durability,
     dev: Dev,
 ) -> Result<(), InstallError> {
+    if expected.is_none() {
+        // A new file: renamed only if nothing has the name, in one step (no look first).
+        match rename_noreplace(temp, dest) {
+            Some(Ok(())) => {
+                dur.dir(dest, dev)?;
+                return Ok(());
+            }
+            Some(Err(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(temp);
+                return Err(InstallError::Changed);
+            }
+            Some(Err(e)) => {
+                let _ = fs::remove_file(temp);
+                return Err(e.into());
+            }
+            None => {} // not supported here: look, then rename
+        }
+    }
     if !unchanged(dest, expected)? {
         let _ = fs::remove_file(temp);
         return Err(InstallError::Changed);
@@ -454,6 +472,23 @@ pub fn install_with(
     }
     dur.dir(dest, dev)?;
     Ok(())
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` when `to` exists; `None` where the
+/// system or the filesystem cannot do that.
+#[cfg(target_os = "linux")]
+fn rename_noreplace(from: &Path, to: &Path) -> Option<io::Result<()>> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Some(Ok(())),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => None,
+        Err(e) => Some(Err(e.into())),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_noreplace(_: &Path, _: &Path) -> Option<io::Result<()>> {
+    None
 }
 
 /// fsync of the folder holding `path` (a rename or unlink in it is durable after this).
