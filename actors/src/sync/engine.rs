@@ -476,6 +476,14 @@ impl Phases {
         }
     }
 
+    /// Adds `d` to the figure `name` (a part of a phase, listed after it).
+    fn add(&mut self, name: &'static str, d: Duration) {
+        match self.spent.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += d,
+            None => self.spent.push((name, d)),
+        }
+    }
+
     /// The phase `name` ended now.
     fn mark(&mut self, name: &'static str) {
         let now = Instant::now();
@@ -739,7 +747,7 @@ async fn run_inner(
                 r
             });
             let out = settle(&part, steps, &dur);
-            (part, out)
+            (part, out, dur.flushing())
         })
         .await?;
         progress
@@ -748,7 +756,8 @@ async fn run_inner(
         progress
             .bytes_done
             .fetch_add(prog.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-        let (part, out) = results;
+        let (part, out, flushing) = results;
+        phases.add("apply's syncfs", flushing);
         for ((item, a), r) in part.into_iter().zip(out) {
             absorb(
                 spec,
@@ -762,7 +771,9 @@ async fn run_inner(
             )
             .await;
         }
+        let committing = Instant::now();
         commit(spec, store, base, &mut pending_changes).await?;
+        phases.add("apply's commits", committing.elapsed());
         start = end;
     }
     phases.mark("apply");
@@ -1189,7 +1200,7 @@ fn stage_copy(
         &spec.primary
     };
     let staged = (|| -> io::Result<Step> {
-        fsops::make_parents(root, dest)?;
+        fsops::make_parents_in(root, dest, dur)?;
         let copy = match fsops::copy_staged(src, dest, sm.mtime_ns, dur) {
             Ok(Some(c)) => c,
             Ok(None) => return Ok(Step::Done(Applied::NeedsSnapshot)),

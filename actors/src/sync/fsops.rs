@@ -120,6 +120,29 @@ pub fn make_parents(root: &Path, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+thread_local! {
+    /// The folder this thread last made sure of, for one [`Durability`] (a chunk of a run).
+    static PARENT: std::cell::RefCell<(u64, PathBuf)> =
+        std::cell::RefCell::new((0, PathBuf::new()));
+}
+
+/// [`make_parents`], looked at once per folder by each thread of a chunk (files come sorted,
+/// a folder's together).
+pub fn make_parents_in(root: &Path, path: &Path, dur: &Durability) -> io::Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    if PARENT.with(|p| {
+        let p = p.borrow();
+        p.0 == dur.id && p.1 == parent
+    }) {
+        return Ok(());
+    }
+    make_parents(root, path)?;
+    PARENT.with(|p| *p.borrow_mut() = (dur.id, parent.to_path_buf()));
+    Ok(())
+}
+
 /// The SQLite header: a file starting with it is copied as a snapshot, not byte for byte.
 pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
@@ -231,14 +254,17 @@ fn copy_file(
         let from_md = from.metadata()?;
         let source = (from_md.len(), super::scan::mtime_ns(&from_md));
         to.set_modified(time_of(mtime_ns))?;
+        let md = to.metadata()?;
         let dev = match dur {
-            Some(d) => d.file(&to)?,
+            Some(d) => {
+                use std::os::unix::fs::MetadataExt;
+                d.file_on(&to, md.dev())?
+            }
             None => {
                 to.sync_all()?;
                 Dev::NOW
             }
         };
-        let md = to.metadata()?;
         let meta = Meta {
             size: md.len(),
             mtime_ns: super::scan::mtime_ns(&md),
@@ -285,17 +311,36 @@ impl Dev {
 /// `flush` has nothing left to do. Callers flush where the order matters: temp files before
 /// their renames, backups before what they back up is replaced, renames before the base
 /// records them.
-#[derive(Default)]
 pub struct Durability {
+    /// Which one (per-thread caches of what it did are kept for it alone).
+    id: u64,
     /// Filesystems seen (by device): an open file there when they batch.
     seen: std::sync::Mutex<Vec<(u64, Option<File>)>>,
+    /// The first filesystem seen and whether it batches (most runs write to one or two):
+    /// known without taking the lock.
+    first: std::sync::OnceLock<(u64, bool)>,
     /// Never batch (tests of the file-by-file way).
     file_by_file: bool,
+    /// Time spent in flushes, in ns.
+    flushing: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability::new()
+    }
 }
 
 impl Durability {
     pub fn new() -> Self {
-        Durability::default()
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Durability {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            seen: std::sync::Mutex::new(Vec::new()),
+            first: std::sync::OnceLock::new(),
+            file_by_file: false,
+            flushing: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// Every file and folder fsynced as it is written, whatever the filesystem.
@@ -303,13 +348,19 @@ impl Durability {
     fn file_by_file() -> Self {
         Durability {
             file_by_file: true,
-            ..Durability::default()
+            ..Durability::new()
         }
     }
 
     /// `f` was written: durable now (fsync), or at the next flush.
     pub fn file(&self, f: &File) -> io::Result<Dev> {
-        let dev = self.dev_of(f)?;
+        use std::os::unix::fs::MetadataExt;
+        self.file_on(f, f.metadata()?.dev())
+    }
+
+    /// [`Durability::file`] for `f` on device `id` (its `st_dev`).
+    pub fn file_on(&self, f: &File, id: u64) -> io::Result<Dev> {
+        let dev = self.dev_of(f, id)?;
         if !dev.batched {
             f.sync_all()?;
         }
@@ -328,18 +379,30 @@ impl Durability {
 
     /// Everything noted since the last flush, durable.
     pub fn flush(&self) -> io::Result<()> {
+        let started = std::time::Instant::now();
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, f) in seen.iter() {
-            if let Some(f) = f {
-                syncfs(f)?;
-            }
-        }
-        Ok(())
+        let r = seen
+            .iter()
+            .filter_map(|(_, f)| f.as_ref())
+            .try_for_each(syncfs);
+        self.flushing.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r
     }
 
-    fn dev_of(&self, f: &File) -> io::Result<Dev> {
-        use std::os::unix::fs::MetadataExt;
-        let id = f.metadata()?.dev();
+    /// How long flushes took so far.
+    pub fn flushing(&self) -> Duration {
+        Duration::from_nanos(self.flushing.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn dev_of(&self, f: &File, id: u64) -> io::Result<Dev> {
+        if let Some(&(first, batched)) = self.first.get() {
+            if first == id {
+                return Ok(Dev { batched });
+            }
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, keep)) = seen.iter().find(|(d, _)| *d == id) {
             return Ok(Dev {
@@ -355,6 +418,7 @@ impl Durability {
             batched: keep.is_some(),
         };
         seen.push((id, keep));
+        let _ = self.first.set((id, dev.batched));
         Ok(dev)
     }
 }
