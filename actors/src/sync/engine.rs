@@ -20,7 +20,7 @@ use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Stra
 use super::fsops::{self, InstallError};
 use super::scan::{self, Meta, Selection, LOCK, MARKER};
 use super::snapshot;
-use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
+use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow, SideState};
 use crate::store::{unix_ms, DurableOp, DurableReply, Store};
 
 /// Threads for hashing and copying plain files.
@@ -444,7 +444,7 @@ pub async fn run(
     spec: &SyncSpec,
     opts: &RunOptions,
     store: &Store,
-    base: &mut HashMap<String, BaseEntry>,
+    base: &mut Base,
     open: &[ConflictRow],
     progress: &Progress,
 ) -> RunReport {
@@ -529,7 +529,7 @@ async fn run_inner(
     spec: &SyncSpec,
     opts: &RunOptions,
     store: &Store,
-    base: &mut HashMap<String, BaseEntry>,
+    base: &mut Base,
     open: &[ConflictRow],
     progress: &Progress,
     report: &mut RunReport,
@@ -871,12 +871,11 @@ fn planned(item: &Item, a: Action, lc: Class, rc: Class, _side: Side) -> Planned
 fn merge(
     local: Vec<(String, Meta)>,
     remote: Vec<(String, Meta)>,
-    base: &HashMap<String, BaseEntry>,
+    base: &Base,
     report: &mut RunReport,
 ) -> Vec<Item> {
     let mut items = Vec::new();
     let mut folds = Folds::default();
-    let mut in_base = 0;
     let mut add = |rel: &str, l: Option<Meta>, r: Option<Meta>, b: Option<BaseEntry>| {
         let lhash = quick(b.as_ref().map(|b| &b.local), l.as_ref());
         let rhash = quick(b.as_ref().map(|b| &b.remote), r.as_ref());
@@ -894,25 +893,29 @@ fn merge(
             unhashed: false,
         });
     };
+    // The base, sorted too, walked in step: its paths that neither side lists are gone from
+    // both.
+    let entries = base.entries();
+    let mut next = 0;
     for (rel, l, r) in join(&local, &remote) {
+        while let Some((gone, b)) = entries.get(next).filter(|(k, _)| **k < *rel) {
+            folds.add(gone);
+            add(gone, None, None, Some(*b));
+            next += 1;
+        }
         folds.add(rel);
-        let b = base.get(rel).copied();
-        in_base += usize::from(b.is_some());
+        let b = match entries.get(next) {
+            Some((k, b)) if **k == *rel => {
+                next += 1;
+                Some(*b)
+            }
+            _ => None,
+        };
         add(rel, l, r, b);
     }
-    // Paths of the base gone from both sides.
-    if in_base < base.len() {
-        let listed = |k: &str| {
-            let find =
-                |v: &[(String, Meta)]| v.binary_search_by(|(x, _)| x.as_str().cmp(k)).is_ok();
-            find(&local) || find(&remote)
-        };
-        let gone: Vec<(&String, &BaseEntry)> = base.iter().filter(|(k, _)| !listed(k)).collect();
-        for (rel, b) in gone {
-            folds.add(rel);
-            add(rel, None, None, Some(*b));
-        }
-        items.sort_by(|a, b| a.rel.cmp(&b.rel));
+    for (gone, b) in &entries[next..] {
+        folds.add(gone);
+        add(gone, None, None, Some(*b));
     }
     let colliding = folds.collisions(report);
     if !colliding.is_empty() {
@@ -1679,7 +1682,7 @@ async fn absorb(
 async fn commit(
     spec: &SyncSpec,
     store: &Store,
-    base: &mut HashMap<String, BaseEntry>,
+    base: &mut Base,
     changes: &mut Vec<BaseChange>,
 ) -> Result<(), Stop> {
     if changes.is_empty() {
@@ -1704,16 +1707,7 @@ async fn commit(
             )))
         }
     }
-    for c in batch {
-        match c {
-            BaseChange::Put(p, e) => {
-                base.insert(p, e);
-            }
-            BaseChange::Forget(p) => {
-                base.remove(&p);
-            }
-        }
-    }
+    base.apply(batch);
     Ok(())
 }
 
@@ -1844,13 +1838,12 @@ mod tests {
             local: side(size),
             remote: side(size),
         };
-        let base: HashMap<String, BaseEntry> = [
-            ("same".to_string(), entry(1)),
-            ("changed".to_string(), entry(2)),
-            ("gone".to_string(), entry(1)),
-        ]
-        .into_iter()
-        .collect();
+        let mut base = Base::new();
+        base.apply(vec![
+            BaseChange::Put("same".to_string(), entry(1)),
+            BaseChange::Put("changed".to_string(), entry(2)),
+            BaseChange::Put("gone".to_string(), entry(1)),
+        ]);
         let local = listing(&["Case", "case", "changed", "new", "same"]);
         let remote = listing(&["changed", "same"]);
         let spec = SyncSpec {

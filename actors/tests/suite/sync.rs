@@ -2,12 +2,11 @@
 //! each strategy, deletions, the guards (offline, marker, max_delete, case collisions), live
 //! databases, backups.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use metasystem_actors::store::sync::{conflicts, BaseEntry};
+use metasystem_actors::store::sync::{conflicts, Base, BaseEntry};
 use metasystem_actors::store::Store;
 use metasystem_actors::sync::engine::{self, Progress};
 use metasystem_actors::sync::{
@@ -18,7 +17,7 @@ struct Fx {
     dir: tempfile::TempDir,
     store: Store,
     spec: SyncSpec,
-    base: HashMap<String, BaseEntry>,
+    base: Base,
 }
 
 impl Fx {
@@ -50,7 +49,7 @@ impl Fx {
             dir,
             store,
             spec,
-            base: HashMap::new(),
+            base: Base::new(),
         }
     }
 
