@@ -81,7 +81,7 @@ impl Grain {
 /// sqlx keeps prepared: a statement of any other row count is SQL never seen before, parsed
 /// and planned by SQLite for that one use (about a third of the writer thread's time with a
 /// thousand probes reporting, before this).
-fn statement_rows(left: usize, max: usize) -> usize {
+pub(super) fn statement_rows(left: usize, max: usize) -> usize {
     let cap = left.min(max).max(1);
     1 << (usize::BITS - 1 - cap.leading_zeros())
 }

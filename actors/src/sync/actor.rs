@@ -8,7 +8,7 @@
 //! A failed run is a result, not a crash: crashes are for bugs. The base state is cached here
 //! (loaded once at start), lent to the running task and handed back with its report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +21,7 @@ use super::watch::{self, Signal, Watch};
 use crate::alerts::{Alert, Alerts, Severity};
 use crate::breakers::Breakers;
 use crate::metrics::{Metric, Metrics, Sample};
-use crate::store::sync::{conflicts, BaseEntry};
+use crate::store::sync::{conflicts, Base};
 use crate::store::{unix_ms, Store, StoredEvent};
 
 pub struct SyncTargetActor;
@@ -76,13 +76,13 @@ pub enum Job {
 pub type ResolveReply = RpcReplyPort<Result<Resolution, String>>;
 
 pub struct JobDone {
-    base: HashMap<String, BaseEntry>,
+    base: Base,
     event: Option<StoredEvent>,
 }
 
 pub struct Finished {
     report: RunReport,
-    base: HashMap<String, BaseEntry>,
+    base: Base,
     opts: RunOptions,
     /// Whether the target folder was there when the run ended.
     online: bool,
@@ -248,7 +248,7 @@ fn progress_of(p: &Progress) -> (u64, u64, u64, u64) {
 pub struct SyncTargetState {
     args: SyncTargetArgs,
     /// The base as committed; `None` while a run holds it.
-    base: Option<HashMap<String, BaseEntry>>,
+    base: Option<Base>,
     tracked: usize,
     progress: Arc<Progress>,
     /// Forced runs waiting for the running one to finish.

@@ -7,21 +7,21 @@
 //! Plain-file work (scanning, hashing, copying, fsync) runs on the blocking pool, spread over
 //! [`WORKERS`] threads; SQLite snapshots go through sqlx's own threads.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Strategy};
-use super::fsops::{self, Copied, InstallError};
+use super::fsops::{self, InstallError};
 use super::lock::{LockError, TargetLock};
-use super::scan::{self, Listing, Meta, Selection, MARKER};
+use super::scan::{self, Meta, Selection, MARKER};
 use super::snapshot;
-use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
+use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow, SideState};
 use crate::store::{unix_ms, DurableOp, DurableReply, Store};
 
 /// Threads for hashing and copying plain files.
@@ -273,6 +273,9 @@ struct Item {
     /// A conflict record this item's outcome closes once applied, and why: the user edited
     /// the path after the conflict was kept.
     closes: Option<(i64, &'static str)>,
+    /// A new file on one side only, not hashed before the decision (which its hash cannot
+    /// change): its copy hashes it, in the same read.
+    unhashed: bool,
 }
 
 fn side_state(hash: Digest, m: Meta) -> SideState {
@@ -291,30 +294,41 @@ fn quick(base: Option<&SideState>, now: Option<&Meta>) -> Option<Digest> {
     }
 }
 
-/// Runs `f` over `items` on [`WORKERS`] threads (in order of the input within each thread);
-/// answers the results in input order.
+/// Runs `f` over `items` on [`WORKERS`] threads; answers the results in input order. Each
+/// thread claims runs of consecutive items: paths come sorted, so the threads work in
+/// different folders rather than side by side in one, where each create and rename waited
+/// for the other's hold on the folder (a fifth of a first copy's system time went to that).
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if items.len() < 64 {
         return items.iter().map(&f).collect();
     }
-    let next = AtomicU64::new(0);
-    let slots: Vec<Mutex<Option<R>>> = (0..items.len()).map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..WORKERS {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(item) = items.get(i) else { break };
-                let r = f(item);
-                if let Ok(mut slot) = slots[i].lock() {
-                    *slot = Some(r);
-                }
-            });
-        }
+    let run = (items.len() / (WORKERS * 8)).clamp(1, 256);
+    let next = AtomicUsize::new(0);
+    let parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..WORKERS)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let start = next.fetch_add(run, Ordering::Relaxed);
+                        if start >= items.len() {
+                            break out;
+                        }
+                        for (i, item) in items.iter().enumerate().skip(start).take(run) {
+                            out.push((i, f(item)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     });
-    slots
-        .into_iter()
-        .filter_map(|m| m.into_inner().ok().flatten())
-        .collect()
+    let mut all: Vec<(usize, R)> = parts.into_iter().flatten().collect();
+    all.sort_unstable_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
 }
 
 /// What applying one path gave.
@@ -345,7 +359,7 @@ pub async fn run(
     spec: &SyncSpec,
     opts: &RunOptions,
     store: &Store,
-    base: &mut HashMap<String, BaseEntry>,
+    base: &mut Base,
     open: &[ConflictRow],
     progress: &Progress,
 ) -> RunReport {
@@ -373,6 +387,48 @@ pub async fn run(
 
 type Stop = (Outcome, String, Option<Refusal>);
 
+/// Where a run's time went, phase by phase: logged at debug level when the run ends
+/// (`RUST_LOG=metasystem_actors::sync=debug`).
+struct Phases {
+    last: Instant,
+    spent: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases {
+            last: Instant::now(),
+            spent: Vec::new(),
+        }
+    }
+
+    /// Adds `d` to the figure `name` (a part of a phase, listed after it).
+    fn add(&mut self, name: &'static str, d: Duration) {
+        match self.spent.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += d,
+            None => self.spent.push((name, d)),
+        }
+    }
+
+    /// The phase `name` ended now.
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.spent.push((name, now - self.last));
+        self.last = now;
+    }
+
+    fn log(&self, target: &str) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let text: Vec<String> = self
+                .spent
+                .iter()
+                .map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1e3))
+                .collect();
+            tracing::debug!(target: "metasystem_actors::sync", "sync {target}: {}", text.join(", "));
+        }
+    }
+}
+
 fn error(reason: impl Into<String>) -> Stop {
     (Outcome::Error, reason.into(), None)
 }
@@ -388,7 +444,7 @@ async fn run_inner(
     spec: &SyncSpec,
     opts: &RunOptions,
     store: &Store,
-    base: &mut HashMap<String, BaseEntry>,
+    base: &mut Base,
     open: &[ConflictRow],
     progress: &Progress,
     report: &mut RunReport,
@@ -400,6 +456,7 @@ async fn run_inner(
         && !crate::store::sync::synced_before(store.reader(), &spec.name)
             .await
             .map_err(error)?;
+    let mut phases = Phases::new();
     // Guards: offline, marker, lock.
     let s = spec.clone();
     let dry = opts.dry_run;
@@ -471,17 +528,18 @@ async fn run_inner(
                 ))
             })?;
     }
+    phases.mark("guards");
 
     // Both sides, scanned at once.
     let (lsel, rsel) = (spec.selection.clone(), spec.selection.clone());
     let (lroot, rroot) = (spec.primary.clone(), spec.target.clone());
     let lscan = tokio::task::spawn_blocking(move || scan::scan(&lroot, &lsel));
     let rscan = tokio::task::spawn_blocking(move || scan::scan(&rroot, &rsel));
-    let local = lscan
+    let mut local = lscan
         .await
         .map_err(|e| error(format!("the scan failed: {e}")))?
         .map_err(|e| error(format!("cannot read {}: {e}", spec.primary.display())))?;
-    let remote = match rscan
+    let mut remote = match rscan
         .await
         .map_err(|e| error(format!("the scan failed: {e}")))?
     {
@@ -527,8 +585,19 @@ async fn run_inner(
         }
     }
 
-    let mut items = merge(&local, &remote, base, report);
-    hash_sides(spec, &mut items, report).await?;
+    phases.mark("scan");
+    let skipped: HashSet<String> = report.skipped.iter().map(|(p, _)| p.clone()).collect();
+    let mut items = merge(
+        std::mem::take(&mut local.files),
+        std::mem::take(&mut remote.files),
+        base,
+        &skipped,
+        report,
+    );
+    phases.mark("merge");
+    let disputed: HashSet<&str> = open.iter().map(|c| c.path.as_str()).collect();
+    hash_sides(spec, &mut items, &disputed, report).await?;
+    phases.mark("hash");
 
     // Decide.
     let mut plan: Vec<(Item, Action)> = Vec::new();
@@ -538,8 +607,10 @@ async fn run_inner(
     // Conflict records closed by this run, sent once the base that settles them is committed.
     let mut closing: Vec<(i64, &'static str)> = Vec::new();
     {
-        // A record whose path is on neither side nor in the base (both versions deleted, or
-        // no longer selected), and not merely unreadable or colliding this time: settled.
+        // A record whose path needs no decision, and not merely because it is unreadable or
+        // colliding this time, is settled: in the base and unchanged on both sides (both as
+        // the base has them), or on neither side nor in the base (both versions deleted, or
+        // no longer selected).
         let listed: HashSet<&str> = items.iter().map(|i| i.rel.as_str()).collect();
         let held: HashSet<&str> = report
             .skipped
@@ -550,20 +621,33 @@ async fn run_inner(
         closing.extend(
             open.iter()
                 .filter(|c| !listed.contains(c.path.as_str()) && !held.contains(c.path.as_str()))
-                .map(|c| (c.id, GONE)),
+                .map(|c| {
+                    let why = if base.contains_key(&c.path) {
+                        EDITED
+                    } else {
+                        GONE
+                    };
+                    (c.id, why)
+                }),
         );
     }
     for mut item in items {
         let lb = item.base.map(|b| b.local.hash);
         let rb = item.base.map(|b| b.remote.hash);
-        let lseen = item.lhash.zip(item.local).map(|(hash, m)| Seen {
-            hash,
-            mtime_ns: m.mtime_ns,
-        });
-        let rseen = item.rhash.zip(item.remote).map(|(hash, m)| Seen {
-            hash,
-            mtime_ns: m.mtime_ns,
-        });
+        let seen = |hash: Option<Digest>, m: Option<Meta>| {
+            // Unhashed: created on this side alone, which decides whatever its hash.
+            let hash = if item.unhashed {
+                hash.or(Some([0; 32]))
+            } else {
+                hash
+            };
+            hash.zip(m).map(|(hash, m)| Seen {
+                hash,
+                mtime_ns: m.mtime_ns,
+            })
+        };
+        let lseen = seen(item.lhash, item.local);
+        let rseen = seen(item.rhash, item.remote);
         let (lc, rc) = (Class::of(lb, lseen), Class::of(rb, rseen));
         let mut d = decide(lc, rc, direction, strategy);
         if let Some(c) = open_by_path.get(item.rel.as_str()) {
@@ -633,6 +717,7 @@ async fn run_inner(
         ));
     }
 
+    phases.mark("decide");
     if opts.dry_run {
         for (item, a) in &plan {
             report.planned.push(Planned {
@@ -671,15 +756,17 @@ async fn run_inner(
         let prog = Arc::new(ProgressCell::default());
         let prog2 = prog.clone();
         let work = blocking(move || {
-            let out = par_map(&part, |(item, a)| {
-                let r = apply_plain(&s, item, *a, at);
+            let dur = fsops::Durability::new();
+            let steps = par_map(&part, |(item, a)| {
+                let r = apply_plain(&s, item, *a, at, &dur);
                 prog2.files.fetch_add(1, Ordering::Relaxed);
-                if let Applied::Copied { bytes, .. } = &r {
-                    prog2.bytes.fetch_add(*bytes, Ordering::Relaxed);
+                if let Step::Staged(st) = &r {
+                    prog2.bytes.fetch_add(st.copy.size, Ordering::Relaxed);
                 }
                 r
             });
-            (part, out)
+            let out = settle(&part, steps, &dur);
+            (part, out, dur.flushing())
         });
         // The chunk's counts reach `progress` as its files are done, not when all are (a
         // chunk is up to 2,000 files: the progress bar would stand still for its length).
@@ -701,7 +788,8 @@ async fn run_inner(
             }
         };
         relay();
-        let (part, out) = results;
+        let (part, out, flushing) = results;
+        phases.add("apply's syncfs", flushing);
         for ((item, a), r) in part.into_iter().zip(out) {
             absorb(
                 spec,
@@ -716,10 +804,13 @@ async fn run_inner(
             )
             .await;
         }
+        let committing = Instant::now();
         commit(spec, store, base, &mut pending_changes).await?;
+        phases.add("apply's commits", committing.elapsed());
         close(store, &mut closing, at).await;
         start = end;
     }
+    phases.mark("apply");
     for (item, a) in snapshots_needed {
         let r = apply_sqlite(spec, &item, a, at).await;
         progress.files_done.fetch_add(1, Ordering::Relaxed);
@@ -738,6 +829,7 @@ async fn run_inner(
     }
     commit(spec, store, base, &mut pending_changes).await?;
     close(store, &mut closing, at).await;
+    phases.mark("databases");
 
     // The daemon's own live databases: snapshots into hosts/HOST/.
     for db in &spec.snapshots {
@@ -757,6 +849,8 @@ async fn run_inner(
     if let Some(lock) = lock {
         lock.release().await;
     }
+    phases.mark("snapshots and pruning");
+    phases.log(&spec.name);
     Ok(())
 }
 
@@ -797,81 +891,195 @@ fn planned(item: &Item, a: Action, lc: Class, rc: Class, _side: Side) -> Planned
     }
 }
 
-/// Every path of either side or the base, minus names that collide by case or normalisation
-/// (reported, not merged), and minus paths a side skipped (an unreadable folder and what is
-/// in it, a symlink, a placeholder): absent from a listing because it could not be read is
-/// not deleted, so such a path is not decided this run and its base stays as it was.
+/// Every path of either side or the base that needs a decision, minus names that collide by
+/// case or normalisation (reported, not merged), and minus paths a side skipped (`unseen`: an
+/// unreadable folder and what is in it, a symlink, a placeholder): absent from a listing
+/// because it could not be read is not deleted, so such a path is not decided this run and its
+/// base stays as it was. A path in the base whose two sides both pass the quick check is
+/// unchanged on both: nothing to do or record, so no item. The listings (sorted) are joined in
+/// one pass.
 fn merge(
-    local: &Listing,
-    remote: &Listing,
-    base: &HashMap<String, BaseEntry>,
+    local: Vec<(String, Meta)>,
+    remote: Vec<(String, Meta)>,
+    base: &Base,
+    skipped: &HashSet<String>,
     report: &mut RunReport,
 ) -> Vec<Item> {
-    let mut all: BTreeMap<&str, ()> = BTreeMap::new();
-    for k in local
-        .files
-        .keys()
-        .chain(remote.files.keys())
-        .chain(base.keys())
-    {
-        all.insert(k.as_str(), ());
-    }
-    let mut folds: HashMap<String, Vec<&str>> = HashMap::new();
-    for k in all.keys() {
-        folds.entry(scan::fold(k)).or_default().push(k);
-    }
-    let mut colliding: HashSet<&str> = HashSet::new();
-    for group in folds.values().filter(|g| g.len() > 1) {
-        colliding.extend(group.iter().copied());
-        let mut g: Vec<String> = group.iter().map(|s| s.to_string()).collect();
-        g.sort();
-        report.collisions.push(g);
-    }
-    report.collisions.sort();
-    let skipped: HashSet<&str> = local
-        .skipped
-        .iter()
-        .chain(&remote.skipped)
-        .map(|(p, _)| p.as_str())
-        .collect();
-    // `k` or one of the folders above it.
-    let unseen = |k: &str| {
-        k.match_indices('/')
-            .map(|(i, _)| &k[..i])
-            .chain([k])
-            .any(|p| skipped.contains(p))
+    let mut items = Vec::new();
+    let mut folds = Folds::default();
+    // `rel` or one of the folders above it was skipped by a side.
+    let unseen = |rel: &str| {
+        !skipped.is_empty()
+            && rel
+                .match_indices('/')
+                .map(|(i, _)| &rel[..i])
+                .chain([rel])
+                .any(|p| skipped.contains(p))
     };
-    all.keys()
-        .filter(|k| !colliding.contains(*k) && !unseen(k))
-        .map(|k| {
-            let b = base.get(*k).copied();
-            let l = local.files.get(*k).copied();
-            let r = remote.files.get(*k).copied();
-            Item {
-                rel: k.to_string(),
-                lhash: quick(b.as_ref().map(|b| &b.local), l.as_ref()),
-                rhash: quick(b.as_ref().map(|b| &b.remote), r.as_ref()),
-                local: l,
-                remote: r,
-                base: b,
-                conflict: false,
-                closes: None,
+    let mut add = |rel: &str, l: Option<Meta>, r: Option<Meta>, b: Option<BaseEntry>| {
+        if unseen(rel) {
+            return;
+        }
+        let lhash = quick(b.as_ref().map(|b| &b.local), l.as_ref());
+        let rhash = quick(b.as_ref().map(|b| &b.remote), r.as_ref());
+        if b.is_some() && lhash.is_some() && rhash.is_some() {
+            return; // unchanged on both sides
+        }
+        items.push(Item {
+            rel: rel.to_string(),
+            lhash,
+            rhash,
+            local: l,
+            remote: r,
+            base: b,
+            conflict: false,
+            unhashed: false,
+            closes: None,
+        });
+    };
+    // The base, sorted too, walked in step: its paths that neither side lists are gone from
+    // both.
+    let entries = base.entries();
+    let mut next = 0;
+    for (rel, l, r) in join(&local, &remote) {
+        while let Some((gone, b)) = entries.get(next).filter(|(k, _)| **k < *rel) {
+            folds.add(gone);
+            add(gone, None, None, Some(*b));
+            next += 1;
+        }
+        folds.add(rel);
+        let b = match entries.get(next) {
+            Some((k, b)) if **k == *rel => {
+                next += 1;
+                Some(*b)
             }
-        })
-        .collect()
+            _ => None,
+        };
+        add(rel, l, r, b);
+    }
+    for (gone, b) in &entries[next..] {
+        folds.add(gone);
+        add(gone, None, None, Some(*b));
+    }
+    let colliding = folds.collisions(report);
+    if !colliding.is_empty() {
+        items.retain(|i| !colliding.contains(i.rel.as_str()));
+    }
+    items
 }
 
-/// Hashes what the quick check could not settle, on the worker threads.
+/// Two listings sorted by path, joined: (path, the local side, the remote side), each path
+/// once, in order.
+fn join<'a>(
+    a: &'a [(String, Meta)],
+    b: &'a [(String, Meta)],
+) -> impl Iterator<Item = (&'a str, Option<Meta>, Option<Meta>)> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let (x, y) = (a.get(i), b.get(j));
+        let order = match (x, y) {
+            (None, None) => return None,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+        };
+        Some(match (order, x, y) {
+            (std::cmp::Ordering::Less, Some(x), _) => {
+                i += 1;
+                (x.0.as_str(), Some(x.1), None)
+            }
+            (std::cmp::Ordering::Greater, _, Some(y)) => {
+                j += 1;
+                (y.0.as_str(), None, Some(y.1))
+            }
+            (_, Some(x), y) => {
+                i += 1;
+                j += 1;
+                (x.0.as_str(), Some(x.1), y.map(|y| y.1))
+            }
+            (_, None, _) => return None,
+        })
+    })
+}
+
+/// Names that collide once case and Unicode normalisation are folded ([`scan::fold`]): each
+/// name's folded form is kept as a 64-bit hash only (names that share a hash are compared by
+/// their folded forms at the end), so a tree's worth of names costs no second copy of them.
+#[derive(Default)]
+struct Folds<'a> {
+    hasher: std::hash::RandomState,
+    first: HashMap<u64, &'a str>,
+    more: HashMap<u64, Vec<&'a str>>,
+    buf: String,
+}
+
+impl<'a> Folds<'a> {
+    /// Adds `name` (each name once).
+    fn add(&mut self, name: &'a str) {
+        use std::hash::BuildHasher;
+        let h = if name.is_ascii() {
+            self.buf.clear();
+            self.buf.push_str(name);
+            self.buf.make_ascii_lowercase();
+            self.hasher.hash_one(self.buf.as_str())
+        } else {
+            self.hasher.hash_one(scan::fold(name).as_str())
+        };
+        match self.first.entry(h) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(name);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more.entry(h).or_default().push(name);
+            }
+        }
+    }
+
+    /// The colliding names, each group reported (sorted).
+    fn collisions(self, report: &mut RunReport) -> HashSet<String> {
+        let mut colliding = HashSet::new();
+        for (h, rest) in self.more {
+            let mut groups: HashMap<String, Vec<&str>> = HashMap::new();
+            for name in rest.into_iter().chain(self.first.get(&h).copied()) {
+                groups.entry(scan::fold(name)).or_default().push(name);
+            }
+            for group in groups.into_values().filter(|g| g.len() > 1) {
+                let mut g: Vec<String> = group.iter().map(|s| s.to_string()).collect();
+                g.sort();
+                colliding.extend(g.iter().cloned());
+                report.collisions.push(g);
+            }
+        }
+        report.collisions.sort();
+        colliding
+    }
+}
+
+/// Hashes what the quick check could not settle, on the worker threads; a file created on one
+/// side only is left to its copy.
 async fn hash_sides(
     spec: &SyncSpec,
     items: &mut [Item],
+    disputed: &HashSet<&str>,
     report: &mut RunReport,
 ) -> Result<(), Stop> {
+    // Created on one side only (not a database in use): copied whatever its hash, which the
+    // copy takes in the same read. Not a path with an open conflict: its hash is compared
+    // with the versions the conflict recorded.
+    for it in items.iter_mut() {
+        it.unhashed = it.base.is_none()
+            && !disputed.contains(it.rel.as_str())
+            && it.local.is_some() != it.remote.is_some()
+            && !it.local.or(it.remote).is_some_and(|m| m.live_wal);
+    }
     let jobs: Vec<(usize, bool, PathBuf, bool)> = items
         .iter()
         .enumerate()
         .flat_map(|(i, it)| {
             let mut v = Vec::new();
+            if it.unhashed {
+                return v;
+            }
             if it.lhash.is_none() {
                 if let Some(m) = it.local {
                     v.push((i, true, spec.primary.join(&it.rel), m.live_wal));
@@ -931,17 +1139,25 @@ async fn hash_sides(
 }
 
 /// One plain-file action (blocking).
-fn apply_plain(spec: &SyncSpec, item: &Item, action: Action, at: SystemTime) -> Applied {
+fn apply_plain(
+    spec: &SyncSpec,
+    item: &Item,
+    action: Action,
+    at: SystemTime,
+    dur: &fsops::Durability,
+) -> Step {
     let lpath = spec.primary.join(&item.rel);
     let rpath = spec.target.join(&item.rel);
+    let done =
+        |r: io::Result<Applied>| Step::Done(r.unwrap_or_else(|e| Applied::Failed(describe(&e))));
     let r = match action {
         Action::Agree => {
             let (Some(l), Some(r), Some(lh), Some(rh)) =
                 (item.local, item.remote, item.lhash, item.rhash)
             else {
-                return Applied::Deferred("changed during the run".into());
+                return Step::Done(Applied::Deferred("changed during the run".into()));
             };
-            return Applied::Copied {
+            return Step::Done(Applied::Copied {
                 to_remote: false,
                 bytes: 0,
                 backup: false,
@@ -952,22 +1168,24 @@ fn apply_plain(spec: &SyncSpec, item: &Item, action: Action, at: SystemTime) -> 
                         remote: side_state(rh, r),
                     },
                 ),
-            };
+            });
         }
         Action::Forget => {
-            return Applied::Deleted {
+            return Step::Done(Applied::Deleted {
                 remote: false,
                 change: BaseChange::Forget(item.rel.clone()),
-            }
+            })
         }
-        Action::CopyToRemote => copy(spec, item, &lpath, &rpath, true, at),
-        Action::CopyToLocal => copy(spec, item, &rpath, &lpath, false, at),
+        Action::CopyToRemote => return stage_copy(spec, item, &lpath, &rpath, true, at, dur),
+        Action::CopyToLocal => return stage_copy(spec, item, &rpath, &lpath, false, at, dur),
         Action::DeleteRemote => delete(spec, item, &rpath, false, at),
         Action::DeleteLocal => delete(spec, item, &lpath, true, at),
         Action::KeepBoth => keep_both(spec, item, &rpath, at),
-        Action::Nothing | Action::Pending(_) => return Applied::Deferred(String::new()),
+        Action::Nothing | Action::Pending(_) => {
+            return Step::Done(Applied::Deferred(String::new()))
+        }
     };
-    r.unwrap_or_else(|e| Applied::Failed(describe(&e)))
+    done(r)
 }
 
 fn describe(e: &io::Error) -> String {
@@ -979,49 +1197,236 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-fn copy(
+/// A plain-file action's first step: done (or failed, or deferred) at once, or a copy staged.
+enum Step {
+    Done(Applied),
+    Staged(Staged),
+}
+
+/// A copy written to its temp file (and the destination's backup to its own temp), waiting
+/// for its chunk's files to be durable before it is renamed into place.
+struct Staged {
+    copy: fsops::TempCopy,
+    dest: PathBuf,
+    src_hash: Digest,
+    src_meta: Meta,
+    to_remote: bool,
+    /// The destination's backup: its temp, its name, where.
+    backup: Option<(PathBuf, PathBuf, fsops::Dev)>,
+}
+
+impl Staged {
+    /// Removes what was staged (a step that will not happen).
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.copy.temp);
+        if let Some((temp, _, _)) = &self.backup {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+/// A copy, up to its temp file and the destination's backup (durable at the chunk's flush).
+fn stage_copy(
     spec: &SyncSpec,
     item: &Item,
     src: &Path,
     dest: &Path,
     to_remote: bool,
     at: SystemTime,
-) -> io::Result<Applied> {
+    dur: &fsops::Durability,
+) -> Step {
     let (src_meta, src_hash, dest_meta) = if to_remote {
         (item.local, item.lhash, item.remote)
     } else {
         (item.remote, item.rhash, item.local)
     };
-    let (Some(sm), Some(sh)) = (src_meta, src_hash) else {
-        return Ok(Applied::Deferred("changed during the run".into()));
+    let Some(sm) = src_meta else {
+        return Step::Done(Applied::Deferred("changed during the run".into()));
     };
+    if src_hash.is_none() && !item.unhashed {
+        return Step::Done(Applied::Deferred("changed during the run".into()));
+    }
     if dest_meta.is_some_and(|m| m.live_wal) {
-        return Ok(Applied::Deferred(format!(
+        return Step::Done(Applied::Deferred(format!(
             "{} is a database in use (a live -wal beside it): not replaced under its writer",
             dest.display()
         )));
     }
     if sm.live_wal {
-        return Ok(Applied::NeedsSnapshot);
+        return Step::Done(Applied::NeedsSnapshot);
     }
     let root = if to_remote {
         &spec.target
     } else {
         &spec.primary
     };
-    fsops::make_parents(root, dest)?;
-    let (temp, hash, bytes) = match fsops::copy_plain(src, dest, sm.mtime_ns, true)? {
-        Copied::Done(t, h, n) => (t, h, n),
-        Copied::Sqlite => return Ok(Applied::NeedsSnapshot),
-    };
-    if hash != sh {
-        let _ = std::fs::remove_file(&temp);
-        return Ok(Applied::Deferred(format!(
-            "{} changed during the run",
-            src.display()
-        )));
+    let staged = (|| -> io::Result<Step> {
+        fsops::make_parents_in(root, dest, dur)?;
+        let copy = match fsops::copy_staged(src, dest, sm.mtime_ns, dur) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Step::Done(Applied::NeedsSnapshot)),
+            // Gone since the scan: the next run sees it absent.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !src.exists() => {
+                return Ok(Step::Done(Applied::Deferred(format!(
+                    "{} vanished during the run",
+                    src.display()
+                ))))
+            }
+            Err(e) => return Err(e),
+        };
+        // What was copied is what the scan saw: the hash taken before, or (unhashed) the
+        // source's size and time once read, as the quick check does.
+        let same = match src_hash {
+            Some(sh) => copy.hash == sh,
+            None => copy.source == (sm.size, sm.mtime_ns),
+        };
+        if !same {
+            let _ = std::fs::remove_file(&copy.temp);
+            return Ok(Step::Done(Applied::Deferred(format!(
+                "{} changed during the run",
+                src.display()
+            ))));
+        }
+        let sh = src_hash.unwrap_or(copy.hash);
+        let mut backup = None;
+        if dest_meta.is_some() {
+            let b = match fsops::unchanged(dest, dest_meta) {
+                Ok(true) => fsops::backup_staged(dest, &spec.backups, &item.rel, at, dur),
+                Ok(false) => {
+                    let _ = std::fs::remove_file(&copy.temp);
+                    return Ok(Step::Done(Applied::Deferred(format!(
+                        "{} changed during the run",
+                        dest.display()
+                    ))));
+                }
+                Err(e) => Err(e),
+            };
+            match b {
+                Ok(b) => backup = Some(b),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&copy.temp);
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot back up {} before replacing it: {e}", dest.display()),
+                    ));
+                }
+            }
+        }
+        Ok(Step::Staged(Staged {
+            copy,
+            dest: dest.to_path_buf(),
+            src_hash: sh,
+            src_meta: sm,
+            to_remote,
+            backup,
+        }))
+    })();
+    staged.unwrap_or_else(|e| Step::Done(Applied::Failed(describe(&e))))
+}
+
+/// The chunk's staged copies put in place, in the order that leaves no torn file and no
+/// replaced file without its backup: their temp files (and the backups' temps) durable, the
+/// backups renamed to their names and durable, the copies renamed over their destinations
+/// (each re-checked just before) and durable. Answers one result per step.
+fn settle(part: &[(Item, Action)], steps: Vec<Step>, dur: &fsops::Durability) -> Vec<Applied> {
+    let mut out: Vec<Option<Applied>> = Vec::with_capacity(steps.len());
+    let mut staged: Vec<(usize, Staged)> = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        match step {
+            Step::Done(a) => out.push(Some(a)),
+            Step::Staged(s) => {
+                out.push(None);
+                staged.push((i, s));
+            }
+        }
     }
-    finish_copy(spec, item, temp, dest, hash, sh, sm, to_remote, bytes, at)
+    let fail = |staged: &mut Vec<(usize, Staged)>, out: &mut [Option<Applied>], why: &str| {
+        for (i, s) in staged.drain(..) {
+            s.discard();
+            out[i] = Some(Applied::Failed(why.to_string()));
+        }
+    };
+    if !staged.is_empty() {
+        if let Err(e) = dur.flush() {
+            let why = format!("cannot make the copy durable: {}", describe(&e));
+            fail(&mut staged, &mut out, &why);
+        }
+    }
+    // Backups under their names, durable before anything they keep is replaced.
+    let mut placed = false;
+    staged.retain(|(i, s)| {
+        let Some((temp, name, dev)) = &s.backup else {
+            return true;
+        };
+        match fsops::place_backup(temp, name, dur, *dev) {
+            Ok(()) => {
+                placed = true;
+                true
+            }
+            Err(e) => {
+                s.discard();
+                out[*i] = Some(Applied::Failed(format!(
+                    "cannot back up {} before replacing it: {}",
+                    s.dest.display(),
+                    describe(&e)
+                )));
+                false
+            }
+        }
+    });
+    if placed {
+        if let Err(e) = dur.flush() {
+            let why = format!("cannot make the backups durable: {}", describe(&e));
+            fail(&mut staged, &mut out, &why);
+        }
+    }
+    let installed = par_map(&staged, |(i, s)| install_staged(&part[*i].0, s, dur));
+    let flushed = if staged.is_empty() {
+        Ok(())
+    } else {
+        dur.flush()
+    };
+    for ((i, _), r) in staged.iter().zip(installed) {
+        out[*i] = Some(match (&flushed, r) {
+            // In place but maybe not durable: not recorded (the next run finds them agreeing).
+            (Err(e), Applied::Copied { .. }) => {
+                Applied::Failed(format!("cannot make the copy durable: {}", describe(e)))
+            }
+            (_, r) => r,
+        });
+    }
+    out.into_iter()
+        .map(|a| a.unwrap_or_else(|| Applied::Failed("not applied".into())))
+        .collect()
+}
+
+/// A staged copy renamed over its destination if that is still what the scan saw.
+fn install_staged(item: &Item, s: &Staged, dur: &fsops::Durability) -> Applied {
+    let dest_meta = if s.to_remote { item.remote } else { item.local };
+    match fsops::install_with(&s.copy.temp, &s.dest, dest_meta, dur, s.copy.dev) {
+        Ok(()) => {}
+        Err(InstallError::Changed) => {
+            return Applied::Deferred(format!("{} changed during the run", s.dest.display()))
+        }
+        Err(InstallError::Io(e)) => return Applied::Failed(describe(&e)),
+    }
+    let (local, remote) = if s.to_remote {
+        (
+            side_state(s.src_hash, s.src_meta),
+            side_state(s.copy.hash, s.copy.meta),
+        )
+    } else {
+        (
+            side_state(s.copy.hash, s.copy.meta),
+            side_state(s.src_hash, s.src_meta),
+        )
+    };
+    Applied::Copied {
+        to_remote: s.to_remote,
+        bytes: s.copy.size,
+        backup: s.backup.is_some(),
+        change: BaseChange::Put(item.rel.clone(), BaseEntry { local, remote }),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1194,8 +1599,22 @@ async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: SystemTi
     } else {
         (item.remote, item.rhash)
     };
-    let (Some(sm), Some(sh)) = (src_meta, src_hash) else {
+    let Some(sm) = src_meta else {
         return Applied::Deferred("changed during the run".into());
+    };
+    let sh = match src_hash {
+        Some(h) => h,
+        None if item.unhashed => {
+            let src2 = src.clone();
+            match tokio::task::spawn_blocking(move || fsops::hash_file(&src2, sm.live_wal)).await {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => {
+                    return Applied::Failed(format!("cannot read {}: {e}", src.display()))
+                }
+                Err(e) => return Applied::Failed(format!("cannot read {}: {e}", src.display())),
+            }
+        }
+        None => return Applied::Deferred("changed during the run".into()),
     };
     let root = if to_remote {
         spec.target.clone()
@@ -1326,7 +1745,7 @@ async fn absorb(
 async fn commit(
     spec: &SyncSpec,
     store: &Store,
-    base: &mut HashMap<String, BaseEntry>,
+    base: &mut Base,
     changes: &mut Vec<BaseChange>,
 ) -> Result<(), Stop> {
     if changes.is_empty() {
@@ -1351,16 +1770,7 @@ async fn commit(
             )))
         }
     }
-    for c in batch {
-        match c {
-            BaseChange::Put(p, e) => {
-                base.insert(p, e);
-            }
-            BaseChange::Forget(p) => {
-                base.remove(&p);
-            }
-        }
-    }
+    base.apply(batch);
     Ok(())
 }
 
@@ -1480,4 +1890,90 @@ pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(size: u64) -> Meta {
+        Meta {
+            size,
+            mtime_ns: 1,
+            live_wal: false,
+            dataless: false,
+        }
+    }
+
+    fn listing(names: &[&str]) -> Vec<(String, Meta)> {
+        names.iter().map(|n| (n.to_string(), meta(1))).collect()
+    }
+
+    #[test]
+    fn two_sorted_listings_join_each_path_once_in_order() {
+        let a = listing(&["a", "a.b", "a/x", "c"]);
+        let b = listing(&["a/x", "b", "d"]);
+        let got: Vec<(&str, bool, bool)> = join(&a, &b)
+            .map(|(k, l, r)| (k, l.is_some(), r.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", true, false),
+                ("a.b", true, false),
+                ("a/x", true, true),
+                ("b", false, true),
+                ("c", true, false),
+                ("d", false, true),
+            ]
+        );
+        assert_eq!(join(&[], &a).count(), 4);
+        assert_eq!(join(&a, &[]).count(), 4);
+    }
+
+    #[test]
+    fn merge_leaves_out_what_is_unchanged_on_both_sides_and_keeps_what_is_gone() {
+        let side = |size| SideState {
+            hash: [7; 32],
+            size,
+            mtime_ns: 1,
+        };
+        let entry = |size| BaseEntry {
+            local: side(size),
+            remote: side(size),
+        };
+        let mut base = Base::new();
+        base.apply(vec![
+            BaseChange::Put("same".to_string(), entry(1)),
+            BaseChange::Put("changed".to_string(), entry(2)),
+            BaseChange::Put("gone".to_string(), entry(1)),
+        ]);
+        let local = listing(&["Case", "case", "changed", "new", "same"]);
+        let remote = listing(&["changed", "same"]);
+        let spec = SyncSpec {
+            name: "t".into(),
+            primary: PathBuf::from("/p"),
+            target: PathBuf::from("/t"),
+            selection: Selection::default(),
+            direction: Direction::Bidirectional,
+            strategy: Strategy::Newest,
+            backups: PathBuf::from("/b"),
+            retention: Duration::from_secs(1),
+            max_delete: 0.5,
+            snapshots: Vec::new(),
+            snapshot_every: Duration::from_secs(1),
+            host: "h".into(),
+        };
+        let mut report = RunReport::new(&spec, Direction::Bidirectional, Strategy::Newest, false);
+        let items = merge(local, remote, &base, &HashSet::new(), &mut report);
+        let names: Vec<&str> = items.iter().map(|i| i.rel.as_str()).collect();
+        assert_eq!(names, ["changed", "gone", "new"]);
+        assert_eq!(
+            report.collisions,
+            vec![vec!["Case".to_string(), "case".to_string()]]
+        );
+        // The quick check settled the side it could: the size changed on both.
+        assert!(items[0].lhash.is_none() && items[0].rhash.is_none());
+        assert!(items[1].local.is_none() && items[1].remote.is_none() && items[1].base.is_some());
+    }
 }

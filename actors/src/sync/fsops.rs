@@ -16,20 +16,41 @@ use super::scan::{meta_of, Meta, TMP_MARK};
 /// Read and write in chunks of this size.
 pub const CHUNK: usize = 256 * 1024;
 
+thread_local! {
+    /// Each thread's copy buffer: allocated (and zeroed) once, not per file (100,000 small
+    /// files spent more on zeroing fresh 256 KiB buffers than on copying).
+    static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's buffer of [`CHUNK`] bytes (a fresh one if it is in use).
+fn with_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < CHUNK {
+                buf.resize(CHUNK, 0);
+            }
+            f(&mut buf[..CHUNK])
+        }
+        Err(_) => f(&mut vec![0u8; CHUNK]),
+    })
+}
+
 /// SHA-256 of a file (and of its live `-wal` after it, when `with_wal`: a database's changes
 /// sit there until a checkpoint).
 pub fn hash_file(path: &Path, with_wal: bool) -> io::Result<Digest> {
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    feed(&mut h, path, &mut buf)?;
-    if with_wal {
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        match feed(&mut h, Path::new(&wal), &mut buf) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            other => other?,
+    with_buf(|buf| {
+        feed(&mut h, path, buf)?;
+        if with_wal {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            match feed(&mut h, Path::new(&wal), buf) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
-    }
+        Ok::<(), io::Error>(())
+    })?;
     Ok(h.finalize().into())
 }
 
@@ -99,6 +120,29 @@ pub fn make_parents(root: &Path, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+thread_local! {
+    /// The folder this thread last made sure of, for one [`Durability`] (a chunk of a run).
+    static PARENT: std::cell::RefCell<(u64, PathBuf)> =
+        std::cell::RefCell::new((0, PathBuf::new()));
+}
+
+/// [`make_parents`], looked at once per folder by each thread of a chunk (files come sorted,
+/// a folder's together).
+pub fn make_parents_in(root: &Path, path: &Path, dur: &Durability) -> io::Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    if PARENT.with(|p| {
+        let p = p.borrow();
+        p.0 == dur.id && p.1 == parent
+    }) {
+        return Ok(());
+    }
+    make_parents(root, path)?;
+    PARENT.with(|p| *p.borrow_mut() = (dur.id, parent.to_path_buf()));
+    Ok(())
+}
+
 /// The SQLite header: a file starting with it is copied as a snapshot, not byte for byte.
 pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
@@ -126,10 +170,50 @@ pub fn copy_plain(
     mtime_ns: i64,
     detect_sqlite: bool,
 ) -> io::Result<Copied> {
+    Ok(match copy_file(src, dest, mtime_ns, detect_sqlite, None)? {
+        Some(c) => Copied::Done(c.temp, c.hash, c.size),
+        None => Copied::Sqlite,
+    })
+}
+
+/// A copy in a temp file beside its destination.
+pub struct TempCopy {
+    pub temp: PathBuf,
+    /// SHA-256 of what was copied.
+    pub hash: Digest,
+    pub size: u64,
+    /// The temp file's size and time as its filesystem keeps them (the destination's once it
+    /// is renamed there).
+    pub meta: Meta,
+    /// Where it is, for [`Durability`].
+    pub dev: Dev,
+    /// The source's size and time once read to its end.
+    pub source: (u64, i64),
+}
+
+/// [`copy_plain`] whose temp file is made durable through `dur` (at its next flush on a
+/// filesystem that batches), answering `None` for a database.
+pub fn copy_staged(
+    src: &Path,
+    dest: &Path,
+    mtime_ns: i64,
+    dur: &Durability,
+) -> io::Result<Option<TempCopy>> {
+    copy_file(src, dest, mtime_ns, true, Some(dur))
+}
+
+/// The copy: to a temp file beside `dest`, hashed on the way, with `mtime_ns`; durable before
+/// it answers when `dur` is `None`.
+fn copy_file(
+    src: &Path,
+    dest: &Path,
+    mtime_ns: i64,
+    detect_sqlite: bool,
+    dur: Option<&Durability>,
+) -> io::Result<Option<TempCopy>> {
     let temp = temp_beside(dest);
-    let result = (|| {
+    let result = with_buf(|buf| {
         let mut from = File::open(src)?;
-        let mut buf = vec![0u8; CHUNK];
         let mut first = 0;
         if detect_sqlite {
             // The first chunk (or the whole file), to look at its header.
@@ -156,8 +240,14 @@ pub fn copy_plain(
             to.write_all(&buf[..first])?;
             total += first as u64;
         }
+        // A large file (its first chunk full, its size past LARGE): hashed on a second thread.
+        if (first == buf.len() || !detect_sqlite) && from.metadata()?.len() >= LARGE {
+            let (hashed, n) = copy_hashing(&mut from, &mut to, h)?;
+            h = hashed;
+            total += n;
+        }
         loop {
-            let n = match from.read(&mut buf) {
+            let n = match from.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -167,18 +257,286 @@ pub fn copy_plain(
             to.write_all(&buf[..n])?;
             total += n as u64;
         }
+        let from_md = from.metadata()?;
+        let source = (from_md.len(), super::scan::mtime_ns(&from_md));
         to.set_modified(time_of(mtime_ns))?;
-        to.sync_all()?;
-        Ok(Some((h.finalize().into(), total)))
-    })();
+        let md = to.metadata()?;
+        let dev = match dur {
+            Some(d) => {
+                use std::os::unix::fs::MetadataExt;
+                d.file_on(&to, md.dev())?
+            }
+            None => {
+                to.sync_all()?;
+                Dev::NOW
+            }
+        };
+        let meta = Meta {
+            size: md.len(),
+            mtime_ns: super::scan::mtime_ns(&md),
+            live_wal: false,
+            dataless: false,
+        };
+        Ok(Some((h.finalize().into(), total, meta, dev, source)))
+    });
     match result {
-        Ok(Some((hash, size))) => Ok(Copied::Done(temp, hash, size)),
-        Ok(None) => Ok(Copied::Sqlite),
+        Ok(Some((hash, size, meta, dev, source))) => Ok(Some(TempCopy {
+            temp,
+            hash,
+            size,
+            meta,
+            dev,
+            source,
+        })),
+        Ok(None) => Ok(None),
         Err(e) => {
             let _ = fs::remove_file(&temp);
             Err(e)
         }
     }
+}
+
+/// Files at least this large are copied with their hashing on a second thread.
+const LARGE: u64 = 8 << 20;
+/// The chunks of such a copy.
+const LARGE_CHUNK: usize = 1 << 20;
+/// How much of such a copy is written before its writeback is started.
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// Starts writing `len` bytes of `f` from `offset` back to the disk, without waiting (Linux:
+/// `POSIX_FADV_DONTNEED` starts the writeback of dirty pages): a large copy's data goes to
+/// the disk while the rest is copied and hashed, not all at the flush that makes it durable.
+#[cfg(target_os = "linux")]
+fn start_writeback(f: &File, offset: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        f,
+        offset,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::DontNeed,
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &File, _: u64, _: u64) {}
+
+/// The rest of `from` written to `to` and fed to `h`, which a helper thread hashes while this
+/// one reads and writes the next chunks: SHA-256 (~1.5 GB/s on a core) is the slowest part of
+/// copying a large file, and in turn a copy took the hash's time plus the I/O's. Answers the
+/// hash state and the bytes copied (the hash is of exactly those bytes, in order).
+fn copy_hashing(from: &mut File, to: &mut File, h: Sha256) -> io::Result<(Sha256, u64)> {
+    use std::sync::mpsc::sync_channel;
+    let stopped = || io::Error::other("the hashing thread stopped");
+    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(2);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(4);
+    std::thread::scope(|s| {
+        let hasher = s.spawn(move || {
+            let mut h = h;
+            for (buf, n) in full_rx {
+                h.update(&buf[..n]);
+                let _ = empty_tx.send(buf);
+            }
+            h
+        });
+        let mut unallocated = 3;
+        let copied = (|| -> io::Result<u64> {
+            let mut total = 0u64;
+            let mut kicked = 0u64;
+            loop {
+                let mut buf = match empty_rx.try_recv() {
+                    Ok(b) => b,
+                    Err(_) if unallocated > 0 => {
+                        unallocated -= 1;
+                        vec![0u8; LARGE_CHUNK]
+                    }
+                    Err(_) => empty_rx.recv().map_err(|_| stopped())?,
+                };
+                let n = loop {
+                    match from.read(&mut buf) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
+                };
+                if n == 0 {
+                    return Ok(total);
+                }
+                to.write_all(&buf[..n])?;
+                total += n as u64;
+                full_tx.send((buf, n)).map_err(|_| stopped())?;
+                if total - kicked >= WRITEBACK_EVERY {
+                    start_writeback(to, kicked, total - kicked);
+                    kicked = total;
+                }
+            }
+        })();
+        drop(full_tx);
+        let h = hasher
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        copied.map(|n| (h, n))
+    })
+}
+
+/// A filesystem a run writes to, as [`Durability`] saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dev {
+    /// Whether what is written there is made durable by [`Durability::flush`] (else at once).
+    batched: bool,
+}
+
+impl Dev {
+    /// Made durable at once, file by file.
+    pub const NOW: Dev = Dev { batched: false };
+}
+
+/// How the files a run writes become durable. On a filesystem known to write everything back
+/// on `syncfs` (ext2/3/4, xfs, btrfs, f2fs, tmpfs, on Linux), many files at once: temp files
+/// and renames are noted and [`Durability::flush`] makes them all durable with one `syncfs`
+/// per filesystem (a per-file fsync of the file and of its folder costs a journal commit each:
+/// 100,000 files took minutes). Elsewhere (FUSE and network filesystems, where only fsync
+/// reaches the server, and other systems) each file and folder is fsynced as before, and
+/// `flush` has nothing left to do. Callers flush where the order matters: temp files before
+/// their renames, backups before what they back up is replaced, renames before the base
+/// records them.
+pub struct Durability {
+    /// Which one (per-thread caches of what it did are kept for it alone).
+    id: u64,
+    /// Filesystems seen (by device): an open file there when they batch.
+    seen: std::sync::Mutex<Vec<(u64, Option<File>)>>,
+    /// The first filesystem seen and whether it batches (most runs write to one or two):
+    /// known without taking the lock.
+    first: std::sync::OnceLock<(u64, bool)>,
+    /// Never batch (tests of the file-by-file way).
+    file_by_file: bool,
+    /// Time spent in flushes, in ns.
+    flushing: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability::new()
+    }
+}
+
+impl Durability {
+    pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Durability {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            seen: std::sync::Mutex::new(Vec::new()),
+            first: std::sync::OnceLock::new(),
+            file_by_file: false,
+            flushing: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Every file and folder fsynced as it is written, whatever the filesystem.
+    #[cfg(test)]
+    fn file_by_file() -> Self {
+        Durability {
+            file_by_file: true,
+            ..Durability::new()
+        }
+    }
+
+    /// `f` was written: durable now (fsync), or at the next flush.
+    pub fn file(&self, f: &File) -> io::Result<Dev> {
+        use std::os::unix::fs::MetadataExt;
+        self.file_on(f, f.metadata()?.dev())
+    }
+
+    /// [`Durability::file`] for `f` on device `id` (its `st_dev`).
+    pub fn file_on(&self, f: &File, id: u64) -> io::Result<Dev> {
+        let dev = self.dev_of(f, id)?;
+        if !dev.batched {
+            f.sync_all()?;
+        }
+        Ok(dev)
+    }
+
+    /// A rename or unlink in the folder of `path` (on `dev`): durable now, or at the next
+    /// flush.
+    pub fn dir(&self, path: &Path, dev: Dev) -> io::Result<()> {
+        if dev.batched {
+            Ok(())
+        } else {
+            sync_dir(path)
+        }
+    }
+
+    /// Everything noted since the last flush, durable.
+    pub fn flush(&self) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let r = seen
+            .iter()
+            .filter_map(|(_, f)| f.as_ref())
+            .try_for_each(syncfs);
+        self.flushing.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r
+    }
+
+    /// How long flushes took so far.
+    pub fn flushing(&self) -> Duration {
+        Duration::from_nanos(self.flushing.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn dev_of(&self, f: &File, id: u64) -> io::Result<Dev> {
+        if let Some(&(first, batched)) = self.first.get() {
+            if first == id {
+                return Ok(Dev { batched });
+            }
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, keep)) = seen.iter().find(|(d, _)| *d == id) {
+            return Ok(Dev {
+                batched: keep.is_some(),
+            });
+        }
+        let keep = if !self.file_by_file && syncfs_writes_back(f) {
+            Some(f.try_clone()?)
+        } else {
+            None
+        };
+        let dev = Dev {
+            batched: keep.is_some(),
+        };
+        seen.push((id, keep));
+        let _ = self.first.set((id, dev.batched));
+        Ok(dev)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn syncfs_writes_back(f: &File) -> bool {
+    const EXT: u64 = 0xEF53;
+    const XFS: u64 = 0x5846_5342;
+    const BTRFS: u64 = 0x9123_683E;
+    const F2FS: u64 = 0xF2F5_2010;
+    const TMPFS: u64 = 0x0102_1994;
+    match rustix::fs::fstatfs(f) {
+        #[allow(clippy::unnecessary_cast)]
+        Ok(st) => matches!(st.f_type as u64, EXT | XFS | BTRFS | F2FS | TMPFS),
+        Err(_) => false,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn syncfs_writes_back(_: &File) -> bool {
+    false
+}
+
+#[cfg(target_os = "linux")]
+fn syncfs(f: &File) -> io::Result<()> {
+    rustix::fs::syncfs(f).map_err(io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn syncfs(_: &File) -> io::Result<()> {
+    Ok(())
 }
 
 pub fn time_of(ns: i64) -> SystemTime {
@@ -226,6 +584,62 @@ pub fn install(temp: &Path, dest: &Path, expected: Option<Meta>) -> Result<(), I
     }
     sync_dir(dest)?;
     Ok(())
+}
+
+/// [`install`] whose rename is made durable through `dur` (at its next flush on a filesystem
+/// that batches).
+pub fn install_with(
+    temp: &Path,
+    dest: &Path,
+    expected: Option<Meta>,
+    dur: &Durability,
+    dev: Dev,
+) -> Result<(), InstallError> {
+    if expected.is_none() {
+        // A new file: renamed only if nothing has the name, in one step (no look first).
+        match rename_noreplace(temp, dest) {
+            Some(Ok(())) => {
+                dur.dir(dest, dev)?;
+                return Ok(());
+            }
+            Some(Err(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(temp);
+                return Err(InstallError::Changed);
+            }
+            Some(Err(e)) => {
+                let _ = fs::remove_file(temp);
+                return Err(e.into());
+            }
+            None => {} // not supported here: look, then rename
+        }
+    }
+    if !unchanged(dest, expected)? {
+        let _ = fs::remove_file(temp);
+        return Err(InstallError::Changed);
+    }
+    if let Err(e) = fs::rename(temp, dest) {
+        let _ = fs::remove_file(temp);
+        return Err(e.into());
+    }
+    dur.dir(dest, dev)?;
+    Ok(())
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` when `to` exists; `None` where the
+/// system or the filesystem cannot do that.
+#[cfg(target_os = "linux")]
+fn rename_noreplace(from: &Path, to: &Path) -> Option<io::Result<()>> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Some(Ok(())),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => None,
+        Err(e) => Some(Err(e.into())),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_noreplace(_: &Path, _: &Path) -> Option<io::Result<()>> {
+    None
 }
 
 /// fsync of the folder holding `path` (a rename or unlink in it is durable after this).
@@ -376,6 +790,49 @@ pub fn backup(
     Ok(dest)
 }
 
+/// A free backup name for `rel` taken at `at` (`NAME-STAMP.bak`, else `NAME-STAMP.N.bak`).
+fn free_backup_name(backups: &Path, rel: &str, at: SystemTime) -> PathBuf {
+    let mut dest = backups.join(backup_name(rel, at));
+    let mut n = 1;
+    while dest.exists() {
+        let b = backup_name(rel, at);
+        let b = b.strip_suffix(".bak").unwrap_or(&b);
+        dest = backups.join(format!("{b}.{n}.bak"));
+        n += 1;
+    }
+    dest
+}
+
+/// The first half of a [`backup`] copy of `src` (never a move): the copy in a temp file beside
+/// its backup name, made durable through `dur`; answers (temp, backup name, where). Renamed
+/// to its name by [`place_backup`] once durable.
+pub fn backup_staged(
+    src: &Path,
+    backups: &Path,
+    rel: &str,
+    at: SystemTime,
+    dur: &Durability,
+) -> io::Result<(PathBuf, PathBuf, Dev)> {
+    let dest = free_backup_name(backups, rel, at);
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let md = fs::metadata(src)?;
+    match copy_file(src, &dest, super::scan::mtime_ns(&md), false, Some(dur))? {
+        Some(c) => Ok((c.temp, dest, c.dev)),
+        None => Err(io::Error::other("unreachable: not looking for SQLite")),
+    }
+}
+
+/// The second half of a staged backup: its temp file (durable) renamed to its name.
+pub fn place_backup(temp: &Path, name: &Path, dur: &Durability, dev: Dev) -> io::Result<()> {
+    if let Err(e) = fs::rename(temp, name) {
+        let _ = fs::remove_file(temp);
+        return Err(e);
+    }
+    dur.dir(name, dev)
+}
+
 /// Deletes `path` if it is still what the scan saw, durable.
 pub fn remove(path: &Path, expected: Meta) -> Result<(), InstallError> {
     if !unchanged(path, Some(expected))? {
@@ -450,6 +907,61 @@ mod tests {
         install(&temp, &dest, seen).unwrap();
         assert_eq!(fs::read_to_string(&dest).unwrap(), "new");
         assert_eq!(meta_of(&dest).unwrap().unwrap().mtime_ns, 1_000_000_000);
+    }
+
+    #[test]
+    fn staged_copies_and_backups_land_whole_either_way_of_durability() {
+        for dur in [Durability::new(), Durability::file_by_file()] {
+            let d = tempfile::tempdir().unwrap();
+            let src = d.path().join("src");
+            let dest = d.path().join("dest");
+            let backups = d.path().join("backups");
+            fs::write(&src, "new").unwrap();
+            fs::write(&dest, "old").unwrap();
+            let seen = meta_of(&dest).unwrap();
+            let c = copy_staged(&src, &dest, 1_000_000_000, &dur)
+                .unwrap()
+                .unwrap();
+            assert_eq!(c.hash, hash_file(&src, false).unwrap());
+            assert_eq!(
+                (c.size, c.meta.size, c.meta.mtime_ns),
+                (3, 3, 1_000_000_000)
+            );
+            let (temp, name, dev) =
+                backup_staged(&dest, &backups, "dest", SystemTime::now(), &dur).unwrap();
+            dur.flush().unwrap();
+            place_backup(&temp, &name, &dur, dev).unwrap();
+            dur.flush().unwrap();
+            install_with(&c.temp, &dest, seen, &dur, c.dev).unwrap();
+            dur.flush().unwrap();
+            assert_eq!(fs::read_to_string(&dest).unwrap(), "new");
+            assert_eq!(fs::read_to_string(&name).unwrap(), "old");
+            assert_eq!(meta_of(&dest).unwrap(), Some(c.meta));
+            // A destination that changed since the scan is left alone.
+            let c = copy_staged(&src, &dest, 0, &dur).unwrap().unwrap();
+            assert!(matches!(
+                install_with(&c.temp, &dest, seen, &dur, c.dev),
+                Err(InstallError::Changed)
+            ));
+            assert!(!c.temp.exists());
+        }
+    }
+
+    #[test]
+    fn a_large_copy_hashes_what_it_copied() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("big");
+        let bytes: Vec<u8> = (0..(LARGE as usize + 3 * LARGE_CHUNK + 12_345))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        fs::write(&src, &bytes).unwrap();
+        let dur = Durability::new();
+        let c = copy_staged(&src, &d.path().join("copy"), 0, &dur)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.size, bytes.len() as u64);
+        assert_eq!(c.hash, hash_file(&src, false).unwrap());
+        assert_eq!(fs::read(&c.temp).unwrap(), bytes);
     }
 
     #[test]

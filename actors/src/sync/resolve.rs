@@ -10,7 +10,6 @@
 //! Then the conflict's rows are marked resolved. Files first, then the base, then the rows: a
 //! crash in between leaves both sides agreeing, which the next run records.
 
-use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +20,7 @@ use super::fsops::{self, InstallError};
 use super::lock::TargetLock;
 use super::scan::{self, Meta, MARKER};
 use super::snapshot;
-use crate::store::sync::{BaseChange, BaseEntry, ConflictRow, SideState};
+use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow, SideState};
 use crate::store::{unix_ms, DurableOp, Store};
 
 /// How long a write to the store may wait.
@@ -75,7 +74,7 @@ pub struct Resolution {
 pub async fn resolve(
     spec: &SyncSpec,
     store: &Store,
-    base: &mut HashMap<String, BaseEntry>,
+    base: &mut Base,
     rows: &[ConflictRow],
     keep: Keep,
 ) -> Result<Resolution, String> {

@@ -2,7 +2,6 @@
 //! quick check compares (rsync's), minus what is never synced (this tool's own files, SQLite's
 //! companions, excluded names). Symlinks and other non-regular files are listed as skipped.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -91,11 +90,23 @@ pub fn is_internal(rel: &str) -> bool {
 /// One side's listing.
 #[derive(Debug, Default)]
 pub struct Listing {
-    pub files: BTreeMap<String, Meta>,
+    /// Every synced file with its quick-check view, sorted by relative path (byte order), each
+    /// path once.
+    pub files: Vec<(String, Meta)>,
     /// Left-over temp files of an interrupted run (absolute paths), to delete.
     pub stale_temps: Vec<PathBuf>,
     /// Not synced, with why: symlinks, special files, unreadable folders, placeholders.
     pub skipped: Vec<(String, String)>,
+}
+
+impl Listing {
+    /// The quick-check view of `rel`, if listed.
+    pub fn get(&self, rel: &str) -> Option<&Meta> {
+        self.files
+            .binary_search_by(|(k, _)| k.as_str().cmp(rel))
+            .ok()
+            .map(|i| &self.files[i].1)
+    }
 }
 
 /// macOS's `SF_DATALESS`: the file's contents live in the cloud only.
@@ -160,111 +171,182 @@ fn fold_wal(path: &Path, meta: &mut Meta) {
 }
 
 /// Lists `root` (which must exist). Errors reading a folder inside are skipped entries, not a
-/// failed scan; an unreadable root is an error.
+/// failed scan; an unreadable root is an error. Each folder is read once, and each file is
+/// looked at relative to its open folder (no walk of the whole path per file); names that
+/// are not UTF-8 are not synced.
 pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
     std::fs::read_dir(root)?; // the root itself must be readable
     let mut out = Listing::default();
-    let starts: Vec<PathBuf> = if sel.paths.is_empty() {
-        vec![root.to_path_buf()]
+    let starts: Vec<String> = if sel.paths.is_empty() {
+        vec![String::new()]
     } else {
         sel.paths
             .iter()
-            .map(|p| root.join(p.trim_end_matches('/')))
+            .map(|p| p.trim_end_matches('/').to_string())
             .collect()
     };
     let mut wal_owners = Vec::new();
+    // Folders to read: absolute path and relative path ("" for the root).
+    let mut dirs: Vec<(PathBuf, String)> = Vec::new();
     for start in starts {
-        let walker = walkdir::WalkDir::new(&start)
-            .follow_links(false)
-            .sort_by_file_name();
-        for entry in walker {
+        if start.is_empty() {
+            dirs.push((root.to_path_buf(), start));
+            continue;
+        }
+        // A listed path: followed if it is a symlink (as the root of a walk is).
+        let path = root.join(&start);
+        let md = match std::fs::metadata(&path) {
+            Ok(md) => md,
+            // A listed path that does not exist (yet) on this side.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.skipped
+                    .push((start, format!("{UNREADABLE}: {}: {e}", path.display())));
+                continue;
+            }
+        };
+        if md.is_dir() {
+            dirs.push((path, start));
+            continue;
+        }
+        let name = start.rsplit('/').next().unwrap_or(&start).to_string();
+        consider(
+            &mut out,
+            &mut wal_owners,
+            sel,
+            start,
+            &name,
+            md.file_type(),
+            || Ok(md.clone()),
+            || path.clone(),
+        );
+    }
+    while let Some((dir, prefix)) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                let at = if prefix.is_empty() {
+                    dir.display().to_string()
+                } else {
+                    prefix
+                };
+                out.skipped
+                    .push((at, format!("{UNREADABLE}: {}: {e}", dir.display())));
+                continue;
+            }
+        };
+        for entry in entries {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound)
-                        && e.depth() == 0
-                    {
-                        break; // a listed path that does not exist (yet) on this side
-                    }
-                    let at = e
-                        .path()
-                        .and_then(|p| rel(root, p))
-                        .unwrap_or_else(|| start.display().to_string());
-                    out.skipped.push((at, format!("{UNREADABLE}: {e}")));
-                    continue;
+                    let at = if prefix.is_empty() {
+                        dir.display().to_string()
+                    } else {
+                        prefix.clone()
+                    };
+                    out.skipped
+                        .push((at, format!("{UNREADABLE}: {}: {e}", dir.display())));
+                    break;
                 }
             };
-            let Some(rel) = rel(root, entry.path()) else {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
                 continue;
             };
-            let ft = entry.file_type();
-            if ft.is_dir() {
-                continue;
+            let mut rel = String::with_capacity(prefix.len() + 1 + name.len());
+            if !prefix.is_empty() {
+                rel.push_str(&prefix);
+                rel.push('/');
             }
-            let name = entry.file_name().to_string_lossy();
-            if name.contains(TMP_MARK) {
-                out.stale_temps.push(entry.path().to_path_buf());
-                continue;
-            }
-            if !sel.wants(&rel) {
-                continue;
-            }
-            if !ft.is_file() {
-                let what = if ft.is_symlink() {
-                    "a symlink"
-                } else {
-                    "not a regular file"
-                };
-                out.skipped.push((rel, what.to_string()));
-                continue;
-            }
-            let md = match entry.metadata() {
-                Ok(md) => md,
+            rel.push_str(name);
+            let ft = match entry.file_type() {
+                Ok(ft) => ft,
                 Err(e) => {
                     out.skipped
                         .push((rel, format!("{UNREADABLE}: cannot stat: {e}")));
                     continue;
                 }
             };
-            let meta = Meta {
-                size: md.len(),
-                mtime_ns: mtime_ns(&md),
-                live_wal: false,
-                dataless: dataless(&md),
-            };
-            if meta.dataless {
-                out.skipped
-                    .push((rel, "a cloud placeholder (not downloaded): not read".into()));
+            if ft.is_dir() {
+                dirs.push((entry.path(), rel));
                 continue;
             }
-            if name.ends_with(".db") || name.ends_with(".sqlite") || name.ends_with(".sqlite3") {
-                wal_owners.push(rel.clone());
-            }
-            out.files.insert(rel, meta);
+            consider(
+                &mut out,
+                &mut wal_owners,
+                sel,
+                rel,
+                name,
+                ft,
+                || entry.metadata(),
+                || entry.path(),
+            );
         }
     }
+    // Sorted, each path once (listed paths may overlap).
+    out.files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.files.dedup_by(|a, b| a.0 == b.0);
     // A database's live WAL: its changes are not in the main file until a checkpoint.
     for rel in wal_owners {
-        if let Some(meta) = out.files.get_mut(&rel) {
-            fold_wal(&root.join(&rel), meta);
+        if let Ok(i) = out.files.binary_search_by(|(k, _)| k.cmp(&rel)) {
+            let abs = root.join(&rel);
+            fold_wal(&abs, &mut out.files[i].1);
         }
     }
     Ok(out)
 }
 
-/// `path` relative to `root`, `/`-separated; `None` for the root itself or a name that is
-/// not UTF-8 (reported by the caller as skipped would need the name; such names are rare and
-/// not synced).
-fn rel(root: &Path, path: &Path) -> Option<String> {
-    let r = path.strip_prefix(root).ok()?;
-    let mut s = String::new();
-    for c in r.components() {
-        if !s.is_empty() {
-            s.push('/');
-        }
-        s.push_str(c.as_os_str().to_str()?);
+/// One entry that is not a folder: a stale temp, skipped, or listed.
+#[allow(clippy::too_many_arguments)]
+fn consider(
+    out: &mut Listing,
+    wal_owners: &mut Vec<String>,
+    sel: &Selection,
+    rel: String,
+    name: &str,
+    ft: std::fs::FileType,
+    metadata: impl FnOnce() -> io::Result<std::fs::Metadata>,
+    path: impl FnOnce() -> PathBuf,
+) {
+    if name.contains(TMP_MARK) {
+        out.stale_temps.push(path());
+        return;
     }
-    (!s.is_empty()).then_some(s)
+    if !sel.wants(&rel) {
+        return;
+    }
+    if !ft.is_file() {
+        let what = if ft.is_symlink() {
+            "a symlink"
+        } else {
+            "not a regular file"
+        };
+        out.skipped.push((rel, what.to_string()));
+        return;
+    }
+    let md = match metadata() {
+        Ok(md) => md,
+        Err(e) => {
+            out.skipped
+                .push((rel, format!("{UNREADABLE}: cannot stat: {e}")));
+            return;
+        }
+    };
+    let meta = Meta {
+        size: md.len(),
+        mtime_ns: mtime_ns(&md),
+        live_wal: false,
+        dataless: dataless(&md),
+    };
+    if meta.dataless {
+        out.skipped
+            .push((rel, "a cloud placeholder (not downloaded): not read".into()));
+        return;
+    }
+    if name.ends_with(".db") || name.ends_with(".sqlite") || name.ends_with(".sqlite3") {
+        wal_owners.push(rel.clone());
+    }
+    out.files.push((rel, meta));
 }
 
 /// The key under which names collide on a case-insensitive or normalising filesystem.
@@ -352,10 +434,10 @@ mod tests {
         std::fs::write(root.join(MARKER), "m").unwrap();
         std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
         let l = scan(root, &Selection::default()).unwrap();
-        let names: Vec<_> = l.files.keys().cloned().collect();
+        let names: Vec<_> = l.files.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(names, ["a.txt", "notes.db", "sub/deep/b.txt"]);
-        assert_eq!(l.files["sub/deep/b.txt"].size, 2);
-        let db = l.files["notes.db"];
+        assert_eq!(l.get("sub/deep/b.txt").map(|m| m.size), Some(2));
+        let db = *l.get("notes.db").unwrap();
         assert!(db.live_wal);
         assert_eq!(db.size, 7);
         assert_eq!(l.stale_temps.len(), 1);

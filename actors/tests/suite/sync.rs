@@ -2,12 +2,11 @@
 //! each strategy, deletions, the guards (offline, marker, max_delete, case collisions), live
 //! databases, backups.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use metasystem_actors::store::sync::{conflicts, BaseEntry};
+use metasystem_actors::store::sync::{conflicts, Base, BaseEntry};
 use metasystem_actors::store::Store;
 use metasystem_actors::sync::engine::{self, Progress};
 use metasystem_actors::sync::{
@@ -18,7 +17,7 @@ struct Fx {
     dir: tempfile::TempDir,
     store: Store,
     spec: SyncSpec,
-    base: HashMap<String, BaseEntry>,
+    base: Base,
 }
 
 impl Fx {
@@ -50,7 +49,7 @@ impl Fx {
             dir,
             store,
             spec,
-            base: HashMap::new(),
+            base: Base::new(),
         }
     }
 
@@ -926,4 +925,56 @@ async fn a_target_emptied_on_both_sides_is_still_one_synced_before() {
     let r = fx.run().await;
     assert_eq!(r.refusal, Some(Refusal::MarkerMissing), "{r:#?}");
     assert!(!fx.remote("b.txt").exists());
+}
+
+#[tokio::test]
+async fn the_base_takes_large_batches_of_puts_and_forgets_in_order() {
+    use metasystem_actors::store::sync::{base, BaseChange, SideState};
+    use metasystem_actors::store::DurableOp;
+    let fx = Fx::new().await;
+    let entry = |n: u64| {
+        let side = SideState {
+            hash: [n as u8; 32],
+            size: n,
+            mtime_ns: n as i64,
+        };
+        BaseEntry {
+            local: side,
+            remote: side,
+        }
+    };
+    let write = |changes: Vec<BaseChange>| {
+        fx.store.durable(
+            DurableOp::SyncBase {
+                target: "t1".into(),
+                changes,
+            },
+            Some(Duration::from_secs(30)),
+        )
+    };
+    // 1,000 puts (several statement sizes), then forgets and puts interleaved in runs.
+    write(
+        (0..1_000)
+            .map(|i| BaseChange::Put(format!("f{i:04}"), entry(i)))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let mut changes = Vec::new();
+    for i in 0..300 {
+        changes.push(BaseChange::Forget(format!("f{i:04}")));
+    }
+    changes.push(BaseChange::Put("f0000".into(), entry(7)));
+    for i in 300..305 {
+        changes.push(BaseChange::Forget(format!("f{i:04}")));
+    }
+    changes.push(BaseChange::Put("f0300".into(), entry(9)));
+    write(changes).await.unwrap();
+    let b = base(fx.store.reader(), "t1").await.unwrap();
+    assert_eq!(b.len(), 1_000 - 305 + 2);
+    assert_eq!(b["f0000"], entry(7));
+    assert_eq!(b["f0300"], entry(9));
+    assert!(!b.contains_key("f0299") && !b.contains_key("f0304"));
+    assert_eq!(b["f0999"], entry(999));
+    assert!(base(fx.store.reader(), "other").await.unwrap().is_empty());
 }

@@ -1,7 +1,6 @@
 //! Sync runs at the edges, on real folders and a real store: a target on a full disk (a
 //! real tmpfs; root only), and the progress counters a run publishes while it copies.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metasystem_actors::store::sync::BaseEntry;
+use metasystem_actors::store::sync::Base;
 use metasystem_actors::store::Store;
 use metasystem_actors::sync::engine::{self, Progress};
 use metasystem_actors::sync::{
@@ -20,7 +19,7 @@ struct Fx {
     _dir: tempfile::TempDir,
     store: Store,
     spec: SyncSpec,
-    base: HashMap<String, BaseEntry>,
+    base: Base,
     progress: Arc<Progress>,
 }
 
@@ -53,7 +52,7 @@ impl Fx {
             _dir: dir,
             store,
             spec,
-            base: HashMap::new(),
+            base: Base::new(),
             progress: Arc::new(Progress::default()),
         }
     }
