@@ -212,8 +212,11 @@ fn copy_file(
     dur: Option<&Durability>,
 ) -> io::Result<Option<TempCopy>> {
     let temp = temp_beside(dest);
+    // The source's errors name it (a write's keep their OS error: a full disk is told apart).
+    let unreadable =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot read {}: {e}", src.display()));
     let result = with_buf(|buf| {
-        let mut from = File::open(src)?;
+        let mut from = File::open(src).map_err(unreadable)?;
         let mut first = 0;
         if detect_sqlite {
             // The first chunk (or the whole file), to look at its header.
@@ -222,7 +225,7 @@ fn copy_file(
                     Ok(0) => break,
                     Ok(n) => first += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(unreadable(e)),
                 }
             }
             if buf[..first].starts_with(SQLITE_HEADER) {
@@ -251,7 +254,7 @@ fn copy_file(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(unreadable(e)),
             };
             h.update(&buf[..n]);
             to.write_all(&buf[..n])?;
