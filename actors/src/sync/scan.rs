@@ -268,7 +268,11 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
                 }
             };
             if ft.is_dir() {
-                dirs.push((entry.path(), rel));
+                // A folder never synced (the daemon's own state dir inside the primary) is
+                // not read at all: what is in it cannot matter, not even as unreadable.
+                if !sel.never.iter().any(|p| under(&rel, p)) {
+                    dirs.push((entry.path(), rel));
+                }
                 continue;
             }
             consider(

@@ -475,6 +475,23 @@ async fn leftover_temp_files_are_removed_and_never_synced() {
     assert_eq!(read(&fx.remote("dir/a.txt")), "a");
 }
 
+/// Regression: a folder never synced (the daemon's own state inside the primary) was still
+/// read by every scan, and a name in it that looked like a leftover temp file was deleted.
+#[tokio::test]
+async fn a_folder_never_synced_is_not_read_and_nothing_in_it_is_touched() {
+    let mut fx = Fx::new().await;
+    fx.spec.selection.never = vec!["state".into()];
+    let theirs = fx.local("state/sub/.x.msync-tmp-00000000deadbeef");
+    write(&theirs, "not ours to remove");
+    write(&fx.local("state/kept.txt"), "never synced");
+    write(&fx.local("a.txt"), "a");
+    let r = fx.ok().await;
+    assert!(r.skipped.is_empty() && r.errors.is_empty(), "{r:#?}");
+    assert_eq!(read(&theirs), "not ours to remove");
+    assert!(!fx.remote("state").exists());
+    assert_eq!(read(&fx.remote("a.txt")), "a");
+}
+
 /// A database written continuously while it is synced: the copy passes integrity_check and
 /// holds every row committed before the run began; the live file is never replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
