@@ -283,3 +283,137 @@ fn the_summary_is_json_with_every_section() {
     let out = crate::util::run_cli(&["--socket", "/nonexistent/sock", "top", "--summary"], &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+/// A small tree for the action keys: a heartbeat, a breaker, a sync target on temp dirs.
+fn action_tree(target: &std::path::Path) -> String {
+    format!(
+        r#"
+[root]
+
+[[root.children]]
+name = "breakers"
+kind = "breakers"
+breakers.t_sync = {{ failure_threshold = 3, success_threshold = 1, open_for = "1m", half_open_calls = 1 }}
+
+[[root.children]]
+name = "heartbeat"
+kind = "heartbeat"
+every = "1h"
+
+[[root.children]]
+name = "t"
+kind = "sync_target"
+target = "{}"
+paths = ["shared"]
+every = "1h"
+breaker = "t_sync"
+"#,
+        target.display()
+    )
+}
+
+fn node_state(d: &TestDaemon, path: &str) -> (String, u64) {
+    let n = d.node(path).unwrap_or_default();
+    (
+        n["state"].as_str().unwrap_or("").to_string(),
+        n["incarnation"].as_u64().unwrap_or(0),
+    )
+}
+
+/// Types `/TEXT` Enter and waits until the tree shows only what matches.
+fn filter(t: &Tmux, text: &str) {
+    t.keys(&["/"]);
+    t.keys(&["-l", text]);
+    t.keys(&["Enter"]);
+    t.wait("the filter applied", |s| {
+        s.contains(&format!("filter: {text}")) && s.contains("tree (1 of")
+    });
+}
+
+#[test]
+fn stop_and_kill_ask_first_and_any_other_key_cancels() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = TestDaemon::start(&action_tree(remote.path()));
+    let Some(t) = Tmux::start(&pane_command(&d), 160, 40) else {
+        return;
+    };
+    t.wait("the tree", |s| {
+        s.contains("· connected") && s.contains("heartbeat")
+    });
+    filter(&t, "heartbeat");
+    let (state, incarnation) = node_state(&d, "root/heartbeat");
+    assert_eq!(state, "running");
+    let exits = |d: &TestDaemon| {
+        d.events(&["--path", "root/heartbeat", "--kind", "exited"])
+            .len()
+    };
+    assert_eq!(exits(&d), 0);
+
+    // s asks; n cancels: still running, same incarnation, nothing exited.
+    t.keys(&["s"]);
+    t.wait("the stop question", |s| {
+        s.contains("stop root/heartbeat? y/n")
+    });
+    t.keys(&["n"]);
+    t.wait("the stop cancelled", |s| {
+        s.contains("stop root/heartbeat: cancelled")
+    });
+    // x asks; q cancels it (and does not quit the dashboard).
+    t.keys(&["x"]);
+    t.wait("the kill question", |s| {
+        s.contains("kill root/heartbeat? y/n")
+    });
+    t.keys(&["q"]);
+    let screen = t.wait("the kill cancelled", |s| {
+        s.contains("kill root/heartbeat: cancelled")
+    });
+    assert!(!screen.contains("top exited"), "{screen}");
+    // A round trip through the daemon after the keys: nothing happened to the heartbeat.
+    assert_eq!(node_state(&d, "root/heartbeat"), (state, incarnation));
+    assert_eq!(exits(&d), 0);
+
+    // s, y: stopped.
+    t.keys(&["s"]);
+    t.wait("the stop question", |s| {
+        s.contains("stop root/heartbeat? y/n")
+    });
+    t.keys(&["y"]);
+    t.wait("the stop's answer", |s| {
+        s.contains("stop root/heartbeat: done")
+    });
+    assert_eq!(node_state(&d, "root/heartbeat").0, "stopped");
+    // g starts it again (no question).
+    t.keys(&["g"]);
+    t.wait("the start's answer", |s| {
+        s.contains("start root/heartbeat: done")
+    });
+    let (state, incarnation) = node_state(&d, "root/heartbeat");
+    assert_eq!(state, "running");
+
+    // x, y: killed as a crash, and its supervisor starts a new incarnation.
+    t.keys(&["x"]);
+    t.wait("the kill question", |s| {
+        s.contains("kill root/heartbeat? y/n")
+    });
+    t.keys(&["y"]);
+    t.wait("the kill's answer", |s| {
+        s.contains("kill root/heartbeat: done")
+    });
+    d.wait_until("the heartbeat's crash and its restart", |d| {
+        let crashed = d
+            .events(&["--path", "root/heartbeat", "--kind", "exited"])
+            .iter()
+            .any(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("injected failure")
+            });
+        let (s, i) = node_state(d, "root/heartbeat");
+        crashed && s == "running" && i > incarnation
+    });
+
+    t.keys(&["q"]);
+    let screen = t.wait("top's exit", |s| s.contains(":tty-end"));
+    assert!(screen.contains("top exited 0"), "{screen}");
+}

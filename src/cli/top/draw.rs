@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState};
 use ratatui::Frame;
 
-use super::model::{ago, human_duration, probe_value, Focus, Model, SPARK_MINUTES};
+use super::model::{ago, describe, human_duration, probe_value, Focus, Model, SPARK_MINUTES};
 
 const HELP: &str =
     "↑↓ select  Tab tree/breakers  r restart  s stop  g start  x kill  y sync  b reset breaker  / filter  q quit";
@@ -94,10 +94,16 @@ pub fn draw(f: &mut Frame, m: &mut Model, now_ms: i64, socket: &str) {
             .data(&buckets),
         bottom[1],
     );
-    let footer = match (&m.editing, &m.message) {
-        (Some(text), _) => format!("filter: {text}▏ (Enter apply, Esc cancel)"),
-        (None, Some(msg)) => msg.clone(),
-        (None, None) => HELP.to_string(),
+    let footer = match (&m.editing, &m.confirm, &m.message) {
+        (Some(text), _, _) => Line::from(format!("filter: {text}▏ (Enter apply, Esc cancel)")),
+        (None, Some(command), _) => Line::from(Span::styled(
+            format!("{}? y/n", describe(command)),
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+        )),
+        (None, None, Some(msg)) => Line::from(msg.clone()),
+        (None, None, None) => Line::from(HELP),
     };
     f.render_widget(Paragraph::new(footer), rows[3]);
 }

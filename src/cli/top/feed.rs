@@ -200,7 +200,7 @@ fn subscribe(socket: &Path, timeout: Duration, tx: &Sender<Msg>) -> Result<Strin
 
 /// One operator action on a connection of its own; its outcome as one line.
 pub fn act(socket: &Path, timeout: Duration, command: Command) -> String {
-    let what = describe(&command);
+    let what = model::describe(&command);
     match crate::control::client::request(socket, command, timeout) {
         Ok(r) if r.ok => {
             let unchanged = r
@@ -222,21 +222,5 @@ pub fn act(socket: &Path, timeout: Duration, command: Command) -> String {
                 .unwrap_or_else(|| "refused".into())
         ),
         Err(e) => format!("{what}: {e}"),
-    }
-}
-
-/// "restart root/x", "sync icloud", "reset breaker b".
-pub fn describe(command: &Command) -> String {
-    match command {
-        Command::Restart { path }
-        | Command::Stop { path }
-        | Command::Start { path }
-        | Command::Kill { path } => format!("{} {path}", command.name()),
-        Command::Sync {
-            target: Some(t), ..
-        } => format!("sync {t}"),
-        Command::Sync { target: None, .. } => "sync (every target)".into(),
-        Command::BreakerOp { name, .. } => format!("reset breaker {name}"),
-        other => other.name().to_string(),
     }
 }

@@ -172,7 +172,7 @@ fn run_loop(
                 match m.on_key(k) {
                     Some(Action::Quit) => return Ok(()),
                     Some(Action::Send(command)) => {
-                        m.message = Some(format!("{}…", feed::describe(&command)));
+                        m.message = Some(format!("{}…", model::describe(&command)));
                         let (socket, tx) = (socket.to_path_buf(), tx.clone());
                         let _ = std::thread::Builder::new().name("top-action".into()).spawn(
                             move || {

@@ -87,6 +87,8 @@ pub struct Model {
     pub editing: Option<String>,
     /// The last action's result, shown on the message line.
     pub message: Option<String>,
+    /// A stop or kill waiting for `y` (any other key cancels it), asked on the message line.
+    pub confirm: Option<Command>,
     /// Restart times (ms) seen in the last `SPARK_MINUTES` minutes.
     restarts: VecDeque<i64>,
     /// Newest last.
@@ -114,6 +116,7 @@ impl Model {
             filter: String::new(),
             editing: None,
             message: None,
+            confirm: None,
             restarts: VecDeque::new(),
             recent: VecDeque::new(),
             stale: true,
@@ -255,10 +258,18 @@ impl Model {
         }
     }
 
-    /// What a key does. While a filter is typed, keys edit it.
+    /// What a key does. While a filter is typed, keys edit it; while a stop or kill waits
+    /// for its confirmation, `y` sends it and any other key cancels it.
     pub fn on_key(&mut self, key: Key) -> Option<Action> {
         if key == Key::CtrlC {
             return Some(Action::Quit);
+        }
+        if let Some(command) = self.confirm.take() {
+            if matches!(key, Key::Char('y' | 'Y')) {
+                return Some(Action::Send(command));
+            }
+            self.message = Some(format!("{}: cancelled", describe(&command)));
+            return None;
         }
         if let Some(text) = self.editing.as_mut() {
             match key {
@@ -277,6 +288,11 @@ impl Model {
         }
         let path = self.selected.clone();
         let on_path = |f: fn(String) -> Command| path.clone().map(f).map(Action::Send);
+        // Stop and kill leave the actor down (or crash it): asked first.
+        let ask = |m: &mut Model, f: fn(String) -> Command| {
+            m.confirm = path.clone().map(f);
+            None
+        };
         match key {
             Key::Char('q') => Some(Action::Quit),
             Key::Up | Key::Char('k') => {
@@ -304,9 +320,9 @@ impl Model {
                 None
             }
             Key::Char('r') => on_path(|path| Command::Restart { path }),
-            Key::Char('s') => on_path(|path| Command::Stop { path }),
+            Key::Char('s') => ask(self, |path| Command::Stop { path }),
             Key::Char('g') => on_path(|path| Command::Start { path }),
-            Key::Char('x') => on_path(|path| Command::Kill { path }),
+            Key::Char('x') => ask(self, |path| Command::Kill { path }),
             Key::Char('y') => {
                 // The selected sync target, else every target.
                 let target = self
@@ -335,6 +351,22 @@ impl Model {
         let at = self.snapshot.as_ref()?.at_ms;
         node.uptime_s
             .map(|u| u + ((now_ms - at).max(0) as f64) / 1000.0)
+    }
+}
+
+/// "restart root/x", "sync icloud", "reset breaker b".
+pub fn describe(command: &Command) -> String {
+    match command {
+        Command::Restart { path }
+        | Command::Stop { path }
+        | Command::Start { path }
+        | Command::Kill { path } => format!("{} {path}", command.name()),
+        Command::Sync {
+            target: Some(t), ..
+        } => format!("sync {t}"),
+        Command::Sync { target: None, .. } => "sync (every target)".into(),
+        Command::BreakerOp { name, .. } => format!("reset breaker {name}"),
+        other => other.name().to_string(),
     }
 }
 
@@ -527,12 +559,22 @@ mod tests {
             path: "root/store".into(),
         }));
         assert_eq!(m.on_key(Key::Char('r')), restart);
+        // Stop and kill are asked first; `y` sends them.
+        assert_eq!(m.on_key(Key::Char('s')), None);
+        assert_eq!(
+            m.confirm,
+            Some(Command::Stop {
+                path: "root/store".into()
+            })
+        );
         assert!(matches!(
-            m.on_key(Key::Char('s')),
+            m.on_key(Key::Char('y')),
             Some(Action::Send(Command::Stop { .. }))
         ));
+        assert_eq!(m.confirm, None);
+        assert_eq!(m.on_key(Key::Char('x')), None);
         assert!(matches!(
-            m.on_key(Key::Char('x')),
+            m.on_key(Key::Char('Y')),
             Some(Action::Send(Command::Kill { .. }))
         ));
         assert!(matches!(
@@ -563,6 +605,40 @@ mod tests {
         assert_eq!(m.selected.as_deref(), Some("root/sync/icloud"));
         assert_eq!(m.on_key(Key::Char('q')), Some(Action::Quit));
         assert_eq!(m.on_key(Key::CtrlC), Some(Action::Quit));
+    }
+
+    #[test]
+    fn any_key_but_y_cancels_a_stop_or_kill() {
+        let mut m = model();
+        for key in [
+            Key::Char('n'),
+            Key::Char('q'),
+            Key::Char('s'),
+            Key::Esc,
+            Key::Enter,
+            Key::Down,
+        ] {
+            for ask in ['s', 'x'] {
+                assert_eq!(m.on_key(Key::Char(ask)), None);
+                assert!(m.confirm.is_some());
+                assert_eq!(m.on_key(key), None, "{key:?} after {ask}");
+                assert_eq!(m.confirm, None);
+                let what = if ask == 's' { "stop" } else { "kill" };
+                assert_eq!(
+                    m.message.as_deref(),
+                    Some(format!("{what} root: cancelled").as_str())
+                );
+            }
+        }
+        // The cancelling key does nothing else: no quit, no move, no second question.
+        assert_eq!(m.selected.as_deref(), Some("root"));
+        // Ctrl-C still quits.
+        m.on_key(Key::Char('x'));
+        assert_eq!(m.on_key(Key::CtrlC), Some(Action::Quit));
+        // Nothing selected: nothing to ask.
+        let mut empty = Model::new();
+        assert_eq!(empty.on_key(Key::Char('s')), None);
+        assert_eq!(empty.confirm, None);
     }
 
     #[test]
