@@ -417,3 +417,60 @@ fn stop_and_kill_ask_first_and_any_other_key_cancels() {
     let screen = t.wait("top's exit", |s| s.contains(":tty-end"));
     assert!(screen.contains("top exited 0"), "{screen}");
 }
+
+#[test]
+fn the_sync_and_breaker_keys_act_through_the_daemon() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path();
+    let d = TestDaemon::start(&action_tree(target));
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(target.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    crate::util::write_file(d.state.join("shared/notes.txt"), "from here");
+    crate::util::write_file(target.join("shared/todo.txt"), "from there");
+    let Some(t) = Tmux::start(&pane_command(&d), 160, 40) else {
+        return;
+    };
+    t.wait("the tree and the breaker", |s| {
+        s.contains("· connected") && s.contains("sync_target") && s.contains("t_sync")
+    });
+
+    // y on the selected sync target: it syncs both ways.
+    filter(&t, "sync_target");
+    t.keys(&["y"]);
+    t.wait("the sync's answer", |s| s.contains("sync t: done"));
+    assert_eq!(
+        std::fs::read_to_string(target.join("shared/notes.txt")).unwrap_or_default(),
+        "from here"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/todo.txt")).unwrap_or_default(),
+        "from there"
+    );
+    let s = d.json(&["sync", "status"], 0);
+    assert_eq!(s["targets"][0]["last"]["outcome"], "success", "{s}");
+    t.keys(&["Escape"]);
+
+    // A breaker forced open through the CLI shows; Tab to the breakers, b resets it.
+    let forced = d.json(&["breakers", "open", "t_sync"], 0);
+    assert_eq!(forced["state"], "forced_open");
+    t.wait("the forced-open breaker", |s| s.contains("forced_open"));
+    t.keys(&["Tab"]);
+    t.keys(&["b"]);
+    t.wait("the reset's answer", |s| {
+        s.contains("reset breaker t_sync: done")
+    });
+    let breakers = d.cli(&["breakers", "--json"]).json();
+    let row = breakers["breakers"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == "t_sync"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(row["state"], "closed", "{breakers}");
+    t.wait("the breaker closed on screen", |s| {
+        !s.contains("forced_open")
+    });
+
+    t.keys(&["q"]);
+    let screen = t.wait("top's exit", |s| s.contains(":tty-end"));
+    assert!(screen.contains("top exited 0"), "{screen}");
+}
