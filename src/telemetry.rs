@@ -1,9 +1,11 @@
-//! Logging: `tracing` to stderr (journald keeps it) and, with `[daemon] log_file`, to a file
-//! that rotates by size or daily (for launchd and plain installs); human-readable or JSON
-//! lines; written by its own thread: a stderr that nobody reads (a full pipe) or a full disk
-//! must never stop the daemon, so lines that do not fit in the writer's buffer are dropped
-//! and counted, and so are lines the file refused (`status` shows the count). Panics go
-//! through tracing as one line (ractor catches them and turns them into supervision events).
+//! Logging: `tracing` to stderr (journald keeps it) or, with `[daemon] log_file`, to a file
+//! that rotates by size or daily (for launchd and plain installs), and then to stderr as well
+//! only with `log_stderr = true` (otherwise stderr gets only the lines the file refuses, after
+//! a one-line notice); human-readable or JSON lines; written by its own thread: a stderr that
+//! nobody reads (a full pipe) or a full disk must never stop the daemon, so lines that do not
+//! fit in the writer's buffer are dropped and counted, and so are lines the file refused while
+//! stderr has them too (`status` shows the count). Panics go through tracing as one line
+//! (ractor catches them and turns them into supervision events).
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,19 +48,52 @@ pub struct LogGuard {
 /// one never stops the other, and never reaches the caller (the log thread would only count
 /// it in a way nobody reads).
 struct Tee {
-    /// Always written: journald and terminals read it. With a log file, through a lossy
-    /// writer of its own, so a stderr nobody reads never stops the file from being written.
+    /// journald and terminals read it. With a log file, through a lossy writer of its own,
+    /// so a stderr nobody reads never stops the file from being written.
     stderr: Box<dyn Write + Send>,
     /// `[daemon] log_file`, when set.
     file: Option<RotatingFile>,
+    /// Every line to stderr too (always without a file; `log_stderr` with one). When false,
+    /// stderr gets only the lines the file refuses.
+    mirror: bool,
+    /// The file refuses lines (told on stderr once, and again when it takes them again).
+    refusing: bool,
 }
 
 impl Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = self.stderr.write_all(buf);
-        if let Some(file) = self.file.as_mut() {
-            if file.write(buf).is_err() {
+        if self.mirror {
+            let _ = self.stderr.write_all(buf);
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(buf.len());
+        };
+        match file.write(buf) {
+            Ok(()) => {
+                if self.refusing && !self.mirror {
+                    self.refusing = false;
+                    let _ = writeln!(
+                        self.stderr,
+                        "metasystem: the log file {} takes lines again",
+                        file.spec().path.display()
+                    );
+                }
+            }
+            Err(_) if self.mirror => {
+                // On stderr already: lost from the file only.
                 FILE_DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Not lost: what cannot go to the file goes to stderr.
+                if !self.refusing {
+                    self.refusing = true;
+                    let _ = writeln!(
+                        self.stderr,
+                        "metasystem: the log file {} refuses lines ({e}); they go to stderr until it takes them again",
+                        file.spec().path.display()
+                    );
+                }
+                let _ = self.stderr.write_all(buf);
             }
         }
         Ok(buf.len())
@@ -72,8 +107,15 @@ impl Write for Tee {
 
 /// Installs the global subscriber (writing from its own thread) and the panic hook.
 /// `RUST_LOG` overrides `default_filter`. With `file`, every line also goes to that file
-/// (rotated as it says; never with colours).
-pub fn init(default_filter: &str, json: bool, file: Option<LogSpec>) -> Option<LogGuard> {
+/// (rotated as it says; never with colours), and to stderr only when `mirror` says so
+/// (besides the lines the file refuses). Without `file`, stderr is the log whatever
+/// `mirror` says.
+pub fn init(
+    default_filter: &str,
+    json: bool,
+    file: Option<LogSpec>,
+    mirror: bool,
+) -> Option<LogGuard> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let ansi = std::io::stderr().is_terminal() && file.is_none();
@@ -88,6 +130,8 @@ pub fn init(default_filter: &str, json: bool, file: Option<LogSpec>) -> Option<L
             let tee = Tee {
                 stderr: Box::new(stderr),
                 file: Some(RotatingFile::new(spec)),
+                mirror,
+                refusing: false,
             };
             (tee, Some(guard), Some(counter))
         }
@@ -95,6 +139,8 @@ pub fn init(default_filter: &str, json: bool, file: Option<LogSpec>) -> Option<L
             let tee = Tee {
                 stderr: Box::new(std::io::stderr()),
                 file: None,
+                mirror: true,
+                refusing: false,
             };
             (tee, None, None)
         }

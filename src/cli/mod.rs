@@ -376,10 +376,21 @@ fn run(global: &Global) -> ExitCode {
     // Held to the end: dropping it writes out the buffered log lines.
     // The log settings of `[daemon]` are needed before anything logs: the config is read
     // here once for them (the daemon reads it again and reports what is wrong with it).
+    // An invalid config leaves stderr as the log, so its errors are seen.
     let settings = config::load(&config::locate(global.config.as_deref()))
         .ok()
-        .map(|c| (c.daemon.log_file, c.daemon.log_json));
-    let (file, json) = settings.unwrap_or((None, false));
+        .map(|c| (c.daemon.log_file, c.daemon.log_json, c.daemon.log_stderr));
+    let (file, json, mirror) = settings.unwrap_or((None, false, true));
+    if let (Some(spec), false) = (&file, mirror) {
+        // Someone watching a terminal learns where the lines go; a service manager's
+        // stderr file gets nothing.
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!(
+                "metasystem: logging to {} ([daemon] log_stderr = false)",
+                spec.path.display()
+            );
+        }
+    }
     // The reaper helper is this binary; through /proc on Linux, so a binary replaced on disk
     // (an upgrade) is still the one that runs.
     let me = std::path::Path::new("/proc/self/exe");
@@ -388,7 +399,7 @@ fn run(global: &Global) -> ExitCode {
     } else if let Ok(exe) = std::env::current_exe() {
         metasystem_actors::process::spawn::use_reaper(exe);
     }
-    let _log = crate::telemetry::init("info", global.log_json || json, file);
+    let _log = crate::telemetry::init("info", global.log_json || json, file, mirror);
     // One scheduler thread for the whole actor system; blocking work goes to tokio's blocking
     // pool and sqlx runs SQLite on its own thread. Measured (BENCHMARKS.md): paced restarts take
     // 9-13 us here vs 15-19 us on a 2-worker runtime, where much of the time goes to waking

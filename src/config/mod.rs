@@ -66,6 +66,12 @@ pub struct DaemonConfig {
     pub log_file: Option<metasystem_actors::logfile::LogSpec>,
     /// `log_format = "json"`: log lines as JSON objects (stderr and the file).
     pub log_json: bool,
+    /// `log_stderr`: every log line also goes to stderr. Default: true without a `log_file`
+    /// (stderr is the log), false with one (stderr then carries only what cannot go to the
+    /// file: what is said before logging is up, and lines the file refuses), because a
+    /// service manager that keeps stderr in a file of its own (launchd's StandardErrorPath)
+    /// never rotates it.
+    pub log_stderr: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -394,6 +400,7 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
             blocking_checks: metasystem_actors::probes::Slots::default_limit(),
             log_file: None,
             log_json: false,
+            log_stderr: true,
         });
     };
     t.context = "[daemon]".into();
@@ -456,7 +463,7 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         }
         None => metasystem_actors::probes::Slots::default_limit(),
     };
-    let (log_file, log_json) = log_settings(d, &mut t, state_dir.as_deref());
+    let (log_file, log_json, log_stderr) = log_settings(d, &mut t, state_dir.as_deref());
     t.finish(d);
     Some(DaemonConfig {
         state_dir: state_dir?,
@@ -467,15 +474,16 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         blocking_checks,
         log_file,
         log_json,
+        log_stderr,
     })
 }
 
-/// `log_file`, `log_rotate`, `log_keep`, `log_format` of `[daemon]`.
+/// `log_file`, `log_rotate`, `log_keep`, `log_format`, `log_stderr` of `[daemon]`.
 fn log_settings(
     d: &mut Diags,
     t: &mut Table<'_, '_>,
     state_dir: Option<&Path>,
-) -> (Option<metasystem_actors::logfile::LogSpec>, bool) {
+) -> (Option<metasystem_actors::logfile::LogSpec>, bool, bool) {
     use metasystem_actors::logfile::{LogSpec, Rotation, MAX_KEEP};
     let json = t
         .choice(d, "log_format", &["text", "json"])
@@ -512,6 +520,7 @@ fn log_settings(
         }
         None => 5,
     };
+    let file_given = t.has("log_file");
     let file = t.string(d, "log_file").and_then(|v| {
         let base = state_dir?;
         let path = expand(d, v.get_ref(), v.span(), base)?;
@@ -528,7 +537,18 @@ fn log_settings(
             keep,
         })
     });
-    (file, json)
+    let stderr = match t.boolean(d, "log_stderr") {
+        Some(v) if !*v.get_ref() && !file_given => {
+            d.error(
+                v.span(),
+                "`log_stderr = false` in [daemon] needs a `log_file`: without one the daemon would log nowhere",
+            );
+            true
+        }
+        Some(v) => *v.get_ref(),
+        None => !file_given,
+    };
+    (file, json, stderr)
 }
 
 /// `http = "127.0.0.1:9464"`: an IP address and port, on a loopback address unless

@@ -213,13 +213,45 @@ fn values_out_of_range_are_errors() {
 }
 
 #[test]
+fn log_stderr_defaults_to_off_with_a_log_file_and_needs_one_to_be_off() {
+    let with = |daemon: &str| format!("[daemon]\nstate_dir = \"/s\"\n{daemon}\n{ONE_CHILD}");
+    assert!(
+        ok(&with("")).daemon.log_stderr,
+        "no file: stderr is the log"
+    );
+    let c = ok(&with("log_file = \"logs/d.log\""));
+    assert!(
+        !c.daemon.log_stderr,
+        "a file: stderr only for what cannot go there"
+    );
+    assert_eq!(
+        c.daemon.log_file.map(|f| f.path),
+        Some(PathBuf::from("/s/logs/d.log"))
+    );
+    assert!(
+        ok(&with("log_file = \"d.log\"\nlog_stderr = true"))
+            .daemon
+            .log_stderr
+    );
+    assert!(ok(&with("log_stderr = true")).daemon.log_stderr);
+    assert_eq!(
+        errors(&with("log_stderr = false")),
+        ["t.toml:3:14: `log_stderr = false` in [daemon] needs a `log_file`: without one the daemon would log nowhere"]
+    );
+    assert_eq!(
+        errors(&with("log_file = \"d.log\"\nlog_stderr = \"no\"")),
+        ["t.toml:4:14: `log_stderr` in [daemon] must be true or false, not a string"]
+    );
+}
+
+#[test]
 fn unknown_keys_without_a_close_match_list_the_valid_ones() {
     let got = errors(&format!(
         "[daemon]\nstate_dir = \"/s\"\ncolour = \"red\"\n{ONE_CHILD}"
     ));
     assert_eq!(
         got,
-        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: blocking_checks, http, http_allow_remote, idle_timeout, log_file, log_format, log_keep, log_rotate, max_connections, socket, state_dir)"]
+        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: blocking_checks, http, http_allow_remote, idle_timeout, log_file, log_format, log_keep, log_rotate, log_stderr, max_connections, socket, state_dir)"]
     );
 }
 

@@ -390,7 +390,7 @@ fn logs_follow_streams_new_output_across_a_restart() {
 fn the_daemon_log_file_rotates_by_size_in_json() {
     let padding = "x".repeat(400);
     let d = TestDaemon::start_with(
-        "log_file = \"logs/daemon.log\"\nlog_rotate = \"2KiB\"\nlog_keep = 2\nlog_format = \"json\"",
+        "log_file = \"logs/daemon.log\"\nlog_rotate = \"2KiB\"\nlog_keep = 2\nlog_format = \"json\"\nlog_stderr = true",
         &process(
             "p",
             &format!("echo {padding}; exec sleep 5555.1"),
@@ -714,7 +714,7 @@ fn a_stopped_program_is_continued_so_it_can_act_on_its_stop_signal() {
 fn the_log_file_is_written_while_nobody_reads_stderr() {
     let padding = "y".repeat(2000);
     let mut d = TestDaemon::prepare(
-        "log_file = \"logs/daemon.log\"",
+        "log_file = \"logs/daemon.log\"\nlog_stderr = true",
         &process(
             "p",
             &format!("echo {padding}; exec sleep 5858.1"),
