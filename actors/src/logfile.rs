@@ -114,6 +114,20 @@ impl RotatingFile {
         if data.is_empty() {
             return Ok(());
         }
+        // Within a second of a failure the file is not tried: the bytes are lost, and the
+        // time of the failure stays (a skipped write is no new failure, or a program writing
+        // more than once a second would never be logged again).
+        if let Some(at) = self.failed_at {
+            if at.elapsed() < RETRY_AFTER {
+                self.stats.dropped += data.len() as u64;
+                return Err(io::Error::other(
+                    self.last_error
+                        .clone()
+                        .unwrap_or_else(|| "the log file failed".into()),
+                ));
+            }
+            self.failed_at = None;
+        }
         match self.try_write(data) {
             Ok(()) => {
                 self.stats.written += data.len() as u64;
@@ -133,16 +147,6 @@ impl RotatingFile {
     }
 
     fn try_write(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Some(at) = self.failed_at {
-            if at.elapsed() < RETRY_AFTER {
-                return Err(io::Error::other(
-                    self.last_error
-                        .clone()
-                        .unwrap_or_else(|| "the log file failed".into()),
-                ));
-            }
-            self.failed_at = None;
-        }
         if self.file.is_none() {
             self.open()?;
         }

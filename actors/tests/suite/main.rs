@@ -11,6 +11,7 @@ mod lifecycle;
 mod metrics;
 mod operations;
 mod probes;
+mod process_attack;
 mod regressions;
 mod restart_matrix;
 mod start_timeout;

@@ -1,0 +1,46 @@
+//! Found by attacking the managed processes' output handling as a hostile user would (issue
+//! 10): one test per bug, asserting the right behaviour. Every wait is bounded.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use metasystem_actors::logfile::{LogSpec, RotatingFile, Rotation};
+
+fn spec(path: &Path, max: u64, keep: u32) -> LogSpec {
+    LogSpec {
+        path: path.to_path_buf(),
+        rotation: Rotation::Size(max),
+        keep,
+    }
+}
+
+/// A log that failed (its directory was a file, the disk was full) is tried again about once
+/// a second even while the program keeps writing: a failed try must not push the next try
+/// back, or a program that writes more than once a second is never logged again.
+#[test]
+fn a_failed_log_is_tried_again_while_writes_keep_coming() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let blocker = dir.path().join("sub");
+    std::fs::write(&blocker, "not a dir").unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("sub/out.log");
+    let mut log = RotatingFile::new(spec(&path, 1 << 20, 1));
+    assert!(log.write(b"lost\n").is_err());
+    std::fs::remove_file(&blocker).unwrap_or_else(|e| panic!("{e}"));
+    // A write every 50 ms, for at most 4 s.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut recovered = false;
+    while Instant::now() < deadline {
+        if log.write(b"tick\n").is_ok() {
+            recovered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        recovered,
+        "never written again after the directory came back: {:?}",
+        log.stats()
+    );
+    assert!(!log.stats().failing);
+    assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "tick\n");
+}
