@@ -52,6 +52,11 @@ pub struct LogStats {
 /// process flooding a full disk must not turn into a syscall storm).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How often the path is checked to still name the open file: one removed or moved away by
+/// someone (by hand, by an outside logrotate) is replaced by a new one at the path, rather
+/// than written to unseen until the next rotation.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// A log file and its rotation. Not thread-safe on purpose: one writer thread owns it.
 pub struct RotatingFile {
     spec: LogSpec,
@@ -65,6 +70,9 @@ pub struct RotatingFile {
     failed_at: Option<Instant>,
     /// The last error, for a one-line report when the state changes.
     last_error: Option<String>,
+    /// The open file's device and inode, and when the path was last seen to still name it.
+    identity: Option<(u64, u64)>,
+    checked_at: Option<Instant>,
     stats: LogStats,
 }
 
@@ -91,6 +99,8 @@ impl RotatingFile {
             day: today(),
             failed_at: None,
             last_error: None,
+            identity: None,
+            checked_at: None,
             stats: LogStats::default(),
         }
     }
@@ -147,6 +157,12 @@ impl RotatingFile {
     }
 
     fn try_write(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.file.is_some() && self.checked_at.is_none_or(|at| at.elapsed() >= CHECK_EVERY) {
+            self.checked_at = Some(Instant::now());
+            if !self.path_names_open_file() {
+                self.file = None;
+            }
+        }
         if self.file.is_none() {
             self.open()?;
         }
@@ -203,6 +219,11 @@ impl RotatingFile {
             .open(&self.spec.path)?;
         let meta = file.metadata()?;
         self.size = meta.len();
+        {
+            use std::os::unix::fs::MetadataExt;
+            self.identity = Some((meta.dev(), meta.ino()));
+            self.checked_at = Some(Instant::now());
+        }
         // A file left by an earlier run belongs to the day it was last written.
         self.day = meta
             .modified()
@@ -211,6 +232,16 @@ impl RotatingFile {
             .map_or_else(today, |d| d.as_secs() / 86_400);
         self.file = Some(file);
         Ok(())
+    }
+
+    /// Whether the configured path still names the file open here (false when it was removed,
+    /// moved away or replaced).
+    fn path_names_open_file(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.spec.path) {
+            Ok(m) => self.identity == Some((m.dev(), m.ino())),
+            Err(_) => false,
+        }
     }
 
     /// NAME.(keep-1) → NAME.keep, ..., NAME → NAME.1, then a new NAME.
@@ -228,7 +259,12 @@ impl RotatingFile {
                     Err(e) => return Err(e),
                 }
             }
-            std::fs::rename(path, rotated_path(path, 1))?;
+            // A current file removed by someone leaves nothing to move: a new one is made.
+            match std::fs::rename(path, rotated_path(path, 1)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
             // One past `keep`, left by a run with a larger `keep`: gone, as configured.
             let _ = std::fs::remove_file(rotated_path(path, self.spec.keep + 1));
         }

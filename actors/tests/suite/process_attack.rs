@@ -44,3 +44,38 @@ fn a_failed_log_is_tried_again_while_writes_keep_coming() {
     assert!(!log.stats().failing);
     assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "tick\n");
 }
+
+/// The log file removed (or moved away) by someone while it is written: what comes next goes
+/// to a new file at the configured path, not into the removed one until the next rotation.
+#[test]
+fn a_removed_log_file_is_made_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("out.log");
+    let mut log = RotatingFile::new(spec(&path, 1 << 20, 2));
+    log.write(b"before\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline && !path.exists() {
+        log.write(b"after\n").unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        text.starts_with("after\n"),
+        "the output went on into the removed file: {text:?}"
+    );
+    assert_eq!(log.stats().dropped, 0, "{:?}", log.stats());
+    // Moved away (by hand, or by an outside logrotate): the same.
+    std::fs::rename(&path, dir.path().join("moved.log")).unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline && !path.exists() {
+        log.write(b"later\n").unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .starts_with("later\n"),
+        "the output went on into the moved file"
+    );
+}
