@@ -298,25 +298,36 @@ pub fn tail(path: &Path, lines: usize, max_bytes: usize) -> io::Result<Vec<u8>> 
     let mut out: Vec<u8> = Vec::new();
     let mut wanted = lines;
     let mut budget = max_bytes;
-    // The current file, then NAME.1, NAME.2, ... while lines are missing.
+    // The current file, then NAME.1, NAME.2, ... while lines are missing. One missing file
+    // is skipped: a rotation renames them one after the other (NAME is missing until the new
+    // one is made, NAME.1 while NAME moves there), and someone may have removed NAME; two
+    // missing in a row end the files.
     let mut n = 0;
+    let mut missing = 0;
     while wanted > 0 && budget > 0 && n <= MAX_KEEP {
         let file = if n == 0 {
             path.to_path_buf()
         } else {
             rotated_path(path, n)
         };
+        n += 1;
         let chunk = match tail_one(&file, wanted, budget) {
             Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing += 1;
+                if missing == 2 {
+                    break;
+                }
+                continue;
+            }
             Err(e) => return Err(e),
         };
+        missing = 0;
         budget = budget.saturating_sub(chunk.len());
         wanted = wanted.saturating_sub(count_lines(&chunk));
         let mut joined = chunk;
         joined.extend_from_slice(&out);
         out = joined;
-        n += 1;
     }
     Ok(out)
 }

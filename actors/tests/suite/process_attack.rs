@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use metasystem_actors::logfile::{LogSpec, RotatingFile, Rotation};
+use metasystem_actors::logfile::{rotated_path, tail, LogSpec, RotatingFile, Rotation};
 
 fn spec(path: &Path, max: u64, keep: u32) -> LogSpec {
     LogSpec {
@@ -78,4 +78,29 @@ fn a_removed_log_file_is_made_again() {
             .starts_with("later\n"),
         "the output went on into the moved file"
     );
+}
+
+/// The current file is missing (between the renames of a rotation, or removed by someone)
+/// while the rotated ones hold lines: `logs` shows those, not nothing.
+#[test]
+fn tail_reads_the_rotated_files_when_the_current_one_is_missing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("out.log");
+    std::fs::write(rotated_path(&path, 1), "one\ntwo\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(rotated_path(&path, 2), "zero\n").unwrap_or_else(|e| panic!("{e}"));
+    let got = tail(&path, 3, 1 << 20).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(String::from_utf8_lossy(&got), "zero\none\ntwo\n");
+    // Mid-rotation with keep 3: NAME.1 already moved to NAME.2, NAME not yet to NAME.1.
+    std::fs::write(&path, "three\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(rotated_path(&path, 2), rotated_path(&path, 3))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(rotated_path(&path, 1), rotated_path(&path, 2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = tail(&path, 4, 1 << 20).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(String::from_utf8_lossy(&got), "zero\none\ntwo\nthree\n");
+    // Nothing at all: no lines, no error.
+    let none = dir.path().join("none.log");
+    assert!(tail(&none, 3, 100)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .is_empty());
 }
