@@ -60,6 +60,10 @@ struct Source {
     stderr: bool,
     /// Whether a failure was reported (once, until a write works again).
     reported: bool,
+    /// The start of a UTF-8 character that the last read cut (at most 3 bytes), held back
+    /// from the followers until the rest is read: they get text, and a piece that ends
+    /// inside a character would show as U+FFFD.
+    pending: Vec<u8>,
 }
 
 /// Starts the pump of one process's output. `stop` ends it (after reading what is there).
@@ -76,6 +80,7 @@ pub fn start(
         log: stdout.1,
         stderr: false,
         reported: false,
+        pending: Vec::new(),
     }];
     if let Some((fd, log)) = stderr {
         sources.push(Source {
@@ -83,6 +88,7 @@ pub fn start(
             log,
             stderr: true,
             reported: false,
+            pending: Vec::new(),
         });
     }
     std::thread::Builder::new()
@@ -141,7 +147,10 @@ fn read_once(
     stats: &PumpStats,
 ) -> bool {
     match rustix::io::read(source.fd.as_fd(), &mut *buf) {
-        Ok(0) => false,
+        Ok(0) => {
+            flush_pending(source, followers);
+            false
+        }
         Ok(n) => {
             log_chunk(label, source, &buf[..n], followers, stats);
             true
@@ -149,6 +158,7 @@ fn read_once(
         Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => true,
         Err(e) => {
             tracing::warn!(process = label, error = %e, "cannot read the output; it is no longer logged");
+            flush_pending(source, followers);
             false
         }
     }
@@ -173,6 +183,7 @@ fn drain(
                 Ok(n) => log_chunk(label, source, &buf[..n], followers, stats),
             }
         }
+        flush_pending(source, followers);
     }
     sources.clear();
 }
@@ -212,10 +223,75 @@ fn log_chunk(
         .rotations
         .fetch_add(after.rotations - before.rotations, Ordering::Relaxed);
     stats.failing.store(after.failing, Ordering::Relaxed);
+    if followers.receiver_count() == 0 {
+        source.pending.clear();
+        return;
+    }
+    let mut piece = std::mem::take(&mut source.pending);
+    piece.extend_from_slice(data);
+    let cut = whole_chars_end(&piece);
+    source.pending = piece.split_off(cut);
+    if !piece.is_empty() {
+        let _ = followers.send(Chunk {
+            stderr: source.stderr,
+            data: Arc::from(piece),
+        });
+    }
+}
+
+/// The end of the stream: what was held back goes out as it is.
+fn flush_pending(source: &mut Source, followers: &broadcast::Sender<Chunk>) {
+    if source.pending.is_empty() {
+        return;
+    }
+    let data = std::mem::take(&mut source.pending);
     if followers.receiver_count() > 0 {
         let _ = followers.send(Chunk {
             stderr: source.stderr,
             data: Arc::from(data),
         });
+    }
+}
+
+/// Where a UTF-8 character cut at the end of `data` starts (`data.len()` when the end is not
+/// inside one). Bytes that are not UTF-8 at all are not held back: they are shown as U+FFFD
+/// anyway.
+pub fn whole_chars_end(data: &[u8]) -> usize {
+    let n = data.len();
+    for back in 1..=n.min(3) {
+        let b = data[n - back];
+        if b & 0xC0 == 0x80 {
+            // A continuation byte: its lead is further back.
+            continue;
+        }
+        let len = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if len > back { n - back } else { n };
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_chars_end;
+
+    #[test]
+    fn cut_characters_are_found() {
+        assert_eq!(whole_chars_end(b""), 0);
+        assert_eq!(whole_chars_end(b"abc"), 3);
+        let e = "é".as_bytes();
+        assert_eq!(whole_chars_end(&[b'a', e[0]]), 1);
+        assert_eq!(whole_chars_end(&[b'a', e[0], e[1]]), 3);
+        let crab = "🦀".as_bytes();
+        assert_eq!(whole_chars_end(&crab[..1]), 0);
+        assert_eq!(whole_chars_end(&crab[..3]), 0);
+        assert_eq!(whole_chars_end(crab), 4);
+        // Not UTF-8: passed on at once.
+        assert_eq!(whole_chars_end(&[0xff, 0x80, 0x80, 0x80]), 4);
+        assert_eq!(whole_chars_end(&[b'x', 0x80]), 2);
     }
 }

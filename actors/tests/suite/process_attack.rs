@@ -1,7 +1,10 @@
 //! Found by attacking the managed processes' output handling as a hostile user would (issue
 //! 10): one test per bug, asserting the right behaviour. Every wait is bounded.
 
+use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metasystem_actors::logfile::{rotated_path, tail, LogSpec, RotatingFile, Rotation};
@@ -103,4 +106,60 @@ fn tail_reads_the_rotated_files_when_the_current_one_is_missing() {
     assert!(tail(&none, 3, 100)
         .unwrap_or_else(|e| panic!("{e}"))
         .is_empty());
+}
+
+/// `logs -f` gets the output in pieces as the pump reads it; a piece must never end inside a
+/// UTF-8 character, or the follower shows U+FFFD where the program wrote valid text.
+#[test]
+fn followers_get_whole_utf8_characters() {
+    use metasystem_actors::process::{pump, Chunk};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (read, write) = rustix::pipe::pipe().unwrap_or_else(|e| panic!("{e}"));
+    let (tx, mut rx) = tokio::sync::broadcast::channel::<Chunk>(1024);
+    let stats = Arc::new(pump::PumpStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    pump::start(
+        "test".into(),
+        (
+            read,
+            pump::shared(spec(&dir.path().join("out.log"), 10 << 20, 1)),
+        ),
+        None,
+        tx,
+        stats,
+        stop,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // An odd start, then 2-byte characters across several 64 KiB reads, then a 4-byte one
+    // at the end of a write and a split write of one character.
+    let text = format!("x{}🦀\n", "é".repeat(100_000));
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::File::from(write);
+        let _ = w.write_all(text.as_bytes());
+        let crab = "🦀".as_bytes();
+        let _ = w.write_all(&crab[..1]);
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = w.write_all(&crab[1..]);
+        let _ = w.write_all(b"\n");
+        text
+    });
+    let text = writer.join().unwrap_or_else(|_| panic!("writer"));
+    let expected = format!("{text}🦀\n");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < expected.len() && Instant::now() < deadline {
+        match rx.try_recv() {
+            Ok(chunk) => {
+                assert!(
+                    std::str::from_utf8(&chunk.data).is_ok(),
+                    "a piece of {} bytes ends or starts inside a character",
+                    chunk.data.len()
+                );
+                got.extend_from_slice(&chunk.data);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected.as_bytes());
 }
