@@ -30,6 +30,10 @@ const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEALTHY_AFTER: Duration = Duration::from_secs(1);
 const DEFAULT_LOG_MAX_SIZE: u64 = 10_000_000;
 const DEFAULT_LOG_KEEP: u32 = 5;
+/// The longest argument or environment entry (`KEY=VALUE`) exec takes: Linux refuses a
+/// longer one (MAX_ARG_STRLEN, 32 pages, with its NUL) with "Argument list too long", which
+/// would surface only when the program is started, after a reload has stopped the old one.
+const MAX_EXEC_STRING: usize = 128 * 1024 - 1;
 /// Past `stop_timeout`, the time the SIGKILL of the group and the reaping may take before
 /// the supervisor gives up on the actor (its state's drop SIGKILLs the group again).
 const KILL_MARGIN: Duration = Duration::from_secs(6);
@@ -103,6 +107,16 @@ impl ActorKind for ProcessConfig {
                     ),
                 );
             }
+            if a.get_ref().len() > MAX_EXEC_STRING {
+                cx.d.error(
+                    a.span(),
+                    format!(
+                        "`args` in {}: an argument of {} bytes is longer than a program can be given (128 KiB)",
+                        t.context,
+                        a.get_ref().len()
+                    ),
+                );
+            }
             args.push(a.get_ref().clone());
         }
         let mut env = Vec::new();
@@ -123,6 +137,16 @@ impl ActorKind for ProcessConfig {
                     cx.d.error(
                         e.span.clone(),
                         format!("`env` of {}: {k:?} is not a variable name", t.context),
+                    );
+                }
+                if k.len() + 1 + v.len() > MAX_EXEC_STRING {
+                    cx.d.error(
+                        e.span.clone(),
+                        format!(
+                            "`env` of {}: {k:?} is {} bytes, longer than a program can be given (128 KiB)",
+                            t.context,
+                            v.len()
+                        ),
                     );
                 }
             }

@@ -12,6 +12,7 @@ mod export;
 mod lifecycle;
 mod probes;
 mod process;
+mod process_attack;
 mod reload;
 mod retries;
 mod socket;
