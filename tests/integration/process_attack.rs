@@ -1,7 +1,7 @@
 //! Managed processes attacked as a hostile user would (issue 10), on the real binary: one test
 //! per bug found, asserting the right behaviour. Every wait is bounded.
 
-use crate::util::{run_cli, write_file};
+use crate::util::{run_cli, write_file, TestDaemon};
 
 /// `check` on a config with one process child with `extra` keys: exit code and stderr.
 fn check(extra: &str) -> (i32, String) {
@@ -42,4 +42,92 @@ fn arguments_and_environment_too_long_for_exec_are_refused() {
         "env = {{ BIG = \"{fine}\" }}\nargs = [\"{fine}\"]"
     ));
     assert_eq!(code, 0, "{err}");
+}
+
+/// A working directory removed after the config was read: the failed start says that the
+/// directory is the problem, not a bare "No such file or directory" that reads as if the
+/// program were missing.
+#[test]
+fn a_start_failing_on_a_missing_cwd_says_so() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cwd = dir.path().join("work");
+    std::fs::create_dir(&cwd).unwrap_or_else(|e| panic!("{e}"));
+    let mut d = TestDaemon::start(&format!(
+        r#"
+[root]
+strategy = "one_for_one"
+intensity = 100
+period = "60s"
+backoff = {{ initial = "50ms", max = "200ms" }}
+
+[[root.children]]
+name = "p"
+kind = "process"
+command = "sleep"
+args = ["3001"]
+cwd = "{}"
+healthy_after = "0s"
+"#,
+        cwd.display()
+    ));
+    std::fs::remove_dir(&cwd).unwrap_or_else(|e| panic!("{e}"));
+    let out = d.cli(&["kill", "root/p"]);
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    let wanted = format!("working directory {}", cwd.display());
+    d.wait_until("a failed start naming the cwd", |d| {
+        d.log_text().contains(&wanted)
+    });
+    d.cli(&["shutdown"]);
+    let _ = d.wait_exit();
+}
+
+/// The same for a program removed after the config was read, by path and by name in PATH.
+#[test]
+fn a_start_failing_on_a_missing_program_says_so() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap_or_else(|e| panic!("{e}"));
+    let prog = bin.join("myprog");
+    write_file(&prog, "#!/bin/sh\nexec /bin/sleep 3002\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut d = TestDaemon::start(&format!(
+        r#"
+[root]
+strategy = "one_for_one"
+intensity = 100
+period = "60s"
+backoff = {{ initial = "50ms", max = "200ms" }}
+
+[[root.children]]
+name = "bypath"
+kind = "process"
+command = "{prog}"
+healthy_after = "0s"
+
+[[root.children]]
+name = "byname"
+kind = "process"
+command = "myprog"
+env = {{ PATH = "{bin}" }}
+healthy_after = "0s"
+"#,
+        prog = prog.display(),
+        bin = bin.display()
+    ));
+    std::fs::remove_file(&prog).unwrap_or_else(|e| panic!("{e}"));
+    for p in ["root/bypath", "root/byname"] {
+        let out = d.cli(&["kill", p]);
+        assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    }
+    let by_path = format!("the program {}", prog.display());
+    d.wait_until("failed starts naming the program", |d| {
+        let log = d.log_text();
+        log.contains(&by_path) && log.contains("no program \"myprog\" in PATH")
+    });
+    d.cli(&["shutdown"]);
+    let _ = d.wait_exit();
 }

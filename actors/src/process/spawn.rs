@@ -165,7 +165,8 @@ fn spawner() -> io::Result<mpsc::Sender<Job>> {
                         let child = {
                             let _entered = runtime.enter();
                             command.spawn()
-                        };
+                        }
+                        .map_err(|e| explain(command.as_std(), e));
                         // The command holds the parent's copies of the child's pipe ends:
                         // drop them now, or the pump would never see the end of the output.
                         drop(command);
@@ -180,6 +181,78 @@ fn spawner() -> io::Result<mpsc::Sender<Job>> {
         })?;
     *sender = Some(tx.clone());
     Ok(tx)
+}
+
+/// Says what a failed start failed on. The kernel's error alone ("No such file or
+/// directory") does not tell a missing working directory from a missing program; the child's
+/// side of `std::process` reports only the errno. Runs on the spawn thread (it looks at the
+/// file system, which may block).
+fn explain(command: &std::process::Command, e: io::Error) -> io::Error {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    let kind = e.kind();
+    if let Some(dir) = command.get_current_dir() {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return io::Error::new(
+                    kind,
+                    format!("its working directory {} is not a directory", dir.display()),
+                )
+            }
+            Err(err) => {
+                return io::Error::new(
+                    kind,
+                    format!("its working directory {}: {err}", dir.display()),
+                )
+            }
+        }
+    }
+    let program = Path::new(command.get_program());
+    let check = |p: &Path| -> Option<String> {
+        match std::fs::metadata(p) {
+            Ok(m) if !m.is_file() => Some(format!("{} is not a file", p.display())),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+                Some(format!("{} is not executable", p.display()))
+            }
+            Ok(_) => None,
+            Err(err) => Some(format!("{}: {err}", p.display())),
+        }
+    };
+    if program.components().count() > 1 || program.is_absolute() {
+        // Relative paths are relative to the working directory.
+        let full = match command.get_current_dir() {
+            Some(dir) => dir.join(program),
+            None => program.to_path_buf(),
+        };
+        return match check(&full) {
+            Some(why) => io::Error::new(kind, format!("the program {why}")),
+            None => e,
+        };
+    }
+    if kind == io::ErrorKind::NotFound {
+        let path = command
+            .get_envs()
+            .find(|(k, _)| *k == "PATH")
+            .and_then(|(_, v)| v.map(OsString::from))
+            .or_else(|| std::env::var_os("PATH"));
+        let shown = path
+            .as_ref()
+            .map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+        let found = path
+            .as_ref()
+            .is_some_and(|p| std::env::split_paths(p).any(|d| check(&d.join(program)).is_none()));
+        if !found {
+            return io::Error::new(
+                kind,
+                format!(
+                    "no program {:?} in PATH ({shown})",
+                    program.display().to_string()
+                ),
+            );
+        }
+    }
+    e
 }
 
 /// What a started process hands back: the child (its exit is awaited through it) and the
