@@ -82,6 +82,34 @@ fn today() -> u64 {
         .map_or(0, |d| d.as_secs() / 86_400)
 }
 
+/// Opens `path` with `options` if it is a regular file (or is made as one). Anything else in
+/// its place (a FIFO, a device, a directory) is refused with an error naming it: opening a
+/// FIFO waits for its other end, which would block the writer (and the program on its full
+/// pipe) or the reader for good. Opened without waiting, then checked, so a FIFO put there in
+/// between is refused too.
+fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        )
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(not_regular()),
+        _ => {}
+    }
+    let file = options.custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    // O_NONBLOCK means nothing to a regular file's reads and writes; cleared all the same
+    // (and only it: O_APPEND stays).
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
 /// `NAME.n`.
 pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -213,10 +241,10 @@ impl RotatingFile {
                 std::fs::create_dir_all(dir)?;
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.spec.path)?;
+        let file = open_regular(
+            &self.spec.path,
+            OpenOptions::new().create(true).append(true),
+        )?;
         let meta = file.metadata()?;
         self.size = meta.len();
         {
@@ -341,7 +369,7 @@ fn count_lines(data: &[u8]) -> usize {
 /// The last `lines` lines of one file, at most `max_bytes` of them.
 fn tail_one(path: &Path, lines: usize, max_bytes: usize) -> io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = File::open(path)?;
+    let mut file = open_regular(path, OpenOptions::new().read(true))?;
     let len = file.metadata()?.len();
     let start = len.saturating_sub(max_bytes as u64);
     file.seek(SeekFrom::Start(start))?;

@@ -163,3 +163,91 @@ fn followers_get_whole_utf8_characters() {
     assert_eq!(got.len(), expected.len());
     assert!(got == expected.as_bytes());
 }
+
+/// Runs `f` on a thread and waits at most 3 s for it; on a hang, `unblock` is called (so the
+/// thread ends) and the test fails.
+fn within_3s<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+    unblock: impl FnOnce(),
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(3)) {
+        Ok(v) => v,
+        Err(_) => {
+            unblock();
+            panic!("{what} hung");
+        }
+    }
+}
+
+fn mkfifo(path: &Path) {
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
+
+/// Opens the other end of a FIFO without waiting, so a thread blocked opening it goes on.
+fn unblock_fifo(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nonblock())
+        .open(path);
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc_nonblock())
+        .open(path);
+}
+
+fn libc_nonblock() -> i32 {
+    rustix::fs::OFlags::NONBLOCK.bits() as i32
+}
+
+/// A FIFO (or any file that is not a regular one) where a log file should be: `logs` answers
+/// with an error naming it rather than blocking a thread of the daemon's pool for good, and
+/// the writer refuses it (the output is dropped, counted) rather than blocking the pump, and
+/// with it the program on its full pipe.
+#[test]
+fn a_fifo_in_place_of_a_log_file_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("out.log");
+    std::fs::write(&path, "one\n").unwrap_or_else(|e| panic!("{e}"));
+    mkfifo(&rotated_path(&path, 1));
+    let p = path.clone();
+    let got = within_3s(
+        "tail over a FIFO",
+        move || tail(&p, 10, 1 << 20),
+        || unblock_fifo(&rotated_path(&path, 1)),
+    );
+    let err = match got {
+        Ok(lines) => panic!("read a FIFO as a log: {lines:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("out.log.1") && err.contains("not a regular file"),
+        "{err}"
+    );
+
+    let fifo = dir.path().join("fifo.log");
+    mkfifo(&fifo);
+    let f = fifo.clone();
+    let (result, stats) = within_3s(
+        "writing a log that is a FIFO",
+        move || {
+            let mut log = RotatingFile::new(spec(&f, 1 << 20, 1));
+            let r = log.write(b"line\n").map_err(|e| e.to_string());
+            (r, log.stats())
+        },
+        || unblock_fifo(&fifo),
+    );
+    let err = result.err().unwrap_or_default();
+    assert!(err.contains("not a regular file"), "{err}");
+    assert_eq!(stats.dropped, 5);
+}
