@@ -72,6 +72,13 @@ impl Base {
         self.find(path).is_ok()
     }
 
+    /// Room for `more` entries beyond those held: a run that is about to add many (a first
+    /// copy) grows the storage once instead of once per batch, which left the freed smaller
+    /// copies behind as holes in the heap.
+    pub fn reserve(&mut self, more: usize) {
+        self.entries.reserve_exact(more);
+    }
+
     /// Sets one path's entry.
     pub fn insert(&mut self, path: String, entry: BaseEntry) {
         match self.find(&path) {
@@ -87,7 +94,7 @@ impl Base {
 
     /// Applies a batch of changes (in order: a later change of a path wins). New paths are
     /// merged in (appended when they all sort after the last one, as a first copy's do), the
-    /// storage grown to fit exactly.
+    /// storage grown as a Vec grows (see [`Base::reserve`]).
     pub fn apply(&mut self, changes: Vec<BaseChange>) {
         let mut new: Vec<(Box<str>, BaseEntry)> = Vec::new();
         let mut dropped = std::collections::HashSet::new();
@@ -123,7 +130,7 @@ impl Base {
         new.sort_by(|a, b| a.0.cmp(&b.0));
         new.dedup_by(|a, b| a.0 == b.0);
         let append = self.entries.last().is_none_or(|(last, _)| new[0].0 > *last);
-        self.entries.reserve_exact(new.len());
+        self.entries.reserve(new.len());
         self.entries.extend(new);
         if !append {
             // Two sorted runs: the stable sort merges them.
