@@ -14,6 +14,7 @@ pub mod breakers;
 pub mod heal;
 pub mod heartbeat;
 pub mod logfile;
+pub mod memory;
 pub mod metrics;
 pub mod observe;
 pub mod probes;

@@ -399,6 +399,7 @@ fn run(global: &Global) -> ExitCode {
     } else if let Ok(exe) = std::env::current_exe() {
         metasystem_actors::process::spawn::use_reaper(exe);
     }
+    metasystem_actors::memory::limit_arenas();
     let _log = crate::telemetry::init("info", global.log_json || json, file, mirror);
     // One scheduler thread for the whole actor system; blocking work goes to tokio's blocking
     // pool and sqlx runs SQLite on its own thread. Measured (BENCHMARKS.md): paced restarts take

@@ -367,6 +367,8 @@ impl SyncTargetState {
                 }
             };
             let online = target_online(&spec.target).await;
+            // A run's listings and items are freed by now: a large one's memory goes back.
+            let _ = tokio::task::spawn_blocking(crate::memory::release_free).await;
             let _ = myself2.cast(SyncTargetMessage::Finished(Box::new(Finished {
                 report,
                 base,
