@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod reader;
+pub mod refs;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -250,11 +251,13 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
         let table = top.table(&mut d, "telemetry");
         telemetry(&mut d, table)
     };
+    let mut refs = refs::Refs::default();
     let root = match top.table(&mut d, "root") {
         Some(mut t) => {
             t.context = "[root]".into();
             let mut cx = ParseCx {
                 d: &mut d,
+                refs: &mut refs,
                 path: "root".into(),
                 depth: 0,
                 state_dir: daemon
@@ -283,6 +286,7 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
                     );
                 }
             }
+            refs::check(&mut d, &refs);
             root
         }
         None => {
@@ -770,17 +774,18 @@ pub(crate) fn bounded(
     Some(value)
 }
 
-/// One `[[...children]]` table: the common keys here, the kind's own through the kind list.
-/// `depth` is the child's (the root's children are at 1).
+/// One `[[...children]]` table of the supervisor `up` is reading: the common keys here, the
+/// kind's own through the kind list.
 pub(crate) fn child(
-    d: &mut Diags,
+    up: &mut ParseCx<'_>,
     table: &DeTable<'_>,
     span: Range<usize>,
-    parent: &str,
-    depth: usize,
     seen: &mut HashMap<String, Range<usize>>,
-    state_dir: &Path,
 ) -> Option<ChildConfig> {
+    let (d, refs) = (&mut *up.d, &mut *up.refs);
+    let parent = up.path.as_str();
+    // The child's depth (the root's children are at 1).
+    let depth = up.depth + 1;
     let mut t = Table::new(table, span, format!("a child of `{parent}`"));
     let raw_name = t.required_string(d, "name");
     // Messages name the child as written, even when the name itself is rejected.
@@ -834,6 +839,9 @@ pub(crate) fn child(
     let shutdown = shutdown(d, &mut t);
     let start_timeout = start_timeout(d, &mut t);
     // Unknown or missing kind: its keys cannot be checked, so they are not reported.
+    if name.is_some() {
+        refs.declared.insert(path.clone(), kind_name.clone());
+    }
     let kind_name = kind_name?;
     let start_timeout = match start_timeout {
         Some((_, span)) if !Kind::has_start_timeout(&kind_name) => {
@@ -851,9 +859,10 @@ pub(crate) fn child(
     };
     let mut cx = ParseCx {
         d: &mut *d,
+        refs,
         path,
         depth,
-        state_dir: state_dir.to_path_buf(),
+        state_dir: up.state_dir.clone(),
     };
     let kind = Kind::parse(&kind_name, &mut cx, &mut t).flatten();
     if kind.is_some() {

@@ -758,3 +758,71 @@ fn child_names_follow_a_stated_rule() {
         assert!(got[0].len() < 300, "{}", got[0].len());
     }
 }
+
+/// A probe's `process`, a `restart` heal action's `path` and a `sync` heal action's `target`
+/// must name something in the tree (of the right kind): otherwise the daemon would start and
+/// only say at run time that "root/missing has not started". Each is reported at its value.
+#[test]
+fn references_to_other_children_must_resolve() {
+    let head = "[daemon]\nstate_dir = \"/tmp/x\"\n[root]\n\
+        [[root.children]]\nname = \"hb\"\nkind = \"heartbeat\"\n\
+        [[root.children]]\nname = \"apps\"\nkind = \"supervisor\"\n\
+        [[root.children.children]]\nname = \"web\"\nkind = \"process\"\ncommand = \"/bin/sh\"\n\
+        [[root.children]]\nname = \"icloud\"\nkind = \"sync_target\"\ntarget = \"/tmp/elsewhere\"\npaths = [\"shared\"]\n";
+    let probe =
+        |body: &str| format!("{head}[[root.children]]\nname = \"p\"\nkind = \"probe\"\n{body}\n");
+    // What resolves is accepted.
+    ok(&probe(
+        "check = \"process\"\nprocess = \"root/apps/web\"\nheal = [\
+         { action = \"restart\", path = \"root/apps/web\" }, \
+         { action = \"restart\", path = \"root/apps/\" }, \
+         { action = \"sync\", target = \"icloud\" }]",
+    ));
+
+    let got = errors(&probe("check = \"process\"\nprocess = \"root/missing\""));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("t.toml:23:11: `process` in child `root/p`: \"root/missing\" is not in the tree (processes in the tree: root/apps/web)"),
+        "{got:?}"
+    );
+    let got = errors(&probe("check = \"process\"\nprocess = \"root/hb\""));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("`process` in child `root/p`: \"root/hb\" is a `heartbeat`, not a `kind = \"process\"` child"),
+        "{got:?}"
+    );
+    let got = errors(&probe("check = \"process\"\nprocess = \"root/apps/wbe\""));
+    assert!(
+        got[0].contains("did you mean \"root/apps/web\"?"),
+        "{got:?}"
+    );
+
+    let got = errors(&probe(
+        "check = \"breakers\"\nheal = [{ action = \"restart\", path = \"root/gone\" }, \
+         { action = \"sync\", target = \"dropbox\" }, { action = \"sync\", target = \"root/icloud\" }, \
+         { action = \"sync\", target = \"hb\" }]",
+    ));
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(
+        got[0].starts_with("t.toml:23:")
+            && got[0].contains(
+                "`path` in a heal action of child `root/p`: \"root/gone\" is not in the tree"
+            ),
+        "{got:?}"
+    );
+    assert!(
+        got[1].contains("`target` in a heal action of child `root/p`: \"dropbox\" is not the name of a `kind = \"sync_target\"` child (sync targets: icloud)"),
+        "{got:?}"
+    );
+    assert!(got[2].contains("not their tree path"), "{got:?}");
+    assert!(got[3].contains("\"hb\" is not the name of"), "{got:?}");
+
+    // A reference to a child whose own config is broken is not a second error.
+    let broken = head.replace("command = \"/bin/sh\"", "command = \"/bin/sh\"\ncolour = 1");
+    let src = format!(
+        "{broken}[[root.children]]\nname = \"p\"\nkind = \"probe\"\ncheck = \"process\"\nprocess = \"root/apps/web\"\n"
+    );
+    let got = errors(&src);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("unknown key `colour`"), "{got:?}");
+}

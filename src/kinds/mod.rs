@@ -74,6 +74,29 @@ pub struct ParseCx<'a> {
     /// The daemon's state dir: relative paths in a kind's config (a probe's `path`, a heal
     /// action's `dir`) are taken from it.
     pub state_dir: std::path::PathBuf,
+    /// References to other children (see [`crate::config::refs`]): recorded while the tree
+    /// is read, checked once all of it is.
+    pub refs: &'a mut crate::config::refs::Refs,
+}
+
+impl ParseCx<'_> {
+    /// Records that the string at `value` (the key `key` of the table `context`) must name
+    /// what `wants` says; checked once the whole tree is read.
+    pub fn refer(
+        &mut self,
+        wants: crate::config::refs::Wants,
+        key: &'static str,
+        context: &str,
+        value: &toml::Spanned<String>,
+    ) {
+        self.refs.wanted.push(crate::config::refs::Reference {
+            wants,
+            value: value.get_ref().clone(),
+            span: value.span(),
+            key,
+            context: context.to_string(),
+        });
+    }
 }
 
 /// One control operation of a kind, for `call PATH` (which lists them) and suggestions.

@@ -40,6 +40,7 @@ use serde_json::Value;
 
 use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
 use crate::config::reader::Table;
+use crate::config::refs::Wants;
 use crate::config::{bounded, bytes, expand, MAX_DURATION};
 
 const CHECKS: &[&str] = &[
@@ -218,6 +219,7 @@ fn check(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<Chec
                 );
                 return None;
             }
+            cx.refer(Wants::Process, "process", &t.context, &path);
             let min_uptime = bounded(
                 cx.d,
                 t,
@@ -334,11 +336,22 @@ fn heal_item(
                 );
                 return None;
             }
+            let context = t.context.clone();
+            cx.refer(
+                Wants::Child,
+                "path",
+                &context,
+                &toml::Spanned::new(target.span(), p.clone()),
+            );
             HealAction::Restart { path: p }
         }
-        "sync" => HealAction::Sync {
-            target: t.required_string(cx.d, "target")?.get_ref().clone(),
-        },
+        "sync" => {
+            let target = t.required_string(cx.d, "target")?;
+            cx.refer(Wants::SyncTarget, "target", &t.context, &target);
+            HealAction::Sync {
+                target: target.get_ref().clone(),
+            }
+        }
         "prune_backups" => {
             let d = dir(cx, &mut t)?;
             HealAction::PruneBackups {

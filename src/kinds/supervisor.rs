@@ -108,15 +108,7 @@ impl SupervisorConfig {
                 );
                 break;
             }
-            if let Some(child) = crate::config::child(
-                cx.d,
-                table,
-                span,
-                &cx.path,
-                cx.depth + 1,
-                &mut seen,
-                &cx.state_dir.clone(),
-            ) {
+            if let Some(child) = crate::config::child(cx, table, span, &mut seen) {
                 children.push(child);
             }
         }

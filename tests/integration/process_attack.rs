@@ -131,3 +131,48 @@ healthy_after = "0s"
     d.cli(&["shutdown"]);
     let _ = d.wait_exit();
 }
+
+/// A `process` probe naming a path that is not in the tree, or a child that is not a process
+/// (a heartbeat), passed `check` and reload and only said at run time that the path "has not
+/// started". `check` refuses it, naming the file, the line and the key; so for `restart` and
+/// `sync` heal actions that name nothing in the tree.
+#[test]
+fn references_to_missing_or_wrong_children_are_refused() {
+    let probe = |body: &str| {
+        format!(
+            "[[root.children]]\nname = \"hb\"\nkind = \"heartbeat\"\n\
+             [[root.children]]\nname = \"watch\"\nkind = \"probe\"\n{body}\n"
+        )
+    };
+    let (code, err) = check(&probe("check = \"process\"\nprocess = \"root/p\""));
+    assert_eq!(code, 0, "{err}");
+    for (body, line, says) in [
+        (
+            "check = \"process\"\nprocess = \"root/missing\"",
+            15,
+            "`process` in child `root/watch`: \"root/missing\" is not in the tree",
+        ),
+        (
+            "check = \"process\"\nprocess = \"root/hb\"",
+            15,
+            "\"root/hb\" is a `heartbeat`, not a `kind = \"process\"` child",
+        ),
+        (
+            "check = \"breakers\"\nheal = [{ action = \"restart\", path = \"root/gone\" }]",
+            15,
+            "`path` in a heal action of child `root/watch`: \"root/gone\" is not in the tree",
+        ),
+        (
+            "check = \"breakers\"\nheal = [{ action = \"sync\", target = \"icloud\" }]",
+            15,
+            "\"icloud\" is not the name of a `kind = \"sync_target\"` child",
+        ),
+    ] {
+        let (code, err) = check(&probe(body));
+        assert_eq!(code, 1, "{body}: {err}");
+        assert!(
+            err.contains(&format!("s.toml:{line}:")) && err.contains(says),
+            "{body}: {err}"
+        );
+    }
+}
