@@ -68,7 +68,12 @@ impl Write for Tee {
         let Some(file) = self.file.as_mut() else {
             return Ok(buf.len());
         };
-        match file.write(buf) {
+        let written = file.write(buf);
+        if let Some(notice) = file.take_notice() {
+            // Written on: only said, once.
+            let _ = writeln!(self.stderr, "metasystem: {notice}");
+        }
+        match written {
             Ok(()) => {
                 if self.refusing && !self.mirror {
                     self.refusing = false;

@@ -74,6 +74,11 @@ pub struct RotatingFile {
     identity: Option<(u64, u64)>,
     checked_at: Option<Instant>,
     stats: LogStats,
+    /// What stands at a rotated name and is not a regular file, as last reported: reported
+    /// again only when it changes, forgotten once a rotation finds the way clear.
+    reported_obstacle: Option<PathBuf>,
+    /// A report not yet taken by [`RotatingFile::take_notice`].
+    notice: Option<String>,
 }
 
 fn today() -> u64 {
@@ -130,6 +135,8 @@ impl RotatingFile {
             identity: None,
             checked_at: None,
             stats: LogStats::default(),
+            reported_obstacle: None,
+            notice: None,
         }
     }
 
@@ -273,33 +280,95 @@ impl RotatingFile {
     }
 
     /// NAME.(keep-1) → NAME.keep, ..., NAME → NAME.1, then a new NAME.
+    ///
+    /// Only regular files are moved, replaced or removed. Something else at a rotated name
+    /// (a directory, a FIFO, a symlink: someone's, not ours) is left alone and ends the chain
+    /// there: with it at NAME.k, NAME.1 to NAME.(k-1) are kept, and with it at NAME.1 the
+    /// current file is truncated at the size limit instead of rotated. Either way the log
+    /// keeps being written and the disk stays bounded, where a rename onto it would fail at
+    /// every rotation and drop all output for good. That is logrotate's and supervisord's
+    /// contract from the operator's side (the log is written, old files are capped), without
+    /// logrotate's "skip the rotation and let the file grow"; what is in the way is reported
+    /// once (see [`RotatingFile::take_notice`]), and removing it restores the full rotation.
     fn rotate(&mut self) -> io::Result<()> {
         self.file = None;
-        let path = &self.spec.path;
-        if self.spec.keep == 0 {
-            File::create(path)?;
-        } else {
-            for n in (1..self.spec.keep).rev() {
-                let from = rotated_path(path, n);
-                match std::fs::rename(&from, rotated_path(path, n + 1)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+        let path = self.spec.path.clone();
+        let keep = self.spec.keep;
+        let in_the_way = (1..=keep).find_map(|n| {
+            let p = rotated_path(&path, n);
+            std::fs::symlink_metadata(&p)
+                .is_ok_and(|m| !m.file_type().is_file())
+                .then_some((n, p))
+        });
+        let usable = match &in_the_way {
+            Some((n, p)) => {
+                let usable = n - 1;
+                if self.reported_obstacle.as_ref() != Some(p) {
+                    self.reported_obstacle = Some(p.clone());
+                    self.notice = Some(if usable == 0 {
+                        format!(
+                            "{} is not a regular file, so {} is truncated at its size limit instead of rotated; remove it to rotate again",
+                            p.display(),
+                            path.display()
+                        )
+                    } else {
+                        format!(
+                            "{} is not a regular file, so {} keeps {usable} rotated file(s) instead of {keep}; remove it to keep {keep} again",
+                            p.display(),
+                            path.display()
+                        )
+                    });
                 }
+                usable
             }
-            // A current file removed by someone leaves nothing to move: a new one is made.
-            match std::fs::rename(path, rotated_path(path, 1)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+            None => {
+                self.reported_obstacle = None;
+                keep
             }
+        };
+        if usable == 0 || self.shift(usable).is_err() {
+            // Nowhere to move the current file (or a move failed half-way): start it again.
+            open_regular(
+                &path,
+                OpenOptions::new().write(true).create(true).truncate(true),
+            )?;
+        }
+        if in_the_way.is_none() {
             // One past `keep`, left by a run with a larger `keep`: gone, as configured.
-            let _ = std::fs::remove_file(rotated_path(path, self.spec.keep + 1));
+            let extra = rotated_path(&path, keep + 1);
+            if std::fs::symlink_metadata(&extra).is_ok_and(|m| m.file_type().is_file()) {
+                let _ = std::fs::remove_file(extra);
+            }
         }
         self.stats.rotations += 1;
         self.open()?;
         self.day = today();
         Ok(())
+    }
+
+    /// NAME.(usable-1) → NAME.usable, ..., NAME → NAME.1: every name up to `usable` holds a
+    /// regular file or nothing (the oldest is replaced).
+    fn shift(&self, usable: u32) -> io::Result<()> {
+        let path = &self.spec.path;
+        for n in (1..usable).rev() {
+            match std::fs::rename(rotated_path(path, n), rotated_path(path, n + 1)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // A current file removed by someone leaves nothing to move: a new one is made.
+        match std::fs::rename(path, rotated_path(path, 1)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A one-line report of something the operator should know that did not stop the writes
+    /// (what is in the way of the rotation), once per cause; `None` when there is nothing new.
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notice.take()
     }
 
     /// Writes out nothing (writes are unbuffered) but syncs nothing either: a log is not worth
@@ -566,5 +635,60 @@ mod tests {
         let path = dir.path().join("x.log");
         std::fs::write(&path, "a\nb\nc").unwrap();
         assert_eq!(tail(&path, 2, 100).unwrap(), b"b\nc");
+    }
+
+    /// A directory at `NAME.1` (or any rotated name) made every rotation fail, and with it every
+    /// write for good. The rotation now moves only regular files: with something else at
+    /// NAME.1 the current file is truncated at the size limit and written on; at NAME.k the
+    /// names below it still rotate. Either way it is reported once, naming what is in the way,
+    /// and nothing of it is touched.
+    #[test]
+    fn something_at_a_rotated_name_bounds_the_log_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/app.log");
+        std::fs::create_dir_all(rotated_path(&path, 1)).unwrap();
+        std::fs::write(rotated_path(&path, 1).join("mine"), "keep me").unwrap();
+        let mut log = RotatingFile::new(spec(dir.path(), Rotation::Size(10), 3));
+        for i in 0..5 {
+            log.write(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 4\n");
+        assert_eq!(log.stats().dropped, 0);
+        assert_eq!(log.stats().written, 35);
+        assert_eq!(
+            std::fs::read_to_string(rotated_path(&path, 1).join("mine")).unwrap(),
+            "keep me"
+        );
+        assert!(!rotated_path(&path, 2).exists());
+        let notice = log.take_notice().expect("a notice");
+        assert!(
+            notice.contains(&rotated_path(&path, 1).display().to_string())
+                && notice.contains("truncated at its size limit"),
+            "{notice}"
+        );
+        log.write(b"line 5\n").unwrap();
+        assert_eq!(log.take_notice(), None, "reported once");
+
+        // Out of the way: the rotation is whole again. In the way further down: the names
+        // above it rotate.
+        std::fs::remove_dir_all(rotated_path(&path, 1)).unwrap();
+        std::fs::create_dir_all(rotated_path(&path, 3)).unwrap();
+        for i in 6..10 {
+            log.write(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 9\n");
+        assert_eq!(
+            std::fs::read_to_string(rotated_path(&path, 1)).unwrap(),
+            "line 8\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rotated_path(&path, 2)).unwrap(),
+            "line 7\n"
+        );
+        assert!(rotated_path(&path, 3).is_dir());
+        assert!(log
+            .take_notice()
+            .is_some_and(|n| n.contains("keeps 2 rotated file(s) instead of 3")));
+        assert_eq!(log.stats().dropped, 0);
     }
 }

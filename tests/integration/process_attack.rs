@@ -176,3 +176,47 @@ fn references_to_missing_or_wrong_children_are_refused() {
         );
     }
 }
+
+/// A directory at `output.log.1` made every rotation fail (a rename onto a directory), and
+/// with it every write: all output was dropped for good. The log is now truncated at its size
+/// limit and written on (the disk stays bounded), the directory is left alone, and the daemon
+/// says once what is in the way.
+#[test]
+fn a_directory_at_a_rotated_name_does_not_stop_the_output_log() {
+    let tree = r#"
+[root]
+[[root.children]]
+name = "p"
+kind = "process"
+command = "sh"
+args = ["-c", "i=0; while :; do echo \"line $i\"; i=$((i+1)); sleep 0.002; done"]
+log_max_size = "1KiB"
+log_keep = 3
+healthy_after = "0s"
+"#;
+    let mut d = TestDaemon::prepare("", tree);
+    let log = d.state.join("logs/root/p/output.log");
+    let blocked = d.state.join("logs/root/p/output.log.1");
+    std::fs::create_dir_all(blocked.join("inner")).unwrap_or_else(|e| panic!("{e}"));
+    d.launch(&[]);
+    d.wait_ready();
+    // Still written after many rotations (1 KiB holds about 100 lines): the newest lines
+    // reach the file.
+    d.wait_until("line 500 or later in the log", |d| {
+        let last = d.cli(&["logs", "root/p", "-n", "1"]).stdout;
+        last.trim()
+            .strip_prefix("line ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 500)
+    });
+    let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 0 && size <= 1024, "{size}");
+    assert!(blocked.join("inner").is_dir());
+    let said = format!("{} is not a regular file", blocked.display());
+    d.wait_until("the notice naming output.log.1", |d| {
+        d.log_text().contains(&said)
+    });
+    assert_eq!(d.log_text().matches(&said).count(), 1, "{}", d.log_text());
+    d.cli(&["shutdown"]);
+    let _ = d.wait_exit();
+}

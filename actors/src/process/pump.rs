@@ -217,6 +217,9 @@ fn log_chunk(
             }
         }
     }
+    if let Some(notice) = log.take_notice() {
+        tracing::warn!(process = label, "{notice}");
+    }
     let after = log.stats();
     drop(log);
     stats
