@@ -3,13 +3,17 @@
 //! only with `log_stderr = true` (otherwise stderr gets only the lines the file refuses, after
 //! a one-line notice); human-readable or JSON lines; written by its own thread: a stderr that
 //! nobody reads (a full pipe) or a full disk must never stop the daemon, so lines that do not
-//! fit in the writer's buffer are dropped and counted, and so are lines the file refused while
-//! stderr has them too (`status` shows the count). Panics go through tracing as one line
-//! (ractor catches them and turns them into supervision events).
+//! fit in the writer's buffer are dropped and counted (`status`: `log_lines_dropped`). Lines
+//! the file refuses (a directory or a file in its way, a full disk) are on stderr instead:
+//! counted apart, with the file and why (`status`: `log_file`), and told on stderr once, when
+//! the file starts refusing, and again when it takes lines again. Panics go through tracing as
+//! one line (ractor catches them and turns them into supervision events).
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+use crate::control::protocol::LogFileStatus;
 
 use metasystem_actors::logfile::{LogSpec, RotatingFile};
 
@@ -25,14 +29,34 @@ static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 /// With a log file, the count of lines stderr's own writer dropped.
 static STDERR_DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
-/// Lines the log file refused (a full disk, a removed directory).
-static FILE_DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines the log file refused (a full disk, a directory in its way): on stderr instead.
+static FILE_REFUSED: AtomicU64 = AtomicU64::new(0);
 
-/// Lines dropped because the log's reader did not keep up, or the log file refused them.
+/// The log file, once logging is set up with one, and why it refuses lines now.
+static FILE: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
+
+/// Lines lost because the log writer or stderr did not keep up (not the ones the log file
+/// refused, which went to stderr: see [`file_status`]).
 pub fn lines_dropped() -> u64 {
     DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
         + STDERR_DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
-        + FILE_DROPPED.load(Ordering::Relaxed)
+}
+
+/// The log file's state, when there is one.
+pub fn file_status() -> Option<LogFileStatus> {
+    let file = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    file.as_ref().map(|(path, error)| LogFileStatus {
+        path: path.clone(),
+        lines_refused: FILE_REFUSED.load(Ordering::Relaxed),
+        error: error.clone(),
+    })
+}
+
+fn set_file_error(error: Option<String>) {
+    let mut file = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, e)) = file.as_mut() {
+        *e = error;
+    }
 }
 
 /// Keep it until the end: dropping it writes out what is buffered (for at most a second per
@@ -56,7 +80,8 @@ struct Tee {
     /// Every line to stderr too (always without a file; `log_stderr` with one). When false,
     /// stderr gets only the lines the file refuses.
     mirror: bool,
-    /// The file refuses lines (told on stderr once, and again when it takes them again).
+    /// The file refuses lines (told on stderr once, and again when it takes them again;
+    /// with `mirror` too, or a file that never takes a line would go unnoticed).
     refusing: bool,
 }
 
@@ -75,8 +100,9 @@ impl Write for Tee {
         }
         match written {
             Ok(()) => {
-                if self.refusing && !self.mirror {
+                if self.refusing {
                     self.refusing = false;
+                    set_file_error(None);
                     let _ = writeln!(
                         self.stderr,
                         "metasystem: the log file {} takes lines again",
@@ -84,21 +110,22 @@ impl Write for Tee {
                     );
                 }
             }
-            Err(_) if self.mirror => {
-                // On stderr already: lost from the file only.
-                FILE_DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
             Err(e) => {
-                // Not lost: what cannot go to the file goes to stderr.
+                // Not lost: what cannot go to the file goes to stderr (is there already
+                // with `mirror`). Counted as the file's, not as stderr's.
+                FILE_REFUSED.fetch_add(1, Ordering::Relaxed);
                 if !self.refusing {
                     self.refusing = true;
+                    set_file_error(Some(e.to_string()));
                     let _ = writeln!(
                         self.stderr,
                         "metasystem: the log file {} refuses lines ({e}); they go to stderr until it takes them again",
                         file.spec().path.display()
                     );
                 }
-                let _ = self.stderr.write_all(buf);
+                if !self.mirror {
+                    let _ = self.stderr.write_all(buf);
+                }
             }
         }
         Ok(buf.len())
@@ -124,6 +151,7 @@ pub fn init(
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let ansi = std::io::stderr().is_terminal() && file.is_none();
+    let path = file.as_ref().map(|spec| spec.path.display().to_string());
     let (tee, stderr_guard, stderr_counter) = match file {
         Some(spec) => {
             let (stderr, guard) = NonBlockingBuilder::default()
@@ -172,6 +200,9 @@ pub fn init(
             let _ = DROPPED.set(counter);
             if let Some(c) = stderr_counter {
                 let _ = STDERR_DROPPED.set(c);
+            }
+            if let Some(path) = path {
+                *FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some((path, None));
             }
             Some(LogGuard {
                 _lines: guard,

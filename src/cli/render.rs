@@ -109,9 +109,24 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
     if s.log_lines_dropped > 0 {
         writeln!(
             out,
-            "log:       {} lines dropped (stderr did not keep up)",
+            "log:       {} lines dropped (the log writer or stderr did not keep up)",
             s.log_lines_dropped
         )?;
+    }
+    if let Some(file) = &s.log_file {
+        match &file.error {
+            Some(error) => writeln!(
+                out,
+                "log file:  {} refuses lines ({error}): {} so far, on stderr instead",
+                file.path, file.lines_refused
+            )?,
+            None if file.lines_refused > 0 => writeln!(
+                out,
+                "log file:  {} refused {} lines (on stderr instead); it takes them again",
+                file.path, file.lines_refused
+            )?,
+            None => {}
+        }
     }
     if let Some(run) = &s.previous_run {
         match (&run.stopped, run.exit_code) {

@@ -535,6 +535,19 @@ fn log_settings(
             );
             return None;
         }
+        // What can be known before the first line: a directory there refuses every line
+        // (what else goes wrong, a parent that cannot be made, a full disk, is reported when
+        // the file refuses lines: see crate::telemetry).
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            d.error(
+                v.span(),
+                format!(
+                    "`log_file` in [daemon] is {}, which is a directory: it must name a file such as \"logs/daemon.log\"",
+                    path.display()
+                ),
+            );
+            return None;
+        }
         Some(LogSpec {
             path,
             rotation,

@@ -826,3 +826,26 @@ fn references_to_other_children_must_resolve() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].contains("unknown key `colour`"), "{got:?}");
 }
+
+/// A directory at `log_file` refuses every line, and the daemon used to start anyway (its
+/// lines then went to stderr, counted as stderr's drops): refused when the file is read,
+/// naming the key.
+#[test]
+fn a_log_file_that_is_a_directory_is_refused() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(state.path().join("logs/daemon.log")).unwrap_or_else(|e| panic!("{e}"));
+    let src = format!(
+        "[daemon]\nstate_dir = \"{}\"\nlog_file = \"logs/daemon.log\"\n{ONE_CHILD}",
+        state.path().display()
+    );
+    let got = errors(&src);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("t.toml:3:12: `log_file` in [daemon] is ")
+            && got[0].contains("logs/daemon.log, which is a directory"),
+        "{got:?}"
+    );
+    // A file that does not exist yet (nor its directory) is fine: it is made.
+    let src = src.replace("logs/daemon.log", "new/daemon.log");
+    assert!(ok(&src).daemon.log_file.is_some());
+}

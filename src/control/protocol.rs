@@ -969,6 +969,17 @@ fn parse(line: &str) -> Result<Parsed, Response> {
     })
 }
 
+/// The daemon's `log_file` in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFileStatus {
+    pub path: String,
+    /// Lines the file refused since the start (they went to stderr instead).
+    pub lines_refused: u64,
+    /// Why it refuses lines now; `None` while it takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// `status` result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -991,9 +1002,13 @@ pub struct Status {
     pub healthy: bool,
     /// The store: what waits to be written, what was dropped, whether writes fail.
     pub store: metasystem_actors::store::StoreStats,
-    /// Lines of log dropped because stderr (or the log file) did not keep up.
+    /// Lines of log lost because the log writer or stderr did not keep up.
     #[serde(default)]
     pub log_lines_dropped: u64,
+    /// `[daemon] log_file`, when set: the lines it refused (they went to stderr) and why it
+    /// refuses them now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<LogFileStatus>,
     /// The run before this one, from the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_run: Option<RunInfo>,

@@ -285,6 +285,7 @@ impl Daemon {
             healthy: healthy(&nodes) && store.failing_since_ms.is_none(),
             store,
             log_lines_dropped: crate::telemetry::lines_dropped(),
+            log_file: crate::telemetry::file_status(),
             previous_run: self.previous_run.clone(),
             alerts_undelivered: store::outbox::undelivered(self.store.reader())
                 .await

@@ -137,6 +137,7 @@ pub fn scrape(daemon: &Daemon) -> String {
         store_write_failures: store.write_failures,
         store_failing: store.failing_since_ms.is_some(),
         log_lines_dropped: crate::telemetry::lines_dropped(),
+        log_file_lines_refused: crate::telemetry::file_status().map_or(0, |f| f.lines_refused),
     };
     prometheus::render(&daemon.metrics_handle().totals(), &gauges)
 }

@@ -31,8 +31,10 @@ pub struct Gauges {
     pub store_write_failures: u64,
     /// Writes are failing now.
     pub store_failing: bool,
-    /// Log lines dropped because the log writer did not keep up.
+    /// Log lines lost because the log writer or stderr did not keep up.
     pub log_lines_dropped: u64,
+    /// Log lines the `log_file` refused (they went to stderr instead).
+    pub log_file_lines_refused: u64,
 }
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -209,8 +211,13 @@ fn daemon_gauges(out: &mut String, g: &Gauges) {
         ),
         (
             "metasystem_log_lines_dropped_total",
-            "log lines dropped because the log writer did not keep up",
+            "log lines lost because the log writer or stderr did not keep up",
             g.log_lines_dropped,
+        ),
+        (
+            "metasystem_log_file_lines_refused_total",
+            "log lines the log file refused (written to stderr instead)",
+            g.log_file_lines_refused,
         ),
     ];
     for (name, help, value) in counters {

@@ -78,11 +78,10 @@ fn lines_the_file_refuses_go_to_stderr_until_it_takes_them_again() {
     eventually("the crash in the log file", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("injected failure"))
     });
-    assert!(
-        d.log_text().contains("takes lines again"),
-        "{}",
-        d.log_text()
-    );
+    // Said by stderr's own writer thread, just after the line reached the file.
+    eventually("the notice that the file takes lines again", || {
+        d.log_text().contains("takes lines again")
+    });
     assert_eq!(d.cli(&["shutdown"]).code, 0);
     assert_eq!(d.wait_exit(), 0);
     // After the notice, stderr got nothing more: the lines are in the file.
@@ -93,4 +92,39 @@ fn lines_the_file_refuses_go_to_stderr_until_it_takes_them_again() {
         "",
         "stderr after the file came back:\n{stderr}"
     );
+}
+
+/// A log file that cannot be made (a file where its directory should be) was never reported
+/// with `log_stderr = true`, and `status` counted its lines as dropped by stderr. Now stderr
+/// says once which file refuses lines and why, and `status` counts them as the file's.
+#[test]
+fn a_refusing_log_file_is_reported_once_and_counted_as_its_own() {
+    let mut d = TestDaemon::prepare(
+        "log_file = \"logs/daemon.log\"\nlog_stderr = true",
+        ONE_CHILD,
+    );
+    std::fs::create_dir_all(&d.state).unwrap_or_else(|e| panic!("{e}"));
+    write_file(d.state.join("logs"), "in the way");
+    d.launch(&[]);
+    d.wait_ready();
+    let path = d.state.join("logs/daemon.log").display().to_string();
+    eventually("the refused lines in status", || {
+        d.json(&["status"], 0)["log_file"]["lines_refused"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    });
+    let status = d.json(&["status"], 0);
+    assert_eq!(status["log_file"]["path"], path.as_str(), "{status:#}");
+    assert!(status["log_file"]["error"].is_string(), "{status:#}");
+    assert_eq!(status["log_lines_dropped"], 0, "{status:#}");
+    let text = d.cli(&["status"]).stdout;
+    assert!(
+        text.contains(&format!("log file:  {path} refuses lines")),
+        "{text}"
+    );
+    assert!(!text.contains("stderr did not keep up"), "{text}");
+    let said = format!("metasystem: the log file {path} refuses lines");
+    assert_eq!(d.log_text().matches(&said).count(), 1, "{}", d.log_text());
+    d.cli(&["shutdown"]);
+    let _ = d.wait_exit();
 }
