@@ -688,6 +688,15 @@ pub(crate) fn positive(
 /// A size in bytes: an integer, or a string with a unit (`"10GB"`, `"512 MiB"`, `"1.5 TB"`;
 /// k/M/G/T are powers of 1000, Ki/Mi/Gi/Ti powers of 1024).
 pub(crate) fn bytes(d: &mut Diags, t: &mut Table<'_, '_>, key: &'static str) -> Option<u64> {
+    spanned_bytes(d, t, key).map(|v| *v.get_ref())
+}
+
+/// [`bytes`], with where the value is written (for a check of its own on it).
+pub(crate) fn spanned_bytes(
+    d: &mut Diags,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+) -> Option<toml::Spanned<u64>> {
     let integer = matches!(
         t.take(key).map(|v| v.get_ref()),
         Some(toml::de::DeValue::Integer(_))
@@ -695,7 +704,7 @@ pub(crate) fn bytes(d: &mut Diags, t: &mut Table<'_, '_>, key: &'static str) -> 
     if integer {
         let v = t.integer(d, key)?;
         return match u64::try_from(*v.get_ref()) {
-            Ok(n) => Some(n),
+            Ok(n) => Some(toml::Spanned::new(v.span(), n)),
             Err(_) => {
                 d.error(
                     v.span(),
@@ -707,7 +716,7 @@ pub(crate) fn bytes(d: &mut Diags, t: &mut Table<'_, '_>, key: &'static str) -> 
     }
     let v = t.string(d, key)?;
     match parse_bytes(v.get_ref()) {
-        Ok(n) => Some(n),
+        Ok(n) => Some(toml::Spanned::new(v.span(), n)),
         Err(why) => {
             d.error(v.span(), format!("`{key}` in {}: {why}", t.context));
             None

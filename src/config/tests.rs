@@ -849,3 +849,18 @@ fn a_log_file_that_is_a_directory_is_refused() {
     let src = src.replace("logs/daemon.log", "new/daemon.log");
     assert!(ok(&src).daemon.log_file.is_some());
 }
+
+/// `log_max_size` too small was reported at the child's table header, not at the key.
+#[test]
+fn a_too_small_log_max_size_is_reported_at_its_value() {
+    for value in ["\"10\"", "100"] {
+        let src = format!(
+            "[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"p\"\nkind = \"process\"\ncommand = \"/bin/sh\"\nlog_max_size = {value}\n"
+        );
+        assert_eq!(
+            errors(&src),
+            ["t.toml:8:16: `log_max_size` in child `root/p` must be at least 1KiB"],
+            "{value}"
+        );
+    }
+}

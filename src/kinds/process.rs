@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
 use crate::config::reader::Table;
-use crate::config::{bounded, bytes, expand};
+use crate::config::{bounded, expand, spanned_bytes};
 
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEALTHY_AFTER: Duration = Duration::from_secs(1);
@@ -243,11 +243,11 @@ impl ActorKind for ProcessConfig {
         let separate = t
             .choice(cx.d, "stderr", &["merge", "separate"])
             .is_some_and(|v| *v.get_ref() == "separate");
-        let log_max_size = match bytes(cx.d, t, "log_max_size") {
-            Some(n) if n >= 1024 => n,
-            Some(_) => {
+        let log_max_size = match spanned_bytes(cx.d, t, "log_max_size") {
+            Some(n) if *n.get_ref() >= 1024 => *n.get_ref(),
+            Some(n) => {
                 cx.d.error(
-                    t.span.clone(),
+                    n.span(),
                     format!("`log_max_size` in {} must be at least 1KiB", t.context),
                 );
                 DEFAULT_LOG_MAX_SIZE
