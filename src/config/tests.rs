@@ -779,6 +779,17 @@ fn references_to_other_children_must_resolve() {
          { action = \"sync\", target = \"icloud\" }]",
     ));
 
+    // A sync_recency probe watches a target of the tree (regression: one naming no target
+    // warned "no run recorded yet" for ever).
+    ok(&probe("check = \"sync_recency\"\ntarget = \"icloud\""));
+    let got = errors(&probe("check = \"sync_recency\"\ntarget = \"icluod\""));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("`target` in child `root/p`")
+            && got[0].contains("did you mean \"icloud\"?"),
+        "{got:?}"
+    );
+
     let got = errors(&probe("check = \"process\"\nprocess = \"root/missing\""));
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(

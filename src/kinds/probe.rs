@@ -192,6 +192,7 @@ fn check(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<Chec
         }
         "sync_recency" => {
             let target = t.required_string(cx.d, "target")?;
+            cx.refer(Wants::SyncTarget, "target", &t.context, &target);
             let mut s = SyncRecencySpec::new(target.get_ref().clone());
             if let Some(d) = bounded(cx.d, t, "warn_after", Duration::from_secs(60), MAX_DURATION) {
                 s.warn_after = d;
