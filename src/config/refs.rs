@@ -1,5 +1,5 @@
 //! References from one child to another (a `process` probe's `process`, a `restart` heal
-//! action's `path`, a `sync` heal action's `target`). A kind's parser sees only its own table,
+//! action's `path`, a `sync` heal action's or a `sync_recency` probe's `target`). A kind's parser sees only its own table,
 //! so it records each reference with its position; once the whole tree is read, [`check`]
 //! resolves them all against it and reports every one that names nothing usable. A reference
 //! that would only fail at run time ("root/missing has not started") is a config error.
