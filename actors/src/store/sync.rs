@@ -87,11 +87,6 @@ impl Base {
         }
     }
 
-    /// Drops one path's entry.
-    pub fn remove(&mut self, path: &str) -> Option<BaseEntry> {
-        self.find(path).ok().map(|i| self.entries.remove(i).1)
-    }
-
     /// Applies a batch of changes (in order: a later change of a path wins). New paths are
     /// merged in (appended when they all sort after the last one, as a first copy's do), the
     /// storage grown as a Vec grows (see [`Base::reserve`]).
@@ -135,17 +130,6 @@ impl Base {
         if !append {
             // Two sorted runs: the stable sort merges them.
             self.entries.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-    }
-}
-
-impl std::ops::Index<&str> for Base {
-    type Output = BaseEntry;
-
-    fn index(&self, path: &str) -> &BaseEntry {
-        match self.get(path) {
-            Some(e) => e,
-            None => panic!("{path} is not in the base"),
         }
     }
 }
@@ -424,7 +408,7 @@ mod tests {
             Put("b".into(), entry(7)),
         ]);
         assert_eq!(paths(&b), ["a", "a.b", "a/x", "b", "c", "d"]);
-        assert_eq!(b["b"], entry(7));
+        assert_eq!(b.get("b"), Some(&entry(7)));
         // Forgets, a put after a forget of the same path, the last put of a path wins.
         b.apply(vec![
             Forget("a".into()),
@@ -435,11 +419,14 @@ mod tests {
             Forget("nope".into()),
         ]);
         assert_eq!(paths(&b), ["a.b", "a/x", "b", "c", "d", "e"]);
-        assert_eq!((b["c"], b["e"]), (entry(8), entry(10)));
+        assert_eq!(
+            (b.get("c"), b.get("e")),
+            (Some(&entry(8)), Some(&entry(10)))
+        );
         b.apply(vec![Put("f".into(), entry(1)), Forget("f".into())]);
         assert!(!b.contains_key("f"));
         b.insert("0".into(), entry(2));
-        assert_eq!(b.remove("d"), Some(entry(3)));
+        b.apply(vec![Forget("d".into())]);
         assert_eq!(paths(&b), ["0", "a.b", "a/x", "b", "c", "e"]);
         assert_eq!(b.len(), 6);
     }
