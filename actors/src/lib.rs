@@ -17,6 +17,7 @@ pub mod logfile;
 pub mod memory;
 pub mod metrics;
 pub mod observe;
+pub mod paths;
 pub mod probes;
 pub mod process;
 pub mod retry;
