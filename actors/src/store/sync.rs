@@ -3,8 +3,10 @@
 
 use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
 
+use crate::paths::{From, Paths};
+
 /// One side of a path as both sides last agreed on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SideState {
     pub hash: [u8; 32],
     pub size: u64,
@@ -12,7 +14,7 @@ pub struct SideState {
 }
 
 /// A path's base: the primary's side and the target's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BaseEntry {
     pub local: SideState,
     pub remote: SideState,
@@ -34,12 +36,14 @@ impl BaseChange {
 }
 
 /// A target's base in memory: every path's entry, sorted by path (byte order, as SQLite's
-/// BINARY collation and `str` order it). ~110 bytes a path, no hash table (a
-/// `HashMap<String, _>` of 100k paths took ~19 MB), and a run walks it in step with its
-/// sorted listings instead of looking each path up.
+/// BINARY collation and `str` order it). The paths are packed ([`Paths`]): ~112 bytes a path,
+/// where a `Box<str>` each took ~144 and a `HashMap<String, _>` ~190; no hash table, since a
+/// run walks the base in step with its sorted listings instead of looking each path up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Base {
-    entries: Vec<(Box<str>, BaseEntry)>,
+    paths: Paths,
+    /// The entry of each of `paths`, index for index.
+    entries: Vec<BaseEntry>,
 }
 
 impl Base {
@@ -55,62 +59,62 @@ impl Base {
         self.entries.is_empty()
     }
 
-    /// Every entry, sorted by path.
-    pub fn entries(&self) -> &[(Box<str>, BaseEntry)] {
-        &self.entries
+    /// The `i`-th path (in path order) and its entry.
+    pub fn at(&self, i: usize) -> Option<(&str, &BaseEntry)> {
+        self.entries.get(i).map(|e| (self.paths.get(i), e))
     }
 
-    fn find(&self, path: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, _)| (**k).cmp(path))
+    /// Every path and its entry, in path order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &BaseEntry)> + '_ {
+        self.paths.iter().zip(&self.entries)
     }
 
     pub fn get(&self, path: &str) -> Option<&BaseEntry> {
-        self.find(path).ok().map(|i| &self.entries[i].1)
+        self.paths.find(path).ok().map(|i| &self.entries[i])
     }
 
     pub fn contains_key(&self, path: &str) -> bool {
-        self.find(path).is_ok()
+        self.paths.find(path).is_ok()
     }
 
-    /// Room for `more` entries beyond those held: a run that is about to add many (a first
-    /// copy) grows the storage once instead of once per batch, which left the freed smaller
-    /// copies behind as holes in the heap.
-    pub fn reserve(&mut self, more: usize) {
+    /// Room for `more` entries of paths of `bytes` bytes in all beyond those held: a run that
+    /// is about to add many (a first copy) grows the storage once instead of once per batch,
+    /// which left the freed smaller copies behind as holes in the heap.
+    pub fn reserve(&mut self, more: usize, bytes: usize) {
         self.entries.reserve_exact(more);
+        self.paths.reserve(more, bytes);
     }
 
     /// Sets one path's entry.
     pub fn insert(&mut self, path: String, entry: BaseEntry) {
-        match self.find(&path) {
-            Ok(i) => self.entries[i].1 = entry,
-            Err(i) => self.entries.insert(i, (path.into_boxed_str(), entry)),
-        }
+        self.apply(vec![BaseChange::Put(path, entry)]);
     }
 
     /// Applies a batch of changes (in order: a later change of a path wins). New paths are
-    /// merged in (appended when they all sort after the last one, as a first copy's do), the
-    /// storage grown as a Vec grows (see [`Base::reserve`]).
+    /// merged in place (no second copy of the base; appended when they all sort after the last
+    /// one, as a first copy's do).
     pub fn apply(&mut self, changes: Vec<BaseChange>) {
-        let mut new: Vec<(Box<str>, BaseEntry)> = Vec::new();
+        let mut new: Vec<(String, BaseEntry)> = Vec::new();
         let mut dropped = std::collections::HashSet::new();
         for c in changes {
             match c {
-                BaseChange::Put(p, e) => match self.find(&p) {
+                BaseChange::Put(p, e) => match self.paths.find(&p) {
                     Ok(i) => {
-                        self.entries[i].1 = e;
+                        self.entries[i] = e;
                         dropped.remove(&i);
                     }
-                    Err(_) => new.push((p.into_boxed_str(), e)),
+                    Err(_) => new.push((p, e)),
                 },
                 BaseChange::Forget(p) => {
-                    if let Ok(i) = self.find(&p) {
+                    if let Ok(i) = self.paths.find(&p) {
                         dropped.insert(i);
                     }
-                    new.retain(|(k, _)| **k != *p);
+                    new.retain(|(k, _)| *k != p);
                 }
             }
         }
         if !dropped.is_empty() {
+            self.paths.retain(|i| !dropped.contains(&i));
             let mut i = 0;
             self.entries.retain(|_| {
                 i += 1;
@@ -124,13 +128,17 @@ impl Base {
         new.reverse();
         new.sort_by(|a, b| a.0.cmp(&b.0));
         new.dedup_by(|a, b| a.0 == b.0);
-        let append = self.entries.last().is_none_or(|(last, _)| new[0].0 > *last);
+        let names: Vec<&str> = new.iter().map(|(p, _)| p.as_str()).collect();
         self.entries.reserve(new.len());
-        self.entries.extend(new);
-        if !append {
-            // Two sorted runs: the stable sort merges them.
-            self.entries.sort_by(|a, b| a.0.cmp(&b.0));
-        }
+        self.entries
+            .resize(self.entries.len() + new.len(), BaseEntry::default());
+        let entries = &mut self.entries;
+        self.paths.merge(&names, |from, at| {
+            entries[at] = match from {
+                From::Held(i) => entries[i],
+                From::New(j) => new[j].1,
+            };
+        });
     }
 }
 
@@ -237,12 +245,20 @@ pub(super) async fn apply_base(
 pub async fn base(pool: &SqlitePool, target: &str) -> Result<Base, String> {
     use futures_util::TryStreamExt;
     let fail = |e: sqlx::Error| format!("cannot read the sync state of {target}: {e}");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_base WHERE target = ?")
-        .bind(target)
-        .fetch_one(pool)
-        .await
-        .map_err(fail)?;
-    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+    // Room for all at once: rows and their paths' bytes.
+    let (n, bytes): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(length(CAST(path AS BLOB))), 0) FROM sync_base \
+         WHERE target = ?",
+    )
+    .bind(target)
+    .fetch_one(pool)
+    .await
+    .map_err(fail)?;
+    let mut out = Base::new();
+    out.reserve(
+        usize::try_from(n).unwrap_or(0),
+        usize::try_from(bytes).unwrap_or(0),
+    );
     let mut rows = sqlx::query(
         "SELECT path, local_hash, local_size, local_mtime_ns, remote_hash, remote_size, \
          remote_mtime_ns FROM sync_base WHERE target = ? ORDER BY path",
@@ -250,30 +266,31 @@ pub async fn base(pool: &SqlitePool, target: &str) -> Result<Base, String> {
     .bind(target)
     .fetch(pool);
     while let Some(r) = rows.try_next().await.map_err(fail)? {
-        let lh: &[u8] = r.get(1);
-        let rh: &[u8] = r.get(4);
-        out.push((
-            r.get::<String, _>(0).into_boxed_str(),
-            BaseEntry {
-                local: SideState {
-                    hash: digest(lh),
-                    size: size(r.get(2)),
-                    mtime_ns: r.get(3),
-                },
-                remote: SideState {
-                    hash: digest(rh),
-                    size: size(r.get(5)),
-                    mtime_ns: r.get(6),
-                },
+        // A row that does not decode (a store edited by hand) fails the load, never the actor.
+        let lh: &[u8] = r.try_get(1).map_err(fail)?;
+        let rh: &[u8] = r.try_get(4).map_err(fail)?;
+        out.paths.push(r.try_get::<&str, _>(0).map_err(fail)?);
+        out.entries.push(BaseEntry {
+            local: SideState {
+                hash: digest(lh),
+                size: size(r.try_get(2).map_err(fail)?),
+                mtime_ns: r.try_get(3).map_err(fail)?,
             },
-        ));
+            remote: SideState {
+                hash: digest(rh),
+                size: size(r.try_get(5).map_err(fail)?),
+                mtime_ns: r.try_get(6).map_err(fail)?,
+            },
+        });
     }
     // In path order already (the primary key's); sorted again only if the collation differed.
-    if out.windows(2).any(|w| w[0].0 >= w[1].0) {
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
+    if !out.paths.is_sorted() {
+        let order = out.paths.sorted_order();
+        out.entries = order.iter().map(|&i| out.entries[i]).collect();
+        out.paths = out.paths.select(&order);
     }
-    Ok(Base { entries: out })
+    out.paths.shrink_to_fit();
+    Ok(out)
 }
 
 pub(super) async fn add_conflict(
@@ -391,7 +408,7 @@ mod tests {
     }
 
     fn paths(b: &Base) -> Vec<&str> {
-        b.entries().iter().map(|(k, _)| &**k).collect()
+        b.iter().map(|(k, _)| k).collect()
     }
 
     #[test]

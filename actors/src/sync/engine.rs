@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Strategy};
 use super::fsops::{self, InstallError};
 use super::lock::{LockError, TargetLock};
-use super::scan::{self, Meta, Selection, MARKER};
+use super::scan::{self, Listing, Meta, Selection, MARKER};
 use super::snapshot;
 use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow, SideState};
 use crate::store::{unix_ms, DurableOp, DurableReply, Store};
@@ -259,25 +259,46 @@ fn online(spec: &SyncSpec, first: bool) -> Online {
     }
 }
 
-/// A path with both sides, its base and its decision.
+/// A path with both sides, its base and its decision. Kept small (104 bytes): a first copy
+/// of 100k files holds 100k of them for the whole run, beside the base it builds.
 #[derive(Debug, Clone)]
 struct Item {
-    rel: String,
+    rel: Box<str>,
     local: Option<Meta>,
     remote: Option<Meta>,
     /// Boxed: most items of a large run (a first copy) have none, and an inline entry made
     /// every item 96 bytes larger.
     base: Option<Box<BaseEntry>>,
-    lhash: Option<Digest>,
-    rhash: Option<Digest>,
+    /// The two sides' hashes, once known (from the base by the quick check, or read). Boxed
+    /// for the same reason as `base`: a file new on one side is hashed by its copy, not here.
+    hashes: Option<Box<[Option<Digest>; 2]>>,
     /// Both sides changed differently (decided by the direction or the strategy).
     conflict: bool,
     /// A conflict record this item's outcome closes once applied, and why: the user edited
     /// the path after the conflict was kept.
-    closes: Option<(i64, &'static str)>,
+    closes: Option<(i64, Closed)>,
     /// A new file on one side only, not hashed before the decision (which its hash cannot
     /// change): its copy hashes it, in the same read.
     unhashed: bool,
+}
+
+impl Item {
+    fn lhash(&self) -> Option<Digest> {
+        self.hashes.as_ref().and_then(|h| h[0])
+    }
+
+    fn rhash(&self) -> Option<Digest> {
+        self.hashes.as_ref().and_then(|h| h[1])
+    }
+
+    /// Sets one side's hash (`local`: the primary's).
+    fn set_hash(&mut self, local: bool, hash: Option<Digest>) {
+        let h = self.hashes.get_or_insert_with(Default::default);
+        h[usize::from(!local)] = hash;
+        if h[0].is_none() && h[1].is_none() {
+            self.hashes = None;
+        }
+    }
 }
 
 fn side_state(hash: Digest, m: Meta) -> SideState {
@@ -537,11 +558,11 @@ async fn run_inner(
     let (lroot, rroot) = (spec.primary.clone(), spec.target.clone());
     let lscan = tokio::task::spawn_blocking(move || scan::scan(&lroot, &lsel));
     let rscan = tokio::task::spawn_blocking(move || scan::scan(&rroot, &rsel));
-    let mut local = lscan
+    let local = lscan
         .await
         .map_err(|e| error(format!("the scan failed: {e}")))?
         .map_err(|e| error(format!("cannot read {}: {e}", spec.primary.display())))?;
-    let mut remote = match rscan
+    let remote = match rscan
         .await
         .map_err(|e| error(format!("the scan failed: {e}")))?
     {
@@ -560,8 +581,8 @@ async fn run_inner(
             });
         }
     };
-    report.local_files = local.files.len();
-    report.remote_files = remote.files.len();
+    report.local_files = local.len();
+    report.remote_files = remote.len();
     for (rel, why) in local.skipped.iter().chain(&remote.skipped) {
         report.skipped.push((rel.clone(), why.clone()));
         // A folder or file that cannot be read is a fault to see and fix (an event, an
@@ -589,13 +610,9 @@ async fn run_inner(
 
     phases.mark("scan");
     let skipped: HashSet<String> = report.skipped.iter().map(|(p, _)| p.clone()).collect();
-    let mut items = merge(
-        std::mem::take(&mut local.files),
-        std::mem::take(&mut remote.files),
-        base,
-        &skipped,
-        report,
-    );
+    let mut items = merge(&local, &remote, base, &skipped, report);
+    // The listings are done with: what needs doing is in the items.
+    drop((local, remote));
     phases.mark("merge");
     let disputed: HashSet<&str> = open.iter().map(|c| c.path.as_str()).collect();
     hash_sides(spec, &mut items, &disputed, report).await?;
@@ -608,13 +625,13 @@ async fn run_inner(
     let open_by_path: HashMap<&str, &ConflictRow> =
         open.iter().map(|c| (c.path.as_str(), c)).collect();
     // Conflict records closed by this run, sent once the base that settles them is committed.
-    let mut closing: Vec<(i64, &'static str)> = Vec::new();
+    let mut closing: Vec<(i64, Closed)> = Vec::new();
     if !open.is_empty() {
         // A record whose path needs no decision, and not merely because it is unreadable or
         // colliding this time, is settled: in the base and unchanged on both sides (both as
         // the base has them), or on neither side nor in the base (both versions deleted, or
         // no longer selected).
-        let listed: HashSet<&str> = items.iter().map(|i| i.rel.as_str()).collect();
+        let listed: HashSet<&str> = items.iter().map(|i| &*i.rel).collect();
         let held: HashSet<&str> = report
             .skipped
             .iter()
@@ -626,9 +643,9 @@ async fn run_inner(
                 .filter(|c| !listed.contains(c.path.as_str()) && !held.contains(c.path.as_str()))
                 .map(|c| {
                     let why = if base.contains_key(&c.path) {
-                        EDITED
+                        Closed::Edited
                     } else {
-                        GONE
+                        Closed::Gone
                     };
                     (c.id, why)
                 }),
@@ -649,17 +666,20 @@ async fn run_inner(
                 mtime_ns: m.mtime_ns,
             })
         };
-        let lseen = seen(item.lhash, item.local);
-        let rseen = seen(item.rhash, item.remote);
+        let lseen = seen(item.lhash(), item.local);
+        let rseen = seen(item.rhash(), item.remote);
         let (lc, rc) = (Class::of(lb, lseen), Class::of(rb, rseen));
         let mut d = decide(lc, rc, direction, strategy);
-        if let Some(c) = open_by_path.get(item.rel.as_str()) {
+        if let Some(c) = open_by_path.get(&*item.rel) {
             // A conflict kept earlier: left alone while the two versions are the ones it saw.
-            if d.conflict && Some(c.local_hash) == item.lhash && Some(c.remote_hash) == item.rhash {
-                report.unresolved.push(item.rel.clone());
+            if d.conflict
+                && Some(c.local_hash) == item.lhash()
+                && Some(c.remote_hash) == item.rhash()
+            {
+                report.unresolved.push(item.rel.to_string());
                 continue;
             }
-            item.closes = Some((c.id, EDITED));
+            item.closes = Some((c.id, Closed::Edited));
             if d.conflict {
                 // The user changed the path since: the versions the conflict recorded act as
                 // the base, so the side they edited wins. Both edited again: a new conflict,
@@ -671,7 +691,7 @@ async fn run_inner(
                     strategy,
                 );
                 if again.conflict {
-                    item.closes = Some((c.id, SUPERSEDED));
+                    item.closes = Some((c.id, Closed::Superseded));
                 } else {
                     d = again;
                 }
@@ -688,7 +708,7 @@ async fn run_inner(
                     remote: side_state(b.remote.hash, r),
                 };
                 if e != b {
-                    touched.push(BaseChange::Put(item.rel.clone(), e));
+                    touched.push(BaseChange::Put(item.rel.to_string(), e));
                 }
             }
         }
@@ -727,7 +747,7 @@ async fn run_inner(
         for &(index, a) in &plan {
             let item = &items[index];
             report.planned.push(Planned {
-                path: item.rel.clone(),
+                path: item.rel.to_string(),
                 action: action_name(a).to_string(),
                 local: fmt_side(item.local),
                 remote: fmt_side(item.remote),
@@ -750,11 +770,11 @@ async fn run_inner(
         .sum();
     progress.bytes_total.store(bytes_total, Ordering::Relaxed);
     // Paths the base will learn: grown once, not per chunk.
-    base.reserve(
-        plan.iter()
-            .filter(|&&(i, _)| items[i].base.is_none())
-            .count(),
-    );
+    let (more, bytes) = plan
+        .iter()
+        .filter(|&&(i, _)| items[i].base.is_none())
+        .fold((0, 0), |(n, b), &(i, _)| (n + 1, b + items[i].rel.len()));
+    base.reserve(more, bytes);
     let mut pending_changes = touched;
     let at = SystemTime::now();
     let mut snapshots_needed = Vec::new();
@@ -899,7 +919,7 @@ fn action_name(a: Action) -> &'static str {
 
 fn planned(item: &Item, a: Action, lc: Class, rc: Class, _side: Side) -> Planned {
     Planned {
-        path: item.rel.clone(),
+        path: item.rel.to_string(),
         action: action_name(a).to_string(),
         local: lc.name().to_string(),
         remote: rc.name().to_string(),
@@ -914,13 +934,15 @@ fn planned(item: &Item, a: Action, lc: Class, rc: Class, _side: Side) -> Planned
 /// unchanged on both: nothing to do or record, so no item. The listings (sorted) are joined in
 /// one pass.
 fn merge(
-    local: Vec<(String, Meta)>,
-    remote: Vec<(String, Meta)>,
+    local: &Listing,
+    remote: &Listing,
     base: &Base,
     skipped: &HashSet<String>,
     report: &mut RunReport,
 ) -> Vec<Item> {
-    let mut items = Vec::new();
+    // At most one item a path: room for all at once, the rest handed back at the end. A first
+    // copy's 100k items in a Vec grown by doubling took 23 MB for 18 MB of items.
+    let mut items = Vec::with_capacity(local.len() + remote.len() + base.len());
     let mut folds = Folds::default();
     // `rel` or one of the folders above it was skipped by a side.
     let unseen = |rel: &str| {
@@ -931,19 +953,19 @@ fn merge(
                 .chain([rel])
                 .any(|p| skipped.contains(p))
     };
-    let mut add = |rel: &str, l: Option<Meta>, r: Option<Meta>, b: Option<BaseEntry>| {
+    for (rel, l, r, b) in union(local, remote, base) {
+        folds.add(rel);
         if unseen(rel) {
-            return;
+            continue;
         }
         let lhash = quick(b.as_ref().map(|b| &b.local), l.as_ref());
         let rhash = quick(b.as_ref().map(|b| &b.remote), r.as_ref());
         if b.is_some() && lhash.is_some() && rhash.is_some() {
-            return; // unchanged on both sides
+            continue; // unchanged on both sides
         }
         items.push(Item {
-            rel: rel.to_string(),
-            lhash,
-            rhash,
+            rel: rel.into(),
+            hashes: (lhash.is_some() || rhash.is_some()).then(|| Box::new([lhash, rhash])),
             local: l,
             remote: r,
             base: b.map(Box::new),
@@ -951,122 +973,132 @@ fn merge(
             unhashed: false,
             closes: None,
         });
-    };
-    // The base, sorted too, walked in step: its paths that neither side lists are gone from
-    // both.
-    let entries = base.entries();
-    let mut next = 0;
-    for (rel, l, r) in join(&local, &remote) {
-        while let Some((gone, b)) = entries.get(next).filter(|(k, _)| **k < *rel) {
-            folds.add(gone);
-            add(gone, None, None, Some(*b));
-            next += 1;
-        }
-        folds.add(rel);
-        let b = match entries.get(next) {
-            Some((k, b)) if **k == *rel => {
-                next += 1;
-                Some(*b)
+    }
+    let repeated = folds.repeated();
+    if !repeated.is_empty() {
+        // Two names whose folded forms hash alike: the names are walked again and compared by
+        // their folded forms.
+        let mut groups: HashMap<String, Vec<&str>> = HashMap::new();
+        for (rel, ..) in union(local, remote, base) {
+            if repeated.contains(&folds.hash(rel)) {
+                groups.entry(scan::fold(rel)).or_default().push(rel);
             }
-            _ => None,
-        };
-        add(rel, l, r, b);
+        }
+        let mut colliding = HashSet::new();
+        for mut group in groups.into_values().filter(|g| g.len() > 1) {
+            group.sort_unstable();
+            colliding.extend(group.iter().map(|s| s.to_string()));
+            report
+                .collisions
+                .push(group.into_iter().map(str::to_string).collect());
+        }
+        report.collisions.sort();
+        if !colliding.is_empty() {
+            items.retain(|i| !colliding.contains(&*i.rel));
+        }
     }
-    for (gone, b) in &entries[next..] {
-        folds.add(gone);
-        add(gone, None, None, Some(*b));
-    }
-    let colliding = folds.collisions(report);
-    if !colliding.is_empty() {
-        items.retain(|i| !colliding.contains(i.rel.as_str()));
-    }
+    items.shrink_to_fit();
     items
+}
+
+/// Every path of the two listings and the base (all sorted), in order, each once: the path,
+/// its two sides and its base entry.
+fn union<'a>(
+    local: &'a Listing,
+    remote: &'a Listing,
+    base: &'a Base,
+) -> impl Iterator<Item = (&'a str, Option<Meta>, Option<Meta>, Option<BaseEntry>)> + 'a {
+    let mut sides = join(local, remote).peekable();
+    let mut next = 0;
+    std::iter::from_fn(move || {
+        let b = base.at(next);
+        let Some(&(rel, l, r)) = sides.peek() else {
+            next += 1;
+            return b.map(|(k, e)| (k, None, None, Some(*e)));
+        };
+        match b {
+            // In the base, on neither side: gone from both.
+            Some((k, e)) if k < rel => {
+                next += 1;
+                Some((k, None, None, Some(*e)))
+            }
+            Some((k, e)) if k == rel => {
+                next += 1;
+                sides.next();
+                Some((rel, l, r, Some(*e)))
+            }
+            _ => {
+                sides.next();
+                Some((rel, l, r, None))
+            }
+        }
+    })
 }
 
 /// Two listings sorted by path, joined: (path, the local side, the remote side), each path
 /// once, in order.
 fn join<'a>(
-    a: &'a [(String, Meta)],
-    b: &'a [(String, Meta)],
+    a: &'a Listing,
+    b: &'a Listing,
 ) -> impl Iterator<Item = (&'a str, Option<Meta>, Option<Meta>)> + 'a {
-    let (mut i, mut j) = (0, 0);
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
     std::iter::from_fn(move || {
-        let (x, y) = (a.get(i), b.get(j));
-        let order = match (x, y) {
+        let order = match (a.peek(), b.peek()) {
             (None, None) => return None,
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some(x), Some(y)) => x.0.cmp(&y.0),
+            (Some(x), Some(y)) => x.0.cmp(y.0),
         };
-        Some(match (order, x, y) {
-            (std::cmp::Ordering::Less, Some(x), _) => {
-                i += 1;
-                (x.0.as_str(), Some(x.1), None)
+        match order {
+            std::cmp::Ordering::Less => a.next().map(|(p, m)| (p, Some(m), None)),
+            std::cmp::Ordering::Greater => b.next().map(|(p, m)| (p, None, Some(m))),
+            std::cmp::Ordering::Equal => {
+                let y = b.next().map(|(_, m)| m);
+                a.next().map(|(p, m)| (p, Some(m), y))
             }
-            (std::cmp::Ordering::Greater, _, Some(y)) => {
-                j += 1;
-                (y.0.as_str(), None, Some(y.1))
-            }
-            (_, Some(x), y) => {
-                i += 1;
-                j += 1;
-                (x.0.as_str(), Some(x.1), y.map(|y| y.1))
-            }
-            (_, None, _) => return None,
-        })
+        }
     })
 }
 
-/// Names that collide once case and Unicode normalisation are folded ([`scan::fold`]): each
-/// name's folded form is kept as a 64-bit hash only (names that share a hash are compared by
-/// their folded forms at the end), so a tree's worth of names costs no second copy of them.
+/// Names that collide once case and Unicode normalisation are folded ([`scan::fold`]): a first
+/// pass keeps each name's folded form as a 64-bit hash in a flat list (0.8 MB for 100k names,
+/// where a hash table of them took 3-5 MB); only hashes seen twice make the caller look at the
+/// names again.
 #[derive(Default)]
-struct Folds<'a> {
+struct Folds {
     hasher: std::hash::RandomState,
-    first: HashMap<u64, &'a str>,
-    more: HashMap<u64, Vec<&'a str>>,
+    hashes: Vec<u64>,
     buf: String,
 }
 
-impl<'a> Folds<'a> {
-    /// Adds `name` (each name once).
-    fn add(&mut self, name: &'a str) {
+impl Folds {
+    fn hash(&mut self, name: &str) -> u64 {
         use std::hash::BuildHasher;
-        let h = if name.is_ascii() {
+        if name.is_ascii() {
             self.buf.clear();
             self.buf.push_str(name);
             self.buf.make_ascii_lowercase();
             self.hasher.hash_one(self.buf.as_str())
         } else {
             self.hasher.hash_one(scan::fold(name).as_str())
-        };
-        match self.first.entry(h) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(name);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.more.entry(h).or_default().push(name);
-            }
         }
     }
 
-    /// The colliding names, each group reported (sorted).
-    fn collisions(self, report: &mut RunReport) -> HashSet<String> {
-        let mut colliding = HashSet::new();
-        for (h, rest) in self.more {
-            let mut groups: HashMap<String, Vec<&str>> = HashMap::new();
-            for name in rest.into_iter().chain(self.first.get(&h).copied()) {
-                groups.entry(scan::fold(name)).or_default().push(name);
-            }
-            for group in groups.into_values().filter(|g| g.len() > 1) {
-                let mut g: Vec<String> = group.iter().map(|s| s.to_string()).collect();
-                g.sort();
-                colliding.extend(g.iter().cloned());
-                report.collisions.push(g);
-            }
-        }
-        report.collisions.sort();
-        colliding
+    /// Adds `name` (each name once).
+    fn add(&mut self, name: &str) {
+        let h = self.hash(name);
+        self.hashes.push(h);
+    }
+
+    /// The hashes added more than once (usually none); the list is let go.
+    fn repeated(&mut self) -> HashSet<u64> {
+        let mut hashes = std::mem::take(&mut self.hashes);
+        hashes.sort_unstable();
+        hashes
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect()
     }
 }
 
@@ -1083,7 +1115,7 @@ async fn hash_sides(
     // with the versions the conflict recorded.
     for it in items.iter_mut() {
         it.unhashed = it.base.is_none()
-            && !disputed.contains(it.rel.as_str())
+            && !disputed.contains(&*it.rel)
             && it.local.is_some() != it.remote.is_some()
             && !it.local.or(it.remote).is_some_and(|m| m.live_wal);
     }
@@ -1095,14 +1127,14 @@ async fn hash_sides(
             if it.unhashed {
                 return v;
             }
-            if it.lhash.is_none() {
+            if it.lhash().is_none() {
                 if let Some(m) = it.local {
-                    v.push((i, true, spec.primary.join(&it.rel), m.live_wal));
+                    v.push((i, true, spec.primary.join(&*it.rel), m.live_wal));
                 }
             }
-            if it.rhash.is_none() {
+            if it.rhash().is_none() {
                 if let Some(m) = it.remote {
-                    v.push((i, false, spec.target.join(&it.rel), m.live_wal));
+                    v.push((i, false, spec.target.join(&*it.rel), m.live_wal));
                 }
             }
             v
@@ -1119,8 +1151,7 @@ async fn hash_sides(
     let mut failed = HashSet::new();
     for ((i, is_local, path, _), h) in jobs.into_iter().zip(hashes) {
         match h {
-            Ok(h) if is_local => items[i].lhash = Some(h),
-            Ok(h) => items[i].rhash = Some(h),
+            Ok(h) => items[i].set_hash(is_local, Some(h)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Gone since the scan: as if absent (the next run sees it settled).
                 if is_local {
@@ -1131,7 +1162,7 @@ async fn hash_sides(
             }
             Err(e) => {
                 report.errors.push((
-                    items[i].rel.clone(),
+                    items[i].rel.to_string(),
                     format!("cannot read {}: {e}", path.display()),
                 ));
                 failed.insert(i);
@@ -1161,14 +1192,14 @@ fn apply_plain(
     at: SystemTime,
     dur: &fsops::Durability,
 ) -> Step {
-    let lpath = spec.primary.join(&item.rel);
-    let rpath = spec.target.join(&item.rel);
+    let lpath = spec.primary.join(&*item.rel);
+    let rpath = spec.target.join(&*item.rel);
     let done =
         |r: io::Result<Applied>| Step::Done(r.unwrap_or_else(|e| Applied::Failed(describe(&e))));
     let r = match action {
         Action::Agree => {
             let (Some(l), Some(r), Some(lh), Some(rh)) =
-                (item.local, item.remote, item.lhash, item.rhash)
+                (item.local, item.remote, item.lhash(), item.rhash())
             else {
                 return Step::Done(Applied::Deferred("changed during the run".into()));
             };
@@ -1177,7 +1208,7 @@ fn apply_plain(
                 bytes: 0,
                 backup: false,
                 change: BaseChange::Put(
-                    item.rel.clone(),
+                    item.rel.to_string(),
                     BaseEntry {
                         local: side_state(lh, l),
                         remote: side_state(rh, r),
@@ -1188,7 +1219,7 @@ fn apply_plain(
         Action::Forget => {
             return Step::Done(Applied::Deleted {
                 remote: false,
-                change: BaseChange::Forget(item.rel.clone()),
+                change: BaseChange::Forget(item.rel.to_string()),
             })
         }
         Action::CopyToRemote => return stage_copy(spec, item, &lpath, &rpath, true, at, dur),
@@ -1251,9 +1282,9 @@ fn stage_copy(
     dur: &fsops::Durability,
 ) -> Step {
     let (src_meta, src_hash, dest_meta) = if to_remote {
-        (item.local, item.lhash, item.remote)
+        (item.local, item.lhash(), item.remote)
     } else {
-        (item.remote, item.rhash, item.local)
+        (item.remote, item.rhash(), item.local)
     };
     let Some(sm) = src_meta else {
         return Step::Done(Applied::Deferred("changed during the run".into()));
@@ -1440,7 +1471,7 @@ fn install_staged(item: &Item, s: &Staged, dur: &fsops::Durability) -> Applied {
         to_remote: s.to_remote,
         bytes: s.copy.size,
         backup: s.backup.is_some(),
-        change: BaseChange::Put(item.rel.clone(), BaseEntry { local, remote }),
+        change: BaseChange::Put(item.rel.to_string(), BaseEntry { local, remote }),
     }
 }
 
@@ -1507,7 +1538,7 @@ fn finish_copy(
         to_remote,
         bytes,
         backup: backed_up,
-        change: BaseChange::Put(item.rel.clone(), BaseEntry { local, remote }),
+        change: BaseChange::Put(item.rel.to_string(), BaseEntry { local, remote }),
     })
 }
 
@@ -1550,12 +1581,12 @@ fn delete(
     }
     Ok(Applied::Deleted {
         remote: !local,
-        change: BaseChange::Forget(item.rel.clone()),
+        change: BaseChange::Forget(item.rel.to_string()),
     })
 }
 
 fn keep_both(spec: &SyncSpec, item: &Item, rpath: &Path, at: SystemTime) -> io::Result<Applied> {
-    let (Some(rm), Some(lh), Some(rh)) = (item.remote, item.lhash, item.rhash) else {
+    let (Some(rm), Some(lh), Some(rh)) = (item.remote, item.lhash(), item.rhash()) else {
         return Ok(Applied::Deferred("changed during the run".into()));
     };
     // A second conflict on the same path in the same second gets `-2`, `-3`... after the name.
@@ -1590,7 +1621,7 @@ fn keep_both(spec: &SyncSpec, item: &Item, rpath: &Path, at: SystemTime) -> io::
         conflict: ConflictRow {
             id: 0,
             target: spec.name.clone(),
-            path: item.rel.clone(),
+            path: item.rel.to_string(),
             local_hash: lh,
             remote_hash: rh,
             copy: copy_rel,
@@ -1605,14 +1636,14 @@ fn keep_both(spec: &SyncSpec, item: &Item, rpath: &Path, at: SystemTime) -> io::
 async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: SystemTime) -> Applied {
     let to_remote = action == Action::CopyToRemote;
     let (src, dest) = if to_remote {
-        (spec.primary.join(&item.rel), spec.target.join(&item.rel))
+        (spec.primary.join(&*item.rel), spec.target.join(&*item.rel))
     } else {
-        (spec.target.join(&item.rel), spec.primary.join(&item.rel))
+        (spec.target.join(&*item.rel), spec.primary.join(&*item.rel))
     };
     let (src_meta, src_hash) = if to_remote {
-        (item.local, item.lhash)
+        (item.local, item.lhash())
     } else {
-        (item.remote, item.rhash)
+        (item.remote, item.rhash())
     };
     let Some(sm) = src_meta else {
         return Applied::Deferred("changed during the run".into());
@@ -1686,7 +1717,7 @@ async fn absorb(
     _spec: &SyncSpec,
     report: &mut RunReport,
     changes: &mut Vec<BaseChange>,
-    closes: &mut Vec<(i64, &'static str)>,
+    closes: &mut Vec<(i64, Closed)>,
     snapshots: &mut Vec<(Item, Action)>,
     store: &Store,
     item: Item,
@@ -1714,7 +1745,7 @@ async fn absorb(
             if item.conflict {
                 // A conflict decided by the direction or the strategy.
                 report.conflicts.push(ConflictReport {
-                    path: item.rel.clone(),
+                    path: item.rel.to_string(),
                     kept: if to_remote { "local" } else { "remote" }.into(),
                     copy: None,
                 });
@@ -1739,19 +1770,20 @@ async fn absorb(
                 .durable(DurableOp::SyncConflict(conflict), Some(STORE_WAIT))
                 .await
             {
-                report
-                    .errors
-                    .push((item.rel.clone(), format!("cannot record the conflict: {e}")));
+                report.errors.push((
+                    item.rel.to_string(),
+                    format!("cannot record the conflict: {e}"),
+                ));
             }
             report.conflicts.push(ConflictReport {
-                path: item.rel,
+                path: item.rel.into(),
                 kept: "both".into(),
                 copy: Some(copy),
             });
         }
         Applied::Deferred(why) if why.is_empty() => {}
-        Applied::Deferred(why) => report.deferred.push((item.rel, why)),
-        Applied::Failed(why) => report.errors.push((item.rel, why)),
+        Applied::Deferred(why) => report.deferred.push((item.rel.into(), why)),
+        Applied::Failed(why) => report.errors.push((item.rel.into(), why)),
         Applied::NeedsSnapshot => snapshots.push((item, action)),
     }
 }
@@ -1789,17 +1821,31 @@ async fn commit(
     Ok(())
 }
 
-/// How a conflict record closed by a run reads: the user edited one side after it was kept.
-const EDITED: &str = "edited";
-/// Both sides were edited again after it was kept: a newer conflict replaces it.
-const SUPERSEDED: &str = "superseded";
-/// The path is on neither side any more.
-const GONE: &str = "gone";
+/// How a conflict record closed by a run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// The user edited one side after it was kept.
+    Edited,
+    /// Both sides were edited again after it was kept: a newer conflict replaces it.
+    Superseded,
+    /// The path is on neither side any more.
+    Gone,
+}
+
+impl Closed {
+    fn as_str(self) -> &'static str {
+        match self {
+            Closed::Edited => "edited",
+            Closed::Superseded => "superseded",
+            Closed::Gone => "gone",
+        }
+    }
+}
 
 /// Marks the conflict records in `closing` resolved. A failure leaves them open (the next run
 /// retries: the same edit settles them again), so it is only logged.
-async fn close(store: &Store, closing: &mut Vec<(i64, &'static str)>, at: SystemTime) {
-    for resolution in [EDITED, SUPERSEDED, GONE] {
+async fn close(store: &Store, closing: &mut Vec<(i64, Closed)>, at: SystemTime) {
+    for resolution in [Closed::Edited, Closed::Superseded, Closed::Gone] {
         let ids: Vec<i64> = closing
             .iter()
             .filter(|(_, r)| *r == resolution)
@@ -1810,7 +1856,7 @@ async fn close(store: &Store, closing: &mut Vec<(i64, &'static str)>, at: System
         }
         let op = DurableOp::SyncResolve {
             ids,
-            resolution: resolution.to_string(),
+            resolution: resolution.as_str().to_string(),
             at_ms: crate::store::unix_ms(at),
         };
         if let Err(e) = store.durable(op, Some(STORE_WAIT)).await {
@@ -1920,8 +1966,13 @@ mod tests {
         }
     }
 
-    fn listing(names: &[&str]) -> Vec<(String, Meta)> {
-        names.iter().map(|n| (n.to_string(), meta(1))).collect()
+    fn listing(names: &[&str]) -> Listing {
+        let mut l = Listing::default();
+        for n in names {
+            l.paths.push(n);
+            l.metas.push(meta(1));
+        }
+        l
     }
 
     #[test]
@@ -1942,8 +1993,8 @@ mod tests {
                 ("d", false, true),
             ]
         );
-        assert_eq!(join(&[], &a).count(), 4);
-        assert_eq!(join(&a, &[]).count(), 4);
+        assert_eq!(join(&Listing::default(), &a).count(), 4);
+        assert_eq!(join(&a, &Listing::default()).count(), 4);
     }
 
     #[test]
@@ -1980,15 +2031,116 @@ mod tests {
             host: "h".into(),
         };
         let mut report = RunReport::new(&spec, Direction::Bidirectional, Strategy::Newest, false);
-        let items = merge(local, remote, &base, &HashSet::new(), &mut report);
-        let names: Vec<&str> = items.iter().map(|i| i.rel.as_str()).collect();
+        let items = merge(&local, &remote, &base, &HashSet::new(), &mut report);
+        let names: Vec<&str> = items.iter().map(|i| &*i.rel).collect();
         assert_eq!(names, ["changed", "gone", "new"]);
+        assert_eq!(items.capacity(), items.len());
         assert_eq!(
             report.collisions,
             vec![vec!["Case".to_string(), "case".to_string()]]
         );
         // The quick check settled the side it could: the size changed on both.
-        assert!(items[0].lhash.is_none() && items[0].rhash.is_none());
+        assert!(items[0].lhash().is_none() && items[0].rhash().is_none());
         assert!(items[1].local.is_none() && items[1].remote.is_none() && items[1].base.is_some());
+    }
+
+    #[test]
+    fn the_union_walks_the_base_in_step_with_the_listings() {
+        let entry = BaseEntry {
+            local: SideState {
+                hash: [1; 32],
+                size: 1,
+                mtime_ns: 1,
+            },
+            remote: SideState {
+                hash: [1; 32],
+                size: 1,
+                mtime_ns: 1,
+            },
+        };
+        let mut base = Base::new();
+        base.apply(
+            ["0first", "b", "c/x", "zz"]
+                .iter()
+                .map(|p| BaseChange::Put(p.to_string(), entry))
+                .collect(),
+        );
+        let local = listing(&["a", "b", "c"]);
+        let remote = listing(&["b", "c/x", "d"]);
+        let got: Vec<(&str, bool, bool, bool)> = union(&local, &remote, &base)
+            .map(|(k, l, r, b)| (k, l.is_some(), r.is_some(), b.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("0first", false, false, true),
+                ("a", true, false, false),
+                ("b", true, true, true),
+                ("c", true, false, false),
+                ("c/x", false, true, true),
+                ("d", false, true, false),
+                ("zz", false, false, true),
+            ]
+        );
+        let none = Listing::default();
+        assert_eq!(union(&none, &none, &base).count(), 4);
+        assert_eq!(union(&local, &none, &Base::new()).count(), 3);
+    }
+
+    #[test]
+    fn names_colliding_with_a_path_only_in_the_base_are_reported_too() {
+        let entry = BaseEntry {
+            local: SideState {
+                hash: [1; 32],
+                size: 1,
+                mtime_ns: 1,
+            },
+            remote: SideState {
+                hash: [1; 32],
+                size: 1,
+                mtime_ns: 1,
+            },
+        };
+        let mut base = Base::new();
+        base.apply(vec![BaseChange::Put("Notes/A.txt".into(), entry)]);
+        // The same name in NFD on one side, in another case on the other.
+        let local = listing(&["notes/a\u{301}.txt", "notes/a.txt"]);
+        let remote = listing(&["notes/\u{e1}.txt", "other"]);
+        let spec_report = || RunReport {
+            target: "t".into(),
+            ..RunReport::new(
+                &SyncSpec {
+                    name: "t".into(),
+                    primary: PathBuf::from("/p"),
+                    target: PathBuf::from("/t"),
+                    selection: Selection::default(),
+                    direction: Direction::Bidirectional,
+                    strategy: Strategy::Newest,
+                    backups: PathBuf::from("/b"),
+                    retention: Duration::from_secs(1),
+                    max_delete: 0.5,
+                    snapshots: Vec::new(),
+                    snapshot_every: Duration::from_secs(1),
+                    host: "h".into(),
+                },
+                Direction::Bidirectional,
+                Strategy::Newest,
+                false,
+            )
+        };
+        let mut report = spec_report();
+        let items = merge(&local, &remote, &base, &HashSet::new(), &mut report);
+        let names: Vec<&str> = items.iter().map(|i| &*i.rel).collect();
+        assert_eq!(names, ["other"]);
+        assert_eq!(
+            report.collisions,
+            vec![
+                vec!["Notes/A.txt".to_string(), "notes/a.txt".to_string()],
+                vec![
+                    "notes/a\u{301}.txt".to_string(),
+                    "notes/\u{e1}.txt".to_string()
+                ],
+            ]
+        );
     }
 }

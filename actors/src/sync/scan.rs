@@ -8,6 +8,8 @@ use std::time::UNIX_EPOCH;
 
 use globset::GlobSet;
 
+pub use crate::paths::Paths;
+
 /// The marker written in the target on the first sync; a target without it (but with a base)
 /// is refused: it is not the folder that was synced before.
 pub const MARKER: &str = ".metasystem-sync";
@@ -90,9 +92,10 @@ pub fn is_internal(rel: &str) -> bool {
 /// One side's listing.
 #[derive(Debug, Default)]
 pub struct Listing {
-    /// Every synced file with its quick-check view, sorted by relative path (byte order), each
-    /// path once.
-    pub files: Vec<(String, Meta)>,
+    /// Every synced file, sorted by relative path (byte order), each path once.
+    pub paths: Paths,
+    /// The quick-check view of each of `paths`, index for index.
+    pub metas: Vec<Meta>,
     /// Left-over temp files of an interrupted run (absolute paths), to delete.
     pub stale_temps: Vec<PathBuf>,
     /// Not synced, with why: symlinks, special files, unreadable folders, placeholders.
@@ -100,12 +103,41 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// How many files are listed.
+    pub fn len(&self) -> usize {
+        self.metas.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+
+    /// The listed files in order: path and quick-check view.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, Meta)> + '_ {
+        self.paths.iter().zip(self.metas.iter().copied())
+    }
+
     /// The quick-check view of `rel`, if listed.
     pub fn get(&self, rel: &str) -> Option<&Meta> {
-        self.files
-            .binary_search_by(|(k, _)| k.as_str().cmp(rel))
-            .ok()
-            .map(|i| &self.files[i].1)
+        self.paths.find(rel).ok().map(|i| &self.metas[i])
+    }
+
+    /// Whether the paths are in order, each once.
+    fn is_sorted(&self) -> bool {
+        self.paths.is_sorted()
+    }
+
+    /// Hands back the room grown beyond what is held.
+    fn shrink_to_fit(&mut self) {
+        self.paths.shrink_to_fit();
+        self.metas.shrink_to_fit();
+    }
+
+    /// Sorts what was listed out of order and drops repeated paths.
+    fn sort(&mut self) {
+        let order = self.paths.sorted_order();
+        self.metas = order.iter().map(|&i| self.metas[i]).collect();
+        self.paths = self.paths.select(&order);
     }
 }
 
@@ -186,11 +218,9 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
             .collect()
     };
     let mut wal_owners = Vec::new();
-    // Folders to read: absolute path and relative path ("" for the root).
-    let mut dirs: Vec<(PathBuf, String)> = Vec::new();
     for start in starts {
         if start.is_empty() {
-            dirs.push((root.to_path_buf(), start));
+            walk(&mut out, &mut wal_owners, sel, root.to_path_buf(), start);
             continue;
         }
         // A listed path: followed if it is a symlink (as the root of a walk is).
@@ -206,7 +236,7 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
             }
         };
         if md.is_dir() {
-            dirs.push((path, start));
+            walk(&mut out, &mut wal_owners, sel, path, start);
             continue;
         }
         let name = start.rsplit('/').next().unwrap_or(&start).to_string();
@@ -221,83 +251,127 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
             || path.clone(),
         );
     }
-    while let Some((dir, prefix)) = dirs.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) => {
-                let at = if prefix.is_empty() {
-                    dir.display().to_string()
-                } else {
-                    prefix
-                };
-                out.skipped
-                    .push((at, format!("{UNREADABLE}: {}: {e}", dir.display())));
-                continue;
-            }
-        };
-        for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let at = if prefix.is_empty() {
-                        dir.display().to_string()
-                    } else {
-                        prefix.clone()
-                    };
-                    out.skipped
-                        .push((at, format!("{UNREADABLE}: {}: {e}", dir.display())));
-                    break;
-                }
-            };
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                continue;
-            };
-            let mut rel = String::with_capacity(prefix.len() + 1 + name.len());
-            if !prefix.is_empty() {
-                rel.push_str(&prefix);
-                rel.push('/');
-            }
-            rel.push_str(name);
-            let ft = match entry.file_type() {
-                Ok(ft) => ft,
-                Err(e) => {
-                    out.skipped
-                        .push((rel, format!("{UNREADABLE}: cannot stat: {e}")));
-                    continue;
-                }
-            };
-            if ft.is_dir() {
-                // A folder never synced (the daemon's own state dir inside the primary) is
-                // not read at all: what is in it cannot matter, not even as unreadable.
-                if !sel.never.iter().any(|p| under(&rel, p)) {
-                    dirs.push((entry.path(), rel));
-                }
-                continue;
-            }
-            consider(
-                &mut out,
-                &mut wal_owners,
-                sel,
-                rel,
-                name,
-                ft,
-                || entry.metadata(),
-                || entry.path(),
-            );
-        }
+    // A walk lists in order; listed paths may come in any order and overlap.
+    if !out.is_sorted() {
+        out.sort();
     }
-    // Sorted, each path once (listed paths may overlap).
-    out.files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.files.dedup_by(|a, b| a.0 == b.0);
+    out.shrink_to_fit();
     // A database's live WAL: its changes are not in the main file until a checkpoint.
     for rel in wal_owners {
-        if let Ok(i) = out.files.binary_search_by(|(k, _)| k.cmp(&rel)) {
+        if let Ok(i) = out.paths.find(&rel) {
             let abs = root.join(&rel);
-            fold_wal(&abs, &mut out.files[i].1);
+            fold_wal(&abs, &mut out.metas[i]);
         }
     }
     Ok(out)
+}
+
+/// A folder being walked: its entries not looked at yet, the next one last.
+struct Frame {
+    prefix: String,
+    rest: Vec<(String, std::fs::DirEntry, std::fs::FileType)>,
+}
+
+/// Lists the folder `dir` (`prefix` relative to the root, "" for the root) and everything
+/// under it, depth first, each folder's entries in byte order with a folder's name read as
+/// `NAME/`: the files come out sorted by relative path, so the listing needs no sort (whose
+/// second copy of 100k paths was most of a scan's memory).
+fn walk(
+    out: &mut Listing,
+    wal_owners: &mut Vec<String>,
+    sel: &Selection,
+    dir: PathBuf,
+    prefix: String,
+) {
+    let mut stack: Vec<Frame> = Vec::new();
+    stack.extend(open(out, &dir, prefix));
+    while let Some(top) = stack.last_mut() {
+        let Some((name, entry, ft)) = top.rest.pop() else {
+            stack.pop();
+            continue;
+        };
+        let mut rel = String::with_capacity(top.prefix.len() + 1 + name.len());
+        if !top.prefix.is_empty() {
+            rel.push_str(&top.prefix);
+            rel.push('/');
+        }
+        rel.push_str(&name);
+        if ft.is_dir() {
+            // A folder never synced (the daemon's own state dir inside the primary) is not
+            // read at all: what is in it cannot matter, not even as unreadable.
+            if !sel.never.iter().any(|p| under(&rel, p)) {
+                let frame = open(out, &entry.path(), rel);
+                stack.extend(frame);
+            }
+            continue;
+        }
+        consider(
+            out,
+            wal_owners,
+            sel,
+            rel,
+            &name,
+            ft,
+            || entry.metadata(),
+            || entry.path(),
+        );
+    }
+}
+
+/// Reads one folder's entries (names that are not UTF-8 are not synced), sorted for
+/// [`walk`]. A folder that cannot be read, or an entry whose type cannot be had, is skipped
+/// with why.
+fn open(out: &mut Listing, dir: &Path, prefix: String) -> Option<Frame> {
+    let at = |prefix: &str| {
+        if prefix.is_empty() {
+            dir.display().to_string()
+        } else {
+            prefix.to_string()
+        }
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            out.skipped
+                .push((at(&prefix), format!("{UNREADABLE}: {}: {e}", dir.display())));
+            return None;
+        }
+    };
+    let mut rest = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.skipped
+                    .push((at(&prefix), format!("{UNREADABLE}: {}: {e}", dir.display())));
+                break;
+            }
+        };
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        match entry.file_type() {
+            Ok(ft) => rest.push((name, entry, ft)),
+            Err(e) => {
+                let rel = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                out.skipped
+                    .push((rel, format!("{UNREADABLE}: cannot stat: {e}")));
+            }
+        }
+    }
+    // Last first: the walk pops the next entry off the end.
+    rest.sort_unstable_by(|a, b| walk_key(&b.0, b.2.is_dir()).cmp(walk_key(&a.0, a.2.is_dir())));
+    Some(Frame { prefix, rest })
+}
+
+/// How an entry sorts among its folder's: a folder's name as `NAME/`, so that what is in it
+/// comes where its paths sort.
+fn walk_key(name: &str, dir: bool) -> impl Iterator<Item = u8> + '_ {
+    name.bytes().chain(dir.then_some(b'/'))
 }
 
 /// One entry that is not a folder: a stale temp, skipped, or listed.
@@ -350,7 +424,8 @@ fn consider(
     if name.ends_with(".db") || name.ends_with(".sqlite") || name.ends_with(".sqlite3") {
         wal_owners.push(rel.clone());
     }
-    out.files.push((rel, meta));
+    out.paths.push(&rel);
+    out.metas.push(meta);
 }
 
 /// The key under which names collide on a case-insensitive or normalising filesystem.
@@ -426,6 +501,63 @@ mod tests {
     }
 
     #[test]
+    fn a_walk_lists_in_path_order_without_sorting() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        // '.' (0x2e), '-' (0x2d) and ' ' sort before '/' (0x2f), '0' after it: "a/x" comes
+        // between "a.b" and "a0".
+        for dir in ["a", "a/b", "a b", "ab", "Z"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for f in [
+            "a/x", "a/b/y", "a.b", "a-b", "a0", "a b/z", "ab/w", "Z/v", "\u{e9}", "b",
+        ] {
+            std::fs::write(root.join(f), "x").unwrap();
+        }
+        let mut out = Listing::default();
+        walk(
+            &mut out,
+            &mut Vec::new(),
+            &Selection::default(),
+            root.to_path_buf(),
+            String::new(),
+        );
+        let got: Vec<&str> = out.paths.iter().collect();
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(got, sorted);
+        assert_eq!(got.len(), 10);
+        assert!(out.is_sorted());
+    }
+
+    #[test]
+    fn overlapping_listed_paths_are_listed_once_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("docs/deep")).unwrap();
+        std::fs::write(root.join("docs/b"), "b").unwrap();
+        std::fs::write(root.join("docs/deep/a"), "a").unwrap();
+        std::fs::write(root.join("c"), "c").unwrap();
+        let sel = Selection {
+            paths: vec![
+                "docs".into(),
+                "docs/deep".into(),
+                "c".into(),
+                "docs/b".into(),
+            ],
+            ..Default::default()
+        };
+        let l = scan(root, &sel).unwrap();
+        assert_eq!(
+            l.paths.iter().collect::<Vec<_>>(),
+            ["c", "docs/b", "docs/deep/a"]
+        );
+        assert_eq!(l.len(), l.metas.len());
+        assert_eq!(l.get("docs/deep/a").map(|m| m.size), Some(1));
+        assert_eq!(l.iter().map(|(_, m)| m.size).sum::<u64>(), 3);
+    }
+
+    #[test]
     fn a_scan_lists_files_and_skips_what_it_must() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
@@ -438,7 +570,7 @@ mod tests {
         std::fs::write(root.join(MARKER), "m").unwrap();
         std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
         let l = scan(root, &Selection::default()).unwrap();
-        let names: Vec<_> = l.files.iter().map(|(k, _)| k.clone()).collect();
+        let names: Vec<_> = l.paths.iter().collect();
         assert_eq!(names, ["a.txt", "notes.db", "sub/deep/b.txt"]);
         assert_eq!(l.get("sub/deep/b.txt").map(|m| m.size), Some(2));
         let db = *l.get("notes.db").unwrap();
@@ -454,7 +586,7 @@ mod tests {
             paths: vec!["missing".into()],
             ..Default::default()
         };
-        assert!(scan(root, &sel).unwrap().files.is_empty());
+        assert!(scan(root, &sel).unwrap().is_empty());
         assert!(scan(&root.join("nope"), &Selection::default()).is_err());
     }
 }

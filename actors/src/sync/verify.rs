@@ -61,11 +61,10 @@ fn find_selected(root: &Path, spec: &SyncSpec) -> Found {
     let listing = scan::scan(root, &spec.selection)
         .map_err(|e| format!("cannot read {}: {e}", root.display()))?;
     Ok(listing
-        .files
-        .into_iter()
+        .iter()
         .filter_map(|(rel, meta)| {
-            let abs = root.join(&rel);
-            fsops::is_sqlite(&abs).then_some((rel, abs, meta.size))
+            let abs = root.join(rel);
+            fsops::is_sqlite(&abs).then(|| (rel.to_string(), abs, meta.size))
         })
         .collect())
 }
