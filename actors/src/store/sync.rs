@@ -43,7 +43,53 @@ impl BaseChange {
 pub struct Base {
     paths: Paths,
     /// The entry of each of `paths`, index for index.
-    entries: Vec<BaseEntry>,
+    entries: Vec<Packed>,
+}
+
+/// A [`BaseEntry`] as the base holds it: 64 bytes instead of 96. Both sides of a synced path
+/// have the same contents, so one hash and one size serve both; the target's are kept apart
+/// only when they differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Packed {
+    hash: [u8; 32],
+    size: u64,
+    local_mtime_ns: i64,
+    remote_mtime_ns: i64,
+    /// The target's hash and size when not the primary's.
+    remote: Option<Box<([u8; 32], u64)>>,
+}
+
+impl Packed {
+    fn of(e: &BaseEntry) -> Self {
+        let same = e.local.hash == e.remote.hash && e.local.size == e.remote.size;
+        Packed {
+            hash: e.local.hash,
+            size: e.local.size,
+            local_mtime_ns: e.local.mtime_ns,
+            remote_mtime_ns: e.remote.mtime_ns,
+            remote: (!same).then(|| Box::new((e.remote.hash, e.remote.size))),
+        }
+    }
+
+    fn entry(&self) -> BaseEntry {
+        let (rhash, rsize) = self
+            .remote
+            .as_deref()
+            .copied()
+            .unwrap_or((self.hash, self.size));
+        BaseEntry {
+            local: SideState {
+                hash: self.hash,
+                size: self.size,
+                mtime_ns: self.local_mtime_ns,
+            },
+            remote: SideState {
+                hash: rhash,
+                size: rsize,
+                mtime_ns: self.remote_mtime_ns,
+            },
+        }
+    }
 }
 
 impl Base {
@@ -60,17 +106,19 @@ impl Base {
     }
 
     /// The `i`-th path (in path order) and its entry.
-    pub fn at(&self, i: usize) -> Option<(&str, &BaseEntry)> {
-        self.entries.get(i).map(|e| (self.paths.get(i), e))
+    pub fn at(&self, i: usize) -> Option<(&str, BaseEntry)> {
+        self.entries.get(i).map(|e| (self.paths.get(i), e.entry()))
     }
 
     /// Every path and its entry, in path order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &BaseEntry)> + '_ {
-        self.paths.iter().zip(&self.entries)
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, BaseEntry)> + '_ {
+        self.paths
+            .iter()
+            .zip(self.entries.iter().map(Packed::entry))
     }
 
-    pub fn get(&self, path: &str) -> Option<&BaseEntry> {
-        self.paths.find(path).ok().map(|i| &self.entries[i])
+    pub fn get(&self, path: &str) -> Option<BaseEntry> {
+        self.paths.find(path).ok().map(|i| self.entries[i].entry())
     }
 
     pub fn contains_key(&self, path: &str) -> bool {
@@ -100,7 +148,7 @@ impl Base {
             match c {
                 BaseChange::Put(p, e) => match self.paths.find(&p) {
                     Ok(i) => {
-                        self.entries[i] = e;
+                        self.entries[i] = Packed::of(&e);
                         dropped.remove(&i);
                     }
                     Err(_) => new.push((p, e)),
@@ -131,12 +179,12 @@ impl Base {
         let names: Vec<&str> = new.iter().map(|(p, _)| p.as_str()).collect();
         self.entries.reserve(new.len());
         self.entries
-            .resize(self.entries.len() + new.len(), BaseEntry::default());
+            .resize(self.entries.len() + new.len(), Packed::default());
         let entries = &mut self.entries;
         self.paths.merge(&names, |from, at| {
             entries[at] = match from {
-                From::Held(i) => entries[i],
-                From::New(j) => new[j].1,
+                From::Held(i) => std::mem::take(&mut entries[i]),
+                From::New(j) => Packed::of(&new[j].1),
             };
         });
     }
@@ -270,7 +318,7 @@ pub async fn base(pool: &SqlitePool, target: &str) -> Result<Base, String> {
         let lh: &[u8] = r.try_get(1).map_err(fail)?;
         let rh: &[u8] = r.try_get(4).map_err(fail)?;
         out.paths.push(r.try_get::<&str, _>(0).map_err(fail)?);
-        out.entries.push(BaseEntry {
+        out.entries.push(Packed::of(&BaseEntry {
             local: SideState {
                 hash: digest(lh),
                 size: size(r.try_get(2).map_err(fail)?),
@@ -281,12 +329,12 @@ pub async fn base(pool: &SqlitePool, target: &str) -> Result<Base, String> {
                 size: size(r.try_get(5).map_err(fail)?),
                 mtime_ns: r.try_get(6).map_err(fail)?,
             },
-        });
+        }));
     }
     // In path order already (the primary key's); sorted again only if the collation differed.
     if !out.paths.is_sorted() {
         let order = out.paths.sorted_order();
-        out.entries = order.iter().map(|&i| out.entries[i]).collect();
+        out.entries = order.iter().map(|&i| out.entries[i].clone()).collect();
         out.paths = out.paths.select(&order);
     }
     out.paths.shrink_to_fit();
@@ -412,6 +460,30 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_whose_sides_differ_comes_back_as_it_went_in() {
+        let mut e = entry(1);
+        e.remote.hash = [9; 32];
+        e.remote.mtime_ns = -5;
+        let mut sized = entry(2);
+        sized.remote.size = 77;
+        let mut b = Base::new();
+        b.apply(vec![
+            BaseChange::Put("a".into(), e),
+            BaseChange::Put("b".into(), sized),
+            BaseChange::Put("c".into(), entry(3)),
+        ]);
+        assert_eq!(b.get("a"), Some(e));
+        assert_eq!(b.get("b"), Some(sized));
+        assert_eq!(b.get("c"), Some(entry(3)));
+        // Moved by a merge in front of them, still whole.
+        b.apply(vec![BaseChange::Put("0".into(), entry(4))]);
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            [("0", entry(4)), ("a", e), ("b", sized), ("c", entry(3))]
+        );
+    }
+
+    #[test]
     fn the_base_stays_sorted_through_batches_of_changes() {
         use BaseChange::{Forget, Put};
         let mut b = Base::new();
@@ -425,7 +497,7 @@ mod tests {
             Put("b".into(), entry(7)),
         ]);
         assert_eq!(paths(&b), ["a", "a.b", "a/x", "b", "c", "d"]);
-        assert_eq!(b.get("b"), Some(&entry(7)));
+        assert_eq!(b.get("b"), Some(entry(7)));
         // Forgets, a put after a forget of the same path, the last put of a path wins.
         b.apply(vec![
             Forget("a".into()),
@@ -436,10 +508,7 @@ mod tests {
             Forget("nope".into()),
         ]);
         assert_eq!(paths(&b), ["a.b", "a/x", "b", "c", "d", "e"]);
-        assert_eq!(
-            (b.get("c"), b.get("e")),
-            (Some(&entry(8)), Some(&entry(10)))
-        );
+        assert_eq!((b.get("c"), b.get("e")), (Some(entry(8)), Some(entry(10))));
         b.apply(vec![Put("f".into(), entry(1)), Forget("f".into())]);
         assert!(!b.contains_key("f"));
         b.insert("0".into(), entry(2));

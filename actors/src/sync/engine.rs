@@ -1014,18 +1014,18 @@ fn union<'a>(
         let b = base.at(next);
         let Some(&(rel, l, r)) = sides.peek() else {
             next += 1;
-            return b.map(|(k, e)| (k, None, None, Some(*e)));
+            return b.map(|(k, e)| (k, None, None, Some(e)));
         };
         match b {
             // In the base, on neither side: gone from both.
             Some((k, e)) if k < rel => {
                 next += 1;
-                Some((k, None, None, Some(*e)))
+                Some((k, None, None, Some(e)))
             }
             Some((k, e)) if k == rel => {
                 next += 1;
                 sides.next();
-                Some((rel, l, r, Some(*e)))
+                Some((rel, l, r, Some(e)))
             }
             _ => {
                 sides.next();

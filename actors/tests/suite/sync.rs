@@ -992,9 +992,9 @@ async fn the_base_takes_large_batches_of_puts_and_forgets_in_order() {
     write(changes).await.unwrap();
     let b = base(fx.store.reader(), "t1").await.unwrap();
     assert_eq!(b.len(), 1_000 - 305 + 2);
-    assert_eq!(b.get("f0000"), Some(&entry(7)));
-    assert_eq!(b.get("f0300"), Some(&entry(9)));
+    assert_eq!(b.get("f0000"), Some(entry(7)));
+    assert_eq!(b.get("f0300"), Some(entry(9)));
     assert!(!b.contains_key("f0299") && !b.contains_key("f0304"));
-    assert_eq!(b.get("f0999"), Some(&entry(999)));
+    assert_eq!(b.get("f0999"), Some(entry(999)));
     assert!(base(fx.store.reader(), "other").await.unwrap().is_empty());
 }
