@@ -460,6 +460,46 @@ mod tests {
     }
 
     #[test]
+    fn random_batches_of_changes_give_what_a_sorted_map_gives() {
+        use std::collections::BTreeMap;
+        // A deterministic generator (xorshift): 300 batches of up to 40 changes over 200 names.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut base = Base::new();
+        let mut model: BTreeMap<String, BaseEntry> = BTreeMap::new();
+        for _ in 0..300 {
+            let mut batch = Vec::new();
+            for _ in 0..next(40) {
+                let name = format!("d{}/\u{e9}{}", next(7), next(30));
+                if next(3) == 0 {
+                    model.remove(&name);
+                    batch.push(BaseChange::Forget(name));
+                } else {
+                    let mut e = entry(next(250) as u8);
+                    if next(4) == 0 {
+                        e.remote.hash = [next(250) as u8; 32];
+                        e.remote.size = next(1000);
+                    }
+                    model.insert(name.clone(), e);
+                    batch.push(BaseChange::Put(name, e));
+                }
+            }
+            base.apply(batch);
+            assert_eq!(base.len(), model.len());
+            assert!(base
+                .iter()
+                .map(|(k, e)| (k.to_string(), e))
+                .eq(model.iter().map(|(k, e)| (k.clone(), *e))));
+        }
+        assert!(base.len() > 50, "the model grew: {}", base.len());
+    }
+
+    #[test]
     fn an_entry_whose_sides_differ_comes_back_as_it_went_in() {
         let mut e = entry(1);
         e.remote.hash = [9; 32];
