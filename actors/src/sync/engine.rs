@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::classify::{decide, Action, Class, Digest, Direction, Seen, Side, Strategy};
 use super::fsops::{self, InstallError};
 use super::lock::{LockError, TargetLock};
-use super::scan::{self, Listing, Meta, Selection, MARKER};
+use super::scan::{self, Listing, Meta, Paths, Selection, MARKER};
 use super::snapshot;
 use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow, SideState};
 use crate::store::{unix_ms, DurableOp, DurableReply, Store};
@@ -259,11 +259,13 @@ fn online(spec: &SyncSpec, first: bool) -> Online {
     }
 }
 
-/// A path with both sides, its base and its decision. Kept small (104 bytes): a first copy
-/// of 100k files holds 100k of them for the whole run, beside the base it builds.
+/// A path with both sides, its base and its decision. Held by the run as a [`Slot`] (96
+/// bytes, its path in the run's packed names): a first copy of 100k files holds 100k of them
+/// for the whole run, beside the base it builds. The steps that apply it get it with its path
+/// (`Item`), a chunk at a time.
 #[derive(Debug, Clone)]
-struct Item {
-    rel: Box<str>,
+struct Item<P = Box<str>> {
+    rel: P,
     local: Option<Meta>,
     remote: Option<Meta>,
     /// Boxed: most items of a large run (a first copy) have none, and an inline entry made
@@ -282,7 +284,31 @@ struct Item {
     unhashed: bool,
 }
 
-impl Item {
+/// An item as the run holds it: its path one of the run's names.
+type Slot = Item<Name>;
+
+/// The index of one of the run's names (not a number to print: `to_string` on it would give
+/// the index, not the path).
+#[derive(Debug, Clone, Copy)]
+struct Name(usize);
+
+impl Slot {
+    /// The item with its path, for the steps that apply it.
+    fn with_rel(&self, names: &Paths) -> Item {
+        Item {
+            rel: names.get(self.rel.0).into(),
+            local: self.local,
+            remote: self.remote,
+            base: self.base.clone(),
+            hashes: self.hashes.clone(),
+            conflict: self.conflict,
+            closes: self.closes,
+            unhashed: self.unhashed,
+        }
+    }
+}
+
+impl<P> Item<P> {
     fn lhash(&self) -> Option<Digest> {
         self.hashes.as_ref().and_then(|h| h[0])
     }
@@ -610,12 +636,12 @@ async fn run_inner(
 
     phases.mark("scan");
     let skipped: HashSet<String> = report.skipped.iter().map(|(p, _)| p.clone()).collect();
-    let mut items = merge(&local, &remote, base, &skipped, report);
+    let (mut items, names) = merge(&local, &remote, base, &skipped, report);
     // The listings are done with: what needs doing is in the items.
     drop((local, remote));
     phases.mark("merge");
     let disputed: HashSet<&str> = open.iter().map(|c| c.path.as_str()).collect();
-    hash_sides(spec, &mut items, &disputed, report).await?;
+    hash_sides(spec, &mut items, &names, &disputed, report).await?;
     phases.mark("hash");
 
     // Decide. The plan names items by their index: the items stay where they are (a first
@@ -632,7 +658,7 @@ async fn run_inner(
         // colliding this time, is settled: in the base and unchanged on both sides (both as
         // the base has them), or on neither side nor in the base (both versions deleted, or
         // no longer selected).
-        let listed: HashSet<&str> = items.iter().map(|i| &*i.rel).collect();
+        let listed: HashSet<&str> = items.iter().map(|i| names.get(i.rel.0)).collect();
         let held: HashSet<&str> = report
             .skipped
             .iter()
@@ -653,6 +679,7 @@ async fn run_inner(
         );
     }
     for (index, item) in items.iter_mut().enumerate() {
+        let rel = names.get(item.rel.0);
         let lb = item.base.as_ref().map(|b| b.local.hash);
         let rb = item.base.as_ref().map(|b| b.remote.hash);
         let seen = |hash: Option<Digest>, m: Option<Meta>| {
@@ -671,13 +698,13 @@ async fn run_inner(
         let rseen = seen(item.rhash(), item.remote);
         let (lc, rc) = (Class::of(lb, lseen), Class::of(rb, rseen));
         let mut d = decide(lc, rc, direction, strategy);
-        if let Some(c) = open_by_path.get(&*item.rel) {
+        if let Some(c) = open_by_path.get(rel) {
             // A conflict kept earlier: left alone while the two versions are the ones it saw.
             if d.conflict
                 && Some(c.local_hash) == item.lhash()
                 && Some(c.remote_hash) == item.rhash()
             {
-                report.unresolved.push(item.rel.to_string());
+                report.unresolved.push(rel.to_string());
                 continue;
             }
             item.closes = Some((c.id, Closed::Edited));
@@ -709,7 +736,7 @@ async fn run_inner(
                     remote: side_state(b.remote.hash, r),
                 };
                 if e != b {
-                    touched.push(BaseChange::Put(item.rel.to_string(), e));
+                    touched.push(BaseChange::Put(rel.to_string(), e));
                 }
             }
         }
@@ -717,7 +744,7 @@ async fn run_inner(
         match d.action {
             // Both sides as the base has them: a record still open is settled already.
             Action::Nothing => closing.extend(item.closes),
-            Action::Pending(side) => report.pending.push(planned(item, d.action, lc, rc, side)),
+            Action::Pending(_) => report.pending.push(planned(rel, d.action, lc, rc)),
             a => plan.push((index, a)),
         }
     }
@@ -748,7 +775,7 @@ async fn run_inner(
         for &(index, a) in &plan {
             let item = &items[index];
             report.planned.push(Planned {
-                path: item.rel.to_string(),
+                path: names.get(item.rel.0).to_string(),
                 action: action_name(a).to_string(),
                 local: fmt_side(item.local),
                 remote: fmt_side(item.remote),
@@ -774,7 +801,9 @@ async fn run_inner(
     let (more, bytes) = plan
         .iter()
         .filter(|&&(i, _)| items[i].base.is_none())
-        .fold((0, 0), |(n, b), &(i, _)| (n + 1, b + items[i].rel.len()));
+        .fold((0, 0), |(n, b), &(i, _)| {
+            (n + 1, b + names.get(items[i].rel.0).len())
+        });
     base.reserve(more, bytes);
     let mut pending_changes = touched;
     let at = SystemTime::now();
@@ -786,7 +815,7 @@ async fn run_inner(
         let end = (start + chunk).min(plan.len());
         let part: Vec<(Item, Action)> = plan[start..end]
             .iter()
-            .map(|&(i, a)| (items[i].clone(), a))
+            .map(|&(i, a)| (items[i].with_rel(&names), a))
             .collect();
         let s = spec.clone();
         let prog = Arc::new(ProgressCell::default());
@@ -918,9 +947,9 @@ fn action_name(a: Action) -> &'static str {
     }
 }
 
-fn planned(item: &Item, a: Action, lc: Class, rc: Class, _side: Side) -> Planned {
+fn planned(rel: &str, a: Action, lc: Class, rc: Class) -> Planned {
     Planned {
-        path: item.rel.to_string(),
+        path: rel.to_string(),
         action: action_name(a).to_string(),
         local: lc.name().to_string(),
         remote: rc.name().to_string(),
@@ -940,7 +969,7 @@ fn merge(
     base: &Base,
     skipped: &HashSet<String>,
     report: &mut RunReport,
-) -> Vec<Item> {
+) -> (Vec<Slot>, Paths) {
     let mut folds = Folds::default();
     // `rel` or one of the folders above it was skipped by a side.
     let unseen = |rel: &str| {
@@ -969,13 +998,16 @@ fn merge(
         .filter(|&(rel, l, r, b)| needs(rel, l, r, b).is_some())
         .count();
     let mut items = Vec::with_capacity(count);
+    // The items' paths, packed.
+    let mut names = Paths::default();
     for (rel, l, r, b) in union(local, remote, base) {
         folds.add(rel);
         let Some((lhash, rhash)) = needs(rel, l, r, b) else {
             continue;
         };
+        names.push(rel);
         items.push(Item {
-            rel: rel.into(),
+            rel: Name(names.len() - 1),
             hashes: (lhash.is_some() || rhash.is_some()).then(|| Box::new([lhash, rhash])),
             local: l,
             remote: r,
@@ -1005,10 +1037,11 @@ fn merge(
         }
         report.collisions.sort();
         if !colliding.is_empty() {
-            items.retain(|i| !colliding.contains(&*i.rel));
+            items.retain(|i| !colliding.contains(names.get(i.rel.0)));
         }
     }
-    items
+    names.shrink_to_fit();
+    (items, names)
 }
 
 /// Every path of the two listings and the base (all sorted), in order, each once: the path,
@@ -1116,7 +1149,8 @@ impl Folds {
 /// side only is left to its copy.
 async fn hash_sides(
     spec: &SyncSpec,
-    items: &mut [Item],
+    items: &mut [Slot],
+    names: &Paths,
     disputed: &HashSet<&str>,
     report: &mut RunReport,
 ) -> Result<(), Stop> {
@@ -1125,7 +1159,7 @@ async fn hash_sides(
     // with the versions the conflict recorded.
     for it in items.iter_mut() {
         it.unhashed = it.base.is_none()
-            && !disputed.contains(&*it.rel)
+            && !disputed.contains(names.get(it.rel.0))
             && it.local.is_some() != it.remote.is_some()
             && !it.local.or(it.remote).is_some_and(|m| m.live_wal);
     }
@@ -1139,12 +1173,12 @@ async fn hash_sides(
             }
             if it.lhash().is_none() {
                 if let Some(m) = it.local {
-                    v.push((i, true, spec.primary.join(&*it.rel), m.live_wal));
+                    v.push((i, true, spec.primary.join(names.get(it.rel.0)), m.live_wal));
                 }
             }
             if it.rhash().is_none() {
                 if let Some(m) = it.remote {
-                    v.push((i, false, spec.target.join(&*it.rel), m.live_wal));
+                    v.push((i, false, spec.target.join(names.get(it.rel.0)), m.live_wal));
                 }
             }
             v
@@ -1172,7 +1206,7 @@ async fn hash_sides(
             }
             Err(e) => {
                 report.errors.push((
-                    items[i].rel.to_string(),
+                    names.get(items[i].rel.0).to_string(),
                     format!("cannot read {}: {e}", path.display()),
                 ));
                 failed.insert(i);
@@ -2041,8 +2075,8 @@ mod tests {
             host: "h".into(),
         };
         let mut report = RunReport::new(&spec, Direction::Bidirectional, Strategy::Newest, false);
-        let items = merge(&local, &remote, &base, &HashSet::new(), &mut report);
-        let names: Vec<&str> = items.iter().map(|i| &*i.rel).collect();
+        let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut report);
+        let names: Vec<&str> = items.iter().map(|i| paths.get(i.rel.0)).collect();
         assert_eq!(names, ["changed", "gone", "new"]);
         // Counted before: room for exactly the items needed (the colliding two included).
         assert_eq!(items.capacity(), 5);
@@ -2140,8 +2174,8 @@ mod tests {
             )
         };
         let mut report = spec_report();
-        let items = merge(&local, &remote, &base, &HashSet::new(), &mut report);
-        let names: Vec<&str> = items.iter().map(|i| &*i.rel).collect();
+        let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut report);
+        let names: Vec<&str> = items.iter().map(|i| paths.get(i.rel.0)).collect();
         assert_eq!(names, ["other"]);
         assert_eq!(
             report.collisions,
