@@ -47,7 +47,27 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// Whether the file `rel` is synced.
     pub fn wants(&self, rel: &str) -> bool {
+        self.wants_here(rel) && !self.excluded_above(rel)
+    }
+
+    /// Whether a folder above `rel` is excluded: a pattern that matches a folder excludes it
+    /// and all it holds, as rsync's do (`exclude = ["node_modules"]` or `["**/cache"]`).
+    pub fn excluded_above(&self, rel: &str) -> bool {
+        self.exclude
+            .as_ref()
+            .is_some_and(|g| rel.match_indices('/').any(|(i, _)| g.is_match(&rel[..i])))
+    }
+
+    /// Whether the folder `rel` is excluded, with all it holds (see [`Selection::excluded_above`]).
+    pub fn excludes_folder(&self, rel: &str) -> bool {
+        self.exclude.as_ref().is_some_and(|g| g.is_match(rel))
+    }
+
+    /// [`Selection::wants`] without looking at the folders above `rel`: for a walk, which
+    /// does not enter an excluded folder.
+    fn wants_here(&self, rel: &str) -> bool {
         if is_internal(rel) || self.never.iter().any(|p| under(rel, p)) {
             return false;
         }
@@ -223,6 +243,9 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
             walk(&mut out, &mut wal_owners, sel, root.to_path_buf(), start);
             continue;
         }
+        if sel.excluded_above(&start) {
+            continue;
+        }
         // A listed path: followed if it is a symlink (as the root of a walk is).
         let path = root.join(&start);
         let md = match std::fs::metadata(&path) {
@@ -236,7 +259,9 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
             }
         };
         if md.is_dir() {
-            walk(&mut out, &mut wal_owners, sel, path, start);
+            if !sel.excludes_folder(&start) {
+                walk(&mut out, &mut wal_owners, sel, path, start);
+            }
             continue;
         }
         let name = start.rsplit('/').next().unwrap_or(&start).to_string();
@@ -297,9 +322,9 @@ fn walk(
         }
         rel.push_str(&name);
         if ft.is_dir() {
-            // A folder never synced (the daemon's own state dir inside the primary) is not
-            // read at all: what is in it cannot matter, not even as unreadable.
-            if !sel.never.iter().any(|p| under(&rel, p)) {
+            // A folder never synced (the daemon's own state dir inside the primary) or
+            // excluded is not read at all: what is in it cannot matter, not even as unreadable.
+            if !sel.never.iter().any(|p| under(&rel, p)) && !sel.excludes_folder(&rel) {
                 let frame = open(out, &entry.path(), rel);
                 stack.extend(frame);
             }
@@ -390,7 +415,7 @@ fn consider(
         out.stale_temps.push(path());
         return;
     }
-    if !sel.wants(&rel) {
+    if !sel.wants_here(&rel) {
         return;
     }
     if !ft.is_file() {
@@ -437,6 +462,7 @@ pub fn fold(rel: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn the_dataless_flag() {
@@ -498,6 +524,53 @@ mod tests {
         assert_eq!(fold("Notes/A.txt"), fold("notes/a.TXT"));
         assert_eq!(fold("caf\u{e9}"), fold("cafe\u{301}"));
         assert_ne!(fold("a"), fold("b"));
+    }
+
+    #[test]
+    fn an_excluded_folder_is_not_read_and_nothing_in_it_is_synced() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        for f in [
+            "cache/a",
+            "cachex/b",
+            "x/node_modules/m/c",
+            "x/keep",
+            "x/y.tmp/inside",
+            "z.tmp",
+        ] {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), "x").unwrap();
+        }
+        // A folder that could not be read, inside an excluded one: never looked at. (As root
+        // the mode does not stop a read; nothing under it is listed either way.)
+        let locked = root.join("x/node_modules/locked");
+        std::fs::create_dir_all(&locked).unwrap();
+        std::fs::write(locked.join("f"), "x").unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let g = |pats: &[&str]| {
+            let mut b = globset::GlobSetBuilder::new();
+            for p in pats {
+                b.add(globset::Glob::new(p).unwrap());
+            }
+            Some(b.build().unwrap())
+        };
+        let sel = Selection {
+            exclude: g(&["cache", "**/node_modules", "**/*.tmp"]),
+            ..Default::default()
+        };
+        let l = scan(root, &sel).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(l.paths.iter().collect::<Vec<_>>(), ["cachex/b", "x/keep"]);
+        assert!(l.skipped.is_empty(), "{:?}", l.skipped);
+        assert!(!sel.wants("cache/a") && !sel.wants("x/node_modules/m/c"));
+        assert!(!sel.wants("x/y.tmp/inside") && sel.wants("cachex/b"));
+        // A listed path inside an excluded folder, or an excluded listed folder: nothing.
+        let listed = Selection {
+            paths: vec!["x/node_modules/m".into(), "cache".into(), "x/keep".into()],
+            ..sel
+        };
+        let l = scan(root, &listed).unwrap();
+        assert_eq!(l.paths.iter().collect::<Vec<_>>(), ["x/keep"]);
     }
 
     #[test]

@@ -301,6 +301,10 @@ impl Filter {
         if !s.paths.is_empty() && !s.paths.iter().any(|p| under(rel, p) || under(p, rel)) {
             return false;
         }
+        // An excluded folder, or one inside an excluded folder: nothing in it is synced.
+        if s.excludes_folder(rel) || s.excluded_above(rel) {
+            return false;
+        }
         // A folder whose every file is excluded (`cache/**`): tried with a name inside it.
         !s.exclude
             .as_ref()
@@ -979,6 +983,23 @@ mod tests {
             let p = state.join(rel);
             assert!(!f.counts(&ev(data, &[&p])), "{rel}");
         }
+        // A folder an exclude pattern matches: nothing in it counts, nor the folder itself.
+        let pruned = Filter::new(
+            &root,
+            &Selection {
+                exclude: globs(&["**/node_modules"]),
+                ..Selection::default()
+            },
+            &[],
+        );
+        std::fs::create_dir_all(root.join("shared/node_modules/m")).unwrap();
+        let inside = write("shared/node_modules/m/x.js", "x");
+        assert!(!pruned.counts(&ev(data, &[&inside])));
+        assert!(!pruned.counts(&ev(
+            EventKind::Create(CreateKind::Folder),
+            &[&root.join("shared/node_modules")]
+        )));
+        assert!(pruned.counts(&ev(data, &[&a])));
         // With everything under the primary selected, the daemon's files still never count.
         let all = Filter::new(
             &root,
