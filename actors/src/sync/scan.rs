@@ -17,8 +17,18 @@ pub const MARKER: &str = ".metasystem-sync";
 pub const LOCK: &str = ".metasystem-sync.lock";
 /// Per-host snapshots of live databases, in the target.
 pub const HOSTS: &str = "hosts";
-/// Temp files: `.NAME.msync-tmp-RANDOM`, beside their destination.
+/// Temp files: `.NAME.msync-tmp-RANDOM` (16 hex digits), beside their destination.
 pub const TMP_MARK: &str = ".msync-tmp-";
+
+/// Whether `name` is one of this tool's temp files: `.NAME.msync-tmp-` and 16 hex digits. A
+/// user's file that merely contains the mark is not: it is synced like any other, and never
+/// deleted as a left-over temp (which any name containing the mark was, without a backup).
+pub fn is_temp(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(TMP_MARK)
+            .is_some_and(|(_, r)| r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 /// One file as the quick check sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +113,7 @@ pub fn is_internal(rel: &str) -> bool {
         || rel == LOCK
         || rel == HOSTS
         || rel.starts_with("hosts/")
-        || name.contains(TMP_MARK)
+        || is_temp(name)
         || name.ends_with("-wal")
         || name.ends_with("-shm")
         || name.ends_with("-journal")
@@ -411,7 +421,7 @@ fn consider(
     metadata: impl FnOnce() -> io::Result<std::fs::Metadata>,
     path: impl FnOnce() -> PathBuf,
 ) {
-    if name.contains(TMP_MARK) {
+    if is_temp(name) {
         out.stale_temps.push(path());
         return;
     }
@@ -478,7 +488,7 @@ mod tests {
             MARKER,
             LOCK,
             "hosts/h1/metastore.db",
-            "a/.x.db.msync-tmp-1234",
+            "a/.x.db.msync-tmp-00000000000004d2",
             "notes.db-wal",
             "notes.db-shm",
             "notes.db-journal",
@@ -639,12 +649,24 @@ mod tests {
         std::fs::write(root.join("sub/deep/b.txt"), "bb").unwrap();
         std::fs::write(root.join("notes.db"), "x").unwrap();
         std::fs::write(root.join("notes.db-wal"), "walwal").unwrap();
-        std::fs::write(root.join("sub/.b.txt.msync-tmp-1"), "t").unwrap();
+        std::fs::write(root.join("sub/.b.txt.msync-tmp-0123456789abcdef"), "t").unwrap();
+        // Not ours: a user's names that merely contain the mark are listed.
+        std::fs::write(root.join("notes.msync-tmp-1"), "n").unwrap();
+        std::fs::write(root.join("sub/.c.msync-tmp-0123456789abcdeg"), "n").unwrap();
         std::fs::write(root.join(MARKER), "m").unwrap();
         std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
         let l = scan(root, &Selection::default()).unwrap();
         let names: Vec<_> = l.paths.iter().collect();
-        assert_eq!(names, ["a.txt", "notes.db", "sub/deep/b.txt"]);
+        assert_eq!(
+            names,
+            [
+                "a.txt",
+                "notes.db",
+                "notes.msync-tmp-1",
+                "sub/.c.msync-tmp-0123456789abcdeg",
+                "sub/deep/b.txt"
+            ]
+        );
         assert_eq!(l.get("sub/deep/b.txt").map(|m| m.size), Some(2));
         let db = *l.get("notes.db").unwrap();
         assert!(db.live_wal);

@@ -90,7 +90,7 @@ fn find_snapshots(target: &Path) -> Found {
                 continue;
             };
             let name = f.file_name().to_string_lossy().into_owned();
-            if !md.is_file() || name.contains(scan::TMP_MARK) || !fsops::is_sqlite(&f.path()) {
+            if !md.is_file() || scan::is_temp(&name) || !fsops::is_sqlite(&f.path()) {
                 continue;
             }
             let rel = format!("{HOSTS}/{}/{name}", host.file_name().to_string_lossy());

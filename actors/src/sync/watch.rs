@@ -34,7 +34,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, DebouncedEvent, Debouncer};
 use serde::{Deserialize, Serialize};
 
-use super::scan::{self, under, Selection, TMP_MARK};
+use super::scan::{self, under, Selection};
 
 /// `watch_debounce` unless configured.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
@@ -269,7 +269,7 @@ impl Filter {
             return false;
         }
         let name = rel.rsplit('/').next().unwrap_or(&rel);
-        if name.contains(TMP_MARK) {
+        if scan::is_temp(name) {
             return false; // this tool's temp files
         }
         if let Some(owner) = rel.strip_suffix("-wal") {
@@ -970,7 +970,7 @@ mod tests {
             "outside.txt",
             "shared/x.tmp",
             "shared/cache/blob",
-            "shared/.a.txt.msync-tmp-123",
+            "shared/.a.txt.msync-tmp-000000000000007b",
             "shared/backups/a-20260101-000000.bak",
             "shared/app.db-shm",
             "shared/app.db-journal",
@@ -1019,7 +1019,7 @@ mod tests {
         assert!(all.counts(&ev(data, &[&write("state/other.txt", "x")])));
         // Our own install: a rename from a temp name over a synced file is still a change
         // of that file (the debouncer cannot tell whose), the temp name alone is not.
-        let tmp = write("shared/.b.txt.msync-tmp-9", "b");
+        let tmp = write("shared/.b.txt.msync-tmp-0000000000000009", "b");
         assert!(!f.counts(&ev(created, &[&tmp])));
         // A live database's WAL: counts when written and not empty, for a synced database.
         write("shared/app.db", "db");

@@ -346,3 +346,53 @@ async fn a_path_one_side_skips_is_not_read_as_deleted() {
     assert_eq!(read(&fx.remote("dir/a.txt")), b"a");
     assert_eq!(fx.base, base, "the base of skipped paths is kept");
 }
+
+/// Regression (attack, 2026-11-23): a case-only rename made on both sides left the old name in
+/// the base only, and that name was counted as colliding with the new one on every run: the
+/// new name was never synced again.
+#[tokio::test]
+async fn a_case_only_rename_made_on_both_sides_settles_and_syncs_again() {
+    let remote = tempfile::tempdir().unwrap();
+    let mut fx = Fx::new(remote.path().join("target")).await;
+    write(&fx.local("cr/readme.txt"), b"hello");
+    let r = fx.run().await;
+    assert_eq!(r.copied_to_remote, 1, "{r:#?}");
+    fs::rename(fx.local("cr/readme.txt"), fx.local("cr/README.txt")).unwrap();
+    let r = fx.run().await;
+    assert_eq!(
+        r.collisions,
+        vec![vec![
+            "cr/README.txt".to_string(),
+            "cr/readme.txt".to_string()
+        ]],
+        "both names are on disk: reported, not merged"
+    );
+    fs::rename(fx.remote("cr/readme.txt"), fx.remote("cr/README.txt")).unwrap();
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+    assert!(r.collisions.is_empty(), "{r:#?}");
+    assert!(!fx.base.contains_key("cr/readme.txt"));
+    write(&fx.local("cr/README.txt"), b"changed");
+    let r = fx.run().await;
+    assert_eq!(r.copied_to_remote, 1, "{r:#?}");
+    assert_eq!(read(&fx.remote("cr/README.txt")), b"changed");
+}
+
+/// Regression (attack, 2026-11-23): any name containing `.msync-tmp-` was deleted as a
+/// left-over temp of an interrupted run, without a backup. Only this tool's own form
+/// (`.NAME.msync-tmp-` and 16 hex digits) is a temp; a user's file is synced.
+#[tokio::test]
+async fn a_users_file_named_like_a_temp_is_synced_not_deleted() {
+    let remote = tempfile::tempdir().unwrap();
+    let mut fx = Fx::new(remote.path().join("target")).await;
+    write(&fx.local("sp/notes.msync-tmp-1"), b"keep");
+    fs::create_dir_all(fx.remote("")).unwrap();
+    write(&fx.remote(".user.msync-tmp-notahexnumber!!"), b"keep2");
+    write(&fx.local("sp/.a.txt.msync-tmp-0123456789abcdef"), b"torn");
+    let r = fx.run().await;
+    assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+    assert_eq!(read(&fx.remote("sp/notes.msync-tmp-1")), b"keep");
+    assert_eq!(read(&fx.local(".user.msync-tmp-notahexnumber!!")), b"keep2");
+    assert!(!fx.local("sp/.a.txt.msync-tmp-0123456789abcdef").exists());
+    assert!(!fx.remote("sp/.a.txt.msync-tmp-0123456789abcdef").exists());
+}

@@ -353,7 +353,7 @@ async fn what_the_target_does_not_sync_starts_no_run() {
         "shared/x.tmp",
         "shared/cache/blob",
         "shared/cache/deep/er.txt",
-        "shared/.keep.txt.msync-tmp-42",
+        "shared/.keep.txt.msync-tmp-000000000000002a",
         "shared/backups/keep-20260101-000000.bak",
         "elsewhere.txt",
         "other/y.txt",
