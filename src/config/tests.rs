@@ -875,3 +875,27 @@ fn a_too_small_log_max_size_is_reported_at_its_value() {
         );
     }
 }
+
+/// Regression (attack, 2026-11-23): `exclude = ["**/cache/"]` was accepted and matched nothing
+/// (paths are matched without a trailing slash), so the cache folders were synced.
+#[test]
+fn a_glob_ending_in_a_slash_is_refused_with_what_to_write() {
+    let got = errors(
+        "[daemon]\nstate_dir = \"/tmp/s\"\n[root]\n[[root.children]]\nname = \"t\"\n\
+         kind = \"sync_target\"\ntarget = \"/tmp/elsewhere\"\npaths = [\"shared\"]\n\
+         exclude = [\"**/cache/\", \"*.bak\"]\ninclude = [\"docs/\"]\n",
+    );
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].contains(
+            "`exclude` in child `root/t`: \"**/cache/\" ends in `/` and would match nothing"
+        ) && got[0]
+            .contains("write \"**/cache\": a pattern that matches a folder excludes all it holds"),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].contains("`include` in child `root/t`: \"docs/\" ends in `/`")
+            && got[1].contains("write \"docs/**\" for what a folder holds"),
+        "{got:#?}"
+    );
+}

@@ -114,6 +114,25 @@ fn globs(
     let mut b = metasystem_actors::sync::globset::GlobSetBuilder::new();
     let mut raw = Vec::new();
     for item in items {
+        // Paths are matched without a trailing slash: such a pattern would match nothing.
+        if item.get_ref().ends_with('/') {
+            let folder = item.get_ref().trim_end_matches('/');
+            let instead = if key == "exclude" {
+                format!("write {folder:?}: a pattern that matches a folder excludes all it holds")
+            } else {
+                format!("write {:?} for what a folder holds", format!("{folder}/**"))
+            };
+            cx.d.error(
+                item.span(),
+                format!(
+                    "`{key}` in {}: {:?} ends in `/` and would match nothing (paths are \
+                     matched without one); {instead}",
+                    t.context,
+                    item.get_ref(),
+                ),
+            );
+            continue;
+        }
         match metasystem_actors::sync::globset::GlobBuilder::new(item.get_ref())
             .literal_separator(true)
             .build()
