@@ -41,11 +41,6 @@ impl Paths {
         &self.bytes[start..self.ends[i]]
     }
 
-    /// The last path, if any.
-    pub fn last(&self) -> Option<&str> {
-        self.len().checked_sub(1).map(|i| self.get(i))
-    }
-
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         (0..self.len()).map(|i| self.get(i))
     }
@@ -69,24 +64,21 @@ impl Paths {
         (1..self.len()).all(|i| self.get(i - 1) < self.get(i))
     }
 
-    /// The indexes of the paths in path order, a path held twice once (either).
-    pub fn sorted_order(&self) -> Vec<usize> {
+    /// Puts the paths in order, a path held twice once (either), and `values` (one per path,
+    /// index for index) with them. For paths that came out of order: it builds a second copy.
+    pub fn sort_along<T: Clone>(&mut self, values: &mut Vec<T>) {
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.sort_unstable_by(|&a, &b| self.get(a).cmp(self.get(b)));
         order.dedup_by(|a, b| self.get(*a) == self.get(*b));
-        order
-    }
-
-    /// The paths at `order`'s indexes, in that order.
-    pub fn select(&self, order: &[usize]) -> Paths {
-        let mut out = Paths {
+        let mut paths = Paths {
             bytes: String::with_capacity(self.bytes.len()),
             ends: Vec::with_capacity(order.len()),
         };
-        for &i in order {
-            out.push(self.get(i));
+        for &i in &order {
+            paths.push(self.get(i));
         }
-        out
+        *values = order.iter().map(|&i| values[i].clone()).collect();
+        *self = paths;
     }
 
     /// Room for `more` paths of `bytes` bytes in all.
@@ -179,7 +171,7 @@ mod tests {
     #[test]
     fn packed_paths_answer_each_path_and_find_them_in_order() {
         let mut p = Paths::default();
-        assert!(p.is_empty() && p.last().is_none());
+        assert!(p.is_empty());
         assert_eq!(p.find("a"), Err(0));
         // Byte order: 'é' (0xc3 0xa9) after 'z'.
         p = paths(&["", "a", "a/b", "z", "\u{e9}t\u{e9}"]);
@@ -189,7 +181,6 @@ mod tests {
             ["", "a", "a/b", "z", "\u{e9}t\u{e9}"]
         );
         assert_eq!(p.get(4), "\u{e9}t\u{e9}");
-        assert_eq!(p.last(), Some("\u{e9}t\u{e9}"));
         assert_eq!(p.find(""), Ok(0));
         assert_eq!(p.find("a/b"), Ok(2));
         assert_eq!(p.find("z"), Ok(3));
@@ -201,12 +192,13 @@ mod tests {
 
     #[test]
     fn unsorted_paths_are_put_in_order_once_each() {
-        let p = paths(&["b", "a", "c", "a"]);
+        let mut p = paths(&["b", "a", "c", "a"]);
         assert!(!p.is_sorted());
-        let order = p.sorted_order();
-        assert_eq!(order.len(), 3);
-        let s = p.select(&order);
-        assert_eq!(s.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+        let mut values = vec![2, 1, 3, 1];
+        p.sort_along(&mut values);
+        assert_eq!(p.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(values, [1, 2, 3]);
+        assert!(p.is_sorted());
     }
 
     #[test]
@@ -246,7 +238,7 @@ mod tests {
         let mut log = Vec::new();
         p.merge(&["x", "y"], |from, at| log.push((from, at)));
         assert_eq!(log, [(From::New(1), 8), (From::New(0), 7)]);
-        assert_eq!(p.last(), Some("y"));
+        assert_eq!(p.get(p.len() - 1), "y");
         // Into nothing, and nothing into something.
         let mut e = Paths::default();
         e.merge(&["a"], |_, _| {});

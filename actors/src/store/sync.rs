@@ -333,9 +333,7 @@ pub async fn base(pool: &SqlitePool, target: &str) -> Result<Base, String> {
     }
     // In path order already (the primary key's); sorted again only if the collation differed.
     if !out.paths.is_sorted() {
-        let order = out.paths.sorted_order();
-        out.entries = order.iter().map(|&i| out.entries[i].clone()).collect();
-        out.paths = out.paths.select(&order);
+        out.paths.sort_along(&mut out.entries);
     }
     out.paths.shrink_to_fit();
     Ok(out)

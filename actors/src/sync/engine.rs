@@ -2017,6 +2017,38 @@ mod tests {
         }
     }
 
+    /// A base entry with both sides alike, of `size` bytes.
+    fn entry(size: u64) -> BaseEntry {
+        let side = SideState {
+            hash: [7; 32],
+            size,
+            mtime_ns: 1,
+        };
+        BaseEntry {
+            local: side,
+            remote: side,
+        }
+    }
+
+    /// An empty report of a bidirectional run.
+    fn report() -> RunReport {
+        let spec = SyncSpec {
+            name: "t".into(),
+            primary: PathBuf::from("/p"),
+            target: PathBuf::from("/t"),
+            selection: Selection::default(),
+            direction: Direction::Bidirectional,
+            strategy: Strategy::Newest,
+            backups: PathBuf::from("/b"),
+            retention: Duration::from_secs(1),
+            max_delete: 0.5,
+            snapshots: Vec::new(),
+            snapshot_every: Duration::from_secs(1),
+            host: "h".into(),
+        };
+        RunReport::new(&spec, Direction::Bidirectional, Strategy::Newest, false)
+    }
+
     fn listing(names: &[&str]) -> Listing {
         let mut l = Listing::default();
         for n in names {
@@ -2050,15 +2082,6 @@ mod tests {
 
     #[test]
     fn merge_leaves_out_what_is_unchanged_on_both_sides_and_keeps_what_is_gone() {
-        let side = |size| SideState {
-            hash: [7; 32],
-            size,
-            mtime_ns: 1,
-        };
-        let entry = |size| BaseEntry {
-            local: side(size),
-            remote: side(size),
-        };
         let mut base = Base::new();
         base.apply(vec![
             BaseChange::Put("same".to_string(), entry(1)),
@@ -2067,21 +2090,7 @@ mod tests {
         ]);
         let local = listing(&["Case", "case", "changed", "new", "same"]);
         let remote = listing(&["changed", "same"]);
-        let spec = SyncSpec {
-            name: "t".into(),
-            primary: PathBuf::from("/p"),
-            target: PathBuf::from("/t"),
-            selection: Selection::default(),
-            direction: Direction::Bidirectional,
-            strategy: Strategy::Newest,
-            backups: PathBuf::from("/b"),
-            retention: Duration::from_secs(1),
-            max_delete: 0.5,
-            snapshots: Vec::new(),
-            snapshot_every: Duration::from_secs(1),
-            host: "h".into(),
-        };
-        let mut report = RunReport::new(&spec, Direction::Bidirectional, Strategy::Newest, false);
+        let mut report = report();
         let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut report);
         let names: Vec<&str> = items.iter().map(|i| paths.get(i.rel.0)).collect();
         assert_eq!(names, ["changed", "gone", "new"]);
@@ -2098,23 +2107,11 @@ mod tests {
 
     #[test]
     fn the_union_walks_the_base_in_step_with_the_listings() {
-        let entry = BaseEntry {
-            local: SideState {
-                hash: [1; 32],
-                size: 1,
-                mtime_ns: 1,
-            },
-            remote: SideState {
-                hash: [1; 32],
-                size: 1,
-                mtime_ns: 1,
-            },
-        };
         let mut base = Base::new();
         base.apply(
             ["0first", "b", "c/x", "zz"]
                 .iter()
-                .map(|p| BaseChange::Put(p.to_string(), entry))
+                .map(|p| BaseChange::Put(p.to_string(), entry(1)))
                 .collect(),
         );
         let local = listing(&["a", "b", "c"]);
@@ -2141,46 +2138,12 @@ mod tests {
 
     #[test]
     fn names_on_disk_collide_and_a_path_only_in_the_base_collides_with_nothing() {
-        let entry = BaseEntry {
-            local: SideState {
-                hash: [1; 32],
-                size: 1,
-                mtime_ns: 1,
-            },
-            remote: SideState {
-                hash: [1; 32],
-                size: 1,
-                mtime_ns: 1,
-            },
-        };
         let mut base = Base::new();
-        base.apply(vec![BaseChange::Put("Notes/A.txt".into(), entry)]);
+        base.apply(vec![BaseChange::Put("Notes/A.txt".into(), entry(1))]);
         // The same name in NFD on one side, in another case on the other.
         let local = listing(&["notes/a\u{301}.txt", "notes/a.txt"]);
         let remote = listing(&["notes/\u{e1}.txt", "other"]);
-        let spec_report = || RunReport {
-            target: "t".into(),
-            ..RunReport::new(
-                &SyncSpec {
-                    name: "t".into(),
-                    primary: PathBuf::from("/p"),
-                    target: PathBuf::from("/t"),
-                    selection: Selection::default(),
-                    direction: Direction::Bidirectional,
-                    strategy: Strategy::Newest,
-                    backups: PathBuf::from("/b"),
-                    retention: Duration::from_secs(1),
-                    max_delete: 0.5,
-                    snapshots: Vec::new(),
-                    snapshot_every: Duration::from_secs(1),
-                    host: "h".into(),
-                },
-                Direction::Bidirectional,
-                Strategy::Newest,
-                false,
-            )
-        };
-        let mut report = spec_report();
+        let mut report = report();
         let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut report);
         let names: Vec<&str> = items.iter().map(|i| paths.get(i.rel.0)).collect();
         // The base-only name is on neither side: it is forgotten, and collides with nothing

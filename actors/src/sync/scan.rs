@@ -152,22 +152,10 @@ impl Listing {
         self.paths.find(rel).ok().map(|i| &self.metas[i])
     }
 
-    /// Whether the paths are in order, each once.
-    fn is_sorted(&self) -> bool {
-        self.paths.is_sorted()
-    }
-
     /// Hands back the room grown beyond what is held.
     fn shrink_to_fit(&mut self) {
         self.paths.shrink_to_fit();
         self.metas.shrink_to_fit();
-    }
-
-    /// Sorts what was listed out of order and drops repeated paths.
-    fn sort(&mut self) {
-        let order = self.paths.sorted_order();
-        self.metas = order.iter().map(|&i| self.metas[i]).collect();
-        self.paths = self.paths.select(&order);
     }
 }
 
@@ -287,8 +275,8 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
         );
     }
     // A walk lists in order; listed paths may come in any order and overlap.
-    if !out.is_sorted() {
-        out.sort();
+    if !out.paths.is_sorted() {
+        out.paths.sort_along(&mut out.metas);
     }
     out.shrink_to_fit();
     // A database's live WAL: its changes are not in the main file until a checkpoint.
@@ -474,6 +462,14 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn globs(patterns: &[&str]) -> Option<GlobSet> {
+        let mut b = globset::GlobSetBuilder::new();
+        for p in patterns {
+            b.add(globset::Glob::new(p).unwrap());
+        }
+        Some(b.build().unwrap())
+    }
+
     #[test]
     fn the_dataless_flag() {
         assert!(is_dataless(0x4000_0000));
@@ -502,15 +498,10 @@ mod tests {
 
     #[test]
     fn selection_by_paths_and_globs() {
-        let glob = |p: &str| {
-            let mut b = globset::GlobSetBuilder::new();
-            b.add(globset::Glob::new(p).unwrap());
-            Some(b.build().unwrap())
-        };
         let sel = Selection {
             paths: vec!["config/".into(), "notes.db".into()],
             include: None,
-            exclude: glob("**/*.tmp"),
+            exclude: globs(&["**/*.tmp"]),
             never: vec!["config/backups".into()],
         };
         assert!(!sel.wants("config/backups/x.bak"));
@@ -521,7 +512,7 @@ mod tests {
         assert!(!sel.wants("config/x.tmp"));
         let only = Selection {
             paths: vec![],
-            include: glob("*.toml"),
+            include: globs(&["*.toml"]),
             exclude: None,
             never: Vec::new(),
         };
@@ -557,15 +548,8 @@ mod tests {
         std::fs::create_dir_all(&locked).unwrap();
         std::fs::write(locked.join("f"), "x").unwrap();
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
-        let g = |pats: &[&str]| {
-            let mut b = globset::GlobSetBuilder::new();
-            for p in pats {
-                b.add(globset::Glob::new(p).unwrap());
-            }
-            Some(b.build().unwrap())
-        };
         let sel = Selection {
-            exclude: g(&["cache", "**/node_modules", "**/*.tmp"]),
+            exclude: globs(&["cache", "**/node_modules", "**/*.tmp"]),
             ..Default::default()
         };
         let l = scan(root, &sel).unwrap();
@@ -610,7 +594,7 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(got, sorted);
         assert_eq!(got.len(), 10);
-        assert!(out.is_sorted());
+        assert!(out.paths.is_sorted());
     }
 
     #[test]
