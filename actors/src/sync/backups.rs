@@ -6,8 +6,9 @@
 //! restore's, so it wins over older copies). All of it is blocking I/O: callers run it on the
 //! blocking pool, the restore through the target's actor (never during a run).
 
+use std::io;
 use std::path::{Component, Path};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -220,6 +221,41 @@ pub fn restore(spec: &SyncSpec, name: &str, at: SystemTime) -> Result<Restored, 
         size,
         previous_backup,
     })
+}
+
+/// Deletes backups whose name says they are older than `retention` (and temp files of backups
+/// a killed run left); answers how many backups.
+pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let now = SystemTime::now();
+    let mut n = 0;
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let Ok(entry) = entry else { continue };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(dir) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy();
+        // A backup a killed run left half-written (one run per target at a time: none of
+        // this run's is still being written).
+        if scan::is_temp(&entry.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        let Some((_, taken)) = fsops::parse_backup_name(&rel) else {
+            continue;
+        };
+        if now.duration_since(taken).is_ok_and(|age| age > retention)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -5,7 +5,11 @@
 //! - [`scan`]: one side's listing and the quick check's view of each file;
 //! - [`fsops`]: hashing, temp-file copies, installs that re-check the destination, backups;
 //! - [`snapshot`]: consistent copies of live SQLite databases (`VACUUM INTO` + integrity_check);
-//! - [`engine`]: one run (guards, scan, decide, apply, commit the base in batches);
+//! - [`engine`]: one run, as phases with typed values between them: [`guards`] (offline,
+//!   marker, lock) → [`listings`] (both sides) → [`items`] (joined with the base) and
+//!   [`hashing`] → [`plan`] (pure decisions, the guard on mass deletion) → [`apply`] (chunks,
+//!   [`databases`] last) with [`record`] (the base committed as files become durable); what a
+//!   run did is its [`report`];
 //! - [`lock`]: the target's lock, one run or change at a time across hosts, kept fresh;
 //! - [`resolve`]: an operator's resolution of a kept conflict (`conflicts resolve`);
 //! - [`verify`]: integrity and row counts of every database in every location (`verify`);
@@ -15,11 +19,20 @@
 //! - [`actor`]: the `sync_target` actor (schedule, forced runs, records, breaker, alerts).
 
 pub mod actor;
+mod apply;
 pub mod backups;
 pub mod classify;
+mod databases;
 pub mod engine;
 pub mod fsops;
+mod guards;
+mod hashing;
+mod items;
+mod listings;
 pub mod lock;
+mod plan;
+mod record;
+pub mod report;
 pub mod resolve;
 pub mod scan;
 pub mod snapshot;

@@ -1,0 +1,538 @@
+//! A run's apply phase: the plan's steps in chunks of [`COMMIT_BATCH`]. Plain files are copied
+//! to temp files beside their destinations on the worker threads, made durable together, the
+//! destinations' backups put in place, then each copy renamed over its destination if that is
+//! still what the scan saw; deletions go through the backups first. Each chunk's base changes
+//! are committed once its files are durable, so a run that is killed resumes without re-reading
+//! what it finished. Databases go last, through snapshots ([`databases`](super::databases)).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::classify::{Action, Digest};
+use super::databases;
+use super::engine::{blocking, par_map, Phases, Progress, SyncSpec, COMMIT_BATCH};
+use super::fsops::{self, InstallError};
+use super::items::{side_state, Item, Slot};
+use super::record::Record;
+use super::report::{RunReport, Stop};
+use super::scan::{Meta, Paths};
+use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow};
+use crate::store::unix_ms;
+
+/// How often a running chunk's counts are passed on to [`Progress`].
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// What applying one path gave.
+pub enum Applied {
+    Copied {
+        to_remote: bool,
+        bytes: u64,
+        backup: bool,
+        change: BaseChange,
+    },
+    Deleted {
+        remote: bool,
+        change: BaseChange,
+    },
+    Kept {
+        copy: String,
+        conflict: ConflictRow,
+    },
+    Deferred(String),
+    Failed(String),
+    /// A database: copied through a snapshot (async), after the plain files.
+    NeedsSnapshot,
+}
+
+/// Applies `steps` (indices into `items`, whose paths are in `names`), committing to `base`
+/// through `record` as chunks become durable.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply(
+    spec: &SyncSpec,
+    base: &mut Base,
+    items: &[Slot],
+    names: &Paths,
+    steps: &[(usize, Action)],
+    mut record: Record<'_>,
+    progress: &Progress,
+    report: &mut RunReport,
+    phases: &mut Phases,
+) -> Result<(), Stop> {
+    progress
+        .files_total
+        .store(steps.len() as u64, Ordering::Relaxed);
+    let bytes_total: u64 = steps
+        .iter()
+        .map(|&(i, a)| match a {
+            Action::CopyToRemote => items[i].local.map_or(0, |m| m.size),
+            Action::CopyToLocal | Action::KeepBoth => items[i].remote.map_or(0, |m| m.size),
+            _ => 0,
+        })
+        .sum();
+    progress.bytes_total.store(bytes_total, Ordering::Relaxed);
+    // Paths the base will learn: grown once, not per chunk.
+    let (more, bytes) = steps
+        .iter()
+        .filter(|&&(i, _)| items[i].base.is_none())
+        .fold((0, 0), |(n, b), &(i, _)| {
+            (n + 1, b + names.get(items[i].rel.0).len())
+        });
+    base.reserve(more, bytes);
+    let at = record.at;
+    let mut snapshots_needed = Vec::new();
+    // Plain files in chunks: each chunk's base changes are committed once its files are durable.
+    let chunk = COMMIT_BATCH.max(1);
+    let mut start = 0;
+    while start < steps.len() {
+        let end = (start + chunk).min(steps.len());
+        let part: Vec<(Item, Action)> = steps[start..end]
+            .iter()
+            .map(|&(i, a)| (items[i].with_rel(names), a))
+            .collect();
+        let s = spec.clone();
+        let prog = Arc::new(ProgressCell::default());
+        let prog2 = prog.clone();
+        let work = blocking(move || {
+            let dur = fsops::Durability::new();
+            let steps = par_map(&part, |(item, a)| {
+                let r = apply_plain(&s, item, *a, at, &dur);
+                prog2.files.fetch_add(1, Ordering::Relaxed);
+                if let Step::Staged(st) = &r {
+                    prog2.bytes.fetch_add(st.copy.size, Ordering::Relaxed);
+                }
+                r
+            });
+            let out = settle(&part, steps, &dur);
+            (part, out, dur.flushing())
+        });
+        // The chunk's counts reach `progress` as its files are done, not when all are (a
+        // chunk is up to 2,000 files: the progress bar would stand still for its length).
+        let (files0, bytes0) = (
+            progress.files_done.load(Ordering::Relaxed),
+            progress.bytes_done.load(Ordering::Relaxed),
+        );
+        let relay = || {
+            let files = prog.files.load(Ordering::Relaxed);
+            let bytes = prog.bytes.load(Ordering::Relaxed);
+            progress.files_done.store(files0 + files, Ordering::Relaxed);
+            progress.bytes_done.store(bytes0 + bytes, Ordering::Relaxed);
+        };
+        tokio::pin!(work);
+        let results = loop {
+            tokio::select! {
+                r = &mut work => break r?,
+                () = tokio::time::sleep(PROGRESS_EVERY) => relay(),
+            }
+        };
+        relay();
+        let (part, out, flushing) = results;
+        phases.add("apply's syncfs", flushing);
+        for ((item, a), r) in part.into_iter().zip(out) {
+            snapshots_needed.extend(record.absorb(report, item, a, r).await);
+        }
+        let committing = Instant::now();
+        record.commit(base).await?;
+        phases.add("apply's commits", committing.elapsed());
+        start = end;
+    }
+    phases.mark("apply");
+    for (item, a) in snapshots_needed {
+        let r = databases::apply_sqlite(spec, &item, a, at).await;
+        progress.files_done.fetch_add(1, Ordering::Relaxed);
+        // A database's step never asks for a snapshot again.
+        let _ = record.absorb(report, item, a, r).await;
+    }
+    record.commit(base).await?;
+    phases.mark("databases");
+    Ok(())
+}
+
+#[derive(Default)]
+struct ProgressCell {
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// One plain-file action (blocking).
+fn apply_plain(
+    spec: &SyncSpec,
+    item: &Item,
+    action: Action,
+    at: SystemTime,
+    dur: &fsops::Durability,
+) -> Step {
+    let lpath = spec.primary.join(&*item.rel);
+    let rpath = spec.target.join(&*item.rel);
+    let done =
+        |r: io::Result<Applied>| Step::Done(r.unwrap_or_else(|e| Applied::Failed(describe(&e))));
+    let r = match action {
+        Action::Agree => {
+            let (Some(l), Some(r), Some(lh), Some(rh)) =
+                (item.local, item.remote, item.lhash(), item.rhash())
+            else {
+                return Step::Done(Applied::Deferred("changed during the run".into()));
+            };
+            return Step::Done(Applied::Copied {
+                to_remote: false,
+                bytes: 0,
+                backup: false,
+                change: BaseChange::Put(
+                    item.rel.to_string(),
+                    BaseEntry {
+                        local: side_state(lh, l),
+                        remote: side_state(rh, r),
+                    },
+                ),
+            });
+        }
+        Action::Forget => {
+            return Step::Done(Applied::Deleted {
+                remote: false,
+                change: BaseChange::Forget(item.rel.to_string()),
+            })
+        }
+        Action::CopyToRemote => return stage_copy(spec, item, &lpath, &rpath, true, at, dur),
+        Action::CopyToLocal => return stage_copy(spec, item, &rpath, &lpath, false, at, dur),
+        Action::DeleteRemote => delete(spec, item, &rpath, false, at),
+        Action::DeleteLocal => delete(spec, item, &lpath, true, at),
+        Action::KeepBoth => keep_both(spec, item, &rpath, at),
+        Action::Nothing | Action::Pending(_) => {
+            return Step::Done(Applied::Deferred(String::new()))
+        }
+    };
+    done(r)
+}
+
+pub(super) fn describe(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() => {
+            format!("no space left on the device ({e}); nothing was replaced")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// A plain-file action's first step: done (or failed, or deferred) at once, or a copy staged.
+enum Step {
+    Done(Applied),
+    Staged(Staged),
+}
+
+/// A copy written to its temp file (and the destination's backup to its own temp), waiting
+/// for its chunk's files to be durable before it is renamed into place.
+struct Staged {
+    copy: fsops::TempCopy,
+    dest: PathBuf,
+    src_hash: Digest,
+    src_meta: Meta,
+    to_remote: bool,
+    /// The destination's backup: its temp, its name, where.
+    backup: Option<(PathBuf, PathBuf, fsops::Dev)>,
+}
+
+impl Staged {
+    /// Removes what was staged (a step that will not happen).
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.copy.temp);
+        if let Some((temp, _, _)) = &self.backup {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+/// A copy, up to its temp file and the destination's backup (durable at the chunk's flush).
+fn stage_copy(
+    spec: &SyncSpec,
+    item: &Item,
+    src: &Path,
+    dest: &Path,
+    to_remote: bool,
+    at: SystemTime,
+    dur: &fsops::Durability,
+) -> Step {
+    let (src_meta, src_hash, dest_meta) = if to_remote {
+        (item.local, item.lhash(), item.remote)
+    } else {
+        (item.remote, item.rhash(), item.local)
+    };
+    let Some(sm) = src_meta else {
+        return Step::Done(Applied::Deferred("changed during the run".into()));
+    };
+    if src_hash.is_none() && !item.unhashed {
+        return Step::Done(Applied::Deferred("changed during the run".into()));
+    }
+    if dest_meta.is_some_and(|m| m.live_wal) {
+        return Step::Done(Applied::Deferred(format!(
+            "{} is a database in use (a live -wal beside it): not replaced under its writer",
+            dest.display()
+        )));
+    }
+    if sm.live_wal {
+        return Step::Done(Applied::NeedsSnapshot);
+    }
+    let root = if to_remote {
+        &spec.target
+    } else {
+        &spec.primary
+    };
+    let staged = (|| -> io::Result<Step> {
+        fsops::make_parents_in(root, dest, dur)?;
+        let copy = match fsops::copy_staged(src, dest, sm.mtime_ns, dur) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Step::Done(Applied::NeedsSnapshot)),
+            // Gone since the scan: the next run sees it absent.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !src.exists() => {
+                return Ok(Step::Done(Applied::Deferred(format!(
+                    "{} vanished during the run",
+                    src.display()
+                ))))
+            }
+            Err(e) => return Err(e),
+        };
+        // What was copied is what the scan saw: the hash taken before, or (unhashed) the
+        // source's size and time once read, as the quick check does.
+        let same = match src_hash {
+            Some(sh) => copy.hash == sh,
+            None => copy.source == (sm.size, sm.mtime_ns),
+        };
+        if !same {
+            let _ = std::fs::remove_file(&copy.temp);
+            return Ok(Step::Done(Applied::Deferred(format!(
+                "{} changed during the run",
+                src.display()
+            ))));
+        }
+        let sh = src_hash.unwrap_or(copy.hash);
+        let mut backup = None;
+        if dest_meta.is_some() {
+            let b = match fsops::unchanged(dest, dest_meta) {
+                Ok(true) => fsops::backup_staged(dest, &spec.backups, &item.rel, at, dur),
+                Ok(false) => {
+                    let _ = std::fs::remove_file(&copy.temp);
+                    return Ok(Step::Done(Applied::Deferred(format!(
+                        "{} changed during the run",
+                        dest.display()
+                    ))));
+                }
+                Err(e) => Err(e),
+            };
+            match b {
+                Ok(b) => backup = Some(b),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&copy.temp);
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot back up {} before replacing it: {e}", dest.display()),
+                    ));
+                }
+            }
+        }
+        Ok(Step::Staged(Staged {
+            copy,
+            dest: dest.to_path_buf(),
+            src_hash: sh,
+            src_meta: sm,
+            to_remote,
+            backup,
+        }))
+    })();
+    staged.unwrap_or_else(|e| Step::Done(Applied::Failed(describe(&e))))
+}
+
+/// The chunk's staged copies put in place, in the order that leaves no torn file and no
+/// replaced file without its backup: their temp files (and the backups' temps) durable, the
+/// backups renamed to their names and durable, the copies renamed over their destinations
+/// (each re-checked just before) and durable. Answers one result per step.
+fn settle(part: &[(Item, Action)], steps: Vec<Step>, dur: &fsops::Durability) -> Vec<Applied> {
+    let mut out: Vec<Option<Applied>> = Vec::with_capacity(steps.len());
+    let mut staged: Vec<(usize, Staged)> = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        match step {
+            Step::Done(a) => out.push(Some(a)),
+            Step::Staged(s) => {
+                out.push(None);
+                staged.push((i, s));
+            }
+        }
+    }
+    let fail = |staged: &mut Vec<(usize, Staged)>, out: &mut [Option<Applied>], why: &str| {
+        for (i, s) in staged.drain(..) {
+            s.discard();
+            out[i] = Some(Applied::Failed(why.to_string()));
+        }
+    };
+    if !staged.is_empty() {
+        if let Err(e) = dur.flush() {
+            let why = format!("cannot make the copy durable: {}", describe(&e));
+            fail(&mut staged, &mut out, &why);
+        }
+    }
+    // Backups under their names, durable before anything they keep is replaced.
+    let mut placed = false;
+    staged.retain(|(i, s)| {
+        let Some((temp, name, dev)) = &s.backup else {
+            return true;
+        };
+        match fsops::place_backup(temp, name, dur, *dev) {
+            Ok(()) => {
+                placed = true;
+                true
+            }
+            Err(e) => {
+                s.discard();
+                out[*i] = Some(Applied::Failed(format!(
+                    "cannot back up {} before replacing it: {}",
+                    s.dest.display(),
+                    describe(&e)
+                )));
+                false
+            }
+        }
+    });
+    if placed {
+        if let Err(e) = dur.flush() {
+            let why = format!("cannot make the backups durable: {}", describe(&e));
+            fail(&mut staged, &mut out, &why);
+        }
+    }
+    let installed = par_map(&staged, |(i, s)| install_staged(&part[*i].0, s, dur));
+    let flushed = if staged.is_empty() {
+        Ok(())
+    } else {
+        dur.flush()
+    };
+    for ((i, _), r) in staged.iter().zip(installed) {
+        out[*i] = Some(match (&flushed, r) {
+            // In place but maybe not durable: not recorded (the next run finds them agreeing).
+            (Err(e), Applied::Copied { .. }) => {
+                Applied::Failed(format!("cannot make the copy durable: {}", describe(e)))
+            }
+            (_, r) => r,
+        });
+    }
+    out.into_iter()
+        .map(|a| a.unwrap_or_else(|| Applied::Failed("not applied".into())))
+        .collect()
+}
+
+/// A staged copy renamed over its destination if that is still what the scan saw.
+fn install_staged(item: &Item, s: &Staged, dur: &fsops::Durability) -> Applied {
+    let dest_meta = if s.to_remote { item.remote } else { item.local };
+    match fsops::install_with(&s.copy.temp, &s.dest, dest_meta, dur, s.copy.dev) {
+        Ok(()) => {}
+        Err(InstallError::Changed) => {
+            return Applied::Deferred(format!("{} changed during the run", s.dest.display()))
+        }
+        Err(InstallError::Io(e)) => return Applied::Failed(describe(&e)),
+    }
+    let (local, remote) = if s.to_remote {
+        (
+            side_state(s.src_hash, s.src_meta),
+            side_state(s.copy.hash, s.copy.meta),
+        )
+    } else {
+        (
+            side_state(s.copy.hash, s.copy.meta),
+            side_state(s.src_hash, s.src_meta),
+        )
+    };
+    Applied::Copied {
+        to_remote: s.to_remote,
+        bytes: s.copy.size,
+        backup: s.backup.is_some(),
+        change: BaseChange::Put(item.rel.to_string(), BaseEntry { local, remote }),
+    }
+}
+
+fn delete(
+    spec: &SyncSpec,
+    item: &Item,
+    path: &Path,
+    local: bool,
+    at: SystemTime,
+) -> io::Result<Applied> {
+    let meta = if local { item.local } else { item.remote };
+    let Some(meta) = meta else {
+        return Ok(Applied::Deferred("changed during the run".into()));
+    };
+    if meta.live_wal {
+        return Ok(Applied::Deferred(format!(
+            "{} is a database in use: not deleted under its writer",
+            path.display()
+        )));
+    }
+    if !fsops::unchanged(path, Some(meta))? {
+        return Ok(Applied::Deferred(format!(
+            "{} changed during the run",
+            path.display()
+        )));
+    }
+    // The primary's file moves into the backups (same disk as a rule); the target's is copied.
+    fsops::backup(path, &spec.backups, &item.rel, at, local)?;
+    if !local {
+        match fsops::remove(path, meta) {
+            Ok(()) => {}
+            Err(InstallError::Changed) => {
+                return Ok(Applied::Deferred(format!(
+                    "{} changed during the run",
+                    path.display()
+                )))
+            }
+            Err(InstallError::Io(e)) => return Err(e),
+        }
+    }
+    Ok(Applied::Deleted {
+        remote: !local,
+        change: BaseChange::Forget(item.rel.to_string()),
+    })
+}
+
+fn keep_both(spec: &SyncSpec, item: &Item, rpath: &Path, at: SystemTime) -> io::Result<Applied> {
+    let (Some(rm), Some(lh), Some(rh)) = (item.remote, item.lhash(), item.rhash()) else {
+        return Ok(Applied::Deferred("changed during the run".into()));
+    };
+    // A second conflict on the same path in the same second gets `-2`, `-3`... after the name.
+    let mut copy_rel = fsops::conflict_name(&item.rel, at, &spec.name);
+    let mut n = 2;
+    while n < 1000 && std::fs::symlink_metadata(spec.primary.join(&copy_rel)).is_ok() {
+        copy_rel = fsops::conflict_name(&item.rel, at, &format!("{}-{n}", spec.name));
+        n += 1;
+    }
+    let dest = spec.primary.join(&copy_rel);
+    fsops::make_parents(&spec.primary, &dest)?;
+    let (temp, hash, _) = fsops::copy_to_temp(rpath, &dest, rm.mtime_ns)?;
+    if hash != rh {
+        let _ = std::fs::remove_file(&temp);
+        return Ok(Applied::Deferred(format!(
+            "{} changed during the run",
+            rpath.display()
+        )));
+    }
+    match fsops::install(&temp, &dest, None) {
+        Ok(()) => {}
+        Err(InstallError::Changed) => {
+            return Ok(Applied::Deferred(format!(
+                "{} exists already",
+                dest.display()
+            )))
+        }
+        Err(InstallError::Io(e)) => return Err(e),
+    }
+    Ok(Applied::Kept {
+        copy: copy_rel.clone(),
+        conflict: ConflictRow {
+            id: 0,
+            target: spec.name.clone(),
+            path: item.rel.to_string(),
+            local_hash: lh,
+            remote_hash: rh,
+            copy: copy_rel,
+            detected_ms: unix_ms(at),
+            resolved_ms: None,
+            resolution: None,
+        },
+    })
+}

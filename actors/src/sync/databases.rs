@@ -1,0 +1,216 @@
+//! SQLite databases in a run: a database is copied as a consistent snapshot (`VACUUM INTO` a
+//! temp file, `PRAGMA integrity_check`, then the same install as a plain file: the destination
+//! re-checked and backed up first), since its writer may change it during the copy; and the
+//! daemon's own live databases are pushed as per-host snapshots into the target.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::apply::{describe, Applied};
+use super::classify::{Action, Digest};
+use super::engine::SyncSpec;
+use super::fsops::{self, InstallError};
+use super::items::{side_state, Item};
+use super::scan::{self, Meta};
+use super::snapshot;
+use crate::store::sync::{BaseChange, BaseEntry};
+
+/// A database copied through a snapshot (its source may be written meanwhile).
+pub async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: SystemTime) -> Applied {
+    let to_remote = action == Action::CopyToRemote;
+    let (src, dest) = if to_remote {
+        (spec.primary.join(&*item.rel), spec.target.join(&*item.rel))
+    } else {
+        (spec.target.join(&*item.rel), spec.primary.join(&*item.rel))
+    };
+    let (src_meta, src_hash) = if to_remote {
+        (item.local, item.lhash())
+    } else {
+        (item.remote, item.rhash())
+    };
+    let Some(sm) = src_meta else {
+        return Applied::Deferred("changed during the run".into());
+    };
+    let sh = match src_hash {
+        Some(h) => h,
+        None if item.unhashed => {
+            let src2 = src.clone();
+            match tokio::task::spawn_blocking(move || fsops::hash_file(&src2, sm.live_wal)).await {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => {
+                    return Applied::Failed(format!("cannot read {}: {e}", src.display()))
+                }
+                Err(e) => return Applied::Failed(format!("cannot read {}: {e}", src.display())),
+            }
+        }
+        None => return Applied::Deferred("changed during the run".into()),
+    };
+    let root = if to_remote {
+        spec.target.clone()
+    } else {
+        spec.primary.clone()
+    };
+    let dest2 = dest.clone();
+    match tokio::task::spawn_blocking(move || fsops::make_parents(&root, &dest2)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Applied::Failed(describe(&e)),
+        Err(e) => return Applied::Failed(format!("a sync task failed: {e}")),
+    }
+    let temp = fsops::temp_beside(&dest);
+    if let Err(e) = snapshot::snapshot(&src, &temp).await {
+        return Applied::Failed(e.to_string());
+    }
+    let s = spec.clone();
+    let item = item.clone();
+    let dest2 = dest.clone();
+    let r = tokio::task::spawn_blocking(move || -> io::Result<Applied> {
+        let f = std::fs::OpenOptions::new().write(true).open(&temp)?;
+        f.set_modified(fsops::time_of(sm.mtime_ns))?;
+        f.sync_all()?;
+        drop(f);
+        let hash = fsops::hash_file(&temp, false)?;
+        let bytes = std::fs::metadata(&temp)?.len();
+        let r = finish_copy(
+            &s,
+            &item,
+            temp.clone(),
+            &dest2,
+            hash,
+            sh,
+            sm,
+            to_remote,
+            bytes,
+            at,
+        );
+        if r.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        r
+    })
+    .await;
+    match r {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => Applied::Failed(describe(&e)),
+        Err(e) => Applied::Failed(format!("the copy of {} failed: {e}", dest.display())),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_copy(
+    spec: &SyncSpec,
+    item: &Item,
+    temp: PathBuf,
+    dest: &Path,
+    copy_hash: Digest,
+    src_hash: Digest,
+    src_meta: Meta,
+    to_remote: bool,
+    bytes: u64,
+    at: SystemTime,
+) -> io::Result<Applied> {
+    let dest_meta = if to_remote { item.remote } else { item.local };
+    let mut backed_up = false;
+    if dest_meta.is_some() {
+        if !fsops::unchanged(dest, dest_meta)? {
+            let _ = std::fs::remove_file(&temp);
+            return Ok(Applied::Deferred(format!(
+                "{} changed during the run",
+                dest.display()
+            )));
+        }
+        if let Err(e) = fsops::backup(dest, &spec.backups, &item.rel, at, false) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot back up {} before replacing it: {e}", dest.display()),
+            ));
+        }
+        backed_up = true;
+    }
+    match fsops::install(&temp, dest, dest_meta) {
+        Ok(()) => {}
+        Err(InstallError::Changed) => {
+            return Ok(Applied::Deferred(format!(
+                "{} changed during the run",
+                dest.display()
+            )))
+        }
+        Err(InstallError::Io(e)) => return Err(e),
+    }
+    let Some(new_meta) = scan::meta_of(dest)? else {
+        return Ok(Applied::Deferred(format!(
+            "{} vanished after the copy",
+            dest.display()
+        )));
+    };
+    let (local, remote) = if to_remote {
+        (
+            side_state(src_hash, src_meta),
+            side_state(copy_hash, new_meta),
+        )
+    } else {
+        (
+            side_state(copy_hash, new_meta),
+            side_state(src_hash, src_meta),
+        )
+    };
+    Ok(Applied::Copied {
+        to_remote,
+        bytes,
+        backup: backed_up,
+        change: BaseChange::Put(item.rel.to_string(), BaseEntry { local, remote }),
+    })
+}
+
+/// Pushes a consistent snapshot of `db` to `TARGET/hosts/HOST/NAME` when the one there is
+/// older than `snapshot_every`. Snapshots are not backed up: each is a newer copy of a
+/// database that lives on here.
+pub async fn push_snapshot(spec: &SyncSpec, db: &Path) -> Result<String, String> {
+    let name = db
+        .file_name()
+        .ok_or_else(|| format!("{} has no file name", db.display()))?;
+    let dir = spec.target.join(scan::HOSTS).join(&spec.host);
+    let dest = dir.join(name);
+    let (dest2, db2, every) = (dest.clone(), db.to_path_buf(), spec.snapshot_every);
+    let fresh = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+        if let Ok(age) = std::fs::metadata(&dest2)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default())
+        {
+            if age < every {
+                return Ok(true);
+            }
+        }
+        if !db2.is_file() {
+            return Err(format!("{} does not exist", db2.display()));
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(false)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    if fresh {
+        return Ok("fresh enough".into());
+    }
+    let temp = fsops::temp_beside(&dest);
+    snapshot::snapshot(db, &temp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let dest2 = dest.clone();
+    let r = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+        std::fs::File::open(&temp)?.sync_all()?;
+        let n = std::fs::metadata(&temp)?.len();
+        if let Err(e) = std::fs::rename(&temp, &dest2) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        fsops::sync_dir(&dest2)?;
+        Ok(n)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| describe(&e))?;
+    Ok(format!("pushed {} ({r} bytes)", dest.display()))
+}

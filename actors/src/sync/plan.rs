@@ -1,0 +1,399 @@
+//! A run's plan: each item classified against its base on both sides and decided
+//! ([`classify::decide`](super::classify::decide)), with the conflicts kept earlier taken into
+//! account, and the guard on mass deletion. Pure: no filesystem, no store, no clock; the hashes
+//! it needs are in the items already.
+
+use std::collections::{HashMap, HashSet};
+
+use super::classify::{decide, Action, Class, Digest, Direction, Seen, Strategy};
+use super::items::{side_state, Slot};
+use super::report::{planned, Planned, Refusal, Stop};
+use super::scan::{Meta, Paths};
+use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow};
+
+/// How a conflict record closed by a run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Closed {
+    /// The user edited one side after it was kept.
+    Edited,
+    /// Both sides were edited again after it was kept: a newer conflict replaces it.
+    Superseded,
+    /// The path is on neither side any more.
+    Gone,
+}
+
+impl Closed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closed::Edited => "edited",
+            Closed::Superseded => "superseded",
+            Closed::Gone => "gone",
+        }
+    }
+}
+
+/// What a run is to do.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The steps, in path order: an item (by its index) and its action; at most one an item,
+    /// never `Nothing` or `Pending`. The items stay where they are (a first copy's 100k items
+    /// held twice, as items and as the plan, was most of its memory).
+    pub steps: Vec<(usize, Action)>,
+    /// Base entries that learn a new time (touched: the time changed, the contents did not).
+    pub touched: Vec<BaseChange>,
+    /// Conflict records settled without a step (sent once the base that settles them is
+    /// committed); a step's item carries its own in `closes`.
+    pub closing: Vec<(i64, Closed)>,
+    /// Paths of conflicts kept earlier and left alone (both versions are the ones it saw).
+    pub unresolved: Vec<String>,
+    /// Changes the direction does not take.
+    pub pending: Vec<Planned>,
+}
+
+/// Decides every item. `held`: paths a side skipped or that collide this run (a conflict
+/// record of theirs is neither settled nor decided). Sets each item's `conflict` and `closes`.
+pub fn plan(
+    items: &mut [Slot],
+    names: &Paths,
+    base: &Base,
+    open: &[ConflictRow],
+    held: &HashSet<&str>,
+    direction: Direction,
+    strategy: Strategy,
+) -> Plan {
+    // At most one step an item: room for that at once (grown by doubling it took 2.1 MB, not
+    // 1.6).
+    let mut out = Plan {
+        steps: Vec::with_capacity(items.len()),
+        ..Plan::default()
+    };
+    let open_by_path: HashMap<&str, &ConflictRow> =
+        open.iter().map(|c| (c.path.as_str(), c)).collect();
+    if !open.is_empty() {
+        // A record whose path needs no decision, and not merely because it is unreadable or
+        // colliding this time, is settled: in the base and unchanged on both sides (both as
+        // the base has them), or on neither side nor in the base (both versions deleted, or
+        // no longer selected).
+        let listed: HashSet<&str> = items.iter().map(|i| names.get(i.rel.0)).collect();
+        out.closing.extend(
+            open.iter()
+                .filter(|c| !listed.contains(c.path.as_str()) && !held.contains(c.path.as_str()))
+                .map(|c| {
+                    let why = if base.contains_key(&c.path) {
+                        Closed::Edited
+                    } else {
+                        Closed::Gone
+                    };
+                    (c.id, why)
+                }),
+        );
+    }
+    for (index, item) in items.iter_mut().enumerate() {
+        let rel = names.get(item.rel.0);
+        let lb = item.base.as_ref().map(|b| b.local.hash);
+        let rb = item.base.as_ref().map(|b| b.remote.hash);
+        let seen = |hash: Option<Digest>, m: Option<Meta>| {
+            // Unhashed: created on this side alone, which decides whatever its hash.
+            let hash = if item.unhashed {
+                hash.or(Some([0; 32]))
+            } else {
+                hash
+            };
+            hash.zip(m).map(|(hash, m)| Seen {
+                hash,
+                mtime_ns: m.mtime_ns,
+            })
+        };
+        let lseen = seen(item.lhash(), item.local);
+        let rseen = seen(item.rhash(), item.remote);
+        let (lc, rc) = (Class::of(lb, lseen), Class::of(rb, rseen));
+        let mut d = decide(lc, rc, direction, strategy);
+        if let Some(c) = open_by_path.get(rel) {
+            // A conflict kept earlier: left alone while the two versions are the ones it saw.
+            if d.conflict
+                && Some(c.local_hash) == item.lhash()
+                && Some(c.remote_hash) == item.rhash()
+            {
+                out.unresolved.push(rel.to_string());
+                continue;
+            }
+            item.closes = Some((c.id, Closed::Edited));
+            if d.conflict {
+                // The user changed the path since: the versions the conflict recorded act as
+                // the base, so the side they edited wins. Both edited again: a new conflict,
+                // which supersedes this one.
+                let again = decide(
+                    Class::of(Some(c.local_hash), lseen),
+                    Class::of(Some(c.remote_hash), rseen),
+                    direction,
+                    strategy,
+                );
+                if again.conflict {
+                    item.closes = Some((c.id, Closed::Superseded));
+                } else {
+                    d = again;
+                }
+            }
+        }
+        // Touched only (time changed, contents not): the base learns the new time.
+        if let (Some(b), Class::Unchanged, Class::Unchanged) =
+            (item.base.as_deref().copied(), lc, rc)
+        {
+            if let (Some(l), Some(r)) = (item.local, item.remote) {
+                let e = BaseEntry {
+                    local: side_state(b.local.hash, l),
+                    remote: side_state(b.remote.hash, r),
+                };
+                if e != b {
+                    out.touched.push(BaseChange::Put(rel.to_string(), e));
+                }
+            }
+        }
+        item.conflict = d.conflict;
+        match d.action {
+            // Both sides as the base has them: a record still open is settled already.
+            Action::Nothing => out.closing.extend(item.closes),
+            Action::Pending(_) => out.pending.push(planned(rel, d.action, lc, rc)),
+            a => out.steps.push((index, a)),
+        }
+    }
+    out
+}
+
+/// The guard on mass deletion: a plan that deletes more than `max_delete` (a share) of the
+/// `tracked` files of `target` stops the run before anything is changed.
+pub fn mass_deletion(
+    steps: &[(usize, Action)],
+    tracked: usize,
+    max_delete: f64,
+    target: &str,
+) -> Option<Stop> {
+    let deletions = steps
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::DeleteLocal | Action::DeleteRemote))
+        .count();
+    if deletions > 0 && tracked > 0 && deletions as f64 > max_delete * tracked as f64 {
+        return Some(Stop::refused(
+            format!(
+                "stopped: this run would delete {deletions} of {tracked} synced files, more than \
+                 max_delete ({:.0}%); nothing was changed. If that is intended, raise max_delete \
+                 for {target} and run `metasystem sync {target}`",
+                max_delete * 100.0,
+            ),
+            Refusal::MaxDelete,
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sync::SideState;
+    use crate::sync::items::Name;
+    use Action::*;
+
+    const A: Digest = [1; 32];
+    const B: Digest = [2; 32];
+    const C: Digest = [3; 32];
+
+    /// A side as listed now: its hash (known) and time.
+    type Now = Option<(Digest, i64)>;
+
+    fn meta(mtime_ns: i64) -> Meta {
+        Meta {
+            size: 4,
+            mtime_ns,
+            live_wal: false,
+            dataless: false,
+        }
+    }
+
+    fn side(hash: Digest) -> SideState {
+        SideState {
+            hash,
+            size: 4,
+            mtime_ns: 1,
+        }
+    }
+
+    /// Items named `p0`, `p1`, ... from (base hash, local now, remote now).
+    fn items(rows: &[(Option<Digest>, Now, Now)]) -> (Vec<Slot>, Paths) {
+        let mut names = Paths::default();
+        let mut out = Vec::new();
+        for (i, &(base, l, r)) in rows.iter().enumerate() {
+            names.push(&format!("p{i}"));
+            out.push(Slot {
+                rel: Name(i),
+                local: l.map(|(_, t)| meta(t)),
+                remote: r.map(|(_, t)| meta(t)),
+                base: base.map(|h| {
+                    Box::new(BaseEntry {
+                        local: side(h),
+                        remote: side(h),
+                    })
+                }),
+                hashes: Some(Box::new([l.map(|(h, _)| h), r.map(|(h, _)| h)])),
+                conflict: false,
+                closes: None,
+                unhashed: false,
+            });
+        }
+        (out, names)
+    }
+
+    fn decided(rows: &[(Option<Digest>, Now, Now)], d: Direction, s: Strategy) -> Plan {
+        let (mut items, names) = items(rows);
+        plan(&mut items, &names, &Base::new(), &[], &HashSet::new(), d, s)
+    }
+
+    /// One path per row: what the plan does with it (`None`: no step).
+    #[test]
+    fn each_pair_of_sides_gets_its_step() {
+        let bi = Direction::Bidirectional;
+        let rows: &[(Option<Digest>, Now, Now, Option<Action>)] = &[
+            (None, Some((A, 1)), None, Some(CopyToRemote)),
+            (None, None, Some((A, 1)), Some(CopyToLocal)),
+            (None, Some((A, 1)), Some((A, 9)), Some(Agree)),
+            (Some(A), Some((A, 5)), Some((A, 1)), None), // touched only
+            (Some(A), Some((B, 1)), Some((A, 1)), Some(CopyToRemote)),
+            (Some(A), Some((A, 1)), Some((B, 1)), Some(CopyToLocal)),
+            (Some(A), None, Some((A, 1)), Some(DeleteRemote)),
+            (Some(A), Some((A, 1)), None, Some(DeleteLocal)),
+            (Some(A), None, None, Some(Forget)),
+            (Some(A), None, Some((B, 1)), Some(CopyToLocal)), // change beats deletion
+            (Some(A), Some((B, 2)), Some((C, 1)), Some(CopyToRemote)), // newest
+            (Some(A), Some((B, 1)), Some((C, 2)), Some(CopyToLocal)),
+        ];
+        let plain: Vec<_> = rows.iter().map(|&(b, l, r, _)| (b, l, r)).collect();
+        let p = decided(&plain, bi, Strategy::Newest);
+        for (i, &(.., want)) in rows.iter().enumerate() {
+            let got = p.steps.iter().find(|(j, _)| *j == i).map(|&(_, a)| a);
+            assert_eq!(got, want, "row {i}");
+        }
+        // The touched path learns its new time, with no step.
+        assert_eq!(p.touched.len(), 1);
+        assert_eq!(p.touched[0].path(), "p3");
+        assert!(p.pending.is_empty() && p.unresolved.is_empty());
+    }
+
+    #[test]
+    fn conflicts_are_marked_and_manual_keeps_both() {
+        let rows = [(Some(A), Some((B, 1)), Some((C, 2)))];
+        let (mut it, names) = items(&rows);
+        let p = plan(
+            &mut it,
+            &names,
+            &Base::new(),
+            &[],
+            &HashSet::new(),
+            Direction::Bidirectional,
+            Strategy::Manual,
+        );
+        assert_eq!(p.steps, [(0, KeepBoth)]);
+        assert!(it[0].conflict);
+    }
+
+    #[test]
+    fn one_way_directions_list_the_other_sides_changes_as_pending() {
+        let rows = [
+            (Some(A), Some((A, 1)), Some((B, 1))),
+            (Some(A), Some((B, 1)), Some((A, 1))),
+        ];
+        let p = decided(&rows, Direction::Push, Strategy::Newest);
+        assert_eq!(p.steps, [(1, CopyToRemote)]);
+        assert_eq!(p.pending.len(), 1);
+        assert_eq!(p.pending[0].path, "p0");
+        let p = decided(&rows, Direction::Pull, Strategy::Newest);
+        assert_eq!(p.steps, [(0, CopyToLocal)]);
+        assert_eq!(p.pending[0].path, "p1");
+    }
+
+    fn kept(id: i64, path: &str, local: Digest, remote: Digest) -> ConflictRow {
+        ConflictRow {
+            id,
+            target: "t".into(),
+            path: path.into(),
+            local_hash: local,
+            remote_hash: remote,
+            copy: format!("{path}.conflict"),
+            detected_ms: 0,
+            resolved_ms: None,
+            resolution: None,
+        }
+    }
+
+    /// Conflicts kept earlier: left alone while unchanged, settled by an edit of one side,
+    /// superseded by edits of both, closed when gone or agreeing.
+    #[test]
+    fn kept_conflicts_are_left_settled_or_superseded() {
+        let rows = [
+            (Some(A), Some((B, 1)), Some((C, 1))),       // p0: as kept
+            (Some(A), Some(([4; 32], 1)), Some((C, 1))), // p1: local edited since it was kept
+            (Some(A), Some((B, 5)), Some((C, 1))),       // p2: both edited again since it was kept
+        ];
+        let (mut it, names) = items(&rows);
+        let mut base = Base::new();
+        base.insert(
+            "gone-but-based".into(),
+            BaseEntry {
+                local: side(A),
+                remote: side(A),
+            },
+        );
+        let open = [
+            kept(1, "p0", B, C),
+            kept(2, "p1", B, C),
+            kept(3, "p2", [4; 32], [5; 32]),
+            kept(4, "gone-but-based", B, C),
+            kept(5, "nowhere", B, C),
+            kept(6, "unreadable", B, C),
+        ];
+        let held: HashSet<&str> = ["unreadable"].into_iter().collect();
+        let p = plan(
+            &mut it,
+            &names,
+            &base,
+            &open,
+            &held,
+            Direction::Bidirectional,
+            Strategy::Newest,
+        );
+        assert_eq!(p.unresolved, ["p0"]);
+        // p1: the local side differs from the kept B, the remote is still C: the edit wins.
+        assert_eq!(it[1].closes, Some((2, Closed::Edited)));
+        assert!(p.steps.contains(&(1, CopyToRemote)));
+        assert!(!it[1].conflict);
+        // p2: both differ from what was kept: a new conflict that supersedes the record.
+        assert_eq!(it[2].closes, Some((3, Closed::Superseded)));
+        assert!(it[2].conflict);
+        // Not listed: settled (in the base: edited; nowhere: gone); a held path is left open.
+        let mut closing = p.closing.clone();
+        closing.sort();
+        assert_eq!(closing, [(4, Closed::Edited), (5, Closed::Gone)]);
+    }
+
+    #[test]
+    fn mass_deletion_stops_above_the_share() {
+        let steps: Vec<(usize, Action)> = (0..6)
+            .map(|i| (i, if i < 3 { DeleteLocal } else { CopyToLocal }))
+            .collect();
+        let cases = [
+            // (tracked, max_delete, stopped)
+            (6, 0.5, false), // 3 of 6 is not more than half
+            (5, 0.5, true),
+            (10, 0.2, true),
+            (0, 0.0, false), // nothing tracked: nothing to guard
+            (100, 0.0, true),
+        ];
+        for (tracked, share, stopped) in cases {
+            let s = mass_deletion(&steps, tracked, share, "t");
+            assert_eq!(s.is_some(), stopped, "{tracked} {share}");
+            if let Some(s) = s {
+                assert_eq!(s.refusal, Some(Refusal::MaxDelete));
+                assert!(s.reason.contains("3 of"), "{}", s.reason);
+            }
+        }
+        assert!(mass_deletion(&steps[3..], 1, 0.0, "t").is_none());
+    }
+}

@@ -1,0 +1,171 @@
+//! A run's record: what applied steps did is turned into base changes and report entries, and
+//! committed to the store (durable lane) and the run's cached base together, chunk by chunk,
+//! once the files they describe are durable. Conflict records settled by the run are closed
+//! after the base that settles them is committed.
+
+use std::time::SystemTime;
+
+use super::apply::Applied;
+use super::classify::Action;
+use super::engine::{SyncSpec, STORE_WAIT};
+use super::items::Item;
+use super::plan::Closed;
+use super::report::{ConflictReport, RunReport, Stop};
+use crate::store::sync::{Base, BaseChange};
+use crate::store::{DurableOp, Store};
+
+/// What a run has applied and not committed yet.
+pub struct Record<'a> {
+    spec: &'a SyncSpec,
+    store: &'a Store,
+    /// When the run's changes were made (backups' and conflict copies' names, records).
+    pub at: SystemTime,
+    /// Base changes of applied steps (and touched entries), not committed yet.
+    changes: Vec<BaseChange>,
+    /// Conflict records to close once the base that settles them is committed.
+    closing: Vec<(i64, Closed)>,
+}
+
+impl<'a> Record<'a> {
+    pub fn new(
+        spec: &'a SyncSpec,
+        store: &'a Store,
+        at: SystemTime,
+        touched: Vec<BaseChange>,
+        closing: Vec<(i64, Closed)>,
+    ) -> Self {
+        Record {
+            spec,
+            store,
+            at,
+            changes: touched,
+            closing,
+        }
+    }
+
+    /// Takes in what applying `item` by `action` gave: its base change, its report entries.
+    /// Answers the step back when it needs a database snapshot (applied after the plain files).
+    pub async fn absorb(
+        &mut self,
+        report: &mut RunReport,
+        item: Item,
+        action: Action,
+        r: Applied,
+    ) -> Option<(Item, Action)> {
+        if matches!(
+            r,
+            Applied::Copied { .. } | Applied::Deleted { .. } | Applied::Kept { .. }
+        ) {
+            self.closing.extend(item.closes);
+        }
+        match r {
+            Applied::Copied {
+                to_remote,
+                bytes,
+                backup,
+                change,
+            } => {
+                match action {
+                    Action::Agree => report.agreed += 1,
+                    _ if to_remote => report.copied_to_remote += 1,
+                    _ => report.copied_to_local += 1,
+                }
+                if item.conflict {
+                    // A conflict decided by the direction or the strategy.
+                    report.conflicts.push(ConflictReport {
+                        path: item.rel.to_string(),
+                        kept: if to_remote { "local" } else { "remote" }.into(),
+                        copy: None,
+                    });
+                }
+                report.bytes += bytes;
+                report.backups += usize::from(backup);
+                self.changes.push(change);
+            }
+            Applied::Deleted { remote, change } => {
+                match action {
+                    Action::Forget => {}
+                    _ if remote => report.deleted_remote += 1,
+                    _ => report.deleted_local += 1,
+                }
+                if action != Action::Forget {
+                    report.backups += 1;
+                }
+                self.changes.push(change);
+            }
+            Applied::Kept { copy, conflict } => {
+                if let Err(e) = self
+                    .store
+                    .durable(DurableOp::SyncConflict(conflict), Some(STORE_WAIT))
+                    .await
+                {
+                    report.errors.push((
+                        item.rel.to_string(),
+                        format!("cannot record the conflict: {e}"),
+                    ));
+                }
+                report.conflicts.push(ConflictReport {
+                    path: item.rel.into(),
+                    kept: "both".into(),
+                    copy: Some(copy),
+                });
+            }
+            Applied::Deferred(why) if why.is_empty() => {}
+            Applied::Deferred(why) => report.deferred.push((item.rel.into(), why)),
+            Applied::Failed(why) => report.errors.push((item.rel.into(), why)),
+            Applied::NeedsSnapshot => return Some((item, action)),
+        }
+        None
+    }
+
+    /// Commits the changes taken in so far to the base (durable lane) and the cache, then
+    /// closes the conflict records they settle.
+    pub async fn commit(&mut self, base: &mut Base) -> Result<(), Stop> {
+        if !self.changes.is_empty() {
+            let batch = std::mem::take(&mut self.changes);
+            if let Err(e) = self
+                .store
+                .durable(
+                    DurableOp::SyncBase {
+                        target: self.spec.name.clone(),
+                        changes: batch.clone(),
+                    },
+                    Some(STORE_WAIT),
+                )
+                .await
+            {
+                return Err(Stop::error(format!(
+                    "cannot record the sync state ({e}); the files are in place and the next \
+                     run finds them agreeing"
+                )));
+            }
+            base.apply(batch);
+        }
+        close(self.store, &mut self.closing, self.at).await;
+        Ok(())
+    }
+}
+
+/// Marks the conflict records in `closing` resolved. A failure leaves them open (the next run
+/// retries: the same edit settles them again), so it is only logged.
+async fn close(store: &Store, closing: &mut Vec<(i64, Closed)>, at: SystemTime) {
+    for resolution in [Closed::Edited, Closed::Superseded, Closed::Gone] {
+        let ids: Vec<i64> = closing
+            .iter()
+            .filter(|(_, r)| *r == resolution)
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let op = DurableOp::SyncResolve {
+            ids,
+            resolution: resolution.as_str().to_string(),
+            at_ms: crate::store::unix_ms(at),
+        };
+        if let Err(e) = store.durable(op, Some(STORE_WAIT)).await {
+            tracing::warn!(error = %e, "cannot close conflict records; the next run retries");
+        }
+    }
+    closing.clear();
+}
