@@ -391,14 +391,58 @@ pub(super) async fn first_synced(
     Ok(())
 }
 
+/// Records the nonce of `target`'s marker as adopted (a target not synced before counts as
+/// synced from `at_ms`); with `forget_base`, its base is let go (a first sync follows).
+pub(super) async fn adopt_marker(
+    conn: &mut SqliteConnection,
+    target: &str,
+    nonce: &str,
+    forget_base: bool,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    first_synced(conn, target, at_ms).await?;
+    if forget_base {
+        sqlx::query("DELETE FROM sync_base WHERE target = ?")
+            .bind(target)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("UPDATE sync_targets SET marker = ? WHERE target = ?")
+        .bind(nonce)
+        .bind(target)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// What the store knows of a target: whether it was synced before, and the nonce of its
+/// marker as last adopted (`None`: none recorded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetRecord {
+    pub synced_before: bool,
+    pub marker: Option<String>,
+}
+
+/// [`TargetRecord`] of `target`.
+pub async fn target_record(pool: &SqlitePool, target: &str) -> Result<TargetRecord, String> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT marker FROM sync_targets WHERE target = ?")
+            .bind(target)
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| format!("cannot read the sync targets: {e}"))?;
+    Ok(match row {
+        None => TargetRecord::default(),
+        Some((marker,)) => TargetRecord {
+            synced_before: true,
+            marker,
+        },
+    })
+}
+
 /// Whether `target` has been synced before (its first run wrote the marker).
 pub async fn synced_before(pool: &SqlitePool, target: &str) -> Result<bool, String> {
-    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sync_targets WHERE target = ?")
-        .bind(target)
-        .fetch_one(pool)
-        .await
-        .map(|n| n > 0)
-        .map_err(|e| format!("cannot read the sync targets: {e}"))
+    target_record(pool, target).await.map(|r| r.synced_before)
 }
 
 /// Conflicts of `target` (every target when `None`), open ones only unless `all`, newest first.

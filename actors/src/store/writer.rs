@@ -105,6 +105,14 @@ pub enum DurableOp {
     },
     /// A target's first run wrote its marker: from now on it has been synced before.
     SyncFirst { target: String, at_ms: i64 },
+    /// The nonce of a target's marker, adopted (the target counts as synced before); with
+    /// `forget_base`, its base is let go in the same transaction (a first sync follows).
+    SyncMarker {
+        target: String,
+        nonce: String,
+        forget_base: bool,
+        at_ms: i64,
+    },
 }
 
 /// What a durable write answers.
@@ -249,6 +257,14 @@ async fn apply(conn: &mut SqliteConnection, op: &DurableOp) -> Result<DurableRep
             .await
             .map(|()| DurableReply::Done),
         DurableOp::SyncFirst { target, at_ms } => sync::first_synced(conn, target, *at_ms)
+            .await
+            .map(|()| DurableReply::Done),
+        DurableOp::SyncMarker {
+            target,
+            nonce,
+            forget_base,
+            at_ms,
+        } => sync::adopt_marker(conn, target, nonce, *forget_base, *at_ms)
             .await
             .map(|()| DurableReply::Done),
     }

@@ -87,6 +87,7 @@ pub async fn apply(
     let chunk = COMMIT_BATCH.max(1);
     let mut start = 0;
     while start < steps.len() {
+        record.check().await?;
         let end = (start + chunk).min(steps.len());
         let part: Vec<(Item, Action)> = steps[start..end]
             .iter()

@@ -136,9 +136,24 @@ async fn run_inner(
 ) -> Result<(), Stop> {
     let mut phases = Phases::new();
     let guarded = guards::check(spec, opts.dry_run, base.is_empty(), store).await?;
+    // A first sync (a new or restored marker): no base, so nothing is read as deleted. The
+    // store let it go already (not for a dry run, which only plans with none).
+    let mut none = Base::new();
+    report.first_sync = guarded.union;
+    let base = match (guarded.union, opts.dry_run) {
+        (true, true) => &mut none,
+        (true, false) => {
+            *base = Base::new();
+            base
+        }
+        (false, _) => base,
+    };
     phases.mark("guards");
 
     let (local, remote) = listings::list_both(spec, opts.dry_run, report).await?;
+    // Both listings are of the folders the run started on (a drive that dropped out during
+    // the scan listed as empty would read as deleted).
+    guards::check_id(spec, guarded.id.as_ref()).await?;
     phases.mark("scan");
     let skipped: HashSet<String> = report.skipped.iter().map(|(p, _)| p.clone()).collect();
     let (mut items, names) = items::merge(&local, &remote, base, &skipped, report);
@@ -184,8 +199,14 @@ async fn run_inner(
         return Ok(());
     }
 
-    let record =
-        super::record::Record::new(spec, store, SystemTime::now(), plan.touched, plan.closing);
+    let record = super::record::Record::new(
+        spec,
+        store,
+        guarded.id.clone(),
+        SystemTime::now(),
+        plan.touched,
+        plan.closing,
+    );
     apply::apply(
         spec,
         base,

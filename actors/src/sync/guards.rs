@@ -1,8 +1,20 @@
 //! A run's first phase, the guards: the target is there (an unmounted drive or an absent
-//! cloud folder is offline: skipped, never read as deletions), it is the folder synced before
-//! (its marker), and no other run holds it (the lock). The first run of a target creates it
-//! (under an existing parent) and writes its marker.
+//! cloud folder is offline: skipped, never read as deletions), it is readable, it is the folder
+//! synced before (its marker), and no other run holds it (the lock).
+//!
+//! The marker (`.metasystem-sync` in the target) carries a nonce, which the store records as
+//! adopted. A marker with another nonce (a restored drive, a different folder with a marker of
+//! its own) or none (put back by hand, as our own refusal used to suggest) makes the run a first
+//! sync: the base is let go and the run is a union of both sides, with no deletions. A target
+//! synced before whose marker is gone is refused: it may be a bare mountpoint.
+//!
+//! The run then holds the target's [`TargetId`] (the marker's nonce and both roots' device and
+//! inode) and checks it before each batch and before the base is recorded: a drive that drops
+//! out in the middle of a run (lazily unmounted, the path now a bare mountpoint) stops it, and
+//! nothing unverified is recorded as synced.
 
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -10,12 +22,153 @@ use super::engine::{blocking, SyncSpec, STORE_WAIT};
 use super::lock::{LockError, TargetLock};
 use super::report::{Refusal, Stop};
 use super::scan::MARKER;
+use crate::store::sync::{target_record, TargetRecord};
 use crate::store::{unix_ms, DurableOp, Store};
 
 /// What the guards let through.
 pub struct Guarded {
     /// The target's lock, held until the run ends (none for a dry run).
     pub lock: Option<TargetLock>,
+    /// The run is a first sync: a union of both sides against no base, deleting nothing.
+    pub union: bool,
+    /// Where the run started (none for a dry run of a target not created yet).
+    pub id: Option<TargetId>,
+}
+
+/// A folder as a run found it: its device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Root {
+    dev: u64,
+    ino: u64,
+}
+
+impl Root {
+    fn of(path: &Path) -> io::Result<Root> {
+        let md = std::fs::metadata(path)?;
+        Ok(Root {
+            dev: md.dev(),
+            ino: md.ino(),
+        })
+    }
+}
+
+/// The identity of a run's two folders: the target's marker nonce, and both roots' device
+/// and inode (a lazily unmounted drive's path leads to the bare mountpoint: another inode,
+/// usually another device, and no marker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetId {
+    nonce: Option<String>,
+    target: Root,
+    primary: Root,
+}
+
+impl TargetId {
+    fn read(spec: &SyncSpec) -> io::Result<TargetId> {
+        Ok(TargetId {
+            target: Root::of(&spec.target)?,
+            primary: Root::of(&spec.primary)?,
+            nonce: match read_marker(&spec.target)? {
+                Found::Present(n) => n,
+                Found::Absent => None,
+            },
+        })
+    }
+
+    /// Whether both folders are still the ones the run started with (blocking I/O).
+    pub fn check(&self, spec: &SyncSpec) -> Result<(), Stop> {
+        let now = TargetId::read(spec);
+        if now.as_ref().is_ok_and(|now| now == self) {
+            return Ok(());
+        }
+        let what = match &now {
+            Err(e) => format!("it cannot be read now ({e})"),
+            Ok(now) if now.primary != self.primary => format!(
+                "the primary {} is another folder now",
+                spec.primary.display()
+            ),
+            Ok(now) if now.target != self.target => {
+                "its folder is another one now (unmounted, or replaced)".to_string()
+            }
+            Ok(_) => "its marker changed".to_string(),
+        };
+        let reason = format!(
+            "stopped: {} changed during the run: {what}. What was done before was recorded; \
+             nothing after it was, and nothing written to the wrong place is ever read as a \
+             deletion",
+            spec.target.display()
+        );
+        Err(if spec.target.is_dir() {
+            Stop::error(reason)
+        } else {
+            Stop::skipped(format!("offline: {reason}"), None)
+        })
+    }
+}
+
+/// [`TargetId::check`] on the blocking pool.
+pub async fn check_id(spec: &SyncSpec, id: Option<&TargetId>) -> Result<(), Stop> {
+    let Some(id) = id.cloned() else {
+        return Ok(());
+    };
+    let s = spec.clone();
+    blocking(move || id.check(&s)).await?
+}
+
+/// The marker as found in the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Absent,
+    /// There, with its nonce (`None`: empty, hand-made, or written before markers had one).
+    Present(Option<String>),
+}
+
+/// Reads the marker of `target`; an error is one reading it (not its absence).
+fn read_marker(target: &Path) -> io::Result<Found> {
+    match std::fs::read(target.join(MARKER)) {
+        Ok(bytes) => Ok(Found::Present(nonce_of(&String::from_utf8_lossy(&bytes)))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Absent),
+        Err(e) => Err(e),
+    }
+}
+
+/// The nonce in a marker's text: a line `nonce: HEX` (16 to 64 hex digits).
+pub fn nonce_of(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let n = l.trim().strip_prefix("nonce:")?.trim();
+        ((16..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| n.to_ascii_lowercase())
+    })
+}
+
+/// What to do about the marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkerStep {
+    /// The marker is the one adopted: a run like any other.
+    Same,
+    /// Write a new marker with a fresh nonce and adopt it.
+    Write { union: bool },
+    /// Adopt the nonce of the marker found.
+    Adopt { nonce: String, union: bool },
+    /// Synced before and no marker: not the folder synced before (a bare mountpoint?).
+    Refuse,
+}
+
+/// The marker step (pure): `record` is what the store knows of the target, `base_empty`
+/// whether its base has no path, `found` the marker in the target. A union is a first sync:
+/// nothing in the base, no deletions. A target synced before this release (no nonce recorded,
+/// a base) adopts the marker it finds as it is, without a union.
+pub fn marker_step(record: &TargetRecord, base_empty: bool, found: &Found) -> MarkerStep {
+    let upgrade = record.synced_before && record.marker.is_none() && !base_empty;
+    match found {
+        Found::Absent if record.synced_before => MarkerStep::Refuse,
+        Found::Absent => MarkerStep::Write { union: true },
+        Found::Present(Some(n)) if record.marker.as_deref() == Some(n.as_str()) => MarkerStep::Same,
+        Found::Present(Some(n)) => MarkerStep::Adopt {
+            nonce: n.clone(),
+            union: !upgrade,
+        },
+        Found::Present(None) => MarkerStep::Write { union: !upgrade },
+    }
 }
 
 /// Whether the target can be synced now, and whether this run is its first.
@@ -24,19 +177,65 @@ enum Online {
     /// Absent but its parent is there and nothing was ever synced: created by the first run.
     Create,
     No(String),
+    /// There but not readable (permissions, an I/O error): a fault, not "offline".
+    Unreadable(String),
 }
 
 fn online(spec: &SyncSpec, first: bool) -> Online {
-    match std::fs::metadata(&spec.target) {
-        Ok(m) if m.is_dir() => Online::Yes,
-        Ok(_) => Online::No(format!("{} is not a folder", spec.target.display())),
-        Err(_) if first && spec.target.parent().is_some_and(Path::is_dir) => Online::Create,
-        Err(e) => Online::No(format!(
-            "offline: {} is not there ({e}); an unmounted drive or an absent cloud folder is \
-             skipped, never read as deletions",
-            spec.target.display()
-        )),
+    let t = &spec.target;
+    match std::fs::metadata(t) {
+        Ok(m) if m.is_dir() => match std::fs::read_dir(t) {
+            Ok(_) => Online::Yes,
+            Err(e) => Online::Unreadable(format!("cannot read the target {}: {e}", t.display())),
+        },
+        Ok(_) => Online::No(format!("{} is not a folder", t.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if first && t.parent().is_some_and(Path::is_dir) {
+                Online::Create
+            } else {
+                Online::No(format!(
+                    "offline: {} is not there ({e}); an unmounted drive or an absent cloud \
+                     folder is skipped, never read as deletions",
+                    t.display()
+                ))
+            }
+        }
+        Err(e) => Online::Unreadable(format!("cannot read the target {}: {e}", t.display())),
     }
+}
+
+/// A fresh marker's text.
+fn marker_text(spec: &SyncSpec) -> String {
+    format!(
+        "metasystem sync target {:?}, marked by {} at {}\nnonce: {:016x}{:016x}\n",
+        spec.name,
+        spec.host,
+        humantime::format_rfc3339_seconds(SystemTime::now()),
+        fastrand::u64(..),
+        fastrand::u64(..)
+    )
+}
+
+/// Writes a fresh marker (temp, fsync, rename over the old one, fsync of the folder); answers
+/// its nonce.
+fn write_marker(spec: &SyncSpec) -> Result<String, Stop> {
+    let marker = spec.target.join(MARKER);
+    let text = marker_text(spec);
+    let temp = spec.target.join(format!("{MARKER}.new"));
+    let fail = |e: io::Error| {
+        let _ = std::fs::remove_file(&temp);
+        Stop::error(format!("cannot write the marker {}: {e}", marker.display()))
+    };
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&temp).map_err(fail)?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(fail)?;
+    }
+    std::fs::rename(&temp, &marker).map_err(fail)?;
+    super::fsops::sync_dir(&marker).map_err(fail)?;
+    nonce_of(&text).ok_or_else(|| Stop::error("a fresh marker has no nonce"))
 }
 
 /// The guards of a run of `spec` (`dry`: a dry run takes no lock and writes nothing;
@@ -47,21 +246,19 @@ pub async fn check(
     base_empty: bool,
     store: &Store,
 ) -> Result<Guarded, Stop> {
-    // The first sync of this target: nothing in the base, and never recorded as synced (an
-    // empty base alone is also what deleting everything on both sides leaves).
-    let first = base_empty
-        && !crate::store::sync::synced_before(store.reader(), &spec.name)
-            .await
-            .map_err(Stop::error)?;
+    let record = target_record(store.reader(), &spec.name)
+        .await
+        .map_err(Stop::error)?;
+    let first = base_empty && !record.synced_before;
     let s = spec.clone();
-    let lock = blocking(move || -> Result<Option<TargetLock>, Stop> {
+    let (lock, step, id) = blocking(move || -> Result<_, Stop> {
         match online(&s, first) {
             Online::Yes => {}
-            Online::Create if dry => return Ok(None),
-            Online::Create => std::fs::create_dir(&s.target).map_err(|e| {
-                Stop::error(format!("cannot create {}: {e}", s.target.display()))
-            })?,
+            Online::Create if dry => return Ok((None, MarkerStep::Write { union: true }, None)),
+            Online::Create => std::fs::create_dir(&s.target)
+                .map_err(|e| Stop::error(format!("cannot create {}: {e}", s.target.display())))?,
             Online::No(why) => return Err(Stop::skipped(why, None)),
+            Online::Unreadable(why) => return Err(Stop::error(why)),
         }
         if !s.primary.is_dir() {
             return Err(Stop::error(format!(
@@ -70,12 +267,18 @@ pub async fn check(
             )));
         }
         let marker = s.target.join(MARKER);
-        if !first && !marker.exists() {
+        let found = read_marker(&s.target).map_err(|e| {
+            Stop::error(format!("cannot read the marker {}: {e}", marker.display()))
+        })?;
+        let step = marker_step(&record, base_empty, &found);
+        if step == MarkerStep::Refuse {
             return Err(Stop::refused(
                 format!(
-                    "refused: {} has no {MARKER} marker although it was synced before: it is not \
-                     the folder synced before (a different drive, a fresh cloud folder?). If it is the \
-                     right folder, put the marker back (`touch {}`) and sync again",
+                    "refused: {} has no {MARKER} marker although it was synced before: it may \
+                     not be the folder synced before (a bare mountpoint, a different drive, a \
+                     fresh cloud folder). Nothing was changed. If it is the right folder, put a \
+                     marker there (`touch {}`): the next run then syncs it as a new target, \
+                     copying what either side lacks and deleting nothing",
                     s.target.display(),
                     marker.display()
                 ),
@@ -83,45 +286,124 @@ pub async fn check(
             ));
         }
         if dry {
-            return Ok(None);
+            return Ok((None, step, None));
         }
         let lock = TargetLock::take(&s.target, &s.host).map_err(|e| match e {
             LockError::Held(why) => Stop::skipped(why, Some(Refusal::Locked)),
             LockError::Failed(why) => Stop::error(why),
         })?;
-        if !marker.exists() {
-            let text = format!(
-                "metasystem sync target {:?}, first synced by {} at {}\n",
-                s.name,
-                s.host,
-                humantime::format_rfc3339_seconds(SystemTime::now())
-            );
-            std::fs::write(&marker, text)
-                .and_then(|()| std::fs::File::open(&marker)?.sync_all())
-                .map_err(|e| {
-                    Stop::error(format!("cannot write the marker {}: {e}", marker.display()))
-                })?;
-        }
-        Ok(Some(lock))
+        let step = match step {
+            MarkerStep::Write { union } => MarkerStep::Adopt {
+                nonce: write_marker(&s)?,
+                union,
+            },
+            other => other,
+        };
+        let id = TargetId::read(&s)
+            .map_err(|e| Stop::error(format!("cannot read {}: {e}", s.target.display())))?;
+        Ok((Some(lock), step, Some(id)))
     })
     .await??;
-    if first && lock.is_some() {
-        // The marker is written: from now on the target counts as synced before.
+    let union = match &step {
+        MarkerStep::Adopt { union, .. } | MarkerStep::Write { union } => *union,
+        MarkerStep::Same | MarkerStep::Refuse => false,
+    };
+    if let (Some(_), MarkerStep::Adopt { nonce, union }) = (&lock, &step) {
+        // A union lets the base go in the same transaction: from now on no run can read a
+        // path of the old base as deleted.
         store
             .durable(
-                DurableOp::SyncFirst {
+                DurableOp::SyncMarker {
                     target: spec.name.clone(),
+                    nonce: nonce.clone(),
+                    forget_base: *union,
                     at_ms: unix_ms(SystemTime::now()),
                 },
                 Some(STORE_WAIT),
             )
             .await
-            .map_err(|e| {
-                Stop::error(format!(
-                    "cannot record the first sync of {}: {e}",
-                    spec.name
-                ))
-            })?;
+            .map_err(|e| Stop::error(format!("cannot record the marker of {}: {e}", spec.name)))?;
     }
-    Ok(Guarded { lock })
+    Ok(Guarded { lock, union, id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(synced_before: bool, marker: Option<&str>) -> TargetRecord {
+        TargetRecord {
+            synced_before,
+            marker: marker.map(str::to_string),
+        }
+    }
+
+    const N1: &str = "0123456789abcdef0123456789abcdef";
+    const N2: &str = "fedcba9876543210fedcba9876543210";
+
+    #[test]
+    fn the_marker_step_for_every_case() {
+        use MarkerStep::*;
+        let some = |n: &str| Found::Present(Some(n.to_string()));
+        let adopt = |n: &str, union| Adopt {
+            nonce: n.to_string(),
+            union,
+        };
+        let cases = [
+            // never synced: a first sync whatever is there
+            (rec(false, None), true, Found::Absent, Write { union: true }),
+            (rec(false, None), true, some(N1), adopt(N1, true)),
+            (
+                rec(false, None),
+                true,
+                Found::Present(None),
+                Write { union: true },
+            ),
+            // synced before, nonce recorded
+            (rec(true, Some(N1)), false, some(N1), Same),
+            (rec(true, Some(N1)), false, Found::Absent, Refuse),
+            (rec(true, Some(N1)), true, Found::Absent, Refuse),
+            // a restored drive, another folder's marker, a marker put back by hand: union
+            (rec(true, Some(N1)), false, some(N2), adopt(N2, true)),
+            (
+                rec(true, Some(N1)),
+                false,
+                Found::Present(None),
+                Write { union: true },
+            ),
+            // synced before this release: the marker found is adopted as it is
+            (rec(true, None), false, some(N2), adopt(N2, false)),
+            (
+                rec(true, None),
+                false,
+                Found::Present(None),
+                Write { union: false },
+            ),
+            (
+                rec(true, None),
+                true,
+                Found::Present(None),
+                Write { union: true },
+            ),
+        ];
+        for (i, (r, empty, found, want)) in cases.into_iter().enumerate() {
+            assert_eq!(marker_step(&r, empty, &found), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn nonces_are_read_from_markers() {
+        assert_eq!(nonce_of(&format!("x\nnonce: {N1}\n")).as_deref(), Some(N1));
+        assert_eq!(
+            nonce_of(&format!("nonce:{}", N1.to_uppercase())).as_deref(),
+            Some(N1)
+        );
+        assert_eq!(nonce_of(""), None);
+        assert_eq!(
+            nonce_of("metasystem sync target \"t\", first synced by h"),
+            None
+        );
+        assert_eq!(nonce_of("nonce: xyz"), None);
+        assert_eq!(nonce_of("nonce: 12"), None);
+    }
 }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use super::apply::Applied;
 use super::classify::Action;
 use super::engine::{SyncSpec, STORE_WAIT};
+use super::guards::{check_id, TargetId};
 use super::items::Item;
 use super::plan::Closed;
 use super::report::{ConflictReport, RunReport, Stop};
@@ -18,6 +19,8 @@ use crate::store::{DurableOp, Store};
 pub struct Record<'a> {
     spec: &'a SyncSpec,
     store: &'a Store,
+    /// Where the run started: checked before anything is recorded.
+    id: Option<TargetId>,
     /// When the run's changes were made (backups' and conflict copies' names, records).
     pub at: SystemTime,
     /// Base changes of applied steps (and touched entries), not committed yet.
@@ -30,6 +33,7 @@ impl<'a> Record<'a> {
     pub fn new(
         spec: &'a SyncSpec,
         store: &'a Store,
+        id: Option<TargetId>,
         at: SystemTime,
         touched: Vec<BaseChange>,
         closing: Vec<(i64, Closed)>,
@@ -37,6 +41,7 @@ impl<'a> Record<'a> {
         Record {
             spec,
             store,
+            id,
             at,
             changes: touched,
             closing,
@@ -118,10 +123,18 @@ impl<'a> Record<'a> {
         None
     }
 
+    /// Whether the run's folders are still the ones it started on (see [`TargetId`]).
+    pub async fn check(&self) -> Result<(), Stop> {
+        check_id(self.spec, self.id.as_ref()).await
+    }
+
     /// Commits the changes taken in so far to the base (durable lane) and the cache, then
-    /// closes the conflict records they settle.
+    /// closes the conflict records they settle. Nothing is recorded when the target is not
+    /// the folder the run started on any more: what was written since the last check may
+    /// have gone to the wrong place.
     pub async fn commit(&mut self, base: &mut Base) -> Result<(), Stop> {
         if !self.changes.is_empty() {
+            self.check().await?;
             let batch = std::mem::take(&mut self.changes);
             if let Err(e) = self
                 .store

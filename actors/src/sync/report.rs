@@ -67,6 +67,10 @@ pub struct RunReport {
     pub reason: Option<String>,
     pub refusal: Option<Refusal>,
     pub dry_run: bool,
+    /// A first sync (a new target, or a new or restored marker): a union of both sides
+    /// against no base, deleting nothing.
+    #[serde(default)]
+    pub first_sync: bool,
     pub direction: Direction,
     pub strategy: Strategy,
     pub local_files: usize,
@@ -124,6 +128,7 @@ impl RunReport {
             reason: None,
             refusal: None,
             dry_run,
+            first_sync: false,
             direction,
             strategy,
             local_files: 0,

@@ -19,5 +19,6 @@ mod store;
 mod strategies;
 mod sync;
 mod sync_edges;
+mod sync_trust;
 mod sync_watch;
 mod util;
