@@ -71,10 +71,15 @@ fn files(root: &Path) -> Vec<String> {
     out
 }
 
+/// Whether the file `rel` has one of this tool's temp names.
+fn is_temp(rel: &str) -> bool {
+    metasystem_actors::sync::temps::is_temp(rel.rsplit('/').next().unwrap_or(rel))
+}
+
 fn check_whole(root: &Path) {
     for r in files(&root.join("shared")) {
         let full = format!("shared/{r}");
-        if r.contains(".msync-tmp-") {
+        if is_temp(&r) {
             continue; // a temp name, removed by the next run
         }
         if let Err(e) = version_of(&root.join(&full), &full) {
@@ -188,10 +193,7 @@ fn sigkill_at_random_points_of_runs_never_tears_or_loses_a_file() {
         }
     }
     for root in [&d.state, &target] {
-        let temps: Vec<String> = files(root)
-            .into_iter()
-            .filter(|f| f.contains(".msync-tmp-"))
-            .collect();
+        let temps: Vec<String> = files(root).into_iter().filter(|f| is_temp(f)).collect();
         assert!(temps.is_empty(), "temp files left: {temps:?}");
     }
     let v = d.json(&["sync", "t"], 0);

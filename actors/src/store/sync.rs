@@ -415,6 +415,43 @@ pub(super) async fn adopt_marker(
     Ok(())
 }
 
+/// Records the temp nonce `add` of `target` and forgets the ones in `forget`.
+pub(super) async fn temps(
+    conn: &mut SqliteConnection,
+    target: &str,
+    add: Option<&str>,
+    forget: &[String],
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    if let Some(nonce) = add {
+        sqlx::query(
+            "INSERT OR IGNORE INTO sync_temps (target, nonce, created_ms) VALUES (?, ?, ?)",
+        )
+        .bind(target)
+        .bind(nonce)
+        .bind(at_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for nonce in forget {
+        sqlx::query("DELETE FROM sync_temps WHERE target = ? AND nonce = ?")
+            .bind(target)
+            .bind(nonce)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The temp nonces recorded for `target`.
+pub async fn temp_nonces(pool: &SqlitePool, target: &str) -> Result<Vec<String>, String> {
+    sqlx::query_scalar("SELECT nonce FROM sync_temps WHERE target = ? ORDER BY nonce")
+        .bind(target)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| format!("cannot read the temp files of {target}: {e}"))
+}
+
 /// What the store knows of a target: whether it was synced before, and the nonce of its
 /// marker as last adopted (`None`: none recorded).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -105,6 +105,14 @@ pub enum DurableOp {
     },
     /// A target's first run wrote its marker: from now on it has been synced before.
     SyncFirst { target: String, at_ms: i64 },
+    /// Temp-file nonces of a target: one recorded before its first temp is created, others
+    /// forgotten once what they named is gone.
+    SyncTemps {
+        target: String,
+        add: Option<String>,
+        forget: Vec<String>,
+        at_ms: i64,
+    },
     /// The nonce of a target's marker, adopted (the target counts as synced before); with
     /// `forget_base`, its base is let go in the same transaction (a first sync follows).
     SyncMarker {
@@ -257,6 +265,14 @@ async fn apply(conn: &mut SqliteConnection, op: &DurableOp) -> Result<DurableRep
             .await
             .map(|()| DurableReply::Done),
         DurableOp::SyncFirst { target, at_ms } => sync::first_synced(conn, target, *at_ms)
+            .await
+            .map(|()| DurableReply::Done),
+        DurableOp::SyncTemps {
+            target,
+            add,
+            forget,
+            at_ms,
+        } => sync::temps(conn, target, add.as_deref(), forget, *at_ms)
             .await
             .map(|()| DurableReply::Done),
         DurableOp::SyncMarker {

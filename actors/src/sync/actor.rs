@@ -473,11 +473,15 @@ impl SyncTargetState {
                 }
                 Job::Restore(name, reply) => {
                     let s = spec.clone();
-                    let result = tokio::task::spawn_blocking(move || {
-                        backups::restore(&s, &name, SystemTime::now())
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(format!("the restore failed: {e}")));
+                    let temps = super::temps::Temps::new();
+                    let result = match temps.register(&store, &spec.name).await {
+                        Ok(()) => tokio::task::spawn_blocking(move || {
+                            backups::restore(&s, &name, SystemTime::now(), &temps)
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the restore failed: {e}"))),
+                        Err(e) => Err(e),
+                    };
                     let event = result.as_ref().ok().map(|r| {
                         let mut e = StoredEvent::new(
                             &path,

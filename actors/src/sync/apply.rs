@@ -19,6 +19,7 @@ use super::items::{side_state, Item, Slot};
 use super::record::Record;
 use super::report::{RunReport, Stop};
 use super::scan::{Meta, Paths};
+use super::temps::Temps;
 use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow};
 use crate::store::unix_ms;
 
@@ -47,11 +48,21 @@ pub enum Applied {
     NeedsSnapshot,
 }
 
+/// What every step of a run's apply needs.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub spec: SyncSpec,
+    /// When the run's changes are made (backups' and conflict copies' names).
+    pub at: SystemTime,
+    /// The run's temp names (registered before the first step).
+    pub temps: Arc<Temps>,
+}
+
 /// Applies `steps` (indices into `items`, whose paths are in `names`), committing to `base`
 /// through `record` as chunks become durable.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
-    spec: &SyncSpec,
+    cx: &Ctx,
     base: &mut Base,
     items: &[Slot],
     names: &Paths,
@@ -81,7 +92,6 @@ pub async fn apply(
             (n + 1, b + names.get(items[i].rel.0).len())
         });
     base.reserve(more, bytes);
-    let at = record.at;
     let mut snapshots_needed = Vec::new();
     // Plain files in chunks: each chunk's base changes are committed once its files are durable.
     let chunk = COMMIT_BATCH.max(1);
@@ -93,13 +103,13 @@ pub async fn apply(
             .iter()
             .map(|&(i, a)| (items[i].with_rel(names), a))
             .collect();
-        let s = spec.clone();
+        let cx2 = cx.clone();
         let prog = Arc::new(ProgressCell::default());
         let prog2 = prog.clone();
         let work = blocking(move || {
             let dur = fsops::Durability::new();
             let steps = par_map(&part, |(item, a)| {
-                let r = apply_plain(&s, item, *a, at, &dur);
+                let r = apply_plain(&cx2, item, *a, &dur);
                 prog2.files.fetch_add(1, Ordering::Relaxed);
                 if let Step::Staged(st) = &r {
                     prog2.bytes.fetch_add(st.copy.size, Ordering::Relaxed);
@@ -141,7 +151,7 @@ pub async fn apply(
     }
     phases.mark("apply");
     for (item, a) in snapshots_needed {
-        let r = databases::apply_sqlite(spec, &item, a, at).await;
+        let r = databases::apply_sqlite(cx, &item, a).await;
         progress.files_done.fetch_add(1, Ordering::Relaxed);
         // A database's step never asks for a snapshot again.
         let _ = record.absorb(report, item, a, r).await;
@@ -158,13 +168,8 @@ struct ProgressCell {
 }
 
 /// One plain-file action (blocking).
-fn apply_plain(
-    spec: &SyncSpec,
-    item: &Item,
-    action: Action,
-    at: SystemTime,
-    dur: &fsops::Durability,
-) -> Step {
+fn apply_plain(cx: &Ctx, item: &Item, action: Action, dur: &fsops::Durability) -> Step {
+    let spec = &cx.spec;
     let lpath = spec.primary.join(&*item.rel);
     let rpath = spec.target.join(&*item.rel);
     let done =
@@ -195,11 +200,11 @@ fn apply_plain(
                 change: BaseChange::Forget(item.rel.to_string()),
             })
         }
-        Action::CopyToRemote => return stage_copy(spec, item, &lpath, &rpath, true, at, dur),
-        Action::CopyToLocal => return stage_copy(spec, item, &rpath, &lpath, false, at, dur),
-        Action::DeleteRemote => delete(spec, item, &rpath, false, at),
-        Action::DeleteLocal => delete(spec, item, &lpath, true, at),
-        Action::KeepBoth => keep_both(spec, item, &rpath, at),
+        Action::CopyToRemote => return stage_copy(cx, item, &lpath, &rpath, true, dur),
+        Action::CopyToLocal => return stage_copy(cx, item, &rpath, &lpath, false, dur),
+        Action::DeleteRemote => delete(cx, item, &rpath, false),
+        Action::DeleteLocal => delete(cx, item, &lpath, true),
+        Action::KeepBoth => keep_both(cx, item, &rpath),
         Action::Nothing | Action::Pending(_) => {
             return Step::Done(Applied::Deferred(String::new()))
         }
@@ -246,14 +251,14 @@ impl Staged {
 
 /// A copy, up to its temp file and the destination's backup (durable at the chunk's flush).
 fn stage_copy(
-    spec: &SyncSpec,
+    cx: &Ctx,
     item: &Item,
     src: &Path,
     dest: &Path,
     to_remote: bool,
-    at: SystemTime,
     dur: &fsops::Durability,
 ) -> Step {
+    let spec = &cx.spec;
     let (src_meta, src_hash, dest_meta) = if to_remote {
         (item.local, item.lhash(), item.remote)
     } else {
@@ -281,7 +286,7 @@ fn stage_copy(
     };
     let staged = (|| -> io::Result<Step> {
         fsops::make_parents_in(root, dest, dur)?;
-        let copy = match fsops::copy_staged(src, dest, sm.mtime_ns, dur) {
+        let copy = match fsops::copy_staged(src, cx.temps.beside(dest), sm.mtime_ns, dur) {
             Ok(Some(c)) => c,
             Ok(None) => return Ok(Step::Done(Applied::NeedsSnapshot)),
             // Gone since the scan: the next run sees it absent.
@@ -310,7 +315,9 @@ fn stage_copy(
         let mut backup = None;
         if dest_meta.is_some() {
             let b = match fsops::unchanged(dest, dest_meta) {
-                Ok(true) => fsops::backup_staged(dest, &spec.backups, &item.rel, at, dur),
+                Ok(true) => {
+                    fsops::backup_staged(dest, &spec.backups, &item.rel, cx.at, dur, &cx.temps)
+                }
                 Ok(false) => {
                     let _ = std::fs::remove_file(&copy.temp);
                     return Ok(Step::Done(Applied::Deferred(format!(
@@ -448,13 +455,7 @@ fn install_staged(item: &Item, s: &Staged, dur: &fsops::Durability) -> Applied {
     }
 }
 
-fn delete(
-    spec: &SyncSpec,
-    item: &Item,
-    path: &Path,
-    local: bool,
-    at: SystemTime,
-) -> io::Result<Applied> {
+fn delete(cx: &Ctx, item: &Item, path: &Path, local: bool) -> io::Result<Applied> {
     let meta = if local { item.local } else { item.remote };
     let Some(meta) = meta else {
         return Ok(Applied::Deferred("changed during the run".into()));
@@ -472,7 +473,7 @@ fn delete(
         )));
     }
     // The primary's file moves into the backups (same disk as a rule); the target's is copied.
-    fsops::backup(path, &spec.backups, &item.rel, at, local)?;
+    fsops::backup(path, &cx.spec.backups, &item.rel, cx.at, local, &cx.temps)?;
     if !local {
         match fsops::remove(path, meta) {
             Ok(()) => {}
@@ -491,7 +492,8 @@ fn delete(
     })
 }
 
-fn keep_both(spec: &SyncSpec, item: &Item, rpath: &Path, at: SystemTime) -> io::Result<Applied> {
+fn keep_both(cx: &Ctx, item: &Item, rpath: &Path) -> io::Result<Applied> {
+    let (spec, at) = (&cx.spec, cx.at);
     let (Some(rm), Some(lh), Some(rh)) = (item.remote, item.lhash(), item.rhash()) else {
         return Ok(Applied::Deferred("changed during the run".into()));
     };
@@ -504,7 +506,8 @@ fn keep_both(spec: &SyncSpec, item: &Item, rpath: &Path, at: SystemTime) -> io::
     }
     let dest = spec.primary.join(&copy_rel);
     fsops::make_parents(&spec.primary, &dest)?;
-    let (temp, hash, _) = fsops::copy_to_temp(rpath, &dest, rm.mtime_ns)?;
+    let temp = cx.temps.beside(&dest);
+    let (hash, _) = fsops::copy_to_temp(rpath, temp.clone(), rm.mtime_ns)?;
     if hash != rh {
         let _ = std::fs::remove_file(&temp);
         return Ok(Applied::Deferred(format!(

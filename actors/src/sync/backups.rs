@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::engine::SyncSpec;
 use super::fsops::{self, InstallError};
 use super::scan::{self, HOSTS};
+use super::temps::Temps;
 use crate::store::{format_ms, unix_ms};
 
 /// Entries listed at most per answer.
@@ -136,7 +137,12 @@ pub fn exists(spec: &SyncSpec, name: &str) -> bool {
 }
 
 /// Puts backup `name` of `spec`'s target back in the primary at its original path.
-pub fn restore(spec: &SyncSpec, name: &str, at: SystemTime) -> Result<Restored, String> {
+pub fn restore(
+    spec: &SyncSpec,
+    name: &str,
+    at: SystemTime,
+    temps: &Temps,
+) -> Result<Restored, String> {
     check_name(name)?;
     let Some((original, _)) = fsops::parse_backup_name(name) else {
         return Err(format!(
@@ -190,7 +196,7 @@ pub fn restore(spec: &SyncSpec, name: &str, at: SystemTime) -> Result<Restored, 
         .map_err(|e| format!("cannot create the folder of {}: {e}", dest.display()))?;
     let previous_backup = match current {
         Some(_) => Some(
-            fsops::backup(&dest, &spec.backups, &original, at, false)
+            fsops::backup(&dest, &spec.backups, &original, at, false, temps)
                 .map_err(|e| format!("cannot back up {} before replacing it: {e}", dest.display()))?
                 .display()
                 .to_string(),
@@ -201,7 +207,8 @@ pub fn restore(spec: &SyncSpec, name: &str, at: SystemTime) -> Result<Restored, 
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let (temp, _, size) = fsops::copy_to_temp(&src, &dest, now_ns)
+    let temp = temps.beside(&dest);
+    let (_, size) = fsops::copy_to_temp(&src, temp.clone(), now_ns)
         .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
     match fsops::install(&temp, &dest, current) {
         Ok(()) => {}

@@ -5,19 +5,21 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
+use super::apply::Ctx;
 use super::apply::{describe, Applied};
 use super::classify::{Action, Digest};
-use super::engine::SyncSpec;
 use super::fsops::{self, InstallError};
 use super::items::{side_state, Item};
 use super::scan::{self, Meta};
 use super::snapshot;
+use super::temps;
 use crate::store::sync::{BaseChange, BaseEntry};
+use crate::store::Store;
 
 /// A database copied through a snapshot (its source may be written meanwhile).
-pub async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: SystemTime) -> Applied {
+pub async fn apply_sqlite(cx: &Ctx, item: &Item, action: Action) -> Applied {
+    let spec = &cx.spec;
     let to_remote = action == Action::CopyToRemote;
     let (src, dest) = if to_remote {
         (spec.primary.join(&*item.rel), spec.target.join(&*item.rel))
@@ -57,11 +59,11 @@ pub async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: Syst
         Ok(Err(e)) => return Applied::Failed(describe(&e)),
         Err(e) => return Applied::Failed(format!("a sync task failed: {e}")),
     }
-    let temp = fsops::temp_beside(&dest);
+    let temp = cx.temps.beside(&dest);
     if let Err(e) = snapshot::snapshot(&src, &temp).await {
         return Applied::Failed(e.to_string());
     }
-    let s = spec.clone();
+    let cx2 = cx.clone();
     let item = item.clone();
     let dest2 = dest.clone();
     let r = tokio::task::spawn_blocking(move || -> io::Result<Applied> {
@@ -72,7 +74,7 @@ pub async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: Syst
         let hash = fsops::hash_file(&temp, false)?;
         let bytes = std::fs::metadata(&temp)?.len();
         let r = finish_copy(
-            &s,
+            &cx2,
             &item,
             temp.clone(),
             &dest2,
@@ -81,7 +83,6 @@ pub async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: Syst
             sm,
             to_remote,
             bytes,
-            at,
         );
         if r.is_err() {
             let _ = std::fs::remove_file(&temp);
@@ -98,7 +99,7 @@ pub async fn apply_sqlite(spec: &SyncSpec, item: &Item, action: Action, at: Syst
 
 #[allow(clippy::too_many_arguments)]
 fn finish_copy(
-    spec: &SyncSpec,
+    cx: &Ctx,
     item: &Item,
     temp: PathBuf,
     dest: &Path,
@@ -107,7 +108,6 @@ fn finish_copy(
     src_meta: Meta,
     to_remote: bool,
     bytes: u64,
-    at: SystemTime,
 ) -> io::Result<Applied> {
     let dest_meta = if to_remote { item.remote } else { item.local };
     let mut backed_up = false;
@@ -119,7 +119,7 @@ fn finish_copy(
                 dest.display()
             )));
         }
-        if let Err(e) = fsops::backup(dest, &spec.backups, &item.rel, at, false) {
+        if let Err(e) = fsops::backup(dest, &cx.spec.backups, &item.rel, cx.at, false, &cx.temps) {
             let _ = std::fs::remove_file(&temp);
             return Err(io::Error::new(
                 e.kind(),
@@ -165,8 +165,10 @@ fn finish_copy(
 
 /// Pushes a consistent snapshot of `db` to `TARGET/hosts/HOST/NAME` when the one there is
 /// older than `snapshot_every`. Snapshots are not backed up: each is a newer copy of a
-/// database that lives on here.
-pub async fn push_snapshot(spec: &SyncSpec, db: &Path) -> Result<String, String> {
+/// database that lives on here. The host's folder is this host's alone: a temp file left in
+/// it by a killed push is removed.
+pub async fn push_snapshot(cx: &Ctx, store: &Store, db: &Path) -> Result<String, String> {
+    let spec = &cx.spec;
     let name = db
         .file_name()
         .ok_or_else(|| format!("{} has no file name", db.display()))?;
@@ -187,6 +189,11 @@ pub async fn push_snapshot(spec: &SyncSpec, db: &Path) -> Result<String, String>
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if temps::nonce_of(&e.file_name().to_string_lossy()).is_some() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         Ok(false)
     })
     .await
@@ -194,7 +201,8 @@ pub async fn push_snapshot(spec: &SyncSpec, db: &Path) -> Result<String, String>
     if fresh {
         return Ok("fresh enough".into());
     }
-    let temp = fsops::temp_beside(&dest);
+    cx.temps.register(store, &spec.name).await?;
+    let temp = cx.temps.beside(&dest);
     snapshot::snapshot(db, &temp)
         .await
         .map_err(|e| e.to_string())?;

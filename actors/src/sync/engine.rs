@@ -18,11 +18,13 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::classify::{Direction, Strategy};
 use super::report::{action_name, fmt_side, Planned, Stop};
 use super::scan::Selection;
+use super::temps::Temps;
 use super::{apply, backups, databases, guards, hashing, items, listings, plan};
 use crate::store::sync::{Base, ConflictRow};
 use crate::store::Store;
@@ -150,7 +152,7 @@ async fn run_inner(
     };
     phases.mark("guards");
 
-    let (local, remote) = listings::list_both(spec, opts.dry_run, report).await?;
+    let (local, remote) = listings::list_both(spec, opts.dry_run, store, report).await?;
     // Both listings are of the folders the run started on (a drive that dropped out during
     // the scan listed as empty would read as deleted).
     guards::check_id(spec, guarded.id.as_ref()).await?;
@@ -199,16 +201,27 @@ async fn run_inner(
         return Ok(());
     }
 
+    let cx = apply::Ctx {
+        spec: spec.clone(),
+        at: SystemTime::now(),
+        temps: Arc::new(Temps::new()),
+    };
+    if !plan.steps.is_empty() {
+        cx.temps
+            .register(store, &spec.name)
+            .await
+            .map_err(Stop::error)?;
+    }
     let record = super::record::Record::new(
         spec,
         store,
         guarded.id.clone(),
-        SystemTime::now(),
+        cx.at,
         plan.touched,
         plan.closing,
     );
     apply::apply(
-        spec,
+        &cx,
         base,
         &items,
         &names,
@@ -222,7 +235,7 @@ async fn run_inner(
 
     // The daemon's own live databases: snapshots into hosts/HOST/.
     for db in &spec.snapshots {
-        let what = databases::push_snapshot(spec, db).await;
+        let what = databases::push_snapshot(&cx, store, db).await;
         report.snapshots.push((
             db.display().to_string(),
             what.unwrap_or_else(|e| format!("failed: {e}")),

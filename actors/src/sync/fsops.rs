@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest as _, Sha256};
 
 use super::classify::Digest;
-use super::scan::{meta_of, Meta, TMP_MARK};
+use super::scan::{meta_of, Meta};
+use super::temps::Temps;
 
 /// Read and write in chunks of this size.
 pub const CHUNK: usize = 256 * 1024;
@@ -95,15 +96,6 @@ pub fn is_sqlite(path: &Path) -> bool {
         .is_ok_and(|()| &head == b"SQLite format 3\0")
 }
 
-/// A fresh temp name beside `dest`: `.NAME.msync-tmp-RANDOM` (never listed as a file).
-pub fn temp_beside(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}{TMP_MARK}{:016x}", fastrand::u64(..)))
-}
-
 /// Creates the folders of `path`'s parent below `root` (never `root` itself).
 pub fn make_parents(root: &Path, path: &Path) -> io::Result<()> {
     if let Some(parent) = path.parent() {
@@ -146,34 +138,14 @@ pub fn make_parents_in(root: &Path, path: &Path, dur: &Durability) -> io::Result
 /// The SQLite header: a file starting with it is copied as a snapshot, not byte for byte.
 pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
-/// A copy of `src` in a temp file beside `dest`, durable, with `src`'s modification time:
-/// answers the temp path, the SHA-256 of what was copied, and its size.
-pub fn copy_to_temp(src: &Path, dest: &Path, mtime_ns: i64) -> io::Result<(PathBuf, Digest, u64)> {
-    match copy_plain(src, dest, mtime_ns, false)? {
-        Copied::Done(t, h, n) => Ok((t, h, n)),
-        Copied::Sqlite => Err(io::Error::other("unreachable: not looking for SQLite")),
+/// A copy of `src` in the temp file `temp` (a name from [`Temps::beside`] its destination),
+/// durable, with the modification time `mtime_ns`: answers the SHA-256 of what was copied,
+/// and its size. On an error nothing is left at `temp`.
+pub fn copy_to_temp(src: &Path, temp: PathBuf, mtime_ns: i64) -> io::Result<(Digest, u64)> {
+    match copy_file(src, temp, mtime_ns, false, None)? {
+        Some(c) => Ok((c.hash, c.size)),
+        None => Err(io::Error::other("unreachable: not looking for SQLite")),
     }
-}
-
-/// What [`copy_plain`] did.
-pub enum Copied {
-    Done(PathBuf, Digest, u64),
-    /// The source is an SQLite database: nothing was copied (it needs a snapshot).
-    Sqlite,
-}
-
-/// [`copy_to_temp`], which with `detect_sqlite` stops at once (leaving nothing) when the source
-/// starts with SQLite's header.
-pub fn copy_plain(
-    src: &Path,
-    dest: &Path,
-    mtime_ns: i64,
-    detect_sqlite: bool,
-) -> io::Result<Copied> {
-    Ok(match copy_file(src, dest, mtime_ns, detect_sqlite, None)? {
-        Some(c) => Copied::Done(c.temp, c.hash, c.size),
-        None => Copied::Sqlite,
-    })
 }
 
 /// A copy in a temp file beside its destination.
@@ -191,27 +163,27 @@ pub struct TempCopy {
     pub source: (u64, i64),
 }
 
-/// [`copy_plain`] whose temp file is made durable through `dur` (at its next flush on a
-/// filesystem that batches), answering `None` for a database.
+/// [`copy_to_temp`] whose temp file is made durable through `dur` (at its next flush on a
+/// filesystem that batches), answering `None` (and leaving nothing) when the source starts
+/// with SQLite's header: a database is copied as a snapshot.
 pub fn copy_staged(
     src: &Path,
-    dest: &Path,
+    temp: PathBuf,
     mtime_ns: i64,
     dur: &Durability,
 ) -> io::Result<Option<TempCopy>> {
-    copy_file(src, dest, mtime_ns, true, Some(dur))
+    copy_file(src, temp, mtime_ns, true, Some(dur))
 }
 
-/// The copy: to a temp file beside `dest`, hashed on the way, with `mtime_ns`; durable before
-/// it answers when `dur` is `None`.
+/// The copy: to `temp`, hashed on the way, with `mtime_ns`; durable before it answers when
+/// `dur` is `None`.
 fn copy_file(
     src: &Path,
-    dest: &Path,
+    temp: PathBuf,
     mtime_ns: i64,
     detect_sqlite: bool,
     dur: Option<&Durability>,
 ) -> io::Result<Option<TempCopy>> {
-    let temp = temp_beside(dest);
     // The source's errors name it (a write's keep their OS error: a full disk is told apart).
     let unreadable =
         |e: io::Error| io::Error::new(e.kind(), format!("cannot read {}: {e}", src.display()));
@@ -689,13 +661,37 @@ pub fn parse_stamp(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(&text).ok()
 }
 
-/// The backup name of `rel` taken at `at`: `DIR/NAME-YYYYMMDD-HHMMSS.bak`.
-pub fn backup_name(rel: &str, at: SystemTime) -> String {
-    format!("{rel}-{}.bak", stamp(at))
+/// The longest file name most file systems take, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// The backup name of `rel` taken at `at` (`n`: the how-manieth of that second, from 0):
+/// `DIR/NAME-YYYYMMDD-HHMMSS.bak` (`...-HHMMSS.N.bak`), or, for a name too long to take the
+/// suffix, `DIR/NAME/YYYYMMDD-HHMMSS.bak` (the name as a folder).
+pub fn backup_name(rel: &str, at: SystemTime, n: u32) -> String {
+    let dup = if n == 0 {
+        String::new()
+    } else {
+        format!(".{n}")
+    };
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    // `-` + stamp (15) + `.N` (room for 4 digits) + `.bak`.
+    if name.len() + 1 + 15 + 5 + 4 <= NAME_MAX {
+        format!("{rel}-{}{dup}.bak", stamp(at))
+    } else {
+        format!("{rel}/{}{dup}.bak", stamp(at))
+    }
 }
 
 /// What a backup file name says: the original relative path and when it was taken.
 pub fn parse_backup_name(rel: &str) -> Option<(String, SystemTime)> {
+    // A long name's backup: `NAME/STAMP.bak` or `NAME/STAMP.N.bak`.
+    if let Some((orig, file)) = rel.rsplit_once('/') {
+        let st = file.strip_suffix(".bak")?;
+        let st = st.split('.').next().unwrap_or(st);
+        if let Some(taken) = parse_stamp(st) {
+            return Some((orig.to_string(), taken));
+        }
+    }
     let base = rel.strip_suffix(".bak")?;
     let (orig, st) = base.rsplit_once('-').and_then(|(head, hms)| {
         let (orig, ymd) = head.rsplit_once('-')?;
@@ -739,15 +735,9 @@ pub fn backup(
     rel: &str,
     at: SystemTime,
     mv: bool,
+    temps: &Temps,
 ) -> io::Result<PathBuf> {
-    let mut dest = backups.join(backup_name(rel, at));
-    let mut n = 1;
-    while dest.exists() {
-        let b = backup_name(rel, at);
-        let b = b.strip_suffix(".bak").unwrap_or(&b);
-        dest = backups.join(format!("{b}.{n}.bak"));
-        n += 1;
-    }
+    let dest = free_backup_name(backups, rel, at);
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -769,7 +759,8 @@ pub fn backup(
         ));
     };
     let own_mtime = super::scan::mtime_ns(&fs::metadata(src)?);
-    let (temp, _, _) = copy_to_temp(src, &dest, own_mtime)?;
+    let temp = temps.beside(&dest);
+    copy_to_temp(src, temp.clone(), own_mtime)?;
     if let Err(e) = fs::rename(&temp, &dest) {
         let _ = fs::remove_file(&temp);
         return Err(e);
@@ -795,15 +786,14 @@ pub fn backup(
 
 /// A free backup name for `rel` taken at `at` (`NAME-STAMP.bak`, else `NAME-STAMP.N.bak`).
 fn free_backup_name(backups: &Path, rel: &str, at: SystemTime) -> PathBuf {
-    let mut dest = backups.join(backup_name(rel, at));
-    let mut n = 1;
-    while dest.exists() {
-        let b = backup_name(rel, at);
-        let b = b.strip_suffix(".bak").unwrap_or(&b);
-        dest = backups.join(format!("{b}.{n}.bak"));
+    let mut n = 0;
+    loop {
+        let dest = backups.join(backup_name(rel, at, n));
+        if n >= 9_999 || fs::symlink_metadata(&dest).is_err() {
+            return dest;
+        }
         n += 1;
     }
-    dest
 }
 
 /// The first half of a [`backup`] copy of `src` (never a move): the copy in a temp file beside
@@ -815,13 +805,20 @@ pub fn backup_staged(
     rel: &str,
     at: SystemTime,
     dur: &Durability,
+    temps: &Temps,
 ) -> io::Result<(PathBuf, PathBuf, Dev)> {
     let dest = free_backup_name(backups, rel, at);
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
     let md = fs::metadata(src)?;
-    match copy_file(src, &dest, super::scan::mtime_ns(&md), false, Some(dur))? {
+    match copy_file(
+        src,
+        temps.beside(&dest),
+        super::scan::mtime_ns(&md),
+        false,
+        Some(dur),
+    )? {
         Some(c) => Ok((c.temp, dest, c.dev)),
         None => Err(io::Error::other("unreachable: not looking for SQLite")),
     }
@@ -866,12 +863,23 @@ mod tests {
     #[test]
     fn backup_and_conflict_names() {
         let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let b = backup_name("sub/notes.db", at);
+        let b = backup_name("sub/notes.db", at, 0);
         assert!(b.starts_with("sub/notes.db-20"), "{b}");
         assert!(b.ends_with(".bak"));
         assert_eq!(parse_backup_name(&b), Some(("sub/notes.db".into(), at)));
-        let dup = b.replace(".bak", ".2.bak");
+        let dup = backup_name("sub/notes.db", at, 2);
+        assert_eq!(dup, b.replace(".bak", ".2.bak"));
         assert_eq!(parse_backup_name(&dup), Some(("sub/notes.db".into(), at)));
+        // A name too long to take the suffix: the name becomes a folder.
+        let long = format!("d/{}", "n".repeat(NAME_MAX));
+        for n in [0, 3] {
+            let b = backup_name(&long, at, n);
+            assert!(b.starts_with(&format!("{long}/20")), "{b}");
+            assert!(b.rsplit('/').all(|part| part.len() <= NAME_MAX));
+            assert_eq!(parse_backup_name(&b), Some((long.clone(), at)));
+        }
+        let fits = "m".repeat(NAME_MAX - 25);
+        assert!(backup_name(&fits, at, 9).len() <= NAME_MAX);
         assert_eq!(parse_backup_name("notes.db"), None);
         let c = conflict_name("sub/notes.db", at, "ice cloud");
         assert!(c.starts_with("sub/notes.conflict-20"), "{c}");
@@ -895,7 +903,9 @@ mod tests {
         fs::write(&dest, "old").unwrap();
         let seen = meta_of(&dest).unwrap();
         fs::write(&dest, "changed meanwhile").unwrap();
-        let (temp, hash, size) = copy_to_temp(&src, &dest, 0).unwrap();
+        let temps = Temps::unregistered();
+        let temp = temps.beside(&dest);
+        let (hash, size) = copy_to_temp(&src, temp.clone(), 0).unwrap();
         assert_eq!(size, 3);
         assert_eq!(hash, hash_file(&src, false).unwrap());
         assert!(matches!(
@@ -906,7 +916,8 @@ mod tests {
         assert_eq!(fs::read_to_string(&dest).unwrap(), "changed meanwhile");
         // Against what is there now it goes through, with the source's time.
         let seen = meta_of(&dest).unwrap();
-        let (temp, _, _) = copy_to_temp(&src, &dest, 1_000_000_000).unwrap();
+        let temp = temps.beside(&dest);
+        copy_to_temp(&src, temp.clone(), 1_000_000_000).unwrap();
         install(&temp, &dest, seen).unwrap();
         assert_eq!(fs::read_to_string(&dest).unwrap(), "new");
         assert_eq!(meta_of(&dest).unwrap().unwrap().mtime_ns, 1_000_000_000);
@@ -914,6 +925,7 @@ mod tests {
 
     #[test]
     fn staged_copies_and_backups_land_whole_either_way_of_durability() {
+        let temps = Temps::unregistered();
         for dur in [Durability::new(), Durability::file_by_file()] {
             let d = tempfile::tempdir().unwrap();
             let src = d.path().join("src");
@@ -922,7 +934,7 @@ mod tests {
             fs::write(&src, "new").unwrap();
             fs::write(&dest, "old").unwrap();
             let seen = meta_of(&dest).unwrap();
-            let c = copy_staged(&src, &dest, 1_000_000_000, &dur)
+            let c = copy_staged(&src, temps.beside(&dest), 1_000_000_000, &dur)
                 .unwrap()
                 .unwrap();
             assert_eq!(c.hash, hash_file(&src, false).unwrap());
@@ -931,7 +943,7 @@ mod tests {
                 (3, 3, 1_000_000_000)
             );
             let (temp, name, dev) =
-                backup_staged(&dest, &backups, "dest", SystemTime::now(), &dur).unwrap();
+                backup_staged(&dest, &backups, "dest", SystemTime::now(), &dur, &temps).unwrap();
             dur.flush().unwrap();
             place_backup(&temp, &name, &dur, dev).unwrap();
             dur.flush().unwrap();
@@ -941,7 +953,9 @@ mod tests {
             assert_eq!(fs::read_to_string(&name).unwrap(), "old");
             assert_eq!(meta_of(&dest).unwrap(), Some(c.meta));
             // A destination that changed since the scan is left alone.
-            let c = copy_staged(&src, &dest, 0, &dur).unwrap().unwrap();
+            let c = copy_staged(&src, temps.beside(&dest), 0, &dur)
+                .unwrap()
+                .unwrap();
             assert!(matches!(
                 install_with(&c.temp, &dest, seen, &dur, c.dev),
                 Err(InstallError::Changed)
@@ -959,9 +973,14 @@ mod tests {
             .collect();
         fs::write(&src, &bytes).unwrap();
         let dur = Durability::new();
-        let c = copy_staged(&src, &d.path().join("copy"), 0, &dur)
-            .unwrap()
-            .unwrap();
+        let c = copy_staged(
+            &src,
+            Temps::unregistered().beside(&d.path().join("copy")),
+            0,
+            &dur,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(c.size, bytes.len() as u64);
         assert_eq!(c.hash, hash_file(&src, false).unwrap());
         assert_eq!(fs::read(&c.temp).unwrap(), bytes);
@@ -974,8 +993,9 @@ mod tests {
         let backups = d.path().join("backups");
         fs::write(&src, "v1").unwrap();
         let at = SystemTime::now();
-        let b1 = backup(&src, &backups, "dir/f.txt", at, false).unwrap();
-        let b2 = backup(&src, &backups, "dir/f.txt", at, true).unwrap();
+        let temps = Temps::unregistered();
+        let b1 = backup(&src, &backups, "dir/f.txt", at, false, &temps).unwrap();
+        let b2 = backup(&src, &backups, "dir/f.txt", at, true, &temps).unwrap();
         assert_ne!(b1, b2);
         assert!(!src.exists());
         assert_eq!(fs::read_to_string(&b1).unwrap(), "v1");
@@ -990,7 +1010,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("f.txt");
         fs::write(&src, "v1").unwrap();
-        let b = backup(&src, other.path(), "f.txt", SystemTime::now(), true).unwrap();
+        let b = backup(
+            &src,
+            other.path(),
+            "f.txt",
+            SystemTime::now(),
+            true,
+            &Temps::unregistered(),
+        )
+        .unwrap();
         assert!(!src.exists());
         assert_eq!(fs::read_to_string(&b).unwrap(), "v1");
     }

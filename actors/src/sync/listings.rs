@@ -1,17 +1,22 @@
 //! A run's listings: both sides scanned at once on the blocking pool, what a side skipped
 //! reported (an unreadable folder is an error to see, a symlink is not), and the temp files an
-//! interrupted run left removed.
+//! interrupted run or job of this target left removed: only those whose nonce the store lists
+//! for it ([`temps`](super::temps)).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use super::engine::{blocking, SyncSpec};
 use super::report::{RunReport, Stop};
 use super::scan::{self, Listing};
+use crate::store::{unix_ms, DurableOp, Store};
 
 /// Both sides' listings (`dry`: nothing is removed).
 pub async fn list_both(
     spec: &SyncSpec,
     dry: bool,
+    store: &Store,
     report: &mut RunReport,
 ) -> Result<(Listing, Listing), Stop> {
     let (lsel, rsel) = (spec.selection.clone(), spec.selection.clone());
@@ -47,20 +52,63 @@ pub async fn list_both(
             report.errors.push((rel.clone(), why.clone()));
         }
     }
-    if !dry {
-        let stale: Vec<PathBuf> = local
-            .stale_temps
-            .iter()
-            .chain(&remote.stale_temps)
-            .cloned()
-            .collect();
-        if !stale.is_empty() {
-            blocking(move || {
-                for t in stale {
-                    let _ = std::fs::remove_file(t);
+    let ours: HashSet<String> = crate::store::sync::temp_nonces(store.reader(), &spec.name)
+        .await
+        .map_err(Stop::error)?
+        .into_iter()
+        .collect();
+    let mut stale: Vec<PathBuf> = Vec::new();
+    for (root, listing) in [(&spec.primary, &local), (&spec.target, &remote)] {
+        for (rel, nonce) in &listing.temps {
+            if ours.contains(nonce) {
+                stale.push(root.join(rel));
+            } else {
+                report.skipped.push((
+                    rel.clone(),
+                    "a temp file of another run (another target or host, or still being \
+                     written): left alone"
+                        .into(),
+                ));
+            }
+        }
+    }
+    if !dry && !ours.is_empty() {
+        // Left by a run or job of this target that was killed: removed, and their nonces
+        // forgotten once nothing of theirs is left.
+        let kept = blocking(move || {
+            let mut kept = HashSet::new();
+            for t in stale {
+                match std::fs::remove_file(&t) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(temp = %t.display(), error = %e, "cannot remove a temp file");
+                        kept.extend(
+                            t.file_name()
+                                .and_then(|n| n.to_str())
+                                .and_then(super::temps::nonce_of)
+                                .map(str::to_string),
+                        );
+                    }
                 }
-            })
-            .await?;
+            }
+            kept
+        })
+        .await?;
+        let forget: Vec<String> = ours.into_iter().filter(|n| !kept.contains(n)).collect();
+        if !forget.is_empty() {
+            store
+                .durable(
+                    DurableOp::SyncTemps {
+                        target: spec.name.clone(),
+                        add: None,
+                        forget,
+                        at_ms: unix_ms(SystemTime::now()),
+                    },
+                    Some(Duration::from_secs(60)),
+                )
+                .await
+                .map_err(|e| Stop::error(format!("cannot record the temp files: {e}")))?;
         }
     }
     Ok((local, remote))

@@ -36,6 +36,7 @@ pub mod report;
 pub mod resolve;
 pub mod scan;
 pub mod snapshot;
+pub mod temps;
 pub mod verify;
 pub mod watch;
 

@@ -11,6 +11,7 @@
 //! crash in between leaves both sides agreeing, which the next run records.
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use super::fsops::{self, InstallError};
 use super::lock::TargetLock;
 use super::scan::{self, Meta, MARKER};
 use super::snapshot;
+use super::temps::Temps;
 use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow, SideState};
 use crate::store::{unix_ms, DurableOp, Store};
 
@@ -108,6 +110,8 @@ pub async fn resolve(
         Ok(TargetLock::take(&s.target, &s.host)?)
     })
     .await??;
+    let temps = Arc::new(Temps::new());
+    temps.register(store, &spec.name).await?;
 
     let (lpath, rpath) = (spec.primary.join(&rel), spec.target.join(&rel));
     let (src, dest, to_remote) = match keep {
@@ -153,7 +157,7 @@ pub async fn resolve(
     blocking(move || fsops::make_parents(&root2, &dest2))
         .await?
         .map_err(|e| format!("cannot create the folder of {}: {e}", dest.display()))?;
-    let mut temp = fsops::temp_beside(&dest);
+    let temp = temps.beside(&dest);
     if sqlite || src_meta.live_wal {
         snapshot::snapshot(&src, &temp)
             .await
@@ -170,18 +174,17 @@ pub async fn resolve(
             format!("cannot write {}: {e}", temp.display())
         })?;
     } else {
-        let (src2, dest2) = (src.clone(), dest.clone());
-        let (t, h, _) = blocking(move || fsops::copy_to_temp(&src2, &dest2, src_meta.mtime_ns))
+        let (src2, temp2) = (src.clone(), temp.clone());
+        let (h, _) = blocking(move || fsops::copy_to_temp(&src2, temp2, src_meta.mtime_ns))
             .await?
             .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
         if h != src_hash {
-            let _ = std::fs::remove_file(&t);
+            let _ = std::fs::remove_file(&temp);
             return Err(format!(
                 "{} changed while it was copied: resolve again",
                 src.display()
             ));
         }
-        temp = t;
     }
 
     // Back up what is replaced, install (re-checking it), and read both sides back.
@@ -191,6 +194,7 @@ pub async fn resolve(
         dest.clone(),
         temp.clone(),
     );
+    let temps2 = temps.clone();
     let (backup, new_meta, copy_hash) = blocking(move || -> Result<_, String> {
         let undo = |e: String| {
             let _ = std::fs::remove_file(&temp2);
@@ -206,7 +210,7 @@ pub async fn resolve(
                     dest2.display()
                 )));
             }
-            let b = fsops::backup(&dest2, &backups, &rel2, at, false).map_err(|e| {
+            let b = fsops::backup(&dest2, &backups, &rel2, at, false, &temps2).map_err(|e| {
                 undo(format!(
                     "cannot back up {} before replacing it: {e}",
                     dest2.display()
@@ -242,6 +246,7 @@ pub async fn resolve(
     } else {
         let (backups, copy_rel2, copy_path2) =
             (spec.backups.clone(), copy_rel.clone(), copy_path.clone());
+        let temps2 = temps.clone();
         blocking(move || -> Result<String, String> {
             match std::fs::symlink_metadata(&copy_path2) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -253,9 +258,10 @@ pub async fn resolve(
                     copy_path2.display()
                 )),
                 Ok(_) => {
-                    let b = fsops::backup(&copy_path2, &backups, &copy_rel2, at, true).map_err(
-                        |e| format!("cannot move {} into the backups: {e}", copy_path2.display()),
-                    )?;
+                    let b = fsops::backup(&copy_path2, &backups, &copy_rel2, at, true, &temps2)
+                        .map_err(|e| {
+                            format!("cannot move {} into the backups: {e}", copy_path2.display())
+                        })?;
                     Ok(format!("moved to {}", b.display()))
                 }
             }

@@ -17,18 +17,7 @@ pub const MARKER: &str = ".metasystem-sync";
 pub const LOCK: &str = ".metasystem-sync.lock";
 /// Per-host snapshots of live databases, in the target.
 pub const HOSTS: &str = "hosts";
-/// Temp files: `.NAME.msync-tmp-RANDOM` (16 hex digits), beside their destination.
-pub const TMP_MARK: &str = ".msync-tmp-";
-
-/// Whether `name` is one of this tool's temp files: `.NAME.msync-tmp-` and 16 hex digits. A
-/// user's file that merely contains the mark is not: it is synced like any other, and never
-/// deleted as a left-over temp (which any name containing the mark was, without a backup).
-pub fn is_temp(name: &str) -> bool {
-    name.starts_with('.')
-        && name
-            .rsplit_once(TMP_MARK)
-            .is_some_and(|(_, r)| r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+pub use super::temps::is_temp;
 
 /// One file as the quick check sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,8 +115,9 @@ pub struct Listing {
     pub paths: Paths,
     /// The quick-check view of each of `paths`, index for index.
     pub metas: Vec<Meta>,
-    /// Left-over temp files of an interrupted run (absolute paths), to delete.
-    pub stale_temps: Vec<PathBuf>,
+    /// Temp files of this tool (relative path, nonce): the run removes those whose nonce
+    /// the store lists for its target, and leaves the others alone.
+    pub temps: Vec<(String, String)>,
     /// Not synced, with why: symlinks, special files, unreadable folders, placeholders.
     pub skipped: Vec<(String, String)>,
 }
@@ -271,7 +261,6 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
             &name,
             md.file_type(),
             || Ok(md.clone()),
-            || path.clone(),
         );
     }
     // A walk lists in order; listed paths may come in any order and overlap.
@@ -328,16 +317,7 @@ fn walk(
             }
             continue;
         }
-        consider(
-            out,
-            wal_owners,
-            sel,
-            rel,
-            &name,
-            ft,
-            || entry.metadata(),
-            || entry.path(),
-        );
+        consider(out, wal_owners, sel, rel, &name, ft, || entry.metadata());
     }
 }
 
@@ -407,10 +387,18 @@ fn consider(
     name: &str,
     ft: std::fs::FileType,
     metadata: impl FnOnce() -> io::Result<std::fs::Metadata>,
-    path: impl FnOnce() -> PathBuf,
 ) {
-    if is_temp(name) {
-        out.stale_temps.push(path());
+    if let Some(nonce) = super::temps::nonce_of(name) {
+        out.temps.push((rel, nonce.to_string()));
+        return;
+    }
+    if super::temps::is_legacy(name) {
+        out.skipped.push((
+            rel,
+            "named like a temp file of an older version: never synced or deleted (rename it \
+             to sync it, or delete it)"
+                .into(),
+        ));
         return;
     }
     if !sel.wants_here(&rel) {
@@ -633,6 +621,8 @@ mod tests {
         std::fs::write(root.join("sub/deep/b.txt"), "bb").unwrap();
         std::fs::write(root.join("notes.db"), "x").unwrap();
         std::fs::write(root.join("notes.db-wal"), "walwal").unwrap();
+        std::fs::write(root.join("sub/.msync-0123456789abcdef-00000002.tmp"), "t").unwrap();
+        // An older version's temp name: reported, never synced nor deleted.
         std::fs::write(root.join("sub/.b.txt.msync-tmp-0123456789abcdef"), "t").unwrap();
         // Not ours: a user's names that merely contain the mark are listed.
         std::fs::write(root.join("notes.msync-tmp-1"), "n").unwrap();
@@ -655,11 +645,15 @@ mod tests {
         let db = *l.get("notes.db").unwrap();
         assert!(db.live_wal);
         assert_eq!(db.size, 7);
-        assert_eq!(l.stale_temps.len(), 1);
         assert_eq!(
-            l.skipped,
-            vec![("link".to_string(), "a symlink".to_string())]
+            l.temps,
+            [(
+                "sub/.msync-0123456789abcdef-00000002.tmp".to_string(),
+                "0123456789abcdef".to_string()
+            )]
         );
+        let skipped: Vec<&str> = l.skipped.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(skipped, ["link", "sub/.b.txt.msync-tmp-0123456789abcdef"]);
         // A listed path that does not exist is an empty listing, not an error.
         let sel = Selection {
             paths: vec!["missing".into()],

@@ -449,7 +449,8 @@ async fn old_backups_are_pruned() {
         &fx.spec.backups.join("sub/y.txt-20200101-000000.1.bak"),
         "old",
     );
-    let fresh = metasystem_actors::sync::fsops::backup_name("z.txt", std::time::SystemTime::now());
+    let fresh =
+        metasystem_actors::sync::fsops::backup_name("z.txt", std::time::SystemTime::now(), 0);
     write(&fx.spec.backups.join(&fresh), "new");
     write(&fx.spec.backups.join("not-a-backup.txt"), "keep");
     let r = fx.ok().await;
@@ -459,23 +460,52 @@ async fn old_backups_are_pruned() {
     assert_eq!(left, vec!["not-a-backup.txt".to_string(), fresh]);
 }
 
+/// Temps a killed run left are removed by the next run when the store lists their nonce for
+/// this target; others (another target's, another host's) are left alone and never synced.
 #[tokio::test]
 async fn leftover_temp_files_are_removed_and_never_synced() {
     let mut fx = Fx::new().await;
-    write(&fx.remote("dir/.a.txt.msync-tmp-00000000deadbeef"), "torn");
+    // A run that was killed after recording its nonce and writing its temps.
+    let ours = "00000000deadbeef";
+    fx.store
+        .durable(
+            metasystem_actors::store::DurableOp::SyncTemps {
+                target: fx.spec.name.clone(),
+                add: Some(ours.into()),
+                forget: Vec::new(),
+                at_ms: 0,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let torn = format!("dir/.msync-{ours}-00000003.tmp");
+    write(&fx.remote(&torn), "torn");
+    write(&fx.local(&torn), "torn");
+    let foreign = "dir/.msync-0123456789abcdef-00000000.tmp";
+    write(&fx.remote(foreign), "another host's, being written");
     // Regression (found by the SIGKILL test): a backup being written when the daemon was
     // killed stayed in the backups folder for ever.
     let torn_backup = fx
         .spec
         .backups
-        .join("dir/.a.txt-20261122-101010.bak.msync-tmp-00000000deadbeef");
+        .join(format!("dir/.msync-{ours}-00000004.tmp"));
     write(&torn_backup, "torn");
     write(&fx.local("dir/a.txt"), "a");
-    fx.ok().await;
-    assert!(!fx.remote("dir/.a.txt.msync-tmp-00000000deadbeef").exists());
-    assert!(!fx.local("dir/.a.txt.msync-tmp-00000000deadbeef").exists());
+    let r = fx.ok().await;
+    assert!(!fx.remote(&torn).exists());
+    assert!(!fx.local(&torn).exists());
     assert!(!torn_backup.exists());
     assert_eq!(read(&fx.remote("dir/a.txt")), "a");
+    assert_eq!(read(&fx.remote(foreign)), "another host's, being written");
+    assert!(!fx.local(foreign).exists());
+    assert!(r.skipped.iter().any(|(p, _)| p == foreign), "{r:#?}");
+    // The nonce is forgotten once its temps are gone; the run's own is listed (it copied).
+    let nonces = metasystem_actors::store::sync::temp_nonces(fx.store.reader(), &fx.spec.name)
+        .await
+        .unwrap();
+    assert!(!nonces.contains(&ours.to_string()), "{nonces:?}");
+    assert_eq!(nonces.len(), 1);
 }
 
 /// Regression: a folder never synced (the daemon's own state inside the primary) was still

@@ -380,7 +380,9 @@ async fn a_case_only_rename_made_on_both_sides_settles_and_syncs_again() {
 
 /// Regression (attack, 2026-11-23): any name containing `.msync-tmp-` was deleted as a
 /// left-over temp of an interrupted run, without a backup. Only this tool's own form
-/// (`.NAME.msync-tmp-` and 16 hex digits) is a temp; a user's file is synced.
+/// Regression: a user's file whose name looked like one of our temps was deleted with no
+/// backup. Only temps whose nonce the store lists for the target are ever removed; a user's
+/// file of the exact temp form is left alone and reported, never deleted.
 #[tokio::test]
 async fn a_users_file_named_like_a_temp_is_synced_not_deleted() {
     let remote = tempfile::tempdir().unwrap();
@@ -388,11 +390,23 @@ async fn a_users_file_named_like_a_temp_is_synced_not_deleted() {
     write(&fx.local("sp/notes.msync-tmp-1"), b"keep");
     fs::create_dir_all(fx.remote("")).unwrap();
     write(&fx.remote(".user.msync-tmp-notahexnumber!!"), b"keep2");
-    write(&fx.local("sp/.a.txt.msync-tmp-0123456789abcdef"), b"torn");
+    write(
+        &fx.local("sp/.a.txt.msync-tmp-0123456789abcdef"),
+        b"looks old",
+    );
+    write(
+        &fx.local("sp/.msync-0123456789abcdef-00000001.tmp"),
+        b"looks new",
+    );
     let r = fx.run().await;
     assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
     assert_eq!(read(&fx.remote("sp/notes.msync-tmp-1")), b"keep");
     assert_eq!(read(&fx.local(".user.msync-tmp-notahexnumber!!")), b"keep2");
-    assert!(!fx.local("sp/.a.txt.msync-tmp-0123456789abcdef").exists());
-    assert!(!fx.remote("sp/.a.txt.msync-tmp-0123456789abcdef").exists());
+    for rel in [
+        "sp/.a.txt.msync-tmp-0123456789abcdef",
+        "sp/.msync-0123456789abcdef-00000001.tmp",
+    ] {
+        assert!(fx.local(rel).exists(), "{rel} was deleted");
+        assert!(r.skipped.iter().any(|(p, _)| p == rel), "{rel}: {r:#?}");
+    }
 }

@@ -245,8 +245,10 @@ async fn a_drive_unmounted_in_the_middle_of_a_run_stops_it_and_loses_nothing() {
     // Unmounted once the first files are copied and before the last are.
     let mut unmounted = false;
     for _ in 0..6_000 {
+        // This run's counters (the first run's are still there until it starts).
+        let total = progress.files_total.load(Ordering::Relaxed);
         let done = progress.files_done.load(Ordering::Relaxed);
-        if done > 0 {
+        if total == N as u64 && done > 0 {
             bind(false);
             unmounted = done < N as u64;
             break;
@@ -278,4 +280,86 @@ async fn a_drive_unmounted_in_the_middle_of_a_run_stops_it_and_loses_nothing() {
     assert_eq!(files(&h.spec.primary).len(), N + 1);
     assert_eq!(files(&drive), files(&h.spec.primary));
     bind(false);
+}
+
+/// Names up to 255 bytes sync, copied, replaced (with a backup) and deleted: temp names have
+/// one short length whatever their destination's, and a long name's backup goes in a folder
+/// of that name.
+#[tokio::test]
+async fn names_of_255_bytes_sync_and_are_backed_up() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    let long = "n".repeat(255);
+    let nested = format!("{}/{}", "d".repeat(250), "é".repeat(127));
+    assert_eq!(nested.rsplit('/').next().unwrap().len(), 254);
+    for (i, rel) in [&long, &nested].into_iter().enumerate() {
+        write(&h.local(rel), format!("v1 {i}").as_bytes());
+    }
+    h.ok().await;
+    for rel in [&long, &nested] {
+        assert_eq!(read(&target.join(rel)), read(&h.local(rel)));
+    }
+    // Edited on the target: replaced in the primary, the old one backed up.
+    write(&target.join(&long), b"v2");
+    let r = h.ok().await;
+    assert_eq!((r.copied_to_local, r.backups), (1, 1), "{r:#?}");
+    assert_eq!(read(&h.local(&long)), b"v2");
+    let backups = h.backups();
+    assert_eq!(backups.len(), 1);
+    assert!(backups[0].starts_with(&format!("{long}/")), "{backups:?}");
+    // Deleted in the primary: deleted on the target, backed up.
+    fs::remove_file(h.local(&nested)).unwrap();
+    let r = h.ok().await;
+    assert_eq!(r.deleted_remote, 1, "{r:#?}");
+    assert!(!target.join(&nested).exists());
+    assert_eq!(h.backups().len(), 2);
+}
+
+/// Two targets share a primary: the temps one of them left (killed mid-run) are its own, never
+/// removed nor synced by the other; its own next run removes them.
+#[tokio::test]
+async fn a_targets_temps_are_left_alone_by_another_target_of_the_same_primary() {
+    let t = tempfile::tempdir().unwrap();
+    let mut a = Host::new(&t.path().join("a"), "h1").await;
+    write(&a.local("doc"), b"doc");
+    a.ok().await;
+    // Target "a" was killed with a temp in the primary (its nonce recorded first, as always).
+    let nonce = "00000000000000aa";
+    a.store
+        .durable(
+            metasystem_actors::store::DurableOp::SyncTemps {
+                target: a.spec.name.clone(),
+                add: Some(nonce.into()),
+                forget: Vec::new(),
+                at_ms: 0,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let temp = format!(".msync-{nonce}-00000000.tmp");
+    write(&a.local(&temp), b"half of a file");
+    // Target "b", same primary and store.
+    let mut b_spec = a.spec.clone();
+    b_spec.name = "b".into();
+    b_spec.target = t.path().join("b");
+    b_spec.backups = a.dir.path().join("backups-b");
+    let mut b_base = Base::new();
+    let r = engine::run(
+        &b_spec,
+        &RunOptions::default(),
+        &a.store,
+        &mut b_base,
+        &[],
+        &Progress::default(),
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+    assert!(a.local(&temp).exists(), "b removed a's temp");
+    assert!(!b_spec.target.join(&temp).exists(), "b synced a's temp");
+    assert!(b_spec.target.join("doc").exists());
+    // a's next run removes it.
+    a.ok().await;
+    assert!(!a.local(&temp).exists());
 }
