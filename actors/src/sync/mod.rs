@@ -22,6 +22,7 @@ pub mod fsops;
 pub mod lock;
 pub mod resolve;
 pub mod scan;
+pub mod select;
 pub mod snapshot;
 pub mod verify;
 pub mod watch;
