@@ -876,26 +876,51 @@ fn a_too_small_log_max_size_is_reported_at_its_value() {
     }
 }
 
-/// Regression (attack, 2026-11-23): `exclude = ["**/cache/"]` was accepted and matched nothing
-/// (paths are matched without a trailing slash), so the cache folders were synced.
+/// A pattern ending in `/` matches folders only, as rsync's (it was refused, 2026-11-23, when it
+/// matched nothing: `exclude = ["**/cache/"]` synced every cache folder); bad patterns are
+/// reported at their value, all of them.
 #[test]
-fn a_glob_ending_in_a_slash_is_refused_with_what_to_write() {
-    let got = errors(
-        "[daemon]\nstate_dir = \"/tmp/s\"\n[root]\n[[root.children]]\nname = \"t\"\n\
-         kind = \"sync_target\"\ntarget = \"/tmp/elsewhere\"\npaths = [\"shared\"]\n\
-         exclude = [\"**/cache/\", \"*.bak\"]\ninclude = [\"docs/\"]\n",
-    );
-    assert_eq!(got.len(), 2, "{got:#?}");
-    assert!(
-        got[0].contains(
-            "`exclude` in child `root/t`: \"**/cache/\" ends in `/` and would match nothing"
-        ) && got[0]
-            .contains("write \"**/cache\": a pattern that matches a folder excludes all it holds"),
-        "{got:#?}"
-    );
-    assert!(
-        got[1].contains("`include` in child `root/t`: \"docs/\" ends in `/`")
-            && got[1].contains("write \"docs/**\" for what a folder holds"),
-        "{got:#?}"
-    );
+fn a_pattern_ending_in_a_slash_matches_folders_only() {
+    let head = "[daemon]\nstate_dir = \"/tmp/s\"\n[root]\n[[root.children]]\nname = \"t\"\n\
+                kind = \"sync_target\"\ntarget = \"/tmp/elsewhere\"\npaths = [\"shared\"]\n";
+    let c = ok(&format!(
+        "{head}exclude = [\"cache/\", \"*.bak\"]\ninclude = [\"docs/\", \"/shared/top.md\"]\n"
+    ));
+    let Kind::SyncTarget(t) = &c.root.children[0].kind else {
+        panic!("not a sync target")
+    };
+    let sel = &t.spec.selection;
+    // Every folder named `cache`, at any depth, with all it holds; a file so named is synced.
+    for rel in [
+        "shared/docs/cache/a",
+        "shared/x/docs/cache/b",
+        "shared/docs/a.bak",
+    ] {
+        assert!(!sel.wants(rel), "{rel} is synced");
+    }
+    assert!(sel.excludes_folder("shared/docs/cache"));
+    // Only what `docs` folders hold, and the anchored file.
+    for rel in [
+        "shared/docs/cache",
+        "shared/docs/a.md",
+        "shared/x/docs/b",
+        "shared/top.md",
+    ] {
+        assert!(sel.wants(rel), "{rel} is not synced");
+    }
+    assert!(!sel.wants("shared/a.md") && !sel.wants("shared/x/top.md"));
+
+    let got = errors(&format!(
+        "{head}exclude = [\"a//b\", \"ok\", \"{{x\"]\ninclude = [\"../up\", \"/\"]\n"
+    ));
+    let expected = [
+        "t.toml:9:12: `exclude` in child `root/t`: \"a//b\" has an empty path component (`//`)",
+        "t.toml:9:26: `exclude` in child `root/t`: \"{x\" is not a glob: unclosed alternate group",
+        "t.toml:10:12: `include` in child `root/t`: \"../up\" has a `.` or `..` component",
+        "t.toml:10:21: `include` in child `root/t`: \"/\" names no file or folder",
+    ];
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for (g, e) in got.iter().zip(expected) {
+        assert!(g.starts_with(e), "{g}\nexpected: {e}");
+    }
 }

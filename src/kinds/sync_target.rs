@@ -3,7 +3,8 @@
 //! agreed state, with backups, conflicts, guards and live-database snapshots.
 //!
 //! Config: `target` (required; `~` is home), `primary`, `paths` (files and folders under the
-//! primary to sync; default everything), `include` / `exclude` (globs on relative paths),
+//! primary to sync; default everything), `include` / `exclude` (rsync's and gitignore's
+//! patterns: see `metasystem_actors::sync::select`),
 //! `every` (10m), `min_interval` (60s), `direction` (push | pull | bidirectional), `strategy`
 //! (newest | local | remote | manual), `backups` (default `backups/NAME` in the state dir),
 //! `retention` (30d), `max_delete` ("50%"), `snapshots` (live SQLite databases pushed as
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use metasystem_actors::sync::actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage};
+use metasystem_actors::sync::select::{Pattern, Patterns};
 use metasystem_actors::sync::watch::{self, WatchSpec};
 use metasystem_actors::sync::{Direction, RunOptions, Selection, Strategy, SyncSpec};
 use metasystem_actors::ChildSpec;
@@ -35,9 +37,6 @@ pub struct SyncTargetConfig {
     pub breaker: Option<String>,
     /// `watch = true`: how the primary is watched.
     pub watch: Option<WatchSpec>,
-    /// The glob patterns as written (globsets do not compare).
-    include: Vec<String>,
-    exclude: Vec<String>,
 }
 
 impl PartialEq for SyncTargetConfig {
@@ -46,8 +45,8 @@ impl PartialEq for SyncTargetConfig {
         a.primary == b.primary
             && a.target == b.target
             && a.selection.paths == b.selection.paths
-            && self.include == o.include
-            && self.exclude == o.exclude
+            && a.selection.include == b.selection.include
+            && a.selection.exclude == b.selection.exclude
             && a.direction == b.direction
             && a.strategy == b.strategy
             && a.backups == b.backups
@@ -100,63 +99,28 @@ fn relative(raw: &str) -> Result<String, String> {
     Ok(raw.trim_end_matches('/').to_string())
 }
 
-fn globs(
-    cx: &mut ParseCx<'_>,
-    t: &mut Table<'_, '_>,
-    key: &'static str,
-) -> (
-    Option<metasystem_actors::sync::globset::GlobSet>,
-    Vec<String>,
-) {
-    let Some(items) = t.strings(cx.d, key) else {
-        return (None, Vec::new());
-    };
-    let mut b = metasystem_actors::sync::globset::GlobSetBuilder::new();
-    let mut raw = Vec::new();
+/// `include` / `exclude`: rsync's and gitignore's patterns (see `sync::select`), each bad one
+/// reported at its place.
+fn patterns(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Option<Patterns> {
+    let items = t.strings(cx.d, key)?;
+    let mut good = Vec::new();
     for item in items {
-        // Paths are matched without a trailing slash: such a pattern would match nothing.
-        if item.get_ref().ends_with('/') {
-            let folder = item.get_ref().trim_end_matches('/');
-            let instead = if key == "exclude" {
-                format!("write {folder:?}: a pattern that matches a folder excludes all it holds")
-            } else {
-                format!("write {:?} for what a folder holds", format!("{folder}/**"))
-            };
-            cx.d.error(
-                item.span(),
-                format!(
-                    "`{key}` in {}: {:?} ends in `/` and would match nothing (paths are \
-                     matched without one); {instead}",
-                    t.context,
-                    item.get_ref(),
-                ),
-            );
-            continue;
-        }
-        match metasystem_actors::sync::globset::GlobBuilder::new(item.get_ref())
-            .literal_separator(true)
-            .build()
-        {
-            Ok(g) => {
-                b.add(g);
-                raw.push(item.get_ref().clone());
-            }
+        match Pattern::new(item.get_ref()) {
+            Ok(p) => good.push(p),
             Err(e) => cx.d.error(
                 item.span(),
-                format!(
-                    "`{key}` in {}: {:?} is not a glob: {e}",
-                    t.context,
-                    item.get_ref()
-                ),
+                format!("`{key}` in {}: {:?} {e}", t.context, item.get_ref()),
             ),
         }
     }
-    match b.build() {
-        Ok(set) if !raw.is_empty() => (Some(set), raw),
-        Ok(_) => (None, raw),
+    if good.is_empty() {
+        return None;
+    }
+    match Patterns::new(good) {
+        Ok(set) => Some(set),
         Err(e) => {
             cx.d.error(t.span.clone(), format!("`{key}` in {}: {e}", t.context));
-            (None, raw)
+            None
         }
     }
 }
@@ -226,8 +190,8 @@ impl ActorKind for SyncTargetConfig {
                 }
             }
         }
-        let (include, include_raw) = globs(cx, t, "include");
-        let (exclude, exclude_raw) = globs(cx, t, "exclude");
+        let include = patterns(cx, t, "include");
+        let exclude = patterns(cx, t, "exclude");
         let every = bounded(cx.d, t, "every", Duration::from_secs(1), MAX_DURATION)
             .unwrap_or(Duration::from_secs(600));
         let min_interval = t
@@ -339,8 +303,6 @@ impl ActorKind for SyncTargetConfig {
                 debounce,
                 ignore: daemon_files(&state),
             }),
-            include: include_raw,
-            exclude: exclude_raw,
         })
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 pub(crate) use super::select::under;
-pub use super::select::Selection;
+pub use super::select::{Patterns, Selection};
 pub use crate::paths::Paths;
 
 /// The marker written in the target on the first sync; a target without it (but with a base)
@@ -409,12 +409,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn globs(patterns: &[&str]) -> Option<globset::GlobSet> {
-        let mut b = globset::GlobSetBuilder::new();
-        for p in patterns {
-            b.add(globset::Glob::new(p).unwrap());
-        }
-        Some(b.build().unwrap())
+    fn globs(patterns: &[&str]) -> Option<Patterns> {
+        Some(Patterns::parse(patterns).unwrap())
     }
 
     #[test]
