@@ -924,3 +924,51 @@ fn a_pattern_ending_in_a_slash_matches_folders_only() {
         assert!(g.starts_with(e), "{g}\nexpected: {e}");
     }
 }
+
+/// A target inside its primary, a primary inside its target, and the state dir inside a target
+/// are refused, each at the value it is about, after resolving symlinks (a target reached
+/// through a link into the primary was let through, as the paths were compared as written).
+#[test]
+fn a_target_nested_with_its_primary_or_the_state_dir_is_refused_at_its_value() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = std::fs::canonicalize(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(d.join("p")).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(d.join("p"), d.join("link")).unwrap_or_else(|e| panic!("{e}"));
+    let d = d.display();
+    let child = |name: &str, keys: &str| {
+        format!("[[root.children]]\nname = \"{name}\"\nkind = \"sync_target\"\n{keys}\n")
+    };
+    let src = [
+        format!("[daemon]\nstate_dir = \"{d}/s/state\"\n[root]\n"),
+        child("t1", &format!("primary = \"{d}/p\"\ntarget = \"{d}/p/t\"")),
+        child(
+            "t2",
+            &format!("primary = \"{d}/t2/p\"\ntarget = \"{d}/t2\""),
+        ),
+        child("t3", &format!("primary = \"{d}/p\"\ntarget = \"{d}/s\"")),
+        child(
+            "t4",
+            &format!("primary = \"{d}/p\"\ntarget = \"{d}/link/sub\""),
+        ),
+        child(
+            "t5",
+            &format!("target = \"{d}/s/state/mirror\"\npaths = [\"shared\"]"),
+        ),
+        child(
+            "fine",
+            &format!("primary = \"{d}/p\"\ntarget = \"{d}/elsewhere\""),
+        ),
+    ]
+    .concat();
+    let got = errors(&src);
+    let why =
+        "(a target must be outside its primary and hold neither it nor the daemon's state dir)";
+    let expected = [
+        format!("t.toml:8:10: `target` in child `root/t1`: the target {d}/p/t is inside the primary {d}/p {why}"),
+        format!("t.toml:12:11: `primary` in child `root/t2`: the primary {d}/t2/p is inside the target {d}/t2 {why}"),
+        format!("t.toml:18:10: `target` in child `root/t3`: the daemon's state dir {d}/s/state is inside the target {d}/s {why}"),
+        format!("t.toml:23:10: `target` in child `root/t4`: the target {d}/link/sub (resolved: {d}/p/sub) is inside the primary {d}/p {why}"),
+        format!("t.toml:27:10: `target` in child `root/t5`: the target {d}/s/state/mirror is inside the primary {d}/s/state {why}"),
+    ];
+    assert_eq!(got, expected);
+}

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use metasystem_actors::sync::actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage};
+use metasystem_actors::sync::nesting::{nestings, Nesting};
 use metasystem_actors::sync::select::{Pattern, Patterns};
 use metasystem_actors::sync::watch::{self, WatchSpec};
 use metasystem_actors::sync::{Direction, RunOptions, Selection, Strategy, SyncSpec};
@@ -174,12 +175,13 @@ impl ActorKind for SyncTargetConfig {
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         let state = cx.state_dir.clone();
         let name = cx.path.rsplit('/').next().unwrap_or(&cx.path).to_string();
+        // With where each is written, for the nesting errors.
         let target = t
             .required_string(cx.d, "target")
-            .and_then(|v| expand(cx.d, v.get_ref(), v.span(), &state));
+            .and_then(|v| expand(cx.d, v.get_ref(), v.span(), &state).map(|p| (p, v.span())));
         let primary = match t.string(cx.d, "primary") {
-            Some(v) => expand(cx.d, v.get_ref(), v.span(), &state),
-            None => Some(state.clone()),
+            Some(v) => expand(cx.d, v.get_ref(), v.span(), &state).map(|p| (p, Some(v.span()))),
+            None => Some((state.clone(), None)),
         };
         let mut paths = Vec::new();
         for p in t.strings(cx.d, "paths").unwrap_or_default() {
@@ -243,17 +245,25 @@ impl ActorKind for SyncTargetConfig {
             watch::MAX_DEBOUNCE,
         )
         .unwrap_or(watch::DEFAULT_DEBOUNCE);
-        let (target, primary, backups) = (target?, primary?, backups?);
-        if same(&target, &primary) || target.starts_with(&primary) || primary.starts_with(&target) {
+        let ((target, target_at), (primary, primary_at), backups) = (target?, primary?, backups?);
+        // A target inside the primary, around it, or around the state dir, the paths resolved
+        // (a symlink on the way does not hide it): each at the value it is about.
+        let found = nestings(&primary, &target, &state);
+        for f in &found {
+            let (key, at) = match (f.nesting, &primary_at) {
+                (Nesting::PrimaryInTarget, Some(at)) => ("primary", at.clone()),
+                _ => ("target", target_at.clone()),
+            };
             cx.d.error(
-                t.span.clone(),
+                at,
                 format!(
-                    "{}: the target {} and the primary {} must not contain one another",
-                    t.context,
-                    target.display(),
-                    primary.display()
+                    "`{key}` in {}: {f} (a target must be outside its primary and hold neither \
+                     it nor the daemon's state dir)",
+                    t.context
                 ),
             );
+        }
+        if !found.is_empty() {
             return None;
         }
         if paths.is_empty() && same(&primary, &state) {

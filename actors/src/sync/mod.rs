@@ -20,6 +20,7 @@ pub mod classify;
 pub mod engine;
 pub mod fsops;
 pub mod lock;
+pub mod nesting;
 pub mod resolve;
 pub mod scan;
 pub mod select;
