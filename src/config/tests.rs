@@ -876,26 +876,99 @@ fn a_too_small_log_max_size_is_reported_at_its_value() {
     }
 }
 
-/// Regression (attack, 2026-11-23): `exclude = ["**/cache/"]` was accepted and matched nothing
-/// (paths are matched without a trailing slash), so the cache folders were synced.
+/// A pattern ending in `/` matches folders only, as rsync's (it was refused, 2026-11-23, when it
+/// matched nothing: `exclude = ["**/cache/"]` synced every cache folder); bad patterns are
+/// reported at their value, all of them.
 #[test]
-fn a_glob_ending_in_a_slash_is_refused_with_what_to_write() {
-    let got = errors(
-        "[daemon]\nstate_dir = \"/tmp/s\"\n[root]\n[[root.children]]\nname = \"t\"\n\
-         kind = \"sync_target\"\ntarget = \"/tmp/elsewhere\"\npaths = [\"shared\"]\n\
-         exclude = [\"**/cache/\", \"*.bak\"]\ninclude = [\"docs/\"]\n",
-    );
-    assert_eq!(got.len(), 2, "{got:#?}");
-    assert!(
-        got[0].contains(
-            "`exclude` in child `root/t`: \"**/cache/\" ends in `/` and would match nothing"
-        ) && got[0]
-            .contains("write \"**/cache\": a pattern that matches a folder excludes all it holds"),
-        "{got:#?}"
-    );
-    assert!(
-        got[1].contains("`include` in child `root/t`: \"docs/\" ends in `/`")
-            && got[1].contains("write \"docs/**\" for what a folder holds"),
-        "{got:#?}"
-    );
+fn a_pattern_ending_in_a_slash_matches_folders_only() {
+    let head = "[daemon]\nstate_dir = \"/tmp/s\"\n[root]\n[[root.children]]\nname = \"t\"\n\
+                kind = \"sync_target\"\ntarget = \"/tmp/elsewhere\"\npaths = [\"shared\"]\n";
+    let c = ok(&format!(
+        "{head}exclude = [\"cache/\", \"*.bak\"]\ninclude = [\"docs/\", \"/shared/top.md\"]\n"
+    ));
+    let Kind::SyncTarget(t) = &c.root.children[0].kind else {
+        panic!("not a sync target")
+    };
+    let sel = &t.spec.selection;
+    // Every folder named `cache`, at any depth, with all it holds; a file so named is synced.
+    for rel in [
+        "shared/docs/cache/a",
+        "shared/x/docs/cache/b",
+        "shared/docs/a.bak",
+    ] {
+        assert!(!sel.wants(rel), "{rel} is synced");
+    }
+    assert!(sel.excludes_folder("shared/docs/cache"));
+    // Only what `docs` folders hold, and the anchored file.
+    for rel in [
+        "shared/docs/cache",
+        "shared/docs/a.md",
+        "shared/x/docs/b",
+        "shared/top.md",
+    ] {
+        assert!(sel.wants(rel), "{rel} is not synced");
+    }
+    assert!(!sel.wants("shared/a.md") && !sel.wants("shared/x/top.md"));
+
+    let got = errors(&format!(
+        "{head}exclude = [\"a//b\", \"ok\", \"{{x\"]\ninclude = [\"../up\", \"/\"]\n"
+    ));
+    let expected = [
+        "t.toml:9:12: `exclude` in child `root/t`: \"a//b\" has an empty path component (`//`)",
+        "t.toml:9:26: `exclude` in child `root/t`: \"{x\" is not a glob: unclosed alternate group",
+        "t.toml:10:12: `include` in child `root/t`: \"../up\" has a `.` or `..` component",
+        "t.toml:10:21: `include` in child `root/t`: \"/\" names no file or folder",
+    ];
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for (g, e) in got.iter().zip(expected) {
+        assert!(g.starts_with(e), "{g}\nexpected: {e}");
+    }
+}
+
+/// A target inside its primary, a primary inside its target, and the state dir inside a target
+/// are refused, each at the value it is about, after resolving symlinks (a target reached
+/// through a link into the primary was let through, as the paths were compared as written).
+#[test]
+fn a_target_nested_with_its_primary_or_the_state_dir_is_refused_at_its_value() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = std::fs::canonicalize(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(d.join("p")).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(d.join("p"), d.join("link")).unwrap_or_else(|e| panic!("{e}"));
+    let d = d.display();
+    let child = |name: &str, keys: &str| {
+        format!("[[root.children]]\nname = \"{name}\"\nkind = \"sync_target\"\n{keys}\n")
+    };
+    let src = [
+        format!("[daemon]\nstate_dir = \"{d}/s/state\"\n[root]\n"),
+        child("t1", &format!("primary = \"{d}/p\"\ntarget = \"{d}/p/t\"")),
+        child(
+            "t2",
+            &format!("primary = \"{d}/t2/p\"\ntarget = \"{d}/t2\""),
+        ),
+        child("t3", &format!("primary = \"{d}/p\"\ntarget = \"{d}/s\"")),
+        child(
+            "t4",
+            &format!("primary = \"{d}/p\"\ntarget = \"{d}/link/sub\""),
+        ),
+        child(
+            "t5",
+            &format!("target = \"{d}/s/state/mirror\"\npaths = [\"shared\"]"),
+        ),
+        child(
+            "fine",
+            &format!("primary = \"{d}/p\"\ntarget = \"{d}/elsewhere\""),
+        ),
+    ]
+    .concat();
+    let got = errors(&src);
+    let why =
+        "(a target must be outside its primary and hold neither it nor the daemon's state dir)";
+    let expected = [
+        format!("t.toml:8:10: `target` in child `root/t1`: the target {d}/p/t is inside the primary {d}/p {why}"),
+        format!("t.toml:12:11: `primary` in child `root/t2`: the primary {d}/t2/p is inside the target {d}/t2 {why}"),
+        format!("t.toml:18:10: `target` in child `root/t3`: the daemon's state dir {d}/s/state is inside the target {d}/s {why}"),
+        format!("t.toml:23:10: `target` in child `root/t4`: the target {d}/link/sub (resolved: {d}/p/sub) is inside the primary {d}/p {why}"),
+        format!("t.toml:27:10: `target` in child `root/t5`: the target {d}/s/state/mirror is inside the primary {d}/s/state {why}"),
+    ];
+    assert_eq!(got, expected);
 }

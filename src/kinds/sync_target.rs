@@ -3,7 +3,8 @@
 //! agreed state, with backups, conflicts, guards and live-database snapshots.
 //!
 //! Config: `target` (required; `~` is home), `primary`, `paths` (files and folders under the
-//! primary to sync; default everything), `include` / `exclude` (globs on relative paths),
+//! primary to sync; default everything), `include` / `exclude` (rsync's and gitignore's
+//! patterns: see `metasystem_actors::sync::select`),
 //! `every` (10m), `min_interval` (60s), `direction` (push | pull | bidirectional), `strategy`
 //! (newest | local | remote | manual), `backups` (default `backups/NAME` in the state dir),
 //! `retention` (30d), `max_delete` ("50%"), `snapshots` (live SQLite databases pushed as
@@ -17,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use metasystem_actors::sync::actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage};
+use metasystem_actors::sync::nesting::{nestings, Nesting};
+use metasystem_actors::sync::select::{Pattern, Patterns};
 use metasystem_actors::sync::watch::{self, WatchSpec};
 use metasystem_actors::sync::{Direction, RunOptions, Selection, Strategy, SyncSpec};
 use metasystem_actors::ChildSpec;
@@ -35,9 +38,6 @@ pub struct SyncTargetConfig {
     pub breaker: Option<String>,
     /// `watch = true`: how the primary is watched.
     pub watch: Option<WatchSpec>,
-    /// The glob patterns as written (globsets do not compare).
-    include: Vec<String>,
-    exclude: Vec<String>,
 }
 
 impl PartialEq for SyncTargetConfig {
@@ -46,8 +46,8 @@ impl PartialEq for SyncTargetConfig {
         a.primary == b.primary
             && a.target == b.target
             && a.selection.paths == b.selection.paths
-            && self.include == o.include
-            && self.exclude == o.exclude
+            && a.selection.include == b.selection.include
+            && a.selection.exclude == b.selection.exclude
             && a.direction == b.direction
             && a.strategy == b.strategy
             && a.backups == b.backups
@@ -100,63 +100,28 @@ fn relative(raw: &str) -> Result<String, String> {
     Ok(raw.trim_end_matches('/').to_string())
 }
 
-fn globs(
-    cx: &mut ParseCx<'_>,
-    t: &mut Table<'_, '_>,
-    key: &'static str,
-) -> (
-    Option<metasystem_actors::sync::globset::GlobSet>,
-    Vec<String>,
-) {
-    let Some(items) = t.strings(cx.d, key) else {
-        return (None, Vec::new());
-    };
-    let mut b = metasystem_actors::sync::globset::GlobSetBuilder::new();
-    let mut raw = Vec::new();
+/// `include` / `exclude`: rsync's and gitignore's patterns (see `sync::select`), each bad one
+/// reported at its place.
+fn patterns(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Option<Patterns> {
+    let items = t.strings(cx.d, key)?;
+    let mut good = Vec::new();
     for item in items {
-        // Paths are matched without a trailing slash: such a pattern would match nothing.
-        if item.get_ref().ends_with('/') {
-            let folder = item.get_ref().trim_end_matches('/');
-            let instead = if key == "exclude" {
-                format!("write {folder:?}: a pattern that matches a folder excludes all it holds")
-            } else {
-                format!("write {:?} for what a folder holds", format!("{folder}/**"))
-            };
-            cx.d.error(
-                item.span(),
-                format!(
-                    "`{key}` in {}: {:?} ends in `/` and would match nothing (paths are \
-                     matched without one); {instead}",
-                    t.context,
-                    item.get_ref(),
-                ),
-            );
-            continue;
-        }
-        match metasystem_actors::sync::globset::GlobBuilder::new(item.get_ref())
-            .literal_separator(true)
-            .build()
-        {
-            Ok(g) => {
-                b.add(g);
-                raw.push(item.get_ref().clone());
-            }
+        match Pattern::new(item.get_ref()) {
+            Ok(p) => good.push(p),
             Err(e) => cx.d.error(
                 item.span(),
-                format!(
-                    "`{key}` in {}: {:?} is not a glob: {e}",
-                    t.context,
-                    item.get_ref()
-                ),
+                format!("`{key}` in {}: {:?} {e}", t.context, item.get_ref()),
             ),
         }
     }
-    match b.build() {
-        Ok(set) if !raw.is_empty() => (Some(set), raw),
-        Ok(_) => (None, raw),
+    if good.is_empty() {
+        return None;
+    }
+    match Patterns::new(good) {
+        Ok(set) => Some(set),
         Err(e) => {
             cx.d.error(t.span.clone(), format!("`{key}` in {}: {e}", t.context));
-            (None, raw)
+            None
         }
     }
 }
@@ -210,12 +175,13 @@ impl ActorKind for SyncTargetConfig {
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         let state = cx.state_dir.clone();
         let name = cx.path.rsplit('/').next().unwrap_or(&cx.path).to_string();
+        // With where each is written, for the nesting errors.
         let target = t
             .required_string(cx.d, "target")
-            .and_then(|v| expand(cx.d, v.get_ref(), v.span(), &state));
+            .and_then(|v| expand(cx.d, v.get_ref(), v.span(), &state).map(|p| (p, v.span())));
         let primary = match t.string(cx.d, "primary") {
-            Some(v) => expand(cx.d, v.get_ref(), v.span(), &state),
-            None => Some(state.clone()),
+            Some(v) => expand(cx.d, v.get_ref(), v.span(), &state).map(|p| (p, Some(v.span()))),
+            None => Some((state.clone(), None)),
         };
         let mut paths = Vec::new();
         for p in t.strings(cx.d, "paths").unwrap_or_default() {
@@ -226,8 +192,8 @@ impl ActorKind for SyncTargetConfig {
                 }
             }
         }
-        let (include, include_raw) = globs(cx, t, "include");
-        let (exclude, exclude_raw) = globs(cx, t, "exclude");
+        let include = patterns(cx, t, "include");
+        let exclude = patterns(cx, t, "exclude");
         let every = bounded(cx.d, t, "every", Duration::from_secs(1), MAX_DURATION)
             .unwrap_or(Duration::from_secs(600));
         let min_interval = t
@@ -279,17 +245,25 @@ impl ActorKind for SyncTargetConfig {
             watch::MAX_DEBOUNCE,
         )
         .unwrap_or(watch::DEFAULT_DEBOUNCE);
-        let (target, primary, backups) = (target?, primary?, backups?);
-        if same(&target, &primary) || target.starts_with(&primary) || primary.starts_with(&target) {
+        let ((target, target_at), (primary, primary_at), backups) = (target?, primary?, backups?);
+        // A target inside the primary, around it, or around the state dir, the paths resolved
+        // (a symlink on the way does not hide it): each at the value it is about.
+        let found = nestings(&primary, &target, &state);
+        for f in &found {
+            let (key, at) = match (f.nesting, &primary_at) {
+                (Nesting::PrimaryInTarget, Some(at)) => ("primary", at.clone()),
+                _ => ("target", target_at.clone()),
+            };
             cx.d.error(
-                t.span.clone(),
+                at,
                 format!(
-                    "{}: the target {} and the primary {} must not contain one another",
-                    t.context,
-                    target.display(),
-                    primary.display()
+                    "`{key}` in {}: {f} (a target must be outside its primary and hold neither \
+                     it nor the daemon's state dir)",
+                    t.context
                 ),
             );
+        }
+        if !found.is_empty() {
             return None;
         }
         if paths.is_empty() && same(&primary, &state) {
@@ -339,8 +313,6 @@ impl ActorKind for SyncTargetConfig {
                 debounce,
                 ignore: daemon_files(&state),
             }),
-            include: include_raw,
-            exclude: exclude_raw,
         })
     }
 

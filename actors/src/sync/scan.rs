@@ -6,8 +6,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use globset::GlobSet;
-
+pub(crate) use super::select::under;
+pub use super::select::{Patterns, Selection};
 pub use crate::paths::Paths;
 
 /// The marker written in the target on the first sync; a target without it (but with a base)
@@ -31,59 +31,6 @@ pub struct Meta {
     /// A cloud provider's placeholder whose contents are not on this machine (macOS
     /// "dataless"): never read.
     pub dataless: bool,
-}
-
-/// What is synced: paths under the root (files or folders; empty: everything), filtered.
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    pub paths: Vec<String>,
-    /// When set, only matching files (relative paths, `/`-separated).
-    pub include: Option<GlobSet>,
-    pub exclude: Option<GlobSet>,
-    /// Paths never synced, whatever the rest says: the backups folder and the snapshotted
-    /// databases when they sit under the primary.
-    pub never: Vec<String>,
-}
-
-impl Selection {
-    /// Whether the file `rel` is synced.
-    pub fn wants(&self, rel: &str) -> bool {
-        self.wants_here(rel) && !self.excluded_above(rel)
-    }
-
-    /// Whether a folder above `rel` is excluded: a pattern that matches a folder excludes it
-    /// and all it holds, as rsync's do (`exclude = ["node_modules"]` or `["**/cache"]`).
-    pub fn excluded_above(&self, rel: &str) -> bool {
-        self.exclude
-            .as_ref()
-            .is_some_and(|g| rel.match_indices('/').any(|(i, _)| g.is_match(&rel[..i])))
-    }
-
-    /// Whether the folder `rel` is excluded, with all it holds (see [`Selection::excluded_above`]).
-    pub fn excludes_folder(&self, rel: &str) -> bool {
-        self.exclude.as_ref().is_some_and(|g| g.is_match(rel))
-    }
-
-    /// [`Selection::wants`] without looking at the folders above `rel`: for a walk, which
-    /// does not enter an excluded folder.
-    fn wants_here(&self, rel: &str) -> bool {
-        if is_internal(rel) || self.never.iter().any(|p| under(rel, p)) {
-            return false;
-        }
-        if !self.paths.is_empty() && !self.paths.iter().any(|p| under(rel, p)) {
-            return false;
-        }
-        if self.include.as_ref().is_some_and(|g| !g.is_match(rel)) {
-            return false;
-        }
-        !self.exclude.as_ref().is_some_and(|g| g.is_match(rel))
-    }
-}
-
-/// Whether `rel` is `p` or inside it.
-pub(crate) fn under(rel: &str, p: &str) -> bool {
-    let p = p.trim_end_matches('/');
-    rel == p || (rel.starts_with(p) && rel.as_bytes().get(p.len()) == Some(&b'/'))
 }
 
 /// How a skip that is a fault (a folder that cannot be listed, a file that cannot be looked
@@ -450,12 +397,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn globs(patterns: &[&str]) -> Option<GlobSet> {
-        let mut b = globset::GlobSetBuilder::new();
-        for p in patterns {
-            b.add(globset::Glob::new(p).unwrap());
-        }
-        Some(b.build().unwrap())
+    fn globs(patterns: &[&str]) -> Option<Patterns> {
+        Some(Patterns::parse(patterns).unwrap())
     }
 
     #[test]
@@ -482,30 +425,6 @@ mod tests {
         for rel in ["notes.db", "hostsfile", "a/hosts/x", "wal"] {
             assert!(!is_internal(rel), "{rel}");
         }
-    }
-
-    #[test]
-    fn selection_by_paths_and_globs() {
-        let sel = Selection {
-            paths: vec!["config/".into(), "notes.db".into()],
-            include: None,
-            exclude: globs(&["**/*.tmp"]),
-            never: vec!["config/backups".into()],
-        };
-        assert!(!sel.wants("config/backups/x.bak"));
-        assert!(sel.wants("config/a.toml"));
-        assert!(sel.wants("notes.db"));
-        assert!(!sel.wants("configx/a"));
-        assert!(!sel.wants("other.db"));
-        assert!(!sel.wants("config/x.tmp"));
-        let only = Selection {
-            paths: vec![],
-            include: globs(&["*.toml"]),
-            exclude: None,
-            never: Vec::new(),
-        };
-        assert!(only.wants("a.toml"));
-        assert!(!only.wants("a.txt"));
     }
 
     #[test]

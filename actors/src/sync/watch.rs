@@ -305,10 +305,8 @@ impl Filter {
         if s.excludes_folder(rel) || s.excluded_above(rel) {
             return false;
         }
-        // A folder whose every file is excluded (`cache/**`): tried with a name inside it.
-        !s.exclude
-            .as_ref()
-            .is_some_and(|g| g.is_match(format!("{rel}/\u{1}")))
+        // A folder whose every file is excluded (`cache/**`).
+        !s.excludes_all_in(rel)
     }
 }
 
@@ -890,17 +888,8 @@ mod tests {
         assert_eq!(q.deadline(), Some(t0 + debounce * MAX_WAIT_FACTOR));
     }
 
-    fn globs(patterns: &[&str]) -> Option<globset::GlobSet> {
-        let mut b = globset::GlobSetBuilder::new();
-        for p in patterns {
-            b.add(
-                globset::GlobBuilder::new(p)
-                    .literal_separator(true)
-                    .build()
-                    .unwrap(),
-            );
-        }
-        Some(b.build().unwrap())
+    fn globs(patterns: &[&str]) -> Option<super::super::select::Patterns> {
+        Some(super::super::select::Patterns::parse(patterns).unwrap())
     }
 
     fn ev(kind: EventKind, paths: &[&Path]) -> Event {
@@ -983,22 +972,32 @@ mod tests {
             let p = state.join(rel);
             assert!(!f.counts(&ev(data, &[&p])), "{rel}");
         }
-        // A folder an exclude pattern matches: nothing in it counts, nor the folder itself.
+        // A folder an exclude pattern matches: nothing in it counts, nor the folder itself. A
+        // bare name matches at any depth; a trailing `/`, folders only (as a scan selects).
         let pruned = Filter::new(
             &root,
             &Selection {
-                exclude: globs(&["**/node_modules"]),
+                exclude: globs(&["node_modules", "tmp/"]),
                 ..Selection::default()
             },
             &[],
         );
         std::fs::create_dir_all(root.join("shared/node_modules/m")).unwrap();
+        std::fs::create_dir_all(root.join("shared/sub/tmp")).unwrap();
         let inside = write("shared/node_modules/m/x.js", "x");
         assert!(!pruned.counts(&ev(data, &[&inside])));
         assert!(!pruned.counts(&ev(
             EventKind::Create(CreateKind::Folder),
             &[&root.join("shared/node_modules")]
         )));
+        let in_tmp = write("shared/sub/tmp/t", "x");
+        assert!(!pruned.counts(&ev(data, &[&in_tmp])));
+        assert!(!pruned.counts(&ev(
+            EventKind::Create(CreateKind::Folder),
+            &[&root.join("shared/sub/tmp")]
+        )));
+        // A file named as a folders-only pattern is synced, so its change counts.
+        assert!(pruned.counts(&ev(data, &[&write("shared/tmp", "x")])));
         assert!(pruned.counts(&ev(data, &[&a])));
         // With everything under the primary selected, the daemon's files still never count.
         let all = Filter::new(

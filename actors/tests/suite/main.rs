@@ -14,6 +14,7 @@ mod probes;
 mod process_attack;
 mod regressions;
 mod restart_matrix;
+mod select_rsync;
 mod start_timeout;
 mod store;
 mod strategies;

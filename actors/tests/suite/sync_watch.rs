@@ -61,13 +61,8 @@ impl Default for Opts {
     }
 }
 
-fn globs(patterns: &[&str]) -> Option<metasystem_actors::sync::globset::GlobSet> {
-    use metasystem_actors::sync::globset::{GlobBuilder, GlobSetBuilder};
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(GlobBuilder::new(p).literal_separator(true).build().unwrap());
-    }
-    Some(b.build().unwrap())
+fn globs(patterns: &[&str]) -> Option<metasystem_actors::sync::select::Patterns> {
+    Some(metasystem_actors::sync::select::Patterns::parse(patterns).unwrap())
 }
 
 impl W {
