@@ -75,7 +75,7 @@ fn a_forced_sync_both_ways_with_status_events_and_snapshots() {
         "from there"
     );
     // The daemon's live store, as a snapshot in the per-host folder; never a synced file.
-    let host = metasystem::kinds::hostname();
+    let host = crate::util::host_id(&d.state);
     assert!(
         target.join(format!("hosts/{host}/metastore.db")).is_file(),
         "{v}"
@@ -304,7 +304,7 @@ fn verify_checks_every_database_everywhere_and_fails_on_a_damaged_one() {
     let there = find("target", "t");
     assert_eq!(there["databases"][0]["path"], "shared/good.db", "{v}");
     assert_eq!(there["databases"][0]["ok"], true, "{v}");
-    let host = metasystem::kinds::hostname();
+    let host = crate::util::host_id(&d.state);
     let snaps = find("snapshots", "t");
     assert_eq!(
         snaps["databases"][0]["path"],
@@ -433,7 +433,7 @@ fn backups_are_listed_and_restored_into_the_primary() {
         std::fs::read_to_string(d.state.join("shared/live.db")).unwrap_or_default(),
         "db"
     );
-    let host = metasystem::kinds::hostname();
+    let host = crate::util::host_id(&d.state);
     let out = d.cli(&["backups", "restore", &format!("hosts/{host}/metastore.db")]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("per-host snapshot"), "{}", out.stderr);
