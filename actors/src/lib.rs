@@ -4,6 +4,7 @@
 //!   filesystem, no systemd.
 //! - [`store`]: the one SQLite writer and its typed tables.
 //! - one module per actor kind ([`heartbeat`], ...): the actor plus its pure logic.
+//! - [`host`]: this host's identity (hostname + machine id), which names it in sync targets.
 //!
 //! Dependency direction: kinds → store and supervision; the engine → nothing of theirs. The
 //! crate knows nothing of `supervision.toml` or of the control socket; it receives typed specs.
@@ -13,6 +14,7 @@ pub mod alerts;
 pub mod breakers;
 pub mod heal;
 pub mod heartbeat;
+pub mod host;
 pub mod logfile;
 pub mod memory;
 pub mod metrics;

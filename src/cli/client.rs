@@ -699,17 +699,16 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
                 return Ok(exit::USAGE);
             };
             if human {
+                // The summary says why a run is not 0.
                 render::sync(out, &s)?;
-            }
-            let failed = s
-                .reports
-                .iter()
-                .any(|r| r.outcome == metasystem_actors::sync::Outcome::Error);
-            if failed {
-                exit::UNHEALTHY
             } else {
-                exit::OK
+                for r in &s.reports {
+                    if let (_, Some(why)) = exit::sync_run(r) {
+                        say(&format!("metasystem: sync {}: {why}", r.target));
+                    }
+                }
             }
+            exit::worst(s.reports.iter().map(|r| exit::sync_run(r).0))
         }
         Cmd::Breakers { action: None } => {
             let Some(b) = typed::<BreakersResult>(result) else {

@@ -3,7 +3,8 @@
 //! subcommands talk to the running daemon over its control socket.
 //!
 //! Exit codes: 0 ok; 1 the thing asked about is unhealthy, invalid or refused; 2 usage or
-//! connection error.
+//! connection error; `sync` also 3 (done only in part) and 75 (not run: try later). See
+//! [`exit`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,13 +21,199 @@ mod top;
 use crate::config;
 
 /// The CLI's exit codes.
+///
+/// `sync` (a forced run of one target, or of each without one) has two more, so a script or a
+/// scheduler can tell a run that did not happen from one that failed:
+/// - 0 [`OK`]: every run did all there was to do;
+/// - 3 [`PARTIAL`]: a run succeeded only in part: paths were deferred to the next run (changed
+///   while it ran, in use), conflicts are left unresolved (`metasystem conflicts`), or the
+///   run says `partial`;
+/// - 75 [`TEMPFAIL`] (EX_TEMPFAIL, as `run` when the environment is not ready): a run did not
+///   happen (`skipped`): the target is offline, another run holds its lock, its circuit
+///   breaker is open. Trying again later may do it;
+/// - 1 [`UNHEALTHY`]: a run failed or was refused (files that failed, a missing marker,
+///   `max_delete`), or the daemon refused the request.
+///
+/// With several targets the worst wins: 1, then 3, then 75, then 0 (a failure needs
+/// someone; a partial run left work, maybe conflicts for someone; a run that did not happen
+/// is tried again by the schedule). Why each run is not 0 is printed: in the summary, or on
+/// stderr under `--json`.
 pub mod exit {
+    use metasystem_actors::sync::RunReport;
+
     /// Done; the thing asked about is healthy.
     pub const OK: u8 = 0;
     /// The thing asked about is unhealthy, invalid, or the daemon refused the request.
     pub const UNHEALTHY: u8 = 1;
     /// Bad usage, or the daemon could not be reached.
     pub const USAGE: u8 = 2;
+    /// `sync`: a run succeeded only in part (deferred paths, unresolved conflicts).
+    pub const PARTIAL: u8 = 3;
+    /// `sync`: a run did not happen (offline, lock held, breaker open): try again later.
+    pub const TEMPFAIL: u8 = 75;
+
+    /// How bad a code is: the higher, the worse (see the module's doc).
+    fn rank(code: u8) -> u8 {
+        match code {
+            OK => 0,
+            TEMPFAIL => 1,
+            PARTIAL => 2,
+            _ => 3,
+        }
+    }
+
+    /// The worst of `codes` (0 for none).
+    pub fn worst(codes: impl IntoIterator<Item = u8>) -> u8 {
+        codes.into_iter().max_by_key(|c| rank(*c)).unwrap_or(OK)
+    }
+
+    /// How many paths a reason names at most.
+    const NAMED: usize = 5;
+
+    /// A sync run's exit code and, when it is not 0, why (for people).
+    pub fn sync_run(r: &RunReport) -> (u8, Option<String>) {
+        let reason = r.reason.as_deref().filter(|s| !s.is_empty());
+        match r.outcome.name() {
+            "success" | "partial" => {}
+            "skipped" => {
+                let why = reason.unwrap_or("no reason given");
+                return (TEMPFAIL, Some(format!("not run: {why}")));
+            }
+            // "error", and any outcome this CLI does not know: not a success.
+            other => {
+                let why = reason.unwrap_or(other);
+                return (UNHEALTHY, Some(format!("failed: {why}")));
+            }
+        }
+        let mut why = Vec::new();
+        if r.outcome.name() == "partial" {
+            why.push(reason.unwrap_or("partial").to_string());
+        }
+        if !r.deferred.is_empty() {
+            let named: Vec<String> = r
+                .deferred
+                .iter()
+                .take(NAMED)
+                .map(|(p, w)| format!("{p} ({w})"))
+                .collect();
+            why.push(format!(
+                "{} path(s) deferred to the next run: {}{}",
+                r.deferred.len(),
+                named.join(", "),
+                more(r.deferred.len())
+            ));
+        }
+        // Kept earlier and still open, and kept both by this run (manual).
+        let open: Vec<&str> = r
+            .unresolved
+            .iter()
+            .map(String::as_str)
+            .chain(
+                r.conflicts
+                    .iter()
+                    .filter(|c| c.copy.is_some())
+                    .map(|c| c.path.as_str()),
+            )
+            .collect();
+        if !open.is_empty() {
+            why.push(format!(
+                "{} unresolved conflict(s): {}{} (`metasystem conflicts`)",
+                open.len(),
+                open[..open.len().min(NAMED)].join(", "),
+                more(open.len())
+            ));
+        }
+        if why.is_empty() {
+            (OK, None)
+        } else {
+            (PARTIAL, Some(why.join("; ")))
+        }
+    }
+
+    fn more(n: usize) -> String {
+        if n > NAMED {
+            format!(" and {} more", n - NAMED)
+        } else {
+            String::new()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn report(outcome: &str, extra: serde_json::Value) -> RunReport {
+            let mut v = serde_json::json!({
+                "target": "t", "outcome": outcome, "reason": null, "refusal": null,
+                "dry_run": false, "direction": "bidirectional", "strategy": "newest",
+                "local_files": 0, "remote_files": 0, "copied_to_remote": 0,
+                "copied_to_local": 0, "deleted_remote": 0, "deleted_local": 0, "agreed": 0,
+                "bytes": 0, "backups": 0, "backups_pruned": 0, "conflicts": [],
+                "unresolved": [], "pending": [], "deferred": [], "errors": [], "skipped": [],
+                "collisions": [], "snapshots": [], "planned": [], "took_ms": 1
+            });
+            if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                for (k, x) in e {
+                    o.insert(k.clone(), x.clone());
+                }
+            }
+            serde_json::from_value(v).unwrap()
+        }
+
+        #[test]
+        fn each_run_has_its_code_and_says_why() {
+            use serde_json::json;
+            assert_eq!(sync_run(&report("success", json!({}))), (OK, None));
+            // Pending changes are what the direction leaves: not a partial run.
+            let pending =
+                json!({"pending": [{"path": "a", "action": "copy", "local": "x", "remote": "y"}]});
+            assert_eq!(sync_run(&report("success", pending)).0, OK);
+            let (code, why) = sync_run(&report(
+                "skipped",
+                json!({"reason": "offline: /mnt/x is not there"}),
+            ));
+            assert_eq!(code, TEMPFAIL);
+            assert_eq!(
+                why.as_deref(),
+                Some("not run: offline: /mnt/x is not there")
+            );
+            let (code, why) = sync_run(&report("error", json!({"reason": "1 file(s) failed"})));
+            assert_eq!(
+                (code, why.as_deref()),
+                (UNHEALTHY, Some("failed: 1 file(s) failed"))
+            );
+            let deferred: Vec<_> = (0..7).map(|i| json!([format!("p{i}"), "in use"])).collect();
+            let (code, why) = sync_run(&report("success", json!({ "deferred": deferred })));
+            assert_eq!(code, PARTIAL);
+            let why = why.unwrap();
+            assert!(
+                why.starts_with("7 path(s) deferred to the next run: p0 (in use), p1 (in use)")
+                    && why.ends_with("p4 (in use) and 2 more"),
+                "{why}"
+            );
+            let conflicts = json!({
+                "unresolved": ["old.txt"],
+                "conflicts": [
+                    {"path": "new.txt", "kept": "both", "copy": "new.conflict.txt"},
+                    {"path": "decided.txt", "kept": "local", "copy": null}
+                ]
+            });
+            let (code, why) = sync_run(&report("success", conflicts));
+            assert_eq!(code, PARTIAL);
+            assert_eq!(
+                why.as_deref(),
+                Some("2 unresolved conflict(s): old.txt, new.txt (`metasystem conflicts`)")
+            );
+        }
+
+        #[test]
+        fn the_worst_code_wins() {
+            assert_eq!(worst([]), OK);
+            assert_eq!(worst([OK, TEMPFAIL]), TEMPFAIL);
+            assert_eq!(worst([TEMPFAIL, PARTIAL, OK]), PARTIAL);
+            assert_eq!(worst([PARTIAL, UNHEALTHY, TEMPFAIL]), UNHEALTHY);
+        }
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -34,7 +221,8 @@ pub mod exit {
     name = "metasystem",
     version,
     about = "Keeps important state safe and services healthy, with nobody watching",
-    after_help = "Exit codes: 0 ok, 1 unhealthy/invalid/refused, 2 usage or connection error."
+    after_help = "Exit codes: 0 ok, 1 unhealthy/invalid/refused, 2 usage or connection error; \
+                  `sync` also 3 (done only in part) and 75 (not run, try later)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -175,9 +363,17 @@ pub enum Cmd {
     },
     /// Run every probe now and show their reports; exit 1 if any fails.
     Health,
-    /// Sync now: run TARGET (every target without one), wait, and show what it did; exit 1
-    /// if a run failed. `sync status`: each target's state and last run.
-    #[command(args_conflicts_with_subcommands = true)]
+    /// Sync now: run TARGET (every target without one), wait, and show what it did.
+    /// `sync status`: each target's state and last run.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Exit codes: 0 every run did all there was to do; 3 a run succeeded only \
+                      in part (paths deferred to the next run, unresolved conflicts); 75 a run \
+                      did not happen (offline, another run holds the lock, circuit breaker \
+                      open): try again later; 1 a run failed or was refused; 2 usage or \
+                      connection error. With several targets the worst wins: 1, then 3, then \
+                      75. Why is printed in the summary (on stderr with --json)."
+    )]
     Sync {
         #[command(subcommand)]
         action: Option<SyncAction>,

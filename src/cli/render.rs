@@ -776,15 +776,16 @@ pub fn sync(out: &mut dyn Write, s: &SyncResult) -> io::Result<()> {
         } else {
             ""
         };
-        match r.outcome {
-            Outcome::Success => writeln!(
-                out,
-                "{}: {} in {}{dry}",
-                r.target,
-                r.outcome.name(),
-                short(r.took_ms as f64 / 1000.0)
-            )?,
-            o => writeln!(
+        let took = short(r.took_ms as f64 / 1000.0);
+        match (r.outcome, super::exit::sync_run(r)) {
+            (Outcome::Success, (_, None)) => {
+                writeln!(out, "{}: {} in {took}{dry}", r.target, r.outcome.name())?
+            }
+            // Done, in part: what is left (the deferred paths and conflicts follow).
+            (Outcome::Success, (_, Some(why))) => {
+                writeln!(out, "{}: partial in {took}{dry}: {why}", r.target)?
+            }
+            (o, _) => writeln!(
                 out,
                 "{}: {}: {}{dry}",
                 r.target,

@@ -73,6 +73,9 @@ pub struct DaemonConfig {
     /// service manager that keeps stderr in a file of its own (launchd's StandardErrorPath)
     /// never rotates it.
     pub log_stderr: bool,
+    /// `host_id`: this host's identity as given (`METASYSTEM_HOST_ID` overrides it); `None`:
+    /// the hostname and the machine id ([`metasystem_actors::host`]).
+    pub host_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -252,6 +255,12 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
         telemetry(&mut d, table)
     };
     let mut refs = refs::Refs::default();
+    let host = crate::kinds::HostSlot::new(
+        daemon.as_ref().and_then(|c| c.host_id.clone()),
+        daemon
+            .as_ref()
+            .map_or_else(|| base.to_path_buf(), |c| c.state_dir.clone()),
+    );
     let root = match top.table(&mut d, "root") {
         Some(mut t) => {
             t.context = "[root]".into();
@@ -260,6 +269,7 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
                 refs: &mut refs,
                 path: "root".into(),
                 depth: 0,
+                host: &host,
                 state_dir: daemon
                     .as_ref()
                     .map_or_else(|| base.to_path_buf(), |c| c.state_dir.clone()),
@@ -405,6 +415,7 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
             log_file: None,
             log_json: false,
             log_stderr: true,
+            host_id: None,
         });
     };
     t.context = "[daemon]".into();
@@ -468,6 +479,15 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         None => metasystem_actors::probes::Slots::default_limit(),
     };
     let (log_file, log_json, log_stderr) = log_settings(d, &mut t, state_dir.as_deref());
+    let host_id =
+        t.string(d, "host_id")
+            .and_then(|v| match metasystem_actors::host::validate(v.get_ref()) {
+                Ok(()) => Some(v.get_ref().clone()),
+                Err(e) => {
+                    d.error(v.span(), format!("`host_id` in [daemon]: {e}"));
+                    None
+                }
+            });
     t.finish(d);
     Some(DaemonConfig {
         state_dir: state_dir?,
@@ -479,6 +499,7 @@ fn daemon(d: &mut Diags, table: Option<Table<'_, '_>>, base: &Path) -> Option<Da
         log_file,
         log_json,
         log_stderr,
+        host_id,
     })
 }
 
@@ -885,6 +906,7 @@ pub(crate) fn child(
         path,
         depth,
         state_dir: up.state_dir.clone(),
+        host: up.host,
     };
     let kind = Kind::parse(&kind_name, &mut cx, &mut t).flatten();
     if kind.is_some() {

@@ -245,13 +245,36 @@ fn log_stderr_defaults_to_off_with_a_log_file_and_needs_one_to_be_off() {
 }
 
 #[test]
+fn host_id_is_checked_where_it_is_written() {
+    let with = |daemon: &str| format!("[daemon]\nstate_dir = \"/s\"\n{daemon}\n{ONE_CHILD}");
+    let c = ok(&with("host_id = \"laptop-2\""));
+    assert_eq!(c.daemon.host_id.as_deref(), Some("laptop-2"));
+    assert_eq!(ok(&with("")).daemon.host_id, None);
+    for (value, says) in [
+        ("\"\"", "it is empty"),
+        ("\"my laptop\"", "it holds ' '"),
+        ("\"../x\"", "it holds '/'"),
+        ("\".hidden\"", "it starts with '.'"),
+    ] {
+        let got = errors(&with(&format!("host_id = {value}")));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("t.toml:3:11: `host_id` in [daemon]: ") && got[0].contains(says),
+            "{value}: {got:?}"
+        );
+    }
+    let got = errors(&with("host_id = 7"));
+    assert!(got[0].starts_with("t.toml:3:11: "), "{got:?}");
+}
+
+#[test]
 fn unknown_keys_without_a_close_match_list_the_valid_ones() {
     let got = errors(&format!(
         "[daemon]\nstate_dir = \"/s\"\ncolour = \"red\"\n{ONE_CHILD}"
     ));
     assert_eq!(
         got,
-        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: blocking_checks, http, http_allow_remote, idle_timeout, log_file, log_format, log_keep, log_rotate, log_stderr, max_connections, socket, state_dir)"]
+        ["t.toml:3:1: unknown key `colour` in [daemon] (valid keys: blocking_checks, host_id, http, http_allow_remote, idle_timeout, log_file, log_format, log_keep, log_rotate, log_stderr, max_connections, socket, state_dir)"]
     );
 }
 

@@ -129,6 +129,13 @@ impl Daemon {
                 ));
             }
         }
+        if old_d.host_id != new_d.host_id {
+            warnings.push(
+                "[daemon] host_id changed: the sync targets restart as the new host (the old \
+                 identity's per-host snapshots stay in the targets)"
+                    .into(),
+            );
+        }
         if self.services.watchdog.is_some() && !wiring::has_kind(&new.root, "heartbeat") {
             warnings.push(
                 "the systemd watchdog is on and the new tree has no heartbeat: systemd will restart the daemon".into(),

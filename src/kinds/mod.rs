@@ -77,9 +77,55 @@ pub struct ParseCx<'a> {
     /// References to other children (see [`crate::config::refs`]): recorded while the tree
     /// is read, checked once all of it is.
     pub refs: &'a mut crate::config::refs::Refs,
+    /// This host's identity, for the kinds that name the host (sync targets).
+    pub host: &'a HostSlot,
+}
+
+/// This host's identity ([`metasystem_actors::host`]), resolved when a kind first asks: a
+/// tree that names no host never looks for a machine id, nor makes the state dir's `host-id`.
+#[derive(Debug)]
+pub struct HostSlot {
+    /// `[daemon] host_id`, if given (and valid).
+    configured: Option<String>,
+    state_dir: std::path::PathBuf,
+    resolved: std::cell::OnceCell<Result<String, String>>,
+    reported: std::cell::Cell<bool>,
+}
+
+impl HostSlot {
+    pub fn new(configured: Option<String>, state_dir: std::path::PathBuf) -> Self {
+        HostSlot {
+            configured,
+            state_dir,
+            resolved: std::cell::OnceCell::new(),
+            reported: std::cell::Cell::new(false),
+        }
+    }
 }
 
 impl ParseCx<'_> {
+    /// This host's identity. If there is none (a bad `METASYSTEM_HOST_ID`, no machine id and
+    /// no way to keep one), the error is reported once, at `span` (the first child that needs
+    /// it), and the answer is empty.
+    pub fn host(&mut self, span: std::ops::Range<usize>) -> String {
+        let slot = self.host;
+        let resolved = slot.resolved.get_or_init(|| {
+            metasystem_actors::host::resolve(slot.configured.as_deref(), &slot.state_dir)
+        });
+        match resolved {
+            Ok(id) => id.clone(),
+            Err(e) => {
+                if !slot.reported.replace(true) {
+                    self.d.error(
+                        span,
+                        format!("this host's identity (which names it in sync targets): {e}"),
+                    );
+                }
+                String::new()
+            }
+        }
+    }
+
     /// Records that the string at `value` (the key `key` of the table `context`) must name
     /// what `wants` says; checked once the whole tree is read.
     pub fn refer(
@@ -304,17 +350,11 @@ kinds! {
     Process => process::ProcessConfig,
 }
 
-/// This machine's name (alerts carry it), from uname.
+/// This machine's name (alerts carry it, for people), from uname. Where a host is named for
+/// the tool (sync targets' locks and per-host folders) it is its identity instead
+/// ([`metasystem_actors::host`]).
 pub fn hostname() -> String {
-    let name = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
-    if name.is_empty() {
-        "localhost".into()
-    } else {
-        name
-    }
+    metasystem_actors::host::hostname()
 }
 
 /// Checks `op` against `ops`: the error lists the valid ones and suggests the nearest.

@@ -55,6 +55,7 @@ impl PartialEq for SyncTargetConfig {
             && a.max_delete == b.max_delete
             && a.snapshots == b.snapshots
             && a.snapshot_every == b.snapshot_every
+            && a.host == b.host
             && self.every == o.every
             && self.min_interval == o.min_interval
             && self.breaker == o.breaker
@@ -286,6 +287,8 @@ impl ActorKind for SyncTargetConfig {
                 never.push(rel.to_string_lossy().into_owned());
             }
         }
+        // Names this host in the target: its lock, its per-host snapshots, the marker.
+        let host = cx.host(t.span.clone());
         Some(SyncTargetConfig {
             spec: SyncSpec {
                 name,
@@ -304,7 +307,7 @@ impl ActorKind for SyncTargetConfig {
                 max_delete,
                 snapshots,
                 snapshot_every,
-                host: super::hostname(),
+                host,
             },
             every,
             min_interval,
@@ -510,5 +513,41 @@ mod tests {
         assert!(e.contains("between 100ms and 10m"), "{e}");
         let e = parse("wach = true").unwrap_err();
         assert!(e.contains("watch"), "{e}");
+    }
+
+    /// The host a target knows this one by is its identity (hostname + machine id), or the
+    /// one given; a new identity is a change of the child (reload restarts it as that host).
+    #[test]
+    fn the_spec_names_this_host_by_its_identity() {
+        let with = |daemon: &str| {
+            let src = format!(
+                "[daemon]\nstate_dir = \"/tmp/ms-state\"\n{daemon}\n[root]\n[[root.children]]\n\
+                 name = \"t\"\nkind = \"sync_target\"\ntarget = \"/tmp/elsewhere\"\n\
+                 paths = [\"shared\"]\n"
+            );
+            match crate::config::parse(&src, "t.toml", Path::new("/")) {
+                Ok(c) => match &c.root.children[0].kind {
+                    Kind::SyncTarget(t) => t.clone(),
+                    other => panic!("{other:?}"),
+                },
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let derived = with("");
+        assert_eq!(
+            Ok(derived.spec.host.clone()),
+            metasystem_actors::host::resolve(None, Path::new("/tmp/ms-state"))
+        );
+        if std::env::var_os(metasystem_actors::host::ENV).is_none() {
+            let hostname = metasystem_actors::host::hostname();
+            assert!(
+                derived.spec.host.len() > hostname.len(),
+                "{} is more than {hostname}",
+                derived.spec.host
+            );
+            let given = with("host_id = \"laptop-2\"");
+            assert_eq!(given.spec.host, "laptop-2");
+            assert_ne!(given, derived);
+        }
     }
 }

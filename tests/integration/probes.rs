@@ -571,7 +571,7 @@ every = "1h"
         there = there.display(),
     );
     let d = TestDaemon::start(&tree);
-    let v = d.json(&["sync", "away"], 0);
+    let v = d.json(&["sync", "away"], 75);
     assert_eq!(v["reports"][0]["outcome"], "skipped", "{v:#}");
     let v = d.json(&["sync", "failing"], 1);
     assert_eq!(v["reports"][0]["outcome"], "error", "{v:#}");

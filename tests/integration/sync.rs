@@ -75,7 +75,7 @@ fn a_forced_sync_both_ways_with_status_events_and_snapshots() {
         "from there"
     );
     // The daemon's live store, as a snapshot in the per-host folder; never a synced file.
-    let host = metasystem::kinds::hostname();
+    let host = crate::util::host_id(&d.state);
     assert!(
         target.join(format!("hosts/{host}/metastore.db")).is_file(),
         "{v}"
@@ -100,11 +100,22 @@ fn a_forced_sync_both_ways_with_status_events_and_snapshots() {
     let h = d.json(&["call", "root/recency", "check"], 0);
     assert_eq!(h["status"], "pass", "{h}");
 
-    // Unplugged: skipped, nothing deleted here, exit 0; and an unknown target is an error.
+    // Unplugged: skipped, nothing deleted here, exit 75 (not run: try later) saying why; and
+    // an unknown target is an error.
     std::fs::rename(&target, remote.path().join("away")).unwrap_or_else(|e| panic!("{e}"));
-    let v = d.json(&["sync", "t"], 0);
+    let v = d.json(&["sync", "t"], 75);
     assert_eq!(report(&v)["outcome"], "skipped", "{v}");
     assert!(d.state.join("shared/todo.txt").exists());
+    let out = d.cli(&["sync", "t"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.stdout.contains("t: skipped: offline"), "{}", out.stdout);
+    let out = d.cli(&["sync", "t", "--json"]);
+    assert_eq!(out.code, 75);
+    assert!(
+        out.stderr.contains("metasystem: sync t: not run: offline"),
+        "{}",
+        out.stderr
+    );
     let out = d.cli(&["sync", "nope"]);
     assert_ne!(out.code, 0);
     assert!(
@@ -128,6 +139,99 @@ fn a_config_syncing_the_whole_state_dir_is_refused() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("list what to sync"), "{}", out.stderr);
     assert!(out.stderr.contains("max_delete"), "{}", out.stderr);
+}
+
+/// A lock file as another host writes it, fresh.
+fn foreign_lock(target: &Path, host: &str, pid: u32) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    write_file(
+        target.join(".metasystem-sync.lock"),
+        format!("{host} {pid} {now} 5eed\n"),
+    );
+}
+
+/// A run that does not happen exits 75 and says why: the target offline, or its lock held by
+/// another host (one with this machine's hostname too: the identity tells them apart). A lock
+/// of this host whose process is gone (a daemon killed mid-run, even one not reaped yet) is
+/// taken over at once. With several targets the worst code wins.
+#[test]
+fn a_run_that_does_not_happen_exits_75_naming_why() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let tree = format!(
+        "[[root.children]]\nname = \"t\"\nkind = \"sync_target\"\ntarget = \"{}\"\n\
+         paths = [\"shared\"]\nevery = \"1h\"\nmin_interval = \"0s\"\n\
+         [[root.children]]\nname = \"off\"\nkind = \"sync_target\"\ntarget = \"{}\"\n\
+         paths = [\"shared\"]\nevery = \"1h\"\n",
+        target.display(),
+        remote.path().join("unplugged/drive").display()
+    );
+    let hostname = metasystem_actors::host::hostname();
+    let me = format!("{hostname}-bbbbbbbbbbbb");
+    let d = TestDaemon::start_with(&format!("host_id = \"{me}\""), &tree);
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    write_file(d.state.join("shared/a.txt"), "v1");
+    assert_eq!(report(&d.json(&["sync", "t"], 0))["outcome"], "success");
+    let lock = target.join(".metasystem-sync.lock");
+    assert!(!lock.exists());
+
+    // Another machine with the same hostname, whose pid happens to be the daemon's or none
+    // here: held, skipped, 75, the holder named.
+    let other = format!("{hostname}-aaaaaaaaaaaa");
+    for pid in [d.pid() as u32, 2_147_483_646] {
+        foreign_lock(&target, &other, pid);
+        let out = d.cli(&["sync", "t"]);
+        assert_eq!(out.code, 75, "{}\n{}", out.stdout, out.stderr);
+        let holder = format!("held by {other} pid {pid}, since ");
+        assert!(
+            out.stdout.contains("t: skipped: ")
+                && out.stdout.contains("is locked by another run")
+                && out.stdout.contains(&holder)
+                && out.stdout.contains("last refreshed"),
+            "{}",
+            out.stdout
+        );
+        let out = d.cli(&["sync", "t", "--json"]);
+        assert_eq!(out.code, 75, "{}", out.stderr);
+        let v = out.json();
+        assert_eq!(report(&v)["refusal"], "locked", "{v}");
+        assert!(
+            out.stderr.contains("metasystem: sync t: not run: ") && out.stderr.contains(&holder),
+            "{}",
+            out.stderr
+        );
+        assert!(lock.exists(), "another host's lock is left alone");
+    }
+
+    // This host's lock, left by a process that is gone: taken over at once.
+    foreign_lock(&target, &me, 2_147_483_646);
+    assert_eq!(report(&d.json(&["sync", "t"], 0))["outcome"], "success");
+    assert!(!lock.exists());
+    // Or killed and not reaped yet by its parent (a zombie): gone all the same.
+    let mut killed = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    killed.kill().unwrap_or_else(|e| panic!("{e}"));
+    foreign_lock(&target, &me, killed.id());
+    assert_eq!(report(&d.json(&["sync", "t"], 0))["outcome"], "success");
+    let _ = killed.wait();
+
+    // Every target: one skipped (offline), one done: 75, each report there.
+    let v = d.json(&["sync"], 75);
+    let outcomes: Vec<&str> = v["reports"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["outcome"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(outcomes.len(), 2, "{v}");
+    assert!(
+        outcomes.contains(&"success") && outcomes.contains(&"skipped"),
+        "{v}"
+    );
 }
 
 fn manual_tree(target: &Path) -> String {
@@ -162,12 +266,12 @@ fn conflicts_are_listed_and_resolved_through_the_target() {
     let out = d.cli(&["conflicts"]);
     assert!(out.stdout.contains("no open conflicts"), "{}", out.stdout);
 
-    // Both sides change both files: kept both.
+    // Both sides change both files: kept both, so the run is done only in part (exit 3).
     for f in ["a", "b"] {
         write_file(d.state.join(format!("shared/{f}.txt")), "local edit");
         write_file(target.join(format!("shared/{f}.txt")), "remote edit!");
     }
-    let v = d.json(&["sync", "t"], 0);
+    let v = d.json(&["sync", "t"], 3);
     assert_eq!(
         report(&v)["conflicts"].as_array().map(Vec::len),
         Some(2),
@@ -190,6 +294,17 @@ fn conflicts_are_listed_and_resolved_through_the_target() {
     let out = d.cli(&["conflicts"]);
     assert!(
         out.stdout.contains("t: shared/a.txt (open)"),
+        "{}",
+        out.stdout
+    );
+    // Left alone by the next run, which says so (a dry run: a real one would push the
+    // conflict copies, which the rest of this test counts).
+    let out = d.cli(&["sync", "t", "--dry-run"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("t: partial in ")
+            && out.stdout.contains(": 2 unresolved conflict(s): shared/")
+            && out.stdout.contains("(`metasystem conflicts`)"),
         "{}",
         out.stdout
     );
@@ -304,7 +419,7 @@ fn verify_checks_every_database_everywhere_and_fails_on_a_damaged_one() {
     let there = find("target", "t");
     assert_eq!(there["databases"][0]["path"], "shared/good.db", "{v}");
     assert_eq!(there["databases"][0]["ok"], true, "{v}");
-    let host = metasystem::kinds::hostname();
+    let host = crate::util::host_id(&d.state);
     let snaps = find("snapshots", "t");
     assert_eq!(
         snaps["databases"][0]["path"],
@@ -433,7 +548,7 @@ fn backups_are_listed_and_restored_into_the_primary() {
         std::fs::read_to_string(d.state.join("shared/live.db")).unwrap_or_default(),
         "db"
     );
-    let host = metasystem::kinds::hostname();
+    let host = crate::util::host_id(&d.state);
     let out = d.cli(&["backups", "restore", &format!("hosts/{host}/metastore.db")]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("per-host snapshot"), "{}", out.stderr);

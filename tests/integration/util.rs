@@ -371,6 +371,15 @@ impl Drop for TestDaemon {
     }
 }
 
+/// The identity a daemon of this machine with state dir `state` names itself by in sync
+/// targets (it inherits this process's environment, `METASYSTEM_HOST_ID` included).
+pub fn host_id(state: &Path) -> String {
+    match metasystem_actors::host::resolve(None, state) {
+        Ok(id) => id,
+        Err(e) => panic!("this host has no identity: {e}"),
+    }
+}
+
 /// The smallest tree a config may have (a config needs [root] with a child).
 pub const ONE_CHILD: &str = "[root]\n[[root.children]]\nname = \"a\"\nkind = \"heartbeat\"\n";
 

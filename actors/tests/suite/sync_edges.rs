@@ -256,7 +256,7 @@ async fn a_target_too_full_for_the_lock_fails_the_run_and_leaves_no_lock() {
     fs::remove_file(&filler).unwrap();
     // A lock another host holds (and fresh) still means: skipped, left alone.
     let held = format!(
-        "otherhost 4242 {}\n",
+        "otherhost-0123456789ab 4242 {} 7\n",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
