@@ -29,10 +29,20 @@ const VERIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 /// Runs a client command; its exit code.
 pub fn run(cli: &Cli) -> u8 {
     let global = &cli.global;
-    let command = match request(&cli.command) {
+    let mut command = match request(&cli.command) {
         Ok(c) => c,
         Err(message) => return failed(global, "usage", &message, exit::USAGE),
     };
+    // A forced run waits for a target's lock held by another run (of this host or another)
+    // up to `--timeout`, the progress line saying whose it is; then it is skipped (exit 75).
+    if let Command::Sync {
+        dry_run: false,
+        lock_wait_ms,
+        ..
+    } = &mut command
+    {
+        *lock_wait_ms = Some(u64::try_from(global.timeout.as_millis()).unwrap_or(u64::MAX));
+    }
     let socket = match socket(global) {
         Ok(s) => s,
         Err(message) => return failed(global, "connection", &message, exit::USAGE),
@@ -525,6 +535,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             },
             strategy: strategy.clone(),
             dry_run: *dry_run,
+            lock_wait_ms: None,
         },
         Cmd::Conflicts {
             action: None,

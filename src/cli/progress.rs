@@ -145,6 +145,8 @@ pub struct View {
     pub files: (u64, u64),
     /// Bytes copied and to copy.
     pub bytes: (u64, u64),
+    /// Who holds the lock a run waits for.
+    pub waiting: Option<String>,
 }
 
 impl View {
@@ -155,12 +157,16 @@ impl View {
             names: Vec::new(),
             files: (0, 0),
             bytes: (0, 0),
+            waiting: None,
         };
         for t in targets {
             if only.is_some_and(|n| n != t.name) || !t.running {
                 continue;
             }
             view.names.push(t.name.clone());
+            if let Some(w) = &t.waiting {
+                view.waiting = Some(format!("{}: waiting for the lock: {w}", t.name));
+            }
             if let Some((fd, ft, bd, bt)) = t.progress {
                 view.files.0 += fd;
                 view.files.1 += ft;
@@ -187,6 +193,9 @@ impl View {
         let Some(v) = view else {
             return format!("{}: waiting for the run to start", target.unwrap_or("sync"));
         };
+        if let Some(w) = &v.waiting {
+            return w.clone();
+        }
         let names = v.names.join(", ");
         if v.files.1 == 0 {
             return format!("{names}: scanning and comparing");
@@ -219,6 +228,7 @@ mod tests {
             every_s: 600,
             running,
             progress,
+            waiting: None,
             last: None,
             last_success_ms: None,
             tracked: 0,
@@ -266,6 +276,17 @@ mod tests {
         // Counters read one at a time may be ahead of each other: never past the end.
         let v = View::of(&[status("a", true, Some((9, 8, 0, 0)))], None).unwrap();
         assert_eq!(v.counts(), (8, 8));
+    }
+
+    #[test]
+    fn a_run_waiting_for_the_lock_says_whose_it_is() {
+        let mut t = status("a", true, Some((0, 0, 0, 0)));
+        t.waiting = Some("held by h2-0123456789ab, pid 7".into());
+        let v = View::of(&[t], None).unwrap();
+        assert_eq!(
+            View::message(Some(&v), None),
+            "a: waiting for the lock: held by h2-0123456789ab, pid 7"
+        );
     }
 
     #[test]

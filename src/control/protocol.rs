@@ -126,6 +126,10 @@ pub enum Command {
         strategy: Option<String>,
         #[serde(default)]
         dry_run: bool,
+        /// How long a run waits for its target's lock when another run (of this host or
+        /// another) holds it, in ms (absent: skipped at once).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lock_wait_ms: Option<u64>,
     },
     /// Every sync target: online or not, the last run, progress ([`SyncStatusResult`]).
     SyncStatus,

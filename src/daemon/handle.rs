@@ -90,8 +90,10 @@ impl Daemon {
                 direction,
                 strategy,
                 dry_run,
+                lock_wait_ms,
             } => {
-                self.sync_now(id, target, direction, strategy, dry_run)
+                let lock_wait = lock_wait_ms.map(std::time::Duration::from_millis);
+                self.sync_now(id, target, direction, strategy, dry_run, lock_wait)
                     .await
             }
             Command::SyncStatus => self.sync_status(id).await,

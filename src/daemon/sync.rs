@@ -25,9 +25,10 @@ impl Daemon {
         direction: Option<String>,
         strategy: Option<String>,
         dry_run: bool,
+        lock_wait: Option<Duration>,
     ) -> Response {
         let opts = match run_options(direction.as_deref(), strategy.as_deref(), dry_run) {
-            Ok(o) => o,
+            Ok(o) => metasystem_actors::sync::RunOptions { lock_wait, ..o },
             Err(e) => return Response::error(id, code::BAD_REQUEST, e),
         };
         let registry = &self.services.sync;

@@ -308,6 +308,7 @@ impl ActorKind for SyncTargetConfig {
                 snapshots,
                 snapshot_every,
                 host,
+                state_dir: state.clone(),
             },
             every,
             min_interval,
@@ -410,6 +411,7 @@ pub fn run_options(
         direction,
         strategy,
         dry_run,
+        lock_wait: None,
     })
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::{write_file, TestDaemon};
+use crate::util::{run_cli, write_file, TestDaemon};
 
 fn tree(target: &Path) -> String {
     format!(
@@ -184,7 +184,8 @@ fn a_run_that_does_not_happen_exits_75_naming_why() {
     let other = format!("{hostname}-aaaaaaaaaaaa");
     for pid in [d.pid() as u32, 2_147_483_646] {
         foreign_lock(&target, &other, pid);
-        let out = d.cli(&["sync", "t"]);
+        // A forced run waits for a held lock up to --timeout.
+        let out = d.cli(&["sync", "t", "--timeout", "1s"]);
         assert_eq!(out.code, 75, "{}\n{}", out.stdout, out.stderr);
         let holder = format!("held by {other} pid {pid}, since ");
         assert!(
@@ -195,7 +196,7 @@ fn a_run_that_does_not_happen_exits_75_naming_why() {
             "{}",
             out.stdout
         );
-        let out = d.cli(&["sync", "t", "--json"]);
+        let out = d.cli(&["sync", "t", "--json", "--timeout", "1s"]);
         assert_eq!(out.code, 75, "{}", out.stderr);
         let v = out.json();
         assert_eq!(report(&v)["refusal"], "locked", "{v}");
@@ -232,6 +233,52 @@ fn a_run_that_does_not_happen_exits_75_naming_why() {
         outcomes.contains(&"success") && outcomes.contains(&"skipped"),
         "{v}"
     );
+}
+
+/// A forced run waits for a lock another host holds (up to --timeout), `sync status` saying
+/// whose it is meanwhile, and runs once it is released.
+#[test]
+fn a_forced_sync_waits_for_another_hosts_lock_and_says_whose_it_is() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let d = TestDaemon::start(&tree(&target));
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    write_file(d.state.join("shared/a.txt"), "v1");
+    assert_eq!(report(&d.json(&["sync", "t"], 0))["outcome"], "success");
+    foreign_lock(&target, "elsewhere-cccccccccccc", 4242);
+    let socket = d.socket.display().to_string();
+    let waiting = std::thread::spawn(move || {
+        run_cli(
+            &[
+                "--socket",
+                &socket,
+                "sync",
+                "t",
+                "--json",
+                "--timeout",
+                "60s",
+            ],
+            &[],
+        )
+    });
+    let mut seen = String::new();
+    for _ in 0..200 {
+        let v = d.json(&["sync", "status"], 0);
+        if let Some(w) = v["targets"][0]["waiting"].as_str() {
+            seen = w.to_string();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(seen.contains("elsewhere-cccccccccccc"), "{seen:?}");
+    // The other host's run ends.
+    std::fs::remove_file(target.join(".metasystem-sync.lock")).unwrap_or_else(|e| panic!("{e}"));
+    let out = waiting
+        .join()
+        .unwrap_or_else(|_| panic!("the CLI thread panicked"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(report(&out.json())["outcome"], "success");
 }
 
 fn manual_tree(target: &Path) -> String {

@@ -710,7 +710,7 @@ pub(crate) async fn sync_history(
         "WITH runs AS MATERIALIZED (SELECT id, at_ms, json_extract(data, '$.outcome') AS outcome, \
            json_extract(data, '$.reason') AS reason FROM events \
            WHERE kind = 'sync_event' AND json_extract(data, '$.target') = ?1 \
-           AND json_extract(data, '$.outcome') IN ('success', 'skipped', 'error')) \
+           AND json_extract(data, '$.outcome') IN ('success', 'partial', 'skipped', 'error')) \
          SELECT (SELECT max(at_ms) FROM runs WHERE outcome = 'success'), \
                 (SELECT min(at_ms) FROM runs), \
                 (SELECT outcome FROM runs ORDER BY id DESC LIMIT 1), \

@@ -8,7 +8,7 @@
 //! A failed run is a result, not a crash: crashes are for bugs. The base state is cached here
 //! (loaded once at start), lent to the running task and handed back with its report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::backups::{self, Restored};
 use super::engine::{self, Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
+use super::report::PARTIAL_AFTER;
 use super::resolve::{self, Keep, Resolution};
 use super::watch::{self, Signal, Watch};
 use crate::alerts::{Alert, Alerts, Severity};
@@ -114,6 +115,9 @@ pub struct TargetStatus {
     pub running: bool,
     /// While running: files and bytes done of the totals.
     pub progress: Option<(u64, u64, u64, u64)>,
+    /// While a forced run waits for the target's lock: who holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     pub last: Option<LastRun>,
     pub last_success_ms: Option<i64>,
     /// Paths in the base.
@@ -148,6 +152,7 @@ impl SyncTargets {
                 s.online = std::path::Path::new(&s.target).is_dir();
                 if s.running {
                     s.progress = Some(progress_of(p));
+                    s.waiting = p.waiting();
                 }
                 s
             })
@@ -268,6 +273,10 @@ pub struct SyncTargetState {
     online: bool,
     /// The primary's watcher and when its changes run the target.
     watch: Watch,
+    /// Paths deferred by the latest runs, with how many runs in a row deferred each: one
+    /// deferred [`PARTIAL_AFTER`] times makes the run `partial` and warns (a file that never
+    /// stops changing is never synced, and nobody would be told).
+    deferred_runs: std::collections::HashMap<String, u32>,
 }
 
 /// Whether `target` is a folder now, looked at on the blocking pool.
@@ -297,6 +306,7 @@ impl SyncTargetState {
             every_s: self.args.every.as_secs(),
             running: self.base.is_none(),
             progress: self.base.is_none().then(|| progress_of(&self.progress)),
+            waiting: None,
             last: self.last.clone(),
             last_success_ms: self.last_success_ms,
             tracked: self.tracked,
@@ -360,7 +370,7 @@ impl SyncTargetState {
                             // not the breaker: one bad file must not stop every run.
                             Outcome::Error if !r.errors.is_empty() => b.release(p),
                             Outcome::Error => b.record(p, false),
-                            Outcome::Skipped => b.release(p),
+                            Outcome::Skipped | Outcome::Partial => b.release(p),
                         }
                     }
                     r
@@ -381,11 +391,14 @@ impl SyncTargetState {
 
     fn finished(&mut self, myself: &ActorRef<SyncTargetMessage>, f: Finished) {
         let Finished {
-            report,
+            mut report,
             base,
             opts,
             online,
         } = f;
+        if !opts.dry_run && report.outcome == Outcome::Success {
+            self.deferred_runs = partial(&mut report, &self.deferred_runs);
+        }
         self.online = online;
         self.tracked = base.len();
         self.base = Some(base);
@@ -649,10 +662,20 @@ impl SyncTargetState {
                 format!("sync of {name} failed"),
                 r.reason.clone().unwrap_or_default(),
             ),
-            (Outcome::Success, _) => {
+            (Outcome::Success | Outcome::Partial, _) => {
                 self.args.alerts.clear(alert_key(name, "refused"));
                 self.args.alerts.clear(alert_key(name, "error"));
             }
+            _ => {}
+        }
+        match r.outcome {
+            Outcome::Partial => alert(
+                Severity::Warning,
+                "partial",
+                format!("sync of {name} is partial"),
+                r.reason.clone().unwrap_or_default(),
+            ),
+            Outcome::Success => self.args.alerts.clear(alert_key(name, "partial")),
             _ => {}
         }
         let kept: Vec<&str> = r
@@ -684,6 +707,36 @@ impl SyncTargetState {
             self.args.alerts.clear(alert_key(name, "conflict"));
         }
     }
+}
+
+/// Counts the runs in a row that deferred each path (`before`: the counts after the previous
+/// run); a path deferred [`PARTIAL_AFTER`] times makes `report` partial, saying which and why.
+/// Answers the new counts.
+fn partial(report: &mut RunReport, before: &HashMap<String, u32>) -> HashMap<String, u32> {
+    let now: HashMap<String, u32> = report
+        .deferred
+        .iter()
+        .map(|(p, _)| (p.clone(), before.get(p).copied().unwrap_or(0) + 1))
+        .collect();
+    let mut stuck: Vec<&str> = now
+        .iter()
+        .filter(|(_, n)| **n >= PARTIAL_AFTER)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if !stuck.is_empty() {
+        stuck.sort_unstable();
+        let n = stuck.len();
+        let first: Vec<&str> = stuck.into_iter().take(5).collect();
+        report.outcome = Outcome::Partial;
+        report.reason = Some(format!(
+            "{n} path(s) deferred on {PARTIAL_AFTER} or more runs in a row, never synced: {}{} \
+             (a file that never stops changing or stays in use: exclude it, or stop what \
+             writes it during runs)",
+            first.join(", "),
+            if n > 5 { ", ..." } else { "" }
+        ));
+    }
+    now
 }
 
 /// The error for a path with no open conflict, naming the open ones.
@@ -743,6 +796,7 @@ impl Actor for SyncTargetActor {
             last_finished: None,
             last_success_ms,
             watch,
+            deferred_runs: HashMap::new(),
             args,
         };
         state.publish(&myself);
@@ -796,5 +850,66 @@ impl Actor for SyncTargetActor {
         state.watch.stop();
         state.args.registry.withdraw(&state.args.spec.name, &myself);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::{Direction, Selection, Strategy};
+    use std::path::PathBuf;
+
+    fn report(deferred: &[&str]) -> RunReport {
+        let spec = SyncSpec {
+            name: "t".into(),
+            primary: PathBuf::from("/p"),
+            target: PathBuf::from("/t"),
+            selection: Selection::default(),
+            direction: Direction::Bidirectional,
+            strategy: Strategy::Newest,
+            backups: PathBuf::from("/b"),
+            retention: Duration::from_secs(1),
+            max_delete: 0.5,
+            snapshots: Vec::new(),
+            snapshot_every: Duration::from_secs(1),
+            host: "h".into(),
+            state_dir: PathBuf::from("/s"),
+        };
+        let mut r = RunReport::not_run(&spec, &RunOptions::default(), String::new());
+        r.outcome = Outcome::Success;
+        r.reason = None;
+        r.deferred = deferred
+            .iter()
+            .map(|p| (p.to_string(), "changed during the run".into()))
+            .collect();
+        r
+    }
+
+    /// A path deferred on three runs in a row makes the run partial, naming it; a run that
+    /// syncs it starts the count again.
+    #[test]
+    fn a_path_deferred_on_every_run_makes_the_run_partial() {
+        let mut counts = HashMap::new();
+        for run in 1..=PARTIAL_AFTER {
+            let mut r = report(&["busy.log", "once.txt"][..if run == 1 { 2 } else { 1 }]);
+            counts = partial(&mut r, &counts);
+            let want = if run < PARTIAL_AFTER {
+                Outcome::Success
+            } else {
+                Outcome::Partial
+            };
+            assert_eq!(r.outcome, want, "run {run}");
+        }
+        let mut r = report(&["busy.log"]);
+        counts = partial(&mut r, &counts);
+        let why = r.reason.unwrap();
+        assert!(
+            why.contains("busy.log") && !why.contains("once.txt"),
+            "{why}"
+        );
+        assert_eq!(counts.get("busy.log"), Some(&(PARTIAL_AFTER + 1)));
+        let mut r = report(&[]);
+        assert!(partial(&mut r, &counts).is_empty());
+        assert_eq!(r.outcome, Outcome::Success);
     }
 }

@@ -62,6 +62,9 @@ pub struct SyncSpec {
     pub snapshot_every: Duration,
     /// This machine's name (snapshots' folder, conflict copies).
     pub host: String,
+    /// The daemon's state dir: never inside the target (checked before every run, symlinks
+    /// resolved, as `check` does).
+    pub state_dir: PathBuf,
 }
 
 /// What a forced run may override.
@@ -70,6 +73,9 @@ pub struct RunOptions {
     pub direction: Option<Direction>,
     pub strategy: Option<Strategy>,
     pub dry_run: bool,
+    /// How long to wait for the target's lock when another run holds it (a forced run);
+    /// `None`: a held lock skips the run at once (a scheduled run).
+    pub lock_wait: Option<Duration>,
 }
 
 /// Live counters of a run, for progress bars and `sync status`.
@@ -79,6 +85,9 @@ pub struct Progress {
     pub files_done: AtomicU64,
     pub bytes_total: AtomicU64,
     pub bytes_done: AtomicU64,
+    /// While the run waits for the target's lock: who holds it (shared with the blocking
+    /// task that waits).
+    pub waiting: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Progress {
@@ -91,6 +100,20 @@ impl Progress {
         ] {
             c.store(0, Ordering::Relaxed);
         }
+        self.set_waiting(None);
+    }
+
+    /// Who holds the lock the run waits for (`None`: not waiting).
+    pub fn set_waiting(&self, who: Option<String>) {
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = who;
+    }
+
+    /// [`Progress::set_waiting`]'s last word.
+    pub fn waiting(&self) -> Option<String> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -137,7 +160,7 @@ async fn run_inner(
     report: &mut RunReport,
 ) -> Result<(), Stop> {
     let mut phases = Phases::new();
-    let guarded = guards::check(spec, opts.dry_run, base.is_empty(), store).await?;
+    let guarded = guards::check(spec, opts, base.is_empty(), store, progress).await?;
     // A first sync (a new or restored marker): no base, so nothing is read as deleted. The
     // store let it go already (not for a dry run, which only plans with none).
     let mut none = Base::new();
@@ -216,6 +239,7 @@ async fn run_inner(
         spec,
         store,
         guarded.id.clone(),
+        guarded.lock.as_ref(),
         cx.at,
         plan.touched,
         plan.closing,

@@ -18,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::engine::{blocking, SyncSpec, STORE_WAIT};
+use super::engine::{blocking, Progress, RunOptions, SyncSpec, STORE_WAIT};
 use super::lock::{LockError, TargetLock};
 use super::report::{Refusal, Stop};
 use super::scan::MARKER;
@@ -238,20 +238,28 @@ fn write_marker(spec: &SyncSpec) -> Result<String, Stop> {
     nonce_of(&text).ok_or_else(|| Stop::error("a fresh marker has no nonce"))
 }
 
-/// The guards of a run of `spec` (`dry`: a dry run takes no lock and writes nothing;
-/// `base_empty`: the target's base has no path).
+/// The guards of a run of `spec` with `opts` (a dry run takes no lock and writes nothing; a
+/// forced run waits for a held lock up to `opts.lock_wait`, telling `progress` whose it is);
+/// `base_empty`: the target's base has no path.
 pub async fn check(
     spec: &SyncSpec,
-    dry: bool,
+    opts: &RunOptions,
     base_empty: bool,
     store: &Store,
+    progress: &Progress,
 ) -> Result<Guarded, Stop> {
+    let dry = opts.dry_run;
     let record = target_record(store.reader(), &spec.name)
         .await
         .map_err(Stop::error)?;
     let first = base_empty && !record.synced_before;
     let s = spec.clone();
+    let (wait, waiting) = (opts.lock_wait, progress.waiting.clone());
     let (lock, step, id) = blocking(move || -> Result<_, Stop> {
+        // As `check` does, again now: a symlink may have changed since the config was read.
+        if let Some(why) = super::nesting::nesting_error(&s.primary, &s.target, &s.state_dir) {
+            return Err(Stop::error(format!("refused: {why}")));
+        }
         match online(&s, first) {
             Online::Yes => {}
             Online::Create if dry => return Ok((None, MarkerStep::Write { union: true }, None)),
@@ -288,7 +296,18 @@ pub async fn check(
         if dry {
             return Ok((None, step, None));
         }
-        let lock = TargetLock::take(&s.target, &s.host).map_err(|e| match e {
+        let taken = match wait {
+            None => TargetLock::take(&s.target, &s.host),
+            Some(wait) => {
+                let set = |who: Option<&str>| {
+                    *waiting.lock().unwrap_or_else(|e| e.into_inner()) = who.map(str::to_string);
+                };
+                let r = TargetLock::take_waiting(&s.target, &s.host, wait, |who| set(Some(who)));
+                set(None);
+                r
+            }
+        };
+        let lock = taken.map_err(|e| match e {
             LockError::Held(why) => Stop::skipped(why, Some(Refusal::Locked)),
             LockError::Failed(why) => Stop::error(why),
         })?;

@@ -338,6 +338,7 @@ mod tests {
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(1),
             host: "h".into(),
+            state_dir: PathBuf::from("/nonexistent/state"),
         };
         RunReport::new(&spec, Direction::Bidirectional, Strategy::Newest, false)
     }

@@ -10,6 +10,7 @@ use super::classify::Action;
 use super::engine::{SyncSpec, STORE_WAIT};
 use super::guards::{check_id, TargetId};
 use super::items::Item;
+use super::lock::TargetLock;
 use super::plan::Closed;
 use super::report::{ConflictReport, RunReport, Stop};
 use crate::store::sync::{Base, BaseChange};
@@ -21,6 +22,9 @@ pub struct Record<'a> {
     store: &'a Store,
     /// Where the run started: checked before anything is recorded.
     id: Option<TargetId>,
+    /// The target's lock: a lock taken over by another run (this one was too slow to
+    /// refresh it: a suspended laptop) stops the run before it records anything more.
+    lock: Option<&'a TargetLock>,
     /// When the run's changes were made (backups' and conflict copies' names, records).
     pub at: SystemTime,
     /// Base changes of applied steps (and touched entries), not committed yet.
@@ -34,6 +38,7 @@ impl<'a> Record<'a> {
         spec: &'a SyncSpec,
         store: &'a Store,
         id: Option<TargetId>,
+        lock: Option<&'a TargetLock>,
         at: SystemTime,
         touched: Vec<BaseChange>,
         closing: Vec<(i64, Closed)>,
@@ -42,6 +47,7 @@ impl<'a> Record<'a> {
             spec,
             store,
             id,
+            lock,
             at,
             changes: touched,
             closing,
@@ -125,6 +131,14 @@ impl<'a> Record<'a> {
 
     /// Whether the run's folders are still the ones it started on (see [`TargetId`]).
     pub async fn check(&self) -> Result<(), Stop> {
+        if self.lock.is_some_and(TargetLock::lost) {
+            return Err(Stop::error(format!(
+                "stopped: the lock of {} was taken over by another run while this one held \
+                 it (not refreshed in time); what was done before was recorded, the rest is \
+                 left to the next run",
+                self.spec.target.display()
+            )));
+        }
         check_id(self.spec, self.id.as_ref()).await
     }
 

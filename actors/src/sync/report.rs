@@ -13,6 +13,9 @@ use super::scan::Meta;
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
+    /// Done but for paths left on every run: a path deferred on [`PARTIAL_AFTER`] runs in a
+    /// row (it never stops changing, or stays in use).
+    Partial,
     /// Not run: the target is offline (or a run was not due).
     Skipped,
     Error,
@@ -22,11 +25,15 @@ impl Outcome {
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Success => "success",
+            Outcome::Partial => "partial",
             Outcome::Skipped => "skipped",
             Outcome::Error => "error",
         }
     }
 }
+
+/// Runs in a row that leave the same path deferred before the run is `partial` (and warns).
+pub const PARTIAL_AFTER: u32 = 3;
 
 /// Why a run stopped before it changed anything, when it is worth an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,6 +44,7 @@ impl Fx {
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(3600),
             host: "testhost".into(),
+            state_dir: PathBuf::from("/nonexistent/state"),
         };
         Fx {
             dir,

@@ -49,6 +49,7 @@ impl Host {
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(3600),
             host: host.into(),
+            state_dir: PathBuf::from("/nonexistent/state"),
         };
         Host {
             dir,

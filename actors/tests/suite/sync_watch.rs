@@ -102,6 +102,7 @@ impl W {
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(3600),
             host: "testhost".into(),
+            state_dir: PathBuf::from("/nonexistent/state"),
         };
         let registry = SyncTargets::default();
         let path = format!("root/{}", o.name);

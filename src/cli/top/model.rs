@@ -334,6 +334,7 @@ impl Model {
                     direction: None,
                     strategy: None,
                     dry_run: false,
+                    lock_wait_ms: None,
                 }))
             }
             Key::Char('b') => self.selected_breaker.clone().map(|name| {
