@@ -229,6 +229,7 @@ mod tests {
             running,
             progress,
             waiting: None,
+            hashed_every_run: Vec::new(),
             last: None,
             last_success_ms: None,
             tracked: 0,

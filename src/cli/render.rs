@@ -885,6 +885,17 @@ pub fn sync_status(out: &mut dyn Write, s: &SyncStatusResult) -> io::Result<()> 
         if let Some(w) = &t.watch {
             writeln!(out, "  watch: {}", w.describe())?;
         }
+        if let Some(who) = &t.waiting {
+            writeln!(out, "  waiting for the lock: {who}")?;
+        }
+        if !t.hashed_every_run.is_empty() {
+            writeln!(
+                out,
+                "  change detection: no stable inode numbers on the {} (FAT, exFAT, FUSE or \
+                 SMB): every file there is hashed on every run",
+                t.hashed_every_run.join(" and the ")
+            )?;
+        }
         if let Some((fd, ft, bd, bt)) = t.progress {
             writeln!(
                 out,

@@ -11,6 +11,12 @@ pub struct SideState {
     pub hash: [u8; 32],
     pub size: u64,
     pub mtime_ns: i64,
+    /// A fingerprint of the file's inode number and change time as seen when recorded; 0
+    /// when that cannot be trusted (racily clean, or no stable inode numbers): then the
+    /// quick check never passes and the side is hashed.
+    pub stamp: u64,
+    /// Its permission bits (0: not recorded).
+    pub mode: u32,
 }
 
 /// A path's base: the primary's side and the target's side.
@@ -55,6 +61,10 @@ struct Packed {
     size: u64,
     local_mtime_ns: i64,
     remote_mtime_ns: i64,
+    local_stamp: u64,
+    remote_stamp: u64,
+    local_mode: u32,
+    remote_mode: u32,
     /// The target's hash and size when not the primary's.
     remote: Option<Box<([u8; 32], u64)>>,
 }
@@ -67,6 +77,10 @@ impl Packed {
             size: e.local.size,
             local_mtime_ns: e.local.mtime_ns,
             remote_mtime_ns: e.remote.mtime_ns,
+            local_stamp: e.local.stamp,
+            remote_stamp: e.remote.stamp,
+            local_mode: e.local.mode,
+            remote_mode: e.remote.mode,
             remote: (!same).then(|| Box::new((e.remote.hash, e.remote.size))),
         }
     }
@@ -82,11 +96,15 @@ impl Packed {
                 hash: self.hash,
                 size: self.size,
                 mtime_ns: self.local_mtime_ns,
+                stamp: self.local_stamp,
+                mode: self.local_mode,
             },
             remote: SideState {
                 hash: rhash,
                 size: rsize,
                 mtime_ns: self.remote_mtime_ns,
+                stamp: self.remote_stamp,
+                mode: self.remote_mode,
             },
         }
     }
@@ -228,11 +246,15 @@ fn size(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+fn mode(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
 fn sql_size(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Rows written by one statement of [`apply_base`] (8 parameters each): a statement per row
+/// Rows written by one statement of [`apply_base`] (12 parameters each): a statement per row
 /// ran at ~64k rows/s, one per batch of rows at over a million.
 const BASE_ROWS_PER_STATEMENT: usize = 256;
 
@@ -257,7 +279,8 @@ pub(super) async fn apply_base(
         if put {
             let mut sql = QueryBuilder::new(
                 "INSERT OR REPLACE INTO sync_base (target, path, local_hash, local_size, \
-                 local_mtime_ns, remote_hash, remote_size, remote_mtime_ns) ",
+                 local_mtime_ns, remote_hash, remote_size, remote_mtime_ns, local_stamp, \
+                 remote_stamp, local_mode, remote_mode) ",
             );
             sql.push_values(chunk, |mut row, c| {
                 if let BaseChange::Put(path, e) = c {
@@ -268,7 +291,12 @@ pub(super) async fn apply_base(
                         .push_bind(e.local.mtime_ns)
                         .push_bind(&e.remote.hash[..])
                         .push_bind(sql_size(e.remote.size))
-                        .push_bind(e.remote.mtime_ns);
+                        .push_bind(e.remote.mtime_ns)
+                        // The stamp's 64 bits as SQLite's signed integer.
+                        .push_bind(e.local.stamp as i64)
+                        .push_bind(e.remote.stamp as i64)
+                        .push_bind(i64::from(e.local.mode))
+                        .push_bind(i64::from(e.remote.mode));
                 }
             });
             sql.build().execute(&mut *conn).await?;
@@ -309,7 +337,8 @@ pub async fn base(pool: &SqlitePool, target: &str) -> Result<Base, String> {
     );
     let mut rows = sqlx::query(
         "SELECT path, local_hash, local_size, local_mtime_ns, remote_hash, remote_size, \
-         remote_mtime_ns FROM sync_base WHERE target = ? ORDER BY path",
+         remote_mtime_ns, local_stamp, remote_stamp, local_mode, remote_mode FROM sync_base \
+         WHERE target = ? ORDER BY path",
     )
     .bind(target)
     .fetch(pool);
@@ -323,11 +352,15 @@ pub async fn base(pool: &SqlitePool, target: &str) -> Result<Base, String> {
                 hash: digest(lh),
                 size: size(r.try_get(2).map_err(fail)?),
                 mtime_ns: r.try_get(3).map_err(fail)?,
+                stamp: r.try_get::<i64, _>(7).map_err(fail)? as u64,
+                mode: mode(r.try_get(9).map_err(fail)?),
             },
             remote: SideState {
                 hash: digest(rh),
                 size: size(r.try_get(5).map_err(fail)?),
                 mtime_ns: r.try_get(6).map_err(fail)?,
+                stamp: r.try_get::<i64, _>(8).map_err(fail)? as u64,
+                mode: mode(r.try_get(10).map_err(fail)?),
             },
         }));
     }
@@ -527,6 +560,7 @@ mod tests {
             hash: [n; 32],
             size: u64::from(n),
             mtime_ns: i64::from(n),
+            ..SideState::default()
         };
         BaseEntry {
             local: side,

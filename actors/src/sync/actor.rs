@@ -118,6 +118,10 @@ pub struct TargetStatus {
     /// While a forced run waits for the target's lock: who holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// Sides (primary, target) whose file system has no stable inode numbers, as the last
+    /// run found: every file there is hashed on every run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashed_every_run: Vec<String>,
     pub last: Option<LastRun>,
     pub last_success_ms: Option<i64>,
     /// Paths in the base.
@@ -277,6 +281,8 @@ pub struct SyncTargetState {
     /// deferred [`PARTIAL_AFTER`] times makes the run `partial` and warns (a file that never
     /// stops changing is never synced, and nobody would be told).
     deferred_runs: std::collections::HashMap<String, u32>,
+    /// What the last run said of the sides' inode numbers (shown by `sync status`).
+    hashed_every_run: Vec<String>,
 }
 
 /// Whether `target` is a folder now, looked at on the blocking pool.
@@ -307,6 +313,7 @@ impl SyncTargetState {
             running: self.base.is_none(),
             progress: self.base.is_none().then(|| progress_of(&self.progress)),
             waiting: None,
+            hashed_every_run: self.hashed_every_run.clone(),
             last: self.last.clone(),
             last_success_ms: self.last_success_ms,
             tracked: self.tracked,
@@ -583,6 +590,9 @@ impl SyncTargetState {
         if r.outcome == Outcome::Success {
             self.last_success_ms = Some(at);
         }
+        if r.outcome != Outcome::Skipped {
+            self.hashed_every_run = r.hashed_every_run.clone();
+        }
         let summary = match &r.reason {
             Some(reason) => format!("{name}: {}: {reason}", r.outcome.name()),
             None => format!(
@@ -797,6 +807,7 @@ impl Actor for SyncTargetActor {
             last_success_ms,
             watch,
             deferred_runs: HashMap::new(),
+            hashed_every_run: Vec::new(),
             args,
         };
         state.publish(&myself);

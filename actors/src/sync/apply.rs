@@ -18,7 +18,7 @@ use super::fsops::{self, InstallError};
 use super::items::{side_state, Item, Slot};
 use super::record::Record;
 use super::report::{RunReport, Stop};
-use super::scan::{Meta, Paths};
+use super::scan::{self, Meta, Paths};
 use super::temps::Temps;
 use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow};
 use crate::store::unix_ms;
@@ -56,6 +56,16 @@ pub struct Ctx {
     pub at: SystemTime,
     /// The run's temp names (registered before the first step).
     pub temps: Arc<Temps>,
+    /// Whether each side's file system keeps stable inode numbers (primary, target): where
+    /// not, the base records no stamps there.
+    pub stable: [bool; 2],
+}
+
+impl Ctx {
+    /// Whether the target's (`remote`) or the primary's file system has stable inodes.
+    pub fn stable(&self, remote: bool) -> bool {
+        self.stable[usize::from(remote)]
+    }
 }
 
 /// Applies `steps` (indices into `items`, whose paths are in `names`), committing to `base`
@@ -116,7 +126,7 @@ pub async fn apply(
                 }
                 r
             });
-            let out = settle(&part, steps, &dur);
+            let out = settle(&cx2, &part, steps, &dur);
             (part, out, dur.flushing())
         });
         // The chunk's counts reach `progress` as its files are done, not when all are (a
@@ -354,7 +364,12 @@ fn stage_copy(
 /// replaced file without its backup: their temp files (and the backups' temps) durable, the
 /// backups renamed to their names and durable, the copies renamed over their destinations
 /// (each re-checked just before) and durable. Answers one result per step.
-fn settle(part: &[(Item, Action)], steps: Vec<Step>, dur: &fsops::Durability) -> Vec<Applied> {
+fn settle(
+    cx: &Ctx,
+    part: &[(Item, Action)],
+    steps: Vec<Step>,
+    dur: &fsops::Durability,
+) -> Vec<Applied> {
     let mut out: Vec<Option<Applied>> = Vec::with_capacity(steps.len());
     let mut staged: Vec<(usize, Staged)> = Vec::new();
     for (i, step) in steps.into_iter().enumerate() {
@@ -406,7 +421,7 @@ fn settle(part: &[(Item, Action)], steps: Vec<Step>, dur: &fsops::Durability) ->
             fail(&mut staged, &mut out, &why);
         }
     }
-    let installed = par_map(&staged, |(i, s)| install_staged(&part[*i].0, s, dur));
+    let installed = par_map(&staged, |(i, s)| install_staged(cx, &part[*i].0, s, dur));
     let flushed = if staged.is_empty() {
         Ok(())
     } else {
@@ -426,8 +441,10 @@ fn settle(part: &[(Item, Action)], steps: Vec<Step>, dur: &fsops::Durability) ->
         .collect()
 }
 
-/// A staged copy renamed over its destination if that is still what the scan saw.
-fn install_staged(item: &Item, s: &Staged, dur: &fsops::Durability) -> Applied {
+/// A staged copy renamed over its destination if that is still what the scan saw; the base
+/// records the destination as a stat shows it after the rename (which gives the file a new
+/// change time on most file systems).
+fn install_staged(cx: &Ctx, item: &Item, s: &Staged, dur: &fsops::Durability) -> Applied {
     let dest_meta = if s.to_remote { item.remote } else { item.local };
     match fsops::install_with(&s.copy.temp, &s.dest, dest_meta, dur, s.copy.dev) {
         Ok(()) => {}
@@ -436,14 +453,21 @@ fn install_staged(item: &Item, s: &Staged, dur: &fsops::Durability) -> Applied {
         }
         Err(InstallError::Io(e)) => return Applied::Failed(describe(&e)),
     }
+    let installed = match scan::meta_on(&s.dest, cx.stable(s.to_remote)) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return Applied::Deferred(format!("{} vanished after the copy", s.dest.display()))
+        }
+        Err(e) => return Applied::Failed(describe(&e)),
+    };
     let (local, remote) = if s.to_remote {
         (
             side_state(s.src_hash, s.src_meta),
-            side_state(s.copy.hash, s.copy.meta),
+            side_state(s.copy.hash, installed),
         )
     } else {
         (
-            side_state(s.copy.hash, s.copy.meta),
+            side_state(s.copy.hash, installed),
             side_state(s.src_hash, s.src_meta),
         )
     };

@@ -138,7 +138,7 @@ fn finish_copy(
         }
         Err(InstallError::Io(e)) => return Err(e),
     }
-    let Some(new_meta) = scan::meta_of(dest)? else {
+    let Some(new_meta) = scan::meta_on(dest, cx.stable(to_remote))? else {
         return Ok(Applied::Deferred(format!(
             "{} vanished after the copy",
             dest.display()

@@ -176,6 +176,12 @@ async fn run_inner(
     phases.mark("guards");
 
     let (local, remote) = listings::list_both(spec, opts.dry_run, store, report).await?;
+    let stable = [local.stable_inodes, remote.stable_inodes];
+    for (side, stable) in [("primary", stable[0]), ("target", stable[1])] {
+        if !stable {
+            report.hashed_every_run.push(side.to_string());
+        }
+    }
     // Both listings are of the folders the run started on (a drive that dropped out during
     // the scan listed as empty would read as deleted).
     guards::check_id(spec, guarded.id.as_ref()).await?;
@@ -228,6 +234,7 @@ async fn run_inner(
         spec: spec.clone(),
         at: SystemTime::now(),
         temps: Arc::new(Temps::new()),
+        stable,
     };
     if !plan.steps.is_empty() {
         cx.temps

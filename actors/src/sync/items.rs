@@ -79,18 +79,33 @@ impl<P> Item<P> {
     }
 }
 
+/// A side as the base records it: its hash, and the stat it had (its stamp only when it was
+/// not racily clean).
 pub fn side_state(hash: Digest, m: Meta) -> SideState {
     SideState {
         hash,
         size: m.size,
         mtime_ns: m.mtime_ns,
+        stamp: m.trusted_stamp(),
+        mode: m.mode,
     }
 }
 
-/// The quick check: the side as the base recorded it (size and time) needs no hashing.
+/// The quick check: a side that is the file the base recorded (size, time, and the stamp of
+/// its inode and change time, which the base holds only when it could be trusted), and not
+/// racily clean now, needs no hashing. Anything else is hashed: a same-size edit in the same
+/// clock tick, or a file swapped in by `mv` with the same size and time, cannot pass.
 pub fn quick(base: Option<&SideState>, now: Option<&Meta>) -> Option<Digest> {
     match (base, now) {
-        (Some(b), Some(m)) if b.size == m.size && b.mtime_ns == m.mtime_ns => Some(b.hash),
+        (Some(b), Some(m))
+            if b.stamp != 0
+                && !m.racy
+                && b.stamp == m.stamp
+                && b.size == m.size
+                && b.mtime_ns == m.mtime_ns =>
+        {
+            Some(b.hash)
+        }
         _ => None,
     }
 }
@@ -305,8 +320,8 @@ mod tests {
         Meta {
             size,
             mtime_ns: 1,
-            live_wal: false,
-            dataless: false,
+            stamp: 5,
+            ..Meta::default()
         }
     }
 
@@ -316,6 +331,8 @@ mod tests {
             hash: [7; 32],
             size,
             mtime_ns: 1,
+            stamp: 5,
+            ..SideState::default()
         };
         BaseEntry {
             local: side,
@@ -372,6 +389,28 @@ mod tests {
         );
         assert_eq!(join(&Listing::default(), &a).count(), 4);
         assert_eq!(join(&a, &Listing::default()).count(), 4);
+    }
+
+    /// The quick check passes only for the file the base recorded, trusted then and now.
+    #[test]
+    fn the_quick_check_needs_the_same_stamp_and_a_file_not_racy() {
+        let b = entry(1).local;
+        let now = meta(1);
+        assert_eq!(quick(Some(&b), Some(&now)), Some(b.hash));
+        let cases = [
+            Meta { stamp: 6, ..now },    // another inode or change time
+            Meta { racy: true, ..now },  // racily clean now
+            Meta { size: 2, ..now },     // another size
+            Meta { mtime_ns: 2, ..now }, // another time
+        ];
+        for m in cases {
+            assert_eq!(quick(Some(&b), Some(&m)), None, "{m:?}");
+        }
+        // Recorded racily clean (stamp 0): hashed whatever is there now.
+        let racy = SideState { stamp: 0, ..b };
+        assert_eq!(quick(Some(&racy), Some(&Meta { stamp: 0, ..now })), None);
+        assert_eq!(quick(None, Some(&now)), None);
+        assert_eq!(quick(Some(&b), None), None);
     }
 
     #[test]

@@ -204,8 +204,7 @@ mod tests {
         Meta {
             size: 4,
             mtime_ns,
-            live_wal: false,
-            dataless: false,
+            ..Meta::default()
         }
     }
 
@@ -214,6 +213,7 @@ mod tests {
             hash,
             size: 4,
             mtime_ns: 1,
+            ..SideState::default()
         }
     }
 

@@ -104,6 +104,10 @@ pub struct RunReport {
     pub skipped: Vec<(String, String)>,
     /// Names that differ only by case or Unicode normalisation: reported, not merged.
     pub collisions: Vec<Vec<String>>,
+    /// Sides whose file system has no stable inode numbers (FAT, exFAT, FUSE, SMB): the
+    /// quick check cannot be trusted there, so every file is hashed on every run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashed_every_run: Vec<String>,
     /// Live databases pushed as snapshots: (file, what happened).
     pub snapshots: Vec<(String, String)>,
     /// Dry runs: what would be done.
@@ -155,6 +159,7 @@ impl RunReport {
             errors: Vec::new(),
             skipped: Vec::new(),
             collisions: Vec::new(),
+            hashed_every_run: Vec::new(),
             snapshots: Vec::new(),
             planned: Vec::new(),
             took_ms: 0,

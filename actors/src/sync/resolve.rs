@@ -22,7 +22,7 @@ use super::lock::TargetLock;
 use super::scan::{self, Meta, MARKER};
 use super::snapshot;
 use super::temps::Temps;
-use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow, SideState};
+use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow};
 use crate::store::{unix_ms, DurableOp, Store};
 
 /// How long a write to the store may wait.
@@ -270,11 +270,7 @@ pub async fn resolve(
     };
 
     // The base: both sides as they are now.
-    let state = |hash, m: Meta| SideState {
-        hash,
-        size: m.size,
-        mtime_ns: m.mtime_ns,
-    };
+    let state = super::items::side_state;
     let entry = if to_remote {
         BaseEntry {
             local: state(src_hash, src_meta),

@@ -19,18 +19,150 @@ pub const LOCK: &str = ".metasystem-sync.lock";
 pub const HOSTS: &str = "hosts";
 pub use super::temps::is_temp;
 
-/// One file as the quick check sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One file as the quick check sees it: everything comes from one `statx` (no extra system
+/// call for the inode or the change time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Meta {
     /// Size in bytes; for a database with a live `-wal` beside it, both sizes together.
     pub size: u64,
     /// Modification time in ns since the epoch; with a live `-wal`, the later of the two.
     pub mtime_ns: i64,
+    /// A fingerprint of the inode number and the change time ([`stamp_of`]): a file replaced
+    /// by another (a rename over it, `mv`) or written in place has another, whatever its size
+    /// and time. 0 where the file system has no stable inode numbers.
+    pub stamp: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
     /// Whether a non-empty `-wal` sits beside it (a database in use).
     pub live_wal: bool,
     /// A cloud provider's placeholder whose contents are not on this machine (macOS
     /// "dataless"): never read.
     pub dataless: bool,
+    /// Racily clean (git's term): modified within [`GRANULARITY_NS`] of when it was looked
+    /// at, so a write of the same size in the same clock tick would leave its size, time and
+    /// stamp as they are. Never trusted by the quick check, nor recorded as trusted.
+    pub racy: bool,
+}
+
+/// The coarsest timestamp granularity a synced file system may have (FAT's 2 s): a file whose
+/// modification time is this close to when it was looked at is racily clean.
+pub const GRANULARITY_NS: i64 = 2_000_000_000;
+
+/// A fingerprint of a file's inode number and change time, never 0.
+pub fn stamp_of(md: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = md
+        .ctime()
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(md.ctime_nsec());
+    mix(md.ino(), ctime as u64)
+}
+
+/// Two 64-bit values into one (splitmix64's finaliser over both), never 0.
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) | 1
+}
+
+/// Now, in ns since the epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Meta {
+    /// A file as `md` shows it, looked at `seen_ns` (ns since the epoch; a lower bound of
+    /// when the stat was taken), on a file system with stable inode numbers or not.
+    pub fn of(md: &std::fs::Metadata, seen_ns: i64, stable: bool) -> Meta {
+        use std::os::unix::fs::PermissionsExt;
+        let mtime_ns = mtime_ns(md);
+        Meta {
+            size: md.len(),
+            mtime_ns,
+            stamp: if stable { stamp_of(md) } else { 0 },
+            mode: md.permissions().mode() & 0o7777,
+            live_wal: false,
+            dataless: dataless(md),
+            racy: mtime_ns >= seen_ns.saturating_sub(GRANULARITY_NS),
+        }
+    }
+
+    /// The stamp the base may record for this side: 0 when racily clean.
+    pub fn trusted_stamp(&self) -> u64 {
+        if self.racy {
+            0
+        } else {
+            self.stamp
+        }
+    }
+
+    /// Whether `now` is the file this was, as far as one stat tells (the stamps compared
+    /// where both sides have one).
+    pub fn same_file(&self, now: &Meta) -> bool {
+        self.size == now.size
+            && self.mtime_ns == now.mtime_ns
+            && (self.stamp == 0 || now.stamp == 0 || self.stamp == now.stamp)
+    }
+}
+
+/// Whether the file system holding `root` keeps stable inode numbers (so that a stamp means
+/// something from one run to the next). Not on FAT and exFAT (numbers made up at mount),
+/// FUSE (often made up per lookup), SMB/CIFS (made up unless the server gives them).
+pub fn stable_inodes(root: &Path) -> bool {
+    fs_kind(root).is_none_or(|k| !UNSTABLE.contains(&k.as_str()))
+}
+
+/// File systems without stable inode numbers, as [`fs_kind`] names them.
+const UNSTABLE: &[&str] = &[
+    "vfat", "exfat", "fuse", "smb", "cifs", "msdos", "smbfs", "webdav",
+];
+
+/// The kind of file system holding `path`, as a short name where it matters here.
+#[cfg(target_os = "linux")]
+pub fn fs_kind(path: &Path) -> Option<String> {
+    let st = rustix::fs::statfs(path).ok()?;
+    #[allow(clippy::unnecessary_cast)]
+    kind_of_magic(st.f_type as u64).map(str::to_string)
+}
+
+/// The kinds of Linux file system (`statfs`'s `f_type`) that matter here.
+#[cfg(any(target_os = "linux", test))]
+fn kind_of_magic(magic: u64) -> Option<&'static str> {
+    Some(match magic {
+        0x4d44 => "vfat",
+        0x2011_bab0 => "exfat",
+        0x6573_5546 => "fuse",
+        0x517b | 0xfe53_4d42 => "smb",
+        0xff53_4d42 => "cifs",
+        _ => return None,
+    })
+}
+
+/// The kind of file system holding `path` (`f_fstypename`: msdos, exfat, smbfs, macfuse...).
+#[cfg(target_os = "macos")]
+pub fn fs_kind(path: &Path) -> Option<String> {
+    let st = rustix::fs::statfs(path).ok()?;
+    let name: Vec<u8> = st
+        .f_fstypename
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    let name = String::from_utf8_lossy(&name).into_owned();
+    Some(if name.contains("fuse") {
+        "fuse".to_string()
+    } else {
+        name
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub fn fs_kind(_: &Path) -> Option<String> {
+    None
 }
 
 /// How a skip that is a fault (a folder that cannot be listed, a file that cannot be looked
@@ -67,6 +199,12 @@ pub struct Listing {
     pub temps: Vec<(String, String)>,
     /// Not synced, with why: symlinks, special files, unreadable folders, placeholders.
     pub skipped: Vec<(String, String)>,
+    /// Whether the side's file system keeps stable inode numbers ([`stable_inodes`]): where
+    /// it does not, stamps are 0 and every file is hashed.
+    pub stable_inodes: bool,
+    /// When the scan began (ns since the epoch): files modified since, or just before, are
+    /// racily clean.
+    pub seen_ns: i64,
 }
 
 impl Listing {
@@ -124,9 +262,16 @@ pub fn mtime_ns(md: &std::fs::Metadata) -> i64 {
     }
 }
 
-/// The quick-check view of `path` (a database's live `-wal` folded in), `None` when it is
-/// not a regular file any more.
+/// The quick-check view of `path` now (a database's live `-wal` folded in), `None` when it
+/// is not a regular file any more; its stamp as on a file system with stable inode numbers
+/// (compare it with [`Meta::same_file`], which skips a 0 stamp).
 pub fn meta_of(path: &Path) -> io::Result<Option<Meta>> {
+    meta_on(path, true)
+}
+
+/// [`meta_of`] on a file system whose inode numbers are `stable` or not.
+pub fn meta_on(path: &Path, stable: bool) -> io::Result<Option<Meta>> {
+    let seen = now_ns();
     let md = match std::fs::symlink_metadata(path) {
         Ok(md) => md,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -135,23 +280,23 @@ pub fn meta_of(path: &Path) -> io::Result<Option<Meta>> {
     if !md.file_type().is_file() {
         return Ok(None);
     }
-    let mut meta = Meta {
-        size: md.len(),
-        mtime_ns: mtime_ns(&md),
-        live_wal: false,
-        dataless: dataless(&md),
-    };
-    fold_wal(path, &mut meta);
+    let mut meta = Meta::of(&md, seen, stable);
+    fold_wal(path, &mut meta, seen);
     Ok(Some(meta))
 }
 
-fn fold_wal(path: &Path, meta: &mut Meta) {
+fn fold_wal(path: &Path, meta: &mut Meta, seen_ns: i64) {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     if let Ok(w) = std::fs::symlink_metadata(&wal) {
         if w.file_type().is_file() && w.len() > 0 {
-            meta.size += w.len();
-            meta.mtime_ns = meta.mtime_ns.max(mtime_ns(&w));
+            let wm = Meta::of(&w, seen_ns, meta.stamp != 0);
+            meta.size += wm.size;
+            meta.mtime_ns = meta.mtime_ns.max(wm.mtime_ns);
+            if meta.stamp != 0 {
+                meta.stamp = mix(meta.stamp, wm.stamp);
+            }
+            meta.racy |= wm.racy;
             meta.live_wal = true;
         }
     }
@@ -163,7 +308,12 @@ fn fold_wal(path: &Path, meta: &mut Meta) {
 /// are not UTF-8 are not synced.
 pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
     std::fs::read_dir(root)?; // the root itself must be readable
-    let mut out = Listing::default();
+    let mut out = Listing {
+        // Before any file is looked at: a lower bound of every stat's time.
+        seen_ns: now_ns(),
+        stable_inodes: stable_inodes(root),
+        ..Listing::default()
+    };
     let starts: Vec<String> = if sel.paths.is_empty() {
         vec![String::new()]
     } else {
@@ -219,7 +369,7 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
     for rel in wal_owners {
         if let Ok(i) = out.paths.find(&rel) {
             let abs = root.join(&rel);
-            fold_wal(&abs, &mut out.metas[i]);
+            fold_wal(&abs, &mut out.metas[i], out.seen_ns);
         }
     }
     Ok(out)
@@ -368,12 +518,7 @@ fn consider(
             return;
         }
     };
-    let meta = Meta {
-        size: md.len(),
-        mtime_ns: mtime_ns(&md),
-        live_wal: false,
-        dataless: dataless(&md),
-    };
+    let meta = Meta::of(&md, out.seen_ns, out.stable_inodes);
     if meta.dataless {
         out.skipped
             .push((rel, "a cloud placeholder (not downloaded): not read".into()));
@@ -399,6 +544,59 @@ mod tests {
 
     fn globs(patterns: &[&str]) -> Option<Patterns> {
         Some(Patterns::parse(patterns).unwrap())
+    }
+
+    #[test]
+    fn file_systems_without_stable_inode_numbers_are_known() {
+        for magic in [0x4d44, 0x2011_bab0, 0x6573_5546, 0xff53_4d42] {
+            let kind = kind_of_magic(magic).unwrap();
+            assert!(UNSTABLE.contains(&kind), "{kind}");
+        }
+        assert_eq!(kind_of_magic(0xEF53), None); // ext4
+        let d = tempfile::tempdir().unwrap();
+        assert!(stable_inodes(d.path()));
+    }
+
+    /// The stamp changes with the inode (a file renamed over another) and the change time
+    /// (a write, a chmod); a file modified just before it was looked at is racily clean.
+    #[test]
+    fn stamps_and_racy_files() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "aaaa").unwrap();
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let a = meta_of(&f).unwrap().unwrap();
+        assert!(!a.racy && a.stamp != 0);
+        assert_eq!(a.trusted_stamp(), a.stamp);
+        // Another file of the same size and time renamed over it.
+        let g = d.path().join("g");
+        std::fs::write(&g, "bbbb").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&g)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::rename(&g, &f).unwrap();
+        let b = meta_of(&f).unwrap().unwrap();
+        assert_eq!((a.size, a.mtime_ns), (b.size, b.mtime_ns));
+        assert_ne!(a.stamp, b.stamp);
+        assert!(!a.same_file(&b));
+        // Written just now: racily clean, its stamp never recorded.
+        std::fs::write(&f, "cccc").unwrap();
+        let c = meta_of(&f).unwrap().unwrap();
+        assert!(c.racy);
+        assert_eq!(c.trusted_stamp(), 0);
+        // Without stable inode numbers there is no stamp, and comparisons skip it.
+        let u = meta_on(&f, false).unwrap().unwrap();
+        assert_eq!(u.stamp, 0);
+        assert!(u.same_file(&c) && c.same_file(&u));
     }
 
     #[test]

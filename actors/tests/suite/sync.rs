@@ -988,6 +988,7 @@ async fn the_base_takes_large_batches_of_puts_and_forgets_in_order() {
             hash: [n as u8; 32],
             size: n,
             mtime_ns: n as i64,
+            ..SideState::default()
         };
         BaseEntry {
             local: side,

@@ -364,3 +364,91 @@ async fn a_targets_temps_are_left_alone_by_another_target_of_the_same_primary() 
     a.ok().await;
     assert!(!a.local(&temp).exists());
 }
+
+/// Sets `path`'s modification time to `secs` since the epoch.
+fn set_mtime(path: &Path, secs: u64) {
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// Regression: an edit of the same size that kept the modification time (two writes within
+/// one clock tick, or a time set back) and a file swapped in by `mv` with the same size and
+/// time passed the size+time quick check, and the two sides stayed different for good.
+#[tokio::test]
+async fn same_size_edits_with_the_same_time_are_seen() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    write(&h.local("inplace"), b"aaaa");
+    write(&h.local("swapped"), b"cccc");
+    set_mtime(&h.local("inplace"), 1_000_000);
+    set_mtime(&h.local("swapped"), 1_000_000);
+    h.ok().await;
+    // A second run records what was racily clean the first time (nothing here: the times
+    // are old), and copies nothing.
+    assert_eq!(h.ok().await.files_changed(), 0);
+    // Edited in place on the target: same size, the time put back.
+    fs::write(target.join("inplace"), b"bbbb").unwrap();
+    set_mtime(&target.join("inplace"), 1_000_000);
+    // Swapped in the primary by `mv`, same size and time.
+    write(&h.local("other"), b"dddd");
+    set_mtime(&h.local("other"), 1_000_000);
+    fs::rename(h.local("other"), h.local("swapped")).unwrap();
+    let r = h.ok().await;
+    assert_eq!((r.copied_to_local, r.copied_to_remote), (1, 1), "{r:#?}");
+    assert_eq!(read(&h.local("inplace")), b"bbbb");
+    assert_eq!(read(&target.join("swapped")), b"dddd");
+    assert_eq!(h.ok().await.files_changed(), 0);
+}
+
+/// Two and three hosts on one target converge after any interleaving of edits (same-size
+/// edits with identical times, deletions, creations) and runs: once the edits stop, two rounds
+/// of runs leave every primary equal to the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_sharing_a_target_converge_after_any_interleaving() {
+    for (seed, hosts) in [(1u64, 2usize), (2, 3), (3, 3), (4, 2)] {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        let mut all = Vec::new();
+        for i in 0..hosts {
+            all.push(Host::new(&target, &format!("host{i}")).await);
+        }
+        let mut rng = fastrand::Rng::with_seed(seed);
+        for step in 0..60 {
+            let h = rng.usize(0..hosts);
+            let name = format!("f{}", rng.usize(0..8));
+            match rng.usize(0..10) {
+                // Same size, the same fixed time: only the contents tell the versions apart.
+                0..=5 => {
+                    let body = format!("{:04}", rng.u32(0..10_000));
+                    write(&all[h].local(&name), body.as_bytes());
+                    set_mtime(&all[h].local(&name), 1_000_000);
+                }
+                6 => {
+                    let _ = fs::remove_file(all[h].local(&name));
+                }
+                _ => {
+                    let r = all[h].run().await;
+                    assert_ne!(r.outcome, Outcome::Error, "seed {seed} step {step}: {r:#?}");
+                }
+            }
+        }
+        for _round in 0..2 {
+            for h in all.iter_mut() {
+                h.ok().await;
+            }
+        }
+        let want = files(&target);
+        for h in &all {
+            assert_eq!(files(&h.spec.primary), want, "seed {seed}");
+            for f in &want {
+                assert_eq!(read(&h.local(f)), read(&target.join(f)), "seed {seed}: {f}");
+            }
+        }
+        // And they stay so: nothing more to do anywhere.
+        for h in all.iter_mut() {
+            assert_eq!(h.ok().await.files_changed(), 0, "seed {seed}");
+        }
+    }
+}
