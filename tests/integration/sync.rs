@@ -77,7 +77,9 @@ fn a_forced_sync_both_ways_with_status_events_and_snapshots() {
     // The daemon's live store, as a snapshot in the per-host folder; never a synced file.
     let host = crate::util::host_id(&d.state);
     assert!(
-        target.join(format!("hosts/{host}/metastore.db")).is_file(),
+        target
+            .join(format!(".metasystem-hosts/{host}/metastore.db"))
+            .is_file(),
         "{v}"
     );
     assert!(!target.join("metastore.db").exists());
@@ -470,7 +472,7 @@ fn verify_checks_every_database_everywhere_and_fails_on_a_damaged_one() {
     let snaps = find("snapshots", "t");
     assert_eq!(
         snaps["databases"][0]["path"],
-        format!("hosts/{host}/metastore.db"),
+        format!(".metasystem-hosts/{host}/metastore.db"),
         "{v}"
     );
     assert_eq!(snaps["databases"][0]["ok"], true, "{v}");
@@ -596,7 +598,11 @@ fn backups_are_listed_and_restored_into_the_primary() {
         "db"
     );
     let host = crate::util::host_id(&d.state);
-    let out = d.cli(&["backups", "restore", &format!("hosts/{host}/metastore.db")]);
+    let out = d.cli(&[
+        "backups",
+        "restore",
+        &format!(".metasystem-hosts/{host}/metastore.db"),
+    ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("per-host snapshot"), "{}", out.stderr);
     let out = d.cli(&["backups", "restore", "shared/nope.txt-20260101-000000.bak"]);

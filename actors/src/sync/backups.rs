@@ -273,8 +273,11 @@ mod tests {
     fn names_given_by_users_are_checked() {
         assert!(check_name("shared/notes.txt-20260101-000000.bak").is_ok());
         for (bad, says) in [
-            ("hosts/h1/metastore.db", "per-host snapshot"),
-            ("/mnt/t/hosts/h1/metastore.db", "per-host snapshot"),
+            (".metasystem-hosts/h1/metastore.db", "per-host snapshot"),
+            (
+                "/mnt/t/.metasystem-hosts/h1/metastore.db",
+                "per-host snapshot",
+            ),
             ("../x.bak", ".."),
             ("a/./b.bak", ".."),
             ("/etc/passwd", "not a backup's name"),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::apply::Ctx;
 use super::apply::{describe, Applied};
 use super::classify::{Action, Digest};
+use super::engine::SyncSpec;
 use super::fsops::{self, InstallError};
 use super::items::{side_state, Item};
 use super::scan::{self, Meta};
@@ -163,7 +164,48 @@ fn finish_copy(
     })
 }
 
-/// Pushes a consistent snapshot of `db` to `TARGET/hosts/HOST/NAME` when the one there is
+/// Moves this host's per-host snapshots from where versions before kept them
+/// (`TARGET/hosts/HOSTNAME/NAME`, for each configured snapshot's NAME, an SQLite database)
+/// to the reserved folder (`TARGET/.metasystem-hosts/HOST/NAME`), so that `hosts/` is the
+/// user's again; the old folders go when left empty. Run under the target's lock, before
+/// the target is listed (blocking I/O). Another host's old folder is that host's to move.
+pub fn move_legacy_snapshots(spec: &SyncSpec) -> std::io::Result<usize> {
+    let old_dir = spec
+        .target
+        .join(scan::LEGACY_HOSTS)
+        .join(crate::host::hostname());
+    if !old_dir.is_dir() {
+        return Ok(0);
+    }
+    let new_dir = spec.target.join(scan::HOSTS).join(&spec.host);
+    let mut moved = 0;
+    for db in &spec.snapshots {
+        let Some(name) = db.file_name() else {
+            continue;
+        };
+        let old = old_dir.join(name);
+        if !old.is_file() || !fsops::is_sqlite(&old) {
+            continue;
+        }
+        std::fs::create_dir_all(&new_dir)?;
+        let new = new_dir.join(name);
+        if new.exists() {
+            // Pushed there already: the old copy is an older snapshot of the same database.
+            std::fs::remove_file(&old)?;
+        } else {
+            std::fs::rename(&old, &new)?;
+        }
+        fsops::sync_dir(&new)?;
+        fsops::sync_dir(&old)?;
+        moved += 1;
+    }
+    for dir in [&old_dir, &spec.target.join(scan::LEGACY_HOSTS)] {
+        let _ = std::fs::remove_dir(dir); // only when empty
+    }
+    Ok(moved)
+}
+
+/// Pushes a consistent snapshot of `db` to `TARGET/.metasystem-hosts/HOST/NAME` when the one there is
 /// older than `snapshot_every`. Snapshots are not backed up: each is a newer copy of a
 /// database that lives on here. The host's folder is this host's alone: a temp file left in
 /// it by a killed push is removed.

@@ -318,6 +318,9 @@ pub async fn check(
             },
             other => other,
         };
+        if let Err(e) = super::databases::move_legacy_snapshots(&s) {
+            tracing::warn!(target = %s.name, error = %e, "cannot move this host's snapshots out of hosts/");
+        }
         let id = TargetId::read(&s)
             .map_err(|e| Stop::error(format!("cannot read {}: {e}", s.target.display())))?;
         Ok((Some(lock), step, Some(id)))

@@ -15,8 +15,11 @@ pub use crate::paths::Paths;
 pub const MARKER: &str = ".metasystem-sync";
 /// The lock a run holds in the target (host and pid inside).
 pub const LOCK: &str = ".metasystem-sync.lock";
-/// Per-host snapshots of live databases, in the target.
-pub const HOSTS: &str = "hosts";
+/// Per-host snapshots of live databases, in the target: `.metasystem-hosts/HOST/` (a
+/// reserved dotted folder: a user's own `hosts/` syncs).
+pub const HOSTS: &str = ".metasystem-hosts";
+/// Where versions before that kept them (`hosts/HOSTNAME/`): a host moves its own folder.
+pub const LEGACY_HOSTS: &str = "hosts";
 pub use super::temps::is_temp;
 
 /// One file as the quick check sees it: everything comes from one `statx` (no extra system
@@ -174,17 +177,43 @@ pub fn is_fault(why: &str) -> bool {
     why.starts_with(UNREADABLE)
 }
 
-/// This tool's own files and SQLite's companions, never synced as files.
+/// This tool's own files in a target (the marker, the lock, the per-host snapshots) and its
+/// temp files, never synced as files. SQLite's companions are not here: they are left out
+/// only beside a database of their name ([`companion_of`]).
 pub fn is_internal(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
     rel == MARKER
         || rel == LOCK
-        || rel == HOSTS
-        || rel.starts_with("hosts/")
+        || rel.strip_prefix(MARKER) == Some(".new")
+        || super::select::under(rel, HOSTS)
         || is_temp(name)
-        || name.ends_with("-wal")
-        || name.ends_with("-shm")
-        || name.ends_with("-journal")
+}
+
+/// SQLite's companion suffixes: the WAL, its shared memory, the rollback journal.
+const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// The database a companion file's name names (`notes.db-wal` → `notes.db`), if it has a
+/// companion's suffix. It is a companion (never synced as a file) only when that database
+/// is there beside it; otherwise it is a file like any other.
+pub fn companion_of(name: &str) -> Option<&str> {
+    COMPANIONS
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .filter(|owner| !owner.is_empty())
+}
+
+/// Whether `path` names a companion of an SQLite database beside it (blocking I/O: it reads
+/// the database's header).
+pub fn is_companion(path: &Path) -> bool {
+    let Some(owner) = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(companion_of)
+    else {
+        return false;
+    };
+    let owner = path.with_file_name(owner);
+    std::fs::symlink_metadata(&owner).is_ok_and(|m| m.is_file()) && super::fsops::is_sqlite(&owner)
 }
 
 /// One side's listing.
@@ -322,10 +351,11 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
             .map(|p| p.trim_end_matches('/').to_string())
             .collect()
     };
-    let mut wal_owners = Vec::new();
+    // Names with a companion's suffix, looked at once the listing is complete.
+    let mut companions = Vec::new();
     for start in starts {
         if start.is_empty() {
-            walk(&mut out, &mut wal_owners, sel, root.to_path_buf(), start);
+            walk(&mut out, &mut companions, sel, root.to_path_buf(), start);
             continue;
         }
         if sel.excluded_above(&start) {
@@ -345,14 +375,14 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
         };
         if md.is_dir() {
             if !sel.excludes_folder(&start) {
-                walk(&mut out, &mut wal_owners, sel, path, start);
+                walk(&mut out, &mut companions, sel, path, start);
             }
             continue;
         }
         let name = start.rsplit('/').next().unwrap_or(&start).to_string();
         consider(
             &mut out,
-            &mut wal_owners,
+            &mut companions,
             sel,
             start,
             &name,
@@ -365,12 +395,30 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
         out.paths.sort_along(&mut out.metas);
     }
     out.shrink_to_fit();
-    // A database's live WAL: its changes are not in the main file until a checkpoint.
-    for rel in wal_owners {
-        if let Ok(i) = out.paths.find(&rel) {
-            let abs = root.join(&rel);
-            fold_wal(&abs, &mut out.metas[i], out.seen_ns);
+    // SQLite's companions beside their database are left out; a database's live WAL is
+    // folded into it (its changes are not in the main file until a checkpoint).
+    let mut dropped = std::collections::HashSet::new();
+    for rel in companions {
+        if !is_companion(&root.join(&rel)) {
+            continue;
         }
+        if let Ok(i) = out.paths.find(&rel) {
+            dropped.insert(i);
+        }
+        if let Some(owner) = rel.strip_suffix("-wal") {
+            if let Ok(o) = out.paths.find(owner) {
+                let abs = root.join(owner);
+                fold_wal(&abs, &mut out.metas[o], out.seen_ns);
+            }
+        }
+    }
+    if !dropped.is_empty() {
+        out.paths.retain(|i| !dropped.contains(&i));
+        let mut i = 0;
+        out.metas.retain(|_| {
+            i += 1;
+            !dropped.contains(&(i - 1))
+        });
     }
     Ok(out)
 }
@@ -387,7 +435,7 @@ struct Frame {
 /// second copy of 100k paths was most of a scan's memory).
 fn walk(
     out: &mut Listing,
-    wal_owners: &mut Vec<String>,
+    companions: &mut Vec<String>,
     sel: &Selection,
     dir: PathBuf,
     prefix: String,
@@ -414,7 +462,7 @@ fn walk(
             }
             continue;
         }
-        consider(out, wal_owners, sel, rel, &name, ft, || entry.metadata());
+        consider(out, companions, sel, rel, &name, ft, || entry.metadata());
     }
 }
 
@@ -478,7 +526,7 @@ fn walk_key(name: &str, dir: bool) -> impl Iterator<Item = u8> + '_ {
 #[allow(clippy::too_many_arguments)]
 fn consider(
     out: &mut Listing,
-    wal_owners: &mut Vec<String>,
+    companions: &mut Vec<String>,
     sel: &Selection,
     rel: String,
     name: &str,
@@ -497,6 +545,11 @@ fn consider(
                 .into(),
         ));
         return;
+    }
+    if companion_of(name).is_some() && ft.is_file() {
+        // Looked at once the listing is complete, selected or not: a live WAL makes its
+        // database one in use whatever the patterns say of the WAL.
+        companions.push(rel.clone());
     }
     if !sel.wants_here(&rel) {
         return;
@@ -523,9 +576,6 @@ fn consider(
         out.skipped
             .push((rel, "a cloud placeholder (not downloaded): not read".into()));
         return;
-    }
-    if name.ends_with(".db") || name.ends_with(".sqlite") || name.ends_with(".sqlite3") {
-        wal_owners.push(rel.clone());
     }
     out.paths.push(&rel);
     out.metas.push(meta);
@@ -612,17 +662,60 @@ mod tests {
         for rel in [
             MARKER,
             LOCK,
-            "hosts/h1/metastore.db",
+            ".metasystem-sync.new",
+            ".metasystem-hosts/h1/metastore.db",
             "a/.x.db.msync-tmp-00000000000004d2",
-            "notes.db-wal",
-            "notes.db-shm",
-            "notes.db-journal",
+            "a/.msync-0123456789abcdef-00000001.tmp",
         ] {
             assert!(is_internal(rel), "{rel}");
         }
-        for rel in ["notes.db", "hostsfile", "a/hosts/x", "wal"] {
+        // A user's `hosts/` and names with a companion's suffix are not ours.
+        for rel in [
+            "notes.db",
+            "hostsfile",
+            "hosts/h1/x",
+            "a/hosts/x",
+            "wal",
+            "x-wal",
+        ] {
             assert!(!is_internal(rel), "{rel}");
         }
+        assert_eq!(companion_of("notes.db-wal"), Some("notes.db"));
+        assert_eq!(companion_of("a-journal"), Some("a"));
+        assert_eq!(companion_of("-shm"), None);
+        assert_eq!(companion_of("notes.db"), None);
+    }
+
+    /// Regression: every name ending in -wal, -shm or -journal was left out, database or not.
+    /// Only a database's companions beside it are.
+    #[test]
+    fn companions_are_left_out_only_beside_their_database() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let mut db = b"SQLite format 3\0".to_vec();
+        db.extend([0u8; 100]);
+        std::fs::write(root.join("app.sqlite"), &db).unwrap();
+        std::fs::write(root.join("app.sqlite-wal"), "frames").unwrap();
+        std::fs::write(root.join("app.sqlite-shm"), "shm").unwrap();
+        std::fs::write(root.join("notes.txt"), "n").unwrap();
+        std::fs::write(root.join("notes.txt-journal"), "my journal").unwrap();
+        std::fs::write(root.join("build-wal"), "a file").unwrap();
+        std::fs::write(root.join("orphan.db-shm"), "no database").unwrap();
+        let l = scan(root, &Selection::default()).unwrap();
+        assert_eq!(
+            l.paths.iter().collect::<Vec<_>>(),
+            [
+                "app.sqlite",
+                "build-wal",
+                "notes.txt",
+                "notes.txt-journal",
+                "orphan.db-shm"
+            ]
+        );
+        // The live WAL is folded into its database, whatever its name.
+        let app = l.get("app.sqlite").unwrap();
+        assert!(app.live_wal);
+        assert_eq!(app.size, db.len() as u64 + 6);
     }
 
     #[test]
@@ -736,7 +829,7 @@ mod tests {
         std::fs::create_dir_all(root.join("sub/deep")).unwrap();
         std::fs::write(root.join("a.txt"), "a").unwrap();
         std::fs::write(root.join("sub/deep/b.txt"), "bb").unwrap();
-        std::fs::write(root.join("notes.db"), "x").unwrap();
+        std::fs::write(root.join("notes.db"), "SQLite format 3\0").unwrap();
         std::fs::write(root.join("notes.db-wal"), "walwal").unwrap();
         std::fs::write(root.join("sub/.msync-0123456789abcdef-00000002.tmp"), "t").unwrap();
         // An older version's temp name: reported, never synced nor deleted.
@@ -761,7 +854,7 @@ mod tests {
         assert_eq!(l.get("sub/deep/b.txt").map(|m| m.size), Some(2));
         let db = *l.get("notes.db").unwrap();
         assert!(db.live_wal);
-        assert_eq!(db.size, 7);
+        assert_eq!(db.size, 22);
         assert_eq!(
             l.temps,
             [(

@@ -401,7 +401,8 @@ mod tests {
             include: Some(pats(&["**"])),
             ..Default::default()
         };
-        assert!(!all.wants(super::super::scan::MARKER) && !all.wants("a.db-wal"));
+        assert!(!all.wants(super::super::scan::MARKER));
+        assert!(!all.wants(".metasystem-hosts/h/metastore.db") && all.wants("hosts/h/x"));
     }
 
     #[test]

@@ -272,7 +272,10 @@ impl Filter {
         if scan::is_temp(name) {
             return false; // this tool's temp files
         }
-        if let Some(owner) = rel.strip_suffix("-wal") {
+        if what != What::Folder && scan::is_companion(path) {
+            let Some(owner) = rel.strip_suffix("-wal") else {
+                return false; // a database's -shm or -journal
+            };
             // A database in use keeps its changes in its WAL until a checkpoint: a WAL written
             // to counts for a synced database. Created empty (a reader opening the database,
             // a snapshot), deleted (the last connection closing), it does not.
@@ -294,8 +297,7 @@ impl Filter {
     /// whole is one event, whatever it holds).
     fn may_hold(&self, rel: &str) -> bool {
         let s = &self.selection;
-        if rel == scan::HOSTS || rel.starts_with("hosts/") || s.never.iter().any(|p| under(rel, p))
-        {
+        if under(rel, scan::HOSTS) || s.never.iter().any(|p| under(rel, p)) {
             return false;
         }
         if !s.paths.is_empty() && !s.paths.iter().any(|p| under(rel, p) || under(p, rel)) {
@@ -953,7 +955,8 @@ mod tests {
             assert!(!f.counts(&ev(kind, &[&a])), "{kind:?}");
         }
         // Not selected, excluded, our temp files, the never-synced backups, SQLite's
-        // companions, the daemon's files: never.
+        // companions beside their database, the daemon's files: never.
+        write("shared/app.db", "SQLite format 3\0");
         for rel in [
             "other/x.txt",
             "outside.txt",
@@ -968,6 +971,10 @@ mod tests {
             assert!(!f.counts(&ev(data, &[&p])), "{rel}");
             assert!(!f.counts(&ev(created, &[&p])), "{rel}");
         }
+        // A name with a companion's suffix and no database beside it is a file like any
+        // other.
+        let plain = write("shared/build-wal", "x");
+        assert!(f.counts(&ev(data, &[&plain])));
         for rel in ["metastore.db", "metastore.db-wal", "backups"] {
             let p = state.join(rel);
             assert!(!f.counts(&ev(data, &[&p])), "{rel}");
@@ -1021,7 +1028,7 @@ mod tests {
         let tmp = write("shared/.b.txt.msync-tmp-0000000000000009", "b");
         assert!(!f.counts(&ev(created, &[&tmp])));
         // A live database's WAL: counts when written and not empty, for a synced database.
-        write("shared/app.db", "db");
+        write("shared/app.db", "SQLite format 3\0db");
         let wal = write("shared/app.db-wal", "");
         assert!(!f.counts(&ev(created, &[&wal])), "an empty WAL");
         assert!(!f.counts(&ev(data, &[&wal])), "an empty WAL");

@@ -637,7 +637,7 @@ async fn snapshots_of_the_daemons_database_go_to_a_per_host_folder() {
     fx.spec.snapshots = vec![live.clone()];
     let r = fx.ok().await;
     assert!(r.snapshots[0].1.starts_with("pushed"), "{r:#?}");
-    let copy = fx.remote("hosts/testhost/s.db");
+    let copy = fx.remote(".metasystem-hosts/testhost/s.db");
     metasystem_actors::sync::snapshot::integrity(&copy)
         .await
         .unwrap();
@@ -645,7 +645,36 @@ async fn snapshots_of_the_daemons_database_go_to_a_per_host_folder() {
     let r = fx.ok().await;
     assert_eq!(r.snapshots[0].1, "fresh enough");
     assert_eq!(r.remote_files, 0);
-    assert!(!fx.local("hosts").exists());
+    assert!(!fx.local(".metasystem-hosts").exists());
+}
+
+/// Regression: anything under a top-level `hosts/` never synced (the per-host snapshots'
+/// folder). The snapshots live in a reserved dotted folder now; a host's snapshot in the old
+/// folder (`hosts/HOSTNAME/`) moves there, and a user's `hosts/` syncs.
+#[tokio::test]
+async fn a_users_hosts_folder_syncs_and_old_snapshot_folders_move() {
+    let mut fx = Fx::new().await;
+    let live = fx.dir.path().join("s.db");
+    fx.spec.snapshots = vec![live.clone()];
+    // A snapshot where an older version pushed it, and a user's own hosts/ folder.
+    let old = fx.remote(&format!(
+        "hosts/{}/s.db",
+        metasystem_actors::host::hostname()
+    ));
+    fs::create_dir_all(old.parent().unwrap()).unwrap();
+    fs::copy(&live, &old).unwrap();
+    write(&fx.local("hosts/web1/nginx.conf"), "server {}");
+    let r = fx.ok().await;
+    assert_eq!(read(&fx.remote("hosts/web1/nginx.conf")), "server {}");
+    assert!(!old.exists(), "{r:#?}");
+    assert!(
+        !old.parent().unwrap().exists(),
+        "the emptied old folder stays"
+    );
+    assert!(fx.remote(".metasystem-hosts/testhost/s.db").is_file());
+    assert!(!fx
+        .local(&format!("hosts/{}", metasystem_actors::host::hostname()))
+        .exists());
 }
 
 /// `conflicts resolve`, each way: the kept version on both sides, the replaced one in the
