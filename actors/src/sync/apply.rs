@@ -308,6 +308,10 @@ fn stage_copy(
             }
             Err(e) => return Err(e),
         };
+        if to_remote {
+            // Whose version this is, for a conflict copy another host may make of it.
+            fsops::set_writer(&copy.temp, &spec.host);
+        }
         // What was copied is what the scan saw: the hash taken before, or (unhashed) the
         // source's size and time once read, as the quick check does.
         let same = match src_hash {
@@ -521,11 +525,15 @@ fn keep_both(cx: &Ctx, item: &Item, rpath: &Path) -> io::Result<Applied> {
     let (Some(rm), Some(lh), Some(rh)) = (item.remote, item.lhash(), item.rhash()) else {
         return Ok(Applied::Deferred("changed during the run".into()));
     };
-    // A second conflict on the same path in the same second gets `-2`, `-3`... after the name.
-    let mut copy_rel = fsops::conflict_name(&item.rel, at, &spec.name);
+    // The copy is named after the host whose version it holds: the one that installed it in
+    // the target when noted, else the target (a version written there by hand, or by a
+    // version of this tool that did not note it). A second conflict on the same path in the
+    // same second gets `-2`, `-3`... after the name.
+    let from = fsops::writer_of(rpath).unwrap_or_else(|| spec.name.clone());
+    let mut copy_rel = fsops::conflict_name(&item.rel, at, &from);
     let mut n = 2;
     while n < 1000 && std::fs::symlink_metadata(spec.primary.join(&copy_rel)).is_ok() {
-        copy_rel = fsops::conflict_name(&item.rel, at, &format!("{}-{n}", spec.name));
+        copy_rel = fsops::conflict_name(&item.rel, at, &format!("{from}-{n}"));
         n += 1;
     }
     let dest = spec.primary.join(&copy_rel);

@@ -13,7 +13,13 @@ pub struct Seen {
     pub hash: Digest,
     /// Modification time, nanoseconds since the Unix epoch (for `newest`).
     pub mtime_ns: i64,
+    /// The time is more than [`SKEW_LIMIT_NS`] ahead of this host's clock: not trusted by
+    /// `newest` (a clock far ahead would win every conflict and overwrite newer work).
+    pub future: bool,
 }
+
+/// How far ahead of this host's clock a modification time may be and still be trusted.
+pub const SKEW_LIMIT_NS: i64 = 5 * 60 * 1_000_000_000;
 
 /// One side of a path against the base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +155,8 @@ pub fn winner(strategy: Strategy, local: Seen, remote: Seen) -> Option<Side> {
         Strategy::Local => Some(Side::Local),
         Strategy::Remote => Some(Side::Remote),
         Strategy::Manual => None,
+        // A time from the future decides nothing: both versions are kept.
+        Strategy::Newest if local.future || remote.future => None,
         Strategy::Newest => Some(match local.mtime_ns.cmp(&remote.mtime_ns) {
             Ordering::Greater => Side::Local,
             Ordering::Less => Side::Remote,
@@ -223,7 +231,11 @@ mod tests {
     const C: Digest = [3; 32];
 
     fn seen(hash: Digest, mtime_ns: i64) -> Option<Seen> {
-        Some(Seen { hash, mtime_ns })
+        Some(Seen {
+            hash,
+            mtime_ns,
+            future: false,
+        })
     }
 
     fn bi(l: Class, r: Class, s: Strategy) -> Decision {
@@ -247,12 +259,14 @@ mod tests {
             Class::Created(Seen {
                 hash: h,
                 mtime_ns: 5,
+                future: false,
             })
         };
         let modified = |h| {
             Class::Modified(Seen {
                 hash: h,
                 mtime_ns: 5,
+                future: false,
             })
         };
         use Action::*;
@@ -289,10 +303,12 @@ mod tests {
         let l = Class::Modified(Seen {
             hash: B,
             mtime_ns: 200,
+            future: false,
         });
         let r = Class::Modified(Seen {
             hash: C,
             mtime_ns: 100,
+            future: false,
         });
         assert_eq!(bi(l, r, Strategy::Newest).action, Action::CopyToRemote);
         assert_eq!(bi(r, l, Strategy::Newest).action, Action::CopyToLocal);
@@ -307,10 +323,12 @@ mod tests {
         let x = Seen {
             hash: B,
             mtime_ns: 7,
+            future: false,
         };
         let y = Seen {
             hash: C,
             mtime_ns: 7,
+            future: false,
         };
         assert_eq!(winner(Strategy::Newest, x, y), Some(Side::Remote));
         assert_eq!(winner(Strategy::Newest, y, x), Some(Side::Local));
@@ -321,6 +339,7 @@ mod tests {
         let m = Class::Modified(Seen {
             hash: B,
             mtime_ns: 1,
+            future: false,
         });
         let push = |l, r| decide(l, r, Direction::Push, Strategy::Newest).action;
         let pull = |l, r| decide(l, r, Direction::Pull, Strategy::Newest).action;
@@ -337,6 +356,7 @@ mod tests {
         let n = Class::Modified(Seen {
             hash: C,
             mtime_ns: 9,
+            future: false,
         });
         assert_eq!(
             decide(m, n, Direction::Push, Strategy::Manual).action,

@@ -64,6 +64,9 @@ pub async fn apply_sqlite(cx: &Ctx, item: &Item, action: Action) -> Applied {
     if let Err(e) = snapshot::snapshot(&src, &temp).await {
         return Applied::Failed(e.to_string());
     }
+    if to_remote {
+        fsops::set_writer(&temp, &spec.host);
+    }
     let cx2 = cx.clone();
     let item = item.clone();
     let dest2 = dest.clone();

@@ -209,6 +209,7 @@ async fn run_inner(
         &held,
         report.direction,
         report.strategy,
+        super::scan::now_ns(),
     );
     drop(held);
     report.unresolved.extend(plan.unresolved);

@@ -692,8 +692,9 @@ pub fn parse_backup_name(rel: &str) -> Option<(String, SystemTime)> {
     Some((orig.to_string(), parse_stamp(&st)?))
 }
 
-/// `NAME.conflict-YYYYMMDD-HHMMSS-FROM.EXT` beside `rel`: the other side's version of a
-/// conflict kept by the manual strategy.
+/// `NAME.conflict-YYYYMMDD-HHMMSS-HOST.EXT` beside `rel`: a version of a conflict kept by the
+/// manual strategy, HOST naming the host whose version it holds. A name that would be longer
+/// than [`NAME_MAX`] has its stem (then its extension) shortened to fit.
 pub fn conflict_name(rel: &str, at: SystemTime, from: &str) -> String {
     let (dir, name) = match rel.rsplit_once('/') {
         Some((d, n)) => (format!("{d}/"), n),
@@ -712,8 +713,60 @@ pub fn conflict_name(rel: &str, at: SystemTime, from: &str) -> String {
                 '_'
             }
         })
+        .take(64)
         .collect();
-    format!("{dir}{stem}.conflict-{}-{from}{ext}", stamp(at))
+    let mark = format!(".conflict-{}-{from}", stamp(at));
+    // Room for `-N` (a second conflict in the same second) too.
+    let room = NAME_MAX.saturating_sub(mark.len() + 5);
+    let ext = cut(&ext, room / 2);
+    let stem = cut(stem, room - ext.len());
+    format!("{dir}{stem}{mark}{ext}")
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The extended attribute naming the host whose version a file in a target is (set on what a
+/// run installs there).
+const WRITER_XATTR: &str = "user.metasystem.host";
+
+/// Notes on the file at `path` that `host` wrote it (where the file system keeps extended
+/// attributes; elsewhere nothing is noted).
+pub fn set_writer(path: &Path, host: &str) {
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let _ = rustix::fs::setxattr(
+        path,
+        WRITER_XATTR,
+        host.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    );
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    let _ = (path, host);
+}
+
+/// The host that wrote the file at `path`, when noted ([`set_writer`]).
+pub fn writer_of(path: &Path) -> Option<String> {
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    {
+        let mut buf = [0u8; 128];
+        let n = rustix::fs::getxattr(path, WRITER_XATTR, &mut buf[..]).ok()?;
+        let s = std::str::from_utf8(buf.get(..n)?).ok()?;
+        (!s.is_empty()).then(|| s.to_string())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// Copies (or, for a file of the primary about to be deleted, moves) `src` into the backups
@@ -875,6 +928,26 @@ mod tests {
         assert!(c.starts_with("sub/notes.conflict-20"), "{c}");
         assert!(c.ends_with("-ice_cloud.db"), "{c}");
         assert!(conflict_name("Makefile", at, "h").starts_with("Makefile.conflict-"));
+        // A long name is shortened to fit, on a character boundary, its host kept.
+        let long = format!("d/{}.{}", "é".repeat(120), "x".repeat(30));
+        let c = conflict_name(&long, at, "laptop-0123456789ab");
+        let name = c.strip_prefix("d/").unwrap();
+        assert!(name.len() + 5 <= NAME_MAX, "{}", name.len());
+        assert!(name.contains(".conflict-") && name.contains("-laptop-0123456789ab."));
+    }
+
+    /// The writer noted on a file (an extended attribute) is read back; a file system without
+    /// them notes nothing.
+    #[test]
+    fn the_writer_of_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs::write(&f, "x").unwrap();
+        assert_eq!(writer_of(&f), None);
+        set_writer(&f, "h2-0123456789ab");
+        if let Some(w) = writer_of(&f) {
+            assert_eq!(w, "h2-0123456789ab");
+        }
     }
 
     #[test]

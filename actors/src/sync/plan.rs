@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::classify::{decide, Action, Class, Digest, Direction, Seen, Strategy};
+use super::classify::{decide, Action, Class, Digest, Direction, Seen, Strategy, SKEW_LIMIT_NS};
 use super::items::{side_state, Slot};
 use super::report::{planned, Planned, Refusal, Stop};
 use super::scan::{Meta, Paths};
@@ -51,7 +51,9 @@ pub struct Plan {
 }
 
 /// Decides every item. `held`: paths a side skipped or that collide this run (a conflict
-/// record of theirs is neither settled nor decided). Sets each item's `conflict` and `closes`.
+/// record of theirs is neither settled nor decided); `now_ns`: this host's clock (a time too
+/// far ahead of it is not trusted). Sets each item's `conflict` and `closes`.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     items: &mut [Slot],
     names: &Paths,
@@ -60,6 +62,7 @@ pub fn plan(
     held: &HashSet<&str>,
     direction: Direction,
     strategy: Strategy,
+    now_ns: i64,
 ) -> Plan {
     // At most one step an item: room for that at once (grown by doubling it took 2.1 MB, not
     // 1.6).
@@ -102,6 +105,7 @@ pub fn plan(
             hash.zip(m).map(|(hash, m)| Seen {
                 hash,
                 mtime_ns: m.mtime_ns,
+                future: m.mtime_ns > now_ns.saturating_add(SKEW_LIMIT_NS),
             })
         };
         let lseen = seen(item.lhash(), item.local);
@@ -244,7 +248,16 @@ mod tests {
 
     fn decided(rows: &[(Option<Digest>, Now, Now)], d: Direction, s: Strategy) -> Plan {
         let (mut items, names) = items(rows);
-        plan(&mut items, &names, &Base::new(), &[], &HashSet::new(), d, s)
+        plan(
+            &mut items,
+            &names,
+            &Base::new(),
+            &[],
+            &HashSet::new(),
+            d,
+            s,
+            0,
+        )
     }
 
     /// One path per row: what the plan does with it (`None`: no step).
@@ -289,8 +302,38 @@ mod tests {
             &HashSet::new(),
             Direction::Bidirectional,
             Strategy::Manual,
+            0,
         );
         assert_eq!(p.steps, [(0, KeepBoth)]);
+        assert!(it[0].conflict);
+    }
+
+    /// Under `newest`, a time more than 5 minutes ahead of this host's clock decides nothing:
+    /// both versions are kept, as under `manual`.
+    #[test]
+    fn a_time_from_the_future_is_not_trusted_by_newest() {
+        let now = 1_000_000_000_000;
+        let future = now + SKEW_LIMIT_NS + 1;
+        let rows = [
+            (Some(A), Some((B, future)), Some((C, now))),
+            (Some(A), Some((B, now + 1)), Some((C, now))),
+            (Some(A), Some((B, future)), Some((A, now))), // no conflict: it is copied
+        ];
+        let (mut it, names) = items(&rows);
+        let p = plan(
+            &mut it,
+            &names,
+            &Base::new(),
+            &[],
+            &HashSet::new(),
+            Direction::Bidirectional,
+            Strategy::Newest,
+            now,
+        );
+        assert_eq!(
+            p.steps,
+            [(0, KeepBoth), (1, CopyToRemote), (2, CopyToRemote)]
+        );
         assert!(it[0].conflict);
     }
 
@@ -358,6 +401,7 @@ mod tests {
             &held,
             Direction::Bidirectional,
             Strategy::Newest,
+            0,
         );
         assert_eq!(p.unresolved, ["p0"]);
         // p1: the local side differs from the kept B, the remote is still C: the edit wins.

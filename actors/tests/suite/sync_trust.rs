@@ -452,3 +452,60 @@ async fn hosts_sharing_a_target_converge_after_any_interleaving() {
         }
     }
 }
+
+/// A conflict copy names the host whose version it holds: the one that put it in the
+/// target (noted on the file there), else the target's name.
+#[tokio::test]
+async fn conflict_copies_name_the_host_whose_version_they_hold() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut a = Host::new(&target, "laptop-aaaaaaaaaaaa").await;
+    let mut b = Host::new(&target, "desk-bbbbbbbbbbbb").await;
+    b.spec.strategy = Strategy::Manual;
+    write(&a.local("plan.txt"), b"v0");
+    a.ok().await;
+    b.ok().await;
+    write(&a.local("plan.txt"), b"a's edit");
+    write(&b.local("plan.txt"), b"b's edit");
+    a.ok().await;
+    let r = b.run().await;
+    assert_eq!(r.conflicts.len(), 1, "{r:#?}");
+    let copy = r.conflicts[0].copy.clone().unwrap();
+    let noted = metasystem_actors::sync::fsops::writer_of(&target.join("plan.txt"));
+    let from = if noted.is_some() {
+        "laptop-aaaaaaaaaaaa"
+    } else {
+        "shared"
+    };
+    assert!(
+        copy.starts_with("plan.conflict-") && copy.ends_with(&format!("-{from}.txt")),
+        "{copy}"
+    );
+    assert_eq!(read(&b.local(&copy)), b"a's edit");
+    assert_eq!(read(&b.local("plan.txt")), b"b's edit");
+}
+
+/// Under `newest`, a conflict where one side's time is far ahead of this host's clock keeps
+/// both versions (a clock set wrong on one machine does not win every conflict).
+#[tokio::test]
+async fn a_time_far_in_the_future_keeps_both_versions() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    write(&h.local("f"), b"v0");
+    h.ok().await;
+    write(&h.local("f"), b"mine, now");
+    write(&target.join("f"), b"theirs, from a clock a day ahead");
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(86_400);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(target.join("f"))
+        .unwrap()
+        .set_modified(ahead)
+        .unwrap();
+    let r = h.run().await;
+    assert_eq!(r.conflicts.len(), 1, "{r:#?}");
+    let copy = r.conflicts[0].copy.clone().expect("both kept");
+    assert_eq!(read(&h.local("f")), b"mine, now");
+    assert_eq!(read(&h.local(&copy)), b"theirs, from a clock a day ahead");
+}
