@@ -42,6 +42,11 @@ pub enum Applied {
         copy: String,
         conflict: ConflictRow,
     },
+    /// Permission bits set (`kept`: the file system kept them).
+    Chmod {
+        kept: bool,
+        change: BaseChange,
+    },
     Deferred(String),
     Failed(String),
     /// A database: copied through a snapshot (async), after the plain files.
@@ -215,6 +220,8 @@ fn apply_plain(cx: &Ctx, item: &Item, action: Action, dur: &fsops::Durability) -
         Action::DeleteRemote => delete(cx, item, &rpath, false),
         Action::DeleteLocal => delete(cx, item, &lpath, true),
         Action::KeepBoth => keep_both(cx, item, &rpath),
+        Action::ChmodRemote => chmod(cx, item, &rpath, true),
+        Action::ChmodLocal => chmod(cx, item, &lpath, false),
         Action::Nothing | Action::Pending(_) => {
             return Step::Done(Applied::Deferred(String::new()))
         }
@@ -517,6 +524,45 @@ fn delete(cx: &Ctx, item: &Item, path: &Path, local: bool) -> io::Result<Applied
     Ok(Applied::Deleted {
         remote: !local,
         change: BaseChange::Forget(item.rel.to_string()),
+    })
+}
+
+/// A chmod alone synced: `path` (the target's file when `remote`) gets the other side's
+/// permission bits, if it is still what the scan saw; the base records both sides as a stat
+/// shows them after (a file system that keeps no modes keeps its own: recorded as it is, so
+/// nothing is tried again until a side changes).
+fn chmod(cx: &Ctx, item: &Item, path: &Path, remote: bool) -> io::Result<Applied> {
+    use std::os::unix::fs::PermissionsExt;
+    let (Some(l), Some(r), Some(lh), Some(rh)) =
+        (item.local, item.remote, item.lhash(), item.rhash())
+    else {
+        return Ok(Applied::Deferred("changed during the run".into()));
+    };
+    let (from, now) = if remote { (l, r) } else { (r, l) };
+    if !fsops::unchanged(path, Some(now))? {
+        return Ok(Applied::Deferred(format!(
+            "{} changed during the run",
+            path.display()
+        )));
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(from.mode))?;
+    let after = scan::meta_on(path, cx.stable(remote))?;
+    let Some(after) = after else {
+        return Ok(Applied::Deferred(format!(
+            "{} vanished during the run",
+            path.display()
+        )));
+    };
+    let (l, r) = if remote { (l, after) } else { (after, r) };
+    Ok(Applied::Chmod {
+        kept: after.mode == from.mode,
+        change: BaseChange::Put(
+            item.rel.to_string(),
+            BaseEntry {
+                local: side_state(lh, l),
+                remote: side_state(rh, r),
+            },
+        ),
     })
 }
 

@@ -133,6 +133,11 @@ pub enum Action {
     KeepBoth,
     /// A change on the side this direction does not take from: left alone, reported pending.
     Pending(Side),
+    /// The contents are the same and one side's permission bits changed (a chmod): the
+    /// remote file gets the local one's mode.
+    ChmodRemote,
+    /// The mirror image: the local file gets the remote one's mode.
+    ChmodLocal,
 }
 
 /// The decision, and whether it settled a conflict (for the report).

@@ -201,10 +201,16 @@ fn copy_file(
                 return Ok(None);
             }
         }
-        let mut to = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
+        // Created readable by its owner alone, whatever the umask: never wider than its
+        // source, whose permission bits it gets once written.
+        let mut to = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)?
+        };
         let mut h = Sha256::new();
         let mut total = 0u64;
         if first > 0 {
@@ -231,6 +237,12 @@ fn copy_file(
         }
         let from_md = from.metadata()?;
         let source = (from_md.len(), super::scan::mtime_ns(&from_md));
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The permission bits only: never set-user-id, set-group-id or sticky.
+            let mode = from_md.permissions().mode() & 0o777;
+            to.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
         to.set_modified(time_of(mtime_ns))?;
         let md = to.metadata()?;
         let dev = match dur {

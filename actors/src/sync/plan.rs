@@ -5,7 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::classify::{decide, Action, Class, Digest, Direction, Seen, Strategy, SKEW_LIMIT_NS};
+use super::classify::{
+    decide, Action, Class, Digest, Direction, Seen, Side, Strategy, SKEW_LIMIT_NS,
+};
 use super::items::{side_state, Slot};
 use super::report::{planned, Planned, Refusal, Stop};
 use super::scan::{Meta, Paths};
@@ -139,11 +141,19 @@ pub fn plan(
                 }
             }
         }
-        // Touched only (time changed, contents not): the base learns the new time.
+        // Touched only (time changed, contents not): the base learns the new time; a chmod
+        // is synced.
         if let (Some(b), Class::Unchanged, Class::Unchanged) =
             (item.base.as_deref().copied(), lc, rc)
         {
             if let (Some(l), Some(r)) = (item.local, item.remote) {
+                if let Some(a) = chmod(&b, &l, &r, direction) {
+                    match a {
+                        Action::Pending(_) => out.pending.push(planned(rel, a, lc, rc)),
+                        _ => out.steps.push((index, a)),
+                    }
+                    continue;
+                }
                 let e = BaseEntry {
                     local: side_state(b.local.hash, l),
                     remote: side_state(b.remote.hash, r),
@@ -162,6 +172,29 @@ pub fn plan(
         }
     }
     out
+}
+
+/// A chmod to sync, for a path whose contents are unchanged on both sides (`b` its base, `l`
+/// and `r` its sides now): the side whose permission bits changed since the base gives them
+/// to the other (both changed: the local side's, as the direction allows). A base without
+/// modes (recorded before they were) only learns them.
+fn chmod(b: &BaseEntry, l: &Meta, r: &Meta, direction: Direction) -> Option<Action> {
+    if l.mode == r.mode || b.local.mode == 0 || b.remote.mode == 0 {
+        return None;
+    }
+    let (lch, rch) = (l.mode != b.local.mode, r.mode != b.remote.mode);
+    let (to_remote, to_local) = match direction {
+        Direction::Bidirectional => (Action::ChmodRemote, Action::ChmodLocal),
+        Direction::Push => (Action::ChmodRemote, Action::Pending(Side::Remote)),
+        Direction::Pull => (Action::Pending(Side::Local), Action::ChmodLocal),
+    };
+    match (lch, rch) {
+        (false, false) => None,
+        (true, false) => Some(to_remote),
+        (false, true) => Some(to_local),
+        (true, true) if direction == Direction::Pull => Some(to_local),
+        (true, true) => Some(to_remote),
+    }
 }
 
 /// The guard on mass deletion: a plan that deletes more than `max_delete` (a share) of the
@@ -415,6 +448,55 @@ mod tests {
         let mut closing = p.closing.clone();
         closing.sort();
         assert_eq!(closing, [(4, Closed::Edited), (5, Closed::Gone)]);
+    }
+
+    /// A chmod alone: the side that changed gives its mode to the other, as the direction
+    /// allows; a base recorded without modes only learns them.
+    #[test]
+    fn the_side_whose_mode_changed_gives_it() {
+        use Direction::*;
+        let m = |mode| Meta { mode, ..meta(1) };
+        let base = |l, r| BaseEntry {
+            local: SideState { mode: l, ..side(A) },
+            remote: SideState { mode: r, ..side(A) },
+        };
+        let cases = [
+            (
+                base(0o644, 0o644),
+                0o600,
+                0o644,
+                Bidirectional,
+                Some(ChmodRemote),
+            ),
+            (
+                base(0o644, 0o644),
+                0o644,
+                0o755,
+                Bidirectional,
+                Some(ChmodLocal),
+            ),
+            (
+                base(0o644, 0o644),
+                0o600,
+                0o755,
+                Bidirectional,
+                Some(ChmodRemote),
+            ),
+            (base(0o644, 0o644), 0o600, 0o755, Pull, Some(ChmodLocal)),
+            (
+                base(0o644, 0o644),
+                0o644,
+                0o755,
+                Push,
+                Some(Pending(Side::Remote)),
+            ),
+            (base(0o644, 0o644), 0o600, 0o600, Bidirectional, None),
+            (base(0, 0), 0o600, 0o644, Bidirectional, None),
+            (base(0o644, 0o600), 0o644, 0o600, Bidirectional, None),
+        ];
+        for (i, (b, l, r, d, want)) in cases.into_iter().enumerate() {
+            assert_eq!(chmod(&b, &m(l), &m(r), d), want, "case {i}");
+        }
     }
 
     #[test]

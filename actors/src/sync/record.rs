@@ -121,6 +121,19 @@ impl<'a> Record<'a> {
                     copy: Some(copy),
                 });
             }
+            Applied::Chmod { kept, change } => {
+                if kept {
+                    report.modes += 1;
+                } else {
+                    report.skipped.push((
+                        item.rel.to_string(),
+                        "permissions not kept by the other side's file system (recorded as they \
+                     are)"
+                            .into(),
+                    ));
+                }
+                self.changes.push(change);
+            }
             Applied::Deferred(why) if why.is_empty() => {}
             Applied::Deferred(why) => report.deferred.push((item.rel.into(), why)),
             Applied::Failed(why) => report.errors.push((item.rel.into(), why)),

@@ -88,6 +88,9 @@ pub struct RunReport {
     pub deleted_local: usize,
     /// Paths found the same on both sides and recorded (no copy).
     pub agreed: usize,
+    /// Permission bits set on the other side (a chmod alone).
+    #[serde(default)]
+    pub modes: usize,
     pub bytes: u64,
     pub backups: usize,
     pub backups_pruned: usize,
@@ -149,6 +152,7 @@ impl RunReport {
             deleted_remote: 0,
             deleted_local: 0,
             agreed: 0,
+            modes: 0,
             bytes: 0,
             backups: 0,
             backups_pruned: 0,
@@ -236,6 +240,8 @@ pub(super) fn action_name(a: Action) -> &'static str {
         Action::DeleteLocal => "delete on the primary (backed up)",
         Action::KeepBoth => "conflict: keep both",
         Action::Pending(Side::Local) => "pending on the primary",
+        Action::ChmodRemote => "set the permissions on the target",
+        Action::ChmodLocal => "set the permissions on the primary",
         Action::Pending(Side::Remote) => "pending on the target",
     }
 }

@@ -111,6 +111,24 @@ pub async fn snapshot(src: &Path, temp: &Path) -> Result<(), SnapshotError> {
             src.display()
         )));
     }
+    // The copy gets the source's permission bits (SQLite made it with the umask's): never
+    // wider than its source.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = tokio::fs::metadata(src)
+            .await
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0o600);
+        if let Err(e) =
+            tokio::fs::set_permissions(temp, std::fs::Permissions::from_mode(mode)).await
+        {
+            let _ = tokio::fs::remove_file(temp).await;
+            return Err(SnapshotError::Io(format!(
+                "cannot set the permissions of {}: {e}",
+                temp.display()
+            )));
+        }
+    }
     if let Err(e) = integrity(temp).await {
         let mut aside = temp.as_os_str().to_owned();
         aside.push(".damaged");

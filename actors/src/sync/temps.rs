@@ -93,6 +93,8 @@ impl Temps {
 
 /// The nonce of a temp name, if it is one (`.msync-` 16 hex `-` 8 hex `.tmp`).
 pub fn nonce_of(name: &str) -> Option<&str> {
+    // A snapshot that failed its check is kept aside for a while as `TEMP.damaged`.
+    let name = name.strip_suffix(".damaged").unwrap_or(name);
     let rest = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
     let (nonce, seq) = rest.split_once('-')?;
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());

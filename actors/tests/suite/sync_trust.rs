@@ -509,3 +509,44 @@ async fn a_time_far_in_the_future_keeps_both_versions() {
     assert_eq!(read(&h.local("f")), b"mine, now");
     assert_eq!(read(&h.local(&copy)), b"theirs, from a clock a day ahead");
 }
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Regression: a 0600 key arrived as 0644, and a chmod alone never synced. Mode bits sync
+/// both ways, and a copy is never wider than its source, not even for a moment.
+#[tokio::test]
+async fn permissions_sync_and_a_copy_is_never_wider_than_its_source() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    write(&h.local("id_ed25519"), b"secret");
+    set_mode(&h.local("id_ed25519"), 0o600);
+    write(&h.local("run.sh"), b"#!/bin/sh\n");
+    set_mode(&h.local("run.sh"), 0o755);
+    h.ok().await;
+    assert_eq!(mode_of(&target.join("id_ed25519")), 0o600);
+    assert_eq!(mode_of(&target.join("run.sh")), 0o755);
+    // A chmod alone, on either side.
+    set_mode(&h.local("run.sh"), 0o700);
+    set_mode(&target.join("id_ed25519"), 0o400);
+    let r = h.ok().await;
+    assert_eq!(r.modes, 2, "{r:#?}");
+    assert_eq!(r.files_changed(), 0);
+    assert_eq!(mode_of(&target.join("run.sh")), 0o700);
+    assert_eq!(mode_of(&h.local("id_ed25519")), 0o400);
+    assert_eq!(h.ok().await.modes, 0);
+    // An edit replaces the file with the source's mode.
+    write(&target.join("id_ed25519"), b"new secret");
+    set_mode(&target.join("id_ed25519"), 0o600);
+    h.ok().await;
+    assert_eq!(read(&h.local("id_ed25519")), b"new secret");
+    assert_eq!(mode_of(&h.local("id_ed25519")), 0o600);
+}
