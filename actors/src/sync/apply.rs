@@ -317,7 +317,7 @@ fn stage_copy(
         };
         if to_remote {
             // Whose version this is, for a conflict copy another host may make of it.
-            fsops::set_writer(&copy.temp, &spec.host);
+            fsops::set_writer(&copy.temp, &spec.host, sm.mtime_ns);
         }
         // What was copied is what the scan saw: the hash taken before, or (unhashed) the
         // source's size and time once read, as the quick check does.
@@ -575,7 +575,7 @@ fn keep_both(cx: &Ctx, item: &Item, rpath: &Path) -> io::Result<Applied> {
     // the target when noted, else the target (a version written there by hand, or by a
     // version of this tool that did not note it). A second conflict on the same path in the
     // same second gets `-2`, `-3`... after the name.
-    let from = fsops::writer_of(rpath).unwrap_or_else(|| spec.name.clone());
+    let from = fsops::writer_of(rpath, rm.mtime_ns).unwrap_or_else(|| spec.name.clone());
     let mut copy_rel = fsops::conflict_name(&item.rel, at, &from);
     let mut n = 2;
     while n < 1000 && std::fs::symlink_metadata(spec.primary.join(&copy_rel)).is_ok() {

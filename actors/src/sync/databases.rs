@@ -65,7 +65,7 @@ pub async fn apply_sqlite(cx: &Ctx, item: &Item, action: Action) -> Applied {
         return Applied::Failed(e.to_string());
     }
     if to_remote {
-        fsops::set_writer(&temp, &spec.host);
+        fsops::set_writer(&temp, &spec.host, sm.mtime_ns);
     }
     let cx2 = cx.clone();
     let item = item.clone();

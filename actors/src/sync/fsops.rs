@@ -751,32 +751,35 @@ fn cut(s: &str, max: usize) -> &str {
 /// run installs there).
 const WRITER_XATTR: &str = "user.metasystem.host";
 
-/// Notes on the file at `path` that `host` wrote it (where the file system keeps extended
-/// attributes; elsewhere nothing is noted).
-pub fn set_writer(path: &Path, host: &str) {
+/// Notes on the file at `path` that `host` wrote it with the modification time `mtime_ns`
+/// (where the file system keeps extended attributes; elsewhere nothing is noted).
+pub fn set_writer(path: &Path, host: &str, mtime_ns: i64) {
+    let value = format!("{host} {mtime_ns}");
     #[cfg(any(target_os = "linux", target_os = "macos"))]
     let _ = rustix::fs::setxattr(
         path,
         WRITER_XATTR,
-        host.as_bytes(),
+        value.as_bytes(),
         rustix::fs::XattrFlags::empty(),
     );
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-    let _ = (path, host);
+    let _ = (path, value);
 }
 
-/// The host that wrote the file at `path`, when noted ([`set_writer`]).
-pub fn writer_of(path: &Path) -> Option<String> {
+/// The host that wrote the file at `path`, when noted ([`set_writer`]) and the file still
+/// has the time it was written with (an edit in place keeps the attribute, not the time).
+pub fn writer_of(path: &Path, mtime_ns: i64) -> Option<String> {
     #[cfg(any(target_os = "linux", target_os = "macos"))]
     {
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; 160];
         let n = rustix::fs::getxattr(path, WRITER_XATTR, &mut buf[..]).ok()?;
         let s = std::str::from_utf8(buf.get(..n)?).ok()?;
-        (!s.is_empty()).then(|| s.to_string())
+        let (host, at) = s.rsplit_once(' ')?;
+        (at.parse::<i64>().ok()? == mtime_ns && !host.is_empty()).then(|| host.to_string())
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
-        let _ = path;
+        let _ = (path, mtime_ns);
         None
     }
 }
@@ -955,10 +958,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("f");
         fs::write(&f, "x").unwrap();
-        assert_eq!(writer_of(&f), None);
-        set_writer(&f, "h2-0123456789ab");
-        if let Some(w) = writer_of(&f) {
+        let mtime = |f: &Path| super::super::scan::meta_of(f).unwrap().unwrap().mtime_ns;
+        assert_eq!(writer_of(&f, mtime(&f)), None);
+        set_writer(&f, "h2-0123456789ab", mtime(&f));
+        if let Some(w) = writer_of(&f, mtime(&f)) {
             assert_eq!(w, "h2-0123456789ab");
+            // Edited in place since (another time): no longer known.
+            assert_eq!(writer_of(&f, mtime(&f) + 1), None);
         }
     }
 

@@ -471,7 +471,14 @@ async fn conflict_copies_name_the_host_whose_version_they_hold() {
     let r = b.run().await;
     assert_eq!(r.conflicts.len(), 1, "{r:#?}");
     let copy = r.conflicts[0].copy.clone().unwrap();
-    let noted = metasystem_actors::sync::fsops::writer_of(&target.join("plan.txt"));
+    let mtime = fs::metadata(target.join("plan.txt"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let noted = metasystem_actors::sync::fsops::writer_of(&target.join("plan.txt"), mtime);
     let from = if noted.is_some() {
         "laptop-aaaaaaaaaaaa"
     } else {
