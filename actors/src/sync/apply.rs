@@ -18,7 +18,7 @@ use super::fsops::{self, InstallError};
 use super::items::{side_state, Item, Slot};
 use super::record::Record;
 use super::report::{RunReport, Stop};
-use super::scan::{self, Meta, Paths};
+use super::scan::{self, Meta, Paths, FOLDER_HASH};
 use super::temps::Temps;
 use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow};
 use crate::store::unix_ms;
@@ -36,6 +36,8 @@ pub enum Applied {
     },
     Deleted {
         remote: bool,
+        /// Whether a backup was taken (an empty folder has none).
+        backup: bool,
         change: BaseChange,
     },
     Kept {
@@ -189,6 +191,9 @@ fn apply_plain(cx: &Ctx, item: &Item, action: Action, dur: &fsops::Durability) -
     let rpath = spec.target.join(&*item.rel);
     let done =
         |r: io::Result<Applied>| Step::Done(r.unwrap_or_else(|e| Applied::Failed(describe(&e))));
+    if item.local.or(item.remote).is_some_and(|m| m.dir) {
+        return done(folder(item, action, &lpath, &rpath));
+    }
     let r = match action {
         Action::Agree => {
             let (Some(l), Some(r), Some(lh), Some(rh)) =
@@ -212,6 +217,7 @@ fn apply_plain(cx: &Ctx, item: &Item, action: Action, dur: &fsops::Durability) -
         Action::Forget => {
             return Step::Done(Applied::Deleted {
                 remote: false,
+                backup: false,
                 change: BaseChange::Forget(item.rel.to_string()),
             })
         }
@@ -521,9 +527,110 @@ fn delete(cx: &Ctx, item: &Item, path: &Path, local: bool) -> io::Result<Applied
             Err(InstallError::Io(e)) => return Err(e),
         }
     }
+    let (root, other) = if local {
+        (&cx.spec.primary, &cx.spec.target)
+    } else {
+        (&cx.spec.target, &cx.spec.primary)
+    };
+    remove_emptied_folders(root, other, &item.rel);
     Ok(Applied::Deleted {
         remote: !local,
+        backup: true,
         change: BaseChange::Forget(item.rel.to_string()),
+    })
+}
+
+/// After a deletion of `rel` under `root`: each folder above it, deepest first, that the
+/// deletion left empty and that the other side (`other`) no longer has is removed (a folder
+/// deleted on one side goes on the other once the sync has emptied it). A folder the other
+/// side still has, even empty, stays: it is synced as an empty folder.
+fn remove_emptied_folders(root: &Path, other: &Path, rel: &str) {
+    let mut dir = rel;
+    while let Some((parent, _)) = dir.rsplit_once('/') {
+        if other.join(parent).exists() || std::fs::remove_dir(root.join(parent)).is_err() {
+            return;
+        }
+        dir = parent;
+    }
+}
+
+/// A step of an empty folder (`rel` ends in `/`): created where it is not (with its mode),
+/// removed where it was deleted from the other side (if still empty), recorded.
+fn folder(item: &Item, action: Action, lpath: &Path, rpath: &Path) -> io::Result<Applied> {
+    use std::os::unix::fs::PermissionsExt;
+    let rel = item.rel.to_string();
+    let entry = |l: Meta, r: Meta| {
+        BaseChange::Put(
+            rel.clone(),
+            BaseEntry {
+                local: side_state(FOLDER_HASH, l),
+                remote: side_state(FOLDER_HASH, r),
+            },
+        )
+    };
+    let made = |src: Option<Meta>, dest: &Path| -> io::Result<Meta> {
+        std::fs::create_dir_all(dest)?;
+        if let Some(m) = src.filter(|m| m.mode != 0) {
+            let _ = std::fs::set_permissions(dest, std::fs::Permissions::from_mode(m.mode));
+        }
+        Ok(Meta::folder(&std::fs::symlink_metadata(dest)?))
+    };
+    let (l, r) = (item.local, item.remote);
+    Ok(match action {
+        Action::CopyToRemote => {
+            let r = made(l, rpath)?;
+            Applied::Copied {
+                to_remote: true,
+                bytes: 0,
+                backup: false,
+                change: entry(l.unwrap_or(r), r),
+            }
+        }
+        Action::CopyToLocal => {
+            let l = made(r, lpath)?;
+            Applied::Copied {
+                to_remote: false,
+                bytes: 0,
+                backup: false,
+                change: entry(l, r.unwrap_or(l)),
+            }
+        }
+        Action::Agree => match (l, r) {
+            (Some(l), Some(r)) => Applied::Copied {
+                to_remote: false,
+                bytes: 0,
+                backup: false,
+                change: entry(l, r),
+            },
+            _ => Applied::Deferred("changed during the run".into()),
+        },
+        Action::DeleteRemote | Action::DeleteLocal => {
+            let remote = action == Action::DeleteRemote;
+            let path = if remote { rpath } else { lpath };
+            match std::fs::remove_dir(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // Something was put in it since: kept, its contents sync.
+                Err(_) if path.is_dir() => {
+                    return Ok(Applied::Deferred(format!(
+                        "{} is not empty any more",
+                        path.display()
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+            Applied::Deleted {
+                remote,
+                backup: false,
+                change: BaseChange::Forget(rel),
+            }
+        }
+        Action::Forget => Applied::Deleted {
+            remote: false,
+            backup: false,
+            change: BaseChange::Forget(rel),
+        },
+        _ => Applied::Deferred(String::new()),
     })
 }
 

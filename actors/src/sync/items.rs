@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use super::classify::Digest;
 use super::plan::Closed;
 use super::report::RunReport;
-use super::scan::{self, Listing, Meta, Paths};
+use super::scan::{self, Listing, Meta, Paths, FOLDER_HASH};
 use crate::store::sync::{Base, BaseEntry, SideState};
 
 /// A path with both sides, its base and its decision. Held by the run as a [`Slot`] (96
@@ -139,8 +139,8 @@ pub fn merge(
         if unseen(rel) {
             return None;
         }
-        let lhash = quick(b.as_ref().map(|b| &b.local), l.as_ref());
-        let rhash = quick(b.as_ref().map(|b| &b.remote), r.as_ref());
+        let lhash = known(b.as_ref().map(|b| &b.local), l.as_ref());
+        let rhash = known(b.as_ref().map(|b| &b.remote), r.as_ref());
         if b.is_some() && lhash.is_some() && rhash.is_some() {
             return None; // unchanged on both sides
         }
@@ -148,13 +148,13 @@ pub fn merge(
     };
     // Counted first, so the items take the room they need and no more: grown by doubling, a
     // first copy's 100k items took a third more than they used.
-    let count = union(local, remote, base)
+    let count = sides(local, remote, base)
         .filter(|&(rel, l, r, b)| needs(rel, l, r, b).is_some())
         .count();
     let mut items = Vec::with_capacity(count);
     // The items' paths, packed.
     let mut names = Paths::default();
-    for (rel, l, r, b) in union(local, remote, base) {
+    for (rel, l, r, b) in sides(local, remote, base) {
         // Only names on disk can collide: a path only the base still has (gone from both
         // sides, e.g. the old name of a case-only rename made on both) is forgotten, never
         // held back as colliding (which kept the new name unsynced for good).
@@ -182,7 +182,7 @@ pub fn merge(
         // their folded forms.
         let mut groups: HashMap<String, Vec<&str>> = HashMap::new();
         for (rel, ..) in
-            union(local, remote, base).filter(|(_, l, r, _)| l.is_some() || r.is_some())
+            sides(local, remote, base).filter(|(_, l, r, _)| l.is_some() || r.is_some())
         {
             if repeated.contains(&folds.hash(rel)) {
                 groups.entry(scan::fold(rel)).or_default().push(rel);
@@ -203,6 +203,43 @@ pub fn merge(
     }
     names.shrink_to_fit();
     (items, names)
+}
+
+/// A side's hash when it is known without reading: an empty folder's stands for it; a file's
+/// when the quick check passes.
+fn known(base: Option<&SideState>, now: Option<&Meta>) -> Option<Digest> {
+    match now {
+        Some(m) if m.dir => Some(FOLDER_HASH),
+        _ => quick(base, now),
+    }
+}
+
+/// [`union`], with an empty folder of the base (`NAME/`) that a side no longer lists because
+/// it holds something now counted as there on that side: a folder that filled is not a
+/// folder deleted.
+fn sides<'a>(
+    local: &'a Listing,
+    remote: &'a Listing,
+    base: &'a Base,
+) -> impl Iterator<Item = (&'a str, Option<Meta>, Option<Meta>, Option<BaseEntry>)> + 'a {
+    union(local, remote, base).map(move |(rel, l, r, b)| {
+        if !rel.ends_with('/') {
+            return (rel, l, r, b);
+        }
+        let held = |side: &Listing| {
+            let i = side.paths.find(rel).unwrap_or_else(|i| i);
+            (i < side.paths.len() && side.paths.get(i).starts_with(rel)).then(|| Meta {
+                dir: true,
+                ..Meta::default()
+            })
+        };
+        (
+            rel,
+            l.or_else(|| held(local)),
+            r.or_else(|| held(remote)),
+            b,
+        )
+    })
 }
 
 /// Every path of the two listings and the base (all sorted), in order, each once: the path,

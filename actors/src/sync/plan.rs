@@ -179,7 +179,7 @@ pub fn plan(
 /// to the other (both changed: the local side's, as the direction allows). A base without
 /// modes (recorded before they were) only learns them.
 fn chmod(b: &BaseEntry, l: &Meta, r: &Meta, direction: Direction) -> Option<Action> {
-    if l.mode == r.mode || b.local.mode == 0 || b.remote.mode == 0 {
+    if l.dir || r.dir || l.mode == r.mode || b.local.mode == 0 || b.remote.mode == 0 {
         return None;
     }
     let (lch, rch) = (l.mode != b.local.mode, r.mode != b.remote.mode);

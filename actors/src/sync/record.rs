@@ -93,15 +93,17 @@ impl<'a> Record<'a> {
                 report.backups += usize::from(backup);
                 self.changes.push(change);
             }
-            Applied::Deleted { remote, change } => {
+            Applied::Deleted {
+                remote,
+                backup,
+                change,
+            } => {
                 match action {
                     Action::Forget => {}
                     _ if remote => report.deleted_remote += 1,
                     _ => report.deleted_local += 1,
                 }
-                if action != Action::Forget {
-                    report.backups += 1;
-                }
+                report.backups += usize::from(backup);
                 self.changes.push(change);
             }
             Applied::Kept { copy, conflict } => {

@@ -45,7 +45,12 @@ pub struct Meta {
     /// at, so a write of the same size in the same clock tick would leave its size, time and
     /// stamp as they are. Never trusted by the quick check, nor recorded as trusted.
     pub racy: bool,
+    /// An empty folder (listed as `NAME/`): created and removed, never read.
+    pub dir: bool,
 }
+
+/// What stands for an empty folder's contents in the base and the decisions.
+pub const FOLDER_HASH: [u8; 32] = [0xD1; 32];
 
 /// The coarsest timestamp granularity a synced file system may have (FAT's 2 s): a file whose
 /// modification time is this close to when it was looked at is racily clean.
@@ -91,6 +96,18 @@ impl Meta {
             live_wal: false,
             dataless: dataless(md),
             racy: mtime_ns >= seen_ns.saturating_sub(GRANULARITY_NS),
+            dir: false,
+        }
+    }
+
+    /// An empty folder as `md` shows it: its mode; no size, time or stamp (a folder's time
+    /// changes with what is in it; it is never read).
+    pub fn folder(md: &std::fs::Metadata) -> Meta {
+        use std::os::unix::fs::PermissionsExt;
+        Meta {
+            mode: md.permissions().mode() & 0o7777,
+            dir: true,
+            ..Meta::default()
         }
     }
 
@@ -425,6 +442,8 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
 
 /// A folder being walked: its entries not looked at yet, the next one last.
 struct Frame {
+    /// Whether every entry was read (none skipped as unreadable).
+    read_all: bool,
     prefix: String,
     rest: Vec<(String, std::fs::DirEntry, std::fs::FileType)>,
 }
@@ -441,7 +460,9 @@ fn walk(
     prefix: String,
 ) {
     let mut stack: Vec<Frame> = Vec::new();
-    stack.extend(open(out, &dir, prefix));
+    let frame = open(out, &dir, prefix);
+    empty_folder(out, sel, &dir, frame.as_ref());
+    stack.extend(frame);
     while let Some(top) = stack.last_mut() {
         let Some((name, entry, ft)) = top.rest.pop() else {
             stack.pop();
@@ -457,7 +478,9 @@ fn walk(
             // A folder never synced (the daemon's own state dir inside the primary) or
             // excluded is not read at all: what is in it cannot matter, not even as unreadable.
             if !sel.never.iter().any(|p| under(&rel, p)) && !sel.excludes_folder(&rel) {
-                let frame = open(out, &entry.path(), rel);
+                let path = entry.path();
+                let frame = open(out, &path, rel);
+                empty_folder(out, sel, &path, frame.as_ref());
                 stack.extend(frame);
             }
             continue;
@@ -486,12 +509,14 @@ fn open(out: &mut Listing, dir: &Path, prefix: String) -> Option<Frame> {
         }
     };
     let mut rest = Vec::new();
+    let mut read_all = true;
     for entry in entries {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
                 out.skipped
                     .push((at(&prefix), format!("{UNREADABLE}: {}: {e}", dir.display())));
+                read_all = false;
                 break;
             }
         };
@@ -508,12 +533,32 @@ fn open(out: &mut Listing, dir: &Path, prefix: String) -> Option<Frame> {
                 };
                 out.skipped
                     .push((rel, format!("{UNREADABLE}: cannot stat: {e}")));
+                read_all = false;
             }
         }
     }
     // Last first: the walk pops the next entry off the end.
     rest.sort_unstable_by(|a, b| walk_key(&b.0, b.2.is_dir()).cmp(walk_key(&a.0, a.2.is_dir())));
-    Some(Frame { prefix, rest })
+    Some(Frame {
+        read_all,
+        prefix,
+        rest,
+    })
+}
+
+/// An empty folder (not the root) is listed as `NAME/`, where the walk is (a folder's
+/// entries sort as `NAME/...`): empty folders sync. A folder holding anything, synced or
+/// not, is not listed: its files stand for it.
+fn empty_folder(out: &mut Listing, sel: &Selection, dir: &Path, frame: Option<&Frame>) {
+    let Some(f) = frame else { return };
+    if f.prefix.is_empty() || !f.rest.is_empty() || !f.read_all || !sel.wants_here(&f.prefix) {
+        return;
+    }
+    let Ok(md) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    out.paths.push(&format!("{}/", f.prefix));
+    out.metas.push(Meta::folder(&md));
 }
 
 /// How an entry sorts among its folder's: a folder's name as `NAME/`, so that what is in it

@@ -557,3 +557,61 @@ async fn permissions_sync_and_a_copy_is_never_wider_than_its_source() {
     assert_eq!(read(&h.local("id_ed25519")), b"new secret");
     assert_eq!(mode_of(&h.local("id_ed25519")), 0o600);
 }
+
+fn dirs(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let Ok(e) = e else { continue };
+        if e.file_type().is_dir() {
+            out.push(
+                e.path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Regression: empty folders never synced. They are created on the other side; a folder
+/// removed on one side goes on the other once the sync has emptied it; a folder whose files
+/// were deleted but which was kept stays on both.
+#[tokio::test]
+async fn empty_folders_sync_and_a_folder_emptied_by_a_sync_goes() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    fs::create_dir_all(h.local("inbox/2026")).unwrap();
+    fs::create_dir_all(h.local("empty")).unwrap();
+    write(&h.local("proj/src/main.rs"), b"fn main() {}");
+    write(&h.local("keep/old.txt"), b"old");
+    h.ok().await;
+    assert_eq!(dirs(&target), dirs(&h.spec.primary));
+    assert!(target.join("inbox/2026").is_dir() && target.join("empty").is_dir());
+    // A folder removed whole on one side; another's files deleted but the folder kept; an
+    // empty folder removed on the other side.
+    fs::remove_dir_all(h.local("proj")).unwrap();
+    fs::remove_file(h.local("keep/old.txt")).unwrap();
+    fs::remove_dir(target.join("empty")).unwrap();
+    let r = h.ok().await;
+    // main.rs and old.txt there, the empty folder here.
+    assert_eq!((r.deleted_remote, r.deleted_local), (2, 1), "{r:#?}");
+    assert!(!target.join("proj").exists(), "{:?}", dirs(&target));
+    assert!(target.join("keep").is_dir());
+    assert!(!h.local("empty").exists());
+    assert_eq!(dirs(&target), dirs(&h.spec.primary));
+    // Stable: nothing more to do; a folder that fills up is not a folder deleted.
+    assert_eq!(h.ok().await.files_changed(), 0);
+    write(&target.join("inbox/2026/mail.eml"), b"hi");
+    let r = h.ok().await;
+    assert_eq!(
+        (r.copied_to_local, r.deleted_local, r.deleted_remote),
+        (1, 0, 0),
+        "{r:#?}"
+    );
+    assert_eq!(read(&h.local("inbox/2026/mail.eml")), b"hi");
+}
+
