@@ -213,13 +213,19 @@ fn copy_file(
         };
         let mut h = Sha256::new();
         let mut total = 0u64;
-        if first > 0 {
+        let md = from.metadata()?;
+        if is_sparse(&md) {
+            // Holes stay holes: only the data is read and written (what was read for the
+            // header is read again).
+            total = copy_sparse(&mut from, &mut to, &mut h, buf, md.len())?;
+            first = 0;
+        } else if first > 0 {
             h.update(&buf[..first]);
             to.write_all(&buf[..first])?;
             total += first as u64;
         }
         // A large file (its first chunk full, its size past LARGE): hashed on a second thread.
-        if (first == buf.len() || !detect_sqlite) && from.metadata()?.len() >= LARGE {
+        if (first == buf.len() || !detect_sqlite) && md.len() >= LARGE && !is_sparse(&md) {
             let (hashed, n) = copy_hashing(&mut from, &mut to, h)?;
             h = hashed;
             total += n;
@@ -270,6 +276,96 @@ fn copy_file(
             let _ = fs::remove_file(&temp);
             Err(e)
         }
+    }
+}
+
+/// Whether the file `md` describes has holes: fewer blocks than its size needs.
+fn is_sparse(md: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    md.len() > 0 && md.blocks().saturating_mul(512) < md.len()
+}
+
+/// Copies `len` bytes of `from` (which has holes) to `to` keeping the holes: each data range
+/// (`SEEK_DATA` to `SEEK_HOLE`) is read and written at its offset, the holes are skipped (and
+/// hashed as the zeros they read as), the end is set by the length. Answers the bytes the
+/// copy holds (`len`).
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+fn copy_sparse(
+    from: &mut File,
+    to: &mut File,
+    h: &mut Sha256,
+    buf: &mut [u8],
+    len: u64,
+) -> io::Result<u64> {
+    use rustix::fs::{seek, SeekFrom};
+    use std::io::{Seek, SeekFrom as StdSeek};
+    let zeros = [0u8; 4096];
+    let hash_zeros = |h: &mut Sha256, mut n: u64| {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64) as usize;
+            h.update(&zeros[..k]);
+            n -= k as u64;
+        }
+    };
+    let mut at = 0u64;
+    while at < len {
+        let data = match seek(&*from, SeekFrom::Data(at)) {
+            Ok(d) => d,
+            // No data after `at`: the rest is a hole.
+            Err(e) if e == rustix::io::Errno::NXIO => len,
+            Err(e) => return Err(e.into()),
+        };
+        let data = data.min(len);
+        hash_zeros(h, data - at);
+        if data >= len {
+            break;
+        }
+        let hole = seek(&*from, SeekFrom::Hole(data))
+            .map_err(io::Error::from)?
+            .min(len);
+        from.seek(StdSeek::Start(data))?;
+        to.seek(StdSeek::Start(data))?;
+        let mut left = hole - data;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = match from.read(&mut buf[..want]) {
+                Ok(0) => return Err(io::Error::other("the file shrank while it was copied")),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            h.update(&buf[..n]);
+            to.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        at = hole;
+    }
+    to.set_len(len)?;
+    // Whatever follows is read from the end, as a plain copy would.
+    from.seek(StdSeek::Start(len))?;
+    to.seek(StdSeek::Start(len))?;
+    Ok(len)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn copy_sparse(
+    from: &mut File,
+    to: &mut File,
+    h: &mut Sha256,
+    buf: &mut [u8],
+    _len: u64,
+) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    from.seek(SeekFrom::Start(0))?;
+    let mut total = 0;
+    loop {
+        let n = from.read(buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        h.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+        total += n as u64;
     }
 }
 
