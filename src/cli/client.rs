@@ -524,6 +524,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             pull,
             strategy,
             dry_run,
+            allow_deletes,
         } => Command::Sync {
             target: target.clone(),
             direction: if *push {
@@ -536,6 +537,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             strategy: strategy.clone(),
             dry_run: *dry_run,
             lock_wait_ms: None,
+            allow_deletes: *allow_deletes,
         },
         Cmd::Conflicts {
             action: None,

@@ -391,6 +391,12 @@ pub enum Cmd {
         /// Show what would be done, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Let this one run of TARGET through the guard on mass deletion (`max_delete`): it
+        /// may delete up to N files, and lists each deletion it plans before its summary;
+        /// were it to delete more than N, it stops all the same (saying how many). See the
+        /// plan first with --dry-run.
+        #[arg(long, value_name = "N", requires = "target")]
+        allow_deletes: Option<usize>,
     },
     /// Sync conflicts the manual strategy kept (target, path, when, the conflict copy): the
     /// open ones, or all with --all. `conflicts resolve PATH --keep local|remote|both`

@@ -776,6 +776,18 @@ pub fn sync(out: &mut dyn Write, s: &SyncResult) -> io::Result<()> {
         } else {
             ""
         };
+        // A run let through the guard on mass deletion: its plan (the deletions) first.
+        if !r.dry_run && !r.planned.is_empty() {
+            writeln!(
+                out,
+                "{}: planned, {} deletion(s):",
+                r.target,
+                r.planned.len()
+            )?;
+            for p in &r.planned {
+                writeln!(out, "  {}: {}", p.action, p.path)?;
+            }
+        }
         let took = short(r.took_ms as f64 / 1000.0);
         match (r.outcome, super::exit::sync_run(r)) {
             (Outcome::Success, (_, None)) => {
@@ -817,8 +829,10 @@ pub fn sync(out: &mut dyn Write, s: &SyncResult) -> io::Result<()> {
                 r.backups
             )?;
         }
-        for p in &r.planned {
-            writeln!(out, "  would {}: {}", p.action, p.path)?;
+        if r.dry_run {
+            for p in &r.planned {
+                writeln!(out, "  would {}: {}", p.action, p.path)?;
+            }
         }
         for c in &r.conflicts {
             match &c.copy {

@@ -130,6 +130,10 @@ pub enum Command {
         /// another) holds it, in ms (absent: skipped at once).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lock_wait_ms: Option<u64>,
+        /// Lets this run (of one `target`) through the guard on mass deletion: up to this many
+        /// deletions, whatever `max_delete`; more stop it. Its report lists them (`planned`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allow_deletes: Option<usize>,
     },
     /// Every sync target: online or not, the last run, progress ([`SyncStatusResult`]).
     SyncStatus,
@@ -1391,6 +1395,28 @@ mod tests {
                 target: None
             })
         );
+        // `allow_deletes` is optional and left out when absent.
+        let sync = cmd(r#"{"cmd":"sync","target":"t","allow_deletes":12}"#);
+        assert!(
+            matches!(
+                sync,
+                Ok(Command::Sync {
+                    allow_deletes: Some(12),
+                    ..
+                })
+            ),
+            "{sync:?}"
+        );
+        let plain = Command::Sync {
+            target: None,
+            direction: None,
+            strategy: None,
+            dry_run: false,
+            lock_wait_ms: None,
+            allow_deletes: None,
+        };
+        let text = serde_json::to_string(&plain).unwrap_or_default();
+        assert!(!text.contains("allow_deletes"), "{text}");
         assert!(cmd(r#"{"cmd":"conflict_resolve","path":"a.txt"}"#).is_err());
         assert!(Command::Verify.is_read_only());
         assert!(Command::Backups { target: None }.is_read_only());

@@ -17,18 +17,36 @@ use crate::kinds::sync_target::run_options;
 /// How long a forced run may take before the daemon stops waiting (the run goes on).
 const RUN_WAIT: Duration = Duration::from_secs(24 * 3600);
 
+/// A forced run's options as the request gives them.
+pub(super) struct SyncOpts {
+    pub direction: Option<String>,
+    pub strategy: Option<String>,
+    pub dry_run: bool,
+    pub lock_wait: Option<Duration>,
+    pub allow_deletes: Option<usize>,
+}
+
 impl Daemon {
     pub(super) async fn sync_now(
         &self,
         id: Option<u64>,
         target: Option<String>,
-        direction: Option<String>,
-        strategy: Option<String>,
-        dry_run: bool,
-        lock_wait: Option<Duration>,
+        o: SyncOpts,
     ) -> Response {
-        let opts = match run_options(direction.as_deref(), strategy.as_deref(), dry_run) {
-            Ok(o) => metasystem_actors::sync::RunOptions { lock_wait, ..o },
+        if o.allow_deletes.is_some() && target.is_none() {
+            return Response::error(
+                id,
+                code::BAD_REQUEST,
+                "allow_deletes lets one target's run through the guard on mass deletion: name \
+                 the target",
+            );
+        }
+        let opts = match run_options(o.direction.as_deref(), o.strategy.as_deref(), o.dry_run) {
+            Ok(r) => metasystem_actors::sync::RunOptions {
+                lock_wait: o.lock_wait,
+                allow_deletes: o.allow_deletes,
+                ..r
+            },
             Err(e) => return Response::error(id, code::BAD_REQUEST, e),
         };
         let registry = &self.services.sync;

@@ -617,6 +617,101 @@ fn backups_are_listed_and_restored_into_the_primary() {
     assert!(out.stderr.contains(".."), "{}", out.stderr);
 }
 
+/// The guard on mass deletion through the CLI: at or below `max_delete_floor` deletions never
+/// stop a run; above it a run deleting more than `max_delete` stops, suggesting a dry run
+/// (which lists the plan) and `--allow-deletes N`; a run allowed fewer still stops, saying
+/// how many; one allowed enough deletes, listing each deletion before its summary.
+#[test]
+fn allow_deletes_lets_one_run_through_the_guard_listing_its_deletions() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let d = TestDaemon::start(&format!(
+        "[[root.children]]\nname = \"t\"\nkind = \"sync_target\"\ntarget = \"{}\"\n\
+         paths = [\"shared\"]\nevery = \"1h\"\nmax_delete_floor = 2\n",
+        target.display()
+    ));
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..6 {
+        write_file(d.state.join(format!("shared/f{i}.txt")), "x");
+    }
+    assert_eq!(report(&d.json(&["sync", "t"], 0))["outcome"], "success");
+    // 2 of 6: at the floor, through.
+    for i in 4..6 {
+        std::fs::remove_file(target.join(format!("shared/f{i}.txt")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["deleted_local"], 2, "{v}");
+    // 3 of 4: above the floor and more than half.
+    for i in 1..4 {
+        std::fs::remove_file(target.join(format!("shared/f{i}.txt")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = d.cli(&["sync", "t"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("stopped: this run would delete 3 of 4 synced files")
+            && out.stdout.contains("`metasystem sync t --dry-run`")
+            && out.stdout.contains("`metasystem sync t --allow-deletes 3`"),
+        "{}",
+        out.stdout
+    );
+    let here = |i: usize| d.state.join(format!("shared/f{i}.txt")).exists();
+    assert!((1..4).all(here), "nothing deleted");
+    // The dry run it suggests lists them.
+    let out = d.cli(&["sync", "t", "--dry-run"]);
+    assert!(
+        out.stdout
+            .contains("would delete on the primary (backed up): shared/f1.txt"),
+        "{}",
+        out.stdout
+    );
+    // Allowed 2: stopped all the same, saying how many.
+    let out = d.cli(&["sync", "t", "--allow-deletes", "2"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("would delete 3 files, more than `--allow-deletes 2`"),
+        "{}",
+        out.stdout
+    );
+    assert!((1..4).all(here), "nothing deleted");
+    // --allow-deletes needs a target.
+    let out = d.cli(&["sync", "--allow-deletes", "3"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("TARGET"), "{}", out.stderr);
+    // Allowed 3: through, each deletion listed before the summary.
+    let out = d.cli(&["sync", "t", "--allow-deletes", "3"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.starts_with(
+            "t: planned, 3 deletion(s):\n  delete on the primary (backed up): shared/f1.txt\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    let summary = out
+        .stdout
+        .find("t: success")
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        out.stdout
+            .find("shared/f3.txt")
+            .is_some_and(|at| at < summary),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("deleted: 0 there, 3 here"),
+        "{}",
+        out.stdout
+    );
+    assert!(!(1..4).any(here));
+    assert!(here(0));
+}
+
 fn watch_tree(target: &Path, watch: bool) -> String {
     format!(
         r#"

@@ -755,7 +755,10 @@ pub fn no_conflict(target: &str, path: &str, open: &[crate::store::sync::Conflic
 }
 
 fn same_options(a: &RunOptions, b: &RunOptions) -> bool {
-    a.direction == b.direction && a.strategy == b.strategy && a.dry_run == b.dry_run
+    a.direction == b.direction
+        && a.strategy == b.strategy
+        && a.dry_run == b.dry_run
+        && a.allow_deletes == b.allow_deletes
 }
 
 impl Actor for SyncTargetActor {
@@ -870,6 +873,7 @@ mod tests {
             backups: PathBuf::from("/b"),
             retention: Duration::from_secs(1),
             max_delete: 0.5,
+            max_delete_floor: 10,
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(1),
             host: "h".into(),
