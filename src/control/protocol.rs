@@ -164,6 +164,21 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
     },
+    /// Puts back in the primary every backup of run `run` (its ID, `YYYYMMDD-HHMMSS`, as
+    /// `sync` reports it and `backups` lists it; of a path's same-second duplicates the
+    /// newest), or for each original path its oldest backup taken at or after `since_unix_ms`
+    /// (ms since 1970; needs `target`): exactly one of the two. Each goes through the
+    /// target's actor as `backup_restore` does
+    /// ([`metasystem_actors::sync::backups::RestoredSet`], each path's result). `target` is
+    /// needed when the run's ID is found in several targets.
+    BackupRestoreRun {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_unix_ms: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
     /// Settles the open conflict of `path` (relative to the primary) keeping `keep` (local |
     /// remote | both), through the target's actor, after a run in progress
     /// ([`metasystem_actors::sync::Resolution`]). `target` is needed only when the path has
@@ -304,6 +319,7 @@ impl Command {
             Command::Verify => "verify",
             Command::Backups { .. } => "backups",
             Command::BackupRestore { .. } => "backup_restore",
+            Command::BackupRestoreRun { .. } => "backup_restore_run",
             Command::ConflictResolve { .. } => "conflict_resolve",
             Command::Heal { .. } => "heal",
             Command::Retries { .. } => "retries",
@@ -1395,6 +1411,28 @@ mod tests {
                 target: None
             })
         );
+        assert_eq!(
+            cmd(r#"{"cmd":"backup_restore_run","run":"20261201-101500"}"#),
+            Ok(Command::BackupRestoreRun {
+                run: Some("20261201-101500".into()),
+                since_unix_ms: None,
+                target: None
+            })
+        );
+        assert_eq!(
+            cmd(r#"{"cmd":"backup_restore_run","since_unix_ms":1796119200000,"target":"t"}"#),
+            Ok(Command::BackupRestoreRun {
+                run: None,
+                since_unix_ms: Some(1_796_119_200_000),
+                target: Some("t".into())
+            })
+        );
+        assert!(!Command::BackupRestoreRun {
+            run: None,
+            since_unix_ms: None,
+            target: None
+        }
+        .is_read_only());
         // `allow_deletes` is optional and left out when absent.
         let sync = cmd(r#"{"cmd":"sync","target":"t","allow_deletes":12}"#);
         assert!(

@@ -107,6 +107,14 @@ impl Daemon {
             Command::Conflicts { all, target } => self.conflicts(id, target, all).await,
             Command::Backups { target } => self.backups(id, target).await,
             Command::BackupRestore { name, target } => self.backup_restore(id, name, target).await,
+            Command::BackupRestoreRun {
+                run,
+                since_unix_ms,
+                target,
+            } => {
+                self.backup_restore_run(id, run, since_unix_ms, target)
+                    .await
+            }
             Command::Verify => {
                 let specs = self.services.sync.specs();
                 let report = metasystem_actors::sync::verify::verify(&specs).await;

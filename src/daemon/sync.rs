@@ -255,7 +255,13 @@ impl Daemon {
                     backups.extend(list);
                 }
             }
-            backups.sort_by_key(|b| std::cmp::Reverse(b.taken_ms));
+            // Newest first, each target's run together.
+            backups.sort_by(|a, b| {
+                b.taken_ms
+                    .cmp(&a.taken_ms)
+                    .then_with(|| a.target.cmp(&b.target))
+                    .then_with(|| a.name.cmp(&b.name))
+            });
             truncated |= backups.len() > MAX_LISTED;
             backups.truncate(MAX_LISTED);
             BackupsResult {
@@ -350,6 +356,130 @@ impl Daemon {
                 id,
                 code::NOT_RUNNING,
                 format!("sync target `{name_t}` stopped before answering"),
+            ),
+        }
+    }
+}
+
+impl Daemon {
+    /// `backups restore --run ID [--target T]` or `--since D --target T`: which target (the
+    /// one whose backups carry the run's ID, when not given), then the restore through its
+    /// actor (never during a run), each path's result in the answer.
+    pub(super) async fn backup_restore_run(
+        &self,
+        id: Option<u64>,
+        run: Option<String>,
+        since_unix_ms: Option<i64>,
+        target: Option<String>,
+    ) -> Response {
+        use metasystem_actors::sync::backups::{self, Which};
+        let which = match (run, since_unix_ms) {
+            (Some(run), None) => {
+                if let Err(e) = backups::check_run_id(&run) {
+                    return Response::error(id, code::BAD_REQUEST, e);
+                }
+                Which::Run(run)
+            }
+            (None, Some(ms)) => {
+                let Ok(ms) = u64::try_from(ms) else {
+                    return Response::error(
+                        id,
+                        code::BAD_REQUEST,
+                        format!("since_unix_ms {ms} is before 1970"),
+                    );
+                };
+                if target.is_none() {
+                    return Response::error(
+                        id,
+                        code::BAD_REQUEST,
+                        "restoring every backup since a time needs the sync target: --target T",
+                    );
+                }
+                match std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms)) {
+                    Some(t) => Which::Since(t),
+                    None => {
+                        return Response::error(
+                            id,
+                            code::BAD_REQUEST,
+                            format!("since_unix_ms {ms} is out of range"),
+                        )
+                    }
+                }
+            }
+            _ => {
+                return Response::error(
+                    id,
+                    code::BAD_REQUEST,
+                    "give either a run's ID (run) or a time (since_unix_ms), not both",
+                )
+            }
+        };
+        let registry = &self.services.sync;
+        let name = match target {
+            Some(t) => {
+                if registry.actor(&t).is_none() {
+                    return unknown_target(id, registry, &t);
+                }
+                t
+            }
+            None => {
+                // Every target's backups, on the blocking pool: which hold the run's.
+                let specs = registry.specs();
+                let w = which.clone();
+                let found = tokio::task::spawn_blocking(move || {
+                    let mut all = Vec::new();
+                    let mut holders = Vec::new();
+                    for spec in &specs {
+                        let Ok(entries) = backups::all(spec) else {
+                            continue;
+                        };
+                        if !backups::pick(&entries, &w).is_empty() {
+                            holders.push(spec.name.clone());
+                        }
+                        all.extend(entries);
+                    }
+                    (holders, backups::no_match(&w, &all, None))
+                })
+                .await;
+                let Ok((holders, none)) = found else {
+                    return Response::error(id, code::INTERNAL, "listing the backups failed");
+                };
+                match holders.as_slice() {
+                    [one] => one.clone(),
+                    [] => return Response::error(id, code::NOT_FOUND, none),
+                    many => {
+                        return Response::error(
+                            id,
+                            code::BAD_REQUEST,
+                            format!(
+                                "{} has backups in several sync targets ({}): say which with \
+                                 --target",
+                                which.describe(),
+                                many.join(", ")
+                            ),
+                        )
+                    }
+                }
+            }
+        };
+        let Some(actor) = registry.actor(&name) else {
+            return unknown_target(id, registry, &name);
+        };
+        match actor
+            .call(
+                |r| SyncTargetMessage::RestoreSet(which.clone(), r),
+                Some(RUN_WAIT),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Response::ok(id, json!(res)),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                Response::error(id, code::REFUSED, format!("{name}: {e}"))
+            }
+            _ => Response::error(
+                id,
+                code::NOT_RUNNING,
+                format!("sync target `{name}` stopped before answering"),
             ),
         }
     }

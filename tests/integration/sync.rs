@@ -712,6 +712,193 @@ fn allow_deletes_lets_one_run_through_the_guard_listing_its_deletions() {
     assert!(here(0));
 }
 
+/// One run's backups put back together: a run replaces and deletes files in the primary (edits
+/// and deletions made on the target side), `backups` lists its backups under its ID,
+/// `backups restore --run ID` puts every one back (each path's result listed), and the next
+/// run pushes them out again. `--since` puts each path back as it was before the first run
+/// since then. An ID nothing matches names the nearest runs; one several targets hold needs
+/// --target.
+#[test]
+fn a_runs_backups_are_restored_together_and_synced_out_again() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let tree = format!(
+        "[[root.children]]\nname = \"t\"\nkind = \"sync_target\"\ntarget = \"{}\"\n\
+         paths = [\"shared\"]\nevery = \"1h\"\n\
+         [[root.children]]\nname = \"u\"\nkind = \"sync_target\"\ntarget = \"{}\"\n\
+         paths = [\"shared\"]\nevery = \"1h\"\n",
+        target.display(),
+        remote.path().join("unplugged/drive").display()
+    );
+    let d = TestDaemon::start(&tree);
+    let files = ["a", "b", "c", "d", "e"];
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    for f in files {
+        write_file(d.state.join(format!("shared/{f}.txt")), format!("{f} v1"));
+    }
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["copied_to_remote"], 5, "{v}");
+    let first = report(&v)["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // On the target: a and b edited, c and d deleted; the run replaces and deletes them here.
+    for f in ["a", "b"] {
+        write_file(
+            target.join(format!("shared/{f}.txt")),
+            format!("{f} v2 there"),
+        );
+    }
+    for f in ["c", "d"] {
+        std::fs::remove_file(target.join(format!("shared/{f}.txt")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let v = d.json(&["sync", "t"], 0);
+    let r = report(&v);
+    assert_eq!(
+        (r["copied_to_local"].as_u64(), r["deleted_local"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    assert_eq!(r["backups"], 4, "{v}");
+    let id = r["run_id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(id.len(), 15, "{v}");
+    assert_ne!(id, first, "each run has an ID of its own");
+    assert!(!d.state.join("shared/c.txt").exists());
+    let out = d.cli(&["sync", "status"]);
+    assert!(
+        out.stdout.contains(&format!("(run {id})")),
+        "{}",
+        out.stdout
+    );
+
+    // Its event carries the ID; `backups` lists its backups under it.
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = d.events(&["--kind", "sync_event"]);
+        if events.iter().any(|e| e["data"]["run_id"] == id.as_str()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        events.iter().any(|e| e["data"]["run_id"] == id.as_str()),
+        "{events:?}"
+    );
+    let v = d.json(&["backups", "--target", "t"], 0);
+    let of_run: Vec<String> = v["backups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|b| b["run"] == id.as_str())
+        .filter_map(|b| b["original"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(of_run.len(), 4, "{v}");
+    let out = d.cli(&["backups"]);
+    assert!(
+        out.stdout.contains(&format!("run {id}  ")) && out.stdout.contains(": 4 backup(s)"),
+        "{}",
+        out.stdout
+    );
+
+    // An ID nothing matches: refused, naming the nearest runs; not an ID: usage.
+    let out = d.cli(&["backups", "restore", "--run", "20200101-000000"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no backups of run 20200101-000000")
+            && out.stderr.contains(&format!("the nearest runs: {id} (")),
+        "{}",
+        out.stderr
+    );
+    let out = d.cli(&["backups", "restore", "--run", "yesterday"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("not a run's ID"), "{}", out.stderr);
+
+    // The run undone: every file back here, each listed.
+    let out = d.cli(&["backups", "restore", "--run", &id]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .starts_with(&format!("t: run {id}: 4 path(s) restored, 0 failed\n")),
+        "{}",
+        out.stdout
+    );
+    for f in ["a", "b", "c", "d"] {
+        assert!(
+            out.stdout.contains(&format!(
+                "  restored shared/{f}.txt from shared/{f}.txt-{id}"
+            )),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.state.join(format!("shared/{f}.txt"))).unwrap_or_default(),
+            format!("{f} v1")
+        );
+    }
+    // The next run sends them out again.
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["copied_to_remote"], 4, "{v}");
+    for f in files {
+        assert_eq!(
+            std::fs::read_to_string(target.join(format!("shared/{f}.txt"))).unwrap_or_default(),
+            format!("{f} v1")
+        );
+    }
+
+    // a edited there again; `--since` (needs --target) puts each path back as it was before
+    // the first run since then: a as v1 again.
+    write_file(target.join("shared/a.txt"), "a v3 there");
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["copied_to_local"], 1, "{v}");
+    let out = d.cli(&["backups", "restore", "--since", "1h"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let v = d.json(&["backups", "restore", "--since", "1h", "--target", "t"], 0);
+    assert_eq!(v["failed"], 0, "{v}");
+    assert!(v["restored"].as_u64().is_some_and(|n| n >= 4), "{v}");
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/a.txt")).unwrap_or_default(),
+        "a v1"
+    );
+
+    // The same ID in two targets' backups: say which.
+    for t in ["t", "u"] {
+        std::fs::create_dir_all(d.state.join(format!("backups/{t}/shared")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        write_file(
+            d.state
+                .join(format!("backups/{t}/shared/x.txt-20200101-000000.bak")),
+            format!("x of {t}"),
+        );
+    }
+    let out = d.cli(&["backups", "restore", "--run", "20200101-000000"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("several sync targets (t, u)") && out.stderr.contains("--target"),
+        "{}",
+        out.stderr
+    );
+    let v = d.json(
+        &[
+            "backups",
+            "restore",
+            "--run",
+            "20200101-000000",
+            "--target",
+            "u",
+        ],
+        0,
+    );
+    assert_eq!(v["restored"], 1, "{v}");
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/x.txt")).unwrap_or_default(),
+        "x of u"
+    );
+}
+
 fn watch_tree(target: &Path, watch: bool) -> String {
     format!(
         r#"

@@ -253,6 +253,8 @@ async fn run_inner(
             .register(store, &spec.name)
             .await
             .map_err(Stop::error)?;
+        // Every backup the run takes is named with this stamp: it is the run's ID.
+        report.run_id = Some(super::fsops::stamp(cx.at));
     }
     let record = super::record::Record::new(
         spec,

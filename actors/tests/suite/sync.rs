@@ -368,7 +368,7 @@ async fn max_delete_stops_a_mass_deletion_above_its_floor() {
         why.contains("`metasystem sync t1 --allow-deletes 16`"),
         "{why}"
     );
-    assert!(r.planned.is_empty(), "{r:#?}");
+    assert!(r.planned.is_empty() && r.run_id.is_none(), "{r:#?}");
     let untouched = |fx: &Fx| (0..30).all(|i| fx.remote(&format!("f{i}.txt")).exists());
     assert!(untouched(&fx), "nothing was deleted");
 
@@ -385,6 +385,7 @@ async fn max_delete_stops_a_mass_deletion_above_its_floor() {
         .planned
         .iter()
         .all(|p| p.action == "delete on the target (backed up)"));
+    assert!(r.run_id.is_none());
 
     // Let through for 15: still stopped, saying how many; nothing deleted.
     let allow = |n| RunOptions {
@@ -401,7 +402,7 @@ async fn max_delete_stops_a_mass_deletion_above_its_floor() {
     assert_eq!(r.planned.len(), 16);
     assert!(untouched(&fx), "nothing was deleted");
 
-    // For 16: through, each deletion listed.
+    // For 16: through, each deletion listed; its backups all carry its ID.
     let r = fx.run_with(allow(16)).await;
     assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
     assert_eq!(r.deleted_remote, 16);
@@ -410,7 +411,13 @@ async fn max_delete_stops_a_mass_deletion_above_its_floor() {
     let mut want: Vec<String> = (0..16).map(|i| format!("f{i}.txt")).collect();
     want.sort();
     assert_eq!(planned, want);
-    assert_eq!(fx.backups().len(), 16);
+    let id = r.run_id.clone().expect("a run that deleted has an ID");
+    assert_eq!(id.len(), 15, "{id}");
+    let b = fx.backups();
+    assert_eq!(b.len(), 16);
+    assert!(b.iter().all(|n| n.contains(&id)), "{b:?} {id}");
+    // A run with nothing to do has none.
+    assert_eq!(fx.ok().await.run_id, None);
 }
 
 #[tokio::test]
