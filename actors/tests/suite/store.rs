@@ -454,6 +454,8 @@ async fn a_database_made_by_the_first_schema_upgrades() {
             (20261126000003,),
             (20261127000001,),
             (20261128000001,),
+            (20261206000001,),
+            (20261206000002,),
         ]
     );
     // The tables added since work on the upgraded file.
