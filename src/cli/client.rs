@@ -51,7 +51,8 @@ pub fn run(cli: &Cli) -> u8 {
     let timeout = match &command {
         Command::Sync { dry_run: false, .. }
         | Command::ConflictResolve { .. }
-        | Command::BackupRestore { .. } => global.timeout.max(SYNC_WAIT),
+        | Command::BackupRestore { .. }
+        | Command::BackupRestoreRun { .. } => global.timeout.max(SYNC_WAIT),
         // Checking big databases takes a while (the daemon gives it at most 10 minutes).
         Command::Verify => global.timeout.max(VERIFY_WAIT),
         _ => global.timeout,
@@ -524,6 +525,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             pull,
             strategy,
             dry_run,
+            allow_deletes,
         } => Command::Sync {
             target: target.clone(),
             direction: if *push {
@@ -536,6 +538,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             strategy: strategy.clone(),
             dry_run: *dry_run,
             lock_wait_ms: None,
+            allow_deletes: *allow_deletes,
         },
         Cmd::Conflicts {
             action: None,
@@ -561,10 +564,29 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             target: target.clone(),
         },
         Cmd::Backups {
-            action: Some(BackupsAction::Restore { name, target }),
+            action:
+                Some(BackupsAction::Restore {
+                    name: Some(name),
+                    target,
+                    ..
+                }),
             ..
         } => Command::BackupRestore {
             name: name.clone(),
+            target: target.clone(),
+        },
+        Cmd::Backups {
+            action:
+                Some(BackupsAction::Restore {
+                    name: None,
+                    run,
+                    since,
+                    target,
+                }),
+            ..
+        } => Command::BackupRestoreRun {
+            run: run.clone(),
+            since_unix_ms: since.map(metasystem_actors::store::unix_ms),
             target: target.clone(),
         },
         Cmd::Run | Cmd::Check { .. } | Cmd::Top { .. } => return Err("not a client command".into()),
@@ -769,7 +791,7 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             listing::<BackupsResult>(result, human, out, render::backups)?
         }
         Cmd::Backups {
-            action: Some(BackupsAction::Restore { .. }),
+            action: Some(BackupsAction::Restore { name: Some(_), .. }),
             ..
         } => listing::<metasystem_actors::sync::backups::Restored>(
             result,
@@ -777,6 +799,28 @@ fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
             out,
             render::restored,
         )?,
+        Cmd::Backups {
+            action: Some(BackupsAction::Restore { name: None, .. }),
+            ..
+        } => {
+            let Some(set) = typed::<metasystem_actors::sync::backups::RestoredSet>(result) else {
+                return Ok(exit::USAGE);
+            };
+            if human {
+                render::restored_set(out, &set)?;
+            } else if set.failed > 0 {
+                say(&format!(
+                    "metasystem: backups restore: {} of {} path(s) not restored",
+                    set.failed,
+                    set.paths.len()
+                ));
+            }
+            if set.failed > 0 {
+                exit::UNHEALTHY
+            } else {
+                exit::OK
+            }
+        }
         Cmd::Conflicts { action: None, .. } => {
             listing::<ConflictsResult>(result, human, out, render::conflicts)?
         }

@@ -391,6 +391,12 @@ pub enum Cmd {
         /// Show what would be done, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Let this one run of TARGET through the guard on mass deletion (`max_delete`): it
+        /// may delete up to N files, and lists each deletion it plans before its summary;
+        /// were it to delete more than N, it stops all the same (saying how many). See the
+        /// plan first with --dry-run.
+        #[arg(long, value_name = "N", requires = "target")]
+        allow_deletes: Option<usize>,
     },
     /// Sync conflicts the manual strategy kept (target, path, when, the conflict copy): the
     /// open ones, or all with --all. `conflicts resolve PATH --keep local|remote|both`
@@ -406,8 +412,9 @@ pub enum Cmd {
         #[arg(long, value_name = "TARGET")]
         target: Option<String>,
     },
-    /// The backups sync targets took before replacing or deleting a file (target, original
-    /// path, when, size), newest first. `backups restore NAME` puts one back.
+    /// The backups sync targets took before replacing or deleting a file, newest first,
+    /// grouped by the run that took them (its ID, as `sync` reports it): original path, size,
+    /// name. `backups restore NAME` puts one back, `backups restore --run ID` a whole run's.
     #[command(args_conflicts_with_subcommands = true)]
     Backups {
         #[command(subcommand)]
@@ -478,10 +485,23 @@ pub enum SyncAction {
 pub enum BackupsAction {
     /// Put backup NAME (as `backups` lists it) back in the primary at its original path:
     /// the current file is backed up first; the next run syncs the restored one out. A live
-    /// database (a non-empty -wal beside it) is never replaced.
+    /// database (a non-empty -wal beside it) is never replaced. `--run ID`: every file one
+    /// run replaced or deleted, each so; `--since D --target T`: each file as it was before
+    /// the first run since D changed it. Each path's result is listed; exit 1 if one failed.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["name", "run", "since"])))]
     Restore {
-        name: String,
-        /// The sync target (needed when several hold a backup of that name).
+        /// The backup, as `backups` lists it.
+        name: Option<String>,
+        /// Every backup of the run with this ID (YYYYMMDD-HHMMSS, UTC, as `sync` reports it and
+        /// `backups` lists it): what it replaced or deleted goes back in the primary.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// For each path, its oldest backup taken at or after D (a time back from now, e.g. 2h,
+        /// or an RFC 3339 time): the path as it was before the first run since D touched it.
+        /// Needs --target.
+        #[arg(long, value_name = "D", value_parser = since_time, requires = "target")]
+        since: Option<std::time::SystemTime>,
+        /// The sync target (needed when several hold a backup of that name or run).
         #[arg(long, value_name = "TARGET")]
         target: Option<String>,
     },
@@ -557,6 +577,24 @@ pub fn main() -> ExitCode {
         Cmd::Check { ref file } => check(&cli.global, file.as_deref()),
         Cmd::Top { refresh, summary } => ExitCode::from(top::main(&cli.global, refresh, summary)),
         _ => ExitCode::from(client::run(&cli)),
+    }
+}
+
+/// `--since D` of `backups restore`: a time back from now (`2h`, `1day`) or an RFC 3339 time
+/// (`2026-12-01T10:15:00Z`; without a zone, UTC).
+fn since_time(text: &str) -> Result<std::time::SystemTime, String> {
+    let text = text.trim();
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return Ok(t);
+    }
+    match humantime::parse_duration(text) {
+        Ok(d) => std::time::SystemTime::now()
+            .checked_sub(d)
+            .ok_or_else(|| format!("{text} ago is before any time there is")),
+        Err(_) => Err(format!(
+            "{text:?} is neither a time back from now (e.g. 2h, 3days) nor an RFC 3339 time \
+             (e.g. 2026-12-01T10:15:00Z)"
+        )),
     }
 }
 

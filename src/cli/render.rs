@@ -776,6 +776,18 @@ pub fn sync(out: &mut dyn Write, s: &SyncResult) -> io::Result<()> {
         } else {
             ""
         };
+        // A run let through the guard on mass deletion: its plan (the deletions) first.
+        if !r.dry_run && !r.planned.is_empty() {
+            writeln!(
+                out,
+                "{}: planned, {} deletion(s):",
+                r.target,
+                r.planned.len()
+            )?;
+            for p in &r.planned {
+                writeln!(out, "  {}: {}", p.action, p.path)?;
+            }
+        }
         let took = short(r.took_ms as f64 / 1000.0);
         match (r.outcome, super::exit::sync_run(r)) {
             (Outcome::Success, (_, None)) => {
@@ -817,8 +829,22 @@ pub fn sync(out: &mut dyn Write, s: &SyncResult) -> io::Result<()> {
                 r.backups
             )?;
         }
-        for p in &r.planned {
-            writeln!(out, "  would {}: {}", p.action, p.path)?;
+        if let Some(id) = &r.run_id {
+            if r.backups > 0 {
+                writeln!(
+                    out,
+                    "  run {id}: `metasystem backups restore --run {id} --target {}` puts back \
+                     what it replaced or deleted",
+                    r.target
+                )?;
+            } else {
+                writeln!(out, "  run {id} (no backups taken)")?;
+            }
+        }
+        if r.dry_run {
+            for p in &r.planned {
+                writeln!(out, "  would {}: {}", p.action, p.path)?;
+            }
         }
         for c in &r.conflicts {
             match &c.copy {
@@ -907,8 +933,12 @@ pub fn sync_status(out: &mut dyn Write, s: &SyncStatusResult) -> io::Result<()> 
         match &t.last {
             Some(l) => writeln!(
                 out,
-                "  last run {}: {}{}; {} file(s), {}, {} conflict(s), {}",
+                "  last run {}{}: {}{}; {} file(s), {}, {} conflict(s), {}",
                 format_ms(l.at_ms),
+                l.run_id
+                    .as_deref()
+                    .map(|id| format!(" (run {id})"))
+                    .unwrap_or_default(),
                 l.outcome.name(),
                 l.reason
                     .as_deref()
@@ -993,7 +1023,8 @@ pub fn verify(
     )
 }
 
-/// `backups`: one line per backup, newest first; folders that could not be read.
+/// `backups`: newest first, a run's together under its ID (target, when, how many), one line
+/// per backup; folders that could not be read.
 pub fn backups(out: &mut dyn Write, b: &BackupsResult) -> io::Result<()> {
     use metasystem_actors::probes::fmt_bytes;
     for d in &b.dirs {
@@ -1004,16 +1035,25 @@ pub fn backups(out: &mut dyn Write, b: &BackupsResult) -> io::Result<()> {
     if b.backups.is_empty() {
         writeln!(out, "no backups")?;
     }
-    for e in &b.backups {
+    let mut rest = b.backups.as_slice();
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|e| e.target == first.target && e.run == first.run)
+            .count();
+        let (group, after) = rest.split_at(n.max(1));
         writeln!(
             out,
-            "{}  {}  {} ({}): {}",
-            e.taken,
-            e.target,
-            e.original,
-            fmt_bytes(e.size),
-            e.name
+            "run {}  {}  {}: {} backup(s)",
+            first.run,
+            first.taken,
+            first.target,
+            group.len()
         )?;
+        for e in group {
+            writeln!(out, "  {} ({}): {}", e.original, fmt_bytes(e.size), e.name)?;
+        }
+        rest = after;
     }
     if b.truncated {
         writeln!(
@@ -1025,7 +1065,8 @@ pub fn backups(out: &mut dyn Write, b: &BackupsResult) -> io::Result<()> {
     if !b.backups.is_empty() {
         writeln!(
             out,
-            "restore one with `metasystem backups restore NAME [--target T]` (NAME as after the colon)"
+            "restore one with `metasystem backups restore NAME [--target T]` (NAME as after the \
+             colon), a whole run's with `metasystem backups restore --run ID [--target T]`"
         )?;
     }
     Ok(())
@@ -1049,6 +1090,58 @@ pub fn restored(
         "  it goes out with the next run (`metasystem sync {}`)",
         r.target
     )
+}
+
+/// `backups restore --run ID | --since D`: each path's result, then what to do next.
+pub fn restored_set(
+    out: &mut dyn Write,
+    r: &metasystem_actors::sync::backups::RestoredSet,
+) -> io::Result<()> {
+    let what = match (&r.run, &r.since) {
+        (Some(id), _) => format!("run {id}"),
+        (None, Some(t)) => format!("backups since {t}"),
+        (None, None) => "backups".to_string(),
+    };
+    writeln!(
+        out,
+        "{}: {what}: {} path(s) restored, {} failed",
+        r.target, r.restored, r.failed
+    )?;
+    for p in &r.paths {
+        match (&p.restored, &p.error) {
+            (Some(done), _) => {
+                write!(out, "  restored {} from {}", p.original, p.name)?;
+                match &done.previous_backup {
+                    Some(prev) => writeln!(out, " (the file it replaced: {prev})")?,
+                    None => writeln!(out)?,
+                }
+            }
+            (None, Some(why)) => writeln!(out, "  FAILED {}: {why}", p.original)?,
+            (None, None) => writeln!(out, "  {}: no result", p.original)?,
+        }
+    }
+    if r.restored > 0 {
+        writeln!(
+            out,
+            "  they go out with the next run (`metasystem sync {}`)",
+            r.target
+        )?;
+    }
+    let replaced = r.paths.iter().any(|p| {
+        p.restored
+            .as_ref()
+            .is_some_and(|d| d.previous_backup.is_some())
+    });
+    if replaced {
+        writeln!(
+            out,
+            "  the files it replaced were backed up as run {id}: `metasystem backups restore \
+             --run {id} --target {}` puts them back",
+            r.target,
+            id = r.restore_id
+        )?;
+    }
+    Ok(())
 }
 
 /// `conflicts`: one line per conflict, newest first.

@@ -130,6 +130,10 @@ pub enum Command {
         /// another) holds it, in ms (absent: skipped at once).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lock_wait_ms: Option<u64>,
+        /// Lets this run (of one `target`) through the guard on mass deletion: up to this many
+        /// deletions, whatever `max_delete`; more stop it. Its report lists them (`planned`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allow_deletes: Option<usize>,
     },
     /// Every sync target: online or not, the last run, progress ([`SyncStatusResult`]).
     SyncStatus,
@@ -157,6 +161,21 @@ pub enum Command {
     /// several targets hold that name.
     BackupRestore {
         name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
+    /// Puts back in the primary every backup of run `run` (its ID, `YYYYMMDD-HHMMSS`, as
+    /// `sync` reports it and `backups` lists it; of a path's same-second duplicates the
+    /// newest), or for each original path its oldest backup taken at or after `since_unix_ms`
+    /// (ms since 1970; needs `target`): exactly one of the two. Each goes through the
+    /// target's actor as `backup_restore` does
+    /// ([`metasystem_actors::sync::backups::RestoredSet`], each path's result). `target` is
+    /// needed when the run's ID is found in several targets.
+    BackupRestoreRun {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_unix_ms: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
     },
@@ -300,6 +319,7 @@ impl Command {
             Command::Verify => "verify",
             Command::Backups { .. } => "backups",
             Command::BackupRestore { .. } => "backup_restore",
+            Command::BackupRestoreRun { .. } => "backup_restore_run",
             Command::ConflictResolve { .. } => "conflict_resolve",
             Command::Heal { .. } => "heal",
             Command::Retries { .. } => "retries",
@@ -1391,6 +1411,50 @@ mod tests {
                 target: None
             })
         );
+        assert_eq!(
+            cmd(r#"{"cmd":"backup_restore_run","run":"20261201-101500"}"#),
+            Ok(Command::BackupRestoreRun {
+                run: Some("20261201-101500".into()),
+                since_unix_ms: None,
+                target: None
+            })
+        );
+        assert_eq!(
+            cmd(r#"{"cmd":"backup_restore_run","since_unix_ms":1796119200000,"target":"t"}"#),
+            Ok(Command::BackupRestoreRun {
+                run: None,
+                since_unix_ms: Some(1_796_119_200_000),
+                target: Some("t".into())
+            })
+        );
+        assert!(!Command::BackupRestoreRun {
+            run: None,
+            since_unix_ms: None,
+            target: None
+        }
+        .is_read_only());
+        // `allow_deletes` is optional and left out when absent.
+        let sync = cmd(r#"{"cmd":"sync","target":"t","allow_deletes":12}"#);
+        assert!(
+            matches!(
+                sync,
+                Ok(Command::Sync {
+                    allow_deletes: Some(12),
+                    ..
+                })
+            ),
+            "{sync:?}"
+        );
+        let plain = Command::Sync {
+            target: None,
+            direction: None,
+            strategy: None,
+            dry_run: false,
+            lock_wait_ms: None,
+            allow_deletes: None,
+        };
+        let text = serde_json::to_string(&plain).unwrap_or_default();
+        assert!(!text.contains("allow_deletes"), "{text}");
         assert!(cmd(r#"{"cmd":"conflict_resolve","path":"a.txt"}"#).is_err());
         assert!(Command::Verify.is_read_only());
         assert!(Command::Backups { target: None }.is_read_only());

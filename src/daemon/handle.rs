@@ -7,6 +7,7 @@ use metasystem_actors::store::{self, EventQuery};
 use metasystem_actors::{NodeSnapshot, NodeState, TreeError};
 use serde_json::json;
 
+use super::sync::SyncOpts;
 use super::Daemon;
 use crate::control::protocol::{
     code, Command, Event, EventsCursor, EventsResult, Node, OpInfo, OpsResult, Response, Status,
@@ -91,15 +92,29 @@ impl Daemon {
                 strategy,
                 dry_run,
                 lock_wait_ms,
+                allow_deletes,
             } => {
-                let lock_wait = lock_wait_ms.map(std::time::Duration::from_millis);
-                self.sync_now(id, target, direction, strategy, dry_run, lock_wait)
-                    .await
+                let opts = SyncOpts {
+                    direction,
+                    strategy,
+                    dry_run,
+                    lock_wait: lock_wait_ms.map(std::time::Duration::from_millis),
+                    allow_deletes,
+                };
+                self.sync_now(id, target, opts).await
             }
             Command::SyncStatus => self.sync_status(id).await,
             Command::Conflicts { all, target } => self.conflicts(id, target, all).await,
             Command::Backups { target } => self.backups(id, target).await,
             Command::BackupRestore { name, target } => self.backup_restore(id, name, target).await,
+            Command::BackupRestoreRun {
+                run,
+                since_unix_ms,
+                target,
+            } => {
+                self.backup_restore_run(id, run, since_unix_ms, target)
+                    .await
+            }
             Command::Verify => {
                 let specs = self.services.sync.specs();
                 let report = metasystem_actors::sync::verify::verify(&specs).await;

@@ -17,18 +17,36 @@ use crate::kinds::sync_target::run_options;
 /// How long a forced run may take before the daemon stops waiting (the run goes on).
 const RUN_WAIT: Duration = Duration::from_secs(24 * 3600);
 
+/// A forced run's options as the request gives them.
+pub(super) struct SyncOpts {
+    pub direction: Option<String>,
+    pub strategy: Option<String>,
+    pub dry_run: bool,
+    pub lock_wait: Option<Duration>,
+    pub allow_deletes: Option<usize>,
+}
+
 impl Daemon {
     pub(super) async fn sync_now(
         &self,
         id: Option<u64>,
         target: Option<String>,
-        direction: Option<String>,
-        strategy: Option<String>,
-        dry_run: bool,
-        lock_wait: Option<Duration>,
+        o: SyncOpts,
     ) -> Response {
-        let opts = match run_options(direction.as_deref(), strategy.as_deref(), dry_run) {
-            Ok(o) => metasystem_actors::sync::RunOptions { lock_wait, ..o },
+        if o.allow_deletes.is_some() && target.is_none() {
+            return Response::error(
+                id,
+                code::BAD_REQUEST,
+                "allow_deletes lets one target's run through the guard on mass deletion: name \
+                 the target",
+            );
+        }
+        let opts = match run_options(o.direction.as_deref(), o.strategy.as_deref(), o.dry_run) {
+            Ok(r) => metasystem_actors::sync::RunOptions {
+                lock_wait: o.lock_wait,
+                allow_deletes: o.allow_deletes,
+                ..r
+            },
             Err(e) => return Response::error(id, code::BAD_REQUEST, e),
         };
         let registry = &self.services.sync;
@@ -237,7 +255,13 @@ impl Daemon {
                     backups.extend(list);
                 }
             }
-            backups.sort_by_key(|b| std::cmp::Reverse(b.taken_ms));
+            // Newest first, each target's run together.
+            backups.sort_by(|a, b| {
+                b.taken_ms
+                    .cmp(&a.taken_ms)
+                    .then_with(|| a.target.cmp(&b.target))
+                    .then_with(|| a.name.cmp(&b.name))
+            });
             truncated |= backups.len() > MAX_LISTED;
             backups.truncate(MAX_LISTED);
             BackupsResult {
@@ -332,6 +356,130 @@ impl Daemon {
                 id,
                 code::NOT_RUNNING,
                 format!("sync target `{name_t}` stopped before answering"),
+            ),
+        }
+    }
+}
+
+impl Daemon {
+    /// `backups restore --run ID [--target T]` or `--since D --target T`: which target (the
+    /// one whose backups carry the run's ID, when not given), then the restore through its
+    /// actor (never during a run), each path's result in the answer.
+    pub(super) async fn backup_restore_run(
+        &self,
+        id: Option<u64>,
+        run: Option<String>,
+        since_unix_ms: Option<i64>,
+        target: Option<String>,
+    ) -> Response {
+        use metasystem_actors::sync::backups::{self, Which};
+        let which = match (run, since_unix_ms) {
+            (Some(run), None) => {
+                if let Err(e) = backups::check_run_id(&run) {
+                    return Response::error(id, code::BAD_REQUEST, e);
+                }
+                Which::Run(run)
+            }
+            (None, Some(ms)) => {
+                let Ok(ms) = u64::try_from(ms) else {
+                    return Response::error(
+                        id,
+                        code::BAD_REQUEST,
+                        format!("since_unix_ms {ms} is before 1970"),
+                    );
+                };
+                if target.is_none() {
+                    return Response::error(
+                        id,
+                        code::BAD_REQUEST,
+                        "restoring every backup since a time needs the sync target: --target T",
+                    );
+                }
+                match std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms)) {
+                    Some(t) => Which::Since(t),
+                    None => {
+                        return Response::error(
+                            id,
+                            code::BAD_REQUEST,
+                            format!("since_unix_ms {ms} is out of range"),
+                        )
+                    }
+                }
+            }
+            _ => {
+                return Response::error(
+                    id,
+                    code::BAD_REQUEST,
+                    "give either a run's ID (run) or a time (since_unix_ms), not both",
+                )
+            }
+        };
+        let registry = &self.services.sync;
+        let name = match target {
+            Some(t) => {
+                if registry.actor(&t).is_none() {
+                    return unknown_target(id, registry, &t);
+                }
+                t
+            }
+            None => {
+                // Every target's backups, on the blocking pool: which hold the run's.
+                let specs = registry.specs();
+                let w = which.clone();
+                let found = tokio::task::spawn_blocking(move || {
+                    let mut all = Vec::new();
+                    let mut holders = Vec::new();
+                    for spec in &specs {
+                        let Ok(entries) = backups::all(spec) else {
+                            continue;
+                        };
+                        if !backups::pick(&entries, &w).is_empty() {
+                            holders.push(spec.name.clone());
+                        }
+                        all.extend(entries);
+                    }
+                    (holders, backups::no_match(&w, &all, None))
+                })
+                .await;
+                let Ok((holders, none)) = found else {
+                    return Response::error(id, code::INTERNAL, "listing the backups failed");
+                };
+                match holders.as_slice() {
+                    [one] => one.clone(),
+                    [] => return Response::error(id, code::NOT_FOUND, none),
+                    many => {
+                        return Response::error(
+                            id,
+                            code::BAD_REQUEST,
+                            format!(
+                                "{} has backups in several sync targets ({}): say which with \
+                                 --target",
+                                which.describe(),
+                                many.join(", ")
+                            ),
+                        )
+                    }
+                }
+            }
+        };
+        let Some(actor) = registry.actor(&name) else {
+            return unknown_target(id, registry, &name);
+        };
+        match actor
+            .call(
+                |r| SyncTargetMessage::RestoreSet(which.clone(), r),
+                Some(RUN_WAIT),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Response::ok(id, json!(res)),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                Response::error(id, code::REFUSED, format!("{name}: {e}"))
+            }
+            _ => Response::error(
+                id,
+                code::NOT_RUNNING,
+                format!("sync target `{name}` stopped before answering"),
             ),
         }
     }

@@ -7,12 +7,14 @@
 //! patterns: see `metasystem_actors::sync::select`),
 //! `every` (10m), `min_interval` (60s), `direction` (push | pull | bidirectional), `strategy`
 //! (newest | local | remote | manual), `backups` (default `backups/NAME` in the state dir),
-//! `retention` (30d), `max_delete` ("50%"), `snapshots` (live SQLite databases pushed as
+//! `retention` (30d), `max_delete` ("50%": a run deleting more than this share of the synced
+//! files stops...), `max_delete_floor` (10: ...unless it deletes this many or fewer),
+//! `snapshots` (live SQLite databases pushed as
 //! consistent copies into `hosts/HOST/` of the target; relative to the state dir),
 //! `snapshot_every` (1h), `breaker` (the circuit breaker runs go through), `watch` (false:
 //! changes in the primary start a run, on top of `every`) and `watch_debounce` (2s, from 100ms
 //! to 10m: how long the primary must be quiet before that run).
-//! Operations: `status`, `sync` (`direction`, `strategy`, `dry_run`).
+//! Operations: `status`, `sync` (`direction`, `strategy`, `dry_run`, `allow_deletes`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,6 +55,7 @@ impl PartialEq for SyncTargetConfig {
             && a.backups == b.backups
             && a.retention == b.retention
             && a.max_delete == b.max_delete
+            && a.max_delete_floor == b.max_delete_floor
             && a.snapshots == b.snapshots
             && a.snapshot_every == b.snapshot_every
             && a.host == b.host
@@ -158,6 +161,29 @@ fn share(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> f64 {
     }
 }
 
+/// `max_delete_floor`: how many deletions a run makes before `max_delete` applies (a whole
+/// number, 0 or more; default 10).
+fn floor(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> usize {
+    const DEFAULT: usize = 10;
+    let Some(v) = t.integer(cx.d, "max_delete_floor") else {
+        return DEFAULT;
+    };
+    match usize::try_from(*v.get_ref()) {
+        Ok(n) => n,
+        Err(_) => {
+            cx.d.error(
+                v.span(),
+                format!(
+                    "`max_delete_floor` in {} must be a number of files, 0 or more (deletions \
+                     up to it never stop a run; above it `max_delete` applies)",
+                    t.context
+                ),
+            );
+            DEFAULT
+        }
+    }
+}
+
 impl ActorKind for SyncTargetConfig {
     const NAME: &'static str = "sync_target";
     const OPS: &'static [Op] = &[
@@ -168,7 +194,7 @@ impl ActorKind for SyncTargetConfig {
         },
         Op {
             name: "sync",
-            args: "direction=push|pull, strategy=S, dry_run=true",
+            args: "direction=push|pull, strategy=S, dry_run=true, allow_deletes=N",
             summary: "run now (waits for a running one to finish first) and show what it did",
         },
     ];
@@ -222,6 +248,7 @@ impl ActorKind for SyncTargetConfig {
         )
         .unwrap_or(Duration::from_secs(30 * 86_400));
         let max_delete = share(cx, t);
+        let max_delete_floor = floor(cx, t);
         let mut snapshots = Vec::new();
         for s in t.strings(cx.d, "snapshots").unwrap_or_default() {
             if let Some(p) = expand(cx.d, s.get_ref(), s.span(), &state) {
@@ -305,6 +332,7 @@ impl ActorKind for SyncTargetConfig {
                 backups,
                 retention,
                 max_delete,
+                max_delete_floor,
                 snapshots,
                 snapshot_every,
                 host,
@@ -367,8 +395,9 @@ impl ActorKind for SyncTargetConfig {
             return super::reply(&s);
         }
         let a: SyncArgs = super::args(op, args)?;
-        let opts = run_options(a.direction.as_deref(), a.strategy.as_deref(), a.dry_run)
+        let mut opts = run_options(a.direction.as_deref(), a.strategy.as_deref(), a.dry_run)
             .map_err(|e| CallError::new(crate::control::protocol::code::BAD_REQUEST, e))?;
+        opts.allow_deletes = a.allow_deletes;
         let report = super::ask(&cx, |r| SyncTargetMessage::Run(opts, Some(r))).await?;
         super::reply(&report)
     }
@@ -381,6 +410,8 @@ struct SyncArgs {
     strategy: Option<String>,
     #[serde(default)]
     dry_run: bool,
+    /// Let this run through the guard on mass deletion, up to this many deletions.
+    allow_deletes: Option<usize>,
 }
 
 /// A forced run's options from their names.
@@ -412,6 +443,7 @@ pub fn run_options(
         strategy,
         dry_run,
         lock_wait: None,
+        allow_deletes: None,
     })
 }
 
@@ -481,6 +513,36 @@ mod tests {
         }
         assert!(sel.wants(".metasystem/shared/notes.txt"));
         assert!(sel.wants("Documents/a.txt"));
+    }
+
+    #[test]
+    fn max_delete_floor_defaults_to_10_and_is_checked_at_its_place() {
+        assert_eq!(parse("").unwrap().spec.max_delete_floor, 10);
+        assert_eq!(
+            parse("max_delete_floor = 0").unwrap().spec.max_delete_floor,
+            0
+        );
+        assert_eq!(
+            parse("max_delete_floor = 250")
+                .unwrap()
+                .spec
+                .max_delete_floor,
+            250
+        );
+        // A change of it is a change of the child.
+        assert_ne!(parse("max_delete_floor = 3").unwrap(), parse("").unwrap());
+        let e = parse("max_delete_floor = -1").unwrap_err();
+        assert!(
+            e.contains("t.toml:9:20")
+                && e.contains("`max_delete_floor`")
+                && e.contains("0 or more"),
+            "{e}"
+        );
+        let e = parse("max_delete_floor = \"10%\"").unwrap_err();
+        assert!(
+            e.contains("`max_delete_floor`") && e.contains("integer"),
+            "{e}"
+        );
     }
 
     #[test]

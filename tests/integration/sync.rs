@@ -623,6 +623,288 @@ fn backups_are_listed_and_restored_into_the_primary() {
     assert!(out.stderr.contains(".."), "{}", out.stderr);
 }
 
+/// The guard on mass deletion through the CLI: at or below `max_delete_floor` deletions never
+/// stop a run; above it a run deleting more than `max_delete` stops, suggesting a dry run
+/// (which lists the plan) and `--allow-deletes N`; a run allowed fewer still stops, saying
+/// how many; one allowed enough deletes, listing each deletion before its summary.
+#[test]
+fn allow_deletes_lets_one_run_through_the_guard_listing_its_deletions() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let d = TestDaemon::start(&format!(
+        "[[root.children]]\nname = \"t\"\nkind = \"sync_target\"\ntarget = \"{}\"\n\
+         paths = [\"shared\"]\nevery = \"1h\"\nmax_delete_floor = 2\n",
+        target.display()
+    ));
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..6 {
+        write_file(d.state.join(format!("shared/f{i}.txt")), "x");
+    }
+    assert_eq!(report(&d.json(&["sync", "t"], 0))["outcome"], "success");
+    // 2 of 6: at the floor, through.
+    for i in 4..6 {
+        std::fs::remove_file(target.join(format!("shared/f{i}.txt")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["deleted_local"], 2, "{v}");
+    // 3 of 4: above the floor and more than half.
+    for i in 1..4 {
+        std::fs::remove_file(target.join(format!("shared/f{i}.txt")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = d.cli(&["sync", "t"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("stopped: this run would delete 3 of 4 synced files")
+            && out.stdout.contains("`metasystem sync t --dry-run`")
+            && out.stdout.contains("`metasystem sync t --allow-deletes 3`"),
+        "{}",
+        out.stdout
+    );
+    let here = |i: usize| d.state.join(format!("shared/f{i}.txt")).exists();
+    assert!((1..4).all(here), "nothing deleted");
+    // The dry run it suggests lists them.
+    let out = d.cli(&["sync", "t", "--dry-run"]);
+    assert!(
+        out.stdout
+            .contains("would delete on the primary (backed up): shared/f1.txt"),
+        "{}",
+        out.stdout
+    );
+    // Allowed 2: stopped all the same, saying how many.
+    let out = d.cli(&["sync", "t", "--allow-deletes", "2"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("would delete 3 files, more than `--allow-deletes 2`"),
+        "{}",
+        out.stdout
+    );
+    assert!((1..4).all(here), "nothing deleted");
+    // --allow-deletes needs a target.
+    let out = d.cli(&["sync", "--allow-deletes", "3"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("TARGET"), "{}", out.stderr);
+    // Allowed 3: through, each deletion listed before the summary.
+    let out = d.cli(&["sync", "t", "--allow-deletes", "3"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.starts_with(
+            "t: planned, 3 deletion(s):\n  delete on the primary (backed up): shared/f1.txt\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    let summary = out
+        .stdout
+        .find("t: success")
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        out.stdout
+            .find("shared/f3.txt")
+            .is_some_and(|at| at < summary),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("deleted: 0 there, 3 here"),
+        "{}",
+        out.stdout
+    );
+    assert!(!(1..4).any(here));
+    assert!(here(0));
+}
+
+/// One run's backups put back together: a run replaces and deletes files in the primary (edits
+/// and deletions made on the target side), `backups` lists its backups under its ID,
+/// `backups restore --run ID` puts every one back (each path's result listed), and the next
+/// run pushes them out again. `--since` puts each path back as it was before the first run
+/// since then. An ID nothing matches names the nearest runs; one several targets hold needs
+/// --target.
+#[test]
+fn a_runs_backups_are_restored_together_and_synced_out_again() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let tree = format!(
+        "[[root.children]]\nname = \"t\"\nkind = \"sync_target\"\ntarget = \"{}\"\n\
+         paths = [\"shared\"]\nevery = \"1h\"\n\
+         [[root.children]]\nname = \"u\"\nkind = \"sync_target\"\ntarget = \"{}\"\n\
+         paths = [\"shared\"]\nevery = \"1h\"\n",
+        target.display(),
+        remote.path().join("unplugged/drive").display()
+    );
+    let d = TestDaemon::start(&tree);
+    let files = ["a", "b", "c", "d", "e"];
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    for f in files {
+        write_file(d.state.join(format!("shared/{f}.txt")), format!("{f} v1"));
+    }
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["copied_to_remote"], 5, "{v}");
+    let first = report(&v)["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // On the target: a and b edited, c and d deleted; the run replaces and deletes them here.
+    for f in ["a", "b"] {
+        write_file(
+            target.join(format!("shared/{f}.txt")),
+            format!("{f} v2 there"),
+        );
+    }
+    for f in ["c", "d"] {
+        std::fs::remove_file(target.join(format!("shared/{f}.txt")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let v = d.json(&["sync", "t"], 0);
+    let r = report(&v);
+    assert_eq!(
+        (r["copied_to_local"].as_u64(), r["deleted_local"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    assert_eq!(r["backups"], 4, "{v}");
+    let id = r["run_id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(id.len(), 15, "{v}");
+    assert_ne!(id, first, "each run has an ID of its own");
+    assert!(!d.state.join("shared/c.txt").exists());
+    let out = d.cli(&["sync", "status"]);
+    assert!(
+        out.stdout.contains(&format!("(run {id})")),
+        "{}",
+        out.stdout
+    );
+
+    // Its event carries the ID; `backups` lists its backups under it.
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = d.events(&["--kind", "sync_event"]);
+        if events.iter().any(|e| e["data"]["run_id"] == id.as_str()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        events.iter().any(|e| e["data"]["run_id"] == id.as_str()),
+        "{events:?}"
+    );
+    let v = d.json(&["backups", "--target", "t"], 0);
+    let of_run: Vec<String> = v["backups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|b| b["run"] == id.as_str())
+        .filter_map(|b| b["original"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(of_run.len(), 4, "{v}");
+    let out = d.cli(&["backups"]);
+    assert!(
+        out.stdout.contains(&format!("run {id}  ")) && out.stdout.contains(": 4 backup(s)"),
+        "{}",
+        out.stdout
+    );
+
+    // An ID nothing matches: refused, naming the nearest runs; not an ID: usage.
+    let out = d.cli(&["backups", "restore", "--run", "20200101-000000"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no backups of run 20200101-000000")
+            && out.stderr.contains(&format!("the nearest runs: {id} (")),
+        "{}",
+        out.stderr
+    );
+    let out = d.cli(&["backups", "restore", "--run", "yesterday"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("not a run's ID"), "{}", out.stderr);
+
+    // The run undone: every file back here, each listed.
+    let out = d.cli(&["backups", "restore", "--run", &id]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .starts_with(&format!("t: run {id}: 4 path(s) restored, 0 failed\n")),
+        "{}",
+        out.stdout
+    );
+    for f in ["a", "b", "c", "d"] {
+        assert!(
+            out.stdout.contains(&format!(
+                "  restored shared/{f}.txt from shared/{f}.txt-{id}"
+            )),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.state.join(format!("shared/{f}.txt"))).unwrap_or_default(),
+            format!("{f} v1")
+        );
+    }
+    // The next run sends them out again.
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["copied_to_remote"], 4, "{v}");
+    for f in files {
+        assert_eq!(
+            std::fs::read_to_string(target.join(format!("shared/{f}.txt"))).unwrap_or_default(),
+            format!("{f} v1")
+        );
+    }
+
+    // a edited there again; `--since` (needs --target) puts each path back as it was before
+    // the first run since then: a as v1 again.
+    write_file(target.join("shared/a.txt"), "a v3 there");
+    let v = d.json(&["sync", "t"], 0);
+    assert_eq!(report(&v)["copied_to_local"], 1, "{v}");
+    let out = d.cli(&["backups", "restore", "--since", "1h"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let v = d.json(&["backups", "restore", "--since", "1h", "--target", "t"], 0);
+    assert_eq!(v["failed"], 0, "{v}");
+    assert!(v["restored"].as_u64().is_some_and(|n| n >= 4), "{v}");
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/a.txt")).unwrap_or_default(),
+        "a v1"
+    );
+
+    // The same ID in two targets' backups: say which.
+    for t in ["t", "u"] {
+        std::fs::create_dir_all(d.state.join(format!("backups/{t}/shared")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        write_file(
+            d.state
+                .join(format!("backups/{t}/shared/x.txt-20200101-000000.bak")),
+            format!("x of {t}"),
+        );
+    }
+    let out = d.cli(&["backups", "restore", "--run", "20200101-000000"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("several sync targets (t, u)") && out.stderr.contains("--target"),
+        "{}",
+        out.stderr
+    );
+    let v = d.json(
+        &[
+            "backups",
+            "restore",
+            "--run",
+            "20200101-000000",
+            "--target",
+            "u",
+        ],
+        0,
+    );
+    assert_eq!(v["restored"], 1, "{v}");
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/x.txt")).unwrap_or_default(),
+        "x of u"
+    );
+}
+
 fn watch_tree(target: &Path, watch: bool) -> String {
     format!(
         r#"

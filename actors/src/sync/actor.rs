@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::backups::{self, Restored};
+use super::backups::{self, Restored, RestoredSet, Which};
 use super::engine::{self, Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
 use super::report::PARTIAL_AFTER;
 use super::resolve::{self, Keep, Resolution};
@@ -61,6 +61,9 @@ pub enum SyncTargetMessage {
     /// An operator puts a backup back in the primary (`backups restore NAME`); like
     /// `Resolve`, never during a run.
     Restore(String, RpcReplyPort<Result<Restored, String>>),
+    /// An operator puts back every backup of a run, or each path's oldest since a time
+    /// (`backups restore --run ID | --since D`); like `Restore`, never during a run.
+    RestoreSet(Which, RestoreSetReply),
     /// Internal: an operator's job finished (its caller already answered).
     JobDone(Box<JobDone>),
     /// Internal: the primary's watcher (a change, its state), or a run it asked for is due.
@@ -71,14 +74,20 @@ pub enum SyncTargetMessage {
 pub enum Job {
     Resolve(String, Keep, ResolveReply),
     Restore(String, RpcReplyPort<Result<Restored, String>>),
+    RestoreSet(Which, RestoreSetReply),
 }
 
 /// Where a resolution's answer goes.
 pub type ResolveReply = RpcReplyPort<Result<Resolution, String>>;
 
+/// Where the answer of a restore of several backups goes.
+pub type RestoreSetReply = RpcReplyPort<Result<RestoredSet, String>>;
+
 pub struct JobDone {
     base: Base,
     event: Option<StoredEvent>,
+    /// The stamp of the job's end (its backups' are not later).
+    stamp: String,
 }
 
 pub struct Finished {
@@ -99,6 +108,9 @@ pub struct LastRun {
     pub bytes: u64,
     pub conflicts: usize,
     pub took_ms: u64,
+    /// Its ID (the stamp of its backups), when it applied steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// What `sync status` and `status` show of a target.
@@ -283,6 +295,28 @@ pub struct SyncTargetState {
     deferred_runs: std::collections::HashMap<String, u32>,
     /// What the last run said of the sides' inode numbers (shown by `sync status`).
     hashed_every_run: Vec<String>,
+    /// The stamp of the latest run or job that may have taken backups: the next one waits
+    /// for the second after it, so each run's backups carry a stamp, an ID, of its own.
+    last_stamp: Option<String>,
+}
+
+/// Waits, while it is still the second of `last` (see `SyncTargetState::last_stamp`), for
+/// the next one: two runs in one second would otherwise share an ID, and `backups restore
+/// --run` would put back both runs' backups. A clock set back is not waited for.
+async fn next_stamp(last: Option<String>) {
+    let Some(last) = last else { return };
+    for _ in 0..3 {
+        let now = SystemTime::now();
+        if super::fsops::stamp(now) != last {
+            return;
+        }
+        let into = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let rest = Duration::from_nanos(u64::from(1_000_000_000u32.saturating_sub(into)));
+        tokio::time::sleep(rest + Duration::from_millis(2)).await;
+    }
 }
 
 /// Whether `target` is a folder now, looked at on the blocking pool.
@@ -358,7 +392,9 @@ impl SyncTargetState {
             .as_deref()
             .and_then(|n| self.args.breakers.get(n));
         let myself2 = myself.clone();
+        let last_stamp = (!opts.dry_run).then(|| self.last_stamp.clone()).flatten();
         tokio::spawn(async move {
+            next_stamp(last_stamp).await;
             let report = match breaker.as_ref().map(|b| b.allow()) {
                 Some(Err(rejected)) => RunReport::not_run(
                     &spec,
@@ -410,6 +446,9 @@ impl SyncTargetState {
         self.tracked = base.len();
         self.base = Some(base);
         self.last_finished = Some(tokio::time::Instant::now());
+        if report.run_id.is_some() {
+            self.last_stamp = report.run_id.clone();
+        }
         if !opts.dry_run {
             self.record(&report);
         }
@@ -453,7 +492,9 @@ impl SyncTargetState {
         let store = self.args.store.clone();
         let path = self.args.path.clone();
         let myself2 = myself.clone();
+        let last_stamp = self.last_stamp.clone();
         tokio::spawn(async move {
+            next_stamp(last_stamp).await;
             let event = match job {
                 Job::Resolve(rel, keep, reply) => {
                     let result = match conflicts(store.reader(), Some(&spec.name), false).await {
@@ -523,17 +564,25 @@ impl SyncTargetState {
                     let _ = reply.send(result);
                     event
                 }
+                Job::RestoreSet(which, reply) => {
+                    let result = restore_set(&spec, &store, which).await;
+                    let event = result.as_ref().ok().map(|r| restored_event(&path, r));
+                    let _ = reply.send(result);
+                    event
+                }
             };
             let _ = myself2.cast(SyncTargetMessage::JobDone(Box::new(JobDone {
                 base,
                 event,
+                stamp: super::fsops::stamp(SystemTime::now()),
             })));
         });
         self.publish(myself);
     }
 
     fn job_done(&mut self, myself: &ActorRef<SyncTargetMessage>, done: JobDone) {
-        let JobDone { base, event } = done;
+        let JobDone { base, event, stamp } = done;
+        self.last_stamp = Some(stamp);
         self.tracked = base.len();
         self.base = Some(base);
         if let Some(e) = event {
@@ -586,6 +635,7 @@ impl SyncTargetState {
             bytes: r.bytes,
             conflicts: r.conflicts.len(),
             took_ms: r.took_ms,
+            run_id: r.run_id.clone(),
         });
         if r.outcome == Outcome::Success {
             self.last_success_ms = Some(at);
@@ -593,7 +643,7 @@ impl SyncTargetState {
         if r.outcome != Outcome::Skipped {
             self.hashed_every_run = r.hashed_every_run.clone();
         }
-        let summary = match &r.reason {
+        let mut summary = match &r.reason {
             Some(reason) => format!("{name}: {}: {reason}", r.outcome.name()),
             None => format!(
                 "{name}: success: {} to the target, {} to the primary, {} deleted, {} conflicts, {} bytes in {} ms",
@@ -605,11 +655,15 @@ impl SyncTargetState {
                 r.took_ms
             ),
         };
+        if let Some(id) = &r.run_id {
+            summary.push_str(&format!(" (run {id})"));
+        }
         let mut event = StoredEvent::new(&self.args.path, "sync_event", summary.clone());
         event.data = serde_json::json!({
             "target": name,
             "outcome": r.outcome,
             "reason": r.reason,
+            "run_id": r.run_id,
             "files": r.files_changed(),
             "copied_to_remote": r.copied_to_remote,
             "copied_to_local": r.copied_to_local,
@@ -765,7 +819,50 @@ pub fn no_conflict(target: &str, path: &str, open: &[crate::store::sync::Conflic
 }
 
 fn same_options(a: &RunOptions, b: &RunOptions) -> bool {
-    a.direction == b.direction && a.strategy == b.strategy && a.dry_run == b.dry_run
+    a.direction == b.direction
+        && a.strategy == b.strategy
+        && a.dry_run == b.dry_run
+        && a.allow_deletes == b.allow_deletes
+}
+
+/// `backups restore --run ID | --since D` of `spec`'s target: the job's own temps
+/// registered, then [`backups::restore_set`] on the blocking pool, with one stamp for every
+/// backup it takes (its `restore_id`).
+async fn restore_set(spec: &SyncSpec, store: &Store, which: Which) -> Result<RestoredSet, String> {
+    let temps = super::temps::Temps::new();
+    temps.register(store, &spec.name).await?;
+    let s = spec.clone();
+    tokio::task::spawn_blocking(move || backups::restore_set(&s, &which, SystemTime::now(), &temps))
+        .await
+        .unwrap_or_else(|e| Err(format!("the restore failed: {e}")))
+}
+
+/// The `sync_event` of a restore of several backups.
+fn restored_event(path: &str, r: &RestoredSet) -> StoredEvent {
+    let what = match (&r.run, &r.since) {
+        (Some(id), _) => format!("of run {id}"),
+        (None, Some(t)) => format!("taken since {t}"),
+        (None, None) => String::new(),
+    };
+    let mut e = StoredEvent::new(
+        path,
+        "sync_event",
+        format!(
+            "{}: {} backup(s) {what} restored, {} failed (restore {})",
+            r.target, r.restored, r.failed, r.restore_id
+        ),
+    );
+    e.data = serde_json::json!({
+        "target": r.target,
+        "outcome": "restored",
+        "run": r.run,
+        "since": r.since,
+        "restore_id": r.restore_id,
+        "restored": r.restored,
+        "failed": r.failed,
+        "paths": r.paths.iter().take(100).map(|p| &p.original).collect::<Vec<_>>(),
+    });
+    e
 }
 
 impl Actor for SyncTargetActor {
@@ -808,6 +905,7 @@ impl Actor for SyncTargetActor {
             watch,
             deferred_runs: HashMap::new(),
             hashed_every_run: Vec::new(),
+            last_stamp: None,
             args,
         };
         state.publish(&myself);
@@ -847,6 +945,9 @@ impl Actor for SyncTargetActor {
             SyncTargetMessage::Restore(name, reply) => {
                 state.start_job(&myself, Job::Restore(name, reply))
             }
+            SyncTargetMessage::RestoreSet(which, reply) => {
+                state.start_job(&myself, Job::RestoreSet(which, reply))
+            }
             SyncTargetMessage::JobDone(d) => state.job_done(&myself, *d),
             SyncTargetMessage::Watch(s) => state.watched(&myself, s),
         }
@@ -881,6 +982,7 @@ mod tests {
             backups: PathBuf::from("/b"),
             retention: Duration::from_secs(1),
             max_delete: 0.5,
+            max_delete_floor: 10,
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(1),
             host: "h".into(),
@@ -894,6 +996,19 @@ mod tests {
             .map(|p| (p.to_string(), "changed during the run".into()))
             .collect();
         r
+    }
+
+    /// A run or job right after one that took backups starts in a later second, so the two
+    /// never share an ID; with none before, or one in an earlier second, it starts at once.
+    #[tokio::test]
+    async fn the_next_run_takes_a_stamp_of_its_own() {
+        let last = crate::sync::fsops::stamp(SystemTime::now());
+        next_stamp(Some(last.clone())).await;
+        assert!(crate::sync::fsops::stamp(SystemTime::now()) > last);
+        let t = std::time::Instant::now();
+        next_stamp(None).await;
+        next_stamp(Some("20200101-000000".into())).await;
+        assert!(t.elapsed() < Duration::from_millis(200));
     }
 
     /// A path deferred on three runs in a row makes the run partial, naming it; a run that

@@ -5,6 +5,12 @@
 //! database. The restored file then goes out with the next run (its modification time is the
 //! restore's, so it wins over older copies). All of it is blocking I/O: callers run it on the
 //! blocking pool, the restore through the target's actor (never during a run).
+//!
+//! Every backup a run takes carries the run's stamp (`YYYYMMDD-HHMMSS`, its `run_id`), so a
+//! run's backups are a group: [`pick`] chooses what `backups restore --run ID` (the run's
+//! backups, the newest of a path's same-stamp duplicates) or `--since D` (each path's oldest
+//! backup taken at or after D: its state before the first run since D touched it) puts back,
+//! and [`restore_set`] restores each through [`restore`].
 
 use std::io;
 use std::path::{Component, Path};
@@ -33,14 +39,27 @@ pub struct BackupEntry {
     pub taken: String,
     pub taken_ms: i64,
     pub size: u64,
+    /// The run that took it: the stamp in its name (`YYYYMMDD-HHMMSS`, UTC), which the run
+    /// reported as its `run_id`. A restore's own backups (of the files it replaced) carry the
+    /// restore's.
+    #[serde(default)]
+    pub run: String,
 }
 
 /// A target's backups: newest first (at most [`MAX_LISTED`]; `true` when there were more).
 pub fn list(spec: &SyncSpec) -> Result<(Vec<BackupEntry>, bool), String> {
+    let mut out = all(spec)?;
+    let more = out.len() > MAX_LISTED;
+    out.truncate(MAX_LISTED);
+    Ok((out, more))
+}
+
+/// Every backup of a target, newest first (a run's together, by name).
+pub fn all(spec: &SyncSpec) -> Result<Vec<BackupEntry>, String> {
     let dir = &spec.backups;
     let mut out = Vec::new();
     match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
         Ok(_) => {}
     }
@@ -74,6 +93,7 @@ pub fn list(spec: &SyncSpec) -> Result<(Vec<BackupEntry>, bool), String> {
             taken: format_ms(taken_ms),
             taken_ms,
             size,
+            run: fsops::stamp(taken),
         });
     }
     out.sort_by(|a, b| {
@@ -81,9 +101,173 @@ pub fn list(spec: &SyncSpec) -> Result<(Vec<BackupEntry>, bool), String> {
             .cmp(&a.taken_ms)
             .then_with(|| a.name.cmp(&b.name))
     });
-    let more = out.len() > MAX_LISTED;
-    out.truncate(MAX_LISTED);
-    Ok((out, more))
+    Ok(out)
+}
+
+/// The `N` of a same-second duplicate's name (`REL-STAMP.N.bak`, `REL/STAMP.N.bak`); 0 for
+/// the first (`REL-STAMP.bak`). A higher N was taken later.
+pub fn duplicate(name: &str) -> u32 {
+    let Some(stem) = name.strip_suffix(".bak") else {
+        return 0;
+    };
+    match stem.rsplit_once('.') {
+        Some((head, n))
+            if !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && head
+                    .len()
+                    .checked_sub(15)
+                    .and_then(|at| head.get(at..))
+                    .and_then(fsops::parse_stamp)
+                    .is_some() =>
+        {
+            n.parse().unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// Whether `id` is a run's ID as runs report it and `backups` lists it (`YYYYMMDD-HHMMSS`).
+pub fn check_run_id(id: &str) -> Result<(), String> {
+    match fsops::parse_stamp(id) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{id:?} is not a run's ID: give it as `metasystem sync` reports it and `metasystem \
+             backups` lists it (YYYYMMDD-HHMMSS, UTC, e.g. 20261201-101500)"
+        )),
+    }
+}
+
+/// Which backups a restore of several puts back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// Every backup of one run (by its ID, the stamp in their names).
+    Run(String),
+    /// For each original path, its oldest backup taken at or after this time.
+    Since(SystemTime),
+}
+
+impl Which {
+    /// How a message names it.
+    pub fn describe(&self) -> String {
+        match self {
+            Which::Run(id) => format!("run {id}"),
+            Which::Since(t) => format!("since {}", format_ms(unix_ms(*t))),
+        }
+    }
+}
+
+/// The backups `which` restores, one per original path, by path. `Run`: the run's backups
+/// (of a path backed up twice in its second, the newest); `Since`: each path's oldest backup
+/// taken at or after the time (backups' names keep whole seconds: the time is taken down to
+/// its second), i.e. its state before the first change since.
+pub fn pick<'a>(entries: &'a [BackupEntry], which: &Which) -> Vec<&'a BackupEntry> {
+    let mut by_path: std::collections::BTreeMap<&str, &BackupEntry> = Default::default();
+    match which {
+        Which::Run(id) => {
+            for e in entries.iter().filter(|e| &e.run == id) {
+                let slot = by_path.entry(e.original.as_str()).or_insert(e);
+                if duplicate(&e.name) > duplicate(&slot.name) {
+                    *slot = e;
+                }
+            }
+        }
+        Which::Since(t) => {
+            let ms = unix_ms(*t);
+            let since = ms - ms.rem_euclid(1000);
+            for e in entries.iter().filter(|e| e.taken_ms >= since) {
+                let slot = by_path.entry(e.original.as_str()).or_insert(e);
+                let key = |b: &BackupEntry| (b.taken_ms, duplicate(&b.name));
+                if key(e) < key(slot) {
+                    *slot = e;
+                }
+            }
+        }
+    }
+    by_path.into_values().collect()
+}
+
+/// The backups of one run of one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunBackups {
+    pub target: String,
+    pub run: String,
+    /// When (RFC 3339).
+    pub taken: String,
+    pub taken_ms: i64,
+    pub count: usize,
+}
+
+/// The runs `entries` hold (each target's apart), newest first.
+pub fn runs(entries: &[BackupEntry]) -> Vec<RunBackups> {
+    let mut groups: std::collections::BTreeMap<(i64, &str, &str), usize> = Default::default();
+    for e in entries {
+        *groups
+            .entry((e.taken_ms, e.target.as_str(), e.run.as_str()))
+            .or_default() += 1;
+    }
+    let mut out: Vec<RunBackups> = groups
+        .into_iter()
+        .map(|((taken_ms, target, run), count)| RunBackups {
+            target: target.to_string(),
+            run: run.to_string(),
+            taken: format_ms(taken_ms),
+            taken_ms,
+            count,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.taken_ms
+            .cmp(&a.taken_ms)
+            .then_with(|| a.target.cmp(&b.target))
+    });
+    out
+}
+
+/// Runs listed in an error at most.
+const NEAREST: usize = 5;
+
+/// Why `which` matched no backup of `scope` (a target's name, or every target), naming the
+/// runs nearest to it (to a run's ID; else the newest).
+pub fn no_match(which: &Which, entries: &[BackupEntry], scope: Option<&str>) -> String {
+    let mut runs = runs(entries);
+    let near = match which {
+        Which::Run(id) => fsops::parse_stamp(id).map(unix_ms),
+        Which::Since(_) => None,
+    };
+    if let Some(at) = near {
+        runs.sort_by_key(|r| ((r.taken_ms - at).abs(), std::cmp::Reverse(r.taken_ms)));
+    }
+    let scope = match scope {
+        Some(t) => format!("sync target `{t}`"),
+        None => "any sync target".to_string(),
+    };
+    let what = match which {
+        Which::Run(id) => format!("no backups of run {id} in {scope}"),
+        Which::Since(_) => format!("no backups taken {} in {scope}", which.describe()),
+    };
+    if runs.is_empty() {
+        return format!("{what}: there are no backups");
+    }
+    let named: Vec<String> = runs
+        .iter()
+        .take(NEAREST)
+        .map(|r| {
+            format!(
+                "{} ({}, target {}, {} backup(s))",
+                r.run, r.taken, r.target, r.count
+            )
+        })
+        .collect();
+    format!(
+        "{what}; {} runs: {} (`metasystem backups` lists them)",
+        if near.is_some() {
+            "the nearest"
+        } else {
+            "the newest"
+        },
+        named.join(", ")
+    )
 }
 
 /// What a restore did.
@@ -230,6 +414,84 @@ pub fn restore(
     })
 }
 
+/// What a restore of several backups did, path by path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredSet {
+    pub target: String,
+    /// The run restored (`--run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Or the time from which (`--since`, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// This restore's own ID: its backups of the files it replaced carry it (`backups
+    /// restore --run` with it puts those back).
+    pub restore_id: String,
+    /// Each original path, in path order.
+    pub paths: Vec<PathRestored>,
+    pub restored: usize,
+    pub failed: usize,
+}
+
+/// One path of a [`RestoredSet`]: restored, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathRestored {
+    /// Relative to the primary.
+    pub original: String,
+    /// The backup (relative to the backups folder).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<Restored>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Puts back in the primary every backup of `spec` that `which` picks ([`pick`]), each
+/// through [`restore`] (the file it replaces backed up first, with `at`'s stamp; the
+/// destination re-checked). A path that fails is reported and the others go on. An error when
+/// `which` picks nothing (naming the nearest runs) or the backups cannot be listed.
+pub fn restore_set(
+    spec: &SyncSpec,
+    which: &Which,
+    at: SystemTime,
+    temps: &Temps,
+) -> Result<RestoredSet, String> {
+    let entries = all(spec)?;
+    let picked = pick(&entries, which);
+    if picked.is_empty() {
+        return Err(no_match(which, &entries, Some(&spec.name)));
+    }
+    let mut paths = Vec::with_capacity(picked.len());
+    for e in picked {
+        let (restored, error) = match restore(spec, &e.name, at, temps) {
+            Ok(r) => (Some(r), None),
+            Err(why) => (None, Some(why)),
+        };
+        paths.push(PathRestored {
+            original: e.original.clone(),
+            name: e.name.clone(),
+            restored,
+            error,
+        });
+    }
+    let failed = paths.iter().filter(|p| p.error.is_some()).count();
+    Ok(RestoredSet {
+        target: spec.name.clone(),
+        run: match which {
+            Which::Run(id) => Some(id.clone()),
+            Which::Since(_) => None,
+        },
+        since: match which {
+            Which::Since(t) => Some(format_ms(unix_ms(*t))),
+            Which::Run(_) => None,
+        },
+        restore_id: fsops::stamp(at),
+        restored: paths.len() - failed,
+        failed,
+        paths,
+    })
+}
+
 /// Deletes backups whose name says they are older than `retention` (and temp files of backups
 /// a killed run left); answers how many backups.
 pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
@@ -268,6 +530,126 @@ pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An entry of target `t` as [`all`] lists it: `original` backed up at `stamp` (the
+    /// `n`th of its second).
+    fn entry(original: &str, stamp: &str, n: u32) -> BackupEntry {
+        let taken = fsops::parse_stamp(stamp).unwrap_or_else(|| panic!("{stamp}"));
+        let name = fsops::backup_name(original, taken, n);
+        assert_eq!(
+            fsops::parse_backup_name(&name).map(|(o, _)| o).as_deref(),
+            Some(original)
+        );
+        BackupEntry {
+            target: "t".into(),
+            original: original.into(),
+            taken: format_ms(unix_ms(taken)),
+            taken_ms: unix_ms(taken),
+            size: 1,
+            run: fsops::stamp(taken),
+            name,
+        }
+    }
+
+    #[test]
+    fn duplicates_are_numbered_by_their_name() {
+        let at = fsops::parse_stamp("20261201-101500").unwrap();
+        assert_eq!(duplicate(&fsops::backup_name("a.txt", at, 0)), 0);
+        assert_eq!(duplicate(&fsops::backup_name("a.txt", at, 3)), 3);
+        assert_eq!(duplicate(&fsops::backup_name("v.2", at, 0)), 0);
+        assert_eq!(duplicate(&fsops::backup_name("v.2", at, 12)), 12);
+        let long = format!("d/{}", "n".repeat(300));
+        assert_eq!(duplicate(&fsops::backup_name(&long, at, 0)), 0);
+        assert_eq!(duplicate(&fsops::backup_name(&long, at, 2)), 2);
+        // Not a stamp before the number, or not ASCII: 0, never a panic.
+        assert_eq!(duplicate("a.7.bak"), 0);
+        assert_eq!(
+            duplicate("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}.1.bak"),
+            0
+        );
+        assert_eq!(duplicate("x"), 0);
+    }
+
+    /// `--run ID`: that run's backups, one per path (the newest of its duplicates); `--since`:
+    /// each path's oldest backup at or after the time (the second it falls in included).
+    #[test]
+    fn a_run_or_a_time_picks_one_backup_per_path() {
+        let entries = vec![
+            entry("a.txt", "20261201-101500", 0),
+            entry("a.txt", "20261201-101500", 1),
+            entry("b/c.txt", "20261201-101500", 0),
+            entry("a.txt", "20261201-090000", 0),
+            entry("d.txt", "20261201-090000", 0),
+            entry("a.txt", "20261201-120000", 0),
+            entry("e.txt", "20261201-120000", 0),
+        ];
+        let names = |picked: Vec<&BackupEntry>| -> Vec<(String, String, u32)> {
+            picked
+                .into_iter()
+                .map(|e| (e.original.clone(), e.run.clone(), duplicate(&e.name)))
+                .collect()
+        };
+        let s = |o: &str, r: &str, n: u32| (o.to_string(), r.to_string(), n);
+        assert_eq!(
+            names(pick(&entries, &Which::Run("20261201-101500".into()))),
+            [
+                s("a.txt", "20261201-101500", 1),
+                s("b/c.txt", "20261201-101500", 0)
+            ]
+        );
+        assert!(pick(&entries, &Which::Run("20261201-101501".into())).is_empty());
+        let at =
+            |stamp: &str, ms: u64| fsops::parse_stamp(stamp).unwrap() + Duration::from_millis(ms);
+        // From 10:15:00.400: the 10:15:00 backups count (names keep whole seconds).
+        assert_eq!(
+            names(pick(&entries, &Which::Since(at("20261201-101500", 400)))),
+            [
+                s("a.txt", "20261201-101500", 0),
+                s("b/c.txt", "20261201-101500", 0),
+                s("e.txt", "20261201-120000", 0)
+            ]
+        );
+        assert_eq!(
+            names(pick(&entries, &Which::Since(at("20261201-080000", 0)))).len(),
+            4
+        );
+        assert!(pick(&entries, &Which::Since(at("20261201-120001", 0))).is_empty());
+    }
+
+    #[test]
+    fn no_match_names_the_nearest_runs() {
+        let entries = vec![
+            entry("a.txt", "20261201-101500", 0),
+            entry("b.txt", "20261201-101500", 0),
+            entry("a.txt", "20261130-090000", 0),
+            entry("a.txt", "20261202-120000", 0),
+        ];
+        let g = runs(&entries);
+        assert_eq!(g.len(), 3);
+        assert_eq!((g[1].run.as_str(), g[1].count), ("20261201-101500", 2));
+        let why = no_match(&Which::Run("20261201-101503".into()), &entries, Some("t"));
+        assert!(
+            why.starts_with("no backups of run 20261201-101503 in sync target `t`; the nearest runs: 20261201-101500 ("),
+            "{why}"
+        );
+        assert!(why.contains("target t, 2 backup(s)"), "{why}");
+        let why = no_match(&Which::Run("20261201-101503".into()), &[], None);
+        assert!(
+            why.ends_with("any sync target: there are no backups"),
+            "{why}"
+        );
+        let since = fsops::parse_stamp("20261203-000000").unwrap();
+        let why = no_match(&Which::Since(since), &entries, Some("t"));
+        assert!(
+            why.contains("no backups taken since 2026-12-03T00:00:00")
+                && why.contains("the newest runs: 20261202-120000"),
+            "{why}"
+        );
+        assert!(check_run_id("20261201-101500").is_ok());
+        for bad in ["", "2026-12-01", "20261201-1015", "x0261201-101500"] {
+            assert!(check_run_id(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn names_given_by_users_are_checked() {

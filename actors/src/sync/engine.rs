@@ -54,8 +54,10 @@ pub struct SyncSpec {
     /// Where replaced and deleted files are kept (`NAME-YYYYMMDD-HHMMSS.bak`).
     pub backups: PathBuf,
     pub retention: Duration,
-    /// A run that would delete more than this share of the synced files stops (0..=1).
+    /// A run that would delete more than this share of the synced files stops (0..=1)...
     pub max_delete: f64,
+    /// ... unless it deletes this many files or fewer (`max_delete_floor`, default 10).
+    pub max_delete_floor: usize,
     /// Live databases (absolute paths) pushed as snapshots into `hosts/HOST/` of the target.
     pub snapshots: Vec<PathBuf>,
     /// How often those snapshots are refreshed.
@@ -76,6 +78,10 @@ pub struct RunOptions {
     /// How long to wait for the target's lock when another run holds it (a forced run);
     /// `None`: a held lock skips the run at once (a scheduled run).
     pub lock_wait: Option<Duration>,
+    /// An operator lets this run through the guard on mass deletion (`sync TARGET
+    /// --allow-deletes N`): up to N deletions, whatever `max_delete`; more stop it. The
+    /// deletions it plans are listed in the report's `planned`.
+    pub allow_deletes: Option<usize>,
 }
 
 /// Live counters of a run, for progress bars and `sync status`.
@@ -214,20 +220,33 @@ async fn run_inner(
     drop(held);
     report.unresolved.extend(plan.unresolved);
     report.pending.extend(plan.pending);
-    if let Some(stop) = plan::mass_deletion(&plan.steps, base.len(), spec.max_delete, &spec.name) {
+    // What the run is to do, listed before the guard (a refused run lists it too): every step
+    // by a dry run, the deletions by a run an operator let through the guard.
+    if opts.dry_run || opts.allow_deletes.is_some() {
+        for &(index, a) in &plan.steps {
+            if opts.dry_run || plan::is_deletion(a) {
+                let item = &items[index];
+                report.planned.push(Planned {
+                    path: names.get(item.rel.0).to_string(),
+                    action: action_name(a).to_string(),
+                    local: fmt_side(item.local),
+                    remote: fmt_side(item.remote),
+                });
+            }
+        }
+    }
+    if let Some(stop) = plan::mass_deletion(
+        &plan.steps,
+        base.len(),
+        spec.max_delete,
+        spec.max_delete_floor,
+        opts.allow_deletes,
+        &spec.name,
+    ) {
         return Err(stop);
     }
     phases.mark("decide");
     if opts.dry_run {
-        for &(index, a) in &plan.steps {
-            let item = &items[index];
-            report.planned.push(Planned {
-                path: names.get(item.rel.0).to_string(),
-                action: action_name(a).to_string(),
-                local: fmt_side(item.local),
-                remote: fmt_side(item.remote),
-            });
-        }
         return Ok(());
     }
 
@@ -242,6 +261,8 @@ async fn run_inner(
             .register(store, &spec.name)
             .await
             .map_err(Stop::error)?;
+        // Every backup the run takes is named with this stamp: it is the run's ID.
+        report.run_id = Some(super::fsops::stamp(cx.at));
     }
     let record = super::record::Record::new(
         spec,

@@ -389,6 +389,7 @@ mod tests {
             backups: PathBuf::from("/b"),
             retention: Duration::from_secs(1),
             max_delete: 0.5,
+            max_delete_floor: 10,
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(1),
             host: "h".into(),

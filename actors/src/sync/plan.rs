@@ -197,24 +197,48 @@ fn chmod(b: &BaseEntry, l: &Meta, r: &Meta, direction: Direction) -> Option<Acti
     }
 }
 
+/// Whether `a` deletes a file (on either side).
+pub fn is_deletion(a: Action) -> bool {
+    matches!(a, Action::DeleteLocal | Action::DeleteRemote)
+}
+
 /// The guard on mass deletion: a plan that deletes more than `max_delete` (a share) of the
-/// `tracked` files of `target` stops the run before anything is changed.
+/// `tracked` files of `target` stops the run before anything is changed, unless it deletes
+/// `floor` files or fewer (3 of 4 tracked files is no mass deletion). `allow`: an operator
+/// let this run through (`sync TARGET --allow-deletes N`): up to N deletions go, whatever the
+/// share; more than N stop it all the same.
 pub fn mass_deletion(
     steps: &[(usize, Action)],
     tracked: usize,
     max_delete: f64,
+    floor: usize,
+    allow: Option<usize>,
     target: &str,
 ) -> Option<Stop> {
-    let deletions = steps
-        .iter()
-        .filter(|(_, a)| matches!(a, Action::DeleteLocal | Action::DeleteRemote))
-        .count();
-    if deletions > 0 && tracked > 0 && deletions as f64 > max_delete * tracked as f64 {
+    let deletions = steps.iter().filter(|(_, a)| is_deletion(*a)).count();
+    let see = format!(
+        "`metasystem sync {target} --dry-run` lists them; if they are intended, `metasystem \
+         sync {target} --allow-deletes {deletions}` lets this one run through (it lists what it \
+         deletes)"
+    );
+    if let Some(allowed) = allow {
+        if deletions > allowed {
+            return Some(Stop::refused(
+                format!(
+                    "stopped: this run would delete {deletions} files, more than \
+                     `--allow-deletes {allowed}` lets through; nothing was changed. {see}"
+                ),
+                Refusal::MaxDelete,
+            ));
+        }
+        return None;
+    }
+    if deletions > floor && tracked > 0 && deletions as f64 > max_delete * tracked as f64 {
         return Some(Stop::refused(
             format!(
-                "stopped: this run would delete {deletions} of {tracked} synced files, more than \
-                 max_delete ({:.0}%); nothing was changed. If that is intended, raise max_delete \
-                 for {target} and run `metasystem sync {target}`",
+                "stopped: this run would delete {deletions} of {tracked} synced files, more \
+                 than max_delete ({:.0}%) allows above max_delete_floor ({floor} files); \
+                 nothing was changed. {see}",
                 max_delete * 100.0,
             ),
             Refusal::MaxDelete,
@@ -499,27 +523,96 @@ mod tests {
         }
     }
 
+    /// A plan of `deletions` deletions and a copy.
+    fn deleting(deletions: usize) -> Vec<(usize, Action)> {
+        (0..deletions)
+            .map(|i| {
+                (
+                    i,
+                    if i % 2 == 0 {
+                        DeleteLocal
+                    } else {
+                        DeleteRemote
+                    },
+                )
+            })
+            .chain(std::iter::once((deletions, CopyToLocal)))
+            .collect()
+    }
+
     #[test]
-    fn mass_deletion_stops_above_the_share() {
-        let steps: Vec<(usize, Action)> = (0..6)
-            .map(|i| (i, if i < 3 { DeleteLocal } else { CopyToLocal }))
-            .collect();
+    fn mass_deletion_stops_above_the_share_and_the_floor() {
         let cases = [
-            // (tracked, max_delete, stopped)
-            (6, 0.5, false), // 3 of 6 is not more than half
-            (5, 0.5, true),
-            (10, 0.2, true),
-            (0, 0.0, false), // nothing tracked: nothing to guard
-            (100, 0.0, true),
+            // (deletions, tracked, max_delete, floor, stopped)
+            (3, 6, 0.5, 0, false), // 3 of 6 is not more than half
+            (3, 5, 0.5, 0, true),
+            (3, 10, 0.2, 0, true),
+            (0, 0, 0.0, 0, false), // nothing tracked: nothing to guard
+            (3, 100, 0.0, 0, true),
+            (0, 100, 0.0, 0, false), // no deletion: nothing to stop
+            // The floor: at or below it, never; above it, the share.
+            (2, 3, 0.5, 10, false),
+            (10, 10, 0.5, 10, false),
+            (11, 12, 0.5, 10, true),
+            (11, 30, 0.5, 10, false),
+            (16, 30, 0.5, 10, true),
+            (1, 1, 0.0, 1, false),
+            (2, 2, 0.0, 1, true),
         ];
-        for (tracked, share, stopped) in cases {
-            let s = mass_deletion(&steps, tracked, share, "t");
-            assert_eq!(s.is_some(), stopped, "{tracked} {share}");
+        for (deletions, tracked, share, floor, stopped) in cases {
+            let s = mass_deletion(&deleting(deletions), tracked, share, floor, None, "t");
+            assert_eq!(
+                s.is_some(),
+                stopped,
+                "{deletions} of {tracked}, {share}, floor {floor}"
+            );
             if let Some(s) = s {
                 assert_eq!(s.refusal, Some(Refusal::MaxDelete));
-                assert!(s.reason.contains("3 of"), "{}", s.reason);
+                let why = &s.reason;
+                assert!(why.contains(&format!("{deletions} of {tracked}")), "{why}");
+                assert!(why.contains(&format!("({floor} files)")), "{why}");
             }
         }
-        assert!(mass_deletion(&steps[3..], 1, 0.0, "t").is_none());
+    }
+
+    /// `--allow-deletes N`: up to N go whatever the share; more stop, saying how many.
+    #[test]
+    fn allow_deletes_lets_up_to_n_through() {
+        let cases = [
+            // (deletions, tracked, allowed, stopped)
+            (20, 20, 20, false), // every file, allowed
+            (20, 20, 25, false),
+            (20, 20, 19, true),
+            (3, 100, 2, true), // below the guard, but more than allowed
+            (0, 10, 0, false),
+            (1, 10, 0, true),
+        ];
+        for (deletions, tracked, allowed, stopped) in cases {
+            let s = mass_deletion(&deleting(deletions), tracked, 0.5, 10, Some(allowed), "t");
+            assert_eq!(s.is_some(), stopped, "{deletions} of {tracked}, {allowed}");
+            if let Some(s) = s {
+                assert_eq!(s.refusal, Some(Refusal::MaxDelete));
+                let want = format!(
+                    "would delete {deletions} files, more than `--allow-deletes {allowed}`"
+                );
+                assert!(s.reason.contains(&want), "{}", s.reason);
+            }
+        }
+    }
+
+    /// The refusal says how to see the plan and how to let this one run through, and never
+    /// suggests something that deletes without showing what.
+    #[test]
+    fn the_refusal_suggests_a_dry_run_and_allow_deletes() {
+        let s = mass_deletion(&deleting(12), 20, 0.5, 10, None, "icloud")
+            .unwrap_or_else(|| panic!("not stopped"));
+        let why = s.reason;
+        assert!(why.contains("`metasystem sync icloud --dry-run`"), "{why}");
+        assert!(
+            why.contains("`metasystem sync icloud --allow-deletes 12`"),
+            "{why}"
+        );
+        assert!(!why.contains("raise max_delete"), "{why}");
+        assert!(!why.contains("and run `metasystem sync icloud`"), "{why}");
     }
 }

@@ -113,9 +113,15 @@ pub struct RunReport {
     pub hashed_every_run: Vec<String>,
     /// Live databases pushed as snapshots: (file, what happened).
     pub snapshots: Vec<(String, String)>,
-    /// Dry runs: what would be done.
+    /// Dry runs: what would be done. A run let through the guard on mass deletion
+    /// (`--allow-deletes`): the deletions it planned (made, but for those in `errors`).
     pub planned: Vec<Planned>,
     pub took_ms: u64,
+    /// The run's ID: the stamp (`YYYYMMDD-HHMMSS`, UTC) its changes were made at, which every
+    /// backup it took carries in its name (`backups restore --run ID` puts them all back).
+    /// Set for a run that applied steps; none for a dry run or one that changed nothing.
+    #[serde(default)]
+    pub run_id: Option<String>,
 }
 
 impl RunReport {
@@ -167,6 +173,7 @@ impl RunReport {
             snapshots: Vec::new(),
             planned: Vec::new(),
             took_ms: 0,
+            run_id: None,
         }
     }
 

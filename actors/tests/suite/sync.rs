@@ -41,6 +41,7 @@ impl Fx {
             backups: dir.path().join("backups"),
             retention: Duration::from_secs(30 * 86_400),
             max_delete: 0.5,
+            max_delete_floor: 10,
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(3600),
             host: "testhost".into(),
@@ -348,29 +349,97 @@ async fn a_target_without_its_marker_is_refused() {
 }
 
 #[tokio::test]
-async fn max_delete_stops_a_mass_deletion() {
+async fn max_delete_stops_a_mass_deletion_above_its_floor() {
     let mut fx = Fx::new().await;
-    for i in 0..10 {
+    for i in 0..30 {
         write(&fx.remote(&format!("f{i}.txt")), "x");
     }
     fx.ok().await;
-    for i in 0..6 {
+    for i in 0..16 {
         fs::remove_file(fx.local(&format!("f{i}.txt"))).unwrap();
     }
     let r = fx.run().await;
     assert_eq!(r.outcome, Outcome::Error);
     assert_eq!(r.refusal, Some(Refusal::MaxDelete));
-    assert!(r.reason.unwrap().contains("6 of 10"));
-    for i in 0..10 {
-        assert!(
-            fx.remote(&format!("f{i}.txt")).exists(),
-            "nothing was deleted"
-        );
+    let why = r.reason.clone().unwrap();
+    assert!(why.contains("16 of 30"), "{why}");
+    assert!(why.contains("`metasystem sync t1 --dry-run`"), "{why}");
+    assert!(
+        why.contains("`metasystem sync t1 --allow-deletes 16`"),
+        "{why}"
+    );
+    assert!(r.planned.is_empty() && r.run_id.is_none(), "{r:#?}");
+    let untouched = |fx: &Fx| (0..30).all(|i| fx.remote(&format!("f{i}.txt")).exists());
+    assert!(untouched(&fx), "nothing was deleted");
+
+    // A dry run shows the plan the guard stops.
+    let r = fx
+        .run_with(RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        })
+        .await;
+    assert_eq!(r.refusal, Some(Refusal::MaxDelete));
+    assert_eq!(r.planned.len(), 16, "{r:#?}");
+    assert!(r
+        .planned
+        .iter()
+        .all(|p| p.action == "delete on the target (backed up)"));
+    assert!(r.run_id.is_none());
+
+    // Let through for 15: still stopped, saying how many; nothing deleted.
+    let allow = |n| RunOptions {
+        allow_deletes: Some(n),
+        ..RunOptions::default()
+    };
+    let r = fx.run_with(allow(15)).await;
+    assert_eq!(r.refusal, Some(Refusal::MaxDelete));
+    let why = r.reason.unwrap();
+    assert!(
+        why.contains("would delete 16 files, more than `--allow-deletes 15`"),
+        "{why}"
+    );
+    assert_eq!(r.planned.len(), 16);
+    assert!(untouched(&fx), "nothing was deleted");
+
+    // For 16: through, each deletion listed; its backups all carry its ID.
+    let r = fx.run_with(allow(16)).await;
+    assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+    assert_eq!(r.deleted_remote, 16);
+    let mut planned: Vec<&str> = r.planned.iter().map(|p| p.path.as_str()).collect();
+    planned.sort_unstable();
+    let mut want: Vec<String> = (0..16).map(|i| format!("f{i}.txt")).collect();
+    want.sort();
+    assert_eq!(planned, want);
+    let id = r.run_id.clone().expect("a run that deleted has an ID");
+    assert_eq!(id.len(), 15, "{id}");
+    let b = fx.backups();
+    assert_eq!(b.len(), 16);
+    assert!(b.iter().all(|n| n.contains(&id)), "{b:?} {id}");
+    // A run with nothing to do has none.
+    assert_eq!(fx.ok().await.run_id, None);
+}
+
+#[tokio::test]
+async fn deletions_at_or_below_the_floor_never_trip_the_guard() {
+    let mut fx = Fx::new().await;
+    for i in 0..3 {
+        write(&fx.local(&format!("f{i}.txt")), "x");
     }
-    // Up to the limit goes through.
-    fx.spec.max_delete = 0.6;
+    fx.ok().await;
+    // 2 of 3 is more than half, but not more than 10 files.
+    for i in 0..2 {
+        fs::remove_file(fx.remote(&format!("f{i}.txt"))).unwrap();
+    }
     let r = fx.ok().await;
-    assert_eq!(r.deleted_remote, 6);
+    assert_eq!(r.deleted_local, 2);
+    assert!(r.planned.is_empty(), "only a run let through lists them");
+    // No floor: the share applies from the first file.
+    fx.spec.max_delete_floor = 0;
+    fs::remove_file(fx.remote("f2.txt")).unwrap();
+    let r = fx.run().await;
+    assert_eq!(r.refusal, Some(Refusal::MaxDelete), "{r:#?}");
+    assert!(fx.local("f2.txt").exists());
 }
 
 #[tokio::test]

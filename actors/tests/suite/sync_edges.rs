@@ -44,6 +44,7 @@ impl Fx {
             backups: dir.path().join("backups"),
             retention: Duration::from_secs(30 * 86_400),
             max_delete: 0.5,
+            max_delete_floor: 10,
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(3600),
             host: "testhost".into(),

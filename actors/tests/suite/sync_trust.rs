@@ -46,6 +46,7 @@ impl Host {
             backups: dir.path().join("backups"),
             retention: Duration::from_secs(30 * 86_400),
             max_delete: 1.0,
+            max_delete_floor: 10,
             snapshots: Vec::new(),
             snapshot_every: Duration::from_secs(3600),
             host: host.into(),

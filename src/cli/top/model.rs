@@ -335,6 +335,7 @@ impl Model {
                     strategy: None,
                     dry_run: false,
                     lock_wait_ms: None,
+                    allow_deletes: None,
                 }))
             }
             Key::Char('b') => self.selected_breaker.clone().map(|name| {
