@@ -21,6 +21,7 @@ mod strategies;
 mod sync;
 mod sync_crash;
 mod sync_faults;
+mod sync_hosts;
 mod sync_progress;
 mod top;
 mod util;
