@@ -19,6 +19,7 @@ mod socket;
 mod store;
 mod strategies;
 mod sync;
+mod sync_attack;
 mod sync_crash;
 mod sync_faults;
 mod sync_hosts;

@@ -57,6 +57,21 @@ impl Host {
         self.d.wait_ready();
     }
 
+    /// Replaces the config's tree (its `[daemon]` and identity kept) and reloads.
+    pub fn reconfigure(&self, tree: &str) {
+        let extra = if self.env.is_empty() {
+            format!("host_id = \"{}\"", self.id)
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "{}{tree}",
+            crate::util::daemon_section(self.d.dir.path(), &extra)
+        );
+        write_file(&self.d.config, text);
+        self.d.json(&["reload"], 0);
+    }
+
     /// Files in this host's backups of target `t`, with their contents.
     pub fn backups(&self) -> BTreeMap<String, Vec<u8>> {
         files(&self.d.state.join("backups/t"))
