@@ -7,6 +7,8 @@
 //! lies, or hangs: it fails until the bug is fixed.
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -142,6 +144,97 @@ fn a_file_named_like_a_temp_is_reported_and_never_deleted() {
     assert_eq!(read(&f.hosts[1].shared().join("plain.txt")), "plain");
 }
 
+/// A file whose name is not UTF-8 (Latin-1 from an old archive) cannot be synced by a tool
+/// that keeps paths as strings; it must at least be reported, never skipped in silence.
+#[test]
+#[ignore = "BUG: a file whose name is not UTF-8 is skipped in silence: not synced, not in the report's skipped or errors, exit 0"]
+fn a_name_that_is_not_utf8_is_reported() {
+    let f = fleet(1, "", |_, shared| {
+        write_file(shared.join("ok.txt"), "ok");
+        let raw = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        write_file(shared.join(raw), "latin-1 name");
+    });
+    let h = &f.hosts[0];
+    let out = h.sync_out(&["--json"]);
+    let v = out.json();
+    let r = &v["reports"][0];
+    assert_eq!(read(&f.shared().join("ok.txt")), "ok");
+    let said: Vec<String> = list(&r["skipped"])
+        .into_iter()
+        .chain(list(&r["errors"]))
+        .collect();
+    assert!(
+        said.iter().any(|s| s.contains("caf")),
+        "the file was neither synced nor reported (exit {}): {r:#}",
+        out.code
+    );
+    assert_ne!(out.code, 0, "a file left unsynced, yet exit 0: {r:#}");
+}
+
+/// Names that merely end like SQLite's companions (`-journal`, `-wal`, `-shm`) with no
+/// database beside them are a user's files: they sync.
+#[test]
+#[ignore = "BUG: a user's file ending in -journal, -wal or -shm (no database beside it) is never synced, in silence"]
+fn files_ending_like_sqlite_companions_without_a_database_sync() {
+    let names = [
+        "travel-journal",
+        "fire-wal",
+        "mesh-shm",
+        "notes.txt-journal",
+    ];
+    let f = fleet(2, "", |i, shared| {
+        if i == 0 {
+            for n in names {
+                write_file(shared.join(n), format!("user file {n}"));
+            }
+        }
+    });
+    rounds(&f, 1);
+    let got = files(&f.hosts[1].shared());
+    let missing: Vec<&str> = names
+        .into_iter()
+        .filter(|n| !got.contains_key(*n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "never reached host B (nor reported): {missing:?}"
+    );
+}
+
+/// With a primary synced whole (no `paths`), the user's own top-level file or folder named
+/// `hosts` (an Ansible inventory, say) is synced like any other: only the target's `hosts/`
+/// holds snapshots.
+#[test]
+#[ignore = "BUG: a whole-primary sync never syncs the user's own top-level `hosts` file or folder, in silence (only the target's hosts/ is the snapshots')"]
+fn a_users_top_level_hosts_file_is_synced() {
+    let f = fleet_with(
+        2,
+        |i, target| {
+            let home = target.with_file_name(format!("home-{i}"));
+            mkdir(&home);
+            if i == 0 {
+                write_file(home.join("hosts"), "[web]\nweb1.example.org\n");
+                write_file(home.join("site.yml"), "- hosts: web\n");
+            }
+            format!(
+                "[[root.children]]\nname = \"t\"\nkind = \"sync_target\"\ntarget = \"{}\"\n\
+                 primary = \"{}\"\nevery = \"1h\"\nmin_interval = \"0s\"\n",
+                target.display(),
+                home.display()
+            )
+        },
+        |_, _| {},
+    );
+    rounds(&f, 1);
+    let home_b = f.target.with_file_name("home-1");
+    assert_eq!(read(&home_b.join("site.yml")), "- hosts: web\n");
+    assert!(
+        home_b.join("hosts").is_file(),
+        "the inventory `hosts` never reached host B: target has {:?}",
+        names(&files(&f.target))
+    );
+}
+
 /// Symlinks on either side are skipped and reported; nothing is read or written through
 /// them, and nothing outside the two folders is touched.
 #[test]
@@ -239,6 +332,145 @@ fn a_file_replaced_by_a_folder_converges() {
         assert_eq!(changed(&r), 0, "{r:#}");
     }
     eprintln!("exit codes of the two rounds: {codes:?}");
+}
+
+#[test]
+#[ignore = "BUG: a folder replaced by a file of the same name never syncs: the emptied folder left on the other side blocks the file's install forever (deferred, then partial)"]
+fn a_folder_replaced_by_a_file_converges() {
+    let f = fleet(2, "", |i, shared| {
+        if i == 0 {
+            mkdir(&shared.join("y"));
+            write_file(shared.join("y/inner.txt"), "inside y");
+            others(shared);
+        }
+    });
+    rounds(&f, 1);
+    let a = &f.hosts[0];
+    std::fs::remove_dir_all(a.shared().join("y")).unwrap_or_else(|e| panic!("{e}"));
+    write_file(a.shared().join("y"), "y is a file now");
+    let mut reports = Vec::new();
+    for _ in 0..3 {
+        for h in &f.hosts {
+            let out = h.sync_out(&["--json"]);
+            reports.push(format!("{} exit {}: {}", h.id, out.code, out.stdout));
+        }
+    }
+    assert!(
+        f.shared().join("y").is_file() && f.hosts[1].shared().join("y").is_file(),
+        "y never became a file on the target / host B after 3 rounds:\n{}",
+        reports.join("\n")
+    );
+    assert_converged(&f);
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A private file (0600) stays private on the target and the other hosts, an executable
+/// stays executable, and a chmod-only change reaches the other hosts.
+#[test]
+#[ignore = "BUG: modes are not kept: a 0600 file lands 0644 (world-readable) on the target and other hosts, +x is lost, and a chmod-only change never syncs"]
+fn modes_are_kept_and_chmod_only_changes_sync() {
+    let f = fleet(2, "", |i, shared| {
+        if i == 0 {
+            write_file(shared.join("id_key"), "private key");
+            crate::util::chmod(shared.join("id_key"), 0o600);
+            write_file(shared.join("run.sh"), "#!/bin/sh\necho hi\n");
+            crate::util::chmod(shared.join("run.sh"), 0o755);
+            write_file(shared.join("later.sh"), "#!/bin/sh\n");
+            crate::util::chmod(shared.join("later.sh"), 0o644);
+        }
+    });
+    rounds(&f, 1);
+    let mut wrong = Vec::new();
+    for (what, root) in [("target", f.shared()), ("host-b", f.hosts[1].shared())] {
+        for (name, want) in [("id_key", 0o600), ("run.sh", 0o755)] {
+            let got = mode(&root.join(name));
+            if got != want {
+                wrong.push(format!("{what}: {name} is {got:o}, not {want:o}"));
+            }
+        }
+    }
+    crate::util::chmod(f.hosts[0].shared().join("later.sh"), 0o755);
+    rounds(&f, 2);
+    let got = mode(&f.hosts[1].shared().join("later.sh"));
+    if got != 0o755 {
+        wrong.push(format!(
+            "host-b: chmod +x of later.sh never arrived: {got:o}"
+        ));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Empty folders: one made on a host reaches the others, and a folder whose files were all
+/// deleted on one host does not stay behind on the others.
+#[test]
+#[ignore = "BUG: folders are not synced: an empty folder never reaches other hosts, and a folder emptied and removed on one host stays (empty) on the target and every other host"]
+fn empty_folders_sync_and_removed_folders_go() {
+    let f = fleet(2, "", |i, shared| {
+        if i == 0 {
+            mkdir(&shared.join("old/sub"));
+            write_file(shared.join("old/sub/f.txt"), "f");
+            others(shared);
+        }
+    });
+    rounds(&f, 1);
+    let a = &f.hosts[0];
+    mkdir(&a.shared().join("inbox/empty"));
+    std::fs::remove_dir_all(a.shared().join("old")).unwrap_or_else(|e| panic!("{e}"));
+    rounds(&f, 2);
+    let b = f.hosts[1].shared();
+    let mut wrong = Vec::new();
+    if !b.join("inbox/empty").is_dir() {
+        wrong.push("the new empty folder inbox/empty is not on host B".to_string());
+    }
+    if b.join("old").exists() {
+        wrong.push("the removed folder old/ is still on host B (empty)".to_string());
+    }
+    if f.shared().join("old").exists() {
+        wrong.push("the removed folder old/ is still on the target (empty)".to_string());
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A case-only rename on one host (Linux: two different names) reaches the other hosts.
+#[test]
+#[ignore = "BUG: a case-only rename on one host is held as a case collision forever: hosts keep different names, and every run exits 0"]
+fn a_case_only_rename_on_one_host_converges() {
+    let f = fleet(2, "", |i, shared| {
+        if i == 0 {
+            write_file(shared.join("Notes.txt"), "notes");
+        }
+    });
+    rounds(&f, 1);
+    let a = &f.hosts[0];
+    std::fs::rename(a.shared().join("Notes.txt"), a.shared().join("notes.txt"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        for h in &f.hosts {
+            let out = h.sync_out(&["--json"]);
+            seen.push(format!(
+                "{} exit {}: collisions {}",
+                h.id,
+                out.code,
+                out.json()["reports"][0]["collisions"]
+            ));
+        }
+    }
+    let b = files(&f.hosts[1].shared());
+    assert_eq!(
+        names(&b),
+        ["notes.txt"],
+        "host B after two rounds:\n{}",
+        seen.join("\n")
+    );
+    assert_converged(&f);
 }
 
 /// An exclude added on one host (files it synced before) and taken away again deletes
@@ -760,4 +992,33 @@ fn bad_host_ids_and_sync_arguments_are_refused() {
     ]);
     assert_ne!(out.code, 0, "{}", out.stdout);
     assert_eq!(read(&h.shared().join("a.txt")), "a");
+}
+
+/// A conflict on a file whose name is as long as a file system takes, under `manual`: both
+/// versions are kept (the copy's name shortened to fit), not a failure on every run.
+#[test]
+#[ignore = "BUG: under strategy manual, a conflict on a name of 230+ bytes cannot be kept (the conflict copy's name is too long): the run fails on that file every time, the path never settles"]
+fn a_conflict_on_a_long_name_is_kept() {
+    let long = format!("{}.txt", "n".repeat(240));
+    let f = fleet(2, "strategy = \"manual\"", |i, shared| {
+        if i == 0 {
+            write_file(shared.join(&long), "v0");
+        }
+    });
+    let l2 = long.clone();
+    rounds(&f, 1);
+    write_file(f.hosts[0].shared().join(&l2), "edited on A");
+    write_file(f.hosts[1].shared().join(&l2), "edited on B!");
+    f.hosts[0].sync(0);
+    let out = f.hosts[1].sync_out(&["--json"]);
+    let v = out.json();
+    let r = &v["reports"][0];
+    assert_eq!(out.code, 3, "a kept conflict is exit 3: {r:#}");
+    assert_eq!(r["conflicts"].as_array().map(Vec::len), Some(1), "{r:#}");
+    let b = files(&f.hosts[1].shared());
+    assert!(
+        b.values().any(|v| v == b"edited on A") && b.values().any(|v| v == b"edited on B!"),
+        "{:?}",
+        names(&b)
+    );
 }
