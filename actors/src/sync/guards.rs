@@ -122,13 +122,27 @@ pub enum Found {
     Present(Option<String>),
 }
 
-/// Reads the marker of `target`; an error is one reading it (not its absence).
+/// Reads the marker of `target`; an error is one reading it (not its absence). Only a
+/// regular file is read, and only its first 4 KiB: a FIFO there must not hang the run, nor
+/// a link to `/dev/zero` fill the memory.
 fn read_marker(target: &Path) -> io::Result<Found> {
-    match std::fs::read(target.join(MARKER)) {
-        Ok(bytes) => Ok(Found::Present(nonce_of(&String::from_utf8_lossy(&bytes)))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Absent),
-        Err(e) => Err(e),
+    use std::io::Read;
+    let path = target.join(MARKER);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(io::Error::other(
+                "it is not a regular file (remove it, or put a marker file there)",
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Absent),
+        Err(e) => return Err(e),
     }
+    let mut text = Vec::new();
+    std::fs::File::open(&path)?
+        .take(4096)
+        .read_to_end(&mut text)?;
+    Ok(Found::Present(nonce_of(&String::from_utf8_lossy(&text))))
 }
 
 /// The nonce in a marker's text: a line `nonce: HEX` (16 to 64 hex digits).
@@ -274,25 +288,30 @@ pub async fn check(
                 s.primary.display()
             )));
         }
-        let marker = s.target.join(MARKER);
-        let found = read_marker(&s.target).map_err(|e| {
-            Stop::error(format!("cannot read the marker {}: {e}", marker.display()))
-        })?;
-        let step = marker_step(&record, base_empty, &found);
-        if step == MarkerStep::Refuse {
-            return Err(Stop::refused(
-                format!(
-                    "refused: {} has no {MARKER} marker although it was synced before: it may \
-                     not be the folder synced before (a bare mountpoint, a different drive, a \
-                     fresh cloud folder). Nothing was changed. If it is the right folder, put a \
-                     marker there (`touch {}`): the next run then syncs it as a new target, \
-                     copying what either side lacks and deleting nothing",
-                    s.target.display(),
-                    marker.display()
-                ),
-                Refusal::MarkerMissing,
-            ));
-        }
+        let decide = || -> Result<MarkerStep, Stop> {
+            let marker = s.target.join(MARKER);
+            let found = read_marker(&s.target).map_err(|e| {
+                Stop::error(format!("cannot read the marker {}: {e}", marker.display()))
+            })?;
+            let step = marker_step(&record, base_empty, &found);
+            if step == MarkerStep::Refuse {
+                return Err(Stop::refused(
+                    format!(
+                        "refused: {} has no {MARKER} marker although it was synced before: it \
+                         may not be the folder synced before (a bare mountpoint, a different \
+                         drive, a fresh cloud folder). Nothing was changed. If it is the right \
+                         folder, put a marker there (`touch {}`): the next run then syncs it as \
+                         a new target, copying what either side lacks and deleting nothing",
+                        s.target.display(),
+                        marker.display()
+                    ),
+                    Refusal::MarkerMissing,
+                ));
+            }
+            Ok(step)
+        };
+        // A refusal needs no lock (nor a lock file written in a bare mountpoint).
+        let step = decide()?;
         if dry {
             return Ok((None, step, None));
         }
@@ -311,6 +330,13 @@ pub async fn check(
             LockError::Held(why) => Stop::skipped(why, Some(Refusal::Locked)),
             LockError::Failed(why) => Stop::error(why),
         })?;
+        // Again under the lock: another host's run may have written the marker meanwhile
+        // (two first syncs at once), which this one adopts rather than overwrites.
+        let step = if step == MarkerStep::Same {
+            step
+        } else {
+            decide()?
+        };
         let step = match step {
             MarkerStep::Write { union } => MarkerStep::Adopt {
                 nonce: write_marker(&s)?,
