@@ -220,6 +220,18 @@ fn attempt(target: &Path, host: &str, every: Duration) -> Attempt {
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Something that is no lock file (a folder, a FIFO that a read would wait on
+                // for ever): a fault to fix, never a holder to wait for.
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if !m.is_file() => {
+                        return Attempt::Failed(format!(
+                            "the lock {} is not a regular file: remove it (no run of this tool \
+                             makes one)",
+                            path.display()
+                        ))
+                    }
+                    _ => {}
+                }
                 let seen = read_lock(&path).unwrap_or_default();
                 let age = age_of(&path);
                 if !is_stale(&seen, host, &path, age) {
@@ -254,8 +266,12 @@ impl Drop for TargetLock {
     }
 }
 
-/// The start of a lock file (it is one short line; a bigger file is not a lock).
+/// The start of a lock file (it is one short line; a bigger file is not a lock). Only a
+/// regular file is read (never opened otherwise: a FIFO would block).
 fn read_lock(path: &Path) -> io::Result<String> {
+    if !std::fs::symlink_metadata(path)?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
     let mut bytes = Vec::new();
     std::fs::File::open(path)?
         .take(READ_MAX)
@@ -270,11 +286,19 @@ fn remove_if(path: &Path, text: &str) {
     }
 }
 
-/// How long ago the lock was written or refreshed: `None` if that cannot be read; a time in
-/// the future (a holder whose clock is ahead) is now.
+/// How long ago the lock was written or refreshed: `None` if that cannot be read. A time a
+/// little in the future (a holder whose clock is ahead) is now; one further ahead than
+/// [`LOCK_STALE`] is no time at all (`None`: stale), or a dead host whose clock was a year
+/// ahead would lock every host out for a year.
 fn age_of(path: &Path) -> Option<Duration> {
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
-    Some(modified.elapsed().unwrap_or(Duration::ZERO))
+    let modified = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()?;
+    match modified.elapsed() {
+        Ok(age) => Some(age),
+        Err(e) if e.duration() > LOCK_STALE => None,
+        Err(_) => Some(Duration::ZERO),
+    }
 }
 
 async fn keep_fresh(path: PathBuf, text: String, every: Duration, lost: Arc<AtomicBool>) {
