@@ -21,8 +21,8 @@ pub async fn list_both(
 ) -> Result<(Listing, Listing), Stop> {
     let (lsel, rsel) = (spec.selection.clone(), spec.selection.clone());
     let (lroot, rroot) = (spec.primary.clone(), spec.target.clone());
-    let lscan = tokio::task::spawn_blocking(move || scan::scan(&lroot, &lsel));
-    let rscan = tokio::task::spawn_blocking(move || scan::scan(&rroot, &rsel));
+    let lscan = tokio::task::spawn_blocking(move || scan::scan_side(&lroot, &lsel, true));
+    let rscan = tokio::task::spawn_blocking(move || scan::scan_side(&rroot, &rsel, false));
     let local = lscan
         .await
         .map_err(|e| Stop::error(format!("the scan failed: {e}")))?

@@ -353,6 +353,14 @@ fn fold_wal(path: &Path, meta: &mut Meta, seen_ns: i64) {
 /// looked at relative to its open folder (no walk of the whole path per file); names that
 /// are not UTF-8 are not synced.
 pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
+    scan_side(root, sel, true)
+}
+
+/// [`scan`], following the listed paths (`sel.paths`) that are symlinks only when
+/// `follow_listed` (the primary, where a user may link a folder to sync on purpose); in a
+/// target, a listed path through a symlink is skipped like any symlink, or a run would write
+/// outside the target, and read what the folder out there lacks as deleted.
+pub fn scan_side(root: &Path, sel: &Selection, follow_listed: bool) -> io::Result<Listing> {
     std::fs::read_dir(root)?; // the root itself must be readable
     let mut out = Listing {
         // Before any file is looked at: a lower bound of every stat's time.
@@ -378,8 +386,16 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
         if sel.excluded_above(&start) {
             continue;
         }
-        // A listed path: followed if it is a symlink (as the root of a walk is).
+        // A listed path: followed if it is a symlink (as the root of a walk is), on the side
+        // that may.
         let path = root.join(&start);
+        if !follow_listed && through_link(root, &start) {
+            out.skipped.push((
+                start,
+                "a symlink (or under one): not followed in a target".into(),
+            ));
+            continue;
+        }
         let md = match std::fs::metadata(&path) {
             Ok(md) => md,
             // A listed path that does not exist (yet) on this side.
@@ -438,6 +454,15 @@ pub fn scan(root: &Path, sel: &Selection) -> io::Result<Listing> {
         });
     }
     Ok(out)
+}
+
+/// Whether `rel` under `root`, or a folder above it, is a symlink.
+pub fn through_link(root: &Path, rel: &str) -> bool {
+    let mut at = root.to_path_buf();
+    rel.split('/').any(|part| {
+        at.push(part);
+        std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+    })
 }
 
 /// A folder being walked: its entries not looked at yet, the next one last.
