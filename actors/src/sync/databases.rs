@@ -220,10 +220,23 @@ pub async fn push_snapshot(cx: &Ctx, store: &Store, db: &Path) -> Result<String,
     let dir = spec.target.join(scan::HOSTS).join(&spec.host);
     let dest = dir.join(name);
     let (dest2, db2, every) = (dest.clone(), db.to_path_buf(), spec.snapshot_every);
+    let (target, host_rel) = (
+        spec.target.clone(),
+        format!("{}/{}", scan::HOSTS, spec.host),
+    );
     let fresh = tokio::task::spawn_blocking(move || -> Result<bool, String> {
-        if let Ok(age) = std::fs::metadata(&dest2)
+        // The host's folder is written through nothing but folders of the target.
+        if scan::through_link(&target, &host_rel) {
+            return Err(format!(
+                "{} is a symlink (or under one): no snapshot is written through it",
+                target.join(&host_rel).display()
+            ));
+        }
+        // Fresh enough: taken less than `every` ago (a time in the future is not fresh: it
+        // would be for years).
+        if let Ok(Ok(age)) = std::fs::symlink_metadata(&dest2)
             .and_then(|m| m.modified())
-            .map(|t| t.elapsed().unwrap_or_default())
+            .map(|t| t.elapsed())
         {
             if age < every {
                 return Ok(true);
