@@ -286,7 +286,9 @@ async fn run_inner(
     )
     .await?;
 
-    // The daemon's own live databases: snapshots into hosts/HOST/.
+    // Still the folders the run began on: nothing of this host goes to a bare mountpoint.
+    guards::check_id(spec, guarded.id.as_ref()).await?;
+    // The daemon's own live databases: snapshots into .metasystem-hosts/HOST/.
     for db in &spec.snapshots {
         let what = databases::push_snapshot(&cx, store, db).await;
         report.snapshots.push((

@@ -162,8 +162,10 @@ impl<'a> Record<'a> {
     /// the folder the run started on any more: what was written since the last check may
     /// have gone to the wrong place.
     pub async fn commit(&mut self, base: &mut Base) -> Result<(), Stop> {
+        // Checked even with nothing to record: files that failed because the target went are
+        // told as the target gone, not as so many failed files.
+        self.check().await?;
         if !self.changes.is_empty() {
-            self.check().await?;
             let batch = std::mem::take(&mut self.changes);
             if let Err(e) = self
                 .store
