@@ -214,9 +214,9 @@ fn known(base: Option<&SideState>, now: Option<&Meta>) -> Option<Digest> {
     }
 }
 
-/// [`union`], with an empty folder of the base (`NAME/`) that a side no longer lists because
-/// it holds something now counted as there on that side: a folder that filled is not a
-/// folder deleted.
+/// [`union`], where an empty folder (`NAME/`) that a side holds something in now is no
+/// empty folder on either side: its files stand for it (a folder that filled is neither a
+/// folder deleted nor one to remove), and its base entry is let go.
 fn sides<'a>(
     local: &'a Listing,
     remote: &'a Listing,
@@ -226,19 +226,14 @@ fn sides<'a>(
         if !rel.ends_with('/') {
             return (rel, l, r, b);
         }
-        let held = |side: &Listing| {
-            let i = side.paths.find(rel).unwrap_or_else(|i| i);
-            (i < side.paths.len() && side.paths.get(i).starts_with(rel)).then(|| Meta {
-                dir: true,
-                ..Meta::default()
-            })
+        let holds = |side: &Listing| {
+            let i = side.paths.find(rel).map_or_else(|i| i, |i| i + 1);
+            i < side.paths.len() && side.paths.get(i).starts_with(rel)
         };
-        (
-            rel,
-            l.or_else(|| held(local)),
-            r.or_else(|| held(remote)),
-            b,
-        )
+        if holds(local) || holds(remote) {
+            return (rel, None, None, b);
+        }
+        (rel, l, r, b)
     })
 }
 
