@@ -400,7 +400,6 @@ fn a_file_replaced_by_a_folder_converges() {
 }
 
 #[test]
-#[ignore = "BUG: a folder replaced by a file of the same name never syncs: the emptied folder left on the other side blocks the file's install forever (deferred, then partial)"]
 fn a_folder_replaced_by_a_file_converges() {
     let f = fleet(2, "", |i, shared| {
         if i == 0 {

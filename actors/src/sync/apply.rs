@@ -308,7 +308,20 @@ fn stage_copy(
         &spec.primary
     };
     let staged = (|| -> io::Result<Step> {
-        fsops::make_parents_in(root, dest, dur)?;
+        if let Err(e) = fsops::make_parents_in(root, dest, dur) {
+            // A file stands where a folder of this path goes (a file replaced by a folder on
+            // the other side): it is deleted in this run, the folder's files follow.
+            if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+                || e.kind() == io::ErrorKind::AlreadyExists
+            {
+                return Ok(Step::Done(Applied::Deferred(format!(
+                    "a file stands where the folder of {} goes (a file replaced by a folder): \
+                     it goes first, this follows at the next run",
+                    dest.display()
+                ))));
+            }
+            return Err(e);
+        }
         let copy = match fsops::copy_staged(src, cx.temps.beside(dest), sm.mtime_ns, dur) {
             Ok(Some(c)) => c,
             Ok(None) => return Ok(Step::Done(Applied::NeedsSnapshot)),
@@ -465,6 +478,13 @@ fn install_staged(cx: &Ctx, item: &Item, s: &Staged, dur: &fsops::Durability) ->
     let dest_meta = if s.to_remote { item.remote } else { item.local };
     match fsops::install_with(&s.copy.temp, &s.dest, dest_meta, dur, s.copy.dev) {
         Ok(()) => {}
+        Err(InstallError::Changed) if s.dest.is_dir() => {
+            return Applied::Deferred(format!(
+                "{} is a folder there (a folder replaced by a file): it is emptied and removed \
+                 first, the file follows at the next run",
+                s.dest.display()
+            ))
+        }
         Err(InstallError::Changed) => {
             return Applied::Deferred(format!("{} changed during the run", s.dest.display()))
         }
@@ -547,7 +567,7 @@ fn delete(cx: &Ctx, item: &Item, path: &Path, local: bool) -> io::Result<Applied
 fn remove_emptied_folders(root: &Path, other: &Path, rel: &str) {
     let mut dir = rel;
     while let Some((parent, _)) = dir.rsplit_once('/') {
-        if other.join(parent).exists() || std::fs::remove_dir(root.join(parent)).is_err() {
+        if other.join(parent).is_dir() || std::fs::remove_dir(root.join(parent)).is_err() {
             return;
         }
         dir = parent;

@@ -25,7 +25,7 @@ use super::classify::{Direction, Strategy};
 use super::report::{action_name, fmt_side, Planned, Stop};
 use super::scan::Selection;
 use super::temps::Temps;
-use super::{apply, backups, databases, guards, hashing, items, listings, plan};
+use super::{apply, backups, databases, guards, hashing, items, listings, plan, shapes};
 use crate::store::sync::{Base, ConflictRow};
 use crate::store::Store;
 
@@ -181,16 +181,94 @@ async fn run_inner(
     };
     phases.mark("guards");
 
-    let (local, remote) = listings::list_both(spec, opts.dry_run, store, report).await?;
+    let (mut local, mut remote) = listings::list_both(spec, opts.dry_run, store, report).await?;
+    // Both listings are of the folders the run started on (a drive that dropped out during
+    // the scan listed as empty would read as deleted).
+    guards::check_id(spec, guarded.id.as_ref()).await?;
+    let temps = Arc::new(Temps::new());
+    // Type conflicts (a file here, a folder there, both changed) are settled first, and both
+    // sides listed again.
+    let clashes = shapes::clashes(&local, &remote, base);
+    if !clashes.is_empty() {
+        if opts.dry_run {
+            for c in &clashes {
+                let how = shapes::settle(c, report.direction, report.strategy);
+                report.planned.push(Planned {
+                    path: c.rel.clone(),
+                    action: format!(
+                        "type conflict (a file on one side, a folder on the other): {how:?}"
+                    ),
+                    local: String::new(),
+                    remote: String::new(),
+                });
+                report
+                    .skipped
+                    .push((c.rel.clone(), "a type conflict: settled by a run".into()));
+            }
+        } else {
+            temps
+                .register(store, &spec.name)
+                .await
+                .map_err(Stop::error)?;
+            // A copy of the base for the blocking task (rare: only when a clash is found).
+            let (s, t, b) = (spec.clone(), temps.clone(), base.clone());
+            let (direction, strategy) = (report.direction, report.strategy);
+            let at = SystemTime::now();
+            let (settled, local_l, remote_l) = blocking(move || {
+                let mut out = Vec::new();
+                for c in &clashes {
+                    let how = shapes::settle(c, direction, strategy);
+                    let folder_side = if c.file_on == super::classify::Side::Local {
+                        &remote
+                    } else {
+                        &local
+                    };
+                    out.push((
+                        c.rel.clone(),
+                        shapes::apply(&s, c, how, folder_side, &b, at, &t),
+                    ));
+                }
+                (out, local, remote)
+            })
+            .await?;
+            drop((local_l, remote_l));
+            let mut changes = Vec::new();
+            for (rel, r) in settled {
+                match r {
+                    Ok((c, line)) => {
+                        changes.extend(c);
+                        report.conflicts.push(line);
+                    }
+                    Err(e) => report.errors.push((
+                        rel,
+                        format!("cannot settle a type conflict (a file here, a folder there): {e}"),
+                    )),
+                }
+            }
+            let mut record = super::record::Record::new(
+                spec,
+                store,
+                guarded.id.clone(),
+                guarded.lock.as_ref(),
+                at,
+                changes,
+                Vec::new(),
+            );
+            record.commit(base).await?;
+            drop(record);
+            report.skipped.clear();
+            let errors = std::mem::take(&mut report.errors);
+            (local, remote) = listings::list_both(spec, opts.dry_run, store, report).await?;
+            report.errors.splice(0..0, errors);
+            guards::check_id(spec, guarded.id.as_ref()).await?;
+        }
+    }
     let stable = [local.stable_inodes, remote.stable_inodes];
     for (side, stable) in [("primary", stable[0]), ("target", stable[1])] {
         if !stable {
             report.hashed_every_run.push(side.to_string());
         }
     }
-    // Both listings are of the folders the run started on (a drive that dropped out during
-    // the scan listed as empty would read as deleted).
-    guards::check_id(spec, guarded.id.as_ref()).await?;
     phases.mark("scan");
     let skipped: HashSet<String> = report.skipped.iter().map(|(p, _)| p.clone()).collect();
     let (mut items, names) = items::merge(&local, &remote, base, &skipped, report);
@@ -253,7 +331,7 @@ async fn run_inner(
     let cx = apply::Ctx {
         spec: spec.clone(),
         at: SystemTime::now(),
-        temps: Arc::new(Temps::new()),
+        temps,
         stable,
     };
     if !plan.steps.is_empty() {

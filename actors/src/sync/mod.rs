@@ -37,6 +37,7 @@ pub mod report;
 pub mod resolve;
 pub mod scan;
 pub mod select;
+mod shapes;
 pub mod snapshot;
 pub mod temps;
 pub mod verify;

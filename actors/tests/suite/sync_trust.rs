@@ -647,3 +647,69 @@ async fn sparse_files_stay_sparse() {
     // The next run finds it agreeing (the copy hashed as a whole).
     assert_eq!(h.ok().await.files_changed(), 0);
 }
+
+/// A folder replaced by a file on one side (the other untouched) converges: the folder's
+/// files are deleted there (backed up), the emptied folder goes, then the file follows. And
+/// the other way round.
+#[tokio::test]
+async fn a_folder_replaced_by_a_file_and_back_converge() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    write(&h.local("y/inner.txt"), b"inner");
+    write(&h.local("z"), b"a file");
+    h.ok().await;
+    fs::remove_dir_all(h.local("y")).unwrap();
+    write(&h.local("y"), b"now a file");
+    fs::remove_file(target.join("z")).unwrap();
+    write(&target.join("z/inside.txt"), b"now a folder");
+    for _ in 0..3 {
+        let r = h.run().await;
+        assert!(r.errors.is_empty(), "{r:#?}");
+    }
+    assert_eq!(read(&target.join("y")), b"now a file");
+    assert_eq!(read(&h.local("z/inside.txt")), b"now a folder");
+    assert_eq!(files(&target), files(&h.spec.primary));
+    assert_eq!(h.ok().await.files_changed(), 0);
+}
+
+/// A type conflict (a new file here, a new folder of the same name there) is settled by the
+/// strategy: under newest the later wins and the other goes to the backups; under manual both
+/// are kept, the file under its conflict name.
+#[tokio::test]
+async fn a_file_here_and_a_folder_there_is_settled_by_the_strategy() {
+    for manual in [false, true] {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        let mut h = Host::new(&target, "h1").await;
+        if manual {
+            h.spec.strategy = Strategy::Manual;
+        }
+        write(&h.local("seed"), b"seed");
+        h.ok().await;
+        write(&target.join("notes/a.txt"), b"the folder's file");
+        set_mtime(&target.join("notes/a.txt"), 1_000_000);
+        write(&h.local("notes"), b"the file, newer");
+        let r = h.run().await;
+        assert!(r.errors.is_empty(), "{r:#?}");
+        assert_eq!(r.conflicts.len(), 1, "{r:#?}");
+        let r = h.ok().await;
+        assert_eq!(r.files_changed(), 0, "{r:#?}");
+        assert_eq!(files(&target), files(&h.spec.primary));
+        if manual {
+            let copy = files(&target)
+                .into_iter()
+                .find(|f| f.starts_with("notes.conflict-"))
+                .expect("the file kept under its conflict name");
+            assert_eq!(read(&target.join(copy)), b"the file, newer");
+            assert_eq!(read(&h.local("notes/a.txt")), b"the folder's file");
+        } else {
+            assert_eq!(read(&target.join("notes")), b"the file, newer");
+            assert!(
+                h.backups().iter().any(|b| b.starts_with("notes/a.txt")),
+                "{:?}",
+                h.backups()
+            );
+        }
+    }
+}
