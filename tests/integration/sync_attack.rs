@@ -502,7 +502,6 @@ fn empty_folders_sync_and_removed_folders_go() {
 
 /// A case-only rename on one host (Linux: two different names) reaches the other hosts.
 #[test]
-#[ignore = "BUG: a case-only rename on one host is held as a case collision forever: hosts keep different names, and every run exits 0"]
 fn a_case_only_rename_on_one_host_converges() {
     let f = fleet(2, "", |i, shared| {
         if i == 0 {

@@ -21,11 +21,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::classify::Side;
 use super::classify::{Direction, Strategy};
 use super::report::{action_name, fmt_side, Planned, Stop};
+use super::scan::Listing;
 use super::scan::Selection;
 use super::temps::Temps;
-use super::{apply, backups, databases, guards, hashing, items, listings, plan, shapes};
+use super::{apply, backups, databases, guards, hashing, items, listings, plan, renames, shapes};
 use crate::store::sync::{Base, ConflictRow};
 use crate::store::Store;
 
@@ -186,10 +188,12 @@ async fn run_inner(
     // the scan listed as empty would read as deleted).
     guards::check_id(spec, guarded.id.as_ref()).await?;
     let temps = Arc::new(Temps::new());
-    // Type conflicts (a file here, a folder there, both changed) are settled first, and both
-    // sides listed again.
+    // Type conflicts (a file here, a folder there, both changed) are settled, and case-only
+    // renames made on one side made on the other, before anything is planned; then both
+    // sides are listed again.
     let clashes = shapes::clashes(&local, &remote, base);
-    if !clashes.is_empty() {
+    let renames = renames::find(&local, &remote, base);
+    if !clashes.is_empty() || !renames.is_empty() {
         if opts.dry_run {
             for c in &clashes {
                 let how = shapes::settle(c, report.direction, report.strategy);
@@ -205,62 +209,20 @@ async fn run_inner(
                     .skipped
                     .push((c.rel.clone(), "a type conflict: settled by a run".into()));
             }
-        } else {
-            temps
-                .register(store, &spec.name)
-                .await
-                .map_err(Stop::error)?;
-            // A copy of the base for the blocking task (rare: only when a clash is found).
-            let (s, t, b) = (spec.clone(), temps.clone(), base.clone());
-            let (direction, strategy) = (report.direction, report.strategy);
-            let at = SystemTime::now();
-            let (settled, local_l, remote_l) = blocking(move || {
-                let mut out = Vec::new();
-                for c in &clashes {
-                    let how = shapes::settle(c, direction, strategy);
-                    let folder_side = if c.file_on == super::classify::Side::Local {
-                        &remote
-                    } else {
-                        &local
-                    };
-                    out.push((
-                        c.rel.clone(),
-                        shapes::apply(&s, c, how, folder_side, &b, at, &t),
-                    ));
-                }
-                (out, local, remote)
-            })
-            .await?;
-            drop((local_l, remote_l));
-            let mut changes = Vec::new();
-            for (rel, r) in settled {
-                match r {
-                    Ok((c, line)) => {
-                        changes.extend(c);
-                        report.conflicts.push(line);
-                    }
-                    Err(e) => report.errors.push((
-                        rel,
-                        format!("cannot settle a type conflict (a file here, a folder there): {e}"),
-                    )),
-                }
+            for r in &renames {
+                report.planned.push(Planned {
+                    path: r.from.clone(),
+                    action: format!("rename to {} (a case-only rename)", r.to),
+                    local: String::new(),
+                    remote: String::new(),
+                });
             }
-            let mut record = super::record::Record::new(
-                spec,
-                store,
-                guarded.id.clone(),
-                guarded.lock.as_ref(),
-                at,
-                changes,
-                Vec::new(),
-            );
-            record.commit(base).await?;
-            drop(record);
-            report.skipped.clear();
-            let errors = std::mem::take(&mut report.errors);
-            (local, remote) = listings::list_both(spec, opts.dry_run, store, report).await?;
-            report.errors.splice(0..0, errors);
-            guards::check_id(spec, guarded.id.as_ref()).await?;
+        } else {
+            let (l, r) = first_settle(
+                spec, store, base, &guarded, &temps, clashes, renames, local, remote, report,
+            )
+            .await?;
+            (local, remote) = (l, r);
         }
     }
     let stable = [local.stable_inodes, remote.stable_inodes];
@@ -429,6 +391,110 @@ impl Phases {
             tracing::debug!(target: "metasystem_actors::sync", "sync {target}: {}", text.join(", "));
         }
     }
+}
+
+/// Settles `clashes` and makes `renames` (blocking), records what the base learns, and lists
+/// both sides again.
+#[allow(clippy::too_many_arguments)]
+async fn first_settle(
+    spec: &SyncSpec,
+    store: &Store,
+    base: &mut Base,
+    guarded: &guards::Guarded,
+    temps: &Arc<Temps>,
+    clashes: Vec<shapes::Clash>,
+    renames: Vec<renames::Rename>,
+    local: Listing,
+    remote: Listing,
+    report: &mut RunReport,
+) -> Result<(Listing, Listing), Stop> {
+    if !clashes.is_empty() {
+        temps
+            .register(store, &spec.name)
+            .await
+            .map_err(Stop::error)?;
+    }
+    // A copy of the base for the blocking task (rare: only when there is something to do).
+    let (s, t, b) = (spec.clone(), temps.clone(), base.clone());
+    let (direction, strategy) = (report.direction, report.strategy);
+    let at = SystemTime::now();
+    let (settled, renamed) = blocking(move || {
+        let mut settled = Vec::new();
+        for c in &clashes {
+            let how = shapes::settle(c, direction, strategy);
+            let folder_side = if c.file_on == Side::Local {
+                &remote
+            } else {
+                &local
+            };
+            settled.push((
+                c.rel.clone(),
+                shapes::apply(&s, c, how, folder_side, &b, at, &t),
+            ));
+        }
+        let mut renamed = Vec::new();
+        for r in renames {
+            let root = if r.side == Side::Local {
+                &s.primary
+            } else {
+                &s.target
+            };
+            let done = renames::apply(root, &r);
+            renamed.push((r, done));
+        }
+        (settled, renamed)
+    })
+    .await?;
+    let mut changes = Vec::new();
+    for (rel, r) in settled {
+        match r {
+            Ok((c, line)) => {
+                changes.extend(c);
+                report.conflicts.push(line);
+            }
+            Err(e) => report.errors.push((
+                rel,
+                format!("cannot settle a type conflict (a file here, a folder there): {e}"),
+            )),
+        }
+    }
+    let mut record = super::record::Record::new(
+        spec,
+        store,
+        guarded.id.clone(),
+        guarded.lock.as_ref(),
+        at,
+        changes,
+        Vec::new(),
+    );
+    record.commit(base).await?;
+    for (r, done) in renamed {
+        match done {
+            Ok(()) => {
+                let mut record = super::record::Record::new(
+                    spec,
+                    store,
+                    guarded.id.clone(),
+                    guarded.lock.as_ref(),
+                    at,
+                    renames::rebase(base, &r),
+                    Vec::new(),
+                );
+                record.commit(base).await?;
+                report.renamed.push((r.from, r.to));
+            }
+            Err(e) => report.errors.push((
+                r.from.clone(),
+                format!("cannot rename it {} (a case-only rename): {e}", r.to),
+            )),
+        }
+    }
+    report.skipped.clear();
+    let errors = std::mem::take(&mut report.errors);
+    let listed = listings::list_both(spec, false, store, report).await?;
+    report.errors.splice(0..0, errors);
+    guards::check_id(spec, guarded.id.as_ref()).await?;
+    Ok(listed)
 }
 
 /// Runs blocking `f` on the blocking pool; a task that panicked ends the run.

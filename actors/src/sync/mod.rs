@@ -33,6 +33,7 @@ pub mod lock;
 pub mod nesting;
 mod plan;
 mod record;
+mod renames;
 pub mod report;
 pub mod resolve;
 pub mod scan;

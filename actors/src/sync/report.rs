@@ -105,6 +105,9 @@ pub struct RunReport {
     pub errors: Vec<(String, String)>,
     /// Not synced: symlinks, placeholders, unreadable folders.
     pub skipped: Vec<(String, String)>,
+    /// Case-only renames made on one side, made on the other: (old name, new name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed: Vec<(String, String)>,
     /// Names that differ only by case or Unicode normalisation: reported, not merged.
     pub collisions: Vec<Vec<String>>,
     /// Sides whose file system has no stable inode numbers (FAT, exFAT, FUSE, SMB): the
@@ -168,6 +171,7 @@ impl RunReport {
             deferred: Vec::new(),
             errors: Vec::new(),
             skipped: Vec::new(),
+            renamed: Vec::new(),
             collisions: Vec::new(),
             hashed_every_run: Vec::new(),
             snapshots: Vec::new(),

@@ -713,3 +713,34 @@ async fn a_file_here_and_a_folder_there_is_settled_by_the_strategy() {
         }
     }
 }
+
+/// Regression: a case-only rename on one side was held as two colliding names for good, the
+/// sides different. It is made on the other side too, for a file and for a folder (moved
+/// whole, as a case-insensitive file system needs).
+#[tokio::test]
+async fn a_case_only_rename_is_made_on_the_other_side() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    write(&h.local("Notes.txt"), b"notes");
+    write(&h.local("Docs/a.txt"), b"a");
+    write(&h.local("Docs/b.txt"), b"b");
+    h.ok().await;
+    fs::rename(h.local("Notes.txt"), h.local("notes.txt")).unwrap();
+    fs::rename(target.join("Docs"), target.join("docs")).unwrap();
+    let r = h.ok().await;
+    assert!(r.collisions.is_empty(), "{r:#?}");
+    assert_eq!(r.renamed.len(), 2, "{r:#?}");
+    assert_eq!((r.deleted_local, r.deleted_remote), (0, 0), "{r:#?}");
+    assert_eq!(files(&target), ["docs/a.txt", "docs/b.txt", "notes.txt"]);
+    assert_eq!(files(&target), files(&h.spec.primary));
+    assert_eq!(h.ok().await.files_changed(), 0);
+    // Two names that collide on one side stay reported, not merged.
+    write(&h.local("README"), b"1");
+    write(&h.local("readme"), b"2");
+    let r = h.ok().await;
+    assert_eq!(
+        r.collisions,
+        vec![vec!["README".to_string(), "readme".to_string()]]
+    );
+}
