@@ -286,17 +286,21 @@ fn remove_if(path: &Path, text: &str) {
     }
 }
 
-/// How long ago the lock was written or refreshed: `None` if that cannot be read. A time a
-/// little in the future (a holder whose clock is ahead) is now; one further ahead than
-/// [`LOCK_STALE`] is no time at all (`None`: stale), or a dead host whose clock was a year
-/// ahead would lock every host out for a year.
+/// How far ahead of this host's clock a lock's time may be and still count (as now): a
+/// holder whose clock is ahead. Further ahead it is no time at all.
+const FUTURE_LIMIT: Duration = Duration::from_secs(3600);
+
+/// How long ago the lock was written or refreshed: `None` if that cannot be read. A time in
+/// the future (a holder whose clock is ahead) is now; one more than [`FUTURE_LIMIT`] ahead is
+/// no time at all (`None`: stale), or a dead host whose clock was a year ahead would lock
+/// every host out for a year.
 fn age_of(path: &Path) -> Option<Duration> {
     let modified = std::fs::symlink_metadata(path)
         .and_then(|m| m.modified())
         .ok()?;
     match modified.elapsed() {
         Ok(age) => Some(age),
-        Err(e) if e.duration() > LOCK_STALE => None,
+        Err(e) if e.duration() > FUTURE_LIMIT => None,
         Err(_) => Some(Duration::ZERO),
     }
 }
@@ -620,6 +624,10 @@ mod tests {
         f.set_modified(SystemTime::now() + Duration::from_secs(600))
             .unwrap();
         assert!(TargetLock::take(d.path(), "h1").is_err());
+        // A year ahead: no time at all (a dead host's clock set wrong locks nobody out).
+        f.set_modified(SystemTime::now() + Duration::from_secs(365 * 86_400))
+            .unwrap();
+        assert!(TargetLock::take(d.path(), "h1").is_ok());
     }
 
     /// Regression: the lock was never refreshed, so a run longer than the stale age could be
