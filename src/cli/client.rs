@@ -603,8 +603,22 @@ pub(super) fn socket(global: &Global) -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot find the control socket: {e} (pass --socket PATH)"))
 }
 
+/// Every string of `v` with the bytes of names that are not UTF-8 written as `\xNN` (the
+/// daemon holds them as private-use characters: see `sync::names`).
+fn shown_names(v: &mut Value) {
+    match v {
+        Value::String(s) if metasystem_actors::sync::names::has_bytes(s) => {
+            *s = metasystem_actors::sync::names::shown(s).into_owned();
+        }
+        Value::Array(a) => a.iter_mut().for_each(shown_names),
+        Value::Object(o) => o.values_mut().for_each(shown_names),
+        _ => {}
+    }
+}
+
 /// Prints the answer (JSON or human) and picks the exit code.
-fn answer(cli: &Cli, result: Value, out: &mut dyn Write) -> io::Result<u8> {
+fn answer(cli: &Cli, mut result: Value, out: &mut dyn Write) -> io::Result<u8> {
+    shown_names(&mut result);
     let global = &cli.global;
     if global.json {
         writeln!(out, "{result}")?;

@@ -16,6 +16,7 @@ use super::databases;
 use super::engine::{blocking, par_map, Phases, Progress, SyncSpec, COMMIT_BATCH};
 use super::fsops::{self, InstallError};
 use super::items::{side_state, Item, Slot};
+use super::names;
 use super::record::Record;
 use super::report::{RunReport, Stop};
 use super::scan::{self, Meta, Paths, FOLDER_HASH};
@@ -187,8 +188,8 @@ struct ProgressCell {
 /// One plain-file action (blocking).
 fn apply_plain(cx: &Ctx, item: &Item, action: Action, dur: &fsops::Durability) -> Step {
     let spec = &cx.spec;
-    let lpath = spec.primary.join(&*item.rel);
-    let rpath = spec.target.join(&*item.rel);
+    let lpath = names::at(&spec.primary, &item.rel);
+    let rpath = names::at(&spec.target, &item.rel);
     let done =
         |r: io::Result<Applied>| Step::Done(r.unwrap_or_else(|e| Applied::Failed(describe(&e))));
     if item.local.or(item.remote).is_some_and(|m| m.dir) {
@@ -567,7 +568,9 @@ fn delete(cx: &Ctx, item: &Item, path: &Path, local: bool) -> io::Result<Applied
 fn remove_emptied_folders(root: &Path, other: &Path, rel: &str) {
     let mut dir = rel;
     while let Some((parent, _)) = dir.rsplit_once('/') {
-        if other.join(parent).is_dir() || std::fs::remove_dir(root.join(parent)).is_err() {
+        if names::at(other, parent).is_dir()
+            || std::fs::remove_dir(names::at(root, parent)).is_err()
+        {
             return;
         }
         dir = parent;
@@ -705,11 +708,11 @@ fn keep_both(cx: &Ctx, item: &Item, rpath: &Path) -> io::Result<Applied> {
     let from = fsops::writer_of(rpath, rm.mtime_ns).unwrap_or_else(|| spec.name.clone());
     let mut copy_rel = fsops::conflict_name(&item.rel, at, &from);
     let mut n = 2;
-    while n < 1000 && std::fs::symlink_metadata(spec.primary.join(&copy_rel)).is_ok() {
+    while n < 1000 && std::fs::symlink_metadata(names::at(&spec.primary, &copy_rel)).is_ok() {
         copy_rel = fsops::conflict_name(&item.rel, at, &format!("{from}-{n}"));
         n += 1;
     }
-    let dest = spec.primary.join(&copy_rel);
+    let dest = names::at(&spec.primary, &copy_rel);
     fsops::make_parents(&spec.primary, &dest)?;
     let temp = cx.temps.beside(&dest);
     let (hash, _) = fsops::copy_to_temp(rpath, temp.clone(), rm.mtime_ns)?;

@@ -76,8 +76,7 @@ pub fn all(spec: &SyncSpec) -> Result<Vec<BackupEntry>, String> {
             .path()
             .strip_prefix(dir)
             .ok()
-            .and_then(|r| r.to_str())
-            .map(str::to_string)
+            .map(|r| super::names::held(r.as_os_str()).into_owned())
         else {
             continue;
         };
@@ -353,7 +352,7 @@ pub fn restore(
             spec.name
         ));
     }
-    let dest = spec.primary.join(&original);
+    let dest = super::names::at(&spec.primary, &original);
     if !spec.primary.is_dir() {
         return Err(format!(
             "the primary {} is not a folder",

@@ -12,6 +12,7 @@ use super::classify::{Action, Digest};
 use super::engine::SyncSpec;
 use super::fsops::{self, InstallError};
 use super::items::{side_state, Item};
+use super::names::at;
 use super::scan::{self, Meta};
 use super::snapshot;
 use super::temps;
@@ -23,9 +24,9 @@ pub async fn apply_sqlite(cx: &Ctx, item: &Item, action: Action) -> Applied {
     let spec = &cx.spec;
     let to_remote = action == Action::CopyToRemote;
     let (src, dest) = if to_remote {
-        (spec.primary.join(&*item.rel), spec.target.join(&*item.rel))
+        (at(&spec.primary, &item.rel), at(&spec.target, &item.rel))
     } else {
-        (spec.target.join(&*item.rel), spec.primary.join(&*item.rel))
+        (at(&spec.target, &item.rel), at(&spec.primary, &item.rel))
     };
     let (src_meta, src_hash) = if to_remote {
         (item.local, item.lhash())

@@ -942,7 +942,7 @@ pub fn backup(
 fn free_backup_name(backups: &Path, rel: &str, at: SystemTime) -> PathBuf {
     let mut n = 0;
     loop {
-        let dest = backups.join(backup_name(rel, at, n));
+        let dest = super::names::at(backups, &backup_name(rel, at, n));
         if n >= 9_999 || fs::symlink_metadata(&dest).is_err() {
             return dest;
         }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use super::engine::{blocking, par_map, SyncSpec};
 use super::fsops;
 use super::items::Slot;
+use super::names::at;
 use super::report::{RunReport, Stop};
 use super::scan::Paths;
 
@@ -40,12 +41,12 @@ pub async fn hash_sides(
             }
             if it.lhash().is_none() {
                 if let Some(m) = it.local {
-                    v.push((i, true, spec.primary.join(names.get(it.rel.0)), m.live_wal));
+                    v.push((i, true, at(&spec.primary, names.get(it.rel.0)), m.live_wal));
                 }
             }
             if it.rhash().is_none() {
                 if let Some(m) = it.remote {
-                    v.push((i, false, spec.target.join(names.get(it.rel.0)), m.live_wal));
+                    v.push((i, false, at(&spec.target, names.get(it.rel.0)), m.live_wal));
                 }
             }
             v

@@ -61,7 +61,7 @@ pub async fn list_both(
     for (root, listing) in [(&spec.primary, &local), (&spec.target, &remote)] {
         for (rel, nonce) in &listing.temps {
             if ours.contains(nonce) {
-                stale.push(root.join(rel));
+                stale.push(super::names::at(root, rel));
             } else {
                 report.skipped.push((
                     rel.clone(),

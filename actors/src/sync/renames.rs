@@ -71,7 +71,10 @@ pub fn find(local: &Listing, remote: &Listing, base: &Base) -> Vec<Rename> {
 /// Makes `r` under `root` (blocking I/O), if its new name is free there (a case-insensitive
 /// file system answers for the old one: the same entry).
 pub fn apply(root: &Path, r: &Rename) -> std::io::Result<()> {
-    let (from, to) = (root.join(&r.from), root.join(&r.to));
+    let (from, to) = (
+        super::names::at(root, &r.from),
+        super::names::at(root, &r.to),
+    );
     let same_entry = |a: &Path, b: &Path| {
         use std::os::unix::fs::MetadataExt;
         match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {

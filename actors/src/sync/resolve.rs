@@ -113,7 +113,10 @@ pub async fn resolve(
     let temps = Arc::new(Temps::new());
     temps.register(store, &spec.name).await?;
 
-    let (lpath, rpath) = (spec.primary.join(&rel), spec.target.join(&rel));
+    let (lpath, rpath) = (
+        super::names::at(&spec.primary, &rel),
+        super::names::at(&spec.target, &rel),
+    );
     let (src, dest, to_remote) = match keep {
         Keep::Local | Keep::Both => (lpath.clone(), rpath.clone(), true),
         Keep::Remote => (rpath.clone(), lpath.clone(), false),
@@ -240,7 +243,7 @@ pub async fn resolve(
     .await??;
 
     // The conflict copy: into the backups, or left to sync as a normal file.
-    let copy_path = spec.primary.join(&copy_rel);
+    let copy_path = super::names::at(&spec.primary, &copy_rel);
     let copy_now = if keep == Keep::Both || copy_rel.is_empty() {
         format!("kept as {}: it syncs as a normal file", copy_path.display())
     } else {

@@ -222,14 +222,14 @@ pub fn companion_of(name: &str) -> Option<&str> {
 /// Whether `path` names a companion of an SQLite database beside it (blocking I/O: it reads
 /// the database's header).
 pub fn is_companion(path: &Path) -> bool {
-    let Some(owner) = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(companion_of)
-    else {
+    let Some(name) = path.file_name() else {
         return false;
     };
-    let owner = path.with_file_name(owner);
+    let name = super::names::held(name);
+    let Some(owner) = companion_of(&name) else {
+        return false;
+    };
+    let owner = path.with_file_name(super::names::bytes(owner));
     std::fs::symlink_metadata(&owner).is_ok_and(|m| m.is_file()) && super::fsops::is_sqlite(&owner)
 }
 
@@ -388,7 +388,7 @@ pub fn scan_side(root: &Path, sel: &Selection, follow_listed: bool) -> io::Resul
         }
         // A listed path: followed if it is a symlink (as the root of a walk is), on the side
         // that may.
-        let path = root.join(&start);
+        let path = super::names::at(root, &start);
         if !follow_listed && through_link(root, &start) {
             out.skipped.push((
                 start,
@@ -432,7 +432,7 @@ pub fn scan_side(root: &Path, sel: &Selection, follow_listed: bool) -> io::Resul
     // folded into it (its changes are not in the main file until a checkpoint).
     let mut dropped = std::collections::HashSet::new();
     for rel in companions {
-        if !is_companion(&root.join(&rel)) {
+        if !is_companion(&super::names::at(root, &rel)) {
             continue;
         }
         if let Ok(i) = out.paths.find(&rel) {
@@ -440,7 +440,7 @@ pub fn scan_side(root: &Path, sel: &Selection, follow_listed: bool) -> io::Resul
         }
         if let Some(owner) = rel.strip_suffix("-wal") {
             if let Ok(o) = out.paths.find(owner) {
-                let abs = root.join(owner);
+                let abs = super::names::at(root, owner);
                 fold_wal(&abs, &mut out.metas[o], out.seen_ns);
             }
         }
@@ -545,9 +545,8 @@ fn open(out: &mut Listing, dir: &Path, prefix: String) -> Option<Frame> {
                 break;
             }
         };
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
+        // A name that is not UTF-8 is held losslessly (see `names`).
+        let name = super::names::held(&entry.file_name()).into_owned();
         match entry.file_type() {
             Ok(ft) => rest.push((name, entry, ft)),
             Err(e) => {

@@ -18,6 +18,7 @@ use super::classify::{Direction, Side, Strategy};
 use super::engine::SyncSpec;
 use super::fsops;
 use super::items::quick;
+use super::names;
 use super::report::ConflictReport;
 use super::scan::{Listing, Meta};
 use super::temps::Temps;
@@ -150,7 +151,7 @@ pub fn apply(
     let mut copy = None;
     match how {
         Settle::Folder => {
-            let path = root(c.file_on).join(&c.rel);
+            let path = names::at(root(c.file_on), &c.rel);
             fsops::backup(
                 &path,
                 &spec.backups,
@@ -169,18 +170,18 @@ pub fn apply(
                 if m.dir {
                     continue;
                 }
-                let path = dir.join(p);
+                let path = names::at(dir, p);
                 fsops::backup(&path, &spec.backups, p, at, folder_on == Side::Local, temps)?;
                 if path.exists() {
                     std::fs::remove_file(&path)?;
                 }
             }
-            remove_empty_tree(&dir.join(&c.rel));
+            remove_empty_tree(&names::at(dir, &c.rel));
             // Leftovers that are not synced (excluded, symlinks): kept, moved aside.
-            let rest = dir.join(&c.rel);
+            let rest = names::at(dir, &c.rel);
             if rest.exists() {
                 let aside = fsops::conflict_name(&c.rel, at, &spec.host);
-                std::fs::rename(&rest, dir.join(&aside))?;
+                std::fs::rename(&rest, names::at(dir, &aside))?;
             }
         }
         Settle::Both => {
@@ -191,7 +192,7 @@ pub fn apply(
             };
             let name = fsops::conflict_name(&c.rel, at, &from);
             let dir = root(c.file_on);
-            std::fs::rename(dir.join(&c.rel), dir.join(&name))?;
+            std::fs::rename(names::at(dir, &c.rel), names::at(dir, &name))?;
             copy = Some(name);
         }
     }

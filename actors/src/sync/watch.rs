@@ -203,7 +203,7 @@ impl Filter {
             if !s.is_empty() {
                 s.push('/');
             }
-            s.push_str(c.as_os_str().to_str()?);
+            s.push_str(&super::names::held(c.as_os_str()));
         }
         (!s.is_empty()).then_some(s)
     }

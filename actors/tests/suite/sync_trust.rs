@@ -744,3 +744,27 @@ async fn a_case_only_rename_is_made_on_the_other_side() {
         vec![vec!["README".to_string(), "readme".to_string()]]
     );
 }
+
+/// Regression: names that are not UTF-8 never synced, and nobody was told. They sync with
+/// their exact bytes both ways, their base goes through the store and back, and a deletion
+/// follows.
+#[tokio::test]
+async fn names_that_are_not_utf8_sync_with_their_exact_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    let latin1 = std::ffi::OsStr::from_bytes(b"r\xe9sum\xe9.txt");
+    let odd = std::ffi::OsStr::from_bytes(b"d\xff/\xfe\xfd");
+    write(&h.spec.primary.join(latin1), b"cv");
+    fs::create_dir_all(target.join(std::ffi::OsStr::from_bytes(b"d\xff"))).unwrap();
+    write(&target.join(odd), b"odd");
+    h.ok().await;
+    assert_eq!(read(&target.join(latin1)), b"cv");
+    assert_eq!(read(&h.spec.primary.join(odd)), b"odd");
+    assert_eq!(h.ok().await.files_changed(), 0);
+    fs::remove_file(h.spec.primary.join(latin1)).unwrap();
+    let r = h.ok().await;
+    assert_eq!(r.deleted_remote, 1, "{r:#?}");
+    assert!(!target.join(latin1).exists());
+}
