@@ -52,59 +52,80 @@ pub struct Base {
     entries: Vec<Packed>,
 }
 
-/// A [`BaseEntry`] as the base holds it: 64 bytes instead of 96. Both sides of a synced path
-/// have the same contents, so one hash and one size serve both; the target's are kept apart
-/// only when they differ.
+/// A [`BaseEntry`] as the base holds it: 80 bytes instead of 112. Both sides of a synced
+/// path have the same contents, the same time (a copy gets its source's) and as a rule the
+/// same mode, so one hash, size, time and mode serve both; the target's are kept apart only
+/// when they differ. Each side's stamp is its own (another inode, another change time).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Packed {
     hash: [u8; 32],
     size: u64,
-    local_mtime_ns: i64,
-    remote_mtime_ns: i64,
+    mtime_ns: i64,
     local_stamp: u64,
     remote_stamp: u64,
-    local_mode: u32,
-    remote_mode: u32,
-    /// The target's hash and size when not the primary's.
-    remote: Option<Box<([u8; 32], u64)>>,
+    /// Permission bits (they fit 16 bits).
+    mode: u16,
+    /// The target's hash, size, time and mode when not the primary's.
+    remote: Option<Box<Remote>>,
+}
+
+/// The target's side of a [`Packed`] entry where it differs from the primary's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Remote {
+    hash: [u8; 32],
+    size: u64,
+    mtime_ns: i64,
+    mode: u32,
 }
 
 impl Packed {
     fn of(e: &BaseEntry) -> Self {
-        let same = e.local.hash == e.remote.hash && e.local.size == e.remote.size;
+        let (l, r) = (&e.local, &e.remote);
+        let same = l.hash == r.hash
+            && l.size == r.size
+            && l.mtime_ns == r.mtime_ns
+            && l.mode == r.mode
+            && l.mode <= 0xffff;
         Packed {
-            hash: e.local.hash,
-            size: e.local.size,
-            local_mtime_ns: e.local.mtime_ns,
-            remote_mtime_ns: e.remote.mtime_ns,
-            local_stamp: e.local.stamp,
-            remote_stamp: e.remote.stamp,
-            local_mode: e.local.mode,
-            remote_mode: e.remote.mode,
-            remote: (!same).then(|| Box::new((e.remote.hash, e.remote.size))),
+            hash: l.hash,
+            size: l.size,
+            mtime_ns: l.mtime_ns,
+            local_stamp: l.stamp,
+            remote_stamp: r.stamp,
+            mode: u16::try_from(l.mode).unwrap_or(0),
+            remote: (!same).then(|| {
+                Box::new(Remote {
+                    hash: r.hash,
+                    size: r.size,
+                    mtime_ns: r.mtime_ns,
+                    mode: r.mode,
+                })
+            }),
         }
     }
 
     fn entry(&self) -> BaseEntry {
-        let (rhash, rsize) = self
-            .remote
-            .as_deref()
-            .copied()
-            .unwrap_or((self.hash, self.size));
+        let mode = u32::from(self.mode);
+        let r = self.remote.as_deref().copied().unwrap_or(Remote {
+            hash: self.hash,
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            mode,
+        });
         BaseEntry {
             local: SideState {
                 hash: self.hash,
                 size: self.size,
-                mtime_ns: self.local_mtime_ns,
+                mtime_ns: self.mtime_ns,
                 stamp: self.local_stamp,
-                mode: self.local_mode,
+                mode,
             },
             remote: SideState {
-                hash: rhash,
-                size: rsize,
-                mtime_ns: self.remote_mtime_ns,
+                hash: r.hash,
+                size: r.size,
+                mtime_ns: r.mtime_ns,
                 stamp: self.remote_stamp,
-                mode: self.remote_mode,
+                mode: r.mode,
             },
         }
     }

@@ -107,7 +107,7 @@ pub async fn apply(
         .iter()
         .filter(|&&(i, _)| items[i].base.is_none())
         .fold((0, 0), |(n, b), &(i, _)| {
-            (n + 1, b + names.get(items[i].rel.0).len())
+            (n + 1, b + items[i].rel.of(names).len())
         });
     base.reserve(more, bytes);
     let mut snapshots_needed = Vec::new();

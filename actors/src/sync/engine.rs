@@ -267,7 +267,7 @@ async fn run_inner(
             if opts.dry_run || plan::is_deletion(a) {
                 let item = &items[index];
                 report.planned.push(Planned {
-                    path: names.get(item.rel.0).to_string(),
+                    path: item.rel.of(&names).to_string(),
                     action: action_name(a).to_string(),
                     local: fmt_side(item.local),
                     remote: fmt_side(item.remote),

@@ -27,7 +27,7 @@ pub async fn hash_sides(
     // with the versions the conflict recorded.
     for it in items.iter_mut() {
         it.unhashed = it.base.is_none()
-            && !disputed.contains(names.get(it.rel.0))
+            && !disputed.contains(it.rel.of(names))
             && it.local.is_some() != it.remote.is_some()
             && !it.local.or(it.remote).is_some_and(|m| m.live_wal);
     }
@@ -41,12 +41,12 @@ pub async fn hash_sides(
             }
             if it.lhash().is_none() {
                 if let Some(m) = it.local {
-                    v.push((i, true, at(&spec.primary, names.get(it.rel.0)), m.live_wal));
+                    v.push((i, true, at(&spec.primary, it.rel.of(names)), m.live_wal));
                 }
             }
             if it.rhash().is_none() {
                 if let Some(m) = it.remote {
-                    v.push((i, false, at(&spec.target, names.get(it.rel.0)), m.live_wal));
+                    v.push((i, false, at(&spec.target, it.rel.of(names)), m.live_wal));
                 }
             }
             v
@@ -74,7 +74,7 @@ pub async fn hash_sides(
             }
             Err(e) => {
                 report.errors.push((
-                    names.get(items[i].rel.0).to_string(),
+                    items[i].rel.of(names).to_string(),
                     format!("cannot read {}: {e}", path.display()),
                 ));
                 failed.insert(i);

@@ -29,8 +29,8 @@ pub struct Item<P = Box<str>> {
     /// Both sides changed differently (decided by the direction or the strategy).
     pub conflict: bool,
     /// A conflict record this item's outcome closes once applied, and why: the user edited
-    /// the path after the conflict was kept.
-    pub closes: Option<(i64, Closed)>,
+    /// the path after the conflict was kept. Boxed: most items have none.
+    pub closes: Option<Box<(i64, Closed)>>,
     /// A new file on one side only, not hashed before the decision (which its hash cannot
     /// change): its copy hashes it, in the same read.
     pub unhashed: bool,
@@ -42,19 +42,26 @@ pub type Slot = Item<Name>;
 /// The index of one of the run's names (not a number to print: `to_string` on it would give
 /// the index, not the path).
 #[derive(Debug, Clone, Copy)]
-pub struct Name(pub usize);
+pub struct Name(pub u32);
+
+impl Name {
+    /// The path it names.
+    pub fn of(self, names: &Paths) -> &str {
+        names.get(self.0 as usize)
+    }
+}
 
 impl Slot {
     /// The item with its path, for the steps that apply it.
     pub fn with_rel(&self, names: &Paths) -> Item {
         Item {
-            rel: names.get(self.rel.0).into(),
+            rel: self.rel.of(names).into(),
             local: self.local,
             remote: self.remote,
             base: self.base.clone(),
             hashes: self.hashes.clone(),
             conflict: self.conflict,
-            closes: self.closes,
+            closes: self.closes.clone(),
             unhashed: self.unhashed,
         }
     }
@@ -166,7 +173,7 @@ pub fn merge(
         };
         names.push(rel);
         items.push(Item {
-            rel: Name(names.len() - 1),
+            rel: Name(u32::try_from(names.len() - 1).unwrap_or(u32::MAX)),
             hashes: (lhash.is_some() || rhash.is_some()).then(|| Box::new([lhash, rhash])),
             local: l,
             remote: r,
@@ -198,7 +205,7 @@ pub fn merge(
         }
         report.collisions.sort();
         if !colliding.is_empty() {
-            items.retain(|i| !colliding.contains(names.get(i.rel.0)));
+            items.retain(|i| !colliding.contains(i.rel.of(&names)));
         }
     }
     names.shrink_to_fit();
@@ -458,7 +465,7 @@ mod tests {
         let remote = listing(&["changed", "same"]);
         let mut report = report();
         let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut report);
-        let names: Vec<&str> = items.iter().map(|i| paths.get(i.rel.0)).collect();
+        let names: Vec<&str> = items.iter().map(|i| i.rel.of(&paths)).collect();
         assert_eq!(names, ["changed", "gone", "new"]);
         // Counted before: room for exactly the items needed (the colliding two included).
         assert_eq!(items.capacity(), 5);
@@ -511,7 +518,7 @@ mod tests {
         let remote = listing(&["notes/\u{e1}.txt", "other"]);
         let mut report = report();
         let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut report);
-        let names: Vec<&str> = items.iter().map(|i| paths.get(i.rel.0)).collect();
+        let names: Vec<&str> = items.iter().map(|i| i.rel.of(&paths)).collect();
         // The base-only name is on neither side: it is forgotten, and collides with nothing
         // (a case-only rename made on both sides settles instead of staying held for good).
         assert_eq!(names, ["Notes/A.txt", "notes/a.txt", "other"]);

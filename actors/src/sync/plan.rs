@@ -79,7 +79,7 @@ pub fn plan(
         // colliding this time, is settled: in the base and unchanged on both sides (both as
         // the base has them), or on neither side nor in the base (both versions deleted, or
         // no longer selected).
-        let listed: HashSet<&str> = items.iter().map(|i| names.get(i.rel.0)).collect();
+        let listed: HashSet<&str> = items.iter().map(|i| i.rel.of(names)).collect();
         out.closing.extend(
             open.iter()
                 .filter(|c| !listed.contains(c.path.as_str()) && !held.contains(c.path.as_str()))
@@ -94,7 +94,7 @@ pub fn plan(
         );
     }
     for (index, item) in items.iter_mut().enumerate() {
-        let rel = names.get(item.rel.0);
+        let rel = item.rel.of(names);
         let lb = item.base.as_ref().map(|b| b.local.hash);
         let rb = item.base.as_ref().map(|b| b.remote.hash);
         let seen = |hash: Option<Digest>, m: Option<Meta>| {
@@ -123,7 +123,7 @@ pub fn plan(
                 out.unresolved.push(rel.to_string());
                 continue;
             }
-            item.closes = Some((c.id, Closed::Edited));
+            item.closes = Some(Box::new((c.id, Closed::Edited)));
             if d.conflict {
                 // The user changed the path since: the versions the conflict recorded act as
                 // the base, so the side they edited wins. Both edited again: a new conflict,
@@ -135,7 +135,7 @@ pub fn plan(
                     strategy,
                 );
                 if again.conflict {
-                    item.closes = Some((c.id, Closed::Superseded));
+                    item.closes = Some(Box::new((c.id, Closed::Superseded)));
                 } else {
                     d = again;
                 }
@@ -166,7 +166,7 @@ pub fn plan(
         item.conflict = d.conflict;
         match d.action {
             // Both sides as the base has them: a record still open is settled already.
-            Action::Nothing => out.closing.extend(item.closes),
+            Action::Nothing => out.closing.extend(item.closes.as_deref().copied()),
             Action::Pending(_) => out.pending.push(planned(rel, d.action, lc, rc)),
             a => out.steps.push((index, a)),
         }
@@ -285,7 +285,7 @@ mod tests {
         for (i, &(base, l, r)) in rows.iter().enumerate() {
             names.push(&format!("p{i}"));
             out.push(Slot {
-                rel: Name(i),
+                rel: Name(i as u32),
                 local: l.map(|(_, t)| meta(t)),
                 remote: r.map(|(_, t)| meta(t)),
                 base: base.map(|h| {
@@ -462,11 +462,11 @@ mod tests {
         );
         assert_eq!(p.unresolved, ["p0"]);
         // p1: the local side differs from the kept B, the remote is still C: the edit wins.
-        assert_eq!(it[1].closes, Some((2, Closed::Edited)));
+        assert_eq!(it[1].closes.as_deref(), Some(&(2, Closed::Edited)));
         assert!(p.steps.contains(&(1, CopyToRemote)));
         assert!(!it[1].conflict);
         // p2: both differ from what was kept: a new conflict that supersedes the record.
-        assert_eq!(it[2].closes, Some((3, Closed::Superseded)));
+        assert_eq!(it[2].closes.as_deref(), Some(&(3, Closed::Superseded)));
         assert!(it[2].conflict);
         // Not listed: settled (in the base: edited; nowhere: gone); a held path is left open.
         let mut closing = p.closing.clone();

@@ -67,7 +67,7 @@ impl<'a> Record<'a> {
             r,
             Applied::Copied { .. } | Applied::Deleted { .. } | Applied::Kept { .. }
         ) {
-            self.closing.extend(item.closes);
+            self.closing.extend(item.closes.as_deref().copied());
         }
         match r {
             Applied::Copied {
