@@ -191,8 +191,17 @@ async fn run_inner(
     // Type conflicts (a file here, a folder there, both changed) are settled, and case-only
     // renames made on one side made on the other, before anything is planned; then both
     // sides are listed again.
-    let clashes = shapes::clashes(&local, &remote, base);
-    let renames = renames::find(&local, &remote, base);
+    let (clashes, renames) = {
+        let one_sided = items::one_sided(&local, &remote);
+        if one_sided.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                shapes::clashes(&one_sided, &local, &remote, base),
+                renames::find(&one_sided, base),
+            )
+        }
+    };
     if !clashes.is_empty() || !renames.is_empty() {
         if opts.dry_run {
             for c in &clashes {

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::classify::Digest;
+use super::classify::{Digest, Side};
 use super::plan::Closed;
 use super::report::RunReport;
 use super::scan::{self, Listing, Meta, Paths, FOLDER_HASH};
@@ -276,6 +276,19 @@ fn union<'a>(
             }
         }
     })
+}
+
+/// The paths listed on one side only, in order, with their side and metadata: found in one
+/// pass over both sorted listings (what type conflicts and case-only renames are looked for
+/// in; none in a run where both sides agree).
+pub fn one_sided<'a>(local: &'a Listing, remote: &'a Listing) -> Vec<(&'a str, Side, Meta)> {
+    join(local, remote)
+        .filter_map(|(rel, l, r)| match (l, r) {
+            (Some(m), None) => Some((rel, Side::Local, m)),
+            (None, Some(m)) => Some((rel, Side::Remote, m)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Two listings sorted by path, joined: (path, the local side, the remote side), each path

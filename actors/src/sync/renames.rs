@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::classify::Side;
-use super::scan::{fold, Listing};
+use super::scan::{fold, Meta};
 use crate::store::sync::{Base, BaseChange};
 
 /// A rename to make: on `side`, `from` (a path, or a folder above paths) becomes `to`.
@@ -35,23 +35,24 @@ fn first_difference(old: &str, new: &str) -> Option<(String, String)> {
 
 /// The case-only renames made on one side that the other should make (pure, but for the
 /// listings).
-pub fn find(local: &Listing, remote: &Listing, base: &Base) -> Vec<Rename> {
+pub fn find(one_sided: &[(&str, Side, Meta)], base: &Base) -> Vec<Rename> {
     let mut out: Vec<Rename> = Vec::new();
-    for (renamed, other, side) in [(local, remote, Side::Remote), (remote, local, Side::Local)] {
-        // Old names: in the base, still on the other side, gone from the renamed side. (Edited
-        // there or not: renamed, the edit is decided under the new name as any edit is.)
+    // `side`: where the old name still is (and is renamed).
+    for side in [Side::Remote, Side::Local] {
+        // Old names: in the base, still on that side, gone from the other. (Edited there or
+        // not: renamed, the edit is decided under the new name as any edit is.)
         let mut old: HashMap<String, &str> = HashMap::new();
-        for (rel, m) in other.iter() {
-            if !m.dir && renamed.get(rel).is_none() && base.contains_key(rel) {
+        for &(rel, s, m) in one_sided {
+            if s == side && !m.dir && base.contains_key(rel) {
                 old.insert(fold(rel), rel);
             }
         }
         if old.is_empty() {
             continue;
         }
-        // New names: on the renamed side only, not in the base.
-        for (rel, m) in renamed.iter() {
-            if m.dir || other.get(rel).is_some() || base.contains_key(rel) {
+        // New names: on the other side only, not in the base.
+        for &(rel, s, m) in one_sided {
+            if s == side || m.dir || base.contains_key(rel) {
                 continue;
             }
             let Some(from) = old.get(&fold(rel)) else {

@@ -55,37 +55,39 @@ fn under<'a>(side: &'a Listing, rel: &'a str) -> impl Iterator<Item = (&'a str, 
 }
 
 /// The type conflicts between two listings, against the base (pure, but for the listings).
-pub fn clashes(local: &Listing, remote: &Listing, base: &Base) -> Vec<Clash> {
+pub fn clashes(
+    one_sided: &[(&str, Side, Meta)],
+    local: &Listing,
+    remote: &Listing,
+    base: &Base,
+) -> Vec<Clash> {
     let mut out = Vec::new();
-    for (file_side, folder_side, file_on) in
-        [(local, remote, Side::Local), (remote, local, Side::Remote)]
-    {
+    for &(rel, file_on, m) in one_sided {
         let file_local = file_on == Side::Local;
-        for (rel, m) in file_side.iter() {
-            if m.dir || folder_side.get(rel).is_some() {
-                continue;
-            }
-            let mut inside = under(folder_side, rel).peekable();
-            if inside.peek().is_none() {
-                continue;
-            }
-            // Both changed: the file is new or edited, and the folder holds something new or
-            // edited. Otherwise one shape replaced the other, untouched: no conflict.
-            let file_changed = !recorded(base, rel, &m, file_local);
-            let mut folder_changed = false;
-            let mut folder_mtime_ns = i64::MIN;
-            for (p, fm) in inside {
-                folder_mtime_ns = folder_mtime_ns.max(fm.mtime_ns);
-                folder_changed |= fm.dir || !recorded(base, p, &fm, !file_local);
-            }
-            if file_changed && folder_changed {
-                out.push(Clash {
-                    rel: rel.to_string(),
-                    file_on,
-                    file_mtime_ns: m.mtime_ns,
-                    folder_mtime_ns,
-                });
-            }
+        let folder_side = if file_local { remote } else { local };
+        if m.dir {
+            continue;
+        }
+        let mut inside = under(folder_side, rel).peekable();
+        if inside.peek().is_none() {
+            continue;
+        }
+        // Both changed: the file is new or edited, and the folder holds something new or
+        // edited. Otherwise one shape replaced the other, untouched: no conflict.
+        let file_changed = !recorded(base, rel, &m, file_local);
+        let mut folder_changed = false;
+        let mut folder_mtime_ns = i64::MIN;
+        for (p, fm) in inside {
+            folder_mtime_ns = folder_mtime_ns.max(fm.mtime_ns);
+            folder_changed |= fm.dir || !recorded(base, p, &fm, !file_local);
+        }
+        if file_changed && folder_changed {
+            out.push(Clash {
+                rel: rel.to_string(),
+                file_on,
+                file_mtime_ns: m.mtime_ns,
+                folder_mtime_ns,
+            });
         }
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
