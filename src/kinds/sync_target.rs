@@ -444,6 +444,7 @@ pub fn run_options(
         dry_run,
         lock_wait: None,
         allow_deletes: None,
+        after_stamp: None,
     })
 }
 

@@ -295,28 +295,10 @@ pub struct SyncTargetState {
     deferred_runs: std::collections::HashMap<String, u32>,
     /// What the last run said of the sides' inode numbers (shown by `sync status`).
     hashed_every_run: Vec<String>,
-    /// The stamp of the latest run or job that may have taken backups: the next one waits
-    /// for the second after it, so each run's backups carry a stamp, an ID, of its own.
+    /// The stamp of the latest run or job that may have taken backups: the next one is
+    /// stamped a later second (`engine::run_time`), so each run's backups carry a stamp, an
+    /// ID, of its own.
     last_stamp: Option<String>,
-}
-
-/// Waits, while it is still the second of `last` (see `SyncTargetState::last_stamp`), for
-/// the next one: two runs in one second would otherwise share an ID, and `backups restore
-/// --run` would put back both runs' backups. A clock set back is not waited for.
-async fn next_stamp(last: Option<String>) {
-    let Some(last) = last else { return };
-    for _ in 0..3 {
-        let now = SystemTime::now();
-        if super::fsops::stamp(now) != last {
-            return;
-        }
-        let into = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let rest = Duration::from_nanos(u64::from(1_000_000_000u32.saturating_sub(into)));
-        tokio::time::sleep(rest + Duration::from_millis(2)).await;
-    }
 }
 
 /// Whether `target` is a folder now, looked at on the blocking pool.
@@ -392,9 +374,11 @@ impl SyncTargetState {
             .as_deref()
             .and_then(|n| self.args.breakers.get(n));
         let myself2 = myself.clone();
-        let last_stamp = (!opts.dry_run).then(|| self.last_stamp.clone()).flatten();
+        let opts = RunOptions {
+            after_stamp: (!opts.dry_run).then(|| self.last_stamp.clone()).flatten(),
+            ..opts
+        };
         tokio::spawn(async move {
-            next_stamp(last_stamp).await;
             let report = match breaker.as_ref().map(|b| b.allow()) {
                 Some(Err(rejected)) => RunReport::not_run(
                     &spec,
@@ -492,9 +476,9 @@ impl SyncTargetState {
         let store = self.args.store.clone();
         let path = self.args.path.clone();
         let myself2 = myself.clone();
-        let last_stamp = self.last_stamp.clone();
+        // The job's stamp (its backups' names, its ID): a second of its own after the last.
+        let at = engine::run_time(self.last_stamp.as_deref(), SystemTime::now());
         tokio::spawn(async move {
-            next_stamp(last_stamp).await;
             let event = match job {
                 Job::Resolve(rel, keep, reply) => {
                     let result = match conflicts(store.reader(), Some(&spec.name), false).await {
@@ -505,7 +489,7 @@ impl SyncTargetState {
                             if rows.is_empty() {
                                 Err(no_conflict(&spec.name, &rel, &open))
                             } else {
-                                resolve::resolve(&spec, &store, &mut base, &rows, keep).await
+                                resolve::resolve(&spec, &store, &mut base, &rows, keep, at).await
                             }
                         }
                     };
@@ -537,7 +521,7 @@ impl SyncTargetState {
                     let temps = super::temps::Temps::new();
                     let result = match temps.register(&store, &spec.name).await {
                         Ok(()) => tokio::task::spawn_blocking(move || {
-                            backups::restore(&s, &name, SystemTime::now(), &temps)
+                            backups::restore(&s, &name, at, &temps)
                         })
                         .await
                         .unwrap_or_else(|e| Err(format!("the restore failed: {e}"))),
@@ -565,7 +549,7 @@ impl SyncTargetState {
                     event
                 }
                 Job::RestoreSet(which, reply) => {
-                    let result = restore_set(&spec, &store, which).await;
+                    let result = restore_set(&spec, &store, which, at).await;
                     let event = result.as_ref().ok().map(|r| restored_event(&path, r));
                     let _ = reply.send(result);
                     event
@@ -574,7 +558,7 @@ impl SyncTargetState {
             let _ = myself2.cast(SyncTargetMessage::JobDone(Box::new(JobDone {
                 base,
                 event,
-                stamp: super::fsops::stamp(SystemTime::now()),
+                stamp: super::fsops::stamp(at),
             })));
         });
         self.publish(myself);
@@ -828,11 +812,16 @@ fn same_options(a: &RunOptions, b: &RunOptions) -> bool {
 /// `backups restore --run ID | --since D` of `spec`'s target: the job's own temps
 /// registered, then [`backups::restore_set`] on the blocking pool, with one stamp for every
 /// backup it takes (its `restore_id`).
-async fn restore_set(spec: &SyncSpec, store: &Store, which: Which) -> Result<RestoredSet, String> {
+async fn restore_set(
+    spec: &SyncSpec,
+    store: &Store,
+    which: Which,
+    at: SystemTime,
+) -> Result<RestoredSet, String> {
     let temps = super::temps::Temps::new();
     temps.register(store, &spec.name).await?;
     let s = spec.clone();
-    tokio::task::spawn_blocking(move || backups::restore_set(&s, &which, SystemTime::now(), &temps))
+    tokio::task::spawn_blocking(move || backups::restore_set(&s, &which, at, &temps))
         .await
         .unwrap_or_else(|e| Err(format!("the restore failed: {e}")))
 }
@@ -996,19 +985,6 @@ mod tests {
             .map(|p| (p.to_string(), "changed during the run".into()))
             .collect();
         r
-    }
-
-    /// A run or job right after one that took backups starts in a later second, so the two
-    /// never share an ID; with none before, or one in an earlier second, it starts at once.
-    #[tokio::test]
-    async fn the_next_run_takes_a_stamp_of_its_own() {
-        let last = crate::sync::fsops::stamp(SystemTime::now());
-        next_stamp(Some(last.clone())).await;
-        assert!(crate::sync::fsops::stamp(SystemTime::now()) > last);
-        let t = std::time::Instant::now();
-        next_stamp(None).await;
-        next_stamp(Some("20200101-000000".into())).await;
-        assert!(t.elapsed() < Duration::from_millis(200));
     }
 
     /// A path deferred on three runs in a row makes the run partial, naming it; a run that

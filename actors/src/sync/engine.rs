@@ -80,6 +80,10 @@ pub struct RunOptions {
     /// How long to wait for the target's lock when another run holds it (a forced run);
     /// `None`: a held lock skips the run at once (a scheduled run).
     pub lock_wait: Option<Duration>,
+    /// The stamp (run ID) of the target's previous run or job that may have taken backups: this
+    /// run's is a later second, so that each run's backups are its own (`backups restore
+    /// --run`). Set by the target's actor.
+    pub after_stamp: Option<String>,
     /// An operator lets this run through the guard on mass deletion (`sync TARGET
     /// --allow-deletes N`): up to N deletions, whatever `max_delete`; more stop it. The
     /// deletions it plans are listed in the report's `planned`.
@@ -227,8 +231,9 @@ async fn run_inner(
                 });
             }
         } else {
+            let at = run_time(opts.after_stamp.as_deref(), SystemTime::now());
             let (l, r) = first_settle(
-                spec, store, base, &guarded, &temps, clashes, renames, local, remote, report,
+                spec, store, base, &guarded, &temps, clashes, renames, local, remote, report, at,
             )
             .await?;
             (local, remote) = (l, r);
@@ -301,10 +306,11 @@ async fn run_inner(
 
     let cx = apply::Ctx {
         spec: spec.clone(),
-        at: SystemTime::now(),
+        at: run_time(opts.after_stamp.as_deref(), SystemTime::now()),
         temps,
         stable,
     };
+
     if !plan.steps.is_empty() {
         cx.temps
             .register(store, &spec.name)
@@ -416,6 +422,7 @@ async fn first_settle(
     local: Listing,
     remote: Listing,
     report: &mut RunReport,
+    at: SystemTime,
 ) -> Result<(Listing, Listing), Stop> {
     if !clashes.is_empty() {
         temps
@@ -426,7 +433,6 @@ async fn first_settle(
     // A copy of the base for the blocking task (rare: only when there is something to do).
     let (s, t, b) = (spec.clone(), temps.clone(), base.clone());
     let (direction, strategy) = (report.direction, report.strategy);
-    let at = SystemTime::now();
     let (settled, renamed) = blocking(move || {
         let mut settled = Vec::new();
         for c in &clashes {
@@ -506,6 +512,23 @@ async fn first_settle(
     Ok(listed)
 }
 
+/// The time a run's changes are stamped with (its backups' names, its ID): `now`, or when
+/// that is not past the second of `after` (the previous run's or job's stamp, which may
+/// itself be a moment ahead), the second after it: stamps only grow, a run or job after
+/// another is never stamped before it, and nothing waits for the clock. A clock set back
+/// far (over a minute) is not followed.
+pub fn run_time(after: Option<&str>, now: SystemTime) -> SystemTime {
+    match after.and_then(super::fsops::parse_stamp) {
+        Some(last)
+            if super::fsops::stamp(now) <= super::fsops::stamp(last)
+                && last < now + Duration::from_secs(60) =>
+        {
+            last + Duration::from_secs(1)
+        }
+        _ => now,
+    }
+}
+
 /// Runs blocking `f` on the blocking pool; a task that panicked ends the run.
 pub(super) async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> R + Send + 'static,
@@ -550,4 +573,34 @@ pub(super) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
     let mut all: Vec<(usize, R)> = parts.into_iter().flatten().collect();
     all.sort_unstable_by_key(|(i, _)| *i);
     all.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two runs in one second: the second is stamped a second later (no wait); a run in a
+    /// later second, or after a clock set back, is stamped now.
+    #[test]
+    fn a_run_in_the_same_second_as_the_previous_is_stamped_the_next() {
+        let now = std::time::UNIX_EPOCH + Duration::from_millis(1_795_000_000_400);
+        let same = super::super::fsops::stamp(now);
+        let next = run_time(Some(&same), now);
+        assert_eq!(
+            super::super::fsops::stamp(next),
+            super::super::fsops::stamp(now + Duration::from_secs(1))
+        );
+        assert_eq!(run_time(None, now), now);
+        assert_eq!(run_time(Some("20200101-000000"), now), now);
+        // After a stamp a moment ahead (itself a second after its own previous): the one after.
+        assert_eq!(
+            super::super::fsops::stamp(run_time(Some(&super::super::fsops::stamp(next)), now)),
+            super::super::fsops::stamp(now + Duration::from_secs(2))
+        );
+        // A clock set back far: not followed; a little: stamps still grow.
+        let far = super::super::fsops::stamp(now + Duration::from_secs(120));
+        assert_eq!(run_time(Some(&far), now), now);
+        let near = now + Duration::from_secs(30);
+        assert!(run_time(Some(&super::super::fsops::stamp(near)), now) > near);
+    }
 }

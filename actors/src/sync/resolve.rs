@@ -79,6 +79,7 @@ pub async fn resolve(
     base: &mut Base,
     rows: &[ConflictRow],
     keep: Keep,
+    at: SystemTime,
 ) -> Result<Resolution, String> {
     let Some(first) = rows.first() else {
         return Err("no open conflict to resolve".into());
@@ -90,7 +91,6 @@ pub async fn resolve(
         .max_by_key(|r| r.id)
         .map(|r| r.copy.clone())
         .unwrap_or_default();
-    let at = SystemTime::now();
 
     // Guards and the lock (blocking: the target may be a slow mount).
     let s = spec.clone();

@@ -756,9 +756,16 @@ async fn a_kept_conflict_is_resolved_each_way() {
             .await
             .unwrap();
         let before = fx.backups().len();
-        let res = resolve(&fx.spec, &fx.store, &mut fx.base, &open, keep)
-            .await
-            .unwrap_or_else(|e| panic!("{keep:?}: {e}"));
+        let res = resolve(
+            &fx.spec,
+            &fx.store,
+            &mut fx.base,
+            &open,
+            keep,
+            std::time::SystemTime::now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{keep:?}: {e}"));
         assert_eq!(res.resolved, 1);
         let want = match keep {
             Keep::Local | Keep::Both => "local edit",
@@ -809,18 +816,32 @@ async fn a_kept_conflict_is_resolved_each_way() {
 async fn resolving_what_cannot_be_resolved_says_why() {
     use metasystem_actors::sync::resolve::{resolve, Keep};
     let (mut fx, _) = conflict(Strategy::Manual).await;
-    let err = resolve(&fx.spec, &fx.store, &mut fx.base, &[], Keep::Local)
-        .await
-        .unwrap_err();
+    let err = resolve(
+        &fx.spec,
+        &fx.store,
+        &mut fx.base,
+        &[],
+        Keep::Local,
+        std::time::SystemTime::now(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("no open conflict"), "{err}");
     let open = conflicts(fx.store.reader(), Some("t1"), false)
         .await
         .unwrap();
     let away = fx.dir.path().join("away");
     fs::rename(&fx.spec.target, &away).unwrap();
-    let err = resolve(&fx.spec, &fx.store, &mut fx.base, &open, Keep::Local)
-        .await
-        .unwrap_err();
+    let err = resolve(
+        &fx.spec,
+        &fx.store,
+        &mut fx.base,
+        &open,
+        Keep::Local,
+        std::time::SystemTime::now(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("offline"), "{err}");
     assert_eq!(read(&fx.local("a.txt")), "local edit");
     assert_eq!(read(&away.join("a.txt")), "remote edit (newer)");
@@ -915,9 +936,16 @@ async fn a_resolution_moves_the_copy_across_file_systems() {
     let open = conflicts(fx.store.reader(), Some("t1"), false)
         .await
         .unwrap();
-    let res = resolve(&fx.spec, &fx.store, &mut fx.base, &open, Keep::Local)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = resolve(
+        &fx.spec,
+        &fx.store,
+        &mut fx.base,
+        &open,
+        Keep::Local,
+        std::time::SystemTime::now(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(!fx.local(&copy).exists(), "{res:?}");
     assert!(fx.backups().iter().any(|n| n.starts_with("a.conflict-")));
 }
