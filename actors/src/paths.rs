@@ -81,6 +81,11 @@ impl Paths {
         *self = paths;
     }
 
+    /// The bytes of all the paths held.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Room for `more` paths of `bytes` bytes in all.
     pub fn reserve(&mut self, more: usize, bytes: usize) {
         self.ends.reserve_exact(more);

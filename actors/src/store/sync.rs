@@ -144,6 +144,11 @@ impl Base {
         self.entries.is_empty()
     }
 
+    /// The bytes of all the paths held (what a listing of the same tree takes for its paths).
+    pub fn path_bytes(&self) -> usize {
+        self.paths.byte_len()
+    }
+
     /// The `i`-th path (in path order) and its entry.
     pub fn at(&self, i: usize) -> Option<(&str, BaseEntry)> {
         self.entries.get(i).map(|e| (self.paths.get(i), e.entry()))

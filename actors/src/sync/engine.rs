@@ -187,7 +187,9 @@ async fn run_inner(
     };
     phases.mark("guards");
 
-    let (mut local, mut remote) = listings::list_both(spec, opts.dry_run, store, report).await?;
+    let room = (base.len(), base.path_bytes());
+    let (mut local, mut remote) =
+        listings::list_both(spec, opts.dry_run, store, report, room).await?;
     // Both listings are of the folders the run started on (a drive that dropped out during
     // the scan listed as empty would read as deleted).
     guards::check_id(spec, guarded.id.as_ref()).await?;
@@ -506,7 +508,8 @@ async fn first_settle(
     }
     report.skipped.clear();
     let errors = std::mem::take(&mut report.errors);
-    let listed = listings::list_both(spec, false, store, report).await?;
+    let room = (base.len(), base.path_bytes());
+    let listed = listings::list_both(spec, false, store, report, room).await?;
     report.errors.splice(0..0, errors);
     guards::check_id(spec, guarded.id.as_ref()).await?;
     Ok(listed)

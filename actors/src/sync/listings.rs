@@ -12,17 +12,19 @@ use super::report::{RunReport, Stop};
 use super::scan::{self, Listing};
 use crate::store::{unix_ms, DurableOp, Store};
 
-/// Both sides' listings (`dry`: nothing is removed).
+/// Both sides' listings (`dry`: nothing is removed). `room`: the paths (count, bytes) each side
+/// likely holds, the base's ([`scan::scan_side`]).
 pub async fn list_both(
     spec: &SyncSpec,
     dry: bool,
     store: &Store,
     report: &mut RunReport,
+    room: (usize, usize),
 ) -> Result<(Listing, Listing), Stop> {
     let (lsel, rsel) = (spec.selection.clone(), spec.selection.clone());
     let (lroot, rroot) = (spec.primary.clone(), spec.target.clone());
-    let lscan = tokio::task::spawn_blocking(move || scan::scan_side(&lroot, &lsel, true));
-    let rscan = tokio::task::spawn_blocking(move || scan::scan_side(&rroot, &rsel, false));
+    let lscan = tokio::task::spawn_blocking(move || scan::scan_side(&lroot, &lsel, true, room));
+    let rscan = tokio::task::spawn_blocking(move || scan::scan_side(&rroot, &rsel, false, room));
     let local = lscan
         .await
         .map_err(|e| Stop::error(format!("the scan failed: {e}")))?
