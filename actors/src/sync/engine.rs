@@ -172,7 +172,7 @@ async fn run_inner(
     report: &mut RunReport,
 ) -> Result<(), Stop> {
     let mut phases = Phases::new();
-    let guarded = guards::check(spec, opts, base.is_empty(), store, progress).await?;
+    let mut guarded = guards::check(spec, opts, base.is_empty(), store, progress).await?;
     // A first sync (a new or restored marker): no base, so nothing is read as deleted. The
     // store let it go already (not for a dry run, which only plans with none).
     let mut none = Base::new();
@@ -234,6 +234,7 @@ async fn run_inner(
             }
         } else {
             let at = run_time(opts.after_stamp.as_deref(), SystemTime::now());
+            guards::rotate(spec, store, &mut guarded).await?;
             let (l, r) = first_settle(
                 spec, store, base, &guarded, &temps, clashes, renames, local, remote, report, at,
             )
@@ -314,6 +315,9 @@ async fn run_inner(
     };
 
     if !plan.steps.is_empty() {
+        // The marker names the state this run leaves the target in (an image of it taken
+        // before is then told apart).
+        guards::rotate(spec, store, &mut guarded).await?;
         cx.temps
             .register(store, &spec.name)
             .await

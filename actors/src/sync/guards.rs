@@ -3,10 +3,15 @@
 //! synced before (its marker), and no other run holds it (the lock).
 //!
 //! The marker (`.metasystem-sync` in the target) carries a nonce, which the store records as
-//! adopted. A marker with another nonce (a restored drive, a different folder with a marker of
-//! its own) or none (put back by hand, as our own refusal used to suggest) makes the run a first
-//! sync: the base is let go and the run is a union of both sides, with no deletions. A target
-//! synced before whose marker is gone is refused: it may be a bare mountpoint.
+//! adopted, and the nonces it replaced (its history, newest first). Each run that changes the
+//! target gives it a fresh nonce first ([`rotate`]), so the target's nonce names its state: a
+//! marker whose nonce this host adopted, or whose history holds it (another host changed the
+//! target since), is the folder as this host knows it. A marker with another nonce (a drive or
+//! cloud folder restored from an image taken before this host's last run, a copy of the folder
+//! that went on separately, a different folder with a marker of its own) or none (put back by
+//! hand) makes the run a first sync: the base is let go and the run is a union of both sides,
+//! with no deletions. A target synced before whose marker is gone is refused: it may be a bare
+//! mountpoint.
 //!
 //! The run then holds the target's [`TargetId`] (the marker's nonce and both roots' device and
 //! inode) and checks it before each batch and before the base is recorded: a drive that drops
@@ -31,8 +36,11 @@ pub struct Guarded {
     pub lock: Option<TargetLock>,
     /// The run is a first sync: a union of both sides against no base, deleting nothing.
     pub union: bool,
-    /// Where the run started (none for a dry run of a target not created yet).
+    /// Where the run started (none for a dry run of a target not created yet); its nonce
+    /// the fresh one once the run has [`rotate`]d the marker.
     pub id: Option<TargetId>,
+    /// Whether the run has given the marker a fresh nonce ([`rotate`]).
+    pub rotated: bool,
 }
 
 /// A folder as a run found it: its device and inode.
@@ -68,7 +76,7 @@ impl TargetId {
             target: Root::of(&spec.target)?,
             primary: Root::of(&spec.primary)?,
             nonce: match read_marker(&spec.target)? {
-                Found::Present(n) => n,
+                Found::Present(n, _) => n,
                 Found::Absent => None,
             },
         })
@@ -118,12 +126,21 @@ pub async fn check_id(spec: &SyncSpec, id: Option<&TargetId>) -> Result<(), Stop
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
     Absent,
-    /// There, with its nonce (`None`: empty, hand-made, or written before markers had one).
-    Present(Option<String>),
+    /// There, with its nonce (`None`: empty, hand-made, or written before markers had one)
+    /// and the nonces it replaced, newest first.
+    Present(Option<String>, Vec<String>),
 }
 
+/// How many replaced nonces a marker keeps: a host whose last run was more than this many
+/// target-changing runs (of other hosts) ago finds its nonce gone and makes a first sync (a
+/// union: nothing lost, but a deletion made meanwhile elsewhere comes back from it).
+const HISTORY: usize = 256;
+
+/// The most a marker's text is read of (its history at [`HISTORY`] nonces takes ~8.5 KiB).
+const MARKER_READ: u64 = 16 * 1024;
+
 /// Reads the marker of `target`; an error is one reading it (not its absence). Only a
-/// regular file is read, and only its first 4 KiB: a FIFO there must not hang the run, nor
+/// regular file is read, and only its first 16 KiB: a FIFO there must not hang the run, nor
 /// a link to `/dev/zero` fill the memory.
 fn read_marker(target: &Path) -> io::Result<Found> {
     use std::io::Read;
@@ -140,9 +157,25 @@ fn read_marker(target: &Path) -> io::Result<Found> {
     }
     let mut text = Vec::new();
     std::fs::File::open(&path)?
-        .take(4096)
+        .take(MARKER_READ)
         .read_to_end(&mut text)?;
-    Ok(Found::Present(nonce_of(&String::from_utf8_lossy(&text))))
+    let text = String::from_utf8_lossy(&text);
+    Ok(Found::Present(nonce_of(&text), history_of(&text)))
+}
+
+/// The replaced nonces in a marker's text: a line `history: HEX HEX ...` (each as a nonce).
+pub fn history_of(text: &str) -> Vec<String> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("history:"))
+        .map(|h| {
+            h.split_whitespace()
+                .filter(|n| {
+                    (16..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+                .map(str::to_ascii_lowercase)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The nonce in a marker's text: a line `nonce: HEX` (16 to 64 hex digits).
@@ -171,17 +204,28 @@ pub enum MarkerStep {
 /// whether its base has no path, `found` the marker in the target. A union is a first sync:
 /// nothing in the base, no deletions. A target synced before this release (no nonce recorded,
 /// a base) adopts the marker it finds as it is, without a union.
+/// A marker whose history holds the adopted nonce descends from the target as this host last
+/// knew it (other hosts changed it since): adopted without a union.
 pub fn marker_step(record: &TargetRecord, base_empty: bool, found: &Found) -> MarkerStep {
     let upgrade = record.synced_before && record.marker.is_none() && !base_empty;
     match found {
         Found::Absent if record.synced_before => MarkerStep::Refuse,
         Found::Absent => MarkerStep::Write { union: true },
-        Found::Present(Some(n)) if record.marker.as_deref() == Some(n.as_str()) => MarkerStep::Same,
-        Found::Present(Some(n)) => MarkerStep::Adopt {
-            nonce: n.clone(),
-            union: !upgrade,
-        },
-        Found::Present(None) => MarkerStep::Write { union: !upgrade },
+        Found::Present(Some(n), _) if record.marker.as_deref() == Some(n.as_str()) => {
+            MarkerStep::Same
+        }
+        Found::Present(Some(n), history) => {
+            let descends = !base_empty
+                && record
+                    .marker
+                    .as_ref()
+                    .is_some_and(|adopted| history.contains(adopted));
+            MarkerStep::Adopt {
+                nonce: n.clone(),
+                union: !upgrade && !descends,
+            }
+        }
+        Found::Present(None, _) => MarkerStep::Write { union: !upgrade },
     }
 }
 
@@ -218,23 +262,32 @@ fn online(spec: &SyncSpec, first: bool) -> Online {
     }
 }
 
-/// A fresh marker's text.
-fn marker_text(spec: &SyncSpec) -> String {
-    format!(
+/// A fresh marker's text, replacing the nonces of `history` (newest first).
+fn marker_text(spec: &SyncSpec, history: &[String]) -> String {
+    let mut text = format!(
         "metasystem sync target {:?}, marked by {} at {}\nnonce: {:016x}{:016x}\n",
         spec.name,
         spec.host,
         humantime::format_rfc3339_seconds(SystemTime::now()),
         fastrand::u64(..),
         fastrand::u64(..)
-    )
+    );
+    if !history.is_empty() {
+        text.push_str("history:");
+        for n in history.iter().take(HISTORY) {
+            text.push(' ');
+            text.push_str(n);
+        }
+        text.push('\n');
+    }
+    text
 }
 
-/// Writes a fresh marker (temp, fsync, rename over the old one, fsync of the folder); answers
-/// its nonce.
-fn write_marker(spec: &SyncSpec) -> Result<String, Stop> {
+/// Writes a fresh marker (temp, fsync, rename over the old one, fsync of the folder) whose
+/// history is `history`; answers its nonce.
+fn write_marker(spec: &SyncSpec, history: &[String]) -> Result<String, Stop> {
     let marker = spec.target.join(MARKER);
-    let text = marker_text(spec);
+    let text = marker_text(spec, history);
     let temp = spec.target.join(format!("{MARKER}.new"));
     let fail = |e: io::Error| {
         let _ = std::fs::remove_file(&temp);
@@ -339,7 +392,7 @@ pub async fn check(
         };
         let step = match step {
             MarkerStep::Write { union } => MarkerStep::Adopt {
-                nonce: write_marker(&s)?,
+                nonce: write_marker(&s, &[])?,
                 union,
             },
             other => other,
@@ -372,7 +425,63 @@ pub async fn check(
             .await
             .map_err(|e| Stop::error(format!("cannot record the marker of {}: {e}", spec.name)))?;
     }
-    Ok(Guarded { lock, union, id })
+    Ok(Guarded {
+        lock,
+        union,
+        id,
+        rotated: false,
+    })
+}
+
+/// Gives the target a fresh nonce whose history starts with the one the run found, before the
+/// run's first change to it (once a run; not for a dry run): the marker then names the state
+/// this host leaves the target in, and an image of the folder taken before is told apart from
+/// it ([`marker_step`]). The marker is written before the store records its nonce: a crash
+/// between leaves a marker whose history holds the recorded nonce, which the next run adopts.
+pub async fn rotate(spec: &SyncSpec, store: &Store, guarded: &mut Guarded) -> Result<(), Stop> {
+    if guarded.rotated || guarded.lock.is_none() {
+        return Ok(());
+    }
+    let Some(id) = guarded.id.clone() else {
+        return Ok(());
+    };
+    let s = spec.clone();
+    let fresh = blocking(move || -> Result<(String, TargetId), Stop> {
+        id.check(&s)?;
+        let history = match read_marker(&s.target) {
+            Ok(Found::Present(Some(n), mut h)) => {
+                h.insert(0, n);
+                h
+            }
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                return Err(Stop::error(format!(
+                    "cannot read the marker {}: {e}",
+                    s.target.join(MARKER).display()
+                )))
+            }
+        };
+        let nonce = write_marker(&s, &history)?;
+        let id = TargetId::read(&s)
+            .map_err(|e| Stop::error(format!("cannot read {}: {e}", s.target.display())))?;
+        Ok((nonce, id))
+    })
+    .await??;
+    guarded.id = Some(fresh.1);
+    guarded.rotated = true;
+    store
+        .durable(
+            DurableOp::SyncMarker {
+                target: spec.name.clone(),
+                nonce: fresh.0,
+                forget_base: false,
+                at_ms: unix_ms(SystemTime::now()),
+            },
+            Some(STORE_WAIT),
+        )
+        .await
+        .map_err(|e| Stop::error(format!("cannot record the marker of {}: {e}", spec.name)))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -388,11 +497,17 @@ mod tests {
 
     const N1: &str = "0123456789abcdef0123456789abcdef";
     const N2: &str = "fedcba9876543210fedcba9876543210";
+    const N3: &str = "00112233445566778899aabbccddeeff";
 
     #[test]
     fn the_marker_step_for_every_case() {
         use MarkerStep::*;
-        let some = |n: &str| Found::Present(Some(n.to_string()));
+        let some = |n: &str| Found::Present(Some(n.to_string()), Vec::new());
+        // A marker written by a later run (of another host, or this one's before a crash)
+        // over the one adopted.
+        let later = |n: &str, was: &str| {
+            Found::Present(Some(n.to_string()), vec![N3.to_string(), was.to_string()])
+        };
         let adopt = |n: &str, union| Adopt {
             nonce: n.to_string(),
             union,
@@ -404,7 +519,7 @@ mod tests {
             (
                 rec(false, None),
                 true,
-                Found::Present(None),
+                Found::Present(None, Vec::new()),
                 Write { union: true },
             ),
             // synced before, nonce recorded
@@ -416,21 +531,28 @@ mod tests {
             (
                 rec(true, Some(N1)),
                 false,
-                Found::Present(None),
+                Found::Present(None, Vec::new()),
                 Write { union: true },
             ),
+            // changed since by another host: adopted, no union (its deletions hold)
+            (rec(true, Some(N1)), false, later(N2, N1), adopt(N2, false)),
+            // a marker that does not descend from the one adopted (an older image of the
+            // folder, a copy that went on separately): union
+            (rec(true, Some(N1)), false, later(N2, N3), adopt(N2, true)),
+            // nothing in the base: a first sync whatever the history says
+            (rec(true, Some(N1)), true, later(N2, N1), adopt(N2, true)),
             // synced before this release: the marker found is adopted as it is
             (rec(true, None), false, some(N2), adopt(N2, false)),
             (
                 rec(true, None),
                 false,
-                Found::Present(None),
+                Found::Present(None, Vec::new()),
                 Write { union: false },
             ),
             (
                 rec(true, None),
                 true,
-                Found::Present(None),
+                Found::Present(None, Vec::new()),
                 Write { union: true },
             ),
         ];
@@ -453,5 +575,33 @@ mod tests {
         );
         assert_eq!(nonce_of("nonce: xyz"), None);
         assert_eq!(nonce_of("nonce: 12"), None);
+    }
+
+    #[test]
+    fn histories_are_read_from_markers_and_kept_bounded() {
+        let text = format!("x\nnonce: {N1}\nhistory: {N2} junk {}\n", N3.to_uppercase());
+        assert_eq!(history_of(&text), [N2, N3]);
+        assert!(history_of(&format!("nonce: {N1}\n")).is_empty());
+        let spec = SyncSpec {
+            name: "t".into(),
+            primary: "/p".into(),
+            target: "/t".into(),
+            selection: crate::sync::scan::Selection::default(),
+            direction: crate::sync::classify::Direction::Bidirectional,
+            strategy: crate::sync::classify::Strategy::Newest,
+            backups: "/b".into(),
+            retention: std::time::Duration::from_secs(1),
+            max_delete: 0.5,
+            max_delete_floor: 10,
+            snapshots: Vec::new(),
+            snapshot_every: std::time::Duration::from_secs(1),
+            host: "h".into(),
+            state_dir: "/nonexistent/state".into(),
+        };
+        let long: Vec<String> = (0..HISTORY + 10).map(|i| format!("{i:032x}")).collect();
+        let text = marker_text(&spec, &long);
+        assert_eq!(history_of(&text).len(), HISTORY);
+        assert!(text.len() as u64 <= MARKER_READ, "{}", text.len());
+        assert_eq!(nonce_of(&text).map(|n| n.len()), Some(32));
     }
 }

@@ -206,6 +206,102 @@ async fn a_restored_marker_is_a_union_not_a_mass_deletion() {
     assert!(h.backups().is_empty(), "{:?}", h.backups());
 }
 
+/// `cp -a` of a folder (an image of it, or a copy to move to): `from`'s contents into a fresh
+/// `to`, times and modes kept.
+fn copy_tree(from: &Path, to: &Path) {
+    if to.exists() {
+        fs::remove_dir_all(to).unwrap();
+    }
+    let st = Command::new("cp").arg("-a").arg(from).arg(to).status();
+    assert!(
+        st.unwrap().success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// A target restored from an image of itself taken after it was first synced carries the same
+/// marker as then: it must still not roll the hosts back. Each run that changes the target gives
+/// the marker a fresh nonce, so an older image's is not the one this host adopted last, nor in
+/// its history: a union that keeps the edit and the new file, on both hosts.
+#[tokio::test]
+async fn a_target_restored_from_an_older_image_of_itself_rolls_nothing_back() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let image = t.path().join("image");
+    let mut a = Host::new(&target, "a").await;
+    let mut b = Host::new(&target, "b").await;
+    write(&a.local("old1.txt"), b"v1");
+    write(&a.local("old2.txt"), b"v1");
+    a.ok().await;
+    b.ok().await;
+    copy_tree(&target, &image);
+    // Work after the image: an edit, a new file, on A; both hosts sync it.
+    write(&a.local("old1.txt"), b"v2, after the image");
+    write(&a.local("new.txt"), b"new");
+    a.ok().await;
+    b.ok().await;
+    assert_eq!(read(&b.local("old1.txt")), b"v2, after the image");
+    // The target goes back to the image (a restore, a cloud folder rolled back).
+    copy_tree(&image, &target);
+    for h in [&mut a, &mut b] {
+        let r = h.ok().await;
+        assert!(r.first_sync, "{}: {r:#?}", h.spec.host);
+        assert_eq!((r.deleted_local, r.copied_to_local), (0, 0), "{r:#?}");
+    }
+    for dir in [&a.spec.primary, &b.spec.primary, &target] {
+        assert_eq!(
+            files(dir),
+            ["new.txt", "old1.txt", "old2.txt"],
+            "{}",
+            dir.display()
+        );
+        assert_eq!(read(&dir.join("old1.txt")), b"v2, after the image");
+    }
+    // And after it, changes flow again without unions: a deletion on B reaches A.
+    fs::remove_file(b.local("old2.txt")).unwrap();
+    assert!(!b.ok().await.first_sync);
+    let r = a.ok().await;
+    assert!(!r.first_sync && r.deleted_local == 1, "{r:#?}");
+    assert_eq!(files(&a.spec.primary), ["new.txt", "old1.txt"]);
+}
+
+/// A target copied by hand to a new folder (moving to another cloud), the hosts repointed one
+/// after the other: a file B made on the old folder meanwhile is not deleted by B's first run
+/// on the new one (the new folder's marker does not descend from what B saw last).
+#[tokio::test]
+async fn a_target_copied_by_hand_and_repointed_host_by_host_loses_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let old = t.path().join("old");
+    let new = t.path().join("new");
+    let mut a = Host::new(&old, "a").await;
+    let mut b = Host::new(&old, "b").await;
+    write(&a.local("shared.txt"), b"1");
+    a.ok().await;
+    b.ok().await;
+    copy_tree(&old, &new);
+    a.spec.target = new.clone();
+    write(&a.local("from-a.txt"), b"a");
+    a.ok().await;
+    // B, still on the old folder, makes a file and syncs it there; then is repointed.
+    write(&b.local("from-b.txt"), b"b");
+    b.ok().await;
+    b.spec.target = new.clone();
+    let r = b.ok().await;
+    assert!(r.first_sync, "{r:#?}");
+    assert_eq!(r.deleted_local, 0, "{r:#?}");
+    assert_eq!(
+        files(&b.spec.primary),
+        ["from-a.txt", "from-b.txt", "shared.txt"]
+    );
+    a.ok().await;
+    assert_eq!(
+        files(&a.spec.primary),
+        ["from-a.txt", "from-b.txt", "shared.txt"]
+    );
+}
+
 /// A run whose target is lazily unmounted in the middle (the path now the bare mountpoint)
 /// stops: what it wrote afterwards is never recorded as synced, and once the drive is back
 /// the next run deletes nothing from the primary.
