@@ -169,6 +169,19 @@ impl Base {
         self.paths.find(path).is_ok()
     }
 
+    /// Whether `path` or anything under it is held (all paths under it sort together, from
+    /// `path/` on).
+    pub fn holds_under(&self, path: &str) -> bool {
+        if self.contains_key(path) {
+            return true;
+        }
+        let folder = format!("{}/", path.trim_end_matches('/'));
+        match self.paths.find(&folder) {
+            Ok(_) => true,
+            Err(i) => i < self.paths.len() && self.paths.get(i).starts_with(&folder),
+        }
+    }
+
     /// Room for `more` entries of paths of `bytes` bytes in all beyond those held: a run that
     /// is about to add many (a first copy) grows the storage once instead of once per batch,
     /// which left the freed smaller copies behind as holes in the heap.

@@ -248,6 +248,7 @@ async fn run_inner(
             report.hashed_every_run.push(side.to_string());
         }
     }
+    listings::missing_listed(&local, base, report);
     phases.mark("scan");
     let skipped: HashSet<String> = report.skipped.iter().map(|(p, _)| p.clone()).collect();
     let (mut items, names) = items::merge(&local, &remote, base, &skipped, report);

@@ -115,3 +115,25 @@ pub async fn list_both(
     }
     Ok((local, remote))
 }
+
+/// The listed paths (`paths`) missing from the primary that the base holds (synced before): a
+/// folder of the primary that is a link to an unplugged drive, or a path moved away, is not
+/// the user deleting all of it. Each is skipped (nothing under it is synced or deleted, on
+/// either side, its base kept) and is an error that says what to do. One never synced is
+/// simply not there yet: the target's files under it are copied in.
+pub fn missing_listed(primary: &Listing, base: &crate::store::sync::Base, report: &mut RunReport) {
+    for (rel, what) in &primary.missing {
+        if !base.holds_under(rel) {
+            continue;
+        }
+        let why = format!(
+            "{}: the listed path {rel} was synced before but {what} (an unplugged drive? a \
+             moved folder?): nothing under it is synced or deleted until it is back. If you \
+             removed it on purpose, make it an empty folder (its deletions then reach the \
+             target) or take it out of `paths`",
+            scan::UNREADABLE
+        );
+        report.skipped.push((rel.clone(), why.clone()));
+        report.errors.push((rel.clone(), why));
+    }
+}

@@ -245,6 +245,10 @@ pub struct Listing {
     pub temps: Vec<(String, String)>,
     /// Not synced, with why: symlinks, special files, unreadable folders, placeholders.
     pub skipped: Vec<(String, String)>,
+    /// Listed paths (`paths`) not there on this side, with what is there instead (nothing, or
+    /// a link to nowhere): a run decides whether that is a deletion or a folder gone missing
+    /// ([`super::listings::missing_listed`]).
+    pub missing: Vec<(String, String)>,
     /// Whether the side's file system keeps stable inode numbers ([`stable_inodes`]): where
     /// it does not, stamps are 0 and every file is hashed.
     pub stable_inodes: bool,
@@ -409,7 +413,20 @@ pub fn scan_side(
         let md = match std::fs::metadata(&path) {
             Ok(md) => md,
             // A listed path that does not exist (yet) on this side.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let what = match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.file_type().is_symlink() => format!(
+                        "{} is a link to a place that is not there ({})",
+                        path.display(),
+                        std::fs::read_link(&path)
+                            .map(|t| t.display().to_string())
+                            .unwrap_or_default()
+                    ),
+                    _ => format!("{} is not there", path.display()),
+                };
+                out.missing.push((start, what));
+                continue;
+            }
             Err(e) => {
                 out.skipped
                     .push((start, format!("{UNREADABLE}: {}: {e}", path.display())));

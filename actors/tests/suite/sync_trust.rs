@@ -302,6 +302,71 @@ async fn a_target_copied_by_hand_and_repointed_host_by_host_loses_nothing() {
     );
 }
 
+/// A listed path of the primary that is a link to an external drive, unplugged (the link now
+/// leads nowhere), or a listed folder moved away, is not the user deleting everything in it:
+/// it is skipped with an error saying what to do, nothing under it is deleted on the target or
+/// on another host, and once it is back the runs go on as before.
+#[tokio::test]
+async fn a_listed_folder_gone_from_the_primary_deletes_nothing_anywhere() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let drive = t.path().join("drive");
+    let mut a = Host::new(&target, "a").await;
+    let mut b = Host::new(&target, "b").await;
+    for h in [&mut a, &mut b] {
+        h.spec.selection = Selection {
+            paths: vec!["shared".into(), "notes".into()],
+            ..Selection::default()
+        };
+    }
+    fs::create_dir_all(&drive).unwrap();
+    std::os::unix::fs::symlink(&drive, a.local("shared")).unwrap();
+    for i in 0..12 {
+        write(&drive.join(format!("f{i}")), b"x");
+    }
+    write(&a.local("notes/n.txt"), b"n");
+    a.ok().await;
+    b.ok().await;
+    assert_eq!(files(&b.spec.primary).len(), 13);
+    // The drive is unplugged (its folder gone: the link dangles); `notes` moved away.
+    let away = t.path().join("drive-away");
+    fs::rename(&drive, &away).unwrap();
+    fs::rename(a.local("notes"), t.path().join("notes-away")).unwrap();
+    let r = a.run().await;
+    assert_eq!((r.deleted_remote, r.deleted_local), (0, 0), "{r:#?}");
+    let said: Vec<&str> = r.errors.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(said, ["shared", "notes"], "{r:#?}");
+    assert!(
+        r.errors
+            .iter()
+            .all(|(_, why)| why.contains("synced before") && why.contains("`paths`")),
+        "{r:#?}"
+    );
+    assert!(
+        r.errors[0]
+            .1
+            .contains("a link to a place that is not there"),
+        "{r:#?}"
+    );
+    let r = b.ok().await;
+    assert_eq!(r.deleted_local, 0, "{r:#?}");
+    assert_eq!(files(&target).len(), 13);
+    assert_eq!(files(&b.spec.primary).len(), 13);
+    // Back: an edit made meanwhile on B reaches A; nothing was lost.
+    fs::rename(&away, &drive).unwrap();
+    fs::rename(t.path().join("notes-away"), a.local("notes")).unwrap();
+    write(&b.local("shared/f0"), b"edited on b");
+    b.ok().await;
+    let r = a.ok().await;
+    assert_eq!(r.deleted_local + r.deleted_remote, 0, "{r:#?}");
+    assert_eq!(read(&drive.join("f0")), b"edited on b");
+    // A listed path never synced is only not there yet: another host's files come in.
+    let mut c = Host::new(&target, "c").await;
+    c.spec.selection = a.spec.selection.clone();
+    let r = c.ok().await;
+    assert_eq!(r.copied_to_local, 13, "{r:#?}");
+}
+
 /// A run whose target is lazily unmounted in the middle (the path now the bare mountpoint)
 /// stops: what it wrote afterwards is never recorded as synced, and once the drive is back
 /// the next run deletes nothing from the primary.
