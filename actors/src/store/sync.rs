@@ -470,9 +470,17 @@ pub(super) async fn adopt_marker(
     target: &str,
     nonce: &str,
     forget_base: bool,
+    primary: Option<&str>,
     at_ms: i64,
 ) -> Result<(), sqlx::Error> {
     first_synced(conn, target, at_ms).await?;
+    if let Some(primary) = primary {
+        sqlx::query("UPDATE sync_targets SET primary_root = ? WHERE target = ?")
+            .bind(primary)
+            .bind(target)
+            .execute(&mut *conn)
+            .await?;
+    }
     if forget_base {
         sqlx::query("DELETE FROM sync_base WHERE target = ?")
             .bind(target)
@@ -530,21 +538,24 @@ pub async fn temp_nonces(pool: &SqlitePool, target: &str) -> Result<Vec<String>,
 pub struct TargetRecord {
     pub synced_before: bool,
     pub marker: Option<String>,
+    /// The primary folder last synced from ("INODE PATH"; `None`: not recorded yet).
+    pub primary: Option<String>,
 }
 
 /// [`TargetRecord`] of `target`.
 pub async fn target_record(pool: &SqlitePool, target: &str) -> Result<TargetRecord, String> {
-    let row: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT marker FROM sync_targets WHERE target = ?")
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT marker, primary_root FROM sync_targets WHERE target = ?")
             .bind(target)
             .fetch_optional(pool)
             .await
             .map_err(|e| format!("cannot read the sync targets: {e}"))?;
     Ok(match row {
         None => TargetRecord::default(),
-        Some((marker,)) => TargetRecord {
+        Some((marker, primary)) => TargetRecord {
             synced_before: true,
             marker,
+            primary,
         },
     })
 }

@@ -119,6 +119,8 @@ pub enum DurableOp {
         target: String,
         nonce: String,
         forget_base: bool,
+        /// The primary folder synced from ("INODE PATH"), when to record it.
+        primary: Option<String>,
         at_ms: i64,
     },
 }
@@ -279,10 +281,18 @@ async fn apply(conn: &mut SqliteConnection, op: &DurableOp) -> Result<DurableRep
             target,
             nonce,
             forget_base,
+            primary,
             at_ms,
-        } => sync::adopt_marker(conn, target, nonce, *forget_base, *at_ms)
-            .await
-            .map(|()| DurableReply::Done),
+        } => sync::adopt_marker(
+            conn,
+            target,
+            nonce,
+            *forget_base,
+            primary.as_deref(),
+            *at_ms,
+        )
+        .await
+        .map(|()| DurableReply::Done),
     }
 }
 

@@ -322,25 +322,32 @@ pub async fn check(
     let first = base_empty && !record.synced_before;
     let s = spec.clone();
     let (wait, waiting) = (opts.lock_wait, progress.waiting.clone());
-    let (lock, step, id) = blocking(move || -> Result<_, Stop> {
+    let rec = record.clone();
+    let (lock, step, id, primary_root) = blocking(move || -> Result<_, Stop> {
+        let record = rec;
         // As `check` does, again now: a symlink may have changed since the config was read.
         if let Some(why) = super::nesting::nesting_error(&s.primary, &s.target, &s.state_dir) {
             return Err(Stop::error(format!("refused: {why}")));
         }
         match online(&s, first) {
             Online::Yes => {}
-            Online::Create if dry => return Ok((None, MarkerStep::Write { union: true }, None)),
+            Online::Create if dry => {
+                return Ok((None, MarkerStep::Write { union: true }, None, String::new()))
+            }
             Online::Create => std::fs::create_dir(&s.target)
                 .map_err(|e| Stop::error(format!("cannot create {}: {e}", s.target.display())))?,
             Online::No(why) => return Err(Stop::skipped(why, None)),
             Online::Unreadable(why) => return Err(Stop::error(why)),
         }
-        if !s.primary.is_dir() {
-            return Err(Stop::error(format!(
-                "the primary {} is not a folder",
-                s.primary.display()
-            )));
-        }
+        let primary_root = match std::fs::metadata(&s.primary) {
+            Ok(md) if md.is_dir() => format!("{} {}", md.ino(), s.primary.display()),
+            _ => {
+                return Err(Stop::error(format!(
+                    "the primary {} is not a folder",
+                    s.primary.display()
+                )))
+            }
+        };
         let decide = || -> Result<MarkerStep, Stop> {
             let marker = s.target.join(MARKER);
             let found = read_marker(&s.target).map_err(|e| {
@@ -366,7 +373,7 @@ pub async fn check(
         // A refusal needs no lock (nor a lock file written in a bare mountpoint).
         let step = decide()?;
         if dry {
-            return Ok((None, step, None));
+            return Ok((None, step, None, primary_root));
         }
         let taken = match wait {
             None => TargetLock::take(&s.target, &s.host),
@@ -402,14 +409,40 @@ pub async fn check(
         }
         let id = TargetId::read(&s)
             .map_err(|e| Stop::error(format!("cannot read {}: {e}", s.target.display())))?;
-        Ok((Some(lock), step, Some(id)))
+        Ok((Some(lock), step, Some(id), primary_root))
     })
     .await??;
+    // Synced from another folder before (`primary` changed by a reload, or another folder in
+    // its place): what that one held and this one lacks is not deleted: a first sync.
+    let moved =
+        !primary_root.is_empty() && record.primary.as_deref().is_some_and(|p| p != primary_root);
+    let step = match step {
+        MarkerStep::Same if moved => MarkerStep::Adopt {
+            nonce: record.marker.clone().unwrap_or_default(),
+            union: true,
+        },
+        MarkerStep::Adopt { nonce, union } => MarkerStep::Adopt {
+            nonce,
+            union: union || moved,
+        },
+        MarkerStep::Write { union } => MarkerStep::Write {
+            union: union || moved,
+        },
+        other => other,
+    };
     let union = match &step {
         MarkerStep::Adopt { union, .. } | MarkerStep::Write { union } => *union,
         MarkerStep::Same | MarkerStep::Refuse => false,
     };
-    if let (Some(_), MarkerStep::Adopt { nonce, union }) = (&lock, &step) {
+    let adopting = match &step {
+        MarkerStep::Adopt { nonce, union } => Some((nonce.clone(), *union)),
+        // The primary not recorded yet (a target synced before it was).
+        MarkerStep::Same if record.primary.as_deref() != Some(primary_root.as_str()) => {
+            record.marker.clone().map(|n| (n, false))
+        }
+        _ => None,
+    };
+    if let (Some(_), Some((nonce, union))) = (&lock, &adopting) {
         // A union lets the base go in the same transaction: from now on no run can read a
         // path of the old base as deleted.
         store
@@ -418,6 +451,7 @@ pub async fn check(
                     target: spec.name.clone(),
                     nonce: nonce.clone(),
                     forget_base: *union,
+                    primary: Some(primary_root.clone()),
                     at_ms: unix_ms(SystemTime::now()),
                 },
                 Some(STORE_WAIT),
@@ -475,6 +509,7 @@ pub async fn rotate(spec: &SyncSpec, store: &Store, guarded: &mut Guarded) -> Re
                 target: spec.name.clone(),
                 nonce: fresh.0,
                 forget_base: false,
+                primary: None,
                 at_ms: unix_ms(SystemTime::now()),
             },
             Some(STORE_WAIT),
@@ -492,6 +527,7 @@ mod tests {
         TargetRecord {
             synced_before,
             marker: marker.map(str::to_string),
+            primary: None,
         }
     }
 

@@ -367,6 +367,39 @@ async fn a_listed_folder_gone_from_the_primary_deletes_nothing_anywhere() {
     assert_eq!(r.copied_to_local, 13, "{r:#?}");
 }
 
+/// `primary` pointed at another folder (a reload with a typo, an empty folder, a bare
+/// mountpoint in its place): what the folder synced before held and this one lacks is not
+/// deleted from the target, nor from another host: the run is a first sync (a union).
+#[tokio::test]
+async fn a_primary_changed_to_another_folder_is_a_first_sync_not_a_mass_deletion() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut a = Host::new(&target, "a").await;
+    let mut b = Host::new(&target, "b").await;
+    for i in 0..8 {
+        write(&a.local(&format!("f{i}")), b"x");
+    }
+    a.ok().await;
+    b.ok().await;
+    let elsewhere = t.path().join("typo");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let before = a.spec.primary.clone();
+    a.spec.primary = elsewhere.clone();
+    let r = a.ok().await;
+    assert!(r.first_sync, "{r:#?}");
+    assert_eq!((r.deleted_remote, r.copied_to_local), (0, 8), "{r:#?}");
+    let r = b.ok().await;
+    assert_eq!(r.deleted_local, 0, "{r:#?}");
+    assert_eq!(files(&b.spec.primary).len(), 8);
+    // Back to the first folder: a first sync again, nothing deleted; then runs as usual.
+    a.spec.primary = before;
+    let r = a.ok().await;
+    assert!(r.first_sync && r.deleted_remote == 0, "{r:#?}");
+    fs::remove_file(a.local("f0")).unwrap();
+    let r = a.ok().await;
+    assert!(!r.first_sync && r.deleted_remote == 1, "{r:#?}");
+}
+
 /// A run whose target is lazily unmounted in the middle (the path now the bare mountpoint)
 /// stops: what it wrote afterwards is never recorded as synced, and once the drive is back
 /// the next run deletes nothing from the primary.
