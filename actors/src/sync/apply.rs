@@ -229,6 +229,7 @@ fn apply_plain(cx: &Ctx, item: &Item, action: Action, dur: &fsops::Durability) -
         Action::KeepBoth => keep_both(cx, item, &rpath),
         Action::ChmodRemote => chmod(cx, item, &rpath, true),
         Action::ChmodLocal => chmod(cx, item, &lpath, false),
+        Action::ChmodBoth => chmod_both(cx, item, &lpath, &rpath),
         Action::Nothing | Action::Pending(_) => {
             return Step::Done(Applied::Deferred(String::new()))
         }
@@ -691,6 +692,50 @@ fn chmod(cx: &Ctx, item: &Item, path: &Path, remote: bool) -> io::Result<Applied
             BaseEntry {
                 local: side_state(lh, l),
                 remote: side_state(rh, r),
+            },
+        ),
+    })
+}
+
+/// Both sides narrowed to the bits both allow (`local & remote`): the wider side first set to
+/// it, then the other, each only if it is still what the scan saw.
+fn chmod_both(cx: &Ctx, item: &Item, lpath: &Path, rpath: &Path) -> io::Result<Applied> {
+    use std::os::unix::fs::PermissionsExt;
+    let (Some(l), Some(r), Some(lh), Some(rh)) =
+        (item.local, item.remote, item.lhash(), item.rhash())
+    else {
+        return Ok(Applied::Deferred("changed during the run".into()));
+    };
+    let mode = l.mode & r.mode;
+    let mut after = [l, r];
+    for (i, (path, now, remote)) in [(lpath, l, false), (rpath, r, true)]
+        .into_iter()
+        .enumerate()
+    {
+        if !fsops::unchanged(path, Some(now))? {
+            return Ok(Applied::Deferred(format!(
+                "{} changed during the run",
+                path.display()
+            )));
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        match scan::meta_on(path, cx.stable(remote))? {
+            Some(m) => after[i] = m,
+            None => {
+                return Ok(Applied::Deferred(format!(
+                    "{} vanished during the run",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(Applied::Chmod {
+        kept: after[0].mode == mode && after[1].mode == mode,
+        change: BaseChange::Put(
+            item.rel.to_string(),
+            BaseEntry {
+                local: side_state(lh, after[0]),
+                remote: side_state(rh, after[1]),
             },
         ),
     })

@@ -138,6 +138,10 @@ pub enum Action {
     ChmodRemote,
     /// The mirror image: the local file gets the remote one's mode.
     ChmodLocal,
+    /// The contents are the same and the modes differ with neither side alone having changed
+    /// them (both did, or they were created apart): both get only the bits both allow
+    /// (`local & remote`), never the wider of the two.
+    ChmodBoth,
 }
 
 /// The decision, and whether it settled a conflict (for the report).

@@ -148,7 +148,10 @@ pub fn merge(
         }
         let lhash = known(b.as_ref().map(|b| &b.local), l.as_ref());
         let rhash = known(b.as_ref().map(|b| &b.remote), r.as_ref());
-        if b.is_some() && lhash.is_some() && rhash.is_some() {
+        // Modes that differ between the sides (created apart, or recorded so by an older
+        // release) are settled by the plan, which needs an item.
+        let modes_differ = matches!((l, r), (Some(l), Some(r)) if !l.dir && l.mode != r.mode);
+        if b.is_some() && lhash.is_some() && rhash.is_some() && !modes_differ {
             return None; // unchanged on both sides
         }
         Some((lhash, rhash))

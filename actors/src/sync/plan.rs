@@ -11,7 +11,7 @@ use super::classify::{
 use super::items::{side_state, Slot};
 use super::report::{planned, Planned, Refusal, Stop};
 use super::scan::{Meta, Paths};
-use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow};
+use crate::store::sync::{Base, BaseChange, BaseEntry, ConflictRow, SideState};
 
 /// How a conflict record closed by a run reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -164,6 +164,26 @@ pub fn plan(
             }
         }
         item.conflict = d.conflict;
+        // The same contents on both sides with other modes (created apart): recorded with the
+        // narrower mode on both, not each as it is (they would differ for good).
+        if d.action == Action::Agree {
+            if let (Some(l), Some(r)) = (item.local, item.remote) {
+                let none = SideState::default();
+                let as_is = BaseEntry {
+                    local: SideState {
+                        mode: l.mode,
+                        ..none
+                    },
+                    remote: SideState {
+                        mode: r.mode,
+                        ..none
+                    },
+                };
+                if let Some(a) = chmod(&as_is, &l, &r, direction) {
+                    d.action = a;
+                }
+            }
+        }
         match d.action {
             // Both sides as the base has them: a record still open is settled already.
             Action::Nothing => out.closing.extend(item.closes.as_deref().copied()),
@@ -176,8 +196,12 @@ pub fn plan(
 
 /// A chmod to sync, for a path whose contents are unchanged on both sides (`b` its base, `l`
 /// and `r` its sides now): the side whose permission bits changed since the base gives them
-/// to the other (both changed: the local side's, as the direction allows). A base without
-/// modes (recorded before they were) only learns them.
+/// to the other (a chmod is the user's intent, wider or not). Both changed, or neither while
+/// they differ (the same file created apart with other modes): the narrower, never the wider
+/// (a key made 0600 on one host and 0644 on another stays 0600 everywhere); two modes neither
+/// of which holds the other (0640, 0604) both become what both allow (0600). One-way, only
+/// the direction's side is set. A base without modes (recorded before they were) only learns
+/// them.
 fn chmod(b: &BaseEntry, l: &Meta, r: &Meta, direction: Direction) -> Option<Action> {
     if l.dir || r.dir || l.mode == r.mode || b.local.mode == 0 || b.remote.mode == 0 {
         return None;
@@ -188,13 +212,16 @@ fn chmod(b: &BaseEntry, l: &Meta, r: &Meta, direction: Direction) -> Option<Acti
         Direction::Push => (Action::ChmodRemote, Action::Pending(Side::Remote)),
         Direction::Pull => (Action::Pending(Side::Local), Action::ChmodLocal),
     };
-    match (lch, rch) {
-        (false, false) => None,
-        (true, false) => Some(to_remote),
-        (false, true) => Some(to_local),
-        (true, true) if direction == Direction::Pull => Some(to_local),
-        (true, true) => Some(to_remote),
-    }
+    let narrow = l.mode & r.mode;
+    Some(match (lch, rch) {
+        (true, false) => to_remote,
+        (false, true) => to_local,
+        _ if direction == Direction::Push => Action::ChmodRemote,
+        _ if direction == Direction::Pull => Action::ChmodLocal,
+        _ if narrow == l.mode => Action::ChmodRemote,
+        _ if narrow == r.mode => Action::ChmodLocal,
+        _ => Action::ChmodBoth,
+    })
 }
 
 /// Whether `a` deletes a file (on either side).
@@ -499,6 +526,7 @@ mod tests {
                 Bidirectional,
                 Some(ChmodLocal),
             ),
+            // both changed: the narrower; neither holding the other: what both allow
             (
                 base(0o644, 0o644),
                 0o600,
@@ -506,7 +534,37 @@ mod tests {
                 Bidirectional,
                 Some(ChmodRemote),
             ),
+            (
+                base(0o644, 0o644),
+                0o755,
+                0o600,
+                Bidirectional,
+                Some(ChmodLocal),
+            ),
+            (
+                base(0o644, 0o644),
+                0o640,
+                0o604,
+                Bidirectional,
+                Some(ChmodBoth),
+            ),
+            // created apart with other modes (the base has both as they are): the narrower
+            (
+                base(0o600, 0o644),
+                0o600,
+                0o644,
+                Bidirectional,
+                Some(ChmodRemote),
+            ),
+            (
+                base(0o640, 0o604),
+                0o640,
+                0o604,
+                Bidirectional,
+                Some(ChmodBoth),
+            ),
             (base(0o644, 0o644), 0o600, 0o755, Pull, Some(ChmodLocal)),
+            (base(0o640, 0o604), 0o640, 0o604, Push, Some(ChmodRemote)),
             (
                 base(0o644, 0o644),
                 0o644,
@@ -516,7 +574,6 @@ mod tests {
             ),
             (base(0o644, 0o644), 0o600, 0o600, Bidirectional, None),
             (base(0, 0), 0o600, 0o644, Bidirectional, None),
-            (base(0o644, 0o600), 0o644, 0o600, Bidirectional, None),
         ];
         for (i, (b, l, r, d, want)) in cases.into_iter().enumerate() {
             assert_eq!(chmod(&b, &m(l), &m(r), d), want, "case {i}");

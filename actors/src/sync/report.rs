@@ -253,6 +253,7 @@ pub(super) fn action_name(a: Action) -> &'static str {
         Action::Pending(Side::Local) => "pending on the primary",
         Action::ChmodRemote => "set the permissions on the target",
         Action::ChmodLocal => "set the permissions on the primary",
+        Action::ChmodBoth => "narrow the permissions on both sides to what both allow",
         Action::Pending(Side::Remote) => "pending on the target",
     }
 }

@@ -400,6 +400,44 @@ async fn a_primary_changed_to_another_folder_is_a_first_sync_not_a_mass_deletion
     assert!(!r.first_sync && r.deleted_remote == 1, "{r:#?}");
 }
 
+/// The same file made on two hosts with other modes converges to the narrower, not each kept
+/// as it is for good; a chmod on both sides at once ends with what both allow, never the
+/// wider (a 0640 and a 0604 become 0600, not world-readable).
+#[tokio::test]
+async fn modes_made_apart_or_changed_on_both_sides_converge_to_the_narrower() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut a = Host::new(&target, "a").await;
+    let mut b = Host::new(&target, "b").await;
+    let set =
+        |p: &Path, mode: u32| fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+    write(&a.local("key"), b"secret");
+    set(&a.local("key"), 0o600);
+    write(&b.local("key"), b"secret");
+    set(&b.local("key"), 0o644);
+    for _ in 0..2 {
+        a.ok().await;
+        b.ok().await;
+    }
+    for p in [a.local("key"), b.local("key"), target.join("key")] {
+        assert_eq!(mode_of(&p), 0o600, "{}", p.display());
+    }
+    set(&a.local("key"), 0o640);
+    set(&b.local("key"), 0o604);
+    b.ok().await;
+    for _ in 0..2 {
+        a.ok().await;
+        b.ok().await;
+    }
+    for p in [a.local("key"), b.local("key"), target.join("key")] {
+        assert_eq!(mode_of(&p), 0o600, "{}", p.display());
+    }
+    // Settled: no more changes either way.
+    let r = a.ok().await;
+    assert_eq!(r.modes, 0, "{r:#?}");
+}
+
 /// A run whose target is lazily unmounted in the middle (the path now the bare mountpoint)
 /// stops: what it wrote afterwards is never recorded as synced, and once the drive is back
 /// the next run deletes nothing from the primary.
