@@ -995,3 +995,31 @@ fn a_target_nested_with_its_primary_or_the_state_dir_is_refused_at_its_value() {
     ];
     assert_eq!(got, expected);
 }
+
+/// A listed path that is one of the daemon's own (its backups, its database) or inside one
+/// would never sync, silently: an error at its value.
+#[test]
+fn a_listed_path_of_the_daemons_own_files_is_refused_at_its_value() {
+    let src = r#"
+[daemon]
+state_dir = "/var/lib/ms"
+
+[root]
+
+[[root.children]]
+name = "t"
+kind = "sync_target"
+target = "/mnt/drive/ms"
+paths = ["shared", "backups/mine", "metastore.db"]
+"#;
+    let got = errors(src);
+    let why =
+        "(the daemon's own: never synced); take it out of `paths`, or sync a folder of your own";
+    assert_eq!(
+        got,
+        [
+            format!("t.toml:11:20: `paths` in child `root/t`: `backups/mine` is inside /var/lib/ms/backups {why}"),
+            format!("t.toml:11:36: `paths` in child `root/t`: `metastore.db` is /var/lib/ms/metastore.db {why}"),
+        ]
+    );
+}

@@ -211,9 +211,13 @@ impl ActorKind for SyncTargetConfig {
             None => Some((state.clone(), None)),
         };
         let mut paths = Vec::new();
+        let mut path_spans = Vec::new();
         for p in t.strings(cx.d, "paths").unwrap_or_default() {
             match relative(p.get_ref()) {
-                Ok(r) => paths.push(r),
+                Ok(r) => {
+                    paths.push(r);
+                    path_spans.push(p.span());
+                }
                 Err(e) => {
                     cx.d.error(p.span(), format!("`paths` in {}: {e}", t.context))
                 }
@@ -314,6 +318,33 @@ impl ActorKind for SyncTargetConfig {
                 never.push(rel.to_string_lossy().into_owned());
             }
         }
+        // A listed path that is one of those, or inside one, would never sync, silently.
+        let mut refused = false;
+        for (p, span) in paths.iter().zip(&path_spans) {
+            let p = p.trim_end_matches('/');
+            if let Some(n) = never
+                .iter()
+                .find(|n| p == n.as_str() || p.starts_with(&format!("{n}/")))
+            {
+                cx.d.error(
+                    span.clone(),
+                    format!(
+                        "`paths` in {}: `{p}` is {} (the daemon's own: never synced); take it \
+                         out of `paths`, or sync a folder of your own",
+                        t.context,
+                        if p == n.as_str() {
+                            format!("{}", primary.join(n).display())
+                        } else {
+                            format!("inside {}", primary.join(n).display())
+                        }
+                    ),
+                );
+                refused = true;
+            }
+        }
+        if refused {
+            return None;
+        }
         // Names this host in the target: its lock, its per-host snapshots, the marker.
         let host = cx.host(t.span.clone());
         Some(SyncTargetConfig {
@@ -378,10 +409,15 @@ impl ActorKind for SyncTargetConfig {
                 self.spec.target.display()
             ));
         }
-        if self.watch.is_some() && !self.spec.primary.is_dir() {
+        if !self.spec.primary.is_dir() {
             out.push(format!(
-                "{path}: the primary {} does not exist here: it is watched once it does",
-                self.spec.primary.display()
+                "{path}: the primary {} does not exist here: its runs fail until it does{}",
+                self.spec.primary.display(),
+                if self.watch.is_some() {
+                    " (and it is watched once it does)"
+                } else {
+                    ""
+                }
             ));
         }
         out
