@@ -109,6 +109,13 @@ impl Daemon {
             Ok(rows) => rows,
             Err(e) => return Response::error(id, code::UNAVAILABLE, e),
         };
+        // A name no target has (a typo) is an error, not "no open conflicts"; a target taken
+        // out of the config still shows the conflicts it left.
+        if let Some(t) = &target {
+            if rows.is_empty() && self.services.sync.actor(t).is_none() {
+                return unknown_target(id, &self.services.sync, t);
+            }
+        }
         let specs = self.services.sync.specs();
         let conflicts = rows
             .into_iter()

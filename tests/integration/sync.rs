@@ -314,6 +314,12 @@ fn conflicts_are_listed_and_resolved_through_the_target() {
     assert_eq!(v["conflicts"].as_array().map(Vec::len), Some(0), "{v}");
     let out = d.cli(&["conflicts"]);
     assert!(out.stdout.contains("no open conflicts"), "{}", out.stdout);
+    // A target no one has (a typo) is an error naming the ones there are.
+    let out = d.cli(&["conflicts", "--target", "nosuch"]);
+    assert!(
+        out.code != 0 && out.stderr.contains("no sync target `nosuch`") && out.stderr.contains("t"),
+        "{out:?}"
+    );
 
     // Both sides change both files: kept both, so the run is done only in part (exit 3).
     for f in ["a", "b"] {

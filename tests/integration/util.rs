@@ -16,6 +16,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(25);
 
+#[derive(Debug)]
 pub struct Out {
     pub code: i32,
     pub stdout: String,
