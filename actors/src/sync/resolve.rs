@@ -85,12 +85,11 @@ pub async fn resolve(
         return Err("no open conflict to resolve".into());
     };
     let rel = first.path.clone();
-    // The newest row's copy is the one the operator saw last.
-    let copy_rel = rows
-        .iter()
-        .max_by_key(|r| r.id)
-        .map(|r| r.copy.clone())
-        .unwrap_or_default();
+    // The newest row's copy is the one the operator saw last, its versions the ones they chose
+    // between.
+    let newest = rows.iter().max_by_key(|r| r.id).unwrap_or(first);
+    let copy_rel = newest.copy.clone();
+    let seen = (newest.local_hash, newest.remote_hash);
 
     // Guards and the lock (blocking: the target may be a slow mount).
     let s = spec.clone();
@@ -146,6 +145,22 @@ pub async fn resolve(
         }
         let hash = fsops::hash_file(&src2, sm.live_wal)
             .map_err(|e| format!("cannot read {}: {e}", src2.display()))?;
+        // The version replaced must be the one the conflict showed: one written since (another
+        // host, a program) was never seen by whoever chose, and is not overwritten unasked.
+        if let Some(d) = dm.filter(|d| !d.dir) {
+            let now = fsops::hash_file(&dest2, d.live_wal)
+                .map_err(|e| format!("cannot read {}: {e}", dest2.display()))?;
+            let shown = if to_remote { seen.1 } else { seen.0 };
+            if now != shown {
+                return Err(format!(
+                    "{} changed since the conflict was recorded (written on another host or by \
+                     a program): its new version was never shown, so it is not replaced. Sync \
+                     first: the new version settles the conflict, or makes a new one if the \
+                     other side changed too",
+                    dest2.display()
+                ));
+            }
+        }
         Ok((sm, hash, dm, fsops::is_sqlite(&src2)))
     })
     .await??;

@@ -812,6 +812,42 @@ async fn a_kept_conflict_is_resolved_each_way() {
 }
 
 /// A path with no open conflict, an offline target: clear errors, nothing touched.
+/// A version written over the target's side after the conflict was recorded (another host, a
+/// program) was never shown to whoever resolves: `--keep local` does not overwrite it unasked;
+/// the next sync settles the conflict with it instead.
+#[tokio::test]
+async fn a_resolution_never_overwrites_a_version_written_since_the_conflict() {
+    use metasystem_actors::sync::resolve::{resolve, Keep};
+    let (mut fx, _) = conflict(Strategy::Manual).await;
+    let open = conflicts(fx.store.reader(), Some("t1"), false)
+        .await
+        .unwrap();
+    write(&fx.remote("a.txt"), "v4, written on another host since");
+    let e = resolve(
+        &fx.spec,
+        &fx.store,
+        &mut fx.base,
+        &open,
+        Keep::Local,
+        std::time::SystemTime::now(),
+    )
+    .await
+    .expect_err("a version never shown must not be replaced");
+    assert!(e.contains("changed since the conflict was recorded"), "{e}");
+    assert_eq!(
+        read(&fx.remote("a.txt")),
+        "v4, written on another host since"
+    );
+    assert_eq!(read(&fx.local("a.txt")), "local edit");
+    // The next run: the primary's side is the conflict's, the target's was edited: it wins.
+    let r = fx.ok().await;
+    assert!(r.unresolved.is_empty(), "{r:#?}");
+    assert_eq!(
+        read(&fx.local("a.txt")),
+        "v4, written on another host since"
+    );
+}
+
 #[tokio::test]
 async fn resolving_what_cannot_be_resolved_says_why() {
     use metasystem_actors::sync::resolve::{resolve, Keep};
