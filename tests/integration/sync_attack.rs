@@ -635,8 +635,16 @@ fn a_deleted_marker_is_refused_and_a_replaced_one_deletes_nothing() {
         assert_eq!(out.json()["reports"][0]["refusal"], "marker_missing");
         assert!(h.shared().join("a.txt").is_file(), "{}: deleted", h.id);
     }
-    // Another nonce: a union; a.txt (gone from the target) comes back, nothing is deleted.
-    write_file(&marker, text.replace("nonce: ", "nonce: f"));
+    // Another nonce, with no history naming what the hosts saw last (another folder's marker,
+    // an image of another lineage): a union; a.txt (gone from the target) comes back, nothing
+    // is deleted. (A marker whose history names a host's last nonce descends from what that
+    // host saw: its changes, deletions too, are the target's.)
+    let other: String = text
+        .lines()
+        .filter(|l| !l.starts_with("history:"))
+        .map(|l| format!("{}\n", l.replace("nonce: ", "nonce: f")))
+        .collect();
+    write_file(&marker, other);
     std::fs::remove_file(f.hosts[1].shared().join("b.txt")).unwrap_or_else(|e| panic!("{e}"));
     for h in &f.hosts {
         let r = h.sync(0);
