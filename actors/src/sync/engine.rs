@@ -348,6 +348,9 @@ async fn run_inner(
     )
     .await?;
 
+    // The run's changes are made: the marker names the state they leave (not an image of the
+    // target taken while they were being made).
+    guards::rotate_after(spec, store, &mut guarded).await?;
     // Still the folders the run began on: nothing of this host goes to a bare mountpoint.
     guards::check_id(spec, guarded.id.as_ref()).await?;
     // The daemon's own live databases: snapshots into .metasystem-hosts/HOST/.

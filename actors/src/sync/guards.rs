@@ -482,20 +482,7 @@ pub async fn rotate(spec: &SyncSpec, store: &Store, guarded: &mut Guarded) -> Re
     let s = spec.clone();
     let fresh = blocking(move || -> Result<(String, TargetId), Stop> {
         id.check(&s)?;
-        let history = match read_marker(&s.target) {
-            Ok(Found::Present(Some(n), mut h)) => {
-                h.insert(0, n);
-                h
-            }
-            Ok(_) => Vec::new(),
-            Err(e) => {
-                return Err(Stop::error(format!(
-                    "cannot read the marker {}: {e}",
-                    s.target.join(MARKER).display()
-                )))
-            }
-        };
-        let nonce = write_marker(&s, &history)?;
+        let nonce = write_next_marker(&s)?;
         let id = TargetId::read(&s)
             .map_err(|e| Stop::error(format!("cannot read {}: {e}", s.target.display())))?;
         Ok((nonce, id))
@@ -503,11 +490,61 @@ pub async fn rotate(spec: &SyncSpec, store: &Store, guarded: &mut Guarded) -> Re
     .await??;
     guarded.id = Some(fresh.1);
     guarded.rotated = true;
+    record_nonce(spec, store, fresh.0).await
+}
+
+/// Once a run that rotated the marker has made its last change: a fresh nonce again, so an
+/// image of the target taken while the run was writing (a backup or a cloud snapshot during a
+/// long upload) does not carry the nonce this host records, and restored is a first sync,
+/// not a rollback of what the run finished.
+pub async fn rotate_after(
+    spec: &SyncSpec,
+    store: &Store,
+    guarded: &mut Guarded,
+) -> Result<(), Stop> {
+    if !guarded.rotated {
+        return Ok(());
+    }
+    guarded.rotated = false;
+    rotate(spec, store, guarded).await
+}
+
+/// [`rotate`] for an operator's job on the target (`conflicts resolve`, which holds the lock):
+/// before it changes the target.
+pub async fn rotate_for_job(spec: &SyncSpec, store: &Store) -> Result<(), String> {
+    let s = spec.clone();
+    let nonce = blocking(move || write_next_marker(&s))
+        .await
+        .map_err(|e| e.reason)?
+        .map_err(|e| e.reason)?;
+    record_nonce(spec, store, nonce).await.map_err(|e| e.reason)
+}
+
+/// Writes a marker with a fresh nonce whose history starts with the current one (blocking).
+fn write_next_marker(s: &SyncSpec) -> Result<String, Stop> {
+    let history = match read_marker(&s.target) {
+        Ok(Found::Present(Some(n), mut h)) => {
+            h.insert(0, n);
+            h
+        }
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            return Err(Stop::error(format!(
+                "cannot read the marker {}: {e}",
+                s.target.join(MARKER).display()
+            )))
+        }
+    };
+    write_marker(s, &history)
+}
+
+/// The store adopts `nonce` as the target's (its base kept).
+async fn record_nonce(spec: &SyncSpec, store: &Store, nonce: String) -> Result<(), Stop> {
     store
         .durable(
             DurableOp::SyncMarker {
                 target: spec.name.clone(),
-                nonce: fresh.0,
+                nonce,
                 forget_base: false,
                 primary: None,
                 at_ms: unix_ms(SystemTime::now()),

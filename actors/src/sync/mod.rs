@@ -49,5 +49,6 @@ pub use actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage, SyncTargets,
 pub use classify::{Direction, Strategy};
 pub use engine::{Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
 pub use globset;
+pub use guards::{history_of as marker_history, nonce_of as marker_nonce};
 pub use resolve::{Keep, Resolution};
 pub use scan::Selection;

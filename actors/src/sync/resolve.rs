@@ -111,6 +111,11 @@ pub async fn resolve(
     .await??;
     let temps = Arc::new(Temps::new());
     temps.register(store, &spec.name).await?;
+    // Changing the target: its marker gets a fresh nonce first (an image of it taken before is
+    // then a first sync, not a return of the version the operator rejected).
+    if keep != Keep::Remote {
+        super::guards::rotate_for_job(spec, store).await?;
+    }
 
     let (lpath, rpath) = (
         super::names::at(&spec.primary, &rel),

@@ -848,6 +848,42 @@ async fn a_resolution_never_overwrites_a_version_written_since_the_conflict() {
     );
 }
 
+/// A resolution that changes the target gives its marker a fresh nonce first: an image of the
+/// target from before it, restored, is a first sync that raises the conflict again, not a quiet
+/// return of the version the operator rejected.
+#[tokio::test]
+async fn a_resolution_that_changes_the_target_rotates_its_marker() {
+    use metasystem_actors::sync::resolve::{resolve, Keep};
+    let (mut fx, _) = conflict(Strategy::Manual).await;
+    let marker = || {
+        let text = std::fs::read_to_string(fx.spec.target.join(".metasystem-sync")).unwrap();
+        (
+            metasystem_actors::sync::marker_nonce(&text).unwrap(),
+            metasystem_actors::sync::marker_history(&text),
+        )
+    };
+    let (before, _) = marker();
+    let open = conflicts(fx.store.reader(), Some("t1"), false)
+        .await
+        .unwrap();
+    resolve(
+        &fx.spec,
+        &fx.store,
+        &mut fx.base,
+        &open,
+        Keep::Local,
+        std::time::SystemTime::now(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (after, history) = marker();
+    assert_ne!(after, before);
+    assert_eq!(history.first(), Some(&before), "{history:?}");
+    // The store adopted it: the next run is an ordinary one.
+    let r = fx.ok().await;
+    assert!(!r.first_sync, "{r:#?}");
+}
+
 #[tokio::test]
 async fn resolving_what_cannot_be_resolved_says_why() {
     use metasystem_actors::sync::resolve::{resolve, Keep};

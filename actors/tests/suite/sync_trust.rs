@@ -267,6 +267,48 @@ async fn a_target_restored_from_an_older_image_of_itself_rolls_nothing_back() {
     assert_eq!(files(&a.spec.primary), ["new.txt", "old1.txt"]);
 }
 
+/// The nonce and history of the marker in `target`.
+fn marker_of(target: &Path) -> (String, Vec<String>) {
+    let text = fs::read_to_string(target.join(".metasystem-sync")).unwrap();
+    let nonce = metasystem_actors::sync::marker_nonce(&text).unwrap();
+    (nonce, metasystem_actors::sync::marker_history(&text))
+}
+
+/// An image of the target taken while a run was writing (a backup or cloud snapshot during a
+/// long upload) carries the nonce the run gave the marker before its first change: the run
+/// rotates it again once its changes are made, so that image, restored, is a first sync too,
+/// not a rollback of what the run finished.
+#[tokio::test]
+async fn a_target_image_taken_during_a_run_rolls_nothing_back() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let image = t.path().join("image");
+    let mut a = Host::new(&target, "a").await;
+    write(&a.local("old.txt"), b"base");
+    a.ok().await;
+    let (before, _) = marker_of(&target);
+    copy_tree(&target, &image);
+    write(&a.local("old.txt"), b"edited in the run");
+    for i in 0..5 {
+        write(&a.local(&format!("new{i}.txt")), b"new");
+    }
+    a.ok().await;
+    // What the marker said while the run wrote: the nonce it rotated to first.
+    let (after, history) = marker_of(&target);
+    assert_eq!(history.get(1), Some(&before), "{history:?}");
+    let during = history[0].clone();
+    assert_ne!(during, after);
+    // The image of the target as it was mid-run (nothing landed yet), with that marker.
+    let text = format!("metasystem sync target \"shared\"\nnonce: {during}\nhistory: {before}\n");
+    copy_tree(&image, &target);
+    fs::write(target.join(".metasystem-sync"), text).unwrap();
+    let r = a.ok().await;
+    assert!(r.first_sync, "{r:#?}");
+    assert_eq!(r.deleted_local + r.copied_to_local, 0, "{r:#?}");
+    assert_eq!(read(&a.local("old.txt")), b"edited in the run");
+    assert_eq!(files(&target).len(), 6);
+}
+
 /// A target copied by hand to a new folder (moving to another cloud), the hosts repointed one
 /// after the other: a file B made on the old folder meanwhile is not deleted by B's first run
 /// on the new one (the new folder's marker does not descend from what B saw last).
