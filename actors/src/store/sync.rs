@@ -538,7 +538,8 @@ pub async fn temp_nonces(pool: &SqlitePool, target: &str) -> Result<Vec<String>,
 pub struct TargetRecord {
     pub synced_before: bool,
     pub marker: Option<String>,
-    /// The primary folder last synced from ("INODE PATH"; `None`: not recorded yet).
+    /// The primary folder last synced from ("MAJOR:MINOR INODE BIRTH_NS PATH"; `None`: not
+    /// recorded yet).
     pub primary: Option<String>,
 }
 

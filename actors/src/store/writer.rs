@@ -119,7 +119,7 @@ pub enum DurableOp {
         target: String,
         nonce: String,
         forget_base: bool,
-        /// The primary folder synced from ("INODE PATH"), when to record it.
+        /// The primary folder synced from ("MAJOR:MINOR INODE BIRTH_NS PATH"), when to record it.
         primary: Option<String>,
         at_ms: i64,
     },

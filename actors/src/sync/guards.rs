@@ -340,7 +340,20 @@ pub async fn check(
             Online::Unreadable(why) => return Err(Stop::error(why)),
         }
         let primary_root = match std::fs::metadata(&s.primary) {
-            Ok(md) if md.is_dir() => format!("{} {}", md.ino(), s.primary.display()),
+            // The folder, not only its path and inode: a freshly made folder reuses a freed
+            // inode number at once on ext4, and every root of a file system has the same one;
+            // the device and the time it was made tell them apart.
+            Ok(md) if md.is_dir() => format!(
+                "{}:{} {} {} {}",
+                rustix::fs::major(md.dev()),
+                rustix::fs::minor(md.dev()),
+                md.ino(),
+                md.created()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos()),
+                s.primary.display()
+            ),
             _ => {
                 return Err(Stop::error(format!(
                     "the primary {} is not a folder",

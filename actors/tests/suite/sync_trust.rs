@@ -440,6 +440,27 @@ async fn a_primary_changed_to_another_folder_is_a_first_sync_not_a_mass_deletion
     fs::remove_file(a.local("f0")).unwrap();
     let r = a.ok().await;
     assert!(!r.first_sync && r.deleted_remote == 1, "{r:#?}");
+    // The folder removed and made again with an old copy of some of it (`rm -rf`, `mkdir`, an
+    // old archive unpacked): the same path, on ext4 often the same inode number, but another
+    // folder: a first sync, and the newer versions on the target are not rolled back.
+    write(&a.local("f1"), b"newer");
+    a.ok().await;
+    b.ok().await;
+    fs::remove_dir_all(&a.spec.primary).unwrap();
+    fs::create_dir_all(&a.spec.primary).unwrap();
+    write(&a.local("f1"), b"x");
+    // As unpacked from an archive: its old time.
+    fs::File::options()
+        .write(true)
+        .open(a.local("f1"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let r = a.run().await;
+    assert!(r.first_sync, "{r:#?}");
+    assert_eq!(r.deleted_remote, 0, "{r:#?}");
+    assert_eq!(read(&target.join("f1")), b"newer");
+    assert_eq!(read(&b.local("f1")), b"newer");
 }
 
 /// The same file made on two hosts with other modes converges to the narrower, not each kept
