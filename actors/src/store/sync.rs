@@ -169,6 +169,18 @@ impl Base {
         self.paths.find(path).is_ok()
     }
 
+    /// How many paths are `path` or under it.
+    pub fn count_under(&self, path: &str) -> usize {
+        let own = usize::from(self.contains_key(path));
+        let folder = format!("{}/", path.trim_end_matches('/'));
+        let start = match self.paths.find(&folder) {
+            Ok(i) | Err(i) => i,
+        };
+        own + (start..self.paths.len())
+            .take_while(|&i| self.paths.get(i).starts_with(&folder))
+            .count()
+    }
+
     /// Whether `path` or anything under it is held (all paths under it sort together, from
     /// `path/` on).
     pub fn holds_under(&self, path: &str) -> bool {

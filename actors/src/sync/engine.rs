@@ -293,9 +293,11 @@ async fn run_inner(
             }
         }
     }
+    let listed = plan::per_listed(&plan.steps, &items, &names, &spec.selection.paths, base);
     if let Some(stop) = plan::mass_deletion(
         &plan.steps,
         base.len(),
+        &listed,
         spec.max_delete,
         spec.max_delete_floor,
         opts.allow_deletes,

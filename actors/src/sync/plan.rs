@@ -234,9 +234,40 @@ pub fn is_deletion(a: Action) -> bool {
 /// `floor` files or fewer (3 of 4 tracked files is no mass deletion). `allow`: an operator
 /// let this run through (`sync TARGET --allow-deletes N`): up to N deletions go, whatever the
 /// share; more than N stop it all the same.
+/// Per listed path (`paths`): (the path, the run's deletions under it, the base's paths under
+/// it), for [`mass_deletion`]: a listed folder emptied at once (a drive mounted there that is
+/// not now: a bare, empty mountpoint) is a mass deletion even when it holds a small share of
+/// all that is synced.
+pub fn per_listed(
+    steps: &[(usize, Action)],
+    items: &[Slot],
+    names: &Paths,
+    listed: &[String],
+    base: &Base,
+) -> Vec<(String, usize, usize)> {
+    listed
+        .iter()
+        .map(|p| {
+            let p = p.trim_end_matches('/');
+            let folder = format!("{p}/");
+            let deletions = steps
+                .iter()
+                .filter(|&&(i, a)| {
+                    is_deletion(a) && {
+                        let rel = items[i].rel.of(names);
+                        rel == p || rel.starts_with(&folder)
+                    }
+                })
+                .count();
+            (p.to_string(), deletions, base.count_under(p))
+        })
+        .collect()
+}
+
 pub fn mass_deletion(
     steps: &[(usize, Action)],
     tracked: usize,
+    listed: &[(String, usize, usize)],
     max_delete: f64,
     floor: usize,
     allow: Option<usize>,
@@ -270,6 +301,21 @@ pub fn mass_deletion(
             ),
             Refusal::MaxDelete,
         ));
+    }
+    for (path, deletions, tracked) in listed {
+        let (deletions, tracked) = (*deletions, *tracked);
+        if deletions > floor && tracked > 0 && deletions as f64 > max_delete * tracked as f64 {
+            return Some(Stop::refused(
+                format!(
+                    "stopped: this run would delete {deletions} of the {tracked} synced files \
+                     under `{path}`, more than max_delete ({:.0}%) allows above \
+                     max_delete_floor ({floor} files) (an unmounted drive's empty mountpoint?); \
+                     nothing was changed. {see}",
+                    max_delete * 100.0,
+                ),
+                Refusal::MaxDelete,
+            ));
+        }
     }
     None
 }
@@ -617,7 +663,7 @@ mod tests {
             (2, 2, 0.0, 1, true),
         ];
         for (deletions, tracked, share, floor, stopped) in cases {
-            let s = mass_deletion(&deleting(deletions), tracked, share, floor, None, "t");
+            let s = mass_deletion(&deleting(deletions), tracked, &[], share, floor, None, "t");
             assert_eq!(
                 s.is_some(),
                 stopped,
@@ -645,7 +691,15 @@ mod tests {
             (1, 10, 0, true),
         ];
         for (deletions, tracked, allowed, stopped) in cases {
-            let s = mass_deletion(&deleting(deletions), tracked, 0.5, 10, Some(allowed), "t");
+            let s = mass_deletion(
+                &deleting(deletions),
+                tracked,
+                &[],
+                0.5,
+                10,
+                Some(allowed),
+                "t",
+            );
             assert_eq!(s.is_some(), stopped, "{deletions} of {tracked}, {allowed}");
             if let Some(s) = s {
                 assert_eq!(s.refusal, Some(Refusal::MaxDelete));
@@ -661,7 +715,7 @@ mod tests {
     /// suggests something that deletes without showing what.
     #[test]
     fn the_refusal_suggests_a_dry_run_and_allow_deletes() {
-        let s = mass_deletion(&deleting(12), 20, 0.5, 10, None, "icloud")
+        let s = mass_deletion(&deleting(12), 20, &[], 0.5, 10, None, "icloud")
             .unwrap_or_else(|| panic!("not stopped"));
         let why = s.reason;
         assert!(why.contains("`metasystem sync icloud --dry-run`"), "{why}");
@@ -671,5 +725,26 @@ mod tests {
         );
         assert!(!why.contains("raise max_delete"), "{why}");
         assert!(!why.contains("and run `metasystem sync icloud`"), "{why}");
+    }
+
+    /// A listed path emptied at once (an unmounted drive's bare mountpoint) stops the run even
+    /// when its files are a small share of all that is synced; a few deletions under it, or
+    /// deletions let through, do not.
+    #[test]
+    fn a_listed_path_emptied_at_once_is_a_mass_deletion() {
+        let listed = [("shared".to_string(), 15, 15), ("docs".to_string(), 0, 20)];
+        let s = mass_deletion(&deleting(15), 35, &listed, 0.5, 10, None, "t")
+            .expect("15 of the 15 files under shared");
+        assert!(
+            s.reason
+                .contains("15 of the 15 synced files under `shared`"),
+            "{}",
+            s.reason
+        );
+        let few = [("shared".to_string(), 8, 15)];
+        assert!(mass_deletion(&deleting(8), 35, &few, 0.5, 10, None, "t").is_none());
+        let half = [("shared".to_string(), 11, 30)];
+        assert!(mass_deletion(&deleting(11), 50, &half, 0.5, 10, None, "t").is_none());
+        assert!(mass_deletion(&deleting(15), 35, &listed, 0.5, 10, Some(15), "t").is_none());
     }
 }

@@ -409,6 +409,61 @@ async fn a_listed_folder_gone_from_the_primary_deletes_nothing_anywhere() {
     assert_eq!(r.copied_to_local, 13, "{r:#?}");
 }
 
+/// A listed path that is a drive's mountpoint, the drive unmounted: the bare mountpoint is an
+/// empty folder, not a missing path, and its files a small share of all that is synced. The run
+/// stops as a mass deletion of that listed path: nothing is deleted on the target or on the
+/// other host.
+#[tokio::test]
+async fn a_listed_mountpoint_left_empty_by_an_unmount_deletes_nothing() {
+    if !can_mount("a_listed_mountpoint_left_empty_by_an_unmount_deletes_nothing") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut a = Host::new(&target, "a").await;
+    let mut b = Host::new(&target, "b").await;
+    for h in [&mut a, &mut b] {
+        h.spec.selection = Selection {
+            paths: vec!["shared".into(), "docs".into()],
+            ..Selection::default()
+        };
+        h.spec.max_delete = 0.5; // the default
+    }
+    let mnt = a.local("shared");
+    fs::create_dir_all(&mnt).unwrap();
+    let mount = |on: bool| {
+        let st = if on {
+            Command::new("mount")
+                .args(["-t", "tmpfs", "tmpfs"])
+                .arg(&mnt)
+                .status()
+        } else {
+            Command::new("umount").arg(&mnt).status()
+        };
+        assert!(st.unwrap().success(), "mount {on}");
+    };
+    mount(true);
+    for i in 0..15 {
+        write(&a.local(&format!("shared/f{i}")), b"on the drive");
+    }
+    for i in 0..20 {
+        write(&a.local(&format!("docs/d{i}")), b"doc");
+    }
+    a.ok().await;
+    b.ok().await;
+    mount(false);
+    let r = a.run().await;
+    assert_eq!(r.refusal, Some(Refusal::MaxDelete), "{r:#?}");
+    assert!(
+        r.reason.as_deref().unwrap_or("").contains("under `shared`"),
+        "{r:#?}"
+    );
+    assert_eq!(files(&target).len(), 35);
+    let r = b.ok().await;
+    assert_eq!(r.deleted_local, 0, "{r:#?}");
+    assert_eq!(files(&b.spec.primary).len(), 35);
+}
+
 /// `primary` pointed at another folder (a reload with a typo, an empty folder, a bare
 /// mountpoint in its place): what the folder synced before held and this one lacks is not
 /// deleted from the target, nor from another host: the run is a first sync (a union).
