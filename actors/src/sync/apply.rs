@@ -304,13 +304,13 @@ fn stage_copy(
     if sm.live_wal {
         return Step::Done(Applied::NeedsSnapshot);
     }
-    let root = if to_remote {
-        &spec.target
+    let (root, like) = if to_remote {
+        (&spec.target, &spec.primary)
     } else {
-        &spec.primary
+        (&spec.primary, &spec.target)
     };
     let staged = (|| -> io::Result<Step> {
-        if let Err(e) = fsops::make_parents_in(root, dest, dur) {
+        if let Err(e) = fsops::make_parents_in(root, dest, like, dur) {
             // A file stands where a folder of this path goes (a file replaced by a folder on
             // the other side): it is deleted in this run, the folder's files follow.
             if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())

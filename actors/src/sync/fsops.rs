@@ -118,9 +118,53 @@ thread_local! {
         std::cell::RefCell::new((0, PathBuf::new()));
 }
 
-/// [`make_parents`], looked at once per folder by each thread of a chunk (files come sorted,
-/// a folder's together).
-pub fn make_parents_in(root: &Path, path: &Path, dur: &Durability) -> io::Result<()> {
+/// [`make_parents`] for a copy from the other side: each folder made is given the mode of the
+/// same folder there (`like`: the source's root), with the owner's bits added (the copies go
+/// in), so a 0700 folder never arrives readable by others.
+pub fn make_parents_like(root: &Path, path: &Path, like: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    if parent == root || parent.exists() {
+        return Ok(());
+    }
+    if !root.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} is gone", root.display()),
+        ));
+    }
+    let Ok(rel) = parent.strip_prefix(root) else {
+        return make_parents(root, path);
+    };
+    let mut at = root.to_path_buf();
+    let mut from = like.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        from.push(part);
+        if at.is_dir() {
+            continue;
+        }
+        let mode = fs::metadata(&from)
+            .ok()
+            .filter(fs::Metadata::is_dir)
+            .map_or(0o755, |m| (m.permissions().mode() & 0o777) | 0o700);
+        match fs::DirBuilder::new().mode(mode).create(&at) {
+            Ok(()) => {
+                // Exactly that, whatever the umask.
+                fs::set_permissions(&at, fs::Permissions::from_mode(mode))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && at.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// [`make_parents_like`], looked at once per folder by each thread of a chunk (files come
+/// sorted, a folder's together).
+pub fn make_parents_in(root: &Path, path: &Path, like: &Path, dur: &Durability) -> io::Result<()> {
     let Some(parent) = path.parent() else {
         return Ok(());
     };
@@ -130,7 +174,7 @@ pub fn make_parents_in(root: &Path, path: &Path, dur: &Durability) -> io::Result
     }) {
         return Ok(());
     }
-    make_parents(root, path)?;
+    make_parents_like(root, path, like)?;
     PARENT.with(|p| *p.borrow_mut() = (dur.id, parent.to_path_buf()));
     Ok(())
 }
