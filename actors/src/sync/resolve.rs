@@ -152,6 +152,24 @@ pub async fn resolve(
             .map_err(|e| format!("cannot read {}: {e}", src2.display()))?;
         // The version replaced must be the one the conflict showed: one written since (another
         // host, a program) was never seen by whoever chose, and is not overwritten unasked.
+        match dm {
+            None => {
+                return Err(format!(
+                    "{} was deleted since the conflict was recorded (on another host, or by a \
+                     program): it is not made again unasked. Sync first: the deletion settles \
+                     the conflict, or makes a new one if the other side changed too",
+                    dest2.display()
+                ))
+            }
+            Some(d) if d.dir => {
+                return Err(format!(
+                    "{} is a folder now: the file is not put in its place. Sync first (a file \
+                     against a folder is settled by the sync as a type conflict)",
+                    dest2.display()
+                ))
+            }
+            Some(_) => {}
+        }
         if let Some(d) = dm.filter(|d| !d.dir) {
             let now = fsops::hash_file(&dest2, d.live_wal)
                 .map_err(|e| format!("cannot read {}: {e}", dest2.display()))?;

@@ -846,6 +846,28 @@ async fn a_resolution_never_overwrites_a_version_written_since_the_conflict() {
         read(&fx.local("a.txt")),
         "v4, written on another host since"
     );
+
+    // Deleted on the target since (another host): not made again unasked.
+    let (mut fx, _) = conflict(Strategy::Manual).await;
+    let open = conflicts(fx.store.reader(), Some("t1"), false)
+        .await
+        .unwrap();
+    std::fs::remove_file(fx.remote("a.txt")).unwrap();
+    let e = resolve(
+        &fx.spec,
+        &fx.store,
+        &mut fx.base,
+        &open,
+        Keep::Local,
+        std::time::SystemTime::now(),
+    )
+    .await
+    .expect_err("a deletion never shown must not be undone");
+    assert!(
+        e.contains("was deleted since the conflict was recorded"),
+        "{e}"
+    );
+    assert!(!fx.remote("a.txt").exists());
 }
 
 /// A resolution that changes the target gives its marker a fresh nonce first: an image of the
