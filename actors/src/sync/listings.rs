@@ -123,7 +123,8 @@ pub async fn list_both(
 /// simply not there yet: the target's files under it are copied in.
 pub fn missing_listed(primary: &Listing, base: &crate::store::sync::Base, report: &mut RunReport) {
     for (rel, what) in &primary.missing {
-        if !base.holds_under(rel) {
+        // Never synced: not there yet. A listed file (nothing under it): deleted like any file.
+        if !base.holds_under(rel) || (base.contains_key(rel) && base.count_under(rel) == 1) {
             continue;
         }
         let why = format!(
