@@ -357,10 +357,11 @@ async fn a_listed_folder_gone_from_the_primary_deletes_nothing_anywhere() {
     let mut b = Host::new(&target, "b").await;
     for h in [&mut a, &mut b] {
         h.spec.selection = Selection {
-            paths: vec!["shared".into(), "notes".into()],
+            paths: vec!["shared".into(), "notes".into(), "todo.txt".into()],
             ..Selection::default()
         };
     }
+    write(&a.local("todo.txt"), b"a listed file");
     fs::create_dir_all(&drive).unwrap();
     std::os::unix::fs::symlink(&drive, a.local("shared")).unwrap();
     for i in 0..12 {
@@ -368,6 +369,12 @@ async fn a_listed_folder_gone_from_the_primary_deletes_nothing_anywhere() {
     }
     write(&a.local("notes/n.txt"), b"n");
     a.ok().await;
+    b.ok().await;
+    assert_eq!(files(&b.spec.primary).len(), 14);
+    // A listed file deleted is a deletion like any other.
+    fs::remove_file(a.local("todo.txt")).unwrap();
+    let r = a.ok().await;
+    assert_eq!(r.deleted_remote, 1, "{r:#?}");
     b.ok().await;
     assert_eq!(files(&b.spec.primary).len(), 13);
     // The drive is unplugged (its folder gone: the link dangles); `notes` moved away.
@@ -554,6 +561,36 @@ async fn modes_made_apart_or_changed_on_both_sides_converge_to_the_narrower() {
     // Settled: no more changes either way.
     let r = a.ok().await;
     assert_eq!(r.modes, 0, "{r:#?}");
+}
+
+/// A folder made on the other side for a copy gets its source's mode (its owner's bits kept),
+/// so a 0700 folder of keys never arrives readable by others, on the target or another host.
+#[tokio::test]
+async fn folders_made_for_copies_are_never_wider_than_their_source() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut a = Host::new(&target, "a").await;
+    let mut b = Host::new(&target, "b").await;
+    write(&a.local("private/keys/id"), b"k");
+    write(&a.local("shared/open.txt"), b"o");
+    for (dir, mode) in [
+        ("private", 0o700),
+        ("private/keys", 0o750),
+        ("shared", 0o755),
+    ] {
+        fs::set_permissions(a.local(dir), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    a.ok().await;
+    b.ok().await;
+    for (dir, mode) in [
+        ("private", 0o700),
+        ("private/keys", 0o750),
+        ("shared", 0o755),
+    ] {
+        assert_eq!(mode_of(&target.join(dir)), mode, "target {dir}");
+        assert_eq!(mode_of(&b.local(dir)), mode, "b {dir}");
+    }
 }
 
 /// A run whose target is lazily unmounted in the middle (the path now the bare mountpoint)
