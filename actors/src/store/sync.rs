@@ -169,7 +169,7 @@ impl Base {
         self.paths.find(path).is_ok()
     }
 
-    /// How many paths are `path` or under it.
+    /// How many paths are `path` or under it (all paths under it sort together, from `path/` on).
     pub fn count_under(&self, path: &str) -> usize {
         let own = usize::from(self.contains_key(path));
         let folder = format!("{}/", path.trim_end_matches('/'));
@@ -179,19 +179,6 @@ impl Base {
         own + (start..self.paths.len())
             .take_while(|&i| self.paths.get(i).starts_with(&folder))
             .count()
-    }
-
-    /// Whether `path` or anything under it is held (all paths under it sort together, from
-    /// `path/` on).
-    pub fn holds_under(&self, path: &str) -> bool {
-        if self.contains_key(path) {
-            return true;
-        }
-        let folder = format!("{}/", path.trim_end_matches('/'));
-        match self.paths.find(&folder) {
-            Ok(_) => true,
-            Err(i) => i < self.paths.len() && self.paths.get(i).starts_with(&folder),
-        }
     }
 
     /// Room for `more` entries of paths of `bytes` bytes in all beyond those held: a run that

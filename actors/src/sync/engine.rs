@@ -485,29 +485,24 @@ async fn first_settle(
             )),
         }
     }
-    let mut record = super::record::Record::new(
-        spec,
-        store,
-        guarded.id.clone(),
-        guarded.lock.as_ref(),
-        at,
-        changes,
-        Vec::new(),
-    );
-    record.commit(base).await?;
+    // Each batch recorded as any run's are (identity and lock checked first).
+    let record = |changes| {
+        super::record::Record::new(
+            spec,
+            store,
+            guarded.id.clone(),
+            guarded.lock.as_ref(),
+            at,
+            changes,
+            Vec::new(),
+        )
+    };
+    record(changes).commit(base).await?;
     for (r, done) in renamed {
         match done {
             Ok(()) => {
-                let mut record = super::record::Record::new(
-                    spec,
-                    store,
-                    guarded.id.clone(),
-                    guarded.lock.as_ref(),
-                    at,
-                    renames::rebase(base, &r),
-                    Vec::new(),
-                );
-                record.commit(base).await?;
+                let changes = renames::rebase(base, &r);
+                record(changes).commit(base).await?;
                 report.renamed.push((r.from, r.to));
             }
             Err(e) => report.errors.push((

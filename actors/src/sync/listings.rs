@@ -124,7 +124,8 @@ pub async fn list_both(
 pub fn missing_listed(primary: &Listing, base: &crate::store::sync::Base, report: &mut RunReport) {
     for (rel, what) in &primary.missing {
         // Never synced: not there yet. A listed file (nothing under it): deleted like any file.
-        if !base.holds_under(rel) || (base.contains_key(rel) && base.count_under(rel) == 1) {
+        let held = base.count_under(rel);
+        if held == 0 || (held == 1 && base.contains_key(rel)) {
             continue;
         }
         let why = format!(

@@ -219,6 +219,25 @@ async fn both_sides_changed_to_the_same_contents_is_no_conflict() {
     assert_eq!(fx.ok().await.agreed, 1);
 }
 
+/// Resolves `fx`'s open conflicts of target `t1` keeping `keep`, now.
+async fn resolve_open(
+    fx: &mut Fx,
+    keep: metasystem_actors::sync::resolve::Keep,
+) -> Result<metasystem_actors::sync::resolve::Resolution, String> {
+    let open = conflicts(fx.store.reader(), Some("t1"), false)
+        .await
+        .unwrap();
+    metasystem_actors::sync::resolve::resolve(
+        &fx.spec,
+        &fx.store,
+        &mut fx.base,
+        &open,
+        keep,
+        std::time::SystemTime::now(),
+    )
+    .await
+}
+
 async fn conflict(strategy: Strategy) -> (Fx, RunReport) {
     let mut fx = Fx::new().await;
     fx.spec.strategy = strategy;
@@ -817,22 +836,12 @@ async fn a_kept_conflict_is_resolved_each_way() {
 /// the next sync settles the conflict with it instead.
 #[tokio::test]
 async fn a_resolution_never_overwrites_a_version_written_since_the_conflict() {
-    use metasystem_actors::sync::resolve::{resolve, Keep};
+    use metasystem_actors::sync::resolve::Keep;
     let (mut fx, _) = conflict(Strategy::Manual).await;
-    let open = conflicts(fx.store.reader(), Some("t1"), false)
-        .await
-        .unwrap();
     write(&fx.remote("a.txt"), "v4, written on another host since");
-    let e = resolve(
-        &fx.spec,
-        &fx.store,
-        &mut fx.base,
-        &open,
-        Keep::Local,
-        std::time::SystemTime::now(),
-    )
-    .await
-    .expect_err("a version never shown must not be replaced");
+    let e = resolve_open(&mut fx, Keep::Local)
+        .await
+        .expect_err("a version never shown must not be replaced");
     assert!(e.contains("changed since the conflict was recorded"), "{e}");
     assert_eq!(
         read(&fx.remote("a.txt")),
@@ -849,20 +858,10 @@ async fn a_resolution_never_overwrites_a_version_written_since_the_conflict() {
 
     // Deleted on the target since (another host): not made again unasked.
     let (mut fx, _) = conflict(Strategy::Manual).await;
-    let open = conflicts(fx.store.reader(), Some("t1"), false)
-        .await
-        .unwrap();
     std::fs::remove_file(fx.remote("a.txt")).unwrap();
-    let e = resolve(
-        &fx.spec,
-        &fx.store,
-        &mut fx.base,
-        &open,
-        Keep::Local,
-        std::time::SystemTime::now(),
-    )
-    .await
-    .expect_err("a deletion never shown must not be undone");
+    let e = resolve_open(&mut fx, Keep::Local)
+        .await
+        .expect_err("a deletion never shown must not be undone");
     assert!(
         e.contains("was deleted since the conflict was recorded"),
         "{e}"
@@ -875,29 +874,20 @@ async fn a_resolution_never_overwrites_a_version_written_since_the_conflict() {
 /// return of the version the operator rejected.
 #[tokio::test]
 async fn a_resolution_that_changes_the_target_rotates_its_marker() {
-    use metasystem_actors::sync::resolve::{resolve, Keep};
+    use metasystem_actors::sync::resolve::Keep;
     let (mut fx, _) = conflict(Strategy::Manual).await;
+    let target = fx.spec.target.clone();
     let marker = || {
-        let text = std::fs::read_to_string(fx.spec.target.join(".metasystem-sync")).unwrap();
+        let text = std::fs::read_to_string(target.join(".metasystem-sync")).unwrap();
         (
             metasystem_actors::sync::marker_nonce(&text).unwrap(),
             metasystem_actors::sync::marker_history(&text),
         )
     };
     let (before, _) = marker();
-    let open = conflicts(fx.store.reader(), Some("t1"), false)
+    resolve_open(&mut fx, Keep::Local)
         .await
-        .unwrap();
-    resolve(
-        &fx.spec,
-        &fx.store,
-        &mut fx.base,
-        &open,
-        Keep::Local,
-        std::time::SystemTime::now(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"));
     let (after, history) = marker();
     assert_ne!(after, before);
     assert_eq!(history.first(), Some(&before), "{history:?}");
