@@ -267,9 +267,9 @@ struct Staged {
 impl Staged {
     /// Removes what was staged (a step that will not happen).
     fn discard(&self) {
-        let _ = std::fs::remove_file(&self.copy.temp);
+        let _ = super::longfs::remove_file(&self.copy.temp);
         if let Some((temp, _, _)) = &self.backup {
-            let _ = std::fs::remove_file(temp);
+            let _ = super::longfs::remove_file(temp);
         }
     }
 }
@@ -328,7 +328,7 @@ fn stage_copy(
             Ok(Some(c)) => c,
             Ok(None) => return Ok(Step::Done(Applied::NeedsSnapshot)),
             // Gone since the scan: the next run sees it absent.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !src.exists() => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !super::longfs::exists(src) => {
                 return Ok(Step::Done(Applied::Deferred(format!(
                     "{} vanished during the run",
                     src.display()
@@ -347,7 +347,7 @@ fn stage_copy(
             None => copy.source == (sm.size, sm.mtime_ns),
         };
         if !same {
-            let _ = std::fs::remove_file(&copy.temp);
+            let _ = super::longfs::remove_file(&copy.temp);
             return Ok(Step::Done(Applied::Deferred(format!(
                 "{} changed during the run",
                 src.display()
@@ -361,7 +361,7 @@ fn stage_copy(
                     fsops::backup_staged(dest, &spec.backups, &item.rel, cx.at, dur, &cx.temps)
                 }
                 Ok(false) => {
-                    let _ = std::fs::remove_file(&copy.temp);
+                    let _ = super::longfs::remove_file(&copy.temp);
                     return Ok(Step::Done(Applied::Deferred(format!(
                         "{} changed during the run",
                         dest.display()
@@ -372,7 +372,7 @@ fn stage_copy(
             match b {
                 Ok(b) => backup = Some(b),
                 Err(e) => {
-                    let _ = std::fs::remove_file(&copy.temp);
+                    let _ = super::longfs::remove_file(&copy.temp);
                     return Err(io::Error::new(
                         e.kind(),
                         format!("cannot back up {} before replacing it: {e}", dest.display()),
@@ -480,7 +480,7 @@ fn install_staged(cx: &Ctx, item: &Item, s: &Staged, dur: &fsops::Durability) ->
     let dest_meta = if s.to_remote { item.remote } else { item.local };
     match fsops::install_with(&s.copy.temp, &s.dest, dest_meta, dur, s.copy.dev) {
         Ok(()) => {}
-        Err(InstallError::Changed) if s.dest.is_dir() => {
+        Err(InstallError::Changed) if super::longfs::is_dir(&s.dest) => {
             return Applied::Deferred(format!(
                 "{} is a folder there (a folder replaced by a file): it is emptied and removed \
                  first, the file follows at the next run",
@@ -569,8 +569,8 @@ fn delete(cx: &Ctx, item: &Item, path: &Path, local: bool) -> io::Result<Applied
 fn remove_emptied_folders(root: &Path, other: &Path, rel: &str) {
     let mut dir = rel;
     while let Some((parent, _)) = dir.rsplit_once('/') {
-        if names::at(other, parent).is_dir()
-            || std::fs::remove_dir(names::at(root, parent)).is_err()
+        if super::longfs::is_dir(&names::at(other, parent))
+            || super::longfs::remove_dir(&names::at(root, parent)).is_err()
         {
             return;
         }
@@ -593,11 +593,11 @@ fn folder(item: &Item, action: Action, lpath: &Path, rpath: &Path) -> io::Result
         )
     };
     let made = |src: Option<Meta>, dest: &Path| -> io::Result<Meta> {
-        std::fs::create_dir_all(dest)?;
+        super::longfs::create_dir_all(dest)?;
         if let Some(m) = src.filter(|m| m.mode != 0) {
-            let _ = std::fs::set_permissions(dest, std::fs::Permissions::from_mode(m.mode));
+            let _ = super::longfs::set_permissions(dest, std::fs::Permissions::from_mode(m.mode));
         }
-        Ok(Meta::folder(&std::fs::symlink_metadata(dest)?))
+        Ok(Meta::folder(&super::longfs::symlink_metadata(dest)?))
     };
     let (l, r) = (item.local, item.remote);
     Ok(match action {
@@ -631,11 +631,11 @@ fn folder(item: &Item, action: Action, lpath: &Path, rpath: &Path) -> io::Result
         Action::DeleteRemote | Action::DeleteLocal => {
             let remote = action == Action::DeleteRemote;
             let path = if remote { rpath } else { lpath };
-            match std::fs::remove_dir(path) {
+            match super::longfs::remove_dir(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 // Something was put in it since: kept, its contents sync.
-                Err(_) if path.is_dir() => {
+                Err(_) if super::longfs::is_dir(path) => {
                     return Ok(Applied::Deferred(format!(
                         "{} is not empty any more",
                         path.display()
@@ -676,7 +676,7 @@ fn chmod(cx: &Ctx, item: &Item, path: &Path, remote: bool) -> io::Result<Applied
             path.display()
         )));
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(from.mode))?;
+    super::longfs::set_permissions(path, std::fs::Permissions::from_mode(from.mode))?;
     let after = scan::meta_on(path, cx.stable(remote))?;
     let Some(after) = after else {
         return Ok(Applied::Deferred(format!(
@@ -718,7 +718,7 @@ fn chmod_both(cx: &Ctx, item: &Item, lpath: &Path, rpath: &Path) -> io::Result<A
                 path.display()
             )));
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        super::longfs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         match scan::meta_on(path, cx.stable(remote))? {
             Some(m) => after[i] = m,
             None => {
@@ -753,7 +753,8 @@ fn keep_both(cx: &Ctx, item: &Item, rpath: &Path) -> io::Result<Applied> {
     let from = fsops::writer_of(rpath, rm.mtime_ns).unwrap_or_else(|| spec.name.clone());
     let mut copy_rel = fsops::conflict_name(&item.rel, at, &from);
     let mut n = 2;
-    while n < 1000 && std::fs::symlink_metadata(names::at(&spec.primary, &copy_rel)).is_ok() {
+    while n < 1000 && super::longfs::symlink_metadata(&names::at(&spec.primary, &copy_rel)).is_ok()
+    {
         copy_rel = fsops::conflict_name(&item.rel, at, &format!("{from}-{n}"));
         n += 1;
     }
@@ -762,7 +763,7 @@ fn keep_both(cx: &Ctx, item: &Item, rpath: &Path) -> io::Result<Applied> {
     let temp = cx.temps.beside(&dest);
     let (hash, _) = fsops::copy_to_temp(rpath, temp.clone(), rm.mtime_ns)?;
     if hash != rh {
-        let _ = std::fs::remove_file(&temp);
+        let _ = super::longfs::remove_file(&temp);
         return Ok(Applied::Deferred(format!(
             "{} changed during the run",
             rpath.display()

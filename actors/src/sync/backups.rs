@@ -58,30 +58,22 @@ pub fn list(spec: &SyncSpec) -> Result<(Vec<BackupEntry>, bool), String> {
 pub fn all(spec: &SyncSpec) -> Result<Vec<BackupEntry>, String> {
     let dir = &spec.backups;
     let mut out = Vec::new();
-    match std::fs::symlink_metadata(dir) {
+    match super::longfs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
         Ok(_) => {}
     }
-    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) if e.depth() == 0 => return Err(format!("cannot read {}: {e}", dir.display())),
-            Err(_) => continue,
-        };
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let Some(name) = entry
-            .path()
+    // Reached at any depth (a backup of a path longer than PATH_MAX is as deep).
+    super::longfs::walk_files(dir, &mut |path, entry| {
+        let Some(name) = path
             .strip_prefix(dir)
             .ok()
             .map(|r| super::names::held(r.as_os_str()).into_owned())
         else {
-            continue;
+            return;
         };
         let Some((original, taken)) = fsops::parse_backup_name(&name) else {
-            continue;
+            return;
         };
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
         let taken_ms = unix_ms(taken);
@@ -94,7 +86,8 @@ pub fn all(spec: &SyncSpec) -> Result<Vec<BackupEntry>, String> {
             size,
             run: fsops::stamp(taken),
         });
-    }
+    })
+    .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     out.sort_by(|a, b| {
         b.taken_ms
             .cmp(&a.taken_ms)
@@ -316,7 +309,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// Whether `name` is a file in `spec`'s backups folder.
 pub fn exists(spec: &SyncSpec, name: &str) -> bool {
     check_name(name).is_ok()
-        && std::fs::symlink_metadata(spec.backups.join(name)).is_ok_and(|m| m.is_file())
+        && super::longfs::symlink_metadata(&super::names::at(&spec.backups, name))
+            .is_ok_and(|m| m.is_file())
 }
 
 /// Puts backup `name` of `spec`'s target back in the primary at its original path.
@@ -333,8 +327,8 @@ pub fn restore(
              lists them)"
         ));
     };
-    let src = spec.backups.join(name);
-    match std::fs::symlink_metadata(&src) {
+    let src = super::names::at(&spec.backups, name);
+    match super::longfs::symlink_metadata(&src) {
         Ok(m) if m.is_file() => {}
         Ok(_) => return Err(format!("{} is not a regular file", src.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -361,7 +355,7 @@ pub fn restore(
     }
     let current =
         scan::meta_of(&dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
-    if current.is_none() && std::fs::symlink_metadata(&dest).is_ok() {
+    if current.is_none() && super::longfs::symlink_metadata(&dest).is_ok() {
         return Err(format!(
             "{} is not a regular file: not replaced",
             dest.display()
@@ -494,35 +488,31 @@ pub fn restore_set(
 /// Deletes backups whose name says they are older than `retention` (and temp files of backups
 /// a killed run left); answers how many backups.
 pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
-    if !dir.is_dir() {
+    if !super::longfs::is_dir(dir) {
         return Ok(0);
     }
     let now = SystemTime::now();
     let mut n = 0;
-    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
-        let Ok(entry) = entry else { continue };
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let Ok(rel) = entry.path().strip_prefix(dir) else {
-            continue;
+    let _ = super::longfs::walk_files(dir, &mut |path, entry| {
+        let Ok(rel) = path.strip_prefix(dir) else {
+            return;
         };
         let rel = rel.to_string_lossy();
         // A backup a killed run left half-written (one run per target at a time: none of
         // this run's is still being written).
         if scan::is_temp(&entry.file_name().to_string_lossy()) {
-            let _ = std::fs::remove_file(entry.path());
-            continue;
+            let _ = super::longfs::remove_file(path);
+            return;
         }
         let Some((_, taken)) = fsops::parse_backup_name(&rel) else {
-            continue;
+            return;
         };
         if now.duration_since(taken).is_ok_and(|age| age > retention)
-            && std::fs::remove_file(entry.path()).is_ok()
+            && super::longfs::remove_file(path).is_ok()
         {
             n += 1;
         }
-    }
+    });
     Ok(n)
 }
 

@@ -72,12 +72,12 @@ pub async fn apply_sqlite(cx: &Ctx, item: &Item, action: Action) -> Applied {
     let item = item.clone();
     let dest2 = dest.clone();
     let r = tokio::task::spawn_blocking(move || -> io::Result<Applied> {
-        let f = std::fs::OpenOptions::new().write(true).open(&temp)?;
+        let f = super::longfs::open_write(&temp)?;
         f.set_modified(fsops::time_of(sm.mtime_ns))?;
         f.sync_all()?;
         drop(f);
         let hash = fsops::hash_file(&temp, false)?;
-        let bytes = std::fs::metadata(&temp)?.len();
+        let bytes = super::longfs::metadata(&temp)?.len();
         let r = finish_copy(
             &cx2,
             &item,
@@ -90,7 +90,7 @@ pub async fn apply_sqlite(cx: &Ctx, item: &Item, action: Action) -> Applied {
             bytes,
         );
         if r.is_err() {
-            let _ = std::fs::remove_file(&temp);
+            let _ = super::longfs::remove_file(&temp);
         }
         r
     })
@@ -118,14 +118,14 @@ fn finish_copy(
     let mut backed_up = false;
     if dest_meta.is_some() {
         if !fsops::unchanged(dest, dest_meta)? {
-            let _ = std::fs::remove_file(&temp);
+            let _ = super::longfs::remove_file(&temp);
             return Ok(Applied::Deferred(format!(
                 "{} changed during the run",
                 dest.display()
             )));
         }
         if let Err(e) = fsops::backup(dest, &cx.spec.backups, &item.rel, cx.at, false, &cx.temps) {
-            let _ = std::fs::remove_file(&temp);
+            let _ = super::longfs::remove_file(&temp);
             return Err(io::Error::new(
                 e.kind(),
                 format!("cannot back up {} before replacing it: {e}", dest.display()),
@@ -191,20 +191,20 @@ pub fn move_legacy_snapshots(spec: &SyncSpec) -> std::io::Result<usize> {
         if !old.is_file() || !fsops::is_sqlite(&old) {
             continue;
         }
-        std::fs::create_dir_all(&new_dir)?;
+        super::longfs::create_dir_all(&new_dir)?;
         let new = new_dir.join(name);
         if new.exists() {
             // Pushed there already: the old copy is an older snapshot of the same database.
-            std::fs::remove_file(&old)?;
+            super::longfs::remove_file(&old)?;
         } else {
-            std::fs::rename(&old, &new)?;
+            super::longfs::rename(&old, &new)?;
         }
         fsops::sync_dir(&new)?;
         fsops::sync_dir(&old)?;
         moved += 1;
     }
     for dir in [&old_dir, &spec.target.join(scan::LEGACY_HOSTS)] {
-        let _ = std::fs::remove_dir(dir); // only when empty
+        let _ = super::longfs::remove_dir(dir); // only when empty
     }
     Ok(moved)
 }
@@ -235,7 +235,7 @@ pub async fn push_snapshot(cx: &Ctx, store: &Store, db: &Path) -> Result<String,
         }
         // Fresh enough: taken less than `every` ago (a time in the future is not fresh: it
         // would be for years).
-        if let Ok(Ok(age)) = std::fs::symlink_metadata(&dest2)
+        if let Ok(Ok(age)) = super::longfs::symlink_metadata(&dest2)
             .and_then(|m| m.modified())
             .map(|t| t.elapsed())
         {
@@ -246,11 +246,15 @@ pub async fn push_snapshot(cx: &Ctx, store: &Store, db: &Path) -> Result<String,
         if !db2.is_file() {
             return Err(format!("{} does not exist", db2.display()));
         }
-        std::fs::create_dir_all(&dir)
+        super::longfs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        for e in super::longfs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if temps::nonce_of(&e.file_name().to_string_lossy()).is_some() {
-                let _ = std::fs::remove_file(e.path());
+                let _ = super::longfs::remove_file(&dir.join(e.file_name()));
             }
         }
         Ok(false)
@@ -267,10 +271,10 @@ pub async fn push_snapshot(cx: &Ctx, store: &Store, db: &Path) -> Result<String,
         .map_err(|e| e.to_string())?;
     let dest2 = dest.clone();
     let r = tokio::task::spawn_blocking(move || -> io::Result<u64> {
-        std::fs::File::open(&temp)?.sync_all()?;
-        let n = std::fs::metadata(&temp)?.len();
-        if let Err(e) = std::fs::rename(&temp, &dest2) {
-            let _ = std::fs::remove_file(&temp);
+        super::longfs::open(&temp)?.sync_all()?;
+        let n = super::longfs::metadata(&temp)?.len();
+        if let Err(e) = super::longfs::rename(&temp, &dest2) {
+            let _ = super::longfs::remove_file(&temp);
             return Err(e);
         }
         fsops::sync_dir(&dest2)?;

@@ -3,7 +3,7 @@
 //! the destination is still what the scan saw; what is replaced or deleted is backed up first.
 //! All of it is blocking I/O: callers run it on the blocking pool.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest as _, Sha256};
 
 use super::classify::Digest;
+use super::longfs as fs;
 use super::scan::{meta_of, Meta};
 use super::temps::Temps;
 
@@ -56,7 +57,7 @@ pub fn hash_file(path: &Path, with_wal: bool) -> io::Result<Digest> {
 }
 
 fn feed(h: &mut Sha256, path: &Path, buf: &mut [u8]) -> io::Result<()> {
-    let mut f = File::open(path)?;
+    let mut f = fs::open(path)?;
     loop {
         let n = match f.read(buf) {
             Ok(0) => return Ok(()),
@@ -91,7 +92,7 @@ pub fn from_hex(s: &str) -> Option<Digest> {
 /// Whether the file starts with SQLite's header.
 pub fn is_sqlite(path: &Path) -> bool {
     let mut head = [0u8; 16];
-    File::open(path)
+    fs::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok_and(|()| &head == b"SQLite format 3\0")
 }
@@ -99,8 +100,8 @@ pub fn is_sqlite(path: &Path) -> bool {
 /// Creates the folders of `path`'s parent below `root` (never `root` itself).
 pub fn make_parents(root: &Path, path: &Path) -> io::Result<()> {
     if let Some(parent) = path.parent() {
-        if parent != root && !parent.exists() {
-            if !root.is_dir() {
+        if parent != root && !fs::exists(parent) {
+            if !fs::is_dir(root) {
                 return Err(io::Error::new(
                     io::ErrorKind::NotFound,
                     format!("{} is gone", root.display()),
@@ -122,14 +123,14 @@ thread_local! {
 /// same folder there (`like`: the source's root), with the owner's bits added (the copies go
 /// in), so a 0700 folder never arrives readable by others.
 pub fn make_parents_like(root: &Path, path: &Path, like: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let Some(parent) = path.parent() else {
         return Ok(());
     };
-    if parent == root || parent.exists() {
+    if parent == root || fs::exists(parent) {
         return Ok(());
     }
-    if !root.is_dir() {
+    if !fs::is_dir(root) {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("{} is gone", root.display()),
@@ -143,19 +144,19 @@ pub fn make_parents_like(root: &Path, path: &Path, like: &Path) -> io::Result<()
     for part in rel.components() {
         at.push(part);
         from.push(part);
-        if at.is_dir() {
+        if fs::is_dir(&at) {
             continue;
         }
         let mode = fs::metadata(&from)
             .ok()
-            .filter(fs::Metadata::is_dir)
+            .filter(std::fs::Metadata::is_dir)
             .map_or(0o755, |m| (m.permissions().mode() & 0o777) | 0o700);
-        match fs::DirBuilder::new().mode(mode).create(&at) {
+        match fs::create_dir(&at, mode) {
             Ok(()) => {
                 // Exactly that, whatever the umask.
-                fs::set_permissions(&at, fs::Permissions::from_mode(mode))?;
+                fs::set_permissions(&at, std::fs::Permissions::from_mode(mode))?;
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && at.is_dir() => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && fs::is_dir(&at) => {}
             Err(e) => return Err(e),
         }
     }
@@ -229,7 +230,7 @@ fn copy_file(
     let unreadable =
         |e: io::Error| io::Error::new(e.kind(), format!("cannot read {}: {e}", src.display()));
     let result = with_buf(|buf| {
-        let mut from = File::open(src).map_err(unreadable)?;
+        let mut from = fs::open(src).map_err(unreadable)?;
         let mut first = 0;
         if detect_sqlite {
             // The first chunk (or the whole file), to look at its header.
@@ -247,14 +248,7 @@ fn copy_file(
         }
         // Created readable by its owner alone, whatever the umask: never wider than its
         // source, whose permission bits it gets once written.
-        let mut to = {
-            use std::os::unix::fs::OpenOptionsExt;
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temp)?
-        };
+        let mut to = fs::create_new(&temp, 0o600)?;
         let mut h = Sha256::new();
         let mut total = 0u64;
         let md = from.metadata()?;
@@ -714,7 +708,7 @@ pub fn install_with(
 ) -> Result<(), InstallError> {
     if expected.is_none() {
         // A new file: renamed only if nothing has the name, in one step (no look first).
-        match rename_noreplace(temp, dest) {
+        match fs::rename_noreplace(temp, dest) {
             Some(Ok(())) => {
                 dur.dir(dest, dev)?;
                 return Ok(());
@@ -742,27 +736,10 @@ pub fn install_with(
     Ok(())
 }
 
-/// `rename(from, to)` that fails with `AlreadyExists` when `to` exists; `None` where the
-/// system or the filesystem cannot do that.
-#[cfg(target_os = "linux")]
-fn rename_noreplace(from: &Path, to: &Path) -> Option<io::Result<()>> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Some(Ok(())),
-        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => None,
-        Err(e) => Some(Err(e.into())),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn rename_noreplace(_: &Path, _: &Path) -> Option<io::Result<()>> {
-    None
-}
-
 /// fsync of the folder holding `path` (a rename or unlink in it is durable after this).
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
+        Some(dir) => fs::open_dir(dir)?.sync_all(),
         None => Ok(()),
     }
 }
@@ -896,12 +873,7 @@ const WRITER_XATTR: &str = "user.metasystem.host";
 pub fn set_writer(path: &Path, host: &str, mtime_ns: i64) {
     let value = format!("{host} {mtime_ns}");
     #[cfg(any(target_os = "linux", target_os = "macos"))]
-    let _ = rustix::fs::setxattr(
-        path,
-        WRITER_XATTR,
-        value.as_bytes(),
-        rustix::fs::XattrFlags::empty(),
-    );
+    let _ = fs::setxattr(path, WRITER_XATTR, value.as_bytes());
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     let _ = (path, value);
 }
@@ -912,7 +884,7 @@ pub fn writer_of(path: &Path, mtime_ns: i64) -> Option<String> {
     #[cfg(any(target_os = "linux", target_os = "macos"))]
     {
         let mut buf = [0u8; 160];
-        let n = rustix::fs::getxattr(path, WRITER_XATTR, &mut buf[..]).ok()?;
+        let n = fs::getxattr(path, WRITER_XATTR, &mut buf[..]).ok()?;
         let s = std::str::from_utf8(buf.get(..n)?).ok()?;
         let (host, at) = s.rsplit_once(' ')?;
         (at.parse::<i64>().ok()? == mtime_ns && !host.is_empty()).then(|| host.to_string())
@@ -1048,6 +1020,7 @@ pub fn remove(path: &Path, expected: Meta) -> Result<(), InstallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn stamps_round_trip() {

@@ -80,7 +80,7 @@ pub async fn list_both(
         let kept = blocking(move || {
             let mut kept = HashSet::new();
             for t in stale {
-                match std::fs::remove_file(&t) {
+                match super::longfs::remove_file(&t) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {

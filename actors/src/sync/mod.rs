@@ -30,6 +30,7 @@ mod hashing;
 mod items;
 mod listings;
 pub mod lock;
+pub mod longfs;
 pub mod names;
 pub mod nesting;
 mod plan;

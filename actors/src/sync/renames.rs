@@ -78,18 +78,21 @@ pub fn apply(root: &Path, r: &Rename) -> std::io::Result<()> {
     );
     let same_entry = |a: &Path, b: &Path| {
         use std::os::unix::fs::MetadataExt;
-        match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+        match (
+            super::longfs::symlink_metadata(a),
+            super::longfs::symlink_metadata(b),
+        ) {
             (Ok(x), Ok(y)) => x.ino() == y.ino() && x.dev() == y.dev(),
             _ => false,
         }
     };
-    if to.exists() && !same_entry(&from, &to) {
+    if super::longfs::exists(&to) && !same_entry(&from, &to) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
             format!("{} exists already", to.display()),
         ));
     }
-    std::fs::rename(&from, &to)?;
+    super::longfs::rename(&from, &to)?;
     super::fsops::sync_dir(&to)
 }
 

@@ -205,13 +205,13 @@ pub async fn resolve(
             .map_err(|e| e.to_string())?;
         let (temp2, mtime) = (temp.clone(), src_meta.mtime_ns);
         blocking(move || -> io::Result<()> {
-            let f = std::fs::OpenOptions::new().write(true).open(&temp2)?;
+            let f = super::longfs::open_write(&temp2)?;
             f.set_modified(fsops::time_of(mtime))?;
             f.sync_all()
         })
         .await?
         .map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
+            let _ = super::longfs::remove_file(&temp);
             format!("cannot write {}: {e}", temp.display())
         })?;
     } else {
@@ -220,7 +220,7 @@ pub async fn resolve(
             .await?
             .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
         if h != src_hash {
-            let _ = std::fs::remove_file(&temp);
+            let _ = super::longfs::remove_file(&temp);
             return Err(format!(
                 "{} changed while it was copied: resolve again",
                 src.display()
@@ -238,7 +238,7 @@ pub async fn resolve(
     let temps2 = temps.clone();
     let (backup, new_meta, copy_hash) = blocking(move || -> Result<_, String> {
         let undo = |e: String| {
-            let _ = std::fs::remove_file(&temp2);
+            let _ = super::longfs::remove_file(&temp2);
             e
         };
         let mut backup = None;
@@ -289,7 +289,7 @@ pub async fn resolve(
             (spec.backups.clone(), copy_rel.clone(), copy_path.clone());
         let temps2 = temps.clone();
         blocking(move || -> Result<String, String> {
-            match std::fs::symlink_metadata(&copy_path2) {
+            match super::longfs::symlink_metadata(&copy_path2) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     Ok("already gone from the primary".to_string())
                 }

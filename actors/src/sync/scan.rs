@@ -230,7 +230,8 @@ pub fn is_companion(path: &Path) -> bool {
         return false;
     };
     let owner = path.with_file_name(super::names::bytes(owner));
-    std::fs::symlink_metadata(&owner).is_ok_and(|m| m.is_file()) && super::fsops::is_sqlite(&owner)
+    super::longfs::symlink_metadata(&owner).is_ok_and(|m| m.is_file())
+        && super::fsops::is_sqlite(&owner)
 }
 
 /// One side's listing.
@@ -322,7 +323,7 @@ pub fn meta_of(path: &Path) -> io::Result<Option<Meta>> {
 /// [`meta_of`] on a file system whose inode numbers are `stable` or not.
 pub fn meta_on(path: &Path, stable: bool) -> io::Result<Option<Meta>> {
     let seen = now_ns();
-    let md = match std::fs::symlink_metadata(path) {
+    let md = match super::longfs::symlink_metadata(path) {
         Ok(md) => md,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -338,7 +339,7 @@ pub fn meta_on(path: &Path, stable: bool) -> io::Result<Option<Meta>> {
 fn fold_wal(path: &Path, meta: &mut Meta, seen_ns: i64) {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    if let Ok(w) = std::fs::symlink_metadata(&wal) {
+    if let Ok(w) = super::longfs::symlink_metadata(Path::new(&wal)) {
         if w.file_type().is_file() && w.len() > 0 {
             let wm = Meta::of(&w, seen_ns, meta.stamp != 0);
             meta.size += wm.size;
@@ -373,7 +374,7 @@ pub fn scan_side(
     follow_listed: bool,
     room: (usize, usize),
 ) -> io::Result<Listing> {
-    std::fs::read_dir(root)?; // the root itself must be readable
+    super::longfs::read_dir(root)?; // the root itself must be readable
     let mut out = Listing {
         // Before any file is looked at: a lower bound of every stat's time.
         seen_ns: now_ns(),
@@ -410,15 +411,15 @@ pub fn scan_side(
             ));
             continue;
         }
-        let md = match std::fs::metadata(&path) {
+        let md = match super::longfs::metadata(&path) {
             Ok(md) => md,
             // A listed path that does not exist (yet) on this side.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let what = match std::fs::symlink_metadata(&path) {
+                let what = match super::longfs::symlink_metadata(&path) {
                     Ok(m) if m.file_type().is_symlink() => format!(
                         "{} is a link to a place that is not there ({})",
                         path.display(),
-                        std::fs::read_link(&path)
+                        super::longfs::read_link(&path)
                             .map(|t| t.display().to_string())
                             .unwrap_or_default()
                     ),
@@ -488,12 +489,15 @@ pub fn through_link(root: &Path, rel: &str) -> bool {
     let mut at = root.to_path_buf();
     rel.split('/').any(|part| {
         at.push(part);
-        std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+        super::longfs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
     })
 }
 
 /// A folder being walked: its entries not looked at yet, the next one last.
 struct Frame {
+    /// The folder's path (its entries' `path()` is not theirs when it is long: see
+    /// [`super::longfs::read_dir`]).
+    dir: PathBuf,
     /// Whether every entry was read (none skipped as unreadable).
     read_all: bool,
     prefix: String,
@@ -530,7 +534,7 @@ fn walk(
             // A folder never synced (the daemon's own state dir inside the primary) or
             // excluded is not read at all: what is in it cannot matter, not even as unreadable.
             if !sel.never.iter().any(|p| under(&rel, p)) && !sel.excludes_folder(&rel) {
-                let path = entry.path();
+                let path = top.dir.join(entry.file_name());
                 let frame = open(out, &path, rel);
                 empty_folder(out, sel, &path, frame.as_ref());
                 stack.extend(frame);
@@ -552,7 +556,7 @@ fn open(out: &mut Listing, dir: &Path, prefix: String) -> Option<Frame> {
             prefix.to_string()
         }
     };
-    let entries = match std::fs::read_dir(dir) {
+    let entries = match super::longfs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
             out.skipped
@@ -591,6 +595,7 @@ fn open(out: &mut Listing, dir: &Path, prefix: String) -> Option<Frame> {
     // Last first: the walk pops the next entry off the end.
     rest.sort_unstable_by(|a, b| walk_key(&b.0, b.2.is_dir()).cmp(walk_key(&a.0, a.2.is_dir())));
     Some(Frame {
+        dir: dir.to_path_buf(),
         read_all,
         prefix,
         rest,
@@ -605,7 +610,7 @@ fn empty_folder(out: &mut Listing, sel: &Selection, dir: &Path, frame: Option<&F
     if f.prefix.is_empty() || !f.rest.is_empty() || !f.read_all || !sel.wants_here(&f.prefix) {
         return;
     }
-    let Ok(md) = std::fs::symlink_metadata(dir) else {
+    let Ok(md) = super::longfs::symlink_metadata(dir) else {
         return;
     };
     out.paths.push(&format!("{}/", f.prefix));

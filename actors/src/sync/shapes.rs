@@ -162,8 +162,8 @@ pub fn apply(
                 c.file_on == Side::Local,
                 temps,
             )?;
-            if path.exists() {
-                std::fs::remove_file(&path)?;
+            if super::longfs::exists(&path) {
+                super::longfs::remove_file(&path)?;
             }
         }
         Settle::File => {
@@ -174,16 +174,16 @@ pub fn apply(
                 }
                 let path = names::at(dir, p);
                 fsops::backup(&path, &spec.backups, p, at, folder_on == Side::Local, temps)?;
-                if path.exists() {
-                    std::fs::remove_file(&path)?;
+                if super::longfs::exists(&path) {
+                    super::longfs::remove_file(&path)?;
                 }
             }
             remove_empty_tree(&names::at(dir, &c.rel));
             // Leftovers that are not synced (excluded, symlinks): kept, moved aside.
             let rest = names::at(dir, &c.rel);
-            if rest.exists() {
+            if super::longfs::exists(&rest) {
                 let aside = fsops::conflict_name(&c.rel, at, &spec.host);
-                std::fs::rename(&rest, names::at(dir, &aside))?;
+                super::longfs::rename(&rest, &names::at(dir, &aside))?;
             }
         }
         Settle::Both => {
@@ -194,7 +194,7 @@ pub fn apply(
             };
             let name = fsops::conflict_name(&c.rel, at, &from);
             let dir = root(c.file_on);
-            std::fs::rename(names::at(dir, &c.rel), names::at(dir, &name))?;
+            super::longfs::rename(&names::at(dir, &c.rel), &names::at(dir, &name))?;
             copy = Some(name);
         }
     }
@@ -222,15 +222,15 @@ pub fn apply(
 
 /// Removes the empty folders of the tree at `dir`, deepest first (what holds anything stays).
 fn remove_empty_tree(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = super::longfs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         if e.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_empty_tree(&e.path());
+            remove_empty_tree(&dir.join(e.file_name()));
         }
     }
-    let _ = std::fs::remove_dir(dir);
+    let _ = super::longfs::remove_dir(dir);
 }
 
 #[cfg(test)]

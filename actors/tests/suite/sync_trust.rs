@@ -1155,3 +1155,138 @@ async fn names_that_are_not_utf8_sync_with_their_exact_bytes() {
     assert_eq!(r.deleted_remote, 1, "{r:#?}");
     assert!(!target.join(latin1).exists());
 }
+
+/// A relative folder path longer than PATH_MAX: 24 levels of 200 bytes (4,824 bytes).
+fn deep_rel(tag: &str) -> String {
+    (0..24)
+        .map(|i| format!("{tag}{i:02}{}", "d".repeat(197)))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Writes `bytes` at `path` whatever its length (the test's own steps, not the engine's).
+fn write_deep(path: &Path, bytes: &[u8]) {
+    use metasystem_actors::sync::longfs;
+    use std::io::Write;
+    longfs::create_dir_all(path.parent().unwrap()).unwrap();
+    let _ = longfs::remove_file(path);
+    longfs::create_new(path, 0o644)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+fn read_deep(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    metasystem_actors::sync::longfs::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Paths longer than PATH_MAX sync both ways, are backed up when replaced or deleted, and an
+/// empty folder that deep is made: each call goes relative to an open folder.
+#[tokio::test]
+async fn paths_longer_than_path_max_sync_and_are_backed_up() {
+    use metasystem_actors::sync::longfs;
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    let (a, b) = (deep_rel("a"), deep_rel("b"));
+    assert!(h.local(&a).as_os_str().len() > 4096);
+    let fa = format!("{a}/here.txt");
+    let fb = format!("{b}/there.txt");
+    let empty = format!("{a}/empty");
+    write_deep(&h.local(&fa), b"from the primary");
+    longfs::create_dir_all(&h.local(&empty)).unwrap();
+    fs::create_dir_all(&target).unwrap();
+    write_deep(&target.join(&fb), b"from the target");
+    let r = h.ok().await;
+    assert_eq!((r.copied_to_remote, r.copied_to_local), (2, 1), "{r:#?}");
+    assert!(r.skipped.is_empty(), "{:#?}", r.skipped);
+    assert_eq!(read_deep(&target.join(&fa)), b"from the primary");
+    assert_eq!(read_deep(&h.local(&fb)), b"from the target");
+    assert!(longfs::is_dir(&target.join(&empty)));
+    assert_eq!(h.ok().await.files_changed(), 0);
+
+    // Edited on the target: replaced in the primary, the old version backed up.
+    write_deep(&target.join(&fa), b"edited on the target");
+    let r = h.ok().await;
+    assert_eq!((r.copied_to_local, r.backups), (1, 1), "{r:#?}");
+    assert_eq!(read_deep(&h.local(&fa)), b"edited on the target");
+
+    // Deleted in the primary: deleted on the target, backed up.
+    longfs::remove_file(&h.local(&fb)).unwrap();
+    let r = h.ok().await;
+    assert_eq!((r.deleted_remote, r.backups), (1, 1), "{r:#?}");
+    assert!(!longfs::exists(&target.join(&fb)));
+    assert!(longfs::exists(&h.local(&fa)));
+    assert_eq!(h.ok().await.files_changed(), 0);
+
+    // The backups that deep are listed and restored.
+    let all = metasystem_actors::sync::backups::all(&h.spec).unwrap();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let gone = all
+        .iter()
+        .find(|b| b.original == fb)
+        .expect("the deleted file's backup");
+    let temps = metasystem_actors::sync::temps::Temps::new();
+    temps.register(&h.store, &h.spec.name).await.unwrap();
+    metasystem_actors::sync::backups::restore(
+        &h.spec,
+        &gone.name,
+        std::time::SystemTime::now(),
+        &temps,
+    )
+    .unwrap();
+    assert_eq!(read_deep(&h.local(&fb)), b"from the target");
+
+    // Edited on both sides under `manual`: both versions kept, the copy beside it.
+    h.spec.strategy = Strategy::Manual;
+    h.ok().await;
+    write_deep(&h.local(&fa), b"mine");
+    write_deep(&target.join(&fa), b"theirs, longer");
+    let r = h.run().await;
+    assert_eq!(r.conflicts.len(), 1, "{r:#?}");
+    let mut names = Vec::new();
+    longfs::walk_files(&h.local(&a), &mut |p, _| {
+        names.push(p.file_name().unwrap().to_string_lossy().into_owned())
+    })
+    .unwrap();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("here.conflict-"), "{names:?}");
+    assert_eq!(read_deep(&h.local(&fa)), b"mine");
+}
+
+/// A database deeper than SQLite can open (its VFS takes 512 bytes of path): an error that
+/// names it, the run partial, never silently skipped nor copied torn.
+#[tokio::test]
+async fn a_database_too_deep_for_sqlite_is_an_error_not_a_silent_skip() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    let rel = format!("{}/app.db", deep_rel("q")[..700].trim_end_matches('/'));
+    let short = h.dir.path().join("app.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", short.display()))
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let dest = h.local(&rel);
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    fs::rename(&short, &dest).unwrap();
+    for _ in 0..2 {
+        let r = h.run().await;
+        assert_eq!(r.outcome, Outcome::Error, "{r:#?}");
+        assert_eq!(r.errors.len(), 1, "{r:#?}");
+        assert_eq!(r.errors[0].0, rel);
+        assert!(r.errors[0].1.contains("unable to open"), "{r:#?}");
+        assert!(!target.join(&rel).exists());
+    }
+}
