@@ -252,7 +252,8 @@ enum Step {
     Staged(Staged),
 }
 
-/// A copy written to its temp file (and the destination's backup to its own temp), waiting
+/// A copy written to its temp file (and the destination's backup: a second name of it, or a
+/// copy in its own temp), waiting
 /// for its chunk's files to be durable before it is renamed into place.
 struct Staged {
     copy: fsops::TempCopy,
@@ -260,16 +261,34 @@ struct Staged {
     src_hash: Digest,
     src_meta: Meta,
     to_remote: bool,
-    /// The destination's backup: its temp, its name, where.
-    backup: Option<(PathBuf, PathBuf, fsops::Dev)>,
+    /// The destination's backup.
+    backup: Option<Backup>,
+    /// The destination as the install must find it: as the scan saw it, or as it is since a
+    /// linked backup gave it another change time.
+    expected: Option<Meta>,
+}
+
+/// A staged copy's backup of its destination.
+enum Backup {
+    /// A copy: its temp, its name, where (renamed to its name once durable).
+    Copied(PathBuf, PathBuf, fsops::Dev),
+    /// A second name of the destination itself (`fsops::backup_linked`): in place already.
+    Linked(PathBuf),
 }
 
 impl Staged {
     /// Removes what was staged (a step that will not happen).
     fn discard(&self) {
         let _ = super::longfs::remove_file(&self.copy.temp);
-        if let Some((temp, _, _)) = &self.backup {
-            let _ = super::longfs::remove_file(temp);
+        match &self.backup {
+            Some(Backup::Copied(temp, _, _)) => {
+                let _ = super::longfs::remove_file(temp);
+            }
+            // Nothing was replaced: the second name goes (the file keeps its own).
+            Some(Backup::Linked(name)) => {
+                let _ = super::longfs::remove_file(name);
+            }
+            None => {}
         }
     }
 }
@@ -355,11 +374,35 @@ fn stage_copy(
         }
         let sh = src_hash.unwrap_or(copy.hash);
         let mut backup = None;
-        if dest_meta.is_some() {
+        let mut expected = dest_meta;
+        if let Some(dm) = dest_meta {
             let b = match fsops::unchanged(dest, dest_meta) {
-                Ok(true) => {
-                    fsops::backup_staged(dest, &spec.backups, &item.rel, cx.at, dur, &cx.temps)
-                }
+                Ok(true) => match fsops::backup_linked(
+                    dest,
+                    &spec.backups,
+                    &item.rel,
+                    cx.at,
+                    dm,
+                    dur,
+                    copy.dev,
+                ) {
+                    Ok(fsops::Linked::Made(name, now)) => {
+                        expected = Some(now);
+                        Ok(Backup::Linked(name))
+                    }
+                    Ok(fsops::Linked::Changed) => {
+                        let _ = super::longfs::remove_file(&copy.temp);
+                        return Ok(Step::Done(Applied::Deferred(format!(
+                            "{} changed during the run",
+                            dest.display()
+                        ))));
+                    }
+                    Ok(fsops::Linked::Cannot) => {
+                        fsops::backup_staged(dest, &spec.backups, &item.rel, cx.at, dur, &cx.temps)
+                            .map(|(t, n, d)| Backup::Copied(t, n, d))
+                    }
+                    Err(e) => Err(e),
+                },
                 Ok(false) => {
                     let _ = super::longfs::remove_file(&copy.temp);
                     return Ok(Step::Done(Applied::Deferred(format!(
@@ -387,14 +430,15 @@ fn stage_copy(
             src_meta: sm,
             to_remote,
             backup,
+            expected,
         }))
     })();
     staged.unwrap_or_else(|e| Step::Done(Applied::Failed(describe(&e))))
 }
 
 /// The chunk's staged copies put in place, in the order that leaves no torn file and no
-/// replaced file without its backup: their temp files (and the backups' temps) durable, the
-/// backups renamed to their names and durable, the copies renamed over their destinations
+/// replaced file without its backup: their temp files (and the backups: links, or copies in
+/// temps) durable, the copied backups renamed to their names and durable, the copies renamed over their destinations
 /// (each re-checked just before) and durable. Answers one result per step.
 fn settle(
     cx: &Ctx,
@@ -428,7 +472,7 @@ fn settle(
     // Backups under their names, durable before anything they keep is replaced.
     let mut placed = false;
     staged.retain(|(i, s)| {
-        let Some((temp, name, dev)) = &s.backup else {
+        let Some(Backup::Copied(temp, name, dev)) = &s.backup else {
             return true;
         };
         match fsops::place_backup(temp, name, dur, *dev) {
@@ -477,8 +521,7 @@ fn settle(
 /// records the destination as a stat shows it after the rename (which gives the file a new
 /// change time on most file systems).
 fn install_staged(cx: &Ctx, item: &Item, s: &Staged, dur: &fsops::Durability) -> Applied {
-    let dest_meta = if s.to_remote { item.remote } else { item.local };
-    match fsops::install_with(&s.copy.temp, &s.dest, dest_meta, dur, s.copy.dev) {
+    match fsops::install_with(&s.copy.temp, &s.dest, s.expected, dur, s.copy.dev) {
         Ok(()) => {}
         Err(InstallError::Changed) if super::longfs::is_dir(&s.dest) => {
             return Applied::Deferred(format!(

@@ -327,6 +327,7 @@ async fn run_inner(
             .map_err(Stop::error)?;
         // Every backup the run takes is named with this stamp: it is the run's ID.
         report.run_id = Some(super::fsops::stamp(cx.at));
+        phases.mark("marker and temps");
     }
     let record = super::record::Record::new(
         spec,
@@ -355,6 +356,7 @@ async fn run_inner(
     guards::rotate_after(spec, store, &mut guarded).await?;
     // Still the folders the run began on: nothing of this host goes to a bare mountpoint.
     guards::check_id(spec, guarded.id.as_ref()).await?;
+    phases.mark("marker after");
     // The daemon's own live databases: snapshots into .metasystem-hosts/HOST/.
     for db in &spec.snapshots {
         let what = databases::push_snapshot(&cx, store, db).await;

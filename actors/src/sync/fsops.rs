@@ -994,6 +994,83 @@ pub fn backup_staged(
     }
 }
 
+/// A backup of `dest` (which [`unchanged`] just found to be what the scan saw) that copies
+/// nothing: a second name for the same file in the backups folder (a hard link; Linux only),
+/// where the backups are on its file system. Once `dest` is replaced (by a rename over it),
+/// the replaced version lives on under that name alone. Complete from the start (it is the
+/// file itself, never a half-written copy), durable through `dur` with the copy's temp file
+/// beside `dest` (`dev`: the same file system). A file with other names (hard links of the
+/// user's) is copied instead. Answers the backup's name and `dest` as a
+/// stat shows it now (a link changes its change time: what the install must find).
+pub fn backup_linked(
+    dest: &Path,
+    backups: &Path,
+    rel: &str,
+    at: SystemTime,
+    seen: Meta,
+    dur: &Durability,
+    dev: Dev,
+) -> io::Result<Linked> {
+    if !cfg!(target_os = "linux") {
+        return Ok(Linked::Cannot);
+    }
+    use std::os::unix::fs::MetadataExt;
+    let name = free_backup_name(backups, rel, at);
+    if let Some(parent) = name.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    // A file with other names already (a user's hard links): an edit through one of them
+    // would change the backup too. Copied instead (looked at before the link, which would
+    // give it another change time).
+    if fs::symlink_metadata(dest)?.nlink() != 1 || fs::hard_link(dest, &name).is_err() {
+        return Ok(Linked::Cannot);
+    }
+    if fs::symlink_metadata(&name).map_or(true, |m| m.nlink() != 2) {
+        // A name given to it meanwhile: looked at again at the next run.
+        let _ = fs::remove_file(&name);
+        return Ok(Linked::Changed);
+    }
+    // The name is the file the scan saw (not one renamed over `dest` since the look, nor one
+    // written in the meantime): else it goes, and the run finds `dest` changed.
+    let now = meta_of(dest)?;
+    let same = match (
+        &now,
+        fs::symlink_metadata(dest),
+        fs::symlink_metadata(&name),
+    ) {
+        (Some(now), Ok(d), Ok(b)) => {
+            d.ino() == b.ino()
+                && d.dev() == b.dev()
+                && now.size == seen.size
+                && now.mtime_ns == seen.mtime_ns
+                && now.mode == seen.mode
+        }
+        _ => false,
+    };
+    match now {
+        Some(now) if same => {
+            dur.dir(&name, dev)?;
+            Ok(Linked::Made(name, now))
+        }
+        _ => {
+            let _ = fs::remove_file(&name);
+            Ok(Linked::Changed)
+        }
+    }
+}
+
+/// What [`backup_linked`] did.
+#[derive(Debug)]
+pub enum Linked {
+    /// The backup's name, and the destination as a stat shows it now.
+    Made(PathBuf, Meta),
+    /// No link here (another file system, one without hard links, a name taken): the backup
+    /// is a copy.
+    Cannot,
+    /// The destination is not what the scan saw: nothing was made.
+    Changed,
+}
+
 /// The second half of a staged backup: its temp file (durable) renamed to its name.
 pub fn place_backup(temp: &Path, name: &Path, dur: &Durability, dev: Dev) -> io::Result<()> {
     if let Err(e) = fs::rename(temp, name) {

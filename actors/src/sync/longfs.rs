@@ -204,6 +204,22 @@ pub fn rename_noreplace(_: &Path, _: &Path) -> Option<io::Result<()>> {
     None
 }
 
+/// `std::fs::hard_link`: `to` a new name of the file `from` (not following a symlink).
+pub fn hard_link(from: &Path, to: &Path) -> io::Result<()> {
+    if !long(from) && !long(to) {
+        return std::fs::hard_link(from, to);
+    }
+    let (a, an) = parent(from)?;
+    let (b, bn) = parent(to)?;
+    Ok(rustix::fs::linkat(
+        &a,
+        an.as_os_str(),
+        &b,
+        bn.as_os_str(),
+        AtFlags::empty(),
+    )?)
+}
+
 /// `std::fs::remove_file`.
 pub fn remove_file(p: &Path) -> io::Result<()> {
     if !long(p) {
@@ -358,6 +374,7 @@ pub fn getxattr(p: &Path, name: &str, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::os::unix::fs::MetadataExt;
 
     /// A folder whose path is longer than PATH_MAX under `root`: 40 levels of 200 bytes.
     fn deep(root: &Path) -> PathBuf {
@@ -392,6 +409,10 @@ mod tests {
         set_permissions(&f, Permissions::from_mode(0o640)).unwrap();
         assert_eq!(metadata(&f).unwrap().permissions().mode() & 0o777, 0o640);
 
+        let h = d.join("linked.txt");
+        hard_link(&f, &h).unwrap();
+        assert_eq!(symlink_metadata(&f).unwrap().nlink(), 2);
+        remove_file(&h).unwrap();
         let g = d.join("moved.txt");
         rename(&f, &g).unwrap();
         assert!(!exists(&f));

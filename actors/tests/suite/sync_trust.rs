@@ -1290,3 +1290,71 @@ async fn a_database_too_deep_for_sqlite_is_an_error_not_a_silent_skip() {
         assert!(!target.join(&rel).exists());
     }
 }
+
+/// A replaced file's backup is a second name of it where the backups are on its file system
+/// (nothing copied): it holds the replaced version, alone; a file with a user's hard links is
+/// copied instead, so an edit through another of its names never changes its backup; and
+/// backups on another file system are copies.
+#[tokio::test]
+async fn backups_of_replaced_files_hold_the_replaced_version_whatever_links_it_has() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    let mut h = Host::new(&target, "h1").await;
+    write(&h.local("plain.txt"), b"v1 plain");
+    write(&h.local("linked.txt"), b"v1 linked");
+    h.ok().await;
+    // On the target, `linked.txt` gets another name (a user's hard link).
+    fs::hard_link(target.join("linked.txt"), target.join("other-name.txt")).unwrap();
+    h.ok().await;
+    write(&h.local("plain.txt"), b"v2 plain!");
+    write(&h.local("linked.txt"), b"v2 linked!");
+    let r = h.ok().await;
+    assert_eq!((r.copied_to_remote, r.backups), (2, 2), "{r:#?}");
+    let backups = metasystem_actors::sync::backups::all(&h.spec).unwrap();
+    let of = |rel: &str| {
+        let b = backups.iter().find(|b| b.original == rel).unwrap();
+        h.dir.path().join("backups").join(&b.name)
+    };
+    let (plain, linked) = (of("plain.txt"), of("linked.txt"));
+    assert_eq!(read(&plain), b"v1 plain");
+    assert_eq!(
+        fs::metadata(&plain).unwrap().nlink(),
+        1,
+        "the replaced file, under one name"
+    );
+    assert_eq!(read(&linked), b"v1 linked");
+    // An edit in place through the user's other name leaves the backup as it was.
+    fs::write(
+        target.join("other-name.txt"),
+        b"edited through the other name",
+    )
+    .unwrap();
+    assert_eq!(read(&linked), b"v1 linked");
+
+    // Backups on another file system (tmpfs): copies.
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() && fs::metadata(shm).unwrap().dev() != fs::metadata(t.path()).unwrap().dev() {
+        let elsewhere = tempfile::tempdir_in(shm).unwrap();
+        h.spec.backups = elsewhere.path().to_path_buf();
+        write(&h.local("plain.txt"), b"v3 plain!!");
+        // (and `other-name.txt`, the replaced version's other name, edited, comes back to the
+        // primary).
+        let r = h.ok().await;
+        assert_eq!(
+            (r.copied_to_remote, r.copied_to_local, r.backups),
+            (1, 1, 2),
+            "{r:#?}"
+        );
+        let b = metasystem_actors::sync::backups::all(&h.spec).unwrap();
+        let plain = b.iter().find(|b| b.original == "plain.txt").unwrap();
+        let at = elsewhere.path().join(&plain.name);
+        assert_eq!(read(&at), b"v2 plain!");
+        assert_eq!(fs::metadata(&at).unwrap().nlink(), 1);
+        assert_eq!(
+            read(&h.local("other-name.txt")),
+            b"edited through the other name"
+        );
+        assert_eq!(read(&h.local("linked.txt")), b"v2 linked!");
+    }
+}
