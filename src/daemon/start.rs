@@ -177,6 +177,10 @@ pub(super) async fn start_and_serve(
     let tree = match start_tree(&config, &services).await {
         Ok(tree) => {
             let _ = services.tree.set(tree.clone());
+            // Every actor has started: what the receivers were told of a source that knows
+            // its state from the start (supervision, breakers, anomalies), or that is gone, is
+            // held to what is true now.
+            services.alerts.started();
             tree
         }
         Err(message) => {

@@ -5,8 +5,10 @@
 //! - `dedup_window` (default 1h), `group_wait` (default 10s, 0 to send at once);
 //! - `after = { critical = 3, warning = 5, info = 10 }`: consecutive occurrences before an
 //!   alert is sent (one-shot conditions such as a give-up are sent at the first);
-//! - `cooldown = { critical = "1h", warning = "2h", info = "24h" }`: a condition is notified at
-//!   most once per the longer of its cooldown and `dedup_window`;
+//! - `repeat_interval` (default 4h): how often a condition that keeps firing is notified again;
+//!   `cooldown = { critical = "1h", warning = "2h", info = "24h" }` and `dedup_window`: within
+//!   one firing episode, never more often than these (a new episode, after a resolved, is
+//!   notified at once);
 //! - `retry = { initial = "1s", max = "5m", adaptive = false }` (full-jitter backoff; with
 //!   `adaptive = true`, each channel's first delay follows the median time the channel took
 //!   to recover over its last week of delivery runs, once five runs have recovered, between
@@ -241,6 +243,15 @@ impl ActorKind for AlertsConfig {
         }
         thresholds(cx, t, &mut policy.after);
         cooldowns(cx, t, &mut policy.cooldown);
+        if let Some(d) = bounded(
+            cx.d,
+            t,
+            "repeat_interval",
+            Duration::from_secs(60),
+            MAX_DURATION,
+        ) {
+            policy.repeat_interval = d;
+        }
         let group_wait = bounded(
             cx.d,
             t,

@@ -1,5 +1,5 @@
 //! The progress bar of `metasystem sync TARGET` against a real daemon, on runs long enough to
-//! show one (5,000 files to copy): none when stderr is not a terminal; on a terminal (the CLI
+//! show one (10,000 files to copy): none when stderr is not a terminal; on a terminal (the CLI
 //! run under `script`, which gives it a pty) the running counters, cleared before the summary;
 //! none on a terminal with `--json` or in CI.
 
@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::util::{write_file, TestDaemon, BIN};
 
-const FILES: usize = 5_000;
+const FILES: usize = 10_000;
 /// A run this long must have shown the bar (shown after 1 s, polled every 200 ms).
 const LONG_ENOUGH: Duration = Duration::from_millis(1_600);
 

@@ -92,8 +92,9 @@ pub struct AlertsArgs {
 }
 
 pub enum AlertsMessage {
-    /// An occurrence of a condition.
-    Raise(Alert),
+    /// An occurrence of a condition: the how-manieth in a row, as the handle counts them (the
+    /// count a replay after a restart of the actor uses too, so nothing is counted twice).
+    Raise(Alert, u64),
     /// The condition with this key has cleared.
     Clear(String),
     /// Silences `pattern` until `until_ms` (`None`: lifts it); answers the active silences.
@@ -115,6 +116,10 @@ pub enum AlertsMessage {
     Wake,
     /// Internal: read pending rows back from the outbox.
     Resync,
+    /// Compare what the receivers were told with what is true now (the handle's
+    /// [`Truth`](super::truth::Truth)): sent when a source told its state, when the tree has
+    /// started, when a silence ends, and at every resync.
+    Reconcile,
     /// Internal: forget quiet keys and ended silences.
     Prune,
     /// Internal: a delivery finished.
@@ -161,7 +166,6 @@ pub struct AlertsStatus {
     pub notified: u64,
     pub deduplicated: u64,
     pub pending_threshold: u64,
-    pub muted: u64,
     pub silenced: u64,
     pub delivered: u64,
     pub delivery_failures: u64,
@@ -296,6 +300,11 @@ pub struct AlertsState {
     clock: Clock,
     /// The wake-up timer set for this time (Unix ms), if any.
     wake_at: Option<i64>,
+    /// The end of the silence a reconcile is set for (Unix ms), if any.
+    silence_end_at: Option<i64>,
+    /// The silences active at the last reconcile: one gone since (ended or lifted) lets what
+    /// it held through.
+    silences_seen: Vec<(String, i64)>,
     counts: Counts,
 }
 
@@ -305,7 +314,6 @@ struct Counts {
     notified: u64,
     deduplicated: u64,
     pending: u64,
-    muted: u64,
     silenced: u64,
     delivered: u64,
     failures: u64,
@@ -322,22 +330,84 @@ impl AlertsState {
         self.args.store.record(event);
     }
 
-    fn raise(&mut self, myself: &ActorRef<AlertsMessage>, alert: Alert) {
+    fn raise(&mut self, myself: &ActorRef<AlertsMessage>, alert: Alert, nth: u64) {
         self.counts.raised += 1;
         self.args
             .metrics
             .report(Sample::event(Metric::AlertsRaised, alert.source.clone()));
         let now = self.clock.now();
-        match self.engine.raise(&alert, now) {
+        let decision = self.engine.raise_nth(&alert, Some(nth), now);
+        self.count(myself, decision);
+    }
+
+    fn count(&mut self, myself: &ActorRef<AlertsMessage>, decision: Decision) {
+        match decision {
             Decision::Notify(n) => {
                 self.counts.notified += 1;
                 self.decided(myself, n);
             }
             Decision::Deduplicated { .. } => self.counts.deduplicated += 1,
             Decision::Pending { .. } => self.counts.pending += 1,
-            Decision::Cooldown { .. } => self.counts.muted += 1,
             Decision::Silenced { .. } => self.counts.silenced += 1,
         }
+    }
+
+    /// What the receivers were told against what is true now: a firing key that no longer
+    /// holds is resolved (its source told its state, or it has none any more); a condition
+    /// that holds and is not firing (raised while no actor ran, before a restart of this one,
+    /// or under a silence that has ended) is notified if past its threshold. Then a reconcile
+    /// is set for the end of the next silence.
+    fn reconcile(&mut self, myself: &ActorRef<AlertsMessage>) {
+        use super::truth::Verdict;
+        let now = self.clock.now();
+        let (stale, holding) = {
+            let truth = self.args.alerts.truth();
+            let stale: Vec<String> = self
+                .engine
+                .firing()
+                .into_iter()
+                .filter(|key| truth.verdict(key) == Verdict::False)
+                .map(str::to_string)
+                .collect();
+            (stale, truth.active())
+        };
+        for key in stale {
+            if let Some(n) = self.engine.clear(&key, now) {
+                tracing::info!(%key, "alert resolved: no longer true");
+                self.decided(myself, n);
+            }
+        }
+        // What this incarnation was not sent (raised while no actor ran, or to an earlier
+        // incarnation), and what a silence gone since held back: looked at without counting
+        // an occurrence (the count is the handle's). A condition below its threshold stays
+        // pending, one notified already is left to its reminders. Only what is notified is
+        // counted in the status.
+        let silences = self.engine.silences(now);
+        let gone: Vec<String> = self
+            .silences_seen
+            .iter()
+            .filter(|seen| !silences.contains(seen))
+            .map(|(pattern, _)| pattern.clone())
+            .collect();
+        let me = myself.get_id();
+        for a in holding {
+            let key = a.alert.key();
+            if a.sent_to == Some(me) && !gone.iter().any(|p| super::engine::glob_match(p, &key)) {
+                continue;
+            }
+            if let Some(decision @ Decision::Notify(_)) = self.engine.assess(&a.alert, a.nth, now) {
+                self.count(myself, decision);
+            }
+        }
+        self.silences_seen = silences;
+        // Looked at again when the next silence ends.
+        let next_end = self.silences_seen.iter().map(|(_, until)| *until).min();
+        if next_end.is_some() && next_end != self.silence_end_at {
+            let at = next_end.unwrap_or(now);
+            let delay = Duration::from_millis(at.saturating_sub(now).max(0) as u64);
+            myself.send_after(delay, || AlertsMessage::Reconcile);
+        }
+        self.silence_end_at = next_end;
     }
 
     /// A notification to send: to the channels its severity routes to, after it is stored.
@@ -757,7 +827,6 @@ impl AlertsState {
             notified: self.counts.notified,
             deduplicated: self.counts.deduplicated,
             pending_threshold: self.counts.pending,
-            muted: self.counts.muted,
             silenced: self.counts.silenced,
             delivered: self.counts.delivered,
             delivery_failures: self.counts.failures,
@@ -917,8 +986,8 @@ impl Actor for AlertsActor {
         }
         // Conditions notified as firing and not resolved before the restart: a clear now
         // still sends their resolution, and their repeats are deduplicated.
-        let horizon = args.policy.horizon().as_millis() as i64;
-        match outbox::latest_per_key(args.store.reader(), now.saturating_sub(horizon)).await {
+        // Whatever its age: a receiver told "firing" a week ago still believes it.
+        match outbox::latest_per_key(args.store.reader(), 0).await {
             Ok(rows) => {
                 for row in rows {
                     engine.restore_firing(&row.notification, row.created_ms);
@@ -968,6 +1037,9 @@ impl Actor for AlertsActor {
         myself.send_interval(RESYNC_EVERY, || AlertsMessage::Resync);
         myself.send_interval(PRUNE_EVERY, || AlertsMessage::Prune);
         let _ = myself.cast(AlertsMessage::Resync);
+        // What is true now against what the receivers were told (before any raise queued
+        // meanwhile is counted).
+        let _ = myself.cast(AlertsMessage::Reconcile);
         Ok(AlertsState {
             groups: Groups::new(args.group_wait),
             args,
@@ -979,6 +1051,8 @@ impl Actor for AlertsActor {
             deliverer,
             clock,
             wake_at: None,
+            silence_end_at: None,
+            silences_seen: Vec::new(),
             counts: Counts::default(),
         })
     }
@@ -990,7 +1064,7 @@ impl Actor for AlertsActor {
         state: &mut AlertsState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            AlertsMessage::Raise(alert) => state.raise(&myself, alert),
+            AlertsMessage::Raise(alert, nth) => state.raise(&myself, alert, nth),
             AlertsMessage::Clear(key) => {
                 let now = state.clock.now();
                 if let Some(n) = state.engine.clear(&key, now) {
@@ -999,7 +1073,11 @@ impl Actor for AlertsActor {
             }
             AlertsMessage::Persist => state.persist(&myself, true).await,
             AlertsMessage::Wake => state.due(&myself).await,
-            AlertsMessage::Resync => state.resync(&myself).await,
+            AlertsMessage::Resync => {
+                state.reconcile(&myself);
+                state.resync(&myself).await;
+            }
+            AlertsMessage::Reconcile => state.reconcile(&myself),
             AlertsMessage::Delivered(d) => state.delivered(&myself, d).await,
             AlertsMessage::Tune => state.tune(&myself),
             AlertsMessage::Tuned(initials) => state.tuned(initials),
@@ -1032,6 +1110,9 @@ impl Actor for AlertsActor {
                     Err(e) => Err(format!("the silence was not stored: {e}")),
                 };
                 let _ = reply.send(answer);
+                // A lifted silence lets what it held through now; a new one is set to be
+                // looked at when it ends.
+                state.reconcile(&myself);
             }
             AlertsMessage::Test { channel, reply } => test(state, channel, reply),
             AlertsMessage::Status(reply) => {

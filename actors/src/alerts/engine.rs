@@ -13,17 +13,15 @@
 //! 2. **Threshold.** A key starts firing when its consecutive count reaches `after`: the
 //!    alert's own [`Alert::after`] if set, else [`Policy::after`] for its severity (0 counts
 //!    as 1). Before that, a raise is [`Decision::Pending`].
-//! 3. **At most one firing notification per interval**, the interval being
-//!    `max(dedup_window, cooldown[severity])`:
-//!    - The first time a key reaches `after`, it is notified, with `occurrences` = the
-//!      consecutive count. If a firing notification for this key was sent less than an
-//!      interval ago (it resolved and fired again quickly), it is muted instead:
-//!      [`Decision::Cooldown`] with `until_ms` = that notification + the interval; it is
-//!      notified at its first occurrence at or after `until_ms` if still firing.
-//!    - While firing, repeats within the interval are [`Decision::Deduplicated`] and counted.
-//!      The first occurrence at or after the interval sends a reminder (status firing, same
-//!      fingerprint and `starts_at_ms`) whose `occurrences` = the occurrences folded since the
-//!      previous notification plus this one.
+//! 3. **Episodes**, as Alertmanager has them. A key that reaches `after` while not firing
+//!    starts an *episode*: it is notified at once, with `occurrences` = the consecutive count
+//!    and `starts_at_ms` = the first occurrence of the run, however soon after the previous
+//!    episode resolved (a receiver whose last message said "resolved" must hear that it fails
+//!    again). Within an episode, at most one firing notification per interval, the interval
+//!    being `max(repeat_interval, dedup_window, cooldown[severity])`: repeats within it are
+//!    [`Decision::Deduplicated`] and counted; the first occurrence at or after it sends a
+//!    reminder (status firing, same fingerprint and `starts_at_ms`) whose `occurrences` = the
+//!    occurrences folded since the previous notification plus this one.
 //! 4. **Resolution.** [`Engine::clear`] of a key whose firing notification was sent and not yet
 //!    resolved returns a resolved notification at once (same fingerprint, same `starts_at_ms`,
 //!    `ends_at_ms` = now, `occurrences` = the occurrences folded since the last notification,
@@ -33,9 +31,10 @@
 //! 5. **Silences.** A raise whose key matches an active silence (an exact key, or a glob where
 //!    `*` matches any run of characters) returns [`Decision::Silenced`] with the latest
 //!    `until_ms` of the silences that match. The occurrence is still counted (and, for a key
-//!    already notified, folded into its next reminder), so when the silence ends and the
-//!    condition is still happening it is notified at the next occurrence. A silence is active
-//!    while `now_ms < until_ms`.
+//!    already notified, folded into its next reminder). When the silence ends and the
+//!    condition still holds, [`Engine::assess`] (the caller's look at what is true, when a
+//!    silence ends) notifies it then, without waiting for another occurrence. A silence is
+//!    active while `now_ms < until_ms`.
 //! 6. **Notification fields.** `id` 0 (the caller stores it in the outbox), `fingerprint` =
 //!    [`fingerprint`]`(key)`, `key`, `status`, `severity`, `title`/`body`/`source`/`labels`
 //!    from the latest occurrence, `starts_at_ms` = the time of the first occurrence of the
@@ -43,6 +42,9 @@
 //! 7. **Restart.** [`Engine::restore_firing`] re-creates, from the outbox, the state of a key
 //!    whose firing notification was sent before a restart, so a later clear resolves it with
 //!    the same fingerprint and `starts_at_ms`, and repeats stay deduplicated.
+//!    [`Engine::assess`] takes a condition that holds now (`n` occurrences in a row, as the
+//!    caller's level state kept them) into account without counting an occurrence: notified
+//!    if past its threshold, not silenced and not firing already.
 //! 8. **Memory.** [`Engine::prune`] forgets keys that are not firing and were last seen longer
 //!    than `max(dedup_window, every cooldown)` ago, and drops expired silences. At most
 //!    [`MAX_KEYS`] keys are tracked: beyond that the least recently seen non-firing keys are
@@ -64,9 +66,11 @@ pub struct Policy {
     pub dedup_window: Duration,
     /// Consecutive occurrences needed before a key fires (0 counts as 1).
     pub after: PerSeverity<u32>,
-    /// The shortest time between two firing notifications of a key of this severity (so a
-    /// flapping condition does not page every time it comes back).
+    /// The shortest time between two firing notifications of a key of this severity within
+    /// one episode.
     pub cooldown: PerSeverity<Duration>,
+    /// How often a long-firing key is notified again (a reminder), at the least.
+    pub repeat_interval: Duration,
 }
 
 impl Default for Policy {
@@ -85,6 +89,7 @@ impl Default for Policy {
                 warning: Duration::from_secs(2 * 3600),
                 critical: Duration::from_secs(3600),
             },
+            repeat_interval: Duration::from_secs(4 * 3600),
         }
     }
 }
@@ -100,16 +105,19 @@ impl Policy {
             .max(1)
     }
 
-    /// The shortest time between two firing notifications of a key of this severity.
+    /// The time between two firing notifications of one episode of a key of this severity:
+    /// `repeat_interval`, or longer if the dedup window or the severity's cooldown is.
     pub fn interval(&self, severity: Severity) -> Duration {
-        self.dedup_window.max(*self.cooldown.get(severity))
+        self.repeat_interval
+            .max(self.dedup_window)
+            .max(*self.cooldown.get(severity))
     }
 
     /// How long a quiet key can still matter: past this, forgetting it changes no decision.
     pub fn horizon(&self) -> Duration {
         Severity::ALL
             .into_iter()
-            .map(|s| *self.cooldown.get(s))
+            .map(|s| self.interval(s))
             .fold(self.dedup_window, Duration::max)
     }
 }
@@ -124,9 +132,6 @@ pub enum Decision {
     /// Already notified within the interval: counted, folded into the next notification
     /// (`occurrences` folded so far, this one included).
     Deduplicated { occurrences: u64 },
-    /// Firing, but a firing notification for this key was sent less than an interval ago:
-    /// muted until then.
-    Cooldown { until_ms: i64 },
     /// A silence matches the key until then.
     Silenced { until_ms: i64 },
 }
@@ -163,7 +168,7 @@ struct KeyState {
     /// The first occurrence of the current consecutive run.
     run_started_ms: i64,
     last_seen_ms: i64,
-    /// The last firing notification (first or reminder); survives a resolution, for cooldowns.
+    /// The last firing notification (first or reminder) of the current episode.
     last_notified_ms: Option<i64>,
     /// Only while firing: keeps the (possibly long) body of quiet keys out of memory.
     sent: Option<Sent>,
@@ -207,6 +212,13 @@ impl Engine {
 
     /// Decides what to do with one occurrence of `alert` at `now_ms`.
     pub fn raise(&mut self, alert: &Alert, now_ms: i64) -> Decision {
+        self.raise_nth(alert, None, now_ms)
+    }
+
+    /// [`Engine::raise`] of an occurrence the caller counted: the `nth` in a row (`None`: one
+    /// more than the engine counted). The count is the larger of the two, so an occurrence
+    /// that [`Engine::assess`] took into account already is not counted again.
+    pub fn raise_nth(&mut self, alert: &Alert, nth: Option<u64>, now_ms: i64) -> Decision {
         let key = alert.key();
         let silenced_until = self.silenced_until(&key, now_ms);
         let after = self.policy.after_for(alert);
@@ -225,13 +237,16 @@ impl Engine {
         if state.consecutive == 0 {
             state.run_started_ms = now_ms;
         }
-        state.consecutive = state.consecutive.saturating_add(1);
+        state.consecutive = match nth {
+            Some(n) => state.consecutive.max(n),
+            None => state.consecutive.saturating_add(1),
+        };
         state.last_seen_ms = now_ms;
         state.severity = alert.severity;
-        let until_ms = state
+        let muted_until = state
             .last_notified_ms
-            .map(|last| last.saturating_add(interval));
-        let muted_until = until_ms.filter(|until| now_ms < *until);
+            .map(|last| last.saturating_add(interval))
+            .filter(|until| now_ms < *until);
 
         // Already notified: it stays firing until cleared, whatever the threshold says now.
         if let Some(sent) = &mut state.sent {
@@ -266,27 +281,46 @@ impl Engine {
                 after,
             };
         }
-        if let Some(until_ms) = muted_until {
-            return Decision::Cooldown { until_ms };
+        Decision::Notify(begin_episode(state, &key, alert, now_ms))
+    }
+
+    /// A condition that holds now, `n` occurrences in a row as the caller's level state counts
+    /// them (after a restart of the actor, when a silence ends): decided without counting an
+    /// occurrence. `None` for a key firing already (its reminders follow its occurrences);
+    /// else notified if it is past its threshold and no silence holds it.
+    pub fn assess(&mut self, alert: &Alert, n: u64, now_ms: i64) -> Option<Decision> {
+        let key = alert.key();
+        match self.keys.get(&key) {
+            Some(state) if state.sent.is_some() => return None,
+            Some(_) => {}
+            None => self.make_room(),
         }
-        let notification = firing(
-            &key,
-            alert,
-            fingerprint(&key),
-            state.run_started_ms,
-            state.consecutive,
-        );
-        state.sent = Some(Sent {
-            fingerprint: notification.fingerprint.clone(),
-            starts_at_ms: notification.starts_at_ms,
-            title: alert.title.clone(),
-            body: alert.body.clone(),
-            source: alert.source.clone(),
-            labels: alert.labels.clone(),
-            folded: 0,
+        let silenced_until = self.silenced_until(&key, now_ms);
+        let after = self.policy.after_for(alert);
+        let state = self.keys.entry(key.clone()).or_insert(KeyState {
+            severity: alert.severity,
+            consecutive: 0,
+            run_started_ms: now_ms,
+            last_seen_ms: now_ms,
+            last_notified_ms: None,
+            sent: None,
         });
-        state.last_notified_ms = Some(now_ms);
-        Decision::Notify(notification)
+        if state.consecutive == 0 {
+            state.run_started_ms = now_ms;
+        }
+        state.consecutive = state.consecutive.max(n);
+        state.last_seen_ms = state.last_seen_ms.max(now_ms);
+        state.severity = alert.severity;
+        if let Some(until_ms) = silenced_until {
+            return Some(Decision::Silenced { until_ms });
+        }
+        if state.consecutive < u64::from(after) {
+            return Some(Decision::Pending {
+                seen: u32::try_from(state.consecutive).unwrap_or(u32::MAX),
+                after,
+            });
+        }
+        Some(Decision::Notify(begin_episode(state, &key, alert, now_ms)))
     }
 
     /// The condition behind `key` ended: its count restarts at 0. Returns the resolved
@@ -449,6 +483,28 @@ impl Engine {
     }
 }
 
+/// A new episode of `key`: its first firing notification, remembered as sent.
+fn begin_episode(state: &mut KeyState, key: &str, alert: &Alert, now_ms: i64) -> Notification {
+    let notification = firing(
+        key,
+        alert,
+        fingerprint(key),
+        state.run_started_ms,
+        state.consecutive,
+    );
+    state.sent = Some(Sent {
+        fingerprint: notification.fingerprint.clone(),
+        starts_at_ms: notification.starts_at_ms,
+        title: alert.title.clone(),
+        body: alert.body.clone(),
+        source: alert.source.clone(),
+        labels: alert.labels.clone(),
+        folded: 0,
+    });
+    state.last_notified_ms = Some(now_ms);
+    notification
+}
+
 /// A firing notification of one occurrence of `alert`, decided without an engine (the
 /// daemon's last words, when the alerts actor is gone).
 pub fn notification_of(alert: &Alert, now_ms: i64) -> Notification {
@@ -555,6 +611,7 @@ mod tests {
                 warning: cooldown,
                 critical: cooldown,
             },
+            repeat_interval: Duration::ZERO,
         }
     }
 
@@ -585,7 +642,9 @@ mod tests {
         assert_eq!(p.cooldown.critical, Duration::from_secs(3600));
         assert_eq!(p.cooldown.warning, Duration::from_secs(7200));
         assert_eq!(p.cooldown.info, Duration::from_secs(86_400));
-        assert_eq!(p.interval(Severity::Warning), Duration::from_secs(7200));
+        assert_eq!(p.repeat_interval, Duration::from_secs(4 * 3600));
+        assert_eq!(p.interval(Severity::Warning), Duration::from_secs(4 * 3600));
+        assert_eq!(p.interval(Severity::Info), Duration::from_secs(86_400));
         assert_eq!(p.horizon(), Duration::from_secs(86_400));
     }
 
@@ -717,17 +776,17 @@ mod tests {
     }
 
     #[test]
-    fn interval_is_the_longer_of_dedup_and_cooldown() {
-        // Default: dedup 1 h, warning cooldown 2 h: no warning reminder before 2 h.
+    fn interval_is_the_longest_of_repeat_dedup_and_cooldown() {
+        // Default: repeat 4 h, dedup 1 h, warning cooldown 2 h: no warning reminder before 4 h.
         let mut e = Engine::new(Policy::default());
         let mut a = warn("disk low");
         a.after = Some(1);
         notified(e.raise(&a, T0));
         assert_eq!(
-            e.raise(&a, T0 + HOUR),
+            e.raise(&a, T0 + 2 * HOUR),
             Decision::Deduplicated { occurrences: 1 }
         );
-        assert_eq!(notified(e.raise(&a, T0 + 2 * HOUR)).occurrences, 2);
+        assert_eq!(notified(e.raise(&a, T0 + 4 * HOUR)).occurrences, 2);
         // A dedup window longer than the cooldown wins.
         let mut e = Engine::new(policy(30, 5));
         let a = crit("x");
@@ -739,68 +798,89 @@ mod tests {
         notified(e.raise(&a, T0 + 30 * MIN));
     }
 
-    // Rule 3: a quick resolve and refire is muted until the interval after the first page.
+    // Rule 3: a new episode (fired again after a resolved) is notified at once, however soon.
     #[test]
-    fn cooldown_after_quick_resolve_and_refire() {
+    fn a_new_episode_is_notified_at_once_however_soon() {
         let mut e = Engine::new(Policy::default());
         let a = crit("sync failing");
-        notified(raise_n(&mut e, &a, T0, 3)); // notified at T0 + 2 min
-        let sent = T0 + 2 * MIN;
+        let first = notified(raise_n(&mut e, &a, T0, 3)); // notified at T0 + 2 min
         assert!(e.clear(&a.key(), T0 + 5 * MIN).is_some());
-        raise_n(&mut e, &a, T0 + 10 * MIN, 2);
-        let until = sent + HOUR;
-        assert_eq!(
-            e.raise(&a, T0 + 12 * MIN),
-            Decision::Cooldown { until_ms: until }
-        );
-        assert_eq!(
-            e.raise(&a, until - 1),
-            Decision::Cooldown { until_ms: until }
-        );
-        assert!(e.firing().is_empty(), "muted is not firing");
-        let n = notified(e.raise(&a, until));
+        assert!(matches!(
+            raise_n(&mut e, &a, T0 + 10 * MIN, 2),
+            Decision::Pending { seen: 2, .. }
+        ));
+        let n = notified(e.raise(&a, T0 + 12 * MIN));
+        assert_eq!(n.status, Status::Firing);
         assert_eq!(n.starts_at_ms, T0 + 10 * MIN, "the new run");
-        assert_eq!(n.occurrences, 5, "the consecutive count of the new run");
+        assert_ne!(n.starts_at_ms, first.starts_at_ms, "another episode");
+        assert_eq!(n.occurrences, 3, "the consecutive count of the new run");
+        assert_eq!(e.firing(), vec![a.key().as_str()]);
+        // Within the episode, repeats are folded until the interval.
+        assert!(matches!(
+            e.raise(&a, T0 + 13 * MIN),
+            Decision::Deduplicated { occurrences: 1 }
+        ));
     }
 
+    // Rule 3: within an episode, reminders follow the longest of repeat_interval, the dedup
+    // window and the severity's cooldown.
     #[test]
-    fn per_severity_cooldowns() {
-        for (alert, cooldown) in [
-            (crit("c"), HOUR),
-            (warn("w"), 2 * HOUR),
+    fn reminders_follow_the_repeat_interval_or_a_longer_cooldown() {
+        for (alert, every) in [
+            (crit("c"), 4 * HOUR),
+            (warn("w"), 4 * HOUR),
             (info("i"), 24 * HOUR),
         ] {
             let mut e = Engine::new(Policy::default());
             let a = alert.at_once();
             notified(e.raise(&a, T0));
-            assert!(e.clear(&a.key(), T0 + MIN).is_some());
-            assert_eq!(
-                e.raise(&a, T0 + 2 * MIN),
-                Decision::Cooldown {
-                    until_ms: T0 + cooldown
-                },
+            assert!(
+                matches!(e.raise(&a, T0 + every - 1), Decision::Deduplicated { .. }),
                 "{}",
                 a.severity
             );
-            notified(e.raise(&a, T0 + cooldown));
+            assert_eq!(notified(e.raise(&a, T0 + every)).occurrences, 2);
         }
-        // A custom cooldown per severity, dedup window shorter.
         let mut p = policy(1, 0);
-        p.cooldown.critical = Duration::from_secs(600);
-        p.cooldown.info = Duration::from_secs(60);
+        p.repeat_interval = Duration::from_secs(600);
+        p.cooldown.info = Duration::from_secs(3600);
         let mut e = Engine::new(p);
         let (c, i) = (crit("c"), info("i"));
         notified(e.raise(&c, T0));
         notified(e.raise(&i, T0));
-        e.clear(&c.key(), T0 + 1);
-        e.clear(&i.key(), T0 + 1);
-        notified(e.raise(&i, T0 + MIN));
-        assert_eq!(
-            e.raise(&c, T0 + MIN),
-            Decision::Cooldown {
-                until_ms: T0 + 10 * MIN
-            }
-        );
+        notified(e.raise(&c, T0 + 10 * MIN));
+        assert!(matches!(
+            e.raise(&i, T0 + 10 * MIN),
+            Decision::Deduplicated { .. }
+        ));
+        notified(e.raise(&i, T0 + HOUR));
+    }
+
+    // Rule 5 and 7: a condition that holds is notified when its silence ends, without
+    // another occurrence; one that fires already is left to its reminders.
+    #[test]
+    fn assess_notifies_what_holds_once_nothing_holds_it_back() {
+        let mut e = Engine::new(policy(60, 0));
+        let a = warn("disk low").at_once();
+        e.silence("*disk*", T0 + 10 * MIN);
+        assert!(matches!(e.raise(&a, T0), Decision::Silenced { .. }));
+        assert!(matches!(
+            e.assess(&a, 1, T0 + 5 * MIN),
+            Some(Decision::Silenced { .. })
+        ));
+        let n = notified(e.assess(&a, 1, T0 + 10 * MIN).unwrap());
+        assert_eq!(n.status, Status::Firing);
+        assert_eq!(e.assess(&a, 1, T0 + 11 * MIN), None, "firing already");
+        // Below its threshold: pending, the count taken from the caller, not added to.
+        let mut e = Engine::new(Policy::default());
+        let b = crit("b");
+        for _ in 0..2 {
+            assert_eq!(
+                e.assess(&b, 2, T0),
+                Some(Decision::Pending { seen: 2, after: 3 })
+            );
+        }
+        assert_eq!(notified(e.assess(&b, 3, T0 + MIN).unwrap()).occurrences, 3);
     }
 
     // Rule 4: resolved at once, with the firing notification's identity.
@@ -849,14 +929,10 @@ mod tests {
         let p = crit("pending");
         e.raise(&p, T0);
         assert_eq!(e.clear(&p.key(), T0 + MIN), None);
-        // Muted by cooldown: the clear ends its firing state.
-        let c = crit("cooled").at_once();
+        // Resolved already: the clear ends nothing more, the count restarts.
+        let c = crit("cleared").at_once();
         notified(e.raise(&c, T0));
-        e.clear(&c.key(), T0 + MIN);
-        assert!(matches!(
-            e.raise(&c, T0 + 2 * MIN),
-            Decision::Cooldown { .. }
-        ));
+        assert!(e.clear(&c.key(), T0 + MIN).is_some());
         assert_eq!(e.clear(&c.key(), T0 + 3 * MIN), None);
         let mut twice = c.clone();
         twice.after = Some(2);
@@ -1011,13 +1087,9 @@ mod tests {
         assert_eq!(r.starts_at_ms, T0);
         assert_eq!(r.ends_at_ms, Some(T0 + 20 * MIN));
         assert_eq!(r.id, 0);
-        // The restored notification time drives the cooldown.
-        assert_eq!(
-            raise_n(&mut e, &a, T0 + 21 * MIN, 3),
-            Decision::Cooldown {
-                until_ms: T0 + 2 * MIN + HOUR
-            }
-        );
+        // Fired again after it resolved: a new episode, at its threshold.
+        let again = notified(raise_n(&mut e, &a, T0 + 21 * MIN, 3));
+        assert_eq!(again.starts_at_ms, T0 + 21 * MIN);
     }
 
     #[test]
@@ -1027,14 +1099,14 @@ mod tests {
         let mut n = notified(Engine::new(policy(0, 0)).raise(&a, T0));
         n.fingerprint = "restored-fp".to_string();
         e.restore_firing(&n, T0);
-        let reminder = notified(e.raise(&a, T0 + HOUR));
+        let reminder = notified(e.raise(&a, T0 + 4 * HOUR));
         assert_eq!(reminder.fingerprint, "restored-fp");
         assert_eq!(reminder.occurrences, 1);
         let mut resolved = n.clone();
         resolved.status = Status::Resolved;
-        e.restore_firing(&resolved, T0 + HOUR);
+        e.restore_firing(&resolved, T0 + 4 * HOUR);
         assert!(e.firing().is_empty());
-        assert_eq!(e.clear(&a.key(), T0 + 2 * HOUR), None);
+        assert_eq!(e.clear(&a.key(), T0 + 5 * HOUR), None);
         // A resolved notification for an unknown key is a no-op.
         let mut unknown = resolved;
         unknown.key = "nobody".to_string();
@@ -1158,7 +1230,7 @@ mod tests {
             Decision::Deduplicated { .. }
         ));
         assert!(e.clear(&a.key(), i64::MIN).is_some());
-        assert_eq!(e.raise(&a, 0), Decision::Cooldown { until_ms: i64::MAX });
+        notified(e.raise(&a, 0));
         e.prune(i64::MIN);
         e.prune(i64::MAX);
         // Time going backwards within a normal policy: still deduplicated, no panic.

@@ -7,6 +7,8 @@
 //! - [`channel`]: where notifications go (email, webhook, Slack, Discord, the log) and how.
 //! - [`flush`]: the daemon's last words (the root gave up): the outbox sent without the actor.
 //! - [`hub`]: [`Alerts`], the handle every actor raises and clears alerts through.
+//! - [`truth`]: what the sources say is true now, kept by the handle across restarts of the
+//!   actor; compared with what the receivers were told whenever the actor starts.
 //! - `actor`: `AlertsActor`.
 
 pub mod actor;
@@ -16,6 +18,7 @@ pub mod engine;
 pub mod flush;
 pub mod group;
 pub mod hub;
+pub mod truth;
 
 pub use actor::AlertsMessage;
 pub use alert::{fingerprint, Alert, Notification, PerSeverity, Severity, Status};

@@ -113,28 +113,9 @@ pub fn notifier(
             Sample::event(Metric::BreakerTransitions, name.to_string())
                 .outcome(t.to == StateName::Closed),
         );
-        let key = alert_key(name);
         match t.to {
-            StateName::Open => {
-                let alert = Alert::new(
-                    Severity::Warning,
-                    format!("circuit breaker open: {name}"),
-                    path.clone(),
-                )
-                .body(format!(
-                    "breaker {name} opened ({}); calls are rejected for {}",
-                    t.reason,
-                    humantime::format_duration(Duration::from_millis(
-                        snapshot.wait_ms.max(0) as u64
-                    ))
-                ))
-                .label("breaker", name)
-                .at_once();
-                let mut alert = alert;
-                alert.key = Some(key);
-                alerts.raise(alert);
-            }
-            StateName::Closed | StateName::Disabled => alerts.clear(key),
+            StateName::Open => alerts.raise(open_alert(&path, name, &t.reason, snapshot)),
+            StateName::Closed | StateName::Disabled => alerts.clear(alert_key(name)),
             _ => {}
         }
         let mut event = StoredEvent::new(
@@ -168,6 +149,23 @@ pub fn notifier(
             save_later(&store, vec![save_of(&name, Some(&transition), &snapshot)]);
         }
     })
+}
+
+/// The alert "breaker NAME is open" (`why`: the transition's reason).
+fn open_alert(path: &str, name: &str, why: &str, snapshot: &Snapshot) -> Alert {
+    let mut alert = Alert::new(
+        Severity::Warning,
+        format!("circuit breaker open: {name}"),
+        path,
+    )
+    .body(format!(
+        "breaker {name} opened ({why}); calls are rejected for {}",
+        humantime::format_duration(Duration::from_millis(snapshot.wait_ms.max(0) as u64))
+    ))
+    .label("breaker", name)
+    .at_once();
+    alert.key = Some(alert_key(name));
+    alert
 }
 
 /// The alert key of "breaker NAME is open".
@@ -385,6 +383,22 @@ impl Actor for BreakersActor {
         for name in args.registry.names() {
             if !args.breakers.iter().any(|(n, _)| *n == name) {
                 args.registry.remove(&name);
+                args.alerts.clear(alert_key(&name));
+            }
+        }
+        // What is true of each now (a breaker restored open is still open; one restored
+        // closed was maybe notified open before a restart): said before the tree has started.
+        for breaker in args.registry.all() {
+            let snapshot = breaker.snapshot();
+            if snapshot.state.name() == StateName::Open {
+                args.alerts.raise(open_alert(
+                    &args.path,
+                    breaker.name(),
+                    "open since before a restart",
+                    &snapshot,
+                ));
+            } else {
+                args.alerts.clear(alert_key(breaker.name()));
             }
         }
         args.slot.attach(myself.clone());

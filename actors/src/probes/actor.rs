@@ -251,12 +251,20 @@ pub struct ProbeActorState {
     /// stopped, whose result could not be recorded.
     runner_task: tokio::task::JoinHandle<()>,
     generation: u64,
+    /// Its status is told to the alerts (raised or cleared whatever changed): after its first
+    /// check, until then what the receivers were told of it stands.
+    told: bool,
     limiters: Vec<Limiter>,
     /// One breaker per heal action (in the order of `args.heal`), not in the shared registry.
     heal_breakers: Vec<Breaker>,
     /// Per heal action: its breaker refused a run (recorded); nothing is tried or recorded
     /// again before this time (Unix ms), when the breaker lets a trial through.
     rejected_until: Vec<Option<i64>>,
+}
+
+/// The alerts scope of the probe at `path`: its keys are `probe:PATH:STATUS`.
+pub fn alert_scope(path: &str) -> String {
+    format!("probe:{path}")
 }
 
 /// The alert key of "probe PATH is at `status`".
@@ -416,6 +424,19 @@ impl ProbeActorState {
         if let (Some(change), Some((message, value))) = (change, said) {
             self.status = change.to;
             self.changed(change.from, change.to, message, value);
+        } else if !self.told {
+            // The first check left the status as it was resumed: said again, so that what
+            // the receivers were told before a restart is held to what is true.
+            let message = lock(&self.report)
+                .last
+                .as_ref()
+                .map(|o| o.message.clone())
+                .unwrap_or_default();
+            self.tell(self.status, message);
+        }
+        if !self.told {
+            self.told = true;
+            self.args.alerts.told(&alert_scope(&self.args.path));
         }
         // While not passing, the heal actions run at every check, each within its cooldown
         // and hourly cap (monit's "if failed then restart" with "N restarts within M cycles").
@@ -444,6 +465,12 @@ impl ProbeActorState {
             "value": value,
         });
         self.args.store.record(event);
+        self.tell(to, message);
+    }
+
+    /// The alerts of status `to`: its own raised (`message`: why), the others cleared.
+    fn tell(&self, to: Health, message: String) {
+        let path = &self.args.path;
         for status in [Health::Warn, Health::Fail] {
             if status != to {
                 self.args.alerts.clear(alert_key(path, status));
@@ -769,10 +796,23 @@ impl Actor for ProbeActor {
         myself: ActorRef<Self::Msg>,
         args: ProbeArgs,
     ) -> Result<ProbeActorState, ActorProcessingErr> {
+        // What it reported before a restart, resumed (its alerts owned until its first check).
+        args.alerts.own(&alert_scope(&args.path));
+        let resumed = match crate::store::events::last_probe_status(args.store.reader(), &args.path)
+            .await
+        {
+            Ok(Some(s)) if s == "fail" => Health::Fail,
+            Ok(Some(s)) if s == "warn" => Health::Warn,
+            Ok(_) => Health::Pass,
+            Err(e) => {
+                tracing::warn!(probe = %args.path, error = %e, "cannot read the probe's last status; it starts passing");
+                Health::Pass
+            }
+        };
         let report = ProbeReport {
             path: args.path.clone(),
             check: args.check.kind().to_string(),
-            status: Health::Pass,
+            status: resumed,
             last: None,
             at_ms: None,
             took_ms: None,
@@ -794,16 +834,18 @@ impl Actor for ProbeActor {
         let heal_breakers = heal_breakers(&args.path, &args.heal, &args.store);
         let rejected_until = vec![None; args.heal.len()];
         let check_state = CheckState::new().with_slots(args.slots.clone());
+        let thresholds = args.thresholds;
         let mut state = ProbeActorState {
             args,
-            probe: ProbeState::new(),
+            probe: ProbeState::resumed(resumed, thresholds),
             check_state: Some(check_state),
             report,
-            status: Health::Pass,
+            status: resumed,
             waiting: Vec::new(),
             runner: runner_tx,
             runner_task,
             generation: 0,
+            told: false,
             limiters,
             heal_breakers,
             rejected_until,
@@ -839,6 +881,9 @@ impl Actor for ProbeActor {
     ) -> Result<(), ActorProcessingErr> {
         state.args.registry.withdraw(&state.args.path, &myself);
         state.runner_task.abort();
+        // Stopped on purpose (removed, or replaced by a reload): its conditions end with it,
+        // unless a new incarnation owns them by the time the alerts look.
+        state.args.alerts.disown(&alert_scope(&state.args.path));
         Ok(())
     }
 }

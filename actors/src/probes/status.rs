@@ -84,6 +84,25 @@ impl ProbeState {
         }
     }
 
+    /// A probe that reported `status` before a restart, resumed there as if it had just
+    /// reached it: while it keeps failing it stays (a restart does not walk it up from Pass
+    /// again, notifying every step), and it passes again as it would have.
+    pub fn resumed(status: Health, config: Thresholds) -> Self {
+        let warn_after = config.failures_before_warning.max(1);
+        let fail_after = config.failures_before_critical.max(1);
+        let mut p = ProbeState::new();
+        p.status = status;
+        match status {
+            Health::Pass => {}
+            Health::Warn => p.failures = warn_after,
+            Health::Fail => {
+                p.failures = warn_after.max(fail_after);
+                p.hard_failures = fail_after;
+            }
+        }
+        p
+    }
+
     /// The reported status.
     pub fn status(&self) -> Health {
         self.status
@@ -164,6 +183,26 @@ mod tests {
             failures_before_critical: crit,
             successes_before_passing: pass,
         }
+    }
+
+    #[test]
+    fn a_resumed_status_holds_while_failing_and_passes_as_it_would() {
+        let config = t(1, 3, 2);
+        let mut p = ProbeState::resumed(Fail, config);
+        assert_eq!(p.observe(Fail, config), None);
+        assert_eq!(p.status(), Fail);
+        assert_eq!(p.observe(Pass, config), None);
+        assert_eq!(
+            p.observe(Pass, config),
+            Some(StatusChange {
+                from: Fail,
+                to: Pass
+            })
+        );
+        let mut w = ProbeState::resumed(Warn, config);
+        assert_eq!(w.observe(Warn, config), None);
+        assert_eq!(w.status(), Warn);
+        assert_eq!(ProbeState::resumed(Pass, config).status(), Pass);
     }
 
     /// The reported status after each raw result.

@@ -265,6 +265,20 @@ pub async fn last_n_cursor(
     Ok(row.map(|r| r.get::<i64, _>(0)))
 }
 
+/// The status the probe at `path` last changed to (`"pass"`, `"warn"`, `"fail"`), if its
+/// `probe` events are still kept.
+pub async fn last_probe_status(pool: &SqlitePool, path: &str) -> Result<Option<String>, String> {
+    sqlx::query_scalar::<_, Option<String>>(
+        "SELECT json_extract(data, '$.to') FROM events WHERE path = ? AND kind = 'probe' \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(path)
+    .fetch_optional(pool)
+    .await
+    .map(Option::flatten)
+    .map_err(|e| format!("cannot read events: {e}"))
+}
+
 /// The highest event id, if any.
 pub async fn last_id(pool: &SqlitePool) -> Result<Option<i64>, String> {
     sqlx::query_scalar::<_, Option<i64>>("SELECT max(id) FROM events")

@@ -309,6 +309,11 @@ async fn target_online(target: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The alerts scope of a target: its keys are `sync:TARGET:WHAT`.
+pub fn alert_scope(target: &str) -> String {
+    format!("sync:{target}")
+}
+
 /// Alert keys of a target.
 pub fn alert_key(target: &str, what: &str) -> String {
     format!("sync:{target}:{what}")
@@ -751,8 +756,32 @@ impl SyncTargetState {
             .at_once();
             a.key = Some(alert_key(name, "conflict"));
             self.args.alerts.raise(a);
-        } else if r.outcome == Outcome::Success && r.unresolved.is_empty() {
+        } else if !r.unresolved.is_empty() {
+            // Kept by an earlier run and still open: the condition holds (said again, so it
+            // is known to hold after a restart).
+            let mut a = Alert::new(
+                Severity::Warning,
+                format!(
+                    "sync of {name}: {} conflict(s) kept both versions",
+                    r.unresolved.len()
+                ),
+                self.args.path.clone(),
+            )
+            .body(format!(
+                "unresolved conflicts: {}. `metasystem conflicts` lists them, `metasystem \
+                 conflicts resolve PATH --keep local|remote|both` settles one",
+                r.unresolved.join(", ")
+            ))
+            .label("target", name.clone())
+            .at_once();
+            a.key = Some(alert_key(name, "conflict"));
+            self.args.alerts.raise(a);
+        } else if matches!(r.outcome, Outcome::Success | Outcome::Partial) {
             self.args.alerts.clear(alert_key(name, "conflict"));
+        }
+        if matches!(r.outcome, Outcome::Success | Outcome::Partial) {
+            // A run that got through has said what holds of every key of the target.
+            self.args.alerts.told(&alert_scope(name));
         }
     }
 }
@@ -864,6 +893,8 @@ impl Actor for SyncTargetActor {
         myself: ActorRef<Self::Msg>,
         args: SyncTargetArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // Until a run gets through, what the receivers were told of this target stands.
+        args.alerts.own(&alert_scope(&args.spec.name));
         let base = crate::store::sync::base(args.store.reader(), &args.spec.name)
             .await
             .map_err(|e| format!("sync target {}: {e}", args.spec.name))?;
@@ -950,6 +981,12 @@ impl Actor for SyncTargetActor {
     ) -> Result<(), ActorProcessingErr> {
         state.watch.stop();
         state.args.registry.withdraw(&state.args.spec.name, &myself);
+        // Stopped on purpose: its conditions end with it, unless a new incarnation owns them
+        // by the time the alerts look.
+        state
+            .args
+            .alerts
+            .disown(&alert_scope(&state.args.spec.name));
         Ok(())
     }
 }

@@ -49,6 +49,8 @@ fn policy() -> Policy {
             warning: Duration::ZERO,
             critical: Duration::ZERO,
         },
+        // Reminders follow the dedup window alone.
+        repeat_interval: Duration::ZERO,
     }
 }
 
@@ -138,6 +140,8 @@ impl Rig {
         let mut a = args(&store, &alerts, channels);
         tune(&mut a);
         let (actor, join) = spawn(a).await;
+        // As in a daemon whose tree has started.
+        alerts.started();
         Rig {
             _dir: dir,
             store,
@@ -252,7 +256,11 @@ async fn an_alert_is_sent_at_its_nth_consecutive_occurrence_only() {
     rig.alerts.raise(warning("disk low"));
     rig.alerts.raise(warning("disk low"));
     tokio::time::sleep(GROUP_WAIT + QUIET).await;
-    assert!(sink.requests().is_empty());
+    assert!(
+        sink.requests().is_empty(),
+        "{:#?}",
+        sink.requests().iter().map(|r| r.json()).collect::<Vec<_>>()
+    );
     assert!(rig.rows().await.is_empty());
     assert_eq!(rig.status().await.pending_threshold, 2);
 
@@ -310,8 +318,11 @@ async fn repeats_are_one_message_and_a_reminder_after_the_interval_folds_them() 
     rig.stop().await;
 }
 
+/// A condition that fails, resolves and fails again within the cooldown is a new episode:
+/// notified at once (before, it was muted for the cooldown, and the receiver's last message
+/// said "resolved" while it failed).
 #[tokio::test]
-async fn a_quick_refire_after_a_resolution_is_muted_by_the_cooldown() {
+async fn a_second_failure_soon_after_a_resolution_is_notified_at_once() {
     let sink = HttpSink::start().await;
     let rig = Rig::start_with(vec![webhook("hook", &sink)], |a| {
         a.policy.cooldown.warning = Duration::from_secs(3600)
@@ -322,13 +333,17 @@ async fn a_quick_refire_after_a_resolution_is_muted_by_the_cooldown() {
     rig.alerts.clear(key(Severity::Warning, "link down"));
     bounded(sink.wait_requests(2, WAIT)).await;
     rig.alerts.raise(warning("link down"));
-    let got = exactly(&sink, 2).await;
+    bounded(sink.wait_requests(3, WAIT)).await;
+    let got = exactly(&sink, 3).await;
     let fp = fingerprint(&key(Severity::Warning, "link down"));
     assert_eq!(
         alerts_in(&got),
-        vec![(fp.clone(), "firing".into()), (fp, "resolved".into())]
+        vec![
+            (fp.clone(), "firing".into()),
+            (fp.clone(), "resolved".into()),
+            (fp, "firing".into())
+        ]
     );
-    assert_eq!(rig.status().await.muted, 1);
     rig.stop().await;
 }
 
@@ -976,4 +991,126 @@ async fn an_adaptive_channel_starts_its_retries_at_its_median_recovery() {
     actor.stop(None);
     bounded(join).await.unwrap();
     drop(dir);
+}
+
+/// Alert state is derived from what is true, not remembered by the actor alone: a clear
+/// while no alerts actor runs is not lost (the next incarnation resolves), and a condition
+/// raised meanwhile fires when it starts.
+#[tokio::test]
+async fn what_changed_while_the_alerts_actor_was_down_reaches_the_receiver_when_it_starts() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    rig.alerts.raise(critical("was failing"));
+    exactly(&sink, 1).await;
+    rig.rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    let alerts = rig.alerts.clone();
+    let (dir, store) = rig.stop().await;
+    // No actor runs: the condition ends, another begins.
+    alerts.clear(key(Severity::Critical, "was failing"));
+    alerts.raise(critical("began meanwhile"));
+    let (actor, join) = spawn(args(&store, &alerts, vec![webhook("hook", &sink)])).await;
+    let got = exactly(&sink, 3).await;
+    let seen = alerts_in(&got[1..]);
+    assert!(
+        seen.contains(&(
+            fingerprint(&key(Severity::Critical, "was failing")),
+            "resolved".into()
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(
+            fingerprint(&key(Severity::Critical, "began meanwhile")),
+            "firing".into()
+        )),
+        "{seen:?}"
+    );
+    actor.stop(None);
+    bounded(join).await.unwrap();
+    drop(dir);
+}
+
+/// A daemon restart: a new handle (nothing true is known yet) on the same store. What the
+/// receivers were told stands until the source of each alert has looked; then a firing alert
+/// that is no longer true is resolved at once, and one whose source is gone is resolved
+/// when the tree has started.
+#[tokio::test]
+async fn after_a_restart_firing_alerts_are_held_to_what_their_sources_say() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    for t in ["probe:root/p:fail", "gave_up:root/gone"] {
+        let mut a = critical(t);
+        a.key = Some(t.to_string());
+        rig.alerts.raise(a);
+    }
+    exactly(&sink, 1).await;
+    rig.rows_until("sent", |r| {
+        r.len() == 2 && r.iter().all(|r| r.state == "sent")
+    })
+    .await;
+    let (dir, store) = rig.stop().await;
+
+    // The restarted daemon: a fresh handle; the probe owns its scope and has not looked.
+    let alerts = Alerts::new(store.clone());
+    alerts.own("probe:root/p");
+    let (actor, join) = spawn(args(&store, &alerts, vec![webhook("hook", &sink)])).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        sink.requests().len(),
+        1,
+        "nothing is known yet: nothing sent"
+    );
+    alerts.started();
+    let got = exactly(&sink, 2).await;
+    assert_eq!(
+        alerts_in(&got[1..]),
+        vec![(fingerprint("gave_up:root/gone"), "resolved".into())]
+    );
+    // The probe's first check passes: it clears nothing (nothing raised) and tells.
+    alerts.told("probe:root/p");
+    let got = exactly(&sink, 3).await;
+    assert_eq!(
+        alerts_in(&got[2..]),
+        vec![(fingerprint("probe:root/p:fail"), "resolved".into())]
+    );
+    actor.stop(None);
+    bounded(join).await.unwrap();
+    drop(dir);
+}
+
+/// A condition still failing when its silence ends is notified then, with no further
+/// occurrence (a probe raises only when its status changes).
+#[tokio::test]
+async fn a_silence_that_ends_while_its_alert_still_fires_notifies_it() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    let now = metasystem_actors::store::unix_ms(std::time::SystemTime::now());
+    rig.silence("*disk*", Some(now + 1500)).await;
+    rig.alerts.raise(warning("disk low"));
+    tokio::time::sleep(GROUP_WAIT + QUIET).await;
+    assert!(sink.requests().is_empty(), "silenced");
+    let got = exactly(&sink, 1).await;
+    assert_eq!(
+        alerts_in(&got),
+        vec![(
+            fingerprint(&key(Severity::Warning, "disk low")),
+            "firing".into()
+        )]
+    );
+    // Lifting a silence by hand lets what it held through at once too.
+    rig.silence("*battery*", Some(now + 3_600_000)).await;
+    rig.alerts.raise(warning("battery low"));
+    tokio::time::sleep(GROUP_WAIT + QUIET).await;
+    assert_eq!(sink.requests().len(), 1);
+    rig.silence("*battery*", None).await;
+    let got = exactly(&sink, 2).await;
+    assert_eq!(
+        alerts_in(&got[1..]),
+        vec![(
+            fingerprint(&key(Severity::Warning, "battery low")),
+            "firing".into()
+        )]
+    );
+    rig.stop().await;
 }

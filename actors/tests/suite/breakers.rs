@@ -383,6 +383,7 @@ async fn the_open_warning_is_notified_and_resolved_when_it_closes() {
                     warning: Duration::ZERO,
                     critical: Duration::ZERO,
                 },
+                repeat_interval: Duration::from_secs(3600),
             },
             group_wait: Duration::from_millis(50),
             channels: vec![ChannelSpec {
