@@ -15,8 +15,8 @@
 //! Plain-file work (scanning, hashing, copying, fsync) runs on the blocking pool, spread over
 //! [`WORKERS`] threads; SQLite snapshots go through sqlx's own threads.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -366,12 +366,15 @@ async fn run_inner(
         ));
     }
 
-    // Backups past retention.
-    let dir = spec.backups.clone();
-    let retention = spec.retention;
-    report.backups_pruned = blocking(move || backups::prune_backups(&dir, retention))
-        .await?
-        .unwrap_or(0);
+    // Backups past retention: at most once an hour per backups folder (a walk of all of
+    // them, which a run every few seconds would repeat for nothing; retention is in days).
+    if prune_due(&spec.backups) {
+        let dir = spec.backups.clone();
+        let retention = spec.retention;
+        report.backups_pruned = blocking(move || backups::prune_backups(&dir, retention))
+            .await?
+            .unwrap_or(0);
+    }
     if let Some(lock) = guarded.lock {
         lock.release().await;
     }
@@ -418,6 +421,25 @@ impl Phases {
                 .map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1e3))
                 .collect();
             tracing::debug!(target: "metasystem_actors::sync", "sync {target}: {}", text.join(", "));
+        }
+    }
+}
+
+/// How often a backups folder is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Whether `dir`'s backups are due to be pruned (the first run of a daemon prunes): if so,
+/// the time is noted now.
+fn prune_due(dir: &Path) -> bool {
+    static LAST: std::sync::Mutex<Option<HashMap<PathBuf, Instant>>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let last = last.get_or_insert_with(HashMap::new);
+    let now = Instant::now();
+    match last.get(dir) {
+        Some(at) if now.duration_since(*at) < PRUNE_EVERY => false,
+        _ => {
+            last.insert(dir.to_path_buf(), now);
+            true
         }
     }
 }
