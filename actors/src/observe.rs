@@ -2,6 +2,9 @@
 //! and (for restarts and give-ups) alerts. This is the one place that turns the engine's
 //! vocabulary into the metrics' and the alerts'; the engine knows nothing of either.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use crate::alerts::{Alert, Alerts, Severity};
 use crate::metrics::{Metric, Metrics, Sample};
 use crate::store::{unix_ms, StoredEvent};
@@ -66,10 +69,33 @@ pub fn gave_up_alert(path: &str, intensity: u32, period: std::time::Duration) ->
     alert
 }
 
+/// Per path: how many restarts were scheduled. A restart's "running again" is told only if
+/// no other restart of the path came since.
+#[derive(Clone, Default)]
+struct Restarts(Arc<Mutex<HashMap<String, u64>>>);
+
+impl Restarts {
+    fn bump(&self, path: &str) -> u64 {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(path.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn is_latest(&self, path: &str, n: u64) -> bool {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(path) == Some(&n)
+    }
+}
+
 /// The alert a lifecycle event raises or clears, if any.
-fn alert_of(e: &LifecycleEvent, alerts: &Alerts) {
+fn alert_of(e: &LifecycleEvent, alerts: &Alerts, restarts: &Restarts) {
     match &e.kind {
-        EventKind::RestartScheduled { delay, attempt } => {
+        EventKind::RestartScheduled {
+            delay,
+            attempt,
+            reset_after,
+        } => {
             let key = restart_key(&e.path);
             // The backoff counts restarts since the child last stayed up: the first of a new
             // run ends the previous condition, so `after` counts restarts in a row.
@@ -89,8 +115,25 @@ fn alert_of(e: &LifecycleEvent, alerts: &Alerts) {
                 ))
             ))
             .label("path", &e.path);
-            alert.key = Some(key);
+            alert.key = Some(key.clone());
             alerts.raise(alert);
+            // Once it has run for `reset_after` after this restart (with no restart since),
+            // it is not restarting any more: the condition ends, as the backoff's count does.
+            let n = restarts.bump(&e.path);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let (alerts, restarts, path) = (alerts.clone(), restarts.clone(), e.path.clone());
+                let wait = delay.saturating_add(*reset_after);
+                rt.spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    if restarts.is_latest(&path, n) {
+                        alerts.clear(key);
+                    }
+                });
+            }
+        }
+        EventKind::Started { .. } | EventKind::Restarted { .. } => {
+            // A supervisor that gave up runs again (its parent restarted it).
+            alerts.clear(gave_up_key(&e.path));
         }
         EventKind::GaveUp { intensity, period } => {
             alerts.raise(gave_up_alert(&e.path, *intensity, *period));
@@ -108,9 +151,10 @@ fn alert_of(e: &LifecycleEvent, alerts: &Alerts) {
 
 /// The engine's event sink for a daemon: store, samples, alerts.
 pub fn sink(metrics: Metrics, alerts: Alerts) -> EventSink {
+    let restarts = Restarts::default();
     EventSink::from_fn(move |event| {
         metrics.store().record(StoredEvent::from(&event));
         metrics.report_many(samples_of(&event));
-        alert_of(&event, &alerts);
+        alert_of(&event, &alerts, &restarts);
     })
 }

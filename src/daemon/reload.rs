@@ -42,6 +42,9 @@ impl Daemon {
                 self.services.breakers.remove(&name);
             }
         }
+        // The tree is whole again: an alert whose source the reload removed ends now (one
+        // whose source was replaced waits for the new one to look).
+        self.services.alerts.started();
         if let Ok(mut shown) = self.origin_shown.lock() {
             *shown = origin.display();
         }

@@ -418,3 +418,212 @@ fn check_warns_about_a_channel_the_daemon_would_skip() {
     );
     assert_eq!(set.stderr.lines().count(), 1, "{}", set.stderr);
 }
+
+/// An alerts child sending to `hook`, and a command probe `svc` that fails while `down`
+/// exists (warning after 1 failure, critical after 3: a restart must not walk it up again).
+fn probe_tree(hook: &HttpSink, down: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"{}
+[[root.children]]
+name = "svc"
+kind = "probe"
+check = "command"
+command = "/bin/sh"
+args = ["-c", "test ! -e '{}' || exit 2"]
+every = "200ms"
+failures_before_warning = 1
+failures_before_critical = 3
+{extra}
+"#,
+        tree(&hook_channel("hook", &hook.url("/hook")), "\"hook\"", &[]),
+        down.display()
+    )
+}
+
+/// The `(key-fingerprint, status)` pairs the receiver got for the probe's statuses, in order.
+fn probe_view(requests: &[Request]) -> Vec<(&'static str, String)> {
+    let warn = fingerprint("probe:root/svc:warn");
+    let fail = fingerprint("probe:root/svc:fail");
+    alerts_in(requests)
+        .into_iter()
+        .filter_map(|(fp, status)| {
+            if fp == warn {
+                Some(("warn", status))
+            } else if fp == fail {
+                Some(("fail", status))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Waits until the receiver's last word on the probe is `last` (bounded); answers the view.
+fn probe_until(
+    rt: &tokio::runtime::Runtime,
+    hook: &HttpSink,
+    d: &TestDaemon,
+    last: &[(&str, &str)],
+) -> Vec<(&'static str, String)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let view = probe_view(&hook.requests());
+        let tail: Vec<(&str, &str)> = view.iter().map(|(k, s)| (*k, s.as_str())).collect();
+        if tail.ends_with(last) {
+            return view;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "the receiver never saw {last:?}: {view:?}\nlog:\n{}",
+                d.log_text()
+            );
+        }
+        let _ = rt;
+        std::thread::sleep(POLL);
+    }
+}
+
+/// What the receiver believes is held to what is true through every restart path: the
+/// probe recovers while the daemon is SIGKILLed, or stopped, or while its alerts actor is
+/// killed, or across a reload that restarts it; the resolution comes each time. A probe
+/// still failing after a restart sends nothing new (no resolved, no warn step).
+#[test]
+fn a_receiver_is_told_the_truth_after_every_kind_of_restart() {
+    let rt = runtime();
+    let hook = rt.block_on(HttpSink::start());
+    let dir = tempfile::tempdir().unwrap();
+    let down = dir.path().join("down");
+    write_file(&down, "");
+    let mut d = TestDaemon::start(&probe_tree(&hook, &down, ""));
+    probe_until(&rt, &hook, &d, &[("fail", "firing")]);
+
+    // 1. SIGKILL while failing, restarted still failing: nothing new for the receiver.
+    d.signal(rustix::process::Signal::KILL);
+    let _ = d.wait_exit();
+    let _ = std::fs::remove_file(&d.socket);
+    let before = probe_view(&hook.requests());
+    d.launch(&[]);
+    d.wait_ready();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        probe_view(&hook.requests()),
+        before,
+        "a restart while failing tells the receiver nothing new\nlog:\n{}",
+        d.log_text()
+    );
+
+    // 2. SIGKILL, then it recovers while the daemon is down: resolved after the restart.
+    d.signal(rustix::process::Signal::KILL);
+    let _ = d.wait_exit();
+    let _ = std::fs::remove_file(&d.socket);
+    std::fs::remove_file(&down).unwrap();
+    d.launch(&[]);
+    d.wait_ready();
+    probe_until(&rt, &hook, &d, &[("fail", "resolved")]);
+
+    // 3. Failing again (a new episode, at once), then a clean shutdown, recovered meanwhile.
+    write_file(&down, "");
+    probe_until(&rt, &hook, &d, &[("warn", "firing")]);
+    probe_until(&rt, &hook, &d, &[("warn", "resolved"), ("fail", "firing")]);
+    assert_eq!(d.terminate(), 0);
+    std::fs::remove_file(&down).unwrap();
+    d.launch(&[]);
+    d.wait_ready();
+    probe_until(&rt, &hook, &d, &[("fail", "resolved")]);
+
+    // 4. The alerts actor killed; the probe fails and recovers around it.
+    write_file(&down, "");
+    probe_until(&rt, &hook, &d, &[("fail", "firing")]);
+    assert_eq!(d.cli(&["kill", "root/alerts"]).code, 0);
+    std::fs::remove_file(&down).unwrap();
+    probe_until(&rt, &hook, &d, &[("fail", "resolved")]);
+
+    // 5. A reload that restarts the alerts actor (its group_wait changed) while the probe
+    // goes from failing to passing.
+    write_file(&down, "");
+    probe_until(&rt, &hook, &d, &[("fail", "firing")]);
+    d.write_config(&probe_tree(&hook, &down, "").replace("100ms", "150ms"));
+    std::fs::remove_file(&down).unwrap();
+    assert_eq!(d.cli(&["reload"]).code, 0, "log:\n{}", d.log_text());
+    probe_until(&rt, &hook, &d, &[("fail", "resolved")]);
+
+    // 6. The probe removed from the config while failing: its alert ends with it.
+    write_file(&down, "");
+    probe_until(&rt, &hook, &d, &[("fail", "firing")]);
+    d.write_config(&tree(
+        &hook_channel("hook", &hook.url("/hook")),
+        "\"hook\"",
+        &[],
+    ));
+    assert_eq!(d.cli(&["reload"]).code, 0, "log:\n{}", d.log_text());
+    probe_until(&rt, &hook, &d, &[("fail", "resolved")]);
+    assert_eq!(d.terminate(), 0);
+}
+
+/// "actor restarting" resolves once the actor has run for its supervisor's `reset_after`
+/// after the restart (before, only at shutdown); "supervisor gave up" resolves when its
+/// parent has it running again.
+#[test]
+fn restart_and_give_up_alerts_resolve_when_the_actor_runs_again() {
+    let rt = runtime();
+    let hook = rt.block_on(HttpSink::start());
+    let t = tree(&hook_channel("hook", &hook.url("/hook")), "\"hook\"", &["beat"]).replace(
+        "[root]\nintensity = 10",
+        "[root]\nintensity = 10\nbackoff = { initial = \"10ms\", max = \"50ms\", reset_after = \"1s\" }",
+    ) + r#"
+[[root.children]]
+name = "grp"
+kind = "supervisor"
+intensity = 1
+period = "1h"
+  [[root.children.children]]
+  name = "x"
+  kind = "heartbeat"
+  every = "1h"
+"#;
+    let d = TestDaemon::start(&t);
+    assert_eq!(d.cli(&["kill", "root/beat"]).code, 0);
+    let restart = fingerprint("restart:root/beat");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = alerts_in(&hook.requests());
+        if seen.contains(&(restart.clone(), "resolved".into())) {
+            let firing = seen
+                .iter()
+                .position(|p| *p == (restart.clone(), "firing".into()));
+            let resolved = seen
+                .iter()
+                .position(|p| *p == (restart.clone(), "resolved".into()));
+            assert!(firing < resolved, "{seen:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{seen:?}\nlog:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(POLL);
+    }
+
+    // grp gives up at its child's second restart; root restarts grp (within the channel's
+    // group_wait here: the message carries the alert once, at its latest, resolved, with
+    // when it began and ended).
+    assert_eq!(d.cli(&["kill", "root/grp/x"]).code, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = d.cli(&["kill", "root/grp/x"]);
+    let gave_up = fingerprint("gave_up:root/grp");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = alerts_in(&hook.requests());
+        let last = seen.iter().rev().find(|(fp, _)| *fp == gave_up);
+        if last.is_some_and(|(_, status)| status == "resolved") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{seen:?}\nlog:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(POLL);
+    }
+}

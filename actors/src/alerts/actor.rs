@@ -584,6 +584,26 @@ impl AlertsState {
         }
         lane.busy = true;
         lane.run.get_or_insert_with(|| DeliveryRun::new(now));
+        // Each alert's latest state once: a receiver back from an outage is told where each
+        // alert is now, not its history (older notifications of an alert in the message are
+        // settled as superseded).
+        let (ids, batch, superseded) = latest_per_alert(ids, batch);
+        if !superseded.is_empty() {
+            let attempt = Attempt {
+                ids: superseded.clone(),
+                at_ms: now,
+                duration_ms: 0,
+                outcome: AttemptOutcome::Skipped,
+                code: None,
+                detail: "superseded by a later notification of the same alert in the same message"
+                    .to_string(),
+                next_attempt_ms: None,
+            };
+            for id in &superseded {
+                self.rows.remove(id);
+            }
+            self.record_attempt(attempt, true).await;
+        }
         let deliverer = self.deliverer.clone();
         let myself = myself.clone();
         let name = name.to_string();
@@ -876,6 +896,33 @@ async fn tuned(
 }
 
 /// Writes a notification to the log (when it cannot be stored yet, it is at least seen).
+/// The notifications of a message, each alert (fingerprint) once at its latest (the last in
+/// the queue's order, which is the order they were decided in): (ids, notifications) kept,
+/// in order, and the ids superseded.
+fn latest_per_alert(
+    ids: Vec<i64>,
+    batch: Vec<Notification>,
+) -> (Vec<i64>, Vec<Notification>, Vec<i64>) {
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in batch.iter().enumerate() {
+        last.insert(n.fingerprint.as_str(), i);
+    }
+    if last.len() == batch.len() {
+        return (ids, batch, Vec::new());
+    }
+    let keep: HashSet<usize> = last.into_values().collect();
+    let (mut kept_ids, mut kept, mut superseded) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (id, n)) in ids.into_iter().zip(batch).enumerate() {
+        if keep.contains(&i) {
+            kept_ids.push(id);
+            kept.push(n);
+        } else {
+            superseded.push(id);
+        }
+    }
+    (kept_ids, kept, superseded)
+}
+
 fn log_notification(n: &Notification) {
     match n.severity {
         Severity::Critical => {
@@ -1131,5 +1178,32 @@ impl Actor for AlertsActor {
         // What was decided is stored now, so the next start delivers it.
         state.persist(&myself, false).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::channel::tests_support::note;
+    use crate::alerts::Severity;
+
+    #[test]
+    fn a_message_carries_each_alert_once_at_its_latest() {
+        let a1 = note(Severity::Warning, Status::Firing, "a");
+        let b = note(Severity::Warning, Status::Firing, "b");
+        let a2 = note(Severity::Warning, Status::Resolved, "a");
+        let a3 = note(Severity::Warning, Status::Firing, "a");
+        let (ids, kept, gone) = latest_per_alert(
+            vec![1, 2, 3, 4],
+            vec![a1.clone(), b.clone(), a2.clone(), a3.clone()],
+        );
+        assert_eq!(ids, vec![2, 4]);
+        assert_eq!(kept, vec![b.clone(), a3]);
+        assert_eq!(gone, vec![1, 3]);
+        let (ids, kept, gone) = latest_per_alert(vec![1, 3], vec![a1, a2.clone()]);
+        assert_eq!((ids, gone), (vec![3], vec![1]));
+        assert_eq!(super::super::channel::batch_status(&kept), Status::Resolved);
+        let (ids, _, gone) = latest_per_alert(vec![2, 3], vec![b, a2]);
+        assert_eq!((ids, gone), (vec![2, 3], vec![]));
     }
 }

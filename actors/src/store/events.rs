@@ -131,9 +131,15 @@ impl From<&LifecycleEvent> for StoredEvent {
                 v["incarnation"] = json!(incarnation);
                 v
             }
-            EventKind::RestartScheduled { delay, attempt } => {
-                json!({ "delay_ms": delay.as_millis() as u64, "attempt": attempt })
-            }
+            EventKind::RestartScheduled {
+                delay,
+                attempt,
+                reset_after,
+            } => json!({
+                "delay_ms": delay.as_millis() as u64,
+                "attempt": attempt,
+                "reset_after_ms": reset_after.as_millis() as u64,
+            }),
             EventKind::GaveUp { intensity, period } => {
                 json!({ "intensity": intensity, "period_ms": period.as_millis() as u64 })
             }
@@ -341,6 +347,7 @@ mod tests {
             EventKind::RestartScheduled {
                 delay: Duration::ZERO,
                 attempt: 1,
+                reset_after: Duration::from_secs(60),
             },
             EventKind::Restarted { incarnation: 2 },
             EventKind::GaveUp {

@@ -26,8 +26,13 @@ pub enum EventKind {
         incarnation: u64,
     },
     /// A restart was decided and will happen after `delay`; `attempt` counts consecutive
-    /// restarts of this child since it last stayed up for the backoff's `reset_after`.
-    RestartScheduled { delay: Duration, attempt: u32 },
+    /// restarts of this child since it last stayed up for the backoff's `reset_after` (how long
+    /// it must run after this restart for the count to start again).
+    RestartScheduled {
+        delay: Duration,
+        attempt: u32,
+        reset_after: Duration,
+    },
     /// Started again by its supervisor after an exit.
     Restarted { incarnation: u64 },
     /// A supervisor reached its restart intensity, stopped its children and failed.
@@ -56,7 +61,7 @@ impl fmt::Display for EventKind {
                 reason,
                 incarnation,
             } => write!(f, "exited: {reason} (incarnation {incarnation})"),
-            EventKind::RestartScheduled { delay, attempt } => {
+            EventKind::RestartScheduled { delay, attempt, .. } => {
                 write!(f, "restart #{attempt} scheduled in {delay:?}")
             }
             EventKind::Restarted { incarnation } => {

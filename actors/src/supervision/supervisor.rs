@@ -835,6 +835,7 @@ impl SupervisorState {
             EventKind::RestartScheduled {
                 delay,
                 attempt: step,
+                reset_after: self.backoff.reset_after,
             },
         );
         // An absurd backoff must not overflow: such a restart is simply never due.

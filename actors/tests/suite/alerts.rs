@@ -1114,3 +1114,66 @@ async fn a_silence_that_ends_while_its_alert_still_fires_notifies_it() {
     );
     rig.stop().await;
 }
+
+/// After an outage, a message carries each alert once at its latest state, and its top-level
+/// status is resolved only when every alert in it is (Alertmanager's v4 webhook).
+#[tokio::test]
+async fn after_an_outage_a_message_carries_each_alerts_latest_state_once() {
+    let sink = HttpSink::start().await;
+    sink.set_default(Reply::new(503, "down"));
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    let flap = key(Severity::Warning, "flapping");
+    for _ in 0..3 {
+        rig.alerts.raise(warning("flapping"));
+        rig.alerts.clear(flap.clone());
+    }
+    rig.alerts.raise(warning("still down"));
+    bounded(sink.wait_requests(2, WAIT)).await;
+    let before = sink.requests().len();
+    sink.set_default(Reply::new(200, "ok"));
+    let rows = rig
+        .rows_until("all settled", |r| {
+            r.len() == 7 && r.iter().all(|r| r.state != "pending")
+        })
+        .await;
+    // The requests the receiver accepted (after it came back).
+    let got = sink.requests();
+    assert!(got.len() > before);
+    let mut last: HashMap<String, String> = HashMap::new();
+    for r in &got[before..] {
+        let v = r.json();
+        let alerts = v["alerts"].as_array().unwrap();
+        let mut fps: Vec<&str> = alerts
+            .iter()
+            .map(|a| a["fingerprint"].as_str().unwrap())
+            .collect();
+        let n = fps.len();
+        fps.sort_unstable();
+        fps.dedup();
+        assert_eq!(fps.len(), n, "each alert once in a message: {v:#}");
+        let any_firing = alerts.iter().any(|a| a["status"] == "firing");
+        assert_eq!(
+            v["status"],
+            if any_firing { "firing" } else { "resolved" },
+            "{v:#}"
+        );
+        for a in alerts {
+            last.insert(
+                a["fingerprint"].as_str().unwrap().to_string(),
+                a["status"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    assert_eq!(
+        last.get(&fingerprint(&flap)).map(String::as_str),
+        Some("resolved")
+    );
+    assert_eq!(
+        last.get(&fingerprint(&key(Severity::Warning, "still down")))
+            .map(String::as_str),
+        Some("firing")
+    );
+    let superseded = rows.iter().filter(|r| r.state == "skipped").count();
+    assert!(superseded >= 1, "{rows:#?}");
+    rig.stop().await;
+}
