@@ -69,6 +69,9 @@ pub fn gave_up_alert(path: &str, intensity: u32, period: std::time::Duration) ->
     alert
 }
 
+/// The least time an actor must run after a restart before "actor restarting" resolves.
+pub const STABLE_AT_LEAST: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Per path: how many restarts were scheduled. A restart's "running again" is told only if
 /// no other restart of the path came since.
 #[derive(Clone, Default)]
@@ -119,10 +122,13 @@ fn alert_of(e: &LifecycleEvent, alerts: &Alerts, restarts: &Restarts) {
             alerts.raise(alert);
             // Once it has run for `reset_after` after this restart (with no restart since),
             // it is not restarting any more: the condition ends, as the backoff's count does.
+            // At least `STABLE_AT_LEAST`: under a supervisor without backoff (reset_after 0)
+            // "restarting" would end the moment it began, and a receiver would hear of it only
+            // as resolved.
             let n = restarts.bump(&e.path);
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let (alerts, restarts, path) = (alerts.clone(), restarts.clone(), e.path.clone());
-                let wait = delay.saturating_add(*reset_after);
+                let wait = delay.saturating_add((*reset_after).max(STABLE_AT_LEAST));
                 rt.spawn(async move {
                     tokio::time::sleep(wait).await;
                     if restarts.is_latest(&path, n) {
