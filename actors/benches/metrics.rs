@@ -58,6 +58,11 @@ async fn ingestion(total: usize) -> (f64, u64) {
         metrics: metrics.clone(),
         alerts: Alerts::new(store.clone()),
         detector: DetectorConfig::default(),
+        // Every series watched: the detector's cost is part of what is measured.
+        watch: metasystem_actors::metrics::Metric::ALL
+            .iter()
+            .map(|m| (*m, "*".to_string()))
+            .collect(),
         retention: 30 * DAY,
         rollup_retention: 366 * DAY,
     };

@@ -1023,3 +1023,21 @@ paths = ["shared", "backups/mine", "metastore.db"]
         ]
     );
 }
+
+#[test]
+fn anomalies_name_watchable_series_and_bad_names_are_errors_with_positions() {
+    let tree = |list: &str| {
+        format!(
+            "[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"m\"\nkind = \"metrics\"\nanomalies = {list}\n"
+        )
+    };
+    ok(&tree("[\"sync_run\", \"probe_check:root/*\"]"));
+    let got = errors(&tree("[\"actor_restarts\", \"nope\"]")).join("\n");
+    for want in [
+        "t.toml:7:14: `actor_restarts` in `anomalies` of",
+        "counts occurrences",
+        "t.toml:7:32: no metric named `nope`",
+    ] {
+        assert!(got.contains(want), "missing {want:?} in\n{got}");
+    }
+}

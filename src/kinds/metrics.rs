@@ -4,13 +4,17 @@
 //! Config: `retention` (default 30d), `rollup_retention` (default 366d), `zscore_threshold`
 //! (default 2.0), `window` (values the z-score looks back on, default 100), `min_samples`
 //! (default 10), `ewma_alpha` (default 0.1), `ewma_threshold` (default 3.0), `anomaly_gap`
-//! (at most one anomaly reported per series per gap, default 1m).
+//! (at most one anomaly reported per series per gap, default 1m), `anomalies` (the series
+//! watched for anomalies: `"METRIC"` or `"METRIC:SUBJECT"`, the subject a glob with `*`; a
+//! metric of durations or sizes, not of occurrences; default none: the daemon's own timings
+//! vary for reasons of their own, and an alert nobody asked for teaches people to ignore
+//! alerts).
 //! Operations: `status`.
 
 use std::time::Duration;
 
 use metasystem_actors::metrics::anomaly::DetectorConfig;
-use metasystem_actors::metrics::{MetricsActor, MetricsArgs, MetricsMessage};
+use metasystem_actors::metrics::{Metric, MetricsActor, MetricsArgs, MetricsMessage};
 use metasystem_actors::ChildSpec;
 use serde_json::Value;
 
@@ -25,6 +29,17 @@ pub struct MetricsConfig {
     pub retention: Duration,
     pub rollup_retention: Duration,
     pub detector: DetectorConfig,
+    /// The series watched for anomalies (`anomalies`).
+    pub watch: Vec<(Metric, String)>,
+}
+
+/// The metrics `anomalies` may name.
+fn watchable() -> Vec<&'static str> {
+    Metric::ALL
+        .iter()
+        .filter(|m| m.detects_anomalies())
+        .map(|m| m.name())
+        .collect()
 }
 
 /// A number within `[min, max]`.
@@ -136,10 +151,38 @@ impl ActorKind for MetricsConfig {
                 ),
             );
         }
+        let mut watch = Vec::new();
+        for p in t.strings(cx.d, "anomalies").unwrap_or_default() {
+            let (name, subject) = match p.get_ref().split_once(':') {
+                Some((m, s)) => (m, s.to_string()),
+                None => (p.get_ref().as_str(), "*".to_string()),
+            };
+            match Metric::parse(name) {
+                Some(m) if m.detects_anomalies() => watch.push((m, subject)),
+                Some(_) => cx.d.error(
+                    p.span(),
+                    format!(
+                        "`{name}` in `anomalies` of {} counts occurrences: only durations and \
+                         sizes are watched for anomalies ({})",
+                        t.context,
+                        watchable().join(", ")
+                    ),
+                ),
+                None => cx.d.error(
+                    p.span(),
+                    format!(
+                        "no metric named `{name}` (in `anomalies` of {}); one of: {}",
+                        t.context,
+                        watchable().join(", ")
+                    ),
+                ),
+            }
+        }
         Some(MetricsConfig {
             retention,
             rollup_retention,
             detector,
+            watch,
         })
     }
 
@@ -153,6 +196,7 @@ impl ActorKind for MetricsConfig {
                     metrics: services.metrics.clone(),
                     alerts: services.alerts.clone(),
                     detector: config.detector.clone(),
+                    watch: config.watch.clone(),
                     retention: config.retention,
                     rollup_retention: config.rollup_retention,
                 },

@@ -10,7 +10,8 @@
 //!   turns it off);
 //! - memory: `warn_below` (500MB), `fail_below` (100MB);
 //! - sqlite: `path`, `warn_size` (500MB), `tables` (row counts to report);
-//! - sync_recency: `target`, `warn_after` (6h), `fail_after`;
+//! - sync_recency: `target`, `warn_after` (6h), `fail_after`, `alert_offline` (false: a
+//!   target never synced that is offline, or has had no run yet, passes with a note);
 //! - breakers: none (warns while any breaker is not closed);
 //! - tcp: `addr` ("host:port"); http: `url`, `status` (default any 2xx), `body_contains`;
 //! - command: `command` (the program, no shell), `args`, `cwd`, `env` (a table of strings);
@@ -198,6 +199,9 @@ fn check(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<Chec
                 s.warn_after = d;
             }
             s.fail_after = bounded(cx.d, t, "fail_after", Duration::from_secs(60), MAX_DURATION);
+            if let Some(b) = t.boolean(cx.d, "alert_offline") {
+                s.alert_offline = *b.get_ref();
+            }
             if s.fail_after.is_some_and(|f| f < s.warn_after) {
                 cx.d.error(
                     t.span.clone(),

@@ -627,3 +627,43 @@ period = "1h"
         std::thread::sleep(POLL);
     }
 }
+
+/// A fresh install on a machine without iCloud or the external drive: the embedded default
+/// tree decides no alert (before: "never synced" warnings at start and anomalies in the
+/// daemon's own probe timings within minutes). Run for `METASYSTEM_QUIET_SECS` (default 30 s;
+/// the 10-minute run: 600).
+#[test]
+fn the_default_tree_on_a_fresh_install_raises_no_alert() {
+    let secs: u64 = std::env::var("METASYSTEM_QUIET_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let home = tempfile::tempdir().unwrap();
+    let embedded = include_str!("../../supervision.toml");
+    let tree = match embedded.find("\n[root]") {
+        Some(at) => &embedded[at..],
+        None => panic!("the embedded default has no [root]"),
+    };
+    // The default targets' folders under a home of its own, where neither exists.
+    let tree = tree.replace("~/", &format!("{}/", home.path().display()));
+    let mut d = TestDaemon::start(&tree);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        let decided = d.events(&["--kind", "alert"]);
+        assert!(
+            decided.is_empty(),
+            "a fresh install raised: {decided:#?}\nlog:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let health = d.cli(&["health", "--json"]);
+    assert!(
+        health.stdout.contains("never synced"),
+        "health shows the targets' state: {}",
+        health.stdout
+    );
+    let v = d.json(&["alerts"], 0);
+    assert!(rows(&v).is_empty(), "{v:#}");
+    assert_eq!(d.terminate(), 0);
+}

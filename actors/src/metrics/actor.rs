@@ -27,6 +27,9 @@ pub struct MetricsArgs {
     pub metrics: Metrics,
     pub alerts: Alerts,
     pub detector: DetectorConfig,
+    /// The series watched for anomalies: a metric and a glob of subjects (`*`: all). None by
+    /// default: the daemon's own timings are not watched unless asked.
+    pub watch: Vec<(Metric, String)>,
     /// How long samples are kept.
     pub retention: Duration,
     /// How long hourly rollups are kept.
@@ -79,7 +82,11 @@ impl MetricsState {
     fn watch(&mut self, samples: &[Sample]) {
         self.samples += samples.len() as u64;
         for s in samples {
-            if !s.metric.detects_anomalies() {
+            if !s.metric.detects_anomalies()
+                || !self.args.watch.iter().any(|(m, subject)| {
+                    *m == s.metric && crate::alerts::engine::glob_match(subject, &s.subject)
+                })
+            {
                 continue;
             }
             let key = (s.metric, s.subject.clone());

@@ -304,7 +304,11 @@ async fn evaluate(job: &Job, state: &mut CheckState) -> CheckOutcome {
     match &job.spec {
         CheckSpec::Breakers => super::breakers(&open_breakers(&job.breakers)),
         CheckSpec::SyncRecency(s) => match sync_history(&job.store, &s.target).await {
-            Ok(history) => super::sync_recency(&history, now_ms(), s.warn_after, s.fail_after),
+            Ok(history) => super::data::quiet_unless_asked(
+                super::sync_recency(&history, now_ms(), s.warn_after, s.fail_after),
+                &history,
+                s.alert_offline,
+            ),
             Err(e) => CheckOutcome::warn(format!("cannot read the sync history: {e}")),
         },
         CheckSpec::Process(s) => {

@@ -416,6 +416,10 @@ pub struct SyncRecencySpec {
     pub target: String,
     pub warn_after: Duration,
     pub fail_after: Option<Duration>,
+    /// A target never synced that is offline (or has had no run yet) warns; by default it is
+    /// informational (passes, saying so): a fresh install without the drive or the cloud
+    /// folder must not raise a warning.
+    pub alert_offline: bool,
 }
 
 impl SyncRecencySpec {
@@ -427,6 +431,7 @@ impl SyncRecencySpec {
             target: target.into(),
             warn_after: Self::DEFAULT_WARN_AFTER,
             fail_after: None,
+            alert_offline: false,
         }
     }
 }

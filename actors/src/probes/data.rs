@@ -82,6 +82,30 @@ pub fn sync_recency(
         }))
 }
 
+/// [`sync_recency`] with what is only informational made so unless asked (`alert_offline`):
+/// a target never synced that has had no run yet, or whose runs find it offline, passes,
+/// its message saying what it is (a fresh install on a machine without the drive or the cloud
+/// folder raises nothing). A target that is there and never synced still warns and fails.
+pub fn quiet_unless_asked(
+    outcome: CheckOutcome,
+    history: &SyncHistory,
+    alert_offline: bool,
+) -> CheckOutcome {
+    let informational =
+        history.last_success_ms.is_none() && (history.first_run_ms.is_none() || history.offline());
+    if alert_offline || !informational || outcome.status != Health::Warn {
+        return outcome;
+    }
+    CheckOutcome {
+        status: Health::Pass,
+        message: format!(
+            "{} (informational; `alert_offline = true` warns)",
+            outcome.message
+        ),
+        ..outcome
+    }
+}
+
 /// No successful sync recorded. The age, when there is one, is counted from the first run
 /// recorded (how long the target has had its chance):
 ///
@@ -236,6 +260,47 @@ mod tests {
     use super::*;
 
     const H: i64 = 3_600_000;
+
+    #[test]
+    fn never_synced_and_offline_is_informational_unless_asked() {
+        let now = 10 * H;
+        let offline = SyncHistory {
+            first_run_ms: Some(now - 5 * H),
+            last_outcome: Some("skipped".into()),
+            last_reason: Some("offline: no such folder".into()),
+            ..SyncHistory::default()
+        };
+        let strict = sync_recency(&offline, now, SIX_H, Some(DAY));
+        assert_eq!(strict.status, Health::Warn);
+        let quiet = quiet_unless_asked(strict.clone(), &offline, false);
+        assert_eq!(quiet.status, Health::Pass);
+        assert!(
+            quiet.message.starts_with("offline, never synced"),
+            "{}",
+            quiet.message
+        );
+        assert_eq!(
+            quiet_unless_asked(strict, &offline, true).status,
+            Health::Warn
+        );
+        // No run yet: the same.
+        let none = SyncHistory::default();
+        let o = quiet_unless_asked(sync_recency(&none, now, SIX_H, None), &none, false);
+        assert_eq!(o.status, Health::Pass);
+        // There and never synced: still a warning, then a failure.
+        let failing = SyncHistory {
+            first_run_ms: Some(now - 48 * H),
+            last_outcome: Some("error".into()),
+            last_reason: Some("permission denied".into()),
+            ..SyncHistory::default()
+        };
+        let o = quiet_unless_asked(
+            sync_recency(&failing, now, SIX_H, Some(DAY)),
+            &failing,
+            false,
+        );
+        assert_eq!(o.status, Health::Fail);
+    }
 
     #[test]
     fn a_process_is_judged_from_its_registry_entry() {

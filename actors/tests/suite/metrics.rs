@@ -219,6 +219,8 @@ async fn the_metrics_actor_flags_a_spike_records_it_and_raises_an_alert() {
         metrics: metrics.clone(),
         alerts,
         detector: DetectorConfig::default(),
+        // Named, as a user would: nothing is watched by default.
+        watch: vec![(Metric::AlertDeliveries, "web*".into())],
         retention: Duration::from_secs(30 * 24 * 3600),
         rollup_retention: Duration::from_secs(366 * 24 * 3600),
     };
@@ -389,4 +391,63 @@ async fn windows_over_days_count_every_sample_once_from_hourly_and_daily_rollups
         check(&found, since, "hourly rows before daily_from");
     }
     store.close().await;
+}
+
+/// Quiet by default: a spike in a series nobody named in `anomalies` (the daemon's own probe
+/// timings, on a fresh install) is no anomaly and no alert.
+#[tokio::test]
+async fn series_not_named_in_anomalies_are_not_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let metrics = Metrics::new(store.clone());
+    let args = MetricsArgs {
+        path: "root/metrics".into(),
+        metrics: metrics.clone(),
+        alerts: Alerts::new(store.clone()),
+        detector: DetectorConfig::default(),
+        watch: Vec::new(),
+        retention: Duration::from_secs(30 * 24 * 3600),
+        rollup_retention: Duration::from_secs(366 * 24 * 3600),
+    };
+    let (actor, join) = Actor::spawn(None, MetricsActor, args).await.unwrap();
+    let now = unix_ms(SystemTime::now());
+    let mut series: Vec<Sample> = (0..200)
+        .map(|i| {
+            sample(
+                now + i as i64,
+                Metric::ProbeChecks,
+                "root/open_breakers",
+                0.001 + [0.0, 0.0001][i % 2],
+                Some(true),
+            )
+        })
+        .collect();
+    series.push(sample(
+        now + 500,
+        Metric::ProbeChecks,
+        "root/open_breakers",
+        2.0,
+        Some(true),
+    ));
+    metrics.report_many(series);
+    let status = ractor::call!(actor, metasystem_actors::metrics::MetricsMessage::Status).unwrap();
+    assert_eq!(status.samples, 201);
+    assert_eq!(
+        (status.series_watched, status.anomalies),
+        (0, 0),
+        "{status:?}"
+    );
+    store.flush(Some(Duration::from_secs(10))).await.unwrap();
+    for kind in ["anomaly", "alert"] {
+        let query = EventQuery {
+            kind: Some(kind.into()),
+            ..Default::default()
+        };
+        let found = events::page(store.reader(), &query, None, 100)
+            .await
+            .unwrap();
+        assert!(found.is_empty(), "{kind}: {found:?}");
+    }
+    actor.stop(None);
+    let _ = join.await;
 }
