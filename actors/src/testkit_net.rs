@@ -63,6 +63,8 @@ pub struct Request {
     /// In order, names as sent.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When it had arrived whole.
+    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -300,6 +302,7 @@ async fn serve_http(stream: TcpStream, state: Arc<Mutex<HttpState>>, arrived: Ar
     let reply = {
         let mut s = lock(&state);
         s.requests.push(Request {
+            at: std::time::Instant::now(),
             method,
             target,
             headers,
@@ -395,6 +398,8 @@ pub struct SmtpScript {
     pub mail_reply: Option<(u16, String)>,
     /// Answer to `RCPT TO` instead of `250`.
     pub rcpt_reply: Option<(u16, String)>,
+    /// Recipients answered `550 no such user` (the others as usual).
+    pub refuse_rcpt: Vec<String>,
     /// Answer after the message data instead of `250`.
     pub data_reply: Option<(u16, String)>,
     /// Answer to AUTH instead of `235` (e.g. `(535, "bad credentials")`).
@@ -408,6 +413,7 @@ impl Default for SmtpScript {
             offer_starttls: false,
             mail_reply: None,
             rcpt_reply: None,
+            refuse_rcpt: Vec::new(),
             data_reply: None,
             auth_reply: None,
         }
@@ -678,11 +684,13 @@ async fn serve_smtp(stream: TcpStream, state: Arc<Mutex<SmtpState>>, arrived: Ar
                 }
             }
             "RCPT" => {
+                let to = strip_angles(arg.split_once(':').map(|(_, a)| a).unwrap_or_default());
                 if let Some((code, text)) = &script.rcpt_reply {
                     say!("{code} {text}\r\n");
+                } else if script.refuse_rcpt.contains(&to) {
+                    say!("550 5.1.1 <{to}>: no such user\r\n");
                 } else {
-                    let to = arg.split_once(':').map(|(_, a)| a).unwrap_or_default();
-                    mail.to.push(strip_angles(to));
+                    mail.to.push(to);
                     say!("250 2.1.5 Ok\r\n");
                 }
             }

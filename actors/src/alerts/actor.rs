@@ -706,13 +706,23 @@ impl AlertsState {
                 error,
                 retry_after,
             } => {
-                let delay = next_attempt_delay(
+                let mut delay = next_attempt_delay(
                     lane.failures,
                     lane.initial,
                     policy_max,
                     fastrand::f64(),
                     *retry_after,
                 );
+                if d.label.as_deref() == Some("timeout") {
+                    // A receiver slower than the timeout is likely still at work on what it
+                    // got: the next attempt waits at least as long as this one did, doubling
+                    // (not at the timeout's pace, which a slow receiver gets again and again).
+                    let floor = d
+                        .took
+                        .saturating_mul(1u32 << lane.failures.min(10))
+                        .min(policy_max.max(d.took));
+                    delay = delay.max(floor);
+                }
                 lane.failures = lane.failures.saturating_add(1);
                 let at = now.saturating_add(delay.as_millis() as i64);
                 lane.retry_at = Some(at);

@@ -800,10 +800,18 @@ async fn a_resolution_never_overtakes_the_firing_notification_still_in_its_group
     rig.alerts.raise(critical("blip"));
     rig.alerts.raise(critical("other"));
     rig.alerts.clear(key(Severity::Critical, "blip"));
-    rig.rows_until("all sent", |r| {
-        r.len() == 3 && r.iter().all(|r| r.state == "sent")
-    })
-    .await;
+    // The firing still in its group goes with the resolution, in one message that carries
+    // the alert once, at its latest: resolved (with when it began and ended).
+    let rows = rig
+        .rows_until("all settled", |r| {
+            r.len() == 3 && r.iter().all(|r| r.state != "pending")
+        })
+        .await;
+    let states: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.notification.status.as_str(), r.state.as_str()))
+        .collect();
+    assert!(states.contains(&("firing", "skipped")), "{states:?}");
     tokio::time::sleep(QUIET).await;
     let got = sink.requests();
     let blip = fingerprint(&key(Severity::Critical, "blip"));
@@ -812,7 +820,7 @@ async fn a_resolution_never_overtakes_the_firing_notification_still_in_its_group
         .filter(|(fp, _)| *fp == blip)
         .map(|(_, status)| status)
         .collect();
-    assert_eq!(order, ["firing", "resolved"]);
+    assert_eq!(order, ["resolved"]);
     let other = fingerprint(&key(Severity::Critical, "other"));
     assert_eq!(
         alerts_in(&got)
@@ -1175,5 +1183,83 @@ async fn after_an_outage_a_message_carries_each_alerts_latest_state_once() {
     );
     let superseded = rows.iter().filter(|r| r.state == "skipped").count();
     assert!(superseded >= 1, "{rows:#?}");
+    rig.stop().await;
+}
+
+/// One refused recipient (550) does not fail the message for the others: each recipient
+/// gets its own envelope; the notification is sent, partially, its attempt naming the
+/// refusal. Every attempt of one message has the same Message-ID.
+#[tokio::test]
+async fn a_refused_recipient_does_not_block_the_others() {
+    let smtp = SmtpSink::start().await;
+    smtp.script(|s| s.refuse_rcpt = vec!["gone@example.org".into()]);
+    let mut spec = email("mail", &smtp);
+    if let ChannelKind::Email(e) = &mut spec.kind {
+        e.to = vec![
+            "ops@example.org".into(),
+            "gone@example.org".into(),
+            "oncall@example.org".into(),
+        ];
+    }
+    let rig = Rig::start(vec![spec]).await;
+    rig.alerts.raise(critical("disk full"));
+    let mails = bounded(smtp.wait_mails(2, WAIT)).await;
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(to, vec!["oncall@example.org", "ops@example.org"]);
+    assert_eq!(mails[0].header("Message-ID"), mails[1].header("Message-ID"));
+    let rows = rig
+        .rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    let attempts = outbox::attempts(rig.store.reader(), &[rows[0].notification.id])
+        .await
+        .unwrap();
+    let last = attempts.last().unwrap();
+    assert_eq!(last.outcome, "accepted");
+    assert!(
+        last.detail.starts_with("partially delivered") && last.detail.contains("gone@example.org"),
+        "{last:?}"
+    );
+    rig.stop().await;
+}
+
+/// A receiver slower than the timeout: every attempt of one message carries the same
+/// `Idempotency-Key` (and each alert its episode), and the retries back off from the time
+/// the attempt took rather than follow at the timeout's pace.
+#[tokio::test]
+async fn a_slow_receiver_gets_repeats_it_can_drop() {
+    let sink = HttpSink::start().await;
+    sink.set_default(Reply::new(200, "ok").delay(Duration::from_millis(700)));
+    let rig = Rig::start_with(vec![webhook("hook", &sink)], |a| {
+        a.timeout = Duration::from_millis(300);
+        a.retry_initial = Duration::from_millis(10);
+        a.retry_max = Duration::from_secs(5);
+    })
+    .await;
+    rig.alerts.raise(critical("slow"));
+    let got = bounded(sink.wait_requests(3, WAIT)).await;
+    let keys: Vec<Option<String>> = got
+        .iter()
+        .map(|r| r.header("idempotency-key").map(str::to_string))
+        .collect();
+    assert!(keys[0].is_some(), "{keys:?}");
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    for r in &got {
+        let v = r.json();
+        assert_eq!(v["idempotencyKey"].as_str(), keys[0].as_deref());
+        let a = &v["alerts"][0];
+        assert_eq!(
+            a["episode"].as_str().unwrap(),
+            format!(
+                "{}:{}",
+                fingerprint(&key(Severity::Critical, "slow")),
+                rig.rows().await[0].notification.starts_at_ms
+            )
+        );
+    }
+    // Backed off from the attempt's 300 ms: at least that between attempts, then twice it.
+    let at: Vec<std::time::Instant> = got.iter().map(|r| r.at).collect();
+    assert!(at[1] - at[0] >= Duration::from_millis(550), "{at:?}");
+    assert!(at[2] - at[1] >= Duration::from_millis(850), "{at:?}");
     rig.stop().await;
 }

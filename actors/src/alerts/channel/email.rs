@@ -201,19 +201,17 @@ pub fn build_message(
     } else {
         domain
     };
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let fp_clean: String = fp.chars().filter(char::is_ascii_alphanumeric).collect();
+    // The same for every attempt to send these notifications (the message's idempotency
+    // key): a mail client drops the repeat of a delivery whose answer was lost.
+    let key: String = super::idempotency_key(batch)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
     let mut builder = Message::builder()
         .from(target.from.clone())
         .subject(subject(batch))
         .date(SystemTime::now())
-        .message_id(Some(format!(
-            "<{fp_clean}.{now_ms}.{:08x}@{domain}>",
-            fastrand::u32(..)
-        )))
+        .message_id(Some(format!("<{key}@{domain}>")))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str(FINGERPRINT_HEADER),
             text::one_line(fp),
@@ -338,35 +336,139 @@ pub async fn send_labelled(
         Err(e) => return (classify_error(&e), Some(error_label(&e))),
     };
     let overall = timeout.saturating_mul(4);
-    let (outcome, label) = match tokio::time::timeout(overall, transport.send(message)).await {
-        Ok(Ok(response)) => {
-            let mut answer = u16::from(response.code()).to_string();
-            for line in response.message() {
-                answer.push(' ');
-                answer.push_str(line);
+    // One envelope per recipient: a recipient the server refuses (550) does not fail the
+    // message for the others.
+    let formatted = message.formatted();
+    let from = target.from.email.clone();
+    let mut results: Vec<(String, Outcome, Option<String>)> = Vec::new();
+    for to in &target.to {
+        let envelope =
+            match lettre::address::Envelope::new(Some(from.clone()), vec![to.email.clone()]) {
+                Ok(e) => e,
+                Err(e) => {
+                    let outcome = Outcome::Permanent {
+                        code: None,
+                        error: format!("cannot address {to}: {e}"),
+                    };
+                    results.push((to.email.to_string(), outcome, Some("smtp_message".into())));
+                    continue;
+                }
+            };
+        let sent = tokio::time::timeout(overall, transport.send_raw(&envelope, &formatted)).await;
+        let (outcome, label) = match sent {
+            Ok(Ok(response)) => {
+                let mut answer = u16::from(response.code()).to_string();
+                for line in response.message() {
+                    answer.push(' ');
+                    answer.push_str(line);
+                }
+                let outcome = Outcome::Accepted {
+                    code: Some(u16::from(response.code())),
+                    answer: text::truncate_bytes(&answer, ANSWER_CAP),
+                };
+                (outcome, None)
             }
-            let outcome = Outcome::Accepted {
-                code: Some(u16::from(response.code())),
-                answer: text::truncate_bytes(&answer, ANSWER_CAP),
-            };
-            (outcome, None)
-        }
-        Ok(Err(e)) => (classify_error(&e), Some(error_label(&e))),
-        Err(_) => {
-            let outcome = Outcome::Transient {
-                code: None,
-                error: format!(
-                    "SMTP conversation with {}:{} timed out after {overall:?}",
-                    target.host, target.port
-                ),
-                retry_after: None,
-            };
-            (outcome, Some("timeout".to_string()))
-        }
-    };
+            Ok(Err(e)) => (classify_error(&e), Some(error_label(&e))),
+            Err(_) => {
+                let outcome = Outcome::Transient {
+                    code: None,
+                    error: format!(
+                        "SMTP conversation with {}:{} timed out after {overall:?}",
+                        target.host, target.port
+                    ),
+                    retry_after: None,
+                };
+                (outcome, Some("timeout".to_string()))
+            }
+        };
+        results.push((to.email.to_string(), outcome, label));
+    }
+    let (outcome, label) = per_recipient(results);
     // QUIT the pooled connection now rather than leave it idle.
     let _ = tokio::time::timeout(timeout, transport.shutdown()).await;
     (outcome, label)
+}
+
+/// One message's outcome from its recipients': all accepted, accepted; some accepted and the
+/// rest refused for good, accepted as partially delivered (each refusal in the answer, the
+/// notification is not failed: its receivers got it); a transient failure of any recipient
+/// not accepted, transient (retried for all: the repeat has the same `Message-ID`); else the
+/// first refusal.
+fn per_recipient(results: Vec<(String, Outcome, Option<String>)>) -> (Outcome, Option<String>) {
+    let accepted: Vec<&String> = results
+        .iter()
+        .filter(|(_, o, _)| o.is_accepted())
+        .map(|(to, _, _)| to)
+        .collect();
+    if accepted.len() == results.len() {
+        return match results.into_iter().next() {
+            Some((_, outcome, label)) => (outcome, label),
+            None => (
+                Outcome::Permanent {
+                    code: None,
+                    error: "no recipient".to_string(),
+                },
+                Some("smtp_message".to_string()),
+            ),
+        };
+    }
+    if let Some((to, o, label)) = results
+        .iter()
+        .find(|(_, o, _)| matches!(o, Outcome::Transient { .. }))
+    {
+        let outcome = match o {
+            Outcome::Transient {
+                code,
+                error,
+                retry_after,
+            } => Outcome::Transient {
+                code: *code,
+                error: format!("{to}: {error}"),
+                retry_after: *retry_after,
+            },
+            other => other.clone(),
+        };
+        return (outcome, label.clone());
+    }
+    let refused: Vec<String> = results
+        .iter()
+        .filter_map(|(to, o, _)| match o {
+            Outcome::Permanent { error, .. } => Some(format!("{to}: {error}")),
+            _ => None,
+        })
+        .collect();
+    if accepted.is_empty() {
+        let (_, outcome, label) = results.into_iter().next().unwrap_or_else(|| {
+            (
+                String::new(),
+                Outcome::Permanent {
+                    code: None,
+                    error: String::new(),
+                },
+                None,
+            )
+        });
+        return (outcome, label);
+    }
+    let answer = format!(
+        "partially delivered: accepted for {}; refused for {}",
+        accepted
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        refused.join("; ")
+    );
+    let code = results
+        .iter()
+        .find_map(|(_, o, _)| o.is_accepted().then(|| o.code()).flatten());
+    (
+        Outcome::Accepted {
+            code,
+            answer: text::truncate_bytes(&answer, ANSWER_CAP),
+        },
+        None,
+    )
 }
 
 #[cfg(test)]

@@ -29,12 +29,8 @@ pub fn parse_url(url: Option<&str>) -> Result<Url, String> {
     Ok(url)
 }
 
-/// Posts `body` as JSON and classifies the reply.
-pub async fn post_json(client: &reqwest::Client, url: &Url, body: &serde_json::Value) -> Outcome {
-    post_json_labelled(client, url, body).await.0
-}
-
-/// [`post_json`], with the failure's label for the retry statistics (`None` when accepted):
+/// Posts `body` as JSON (with its `Idempotency-Key`) and classifies the reply, with the
+/// failure's label for the retry statistics (`None` when accepted):
 /// `http_<status>` for an error status, the retry library's class of a request that got no
 /// status (`timeout`, `connect`, `http_body`, ...), `encode` for a payload that cannot be
 /// encoded.
@@ -42,6 +38,7 @@ pub async fn post_json_labelled(
     client: &reqwest::Client,
     url: &Url,
     body: &serde_json::Value,
+    idempotency_key: &str,
 ) -> (Outcome, Option<String>) {
     let bytes = match serde_json::to_vec(body) {
         Ok(b) => b,
@@ -56,6 +53,7 @@ pub async fn post_json_labelled(
     let response = client
         .post(url.clone())
         .header(CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", idempotency_key)
         .body(bytes)
         .send()
         .await;

@@ -369,10 +369,29 @@ impl Deliverer {
             }
         };
         match self.client().await {
-            Ok(client) => http::post_json_labelled(client, url, &body).await,
+            Ok(client) => {
+                http::post_json_labelled(client, url, &body, &idempotency_key(batch)).await
+            }
             Err(outcome) => (outcome, Some("http_client".to_string())),
         }
     }
+}
+
+/// The idempotency key of a message: the same for every attempt to deliver the same
+/// notifications (their outbox ids, which survive restarts), so a receiver can drop the
+/// repeat of a delivery whose answer was lost (a timeout, a crash before it was recorded).
+/// Sent as the `Idempotency-Key` header (and a mail's `Message-ID`).
+pub fn idempotency_key(batch: &[Notification]) -> String {
+    let mut ids: Vec<i64> = batch.iter().map(|n| n.id).collect();
+    ids.sort_unstable();
+    let text: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("ms-{}", super::alert::fingerprint(&text.join(",")))
+}
+
+/// An alert's episode, for receivers: its fingerprint and when the episode began (the same in
+/// its firing, its reminders and its resolution; another for the next time it fires).
+pub fn episode(n: &Notification) -> String {
+    format!("{}:{}", n.fingerprint, n.starts_at_ms)
 }
 
 /// A failed delivery as the retry statistics record it: the label (the channel's, else

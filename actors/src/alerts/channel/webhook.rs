@@ -73,6 +73,8 @@ pub fn payload(receiver: &str, hostname: &str, batch: &[Notification]) -> Value 
                 "endsAt": ends_at,
                 "generatorURL": "",
                 "fingerprint": n.fingerprint,
+                // Not in Alertmanager's format; receivers that ignore it lose nothing.
+                "episode": super::episode(n),
             })
         })
         .collect();
@@ -86,6 +88,7 @@ pub fn payload(receiver: &str, hostname: &str, batch: &[Notification]) -> Value 
         "commonLabels": to_object(&common(&labels)),
         "commonAnnotations": to_object(&common(&annotations)),
         "externalURL": "",
+        "idempotencyKey": super::idempotency_key(batch),
         "alerts": alerts,
     })
 }
