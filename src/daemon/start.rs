@@ -156,6 +156,24 @@ pub(super) async fn start_and_serve(
         .map_err(Failure::NotReady)?;
     let (store, store_join) = open_store(&config.daemon.state_dir, &socket).await?;
     let run_id = record_run(&store, &origin).await;
+    // Command probes and heal actions carry a token of this start; what an earlier start
+    // left running (SIGKILLed with probes hanging, a child that called setsid) goes now,
+    // before anything of this start runs.
+    let instance = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id());
+    metasystem_actors::process::leftovers::init(&config.daemon.state_dir, instance);
+    let left = tokio::task::spawn_blocking(metasystem_actors::process::leftovers::kill_earlier)
+        .await
+        .unwrap_or(0);
+    if left > 0 {
+        tracing::warn!(
+            processes = left,
+            "killed what command probes or heal actions of an earlier start left running"
+        );
+    }
     let services = Services {
         store: store.clone(),
         metrics: metasystem_actors::metrics::Metrics::new(store.clone()),

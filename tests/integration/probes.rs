@@ -593,3 +593,101 @@ every = "1h"
         "{v:#}"
     );
 }
+
+/// The processes whose command line is exactly `want` (read from /proc).
+fn processes_running(want: &[&str]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&str> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .filter_map(|a| std::str::from_utf8(a).ok())
+            .collect();
+        // A zombie has an empty command line: it is dead.
+        if args == want {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Waits (bounded) until no process runs `want`; answers those still running at the end.
+fn until_none(want: &[&str], within: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = processes_running(want);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// No orphans: what a command probe leaves behind is killed with its run, even a child that
+/// called `setsid` (out of the group the run kills); and what probes left when the daemon was
+/// SIGKILLed (hanging programs, setsid children) is killed by the next start.
+#[test]
+fn command_probes_leave_no_orphans_setsid_or_sigkill() {
+    let left = ["sleep", "987651"];
+    let hung = ["sleep", "987652"];
+    let escaped = ["sleep", "987653"];
+    let tree = r#"
+[root]
+[[root.children]]
+name = "leaves"
+kind = "probe"
+check = "command"
+command = "/bin/sh"
+args = ["-c", "setsid sleep 987651 >/dev/null 2>&1 & exit 0"]
+every = "200ms"
+
+[[root.children]]
+name = "hangs"
+kind = "probe"
+check = "command"
+command = "/bin/sh"
+args = ["-c", "setsid sleep 987653 >/dev/null 2>&1 & sleep 987652"]
+every = "1h"
+timeout = "1h"
+"#;
+    let mut d = TestDaemon::start(tree);
+    // Several runs of `leaves` have ended; each one's setsid child went with it.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        processes_running(&left).len() <= 1,
+        "orphans of ended runs: {:?}",
+        processes_running(&left)
+    );
+    // `hangs` hangs, with a setsid child: the daemon is SIGKILLed meanwhile.
+    let deadline = Instant::now() + WAIT;
+    while processes_running(&hung).is_empty() || processes_running(&escaped).is_empty() {
+        assert!(Instant::now() < deadline, "log:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.signal(rustix::process::Signal::KILL);
+    let _ = d.wait_exit();
+    let _ = std::fs::remove_file(&d.socket);
+    // The restart kills what the earlier start left; its own probes start again (and hang
+    // again), so the tree without them is the one restarted.
+    d.write_config("[root]\n[[root.children]]\nname = \"beat\"\nkind = \"heartbeat\"\n");
+    d.launch(&[]);
+    d.wait_ready();
+    for want in [&left, &hung, &escaped] {
+        let still = until_none(want, Duration::from_secs(5));
+        assert!(
+            still.is_empty(),
+            "{want:?} still running: {still:?}\nlog:\n{}",
+            d.log_text()
+        );
+    }
+    assert_eq!(d.terminate(), 0);
+}

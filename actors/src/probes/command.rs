@@ -41,6 +41,9 @@ struct Running {
     child: Option<Child>,
     /// The program's pid, which is its group's id; `None` once the group was killed.
     pgid: Option<Pid>,
+    /// The run's token ([`leftovers`](crate::process::leftovers)), in the environment of all
+    /// it starts: what still carries it once the run ends is killed (taken then).
+    token: Option<String>,
 }
 
 impl Running {
@@ -50,6 +53,17 @@ impl Running {
         if let Some(pgid) = self.pgid.take() {
             // ESRCH (nobody left) is the usual answer after an exit.
             let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+        }
+        // What left the group (`setsid`) but carries the run's token: off the scheduler
+        // thread (it reads /proc).
+        if let Some(token) = self.token.take() {
+            let sweep = move || {
+                crate::process::leftovers::kill_run(&token);
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(sweep)),
+                Err(_) => drop(std::thread::Builder::new().spawn(sweep)),
+            }
         }
     }
 
@@ -170,6 +184,10 @@ pub(crate) async fn run_program(spec: &CommandSpec) -> Result<Exited, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    let token = crate::process::leftovers::next_token();
+    if let Some(t) = &token {
+        cmd.env(crate::process::leftovers::VAR, t);
+    }
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
@@ -192,6 +210,7 @@ pub(crate) async fn run_program(spec: &CommandSpec) -> Result<Exited, String> {
     let mut running = Running {
         pgid: child_pid(&child),
         child: Some(child),
+        token,
     };
     let mut out = Capture::default();
     let mut err = Capture::default();

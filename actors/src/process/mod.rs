@@ -6,11 +6,14 @@
 //! - [`pump`]: a child's stdout/stderr to its rotating log files, on a thread of its own,
 //!   with bounded memory, and to the followers of `logs -f`;
 //! - [`users`]: user and group names to ids (read when the config is, on the blocking pool);
+//! - [`leftovers`]: what a command probe or heal command leaves behind (`setsid` included),
+//!   found by a token in its environment and killed with its run, or at the next start;
 //! - [`actor`]: the `process` actor: one incarnation is one run of the program;
 //! - here: the spec, the judgement of an exit (pure), and [`Processes`], the shared registry
 //!   of statuses and output channels by tree path.
 
 pub mod actor;
+pub mod leftovers;
 pub mod pump;
 pub mod spawn;
 pub mod users;
