@@ -53,7 +53,11 @@ pub async fn last_words(
     let key = alert.key();
     let now = unix_ms(std::time::SystemTime::now());
     let stored = match outbox::latest_per_key(store.reader(), since_ms).await {
-        Ok(rows) => rows.iter().any(|r| r.notification.key == key),
+        // Its latest row firing: the actor got to it first (a resolution since, of an
+        // earlier give-up, is no firing of this one).
+        Ok(rows) => rows.iter().any(|r| {
+            r.notification.key == key && r.notification.status == super::alert::Status::Firing
+        }),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the alert outbox");
             false
