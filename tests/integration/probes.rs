@@ -566,6 +566,14 @@ kind = "probe"
 check = "sync_recency"
 target = "failing"
 every = "1h"
+
+[[root.children]]
+name = "away_asked"
+kind = "probe"
+check = "sync_recency"
+target = "away"
+alert_offline = true
+every = "1h"
 "#,
         away = remote.path().join("unplugged/drive").display(),
         there = there.display(),
@@ -576,10 +584,19 @@ every = "1h"
     let v = d.json(&["sync", "failing"], 1);
     assert_eq!(v["reports"][0]["outcome"], "error", "{v:#}");
 
+    // Informational by default: it passes, saying so (a drive never plugged in warns nobody).
     let v = check_until(&d, "root/away_recency", "offline, never synced (first run");
-    assert_eq!(v["last"]["status"], "warn", "{v:#}");
-    assert_eq!(v["status"], "warn", "{v:#}");
+    assert_eq!(v["last"]["status"], "pass", "{v:#}");
+    assert_eq!(v["status"], "pass", "{v:#}");
+    assert!(
+        v["last"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("informational")),
+        "{v:#}"
+    );
     assert_eq!(v["last"]["details"]["offline"], true, "{v:#}");
+    let v = check_until(&d, "root/away_asked", "offline, never synced (first run");
+    assert_eq!(v["last"]["status"], "warn", "asked to warn: {v:#}");
     let v = check_until(
         &d,
         "root/failing_recency",
