@@ -803,7 +803,9 @@ pub(crate) fn bounded(
     let v = t.duration(d, key)?;
     let value = *v.get_ref();
     if value < min || value > max {
-        let range = if min <= Duration::from_nanos(1) {
+        let range = if min.is_zero() {
+            format!("at most {} (0 allowed)", human(max))
+        } else if min <= Duration::from_nanos(1) {
             format!("more than zero and at most {}", human(max))
         } else {
             format!("between {} and {}", human(min), human(max))

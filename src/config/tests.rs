@@ -1041,3 +1041,16 @@ fn anomalies_name_watchable_series_and_bad_names_are_errors_with_positions() {
         assert!(got.contains(want), "missing {want:?} in\n{got}");
     }
 }
+
+#[test]
+fn a_range_that_allows_zero_says_so() {
+    let src = "[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\ngroup_wait = \"2h\"\ncooldown = { warning = \"0s\" }\n";
+    let got = errors(src).join("\n");
+    assert!(
+        got.contains("t.toml:7:14: `group_wait` in")
+            && got.contains("must be at most 1h (0 allowed)"),
+        "{got}"
+    );
+    let fine = "[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\ngroup_wait = \"0s\"\ncooldown = { warning = \"0s\" }\n";
+    ok(fine);
+}

@@ -289,9 +289,11 @@ impl Daemon {
             .await
         {
             Ok(ractor::rpc::CallResult::Success(Ok(report))) => Response::ok(id, json!(report)),
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
-                Response::error(id, code::BAD_REQUEST, e)
+            // An unknown channel is like an unknown actor (exit 1), not a usage error.
+            Ok(ractor::rpc::CallResult::Success(Err(e))) if e.starts_with("no channel named") => {
+                Response::error(id, code::NOT_FOUND, e)
             }
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => Response::error(id, code::REFUSED, e),
             Ok(ractor::rpc::CallResult::Timeout) => {
                 Response::error(id, code::TIMEOUT, "the channel did not answer in time")
             }

@@ -214,8 +214,14 @@ fn a_restart_alert_reaches_the_webhook_and_the_mail_relay_and_the_cli_shows_it()
         "{}",
         down.stdout
     );
+    // An unknown channel is refused as an unknown actor is: exit 1, as documented.
     let unknown = d.cli(&["alerts", "test", "nope"]);
-    assert_ne!(unknown.code, 0);
+    assert_eq!(unknown.code, 1, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no channel named `nope`"),
+        "{}",
+        unknown.stderr
+    );
 
     // A silence is stored and listed.
     let silence = d.cli(&["alerts", "silence", "restart:root/beat", "--for", "1h"]);

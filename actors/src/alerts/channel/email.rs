@@ -216,7 +216,8 @@ pub fn build_message(
             HeaderName::new_from_ascii_str(FINGERPRINT_HEADER),
             text::one_line(fp),
         ))
-        .header(ContentType::TEXT_PLAIN);
+        .header(ContentType::TEXT_PLAIN)
+        .header(lettre::message::header::MIME_VERSION_1_0);
     for to in &target.to {
         builder = builder.to(to.clone());
     }
@@ -506,6 +507,33 @@ mod tests {
             assert!(parse_smtp(bad, Tls::None).is_err(), "{bad}");
         }
         assert_eq!(parse_smtp("", Tls::None), Err("no `smtp`".to_string()));
+    }
+
+    #[test]
+    fn a_message_has_mime_version_and_a_message_id_stable_across_attempts() {
+        let target = EmailTarget {
+            host: "localhost".into(),
+            port: 25,
+            tls: Tls::None,
+            from: "a@example.org".parse().unwrap(),
+            to: vec!["b@example.org".parse().unwrap()],
+            credentials: None,
+        };
+        let mut n = note(Severity::Critical, Status::Firing, "x");
+        n.id = 7;
+        let one = build_message(&target, "host1", std::slice::from_ref(&n)).unwrap();
+        let two = build_message(&target, "host1", &[n]).unwrap();
+        let text = String::from_utf8(one.formatted()).unwrap();
+        assert!(text.contains("MIME-Version: 1.0"), "{text}");
+        let id = |m: &Message| {
+            String::from_utf8(m.formatted())
+                .unwrap()
+                .lines()
+                .find(|l| l.starts_with("Message-ID:"))
+                .map(str::to_string)
+        };
+        assert!(id(&one).is_some());
+        assert_eq!(id(&one), id(&two));
     }
 
     #[test]
