@@ -126,12 +126,15 @@ async fn webhook_posts_alertmanager_v4() {
             "externalURL",
             "groupKey",
             "groupLabels",
+            // Ours: the same for every attempt of this message (also its header).
+            "idempotencyKey",
             "receiver",
             "status",
             "truncatedAlerts",
             "version"
         ]
     );
+    assert_eq!(v["idempotencyKey"].as_str(), r.header("idempotency-key"));
     assert_eq!(v["version"], "4");
     assert_eq!(v["groupKey"], "{}:ops");
     assert_eq!(v["truncatedAlerts"], 0);
@@ -163,6 +166,7 @@ async fn webhook_posts_alertmanager_v4() {
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "",
             "fingerprint": a.fingerprint,
+            "episode": format!("{}:{}", a.fingerprint, a.starts_at_ms),
         })
     );
     assert_eq!(alerts[1]["status"], "resolved");
@@ -564,12 +568,16 @@ async fn email_over_smtp() {
         other => panic!("{other:?}"),
     }
 
-    let mails = sink.wait_mails(1, WAIT).await;
-    assert_eq!(mails.len(), 1, "one message per batch");
+    // One message per batch, in an envelope per recipient (a refused one fails alone).
+    let mails = sink.wait_mails(2, WAIT).await;
+    assert_eq!(mails.len(), 2, "one envelope per recipient");
+    assert_eq!(mails[0].to, ["ops@example.com"]);
+    assert_eq!(mails[1].to, ["oncall@example.org"]);
+    assert_eq!(mails[0].body(), mails[1].body());
+    assert_eq!(mails[0].header("Message-ID"), mails[1].header("Message-ID"));
     let m = &mails[0];
     assert_eq!(m.helo, "testhost");
     assert_eq!(m.from, "alerts@example.com");
-    assert_eq!(m.to, ["ops@example.com", "oncall@example.org"]);
     assert_eq!(m.auth, None);
     assert_eq!(
         m.header("From").as_deref(),
