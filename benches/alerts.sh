@@ -154,7 +154,7 @@ for i in range(1, n + 1):
         if truth and fp(f"probe:{p}:warn") not in last and fp(f"probe:{p}:fail") not in last:
             lost += 1
 print(f"{phase}: probes {len(status)}, failing {failing}; receiver's last word wrong for {wrong} "
-      f"(lost {lost}); requests {len(lines)}; resolved repeated {repeats}, "
+      f"(lost {lost}); requests {len(lines)}; notifications repeated {repeats}, "
       f"with another idempotency key {other_key}")
 PY
 }
