@@ -24,8 +24,8 @@
 //!    occurrences folded since the previous notification plus this one.
 //! 4. **Resolution.** [`Engine::clear`] of a key whose firing notification was sent and not yet
 //!    resolved returns a resolved notification at once (same fingerprint, same `starts_at_ms`,
-//!    `ends_at_ms` = now, `occurrences` = the occurrences folded since the last notification,
-//!    possibly 0), whether or not a silence matches: a receiver that saw "firing" must see
+//!    `ends_at_ms` = now, `occurrences` = how many times it happened in the episode: what a
+//!    receiver reads as "it fired N times"), whether or not a silence matches: a receiver that saw "firing" must see
 //!    "resolved". A clear of a key that was pending, or muted (cooldown or silence) without a
 //!    notification sent, returns `None` and ends its state (the count restarts at 0).
 //! 5. **Silences.** A raise whose key matches an active silence (an exact key, or a glob where
@@ -147,6 +147,8 @@ struct Sent {
     labels: BTreeMap<String, String>,
     /// Occurrences since the last notification of this key.
     folded: u64,
+    /// Occurrences in the episode (what its resolution reports).
+    total: u64,
 }
 
 impl Sent {
@@ -252,6 +254,7 @@ impl Engine {
         if let Some(sent) = &mut state.sent {
             sent.update(alert);
             sent.folded = sent.folded.saturating_add(1);
+            sent.total = sent.total.saturating_add(1);
             if let Some(until_ms) = silenced_until {
                 return Decision::Silenced { until_ms };
             }
@@ -342,7 +345,7 @@ impl Engine {
             labels: sent.labels,
             starts_at_ms: sent.starts_at_ms,
             ends_at_ms: Some(now_ms),
-            occurrences: sent.folded,
+            occurrences: sent.total,
         })
     }
 
@@ -407,6 +410,8 @@ impl Engine {
             source: n.source.clone(),
             labels: n.labels.clone(),
             folded: 0,
+            // At least what the last notification said (a reminder's count is partial).
+            total: n.occurrences.max(1),
         });
     }
 
@@ -500,6 +505,7 @@ fn begin_episode(state: &mut KeyState, key: &str, alert: &Alert, now_ms: i64) ->
         source: alert.source.clone(),
         labels: alert.labels.clone(),
         folded: 0,
+        total: state.consecutive.max(1),
     });
     state.last_notified_ms = Some(now_ms);
     notification
@@ -901,7 +907,7 @@ mod tests {
         assert_eq!(r.severity, Severity::Critical);
         assert_eq!(r.body, "last");
         assert_eq!(r.labels.get("k").map(String::as_str), Some("v"));
-        assert_eq!(r.occurrences, 2, "folded since the last notification");
+        assert_eq!(r.occurrences, 3, "every occurrence of the episode");
         assert!(e.firing().is_empty());
         assert_eq!(e.clear(&a.key(), T0 + 4 * MIN), None, "resolved once");
     }
@@ -919,7 +925,7 @@ mod tests {
             }
         );
         let r = e.clear(&a.key(), T0 + 2 * MIN).expect("resolved");
-        assert_eq!(r.occurrences, 1);
+        assert_eq!(r.occurrences, 2, "the first and the silenced one");
     }
 
     #[test]
