@@ -1054,3 +1054,21 @@ fn a_range_that_allows_zero_says_so() {
     let fine = "[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\ngroup_wait = \"0s\"\ncooldown = { warning = \"0s\" }\n";
     ok(fine);
 }
+
+#[test]
+fn bad_channel_settings_are_errors_where_they_are_written() {
+    let src = "[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [\n  { name = \"h\", type = \"webhook\", url = \"ftp://x/y\" },\n  { name = \"m\", type = \"email\", smtp = \"host:70000\", from = \"not an address\", to = [\"ok@example.org\", \"bad\"] },\n  { name = \"e\", type = \"email\", smtp = \"host:25\", from = \"a@example.org\", to = [] },\n]\n";
+    let got = errors(src).join("\n");
+    for want in [
+        "t.toml:8:41: `url` is not an http(s) URL in channel `h`",
+        "t.toml:9:40: `smtp` \"host:70000\" is not host:port in channel `m`",
+        "t.toml:9:61: `from` \"not an address\" is not an email address",
+        "t.toml:9:103: `to` \"bad\" is not an email address",
+        "`to` in channel `e` of",
+        "is empty",
+    ] {
+        assert!(got.contains(want), "missing {want:?} in\n{got}");
+    }
+    // Missing settings stay a warning (the channel is skipped): the file is valid.
+    ok("[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [{ name = \"h\", type = \"webhook\" }]\n");
+}

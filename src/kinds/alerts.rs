@@ -15,7 +15,9 @@
 //!   100ms and `max` (at most 10m); see `metasystem retries`), `timeout` (one delivery, default 10s);
 //! - `channels = [{ name, type = "email" | "webhook" | "slack" | "discord" | "log", ... }]`:
 //!   email takes `smtp` ("host:port"), `tls` (none | starttls | tls), `from`, `to` (a list),
-//!   `username`, `password_env`; the others take `url`. A channel whose settings are incomplete
+//!   `username`, `password_env`; the others take `url`. A setting that is there but wrong (not
+//!   an http(s) URL, a port out of range, not an address, an empty `to`) is an error where it
+//!   is written. A channel whose settings are incomplete
 //!   (or whose password variable is unset) is accepted here, reported once when the actor
 //!   starts, and skipped; the others work;
 //! - `routes = { critical = [names], warning = [names], info = [names] }` (default: every
@@ -123,21 +125,59 @@ fn channel(
         t.allow("type");
         None
     };
+    // A value that is there but wrong is an error where it is written; one that is missing
+    // (or a password variable unset) leaves the channel incomplete: skipped with a warning.
     let url = |cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>| {
-        t.string(cx.d, "url").map(|u| u.get_ref().clone())
+        let u = t.string(cx.d, "url")?;
+        if let Err(why) = metasystem_actors::alerts::channel::http::parse_url(Some(u.get_ref())) {
+            cx.d.error(
+                u.span(),
+                format!("{why} in {}: {:?}", t.context, u.get_ref()),
+            );
+        }
+        Some(u.get_ref().clone())
     };
     let kind = match kind? {
         "email" => {
+            use metasystem_actors::alerts::channel::email::{parse_mailbox, parse_smtp};
             let tls = t
                 .choice(cx.d, "tls", &["none", "starttls", "tls"])
                 .and_then(|v| Tls::parse(v.get_ref()))
                 .unwrap_or_default();
+            let smtp = t.string(cx.d, "smtp");
+            if let Some(v) = &smtp {
+                if let Err(why) = parse_smtp(v.get_ref(), tls) {
+                    cx.d.error(v.span(), format!("{why} in {}", t.context));
+                }
+            }
+            let from = t.string(cx.d, "from");
+            if let Some(v) = &from {
+                if let Err(why) = parse_mailbox(v.get_ref(), "from") {
+                    cx.d.error(v.span(), format!("{why} in {}", t.context));
+                }
+            }
+            let to = t.strings(cx.d, "to");
+            if let Some(list) = &to {
+                if list.is_empty() {
+                    cx.d.error(
+                        t.span.clone(),
+                        format!(
+                            "`to` in {} is empty: name at least one recipient",
+                            t.context
+                        ),
+                    );
+                }
+                for v in list {
+                    if let Err(why) = parse_mailbox(v.get_ref(), "to") {
+                        cx.d.error(v.span(), format!("{why} in {}", t.context));
+                    }
+                }
+            }
             ChannelKind::Email(EmailSpec {
-                smtp: t.string(cx.d, "smtp").map(|v| v.get_ref().clone()),
+                smtp: smtp.map(|v| v.get_ref().clone()),
                 tls,
-                from: t.string(cx.d, "from").map(|v| v.get_ref().clone()),
-                to: t
-                    .strings(cx.d, "to")
+                from: from.map(|v| v.get_ref().clone()),
+                to: to
                     .unwrap_or_default()
                     .into_iter()
                     .map(|v| v.get_ref().clone())

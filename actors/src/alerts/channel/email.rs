@@ -65,7 +65,7 @@ pub fn parse_smtp(s: &str, tls: Tls) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-fn parse_mailbox(s: &str, field: &str) -> Result<Mailbox, String> {
+pub fn parse_mailbox(s: &str, field: &str) -> Result<Mailbox, String> {
     s.trim()
         .parse::<Mailbox>()
         .map_err(|e| format!("`{field}` {s:?} is not an email address ({e})"))
