@@ -203,7 +203,7 @@ pub fn build_message(
     };
     // The same for every attempt to send these notifications (the message's idempotency
     // key): a mail client drops the repeat of a delivery whose answer was lost.
-    let key: String = super::idempotency_key(batch)
+    let key: String = super::idempotency_key(hostname, batch)
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();

@@ -370,22 +370,43 @@ impl Deliverer {
         };
         match self.client().await {
             Ok(client) => {
-                http::post_json_labelled(client, url, &body, &idempotency_key(batch)).await
+                let key = idempotency_key(&self.hostname, batch);
+                http::post_json_labelled(client, url, &body, &key).await
             }
             Err(outcome) => (outcome, Some("http_client".to_string())),
         }
     }
 }
 
-/// The idempotency key of a message: the same for every attempt to deliver the same
-/// notifications (their outbox ids, which survive restarts), so a receiver can drop the
-/// repeat of a delivery whose answer was lost (a timeout, a crash before it was recorded).
-/// Sent as the `Idempotency-Key` header (and a mail's `Message-ID`).
-pub fn idempotency_key(batch: &[Notification]) -> String {
-    let mut ids: Vec<i64> = batch.iter().map(|n| n.id).collect();
-    ids.sort_unstable();
-    let text: Vec<String> = ids.iter().map(i64::to_string).collect();
-    format!("ms-{}", super::alert::fingerprint(&text.join(",")))
+/// The idempotency key of a message from `hostname`: the same for every attempt to deliver
+/// the same notifications (their outbox ids, which survive restarts, with what each says:
+/// fingerprint, episode, status), so a receiver can drop the repeat of a delivery whose answer
+/// was lost (a timeout, a crash before it was recorded); another for anything else, from
+/// another host, or from a new store whose ids start again at 1. Sent as the
+/// `Idempotency-Key` header (and a mail's `Message-ID`).
+pub fn idempotency_key(hostname: &str, batch: &[Notification]) -> String {
+    let mut parts: Vec<String> = batch
+        .iter()
+        .map(|n| {
+            format!(
+                "{}:{}:{}:{}:{}",
+                n.id,
+                n.fingerprint,
+                n.starts_at_ms,
+                n.status.as_str(),
+                n.ends_at_ms.unwrap_or(0)
+            )
+        })
+        .collect();
+    parts.sort_unstable();
+    let text = format!("{hostname}|{}", parts.join(","));
+    // Two FNV-1a hashes of the text (forward and reversed): 128 bits.
+    let reversed: String = text.chars().rev().collect();
+    format!(
+        "ms-{}{}",
+        super::alert::fingerprint(&text),
+        super::alert::fingerprint(&reversed)
+    )
 }
 
 /// An alert's episode, for receivers: its fingerprint and when the episode began (the same in
@@ -545,6 +566,46 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("bot"));
         assert_eq!(ch.max_per_message(), 50);
+    }
+
+    #[test]
+    fn an_idempotency_key_names_the_notifications_and_the_host_not_just_row_ids() {
+        use tests_support::note;
+        let mut a = note(Severity::Critical, Status::Firing, "a");
+        a.id = 1;
+        let key = idempotency_key("h1", std::slice::from_ref(&a));
+        assert_eq!(
+            key,
+            idempotency_key("h1", std::slice::from_ref(&a)),
+            "stable"
+        );
+        assert_ne!(
+            key,
+            idempotency_key("h2", std::slice::from_ref(&a)),
+            "another host"
+        );
+        let mut resolved = a.clone();
+        resolved.status = Status::Resolved;
+        resolved.ends_at_ms = Some(a.starts_at_ms + 1);
+        assert_ne!(
+            key,
+            idempotency_key("h1", &[resolved]),
+            "same row id, another state"
+        );
+        let mut later = a.clone();
+        later.starts_at_ms += 1000;
+        assert_ne!(
+            key,
+            idempotency_key("h1", &[later]),
+            "another episode (a new store)"
+        );
+        let mut b = note(Severity::Critical, Status::Firing, "b");
+        b.id = 2;
+        assert_eq!(
+            idempotency_key("h1", &[a.clone(), b.clone()]),
+            idempotency_key("h1", &[b, a]),
+            "order does not matter"
+        );
     }
 
     #[test]

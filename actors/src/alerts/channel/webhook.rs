@@ -88,7 +88,7 @@ pub fn payload(receiver: &str, hostname: &str, batch: &[Notification]) -> Value 
         "commonLabels": to_object(&common(&labels)),
         "commonAnnotations": to_object(&common(&annotations)),
         "externalURL": "",
-        "idempotencyKey": super::idempotency_key(batch),
+        "idempotencyKey": super::idempotency_key(hostname, batch),
         "alerts": alerts,
     })
 }
