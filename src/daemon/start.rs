@@ -258,6 +258,17 @@ pub(super) async fn start_and_serve(
     exports.stop_http().await;
     let reason = daemon.tree.shutdown().await;
     exports.finish().await;
+    // What this start's command runs left that no run's end killed (one cut off by the
+    // shutdown, or by a kill of its actor).
+    let left = tokio::task::spawn_blocking(metasystem_actors::process::leftovers::kill_this_start)
+        .await
+        .unwrap_or(0);
+    if left > 0 {
+        tracing::info!(
+            processes = left,
+            "killed what command probes or heal actions left running"
+        );
+    }
     let ended = match ended {
         Ended::RootExited(why) => {
             let root = daemon.current.lock().await.1.root.clone();

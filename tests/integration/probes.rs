@@ -708,3 +708,71 @@ timeout = "1h"
     }
     assert_eq!(d.terminate(), 0);
 }
+
+/// Regressions of the attack on the orphan killer: a restart whose config spells the state
+/// dir another way (`DIR/./state/`) still kills what the earlier start left; and a probe
+/// killed (`kill root/P`, no orderly stop) mid-check, then a shutdown, leaves nothing (its
+/// check stops with it, and the shutdown kills what its runs left).
+#[test]
+fn leftovers_are_killed_however_the_state_dir_is_spelled_and_after_a_kill_then_shutdown() {
+    let hung = ["sleep", "987661"];
+    let escaped = ["sleep", "987662"];
+    let probe = r#"
+[root]
+[[root.children]]
+name = "hangs"
+kind = "probe"
+check = "command"
+command = "/bin/sh"
+args = ["-c", "setsid sleep 987662 >/dev/null 2>&1 </dev/null & sleep 987661"]
+every = "1h"
+timeout = "1h"
+"#;
+    let mut d = TestDaemon::start(probe);
+    let running = |d: &TestDaemon| {
+        let deadline = Instant::now() + WAIT;
+        while processes_running(&hung).is_empty() || processes_running(&escaped).is_empty() {
+            assert!(Instant::now() < deadline, "log:\n{}", d.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    running(&d);
+    d.signal(rustix::process::Signal::KILL);
+    let _ = d.wait_exit();
+    let _ = std::fs::remove_file(&d.socket);
+    // The same state dir, spelled otherwise.
+    let other = format!(
+        "[daemon]\nstate_dir = \"{}/./state/\"\nsocket = \"{}\"\n[root]\n[[root.children]]\nname = \"beat\"\nkind = \"heartbeat\"\n",
+        d.dir.path().display(),
+        d.socket.display()
+    );
+    std::fs::write(&d.config, other).unwrap();
+    d.launch(&[]);
+    d.wait_ready();
+    for want in [&hung, &escaped] {
+        let still = until_none(want, Duration::from_secs(5));
+        assert!(
+            still.is_empty(),
+            "{want:?} still running: {still:?}\nlog:\n{}",
+            d.log_text()
+        );
+    }
+    assert_eq!(d.terminate(), 0);
+
+    // A probe killed mid-check, then a shutdown.
+    d.write_config(probe);
+    d.launch(&[]);
+    d.wait_ready();
+    running(&d);
+    assert_eq!(d.cli(&["kill", "root/hangs"]).code, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.terminate(), 0);
+    for want in [&hung, &escaped] {
+        let still = until_none(want, Duration::from_secs(5));
+        assert!(
+            still.is_empty(),
+            "{want:?} still running: {still:?}\nlog:\n{}",
+            d.log_text()
+        );
+    }
+}

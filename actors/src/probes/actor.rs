@@ -249,7 +249,7 @@ pub struct ProbeActorState {
     runner: mpsc::UnboundedSender<Order>,
     /// Stopped with the actor: no check starts (and no connection is made) for a probe that
     /// stopped, whose result could not be recorded.
-    runner_task: tokio::task::JoinHandle<()>,
+    runner_task: AbortOnDrop,
     generation: u64,
     /// Its status is told to the alerts (raised or cleared whatever changed): after its first
     /// check, until then what the receivers were told of it stands.
@@ -260,6 +260,17 @@ pub struct ProbeActorState {
     /// Per heal action: its breaker refused a run (recorded); nothing is tried or recorded
     /// again before this time (Unix ms), when the breaker lets a trial through.
     rejected_until: Vec<Option<i64>>,
+}
+
+/// The runner's task, aborted when the actor's state goes, however the actor ends: a probe
+/// killed (no `post_stop`) must not leave its check running beside its next incarnation's,
+/// nor what the check started (dropping the check kills its process group and its leftovers).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The alerts scope of the probe at `path`: its keys are `probe:PATH:STATUS`.
@@ -833,7 +844,7 @@ impl Actor for ProbeActor {
             store: args.store.clone(),
             processes: args.processes.clone(),
         };
-        let runner_task = tokio::spawn(runner(job, orders, myself.clone()));
+        let runner_task = AbortOnDrop(tokio::spawn(runner(job, orders, myself.clone())));
         let limiters = restore_limiters(&args).await;
         let heal_breakers = heal_breakers(&args.path, &args.heal, &args.store);
         let rejected_until = vec![None; args.heal.len()];
@@ -884,7 +895,7 @@ impl Actor for ProbeActor {
         state: &mut ProbeActorState,
     ) -> Result<(), ActorProcessingErr> {
         state.args.registry.withdraw(&state.args.path, &myself);
-        state.runner_task.abort();
+        state.runner_task.0.abort();
         // Stopped on purpose (removed, or replaced by a reload): its conditions end with it,
         // unless a new incarnation owns them by the time the alerts look.
         state.args.alerts.disown(&alert_scope(&state.args.path));

@@ -24,7 +24,9 @@ static SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// Turns tokens on for this daemon: `state_dir` names it, `instance` this start of it.
 pub fn init(state_dir: &std::path::Path, instance: u64) {
-    let daemon = crate::alerts::fingerprint(&state_dir.to_string_lossy());
+    // However the config spells it (`dir/./state/`, through a symlink): the folder itself.
+    let dir = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let daemon = crate::alerts::fingerprint(&dir.to_string_lossy());
     let _ = ME.set((daemon.clone(), format!("{daemon}-{instance}")));
 }
 
@@ -81,6 +83,17 @@ fn kill_where(wanted: impl Fn(&str) -> bool) -> usize {
 /// The run with `token` has ended: what still carries it goes. Blocking.
 pub fn kill_run(token: &str) -> usize {
     kill_where(|t| t == token)
+}
+
+/// This start of the daemon is ending: whatever its runs left that no run's end killed (a
+/// run cut off by the daemon's shutdown, whose sweep never ran) goes. Blocking; 0 before
+/// [`init`].
+pub fn kill_this_start() -> usize {
+    let Some((_, me)) = ME.get() else {
+        return 0;
+    };
+    let mine = format!("{me}-");
+    kill_where(|t| t.starts_with(&mine))
 }
 
 /// This daemon has started: what an earlier start of it left goes. Blocking; 0 before
