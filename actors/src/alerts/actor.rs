@@ -587,7 +587,57 @@ impl AlertsState {
         // Each alert's latest state once: a receiver back from an outage is told where each
         // alert is now, not its history (older notifications of an alert in the message are
         // settled as superseded).
-        let (ids, batch, superseded) = latest_per_alert(ids, batch);
+        let (mut ids, mut batch, superseded) = latest_per_alert(ids, batch);
+        // A resolution whose episode's firing is among the superseded and was never sent:
+        // the receiver never heard of the episode, and is not told of its end either (as
+        // Alertmanager does not). Looked up in the outbox: a firing of that episode sent in
+        // an earlier message means the receiver must hear it ended.
+        let mut unheard = Vec::new();
+        for i in (0..batch.len()).rev() {
+            let n = &batch[i];
+            if n.status != Status::Resolved {
+                continue;
+            }
+            let fired_here = superseded.iter().any(|id| {
+                self.rows.get(id).is_some_and(|(_, s)| {
+                    s.fingerprint == n.fingerprint
+                        && s.starts_at_ms == n.starts_at_ms
+                        && s.status == Status::Firing
+                })
+            });
+            if !fired_here {
+                continue;
+            }
+            let told = outbox::episode_told(
+                self.args.store.reader(),
+                name,
+                &n.fingerprint,
+                n.starts_at_ms,
+            )
+            .await
+            .unwrap_or(true);
+            if !told {
+                unheard.push(ids.remove(i));
+                batch.remove(i);
+            }
+        }
+        if !unheard.is_empty() {
+            let attempt = Attempt {
+                ids: unheard.clone(),
+                at_ms: now,
+                duration_ms: 0,
+                outcome: AttemptOutcome::Skipped,
+                code: None,
+                detail: "fired and resolved before either was sent: the receiver never heard \
+                         of it"
+                    .to_string(),
+                next_attempt_ms: None,
+            };
+            for id in &unheard {
+                self.rows.remove(id);
+            }
+            self.record_attempt(attempt, true).await;
+        }
         if !superseded.is_empty() {
             let attempt = Attempt {
                 ids: superseded.clone(),

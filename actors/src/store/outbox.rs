@@ -285,6 +285,27 @@ pub async fn latest_per_key(pool: &SqlitePool, since_ms: i64) -> Result<Vec<Outb
     .map_err(|e| format!("cannot read the alert outbox: {e}"))
 }
 
+/// Whether `channel` was sent a firing notification of the episode (`fingerprint`,
+/// `starts_at_ms`): its receiver has heard of it.
+pub async fn episode_told(
+    pool: &SqlitePool,
+    channel: &str,
+    fingerprint: &str,
+    starts_at_ms: i64,
+) -> Result<bool, String> {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM alert_outbox WHERE channel = ? AND fingerprint = ? \
+         AND starts_at_ms = ? AND status = 'firing' AND state = 'sent'",
+    )
+    .bind(channel)
+    .bind(fingerprint)
+    .bind(starts_at_ms)
+    .fetch_one(pool)
+    .await
+    .map(|n| n > 0)
+    .map_err(|e| format!("cannot read the alert outbox: {e}"))
+}
+
 /// How many rows wait for delivery.
 pub async fn undelivered(pool: &SqlitePool) -> Result<u64, String> {
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM alert_outbox WHERE state = 'pending'")

@@ -800,8 +800,8 @@ async fn a_resolution_never_overtakes_the_firing_notification_still_in_its_group
     rig.alerts.raise(critical("blip"));
     rig.alerts.raise(critical("other"));
     rig.alerts.clear(key(Severity::Critical, "blip"));
-    // The firing still in its group goes with the resolution, in one message that carries
-    // the alert once, at its latest: resolved (with when it began and ended).
+    // The firing still in its group is superseded by the resolution, and the resolution of
+    // an episode the receiver never heard of is not sent either (as Alertmanager does not).
     let rows = rig
         .rows_until("all settled", |r| {
             r.len() == 3 && r.iter().all(|r| r.state != "pending")
@@ -812,6 +812,7 @@ async fn a_resolution_never_overtakes_the_firing_notification_still_in_its_group
         .map(|r| (r.notification.status.as_str(), r.state.as_str()))
         .collect();
     assert!(states.contains(&("firing", "skipped")), "{states:?}");
+    assert!(states.contains(&("resolved", "skipped")), "{states:?}");
     tokio::time::sleep(QUIET).await;
     let got = sink.requests();
     let blip = fingerprint(&key(Severity::Critical, "blip"));
@@ -820,7 +821,7 @@ async fn a_resolution_never_overtakes_the_firing_notification_still_in_its_group
         .filter(|(fp, _)| *fp == blip)
         .map(|(_, status)| status)
         .collect();
-    assert_eq!(order, ["resolved"]);
+    assert!(order.is_empty(), "{order:?}");
     let other = fingerprint(&key(Severity::Critical, "other"));
     assert_eq!(
         alerts_in(&got)
@@ -1172,9 +1173,11 @@ async fn after_an_outage_a_message_carries_each_alerts_latest_state_once() {
             );
         }
     }
-    assert_eq!(
+    // Fired and resolved while the receiver was down, the last episode never sent: never
+    // told as firing (at most the end of one it heard of).
+    assert_ne!(
         last.get(&fingerprint(&flap)).map(String::as_str),
-        Some("resolved")
+        Some("firing")
     );
     assert_eq!(
         last.get(&fingerprint(&key(Severity::Warning, "still down")))
