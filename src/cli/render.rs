@@ -200,15 +200,18 @@ pub fn event(out: &mut dyn Write, ev: &Event) -> io::Result<()> {
 pub fn reload(out: &mut dyn Write, r: &ReloadResult) -> io::Result<()> {
     if r.changes.is_empty() {
         writeln!(out, "{}: no changes", r.config)?;
-    } else if r.dry_run {
-        writeln!(
-            out,
-            "{}: {} change(s) would be made (dry run: nothing applied)",
-            r.config,
-            r.changes.len()
-        )?;
     } else {
-        writeln!(out, "{}: {} change(s)", r.config, r.changes.len())?;
+        if r.dry_run {
+            // The plan, as the JSON has it: what would be added, changed, removed, reordered.
+            writeln!(
+                out,
+                "{}: {} change(s) would be made (dry run: nothing applied)",
+                r.config,
+                r.changes.len()
+            )?;
+        } else {
+            writeln!(out, "{}: {} change(s)", r.config, r.changes.len())?;
+        }
         for c in &r.changes {
             match (&c.error, &c.note) {
                 (Some(e), _) => writeln!(out, "  {:<24} {}  FAILED: {e}", c.action, c.path)?,

@@ -112,6 +112,16 @@ fn a_dry_run_lists_the_plan_and_changes_nothing() {
         "{}",
         human.stdout
     );
+    // The text lists the plan as the JSON does.
+    for line in [
+        "remove",
+        "root/remove",
+        "restart with new config",
+        "root/grp/new_inner",
+    ] {
+        assert!(human.stdout.contains(line), "{line:?} in {}", human.stdout);
+    }
+    assert_eq!(human.stdout.lines().count(), 7, "{}", human.stdout);
     d.write_config("[root]\nstratgy = 1\n");
     let invalid = d.cli(&["reload", "--dry-run"]);
     assert_eq!(invalid.code, 1, "{}", invalid.stderr);
