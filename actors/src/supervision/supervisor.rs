@@ -560,6 +560,9 @@ impl SupervisorState {
                     other => other.to_string(),
                 };
                 tracing::warn!(path = %child.path, %error, "child failed to start");
+                // Its last exit is this failed start, not the exit (a kill, a crash) that
+                // came before it: what `tree` and `status` show as LAST EXIT.
+                child.last_exit = Some(ExitReason::Failed(format!("start failed: {error}")));
                 self.events.emit(
                     &child.path,
                     EventKind::StartFailed {

@@ -123,3 +123,23 @@ async fn a_restart_that_fails_once_is_retried() {
     assert_eq!(h.tree.exit_reason(), None);
     h.tree.shutdown().await;
 }
+
+/// Regression: after a kill, a restart that failed to start left LAST EXIT saying "killed"
+/// (the stale exit) instead of the failed start.
+#[tokio::test(start_paused = true)]
+async fn a_failed_restart_is_the_last_exit() {
+    let probe = Probe::new();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(100, 60 * S)
+        .children(["w"].map(|n| worker(n, &probe)));
+    let mut h = Harness::start(spec).await;
+    probe.fail_starts("w", 1);
+    h.crash("root/w");
+    h.wait_event("root/w", "start_failed").await;
+    let w = h.node("root/w").await.expect("w listed");
+    match &w.last_exit {
+        Some(ExitReason::Failed(why)) => assert!(why.starts_with("start failed"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    h.tree.shutdown().await;
+}
