@@ -225,20 +225,7 @@ impl Engine {
         let silenced_until = self.silenced_until(&key, now_ms);
         let after = self.policy.after_for(alert);
         let interval = millis(self.policy.interval(alert.severity));
-        if !self.keys.contains_key(&key) {
-            self.make_room();
-        }
-        let state = self.keys.entry(key.clone()).or_insert(KeyState {
-            severity: alert.severity,
-            consecutive: 0,
-            run_started_ms: now_ms,
-            last_seen_ms: now_ms,
-            last_notified_ms: None,
-            sent: None,
-        });
-        if state.consecutive == 0 {
-            state.run_started_ms = now_ms;
-        }
+        let state = self.state_for(&key, alert, now_ms);
         state.consecutive = match nth {
             Some(n) => state.consecutive.max(n),
             None => state.consecutive.saturating_add(1),
@@ -275,16 +262,7 @@ impl Engine {
             return Decision::Notify(notification);
         }
 
-        if let Some(until_ms) = silenced_until {
-            return Decision::Silenced { until_ms };
-        }
-        if state.consecutive < u64::from(after) {
-            return Decision::Pending {
-                seen: u32::try_from(state.consecutive).unwrap_or(u32::MAX),
-                after,
-            };
-        }
-        Decision::Notify(begin_episode(state, &key, alert, now_ms))
+        not_firing(state, &key, alert, silenced_until, after, now_ms)
     }
 
     /// A condition that holds now, `n` occurrences in a row as the caller's level state counts
@@ -293,14 +271,32 @@ impl Engine {
     /// else notified if it is past its threshold and no silence holds it.
     pub fn assess(&mut self, alert: &Alert, n: u64, now_ms: i64) -> Option<Decision> {
         let key = alert.key();
-        match self.keys.get(&key) {
-            Some(state) if state.sent.is_some() => return None,
-            Some(_) => {}
-            None => self.make_room(),
+        if self.keys.get(&key).is_some_and(|s| s.sent.is_some()) {
+            return None;
         }
         let silenced_until = self.silenced_until(&key, now_ms);
         let after = self.policy.after_for(alert);
-        let state = self.keys.entry(key.clone()).or_insert(KeyState {
+        let state = self.state_for(&key, alert, now_ms);
+        state.consecutive = state.consecutive.max(n);
+        state.last_seen_ms = state.last_seen_ms.max(now_ms);
+        state.severity = alert.severity;
+        Some(not_firing(
+            state,
+            &key,
+            alert,
+            silenced_until,
+            after,
+            now_ms,
+        ))
+    }
+
+    /// The state of `key` (made, room made first, for a new one); a run that starts now (no
+    /// occurrence in a row yet) starts at `now_ms`.
+    fn state_for(&mut self, key: &str, alert: &Alert, now_ms: i64) -> &mut KeyState {
+        if !self.keys.contains_key(key) {
+            self.make_room();
+        }
+        let state = self.keys.entry(key.to_string()).or_insert(KeyState {
             severity: alert.severity,
             consecutive: 0,
             run_started_ms: now_ms,
@@ -311,19 +307,7 @@ impl Engine {
         if state.consecutive == 0 {
             state.run_started_ms = now_ms;
         }
-        state.consecutive = state.consecutive.max(n);
-        state.last_seen_ms = state.last_seen_ms.max(now_ms);
-        state.severity = alert.severity;
-        if let Some(until_ms) = silenced_until {
-            return Some(Decision::Silenced { until_ms });
-        }
-        if state.consecutive < u64::from(after) {
-            return Some(Decision::Pending {
-                seen: u32::try_from(state.consecutive).unwrap_or(u32::MAX),
-                after,
-            });
-        }
-        Some(Decision::Notify(begin_episode(state, &key, alert, now_ms)))
+        state
     }
 
     /// The condition behind `key` ended: its count restarts at 0. Returns the resolved
@@ -486,6 +470,28 @@ impl Engine {
             self.keys.remove(&key);
         }
     }
+}
+
+/// The decision for a key not firing, its count updated: silenced, pending below its
+/// threshold, or a new episode.
+fn not_firing(
+    state: &mut KeyState,
+    key: &str,
+    alert: &Alert,
+    silenced_until: Option<i64>,
+    after: u32,
+    now_ms: i64,
+) -> Decision {
+    if let Some(until_ms) = silenced_until {
+        return Decision::Silenced { until_ms };
+    }
+    if state.consecutive < u64::from(after) {
+        return Decision::Pending {
+            seen: u32::try_from(state.consecutive).unwrap_or(u32::MAX),
+            after,
+        };
+    }
+    Decision::Notify(begin_episode(state, key, alert, now_ms))
 }
 
 /// A new episode of `key`: its first firing notification, remembered as sent.

@@ -268,10 +268,7 @@ pub fn create_dir_all(p: &Path) -> io::Result<()> {
     match create_dir(p, 0o777) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) if is_dir(p) => {
-            let _ = e;
-            return Ok(());
-        }
+        Err(_) if is_dir(p) => return Ok(()),
         Err(e) => return Err(e),
     }
     match p.parent() {
