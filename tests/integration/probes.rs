@@ -637,6 +637,27 @@ fn processes_running(want: &[&str]) -> Vec<u32> {
     out
 }
 
+/// Waits (bounded) until each of `wants` runs.
+fn until_running(d: &TestDaemon, wants: &[&[&str]]) {
+    let deadline = Instant::now() + WAIT;
+    while wants.iter().any(|w| processes_running(w).is_empty()) {
+        assert!(Instant::now() < deadline, "log:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts that none of `wants` runs any more (after at most 5 s).
+fn assert_gone(d: &TestDaemon, wants: &[&[&str]]) {
+    for want in wants {
+        let still = until_none(want, Duration::from_secs(5));
+        assert!(
+            still.is_empty(),
+            "{want:?} still running: {still:?}\nlog:\n{}",
+            d.log_text()
+        );
+    }
+}
+
 /// Waits (bounded) until no process runs `want`; answers those still running at the end.
 fn until_none(want: &[&str], within: Duration) -> Vec<u32> {
     let deadline = Instant::now() + within;
@@ -685,11 +706,7 @@ timeout = "1h"
         processes_running(&left)
     );
     // `hangs` hangs, with a setsid child: the daemon is SIGKILLed meanwhile.
-    let deadline = Instant::now() + WAIT;
-    while processes_running(&hung).is_empty() || processes_running(&escaped).is_empty() {
-        assert!(Instant::now() < deadline, "log:\n{}", d.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_running(&d, &[&hung, &escaped]);
     d.signal(rustix::process::Signal::KILL);
     let _ = d.wait_exit();
     let _ = std::fs::remove_file(&d.socket);
@@ -698,14 +715,7 @@ timeout = "1h"
     d.write_config("[root]\n[[root.children]]\nname = \"beat\"\nkind = \"heartbeat\"\n");
     d.launch(&[]);
     d.wait_ready();
-    for want in [&left, &hung, &escaped] {
-        let still = until_none(want, Duration::from_secs(5));
-        assert!(
-            still.is_empty(),
-            "{want:?} still running: {still:?}\nlog:\n{}",
-            d.log_text()
-        );
-    }
+    assert_gone(&d, &[&left, &hung, &escaped]);
     assert_eq!(d.terminate(), 0);
 }
 
@@ -729,14 +739,7 @@ every = "1h"
 timeout = "1h"
 "#;
     let mut d = TestDaemon::start(probe);
-    let running = |d: &TestDaemon| {
-        let deadline = Instant::now() + WAIT;
-        while processes_running(&hung).is_empty() || processes_running(&escaped).is_empty() {
-            assert!(Instant::now() < deadline, "log:\n{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    running(&d);
+    until_running(&d, &[&hung, &escaped]);
     d.signal(rustix::process::Signal::KILL);
     let _ = d.wait_exit();
     let _ = std::fs::remove_file(&d.socket);
@@ -749,30 +752,16 @@ timeout = "1h"
     std::fs::write(&d.config, other).unwrap();
     d.launch(&[]);
     d.wait_ready();
-    for want in [&hung, &escaped] {
-        let still = until_none(want, Duration::from_secs(5));
-        assert!(
-            still.is_empty(),
-            "{want:?} still running: {still:?}\nlog:\n{}",
-            d.log_text()
-        );
-    }
+    assert_gone(&d, &[&hung, &escaped]);
     assert_eq!(d.terminate(), 0);
 
     // A probe killed mid-check, then a shutdown.
     d.write_config(probe);
     d.launch(&[]);
     d.wait_ready();
-    running(&d);
+    until_running(&d, &[&hung, &escaped]);
     assert_eq!(d.cli(&["kill", "root/hangs"]).code, 0);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.terminate(), 0);
-    for want in [&hung, &escaped] {
-        let still = until_none(want, Duration::from_secs(5));
-        assert!(
-            still.is_empty(),
-            "{want:?} still running: {still:?}\nlog:\n{}",
-            d.log_text()
-        );
-    }
+    assert_gone(&d, &[&hung, &escaped]);
 }
