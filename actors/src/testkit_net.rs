@@ -400,6 +400,8 @@ pub struct SmtpScript {
     pub rcpt_reply: Option<(u16, String)>,
     /// Recipients answered `550 no such user` (the others as usual).
     pub refuse_rcpt: Vec<String>,
+    /// Recipients answered `450 mailbox busy` (try again later; the others as usual).
+    pub defer_rcpt: Vec<String>,
     /// Answer after the message data instead of `250`.
     pub data_reply: Option<(u16, String)>,
     /// Answer to AUTH instead of `235` (e.g. `(535, "bad credentials")`).
@@ -414,6 +416,7 @@ impl Default for SmtpScript {
             mail_reply: None,
             rcpt_reply: None,
             refuse_rcpt: Vec::new(),
+            defer_rcpt: Vec::new(),
             data_reply: None,
             auth_reply: None,
         }
@@ -689,6 +692,8 @@ async fn serve_smtp(stream: TcpStream, state: Arc<Mutex<SmtpState>>, arrived: Ar
                     say!("{code} {text}\r\n");
                 } else if script.refuse_rcpt.contains(&to) {
                     say!("550 5.1.1 <{to}>: no such user\r\n");
+                } else if script.defer_rcpt.contains(&to) {
+                    say!("450 4.2.1 <{to}>: mailbox busy, try again later\r\n");
                 } else {
                     mail.to.push(to);
                     say!("250 2.1.5 Ok\r\n");

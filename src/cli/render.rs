@@ -377,6 +377,9 @@ pub fn alerts(out: &mut dyn Write, a: &AlertsResult) -> io::Result<()> {
         if let Some(e) = r.last_error.as_ref().filter(|_| r.state != "sent") {
             writeln!(out, "    last error: {e}")?;
         }
+        for to in r.recipients.iter().filter(|to| to.state != "sent") {
+            writeln!(out, "    {} {}: {}", to.state, to.recipient, to.detail)?;
+        }
     }
     Ok(())
 }

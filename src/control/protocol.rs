@@ -659,7 +659,8 @@ pub struct AlertRow {
     pub key: String,
     pub fingerprint: String,
     pub occurrences: u64,
-    /// pending | sent | failed | skipped
+    /// pending | sent | partial | failed | skipped (partial: some recipients took it, the
+    /// others refused it for good; see `recipients`)
     pub state: String,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -669,6 +670,21 @@ pub struct AlertRow {
     /// Every delivery attempt, oldest first.
     #[serde(default)]
     pub history: Vec<AttemptInfo>,
+    /// Per recipient (email): who took it, who refused it, who is still to be retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<RecipientInfo>,
+}
+
+/// One recipient's delivery of an email notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipientInfo {
+    pub recipient: String,
+    /// sent | failed | pending
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    pub detail: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::Daemon;
 use crate::control::protocol::{
     code, AlertRow, AlertsResult, AnomaliesResult, AnomalyRow, AttemptInfo, MetricsResult,
-    Response, SeriesRow, Silence, SystemSummary,
+    RecipientInfo, Response, SeriesRow, Silence, SystemSummary,
 };
 
 /// The window when `--since` is not given.
@@ -201,12 +201,13 @@ impl Daemon {
             let rows = store::outbox::recent(reader, limit).await?;
             let ids: Vec<i64> = rows.iter().map(|r| r.notification.id).collect();
             let attempts = store::outbox::attempts(reader, &ids).await?;
+            let recipients = store::outbox::recipients(reader, &ids).await?;
             let undelivered = store::outbox::undelivered(reader).await?;
             let silences = store::outbox::silences(reader, unix_ms(SystemTime::now())).await?;
-            Ok::<_, String>((rows, attempts, undelivered, silences))
+            Ok::<_, String>((rows, attempts, recipients, undelivered, silences))
         }
         .await;
-        let (rows, attempts, undelivered, silences) = match found {
+        let (rows, attempts, recipients, undelivered, silences) = match found {
             Ok(found) => found,
             Err(e) => return Response::error(id, code::UNAVAILABLE, e),
         };
@@ -240,6 +241,17 @@ impl Daemon {
                             code: a.code,
                             duration_ms: a.duration_ms,
                             detail: a.detail.clone(),
+                        })
+                        .collect(),
+                    recipients: recipients
+                        .iter()
+                        .filter(|r| r.outbox_id == n.id)
+                        .map(|r| RecipientInfo {
+                            recipient: r.recipient.clone(),
+                            state: r.state.clone(),
+                            code: r.code,
+                            detail: r.detail.clone(),
+                            at: format_ms(r.at_ms),
                         })
                         .collect(),
                 }

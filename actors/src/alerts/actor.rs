@@ -22,13 +22,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
 use super::alert::{fingerprint, Alert, Notification, PerSeverity, Severity, Status};
-use super::channel::{self, Channel, ChannelSpec, Deliverer, Outcome};
+use super::channel::{self, Channel, ChannelSpec, Deliverer, Outcome, Sent};
 use super::engine::{Decision, Engine, Policy};
 use super::group::{next_attempt_delay, Groups};
 use super::hub::Alerts;
 use crate::metrics::{Metric, Metrics, Sample};
 use crate::retry::{self, adaptive_initial, op_stats, ErrorKind, RetryPolicy, RunSummary};
-use crate::store::outbox::{self, Attempt, AttemptOutcome, OutboxEntry, OutboxRow};
+use crate::store::outbox::{self, Attempt, AttemptOutcome, OutboxEntry, OutboxRow, Settled};
 use crate::store::{unix_ms, DurableOp, DurableReply, Store, StoredEvent};
 
 /// How often the outbox is read back for pending rows the actor does not hold.
@@ -133,9 +133,8 @@ pub enum AlertsMessage {
 pub struct Delivered {
     channel: String,
     ids: Vec<i64>,
-    outcome: Outcome,
-    /// The failure's label for the retry statistics.
-    label: Option<String>,
+    /// The outcome, the failure's label for the retry statistics, each recipient's answer.
+    sent: Sent,
     at_ms: i64,
     took: Duration,
     /// When the attempt ended.
@@ -632,6 +631,7 @@ impl AlertsState {
                          of it"
                     .to_string(),
                 next_attempt_ms: None,
+                recipients: Vec::new(),
             };
             for id in &unheard {
                 self.rows.remove(id);
@@ -648,24 +648,36 @@ impl AlertsState {
                 detail: "superseded by a later notification of the same alert in the same message"
                     .to_string(),
                 next_attempt_ms: None,
+                recipients: Vec::new(),
             };
             for id in &superseded {
                 self.rows.remove(id);
             }
             self.record_attempt(attempt, true).await;
         }
+        // Email: what each recipient settled in earlier attempts (a retry goes only to the
+        // recipients that have not taken or refused these rows). Unreadable: sent to all.
+        let settled = if channel.is_email() {
+            outbox::settled(self.args.store.reader(), &ids)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read alert recipients: retrying to all");
+                    Settled::new()
+                })
+        } else {
+            Settled::new()
+        };
         let deliverer = self.deliverer.clone();
         let myself = myself.clone();
         let name = name.to_string();
         tokio::spawn(async move {
             let started = Instant::now();
-            let (outcome, label) = deliverer.send_labelled(&channel, &batch).await;
+            let sent = deliverer.deliver(&channel, &batch, &settled).await;
             let ended = Instant::now();
             let _ = myself.cast(AlertsMessage::Delivered(Delivered {
                 channel: name,
                 ids,
-                outcome,
-                label,
+                sent,
                 at_ms: now,
                 took: ended.saturating_duration_since(started),
                 ended,
@@ -693,6 +705,7 @@ impl AlertsState {
             code: None,
             detail: why.to_string(),
             next_attempt_ms: None,
+            recipients: Vec::new(),
         };
         self.record_attempt(attempt, true).await;
     }
@@ -714,7 +727,7 @@ impl AlertsState {
 
     async fn delivered(&mut self, myself: &ActorRef<AlertsMessage>, d: Delivered) {
         let now = self.clock.now();
-        let accepted = d.outcome.is_accepted();
+        let accepted = d.sent.outcome.is_accepted();
         self.args.metrics.report(
             Sample::now(
                 Metric::AlertDeliveries,
@@ -731,11 +744,11 @@ impl AlertsState {
         let ended_run = {
             let run = lane.run.get_or_insert_with(|| DeliveryRun::new(d.at_ms));
             run.attempts = run.attempts.saturating_add(1);
-            if let Some(error) = channel::failure(&d.outcome, d.label.clone()) {
+            if let Some(error) = channel::failure(&d.sent.outcome, d.sent.label.clone()) {
                 run.errors.push(error);
                 run.first_failure.get_or_insert(d.ended);
             }
-            let ends = match &d.outcome {
+            let ends = match &d.sent.outcome {
                 Outcome::Accepted { .. } => Some(retry::Outcome::Success),
                 Outcome::Permanent { .. } => Some(retry::Outcome::Permanent),
                 Outcome::Transient { .. } => None,
@@ -745,11 +758,12 @@ impl AlertsState {
                 Some(run.summary(&d.channel, outcome, d.ended))
             })
         };
-        let (outcome, code, detail, next) = match &d.outcome {
-            Outcome::Accepted { code, answer } => {
+        let (outcome, code, detail, next) = match &d.sent.outcome {
+            Outcome::Accepted { .. } => {
                 lane.failures = 0;
                 lane.retry_at = None;
-                (AttemptOutcome::Accepted, *code, answer.clone(), None)
+                let (outcome, code, detail) = d.sent.attempt();
+                (outcome, code, detail, None)
             }
             Outcome::Transient {
                 code,
@@ -763,7 +777,7 @@ impl AlertsState {
                     fastrand::f64(),
                     *retry_after,
                 );
-                if d.label.as_deref() == Some("timeout") {
+                if d.sent.label.as_deref() == Some("timeout") {
                     // A receiver slower than the timeout is likely still at work on what it
                     // got: the next attempt waits at least as long as this one did, doubling
                     // (not at the timeout's pace, which a slow receiver gets again and again).
@@ -824,6 +838,7 @@ impl AlertsState {
             code,
             detail,
             next_attempt_ms: next,
+            recipients: d.sent.recipients,
         };
         let settles = attempt.outcome != AttemptOutcome::Transient;
         self.record_attempt(attempt, settles).await;

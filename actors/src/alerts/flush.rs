@@ -10,9 +10,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::alert::{Alert, Notification, PerSeverity};
-use super::channel::{self, ChannelSpec, Deliverer, Outcome};
+use super::channel::{self, ChannelSpec, Deliverer, Outcome, Sent};
 use super::engine::notification_of;
-use crate::store::outbox::{self, Attempt, AttemptOutcome, OutboxEntry, OutboxRow};
+use crate::store::outbox::{
+    self, Attempt, AttemptOutcome, OutboxEntry, OutboxRow, RecipientOutcome, Settled,
+};
 use crate::store::{unix_ms, DurableOp, DurableReply, Store};
 
 /// What the daemon's alerts child was configured with.
@@ -153,9 +155,8 @@ async fn one_channel(
                 rows.iter().map(|n| n.id).collect(),
                 now,
                 Duration::ZERO,
-                AttemptOutcome::Skipped,
-                None,
-                why,
+                (AttemptOutcome::Skipped, None, why),
+                Vec::new(),
                 deadline,
             )
             .await;
@@ -172,38 +173,43 @@ async fn one_channel(
         let (batch, after) = rest.split_at(max.min(rest.len()));
         let at = unix_ms(std::time::SystemTime::now());
         let started = Instant::now();
-        let outcome =
-            match tokio::time::timeout(budget - RECORD_MARGIN, deliverer.send(&channel, batch))
+        let ids: Vec<i64> = batch.iter().map(|n| n.id).collect();
+        let settled = if channel.is_email() {
+            outbox::settled(store.reader(), &ids)
                 .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => Outcome::Transient {
+                .unwrap_or_default()
+        } else {
+            Settled::new()
+        };
+        let sent = match tokio::time::timeout(
+            budget - RECORD_MARGIN,
+            deliverer.deliver(&channel, batch, &settled),
+        )
+        .await
+        {
+            Ok(sent) => sent,
+            Err(_) => Sent::whole(
+                Outcome::Transient {
                     code: None,
                     error: "the daemon's exit deadline passed".into(),
                     retry_after: None,
                 },
-            };
-        let ids: Vec<i64> = batch.iter().map(|n| n.id).collect();
-        let (kind, code, detail) = match &outcome {
-            Outcome::Accepted { code, answer } => (AttemptOutcome::Accepted, *code, answer.clone()),
-            Outcome::Transient { code, error, .. } => {
-                (AttemptOutcome::Transient, *code, error.clone())
-            }
-            Outcome::Permanent { code, error } => (AttemptOutcome::Permanent, *code, error.clone()),
+                None,
+            ),
         };
+        let (kind, code, detail) = sent.attempt();
         record(
             store,
             ids,
             at,
             started.elapsed(),
-            kind,
-            code,
-            detail.clone(),
+            (kind, code, detail.clone()),
+            sent.recipients,
             deadline,
         )
         .await;
         match kind {
-            AttemptOutcome::Accepted => done.accepted += batch.len(),
+            AttemptOutcome::Accepted | AttemptOutcome::Partial => done.accepted += batch.len(),
             AttemptOutcome::Permanent => done.dropped += batch.len(),
             _ => {
                 tracing::warn!(channel = %name, error = %detail, "alert delivery failed; the next start retries");
@@ -216,15 +222,13 @@ async fn one_channel(
     done
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn record(
     store: &Store,
     ids: Vec<i64>,
     at_ms: i64,
     took: Duration,
-    outcome: AttemptOutcome,
-    code: Option<u16>,
-    detail: String,
+    (outcome, code, detail): (AttemptOutcome, Option<u16>, String),
+    recipients: Vec<RecipientOutcome>,
     deadline: Instant,
 ) {
     let attempt = Attempt {
@@ -235,6 +239,7 @@ async fn record(
         code,
         detail,
         next_attempt_ms: None,
+        recipients,
     };
     let wait = deadline
         .saturating_duration_since(Instant::now())

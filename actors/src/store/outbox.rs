@@ -25,6 +25,9 @@ pub struct OutboxEntry {
 pub enum AttemptOutcome {
     /// The channel took it: the rows are sent.
     Accepted,
+    /// Some recipients took it and the others refused it for good (email): the rows are
+    /// partial. Their receivers got it; the refusals are in [`Attempt::recipients`].
+    Partial,
     /// Failed, worth retrying: the rows stay pending until `next_attempt_ms`.
     Transient,
     /// Failed for good (the channel refused the message itself): the rows are failed.
@@ -37,6 +40,7 @@ impl AttemptOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Accepted => "accepted",
+            AttemptOutcome::Partial => "partial",
             AttemptOutcome::Transient => "transient",
             AttemptOutcome::Permanent => "permanent",
             AttemptOutcome::Skipped => "skipped",
@@ -46,6 +50,7 @@ impl AttemptOutcome {
     fn state(self) -> &'static str {
         match self {
             AttemptOutcome::Accepted => "sent",
+            AttemptOutcome::Partial => "partial",
             AttemptOutcome::Transient => "pending",
             AttemptOutcome::Permanent => "failed",
             AttemptOutcome::Skipped => "skipped",
@@ -65,7 +70,36 @@ pub struct Attempt {
     pub detail: String,
     /// For a transient failure: when to try again.
     pub next_attempt_ms: Option<i64>,
+    /// Per recipient (email): what each one answered for which rows. Empty for channels
+    /// with one receiver.
+    pub recipients: Vec<RecipientOutcome>,
 }
+
+/// What one recipient of a message answered, for the rows the message carried to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipientOutcome {
+    pub recipient: String,
+    pub ids: Vec<i64>,
+    /// Accepted, Transient (retried to this recipient only) or Permanent (refused for good).
+    pub outcome: AttemptOutcome,
+    pub code: Option<u16>,
+    pub detail: String,
+}
+
+impl RecipientOutcome {
+    fn state(&self) -> &'static str {
+        match self.outcome {
+            AttemptOutcome::Accepted | AttemptOutcome::Partial => "sent",
+            AttemptOutcome::Transient => "pending",
+            AttemptOutcome::Permanent | AttemptOutcome::Skipped => "failed",
+        }
+    }
+}
+
+/// What earlier attempts settled per recipient: for each recipient, the rows it took
+/// (`true`) or refused for good (`false`). A retry sends each recipient only the rows it has
+/// not settled.
+pub type Settled = BTreeMap<String, BTreeMap<i64, bool>>;
 
 /// Rows per statement (17 parameters each).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -110,6 +144,24 @@ pub(super) async fn add(
 /// Records an attempt on each of its rows and moves them to the state its outcome means.
 pub(super) async fn attempted(conn: &mut SqliteConnection, a: &Attempt) -> Result<(), sqlx::Error> {
     let detail: String = a.detail.chars().take(2000).collect();
+    for r in &a.recipients {
+        let detail: String = r.detail.chars().take(2000).collect();
+        for chunk in r.ids.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = QueryBuilder::new(
+                "INSERT OR REPLACE INTO alert_recipients \
+                 (outbox_id, recipient, state, code, detail, at_ms) ",
+            );
+            sql.push_values(chunk, |mut row, id| {
+                row.push_bind(*id)
+                    .push_bind(r.recipient.as_str())
+                    .push_bind(r.state())
+                    .push_bind(r.code.map(i64::from))
+                    .push_bind(detail.as_str())
+                    .push_bind(a.at_ms);
+            });
+            sql.build().execute(&mut *conn).await?;
+        }
+    }
     for chunk in a.ids.chunks(ROWS_PER_STATEMENT) {
         let mut sql = QueryBuilder::new(
             "INSERT INTO alert_attempts (outbox_id, at_ms, duration_ms, outcome, code, detail) ",
@@ -179,6 +231,13 @@ pub(super) async fn prune(conn: &mut SqliteConnection, cutoff_ms: i64) -> Result
     .bind(cutoff_ms)
     .execute(&mut *conn)
     .await?;
+    sqlx::query(
+        "DELETE FROM alert_recipients WHERE outbox_id IN \
+         (SELECT id FROM alert_outbox WHERE state != 'pending' AND done_ms < ?)",
+    )
+    .bind(cutoff_ms)
+    .execute(&mut *conn)
+    .await?;
     let rows = sqlx::query("DELETE FROM alert_outbox WHERE state != 'pending' AND done_ms < ?")
         .bind(cutoff_ms)
         .execute(&mut *conn)
@@ -197,7 +256,7 @@ pub struct OutboxRow {
     pub channel: String,
     pub notification: Notification,
     pub created_ms: i64,
-    /// pending | sent | failed | skipped
+    /// pending | sent | partial | failed | skipped
     pub state: String,
     pub attempts: u32,
     pub next_attempt_ms: Option<i64>,
@@ -295,7 +354,7 @@ pub async fn episode_told(
 ) -> Result<bool, String> {
     sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM alert_outbox WHERE channel = ? AND fingerprint = ? \
-         AND starts_at_ms = ? AND status = 'firing' AND state = 'sent'",
+         AND starts_at_ms = ? AND status = 'firing' AND state IN ('sent', 'partial')",
     )
     .bind(channel)
     .bind(fingerprint)
@@ -367,4 +426,79 @@ pub async fn silences(pool: &SqlitePool, now_ms: i64) -> Result<Vec<(String, i64
     .fetch_all(pool)
     .await
     .map_err(|e| format!("cannot read alert silences: {e}"))
+}
+
+/// What earlier attempts settled per recipient for the rows `ids` (see [`Settled`]).
+pub async fn settled(pool: &SqlitePool, ids: &[i64]) -> Result<Settled, String> {
+    let mut settled = Settled::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = QueryBuilder::new(
+            "SELECT outbox_id, recipient, state FROM alert_recipients \
+             WHERE state != 'pending' AND outbox_id IN (",
+        );
+        let mut list = sql.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        sql.push(")");
+        let rows = sql
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(|e| format!("cannot read alert recipients: {e}"))?;
+        for r in rows {
+            let id: i64 = r.get(0);
+            let recipient: String = r.get(1);
+            let state: &str = r.get(2);
+            settled
+                .entry(recipient)
+                .or_default()
+                .insert(id, state == "sent");
+        }
+    }
+    Ok(settled)
+}
+
+/// One recipient's delivery of a row (email).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RecipientRow {
+    pub outbox_id: i64,
+    pub recipient: String,
+    /// sent | failed | pending
+    pub state: String,
+    pub code: Option<i64>,
+    pub detail: String,
+    pub at_ms: i64,
+}
+
+/// The per-recipient deliveries of the given rows, by row and recipient.
+pub async fn recipients(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<RecipientRow>, String> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = QueryBuilder::new(
+        "SELECT outbox_id, recipient, state, code, detail, at_ms FROM alert_recipients \
+         WHERE outbox_id IN (",
+    );
+    let mut list = sql.separated(", ");
+    for id in ids.iter().take(10_000) {
+        list.push_bind(*id);
+    }
+    sql.push(") ORDER BY outbox_id, recipient");
+    sql.build()
+        .fetch_all(pool)
+        .await
+        .map(|rows| {
+            rows.iter()
+                .map(|r| RecipientRow {
+                    outbox_id: r.get(0),
+                    recipient: r.get(1),
+                    state: r.get(2),
+                    code: r.get(3),
+                    detail: r.get(4),
+                    at_ms: r.get(5),
+                })
+                .collect()
+        })
+        .map_err(|e| format!("cannot read alert recipients: {e}"))
 }

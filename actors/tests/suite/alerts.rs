@@ -1190,8 +1190,9 @@ async fn after_an_outage_a_message_carries_each_alerts_latest_state_once() {
 }
 
 /// One refused recipient (550) does not fail the message for the others: each recipient
-/// gets its own envelope; the notification is sent, partially, its attempt naming the
-/// refusal. Every attempt of one message has the same Message-ID.
+/// gets its own envelope; the notification is partially delivered (not failed), each
+/// recipient's answer recorded in the store. Every envelope of one message has the same
+/// Message-ID.
 #[tokio::test]
 async fn a_refused_recipient_does_not_block_the_others() {
     let smtp = SmtpSink::start().await;
@@ -1212,17 +1213,71 @@ async fn a_refused_recipient_does_not_block_the_others() {
     assert_eq!(to, vec!["oncall@example.org", "ops@example.org"]);
     assert_eq!(mails[0].header("Message-ID"), mails[1].header("Message-ID"));
     let rows = rig
-        .rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .rows_until("partial", |r| r.len() == 1 && r[0].state == "partial")
         .await;
-    let attempts = outbox::attempts(rig.store.reader(), &[rows[0].notification.id])
-        .await
-        .unwrap();
+    let id = rows[0].notification.id;
+    let attempts = outbox::attempts(rig.store.reader(), &[id]).await.unwrap();
     let last = attempts.last().unwrap();
-    assert_eq!(last.outcome, "accepted");
+    assert_eq!(last.outcome, "partial");
     assert!(
         last.detail.starts_with("partially delivered") && last.detail.contains("gone@example.org"),
         "{last:?}"
     );
+    let per: Vec<(String, String)> = outbox::recipients(rig.store.reader(), &[id])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.recipient, r.state))
+        .collect();
+    assert_eq!(
+        per,
+        vec![
+            ("gone@example.org".to_string(), "failed".to_string()),
+            ("oncall@example.org".to_string(), "sent".to_string()),
+            ("ops@example.org".to_string(), "sent".to_string()),
+        ]
+    );
+    rig.stop().await;
+}
+
+/// A recipient that fails for a while (450) is retried alone: the recipients that took the
+/// message are not sent it again, and once the last one takes it the notification is sent.
+#[tokio::test]
+async fn a_deferred_recipient_is_retried_alone() {
+    let smtp = SmtpSink::start().await;
+    smtp.script(|s| s.defer_rcpt = vec!["busy@example.org".into()]);
+    let mut spec = email("mail", &smtp);
+    if let ChannelKind::Email(e) = &mut spec.kind {
+        e.to = vec!["ops@example.org".into(), "busy@example.org".into()];
+    }
+    let rig = Rig::start_with(vec![spec], |a| {
+        a.retry_initial = Duration::from_millis(50);
+        a.retry_max = Duration::from_millis(200);
+    })
+    .await;
+    rig.alerts.raise(critical("disk full"));
+    let first = bounded(smtp.wait_mails(1, WAIT)).await;
+    assert_eq!(first[0].to, vec!["ops@example.org"]);
+    let rows = rig
+        .rows_until("a failed attempt", |r| r.len() == 1 && r[0].attempts >= 2)
+        .await;
+    assert_eq!(rows[0].state, "pending", "{rows:#?}");
+    smtp.script(|s| s.defer_rcpt.clear());
+    let rows = rig
+        .rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    let mails = smtp.mails();
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        vec!["busy@example.org", "ops@example.org"],
+        "{mails:#?}"
+    );
+    let per = outbox::recipients(rig.store.reader(), &[rows[0].notification.id])
+        .await
+        .unwrap();
+    assert!(per.iter().all(|r| r.state == "sent"), "{per:#?}");
     rig.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! The email channel: one text/plain message per batch over SMTP (lettre, tokio, rustls with
 //! aws-lc-rs).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
@@ -11,8 +12,9 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::text;
-use super::{EmailSpec, Outcome, Secret, Tls, ANSWER_CAP};
+use super::{EmailSpec, Outcome, Secret, Sent, Tls, ANSWER_CAP};
 use crate::alerts::alert::{Notification, Status};
+use crate::store::outbox::{AttemptOutcome, RecipientOutcome, Settled};
 
 /// The header carrying the fingerprint of the batch's first notification.
 pub const FINGERPRINT_HEADER: &str = "X-Metasystem-Fingerprint";
@@ -305,171 +307,262 @@ pub fn error_label(e: &lettre::transport::smtp::Error) -> String {
     label.to_string()
 }
 
-/// Sends one message for `batch`. Each SMTP step is bounded by `timeout`, the whole
-/// conversation by four times it.
+/// Sends one message for `batch` to every recipient. Each SMTP step is bounded by
+/// `timeout`, the whole conversation by four times it.
 pub async fn send(
     target: &EmailTarget,
     hostname: &str,
     timeout: Duration,
     batch: &[Notification],
 ) -> Outcome {
-    send_labelled(target, hostname, timeout, batch).await.0
+    send_to(target, hostname, timeout, batch, &Settled::new())
+        .await
+        .outcome
 }
 
-/// [`send`], with the failure's label for the retry statistics ([`error_label`]; `timeout`
-/// when the whole conversation timed out, `smtp_message` for a message that cannot be built);
-/// `None` when accepted.
-pub async fn send_labelled(
+/// One recipient's answer in this attempt, for the rows its message carried.
+#[derive(Debug, Clone, PartialEq)]
+struct Answer {
+    to: String,
+    ids: Vec<i64>,
+    outcome: Outcome,
+    label: Option<String>,
+}
+
+/// Sends `batch`, one envelope per recipient: a recipient the server refuses (550) does not
+/// fail the message for the others, and one that failed for a while (450) is retried alone.
+/// Each recipient gets the rows of `batch` it has not `settled` in earlier attempts (none:
+/// nothing is sent to it). The failure's label is [`error_label`]'s (`timeout` when the
+/// conversation timed out, `smtp_message` for a message that cannot be built).
+pub async fn send_to(
     target: &EmailTarget,
     hostname: &str,
     timeout: Duration,
     batch: &[Notification],
-) -> (Outcome, Option<String>) {
-    let message = match build_message(target, hostname, batch) {
-        Ok(m) => m,
-        Err(error) => {
-            let outcome = Outcome::Permanent { code: None, error };
-            return (outcome, Some("smtp_message".to_string()));
-        }
-    };
-    let transport = match transport(target, hostname, timeout) {
-        Ok(t) => t,
-        Err(e) => return (classify_error(&e), Some(error_label(&e))),
-    };
-    let overall = timeout.saturating_mul(4);
-    // One envelope per recipient: a recipient the server refuses (550) does not fail the
-    // message for the others.
-    let formatted = message.formatted();
-    let from = target.from.email.clone();
-    let mut results: Vec<(String, Outcome, Option<String>)> = Vec::new();
+    settled: &Settled,
+) -> Sent {
+    let ids: Vec<i64> = batch.iter().map(|n| n.id).collect();
+    // Per recipient, the rows still to send to it; recipients with the same rows share one
+    // built message (the same Message-ID).
+    let mut plan: Vec<(&Mailbox, Vec<usize>)> = Vec::new();
     for to in &target.to {
-        let envelope =
-            match lettre::address::Envelope::new(Some(from.clone()), vec![to.email.clone()]) {
-                Ok(e) => e,
-                Err(e) => {
-                    let outcome = Outcome::Permanent {
-                        code: None,
-                        error: format!("cannot address {to}: {e}"),
-                    };
-                    results.push((to.email.to_string(), outcome, Some("smtp_message".into())));
-                    continue;
-                }
-            };
-        let sent = tokio::time::timeout(overall, transport.send_raw(&envelope, &formatted)).await;
-        let (outcome, label) = match sent {
-            Ok(Ok(response)) => {
-                let mut answer = u16::from(response.code()).to_string();
-                for line in response.message() {
-                    answer.push(' ');
-                    answer.push_str(line);
-                }
-                let outcome = Outcome::Accepted {
-                    code: Some(u16::from(response.code())),
-                    answer: text::truncate_bytes(&answer, ANSWER_CAP),
-                };
-                (outcome, None)
-            }
-            Ok(Err(e)) => (classify_error(&e), Some(error_label(&e))),
-            Err(_) => {
-                let outcome = Outcome::Transient {
-                    code: None,
-                    error: format!(
-                        "SMTP conversation with {}:{} timed out after {overall:?}",
-                        target.host, target.port
-                    ),
-                    retry_after: None,
-                };
-                (outcome, Some("timeout".to_string()))
-            }
-        };
-        results.push((to.email.to_string(), outcome, label));
+        let done = settled.get(&to.email.to_string());
+        let rows: Vec<usize> = (0..batch.len())
+            .filter(|i| done.is_none_or(|d| !d.contains_key(&batch[*i].id)))
+            .collect();
+        if !rows.is_empty() {
+            plan.push((to, rows));
+        }
     }
-    let (outcome, label) = per_recipient(results);
-    // QUIT the pooled connection now rather than leave it idle.
-    let _ = tokio::time::timeout(timeout, transport.shutdown()).await;
-    (outcome, label)
+    let mut answers: Vec<Answer> = Vec::new();
+    if !plan.is_empty() {
+        match transport(target, hostname, timeout) {
+            Ok(transport) => {
+                let mut built: BTreeMap<Vec<usize>, Result<Vec<u8>, String>> = BTreeMap::new();
+                for (to, rows) in plan {
+                    let message = built.entry(rows.clone()).or_insert_with(|| {
+                        let part: Vec<Notification> =
+                            rows.iter().map(|i| batch[*i].clone()).collect();
+                        build_message(target, hostname, &part).map(|m| m.formatted())
+                    });
+                    let (outcome, label) = match message {
+                        Ok(formatted) => {
+                            one_envelope(target, &transport, timeout, to, formatted).await
+                        }
+                        Err(error) => (
+                            Outcome::Permanent {
+                                code: None,
+                                error: error.clone(),
+                            },
+                            Some("smtp_message".to_string()),
+                        ),
+                    };
+                    answers.push(Answer {
+                        to: to.email.to_string(),
+                        ids: rows.iter().map(|i| batch[*i].id).collect(),
+                        outcome,
+                        label,
+                    });
+                }
+                // QUIT the pooled connection now rather than leave it idle.
+                let _ = tokio::time::timeout(timeout, transport.shutdown()).await;
+            }
+            Err(e) => {
+                // No connection: every recipient still to send fails alike.
+                let (outcome, label) = (classify_error(&e), Some(error_label(&e)));
+                for (to, rows) in plan {
+                    answers.push(Answer {
+                        to: to.email.to_string(),
+                        ids: rows.iter().map(|i| batch[*i].id).collect(),
+                        outcome: outcome.clone(),
+                        label: label.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let (outcome, label, partial) = combine(&answers, settled, &ids);
+    let recipients = answers
+        .into_iter()
+        .map(|a| {
+            let (kind, code, detail) = match a.outcome {
+                Outcome::Accepted { code, answer } => (AttemptOutcome::Accepted, code, answer),
+                Outcome::Transient { code, error, .. } => (AttemptOutcome::Transient, code, error),
+                Outcome::Permanent { code, error } => (AttemptOutcome::Permanent, code, error),
+            };
+            RecipientOutcome {
+                recipient: a.to,
+                ids: a.ids,
+                outcome: kind,
+                code,
+                detail,
+            }
+        })
+        .collect();
+    Sent {
+        outcome,
+        label,
+        partial,
+        recipients,
+    }
 }
 
-/// One message's outcome from its recipients': all accepted, accepted; some accepted and the
-/// rest refused for good, accepted as partially delivered (each refusal in the answer, the
-/// notification is not failed: its receivers got it); a transient failure of any recipient
-/// not accepted, transient (retried for all: the repeat has the same `Message-ID`); else the
-/// first refusal.
-fn per_recipient(results: Vec<(String, Outcome, Option<String>)>) -> (Outcome, Option<String>) {
-    let accepted: Vec<&String> = results
-        .iter()
-        .filter(|(_, o, _)| o.is_accepted())
-        .map(|(to, _, _)| to)
-        .collect();
-    if accepted.len() == results.len() {
-        return match results.into_iter().next() {
-            Some((_, outcome, label)) => (outcome, label),
-            None => (
-                Outcome::Permanent {
-                    code: None,
-                    error: "no recipient".to_string(),
-                },
-                Some("smtp_message".to_string()),
-            ),
-        };
+/// One envelope (`from` → `to`) of an already formatted message.
+async fn one_envelope(
+    target: &EmailTarget,
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    timeout: Duration,
+    to: &Mailbox,
+    formatted: &[u8],
+) -> (Outcome, Option<String>) {
+    let overall = timeout.saturating_mul(4);
+    let envelope = match lettre::address::Envelope::new(
+        Some(target.from.email.clone()),
+        vec![to.email.clone()],
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            let outcome = Outcome::Permanent {
+                code: None,
+                error: format!("cannot address {to}: {e}"),
+            };
+            return (outcome, Some("smtp_message".into()));
+        }
+    };
+    match tokio::time::timeout(overall, transport.send_raw(&envelope, formatted)).await {
+        Ok(Ok(response)) => {
+            let mut answer = u16::from(response.code()).to_string();
+            for line in response.message() {
+                answer.push(' ');
+                answer.push_str(line);
+            }
+            let outcome = Outcome::Accepted {
+                code: Some(u16::from(response.code())),
+                answer: text::truncate_bytes(&answer, ANSWER_CAP),
+            };
+            (outcome, None)
+        }
+        Ok(Err(e)) => (classify_error(&e), Some(error_label(&e))),
+        Err(_) => {
+            let outcome = Outcome::Transient {
+                code: None,
+                error: format!(
+                    "SMTP conversation with {}:{} timed out after {overall:?}",
+                    target.host, target.port
+                ),
+                retry_after: None,
+            };
+            (outcome, Some("timeout".to_string()))
+        }
     }
-    if let Some((to, o, label)) = results
-        .iter()
-        .find(|(_, o, _)| matches!(o, Outcome::Transient { .. }))
-    {
-        let outcome = match o {
+}
+
+/// A message's outcome from its recipients' answers in this attempt and what earlier attempts
+/// `settled` for its rows `ids`, and whether it is partial:
+/// - a recipient that failed for a while: transient (the message is retried, to the
+///   recipients that have not settled only);
+/// - else every recipient took it: accepted;
+/// - some took it and the others refused it for good: accepted, partial (each refusal in
+///   the answer; the notification is not failed: its receivers got it);
+/// - none took it: the first refusal.
+fn combine(answers: &[Answer], settled: &Settled, ids: &[i64]) -> (Outcome, Option<String>, bool) {
+    if let Some(a) = answers.iter().find(|a| a.outcome.is_transient()) {
+        let outcome = match &a.outcome {
             Outcome::Transient {
                 code,
                 error,
                 retry_after,
             } => Outcome::Transient {
                 code: *code,
-                error: format!("{to}: {error}"),
+                error: format!("{}: {error}", a.to),
                 retry_after: *retry_after,
             },
             other => other.clone(),
         };
-        return (outcome, label.clone());
+        return (outcome, a.label.clone(), false);
     }
-    let refused: Vec<String> = results
-        .iter()
-        .filter_map(|(to, o, _)| match o {
-            Outcome::Permanent { error, .. } => Some(format!("{to}: {error}")),
-            _ => None,
-        })
-        .collect();
-    if accepted.is_empty() {
-        let (_, outcome, label) = results.into_iter().next().unwrap_or_else(|| {
-            (
-                String::new(),
-                Outcome::Permanent {
+    let mut took: Vec<String> = Vec::new();
+    let mut refused: Vec<(String, String, Option<u16>, Option<String>)> = Vec::new();
+    for a in answers {
+        match &a.outcome {
+            Outcome::Permanent { code, error } => {
+                refused.push((a.to.clone(), error.clone(), *code, a.label.clone()))
+            }
+            _ => took.push(a.to.clone()),
+        }
+    }
+    for (to, rows) in settled {
+        if answers.iter().any(|a| &a.to == to) {
+            continue;
+        }
+        let mine: Vec<bool> = ids.iter().filter_map(|id| rows.get(id).copied()).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        if mine.iter().all(|took| *took) {
+            took.push(to.clone());
+        } else {
+            let error = "refused in an earlier attempt".to_string();
+            refused.push((to.clone(), error, None, None));
+        }
+    }
+    let first_accepted = answers.iter().find(|a| a.outcome.is_accepted());
+    if refused.is_empty() {
+        let outcome = match first_accepted {
+            Some(a) => a.outcome.clone(),
+            None if took.is_empty() => {
+                let outcome = Outcome::Permanent {
                     code: None,
-                    error: String::new(),
-                },
-                None,
-            )
-        });
-        return (outcome, label);
+                    error: "no recipient".to_string(),
+                };
+                return (outcome, Some("smtp_message".to_string()), false);
+            }
+            None => Outcome::Accepted {
+                code: None,
+                answer: "already delivered to every recipient".to_string(),
+            },
+        };
+        return (outcome, None, false);
+    }
+    if took.is_empty() {
+        let (_, error, code, label) = refused.swap_remove(0);
+        return (Outcome::Permanent { code, error }, label, false);
     }
     let answer = format!(
         "partially delivered: accepted for {}; refused for {}",
-        accepted
+        took.join(", "),
+        refused
             .iter()
-            .map(|s| s.as_str())
+            .map(|(to, error, ..)| format!("{to}: {error}"))
             .collect::<Vec<_>>()
-            .join(", "),
-        refused.join("; ")
+            .join("; ")
     );
-    let code = results
-        .iter()
-        .find_map(|(_, o, _)| o.is_accepted().then(|| o.code()).flatten());
-    (
-        Outcome::Accepted {
-            code,
-            answer: text::truncate_bytes(&answer, ANSWER_CAP),
-        },
-        None,
-    )
+    let code = first_accepted.and_then(|a| a.outcome.code());
+    let outcome = Outcome::Accepted {
+        code,
+        answer: text::truncate_bytes(&answer, ANSWER_CAP),
+    };
+    (outcome, None, true)
 }
 
 #[cfg(test)]
@@ -477,6 +570,80 @@ mod tests {
     use super::*;
     use crate::alerts::alert::Severity;
     use crate::alerts::channel::tests_support::note;
+
+    fn answer(to: &str, outcome: Outcome) -> Answer {
+        Answer {
+            to: to.into(),
+            ids: vec![1, 2],
+            outcome,
+            label: None,
+        }
+    }
+
+    fn ok() -> Outcome {
+        Outcome::Accepted {
+            code: Some(250),
+            answer: "250 ok".into(),
+        }
+    }
+
+    fn refused() -> Outcome {
+        Outcome::Permanent {
+            code: Some(550),
+            error: "no such user".into(),
+        }
+    }
+
+    fn busy() -> Outcome {
+        Outcome::Transient {
+            code: Some(450),
+            error: "busy".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_message_is_accepted_partial_refused_or_retried_by_its_recipients() {
+        let none = Settled::new();
+        let ids = [1, 2];
+        let (o, _, partial) = combine(&[answer("a", ok()), answer("b", ok())], &none, &ids);
+        assert!(o.is_accepted() && !partial);
+        let (o, _, partial) = combine(&[answer("a", ok()), answer("b", refused())], &none, &ids);
+        assert!(o.is_accepted() && partial, "{o:?}");
+        assert!(
+            format!("{o:?}").contains("refused for b: no such user"),
+            "{o:?}"
+        );
+        let (o, _, partial) = combine(
+            &[answer("a", refused()), answer("b", refused())],
+            &none,
+            &ids,
+        );
+        assert!(o.is_permanent() && !partial);
+        // A transient failure of one retries the message (to those not settled).
+        let (o, _, _) = combine(&[answer("a", ok()), answer("b", busy())], &none, &ids);
+        assert!(o.is_transient());
+        assert!(format!("{o:?}").contains("b: busy"), "{o:?}");
+        // A retry that reaches the last recipient: what the others settled counts.
+        let mut settled = Settled::new();
+        settled
+            .entry("a".into())
+            .or_default()
+            .extend([(1, true), (2, true)]);
+        let (o, _, partial) = combine(&[answer("b", ok())], &settled, &ids);
+        assert!(o.is_accepted() && !partial);
+        settled.entry("c".into()).or_default().insert(1, false);
+        let (o, _, partial) = combine(&[answer("b", ok())], &settled, &ids);
+        assert!(o.is_accepted() && partial, "{o:?}");
+        // Rows of other messages do not count.
+        let (o, _, partial) = combine(&[answer("b", ok())], &settled, &[9]);
+        assert!(o.is_accepted() && !partial);
+        // Nothing left to send to anyone.
+        let (o, _, _) = combine(&[], &settled, &[2]);
+        assert!(o.is_accepted(), "{o:?}");
+        let (o, _, _) = combine(&[], &Settled::new(), &ids);
+        assert!(o.is_permanent(), "{o:?}");
+    }
 
     #[test]
     fn smtp_addresses() {

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crate::alerts::alert::{Notification, Severity, Status};
 use crate::retry::ErrorKind;
+use crate::store::outbox::{AttemptOutcome, RecipientOutcome, Settled};
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -167,6 +168,11 @@ impl Channel {
             Target::Discord(_) => "discord",
             Target::Log => "log",
         }
+    }
+
+    /// Whether each recipient answers for itself (email): see [`Sent::recipients`].
+    pub fn is_email(&self) -> bool {
+        matches!(self.target, Target::Email(_))
     }
 
     /// How many notifications one message may carry (`usize::MAX`: unlimited).
@@ -338,26 +344,39 @@ impl Deliverer {
     }
 
     /// [`Deliverer::send`], with the failure's label for the retry statistics (`None` when
-    /// accepted): see [`http::post_json_labelled`] and [`email::send_labelled`]; `http_client`
+    /// accepted): see [`http::post_json_labelled`] and [`email::send_to`]; `http_client`
     /// when the HTTP client cannot be built.
     pub async fn send_labelled(
         &self,
         channel: &Channel,
         batch: &[Notification],
     ) -> (Outcome, Option<String>) {
+        let sent = self.deliver(channel, batch, &Settled::new()).await;
+        (sent.outcome, sent.label)
+    }
+
+    /// Sends `batch` as one message, with each recipient's answer (email: each recipient gets
+    /// the rows it has not `settled` in earlier attempts; other channels have one receiver
+    /// and ignore it).
+    pub async fn deliver(
+        &self,
+        channel: &Channel,
+        batch: &[Notification],
+        settled: &Settled,
+    ) -> Sent {
         if batch.is_empty() {
             let outcome = Outcome::Accepted {
                 code: None,
                 answer: "empty batch: nothing sent".to_string(),
             };
-            return (outcome, None);
+            return Sent::whole(outcome, None);
         }
         let (url, body) = match &channel.target {
             Target::Webhook(url) => (url, webhook::payload(&channel.name, &self.hostname, batch)),
             Target::Slack(url) => (url, chat::slack_payload(batch)),
             Target::Discord(url) => (url, chat::discord_payload(batch)),
             Target::Email(target) => {
-                return email::send_labelled(target, &self.hostname, self.timeout, batch).await
+                return email::send_to(target, &self.hostname, self.timeout, batch, settled).await
             }
             Target::Log => {
                 log_batch(&channel.name, batch);
@@ -365,15 +384,55 @@ impl Deliverer {
                     code: None,
                     answer: format!("logged {} notification(s)", batch.len()),
                 };
-                return (outcome, None);
+                return Sent::whole(outcome, None);
             }
         };
-        match self.client().await {
+        let (outcome, label) = match self.client().await {
             Ok(client) => {
                 let key = idempotency_key(&self.hostname, batch);
                 http::post_json_labelled(client, url, &body, &key).await
             }
             Err(outcome) => (outcome, Some("http_client".to_string())),
+        };
+        Sent::whole(outcome, label)
+    }
+}
+
+/// What one delivery came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// For the message as a whole.
+    pub outcome: Outcome,
+    /// The failure's label for the retry statistics; `None` when accepted.
+    pub label: Option<String>,
+    /// Accepted by some recipients and refused for good by the others (email).
+    pub partial: bool,
+    /// What each recipient answered (email); empty for channels with one receiver.
+    pub recipients: Vec<RecipientOutcome>,
+}
+
+impl Sent {
+    /// A delivery to a channel with one receiver.
+    pub fn whole(outcome: Outcome, label: Option<String>) -> Sent {
+        Sent {
+            outcome,
+            label,
+            partial: false,
+            recipients: Vec::new(),
+        }
+    }
+
+    /// What the attempt means for the outbox rows: its outcome, code and detail.
+    pub fn attempt(&self) -> (AttemptOutcome, Option<u16>, String) {
+        match &self.outcome {
+            Outcome::Accepted { code, answer } if self.partial => {
+                (AttemptOutcome::Partial, *code, answer.clone())
+            }
+            Outcome::Accepted { code, answer } => (AttemptOutcome::Accepted, *code, answer.clone()),
+            Outcome::Transient { code, error, .. } => {
+                (AttemptOutcome::Transient, *code, error.clone())
+            }
+            Outcome::Permanent { code, error } => (AttemptOutcome::Permanent, *code, error.clone()),
         }
     }
 }
