@@ -307,7 +307,7 @@ impl Daemon {
             alerts_undelivered: store::outbox::undelivered(self.store.reader())
                 .await
                 .unwrap_or(0),
-            breakers_open: metasystem_actors::probes::actor::open_breakers(&self.services.breakers),
+            breakers_open: metasystem_actors::probes::actor::open_breakers(&self.all_breakers()),
             probes_failing: self.probes_failing(),
             probes_pending: self.probes_pending(),
             sync: self.sync_lines().await,

@@ -41,13 +41,7 @@ pub(super) fn breaker_row(b: &Breaker) -> BreakerRow {
 
 impl Daemon {
     pub(super) async fn breakers(&self, id: Option<u64>) -> Response {
-        let breakers = self
-            .services
-            .breakers
-            .all()
-            .iter()
-            .map(breaker_row)
-            .collect();
+        let breakers = self.breaker_rows();
         let transitions = match health::transitions(self.store.reader(), None, TRANSITIONS).await {
             Ok(rows) => rows
                 .into_iter()
@@ -70,9 +64,22 @@ impl Daemon {
         )
     }
 
+    /// Every breaker: the shared registry's and the probes' heal actions', by name.
+    pub(super) fn all_breakers(&self) -> Vec<Breaker> {
+        let mut all = self.services.breakers.all();
+        all.extend(self.services.probes.heal_breakers());
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
     pub(super) fn breaker_op(&self, id: Option<u64>, name: &str, op: BreakerAction) -> Response {
-        let Some(b) = self.services.breakers.get(name) else {
-            let names = self.services.breakers.names();
+        let all = self.all_breakers();
+        let Some(b) = all.into_iter().find(|b| b.name() == name) else {
+            let names: Vec<String> = self
+                .all_breakers()
+                .iter()
+                .map(|b| b.name().to_string())
+                .collect();
             let hint = match crate::config::reader::suggest(
                 name,
                 &names.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -276,14 +283,10 @@ impl Daemon {
         self.services.probes.reports()
     }
 
-    /// The breakers, for `/health`.
+    /// Every breaker as shown (`breakers`, `/health`): the shared registry's and the probes'
+    /// heal actions' (`heal:PROBE:ACTION:TARGET`), by name.
     pub(crate) fn breaker_rows(&self) -> Vec<BreakerRow> {
-        self.services
-            .breakers
-            .all()
-            .iter()
-            .map(breaker_row)
-            .collect()
+        self.all_breakers().iter().map(breaker_row).collect()
     }
 }
 

@@ -367,7 +367,8 @@ fn check_explains_what_is_wrong_in_a_breaker() {
     assert!(many.stderr.ends_with("4 error(s)\n"), "{}", many.stderr);
 }
 
-/// The embedded default passes `check` and, run, has its four breakers.
+/// The embedded default passes `check` and, run, has its four breakers (and one for each of
+/// its probes' heal actions, listed with them).
 #[test]
 fn the_embedded_default_has_its_four_breakers() {
     let home = match tempfile::tempdir() {
@@ -415,7 +416,26 @@ fn the_embedded_default_has_its_four_breakers() {
     .iter()
     .map(|(n, t)| (n.to_string(), "closed".to_string(), *t, 300))
     .collect();
-    assert_eq!(found, expected);
+    let (heal, shared): (Vec<_>, Vec<_>) =
+        found.into_iter().partition(|b| b.0.starts_with("heal:"));
+    assert_eq!(shared, expected);
+    let heal: Vec<(String, String)> = heal
+        .into_iter()
+        .map(|(name, state, ..)| {
+            let kind = name.split(':').take(3).collect::<Vec<_>>().join(":");
+            (kind, state)
+        })
+        .collect();
+    assert_eq!(
+        heal,
+        vec![
+            (
+                "heal:root/disk:prune_backups".to_string(),
+                "closed".to_string()
+            ),
+            ("heal:root/store:vacuum".to_string(), "closed".to_string()),
+        ]
+    );
     assert_eq!(d.terminate(), 0);
 }
 

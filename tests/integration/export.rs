@@ -388,3 +388,61 @@ fn metrics_are_exported_over_otlp_http() {
     let last = received.recv_timeout(Duration::from_secs(5));
     assert!(last.is_ok(), "no final export at shutdown");
 }
+
+/// A heal action's own breaker (`heal:PROBE:ACTION:TARGET`) is shown by `breakers`, `status`
+/// and `/health` like the shared ones, and an operator can reset it.
+#[test]
+fn a_heal_actions_breaker_is_shown_by_breakers_status_and_health() {
+    const OP: &str = "heal:root/x:command:/bin/false";
+    let tree = r#"
+[root]
+[[root.children]]
+name = "x"
+kind = "probe"
+check = "command"
+command = "/bin/false"
+every = "100ms"
+failures_before_warning = 1
+failures_before_critical = 1
+heal = [{ action = "command", command = "/bin/false", cooldown = "0s", max_per_hour = 1000 }]
+"#;
+    let d = TestDaemon::start_with("http = \"127.0.0.1:0\"", tree);
+    let addr = http_address(&d);
+    let state_of = |v: &serde_json::Value| {
+        v["breakers"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["name"] == OP))
+            .map(|b| b["state"].as_str().unwrap_or_default().to_string())
+    };
+    // Listed from the start (closed); three failed runs open it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let out = d.cli(&["breakers", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        if state_of(&v).as_deref() == Some("open") {
+            assert_eq!(out.code, 1, "something is not closed: {}", out.stdout);
+            break v;
+        }
+        assert!(state_of(&v).is_some(), "{}", out.stdout);
+        assert!(Instant::now() < deadline, "never opened: {}", out.stdout);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(state_of(&listed).as_deref(), Some("open"));
+    let status = d.json(&["status"], 0);
+    assert_eq!(
+        status["breakers_open"],
+        serde_json::json!([format!("{OP} (open)")]),
+        "{status:#}"
+    );
+    let (code, _, body) = request(addr, "GET", "/health");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let check = &v["checks"][format!("breaker:{OP}")][0];
+    assert_eq!(check["observedValue"], "open", "{body}");
+    assert_ne!(v["status"], "pass", "{body}");
+    // The operator resets it.
+    let reset = d.json(&["breakers", "reset", OP], 0);
+    assert_eq!(reset["name"], OP);
+    assert_eq!(reset["state"], "closed");
+}

@@ -188,8 +188,9 @@ impl serde::Serialize for ProbeReport {
 /// lock is taken per check).
 type Slot = Arc<Mutex<ProbeReport>>;
 
-/// A probe's latest report and the actor to ask for a fresh one.
-type Entry = (Slot, ActorRef<ProbeMessage>);
+/// A probe's report, its actor, and its heal actions' breakers (for `breakers` and
+/// `/health`: nobody else calls them, so they are not in the shared registry).
+type Entry = (Slot, ActorRef<ProbeMessage>, Vec<Breaker>);
 
 fn lock(slot: &Slot) -> MutexGuard<'_, ProbeReport> {
     // Every update is a few field assignments: a panic cannot leave it half-changed.
@@ -206,28 +207,42 @@ impl Probes {
     /// Every probe's latest report, by path.
     pub fn reports(&self) -> Vec<ProbeReport> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        map.values().map(|(r, _)| lock(r).clone()).collect()
+        map.values().map(|(r, ..)| lock(r).clone()).collect()
+    }
+
+    /// The breakers of every probe's heal actions.
+    pub fn heal_breakers(&self) -> Vec<Breaker> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.values().flat_map(|(.., b)| b.iter().cloned()).collect()
     }
 
     /// The running probes, to ask for a check.
     pub fn actors(&self) -> Vec<(String, ActorRef<ProbeMessage>)> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
         map.iter()
-            .map(|(p, (_, a))| (p.clone(), a.clone()))
+            .map(|(p, (_, a, _))| (p.clone(), a.clone()))
             .collect()
     }
 
-    /// Lists a starting probe's report (replacing an earlier incarnation's).
-    fn publish(&self, path: &str, report: &Slot, actor: &ActorRef<ProbeMessage>) {
+    /// Lists a starting probe's report and heal breakers (replacing an earlier
+    /// incarnation's).
+    fn publish(
+        &self,
+        path: &str,
+        report: &Slot,
+        actor: &ActorRef<ProbeMessage>,
+        heal_breakers: &[Breaker],
+    ) {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(path.to_string(), (report.clone(), actor.clone()));
+        let entry = (report.clone(), actor.clone(), heal_breakers.to_vec());
+        map.insert(path.to_string(), entry);
     }
 
     fn withdraw(&self, path: &str, actor: &ActorRef<ProbeMessage>) {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if map
             .get(path)
-            .is_some_and(|(_, a)| a.get_id() == actor.get_id())
+            .is_some_and(|(_, a, _)| a.get_id() == actor.get_id())
         {
             map.remove(path);
         }
@@ -255,7 +270,8 @@ pub struct ProbeActorState {
     /// check, until then what the receivers were told of it stands.
     told: bool,
     limiters: Vec<Limiter>,
-    /// One breaker per heal action (in the order of `args.heal`), not in the shared registry.
+    /// One breaker per heal action (in the order of `args.heal`), not in the shared registry
+    /// (listed with the probe's report instead).
     heal_breakers: Vec<Breaker>,
     /// Per heal action: its breaker refused a run (recorded); nothing is tried or recorded
     /// again before this time (Unix ms), when the breaker lets a trial through.
@@ -313,7 +329,7 @@ struct Job {
 /// through [`run`] (bounded by the timeout).
 async fn evaluate(job: &Job, state: &mut CheckState) -> CheckOutcome {
     match &job.spec {
-        CheckSpec::Breakers => super::breakers(&open_breakers(&job.breakers)),
+        CheckSpec::Breakers => super::breakers(&open_breakers(&job.breakers.all())),
         CheckSpec::SyncRecency(s) => match sync_history(&job.store, &s.target).await {
             Ok(history) => super::data::quiet_unless_asked(
                 super::sync_recency(&history, now_ms(), s.warn_after, s.fail_after),
@@ -523,8 +539,13 @@ impl ProbeActorState {
             }
             let started_ms = now_ms();
             // The breaker's refusal is recorded once per open period: until it lets a trial
-            // through, the action waits as it waits out a cooldown.
-            if self.rejected_until[i].is_some_and(|until| started_ms < until) {
+            // through, the action waits as it waits out a cooldown (unless an operator reset
+            // or half-opened it meanwhile: `breakers reset heal:...`).
+            let still_open = matches!(
+                self.heal_breakers[i].state(),
+                StateName::Open | StateName::ForcedOpen
+            );
+            if still_open && self.rejected_until[i].is_some_and(|until| started_ms < until) {
                 continue;
             }
             self.rejected_until[i] = None;
@@ -550,7 +571,8 @@ impl ProbeActorState {
             let (outcome, detail) = match run.result {
                 Ok(done) => ("done", done.detail),
                 Err(RetryError::Rejected { reason, .. }) => {
-                    self.rejected_until[i] = breaker.next_deadline();
+                    // Forced open by an operator: no deadline, refused until they say so.
+                    self.rejected_until[i] = Some(breaker.next_deadline().unwrap_or(i64::MAX));
                     ("rejected", reason)
                 }
                 Err(failed) => (
@@ -706,9 +728,8 @@ fn breaker_notifier(path: &str, store: &Store) -> Notifier {
 }
 
 /// Breakers not closed (open, half-open, forced open): `name (state)`.
-pub fn open_breakers(breakers: &Breakers) -> Vec<String> {
+pub fn open_breakers(breakers: &[Breaker]) -> Vec<String> {
     breakers
-        .all()
         .iter()
         .filter_map(|b| {
             let state = b.state();
@@ -835,7 +856,9 @@ impl Actor for ProbeActor {
             since_ms: now_ms(),
         };
         let report = Arc::new(Mutex::new(report));
-        args.registry.publish(&args.path, &report, &myself);
+        let heal_breakers = heal_breakers(&args.path, &args.heal, &args.store);
+        args.registry
+            .publish(&args.path, &report, &myself, &heal_breakers);
         let (runner_tx, orders) = mpsc::unbounded_channel();
         let job = Job {
             spec: args.check.clone(),
@@ -846,7 +869,6 @@ impl Actor for ProbeActor {
         };
         let runner_task = AbortOnDrop(tokio::spawn(runner(job, orders, myself.clone())));
         let limiters = restore_limiters(&args).await;
-        let heal_breakers = heal_breakers(&args.path, &args.heal, &args.store);
         let rejected_until = vec![None; args.heal.len()];
         let check_state = CheckState::new().with_slots(args.slots.clone());
         let thresholds = args.thresholds;
