@@ -270,6 +270,7 @@ pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigErro
                 path: "root".into(),
                 depth: 0,
                 host: &host,
+                backoff: crate::kinds::supervisor::DEFAULT_BACKOFF,
                 state_dir: daemon
                     .as_ref()
                     .map_or_else(|| base.to_path_buf(), |c| c.state_dir.clone()),
@@ -909,6 +910,7 @@ pub(crate) fn child(
         depth,
         state_dir: up.state_dir.clone(),
         host: up.host,
+        backoff: up.backoff,
     };
     let kind = Kind::parse(&kind_name, &mut cx, &mut t).flatten();
     if kind.is_some() {

@@ -171,6 +171,13 @@ impl<'a, 'i> Table<'a, 'i> {
         self.table.get(key).is_some()
     }
 
+    /// Whether `key` holds a string (for keys that take a table or a word).
+    pub fn is_string(&self, key: &str) -> bool {
+        self.table
+            .get(key)
+            .is_some_and(|v| matches!(v.get_ref(), DeValue::String(_)))
+    }
+
     fn wrong_type(&self, d: &mut Diags, key: &str, v: &Value<'_>, expected: &str) {
         d.error(
             v.span(),

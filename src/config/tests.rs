@@ -106,7 +106,7 @@ fn a_nested_tree_parses_with_defaults_filled_in() {
     assert_eq!(c.root.children[1].shutdown, Shutdown::Infinity);
     assert_eq!(sync.settings.strategy, Strategy::OneForAll);
     assert_eq!(sync.settings.intensity, 1, "OTP's default");
-    assert_eq!(sync.settings.backoff, Backoff::none());
+    assert_eq!(sync.settings.backoff, c.root.settings.backoff, "inherited");
     let icloud = &sync.children[0];
     assert_eq!(
         icloud.shutdown,
@@ -1071,4 +1071,52 @@ fn bad_channel_settings_are_errors_where_they_are_written() {
     }
     // Missing settings stay a warning (the channel is skipped): the file is valid.
     ok("[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [{ name = \"h\", type = \"webhook\" }]\n");
+}
+
+/// A supervisor without `backoff` inherits its parent's, the root the default one; `"none"`
+/// restarts at once (OTP); any other word is an error at its position.
+#[test]
+fn backoff_is_inherited_defaulted_or_none() {
+    let tree = |root: &str, inner: &str| {
+        format!(
+            "[daemon]\nstate_dir = \"/s\"\n[root]\n{root}\n[[root.children]]\nname = \"g\"\nkind = \"supervisor\"\n{inner}\n[[root.children.children]]\nname = \"h\"\nkind = \"heartbeat\"\n"
+        )
+    };
+    let inner_of = |c: &Config| match &c.root.children[0].kind {
+        Kind::Supervisor(g) => g.settings.backoff,
+        other => panic!("{other:?}"),
+    };
+    let c = ok(&tree("", ""));
+    assert_eq!(
+        c.root.settings.backoff,
+        crate::kinds::supervisor::DEFAULT_BACKOFF
+    );
+    assert_eq!(inner_of(&c), crate::kinds::supervisor::DEFAULT_BACKOFF);
+    assert_eq!(c.root.settings.backoff.jitter, Jitter::Full);
+
+    let c = ok(&tree("backoff = { initial = \"1s\", max = \"2s\" }", ""));
+    assert_eq!(inner_of(&c).initial, Duration::from_secs(1));
+    assert_eq!(inner_of(&c).max, Duration::from_secs(2));
+
+    let c = ok(&tree("backoff = \"none\"", ""));
+    assert_eq!(c.root.settings.backoff, Backoff::none());
+    assert_eq!(inner_of(&c), Backoff::none(), "inherited");
+
+    let c = ok(&tree("", "backoff = \"none\""));
+    assert_eq!(
+        c.root.settings.backoff,
+        crate::kinds::supervisor::DEFAULT_BACKOFF
+    );
+    assert_eq!(inner_of(&c), Backoff::none());
+
+    assert_eq!(
+        errors(&tree("backoff = \"fast\"", "")),
+        vec![
+            "t.toml:4:11: `backoff` in [root] is \"fast\": it must be a table such as { initial = \"100ms\", max = \"30s\" }, or \"none\" (restart at once)"
+        ]
+    );
+    assert_eq!(
+        errors(&tree("backoff = 3", "")),
+        vec!["t.toml:4:11: `backoff` in [root] must be a table, not an integer"]
+    );
 }

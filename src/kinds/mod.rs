@@ -79,6 +79,9 @@ pub struct ParseCx<'a> {
     pub refs: &'a mut crate::config::refs::Refs,
     /// This host's identity, for the kinds that name the host (sync targets).
     pub host: &'a HostSlot,
+    /// The backoff of the supervisor whose children are being read: what a nested
+    /// supervisor without `backoff` of its own inherits.
+    pub backoff: metasystem_actors::Backoff,
 }
 
 /// This host's identity ([`metasystem_actors::host`]), resolved when a kind first asks: a

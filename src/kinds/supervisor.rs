@@ -25,6 +25,18 @@ const JITTERS: [&str; 2] = ["none", "full"];
 const DEFAULT_INTENSITY: u32 = 1;
 const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
 
+/// The root's backoff when `[root]` has no `backoff` (a nested supervisor without one
+/// inherits its parent's): a child that exits at once is restarted after 0-100 ms, then
+/// 0-200 ms, ... up to 0-30 s, never in a tight loop. `backoff = "none"` restarts at once, as
+/// OTP does.
+pub const DEFAULT_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(30),
+    factor: 2.0,
+    jitter: Jitter::Full,
+    reset_after: Duration::from_secs(60),
+};
+
 /// Supervisors nest at most this deep (the root's children are at depth 1). The TOML reader
 /// itself gives up somewhere past 78 levels; this is well inside it.
 pub const MAX_DEPTH: usize = 64;
@@ -42,7 +54,7 @@ impl SupervisorConfig {
             strategy: Strategy::OneForOne,
             intensity: DEFAULT_INTENSITY,
             period: DEFAULT_PERIOD,
-            backoff: Backoff::none(),
+            backoff: DEFAULT_BACKOFF,
         }
     }
 
@@ -84,15 +96,37 @@ impl SupervisorConfig {
             None => DEFAULT_INTENSITY,
         };
         let period = positive(d, t, "period").unwrap_or(DEFAULT_PERIOD);
-        let backoff = match t.table(d, "backoff") {
-            Some(mut b) => {
-                b.context = format!("the backoff of {}", t.context);
-                let backoff = backoff(d, &mut b);
-                b.finish(d);
-                backoff
+        let backoff = if t.is_string("backoff") {
+            let word = t.string(d, "backoff");
+            match word {
+                Some(w) if w.get_ref() == "none" => Backoff::none(),
+                Some(w) => {
+                    d.error(
+                        w.span(),
+                        format!(
+                            "`backoff` in {} is {:?}: it must be a table such as {{ initial = \"100ms\", max = \"30s\" }}, or \"none\" (restart at once)",
+                            t.context,
+                            w.get_ref()
+                        ),
+                    );
+                    cx.backoff
+                }
+                None => cx.backoff,
             }
-            None => Backoff::none(),
+        } else {
+            match t.table(d, "backoff") {
+                Some(mut b) => {
+                    b.context = format!("the backoff of {}", t.context);
+                    let backoff = backoff(d, &mut b);
+                    b.finish(d);
+                    backoff
+                }
+                // Not given: the parent's (the root's default for the root).
+                None => cx.backoff,
+            }
         };
+        // What this supervisor's nested supervisors inherit.
+        cx.backoff = backoff;
         let mut seen: HashMap<String, Range<usize>> = HashMap::new();
         let tables = t.tables(d, "children");
         let mut children = Vec::with_capacity(tables.len());

@@ -14,6 +14,7 @@ const TREE: &str = r#"
 strategy = "one_for_one"
 intensity = 1000
 period = "10s"
+backoff = "none"
 
 [[root.children]]
 name = "a"

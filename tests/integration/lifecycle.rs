@@ -413,7 +413,7 @@ fn check_and_status_count_actors_alike() {
 fn a_stderr_nobody_reads_does_not_freeze_the_daemon() {
     let mut d = TestDaemon::prepare(
         "",
-        "[root]\nintensity = 100\n[[root.children]]\nname = \"beat\"\nkind = \"heartbeat\"\nevery = \"100ms\"\n",
+        "[root]\nintensity = 100\nbackoff = \"none\"\n[[root.children]]\nname = \"beat\"\nkind = \"heartbeat\"\nevery = \"100ms\"\n",
     );
     // The read end stays open and is never read: writes block once the pipe is full.
     let (_reader, writer) = std::io::pipe().unwrap_or_else(|e| panic!("pipe: {e}"));
