@@ -232,7 +232,7 @@ fn attempt(target: &Path, host: &str, every: Duration) -> Attempt {
                     }
                     _ => {}
                 }
-                let seen = read_lock(&path).unwrap_or_default();
+                let seen = read_written(&path);
                 let age = age_of(&path);
                 if !is_stale(&seen, host, &path, age) {
                     return Attempt::Held(describe(&seen, host, age));
@@ -244,7 +244,7 @@ fn attempt(target: &Path, host: &str, every: Duration) -> Attempt {
             }
         }
     }
-    let seen = read_lock(&path).unwrap_or_default();
+    let seen = read_written(&path);
     Attempt::Held(format!(
         "another run took it meanwhile: {}",
         describe(&seen, host, age_of(&path))
@@ -381,6 +381,22 @@ fn is_stale(text: &str, host: &str, path: &Path, age: Option<Duration>) -> bool 
     older(LOCK_STALE)
 }
 
+/// The lock's text. A lock is created empty and written right after: one found empty and
+/// young is read again for a little while, so a waiter says who holds it rather than "an
+/// unreadable lock" (an empty lock that stays so is unreadable, and stale in time).
+fn read_written(path: &Path) -> String {
+    let mut seen = read_lock(path).unwrap_or_default();
+    for _ in 0..20 {
+        let young = age_of(path).is_some_and(|a| a < Duration::from_secs(2));
+        if !seen.trim().is_empty() || !young {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        seen = read_lock(path).unwrap_or_default();
+    }
+    seen
+}
+
 /// Who holds the lock that says `text`, for people.
 fn describe(text: &str, host: &str, age: Option<Duration>) -> String {
     let refreshed = match age {
@@ -493,6 +509,30 @@ mod tests {
         drop(a);
         assert!(!d.path().join(LOCK).exists());
         let _b = TargetLock::take(d.path(), "h2").unwrap();
+    }
+
+    /// Regression: a waiter that read the lock between its creation and its write said "held
+    /// by an unreadable lock (\"\")" instead of naming the holder.
+    #[test]
+    fn a_lock_read_while_being_written_names_its_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let lock = d.path().join(LOCK);
+        std::fs::write(&lock, "").unwrap();
+        let writer = {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(40));
+                std::fs::write(&lock, "box-aaaaaaaaaaaa 4242 1796000000000 1f\n").unwrap();
+            })
+        };
+        let why = held_why(TargetLock::take(d.path(), "box-bbbbbbbbbbbb"));
+        writer.join().unwrap();
+        assert!(why.contains("held by box-aaaaaaaaaaaa pid 4242"), "{why}");
+        // One that stays empty is unreadable (and stale in time).
+        std::fs::write(&lock, "").unwrap();
+        set_age(&lock, Duration::from_secs(5));
+        let why = held_why(TargetLock::take(d.path(), "box-bbbbbbbbbbbb"));
+        assert!(why.contains("unreadable lock"), "{why}");
     }
 
     #[test]
