@@ -344,25 +344,45 @@ pub async fn latest_per_key(pool: &SqlitePool, since_ms: i64) -> Result<Vec<Outb
     .map_err(|e| format!("cannot read the alert outbox: {e}"))
 }
 
-/// Whether `channel` was sent a firing notification of the episode (`fingerprint`,
-/// `starts_at_ms`): its receiver has heard of it.
-pub async fn episode_told(
+/// Whether a receiver heard of an episode (its firing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// An attempt to send it may have reached the receiver: accepted, partially delivered,
+    /// or failed for a while (a timeout may hide a delivery).
+    Yes,
+    /// Its firing notifications are stored and none may have reached it (never tried,
+    /// superseded before a try, refused for good, skipped).
+    No,
+    /// No firing notification of it is stored for this channel (pruned, or from before the
+    /// channel was routed): whether it heard is unknown.
+    Unknown,
+}
+
+/// Whether `channel`'s receiver heard of the episode (`fingerprint`, `starts_at_ms`): what
+/// decides whether it must be told the episode ended.
+pub async fn episode_heard(
     pool: &SqlitePool,
     channel: &str,
     fingerprint: &str,
     starts_at_ms: i64,
-) -> Result<bool, String> {
-    sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM alert_outbox WHERE channel = ? AND fingerprint = ? \
-         AND starts_at_ms = ? AND status = 'firing' AND state IN ('sent', 'partial')",
+) -> Result<Heard, String> {
+    let (rows, heard) = sqlx::query_as::<_, (i64, i64)>(
+        "SELECT count(*), coalesce(sum(EXISTS (SELECT 1 FROM alert_attempts a \
+         WHERE a.outbox_id = o.id AND a.outcome IN ('accepted', 'partial', 'transient'))), 0) \
+         FROM alert_outbox o WHERE o.fingerprint = ? AND o.starts_at_ms = ? \
+         AND o.channel = ? AND o.status = 'firing'",
     )
-    .bind(channel)
     .bind(fingerprint)
     .bind(starts_at_ms)
+    .bind(channel)
     .fetch_one(pool)
     .await
-    .map(|n| n > 0)
-    .map_err(|e| format!("cannot read the alert outbox: {e}"))
+    .map_err(|e| format!("cannot read the alert outbox: {e}"))?;
+    Ok(match (rows, heard) {
+        (0, _) => Heard::Unknown,
+        (_, 0) => Heard::No,
+        _ => Heard::Yes,
+    })
 }
 
 /// How many rows wait for delivery.

@@ -1189,6 +1189,105 @@ async fn after_an_outage_a_message_carries_each_alerts_latest_state_once() {
     rig.stop().await;
 }
 
+/// The last (status, episode) each fingerprint was given in `requests`, in order.
+fn last_word(requests: &[Request]) -> HashMap<String, (String, String)> {
+    let mut last = HashMap::new();
+    for r in requests {
+        let v = r.json();
+        for a in v["alerts"].as_array().into_iter().flatten() {
+            last.insert(
+                a["fingerprint"].as_str().unwrap_or_default().to_string(),
+                (
+                    a["status"].as_str().unwrap_or_default().to_string(),
+                    a["episode"].as_str().unwrap_or_default().to_string(),
+                ),
+            );
+        }
+    }
+    last
+}
+
+/// Regression (the attack): a receiver told an alert fires, then down while it resolved,
+/// fired and resolved again. The later episode (never heard of) is not sent, and the end of
+/// the one it heard of is: its last word is "resolved", for that episode.
+#[tokio::test]
+async fn a_flap_while_the_receiver_is_down_still_ends_what_it_was_told() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    let flap = key(Severity::Warning, "flapping");
+    rig.alerts.raise(warning("flapping"));
+    let told = bounded(sink.wait_requests(1, WAIT)).await;
+    let (status, episode) = last_word(&told)[&fingerprint(&flap)].clone();
+    assert_eq!(status, "firing");
+    rig.rows_until("sent", |r| r.len() == 1 && r[0].state == "sent")
+        .await;
+    sink.set_default(Reply::new(503, "down"));
+    rig.alerts.clear(flap.clone());
+    bounded(sink.wait_requests(2, WAIT)).await;
+    // A later millisecond: another episode.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    rig.alerts.raise(warning("flapping"));
+    rig.alerts.clear(flap.clone());
+    sink.set_default(Reply::new(200, "ok"));
+    let rows = rig
+        .rows_until("all settled", |r| {
+            r.len() == 4 && r.iter().all(|r| r.state != "pending")
+        })
+        .await;
+    let last = last_word(&sink.requests())[&fingerprint(&flap)].clone();
+    assert_eq!(last, ("resolved".to_string(), episode), "{rows:#?}");
+    rig.stop().await;
+}
+
+/// A resolution is not sent to a receiver that refused the firing for good: it never heard
+/// of the episode.
+#[tokio::test]
+async fn a_receiver_that_refused_the_firing_is_not_sent_its_end() {
+    let sink = HttpSink::start().await;
+    sink.set_default(Reply::new(400, "bad payload"));
+    let rig = Rig::start(vec![webhook("hook", &sink)]).await;
+    let k = key(Severity::Warning, "refused");
+    rig.alerts.raise(warning("refused"));
+    rig.rows_until("failed", |r| r.len() == 1 && r[0].state == "failed")
+        .await;
+    sink.set_default(Reply::new(200, "ok"));
+    rig.alerts.clear(k);
+    let rows = rig
+        .rows_until("the resolution settled", |r| {
+            r.len() == 2 && r[1].state != "pending"
+        })
+        .await;
+    assert_eq!(rows[1].state, "skipped", "{rows:#?}");
+    assert_eq!(sink.requests().len(), 1);
+    rig.stop().await;
+}
+
+/// A firing whose delivery timed out may have reached the receiver: its resolution is sent.
+#[tokio::test]
+async fn a_firing_that_timed_out_is_still_ended() {
+    let sink = HttpSink::start().await;
+    sink.set_default(Reply::new(200, "ok").delay(Duration::from_millis(600)));
+    let rig = Rig::start_with(vec![webhook("hook", &sink)], |a| {
+        a.timeout = Duration::from_millis(300);
+    })
+    .await;
+    let k = key(Severity::Warning, "slow");
+    rig.alerts.raise(warning("slow"));
+    rig.rows_until("a timed-out attempt", |r| {
+        r.len() == 1 && r[0].attempts >= 1
+    })
+    .await;
+    rig.alerts.clear(k.clone());
+    sink.set_default(Reply::new(200, "ok"));
+    rig.rows_until("all settled", |r| {
+        r.len() == 2 && r.iter().all(|r| r.state != "pending")
+    })
+    .await;
+    let last = last_word(&sink.requests())[&fingerprint(&k)].clone();
+    assert_eq!(last.0, "resolved");
+    rig.stop().await;
+}
+
 /// One refused recipient (550) does not fail the message for the others: each recipient
 /// gets its own envelope; the notification is partially delivered (not failed), each
 /// recipient's answer recorded in the store. Every envelope of one message has the same

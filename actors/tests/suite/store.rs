@@ -459,6 +459,7 @@ async fn a_database_made_by_the_first_schema_upgrades() {
             (20261206000003,),
             (20261207000001,),
             (20261208000001,),
+            (20261208000002,),
         ]
     );
     // The tables added since work on the upgraded file.
