@@ -301,6 +301,8 @@ pub struct AlertsState {
     wake_at: Option<i64>,
     /// The end of the silence a reconcile is set for (Unix ms), if any.
     silence_end_at: Option<i64>,
+    /// When a reconcile is set to look for due reminders (Unix ms): one timer for all.
+    reminder_at: Option<i64>,
     /// The silences active at the last reconcile: one gone since (ended or lifted) lets what
     /// it held through.
     silences_seen: Vec<(String, i64)>,
@@ -352,29 +354,49 @@ impl AlertsState {
     }
 
     /// What the receivers were told against what is true now: a firing key that no longer
-    /// holds is resolved (its source told its state, or it has none any more); a condition
+    /// holds is resolved (its source told its state, or it has none any more); one that still
+    /// holds is reminded once its interval has passed (run every [`RESYNC_EVERY`]); a condition
     /// that holds and is not firing (raised while no actor ran, before a restart of this one,
     /// or under a silence that has ended) is notified if past its threshold. Then a reconcile
     /// is set for the end of the next silence.
     fn reconcile(&mut self, myself: &ActorRef<AlertsMessage>) {
         use super::truth::Verdict;
         let now = self.clock.now();
-        let (stale, holding) = {
+        let (stale, still, holding) = {
             let truth = self.args.alerts.truth();
-            let stale: Vec<String> = self
-                .engine
-                .firing()
-                .into_iter()
-                .filter(|key| truth.verdict(key) == Verdict::False)
-                .map(str::to_string)
-                .collect();
-            (stale, truth.active())
+            let (mut stale, mut still) = (Vec::new(), Vec::new());
+            for key in self.engine.firing() {
+                match truth.verdict(key) {
+                    Verdict::False => stale.push(key.to_string()),
+                    Verdict::Active(alert, _) => still.push(alert),
+                    Verdict::Unknown => {}
+                }
+            }
+            (stale, still, truth.active())
         };
         for key in stale {
             if let Some(n) = self.engine.clear(&key, now) {
                 tracing::info!(%key, "alert resolved: no longer true");
                 self.decided(myself, n);
             }
+        }
+        // Firing and still true with nothing raising it again: reminded at its interval, and
+        // looked at again when the next one is due.
+        if self.reminder_at.is_some_and(|at| at <= now) {
+            self.reminder_at = None;
+        }
+        let mut next_reminder: Option<i64> = None;
+        for alert in still {
+            if let Some(n) = self.engine.remind(&alert, now) {
+                self.counts.notified += 1;
+                self.decided(myself, n);
+            }
+            if let Some(due) = self.engine.reminder_due(&alert.key()).filter(|t| *t > now) {
+                next_reminder = Some(next_reminder.map_or(due, |n| n.min(due)));
+            }
+        }
+        if let Some(at) = next_reminder {
+            self.wake_for_reminder(myself, at);
         }
         // What this incarnation was not sent (raised while no actor ran, or to an earlier
         // incarnation), and what a silence gone since held back: looked at without counting
@@ -409,8 +431,24 @@ impl AlertsState {
         self.silence_end_at = next_end;
     }
 
+    /// Sets a reconcile for `at` (a reminder due), unless one is set for no later.
+    fn wake_for_reminder(&mut self, myself: &ActorRef<AlertsMessage>, at: i64) {
+        let now = self.clock.now();
+        if self.reminder_at.is_some_and(|set| set <= at && set > now) {
+            return;
+        }
+        self.reminder_at = Some(at);
+        let delay = Duration::from_millis(at.saturating_sub(now).max(0) as u64);
+        myself.send_after(delay, || AlertsMessage::Reconcile);
+    }
+
     /// A notification to send: to the channels its severity routes to, after it is stored.
     fn decided(&mut self, myself: &ActorRef<AlertsMessage>, n: Notification) {
+        if n.status == Status::Firing {
+            if let Some(due) = self.engine.reminder_due(&n.key) {
+                self.wake_for_reminder(myself, due);
+            }
+        }
         let routes = self.args.routes.get(n.severity).clone();
         self.record(
             "alert",
@@ -1166,6 +1204,7 @@ impl Actor for AlertsActor {
             clock,
             wake_at: None,
             silence_end_at: None,
+            reminder_at: None,
             silences_seen: Vec::new(),
             counts: Counts::default(),
         })

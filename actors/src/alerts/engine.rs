@@ -21,7 +21,9 @@
 //!    being `max(repeat_interval, dedup_window, cooldown[severity])`: repeats within it are
 //!    [`Decision::Deduplicated`] and counted; the first occurrence at or after it sends a
 //!    reminder (status firing, same fingerprint and `starts_at_ms`) whose `occurrences` = the
-//!    occurrences folded since the previous notification plus this one.
+//!    occurrences folded since the previous notification plus this one. A condition that
+//!    holds with nothing raising it again gets its reminder from [`Engine::remind`], which
+//!    the caller runs when [`Engine::reminder_due`] says.
 //! 4. **Resolution.** [`Engine::clear`] of a key whose firing notification was sent and not yet
 //!    resolved returns a resolved notification at once (same fingerprint, same `starts_at_ms`,
 //!    `ends_at_ms` = now, `occurrences` = how many times it happened in the episode: what a
@@ -288,6 +290,44 @@ impl Engine {
             after,
             now_ms,
         ))
+    }
+
+    /// A reminder of a key that fires and still holds (the caller's level state says so) with
+    /// nothing raising it again (a probe raises when its status changes, not at every check):
+    /// a firing notification once its interval has passed since the last one (Alertmanager's
+    /// `repeat_interval`), its `occurrences` those folded since. `None` for a key not firing,
+    /// within its interval, or silenced (the silence's end notifies it).
+    pub fn remind(&mut self, alert: &Alert, now_ms: i64) -> Option<Notification> {
+        let key = alert.key();
+        let interval = millis(self.policy.interval(alert.severity));
+        if interval <= 0 || self.silenced_until(&key, now_ms).is_some() {
+            return None;
+        }
+        let state = self.keys.get_mut(&key)?;
+        let last = state.last_notified_ms?;
+        let sent = state.sent.as_mut()?;
+        if now_ms < last.saturating_add(interval) {
+            return None;
+        }
+        sent.update(alert);
+        let occurrences = std::mem::take(&mut sent.folded);
+        state.last_notified_ms = Some(now_ms);
+        Some(firing(
+            &key,
+            alert,
+            sent.fingerprint.clone(),
+            sent.starts_at_ms,
+            occurrences,
+        ))
+    }
+
+    /// When a firing `key` is next due a reminder (its last notification plus its interval);
+    /// `None` for a key not firing, or without an interval.
+    pub fn reminder_due(&self, key: &str) -> Option<i64> {
+        let state = self.keys.get(key)?;
+        state.sent.as_ref()?;
+        let interval = millis(self.policy.interval(state.severity));
+        (interval > 0).then(|| state.last_notified_ms.unwrap_or(0).saturating_add(interval))
     }
 
     /// The state of `key` (made, room made first, for a new one); a run that starts now (no
@@ -832,6 +872,40 @@ mod tests {
             e.raise(&a, T0 + 13 * MIN),
             Decision::Deduplicated { occurrences: 1 }
         ));
+    }
+
+    // Rule 3, with nothing raising it again: the caller's timer asks for due reminders.
+    #[test]
+    fn a_firing_key_is_reminded_when_due_without_new_occurrences() {
+        let mut e = Engine::new(Policy::default());
+        let a = warn("w").at_once();
+        assert_eq!(e.remind(&a, T0), None, "not firing");
+        let first = notified(e.raise(&a, T0));
+        assert_eq!(e.reminder_due(&a.key()), Some(T0 + 4 * HOUR));
+        assert_eq!(e.remind(&a, T0 + 4 * HOUR - 1), None, "within the interval");
+        let r = e.remind(&a, T0 + 4 * HOUR).unwrap();
+        assert_eq!(
+            (
+                r.status,
+                r.fingerprint.clone(),
+                r.starts_at_ms,
+                r.occurrences
+            ),
+            (
+                Status::Firing,
+                first.fingerprint.clone(),
+                first.starts_at_ms,
+                0
+            )
+        );
+        assert_eq!(e.reminder_due(&a.key()), Some(T0 + 8 * HOUR));
+        // Silenced: not reminded (the silence's end notifies it).
+        e.silence(&a.key(), T0 + 9 * HOUR);
+        assert_eq!(e.remind(&a, T0 + 8 * HOUR), None);
+        // Resolved: no reminder is due.
+        e.clear(&a.key(), T0 + 10 * HOUR).unwrap();
+        assert_eq!(e.reminder_due(&a.key()), None);
+        assert_eq!(e.remind(&a, T0 + 20 * HOUR), None);
     }
 
     // Rule 3: within an episode, reminders follow the longest of repeat_interval, the dedup

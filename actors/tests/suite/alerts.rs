@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use metasystem_actors::alerts::actor::{AlertsActor, AlertsArgs, AlertsMessage, AlertsStatus};
 use metasystem_actors::alerts::channel::{ChannelKind, ChannelSpec, EmailSpec, Tls};
-use metasystem_actors::alerts::{fingerprint, Alert, Alerts, PerSeverity, Policy, Severity};
+use metasystem_actors::alerts::{
+    fingerprint, Alert, Alerts, PerSeverity, Policy, Severity, Status,
+};
 use metasystem_actors::metrics::Metrics;
 use metasystem_actors::retry::{self, ErrorKind, Outcome, RunSummary};
 use metasystem_actors::sinks::{HttpSink, Reply, Request, SmtpSink};
@@ -280,6 +282,8 @@ async fn an_alert_is_sent_at_its_nth_consecutive_occurrence_only() {
     rig.stop().await;
 }
 
+/// Repeats within the interval are folded; at the interval a reminder carries them (sent
+/// when it is due, whether or not the alert is raised again).
 #[tokio::test]
 async fn repeats_are_one_message_and_a_reminder_after_the_interval_folds_them() {
     let sink = HttpSink::start().await;
@@ -297,10 +301,9 @@ async fn repeats_are_one_message_and_a_reminder_after_the_interval_folds_them() 
     rig.alerts.raise(warning("flapping"));
     tokio::time::sleep(GROUP_WAIT * 2).await;
     assert_eq!(sink.requests().len(), 1);
-    let left = Duration::from_millis(1600).saturating_sub(started.elapsed());
-    tokio::time::sleep(left).await;
-    rig.alerts.raise(warning("flapping"));
+    // At the interval, with nothing raising it again, the reminder.
     let got = exactly(&sink, 2).await;
+    assert!(started.elapsed() >= Duration::from_millis(1500));
     let fp = fingerprint(&key(Severity::Warning, "flapping"));
     assert_eq!(alerts_in(&got[1..]), vec![(fp, "firing".to_string())]);
     let rows = rig
@@ -309,8 +312,8 @@ async fn repeats_are_one_message_and_a_reminder_after_the_interval_folds_them() 
         })
         .await;
     assert_eq!(rows[0].notification.occurrences, 1);
-    // The reminder: the 10 repeats since the first message, and this one.
-    assert_eq!(rows[1].notification.occurrences, 11);
+    // The reminder: the 10 repeats since the first message.
+    assert_eq!(rows[1].notification.occurrences, 10);
     assert_eq!(
         rows[0].notification.starts_at_ms,
         rows[1].notification.starts_at_ms
@@ -1186,6 +1189,48 @@ async fn after_an_outage_a_message_carries_each_alerts_latest_state_once() {
     );
     let superseded = rows.iter().filter(|r| r.state == "skipped").count();
     assert!(superseded >= 1, "{rows:#?}");
+    rig.stop().await;
+}
+
+/// Regression (the attack): a condition that stays true with nothing raising it again (a
+/// probe raises when its status changes) is reminded at its interval, same episode; once
+/// resolved, the reminders stop.
+#[tokio::test]
+async fn a_long_firing_alert_is_reminded_without_new_occurrences() {
+    let sink = HttpSink::start().await;
+    let rig = Rig::start_with(vec![webhook("hook", &sink)], |a| {
+        a.policy.dedup_window = Duration::from_millis(400);
+    })
+    .await;
+    let k = key(Severity::Warning, "stays down");
+    rig.alerts.raise(warning("stays down"));
+    let got = bounded(sink.wait_requests(3, WAIT)).await;
+    let words: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            let v = r.json();
+            (
+                v["alerts"][0]["status"].as_str().unwrap().to_string(),
+                v["alerts"][0]["episode"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(words.iter().all(|w| *w == words[0]), "{words:?}");
+    assert_eq!(words[0].0, "firing");
+    rig.alerts.clear(k.clone());
+    let rows = rig
+        .rows_until("resolved and sent", |r| {
+            r.last()
+                .is_some_and(|r| r.notification.status == Status::Resolved && r.state == "sent")
+        })
+        .await;
+    let n = rows.len();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        rig.rows().await.len(),
+        n,
+        "no reminder after the resolution"
+    );
     rig.stop().await;
 }
 
