@@ -285,6 +285,11 @@ impl DeliveryRun {
 pub struct AlertsState {
     args: AlertsArgs,
     engine: Engine,
+    /// Per firing key, the channels told it fires and what each was told (the episode's
+    /// firing): its end goes to each of them, also to one no longer routed for it, and a
+    /// channel routed for it that was not told (added by a reload) is told. Rebuilt from the
+    /// outbox at start.
+    told: HashMap<String, BTreeMap<String, Notification>>,
     groups: Groups,
     lanes: BTreeMap<String, Lane>,
     /// Pending outbox rows held in memory: id → (channel, notification).
@@ -398,6 +403,7 @@ impl AlertsState {
         if let Some(at) = next_reminder {
             self.wake_for_reminder(myself, at);
         }
+        self.tell_every_channel(myself, now);
         // What this incarnation was not sent (raised while no actor ran, or to an earlier
         // incarnation), and what a silence gone since held back: looked at without counting
         // an occurrence (the count is the handle's). A condition below its threshold stays
@@ -431,6 +437,79 @@ impl AlertsState {
         self.silence_end_at = next_end;
     }
 
+    /// Each channel's picture against what is true: a firing key is told to a channel routed
+    /// for it that was not told (added to the routes or to the config by a reload); a key a
+    /// channel was told fires but that the engine does not hold firing (the outbox of an
+    /// earlier run disagrees between channels) is resolved on that channel once its source
+    /// says it no longer holds.
+    fn tell_every_channel(&mut self, myself: &ActorRef<AlertsMessage>, now: i64) {
+        use super::truth::Verdict;
+        let firing: Vec<String> = self
+            .engine
+            .firing()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        for key in firing {
+            let Some(n) = self.engine.episode_firing(&key) else {
+                continue;
+            };
+            let told = self.told.get(&key);
+            let mut missing: Vec<String> = Vec::new();
+            let mut earlier: Vec<(String, Notification)> = Vec::new();
+            for c in self.args.routes.get(n.severity) {
+                match told.and_then(|t| t.get(c)) {
+                    Some(was) if was.starts_at_ms == n.starts_at_ms => {}
+                    // Told an earlier episode fires: it ends first.
+                    Some(was) => {
+                        earlier.push((c.clone(), was.clone()));
+                        missing.push(c.clone());
+                    }
+                    None => missing.push(c.clone()),
+                }
+            }
+            for (channel, mut was) in earlier {
+                was.id = 0;
+                was.status = Status::Resolved;
+                was.ends_at_ms = Some(now);
+                self.decided_to(myself, vec![channel], was);
+            }
+            if !missing.is_empty() {
+                tracing::info!(%key, channels = ?missing, "alert told to channels that were not told it fires");
+                self.decided_to(myself, missing, n);
+            }
+        }
+        let orphans: Vec<String> = self
+            .told
+            .keys()
+            .filter(|key| !self.engine.is_firing(key))
+            .cloned()
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        let truth = self.args.alerts.truth();
+        let ended: Vec<String> = orphans
+            .into_iter()
+            .filter(|key| truth.verdict(key) == Verdict::False)
+            .collect();
+        drop(truth);
+        for key in ended {
+            let Some(told) = self.told.remove(&key) else {
+                continue;
+            };
+            for (channel, mut n) in told {
+                if !self.lanes.contains_key(&channel) {
+                    continue;
+                }
+                n.id = 0;
+                n.status = Status::Resolved;
+                n.ends_at_ms = Some(now);
+                self.decided_to(myself, vec![channel], n);
+            }
+        }
+    }
+
     /// Sets a reconcile for `at` (a reminder due), unless one is set for no later.
     fn wake_for_reminder(&mut self, myself: &ActorRef<AlertsMessage>, at: i64) {
         let now = self.clock.now();
@@ -442,14 +521,41 @@ impl AlertsState {
         myself.send_after(delay, || AlertsMessage::Reconcile);
     }
 
-    /// A notification to send: to the channels its severity routes to, after it is stored.
+    /// A notification to send, after it is stored: a firing one to the channels its severity
+    /// routes to; a resolved one to those and to every channel told the key fires.
     fn decided(&mut self, myself: &ActorRef<AlertsMessage>, n: Notification) {
+        let mut routes = self.args.routes.get(n.severity).clone();
+        if n.status == Status::Resolved {
+            for channel in self
+                .told
+                .remove(&n.key)
+                .into_iter()
+                .flat_map(|t| t.into_keys())
+            {
+                if !routes.contains(&channel) && self.lanes.contains_key(&channel) {
+                    routes.push(channel);
+                }
+            }
+        }
+        self.decided_to(myself, routes, n);
+    }
+
+    /// A notification to send to `routes`, after it is stored.
+    fn decided_to(
+        &mut self,
+        myself: &ActorRef<AlertsMessage>,
+        routes: Vec<String>,
+        n: Notification,
+    ) {
         if n.status == Status::Firing {
             if let Some(due) = self.engine.reminder_due(&n.key) {
                 self.wake_for_reminder(myself, due);
             }
+            let told = self.told.entry(n.key.clone()).or_default();
+            for channel in &routes {
+                told.insert(channel.clone(), n.clone());
+            }
         }
-        let routes = self.args.routes.get(n.severity).clone();
         self.record(
             "alert",
             format!("{} {}: {}", n.severity, n.status.as_str(), n.title),
@@ -1139,10 +1245,19 @@ impl Actor for AlertsActor {
         // Conditions notified as firing and not resolved before the restart: a clear now
         // still sends their resolution, and their repeats are deduplicated.
         // Whatever its age: a receiver told "firing" a week ago still believes it.
-        match outbox::latest_per_key(args.store.reader(), 0).await {
+        // What each channel was last told of each key: in id order, the engine's state is
+        // the last word on each key (to any channel).
+        let mut told: HashMap<String, BTreeMap<String, Notification>> = HashMap::new();
+        match outbox::latest_per_channel_key(args.store.reader()).await {
             Ok(rows) => {
                 for row in rows {
                     engine.restore_firing(&row.notification, row.created_ms);
+                    let key = row.notification.key.clone();
+                    if row.notification.status == Status::Firing {
+                        told.entry(key)
+                            .or_default()
+                            .insert(row.channel, row.notification);
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the alert outbox"),
@@ -1196,6 +1311,7 @@ impl Actor for AlertsActor {
             groups: Groups::new(args.group_wait),
             args,
             engine,
+            told,
             lanes,
             rows: HashMap::new(),
             settled: HashSet::new(),

@@ -321,6 +321,27 @@ impl Engine {
         ))
     }
 
+    /// The firing notification of `key`'s current episode (its occurrences so far), for a
+    /// channel that was not told it fires; `None` for a key not firing.
+    pub fn episode_firing(&self, key: &str) -> Option<Notification> {
+        let state = self.keys.get(key)?;
+        let sent = state.sent.as_ref()?;
+        Some(Notification {
+            id: 0,
+            fingerprint: sent.fingerprint.clone(),
+            key: key.to_string(),
+            status: Status::Firing,
+            severity: state.severity,
+            title: sent.title.clone(),
+            body: sent.body.clone(),
+            source: sent.source.clone(),
+            labels: sent.labels.clone(),
+            starts_at_ms: sent.starts_at_ms,
+            ends_at_ms: None,
+            occurrences: sent.total,
+        })
+    }
+
     /// When a firing `key` is next due a reminder (its last notification plus its interval);
     /// `None` for a key not firing, or without an interval.
     pub fn reminder_due(&self, key: &str) -> Option<i64> {
@@ -437,6 +458,11 @@ impl Engine {
             // At least what the last notification said (a reminder's count is partial).
             total: n.occurrences.max(1),
         });
+    }
+
+    /// Whether `key`'s firing notification was sent and not resolved.
+    pub fn is_firing(&self, key: &str) -> bool {
+        self.keys.get(key).is_some_and(|s| s.sent.is_some())
     }
 
     /// Keys whose firing notification was sent and not resolved, sorted.

@@ -344,6 +344,21 @@ pub async fn latest_per_key(pool: &SqlitePool, since_ms: i64) -> Result<Vec<Outb
     .map_err(|e| format!("cannot read the alert outbox: {e}"))
 }
 
+/// For each channel and key notified, its latest row (firing or resolved), oldest first:
+/// what each channel was last told of each condition.
+pub async fn latest_per_channel_key(pool: &SqlitePool) -> Result<Vec<OutboxRow>, String> {
+    sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM alert_outbox WHERE id IN \
+         (SELECT max(id) FROM alert_outbox GROUP BY channel, key) ORDER BY id"
+    ))
+    .fetch_all(pool)
+    .await
+    .map(|rows| rows.iter().map(outbox_row).collect())
+    .map_err(|e| format!("cannot read the alert outbox: {e}"))
+}
+
 /// Whether a receiver heard of an episode (its firing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heard {

@@ -1234,6 +1234,54 @@ async fn a_long_firing_alert_is_reminded_without_new_occurrences() {
     rig.stop().await;
 }
 
+/// Regression (the attack): routes changed by a reload (the actor restarts with new args).
+/// A channel taken off the route of a firing alert still gets its end; a channel added to
+/// the route (or to the config) while it fires is told it fires.
+#[tokio::test]
+async fn after_a_route_change_every_channel_ends_with_the_truth() {
+    let (a, b, c) = (
+        HttpSink::start().await,
+        HttpSink::start().await,
+        HttpSink::start().await,
+    );
+    let rig = Rig::start(vec![webhook("a", &a), webhook("b", &b)]).await;
+    let k = key(Severity::Warning, "disk");
+    let fp = fingerprint(&k);
+    rig.alerts.raise(warning("disk"));
+    bounded(a.wait_requests(1, WAIT)).await;
+    bounded(b.wait_requests(1, WAIT)).await;
+    rig.rows_until("sent", |r| {
+        r.len() == 2 && r.iter().all(|r| r.state == "sent")
+    })
+    .await;
+    let alerts = rig.alerts.clone();
+    let (dir, store) = rig.stop().await;
+    // The reload: `a` off the route, `c` added; the condition still holds.
+    let mut next = args(
+        &store,
+        &alerts,
+        vec![webhook("a", &a), webhook("b", &b), webhook("c", &c)],
+    );
+    next.routes = everywhere(&["b", "c"]);
+    let (actor, join) = spawn(next).await;
+    let told_c = bounded(c.wait_requests(1, WAIT)).await;
+    assert_eq!(last_word(&told_c)[&fp].0, "firing");
+    assert_eq!(
+        last_word(&told_c)[&fp].1,
+        last_word(&b.requests())[&fp].1,
+        "the same episode"
+    );
+    // It ends: every channel told it fires hears so, `a` too.
+    alerts.clear(k.clone());
+    for sink in [&a, &b, &c] {
+        let got = bounded(sink.wait_requests(2, WAIT)).await;
+        assert_eq!(last_word(&got)[&fp].0, "resolved");
+    }
+    actor.stop(None);
+    bounded(join).await.unwrap();
+    drop(dir);
+}
+
 /// The last (status, episode) each fingerprint was given in `requests`, in order.
 fn last_word(requests: &[Request]) -> HashMap<String, (String, String)> {
     let mut last = HashMap::new();
