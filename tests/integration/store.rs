@@ -9,6 +9,7 @@ const TREE: &str = r#"
 [root]
 intensity = 1000
 period = "1s"
+backoff = "none"
 
 [[root.children]]
 name = "x"
