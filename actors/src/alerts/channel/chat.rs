@@ -46,12 +46,13 @@ fn title_of(n: &Notification) -> String {
 }
 
 /// `🔴 CRITICAL: disk full` for one, `🔴 3 alerts: 2 firing, 1 resolved` for a batch (the
-/// emoji of the first).
+/// emoji of its [`super::lead`]: the most severe firing one, ✅ only when all resolved).
 fn summary(batch: &[Notification]) -> String {
     match batch {
         [] => "no alerts".to_string(),
         [n] => format!("{} {}: {}", emoji(n), tag(n), title_of(n)),
         [first, ..] => {
+            let first = super::lead(batch).unwrap_or(first);
             let firing = batch.iter().filter(|n| n.status == Status::Firing).count();
             format!(
                 "{} {} alerts: {} firing, {} resolved",
@@ -319,6 +320,27 @@ mod tests {
         let v = slack_payload(&[note(Severity::Info, Status::Resolved, &huge)]);
         assert!(units(str_at(&v, "/blocks/0/text/text")) <= SLACK_HEADER_MAX);
         assert!(str_at(&v, "/blocks/0/text/text").starts_with("✅ RESOLVED: "));
+    }
+
+    /// Regression (the attack): an earlier episode's end first, a firing after it: the
+    /// summary leads with what fires, not the all-clear mark.
+    #[test]
+    fn a_batch_summary_leads_with_what_fires() {
+        let r = note(Severity::Warning, Status::Resolved, "old");
+        let w = note(Severity::Warning, Status::Firing, "new");
+        let c = note(Severity::Critical, Status::Firing, "worse");
+        assert_eq!(
+            summary(&[r.clone(), w.clone()]),
+            "🟠 2 alerts: 1 firing, 1 resolved"
+        );
+        assert_eq!(
+            summary(&[r.clone(), w, c]),
+            "🔴 3 alerts: 2 firing, 1 resolved"
+        );
+        assert_eq!(
+            summary(&[r.clone(), r]),
+            "✅ 2 alerts: 0 firing, 2 resolved"
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn prepare(
 
 /// `[metasystem] CRITICAL: <title>` (`RESOLVED` for a resolved one), `(+N more)` for a batch.
 pub fn subject(batch: &[Notification]) -> String {
-    let Some(first) = batch.first() else {
+    let Some(first) = super::lead(batch) else {
         return "[metasystem] no alerts".to_string();
     };
     let tag = match first.status {
@@ -713,10 +713,20 @@ mod tests {
             "[metasystem] CRITICAL: disk full"
         );
         assert_eq!(
-            subject(&[a, b.clone(), c.clone()]),
+            subject(&[a.clone(), b.clone(), c.clone()]),
             "[metasystem] CRITICAL: disk full (+2 more)"
         );
-        assert_eq!(subject(&[c]), "[metasystem] RESOLVED: c");
+        assert_eq!(
+            subject(std::slice::from_ref(&c)),
+            "[metasystem] RESOLVED: c"
+        );
+        // Regression (the attack): an earlier episode's end first, a firing after it: the
+        // subject is about what fires, the most severe first.
+        assert_eq!(
+            subject(&[c.clone(), b.clone(), a.clone()]),
+            "[metasystem] CRITICAL: disk full (+2 more)"
+        );
+        assert_eq!(subject(&[c, b]), "[metasystem] INFO: b (+1 more)");
         let long = note(Severity::Info, Status::Firing, &"ß".repeat(1000));
         assert!(subject(&[long]).chars().count() < 200);
     }

@@ -523,6 +523,19 @@ fn log_batch(channel: &str, batch: &[Notification]) {
 }
 
 /// "firing" when any notification of the batch fires, else "resolved".
+/// The notification a message's headline (a mail's subject, a chat summary's emoji) is about:
+/// the most severe firing one (the first of those), else the first. A message that says
+/// "resolved" up front while something in it fires misleads its reader.
+pub fn lead(batch: &[Notification]) -> Option<&Notification> {
+    let mut lead: Option<&Notification> = None;
+    for n in batch.iter().filter(|n| n.status == Status::Firing) {
+        if lead.is_none_or(|l| n.severity > l.severity) {
+            lead = Some(n);
+        }
+    }
+    lead.or(batch.first())
+}
+
 pub fn batch_status(batch: &[Notification]) -> Status {
     if batch.iter().any(|n| n.status == Status::Firing) {
         Status::Firing
