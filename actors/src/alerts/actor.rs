@@ -727,35 +727,15 @@ impl AlertsState {
         }
         lane.busy = true;
         lane.run.get_or_insert_with(|| DeliveryRun::new(now));
-        // Each episode of an alert once, at its latest state: a receiver back from an outage
-        // is told where each alert is now, not its history (older notifications of an episode
-        // in the message are settled as superseded). An earlier episode's resolution stays
-        // beside a later episode's notification: a receiver told the earlier one fired must
-        // hear it ended, whatever became of the later one.
-        let (mut ids, mut batch, superseded) = latest_per_episode(ids, batch);
-        // A resolution of an episode that the receiver never heard of (its firing was never
-        // delivered, or refused for good) is not sent, as Alertmanager does not: looked up in
-        // the outbox's attempts. An attempt that may have reached it (accepted, partial, or
-        // failed for a while: a timeout may hide a delivery) counts as heard.
-        let mut unheard = Vec::new();
-        for i in (0..batch.len()).rev() {
-            let n = &batch[i];
-            if n.status != Status::Resolved {
-                continue;
-            }
-            let heard = outbox::episode_heard(
-                self.args.store.reader(),
-                name,
-                &n.fingerprint,
-                n.starts_at_ms,
-            )
-            .await
-            .unwrap_or(outbox::Heard::Unknown);
-            if heard == outbox::Heard::No {
-                unheard.push(ids.remove(i));
-                batch.remove(i);
-            }
-        }
+        // Each episode of an alert once, at its latest state (a receiver back from an outage
+        // is told where each alert is now, not its history); no end of an episode the
+        // receiver never heard of.
+        let super::message::Compacted {
+            ids,
+            batch,
+            superseded,
+            unheard,
+        } = super::message::compact(self.args.store.reader(), name, ids, batch).await;
         if !unheard.is_empty() {
             let attempt = Attempt {
                 ids: unheard.clone(),
@@ -794,10 +774,11 @@ impl AlertsState {
         // Email: what each recipient settled in earlier attempts (a retry goes only to the
         // recipients that have not taken or refused these rows). Unreadable: sent to all.
         let settled = if channel.is_email() {
-            outbox::settled(self.args.store.reader(), &ids)
+            let recipients = channel.recipients();
+            super::message::settled_for_email(self.args.store.reader(), name, &recipients, &batch)
                 .await
                 .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot read alert recipients: retrying to all");
+                    tracing::warn!(error = %e, "cannot read alert recipients: sending to all");
                     Settled::new()
                 })
         } else {
@@ -1106,33 +1087,6 @@ async fn tuned(
     out
 }
 
-/// The notifications of a message, each episode of an alert (fingerprint and start) once at
-/// its latest (the last in the queue's order, which is the order they were decided in):
-/// (ids, notifications) kept, in order, and the ids superseded.
-fn latest_per_episode(
-    ids: Vec<i64>,
-    batch: Vec<Notification>,
-) -> (Vec<i64>, Vec<Notification>, Vec<i64>) {
-    let mut last: HashMap<(&str, i64), usize> = HashMap::new();
-    for (i, n) in batch.iter().enumerate() {
-        last.insert((n.fingerprint.as_str(), n.starts_at_ms), i);
-    }
-    if last.len() == batch.len() {
-        return (ids, batch, Vec::new());
-    }
-    let keep: HashSet<usize> = last.into_values().collect();
-    let (mut kept_ids, mut kept, mut superseded) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, (id, n)) in ids.into_iter().zip(batch).enumerate() {
-        if keep.contains(&i) {
-            kept_ids.push(id);
-            kept.push(n);
-        } else {
-            superseded.push(id);
-        }
-    }
-    (kept_ids, kept, superseded)
-}
-
 /// Writes a notification to the log (when it cannot be stored yet, it is at least seen).
 fn log_notification(n: &Notification) {
     match n.severity {
@@ -1400,45 +1354,5 @@ impl Actor for AlertsActor {
         // What was decided is stored now, so the next start delivers it.
         state.persist(&myself, false).await;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::alerts::channel::tests_support::note;
-    use crate::alerts::Severity;
-
-    #[test]
-    fn a_message_carries_each_episode_once_at_its_latest() {
-        let a1 = note(Severity::Warning, Status::Firing, "a");
-        let b = note(Severity::Warning, Status::Firing, "b");
-        let a2 = note(Severity::Warning, Status::Resolved, "a");
-        let a3 = note(Severity::Warning, Status::Firing, "a");
-        let (ids, kept, gone) = latest_per_episode(
-            vec![1, 2, 3, 4],
-            vec![a1.clone(), b.clone(), a2.clone(), a3.clone()],
-        );
-        assert_eq!(ids, vec![2, 4]);
-        assert_eq!(kept, vec![b.clone(), a3]);
-        assert_eq!(gone, vec![1, 3]);
-        let (ids, kept, gone) = latest_per_episode(vec![1, 3], vec![a1.clone(), a2.clone()]);
-        assert_eq!((ids, gone), (vec![3], vec![1]));
-        assert_eq!(super::super::channel::batch_status(&kept), Status::Resolved);
-        let (ids, _, gone) = latest_per_episode(vec![2, 3], vec![b, a2.clone()]);
-        assert_eq!((ids, gone), (vec![2, 3], vec![]));
-        // Regression (the attack): episode 1's end, then episode 2 fired and ended, all in one
-        // message. Episode 1's resolution stays (its receiver was told it fired); episode 2
-        // is its resolution alone (the caller drops it if its firing was never heard).
-        let mut e2_firing = a1.clone();
-        e2_firing.starts_at_ms += 5_000;
-        let mut e2_resolved = a2.clone();
-        e2_resolved.starts_at_ms = e2_firing.starts_at_ms;
-        let (ids, kept, gone) = latest_per_episode(
-            vec![5, 6, 7],
-            vec![a2.clone(), e2_firing, e2_resolved.clone()],
-        );
-        assert_eq!((ids, gone), (vec![5, 7], vec![6]));
-        assert_eq!(kept, vec![a2, e2_resolved]);
     }
 }

@@ -163,6 +163,38 @@ async fn one_channel(
             return done;
         }
     };
+    // As the actor sends: each episode once, at its latest; no end of an episode the
+    // receiver never heard of.
+    let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
+    let compacted = super::message::compact(store.reader(), &name, ids, rows).await;
+    let now = unix_ms(std::time::SystemTime::now());
+    for (skipped, why) in [
+        (
+            compacted.superseded,
+            "superseded by a later notification of the same alert in the same message",
+        ),
+        (
+            compacted.unheard,
+            "the receiver never heard of this episode (its firing was not delivered): its end \
+             is not sent",
+        ),
+    ] {
+        if !skipped.is_empty() {
+            done.dropped += skipped.len();
+            let outcome = (AttemptOutcome::Skipped, None, why.to_string());
+            record(
+                store,
+                skipped,
+                now,
+                Duration::ZERO,
+                outcome,
+                Vec::new(),
+                deadline,
+            )
+            .await;
+        }
+    }
+    let rows = compacted.batch;
     let max = channel.max_per_message().max(1);
     let mut rest = rows.as_slice();
     while !rest.is_empty() {
@@ -175,7 +207,8 @@ async fn one_channel(
         let started = Instant::now();
         let ids: Vec<i64> = batch.iter().map(|n| n.id).collect();
         let settled = if channel.is_email() {
-            outbox::settled(store.reader(), &ids)
+            let recipients = channel.recipients();
+            super::message::settled_for_email(store.reader(), &name, &recipients, batch)
                 .await
                 .unwrap_or_default()
         } else {

@@ -5,6 +5,8 @@
 //! - [`engine`]: the decision (thresholds, dedup, cooldowns, silences, resolution), pure.
 //! - [`group`]: grouping per channel and retry delays, pure.
 //! - [`channel`]: where notifications go (email, webhook, Slack, Discord, the log) and how.
+//! - [`message`]: what one message carries (each episode once, at its latest; no end of an
+//!   episode its receiver never heard of).
 //! - [`flush`]: the daemon's last words (the root gave up): the outbox sent without the actor.
 //! - [`hub`]: [`Alerts`], the handle every actor raises and clears alerts through.
 //! - [`truth`]: what the sources say is true now, kept by the handle across restarts of the
@@ -18,6 +20,7 @@ pub mod engine;
 pub mod flush;
 pub mod group;
 pub mod hub;
+pub mod message;
 pub mod truth;
 
 pub use actor::AlertsMessage;

@@ -359,6 +359,36 @@ pub async fn latest_per_channel_key(pool: &SqlitePool) -> Result<Vec<OutboxRow>,
     .map_err(|e| format!("cannot read the alert outbox: {e}"))
 }
 
+/// The recipients of `channel` (email) that took a firing notification of the episode
+/// (`fingerprint`, `starts_at_ms`); `None` when no per-recipient record of one is stored.
+pub async fn episode_takers(
+    pool: &SqlitePool,
+    channel: &str,
+    fingerprint: &str,
+    starts_at_ms: i64,
+) -> Result<Option<std::collections::BTreeSet<String>>, String> {
+    let rows = sqlx::query_as::<_, (String, String)>(
+        "SELECT r.recipient, r.state FROM alert_outbox o \
+         JOIN alert_recipients r ON r.outbox_id = o.id \
+         WHERE o.fingerprint = ? AND o.starts_at_ms = ? AND o.channel = ? AND o.status = 'firing'",
+    )
+    .bind(fingerprint)
+    .bind(starts_at_ms)
+    .bind(channel)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| format!("cannot read alert recipients: {e}"))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.into_iter()
+            .filter(|(_, state)| state == "sent")
+            .map(|(recipient, _)| recipient)
+            .collect(),
+    ))
+}
+
 /// Whether a receiver heard of an episode (its firing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heard {

@@ -1473,6 +1473,64 @@ async fn a_deferred_recipient_is_retried_alone() {
     rig.stop().await;
 }
 
+/// Regression (the attack): the end of an episode goes only to the recipients that took its
+/// firing: not to one that refused it (550), nor to one that deferred it (450) until it
+/// ended.
+#[tokio::test]
+async fn an_end_goes_only_to_the_recipients_that_took_the_firing() {
+    let smtp = SmtpSink::start().await;
+    smtp.script(|s| {
+        s.refuse_rcpt = vec!["gone@example.org".into()];
+        s.defer_rcpt = vec!["busy@example.org".into()];
+    });
+    let mut spec = email("mail", &smtp);
+    if let ChannelKind::Email(e) = &mut spec.kind {
+        e.to = vec![
+            "ops@example.org".into(),
+            "gone@example.org".into(),
+            "busy@example.org".into(),
+        ];
+    }
+    let rig = Rig::start_with(vec![spec], |a| {
+        a.retry_initial = Duration::from_millis(50);
+        a.retry_max = Duration::from_millis(200);
+    })
+    .await;
+    rig.alerts.raise(critical("disk full"));
+    bounded(smtp.wait_mails(1, WAIT)).await;
+    rig.rows_until("a failed attempt for busy", |r| {
+        r.len() == 1 && r[0].attempts >= 2
+    })
+    .await;
+    // It ends while busy still defers: neither busy nor gone ever took the firing. Then both
+    // would take mail again: nothing more is sent to them.
+    rig.alerts.clear(key(Severity::Critical, "disk full"));
+    rig.rows_until("all settled", |r| {
+        r.len() == 2 && r.iter().all(|r| r.state != "pending")
+    })
+    .await;
+    smtp.script(|s| {
+        s.refuse_rcpt.clear();
+        s.defer_rcpt.clear();
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mails = smtp.mails();
+    let to: Vec<(String, String)> = mails
+        .iter()
+        .flat_map(|m| {
+            let subject = m.header("Subject").unwrap_or_default().to_string();
+            m.to.iter().map(move |t| (t.clone(), subject.clone()))
+        })
+        .collect();
+    assert!(
+        to.iter().all(|(t, _)| t == "ops@example.org"),
+        "only ops took the firing: {to:#?}"
+    );
+    assert_eq!(to.len(), 2, "its firing and its end: {to:#?}");
+    assert!(to[1].1.contains("RESOLVED"), "{to:#?}");
+    rig.stop().await;
+}
+
 /// A receiver slower than the timeout: every attempt of one message carries the same
 /// `Idempotency-Key` (and each alert its episode), and the retries back off from the time
 /// the attempt took rather than follow at the timeout's pace.

@@ -170,6 +170,14 @@ impl Channel {
         }
     }
 
+    /// An email channel's recipients (addresses as stored per recipient); none for others.
+    pub fn recipients(&self) -> Vec<String> {
+        match &self.target {
+            Target::Email(t) => t.to.iter().map(|m| m.email.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether each recipient answers for itself (email): see [`Sent::recipients`].
     pub fn is_email(&self) -> bool {
         matches!(self.target, Target::Email(_))
