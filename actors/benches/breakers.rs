@@ -15,6 +15,7 @@
 //!
 //! Every figure is the median over RUNS runs (default 5) of that run's p50 / p99; the runs are
 //! printed too. Sizes: PAIRS (default 1,000,000 per run and per thread).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the report
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@
 //!    timed until every one has arrived (none lost, none twice).
 //!
 //! Run: `cargo bench -p metasystem-actors --bench metrics` (RUNS=5 by default).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the report
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};

@@ -20,6 +20,7 @@
 //! machine noise; ratios are then comparable even on a noisy machine. Sizes: BENCH_PACED,
 //! BENCH_TREES, BENCH_MSGS, BENCH_ROUNDS; BENCH_PEER=none skips
 //! Erlang (for profiling).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the report
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! Loopback sinks for tests (feature `testkit`, exported as `metasystem_actors::sinks`): an
 //! HTTP server and an SMTP server on 127.0.0.1 that record what they receive and answer from
 //! a script. Every read is bounded in size and time; dropping a sink stops it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the report
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

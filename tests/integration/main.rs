@@ -1,5 +1,6 @@
 //! The daemon's integration tests: the real binary, run as a daemon on temp dirs, driven by its
 //! CLI and by raw socket conversations.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the report
 
 mod alerts;
 mod breakers;

@@ -1,5 +1,6 @@
 //! The engine's black-box tests: Erlang's `supervisor_SUITE` cases ported to the restart tree,
 //! on a paused tokio clock wherever time matters.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the report
 
 mod alerts;
 mod backoff;

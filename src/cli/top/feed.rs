@@ -67,12 +67,12 @@ impl Fetcher {
 
     fn ask(&mut self, command: Command) -> Result<Value, String> {
         let name = command.name();
-        if self.conn.is_none() {
-            self.conn = Some(
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            slot => slot.insert(
                 Connection::open(&self.socket, Some(self.timeout)).map_err(|e| e.to_string())?,
-            );
-        }
-        let conn = self.conn.as_mut().expect("opened above");
+            ),
+        };
         let r = conn.request(command).map_err(|e| e.to_string())?;
         result(name, r)
     }
