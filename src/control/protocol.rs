@@ -922,6 +922,13 @@ impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
     }
 }
 
+/// Whether command `cmd` has fields: its schema refuses a key it does not name (a command
+/// without fields takes any key).
+fn takes_fields(cmd: &str) -> bool {
+    let probe = serde_json::json!({ "cmd": cmd, "\u{1}not a field": null });
+    serde_json::from_value::<Command>(probe).is_err()
+}
+
 #[allow(clippy::result_large_err)] // private; boxed at the public boundary above
 fn parse(line: &str) -> Result<Parsed, Response> {
     let value: Value = serde_json::from_str(line)
@@ -987,20 +994,19 @@ fn parse(line: &str) -> Result<Parsed, Response> {
     }
     let command = serde_json::from_value::<Command>(Value::Object(object.clone()))
         .map_err(|e| Response::error(id, code::BAD_REQUEST, format!("bad request: {e}")))?;
-    // serde's deny_unknown_fields misses extra keys on field-less commands; catch every key
-    // the command did not use.
-    let used = match serde_json::to_value(&command) {
-        Ok(Value::Object(used)) => used,
-        _ => Default::default(),
-    };
-    let extra: Vec<&String> = object.keys().filter(|k| !used.contains_key(*k)).collect();
-    if let Some(key) = extra.first() {
-        let cmd = used.get("cmd").and_then(Value::as_str).unwrap_or("?");
-        return Err(Response::error(
-            id,
-            code::BAD_REQUEST,
-            format!("bad request: unknown field `{key}` for `{cmd}`"),
-        ));
+    // A command with fields refuses a key its schema does not name (deny_unknown_fields); a
+    // command without any takes every key silently, so any key besides `cmd` is unknown to it.
+    // (Not a comparison with the command serialized again: that drops fields given with their
+    // default value, such as `"dry_run": false`, which are valid.)
+    if let Some(key) = object.keys().find(|k| *k != "cmd") {
+        let cmd = object.get("cmd").and_then(Value::as_str).unwrap_or("?");
+        if !takes_fields(cmd) {
+            return Err(Response::error(
+                id,
+                code::BAD_REQUEST,
+                format!("bad request: unknown field `{key}` for `{cmd}`"),
+            ));
+        }
     }
     Ok(Parsed {
         id,
@@ -1571,6 +1577,31 @@ mod tests {
             error_of(r#"{"id":1,"cmd":"status","deadline_ms":0}"#).1,
             code::BAD_REQUEST
         );
+    }
+
+    /// Regression (issue 21): a field given with its default value was refused as unknown
+    /// (the check compared the keys with the command serialized again, which leaves defaults
+    /// out). Unknown keys are still refused, with and without fields.
+    #[test]
+    fn fields_given_with_their_default_are_accepted() {
+        let command = |line: &str| parse_request(line).map(|p| p.command);
+        assert_eq!(
+            command(r#"{"cmd":"reload","dry_run":false}"#),
+            command(r#"{"cmd":"reload"}"#)
+        );
+        assert!(command(r#"{"cmd":"reload","dry_run":false}"#).is_ok());
+        for line in [
+            r#"{"cmd":"events","since_s":null}"#,
+            r#"{"cmd":"events","since_s":null,"limit":null}"#,
+            r#"{"cmd":"chaos_status","from":null}"#,
+        ] {
+            assert!(command(line).is_ok(), "{line}: {:?}", command(line));
+        }
+        let (_, code, msg) = error_of(r#"{"id":1,"cmd":"reload","dry_run":false,"bogus":1}"#);
+        assert_eq!(code, code::BAD_REQUEST);
+        assert!(msg.contains("bogus"), "{msg}");
+        let (_, _, msg) = error_of(r#"{"id":1,"cmd":"tree","dry_run":false}"#);
+        assert!(msg.contains("unknown field `dry_run` for `tree`"), "{msg}");
     }
 
     /// Regression: `{"cmd":"status","cmd":"shutdown"}` shut a daemon down (the last key won).

@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::util::{TestDaemon, BIN};
+use crate::util::{TestDaemon, BIN, ONE_CHILD};
 
 const TREE: &str = "[[root.children]]\nname = \"beat\"\nkind = \"heartbeat\"\n";
 
@@ -522,5 +522,28 @@ fn a_request_past_its_deadline_times_out_and_the_work_goes_on() {
         again["changes"].as_array().map(Vec::len),
         Some(0),
         "{again}"
+    );
+}
+
+/// Regression (issue 21): a request giving a field its default value was refused as naming an
+/// unknown field; an unknown field still is.
+#[test]
+fn explicit_defaults_are_accepted_over_the_socket() {
+    let d = TestDaemon::start(ONE_CHILD);
+    let answers = d.raw(
+        b"{\"id\":1,\"cmd\":\"reload\",\"dry_run\":false}\n\
+          {\"id\":2,\"cmd\":\"events\",\"since_s\":null}\n\
+          {\"id\":3,\"cmd\":\"events\",\"bogus\":1}\n",
+    );
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(answers[0]["ok"], true, "{}", answers[0]);
+    assert_eq!(answers[1]["ok"], true, "{}", answers[1]);
+    assert_eq!(answers[2]["ok"], false, "{}", answers[2]);
+    assert!(
+        answers[2]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("bogus")),
+        "{}",
+        answers[2]
     );
 }
