@@ -446,3 +446,71 @@ heal = [{ action = "command", command = "/bin/false", cooldown = "0s", max_per_h
     assert_eq!(reset["name"], OP);
     assert_eq!(reset["state"], "closed");
 }
+
+/// Regression (issue 21): the registries of probes and sync targets withdrew an entry in
+/// `post_stop`, which ractor skips on a kill: a killed actor that is not restarted (a
+/// temporary child) stayed listed by `status`, `sync status` and `/health`. Entries are now
+/// held by the actor's state.
+#[test]
+fn a_killed_child_that_is_not_restarted_is_not_listed() {
+    let target = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tree = format!(
+        r#"
+[root]
+intensity = 10
+[[root.children]]
+name = "p"
+kind = "probe"
+restart = "temporary"
+check = "command"
+command = "/bin/false"
+every = "100ms"
+failures_before_warning = 1
+failures_before_critical = 1
+[[root.children]]
+name = "t"
+kind = "sync_target"
+restart = "temporary"
+target = "{}"
+paths = ["shared"]
+every = "1h"
+[[root.children]]
+name = "beat"
+kind = "heartbeat"
+"#,
+        target.path().display()
+    );
+    let d = TestDaemon::start_with("http = \"127.0.0.1:0\"", &tree);
+    let addr = http_address(&d);
+    d.wait_until("the probe failing", |d| {
+        d.json(&["status"], 0)["probes_failing"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    let listed = d.json(&["sync", "status"], 0);
+    assert_eq!(
+        listed["targets"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    for path in ["root/p", "root/t"] {
+        assert_eq!(d.cli(&["kill", path]).code, 0);
+    }
+    d.wait_until("both gone from the tree", |d| {
+        d.node("root/p").is_none() && d.node("root/t").is_none()
+    });
+    let status = d.json(&["status"], 0);
+    assert!(
+        status["probes_failing"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{status:#}"
+    );
+    let sync = d.json(&["sync", "status"], 0);
+    assert!(
+        sync["targets"].as_array().is_none_or(|a| a.is_empty()),
+        "{sync:#}"
+    );
+    let (_, _, body) = request(addr, "GET", "/health");
+    assert!(!body.contains("probe:root/p"), "{body}");
+}

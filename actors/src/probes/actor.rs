@@ -238,19 +238,33 @@ impl Probes {
         map.insert(path.to_string(), entry);
     }
 
-    fn withdraw(&self, path: &str, actor: &ActorRef<ProbeMessage>) {
+    fn withdraw(&self, path: &str, id: ractor::ActorId) {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if map
-            .get(path)
-            .is_some_and(|(_, a, _)| a.get_id() == actor.get_id())
-        {
+        if map.get(path).is_some_and(|(_, a, _)| a.get_id() == id) {
             map.remove(path);
         }
     }
 }
 
+/// A probe's entry in the registry, withdrawn when the actor's state is dropped: whatever
+/// ends the actor (a stop, a kill, a panic: ractor runs `post_stop` only for the first), a
+/// probe that is not restarted is not listed. A later incarnation's entry is left alone.
+struct Listing {
+    registry: Probes,
+    path: String,
+    id: ractor::ActorId,
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        self.registry.withdraw(&self.path, self.id);
+    }
+}
+
 pub struct ProbeActorState {
     args: ProbeArgs,
+    /// Its entry in the registry, withdrawn when the state is dropped.
+    _listing: Listing,
     probe: ProbeState,
     /// The check's own state, lent to the runner with each order.
     check_state: Option<CheckState>,
@@ -873,6 +887,11 @@ impl Actor for ProbeActor {
         let check_state = CheckState::new().with_slots(args.slots.clone());
         let thresholds = args.thresholds;
         let mut state = ProbeActorState {
+            _listing: Listing {
+                registry: args.registry.clone(),
+                path: args.path.clone(),
+                id: myself.get_id(),
+            },
             args,
             probe: ProbeState::resumed(resumed, thresholds),
             check_state: Some(check_state),
@@ -916,7 +935,10 @@ impl Actor for ProbeActor {
         myself: ActorRef<Self::Msg>,
         state: &mut ProbeActorState,
     ) -> Result<(), ActorProcessingErr> {
-        state.args.registry.withdraw(&state.args.path, &myself);
+        state
+            .args
+            .registry
+            .withdraw(&state.args.path, myself.get_id());
         state.runner_task.0.abort();
         // Stopped on purpose (removed, or replaced by a reload): its conditions end with it,
         // unless a new incarnation owns them by the time the alerts look.

@@ -245,14 +245,26 @@ impl SyncTargets {
         );
     }
 
-    fn withdraw(&self, name: &str, actor: &ActorRef<SyncTargetMessage>) {
+    fn withdraw(&self, name: &str, id: ractor::ActorId) {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if map
-            .get(name)
-            .is_some_and(|(_, a, _, _)| a.get_id() == actor.get_id())
-        {
+        if map.get(name).is_some_and(|(_, a, _, _)| a.get_id() == id) {
             map.remove(name);
         }
+    }
+}
+
+/// A target's entry in the registry, withdrawn when the actor's state is dropped: whatever
+/// ends the actor (a stop, a kill, a panic: ractor runs `post_stop` only for the first), a
+/// target that is not restarted is not listed. A later incarnation's entry is left alone.
+struct Listing {
+    registry: SyncTargets,
+    name: String,
+    id: ractor::ActorId,
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        self.registry.withdraw(&self.name, self.id);
     }
 }
 
@@ -268,6 +280,8 @@ fn progress_of(p: &Progress) -> (u64, u64, u64, u64) {
 
 pub struct SyncTargetState {
     args: SyncTargetArgs,
+    /// Its entry in the registry, withdrawn when the state is dropped.
+    _listing: Listing,
     /// The base as committed; `None` while a run holds it.
     base: Option<Base>,
     tracked: usize,
@@ -926,6 +940,11 @@ impl Actor for SyncTargetActor {
             deferred_runs: HashMap::new(),
             hashed_every_run: Vec::new(),
             last_stamp: None,
+            _listing: Listing {
+                registry: args.registry.clone(),
+                name: args.spec.name.clone(),
+                id: myself.get_id(),
+            },
             args,
         };
         state.publish(&myself);
@@ -980,7 +999,10 @@ impl Actor for SyncTargetActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.watch.stop();
-        state.args.registry.withdraw(&state.args.spec.name, &myself);
+        state
+            .args
+            .registry
+            .withdraw(&state.args.spec.name, myself.get_id());
         // Stopped on purpose: its conditions end with it, unless a new incarnation owns them
         // by the time the alerts look.
         state
