@@ -445,7 +445,7 @@ fn a_stderr_nobody_reads_does_not_freeze_the_daemon() {
 fn a_full_disk_at_start_is_not_ready_not_invalid() {
     let mut d = TestDaemon::prepare("", ORDERED);
     let Some(_mount) = crate::util::Mount::tmpfs(&d.state, "64k") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        crate::util::skipped("cannot mount a tmpfs here (needs root)");
         return;
     };
     // Fill it up.
@@ -553,7 +553,7 @@ fn a_shutdown_that_cannot_write_is_not_clean() {
         "[root]\nintensity = 100\n[[root.children]]\nname = \"x\"\nkind = \"heartbeat\"\nevery = \"100ms\"\n",
     );
     let Some(_mount) = crate::util::Mount::tmpfs(&d.state, "1m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        crate::util::skipped("cannot mount a tmpfs here (needs root)");
         return;
     };
     d.launch(&[]);

@@ -599,7 +599,7 @@ fn a_process_flooding_its_output_does_not_grow_the_daemon() {
 fn a_full_disk_for_the_logs_loses_output_not_the_process() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let Some(_mount) = Mount::tmpfs(&dir.path().join("m"), "64k") else {
-        eprintln!("skipped: mounting a tmpfs needs root");
+        crate::util::skipped("mounting a tmpfs needs root");
         return;
     };
     // The process's log folder is the small tmpfs.

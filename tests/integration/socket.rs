@@ -30,7 +30,7 @@ fn socket_and_directory_are_private() {
 #[test]
 fn another_user_is_refused() {
     if rustix::process::geteuid().as_raw() != 0 {
-        eprintln!("skipped: needs root to connect as another uid");
+        crate::util::skipped("needs root to connect as another uid");
         return;
     }
     let d = TestDaemon::start(TREE);
@@ -125,7 +125,7 @@ fn garbage_huge_and_half_written_lines() {
 #[test]
 fn refusals_do_not_flood_the_log() {
     if rustix::process::geteuid().as_raw() != 0 {
-        eprintln!("skipped: needs root to connect as another uid");
+        crate::util::skipped("needs root to connect as another uid");
         return;
     }
     let d = TestDaemon::start(TREE);

@@ -57,7 +57,7 @@ fn kill_and_wait(d: &TestDaemon, incarnation: u64) {
 fn every_event_survives_a_full_disk() {
     let mut d = TestDaemon::prepare("", TREE);
     let Some(_mount) = Mount::tmpfs(&d.state, "1m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        crate::util::skipped("cannot mount a tmpfs here (needs root)");
         return;
     };
     d.launch(&[]);

@@ -869,7 +869,7 @@ fn a_full_target_fails_what_does_not_fit_and_loses_nothing() {
     let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let disk = remote.path().join("disk");
     let Some(_mount) = Mount::tmpfs(&disk, "2m") else {
-        eprintln!("skipped: cannot mount a tmpfs here");
+        crate::util::skipped("cannot mount a tmpfs here");
         return;
     };
     let target = disk.join("cloud");
@@ -931,7 +931,7 @@ fn a_full_primary_fails_the_pull_and_keeps_the_old_file() {
     let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let disk = remote.path().join("disk");
     let Some(_mount) = Mount::tmpfs(&disk, "4m") else {
-        eprintln!("skipped: cannot mount a tmpfs here");
+        crate::util::skipped("cannot mount a tmpfs here");
         return;
     };
     let homes = [disk.join("home-a"), remote.path().join("home-b")];
@@ -1017,7 +1017,7 @@ fn a_drive_unplugged_mid_run_stops_the_run_and_loses_nothing() {
     let mnt = remote.path().join("mnt");
     mkdir(&drive);
     let Some(bind) = Bind::new(&drive, &mnt) else {
-        eprintln!("skipped: cannot bind-mount here");
+        crate::util::skipped("cannot bind-mount here");
         return;
     };
     let target = mnt.clone();
@@ -1088,7 +1088,7 @@ fn a_drive_unplugged_mid_run_gets_nothing_written_to_its_mountpoint() {
     let mnt = remote.path().join("mnt");
     mkdir(&drive);
     let Some(bind) = Bind::new(&drive, &mnt) else {
-        eprintln!("skipped: cannot bind-mount here");
+        crate::util::skipped("cannot bind-mount here");
         return;
     };
     let target = mnt.clone();

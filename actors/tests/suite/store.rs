@@ -241,7 +241,7 @@ impl Drop for Tmpfs {
 #[tokio::test]
 async fn a_full_disk_loses_nothing_once_space_is_freed() {
     let Some(fs) = Tmpfs::mount("1m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        crate::util::skipped("cannot mount a tmpfs here (needs root)");
         return;
     };
     let db = fs.path().join("metastore.db");
@@ -310,7 +310,7 @@ async fn an_unwritable_file_then_writable_loses_nothing() {
     if !(set_immutable(&db, true) && set_immutable(&wal, true)) {
         set_immutable(&db, false);
         store.close().await;
-        eprintln!("skipped: cannot make files immutable here (needs root and chattr)");
+        crate::util::skipped("cannot make files immutable here (needs root and chattr)");
         return;
     }
     for i in 1..=50 {

@@ -165,7 +165,7 @@ impl Drop for Tmpfs {
 #[tokio::test]
 async fn a_full_target_disk_fails_clearly_loses_nothing_and_the_next_run_completes() {
     let Some(disk) = Tmpfs::mount("2m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        crate::util::skipped("cannot mount a tmpfs here (needs root)");
         return;
     };
     let mut fx = Fx::new(disk.path().join("target")).await;
@@ -233,7 +233,7 @@ async fn a_full_target_disk_fails_clearly_loses_nothing_and_the_next_run_complet
 #[tokio::test]
 async fn a_target_too_full_for_the_lock_fails_the_run_and_leaves_no_lock() {
     let Some(disk) = Tmpfs::mount("1m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        crate::util::skipped("cannot mount a tmpfs here (needs root)");
         return;
     };
     let mut fx = Fx::new(disk.path().join("target")).await;
