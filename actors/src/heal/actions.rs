@@ -22,7 +22,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -33,6 +33,7 @@ use sqlx::{ConnectOptions, Connection, Executor};
 use crate::breakers::{Breakers, StateName};
 use crate::probes::command::{classify, first_line, run_program};
 use crate::probes::{fmt_bytes, fmt_limit, CommandSpec};
+use crate::sync::backup_name::BackupName;
 
 /// How long backups are kept by default (DESIGN: "pruned after 30 days").
 pub const BACKUP_RETENTION: Duration = Duration::from_secs(30 * 86_400);
@@ -68,7 +69,7 @@ pub enum HealAction {
     Restart { path: String },
     /// Run a sync target now, through [`Tree`].
     Sync { target: String },
-    /// Remove backups (`NAME-YYYYMMDD-HHMMSS.bak`, see [`backup_stamp`]) older than
+    /// Remove backups (as sync names them: [`BackupName`]) older than
     /// `older_than` in `dir` and below it (at most [`MAX_DEPTH`] levels, not crossing into
     /// another filesystem). A backup's age is from the newer of its mtime and the timestamp in
     /// its name, so a backup made by renaming an old file is not taken for an old backup.
@@ -513,58 +514,6 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// The timestamp (Unix seconds, read as UTC) of a backup's name, `NAME-YYYYMMDD-HHMMSS.bak`
-/// with a non-empty `NAME` (as sync's backups are named); `None` for any other name.
-pub fn backup_stamp(name: &str) -> Option<i64> {
-    const STAMP: usize = "-YYYYMMDD-HHMMSS".len();
-    let stem = name.strip_suffix(".bak")?;
-    if stem.len() <= STAMP {
-        return None;
-    }
-    // Bytes: a cut inside a character leaves a non-ASCII byte, which is refused below.
-    let s = &stem.as_bytes()[stem.len() - STAMP..];
-    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
-        s[r].iter().try_fold(0i64, |acc, b| {
-            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
-        })
-    };
-    if s[0] != b'-' || s[9] != b'-' {
-        return None;
-    }
-    let (year, month, day) = (digits(1..5)?, digits(5..7)?, digits(7..9)?);
-    let (hour, minute, second) = (digits(10..12)?, digits(12..14)?, digits(14..16)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
@@ -757,20 +706,15 @@ fn old_enough(spec: &Sweep, name: &OsStr, path: &Path, now: SystemTime) -> Optio
             }
             None
         }
-        Select::Backups => Some(backup_stamp(name?)?),
+        Select::Backups => Some(BackupName::taken_from_file_name(name?)?),
     };
     let meta = std::fs::symlink_metadata(path).ok()?;
     if !meta.is_file() {
         return None;
     }
     let mut newest = meta.modified().ok()?;
-    if let Some(secs) = stamp {
-        let named = if secs >= 0 {
-            UNIX_EPOCH.checked_add(Duration::from_secs(secs.unsigned_abs()))
-        } else {
-            UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
-        }
-        .and_then(|t| t.checked_add(STAMP_SLACK))?;
+    if let Some(taken) = stamp {
+        let named = taken.checked_add(STAMP_SLACK)?;
         newest = newest.max(named);
     }
     let age = now.duration_since(newest).ok()?;
@@ -784,6 +728,7 @@ mod tests {
     use std::fs::{File, FileTimes};
     use std::sync::Mutex;
     use std::time::Instant;
+    use std::time::UNIX_EPOCH;
 
     const DAY: Duration = Duration::from_secs(86_400);
 
@@ -938,17 +883,21 @@ mod tests {
 
     #[test]
     fn backup_names_carry_their_timestamp() {
+        let at = |secs: u64| Some(UNIX_EPOCH + Duration::from_secs(secs));
+        let taken = BackupName::taken_from_file_name;
         // 2024-01-02 03:04:05 UTC
+        assert_eq!(taken("notes.db-20240102-030405.bak"), at(1_704_164_645));
+        assert_eq!(taken("a-19700101-000000.bak"), at(0));
         assert_eq!(
-            backup_stamp("notes.db-20240102-030405.bak"),
-            Some(1_704_164_645)
+            taken("x-20240229-235959.bak"),
+            at(1_709_251_199),
+            "leap day"
         );
-        assert_eq!(backup_stamp("a-19700101-000000.bak"), Some(0));
-        assert_eq!(
-            backup_stamp("x-20240229-235960.bak"),
-            Some(1_709_251_200),
-            "leap day, leap second"
-        );
+        // Regression (issue 21): sync's same-second duplicates and a long name's backups (a
+        // file named by its stamp in a folder named as the original) were never pruned.
+        assert_eq!(taken("notes.db-20240102-030405.2.bak"), at(1_704_164_645));
+        assert_eq!(taken("20240102-030405.bak"), at(1_704_164_645));
+        assert_eq!(taken("20240102-030405.3.bak"), at(1_704_164_645));
         for not in [
             "-20240102-030405.bak",
             "notes-20240102-030405.bak.tmp",
@@ -965,10 +914,8 @@ mod tests {
             "é-2024010é-030405.bak",
             "",
         ] {
-            assert_eq!(backup_stamp(not), None, "{not}");
+            assert_eq!(taken(not), None, "{not}");
         }
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
     }
 
     #[test]
@@ -1183,6 +1130,18 @@ mod tests {
         let old = 40 * DAY;
         file_aged(&dir.join("metastore.db-20200101-010101.bak"), 2000, old);
         file_aged(&dir.join("icloud/notes/a.md-20200102-000000.bak"), 500, old);
+        // Regression (issue 21): sync's same-second duplicate and a long name's backup.
+        file_aged(
+            &dir.join("icloud/notes/a.md-20200102-000000.1.bak"),
+            100,
+            old,
+        );
+        std::fs::create_dir_all(dir.join("icloud/notes/long.md")).unwrap();
+        file_aged(
+            &dir.join("icloud/notes/long.md/20200102-000000.bak"),
+            100,
+            old,
+        );
         // Kept: a recent backup; an old file renamed into a backup today (its name is recent);
         // names that are not backups; a conflict copy.
         file_aged(
@@ -1203,7 +1162,7 @@ mod tests {
             older_than: BACKUP_RETENTION,
         };
         let o = execute(&action, &cx).await;
-        assert_eq!(o, HealOutcome::success("removed 2 files (2.5 kB)"));
+        assert_eq!(o, HealOutcome::success("removed 4 files (2.7 kB)"));
         assert_eq!(
             names_in(&dir),
             [
@@ -1216,7 +1175,8 @@ mod tests {
                 "x-20200101-010101.bak.part",
             ]
         );
-        assert!(names_in(&dir.join("icloud/notes")).is_empty());
+        assert_eq!(names_in(&dir.join("icloud/notes")), ["long.md"]);
+        assert!(names_in(&dir.join("icloud/notes/long.md")).is_empty());
 
         let zero = HealAction::PruneBackups {
             dir,

@@ -37,7 +37,7 @@ pub mod guard;
 pub mod limits;
 
 pub use actions::{
-    backup_stamp, execute, glob_match, HealAction, HealContext, HealOutcome, Tree, BACKUP_RETENTION,
+    execute, glob_match, HealAction, HealContext, HealOutcome, Tree, BACKUP_RETENTION,
 };
 pub use guard::{breaker_config, HealFailure};
 pub use limits::{HealLimits, Limiter, Verdict};

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::backup_name::BackupName;
 use super::engine::SyncSpec;
 use super::fsops::{self, InstallError};
 use super::scan::{self, HOSTS};
@@ -72,7 +73,10 @@ pub fn all(spec: &SyncSpec) -> Result<Vec<BackupEntry>, String> {
         else {
             return;
         };
-        let Some((original, taken)) = fsops::parse_backup_name(&name) else {
+        let Ok(BackupName {
+            original, taken, ..
+        }) = name.parse::<BackupName>()
+        else {
             return;
         };
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -99,24 +103,7 @@ pub fn all(spec: &SyncSpec) -> Result<Vec<BackupEntry>, String> {
 /// The `N` of a same-second duplicate's name (`REL-STAMP.N.bak`, `REL/STAMP.N.bak`); 0 for
 /// the first (`REL-STAMP.bak`). A higher N was taken later.
 pub fn duplicate(name: &str) -> u32 {
-    let Some(stem) = name.strip_suffix(".bak") else {
-        return 0;
-    };
-    match stem.rsplit_once('.') {
-        Some((head, n))
-            if !n.is_empty()
-                && n.bytes().all(|b| b.is_ascii_digit())
-                && head
-                    .len()
-                    .checked_sub(15)
-                    .and_then(|at| head.get(at..))
-                    .and_then(fsops::parse_stamp)
-                    .is_some() =>
-        {
-            n.parse().unwrap_or(0)
-        }
-        _ => 0,
-    }
+    name.parse::<BackupName>().map_or(0, |b| b.dup)
 }
 
 /// Whether `id` is a run's ID as runs report it and `backups` lists it (`YYYYMMDD-HHMMSS`).
@@ -321,7 +308,7 @@ pub fn restore(
     temps: &Temps,
 ) -> Result<Restored, String> {
     check_name(name)?;
-    let Some((original, _)) = fsops::parse_backup_name(name) else {
+    let Ok(BackupName { original, .. }) = name.parse::<BackupName>() else {
         return Err(format!(
             "{name:?} is not a backup's name (REL-YYYYMMDD-HHMMSS.bak, as `metasystem backups` \
              lists them)"
@@ -504,7 +491,7 @@ pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
             let _ = super::longfs::remove_file(path);
             return;
         }
-        let Some((_, taken)) = fsops::parse_backup_name(&rel) else {
+        let Ok(BackupName { taken, .. }) = rel.parse::<BackupName>() else {
             return;
         };
         if now.duration_since(taken).is_ok_and(|age| age > retention)
@@ -524,9 +511,12 @@ mod tests {
     /// `n`th of its second).
     fn entry(original: &str, stamp: &str, n: u32) -> BackupEntry {
         let taken = fsops::parse_stamp(stamp).unwrap_or_else(|| panic!("{stamp}"));
-        let name = fsops::backup_name(original, taken, n);
+        let name = BackupName::new(original, taken, n).to_string();
         assert_eq!(
-            fsops::parse_backup_name(&name).map(|(o, _)| o).as_deref(),
+            name.parse::<BackupName>()
+                .ok()
+                .map(|b| b.original)
+                .as_deref(),
             Some(original)
         );
         BackupEntry {
@@ -543,13 +533,13 @@ mod tests {
     #[test]
     fn duplicates_are_numbered_by_their_name() {
         let at = fsops::parse_stamp("20261201-101500").unwrap();
-        assert_eq!(duplicate(&fsops::backup_name("a.txt", at, 0)), 0);
-        assert_eq!(duplicate(&fsops::backup_name("a.txt", at, 3)), 3);
-        assert_eq!(duplicate(&fsops::backup_name("v.2", at, 0)), 0);
-        assert_eq!(duplicate(&fsops::backup_name("v.2", at, 12)), 12);
+        assert_eq!(duplicate(&BackupName::new("a.txt", at, 0).to_string()), 0);
+        assert_eq!(duplicate(&BackupName::new("a.txt", at, 3).to_string()), 3);
+        assert_eq!(duplicate(&BackupName::new("v.2", at, 0).to_string()), 0);
+        assert_eq!(duplicate(&BackupName::new("v.2", at, 12).to_string()), 12);
         let long = format!("d/{}", "n".repeat(300));
-        assert_eq!(duplicate(&fsops::backup_name(&long, at, 0)), 0);
-        assert_eq!(duplicate(&fsops::backup_name(&long, at, 2)), 2);
+        assert_eq!(duplicate(&BackupName::new(&long, at, 0).to_string()), 0);
+        assert_eq!(duplicate(&BackupName::new(&long, at, 2).to_string()), 2);
         // Not a stamp before the number, or not ASCII: 0, never a panic.
         assert_eq!(duplicate("a.7.bak"), 0);
         assert_eq!(

@@ -783,44 +783,6 @@ pub fn parse_stamp(s: &str) -> Option<SystemTime> {
 /// The longest file name most file systems take, in bytes.
 pub const NAME_MAX: usize = 255;
 
-/// The backup name of `rel` taken at `at` (`n`: the how-manieth of that second, from 0):
-/// `DIR/NAME-YYYYMMDD-HHMMSS.bak` (`...-HHMMSS.N.bak`), or, for a name too long to take the
-/// suffix, `DIR/NAME/YYYYMMDD-HHMMSS.bak` (the name as a folder).
-pub fn backup_name(rel: &str, at: SystemTime, n: u32) -> String {
-    let dup = if n == 0 {
-        String::new()
-    } else {
-        format!(".{n}")
-    };
-    let name = rel.rsplit('/').next().unwrap_or(rel);
-    // `-` + stamp (15) + `.N` (room for 4 digits) + `.bak`.
-    if name.len() + 1 + 15 + 5 + 4 <= NAME_MAX {
-        format!("{rel}-{}{dup}.bak", stamp(at))
-    } else {
-        format!("{rel}/{}{dup}.bak", stamp(at))
-    }
-}
-
-/// What a backup file name says: the original relative path and when it was taken.
-pub fn parse_backup_name(rel: &str) -> Option<(String, SystemTime)> {
-    // A long name's backup: `NAME/STAMP.bak` or `NAME/STAMP.N.bak`.
-    if let Some((orig, file)) = rel.rsplit_once('/') {
-        let st = file.strip_suffix(".bak")?;
-        let st = st.split('.').next().unwrap_or(st);
-        if let Some(taken) = parse_stamp(st) {
-            return Some((orig.to_string(), taken));
-        }
-    }
-    let base = rel.strip_suffix(".bak")?;
-    let (orig, st) = base.rsplit_once('-').and_then(|(head, hms)| {
-        let (orig, ymd) = head.rsplit_once('-')?;
-        Some((orig, format!("{ymd}-{hms}")))
-    })?;
-    // A same-second duplicate carries `.N` after the time: `NAME-YYYYMMDD-HHMMSS.N.bak`.
-    let st = st.split('.').next().unwrap_or(&st).to_string();
-    Some((orig.to_string(), parse_stamp(&st)?))
-}
-
 /// `NAME.conflict-YYYYMMDD-HHMMSS-HOST.EXT` beside `rel`: a version of a conflict kept by the
 /// manual strategy, HOST naming the host whose version it holds. A name that would be longer
 /// than [`NAME_MAX`] has its stem (then its extension) shortened to fit.
@@ -958,7 +920,10 @@ pub fn backup(
 fn free_backup_name(backups: &Path, rel: &str, at: SystemTime) -> PathBuf {
     let mut n = 0;
     loop {
-        let dest = super::names::at(backups, &backup_name(rel, at, n));
+        let dest = super::names::at(
+            backups,
+            &crate::sync::backup_name::BackupName::new(rel, at, n).to_string(),
+        );
         if n >= 9_999 || fs::symlink_metadata(&dest).is_err() {
             return dest;
         }
@@ -1111,24 +1076,50 @@ mod tests {
     #[test]
     fn backup_and_conflict_names() {
         let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let b = backup_name("sub/notes.db", at, 0);
+        let b = crate::sync::backup_name::BackupName::new("sub/notes.db", at, 0).to_string();
         assert!(b.starts_with("sub/notes.db-20"), "{b}");
         assert!(b.ends_with(".bak"));
-        assert_eq!(parse_backup_name(&b), Some(("sub/notes.db".into(), at)));
-        let dup = backup_name("sub/notes.db", at, 2);
+        assert_eq!(
+            b.parse::<crate::sync::backup_name::BackupName>()
+                .ok()
+                .map(|b| (b.original, b.taken)),
+            Some(("sub/notes.db".into(), at))
+        );
+        let dup = crate::sync::backup_name::BackupName::new("sub/notes.db", at, 2).to_string();
         assert_eq!(dup, b.replace(".bak", ".2.bak"));
-        assert_eq!(parse_backup_name(&dup), Some(("sub/notes.db".into(), at)));
+        assert_eq!(
+            dup.parse::<crate::sync::backup_name::BackupName>()
+                .ok()
+                .map(|b| (b.original, b.taken)),
+            Some(("sub/notes.db".into(), at))
+        );
         // A name too long to take the suffix: the name becomes a folder.
         let long = format!("d/{}", "n".repeat(NAME_MAX));
         for n in [0, 3] {
-            let b = backup_name(&long, at, n);
+            let b = crate::sync::backup_name::BackupName::new(&long, at, n).to_string();
             assert!(b.starts_with(&format!("{long}/20")), "{b}");
             assert!(b.rsplit('/').all(|part| part.len() <= NAME_MAX));
-            assert_eq!(parse_backup_name(&b), Some((long.clone(), at)));
+            assert_eq!(
+                b.parse::<crate::sync::backup_name::BackupName>()
+                    .ok()
+                    .map(|b| (b.original, b.taken)),
+                Some((long.clone(), at))
+            );
         }
         let fits = "m".repeat(NAME_MAX - 25);
-        assert!(backup_name(&fits, at, 9).len() <= NAME_MAX);
-        assert_eq!(parse_backup_name("notes.db"), None);
+        assert!(
+            crate::sync::backup_name::BackupName::new(&fits, at, 9)
+                .to_string()
+                .len()
+                <= NAME_MAX
+        );
+        assert_eq!(
+            "notes.db"
+                .parse::<crate::sync::backup_name::BackupName>()
+                .ok()
+                .map(|b| (b.original, b.taken)),
+            None
+        );
         let c = conflict_name("sub/notes.db", at, "ice cloud");
         assert!(c.starts_with("sub/notes.conflict-20"), "{c}");
         assert!(c.ends_with("-ice_cloud.db"), "{c}");

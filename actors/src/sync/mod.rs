@@ -20,6 +20,7 @@
 
 pub mod actor;
 mod apply;
+pub mod backup_name;
 pub mod backups;
 pub mod classify;
 mod databases;

@@ -536,8 +536,12 @@ async fn old_backups_are_pruned() {
         &fx.spec.backups.join("sub/y.txt-20200101-000000.1.bak"),
         "old",
     );
-    let fresh =
-        metasystem_actors::sync::fsops::backup_name("z.txt", std::time::SystemTime::now(), 0);
+    let fresh = metasystem_actors::sync::backup_name::BackupName::new(
+        "z.txt",
+        std::time::SystemTime::now(),
+        0,
+    )
+    .to_string();
     write(&fx.spec.backups.join(&fresh), "new");
     write(&fx.spec.backups.join("not-a-backup.txt"), "keep");
     let r = fx.ok().await;
