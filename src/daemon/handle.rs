@@ -1,7 +1,7 @@
 //! Answering control requests: one typed command in, one response out.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use metasystem_actors::store::{self, EventQuery};
 use metasystem_actors::{NodeSnapshot, NodeState, TreeError};
@@ -402,11 +402,7 @@ pub(super) fn events_query(
         }
     }
     Ok(EventQuery {
-        since: since_s.map(|s| {
-            SystemTime::now()
-                .checked_sub(Duration::from_secs(s))
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        }),
+        since: since_s.map(|s| super::queries::window_start(Some(s), Duration::ZERO)),
         path,
         kind,
     })

@@ -27,13 +27,23 @@ const MAX_ANOMALIES: usize = 1000;
 /// Before reading, the store is given this long to write what waits.
 const FLUSH: Duration = Duration::from_millis(500);
 
+/// The start of the window a request's `since_s` asks for: that many seconds back from now
+/// (`default` when it gives none), the epoch for a window reaching back past it. The one
+/// conversion of `since_s` (events, metrics, anomalies, heal, retries).
+pub(super) fn window_start(since_s: Option<u64>, default: Duration) -> SystemTime {
+    let window = since_s.map_or(default, Duration::from_secs);
+    SystemTime::now()
+        .checked_sub(window)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// [`window_start`] in Unix ms.
+pub(super) fn window_start_ms(since_s: Option<u64>, default: Duration) -> i64 {
+    unix_ms(window_start(since_s, default))
+}
+
 fn since_ms(since_s: Option<u64>) -> i64 {
-    let window = since_s.map_or(DEFAULT_WINDOW, Duration::from_secs);
-    unix_ms(
-        SystemTime::now()
-            .checked_sub(window)
-            .unwrap_or(SystemTime::UNIX_EPOCH),
-    )
+    window_start_ms(since_s, DEFAULT_WINDOW)
 }
 
 fn row(name: &str, subject: &str, s: &Summary) -> SeriesRow {
@@ -366,5 +376,25 @@ impl Daemon {
             }
             _ => Response::error(id, code::NOT_RUNNING, "the alerts actor stopped"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_starts_since_s_back_or_at_the_default_or_the_epoch() {
+        let day = Duration::from_secs(24 * 3600);
+        let near = |t: SystemTime, back: Duration| {
+            let want = SystemTime::now() - back;
+            let off = want.duration_since(t).unwrap_or_else(|e| e.duration());
+            off < Duration::from_secs(5)
+        };
+        assert!(near(window_start(None, day), day));
+        assert!(near(window_start(Some(60), day), Duration::from_secs(60)));
+        assert!(near(window_start(Some(0), day), Duration::ZERO));
+        assert_eq!(window_start(Some(u64::MAX), day), SystemTime::UNIX_EPOCH);
+        assert_eq!(window_start_ms(Some(u64::MAX), day), 0);
     }
 }

@@ -228,10 +228,8 @@ impl Daemon {
     }
 
     pub(super) async fn heal_history(&self, id: Option<u64>, since_s: Option<u64>) -> Response {
-        let window = std::time::Duration::from_secs(since_s.unwrap_or(24 * 3600));
-        let since = std::time::SystemTime::now()
-            .checked_sub(window)
-            .map_or(0, metasystem_actors::store::unix_ms);
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let since = super::queries::window_start_ms(since_s, day);
         match health::heals(self.store.reader(), since, HEAL_ROWS).await {
             Ok(rows) => {
                 let actions = rows

@@ -4,12 +4,12 @@
 //! child's `retry`), the library's default otherwise.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use metasystem_actors::alerts::actor::retry_op;
 use metasystem_actors::heal::guard as heal_guard;
 use metasystem_actors::retry::{self, op_stats, OpStats, RetryPolicy, RunSummary};
-use metasystem_actors::store::{format_ms, unix_ms};
+use metasystem_actors::store::format_ms;
 use serde_json::json;
 
 use super::Daemon;
@@ -115,12 +115,7 @@ impl Daemon {
         since_s: Option<u64>,
         op: Option<String>,
     ) -> Response {
-        let window = since_s.map_or(DEFAULT_WINDOW, Duration::from_secs);
-        let since = unix_ms(
-            SystemTime::now()
-                .checked_sub(window)
-                .unwrap_or(SystemTime::UNIX_EPOCH),
-        );
+        let since = super::queries::window_start_ms(since_s, DEFAULT_WINDOW);
         let runs = match retry::load(self.store.reader(), op.as_deref(), since, MAX_RUNS).await {
             Ok(runs) => runs,
             Err(e) => return Response::error(id, code::UNAVAILABLE, e),
