@@ -645,14 +645,10 @@ fn answer(cli: &Cli, mut result: Value, out: &mut dyn Write) -> io::Result<u8> {
             if human {
                 render::tree(out, &t)?;
             }
-            let bad = t
-                .nodes
-                .iter()
-                .any(|n| n.state == "failed" || n.state == "restarting" || n.unresponsive);
-            if bad {
-                exit::UNHEALTHY
-            } else {
+            if t.healthy {
                 exit::OK
+            } else {
+                exit::UNHEALTHY
             }
         }
         Cmd::Logs { .. } => {

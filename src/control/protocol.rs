@@ -1139,6 +1139,10 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TreeResult {
     pub nodes: Vec<Node>,
+    /// Whether the tree is healthy (what `status` says of it, without the store): the
+    /// daemon's one judgement, which the CLI's exit code follows.
+    #[serde(default)]
+    pub healthy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,12 +31,16 @@ impl Daemon {
     pub async fn handle(self: &Arc<Self>, id: Option<u64>, command: Command) -> Response {
         match command {
             Command::Status => Response::ok(id, json!(self.status().await)),
-            Command::Tree => Response::ok(
-                id,
-                json!(TreeResult {
-                    nodes: self.tree.snapshot().await.iter().map(node).collect()
-                }),
-            ),
+            Command::Tree => {
+                let snapshot = self.tree.snapshot().await;
+                Response::ok(
+                    id,
+                    json!(TreeResult {
+                        healthy: healthy(&snapshot),
+                        nodes: snapshot.iter().map(node).collect(),
+                    }),
+                )
+            }
             Command::Start { path } => op(id, &path, self.tree.start_child(&path).await),
             Command::Stop { path } => op(id, &path, self.tree.stop(&path).await),
             Command::Restart { path } => op(id, &path, self.tree.restart(&path).await),

@@ -431,3 +431,23 @@ fn a_burst_of_clients_all_get_answers() {
         );
     }
 }
+
+/// `tree` says whether the tree is healthy (the daemon's one judgement, as `status` makes it),
+/// and its exit code follows: 0 for a running tree, 1 while a child restarts.
+#[test]
+fn tree_says_whether_the_tree_is_healthy() {
+    let d = TestDaemon::start(
+        "[root]\nintensity = 1000\n[[root.children]]\nname = \"beat\"\nkind = \"heartbeat\"\n",
+    );
+    let t = d.json(&["tree"], 0);
+    assert_eq!(t["healthy"], true, "{t:#}");
+    let d = TestDaemon::start(
+        "[root]\nintensity = 1000\nbackoff = { initial = \"30s\", max = \"30s\" }\n[[root.children]]\nname = \"quick\"\nkind = \"process\"\ncommand = \"/bin/false\"\n",
+    );
+    d.wait_until("the process restarting", |d| {
+        d.node("root/quick")
+            .is_some_and(|n| n["state"] == "restarting")
+    });
+    let t = d.json(&["tree"], 1);
+    assert_eq!(t["healthy"], false, "{t:#}");
+}
