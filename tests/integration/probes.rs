@@ -765,3 +765,65 @@ timeout = "1h"
     assert_eq!(d.terminate(), 0);
     assert_gone(&d, &[&hung, &escaped]);
 }
+
+/// A `sync` heal action through the real tree adapter: the probe finds a file missing in the
+/// target, the action runs the real sync target (not a fake), the file arrives, and the heal
+/// is recorded with the run's summary and a passing re-check.
+#[test]
+fn a_sync_heal_action_runs_the_real_sync_target() {
+    let remote = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = remote.path().join("target");
+    std::fs::create_dir(&target).unwrap_or_else(|e| panic!("{e}"));
+    let copied = target.join("shared/notes.txt");
+    let tree = format!(
+        r#"
+[root]
+[[root.children]]
+name = "t"
+kind = "sync_target"
+target = "{target}"
+paths = ["shared"]
+every = "1h"
+[[root.children]]
+name = "arrived"
+kind = "probe"
+check = "command"
+command = "/bin/sh"
+args = ["-c", "test -f '{copied}'"]
+every = "200ms"
+failures_before_warning = 1
+failures_before_critical = 1
+heal = [{{ action = "sync", target = "t", cooldown = "1m" }}]
+"#,
+        target = target.display(),
+        copied = copied.display()
+    );
+    let mut d = TestDaemon::prepare("", &tree);
+    std::fs::create_dir_all(d.state.join("shared")).unwrap_or_else(|e| panic!("{e}"));
+    write_file(d.state.join("shared/notes.txt"), "hello");
+    d.launch(&[]);
+    d.wait_ready();
+    let deadline = Instant::now() + WAIT;
+    let actions = loop {
+        let v = d.json(&["heal"], 0);
+        let actions = v["actions"].as_array().cloned().unwrap_or_default();
+        if !actions.is_empty() {
+            break actions;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no heal action:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(POLL);
+    };
+    let a = &actions[0];
+    assert_eq!(a["action"], "sync", "{a:#}");
+    assert_eq!(a["outcome"], "done", "{a:#}");
+    assert_eq!(a["detail"], "synced t: 1 file(s) changed", "{a:#}");
+    assert_eq!(a["recheck"], "pass", "{a:#}");
+    assert_eq!(
+        std::fs::read_to_string(&copied).unwrap_or_default(),
+        "hello"
+    );
+}
