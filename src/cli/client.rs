@@ -969,13 +969,10 @@ pub(super) fn refused(global: &Global, response: &Response) -> u8 {
     for line in &error.details {
         say(line);
     }
-    match error.code.as_str() {
-        // Usage errors, and refusals to talk at all (connection errors, not answers).
-        code::BAD_REQUEST
-        | code::INVALID_PATH
-        | code::UNSUPPORTED_VERSION
-        | code::TOO_MANY_CONNECTIONS
-        | code::FORBIDDEN => exit::USAGE,
-        _ => exit::UNHEALTHY,
+    // Usage errors, and refusals to talk at all (connection errors, not answers).
+    if error.code.is_usage() {
+        exit::USAGE
+    } else {
+        exit::UNHEALTHY
     }
 }

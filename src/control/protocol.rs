@@ -768,38 +768,121 @@ pub struct Parsed {
 }
 
 /// Error codes.
-pub mod code {
-    pub const BAD_REQUEST: &str = "bad_request";
-    pub const LINE_TOO_LONG: &str = "line_too_long";
-    pub const UNSUPPORTED_VERSION: &str = "unsupported_version";
-    pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
-    pub const FORBIDDEN: &str = "forbidden";
-    pub const INVALID_PATH: &str = "invalid_path";
-    pub const NOT_FOUND: &str = "not_found";
-    pub const NOT_RUNNING: &str = "not_running";
-    pub const ALREADY_RUNNING: &str = "already_running";
-    pub const ALREADY_STOPPED: &str = "already_stopped";
-    pub const ALREADY_EXISTS: &str = "already_exists";
-    pub const NOT_A_SUPERVISOR: &str = "not_a_supervisor";
-    pub const ROOT: &str = "root";
-    pub const START_FAILED: &str = "start_failed";
-    pub const INVALID_CONFIG: &str = "invalid_config";
-    pub const UNAVAILABLE: &str = "unavailable";
+/// An error's code: what kind of failure, for programs (the message is for people). On the
+/// wire, snake_case (`bad_request`); a code this client does not know reads as [`Code::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    BadRequest,
+    LineTooLong,
+    UnsupportedVersion,
+    TooManyConnections,
+    Forbidden,
+    InvalidPath,
+    NotFound,
+    NotRunning,
+    AlreadyRunning,
+    AlreadyStopped,
+    AlreadyExists,
+    NotASupervisor,
+    Root,
+    StartFailed,
+    InvalidConfig,
+    Unavailable,
     /// The daemon did not finish the request within its deadline; it may still finish it.
-    pub const TIMEOUT: &str = "timeout";
+    Timeout,
     /// Too many streams are open; requests are still served.
-    pub const TOO_MANY_STREAMS: &str = "too_many_streams";
+    TooManyStreams,
     /// An idle connection was closed to make room for a new one.
-    pub const EVICTED: &str = "evicted";
-    pub const INTERNAL: &str = "internal";
+    Evicted,
+    Internal,
     /// The request was understood and could not be carried out as asked (a file changed
     /// meanwhile, a database in use, an offline target): nothing was half done.
-    pub const REFUSED: &str = "refused";
+    Refused,
+    /// A code this client does not know (from a newer daemon).
+    #[serde(other)]
+    Other,
+}
+
+impl Code {
+    /// As on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadRequest => "bad_request",
+            Code::LineTooLong => "line_too_long",
+            Code::UnsupportedVersion => "unsupported_version",
+            Code::TooManyConnections => "too_many_connections",
+            Code::Forbidden => "forbidden",
+            Code::InvalidPath => "invalid_path",
+            Code::NotFound => "not_found",
+            Code::NotRunning => "not_running",
+            Code::AlreadyRunning => "already_running",
+            Code::AlreadyStopped => "already_stopped",
+            Code::AlreadyExists => "already_exists",
+            Code::NotASupervisor => "not_a_supervisor",
+            Code::Root => "root",
+            Code::StartFailed => "start_failed",
+            Code::InvalidConfig => "invalid_config",
+            Code::Unavailable => "unavailable",
+            Code::Timeout => "timeout",
+            Code::TooManyStreams => "too_many_streams",
+            Code::Evicted => "evicted",
+            Code::Internal => "internal",
+            Code::Refused => "refused",
+            Code::Other => "other",
+        }
+    }
+
+    /// Whether the failure is the caller's way of asking (a usage error, or a refusal to
+    /// talk at all), not the daemon's answer about what it runs: the CLI's exit code.
+    pub fn is_usage(self) -> bool {
+        matches!(
+            self,
+            Code::BadRequest
+                | Code::InvalidPath
+                | Code::UnsupportedVersion
+                | Code::TooManyConnections
+                | Code::Forbidden
+        )
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The codes by their old names (`code::BAD_REQUEST`).
+pub mod code {
+    use super::Code;
+
+    pub const BAD_REQUEST: Code = Code::BadRequest;
+    pub const LINE_TOO_LONG: Code = Code::LineTooLong;
+    pub const UNSUPPORTED_VERSION: Code = Code::UnsupportedVersion;
+    pub const TOO_MANY_CONNECTIONS: Code = Code::TooManyConnections;
+    pub const FORBIDDEN: Code = Code::Forbidden;
+    pub const INVALID_PATH: Code = Code::InvalidPath;
+    pub const NOT_FOUND: Code = Code::NotFound;
+    pub const NOT_RUNNING: Code = Code::NotRunning;
+    pub const ALREADY_RUNNING: Code = Code::AlreadyRunning;
+    pub const ALREADY_STOPPED: Code = Code::AlreadyStopped;
+    pub const ALREADY_EXISTS: Code = Code::AlreadyExists;
+    pub const NOT_A_SUPERVISOR: Code = Code::NotASupervisor;
+    pub const ROOT: Code = Code::Root;
+    pub const START_FAILED: Code = Code::StartFailed;
+    pub const INVALID_CONFIG: Code = Code::InvalidConfig;
+    pub const UNAVAILABLE: Code = Code::Unavailable;
+    pub const TIMEOUT: Code = Code::Timeout;
+    pub const TOO_MANY_STREAMS: Code = Code::TooManyStreams;
+    pub const EVICTED: Code = Code::Evicted;
+    pub const INTERNAL: Code = Code::Internal;
+    pub const REFUSED: Code = Code::Refused;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    pub code: String,
+    pub code: Code,
     pub message: String,
     /// More lines (every config error, for `invalid_config`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -828,13 +911,13 @@ impl Response {
         }
     }
 
-    pub fn error(id: Option<u64>, code: &str, message: impl Into<String>) -> Self {
+    pub fn error(id: Option<u64>, code: Code, message: impl Into<String>) -> Self {
         Response::error_with(id, code, message, Vec::new())
     }
 
     pub fn error_with(
         id: Option<u64>,
-        code: &str,
+        code: Code,
         message: impl Into<String>,
         details: Vec<String>,
     ) -> Self {
@@ -844,7 +927,7 @@ impl Response {
             ok: false,
             result: None,
             error: Some(ErrorBody {
-                code: code.to_string(),
+                code,
                 message: message.into(),
                 details,
             }),
@@ -1510,7 +1593,7 @@ mod tests {
         assert!(s.sync.is_empty());
     }
 
-    fn error_of(line: &str) -> (Option<u64>, String, String) {
+    fn error_of(line: &str) -> (Option<u64>, Code, String) {
         match parse_request(line) {
             Ok(ok) => panic!("{line} parsed as {ok:?}"),
             Err(r) => {
@@ -1560,7 +1643,7 @@ mod tests {
     #[test]
     fn bad_requests_are_explained() {
         let (id, code, msg) = error_of("{not json");
-        assert_eq!((id, code.as_str()), (None, code::BAD_REQUEST));
+        assert_eq!((id, code), (None, code::BAD_REQUEST));
         assert!(msg.starts_with("malformed JSON"), "{msg}");
         assert_eq!(error_of("[1,2]").1, code::BAD_REQUEST);
         assert_eq!(
@@ -1568,7 +1651,7 @@ mod tests {
             code::BAD_REQUEST
         );
         let (id, code, msg) = error_of(r#"{"id":4,"cmd":"frobnicate"}"#);
-        assert_eq!((id, code.as_str()), (Some(4), code::BAD_REQUEST));
+        assert_eq!((id, code), (Some(4), code::BAD_REQUEST));
         assert!(msg.contains("frobnicate"), "{msg}");
         let (_, _, msg) = error_of(r#"{"id":5,"cmd":"stop"}"#);
         assert!(msg.contains("path"), "{msg}");
@@ -1576,7 +1659,7 @@ mod tests {
         assert!(msg.contains("extra"), "{msg}");
         assert_eq!(error_of(r#"{"id":8}"#).1, code::BAD_REQUEST);
         let (id, code, _) = error_of(r#"{"v":2,"id":9,"cmd":"status"}"#);
-        assert_eq!((id, code.as_str()), (Some(9), code::UNSUPPORTED_VERSION));
+        assert_eq!((id, code), (Some(9), code::UNSUPPORTED_VERSION));
         assert_eq!(
             error_of(r#"{"id":1,"cmd":"status","deadline_ms":0}"#).1,
             code::BAD_REQUEST
@@ -1608,11 +1691,56 @@ mod tests {
         assert!(msg.contains("unknown field `dry_run` for `tree`"), "{msg}");
     }
 
+    /// Error codes are an enum on the wire as they were strings: the same snake_case names;
+    /// one a client does not know reads as `other`.
+    #[test]
+    fn error_codes_keep_their_wire_names() {
+        let all = [
+            Code::BadRequest,
+            Code::LineTooLong,
+            Code::UnsupportedVersion,
+            Code::TooManyConnections,
+            Code::Forbidden,
+            Code::InvalidPath,
+            Code::NotFound,
+            Code::NotRunning,
+            Code::AlreadyRunning,
+            Code::AlreadyStopped,
+            Code::AlreadyExists,
+            Code::NotASupervisor,
+            Code::Root,
+            Code::StartFailed,
+            Code::InvalidConfig,
+            Code::Unavailable,
+            Code::Timeout,
+            Code::TooManyStreams,
+            Code::Evicted,
+            Code::Internal,
+            Code::Refused,
+        ];
+        for c in all {
+            let wire = serde_json::to_value(c).unwrap();
+            assert_eq!(wire, serde_json::json!(c.as_str()));
+            assert_eq!(serde_json::from_value::<Code>(wire).unwrap(), c);
+        }
+        assert_eq!(code::NOT_A_SUPERVISOR.as_str(), "not_a_supervisor");
+        assert_eq!(
+            serde_json::from_str::<Code>("\"from_the_future\"").unwrap(),
+            Code::Other
+        );
+        let r = Response::error(Some(1), code::REFUSED, "no");
+        assert!(
+            r.to_line().contains("\"code\":\"refused\""),
+            "{}",
+            r.to_line()
+        );
+    }
+
     /// Regression: `{"cmd":"status","cmd":"shutdown"}` shut a daemon down (the last key won).
     #[test]
     fn duplicate_keys_are_refused() {
         let (id, code, msg) = error_of(r#"{"id":3,"cmd":"status","cmd":"shutdown"}"#);
-        assert_eq!((id, code.as_str()), (Some(3), code::BAD_REQUEST));
+        assert_eq!((id, code), (Some(3), code::BAD_REQUEST));
         assert!(msg.contains("duplicate key `cmd`"), "{msg}");
         let (_, _, msg) =
             error_of(r#"{"cmd":"call","path":"root/a","op":"x","args":{"n":1,"n":2}}"#);

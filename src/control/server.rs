@@ -247,7 +247,7 @@ pub async fn serve(listener: UnixListener, path: PathBuf, daemon: Arc<Daemon>, c
 }
 
 /// Answers one error line and closes, without holding up the accept loop.
-fn refuse(mut stream: UnixStream, code: &'static str, message: String) {
+fn refuse(mut stream: UnixStream, code: super::protocol::Code, message: String) {
     tokio::spawn(async move {
         let line = Response::error(None, code, message).to_line();
         let write = async {

@@ -170,12 +170,12 @@ pub struct CallCx<'a> {
 /// Why an operation failed; `code` is one of the protocol's error codes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallError {
-    pub code: &'static str,
+    pub code: crate::control::protocol::Code,
     pub message: String,
 }
 
 impl CallError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: crate::control::protocol::Code, message: impl Into<String>) -> Self {
         CallError {
             code,
             message: message.into(),
