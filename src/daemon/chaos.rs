@@ -311,7 +311,7 @@ impl Daemon {
         );
         let mut event = StoredEvent::new(
             path.as_str(),
-            "chaos",
+            metasystem_actors::store::events::Kind::Chaos,
             format!(
                 "chaos run {} started under {path} for {}, every {every}, seed {seed}",
                 info.run,
@@ -582,7 +582,7 @@ impl Daemon {
         tracing::debug!(path = %target.path, incarnation = target.incarnation, "chaos: killed");
         let mut event = StoredEvent::new(
             target.path.as_str(),
-            "chaos",
+            metasystem_actors::store::events::Kind::Chaos,
             format!(
                 "chaos run {id}: killed {} (incarnation {})",
                 target.path, target.incarnation
@@ -645,7 +645,7 @@ impl Drop for Finish {
         );
         let mut event = StoredEvent::new(
             report.path.as_str(),
-            "chaos",
+            metasystem_actors::store::events::Kind::Chaos,
             format!(
                 "chaos run {} ended ({}): {} kill(s), {} recovered, {} not; median {median}, max {max}",
                 report.run,

@@ -52,8 +52,11 @@ impl Daemon {
         drop(current);
         notify::ready("running");
         let changes = changes(applied);
-        let mut record =
-            StoredEvent::new("root", "reloaded", format!("{} change(s)", changes.len()));
+        let mut record = StoredEvent::new(
+            "root",
+            metasystem_actors::store::events::Kind::Reloaded,
+            format!("{} change(s)", changes.len()),
+        );
         record.data = json!({ "changes": changes.len(), "config": origin.display() });
         self.store.record(record);
         Ok(ReloadResult {

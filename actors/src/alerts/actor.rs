@@ -330,7 +330,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl AlertsState {
-    fn record(&self, kind: &str, message: String, data: serde_json::Value) {
+    fn record(&self, kind: crate::store::events::Kind, message: String, data: serde_json::Value) {
         let mut event = StoredEvent::new(&self.args.path, kind, message);
         event.data = data;
         self.args.store.record(event);
@@ -557,7 +557,7 @@ impl AlertsState {
             }
         }
         self.record(
-            "alert",
+            crate::store::events::Kind::Alert,
             format!("{} {}: {}", n.severity, n.status.as_str(), n.title),
             serde_json::json!({
                 "severity": n.severity,
@@ -1167,7 +1167,11 @@ fn test(state: &mut AlertsState, name: String, reply: RpcReplyPort<Result<TestRe
             retry_after_s: retry_after.map(|d| d.as_secs_f64()),
             duration_ms: took.as_millis() as u64,
         };
-        let mut event = StoredEvent::new(&path, "alert", format!("test of channel {name}: {word}"));
+        let mut event = StoredEvent::new(
+            &path,
+            crate::store::events::Kind::Alert,
+            format!("test of channel {name}: {word}"),
+        );
         event.data = serde_json::json!({ "test": true, "channel": name, "outcome": word, "code": report.code });
         store.record(event);
         let _ = reply.send(Ok(report));
@@ -1224,7 +1228,7 @@ impl Actor for AlertsActor {
                 tracing::warn!(channel = %spec.name, reason = %why, "alert channel skipped: its config is incomplete");
                 let mut event = StoredEvent::new(
                     &args.path,
-                    "alert",
+                    crate::store::events::Kind::Alert,
                     format!("channel {} skipped: {why}", spec.name),
                 );
                 event.data = serde_json::json!({ "channel": spec.name, "skipped": why });

@@ -133,7 +133,11 @@ pub(crate) fn unrouted(store: &Store, alert: &Alert) {
             "alert (no alerts actor running)"
         ),
     }
-    let mut event = StoredEvent::new(&alert.source, "alert", &alert.title);
+    let mut event = StoredEvent::new(
+        &alert.source,
+        crate::store::events::Kind::Alert,
+        &alert.title,
+    );
     event.data = serde_json::json!({
         "severity": alert.severity,
         "key": key,

@@ -120,7 +120,7 @@ pub fn notifier(
         }
         let mut event = StoredEvent::new(
             &path,
-            "breaker",
+            crate::store::events::Kind::Breaker,
             format!("breaker {name}: {} -> {} ({})", t.from, t.to, t.reason),
         );
         event.data = serde_json::json!({

@@ -61,7 +61,11 @@ impl HeartbeatState {
         self.beats += 1;
         self.last_recorded_at = Some(SystemTime::now());
         if let Some(store) = &self.args.store {
-            let mut event = StoredEvent::new(&self.args.path, "heartbeat", "heartbeat");
+            let mut event = StoredEvent::new(
+                &self.args.path,
+                crate::store::events::Kind::Heartbeat,
+                "heartbeat",
+            );
             event.data = serde_json::json!({ "beat": self.beats });
             store.record(event);
         }

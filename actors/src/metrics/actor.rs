@@ -125,7 +125,11 @@ impl MetricsState {
             first.expected,
             methods.join(", ")
         );
-        let mut event = StoredEvent::new(&self.args.path, "anomaly", &message);
+        let mut event = StoredEvent::new(
+            &self.args.path,
+            crate::store::events::Kind::Anomaly,
+            &message,
+        );
         event.at = std::time::UNIX_EPOCH + Duration::from_millis(s.at_ms.max(0) as u64);
         event.data = serde_json::json!({
             "metric": s.metric.name(),

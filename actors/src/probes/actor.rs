@@ -499,7 +499,7 @@ impl ProbeActorState {
         let path = &self.args.path;
         let mut event = StoredEvent::new(
             path,
-            "probe",
+            crate::store::events::Kind::Probe,
             format!("{} {from} -> {to}: {message}", self.args.check.kind()),
         );
         event.data = serde_json::json!({
@@ -629,7 +629,7 @@ impl ProbeActorState {
             };
             let mut event = StoredEvent::new(
                 &self.args.path,
-                "heal",
+                crate::store::events::Kind::Heal,
                 format!(
                     "heal {} {}: {outcome}: {detail}",
                     spec.action.name(),
@@ -731,7 +731,7 @@ fn breaker_notifier(path: &str, store: &Store) -> Notifier {
         tracing::info!(breaker = name, from = %t.from, to = %t.to, reason = %t.reason, "heal action breaker");
         let mut event = StoredEvent::new(
             &path,
-            "heal",
+            crate::store::events::Kind::Heal,
             format!("breaker {name}: {} -> {}: {}", t.from, t.to, t.reason),
         );
         event.data = serde_json::json!({

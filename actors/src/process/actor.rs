@@ -138,7 +138,11 @@ impl ProcessState {
 
     fn record(&self, message: String, data: serde_json::Value) {
         if let Some(m) = &self.args.metrics {
-            let mut event = StoredEvent::new(&self.args.path, "process", message);
+            let mut event = StoredEvent::new(
+                &self.args.path,
+                crate::store::events::Kind::Process,
+                message,
+            );
             event.data = data;
             m.store().record(event);
         }

@@ -9,27 +9,54 @@ use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
 use crate::supervision::event::{EventKind, LifecycleEvent};
 use crate::supervision::exit::ExitReason;
 
-/// Every event kind anything writes, so a filter can be checked (`--kind exitted` is a typo,
-/// not an empty answer). The engine's lifecycle kinds, then the kinds' and the daemon's own.
-pub const KINDS: &[&str] = &[
-    "started",
-    "start_failed",
-    "exited",
-    "restart_scheduled",
-    "restarted",
-    "gave_up",
-    "heartbeat",
-    "reloaded",
-    "anomaly",
-    "alert",
-    "breaker",
-    "probe",
-    "heal",
-    "chaos",
-    "sync_event",
-    "sync_error",
-    "process",
-];
+/// Generates [`Kind`] and [`KINDS`] from one list.
+macro_rules! event_kinds {
+    ($($variant:ident => $name:literal, $what:literal;)+) => {
+        /// Every kind of stored event: the engine's lifecycle kinds, then the kinds' and the
+        /// daemon's own. A writer names one of these (never a string), so a filter can be
+        /// checked against the list (`--kind exitted` is a typo, not an empty answer).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $(#[doc = $what] $variant),+
+        }
+
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant),+];
+
+            /// As stored and filtered on (`snake_case`).
+            pub fn as_str(self) -> &'static str {
+                match self { $(Kind::$variant => $name),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Kind> {
+                match s { $($name => Some(Kind::$variant),)+ _ => None }
+            }
+        }
+
+        /// Every event kind's name, in [`Kind`]'s order.
+        pub const KINDS: &[&str] = &[$($name),+];
+    };
+}
+
+event_kinds! {
+    Started => "started", "an actor started";
+    StartFailed => "start_failed", "an actor's start failed";
+    Exited => "exited", "an actor exited";
+    RestartScheduled => "restart_scheduled", "a supervisor scheduled a restart";
+    Restarted => "restarted", "an actor was restarted";
+    GaveUp => "gave_up", "a supervisor gave up (restart intensity)";
+    Heartbeat => "heartbeat", "a heartbeat";
+    Reloaded => "reloaded", "the config was reloaded";
+    Anomaly => "anomaly", "a metric's value was an anomaly";
+    Alert => "alert", "an alert decided, a channel skipped";
+    Breaker => "breaker", "a circuit breaker's transition";
+    Probe => "probe", "a probe's status changed";
+    Heal => "heal", "a heal action, or its breaker's transition";
+    Chaos => "chaos", "a chaos run's step";
+    SyncEvent => "sync_event", "a sync run or job";
+    SyncError => "sync_error", "a sync run that failed";
+    Process => "process", "a managed process's life";
+}
 
 /// One event to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,15 +70,11 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    pub fn new(
-        path: impl Into<String>,
-        kind: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(path: impl Into<String>, kind: Kind, message: impl Into<String>) -> Self {
         StoredEvent {
             at: SystemTime::now(),
             path: path.into(),
-            kind: kind.into(),
+            kind: kind.as_str().to_string(),
             message: message.into(),
             data: serde_json::Value::Object(Default::default()),
         }
@@ -358,6 +381,20 @@ mod tests {
         for kind in kinds {
             assert!(KINDS.contains(&kind.tag()), "{}", kind.tag());
         }
+    }
+
+    #[test]
+    fn event_kinds_are_one_list() {
+        assert_eq!(KINDS.len(), Kind::ALL.len());
+        for (k, name) in Kind::ALL.iter().zip(KINDS) {
+            assert_eq!(k.as_str(), *name);
+            assert_eq!(Kind::parse(name), Some(*k));
+        }
+        assert_eq!(Kind::parse("exitted"), None);
+        assert_eq!(
+            StoredEvent::new("root", Kind::SyncError, "x").kind,
+            "sync_error"
+        );
     }
 
     #[test]

@@ -515,7 +515,7 @@ impl SyncTargetState {
                     let event = result.as_ref().ok().map(|res| {
                         let mut e = StoredEvent::new(
                             &path,
-                            "sync_event",
+                            crate::store::events::Kind::SyncEvent,
                             format!(
                                 "{}: conflict of {} resolved keeping {}",
                                 spec.name,
@@ -549,7 +549,7 @@ impl SyncTargetState {
                     let event = result.as_ref().ok().map(|r| {
                         let mut e = StoredEvent::new(
                             &path,
-                            "sync_event",
+                            crate::store::events::Kind::SyncEvent,
                             format!(
                                 "{}: backup {} restored to {}",
                                 spec.name, r.name, r.restored_to
@@ -661,7 +661,11 @@ impl SyncTargetState {
         if let Some(id) = &r.run_id {
             summary.push_str(&format!(" (run {id})"));
         }
-        let mut event = StoredEvent::new(&self.args.path, "sync_event", summary.clone());
+        let mut event = StoredEvent::new(
+            &self.args.path,
+            crate::store::events::Kind::SyncEvent,
+            summary.clone(),
+        );
         event.data = serde_json::json!({
             "target": name,
             "outcome": r.outcome,
@@ -679,7 +683,11 @@ impl SyncTargetState {
         });
         self.args.store.record(event);
         if r.outcome == Outcome::Error {
-            let mut e = StoredEvent::new(&self.args.path, "sync_error", summary.clone());
+            let mut e = StoredEvent::new(
+                &self.args.path,
+                crate::store::events::Kind::SyncError,
+                summary.clone(),
+            );
             e.data = serde_json::json!({
                 "target": name,
                 "reason": r.reason,
@@ -878,7 +886,7 @@ fn restored_event(path: &str, r: &RestoredSet) -> StoredEvent {
     };
     let mut e = StoredEvent::new(
         path,
-        "sync_event",
+        crate::store::events::Kind::SyncEvent,
         format!(
             "{}: {} backup(s) {what} restored, {} failed (restore {})",
             r.target, r.restored, r.failed, r.restore_id

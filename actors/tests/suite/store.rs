@@ -19,8 +19,11 @@ async fn open(path: &Path) -> (Store, tokio::task::JoinHandle<()>) {
     }
 }
 
+/// An event of kind `kind` (a name of `events::KINDS`).
 fn event(path: &str, kind: &str, i: usize) -> StoredEvent {
-    let mut e = StoredEvent::new(path, kind, format!("{kind} #{i}"));
+    let tag = metasystem_actors::store::events::Kind::parse(kind)
+        .unwrap_or_else(|| panic!("{kind} is no event kind"));
+    let mut e = StoredEvent::new(path, tag, format!("{kind} #{i}"));
     e.data = serde_json::json!({ "i": i });
     e
 }
