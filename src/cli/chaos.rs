@@ -114,7 +114,7 @@ fn ask(
     conn: &mut Connection,
     from: Option<u64>,
 ) -> Result<ChaosStatusResult, u8> {
-    let command = Command::ChaosStatus { from };
+    let command: Command = crate::control::request::ChaosStatus { from }.into();
     let lost = |e: &dyn std::fmt::Display| {
         failed(
             global,

@@ -13,12 +13,8 @@ use super::{
 };
 use crate::config;
 use crate::control::client::{ClientError, Connection};
-use crate::control::protocol::{
-    code, AlertsResult, AnomaliesResult, BackupsResult, BreakerRow, BreakersResult,
-    ChaosStatusResult, ChaosStopResult, Command, ConflictsResult, EventsResult, HealResult,
-    HealthResult, MetricsResult, ReloadResult, Response, RetriesResult, Status, SyncResult,
-    SyncStatusResult, TreeResult,
-};
+use crate::control::protocol::{code, Command, EventsResult, Response};
+use crate::control::request;
 
 /// How long `sync` waits for its runs at least.
 const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
@@ -35,11 +31,11 @@ pub fn run(cli: &Cli) -> u8 {
     };
     // A forced run waits for a target's lock held by another run (of this host or another)
     // up to `--timeout`, the progress line saying whose it is; then it is skipped (exit 75).
-    if let Command::Sync {
+    if let Command::Sync(request::Sync {
         dry_run: false,
         lock_wait_ms,
         ..
-    } = &mut command
+    }) = &mut command
     {
         *lock_wait_ms = Some(u64::try_from(global.timeout.as_millis()).unwrap_or(u64::MAX));
     }
@@ -49,12 +45,12 @@ pub fn run(cli: &Cli) -> u8 {
     };
     // A forced sync waits for the run, which can take long (a first copy of a big tree).
     let timeout = match &command {
-        Command::Sync { dry_run: false, .. }
-        | Command::ConflictResolve { .. }
-        | Command::BackupRestore { .. }
-        | Command::BackupRestoreRun { .. } => global.timeout.max(SYNC_WAIT),
+        Command::Sync(request::Sync { dry_run: false, .. })
+        | Command::ConflictResolve(_)
+        | Command::BackupRestore(_)
+        | Command::BackupRestoreRun(_) => global.timeout.max(SYNC_WAIT),
         // Checking big databases takes a while (the daemon gives it at most 10 minutes).
-        Command::Verify => global.timeout.max(VERIFY_WAIT),
+        Command::Verify(_) => global.timeout.max(VERIFY_WAIT),
         _ => global.timeout,
     };
     // On a terminal, a long sync shows its progress while the command waits.
@@ -73,7 +69,7 @@ pub fn run(cli: &Cli) -> u8 {
         Cmd::Chaos { action: None, .. } => {
             super::chaos::follow(global, &socket, &mut conn, first, &mut out)
         }
-        _ => single(cli, first, &mut out),
+        _ => single(global, &command, first, &mut out),
     };
     let written = outcome.and_then(|code| out.flush().map(|()| code));
     match written {
@@ -114,12 +110,16 @@ pub(super) fn open(
 }
 
 /// One request, one answer.
-fn single(cli: &Cli, response: Response, out: &mut dyn Write) -> io::Result<u8> {
-    let global = &cli.global;
+fn single(
+    global: &Global,
+    command: &Command,
+    response: Response,
+    out: &mut dyn Write,
+) -> io::Result<u8> {
     if !response.ok {
         return Ok(refused(global, &response));
     }
-    answer(cli, response.result.unwrap_or(Value::Null), out)
+    super::show::answer(command, response.result.unwrap_or(Value::Null), global, out)
 }
 
 /// The pages of an `events` request over one connection: the first answer, then the next
@@ -180,7 +180,7 @@ impl<'a> Pages<'a> {
                 Ok(EventsResult {
                     next: Some(next), ..
                 }),
-                Command::Events { limit, after, .. },
+                Command::Events(request::Events { limit, after, .. }),
             ) => {
                 *limit = Some(next.remaining);
                 *after = Some(next.after);
@@ -217,16 +217,16 @@ fn follow(
         }
         out.flush()?;
     }
-    let Command::Events { path, kind, .. } = pages.command else {
+    let Command::Events(request::Events { path, kind, .. }) = pages.command else {
         return Ok(exit::USAGE);
     };
-    let subscribe = Command::Subscribe {
+    let subscribe = request::Subscribe {
         topic: Topic::Events,
         path,
         kind,
         after: Some(last),
     };
-    let answered = conn.request(subscribe);
+    let answered = conn.request(subscribe.into());
     match answered {
         Ok(r) if r.ok => {}
         Ok(r) => return Ok(refused(global, &r)),
@@ -406,28 +406,29 @@ fn events(
 
 /// The request a subcommand sends.
 fn request(cmd: &Cmd) -> Result<Command, String> {
+    use crate::control::request as R;
     Ok(match cmd {
-        Cmd::Status => Command::Status,
-        Cmd::Tree => Command::Tree,
-        Cmd::Start { path } => Command::Start { path: path.clone() },
-        Cmd::Stop { path } => Command::Stop { path: path.clone() },
-        Cmd::Restart { path } => Command::Restart { path: path.clone() },
-        Cmd::Kill { path } => Command::Kill { path: path.clone() },
+        Cmd::Status => R::Status {}.into(),
+        Cmd::Tree => R::Tree {}.into(),
+        Cmd::Start { path } => R::Start { path: path.clone() }.into(),
+        Cmd::Stop { path } => R::Stop { path: path.clone() }.into(),
+        Cmd::Restart { path } => R::Restart { path: path.clone() }.into(),
+        Cmd::Kill { path } => R::Kill { path: path.clone() }.into(),
         Cmd::Chaos {
             action: Some(ChaosAction::Stop),
             ..
-        } => Command::ChaosStop,
+        } => R::ChaosStop {}.into(),
         Cmd::Chaos {
             action: Some(ChaosAction::Status),
             ..
-        } => Command::ChaosStatus { from: None },
+        } => R::ChaosStatus { from: None }.into(),
         Cmd::Chaos {
             action: None,
             path,
             duration,
             every,
             seed,
-        } => Command::Chaos {
+        } => R::Chaos {
             path: path.clone(),
             for_ms: duration
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -435,70 +436,82 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             every_min_ms: Some(every.min_ms()),
             every_max_ms: Some(every.max_ms()),
             seed: *seed,
-        },
-        Cmd::Reload { dry_run } => Command::Reload { dry_run: *dry_run },
+        }
+        .into(),
+        Cmd::Reload { dry_run } => R::Reload { dry_run: *dry_run }.into(),
         Cmd::Events {
             since,
             path,
             kind,
             limit,
             follow,
-        } => Command::Events {
+        } => R::Events {
             since_s: since.map(|d| d.as_secs().max(1)),
             path: path.clone(),
             kind: kind.clone(),
             limit: Some(limit.unwrap_or(if *follow { 10 } else { 1000 }) as usize),
             after: None,
-        },
-        Cmd::Shutdown => Command::Shutdown,
+        }
+        .into(),
+        Cmd::Shutdown => R::Shutdown {}.into(),
         Cmd::Logs {
             path,
             follow,
             lines,
             stderr,
-        } => Command::Logs {
+        } => R::Logs {
             path: path.clone(),
             lines: Some(*lines as usize),
             follow: *follow,
             stderr: *stderr,
-        },
-        Cmd::Metrics { name, since } => Command::Metrics {
+        }
+        .into(),
+        Cmd::Metrics { name, since } => R::Metrics {
             name: name.clone(),
             since_s: Some(since.as_secs().max(1)),
-        },
-        Cmd::Anomalies { since } => Command::Anomalies {
+        }
+        .into(),
+        Cmd::Anomalies { since } => R::Anomalies {
             since_s: Some(since.as_secs().max(1)),
-        },
+        }
+        .into(),
         Cmd::Alerts { action, limit } => match action {
-            None => Command::Alerts {
+            None => R::Alerts {
                 limit: Some(*limit as usize),
-            },
-            Some(AlertsAction::Test { channel }) => Command::AlertTest {
+            }
+            .into(),
+            Some(AlertsAction::Test { channel }) => R::AlertTest {
                 channel: channel.clone(),
-            },
-            Some(AlertsAction::Silence { key, duration }) => Command::AlertSilence {
+            }
+            .into(),
+            Some(AlertsAction::Silence { key, duration }) => R::AlertSilence {
                 pattern: key.clone(),
                 for_s: duration.as_secs().max(1),
-            },
-            Some(AlertsAction::Unsilence { key }) => Command::AlertSilence {
+            }
+            .into(),
+            Some(AlertsAction::Unsilence { key }) => R::AlertSilence {
                 pattern: key.clone(),
                 for_s: 0,
-            },
+            }
+            .into(),
         },
-        Cmd::Call { path, op, args } => Command::Call {
+        Cmd::Call { path, op, args } => R::Call {
             path: path.clone(),
             op: op.clone(),
             args: call_args(args)?,
-        },
-        Cmd::Health => Command::Health,
-        Cmd::Heal { since } => Command::Heal {
+        }
+        .into(),
+        Cmd::Health => R::Health {}.into(),
+        Cmd::Heal { since } => R::Heal {
             since_s: Some(since.as_secs().max(1)),
-        },
-        Cmd::Retries { since, op } => Command::Retries {
+        }
+        .into(),
+        Cmd::Retries { since, op } => R::Retries {
             since_s: Some(since.as_secs().max(1)),
             op: op.clone(),
-        },
-        Cmd::Breakers { action: None } => Command::Breakers,
+        }
+        .into(),
+        Cmd::Breakers { action: None } => R::Breakers {}.into(),
         Cmd::Breakers {
             action: Some(action),
         } => {
@@ -509,15 +522,16 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
                 BreakersAction::Disable { name } => (name, A::Disable),
                 BreakersAction::HalfOpen { name } => (name, A::HalfOpen),
             };
-            Command::BreakerOp {
+            R::BreakerOp {
                 name: name.clone(),
                 op,
             }
+            .into()
         }
         Cmd::Sync {
             action: Some(SyncAction::Status),
             ..
-        } => Command::SyncStatus,
+        } => R::SyncStatus {}.into(),
         Cmd::Sync {
             action: None,
             target,
@@ -526,7 +540,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             strategy,
             dry_run,
             allow_deletes,
-        } => Command::Sync {
+        } => R::Sync {
             target: target.clone(),
             direction: if *push {
                 Some("push".into())
@@ -539,30 +553,34 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             dry_run: *dry_run,
             lock_wait_ms: None,
             allow_deletes: *allow_deletes,
-        },
+        }
+        .into(),
         Cmd::Conflicts {
             action: None,
             all,
             target,
-        } => Command::Conflicts {
+        } => R::Conflicts {
             all: *all,
             target: target.clone(),
-        },
+        }
+        .into(),
         Cmd::Conflicts {
             action: Some(ConflictsAction::Resolve { path, target, keep }),
             ..
-        } => Command::ConflictResolve {
+        } => R::ConflictResolve {
             path: path.clone(),
             target: target.clone(),
             keep: keep.clone(),
-        },
-        Cmd::Verify => Command::Verify,
+        }
+        .into(),
+        Cmd::Verify => R::Verify {}.into(),
         Cmd::Backups {
             action: None,
             target,
-        } => Command::Backups {
+        } => R::Backups {
             target: target.clone(),
-        },
+        }
+        .into(),
         Cmd::Backups {
             action:
                 Some(BackupsAction::Restore {
@@ -571,10 +589,11 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
                     ..
                 }),
             ..
-        } => Command::BackupRestore {
+        } => R::BackupRestore {
             name: name.clone(),
             target: target.clone(),
-        },
+        }
+        .into(),
         Cmd::Backups {
             action:
                 Some(BackupsAction::Restore {
@@ -584,11 +603,12 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
                     target,
                 }),
             ..
-        } => Command::BackupRestoreRun {
+        } => R::BackupRestoreRun {
             run: run.clone(),
             since_unix_ms: since.map(metasystem_actors::store::unix_ms),
             target: target.clone(),
-        },
+        }
+        .into(),
         Cmd::Run | Cmd::Check { .. } | Cmd::Top { .. } => return Err("not a client command".into()),
     })
 }
@@ -605,7 +625,7 @@ pub(super) fn socket(global: &Global) -> Result<PathBuf, String> {
 
 /// Every string of `v` with the bytes of names that are not UTF-8 written as `\xNN` (the
 /// daemon holds them as private-use characters: see `sync::names`).
-fn shown_names(v: &mut Value) {
+pub(super) fn shown_names(v: &mut Value) {
     match v {
         Value::String(s) if metasystem_actors::sync::names::has_bytes(s) => {
             *s = metasystem_actors::sync::names::shown(s).into_owned();
@@ -614,291 +634,6 @@ fn shown_names(v: &mut Value) {
         Value::Object(o) => o.values_mut().for_each(shown_names),
         _ => {}
     }
-}
-
-/// Prints the answer (JSON or human) and picks the exit code.
-fn answer(cli: &Cli, mut result: Value, out: &mut dyn Write) -> io::Result<u8> {
-    shown_names(&mut result);
-    let global = &cli.global;
-    if global.json {
-        writeln!(out, "{result}")?;
-    }
-    let human = !global.json;
-    Ok(match &cli.command {
-        Cmd::Status => {
-            let Some(s) = typed::<Status>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::status(out, &s)?;
-            }
-            if s.healthy {
-                exit::OK
-            } else {
-                exit::UNHEALTHY
-            }
-        }
-        Cmd::Tree => {
-            let Some(t) = typed::<TreeResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::tree(out, &t)?;
-            }
-            if t.healthy {
-                exit::OK
-            } else {
-                exit::UNHEALTHY
-            }
-        }
-        Cmd::Logs { .. } => {
-            let Some(r) = typed::<crate::control::protocol::LogsResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                out.write_all(r.text.as_bytes())?;
-            }
-            exit::OK
-        }
-        Cmd::Reload { .. } => {
-            let Some(r) = typed::<ReloadResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::reload(out, &r)?;
-            }
-            if r.changes.iter().any(|c| c.error.is_some()) {
-                exit::UNHEALTHY
-            } else {
-                exit::OK
-            }
-        }
-        Cmd::Start { path } | Cmd::Stop { path } | Cmd::Restart { path } | Cmd::Kill { path } => {
-            if human {
-                let unchanged = result["changed"] == false;
-                let verb = match (&cli.command, unchanged) {
-                    (Cmd::Start { .. }, true) => "already running",
-                    (Cmd::Stop { .. }, true) => "already stopped",
-                    (Cmd::Start { .. }, false) => "started",
-                    (Cmd::Stop { .. }, false) => "stopped",
-                    (Cmd::Restart { .. }, _) => "restarted",
-                    _ => "killed (its supervisor will restart it per its policy)",
-                };
-                writeln!(out, "{path}: {verb}")?;
-            }
-            exit::OK
-        }
-        Cmd::Shutdown => {
-            if human {
-                writeln!(out, "shutting down")?;
-            }
-            exit::OK
-        }
-        Cmd::Call { op, .. } => {
-            if human {
-                render::call(out, op.is_none(), &result)?;
-            }
-            exit::OK
-        }
-        Cmd::Metrics { .. } => listing::<MetricsResult>(result, human, out, render::metrics)?,
-        Cmd::Anomalies { .. } => listing::<AnomaliesResult>(result, human, out, render::anomalies)?,
-        Cmd::Alerts { action: None, .. } => {
-            listing::<AlertsResult>(result, human, out, render::alerts)?
-        }
-        Cmd::Alerts {
-            action: Some(AlertsAction::Test { .. }),
-            ..
-        } => {
-            let accepted = result["outcome"] == "accepted";
-            if human {
-                render::alert_test(out, &result)?;
-            }
-            if accepted {
-                exit::OK
-            } else {
-                exit::UNHEALTHY
-            }
-        }
-        Cmd::Alerts { .. } => {
-            if human {
-                render::silences(out, &result)?;
-            }
-            exit::OK
-        }
-        Cmd::Sync {
-            action: Some(SyncAction::Status),
-            ..
-        } => {
-            let Some(s) = typed::<SyncStatusResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::sync_status(out, &s)?;
-            }
-            exit::OK
-        }
-        Cmd::Sync { .. } => {
-            let Some(s) = typed::<SyncResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                // The summary says why a run is not 0.
-                render::sync(out, &s)?;
-            } else {
-                for r in &s.reports {
-                    if let (_, Some(why)) = exit::sync_run(r) {
-                        say(&format!("metasystem: sync {}: {why}", r.target));
-                    }
-                }
-            }
-            exit::worst(s.reports.iter().map(|r| exit::sync_run(r).0))
-        }
-        Cmd::Breakers { action: None } => {
-            let Some(b) = typed::<BreakersResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::breakers(out, &b)?;
-            }
-            // Like `status`: something is not closed, the exit code says so.
-            if b.breakers
-                .iter()
-                .all(|b| b.state == "closed" || b.state == "disabled")
-            {
-                exit::OK
-            } else {
-                exit::UNHEALTHY
-            }
-        }
-        Cmd::Health => {
-            let Some(h) = typed::<HealthResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::health(out, &h)?;
-            }
-            if h.status == "fail" {
-                exit::UNHEALTHY
-            } else {
-                exit::OK
-            }
-        }
-        Cmd::Heal { .. } => listing::<HealResult>(result, human, out, render::heal)?,
-        Cmd::Verify => {
-            let Some(v) = typed::<metasystem_actors::sync::verify::VerifyReport>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::verify(out, &v)?;
-            }
-            if v.failed > 0 {
-                exit::UNHEALTHY
-            } else {
-                exit::OK
-            }
-        }
-        Cmd::Backups { action: None, .. } => {
-            listing::<BackupsResult>(result, human, out, render::backups)?
-        }
-        Cmd::Backups {
-            action: Some(BackupsAction::Restore { name: Some(_), .. }),
-            ..
-        } => listing::<metasystem_actors::sync::backups::Restored>(
-            result,
-            human,
-            out,
-            render::restored,
-        )?,
-        Cmd::Backups {
-            action: Some(BackupsAction::Restore { name: None, .. }),
-            ..
-        } => {
-            let Some(set) = typed::<metasystem_actors::sync::backups::RestoredSet>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::restored_set(out, &set)?;
-            } else if set.failed > 0 {
-                say(&format!(
-                    "metasystem: backups restore: {} of {} path(s) not restored",
-                    set.failed,
-                    set.paths.len()
-                ));
-            }
-            if set.failed > 0 {
-                exit::UNHEALTHY
-            } else {
-                exit::OK
-            }
-        }
-        Cmd::Conflicts { action: None, .. } => {
-            listing::<ConflictsResult>(result, human, out, render::conflicts)?
-        }
-        Cmd::Conflicts {
-            action: Some(ConflictsAction::Resolve { .. }),
-            ..
-        } => {
-            listing::<metasystem_actors::sync::Resolution>(result, human, out, render::resolution)?
-        }
-        Cmd::Retries { .. } => listing::<RetriesResult>(result, human, out, render::retries)?,
-        Cmd::Breakers { action: Some(_) } => {
-            let Some(b) = typed::<BreakerRow>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::breaker_rows(out, std::slice::from_ref(&b))?;
-            }
-            exit::OK
-        }
-        Cmd::Chaos {
-            action: Some(ChaosAction::Status),
-            ..
-        } => {
-            let Some(s) = typed::<ChaosStatusResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::chaos_status(out, &s)?;
-            }
-            match &s.run {
-                Some(run) if run.not_recovered > 0 => exit::UNHEALTHY,
-                _ => exit::OK,
-            }
-        }
-        Cmd::Chaos {
-            action: Some(ChaosAction::Stop),
-            ..
-        } => {
-            let Some(s) = typed::<ChaosStopResult>(result) else {
-                return Ok(exit::USAGE);
-            };
-            if human {
-                render::chaos_stop(out, &s)?;
-            }
-            exit::OK
-        }
-        Cmd::Chaos { action: None, .. }
-        | Cmd::Events { .. }
-        | Cmd::Run
-        | Cmd::Check { .. }
-        | Cmd::Top { .. } => exit::USAGE,
-    })
-}
-
-/// A typed answer rendered for people (unless `--json`): exit 0, or 2 when unreadable.
-fn listing<T: DeserializeOwned>(
-    result: Value,
-    human: bool,
-    out: &mut dyn Write,
-    render: fn(&mut dyn Write, &T) -> io::Result<()>,
-) -> io::Result<u8> {
-    let Some(t) = typed::<T>(result) else {
-        return Ok(exit::USAGE);
-    };
-    if human {
-        render(out, &t)?;
-    }
-    Ok(exit::OK)
 }
 
 pub(super) fn typed<T: DeserializeOwned>(result: Value) -> Option<T> {
@@ -969,10 +704,5 @@ pub(super) fn refused(global: &Global, response: &Response) -> u8 {
     for line in &error.details {
         say(line);
     }
-    // Usage errors, and refusals to talk at all (connection errors, not answers).
-    if error.code.is_usage() {
-        exit::USAGE
-    } else {
-        exit::UNHEALTHY
-    }
+    exit::refused(error.code)
 }

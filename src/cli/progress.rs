@@ -16,7 +16,6 @@ use metasystem_actors::sync::TargetStatus;
 
 use super::{Cmd, Global};
 use crate::control::client::Connection;
-use crate::control::protocol::{Command, SyncStatusResult};
 
 /// A run shorter than this shows no bar.
 pub const SHOW_AFTER: Duration = Duration::from_secs(1);
@@ -92,13 +91,7 @@ fn follow(socket: &Path, target: Option<&str>, stopped: &mpsc::Receiver<()>) {
     // Whether the run was seen running: once it is not, its answer is on the way, and the
     // last counts stay rather than "waiting for the run to start".
     let mut seen = false;
-    while let Ok(response) = conn.request(Command::SyncStatus) {
-        let Some(Ok(status)) = response
-            .result
-            .map(serde_json::from_value::<SyncStatusResult>)
-        else {
-            break;
-        };
+    while let Ok(Ok(status)) = conn.call(crate::control::request::SyncStatus {}) {
         let view = View::of(&status.targets, target);
         if view.is_some() || !seen {
             seen |= view.is_some();

@@ -384,37 +384,28 @@ pub fn alerts(out: &mut dyn Write, a: &AlertsResult) -> io::Result<()> {
     Ok(())
 }
 
-pub fn alert_test(out: &mut dyn Write, r: &serde_json::Value) -> io::Result<()> {
-    let code = r["code"]
-        .as_u64()
-        .map(|c| format!(" {c}"))
-        .unwrap_or_default();
+pub fn alert_test(
+    out: &mut dyn Write,
+    r: &metasystem_actors::alerts::actor::TestReport,
+) -> io::Result<()> {
+    let code = r.code.map(|c| format!(" {c}")).unwrap_or_default();
     writeln!(
         out,
         "{} ({}): {}{code} in {} ms",
-        r["channel"].as_str().unwrap_or(""),
-        r["type"].as_str().unwrap_or(""),
-        r["outcome"].as_str().unwrap_or(""),
-        r["duration_ms"].as_u64().unwrap_or(0)
+        r.channel, r.kind, r.outcome, r.duration_ms
     )?;
-    if let Some(after) = r["retry_after_s"].as_f64() {
+    if let Some(after) = r.retry_after_s {
         writeln!(out, "retry after: {after}s")?;
     }
-    writeln!(out, "{}", r["detail"].as_str().unwrap_or(""))
+    writeln!(out, "{}", r.detail)
 }
 
-pub fn silences(out: &mut dyn Write, r: &serde_json::Value) -> io::Result<()> {
-    let list = r["silences"].as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
+pub fn silences(out: &mut dyn Write, r: &crate::control::request::Silences) -> io::Result<()> {
+    if r.silences.is_empty() {
         return writeln!(out, "no silences");
     }
-    for s in list {
-        writeln!(
-            out,
-            "silenced until {}: {}",
-            s["until"].as_str().unwrap_or(""),
-            s["pattern"].as_str().unwrap_or("")
-        )?;
+    for s in &r.silences {
+        writeln!(out, "silenced until {}: {}", s.until, s.pattern)?;
     }
     Ok(())
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::protocol::{Command, Request, Response, MAX_LINE, PROTOCOL_VERSION};
+use super::protocol::{Command, Envelope, Failure, Response, MAX_LINE, PROTOCOL_VERSION};
+use super::request::Request;
 
 /// One reply line larger than this is refused (the daemon pages large answers; a tree of
 /// 10,000 nodes is ~3 MB).
@@ -77,6 +78,15 @@ impl Connection {
         self.timeout = None;
     }
 
+    /// Sends `request` and waits for its typed answer: the command's result, or why the
+    /// daemon refused. An answer that does not read as the command's result is an error.
+    pub fn call<R: Request>(
+        &mut self,
+        request: R,
+    ) -> Result<Result<R::Response, Failure>, ClientError> {
+        decode::<R::Response>(self.request(request.into())?)
+    }
+
     /// Sends one request and waits for its response.
     pub fn request(&mut self, command: Command) -> Result<Response, ClientError> {
         let sent = self.send(command);
@@ -105,7 +115,7 @@ impl Connection {
                 .unwrap_or(u64::MAX)
                 .max(1)
         });
-        let line = serde_json::to_string(&Request {
+        let line = serde_json::to_string(&Envelope {
             v: PROTOCOL_VERSION,
             id: self.next_id,
             deadline_ms,
@@ -164,4 +174,21 @@ pub fn request(
     timeout: Duration,
 ) -> Result<Response, ClientError> {
     Connection::open(socket, Some(timeout))?.request(command)
+}
+
+/// A response as its typed answer: the result, or why the daemon refused.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    response: Response,
+) -> Result<Result<T, Failure>, ClientError> {
+    if !response.ok {
+        return Ok(Err(response.error.unwrap_or_else(|| {
+            Failure::new(
+                super::protocol::code::INTERNAL,
+                "the daemon refused without saying why",
+            )
+        })));
+    }
+    serde_json::from_value(response.result.unwrap_or(Value::Null))
+        .map(Ok)
+        .map_err(|e| ClientError::Protocol(format!("unreadable answer from the daemon: {e}")))
 }

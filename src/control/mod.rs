@@ -2,5 +2,6 @@
 
 pub mod client;
 pub mod protocol;
+pub mod request;
 pub mod server;
 pub mod slots;

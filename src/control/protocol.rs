@@ -16,317 +16,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Longest request line accepted; longer ones get `line_too_long` and are skipped.
 pub const MAX_LINE: usize = 64 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Command {
-    Status,
-    Tree,
-    Start {
-        path: String,
-    },
-    Stop {
-        path: String,
-    },
-    Restart {
-        path: String,
-    },
-    /// Chaos: crash the actor (its supervisor sees a failure).
-    Kill {
-        path: String,
-    },
-    /// Re-read the config and apply the difference; with `dry_run`, only say what would change.
-    Reload {
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        dry_run: bool,
-    },
-    Events {
-        /// Only events of the last this many seconds.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since_s: Option<u64>,
-        /// Only events about this path and below.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        path: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        kind: Option<String>,
-        /// How many: the most recent this many (default 1,000; at most 1,000,000), oldest
-        /// first; with `after`, the next this many after it. A reply holds one page: it
-        /// says where the next one starts.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        limit: Option<usize>,
-        /// Continue after this event id (`next.after` of the previous page).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        after: Option<i64>,
-    },
-    Shutdown,
-    /// Streams what happens from now on: an answer `{"subscribed": TOPIC}`, then one line per
-    /// item (`{"event": ...}`), `{"dropped": N}` when this client fell behind and lost the
-    /// N oldest, and `{"end": WHY}` before the daemon closes the stream. With `after`, the
-    /// events after that id come first, so nothing between a page and the stream is missed.
-    Subscribe {
-        topic: Topic,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        path: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        kind: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        after: Option<i64>,
-    },
-    /// Metric summaries over the last `since_s` seconds (default a day): per series, per
-    /// metric, and for the whole system; only metric `name` when given.
-    Metrics {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since_s: Option<u64>,
-    },
-    /// Anomalies detected over the last `since_s` seconds (default a day), newest last.
-    Anomalies {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since_s: Option<u64>,
-    },
-    /// Recent alert notifications with their delivery state and attempts, the silences, and
-    /// how many wait for delivery.
-    Alerts {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        limit: Option<usize>,
-    },
-    /// Sends a test notification to a channel now (through the alerts actor); answers what
-    /// the channel said.
-    AlertTest {
-        channel: String,
-    },
-    /// Silences alerts whose key matches `pattern` (a key, or a glob with `*`) for `for_s`
-    /// seconds; `for_s` 0 lifts the silence.
-    AlertSilence {
-        pattern: String,
-        for_s: u64,
-    },
-    /// Every circuit breaker (state, counts, current wait) and the latest transitions.
-    Breakers,
-    /// An operator's action on the breaker `name`.
-    BreakerOp {
-        name: String,
-        op: BreakerAction,
-    },
-    /// Runs every probe now and answers their reports (`health`).
-    Health,
-    /// Every probe's latest report, without running any check ([`HealthResult`]): what the
-    /// dashboard (`top`) reads on each refresh.
-    Probes,
-    /// Forces a sync run of `target` (every target when absent), waits for it (after a run
-    /// in progress) and answers the reports ([`SyncResult`]).
-    Sync {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        target: Option<String>,
-        /// push | pull (default: the target's direction).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        direction: Option<String>,
-        /// newest | local | remote | manual (default: the target's strategy).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        strategy: Option<String>,
-        #[serde(default)]
-        dry_run: bool,
-        /// How long a run waits for its target's lock when another run (of this host or
-        /// another) holds it, in ms (absent: skipped at once).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        lock_wait_ms: Option<u64>,
-        /// Lets this run (of one `target`) through the guard on mass deletion: up to this many
-        /// deletions, whatever `max_delete`; more stop it. Its report lists them (`planned`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        allow_deletes: Option<usize>,
-    },
-    /// Every sync target: online or not, the last run, progress ([`SyncStatusResult`]).
-    SyncStatus,
-    /// Conflicts the manual strategy kept ([`ConflictsResult`]): the open ones, or every one
-    /// with `all`; only `target`'s when given.
-    Conflicts {
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        all: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        target: Option<String>,
-    },
-    /// `PRAGMA integrity_check` and row counts of every SQLite database in every location
-    /// of every sync target: the primary's synced paths, the target's, its per-host
-    /// snapshots ([`metasystem_actors::sync::verify::VerifyReport`]).
-    Verify,
-    /// The backups of every sync target (only `target`'s when given), newest first
-    /// ([`BackupsResult`]).
-    Backups {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        target: Option<String>,
-    },
-    /// Puts backup `name` (relative to its target's backups folder, as `backups` lists it)
-    /// back in the primary at its original path, through the target's actor
-    /// ([`metasystem_actors::sync::backups::Restored`]). `target` is needed only when
-    /// several targets hold that name.
-    BackupRestore {
-        name: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        target: Option<String>,
-    },
-    /// Puts back in the primary every backup of run `run` (its ID, `YYYYMMDD-HHMMSS`, as
-    /// `sync` reports it and `backups` lists it; of a path's same-second duplicates the
-    /// newest), or for each original path its oldest backup taken at or after `since_unix_ms`
-    /// (ms since 1970; needs `target`): exactly one of the two. Each goes through the
-    /// target's actor as `backup_restore` does
-    /// ([`metasystem_actors::sync::backups::RestoredSet`], each path's result). `target` is
-    /// needed when the run's ID is found in several targets.
-    BackupRestoreRun {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        run: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since_unix_ms: Option<i64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        target: Option<String>,
-    },
-    /// Settles the open conflict of `path` (relative to the primary) keeping `keep` (local |
-    /// remote | both), through the target's actor, after a run in progress
-    /// ([`metasystem_actors::sync::Resolution`]). `target` is needed only when the path has
-    /// open conflicts in several targets.
-    ConflictResolve {
-        path: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        target: Option<String>,
-        keep: String,
-    },
-    /// Self-heal actions of the last `since_s` seconds (default a day), newest first.
-    Heal {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since_s: Option<u64>,
-    },
-    /// Retried operations ([`RetriesResult`]): per operation (only `op` when given), the
-    /// statistics of its runs of the last `since_s` seconds (default a week) and the schedule
-    /// they suggest.
-    Retries {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since_s: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        op: Option<String>,
-    },
-    /// An operation of the actor at `path`, handled by its kind (`src/kinds/`). Without `op`:
-    /// the kind's operations.
-    Call {
-        path: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        op: Option<String>,
-        /// The operation's arguments, a JSON object.
-        #[serde(default, skip_serializing_if = "Value::is_null")]
-        args: Value,
-    },
-    /// The output of the managed process at `path`: its last `lines` lines (default 10, at
-    /// most 100,000, and at most 4 MiB) from its log files ([`LogsResult`]). With `follow`,
-    /// the connection becomes a stream, as `subscribe`: `{"subscribed": "logs"}`, the last
-    /// lines as one `{"log": TEXT}`, then each piece of output as it is read (across
-    /// restarts), `{"dropped": N}` when this client fell behind, `{"end": WHY}`. `stderr`:
-    /// its stderr, when the process logs it to a file of its own.
-    Logs {
-        path: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        lines: Option<usize>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        follow: bool,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        stderr: bool,
-    },
-    /// Starts a chaos run in the daemon (at most one at a time): for `for_ms`, every
-    /// `every_min_ms..=every_max_ms` (default 5 s to 30 s) kill a random running actor
-    /// strictly under `path` (default `root`) and measure its recovery. Answers the run
-    /// ([`ChaosRun`]) at once; the run goes on whatever the client does.
-    Chaos {
-        #[serde(default = "root_path")]
-        path: String,
-        for_ms: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        every_min_ms: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        every_max_ms: Option<u64>,
-        /// Makes the sequence of waits and choices reproducible; random when absent (the run
-        /// says which).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        seed: Option<u64>,
-    },
-    /// Ends the running chaos run: no more kills; recoveries being measured get a few
-    /// seconds. Answers [`ChaosStopResult`] once the report is made (or after those seconds).
-    ChaosStop,
-    /// The running chaos run, else the last one since the daemon started
-    /// ([`ChaosStatusResult`]). Kills numbered from `from` on (at most 1,000); without it the
-    /// last 1,000.
-    ChaosStatus {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        from: Option<u64>,
-    },
-}
-
-fn root_path() -> String {
-    "root".to_string()
-}
-
-impl Command {
-    /// Whether the command only reads (abandoning it half-way changes nothing).
-    pub fn is_read_only(&self) -> bool {
-        matches!(
-            self,
-            Command::Status
-                | Command::Tree
-                | Command::Events { .. }
-                | Command::Metrics { .. }
-                | Command::Anomalies { .. }
-                | Command::Alerts { .. }
-                | Command::Breakers
-                | Command::Probes
-                | Command::SyncStatus
-                | Command::Conflicts { .. }
-                | Command::Verify
-                | Command::Backups { .. }
-                | Command::Sync { dry_run: true, .. }
-                | Command::ChaosStatus { .. }
-                | Command::Heal { .. }
-                | Command::Retries { .. }
-                | Command::Reload { dry_run: true }
-                | Command::Logs { .. }
-        )
-    }
-
-    /// The `cmd` name, for messages.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Status => "status",
-            Command::Tree => "tree",
-            Command::Start { .. } => "start",
-            Command::Stop { .. } => "stop",
-            Command::Restart { .. } => "restart",
-            Command::Kill { .. } => "kill",
-            Command::Reload { .. } => "reload",
-            Command::Events { .. } => "events",
-            Command::Shutdown => "shutdown",
-            Command::Subscribe { .. } => "subscribe",
-            Command::Call { .. } => "call",
-            Command::Metrics { .. } => "metrics",
-            Command::Anomalies { .. } => "anomalies",
-            Command::Alerts { .. } => "alerts",
-            Command::AlertTest { .. } => "alert_test",
-            Command::AlertSilence { .. } => "alert_silence",
-            Command::Breakers => "breakers",
-            Command::BreakerOp { .. } => "breaker_op",
-            Command::Chaos { .. } => "chaos",
-            Command::ChaosStop => "chaos_stop",
-            Command::ChaosStatus { .. } => "chaos_status",
-            Command::Health => "health",
-            Command::Probes => "probes",
-            Command::Sync { .. } => "sync",
-            Command::SyncStatus => "sync_status",
-            Command::Conflicts { .. } => "conflicts",
-            Command::Verify => "verify",
-            Command::Backups { .. } => "backups",
-            Command::BackupRestore { .. } => "backup_restore",
-            Command::BackupRestoreRun { .. } => "backup_restore_run",
-            Command::ConflictResolve { .. } => "conflict_resolve",
-            Command::Heal { .. } => "heal",
-            Command::Retries { .. } => "retries",
-            Command::Logs { .. } => "logs",
-        }
-    }
-}
+pub use super::request::Command;
 
 /// What `sync` answers: one report per target run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -747,7 +437,7 @@ pub enum StreamItem {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Request {
+pub struct Envelope {
     pub v: u32,
     pub id: u64,
     /// How long the daemon may take to answer (it answers `timeout` after that; the work may
@@ -889,6 +579,51 @@ pub struct ErrorBody {
     pub details: Vec<String>,
 }
 
+/// A tree operation's error, with the code that says what went wrong.
+impl From<metasystem_actors::TreeError> for ErrorBody {
+    fn from(e: metasystem_actors::TreeError) -> Self {
+        use metasystem_actors::TreeError;
+        let code = match &e {
+            TreeError::NotFound(_) => code::NOT_FOUND,
+            TreeError::InvalidPath(_) => code::INVALID_PATH,
+            TreeError::Root => code::ROOT,
+            TreeError::NotASupervisor(_) => code::NOT_A_SUPERVISOR,
+            TreeError::AlreadyExists(_) => code::ALREADY_EXISTS,
+            TreeError::AlreadyRunning(_) => code::ALREADY_RUNNING,
+            TreeError::AlreadyStopped(_) => code::ALREADY_STOPPED,
+            TreeError::NotRunning(_) => code::NOT_RUNNING,
+            TreeError::Invalid(_) => code::BAD_REQUEST,
+            TreeError::StartFailed { .. } => code::START_FAILED,
+            TreeError::Timeout(_) => code::TIMEOUT,
+            TreeError::Unavailable => code::UNAVAILABLE,
+        };
+        ErrorBody::new(code, e.to_string())
+    }
+}
+
+/// Why a command failed, as a handler says it: what [`Response::answer`] sends as `error`.
+pub type Failure = ErrorBody;
+
+impl ErrorBody {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ErrorBody::with_details(code, message, Vec::new())
+    }
+
+    pub fn with_details(code: Code, message: impl Into<String>, details: Vec<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+            details,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub v: u32,
@@ -931,6 +666,23 @@ impl Response {
                 message: message.into(),
                 details,
             }),
+        }
+    }
+
+    /// A handler's answer: its typed result, or why it failed.
+    pub fn answer<T: Serialize>(id: Option<u64>, answer: Result<T, Failure>) -> Self {
+        match answer.map(|t| serde_json::to_value(&t)) {
+            Ok(Ok(result)) => Response::ok(id, result),
+            Ok(Err(e)) => {
+                Response::error(id, code::INTERNAL, format!("cannot encode the answer: {e}"))
+            }
+            Err(f) => Response {
+                v: PROTOCOL_VERSION,
+                id,
+                ok: false,
+                result: None,
+                error: Some(f),
+            },
         }
     }
 
@@ -1005,13 +757,6 @@ impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
     }
 }
 
-/// Whether command `cmd` has fields: its schema refuses a key it does not name (a command
-/// without fields takes any key).
-fn takes_fields(cmd: &str) -> bool {
-    let probe = serde_json::json!({ "cmd": cmd, "\u{1}not a field": null });
-    serde_json::from_value::<Command>(probe).is_err()
-}
-
 #[allow(clippy::result_large_err)] // private; boxed at the public boundary above
 fn parse(line: &str) -> Result<Parsed, Response> {
     let value: Value = serde_json::from_str(line)
@@ -1072,25 +817,17 @@ fn parse(line: &str) -> Result<Parsed, Response> {
         return Err(Response::error(
             id,
             code::BAD_REQUEST,
-            "missing `cmd` (status, tree, start, stop, restart, kill, chaos, reload, events, subscribe, call, shutdown)",
+            format!("missing `cmd` (one of {})", Command::NAMES.join(", ")),
         ));
     }
-    let command = serde_json::from_value::<Command>(Value::Object(object.clone()))
-        .map_err(|e| Response::error(id, code::BAD_REQUEST, format!("bad request: {e}")))?;
-    // A command with fields refuses a key its schema does not name (deny_unknown_fields); a
-    // command without any takes every key silently, so any key besides `cmd` is unknown to it.
-    // (Not a comparison with the command serialized again: that drops fields given with their
-    // default value, such as `"dry_run": false`, which are valid.)
-    if let Some(key) = object.keys().find(|k| *k != "cmd") {
-        let cmd = object.get("cmd").and_then(Value::as_str).unwrap_or("?");
-        if !takes_fields(cmd) {
-            return Err(Response::error(
-                id,
-                code::BAD_REQUEST,
-                format!("bad request: unknown field `{key}` for `{cmd}`"),
-            ));
+    let cmd = match object.get("cmd") {
+        Some(Value::String(cmd)) if Command::NAMES.contains(&cmd.as_str()) => {
+            format!(" for `{cmd}`")
         }
-    }
+        _ => String::new(),
+    };
+    let command = serde_json::from_value::<Command>(Value::Object(object))
+        .map_err(|e| Response::error(id, code::BAD_REQUEST, format!("bad request{cmd}: {e}")))?;
     Ok(Parsed {
         id,
         deadline,
@@ -1420,16 +1157,20 @@ mod tests {
         };
         assert_eq!(
             parse_request(r#"{"id":1,"cmd":"status"}"#),
-            Ok(parsed(Some(1), None, Command::Status))
+            Ok(parsed(
+                Some(1),
+                None,
+                Command::Status(crate::control::request::Status {})
+            ))
         );
         assert_eq!(
             parse_request(r#"{"v":1,"id":7,"cmd":"stop","path":"root/a"}"#),
             Ok(parsed(
                 Some(7),
                 None,
-                Command::Stop {
+                Command::Stop(crate::control::request::Stop {
                     path: "root/a".into()
-                }
+                })
             ))
         );
         assert_eq!(
@@ -1437,22 +1178,22 @@ mod tests {
             Ok(parsed(
                 None,
                 None,
-                Command::Events {
+                Command::Events(crate::control::request::Events {
                     since_s: Some(60),
                     path: None,
                     kind: None,
                     limit: None,
                     after: None
-                }
+                })
             ))
         );
-        let line = serde_json::to_string(&Request {
+        let line = serde_json::to_string(&Envelope {
             v: 1,
             id: 3,
             deadline_ms: Some(500),
-            command: Command::Kill {
+            command: Command::Kill(crate::control::request::Kill {
                 path: "root/x".into(),
-            },
+            }),
         })
         .unwrap_or_default();
         assert_eq!(
@@ -1460,9 +1201,9 @@ mod tests {
             Ok(parsed(
                 Some(3),
                 Some(500),
-                Command::Kill {
+                Command::Kill(crate::control::request::Kill {
                     path: "root/x".into()
-                }
+                })
             ))
         );
         assert_eq!(
@@ -1470,10 +1211,10 @@ mod tests {
             Ok(parsed(
                 None,
                 None,
-                Command::Retries {
+                Command::Retries(crate::control::request::Retries {
                     since_s: Some(3600),
                     op: Some("alert:hook".into())
-                }
+                })
             ))
         );
         assert_eq!(
@@ -1481,16 +1222,16 @@ mod tests {
             Ok(parsed(
                 None,
                 None,
-                Command::Retries {
+                Command::Retries(crate::control::request::Retries {
                     since_s: None,
                     op: None
-                }
+                })
             ))
         );
-        assert!(Command::Retries {
+        assert!(Command::Retries(crate::control::request::Retries {
             since_s: None,
             op: None
-        }
+        })
         .is_read_only());
     }
 
@@ -1499,85 +1240,102 @@ mod tests {
         let cmd = |line: &str| parse_request(line).map(|p| p.command);
         assert_eq!(
             cmd(r#"{"cmd":"conflicts"}"#),
-            Ok(Command::Conflicts {
+            Ok(Command::Conflicts(crate::control::request::Conflicts {
                 all: false,
                 target: None
-            })
+            }))
         );
         assert_eq!(
             cmd(r#"{"cmd":"conflict_resolve","path":"a.txt","keep":"both","target":"t"}"#),
-            Ok(Command::ConflictResolve {
-                path: "a.txt".into(),
-                target: Some("t".into()),
-                keep: "both".into()
-            })
+            Ok(Command::ConflictResolve(
+                crate::control::request::ConflictResolve {
+                    path: "a.txt".into(),
+                    target: Some("t".into()),
+                    keep: "both".into()
+                }
+            ))
         );
-        assert_eq!(cmd(r#"{"cmd":"verify"}"#), Ok(Command::Verify));
+        assert_eq!(
+            cmd(r#"{"cmd":"verify"}"#),
+            Ok(Command::Verify(crate::control::request::Verify {}))
+        );
         assert_eq!(
             cmd(r#"{"cmd":"backup_restore","name":"a.txt-20260101-000000.bak"}"#),
-            Ok(Command::BackupRestore {
-                name: "a.txt-20260101-000000.bak".into(),
-                target: None
-            })
+            Ok(Command::BackupRestore(
+                crate::control::request::BackupRestore {
+                    name: "a.txt-20260101-000000.bak".into(),
+                    target: None
+                }
+            ))
         );
         assert_eq!(
             cmd(r#"{"cmd":"backup_restore_run","run":"20261201-101500"}"#),
-            Ok(Command::BackupRestoreRun {
-                run: Some("20261201-101500".into()),
-                since_unix_ms: None,
-                target: None
-            })
+            Ok(Command::BackupRestoreRun(
+                crate::control::request::BackupRestoreRun {
+                    run: Some("20261201-101500".into()),
+                    since_unix_ms: None,
+                    target: None
+                }
+            ))
         );
         assert_eq!(
             cmd(r#"{"cmd":"backup_restore_run","since_unix_ms":1796119200000,"target":"t"}"#),
-            Ok(Command::BackupRestoreRun {
-                run: None,
-                since_unix_ms: Some(1_796_119_200_000),
-                target: Some("t".into())
-            })
+            Ok(Command::BackupRestoreRun(
+                crate::control::request::BackupRestoreRun {
+                    run: None,
+                    since_unix_ms: Some(1_796_119_200_000),
+                    target: Some("t".into())
+                }
+            ))
         );
-        assert!(!Command::BackupRestoreRun {
-            run: None,
-            since_unix_ms: None,
-            target: None
-        }
-        .is_read_only());
+        assert!(
+            !Command::BackupRestoreRun(crate::control::request::BackupRestoreRun {
+                run: None,
+                since_unix_ms: None,
+                target: None
+            })
+            .is_read_only()
+        );
         // `allow_deletes` is optional and left out when absent.
         let sync = cmd(r#"{"cmd":"sync","target":"t","allow_deletes":12}"#);
         assert!(
             matches!(
                 sync,
-                Ok(Command::Sync {
+                Ok(Command::Sync(crate::control::request::Sync {
                     allow_deletes: Some(12),
                     ..
-                })
+                }))
             ),
             "{sync:?}"
         );
-        let plain = Command::Sync {
+        let plain = Command::Sync(crate::control::request::Sync {
             target: None,
             direction: None,
             strategy: None,
             dry_run: false,
             lock_wait_ms: None,
             allow_deletes: None,
-        };
+        });
         let text = serde_json::to_string(&plain).unwrap_or_default();
         assert!(!text.contains("allow_deletes"), "{text}");
         assert!(cmd(r#"{"cmd":"conflict_resolve","path":"a.txt"}"#).is_err());
-        assert!(Command::Verify.is_read_only());
-        assert!(Command::Backups { target: None }.is_read_only());
-        assert!(!Command::BackupRestore {
-            name: String::new(),
-            target: None
-        }
-        .is_read_only());
-        assert!(!Command::ConflictResolve {
-            path: String::new(),
-            target: None,
-            keep: String::new()
-        }
-        .is_read_only());
+        assert!(Command::Verify(crate::control::request::Verify {}).is_read_only());
+        assert!(Command::Backups(crate::control::request::Backups { target: None }).is_read_only());
+        assert!(
+            !Command::BackupRestore(crate::control::request::BackupRestore {
+                name: String::new(),
+                target: None
+            })
+            .is_read_only()
+        );
+        assert!(
+            !Command::ConflictResolve(crate::control::request::ConflictResolve {
+                path: String::new(),
+                target: None,
+                keep: String::new()
+            })
+            .is_read_only()
+        );
     }
 
     /// A status from a daemon before the `sync` field reads (as an empty list).
@@ -1609,30 +1367,35 @@ mod tests {
         let command = |line: &str| parse_request(line).map(|p| p.command);
         assert_eq!(
             command(r#"{"cmd":"chaos","for_ms":120000}"#),
-            Ok(Command::Chaos {
+            Ok(Command::Chaos(crate::control::request::Chaos {
                 path: "root".into(),
                 for_ms: 120_000,
                 every_min_ms: None,
                 every_max_ms: None,
                 seed: None
-            })
+            }))
         );
         assert_eq!(
             command(
                 r#"{"cmd":"chaos","path":"root/grp","for_ms":1,"every_min_ms":200,"every_max_ms":1000,"seed":7}"#
             ),
-            Ok(Command::Chaos {
+            Ok(Command::Chaos(crate::control::request::Chaos {
                 path: "root/grp".into(),
                 for_ms: 1,
                 every_min_ms: Some(200),
                 every_max_ms: Some(1000),
                 seed: Some(7)
-            })
+            }))
         );
-        assert_eq!(command(r#"{"cmd":"chaos_stop"}"#), Ok(Command::ChaosStop));
+        assert_eq!(
+            command(r#"{"cmd":"chaos_stop"}"#),
+            Ok(Command::ChaosStop(crate::control::request::ChaosStop {}))
+        );
         assert_eq!(
             command(r#"{"cmd":"chaos_status","from":3}"#),
-            Ok(Command::ChaosStatus { from: Some(3) })
+            Ok(Command::ChaosStatus(crate::control::request::ChaosStatus {
+                from: Some(3)
+            }))
         );
         assert!(error_of(r#"{"cmd":"chaos"}"#).2.contains("for_ms"));
         assert!(error_of(r#"{"cmd":"chaos_stop","path":"root"}"#)
@@ -1688,7 +1451,7 @@ mod tests {
         assert_eq!(code, code::BAD_REQUEST);
         assert!(msg.contains("bogus"), "{msg}");
         let (_, _, msg) = error_of(r#"{"id":1,"cmd":"tree","dry_run":false}"#);
-        assert!(msg.contains("unknown field `dry_run` for `tree`"), "{msg}");
+        assert!(msg.contains("for `tree`: unknown field `dry_run`"), "{msg}");
     }
 
     /// Error codes are an enum on the wire as they were strings: the same snake_case names;

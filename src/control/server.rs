@@ -2,6 +2,7 @@
 //! daemon's own user or root (SO_PEERCRED); connections are capped; lines are capped; anything
 //! malformed gets an error response and the connection and the daemon go on.
 
+use crate::control::request::{Logs, Subscribe};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -323,12 +324,12 @@ async fn connection(
                     Ok(Parsed {
                         id,
                         command:
-                            Command::Subscribe {
+                            Command::Subscribe(Subscribe {
                                 topic,
                                 path,
                                 kind,
                                 after,
-                            },
+                            }),
                         ..
                     }) => {
                         if !slot.start_stream() {
@@ -355,13 +356,7 @@ async fn connection(
                     }
                     Ok(Parsed {
                         id,
-                        command:
-                            Command::Logs {
-                                path,
-                                lines,
-                                follow: true,
-                                stderr,
-                            },
+                        command: Command::Logs(req @ Logs { follow: true, .. }),
                         ..
                     }) => {
                         if !slot.start_stream() {
@@ -374,14 +369,8 @@ async fn connection(
                             timed_write(&mut writer, &response).await?;
                             continue;
                         }
-                        let req = crate::daemon::LogsRequest {
-                            id,
-                            path,
-                            lines,
-                            stderr,
-                        };
                         return daemon
-                            .follow_logs(req, &mut reader, &mut writer, &slot, stop)
+                            .follow_logs(id, req, &mut reader, &mut writer, &slot, stop)
                             .await;
                     }
                     Ok(request) => answer(&daemon, request, &mut previous).await,

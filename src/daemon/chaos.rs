@@ -12,6 +12,8 @@
 //! 5 s), or when the daemon shuts down (at once: a shutdown never waits for chaos). Its report
 //! is kept for `chaos status` and recorded as a `chaos` event.
 
+use super::handle::Answer;
+use crate::control::protocol::Failure;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -21,12 +23,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::handle::tree_error;
 use super::Daemon;
 use crate::chaos::{self, Every, Monkey, Seen, KILLS_SHOWN, MAX_KILLS, RECOVERY_BOUND};
-use crate::control::protocol::{
-    code, ChaosKill, ChaosRun, ChaosStatusResult, ChaosStopResult, Response,
-};
+use crate::control::protocol::{code, ChaosKill, ChaosRun, ChaosStatusResult, ChaosStopResult};
 
 /// After `chaos stop`, recoveries still being measured get this long.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -214,13 +213,12 @@ impl Daemon {
     /// `chaos`: checks the request and starts the run; answers it at once.
     pub(super) async fn chaos_start(
         self: &Arc<Self>,
-        id: Option<u64>,
         path: String,
         for_ms: u64,
         every: (Option<u64>, Option<u64>),
         seed: Option<u64>,
-    ) -> Response {
-        let bad = |message: String| Response::error(id, code::BAD_REQUEST, message);
+    ) -> Answer<ChaosRun> {
+        let bad = |message: String| Err(Failure::new(code::BAD_REQUEST, message));
         let duration = match chaos::check_for(Duration::from_millis(for_ms)) {
             Ok(d) => d,
             Err(e) => return bad(format!("--for: {e}")),
@@ -235,13 +233,12 @@ impl Daemon {
         match self.tree.supervisor(&path).await {
             Ok(_) => {}
             Err(TreeError::NotASupervisor(p)) => {
-                return Response::error(
-                    id,
+                return Err(Failure::new(
                     code::NOT_A_SUPERVISOR,
                     format!("{p}: not a supervisor; chaos kills the actors under a supervisor"),
-                )
+                ))
             }
-            Err(e) => return tree_error(id, e),
+            Err(e) => return Err(e.into()),
         }
         if !self
             .tree
@@ -250,24 +247,24 @@ impl Daemon {
             .iter()
             .any(|n| chaos::under(&n.path, &path))
         {
-            return Response::error(
-                id,
+            return Err(Failure::new(
                 code::NOT_FOUND,
                 format!("{path} has no actors under it: nothing to kill"),
-            );
+            ));
         }
         let seed = seed.unwrap_or_else(|| fastrand::u64(..));
         let (run, signal, done) = {
             let mut inner = lock(&self.chaos.inner);
             if inner.closed {
-                return Response::error(id, code::UNAVAILABLE, "the daemon is shutting down");
+                return Err(Failure::new(
+                    code::UNAVAILABLE,
+                    "the daemon is shutting down",
+                ));
             }
             if let Some(current) = &inner.current {
                 let run = lock(&current.run);
                 if run.ended.is_none() {
-                    return Response::error(
-                        id,
-                        code::ALREADY_RUNNING,
+                    return Err(Failure::new(code::ALREADY_RUNNING,
                         format!(
                             "chaos run {} over {} is already running (started {}, {} kill(s) so far); `metasystem chaos stop` ends it",
                             run.id,
@@ -275,7 +272,7 @@ impl Daemon {
                             format_ms(unix_ms(run.started)),
                             run.kills.len()
                         ),
-                    );
+                    ));
                 }
             }
             inner.runs += 1;
@@ -335,11 +332,11 @@ impl Daemon {
             cause: Ending::Aborted,
         };
         tokio::spawn(self.clone().chaos_task(run, signal, finish));
-        Response::ok(id, json!(info))
+        Ok(info)
     }
 
     /// `chaos_stop`: tells the run to stop and waits (briefly) for its report.
-    pub(super) async fn chaos_stop(&self, id: Option<u64>) -> Response {
+    pub(super) async fn chaos_stop(&self) -> Answer<ChaosStopResult> {
         let (run, mut done) = {
             let inner = lock(&self.chaos.inner);
             match &inner.current {
@@ -349,38 +346,29 @@ impl Daemon {
                 }
                 other => {
                     let last = other.as_ref().map(|h| lock(&h.run).info(None));
-                    return Response::ok(
-                        id,
-                        json!(ChaosStopResult {
-                            stopped: false,
-                            run: last
-                        }),
-                    );
+                    return Ok(ChaosStopResult {
+                        stopped: false,
+                        run: last,
+                    });
                 }
             }
         };
         let _ = tokio::time::timeout(STOP_WAIT, done.wait_for(|d| *d)).await;
         let info = lock(&run).info(None);
-        Response::ok(
-            id,
-            json!(ChaosStopResult {
-                stopped: true,
-                run: Some(info)
-            }),
-        )
+        Ok(ChaosStopResult {
+            stopped: true,
+            run: Some(info),
+        })
     }
 
     /// `chaos_status`: the run going on, else the last one.
-    pub(super) fn chaos_status(&self, id: Option<u64>, from: Option<u64>) -> Response {
+    pub(super) fn chaos_status(&self, from: Option<u64>) -> Answer<ChaosStatusResult> {
         let inner = lock(&self.chaos.inner);
         let run = inner.current.as_ref().map(|h| lock(&h.run).info(from));
-        Response::ok(
-            id,
-            json!(ChaosStatusResult {
-                running: run.as_ref().is_some_and(|r| !r.ended()),
-                run,
-            }),
-        )
+        Ok(ChaosStatusResult {
+            running: run.as_ref().is_some_and(|r| !r.ended()),
+            run,
+        })
     }
 
     /// The daemon is shutting down: a run going on ends now (its report is recorded before

@@ -5,15 +5,23 @@ use std::time::Duration;
 
 use metasystem_actors::store::{self, EventQuery};
 use metasystem_actors::{NodeSnapshot, NodeState, TreeError};
-use serde_json::json;
 
 use super::sync::SyncOpts;
 use super::Daemon;
 use crate::control::protocol::{
-    code, Command, Event, EventsCursor, EventsResult, Node, OpInfo, OpsResult, Response, Status,
-    TreeResult,
+    code, AlertsResult, AnomaliesResult, BackupsResult, BreakerRow, BreakersResult, ChaosRun,
+    ChaosStatusResult, ChaosStopResult, Command, ConflictsResult, Event, EventsCursor,
+    EventsResult, Failure, HealResult, HealthResult, LogsResult, MetricsResult, Node, OpInfo,
+    OpsResult, ReloadResult, Response, RetriesResult, Status, StreamItem, SyncResult,
+    SyncStatusResult, TreeResult,
 };
+use crate::control::request::{self, Done, Request, ShuttingDown, Silences};
 use crate::kinds::{CallCx, Kind};
+use metasystem_actors::alerts::actor::TestReport;
+use metasystem_actors::sync::backups::{Restored, RestoredSet};
+use metasystem_actors::sync::verify::VerifyReport;
+use metasystem_actors::sync::Resolution;
+use std::future::Future;
 
 /// How long an actor may take to answer a `call`.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,158 +35,285 @@ pub const MAX_EVENTS: usize = 1_000_000;
 /// recorded just before the request is in the answer (when the disk takes writes).
 const EVENTS_FLUSH: Duration = Duration::from_millis(500);
 
-impl Daemon {
-    pub async fn handle(self: &Arc<Self>, id: Option<u64>, command: Command) -> Response {
-        match command {
-            Command::Status => Response::ok(id, json!(self.status().await)),
-            Command::Tree => {
-                let snapshot = self.tree.snapshot().await;
-                Response::ok(
-                    id,
-                    json!(TreeResult {
-                        healthy: healthy(&snapshot),
-                        nodes: snapshot.iter().map(node).collect(),
-                    }),
-                )
-            }
-            Command::Start { path } => op(id, &path, self.tree.start_child(&path).await),
-            Command::Stop { path } => op(id, &path, self.tree.stop(&path).await),
-            Command::Restart { path } => op(id, &path, self.tree.restart(&path).await),
-            Command::Kill { path } => op(id, &path, self.tree.inject_failure(&path).await),
-            Command::Reload { dry_run: true } => match self.plan_reload().await {
-                Ok(result) => Response::ok(id, json!(result)),
-                Err(response) => Response { id, ..response },
-            },
-            Command::Reload { dry_run: false } => match self.reload().await {
-                Ok(result) => Response::ok(id, json!(result)),
-                Err(response) => Response { id, ..response },
-            },
-            Command::Events {
-                since_s,
-                path,
-                kind,
-                limit,
-                after,
-            } => {
-                let query = match events_query(since_s, path, kind) {
-                    Ok(q) => q,
-                    Err(message) => return Response::error(id, code::BAD_REQUEST, message),
-                };
-                self.events(id, &query, limit, after).await
-            }
-            Command::Call { path, op, args } => self.call(id, &path, op, args).await,
-            Command::Metrics { name, since_s } => self.metrics(id, name, since_s).await,
-            Command::Anomalies { since_s } => self.anomalies(id, since_s).await,
-            Command::Alerts { limit } => self.alerts(id, limit).await,
-            Command::AlertTest { channel } => self.alert_test(id, channel).await,
-            Command::AlertSilence { pattern, for_s } => {
-                self.alert_silence(id, pattern, for_s).await
-            }
-            Command::Breakers => self.breakers(id).await,
-            Command::BreakerOp { name, op } => self.breaker_op(id, &name, op),
-            Command::Chaos {
-                path,
-                for_ms,
-                every_min_ms,
-                every_max_ms,
-                seed,
-            } => {
-                self.chaos_start(id, path, for_ms, (every_min_ms, every_max_ms), seed)
-                    .await
-            }
-            Command::ChaosStop => self.chaos_stop(id).await,
-            Command::ChaosStatus { from } => self.chaos_status(id, from),
-            Command::Health => self.health_now(id).await,
-            Command::Probes => self.probes_latest(id),
-            Command::Sync {
-                target,
-                direction,
-                strategy,
-                dry_run,
-                lock_wait_ms,
-                allow_deletes,
-            } => {
-                let opts = SyncOpts {
-                    direction,
-                    strategy,
-                    dry_run,
-                    lock_wait: lock_wait_ms.map(std::time::Duration::from_millis),
-                    allow_deletes,
-                };
-                self.sync_now(id, target, opts).await
-            }
-            Command::SyncStatus => self.sync_status(id).await,
-            Command::Conflicts { all, target } => self.conflicts(id, target, all).await,
-            Command::Backups { target } => self.backups(id, target).await,
-            Command::BackupRestore { name, target } => self.backup_restore(id, name, target).await,
-            Command::BackupRestoreRun {
-                run,
-                since_unix_ms,
-                target,
-            } => {
-                self.backup_restore_run(id, run, since_unix_ms, target)
-                    .await
-            }
-            Command::Verify => {
-                let specs = self.services.sync.specs();
-                let report = metasystem_actors::sync::verify::verify(&specs).await;
-                Response::ok(id, json!(report))
-            }
-            Command::ConflictResolve { path, target, keep } => {
-                self.conflict_resolve(id, path, target, keep).await
-            }
-            Command::Heal { since_s } => self.heal_history(id, since_s).await,
-            Command::Retries { since_s, op } => self.retries(id, since_s, op).await,
-            Command::Logs {
-                path,
-                lines,
-                follow: false,
-                stderr,
-            } => {
-                self.logs(super::LogsRequest {
-                    id,
-                    path,
-                    lines,
-                    stderr,
-                })
-                .await
-            }
-            Command::Logs { follow: true, .. } => Response::error(
-                id,
-                code::BAD_REQUEST,
-                "logs --follow is answered as a stream on its own connection",
-            ),
-            // The server turns the connection into a stream (`Daemon::stream`).
-            Command::Subscribe { .. } => Response::error(
-                id,
-                code::BAD_REQUEST,
-                "subscribe is answered as a stream on its own connection",
-            ),
-            Command::Shutdown => {
-                self.shutdown.send_replace(true);
-                Response::ok(id, json!({ "shutting_down": true }))
+/// A command the daemon answers: [`Handler::handle`] is its one handler, whose answer type
+/// is the command's [`Request::Response`].
+pub(crate) trait Handler: Request {
+    fn handle(self, d: &Arc<Daemon>) -> impl Future<Output = Answer<Self::Response>> + Send;
+}
+
+/// What a handler answers: its command's result, or why not.
+pub(crate) type Answer<T> = Result<T, Failure>;
+
+/// `Daemon::handle`, one arm per command of the list (`control::request`): a command without
+/// a [`Handler`] does not compile.
+macro_rules! dispatch {
+    ($($variant:ident ($ty:ty) = $name:literal => $response:ty, read_only: $ro:expr;)+) => {
+        impl Daemon {
+            pub async fn handle(self: &Arc<Self>, id: Option<u64>, command: Command) -> Response {
+                match command {
+                    $(Command::$variant(r) => Response::answer(id, r.handle(self).await)),+
+                }
             }
         }
-    }
+    };
+}
+crate::control::request::with_requests!(dispatch);
 
+impl Handler for request::Status {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<Status> {
+        Ok(d.status().await)
+    }
+}
+
+impl Handler for request::Tree {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<TreeResult> {
+        let snapshot = d.tree.snapshot().await;
+        Ok(TreeResult {
+            healthy: healthy(&snapshot),
+            nodes: snapshot.iter().map(node).collect(),
+        })
+    }
+}
+
+impl Handler for request::Start {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<Done> {
+        done(&self.path, d.tree.start_child(&self.path).await)
+    }
+}
+
+impl Handler for request::Stop {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<Done> {
+        done(&self.path, d.tree.stop(&self.path).await)
+    }
+}
+
+impl Handler for request::Restart {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<Done> {
+        done(&self.path, d.tree.restart(&self.path).await)
+    }
+}
+
+impl Handler for request::Kill {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<Done> {
+        done(&self.path, d.tree.inject_failure(&self.path).await)
+    }
+}
+
+impl Handler for request::Reload {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<ReloadResult> {
+        if self.dry_run {
+            d.plan_reload().await
+        } else {
+            d.reload().await
+        }
+    }
+}
+
+impl Handler for request::Events {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<EventsResult> {
+        let query = events_query(self.since_s, self.path, self.kind)
+            .map_err(|message| Failure::new(code::BAD_REQUEST, message))?;
+        d.events(&query, self.limit, self.after).await
+    }
+}
+
+impl Handler for request::Shutdown {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<ShuttingDown> {
+        d.shutdown.send_replace(true);
+        Ok(ShuttingDown {
+            shutting_down: true,
+        })
+    }
+}
+
+impl Handler for request::Subscribe {
+    /// The server turns the connection into a stream (`Daemon::stream`) before this.
+    async fn handle(self, _: &Arc<Daemon>) -> Answer<StreamItem> {
+        Err(Failure::new(
+            code::BAD_REQUEST,
+            "subscribe is answered as a stream on its own connection",
+        ))
+    }
+}
+
+impl Handler for request::Call {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<serde_json::Value> {
+        d.call(&self.path, self.op, self.args).await
+    }
+}
+
+impl Handler for request::Metrics {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<MetricsResult> {
+        d.metrics(self.name, self.since_s).await
+    }
+}
+
+impl Handler for request::Anomalies {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<AnomaliesResult> {
+        d.anomalies(self.since_s).await
+    }
+}
+
+impl Handler for request::Alerts {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<AlertsResult> {
+        d.alerts(self.limit).await
+    }
+}
+
+impl Handler for request::AlertTest {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<TestReport> {
+        d.alert_test(self.channel).await
+    }
+}
+
+impl Handler for request::AlertSilence {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<Silences> {
+        d.alert_silence(self.pattern, self.for_s).await
+    }
+}
+
+impl Handler for request::Breakers {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<BreakersResult> {
+        d.breakers().await
+    }
+}
+
+impl Handler for request::BreakerOp {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<BreakerRow> {
+        d.breaker_op(&self.name, self.op)
+    }
+}
+
+impl Handler for request::Chaos {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<ChaosRun> {
+        let every = (self.every_min_ms, self.every_max_ms);
+        d.chaos_start(self.path, self.for_ms, every, self.seed)
+            .await
+    }
+}
+
+impl Handler for request::ChaosStop {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<ChaosStopResult> {
+        d.chaos_stop().await
+    }
+}
+
+impl Handler for request::ChaosStatus {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<ChaosStatusResult> {
+        d.chaos_status(self.from)
+    }
+}
+
+impl Handler for request::Health {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<HealthResult> {
+        d.health_now().await
+    }
+}
+
+impl Handler for request::Probes {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<HealthResult> {
+        d.probes_latest()
+    }
+}
+
+impl Handler for request::Sync {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<SyncResult> {
+        let opts = SyncOpts {
+            direction: self.direction,
+            strategy: self.strategy,
+            dry_run: self.dry_run,
+            lock_wait: self.lock_wait_ms.map(Duration::from_millis),
+            allow_deletes: self.allow_deletes,
+        };
+        d.sync_now(self.target, opts).await
+    }
+}
+
+impl Handler for request::SyncStatus {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<SyncStatusResult> {
+        d.sync_status().await
+    }
+}
+
+impl Handler for request::Conflicts {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<ConflictsResult> {
+        d.conflicts(self.target, self.all).await
+    }
+}
+
+impl Handler for request::Backups {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<BackupsResult> {
+        d.backups(self.target).await
+    }
+}
+
+impl Handler for request::BackupRestore {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<Restored> {
+        d.backup_restore(self.name, self.target).await
+    }
+}
+
+impl Handler for request::BackupRestoreRun {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<RestoredSet> {
+        d.backup_restore_run(self.run, self.since_unix_ms, self.target)
+            .await
+    }
+}
+
+impl Handler for request::Verify {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<VerifyReport> {
+        let specs = d.services.sync.specs();
+        Ok(metasystem_actors::sync::verify::verify(&specs).await)
+    }
+}
+
+impl Handler for request::ConflictResolve {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<Resolution> {
+        d.conflict_resolve(self.path, self.target, self.keep).await
+    }
+}
+
+impl Handler for request::Heal {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<HealResult> {
+        d.heal_history(self.since_s).await
+    }
+}
+
+impl Handler for request::Retries {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<RetriesResult> {
+        d.retries(self.since_s, self.op).await
+    }
+}
+
+impl Handler for request::Logs {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<LogsResult> {
+        if self.follow {
+            return Err(Failure::new(
+                code::BAD_REQUEST,
+                "logs --follow is answered as a stream on its own connection",
+            ));
+        }
+        d.logs(self).await
+    }
+}
+
+impl Daemon {
     /// One page of events: the most recent `limit` (oldest first), or the next `limit` after
     /// the cursor `after`.
     async fn events(
         &self,
-        id: Option<u64>,
         query: &EventQuery,
         limit: Option<usize>,
         after: Option<i64>,
-    ) -> Response {
+    ) -> Answer<EventsResult> {
         let limit = match limit {
             None => 1000,
             Some(n) if (1..=MAX_EVENTS).contains(&n) => n,
             Some(n) => {
-                return Response::error(
-                    id,
+                return Err(Failure::new(
                     code::BAD_REQUEST,
                     format!("`limit` is {n}: it must be between 1 and {MAX_EVENTS}"),
-                )
+                ))
             }
         };
         let reader = self.store.reader();
@@ -190,18 +325,18 @@ impl Daemon {
                 let _ = self.store.flush(Some(EVENTS_FLUSH)).await;
                 high_water = match store::events::last_id(reader).await {
                     Ok(last) => Some(last.unwrap_or(0)),
-                    Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+                    Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
                 };
                 match store::events::last_n_cursor(reader, query, limit).await {
                     Ok(cursor) => cursor,
-                    Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+                    Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
                 }
             }
         };
         let want = limit.min(EVENTS_PAGE);
         let rows = match store::events::page(reader, query, after, want).await {
             Ok(rows) => rows,
-            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
         };
         let mut events = Vec::with_capacity(rows.len());
         let mut bytes = 0;
@@ -222,45 +357,38 @@ impl Daemon {
             }),
             _ => None,
         };
-        Response::ok(
-            id,
-            json!(EventsResult {
-                events,
-                high_water,
-                next
-            }),
-        )
+        Ok(EventsResult {
+            events,
+            high_water,
+            next,
+        })
     }
 
     /// `call PATH [OP] [ARGS]`: routed to the handler of the actor's kind.
     async fn call(
         &self,
-        id: Option<u64>,
         path: &str,
         op: Option<String>,
         args: serde_json::Value,
-    ) -> Response {
+    ) -> Answer<serde_json::Value> {
         let kind = match self.tree.kind_of(path).await {
             Ok(kind) => kind,
-            Err(e) => return tree_error(id, e),
+            Err(e) => return Err(e.into()),
         };
         let ops = Kind::ops(&kind).unwrap_or(&[]);
         let Some(op) = op else {
-            return Response::ok(
-                id,
-                json!(OpsResult {
-                    path: path.to_string(),
-                    kind,
-                    ops: ops
-                        .iter()
-                        .map(|o| OpInfo {
-                            name: o.name.to_string(),
-                            args: o.args.to_string(),
-                            summary: o.summary.to_string(),
-                        })
-                        .collect(),
-                }),
-            );
+            return crate::kinds::reply(&OpsResult {
+                path: path.to_string(),
+                kind,
+                ops: ops
+                    .iter()
+                    .map(|o| OpInfo {
+                        name: o.name.to_string(),
+                        args: o.args.to_string(),
+                        summary: o.summary.to_string(),
+                    })
+                    .collect(),
+            });
         };
         let cx = CallCx {
             tree: &self.tree,
@@ -268,10 +396,7 @@ impl Daemon {
             services: &self.services,
             timeout: CALL_TIMEOUT,
         };
-        match Kind::call(&kind, cx, &op, args).await {
-            Ok(result) => Response::ok(id, result),
-            Err(e) => Response::error(id, e.code, e.message),
-        }
+        Kind::call(&kind, cx, &op, args).await
     }
 
     pub(super) async fn status(&self) -> Status {
@@ -331,38 +456,24 @@ pub(super) fn healthy(nodes: &[NodeSnapshot]) -> bool {
 
 /// The answer to start/stop/restart/kill. Starting what runs and stopping what is stopped
 /// answer alike (like systemctl): done, nothing changed.
-fn op(id: Option<u64>, path: &str, result: Result<(), TreeError>) -> Response {
-    match result {
-        Ok(()) => Response::ok(id, json!({ "path": path, "changed": true })),
-        Err(TreeError::AlreadyRunning(_)) => Response::ok(
-            id,
-            json!({ "path": path, "changed": false, "state": "running" }),
-        ),
-        Err(TreeError::AlreadyStopped(_)) => Response::ok(
-            id,
-            json!({ "path": path, "changed": false, "state": "stopped" }),
-        ),
-        Err(e) => tree_error(id, e),
-    }
-}
-
-/// A tree error as a response, with the code that says what went wrong.
-pub(super) fn tree_error(id: Option<u64>, e: TreeError) -> Response {
-    let code = match &e {
-        TreeError::NotFound(_) => code::NOT_FOUND,
-        TreeError::InvalidPath(_) => code::INVALID_PATH,
-        TreeError::Root => code::ROOT,
-        TreeError::NotASupervisor(_) => code::NOT_A_SUPERVISOR,
-        TreeError::AlreadyExists(_) => code::ALREADY_EXISTS,
-        TreeError::AlreadyRunning(_) => code::ALREADY_RUNNING,
-        TreeError::AlreadyStopped(_) => code::ALREADY_STOPPED,
-        TreeError::NotRunning(_) => code::NOT_RUNNING,
-        TreeError::Invalid(_) => code::BAD_REQUEST,
-        TreeError::StartFailed { .. } => code::START_FAILED,
-        TreeError::Timeout(_) => code::TIMEOUT,
-        TreeError::Unavailable => code::UNAVAILABLE,
+fn done(path: &str, result: Result<(), TreeError>) -> Answer<Done> {
+    let unchanged = |state: &str| {
+        Ok(Done {
+            path: path.to_string(),
+            changed: false,
+            state: Some(state.to_string()),
+        })
     };
-    Response::error(id, code, e.to_string())
+    match result {
+        Ok(()) => Ok(Done {
+            path: path.to_string(),
+            changed: true,
+            state: None,
+        }),
+        Err(TreeError::AlreadyRunning(_)) => unchanged("running"),
+        Err(TreeError::AlreadyStopped(_)) => unchanged("stopped"),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn node(n: &NodeSnapshot) -> Node {

@@ -3,6 +3,9 @@
 //! in the registry, which outlives its incarnations: a follower keeps following across
 //! restarts, and rotation of the files does not concern it).
 
+use super::handle::Answer;
+use crate::control::protocol::Failure;
+use crate::control::request::Logs;
 use std::io;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,7 +16,6 @@ use tokio::io::{AsyncBufRead, AsyncWrite};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
-use super::handle::tree_error;
 use super::Daemon;
 use crate::control::protocol::{code, LogsResult, Response, StreamItem, Topic};
 use crate::control::server::write_line;
@@ -26,34 +28,20 @@ pub const MAX_LINES: usize = 100_000;
 /// ...and this many bytes in one answer (the most recent are kept).
 const MAX_BYTES: usize = 4 * 1024 * 1024;
 
-/// What a `logs` request asks for.
-pub struct LogsRequest {
-    pub id: Option<u64>,
-    pub path: String,
-    pub lines: Option<usize>,
-    pub stderr: bool,
-}
-
 impl Daemon {
     /// The log file of the process at `path`: an error response when `path` is not a
     /// process or has no such log.
-    async fn log_file(&self, req: &LogsRequest) -> Result<(PathBuf, usize), Response> {
+    async fn log_file(&self, req: &Logs) -> Answer<(PathBuf, usize)> {
         let lines = req.lines.unwrap_or(DEFAULT_LINES);
         if lines > MAX_LINES {
-            return Err(Response::error(
-                req.id,
+            return Err(Failure::new(
                 code::BAD_REQUEST,
                 format!("`lines` is {lines}: it must be at most {MAX_LINES}"),
             ));
         }
-        let kind = self
-            .tree
-            .kind_of(&req.path)
-            .await
-            .map_err(|e| tree_error(req.id, e))?;
+        let kind = self.tree.kind_of(&req.path).await?;
         if kind != "process" {
-            return Err(Response::error(
-                req.id,
+            return Err(Failure::new(
                 code::BAD_REQUEST,
                 format!(
                     "{} is a {kind}, not a process: only processes have logs",
@@ -72,8 +60,7 @@ impl Daemon {
         .await
         .unwrap_or(false);
         if !separate {
-            return Err(Response::error(
-                req.id,
+            return Err(Failure::new(
                 code::NOT_FOUND,
                 format!(
                     "{} has no stderr log of its own: its stderr is in its output log (set `stderr = \"separate\"` to keep them apart)",
@@ -99,28 +86,23 @@ impl Daemon {
     }
 
     /// `logs` without `follow`.
-    pub async fn logs(&self, req: LogsRequest) -> Response {
-        let (file, lines) = match self.log_file(&req).await {
-            Ok(found) => found,
-            Err(response) => return response,
-        };
+    pub async fn logs(&self, req: Logs) -> Answer<LogsResult> {
+        let (file, lines) = self.log_file(&req).await?;
         match self.tail(file.clone(), lines).await {
-            Ok(text) => Response::ok(
-                req.id,
-                json!(LogsResult {
-                    path: req.path,
-                    file: file.display().to_string(),
-                    text,
-                }),
-            ),
-            Err(message) => Response::error(req.id, code::INTERNAL, message),
+            Ok(text) => Ok(LogsResult {
+                path: req.path,
+                file: file.display().to_string(),
+                text,
+            }),
+            Err(message) => Err(Failure::new(code::INTERNAL, message)),
         }
     }
 
     /// `logs --follow`: the connection becomes a stream until either side ends it.
     pub async fn follow_logs<R, W>(
         &self,
-        req: LogsRequest,
+        id: Option<u64>,
+        req: Logs,
         reader: &mut R,
         writer: &mut W,
         slot: &Slot,
@@ -130,10 +112,11 @@ impl Daemon {
         R: AsyncBufRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let id = req.id;
         let (file, lines) = match self.log_file(&req).await {
             Ok(found) => found,
-            Err(response) => return write_line(writer, &response).await,
+            Err(failure) => {
+                return write_line(writer, &Response::answer::<()>(id, Err(failure))).await
+            }
         };
         // Subscribed before the files are read: output in between may show twice, never
         // not at all.

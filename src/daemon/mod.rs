@@ -27,7 +27,6 @@ mod start;
 mod stream;
 mod sync;
 
-pub use logs::LogsRequest;
 pub use resilience::worst as worst_probe;
 pub use stream::Subscription;
 

@@ -1,17 +1,18 @@
 //! Answering the read-only queries over stored telemetry: `metrics` and `anomalies`. Through
 //! the store's read pool: they never wait behind writes.
 
+use super::handle::Answer;
+use crate::control::protocol::Failure;
 use std::time::{Duration, SystemTime};
 
 use metasystem_actors::metrics::stats::Summary;
 use metasystem_actors::metrics::Metric;
 use metasystem_actors::store::{self, format_ms, samples, unix_ms, EventQuery};
-use serde_json::json;
 
 use super::Daemon;
 use crate::control::protocol::{
     code, AlertRow, AlertsResult, AnomaliesResult, AnomalyRow, AttemptInfo, MetricsResult,
-    RecipientInfo, Response, SeriesRow, Silence, SystemSummary,
+    RecipientInfo, SeriesRow, Silence, SystemSummary,
 };
 
 /// The window when `--since` is not given.
@@ -20,8 +21,6 @@ const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// `MAX_ALERTS`).
 const DEFAULT_ALERTS: usize = 50;
 const MAX_ALERTS: usize = 10_000;
-/// How long `alerts test` waits for the channel (the delivery's own timeout applies within).
-const TEST_WAIT: Duration = Duration::from_secs(120);
 /// `anomalies` answers at most this many (the most recent).
 const MAX_ANOMALIES: usize = 1000;
 /// Before reading, the store is given this long to write what waits.
@@ -84,20 +83,19 @@ pub(super) fn check_metric(name: &str) -> Result<(), String> {
 impl Daemon {
     pub(super) async fn metrics(
         &self,
-        id: Option<u64>,
         name: Option<String>,
         since_s: Option<u64>,
-    ) -> Response {
+    ) -> Answer<MetricsResult> {
         if let Some(name) = &name {
             if let Err(message) = check_metric(name) {
-                return Response::error(id, code::BAD_REQUEST, message);
+                return Err(Failure::new(code::BAD_REQUEST, message));
             }
         }
         let since = since_ms(since_s);
         let _ = self.store.flush(Some(FLUSH)).await;
         let found = match samples::summaries(self.store.reader(), since, name.as_deref()).await {
             Ok(found) => found,
-            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
         };
         let mut per_metric: std::collections::BTreeMap<&str, Summary> = Default::default();
         let mut system = SystemSummary {
@@ -133,10 +131,10 @@ impl Daemon {
                 .collect(),
             system,
         };
-        Response::ok(id, json!(result))
+        Ok(result)
     }
 
-    pub(super) async fn anomalies(&self, id: Option<u64>, since_s: Option<u64>) -> Response {
+    pub(super) async fn anomalies(&self, since_s: Option<u64>) -> Answer<AnomaliesResult> {
         let query = EventQuery {
             since: Some(
                 SystemTime::UNIX_EPOCH + Duration::from_millis(since_ms(since_s).max(0) as u64),
@@ -154,7 +152,7 @@ impl Daemon {
         .await;
         let (truncated, rows) = match rows {
             Ok(found) => found,
-            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
         };
         let anomalies = rows
             .iter()
@@ -183,27 +181,23 @@ impl Daemon {
                 }
             })
             .collect();
-        Response::ok(
-            id,
-            json!(AnomaliesResult {
-                anomalies,
-                truncated
-            }),
-        )
+        Ok(AnomaliesResult {
+            anomalies,
+            truncated,
+        })
     }
 }
 
 impl Daemon {
-    pub(super) async fn alerts(&self, id: Option<u64>, limit: Option<usize>) -> Response {
+    pub(super) async fn alerts(&self, limit: Option<usize>) -> Answer<AlertsResult> {
         let limit = match limit {
             None => DEFAULT_ALERTS,
             Some(n) if (1..=MAX_ALERTS).contains(&n) => n,
             Some(n) => {
-                return Response::error(
-                    id,
+                return Err(Failure::new(
                     code::BAD_REQUEST,
                     format!("`limit` is {n}: it must be between 1 and {MAX_ALERTS}"),
-                )
+                ))
             }
         };
         let reader = self.store.reader();
@@ -219,7 +213,7 @@ impl Daemon {
         .await;
         let (rows, attempts, recipients, undelivered, silences) = match found {
             Ok(found) => found,
-            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
         };
         let alerts = rows
             .into_iter()
@@ -274,76 +268,48 @@ impl Daemon {
                 until: format_ms(until),
             })
             .collect();
-        Response::ok(
-            id,
-            json!(AlertsResult {
-                alerts,
-                undelivered,
-                silences
-            }),
-        )
-    }
-
-    fn alerts_actor(
-        &self,
-        id: Option<u64>,
-    ) -> Result<ractor::ActorRef<metasystem_actors::alerts::AlertsMessage>, Box<Response>> {
-        self.services.alerts.actor().ok_or_else(|| {
-            Box::new(Response::error(
-                id,
-                code::NOT_RUNNING,
-                "no alerts actor is running: add a `kind = \"alerts\"` child to the config (or start it)",
-            ))
+        Ok(AlertsResult {
+            alerts,
+            undelivered,
+            silences,
         })
     }
 
-    pub(super) async fn alert_test(&self, id: Option<u64>, channel: String) -> Response {
-        use metasystem_actors::alerts::AlertsMessage;
-        let actor = match self.alerts_actor(id) {
-            Ok(a) => a,
-            Err(r) => return *r,
-        };
-        match actor
-            .call(
-                |reply| AlertsMessage::Test { channel, reply },
-                Some(TEST_WAIT),
+    fn alerts_actor(&self) -> Answer<ractor::ActorRef<metasystem_actors::alerts::AlertsMessage>> {
+        self.services.alerts.actor().ok_or_else(|| {
+            Failure::new(
+                code::NOT_RUNNING,
+                "no alerts actor is running: add a `kind = \"alerts\"` child to the config (or start it)",
             )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(Ok(report))) => Response::ok(id, json!(report)),
-            // An unknown channel is like an unknown actor (exit 1), not a usage error.
-            Ok(ractor::rpc::CallResult::Success(Err(e))) if e.starts_with("no channel named") => {
-                Response::error(id, code::NOT_FOUND, e)
-            }
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => Response::error(id, code::REFUSED, e),
-            Ok(ractor::rpc::CallResult::Timeout) => {
-                Response::error(id, code::TIMEOUT, "the channel did not answer in time")
-            }
-            _ => Response::error(id, code::NOT_RUNNING, "the alerts actor stopped"),
-        }
+        })
+    }
+
+    /// `alerts test CHANNEL`: as `call PATH test channel=NAME` on the alerts actor.
+    pub(super) async fn alert_test(
+        &self,
+        channel: String,
+    ) -> Answer<metasystem_actors::alerts::actor::TestReport> {
+        crate::kinds::alerts::test(&self.alerts_actor()?, channel).await
     }
 
     pub(super) async fn alert_silence(
         &self,
-        id: Option<u64>,
         pattern: String,
         for_s: u64,
-    ) -> Response {
+    ) -> Answer<crate::control::request::Silences> {
         use metasystem_actors::alerts::AlertsMessage;
         if pattern.is_empty() || pattern.len() > 1024 || pattern.contains('\n') {
-            return Response::error(
-                id,
-                code::BAD_REQUEST,
+            return Err(Failure::new(code::BAD_REQUEST,
                 "a silence pattern is 1 to 1024 characters on one line: a key (`warning:disk low`) or a glob (`*root/sync*`)",
-            );
+            ));
         }
         if for_s > 366 * 24 * 3600 {
-            return Response::error(id, code::BAD_REQUEST, "a silence lasts at most 366 days");
+            return Err(Failure::new(
+                code::BAD_REQUEST,
+                "a silence lasts at most 366 days",
+            ));
         }
-        let actor = match self.alerts_actor(id) {
-            Ok(a) => a,
-            Err(r) => return *r,
-        };
+        let actor = self.alerts_actor()?;
         let until_ms = (for_s > 0).then(|| {
             unix_ms(SystemTime::now()).saturating_add((for_s as i64).saturating_mul(1000))
         });
@@ -366,15 +332,14 @@ impl Daemon {
                         until: format_ms(until),
                     })
                     .collect();
-                Response::ok(id, json!({ "silences": silences }))
+                Ok(crate::control::request::Silences { silences })
             }
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
-                Response::error(id, code::UNAVAILABLE, e)
-            }
-            Ok(ractor::rpc::CallResult::Timeout) => {
-                Response::error(id, code::TIMEOUT, "the alerts actor did not answer in time")
-            }
-            _ => Response::error(id, code::NOT_RUNNING, "the alerts actor stopped"),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(Failure::new(code::UNAVAILABLE, e)),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(Failure::new(
+                code::TIMEOUT,
+                "the alerts actor did not answer in time",
+            )),
+            _ => Err(Failure::new(code::NOT_RUNNING, "the alerts actor stopped")),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Reload as a diff: read and validate the whole file, plan the steps from the running config
 //! to the new one (`config::diff`), and run them against the live tree.
 
+use super::handle::Answer;
+use crate::control::protocol::Failure;
 use std::time::Duration;
 
 use tokio::sync::MutexGuard;
@@ -12,7 +14,7 @@ use serde_json::json;
 use super::{notify, Daemon};
 use crate::config::diff::{plan, Step};
 use crate::config::{self, ChildConfig, Config, Kind, Origin, SupervisorConfig};
-use crate::control::protocol::{code, Change, ReloadResult, Response};
+use crate::control::protocol::{code, Change, ReloadResult};
 use crate::wiring::{self, child_spec};
 
 /// A reload waits this long for the one before it to finish.
@@ -24,7 +26,7 @@ const RELOAD_DEADLINE: Duration = Duration::from_secs(300);
 impl Daemon {
     /// Reads the config again; if it is valid, applies the difference to the running tree.
     /// If not, nothing changes and the error lists every problem. Reloads run one at a time.
-    pub async fn reload(&self) -> Result<ReloadResult, Response> {
+    pub async fn reload(&self) -> Answer<ReloadResult> {
         let mut current = self.lock_current().await?;
         let origin = config::locate(self.config_arg.as_deref());
         let new = read(&origin).await?;
@@ -69,7 +71,7 @@ impl Daemon {
 
     /// `reload --dry-run`: reads and validates the config and says what a reload would do,
     /// applying nothing.
-    pub async fn plan_reload(&self) -> Result<ReloadResult, Response> {
+    pub async fn plan_reload(&self) -> Answer<ReloadResult> {
         let origin = config::locate(self.config_arg.as_deref());
         let new = read(&origin).await?;
         let current = self.lock_current().await?;
@@ -93,12 +95,11 @@ impl Daemon {
     }
 
     /// The running config, once the reload before has finished (waiting at most LOCK_WAIT).
-    async fn lock_current(&self) -> Result<MutexGuard<'_, (Origin, Config)>, Response> {
+    async fn lock_current(&self) -> Answer<MutexGuard<'_, (Origin, Config)>> {
         tokio::time::timeout(LOCK_WAIT, self.current.lock())
             .await
             .map_err(|_| {
-                Response::error(
-                    None,
+                Failure::new(
                     code::TIMEOUT,
                     format!(
                         "another reload has been running for more than {}; try again when it is done",
@@ -153,17 +154,14 @@ impl Daemon {
 
 /// Reads and validates the config at `origin` on the blocking pool (never on the scheduler
 /// thread); an invalid one becomes the error response listing every problem.
-async fn read(origin: &Origin) -> Result<Config, Response> {
+async fn read(origin: &Origin) -> Answer<Config> {
     let reading = origin.clone();
     let loaded = tokio::task::spawn_blocking(move || config::load(&reading))
         .await
-        .map_err(|e| {
-            Response::error(None, code::INTERNAL, format!("cannot read the config: {e}"))
-        })?;
+        .map_err(|e| Failure::new(code::INTERNAL, format!("cannot read the config: {e}")))?;
     loaded.map_err(|errors| {
         let details: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
-        Response::error_with(
-            None,
+        Failure::with_details(
             code::INVALID_CONFIG,
             format!(
                 "{} has {} error(s); nothing was changed",

@@ -2,16 +2,17 @@
 //! actor round trip, and the stored transitions), `health` (every probe checks now) and `heal`
 //! (the stored actions).
 
+use super::handle::Answer;
+use crate::control::protocol::Failure;
 use metasystem_actors::breakers::{Breaker, State};
 use metasystem_actors::probes::actor::{ProbeMessage, ProbeReport};
 use metasystem_actors::probes::Health;
 use metasystem_actors::store::{format_ms, health};
-use serde_json::json;
 
 use super::Daemon;
 use crate::control::protocol::{
     code, BreakerAction, BreakerRow, BreakersResult, HealResult, HealView, HealthResult, ProbeView,
-    Response, TransitionView,
+    TransitionView,
 };
 
 /// `breakers` shows this many transitions.
@@ -40,7 +41,7 @@ pub(super) fn breaker_row(b: &Breaker) -> BreakerRow {
 }
 
 impl Daemon {
-    pub(super) async fn breakers(&self, id: Option<u64>) -> Response {
+    pub(super) async fn breakers(&self) -> Answer<BreakersResult> {
         let breakers = self.breaker_rows();
         let transitions = match health::transitions(self.store.reader(), None, TRANSITIONS).await {
             Ok(rows) => rows
@@ -53,15 +54,12 @@ impl Daemon {
                     reason: t.reason,
                 })
                 .collect(),
-            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
         };
-        Response::ok(
-            id,
-            json!(BreakersResult {
-                breakers,
-                transitions
-            }),
-        )
+        Ok(BreakersResult {
+            breakers,
+            transitions,
+        })
     }
 
     /// Every breaker: the shared registry's and the probes' heal actions', by name.
@@ -72,7 +70,7 @@ impl Daemon {
         all
     }
 
-    pub(super) fn breaker_op(&self, id: Option<u64>, name: &str, op: BreakerAction) -> Response {
+    pub(super) fn breaker_op(&self, name: &str, op: BreakerAction) -> Answer<BreakerRow> {
         let all = self.all_breakers();
         let Some(b) = all.into_iter().find(|b| b.name() == name) else {
             let names: Vec<String> = self
@@ -90,11 +88,10 @@ impl Daemon {
                 }
                 None => format!("; the breakers are {}", names.join(", ")),
             };
-            return Response::error(
-                id,
+            return Err(Failure::new(
                 code::NOT_FOUND,
                 format!("no breaker named `{name}`{hint}"),
-            );
+            ));
         };
         // The transition (if any) goes through the breakers' notifier: persisted, sampled,
         // alerted like any other.
@@ -104,7 +101,7 @@ impl Daemon {
             BreakerAction::Disable => b.disable(),
             BreakerAction::HalfOpen => b.half_open(),
         };
-        Response::ok(id, json!(breaker_row(&b)))
+        Ok(breaker_row(&b))
     }
 }
 
@@ -166,7 +163,7 @@ pub fn overall(reports: &[ProbeReport]) -> &'static str {
 impl Daemon {
     /// Every probe checks now; their reports (a probe that does not answer in time keeps its
     /// latest report).
-    pub(super) async fn health_now(&self, id: Option<u64>) -> Response {
+    pub(super) async fn health_now(&self) -> Answer<HealthResult> {
         let asks = self
             .services
             .probes
@@ -214,20 +211,20 @@ impl Daemon {
             status: overall(&reports).to_string(),
             probes,
         };
-        Response::ok(id, json!(result))
+        Ok(result)
     }
 
     /// Every probe's latest report, no check run (the dashboard reads this on each refresh).
-    pub(super) fn probes_latest(&self, id: Option<u64>) -> Response {
+    pub(super) fn probes_latest(&self) -> Answer<HealthResult> {
         let reports = self.services.probes.reports();
         let result = HealthResult {
             status: overall(&reports).to_string(),
             probes: reports.iter().map(probe_view).collect(),
         };
-        Response::ok(id, json!(result))
+        Ok(result)
     }
 
-    pub(super) async fn heal_history(&self, id: Option<u64>, since_s: Option<u64>) -> Response {
+    pub(super) async fn heal_history(&self, since_s: Option<u64>) -> Answer<HealResult> {
         let day = std::time::Duration::from_secs(24 * 3600);
         let since = super::queries::window_start_ms(since_s, day);
         match health::heals(self.store.reader(), since, HEAL_ROWS).await {
@@ -245,9 +242,9 @@ impl Daemon {
                         recheck: h.recheck,
                     })
                     .collect();
-                Response::ok(id, json!(HealResult { actions }))
+                Ok(HealResult { actions })
             }
-            Err(e) => Response::error(id, code::UNAVAILABLE, e),
+            Err(e) => Err(Failure::new(code::UNAVAILABLE, e)),
         }
     }
 
@@ -292,6 +289,7 @@ impl Daemon {
 mod tests {
     use super::*;
     use metasystem_actors::probes::CheckOutcome;
+    use serde_json::json;
 
     fn report(path: &str, last: Option<Health>, status: Health) -> ProbeReport {
         ProbeReport {

@@ -3,6 +3,8 @@
 //! operation is known (a heal action: one attempt per run; an alert channel: the alerts
 //! child's `retry`), the library's default otherwise.
 
+use super::handle::Answer;
+use crate::control::protocol::Failure;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -10,12 +12,11 @@ use metasystem_actors::alerts::actor::retry_op;
 use metasystem_actors::heal::guard as heal_guard;
 use metasystem_actors::retry::{self, op_stats, OpStats, RetryPolicy, RunSummary};
 use metasystem_actors::store::format_ms;
-use serde_json::json;
 
 use super::Daemon;
 use crate::config::Config;
 use crate::control::protocol::{
-    code, ErrorCount, RecommendationView, Response, RetriesResult, RetryOpView, RetryPolicyView,
+    code, ErrorCount, RecommendationView, RetriesResult, RetryOpView, RetryPolicyView,
 };
 
 /// The window when `--since` is not given.
@@ -111,14 +112,13 @@ pub(super) fn judge(
 impl Daemon {
     pub(super) async fn retries(
         &self,
-        id: Option<u64>,
         since_s: Option<u64>,
         op: Option<String>,
-    ) -> Response {
+    ) -> Answer<RetriesResult> {
         let since = super::queries::window_start_ms(since_s, DEFAULT_WINDOW);
         let runs = match retry::load(self.store.reader(), op.as_deref(), since, MAX_RUNS).await {
             Ok(runs) => runs,
-            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
         };
         // A reload holds the config while it runs; `retries` does not wait for it long.
         let config = tokio::time::timeout(CONFIG_WAIT, self.current.lock())
@@ -132,7 +132,7 @@ impl Daemon {
             truncated: runs.len() >= MAX_RUNS as usize,
             ops,
         };
-        Response::ok(id, json!(result))
+        Ok(result)
     }
 }
 

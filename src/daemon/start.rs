@@ -401,12 +401,10 @@ fn reload_in_background(daemon: Arc<Daemon>) {
         tracing::info!("SIGHUP: reloading");
         match daemon.reload().await {
             Ok(result) => tracing::info!(changes = result.changes.len(), "reloaded"),
-            Err(response) => {
-                if let Some(error) = response.error {
-                    tracing::error!("reload refused: {}", error.message);
-                    for line in error.details {
-                        tracing::error!("{line}");
-                    }
+            Err(error) => {
+                tracing::error!("reload refused: {}", error.message);
+                for line in error.details {
+                    tracing::error!("{line}");
                 }
             }
         }

@@ -1,16 +1,16 @@
 //! `sync` and `sync status`: forced runs of the sync targets (through their actors, which run
 //! one at a time per target) and their status from the shared registry.
 
+use super::handle::Answer;
+use crate::control::protocol::Failure;
 use std::time::Duration;
 
 use metasystem_actors::store::format_ms;
 use metasystem_actors::sync::{Keep, SyncTargetMessage};
-use serde_json::json;
 
 use super::Daemon;
 use crate::control::protocol::{
-    code, BackupDir, BackupsResult, ConflictView, ConflictsResult, Response, SyncResult,
-    SyncStatusResult,
+    code, BackupDir, BackupsResult, ConflictView, ConflictsResult, SyncResult, SyncStatusResult,
 };
 use crate::kinds::sync_target::run_options;
 
@@ -27,19 +27,13 @@ pub(super) struct SyncOpts {
 }
 
 impl Daemon {
-    pub(super) async fn sync_now(
-        &self,
-        id: Option<u64>,
-        target: Option<String>,
-        o: SyncOpts,
-    ) -> Response {
+    pub(super) async fn sync_now(&self, target: Option<String>, o: SyncOpts) -> Answer<SyncResult> {
         if o.allow_deletes.is_some() && target.is_none() {
-            return Response::error(
-                id,
+            return Err(Failure::new(
                 code::BAD_REQUEST,
                 "allow_deletes lets one target's run through the guard on mass deletion: name \
                  the target",
-            );
+            ));
         }
         let opts = match run_options(o.direction.as_deref(), o.strategy.as_deref(), o.dry_run) {
             Ok(r) => metasystem_actors::sync::RunOptions {
@@ -47,13 +41,13 @@ impl Daemon {
                 allow_deletes: o.allow_deletes,
                 ..r
             },
-            Err(e) => return Response::error(id, code::BAD_REQUEST, e),
+            Err(e) => return Err(Failure::new(code::BAD_REQUEST, e)),
         };
         let registry = &self.services.sync;
         let names = match target {
             Some(t) => {
                 if registry.actor(&t).is_none() {
-                    return unknown_target(id, registry, &t);
+                    return Err(unknown_target(registry, &t));
                 }
                 vec![t]
             }
@@ -66,15 +60,15 @@ impl Daemon {
         for r in futures_util::future::join_all(runs).await {
             match r {
                 Ok(report) => reports.push(report),
-                Err(e) => return Response::error(id, code::NOT_RUNNING, e),
+                Err(e) => return Err(Failure::new(code::NOT_RUNNING, e)),
             }
         }
-        Response::ok(id, json!(SyncResult { reports }))
+        Ok(SyncResult { reports })
     }
 
-    pub(super) async fn sync_status(&self, id: Option<u64>) -> Response {
+    pub(super) async fn sync_status(&self) -> Answer<SyncStatusResult> {
         let targets = self.target_statuses().await;
-        Response::ok(id, json!(SyncStatusResult { targets }))
+        Ok(SyncStatusResult { targets })
     }
 
     /// Every target's status. Whether each target is there is a look at the disk (a mount
@@ -95,10 +89,9 @@ impl Daemon {
     /// `conflicts [--all] [--target T]`, from the read pool.
     pub(super) async fn conflicts(
         &self,
-        id: Option<u64>,
         target: Option<String>,
         all: bool,
-    ) -> Response {
+    ) -> Answer<ConflictsResult> {
         let rows = match metasystem_actors::store::sync::conflicts(
             self.store.reader(),
             target.as_deref(),
@@ -107,13 +100,13 @@ impl Daemon {
         .await
         {
             Ok(rows) => rows,
-            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
         };
         // A name no target has (a typo) is an error, not "no open conflicts"; a target taken
         // out of the config still shows the conflicts it left.
         if let Some(t) = &target {
             if rows.is_empty() && self.services.sync.actor(t).is_none() {
-                return unknown_target(id, &self.services.sync, t);
+                return Err(unknown_target(&self.services.sync, t));
             }
         }
         let specs = self.services.sync.specs();
@@ -133,30 +126,28 @@ impl Daemon {
                 resolution: c.resolution,
             })
             .collect();
-        Response::ok(id, json!(ConflictsResult { conflicts }))
+        Ok(ConflictsResult { conflicts })
     }
 
     /// `conflicts resolve PATH [--target T] --keep local|remote|both`: through the target's
     /// actor, which never does it during a run.
     pub(super) async fn conflict_resolve(
         &self,
-        id: Option<u64>,
         path: String,
         target: Option<String>,
         keep: String,
-    ) -> Response {
+    ) -> Answer<metasystem_actors::sync::Resolution> {
         let Some(keep) = Keep::parse(&keep) else {
-            return Response::error(
-                id,
+            return Err(Failure::new(
                 code::BAD_REQUEST,
                 format!("--keep {keep:?} is not local, remote or both"),
-            );
+            ));
         };
         let open = match metasystem_actors::store::sync::conflicts(self.store.reader(), None, false)
             .await
         {
             Ok(rows) => rows,
-            Err(e) => return Response::error(id, code::UNAVAILABLE, e),
+            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
         };
         let path = path.trim_end_matches('/').to_string();
         let mut targets: Vec<&str> = open
@@ -180,8 +171,7 @@ impl Daemon {
                     Some(t) => format!(" in sync target `{t}`"),
                     None => String::new(),
                 };
-                return Response::error(
-                    id,
+                return Err(Failure::new(
                     code::NOT_FOUND,
                     if names.is_empty() {
                         format!("{path} has no open conflict{scope}: there is none open")
@@ -191,26 +181,24 @@ impl Daemon {
                             names.join(", ")
                         )
                     },
-                );
+                ));
             }
             many => {
-                return Response::error(
-                    id,
+                return Err(Failure::new(
                     code::BAD_REQUEST,
                     format!(
                         "{path} has open conflicts in several sync targets ({}): say which with \
                          --target",
                         many.join(", ")
                     ),
-                )
+                ))
             }
         };
         let Some(actor) = self.services.sync.actor(&name) else {
-            return Response::error(
-                id,
+            return Err(Failure::new(
                 code::NOT_RUNNING,
                 format!("sync target `{name}` is not running: start it to resolve its conflicts"),
-            );
+            ));
         };
         match actor
             .call(
@@ -219,24 +207,23 @@ impl Daemon {
             )
             .await
         {
-            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Response::ok(id, json!(res)),
+            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Ok(res),
             Ok(ractor::rpc::CallResult::Success(Err(e))) => {
-                Response::error(id, code::REFUSED, format!("{name}: {path}: {e}"))
+                Err(Failure::new(code::REFUSED, format!("{name}: {path}: {e}")))
             }
-            _ => Response::error(
-                id,
+            _ => Err(Failure::new(
                 code::NOT_RUNNING,
                 format!("sync target `{name}` stopped before answering"),
-            ),
+            )),
         }
     }
 
     /// `backups [--target T]`: every target's backups folder walked on the blocking pool.
-    pub(super) async fn backups(&self, id: Option<u64>, target: Option<String>) -> Response {
+    pub(super) async fn backups(&self, target: Option<String>) -> Answer<BackupsResult> {
         let registry = &self.services.sync;
         if let Some(t) = &target {
             if registry.actor(t).is_none() {
-                return unknown_target(id, registry, t);
+                return Err(unknown_target(registry, t));
             }
         }
         let specs: Vec<_> = registry
@@ -279,31 +266,29 @@ impl Daemon {
         })
         .await;
         match listed {
-            Ok(result) => Response::ok(id, json!(result)),
-            Err(e) => Response::error(
-                id,
+            Ok(result) => Ok(result),
+            Err(e) => Err(Failure::new(
                 code::INTERNAL,
                 format!("listing the backups failed: {e}"),
-            ),
+            )),
         }
     }
 
     /// `backups restore NAME [--target T]`: through the target's actor (never during a run).
     pub(super) async fn backup_restore(
         &self,
-        id: Option<u64>,
         name: String,
         target: Option<String>,
-    ) -> Response {
+    ) -> Answer<metasystem_actors::sync::backups::Restored> {
         use metasystem_actors::sync::backups;
         if let Err(e) = backups::check_name(&name) {
-            return Response::error(id, code::BAD_REQUEST, e);
+            return Err(Failure::new(code::BAD_REQUEST, e));
         }
         let registry = &self.services.sync;
         let name_t = match target {
             Some(t) => {
                 if registry.actor(&t).is_none() {
-                    return unknown_target(id, registry, &t);
+                    return Err(unknown_target(registry, &t));
                 }
                 t
             }
@@ -322,31 +307,29 @@ impl Daemon {
                 match holders.as_slice() {
                     [one] => one.clone(),
                     [] => {
-                        return Response::error(
-                            id,
+                        return Err(Failure::new(
                             code::NOT_FOUND,
                             format!(
                                 "no sync target has a backup {name:?}; `metasystem backups` \
                                  lists them by the name to give"
                             ),
-                        )
+                        ))
                     }
                     many => {
-                        return Response::error(
-                            id,
+                        return Err(Failure::new(
                             code::BAD_REQUEST,
                             format!(
                                 "several sync targets have a backup {name:?} ({}): say which \
                                  with --target",
                                 many.join(", ")
                             ),
-                        )
+                        ))
                     }
                 }
             }
         };
         let Some(actor) = registry.actor(&name_t) else {
-            return unknown_target(id, registry, &name_t);
+            return Err(unknown_target(registry, &name_t));
         };
         match actor
             .call(
@@ -355,15 +338,14 @@ impl Daemon {
             )
             .await
         {
-            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Response::ok(id, json!(res)),
+            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Ok(res),
             Ok(ractor::rpc::CallResult::Success(Err(e))) => {
-                Response::error(id, code::REFUSED, format!("{name_t}: {e}"))
+                Err(Failure::new(code::REFUSED, format!("{name_t}: {e}")))
             }
-            _ => Response::error(
-                id,
+            _ => Err(Failure::new(
                 code::NOT_RUNNING,
                 format!("sync target `{name_t}` stopped before answering"),
-            ),
+            )),
         }
     }
 }
@@ -374,58 +356,53 @@ impl Daemon {
     /// actor (never during a run), each path's result in the answer.
     pub(super) async fn backup_restore_run(
         &self,
-        id: Option<u64>,
         run: Option<String>,
         since_unix_ms: Option<i64>,
         target: Option<String>,
-    ) -> Response {
+    ) -> Answer<metasystem_actors::sync::backups::RestoredSet> {
         use metasystem_actors::sync::backups::{self, Which};
         let which = match (run, since_unix_ms) {
             (Some(run), None) => {
                 if let Err(e) = backups::check_run_id(&run) {
-                    return Response::error(id, code::BAD_REQUEST, e);
+                    return Err(Failure::new(code::BAD_REQUEST, e));
                 }
                 Which::Run(run)
             }
             (None, Some(ms)) => {
                 let Ok(ms) = u64::try_from(ms) else {
-                    return Response::error(
-                        id,
+                    return Err(Failure::new(
                         code::BAD_REQUEST,
                         format!("since_unix_ms {ms} is before 1970"),
-                    );
+                    ));
                 };
                 if target.is_none() {
-                    return Response::error(
-                        id,
+                    return Err(Failure::new(
                         code::BAD_REQUEST,
                         "restoring every backup since a time needs the sync target: --target T",
-                    );
+                    ));
                 }
                 match std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms)) {
                     Some(t) => Which::Since(t),
                     None => {
-                        return Response::error(
-                            id,
+                        return Err(Failure::new(
                             code::BAD_REQUEST,
                             format!("since_unix_ms {ms} is out of range"),
-                        )
+                        ))
                     }
                 }
             }
             _ => {
-                return Response::error(
-                    id,
+                return Err(Failure::new(
                     code::BAD_REQUEST,
                     "give either a run's ID (run) or a time (since_unix_ms), not both",
-                )
+                ))
             }
         };
         let registry = &self.services.sync;
         let name = match target {
             Some(t) => {
                 if registry.actor(&t).is_none() {
-                    return unknown_target(id, registry, &t);
+                    return Err(unknown_target(registry, &t));
                 }
                 t
             }
@@ -449,14 +426,13 @@ impl Daemon {
                 })
                 .await;
                 let Ok((holders, none)) = found else {
-                    return Response::error(id, code::INTERNAL, "listing the backups failed");
+                    return Err(Failure::new(code::INTERNAL, "listing the backups failed"));
                 };
                 match holders.as_slice() {
                     [one] => one.clone(),
-                    [] => return Response::error(id, code::NOT_FOUND, none),
+                    [] => return Err(Failure::new(code::NOT_FOUND, none)),
                     many => {
-                        return Response::error(
-                            id,
+                        return Err(Failure::new(
                             code::BAD_REQUEST,
                             format!(
                                 "{} has backups in several sync targets ({}): say which with \
@@ -464,13 +440,13 @@ impl Daemon {
                                 which.describe(),
                                 many.join(", ")
                             ),
-                        )
+                        ))
                     }
                 }
             }
         };
         let Some(actor) = registry.actor(&name) else {
-            return unknown_target(id, registry, &name);
+            return Err(unknown_target(registry, &name));
         };
         match actor
             .call(
@@ -479,25 +455,20 @@ impl Daemon {
             )
             .await
         {
-            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Response::ok(id, json!(res)),
+            Ok(ractor::rpc::CallResult::Success(Ok(res))) => Ok(res),
             Ok(ractor::rpc::CallResult::Success(Err(e))) => {
-                Response::error(id, code::REFUSED, format!("{name}: {e}"))
+                Err(Failure::new(code::REFUSED, format!("{name}: {e}")))
             }
-            _ => Response::error(
-                id,
+            _ => Err(Failure::new(
                 code::NOT_RUNNING,
                 format!("sync target `{name}` stopped before answering"),
-            ),
+            )),
         }
     }
 }
 
 /// The error for a target that is not running, with the ones that are.
-fn unknown_target(
-    id: Option<u64>,
-    registry: &metasystem_actors::sync::SyncTargets,
-    t: &str,
-) -> Response {
+fn unknown_target(registry: &metasystem_actors::sync::SyncTargets, t: &str) -> Failure {
     let names = registry.names();
     let hint = match crate::config::reader::suggest(
         t,
@@ -506,8 +477,7 @@ fn unknown_target(
         Some(close) => format!("; did you mean `{close}`?"),
         None => String::new(),
     };
-    Response::error(
-        id,
+    Failure::new(
         code::NOT_FOUND,
         format!(
             "no sync target `{t}` is running (targets: {}){hint}",

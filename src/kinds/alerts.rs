@@ -392,19 +392,49 @@ impl ActorKind for AlertsConfig {
                     channel: String,
                 }
                 let a = super::args::<TestArgs>(op, args)?;
-                let report = super::ask(&cx, |reply| AlertsMessage::Test {
-                    channel: a.channel,
-                    reply,
-                })
-                .await?
-                .map_err(|e| CallError::new(crate::control::protocol::code::BAD_REQUEST, e))?;
-                super::reply(&report)
+                let actor = super::actor::<AlertsMessage>(&cx)?;
+                super::reply(&test(&actor, a.channel).await?)
             }
             _ => {
                 super::args::<NoArgs>(op, args)?;
                 super::reply(&super::ask(&cx, AlertsMessage::Status).await?)
             }
         }
+    }
+}
+
+/// How long a test notification may take (a slow SMTP server, retries within the attempt).
+const TEST_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Sends a test notification to `channel` now and answers what it said: `alerts test` and
+/// `call PATH test channel=NAME` both come here.
+pub async fn test(
+    actor: &ractor::ActorRef<AlertsMessage>,
+    channel: String,
+) -> Result<metasystem_actors::alerts::actor::TestReport, CallError> {
+    use crate::control::protocol::code;
+    use ractor::rpc::CallResult;
+    match actor
+        .call(
+            |reply| AlertsMessage::Test { channel, reply },
+            Some(TEST_WAIT),
+        )
+        .await
+    {
+        Ok(CallResult::Success(Ok(report))) => Ok(report),
+        // An unknown channel is like an unknown actor (exit 1), not a usage error.
+        Ok(CallResult::Success(Err(e))) if e.starts_with("no channel named") => {
+            Err(CallError::new(code::NOT_FOUND, e))
+        }
+        Ok(CallResult::Success(Err(e))) => Err(CallError::new(code::REFUSED, e)),
+        Ok(CallResult::Timeout) => Err(CallError::new(
+            code::TIMEOUT,
+            "the channel did not answer in time",
+        )),
+        _ => Err(CallError::new(
+            code::NOT_RUNNING,
+            "the alerts actor stopped",
+        )),
     }
 }
 

@@ -167,21 +167,8 @@ pub struct CallCx<'a> {
     pub timeout: Duration,
 }
 
-/// Why an operation failed; `code` is one of the protocol's error codes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallError {
-    pub code: crate::control::protocol::Code,
-    pub message: String,
-}
-
-impl CallError {
-    pub fn new(code: crate::control::protocol::Code, message: impl Into<String>) -> Self {
-        CallError {
-            code,
-            message: message.into(),
-        }
-    }
-}
+/// Why an operation failed: the protocol's error ([`crate::control::protocol::Failure`]).
+pub type CallError = crate::control::protocol::Failure;
 
 /// A kind: its config, its child spec, its operations. Implemented by the kind's config type.
 pub trait ActorKind: Sized + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static {
@@ -410,6 +397,16 @@ pub fn reply<T: Serialize>(value: &T) -> Result<Value, CallError> {
     })
 }
 
+/// The live actor at `cx.path`, if it takes messages `M`.
+pub fn actor<M: ractor::Message>(cx: &CallCx<'_>) -> Result<ractor::ActorRef<M>, CallError> {
+    cx.tree.directory().get::<M>(cx.path).ok_or_else(|| {
+        CallError::new(
+            crate::control::protocol::code::NOT_RUNNING,
+            format!("{}: not running", cx.path),
+        )
+    })
+}
+
 /// Sends a typed request to the live actor at `cx.path` and waits (bounded) for its answer.
 pub async fn ask<M, R>(
     cx: &CallCx<'_>,
@@ -420,12 +417,7 @@ where
     R: Send + 'static,
 {
     use crate::control::protocol::code;
-    let Some(actor) = cx.tree.directory().get::<M>(cx.path) else {
-        return Err(CallError::new(
-            code::NOT_RUNNING,
-            format!("{}: not running", cx.path),
-        ));
-    };
+    let actor = actor::<M>(cx)?;
     match actor.call(make, Some(cx.timeout)).await {
         Ok(ractor::rpc::CallResult::Success(reply)) => Ok(reply),
         Ok(ractor::rpc::CallResult::Timeout) => Err(CallError::new(

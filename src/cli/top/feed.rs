@@ -11,10 +11,8 @@ use serde_json::Value;
 
 use super::model::{self, Snapshot};
 use crate::control::client::{ClientError, Connection};
-use crate::control::protocol::{
-    AlertsResult, BreakersResult, Command, Event, EventsResult, HealthResult, Response, StreamItem,
-    SyncStatusResult, Topic, TreeResult,
-};
+use crate::control::protocol::{Command, Event, Response, SeriesRow, StreamItem, Topic};
+use crate::control::request::{self, Request};
 
 /// The day's sync figures are read again at most this often.
 const METRICS_EVERY: Duration = Duration::from_secs(60);
@@ -39,7 +37,7 @@ pub struct Fetcher {
     socket: PathBuf,
     timeout: Duration,
     conn: Option<Connection>,
-    metrics: Option<(Instant, Value)>,
+    metrics: Option<(Instant, Vec<SeriesRow>)>,
     seeded: bool,
 }
 
@@ -65,26 +63,28 @@ impl Fetcher {
         out
     }
 
-    fn ask(&mut self, command: Command) -> Result<Value, String> {
-        let name = command.name();
+    fn ask<R: Request>(&mut self, request: R) -> Result<R::Response, String> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             slot => slot.insert(
                 Connection::open(&self.socket, Some(self.timeout)).map_err(|e| e.to_string())?,
             ),
         };
-        let r = conn.request(command).map_err(|e| e.to_string())?;
-        result(name, r)
+        match conn.call(request) {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(refused)) => Err(format!("{}: {}", R::NAME, refused.message)),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn try_fetch(&mut self) -> Result<(Snapshot, Vec<i64>), String> {
-        let tree: TreeResult = typed(self.ask(Command::Tree)?)?;
-        let sync: SyncStatusResult = typed(self.ask(Command::SyncStatus)?)?;
-        let breakers: BreakersResult = typed(self.ask(Command::Breakers)?)?;
-        let probes: HealthResult = typed(self.ask(Command::Probes)?)?;
-        let alerts: AlertsResult = typed(self.ask(Command::Alerts {
+        let tree = self.ask(request::Tree {})?;
+        let sync = self.ask(request::SyncStatus {})?;
+        let breakers = self.ask(request::Breakers {})?;
+        let probes = self.ask(request::Probes {})?;
+        let alerts = self.ask(request::Alerts {
             limit: Some(ALERTS),
-        })?)?;
+        })?;
         if self
             .metrics
             .as_ref()
@@ -92,28 +92,30 @@ impl Fetcher {
         {
             // The day's figures are a nicety: a daemon without metrics still shows the rest.
             let m = self
-                .ask(Command::Metrics {
+                .ask(request::Metrics {
                     name: Some("sync_run".into()),
                     since_s: Some(24 * 3600),
                 })
-                .unwrap_or(Value::Null);
+                .map(|m| m.series)
+                .unwrap_or_default();
             self.metrics = Some((Instant::now(), m));
         }
         let mut seeds = Vec::new();
         if !self.seeded {
-            let page: EventsResult = typed(self.ask(Command::Events {
+            let page = self.ask(request::Events {
                 since_s: Some(model::SPARK_MINUTES as u64 * 60),
-                path: None,
                 kind: Some("restarted".into()),
                 limit: Some(1000),
-                after: None,
-            })?)?;
+                ..Default::default()
+            })?;
             seeds = page.events.iter().map(|e| e.at_ms).collect();
             self.seeded = true;
         }
+        let no_series = Vec::new();
+        let series = self.metrics.as_ref().map_or(&no_series, |(_, m)| m);
         let snapshot = Snapshot {
             tree: tree.nodes,
-            sync: model::sync_rows(sync.targets, self.metrics.as_ref().map(|(_, m)| m)),
+            sync: model::sync_rows(sync.targets, series),
             breakers: breakers.breakers,
             probes: probes.probes,
             alerts: alerts.alerts,
@@ -121,21 +123,6 @@ impl Fetcher {
         };
         Ok((snapshot, seeds))
     }
-}
-
-fn result(name: &str, r: Response) -> Result<Value, String> {
-    if r.ok {
-        Ok(r.result.unwrap_or(Value::Null))
-    } else {
-        Err(format!(
-            "{name}: {}",
-            r.error.map(|e| e.message).unwrap_or_default()
-        ))
-    }
-}
-
-fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
-    serde_json::from_value(v).map_err(|e| format!("unreadable answer from the daemon: {e}"))
 }
 
 pub fn now_ms() -> i64 {
@@ -161,12 +148,15 @@ pub fn stream(socket: PathBuf, timeout: Duration, retry: Duration, tx: Sender<Ms
 
 fn subscribe(socket: &Path, timeout: Duration, tx: &Sender<Msg>) -> Result<String, ClientError> {
     let mut conn = Connection::open(socket, Some(timeout))?;
-    let r = conn.request(Command::Subscribe {
-        topic: Topic::Events,
-        path: None,
-        kind: None,
-        after: None,
-    })?;
+    let r = conn.request(
+        request::Subscribe {
+            topic: Topic::Events,
+            path: None,
+            kind: None,
+            after: None,
+        }
+        .into(),
+    )?;
     if !r.ok {
         return Ok(r
             .error

@@ -5,11 +5,11 @@
 use std::collections::VecDeque;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::control::protocol::{
-    AlertRow, BreakerAction, BreakerRow, Command, Event, Node, ProbeView,
+    AlertRow, BreakerAction, BreakerRow, Command, Event, Node, ProbeView, SeriesRow,
 };
+use crate::control::request;
 use metasystem_actors::sync::actor::TargetStatus;
 
 /// Buckets of the restarts sparkline (one a minute).
@@ -319,30 +319,32 @@ impl Model {
                 self.fix_selection();
                 None
             }
-            Key::Char('r') => on_path(|path| Command::Restart { path }),
-            Key::Char('s') => ask(self, |path| Command::Stop { path }),
-            Key::Char('g') => on_path(|path| Command::Start { path }),
-            Key::Char('x') => ask(self, |path| Command::Kill { path }),
+            Key::Char('r') => on_path(|path| request::Restart { path }.into()),
+            Key::Char('s') => ask(self, |path| request::Stop { path }.into()),
+            Key::Char('g') => on_path(|path| request::Start { path }.into()),
+            Key::Char('x') => ask(self, |path| request::Kill { path }.into()),
             Key::Char('y') => {
                 // The selected sync target, else every target.
                 let target = self
                     .selected_node()
                     .filter(|n| n.kind == "sync_target")
                     .map(|n| n.name.clone());
-                Some(Action::Send(Command::Sync {
-                    target,
-                    direction: None,
-                    strategy: None,
-                    dry_run: false,
-                    lock_wait_ms: None,
-                    allow_deletes: None,
-                }))
+                Some(Action::Send(
+                    request::Sync {
+                        target,
+                        ..Default::default()
+                    }
+                    .into(),
+                ))
             }
             Key::Char('b') => self.selected_breaker.clone().map(|name| {
-                Action::Send(Command::BreakerOp {
-                    name,
-                    op: BreakerAction::Reset,
-                })
+                Action::Send(
+                    request::BreakerOp {
+                        name,
+                        op: BreakerAction::Reset,
+                    }
+                    .into(),
+                )
             }),
             _ => None,
         }
@@ -359,15 +361,15 @@ impl Model {
 /// "restart root/x", "sync icloud", "reset breaker b".
 pub fn describe(command: &Command) -> String {
     match command {
-        Command::Restart { path }
-        | Command::Stop { path }
-        | Command::Start { path }
-        | Command::Kill { path } => format!("{} {path}", command.name()),
-        Command::Sync {
+        Command::Restart(request::Restart { path })
+        | Command::Stop(request::Stop { path })
+        | Command::Start(request::Start { path })
+        | Command::Kill(request::Kill { path }) => format!("{} {path}", command.name()),
+        Command::Sync(request::Sync {
             target: Some(t), ..
-        } => format!("sync {t}"),
-        Command::Sync { target: None, .. } => "sync (every target)".into(),
-        Command::BreakerOp { name, .. } => format!("reset breaker {name}"),
+        }) => format!("sync {t}"),
+        Command::Sync(request::Sync { target: None, .. }) => "sync (every target)".into(),
+        Command::BreakerOp(request::BreakerOp { name, .. }) => format!("reset breaker {name}"),
         other => other.name().to_string(),
     }
 }
@@ -385,29 +387,17 @@ fn step(items: &[String], current: Option<&str>, down: bool) -> Option<String> {
 
 /// A target's figures from `metrics --name sync_run --since 24h` series (subject = its name
 /// or path).
-pub fn sync_rows(targets: Vec<TargetStatus>, metrics: Option<&Value>) -> Vec<SyncRow> {
-    let series: Vec<&Value> = metrics
-        .and_then(|m| m.get("series"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
+pub fn sync_rows(targets: Vec<TargetStatus>, series: &[SeriesRow]) -> Vec<SyncRow> {
     targets
         .into_iter()
         .map(|status| {
             let row = series.iter().find(|s| {
-                s.get("name").and_then(Value::as_str) == Some("sync_run")
-                    && s.get("subject")
-                        .and_then(Value::as_str)
-                        .is_some_and(|sub| sub == status.name || sub == status.path)
+                s.name == "sync_run" && (s.subject == status.name || s.subject == status.path)
             });
-            let f = |k: &str| row.and_then(|r| r.get(k)).and_then(Value::as_f64);
             SyncRow {
-                success_rate_24h: f("success_rate"),
-                avg_duration_s_24h: f("avg"),
-                runs_24h: row
-                    .and_then(|r| r.get("count"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
+                success_rate_24h: row.and_then(|r| r.success_rate),
+                avg_duration_s_24h: row.and_then(|r| r.avg),
+                runs_24h: row.map_or(0, |r| r.count),
                 status,
             }
         })
@@ -509,7 +499,7 @@ mod tests {
             path: "root/x".into(),
             kind: kind.into(),
             message: String::new(),
-            data: Value::Null,
+            data: serde_json::Value::Null,
         }
     }
 
@@ -557,51 +547,54 @@ mod tests {
     fn keys_act_on_the_selection() {
         let mut m = model();
         m.on_key(Key::Down);
-        let restart = Some(Action::Send(Command::Restart {
+        let restart = Some(Action::Send(Command::Restart(request::Restart {
             path: "root/store".into(),
-        }));
+        })));
         assert_eq!(m.on_key(Key::Char('r')), restart);
         // Stop and kill are asked first; `y` sends them.
         assert_eq!(m.on_key(Key::Char('s')), None);
         assert_eq!(
             m.confirm,
-            Some(Command::Stop {
+            Some(Command::Stop(request::Stop {
                 path: "root/store".into()
-            })
+            }))
         );
         assert!(matches!(
             m.on_key(Key::Char('y')),
-            Some(Action::Send(Command::Stop { .. }))
+            Some(Action::Send(Command::Stop(_)))
         ));
         assert_eq!(m.confirm, None);
         assert_eq!(m.on_key(Key::Char('x')), None);
         assert!(matches!(
             m.on_key(Key::Char('Y')),
-            Some(Action::Send(Command::Kill { .. }))
+            Some(Action::Send(Command::Kill(_)))
         ));
         assert!(matches!(
             m.on_key(Key::Char('g')),
-            Some(Action::Send(Command::Start { .. }))
+            Some(Action::Send(Command::Start(_)))
         ));
         // Sync: every target unless a sync target is selected.
         assert!(matches!(
             m.on_key(Key::Char('y')),
-            Some(Action::Send(Command::Sync { target: None, .. }))
+            Some(Action::Send(Command::Sync(request::Sync {
+                target: None,
+                ..
+            })))
         ));
         m.on_key(Key::Down);
         assert!(matches!(
             m.on_key(Key::Char('y')),
-            Some(Action::Send(Command::Sync { target: Some(ref t), .. })) if t == "icloud"
+            Some(Action::Send(Command::Sync(request::Sync { target: Some(ref t), .. }))) if t == "icloud"
         ));
         // Breakers: Tab moves the focus, arrows pick one, b resets it.
         m.on_key(Key::Tab);
         m.on_key(Key::Down);
         assert_eq!(
             m.on_key(Key::Char('b')),
-            Some(Action::Send(Command::BreakerOp {
+            Some(Action::Send(Command::BreakerOp(request::BreakerOp {
                 name: "b".into(),
                 op: BreakerAction::Reset
-            }))
+            })))
         );
         // The tree selection did not move meanwhile.
         assert_eq!(m.selected.as_deref(), Some("root/sync/icloud"));
@@ -737,15 +730,18 @@ mod tests {
             "tracked": 0, "breaker": null
         }))
         .unwrap();
-        let metrics = serde_json::json!({"series": [
-            {"name": "sync_run", "subject": "other", "count": 9, "success_rate": 0.1, "avg": 9.0},
-            {"name": "sync_run", "subject": "icloud", "count": 4, "success_rate": 0.75, "avg": 1.5}
-        ]});
-        let rows = sync_rows(vec![status.clone()], Some(&metrics));
+        let series: Vec<SeriesRow> = serde_json::from_value(serde_json::json!([
+            {"name": "sync_run", "subject": "other", "unit": "s", "count": 9, "ok": 1,
+             "failed": 8, "success_rate": 0.1, "avg": 9.0},
+            {"name": "sync_run", "subject": "icloud", "unit": "s", "count": 4, "ok": 3,
+             "failed": 1, "success_rate": 0.75, "avg": 1.5}
+        ]))
+        .unwrap();
+        let rows = sync_rows(vec![status.clone()], &series);
         assert_eq!(rows[0].runs_24h, 4);
         assert_eq!(rows[0].success_rate_24h, Some(0.75));
         assert_eq!(rows[0].avg_duration_s_24h, Some(1.5));
-        let rows = sync_rows(vec![status], None);
+        let rows = sync_rows(vec![status], &[]);
         assert_eq!(rows[0].success_rate_24h, None);
         assert_eq!(rows[0].runs_24h, 0);
     }
