@@ -609,6 +609,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
             target: target.clone(),
         }
         .into(),
+        Cmd::Kind(command) => command.request()?,
         Cmd::Run | Cmd::Check { .. } | Cmd::Top { .. } => return Err("not a client command".into()),
     })
 }

@@ -17,7 +17,7 @@ mod client;
 mod progress;
 mod render;
 mod show;
-mod top;
+pub(crate) mod top;
 
 use crate::config;
 
@@ -170,6 +170,9 @@ pub enum Cmd {
     },
     /// Run every probe now and show their reports; exit 1 if any fails.
     Health,
+    /// The kinds' own commands (`src/kinds/<kind>.rs`).
+    #[command(flatten)]
+    Kind(crate::kinds::KindCommand),
     /// Sync now: run TARGET (every target without one), wait, and show what it did.
     /// `sync status`: each target's state and last run.
     #[command(

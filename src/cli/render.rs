@@ -66,46 +66,7 @@ pub fn status(out: &mut dyn Write, s: &Status) -> io::Result<()> {
             s.alerts_undelivered
         )?;
     }
-    for p in &s.probes_failing {
-        writeln!(out, "probe:     {p}")?;
-    }
-    if !s.probes_pending.is_empty() {
-        writeln!(
-            out,
-            "probes:    {} not checked yet (pending): {}",
-            s.probes_pending.len(),
-            s.probes_pending.join(", ")
-        )?;
-    }
-    for t in &s.sync {
-        let last = match (&t.last_outcome, &t.last_at) {
-            (Some(o), Some(at)) => format!(
-                "last run {o} at {at}{}",
-                t.last_reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ),
-            _ => match &t.last_success {
-                Some(at) => format!("no run since the daemon started; last success at {at}"),
-                None => "never synced".to_string(),
-            },
-        };
-        writeln!(
-            out,
-            "sync:      {} ({}{}): {last}",
-            t.name,
-            if t.online { "online" } else { "offline" },
-            if t.running { ", running" } else { "" }
-        )?;
-    }
-    if !s.breakers_open.is_empty() {
-        writeln!(
-            out,
-            "breakers:  not closed: {} (`metasystem breakers`)",
-            s.breakers_open.join(", ")
-        )?;
-    }
+    crate::kinds::Kind::render_status(&s.kinds, out)?;
     if s.log_lines_dropped > 0 {
         writeln!(
             out,

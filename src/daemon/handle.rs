@@ -399,8 +399,28 @@ impl Daemon {
         Kind::call(&kind, cx, &op, args).await
     }
 
+    /// What the kinds are given to say their parts of `status` and `/health`.
+    pub(crate) fn view<'a>(&'a self, nodes: &'a [NodeSnapshot]) -> crate::kinds::ViewCx<'a> {
+        crate::kinds::ViewCx {
+            tree: &self.tree,
+            services: &self.services,
+            nodes,
+        }
+    }
+
     pub(super) async fn status(&self) -> Status {
         let nodes = self.tree.snapshot().await;
+        self.status_of(&nodes).await
+    }
+
+    /// `status` of the tree `nodes`, and `/health`'s checks of the kinds, of one snapshot.
+    pub(crate) async fn health(&self) -> (Status, crate::kinds::HealthPart) {
+        let nodes = self.tree.snapshot().await;
+        let status = self.status_of(&nodes).await;
+        (status, Kind::health(&self.view(&nodes)).await)
+    }
+
+    async fn status_of(&self, nodes: &[NodeSnapshot]) -> Status {
         let count = |s: NodeState| nodes.iter().filter(|n| n.state == s).count();
         let unresponsive = nodes.iter().filter(|n| n.unresponsive).count();
         let config = self
@@ -428,7 +448,7 @@ impl Daemon {
             stopped,
             failed,
             unresponsive,
-            healthy: healthy(&nodes) && store.failing_since_ms.is_none(),
+            healthy: healthy(nodes) && store.failing_since_ms.is_none(),
             store,
             log_lines_dropped: crate::telemetry::lines_dropped(),
             log_file: crate::telemetry::file_status(),
@@ -436,10 +456,7 @@ impl Daemon {
             alerts_undelivered: store::outbox::undelivered(self.store.reader())
                 .await
                 .unwrap_or(0),
-            breakers_open: metasystem_actors::probes::actor::open_breakers(&self.all_breakers()),
-            probes_failing: self.probes_failing(),
-            probes_pending: self.probes_pending(),
-            sync: self.sync_lines().await,
+            kinds: Kind::status(&self.view(nodes)).await,
         }
     }
 }

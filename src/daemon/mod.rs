@@ -27,7 +27,6 @@ mod start;
 mod stream;
 mod sync;
 
-pub use resilience::worst as worst_probe;
 pub use stream::Subscription;
 
 use std::path::PathBuf;
@@ -91,10 +90,6 @@ pub struct Daemon {
 /// What the exports (`crate::export`) read.
 impl Daemon {
     /// `status`, for `/health`.
-    pub(crate) async fn health(&self) -> crate::control::protocol::Status {
-        self.status().await
-    }
-
     pub(crate) fn metrics_handle(&self) -> &metasystem_actors::metrics::Metrics {
         &self.services.metrics
     }

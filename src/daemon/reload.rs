@@ -15,7 +15,7 @@ use super::{notify, Daemon};
 use crate::config::diff::{plan, Step};
 use crate::config::{self, ChildConfig, Config, Kind, Origin, SupervisorConfig};
 use crate::control::protocol::{code, Change, ReloadResult};
-use crate::wiring::{self, child_spec};
+use crate::wiring::child_spec;
 
 /// A reload waits this long for the one before it to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -36,14 +36,8 @@ impl Daemon {
         let build = |c: &ChildConfig| child_spec(c, &self.services);
         let deadline = tokio::time::Instant::now() + RELOAD_DEADLINE;
         let applied = apply(&self.tree, &steps, &new.root, &build, false, Some(deadline)).await;
-        // The breakers outlive their actor's restarts in the shared registry (callers keep
-        // their handles), so its stop does not empty it: a config without a breakers child
-        // has no breakers (their stored state stays, for a config that brings them back).
-        if !wiring::has_kind(&new.root, "breakers") {
-            for name in self.services.breakers.names() {
-                self.services.breakers.remove(&name);
-            }
-        }
+        // What the kinds the new tree lacks leave behind (the breakers' registry).
+        crate::kinds::Kind::removed(&new.root, &self.services);
         // The tree is whole again: an alert whose source the reload removed ends now (one
         // whose source was replaced waits for the new one to look).
         self.services.alerts.started();
@@ -143,11 +137,7 @@ impl Daemon {
                     .into(),
             );
         }
-        if self.services.watchdog.is_some() && !wiring::has_kind(&new.root, "heartbeat") {
-            warnings.push(
-                "the systemd watchdog is on and the new tree has no heartbeat: systemd will restart the daemon".into(),
-            );
-        }
+        warnings.extend(crate::kinds::Kind::absent(&new.root, &self.services));
         warnings
     }
 }

@@ -64,10 +64,7 @@ impl Daemon {
 
     /// Every breaker: the shared registry's and the probes' heal actions', by name.
     pub(super) fn all_breakers(&self) -> Vec<Breaker> {
-        let mut all = self.services.breakers.all();
-        all.extend(self.services.probes.heal_breakers());
-        all.sort_by(|a, b| a.name().cmp(b.name()));
-        all
+        crate::kinds::breakers::every(&self.services)
     }
 
     pub(super) fn breaker_op(&self, name: &str, op: BreakerAction) -> Answer<BreakerRow> {
@@ -132,16 +129,6 @@ pub(crate) fn probe_view(r: &ProbeReport) -> ProbeView {
         consecutive_failures: r.consecutive_failures,
         since: format_ms(r.since_ms),
     }
-}
-
-/// The worst of the reports as pass, warn or fail (pass with none): a pending probe (not
-/// checked yet) counts as warn.
-pub fn worst(reports: &[ProbeReport]) -> Health {
-    reports
-        .iter()
-        .map(ProbeReport::health)
-        .max()
-        .unwrap_or(Health::Pass)
 }
 
 /// The worst of the reports as `health` shows it: fail, warn, then `pending` when one has not
@@ -248,36 +235,6 @@ impl Daemon {
         }
     }
 
-    /// Probes reporting warn or fail, for `status`.
-    pub(super) fn probes_failing(&self) -> Vec<String> {
-        self.services
-            .probes
-            .reports()
-            .iter()
-            .filter(|r| r.status != Health::Pass)
-            .map(|r| {
-                let message = r.last.as_ref().map_or("", |o| o.message.as_str());
-                format!("{} ({}): {message}", r.path, r.status)
-            })
-            .collect()
-    }
-
-    /// Probes whose first check has not completed, for `status`: `path (check)`.
-    pub(super) fn probes_pending(&self) -> Vec<String> {
-        self.services
-            .probes
-            .reports()
-            .iter()
-            .filter(|r| r.pending())
-            .map(|r| format!("{} ({})", r.path, r.check))
-            .collect()
-    }
-
-    /// The probes' reports, for `/health`.
-    pub(crate) fn probe_reports(&self) -> Vec<ProbeReport> {
-        self.services.probes.reports()
-    }
-
     /// Every breaker as shown (`breakers`, `/health`): the shared registry's and the probes'
     /// heal actions' (`heal:PROBE:ACTION:TARGET`), by name.
     pub(crate) fn breaker_rows(&self) -> Vec<BreakerRow> {
@@ -330,7 +287,5 @@ mod tests {
         assert_eq!(overall(std::slice::from_ref(&passing)), "pass");
         assert_eq!(overall(&[passing.clone(), fresh.clone()]), "pending");
         assert_eq!(overall(&[fresh.clone(), warning.clone()]), "warn");
-        assert_eq!(worst(&[passing.clone(), fresh.clone()]), Health::Warn);
-        assert_eq!(worst(&[passing]), Health::Pass);
     }
 }

@@ -187,10 +187,8 @@ pub(super) async fn start_and_serve(
         check_slots: metasystem_actors::probes::Slots::new(config.daemon.blocking_checks),
         tree: Default::default(),
     };
-    if services.watchdog.is_some() && !wiring::has_kind(&config.root, "heartbeat") {
-        tracing::warn!(
-            "the systemd watchdog is on but the tree has no heartbeat: systemd will kill the daemon; add a `kind = \"heartbeat\"` child"
-        );
+    for warning in crate::kinds::Kind::absent(&config.root, &services) {
+        tracing::warn!("{warning}");
     }
     let tree = match start_tree(&config, &services).await {
         Ok(tree) => {

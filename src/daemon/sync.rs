@@ -67,25 +67,12 @@ impl Daemon {
     }
 
     pub(super) async fn sync_status(&self) -> Answer<SyncStatusResult> {
-        let targets = self.target_statuses().await;
+        let targets = crate::kinds::sync_target::statuses(&self.services).await;
         Ok(SyncStatusResult { targets })
     }
 
     /// Every target's status. Whether each target is there is a look at the disk (a mount
     /// may hang): on the blocking pool, at most 2 s, else as the actors last saw it.
-    async fn target_statuses(&self) -> Vec<metasystem_actors::sync::TargetStatus> {
-        let registry = self.services.sync.clone();
-        match tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::task::spawn_blocking(move || registry.statuses()),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            _ => self.services.sync.published(),
-        }
-    }
-
     /// `conflicts [--all] [--target T]`, from the read pool.
     pub(super) async fn conflicts(
         &self,
@@ -488,23 +475,4 @@ fn unknown_target(registry: &metasystem_actors::sync::SyncTargets, t: &str) -> F
             }
         ),
     )
-}
-
-impl Daemon {
-    /// Each sync target in one line for `status`.
-    pub(super) async fn sync_lines(&self) -> Vec<crate::control::protocol::SyncLine> {
-        self.target_statuses()
-            .await
-            .into_iter()
-            .map(|t| crate::control::protocol::SyncLine {
-                name: t.name,
-                online: t.online,
-                running: t.running,
-                last_outcome: t.last.as_ref().map(|l| l.outcome.name().to_string()),
-                last_at: t.last.as_ref().map(|l| format_ms(l.at_ms)),
-                last_reason: t.last.and_then(|l| l.reason),
-                last_success: t.last_success_ms.map(format_ms),
-            })
-            .collect()
-    }
 }

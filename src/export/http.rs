@@ -29,9 +29,6 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection (keep-alive included) is closed after this, whatever it does.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
-/// The `output` of a probe whose first check has not completed (its status is `warn`).
-const NOT_CHECKED_YET: &str = "not checked yet";
-
 /// `/health` answers `fail` if the daemon's status takes longer than this.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -176,7 +173,7 @@ async fn respond(daemon: &Daemon, request: &Request<Incoming>) -> Response<Full<
 /// `warn` with the output "not checked yet".
 async fn health(daemon: &Daemon) -> (bool, String) {
     let version = env!("CARGO_PKG_VERSION");
-    let Ok(s) = tokio::time::timeout(HEALTH_TIMEOUT, daemon.health()).await else {
+    let Ok((s, kinds)) = tokio::time::timeout(HEALTH_TIMEOUT, daemon.health()).await else {
         let body = serde_json::json!({
             "status": "fail",
             "version": version,
@@ -218,63 +215,18 @@ async fn health(daemon: &Daemon) -> (bool, String) {
             "write_failures": s.store.write_failures,
         }],
     });
-    // Probes as checks of their own (componentType "probe"), breakers as "breaker".
-    let reports = daemon.probe_reports();
-    for r in &reports {
-        // The format knows pass, warn and fail: a probe not checked yet is a warn saying so
-        // (not known to pass: a fresh daemon is not "pass" before it checked anything; not a
-        // failure either: no 503 for a daemon that just started).
-        let mut check = serde_json::json!({
-            "componentType": r.check,
-            "status": r.health().as_str(),
-        });
-        if r.pending() {
-            check["output"] = serde_json::json!(NOT_CHECKED_YET);
-        }
-        if let Some(last) = &r.last {
-            if let Some(v) = last.value {
-                check["observedValue"] = serde_json::json!(v);
-                check["observedUnit"] = serde_json::json!(last.unit);
-            }
-            if r.status != Health::Pass {
-                check["output"] = serde_json::json!(last.message);
-            }
-        }
-        if let Some(at) = r.at_ms {
-            check["time"] = serde_json::json!(metasystem_actors::store::format_ms(at));
-        }
-        checks[format!("probe:{}", r.path)] = serde_json::json!([check]);
-        if r.status != Health::Pass {
-            problems.push(format!("probe {} {}", r.path, r.status));
-        }
+    // The kinds' checks: probes (componentType their check), breakers.
+    for (key, check) in kinds.checks {
+        checks[key] = check;
     }
-    match reports.iter().filter(|r| r.pending()).count() {
-        0 => {}
-        1 => problems.push(format!("1 probe {NOT_CHECKED_YET}")),
-        n => problems.push(format!("{n} probes {NOT_CHECKED_YET}")),
-    }
-    let mut breakers_open = false;
-    for b in daemon.breaker_rows() {
-        let closed = b.state == "closed" || b.state == "disabled";
-        breakers_open |= !closed;
-        checks[format!("breaker:{}", b.name)] = serde_json::json!([{
-            "status": if closed { "pass" } else { "warn" },
-            "observedValue": b.state,
-        }]);
-    }
-    if breakers_open {
-        problems.push("a circuit breaker is open".into());
-    }
-    // pass < warn < fail: the tree and the store pass or fail; probes and breakers add theirs.
-    let mut status = if s.healthy {
+    problems.extend(kinds.problems);
+    // pass < warn < fail: the tree and the store pass or fail; the kinds add theirs.
+    let status = if s.healthy {
         Health::Pass
     } else {
         Health::Fail
-    };
-    status = status.worst(crate::daemon::worst_probe(&reports));
-    if breakers_open {
-        status = status.worst(Health::Warn);
     }
+    .worst(kinds.status);
     let mut body = serde_json::json!({
         "status": status.as_str(),
         "version": version,

@@ -250,6 +250,7 @@ fn routes(
 }
 
 impl ActorKind for AlertsConfig {
+    type Cli = super::NoCommands;
     const NAME: &'static str = "alerts";
     const SINGLETON: bool = true;
     const OPS: &'static [Op] = &[

@@ -14,13 +14,32 @@
 use std::time::Duration;
 
 use metasystem_actors::breakers::actor::{BreakersActor, BreakersArgs, BreakersMessage};
+use metasystem_actors::breakers::{Breaker, StateName};
 use metasystem_actors::breakers::{BreakerConfig, Window, MAX_COUNT_WINDOW};
+use metasystem_actors::probes::Health;
 use metasystem_actors::ChildSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::io::{self, Write};
 
-use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
+use super::{ActorKind, CallCx, CallError, HealthPart, NoArgs, Op, ParseCx, Services, ViewCx};
 use crate::config::reader::Table;
 use crate::config::{bounded, MAX_DURATION};
+
+/// Every breaker, by name: the shared registry's and the probes' heal actions'
+/// (`heal:PROBE:ACTION:TARGET`), which exist without a breakers child.
+pub fn every(services: &Services) -> Vec<Breaker> {
+    let mut all = services.breakers.all();
+    all.extend(services.probes.heal_breakers());
+    all.sort_by(|a, b| a.name().cmp(b.name()));
+    all
+}
+
+/// The breakers' part of `status`: those not closed, `name (state)`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct BreakersSection {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    breakers_open: Vec<String>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakersConfig {
@@ -147,6 +166,7 @@ fn breaker(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> BreakerConfig {
 }
 
 impl ActorKind for BreakersConfig {
+    type Cli = super::NoCommands;
     const NAME: &'static str = "breakers";
     const SINGLETON: bool = true;
     const OPS: &'static [Op] = &[Op {
@@ -198,5 +218,55 @@ impl ActorKind for BreakersConfig {
         super::check_op(Self::NAME, Self::OPS, op)?;
         super::args::<NoArgs>(op, args)?;
         super::reply(&super::ask(&cx, BreakersMessage::Status).await?)
+    }
+
+    async fn status(cx: &ViewCx<'_>) -> Map<String, Value> {
+        super::keys(&BreakersSection {
+            breakers_open: metasystem_actors::probes::actor::open_breakers(&every(cx.services)),
+        })
+    }
+
+    fn render_status(status: &Map<String, Value>, out: &mut dyn Write) -> io::Result<()> {
+        let s: BreakersSection = super::section(status);
+        if !s.breakers_open.is_empty() {
+            writeln!(
+                out,
+                "breakers:  not closed: {} (`metasystem breakers`)",
+                s.breakers_open.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Each breaker as a check: pass while closed (or disabled), warn otherwise.
+    async fn health(cx: &ViewCx<'_>) -> HealthPart {
+        let mut part = HealthPart::default();
+        for b in every(cx.services) {
+            let state = b.state();
+            let closed = matches!(state, StateName::Closed | StateName::Disabled);
+            part.checks.push((
+                format!("breaker:{}", b.name()),
+                serde_json::json!([{
+                    "status": if closed { "pass" } else { "warn" },
+                    "observedValue": state.as_str(),
+                }]),
+            ));
+            if !closed {
+                part.status = Health::Warn;
+            }
+        }
+        if part.status != Health::Pass {
+            part.problems.push("a circuit breaker is open".into());
+        }
+        part
+    }
+
+    /// The breakers outlive their actor's restarts in the shared registry (callers keep
+    /// their handles), so its stop does not empty it: a config without a breakers child has
+    /// no breakers (their stored state stays, for a config that brings them back).
+    fn removed(services: &Services) {
+        for name in services.breakers.names() {
+            services.breakers.remove(&name);
+        }
     }
 }

@@ -93,6 +93,7 @@ fn count_in(
 }
 
 impl ActorKind for MetricsConfig {
+    type Cli = super::NoCommands;
     const NAME: &'static str = "metrics";
     const SINGLETON: bool = true;
     const OPS: &'static [Op] = &[Op {

@@ -29,9 +29,11 @@ use metasystem_actors::metrics::Metrics;
 use metasystem_actors::store::Store;
 use metasystem_actors::{ChildSpec, Shutdown, Tree};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::io::{self, Write};
 
 use crate::config::reader::{Diags, Table};
+use crate::control::client::Connection;
 
 /// What actors are given besides their own config.
 #[derive(Clone)]
@@ -213,6 +215,190 @@ pub trait ActorKind: Sized + Clone + PartialEq + std::fmt::Debug + Send + Sync +
         op: &str,
         args: Value,
     ) -> impl Future<Output = Result<Value, CallError>> + Send;
+
+    /// The kind's part of `status`: keys of the answer's object (none by default), from its
+    /// running actors (`cx.paths_of(Self::NAME)`) and the shared registries. A kind keeps
+    /// its keys typed in a struct of its file, read back by [`Self::render_status`].
+    fn status(_cx: &ViewCx<'_>) -> impl Future<Output = Map<String, Value>> + Send {
+        async { Map::new() }
+    }
+
+    /// How `metasystem status` shows the kind's part of the answer (`status`: every key of
+    /// the answer; a daemon without this kind's keys shows nothing).
+    fn render_status(_status: &Map<String, Value>, _out: &mut dyn Write) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The kind's checks in `/health` (none by default).
+    fn health(_cx: &ViewCx<'_>) -> impl Future<Output = HealthPart> + Send {
+        async { HealthPart::default() }
+    }
+
+    /// What a tree without any child of this kind means for the operator (the systemd
+    /// watchdog without a heartbeat): said when it starts and when a reload is planned.
+    /// Nothing by default.
+    fn absent(_services: &Services) -> Option<String> {
+        None
+    }
+
+    /// What is let go of once a reload has left no child of this kind (a registry the
+    /// kind's actor fills and that outlives it). Nothing by default.
+    fn removed(_services: &Services) {}
+
+    /// The kind's panel in `top` (none by default): read over `conn` (a request of the
+    /// protocol) on each refresh of the dashboard, drawn as a table, and shown under its key
+    /// by `top --summary`.
+    fn top_panel(_conn: &mut Connection) -> Option<Result<Panel, String>> {
+        None
+    }
+
+    /// The kind's own subcommands of the CLI ([`NoCommands`] for none), flattened into the
+    /// CLI's: each becomes a request of the protocol.
+    type Cli: KindCli;
+}
+
+/// A panel of `top` ([`ActorKind::top_panel`]): a titled table, and what `top --summary`
+/// shows under `key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    pub key: &'static str,
+    pub title: String,
+    /// The columns' names and widths (`None`: what is left).
+    pub columns: Vec<(&'static str, Option<u16>)>,
+    pub rows: Vec<Vec<Cell>>,
+    /// What `top --summary` shows under `key`.
+    pub data: Value,
+}
+
+/// A cell of a [`Panel`]: its text and how it is coloured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub text: String,
+    pub tone: Tone,
+}
+
+impl Cell {
+    pub fn plain(text: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            tone: Tone::Plain,
+        }
+    }
+
+    pub fn toned(text: impl Into<String>, tone: Tone) -> Cell {
+        Cell {
+            text: text.into(),
+            tone,
+        }
+    }
+}
+
+/// How a cell is coloured: as things are well, need a look, or are wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Plain,
+    Good,
+    Warn,
+    Bad,
+}
+
+/// A request of `top`'s panel, answered and decoded (the refusal as the error).
+pub fn fetch<R: crate::control::request::Request>(
+    conn: &mut Connection,
+    request: R,
+) -> Result<R::Response, String> {
+    match conn.call(request) {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(refused)) => Err(format!("{}: {}", R::NAME, refused.message)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A kind's subcommands of the CLI (clap's), each becoming a request of the protocol, which
+/// the CLI sends and shows as any other (`cli::show`).
+pub trait KindCli: clap::Subcommand + std::fmt::Debug {
+    fn request(&self) -> Result<crate::control::request::Command, String>;
+}
+
+/// The subcommands of a kind that has none.
+#[derive(clap::Subcommand, Debug)]
+pub enum NoCommands {}
+
+impl KindCli for NoCommands {
+    fn request(&self) -> Result<crate::control::request::Command, String> {
+        match *self {}
+    }
+}
+
+/// What a kind is given to say its part of `status` and `/health`.
+pub struct ViewCx<'a> {
+    pub tree: &'a Tree,
+    pub services: &'a Services,
+    /// The tree as the request found it.
+    pub nodes: &'a [metasystem_actors::NodeSnapshot],
+}
+
+impl<'a> ViewCx<'a> {
+    /// The paths of the running actors of the kind named `kind`.
+    pub fn paths_of(&self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.nodes
+            .iter()
+            .filter(move |n| n.kind == kind && n.state == metasystem_actors::NodeState::Running)
+            .map(|n| n.path.as_str())
+    }
+
+    /// What [`ask`] needs to ask the actor at `path`, waiting at most `timeout`.
+    pub fn at(&self, path: &'a str, timeout: Duration) -> CallCx<'a> {
+        CallCx {
+            tree: self.tree,
+            path,
+            services: self.services,
+            timeout,
+        }
+    }
+}
+
+/// A kind's part of `/health` (draft-inadarei-api-health-check).
+#[derive(Debug)]
+pub struct HealthPart {
+    /// Its checks: the key (`probe:root/x`) and the check object.
+    pub checks: Vec<(String, Value)>,
+    /// What is wrong, for `output`.
+    pub problems: Vec<String>,
+    /// The worst of its checks (pass when it has none).
+    pub status: metasystem_actors::probes::Health,
+}
+
+impl Default for HealthPart {
+    fn default() -> Self {
+        HealthPart {
+            checks: Vec::new(),
+            problems: Vec::new(),
+            status: metasystem_actors::probes::Health::Pass,
+        }
+    }
+}
+
+impl HealthPart {
+    fn merge(&mut self, other: HealthPart) {
+        self.checks.extend(other.checks);
+        self.problems.extend(other.problems);
+        self.status = self.status.worst(other.status);
+    }
+}
+
+/// A kind's section of the `status` answer as its typed struct (absent keys take their
+/// defaults: an older daemon, or none of the kind).
+pub fn section<T: serde::de::DeserializeOwned + Default>(status: &Map<String, Value>) -> T {
+    serde_json::from_value(Value::Object(status.clone())).unwrap_or_default()
+}
+
+/// A kind's typed section as keys of the `status` answer.
+pub fn keys<T: Serialize>(section: &T) -> Map<String, Value> {
+    match serde_json::to_value(section) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
 }
 
 /// Generates [`Kind`] and its dispatch from the list of kinds.
@@ -298,6 +484,58 @@ macro_rules! kinds {
                 names
             }
 
+            /// Every kind's part of `status`, in the list's order.
+            pub async fn status(cx: &ViewCx<'_>) -> Map<String, Value> {
+                let mut all = Map::new();
+                $(all.extend(<$config as ActorKind>::status(cx).await);)+
+                all
+            }
+
+            /// Every kind's lines of `metasystem status`, in the list's order.
+            pub fn render_status(status: &Map<String, Value>, out: &mut dyn Write) -> io::Result<()> {
+                $(<$config as ActorKind>::render_status(status, out)?;)+
+                Ok(())
+            }
+
+            /// Every kind's panel of `top`, in the list's order.
+            pub fn top_panels(conn: &mut Connection) -> Result<Vec<Panel>, String> {
+                let mut panels = Vec::new();
+                $(
+                    if let Some(panel) = <$config as ActorKind>::top_panel(conn) {
+                        panels.push(panel?);
+                    }
+                )+
+                Ok(panels)
+            }
+
+            /// Every kind's checks of `/health`.
+            pub async fn health(cx: &ViewCx<'_>) -> HealthPart {
+                let mut all = HealthPart::default();
+                $(all.merge(<$config as ActorKind>::health(cx).await);)+
+                all
+            }
+
+            /// What the kinds the tree `root` lacks mean ([`ActorKind::absent`]).
+            pub fn absent(root: &crate::config::SupervisorConfig, services: &Services) -> Vec<String> {
+                let mut warnings = Vec::new();
+                $(
+                    if !crate::wiring::has_kind(root, <$config as ActorKind>::NAME) {
+                        warnings.extend(<$config as ActorKind>::absent(services));
+                    }
+                )+
+                warnings
+            }
+
+            /// Lets go of what the kinds the reloaded tree `root` lacks leave behind
+            /// ([`ActorKind::removed`]).
+            pub fn removed(root: &crate::config::SupervisorConfig, services: &Services) {
+                $(
+                    if !crate::wiring::has_kind(root, <$config as ActorKind>::NAME) {
+                        <$config as ActorKind>::removed(services);
+                    }
+                )+
+            }
+
             /// The operations of the kind named `name`.
             pub fn ops(name: &str) -> Option<&'static [Op]> {
                 $(
@@ -329,16 +567,43 @@ macro_rules! kinds {
     };
 }
 
-kinds! {
-    Supervisor => supervisor::SupervisorConfig,
-    Heartbeat => heartbeat::HeartbeatConfig,
-    Metrics => metrics::MetricsConfig,
-    Alerts => alerts::AlertsConfig,
-    Breakers => breakers::BreakersConfig,
-    Probe => probe::ProbeConfig,
-    SyncTarget => sync_target::SyncTargetConfig,
-    Process => process::ProcessConfig,
+/// The kinds' own subcommands of the CLI, flattened into the CLI's.
+macro_rules! kind_commands {
+    ($($variant:ident => $config:ty),+ $(,)?) => {
+        #[derive(clap::Subcommand, Debug)]
+        pub enum KindCommand {
+            $(#[command(flatten)] $variant(<$config as ActorKind>::Cli)),+
+        }
+
+        impl KindCommand {
+            /// The request the subcommand sends.
+            pub fn request(&self) -> Result<crate::control::request::Command, String> {
+                match self {
+                    $(KindCommand::$variant(c) => c.request()),+
+                }
+            }
+        }
+    };
 }
+
+/// The one list of kinds.
+macro_rules! with_kinds {
+    ($callback:ident) => {
+        $callback! {
+            Supervisor => supervisor::SupervisorConfig,
+            Heartbeat => heartbeat::HeartbeatConfig,
+            Metrics => metrics::MetricsConfig,
+            Alerts => alerts::AlertsConfig,
+            Breakers => breakers::BreakersConfig,
+            Probe => probe::ProbeConfig,
+            SyncTarget => sync_target::SyncTargetConfig,
+            Process => process::ProcessConfig,
+        }
+    };
+}
+
+with_kinds!(kinds);
+with_kinds!(kind_commands);
 
 /// This machine's name (alerts carry it, for people), from uname. Where a host is named for
 /// the tool (sync targets' locks and per-host folders) it is its identity instead

@@ -32,17 +32,23 @@ use std::time::Duration;
 
 use metasystem_actors::heal::{HealAction, HealLimits};
 use metasystem_actors::probes::actor::{HealOn, HealSpec, ProbeActor, ProbeArgs, ProbeMessage};
+use metasystem_actors::probes::Health;
 use metasystem_actors::probes::{
     net, CheckSpec, CommandSpec, DiskSpec, HttpSpec, MemorySpec, SqliteSpec, SyncRecencySpec,
     TcpSpec, Thresholds,
 };
 use metasystem_actors::ChildSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::io::{self, Write};
 
-use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
+use super::{
+    ActorKind, CallCx, CallError, Cell, HealthPart, NoArgs, Op, Panel, ParseCx, Services, Tone,
+    ViewCx,
+};
 use crate::config::reader::Table;
 use crate::config::refs::Wants;
 use crate::config::{bounded, bytes, expand, MAX_DURATION};
+use crate::control::client::Connection;
 
 const CHECKS: &[&str] = &[
     "disk",
@@ -440,6 +446,7 @@ fn heal_item(
 }
 
 impl ActorKind for ProbeConfig {
+    type Cli = ProbeCommands;
     const NAME: &'static str = "probe";
     const OPS: &'static [Op] = &[
         Op {
@@ -550,5 +557,150 @@ impl ActorKind for ProbeConfig {
             super::ask(&cx, ProbeMessage::Status).await?
         };
         super::reply(&report)
+    }
+
+    async fn status(cx: &ViewCx<'_>) -> Map<String, Value> {
+        let reports = cx.services.probes.reports();
+        super::keys(&ProbesSection {
+            probes_failing: reports
+                .iter()
+                .filter(|r| r.status != Health::Pass)
+                .map(|r| {
+                    let message = r.last.as_ref().map_or("", |o| o.message.as_str());
+                    format!("{} ({}): {message}", r.path, r.status)
+                })
+                .collect(),
+            probes_pending: reports
+                .iter()
+                .filter(|r| r.pending())
+                .map(|r| format!("{} ({})", r.path, r.check))
+                .collect(),
+        })
+    }
+
+    fn render_status(status: &Map<String, Value>, out: &mut dyn Write) -> io::Result<()> {
+        let s: ProbesSection = super::section(status);
+        for p in &s.probes_failing {
+            writeln!(out, "probe:     {p}")?;
+        }
+        if !s.probes_pending.is_empty() {
+            writeln!(
+                out,
+                "probes:    {} not checked yet (pending): {}",
+                s.probes_pending.len(),
+                s.probes_pending.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Each probe as a check of its own (componentType: its check). The format knows pass,
+    /// warn and fail: a probe not checked yet is a warn saying so (not known to pass: a fresh
+    /// daemon is not "pass" before it checked anything; not a failure either: no 503 for a
+    /// daemon that just started).
+    async fn health(cx: &ViewCx<'_>) -> HealthPart {
+        let reports = cx.services.probes.reports();
+        let mut part = HealthPart::default();
+        for r in &reports {
+            let mut check = serde_json::json!({
+                "componentType": r.check,
+                "status": r.health().as_str(),
+            });
+            if r.pending() {
+                check["output"] = serde_json::json!(NOT_CHECKED_YET);
+            }
+            if let Some(last) = &r.last {
+                if let Some(v) = last.value {
+                    check["observedValue"] = serde_json::json!(v);
+                    check["observedUnit"] = serde_json::json!(last.unit);
+                }
+                if r.status != Health::Pass {
+                    check["output"] = serde_json::json!(last.message);
+                }
+            }
+            if let Some(at) = r.at_ms {
+                check["time"] = serde_json::json!(metasystem_actors::store::format_ms(at));
+            }
+            part.checks
+                .push((format!("probe:{}", r.path), serde_json::json!([check])));
+            if r.status != Health::Pass {
+                part.problems.push(format!("probe {} {}", r.path, r.status));
+            }
+            part.status = part.status.worst(r.health());
+        }
+        match reports.iter().filter(|r| r.pending()).count() {
+            0 => {}
+            1 => part.problems.push(format!("1 probe {NOT_CHECKED_YET}")),
+            n => part.problems.push(format!("{n} probes {NOT_CHECKED_YET}")),
+        }
+        part
+    }
+
+    /// Every probe's latest report (`probes`, which runs no check).
+    fn top_panel(conn: &mut Connection) -> Option<Result<Panel, String>> {
+        let probes = match super::fetch(conn, crate::control::request::Probes {}) {
+            Ok(answer) => answer.probes,
+            Err(e) => return Some(Err(e)),
+        };
+        let rows = probes
+            .iter()
+            .map(|p| {
+                let tone = match p.status.as_str() {
+                    "pass" => Tone::Good,
+                    "warn" | "pending" => Tone::Warn,
+                    "fail" => Tone::Bad,
+                    _ => Tone::Plain,
+                };
+                vec![
+                    Cell::plain(p.path.rsplit('/').next().unwrap_or(&p.path)),
+                    Cell::toned(&p.status, tone),
+                    Cell::plain(p.value.map_or(String::new(), |v| {
+                        crate::cli::top::model::probe_value(v, &p.unit)
+                    })),
+                    Cell::plain(&p.message),
+                ]
+            })
+            .collect();
+        Some(Ok(Panel {
+            key: "probes",
+            title: "probes".into(),
+            columns: vec![
+                ("PROBE", Some(22)),
+                ("STATUS", Some(7)),
+                ("VALUE", Some(10)),
+                ("MESSAGE", None),
+            ],
+            rows,
+            data: serde_json::to_value(&probes).unwrap_or_default(),
+        }))
+    }
+}
+
+/// What `/health` and `status` say of a probe whose first check has not completed.
+const NOT_CHECKED_YET: &str = "not checked yet";
+
+/// The probes' part of `status`: those not passing (`path (status): message`) and those not
+/// checked yet (`path (check)`).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ProbesSection {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    probes_failing: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    probes_pending: Vec<String>,
+}
+
+/// The probe kind's commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ProbeCommands {
+    /// Every probe's latest report, without running any check (`health` runs them all now);
+    /// exit 1 if one fails.
+    Probes,
+}
+
+impl super::KindCli for ProbeCommands {
+    fn request(&self) -> Result<crate::control::request::Command, String> {
+        match self {
+            ProbeCommands::Probes => Ok(crate::control::request::Probes {}.into()),
+        }
     }
 }

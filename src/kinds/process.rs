@@ -79,6 +79,7 @@ fn program(raw: &str, base: &Path, path_var: Option<&str>) -> Result<String, Str
 }
 
 impl ActorKind for ProcessConfig {
+    type Cli = super::NoCommands;
     const NAME: &'static str = "process";
     const OPS: &'static [Op] = &[
         Op {

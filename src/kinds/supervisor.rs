@@ -226,6 +226,7 @@ pub struct BackoffStatus {
 }
 
 impl ActorKind for SupervisorConfig {
+    type Cli = super::NoCommands;
     const NAME: &'static str = "supervisor";
     const DEFAULT_SHUTDOWN: Shutdown = Shutdown::Infinity;
     const DEFAULT_START_TIMEOUT: Option<Duration> = None;

@@ -19,15 +19,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use metasystem_actors::store::format_ms;
 use metasystem_actors::sync::actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage};
 use metasystem_actors::sync::nesting::{nestings, Nesting};
 use metasystem_actors::sync::select::{Pattern, Patterns};
 use metasystem_actors::sync::watch::{self, WatchSpec};
 use metasystem_actors::sync::{Direction, RunOptions, Selection, Strategy, SyncSpec};
 use metasystem_actors::ChildSpec;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::io::{self, Write};
 
-use super::{ActorKind, CallCx, CallError, Op, ParseCx, Services};
+use super::{ActorKind, CallCx, CallError, Op, ParseCx, Services, ViewCx};
 use crate::config::reader::Table;
 use crate::config::{bounded, expand, MAX_DURATION};
 
@@ -185,6 +188,7 @@ fn floor(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> usize {
 }
 
 impl ActorKind for SyncTargetConfig {
+    type Cli = super::NoCommands;
     const NAME: &'static str = "sync_target";
     const OPS: &'static [Op] = &[
         Op {
@@ -437,6 +441,91 @@ impl ActorKind for SyncTargetConfig {
         let report = super::ask(&cx, |r| SyncTargetMessage::Run(opts, Some(r))).await?;
         super::reply(&report)
     }
+
+    async fn status(cx: &ViewCx<'_>) -> Map<String, Value> {
+        let sync = statuses(cx.services)
+            .await
+            .into_iter()
+            .map(|t| SyncLine {
+                name: t.name,
+                online: t.online,
+                running: t.running,
+                last_outcome: t.last.as_ref().map(|l| l.outcome.name().to_string()),
+                last_at: t.last.as_ref().map(|l| format_ms(l.at_ms)),
+                last_reason: t.last.and_then(|l| l.reason),
+                last_success: t.last_success_ms.map(format_ms),
+            })
+            .collect();
+        super::keys(&SyncSection { sync })
+    }
+
+    fn render_status(status: &Map<String, Value>, out: &mut dyn Write) -> io::Result<()> {
+        let s: SyncSection = super::section(status);
+        for t in &s.sync {
+            let last = match (&t.last_outcome, &t.last_at) {
+                (Some(o), Some(at)) => format!(
+                    "last run {o} at {at}{}",
+                    t.last_reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+                _ => match &t.last_success {
+                    Some(at) => format!("no run since the daemon started; last success at {at}"),
+                    None => "never synced".to_string(),
+                },
+            };
+            writeln!(
+                out,
+                "sync:      {} ({}{}): {last}",
+                t.name,
+                if t.online { "online" } else { "offline" },
+                if t.running { ", running" } else { "" }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Every sync target's status: asked of the registry (which reads the targets' state) on the
+/// blocking pool for at most 2 s, else what the targets last published.
+pub async fn statuses(services: &Services) -> Vec<metasystem_actors::sync::TargetStatus> {
+    let registry = services.sync.clone();
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || registry.statuses()),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        _ => services.sync.published(),
+    }
+}
+
+/// The sync targets' part of `status`: each target's last run, one line each.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SyncSection {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sync: Vec<SyncLine>,
+}
+
+/// A sync target in `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SyncLine {
+    name: String,
+    online: bool,
+    #[serde(default)]
+    running: bool,
+    /// The last run since the daemon started: success | skipped | error, when, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_reason: Option<String>,
+    /// The last successful run (from the store: earlier runs of the daemon count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_success: Option<String>,
 }
 
 #[derive(serde::Deserialize)]

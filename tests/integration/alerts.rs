@@ -222,6 +222,21 @@ fn a_restart_alert_reaches_the_webhook_and_the_mail_relay_and_the_cli_shows_it()
         "{}",
         unknown.stderr
     );
+    // `call root/alerts test` is the same path: the same refusal (not_found), and the same
+    // answer of the channel (regression, issue 21: it waited 10 s instead of the test's
+    // wait and refused an unknown channel as a usage error).
+    let err_code = |out: &crate::util::Out| out.json()["error"]["code"].clone();
+    let via_alerts = d.cli(&["alerts", "test", "nope", "--json"]);
+    let via_call = d.cli(&["call", "root/alerts", "test", "channel=nope", "--json"]);
+    assert_eq!(via_call.code, 1, "{}", via_call.stderr);
+    assert_eq!(err_code(&via_call), "not_found", "{}", via_call.stdout);
+    assert_eq!(err_code(&via_call), err_code(&via_alerts));
+    let called = d.json(&["call", "root/alerts", "test", "channel=dead"], 0);
+    assert_eq!(
+        (&called["channel"], &called["outcome"]),
+        (&serde_json::json!("dead"), &serde_json::json!("transient")),
+        "{called}"
+    );
 
     // A silence is stored and listed.
     let silence = d.cli(&["alerts", "silence", "restart:root/beat", "--for", "1h"]);

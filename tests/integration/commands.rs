@@ -382,6 +382,40 @@ fn the_heartbeat_records_every_beat() {
     );
 }
 
+/// The heartbeat kind's line in `status` (its kind file's `status`): each running heartbeat
+/// with its interval and beats, in JSON and for people.
+#[test]
+fn status_has_a_line_per_heartbeat() {
+    let d = TestDaemon::start(TREE);
+    d.wait_until("a beat in status", |d| {
+        d.json(&["status"], 0)["heartbeats"]
+            .as_array()
+            .and_then(|hs| hs.iter().find(|h| h["path"] == "root/beat"))
+            .is_some_and(|h| h["beats"].as_u64().unwrap_or(0) >= 1)
+    });
+    let s = d.json(&["status"], 0);
+    let paths: Vec<&str> = s["heartbeats"]
+        .as_array()
+        .map(|hs| hs.iter().filter_map(|h| h["path"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(paths, ["root/beat", "root/grp/x"], "{s}");
+    assert_eq!(s["heartbeats"][0]["every_s"], 0.1);
+    assert!(s["heartbeats"][0]["last_beat_ms"].is_i64(), "{s}");
+    let human = d.cli(&["status"]);
+    assert!(
+        human
+            .stdout
+            .contains("heartbeat: root/beat every 100ms: last beat ")
+            && human.stdout.contains("heartbeat: root/grp/x every 10s"),
+        "{}",
+        human.stdout
+    );
+    // A stopped heartbeat has no line.
+    assert_eq!(d.cli(&["stop", "root/grp/x"]).code, 0);
+    let s = d.json(&["status"], 0);
+    assert_eq!(s["heartbeats"].as_array().map(Vec::len), Some(1), "{s}");
+}
+
 /// Regression (the attack): invalid paths were answered "not found" and echoed raw (a
 /// newline, a NUL, 60 KB of it).
 #[test]

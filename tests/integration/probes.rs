@@ -827,3 +827,61 @@ heal = [{{ action = "sync", target = "t", cooldown = "1m" }}]
         "hello"
     );
 }
+
+/// `metasystem probes` lists each probe's latest report without running a check (`health`
+/// runs them all): the check's count of runs does not move; exit 1 while one fails.
+#[test]
+fn the_probes_command_lists_the_latest_reports_without_checking() {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let runs = dir.path().join("runs");
+    let tree = format!(
+        r#"
+[root]
+
+[[root.children]]
+name = "flaky"
+kind = "probe"
+check = "command"
+every = "1h"
+failures_before_critical = 1
+command = "/bin/sh"
+args = ["-c", "echo x >> '{}'; exit 2"]
+"#,
+        runs.display()
+    );
+    let d = TestDaemon::start(&tree);
+    let count = || {
+        std::fs::read_to_string(&runs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + WAIT;
+    let v = loop {
+        let out = d.cli(&["probes", "--json"]);
+        let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+        if probe(&v, "root/flaky")["status"] == "fail" {
+            assert_eq!(out.code, 1, "{}", out.stderr);
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never failed: {v}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(v["status"], "fail", "{v}");
+    let checked = count();
+    for _ in 0..5 {
+        assert_eq!(d.cli(&["probes"]).code, 1);
+    }
+    assert_eq!(count(), checked, "`probes` ran the check");
+    let human = d.cli(&["probes"]);
+    assert!(human.stdout.contains("root/flaky"), "{}", human.stdout);
+    // `health` runs it.
+    assert_eq!(d.cli(&["health"]).code, 1);
+    assert_eq!(count(), checked + 1);
+}

@@ -168,6 +168,7 @@ fn the_dashboard_shows_the_tree_acts_resizes_survives_a_daemon_restart_and_quits
         "TARGET",
         "BREAKER",
         "PROBE",
+        "HEARTBEAT",
         "restarts/min",
     ] {
         assert!(screen.contains(want), "{want} missing:\n{screen}");
@@ -278,6 +279,9 @@ fn the_summary_is_json_with_every_section() {
         probes.iter().any(|p| p["path"] == "root/open_breakers"),
         "{v}"
     );
+    // The kinds' panels are sections too (the heartbeat's, from its kind file).
+    let beats = v["heartbeats"].as_array().expect("heartbeats");
+    assert!(beats.iter().any(|h| h["path"] == "root/heartbeat"), "{v}");
     assert_eq!(v["restarts_per_minute"].as_array().map(Vec::len), Some(30));
     // No daemon: a connection error, exit 2.
     let out = crate::util::run_cli(&["--socket", "/nonexistent/sock", "top", "--summary"], &[]);

@@ -6,7 +6,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState};
 use ratatui::Frame;
 
-use super::model::{ago, describe, human_duration, probe_value, Focus, Model, SPARK_MINUTES};
+use super::model::{ago, describe, human_duration, Focus, Model, SPARK_MINUTES};
+use crate::kinds::{Panel, Tone};
 
 const HELP: &str =
     "↑↓ select  Tab tree/breakers  r restart  s stop  g start  x kill  y sync  b reset breaker  / filter  q quit";
@@ -62,17 +63,29 @@ pub fn draw(f: &mut Frame, m: &mut Model, now_ms: i64, socket: &str) {
         .snapshot
         .as_ref()
         .map_or((0, 0), |s| (s.sync.len(), s.breakers.len()));
+    let panels: &[Panel] = m.snapshot.as_ref().map_or(&[], |s| &s.panels);
+    // The kinds' panels below sync and breakers, each as tall as its rows; the last takes
+    // what is left.
+    let mut heights = vec![
+        Constraint::Length(n_sync as u16 + 3),
+        Constraint::Length(n_breakers as u16 + 3),
+    ];
+    for (i, p) in panels.iter().enumerate() {
+        heights.push(if i + 1 == panels.len() {
+            Constraint::Min(3)
+        } else {
+            Constraint::Length(p.rows.len() as u16 + 3)
+        });
+    }
     let right = Layout::default()
         .direction(Direction::Vertical)
-        .constraints([
-            Constraint::Length(n_sync as u16 + 3),
-            Constraint::Length(n_breakers as u16 + 3),
-            Constraint::Min(3),
-        ])
+        .constraints(heights)
         .split(middle[1]);
     sync(f, m, right[0], now_ms);
     breakers(f, m, right[1]);
-    probes(f, m, right[2]);
+    for (panel, area) in panels.iter().zip(right.iter().skip(2)) {
+        kind_panel(f, panel, *area);
+    }
     let bottom = Layout::default()
         .direction(Direction::Horizontal)
         .constraints([Constraint::Percentage(60), Constraint::Percentage(40)])
@@ -274,35 +287,37 @@ fn breakers(f: &mut Frame, m: &Model, area: Rect) {
     f.render_stateful_widget(table, area, &mut state);
 }
 
-fn probes(f: &mut Frame, m: &Model, area: Rect) {
-    let rows: Vec<Row> = m
-        .snapshot
+/// A kind's panel ([`crate::kinds::ActorKind::top_panel`]).
+fn kind_panel(f: &mut Frame, panel: &Panel, area: Rect) {
+    let tone = |t: Tone| match t {
+        Tone::Plain => Style::default(),
+        Tone::Good => Style::default().fg(Color::Green),
+        Tone::Warn => Style::default().fg(Color::Yellow),
+        Tone::Bad => Style::default().fg(Color::Red),
+    };
+    let rows: Vec<Row> = panel
+        .rows
         .iter()
-        .flat_map(|s| &s.probes)
-        .map(|p| {
-            let value = p.value.map_or(String::new(), |v| probe_value(v, &p.unit));
-            Row::new(vec![
-                Cell::from(p.path.rsplit('/').next().unwrap_or(&p.path).to_string()),
-                styled(p.status.clone(), &p.status),
-                Cell::from(value),
-                Cell::from(p.message.clone()),
-            ])
+        .map(|cells| {
+            Row::new(
+                cells
+                    .iter()
+                    .map(|c| Cell::from(Span::styled(c.text.clone(), tone(c.tone))))
+                    .collect::<Vec<_>>(),
+            )
         })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(22),
-            Constraint::Length(7),
-            Constraint::Length(10),
-            Constraint::Min(10),
-        ],
-    )
-    .header(
-        Row::new(["PROBE", "STATUS", "VALUE", "MESSAGE"])
-            .style(Style::default().add_modifier(Modifier::BOLD)),
-    )
-    .block(block("probes".into(), false));
+    let widths: Vec<Constraint> = panel
+        .columns
+        .iter()
+        .map(|(_, w)| w.map_or(Constraint::Min(10), Constraint::Length))
+        .collect();
+    let table = Table::new(rows, widths)
+        .header(
+            Row::new(panel.columns.iter().map(|(name, _)| *name))
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
+        .block(block(panel.title.clone(), false));
     f.render_widget(table, area);
 }
 

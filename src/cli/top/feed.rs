@@ -81,7 +81,6 @@ impl Fetcher {
         let tree = self.ask(request::Tree {})?;
         let sync = self.ask(request::SyncStatus {})?;
         let breakers = self.ask(request::Breakers {})?;
-        let probes = self.ask(request::Probes {})?;
         let alerts = self.ask(request::Alerts {
             limit: Some(ALERTS),
         })?;
@@ -111,13 +110,15 @@ impl Fetcher {
             seeds = page.events.iter().map(|e| e.at_ms).collect();
             self.seeded = true;
         }
+        let conn = self.conn.as_mut().ok_or("not connected")?;
+        let panels = crate::kinds::Kind::top_panels(conn)?;
         let no_series = Vec::new();
         let series = self.metrics.as_ref().map_or(&no_series, |(_, m)| m);
         let snapshot = Snapshot {
             tree: tree.nodes,
             sync: model::sync_rows(sync.targets, series),
             breakers: breakers.breakers,
-            probes: probes.probes,
+            panels,
             alerts: alerts.alerts,
             at_ms: now_ms(),
         };

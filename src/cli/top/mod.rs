@@ -55,6 +55,9 @@ fn print_summary(global: &Global, socket: &Path, timeout: Duration) -> u8 {
     let restarts = m.restart_buckets(feed::now_ms());
     let mut v = serde_json::to_value(&snap).unwrap_or_default();
     v["restarts_per_minute"] = serde_json::json!(restarts);
+    for panel in &snap.panels {
+        v[panel.key] = panel.data.clone();
+    }
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{v}").and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {

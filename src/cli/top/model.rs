@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 use crate::control::protocol::{
-    AlertRow, BreakerAction, BreakerRow, Command, Event, Node, ProbeView, SeriesRow,
+    AlertRow, BreakerAction, BreakerRow, Command, Event, Node, SeriesRow,
 };
 use crate::control::request;
 use metasystem_actors::sync::actor::TargetStatus;
@@ -35,7 +35,9 @@ pub struct Snapshot {
     pub tree: Vec<Node>,
     pub sync: Vec<SyncRow>,
     pub breakers: Vec<BreakerRow>,
-    pub probes: Vec<ProbeView>,
+    /// The kinds' panels (`ActorKind::top_panel`), in the kinds' order.
+    #[serde(skip)]
+    pub panels: Vec<crate::kinds::Panel>,
     /// Newest first.
     pub alerts: Vec<AlertRow>,
     /// When it was read (ms since the epoch).
