@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{
-    exit, render, AlertsAction, BackupsAction, BreakersAction, ChaosAction, Cli, Cmd,
-    ConflictsAction, Global, SyncAction,
-};
+use super::{exit, render, ChaosAction, Cli, Cmd, Global};
 use crate::config;
 use crate::control::client::{ClientError, Connection};
 use crate::control::protocol::{code, Command, EventsResult, Response};
@@ -54,7 +51,7 @@ pub fn run(cli: &Cli) -> u8 {
         _ => global.timeout,
     };
     // On a terminal, a long sync shows its progress while the command waits.
-    let watch = super::progress::watch(&cli.command, global, &socket);
+    let watch = super::progress::watch(&command, global, &socket);
     let opened = open(&socket, timeout, &command);
     drop(watch); // the bar is cleared before anything else is printed
     let (mut conn, first) = match opened {
@@ -65,7 +62,9 @@ pub fn run(cli: &Cli) -> u8 {
     let outcome = match &cli.command {
         Cmd::Events { follow: true, .. } => follow(global, &mut conn, command, first, &mut out),
         Cmd::Events { .. } => events(global, &mut conn, command, first, &mut out),
-        Cmd::Logs { follow: true, .. } => follow_logs(global, &mut conn, first, &mut out),
+        _ if matches!(command, Command::Logs(request::Logs { follow: true, .. })) => {
+            follow_logs(global, &mut conn, first, &mut out)
+        }
         Cmd::Chaos { action: None, .. } => {
             super::chaos::follow(global, &socket, &mut conn, first, &mut out)
         }
@@ -454,159 +453,15 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
         }
         .into(),
         Cmd::Shutdown => R::Shutdown {}.into(),
-        Cmd::Logs {
-            path,
-            follow,
-            lines,
-            stderr,
-        } => R::Logs {
-            path: path.clone(),
-            lines: Some(*lines as usize),
-            follow: *follow,
-            stderr: *stderr,
-        }
-        .into(),
-        Cmd::Metrics { name, since } => R::Metrics {
-            name: name.clone(),
-            since_s: Some(since.as_secs().max(1)),
-        }
-        .into(),
-        Cmd::Anomalies { since } => R::Anomalies {
-            since_s: Some(since.as_secs().max(1)),
-        }
-        .into(),
-        Cmd::Alerts { action, limit } => match action {
-            None => R::Alerts {
-                limit: Some(*limit as usize),
-            }
-            .into(),
-            Some(AlertsAction::Test { channel }) => R::AlertTest {
-                channel: channel.clone(),
-            }
-            .into(),
-            Some(AlertsAction::Silence { key, duration }) => R::AlertSilence {
-                pattern: key.clone(),
-                for_s: duration.as_secs().max(1),
-            }
-            .into(),
-            Some(AlertsAction::Unsilence { key }) => R::AlertSilence {
-                pattern: key.clone(),
-                for_s: 0,
-            }
-            .into(),
-        },
         Cmd::Call { path, op, args } => R::Call {
             path: path.clone(),
             op: op.clone(),
             args: call_args(args)?,
         }
         .into(),
-        Cmd::Health => R::Health {}.into(),
-        Cmd::Heal { since } => R::Heal {
-            since_s: Some(since.as_secs().max(1)),
-        }
-        .into(),
         Cmd::Retries { since, op } => R::Retries {
             since_s: Some(since.as_secs().max(1)),
             op: op.clone(),
-        }
-        .into(),
-        Cmd::Breakers { action: None } => R::Breakers {}.into(),
-        Cmd::Breakers {
-            action: Some(action),
-        } => {
-            use crate::control::protocol::BreakerAction as A;
-            let (name, op) = match action {
-                BreakersAction::Reset { name } => (name, A::Reset),
-                BreakersAction::Open { name } => (name, A::Open),
-                BreakersAction::Disable { name } => (name, A::Disable),
-                BreakersAction::HalfOpen { name } => (name, A::HalfOpen),
-            };
-            R::BreakerOp {
-                name: name.clone(),
-                op,
-            }
-            .into()
-        }
-        Cmd::Sync {
-            action: Some(SyncAction::Status),
-            ..
-        } => R::SyncStatus {}.into(),
-        Cmd::Sync {
-            action: None,
-            target,
-            push,
-            pull,
-            strategy,
-            dry_run,
-            allow_deletes,
-        } => R::Sync {
-            target: target.clone(),
-            direction: if *push {
-                Some("push".into())
-            } else if *pull {
-                Some("pull".into())
-            } else {
-                None
-            },
-            strategy: strategy.clone(),
-            dry_run: *dry_run,
-            lock_wait_ms: None,
-            allow_deletes: *allow_deletes,
-        }
-        .into(),
-        Cmd::Conflicts {
-            action: None,
-            all,
-            target,
-        } => R::Conflicts {
-            all: *all,
-            target: target.clone(),
-        }
-        .into(),
-        Cmd::Conflicts {
-            action: Some(ConflictsAction::Resolve { path, target, keep }),
-            ..
-        } => R::ConflictResolve {
-            path: path.clone(),
-            target: target.clone(),
-            keep: keep.clone(),
-        }
-        .into(),
-        Cmd::Verify => R::Verify {}.into(),
-        Cmd::Backups {
-            action: None,
-            target,
-        } => R::Backups {
-            target: target.clone(),
-        }
-        .into(),
-        Cmd::Backups {
-            action:
-                Some(BackupsAction::Restore {
-                    name: Some(name),
-                    target,
-                    ..
-                }),
-            ..
-        } => R::BackupRestore {
-            name: name.clone(),
-            target: target.clone(),
-        }
-        .into(),
-        Cmd::Backups {
-            action:
-                Some(BackupsAction::Restore {
-                    name: None,
-                    run,
-                    since,
-                    target,
-                }),
-            ..
-        } => R::BackupRestoreRun {
-            run: run.clone(),
-            since_unix_ms: since.map(metasystem_actors::store::unix_ms),
-            target: target.clone(),
         }
         .into(),
         Cmd::Kind(command) => command.request()?,

@@ -138,111 +138,9 @@ pub enum Cmd {
         #[arg(value_name = "KEY=VALUE")]
         args: Vec<String>,
     },
-    /// Metric summaries over a window: count, success rate, min/avg/max, p50/p95/p99, per
-    /// series, per metric, and for the whole system.
-    Metrics {
-        /// Only this metric (actor_restarts, alert_delivery, ...).
-        name: Option<String>,
-        /// The window (e.g. 1h, 24h, 30d); summaries start at the hour it falls in.
-        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
-        since: Duration,
-    },
-    /// Anomalies the metrics actor detected (z-score and EWMA).
-    Anomalies {
-        /// The window (e.g. 1h, 24h, 30d).
-        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
-        since: Duration,
-    },
-    /// Recent alert notifications, their delivery state and every attempt; `alerts test
-    /// CHANNEL`, `alerts silence KEY --for D`, `alerts unsilence KEY`.
-    Alerts {
-        #[command(subcommand)]
-        action: Option<AlertsAction>,
-        /// How many notifications to show, newest first (1 to 10000).
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-        limit: u32,
-    },
-    /// Circuit breakers: state, counts, current wait, and the latest transitions;
-    /// `breakers reset|open|disable|half-open NAME`.
-    Breakers {
-        #[command(subcommand)]
-        action: Option<BreakersAction>,
-    },
-    /// Run every probe now and show their reports; exit 1 if any fails.
-    Health,
     /// The kinds' own commands (`src/kinds/<kind>.rs`).
     #[command(flatten)]
     Kind(crate::kinds::KindCommand),
-    /// Sync now: run TARGET (every target without one), wait, and show what it did.
-    /// `sync status`: each target's state and last run.
-    #[command(
-        args_conflicts_with_subcommands = true,
-        after_help = "Exit codes: 0 every run did all there was to do; 3 a run succeeded only \
-                      in part (paths deferred to the next run, unresolved conflicts); 75 a run \
-                      did not happen (offline, another run holds the lock, circuit breaker \
-                      open): try again later; 1 a run failed or was refused; 2 usage or \
-                      connection error. With several targets the worst wins: 1, then 3, then \
-                      75. Why is printed in the summary (on stderr with --json)."
-    )]
-    Sync {
-        #[command(subcommand)]
-        action: Option<SyncAction>,
-        /// The target (its name in the tree).
-        target: Option<String>,
-        /// Only the primary's changes go to the target (the target's are left pending).
-        #[arg(long, conflicts_with = "pull")]
-        push: bool,
-        /// Only the target's changes come to the primary.
-        #[arg(long)]
-        pull: bool,
-        /// How conflicts are decided this time: newest | local | remote | manual.
-        #[arg(long, value_name = "STRATEGY")]
-        strategy: Option<String>,
-        /// Show what would be done, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Let this one run of TARGET through the guard on mass deletion (`max_delete`): it
-        /// may delete up to N files, and lists each deletion it plans before its summary;
-        /// were it to delete more than N, it stops all the same (saying how many). See the
-        /// plan first with --dry-run.
-        #[arg(long, value_name = "N", requires = "target")]
-        allow_deletes: Option<usize>,
-    },
-    /// Sync conflicts the manual strategy kept (target, path, when, the conflict copy): the
-    /// open ones, or all with --all. `conflicts resolve PATH --keep local|remote|both`
-    /// settles one.
-    #[command(args_conflicts_with_subcommands = true)]
-    Conflicts {
-        #[command(subcommand)]
-        action: Option<ConflictsAction>,
-        /// Resolved ones too.
-        #[arg(long)]
-        all: bool,
-        /// Only this sync target's.
-        #[arg(long, value_name = "TARGET")]
-        target: Option<String>,
-    },
-    /// The backups sync targets took before replacing or deleting a file, newest first,
-    /// grouped by the run that took them (its ID, as `sync` reports it): original path, size,
-    /// name. `backups restore NAME` puts one back, `backups restore --run ID` a whole run's.
-    #[command(args_conflicts_with_subcommands = true)]
-    Backups {
-        #[command(subcommand)]
-        action: Option<BackupsAction>,
-        /// Only this sync target's.
-        #[arg(long, value_name = "TARGET")]
-        target: Option<String>,
-    },
-    /// Check every SQLite database of every sync location (the primary's synced paths, each
-    /// target's, its per-host snapshots): integrity_check and row counts; exit 1 if one fails.
-    /// Offline targets are reported, not failed.
-    Verify,
-    /// Self-heal actions: what ran, when, and what the probe said right after.
-    Heal {
-        /// The window (e.g. 1h, 24h, 7d).
-        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
-        since: Duration,
-    },
     /// Retried operations (heal actions, alert deliveries): per operation, its runs, success
     /// rate, transient vs permanent failures, commonest errors, median recovery, and the
     /// retry schedule they suggest.
@@ -253,21 +151,6 @@ pub enum Cmd {
         /// Only this operation (`heal:root/db:vacuum:/var/lib/app.db`, `alert:email`, ...).
         #[arg(long, value_name = "OP")]
         op: Option<String>,
-    },
-    /// The output of a managed process (`kind = "process"`), from its log files: the last
-    /// lines, then (with -f) each new piece as it is written, across restarts.
-    Logs {
-        /// The process's tree path.
-        path: String,
-        /// Keep printing its output as it comes (like `tail -f`). Ctrl-C stops.
-        #[arg(short, long)]
-        follow: bool,
-        /// How many of the last lines to show first (0 to 100000).
-        #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100_000))]
-        lines: u32,
-        /// Its stderr (when the process logs it separately: `stderr = "separate"`).
-        #[arg(long)]
-        stderr: bool,
     },
     /// Stop the daemon in order.
     Shutdown,
@@ -286,89 +169,11 @@ pub enum Cmd {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum SyncAction {
-    /// Each target: online or offline, the last run and its result, a run in progress.
-    Status,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BackupsAction {
-    /// Put backup NAME (as `backups` lists it) back in the primary at its original path:
-    /// the current file is backed up first; the next run syncs the restored one out. A live
-    /// database (a non-empty -wal beside it) is never replaced. `--run ID`: every file one
-    /// run replaced or deleted, each so; `--since D --target T`: each file as it was before
-    /// the first run since D changed it. Each path's result is listed; exit 1 if one failed.
-    #[command(group(clap::ArgGroup::new("what").required(true).args(["name", "run", "since"])))]
-    Restore {
-        /// The backup, as `backups` lists it.
-        name: Option<String>,
-        /// Every backup of the run with this ID (YYYYMMDD-HHMMSS, UTC, as `sync` reports it and
-        /// `backups` lists it): what it replaced or deleted goes back in the primary.
-        #[arg(long, value_name = "ID")]
-        run: Option<String>,
-        /// For each path, its oldest backup taken at or after D (a time back from now, e.g. 2h,
-        /// or an RFC 3339 time): the path as it was before the first run since D touched it.
-        /// Needs --target.
-        #[arg(long, value_name = "D", value_parser = since_time, requires = "target")]
-        since: Option<std::time::SystemTime>,
-        /// The sync target (needed when several hold a backup of that name or run).
-        #[arg(long, value_name = "TARGET")]
-        target: Option<String>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ConflictsAction {
-    /// Settle the open conflict of PATH (relative to the primary): `local` puts the
-    /// primary's version on the target, `remote` the target's on the primary (what is
-    /// replaced is backed up, the conflict copy moves into the backups); `both` pushes the
-    /// primary's version and keeps the conflict copy as a normal file. Waits for a run in
-    /// progress.
-    Resolve {
-        path: String,
-        /// The sync target (needed when PATH has open conflicts in several).
-        #[arg(long, value_name = "TARGET")]
-        target: Option<String>,
-        /// Which version to keep.
-        #[arg(long, value_parser = ["local", "remote", "both"])]
-        keep: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BreakersAction {
-    /// Close the breaker and clear its counts.
-    Reset { name: String },
-    /// Force it open: every call is rejected until `reset`.
-    Open { name: String },
-    /// Disable it: every call is allowed and nothing opens it, until `reset`.
-    Disable { name: String },
-    /// Let the next calls through as trials now.
-    HalfOpen { name: String },
-}
-
-#[derive(Subcommand, Debug)]
 pub enum ChaosAction {
     /// End the running chaos run (recoveries being measured get 5 s) and print its report.
     Stop,
     /// The running chaos run, or the report of the last one since the daemon started.
     Status,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AlertsAction {
-    /// Send a test notification to CHANNEL now and print what it answered.
-    Test { channel: String },
-    /// Mute alerts whose key matches KEY (a key such as `warning:disk low`, or a glob such as
-    /// `*root/sync*`) for a while; resolutions of what was already sent still go out.
-    Silence {
-        key: String,
-        /// How long (e.g. 30m, 2h, 7d).
-        #[arg(long = "for", value_parser = positive_duration, value_name = "DURATION")]
-        duration: Duration,
-    },
-    /// Lift a silence.
-    Unsilence { key: String },
 }
 
 pub fn main() -> ExitCode {
@@ -392,7 +197,7 @@ pub fn main() -> ExitCode {
 
 /// `--since D` of `backups restore`: a time back from now (`2h`, `1day`) or an RFC 3339 time
 /// (`2026-12-01T10:15:00Z`; without a zone, UTC).
-fn since_time(text: &str) -> Result<std::time::SystemTime, String> {
+pub(crate) fn since_time(text: &str) -> Result<std::time::SystemTime, String> {
     let text = text.trim();
     if let Ok(t) = humantime::parse_rfc3339_weak(text) {
         return Ok(t);
@@ -408,7 +213,7 @@ fn since_time(text: &str) -> Result<std::time::SystemTime, String> {
     }
 }
 
-fn positive_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if d < Duration::from_millis(1) {
         return Err("must be at least 1ms".into());

@@ -14,8 +14,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metasystem_actors::probes::fmt_bytes;
 use metasystem_actors::sync::TargetStatus;
 
-use super::{Cmd, Global};
+use super::Global;
 use crate::control::client::Connection;
+use crate::control::request::Command;
 
 /// A run shorter than this shows no bar.
 pub const SHOW_AFTER: Duration = Duration::from_secs(1);
@@ -47,13 +48,12 @@ fn wanted(global: &Global) -> bool {
 }
 
 /// Starts watching a forced, real (not dry) `sync` on a terminal; `None` otherwise.
-pub fn watch(command: &Cmd, global: &Global, socket: &Path) -> Option<Watch> {
-    let Cmd::Sync {
-        action: None,
+pub fn watch(command: &Command, global: &Global, socket: &Path) -> Option<Watch> {
+    let Command::Sync(crate::control::request::Sync {
         target,
         dry_run: false,
         ..
-    } = command
+    }) = command
     else {
         return None;
     };

@@ -250,7 +250,7 @@ fn routes(
 }
 
 impl ActorKind for AlertsConfig {
-    type Cli = super::NoCommands;
+    type Cli = AlertsCommands;
     const NAME: &'static str = "alerts";
     const SINGLETON: bool = true;
     const OPS: &'static [Op] = &[
@@ -436,6 +436,64 @@ pub async fn test(
             code::NOT_RUNNING,
             "the alerts actor stopped",
         )),
+    }
+}
+
+/// The alerts kind's commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum AlertsCommands {
+    /// Recent alert notifications, their delivery state and every attempt; `alerts test
+    /// CHANNEL`, `alerts silence KEY --for D`, `alerts unsilence KEY`.
+    Alerts {
+        #[command(subcommand)]
+        action: Option<AlertsAction>,
+        /// How many notifications to show, newest first (1 to 10000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AlertsAction {
+    /// Send a test notification to CHANNEL now and print what it answered.
+    Test { channel: String },
+    /// Mute alerts whose key matches KEY (a key such as `warning:disk low`, or a glob such as
+    /// `*root/sync*`) for a while; resolutions of what was already sent still go out.
+    Silence {
+        key: String,
+        /// How long (e.g. 30m, 2h, 7d).
+        #[arg(long = "for", value_parser = crate::cli::positive_duration, value_name = "DURATION")]
+        duration: Duration,
+    },
+    /// Lift a silence.
+    Unsilence { key: String },
+}
+
+impl super::KindCli for AlertsCommands {
+    fn request(&self) -> Result<crate::control::request::Command, String> {
+        use crate::control::request as R;
+        Ok(match self {
+            AlertsCommands::Alerts { action, limit } => match action {
+                None => R::Alerts {
+                    limit: Some(*limit as usize),
+                }
+                .into(),
+                Some(AlertsAction::Test { channel }) => R::AlertTest {
+                    channel: channel.clone(),
+                }
+                .into(),
+                Some(AlertsAction::Silence { key, duration }) => R::AlertSilence {
+                    pattern: key.clone(),
+                    for_s: duration.as_secs().max(1),
+                }
+                .into(),
+                Some(AlertsAction::Unsilence { key }) => R::AlertSilence {
+                    pattern: key.clone(),
+                    for_s: 0,
+                }
+                .into(),
+            },
+        })
     }
 }
 

@@ -166,7 +166,7 @@ fn breaker(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> BreakerConfig {
 }
 
 impl ActorKind for BreakersConfig {
-    type Cli = super::NoCommands;
+    type Cli = BreakersCommands;
     const NAME: &'static str = "breakers";
     const SINGLETON: bool = true;
     const OPS: &'static [Op] = &[Op {
@@ -268,5 +268,53 @@ impl ActorKind for BreakersConfig {
         for name in services.breakers.names() {
             services.breakers.remove(&name);
         }
+    }
+}
+
+/// The breakers kind's commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum BreakersCommands {
+    /// Circuit breakers: state, counts, current wait, and the latest transitions;
+    /// `breakers reset|open|disable|half-open NAME`.
+    Breakers {
+        #[command(subcommand)]
+        action: Option<BreakersAction>,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BreakersAction {
+    /// Close the breaker and clear its counts.
+    Reset { name: String },
+    /// Force it open: every call is rejected until `reset`.
+    Open { name: String },
+    /// Disable it: every call is allowed and nothing opens it, until `reset`.
+    Disable { name: String },
+    /// Let the next calls through as trials now.
+    HalfOpen { name: String },
+}
+
+impl super::KindCli for BreakersCommands {
+    fn request(&self) -> Result<crate::control::request::Command, String> {
+        use crate::control::request as R;
+        Ok(match self {
+            BreakersCommands::Breakers { action: None } => R::Breakers {}.into(),
+            BreakersCommands::Breakers {
+                action: Some(action),
+            } => {
+                use crate::control::protocol::BreakerAction as A;
+                let (name, op) = match action {
+                    BreakersAction::Reset { name } => (name, A::Reset),
+                    BreakersAction::Open { name } => (name, A::Open),
+                    BreakersAction::Disable { name } => (name, A::Disable),
+                    BreakersAction::HalfOpen { name } => (name, A::HalfOpen),
+                };
+                R::BreakerOp {
+                    name: name.clone(),
+                    op,
+                }
+                .into()
+            }
+        })
     }
 }

@@ -93,7 +93,7 @@ fn count_in(
 }
 
 impl ActorKind for MetricsConfig {
-    type Cli = super::NoCommands;
+    type Cli = MetricsCommands;
     const NAME: &'static str = "metrics";
     const SINGLETON: bool = true;
     const OPS: &'static [Op] = &[Op {
@@ -209,5 +209,42 @@ impl ActorKind for MetricsConfig {
         super::check_op(Self::NAME, Self::OPS, op)?;
         super::args::<NoArgs>(op, args)?;
         super::reply(&super::ask(&cx, MetricsMessage::Status).await?)
+    }
+}
+
+/// The metrics kind's commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum MetricsCommands {
+    /// Metric summaries over a window: count, success rate, min/avg/max, p50/p95/p99, per
+    /// series, per metric, and for the whole system.
+    Metrics {
+        /// Only this metric (actor_restarts, alert_delivery, ...).
+        name: Option<String>,
+        /// The window (e.g. 1h, 24h, 30d); summaries start at the hour it falls in.
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
+        since: Duration,
+    },
+    /// Anomalies the metrics actor detected (z-score and EWMA).
+    Anomalies {
+        /// The window (e.g. 1h, 24h, 30d).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
+        since: Duration,
+    },
+}
+
+impl super::KindCli for MetricsCommands {
+    fn request(&self) -> Result<crate::control::request::Command, String> {
+        use crate::control::request as R;
+        Ok(match self {
+            MetricsCommands::Metrics { name, since } => R::Metrics {
+                name: name.clone(),
+                since_s: Some(since.as_secs().max(1)),
+            }
+            .into(),
+            MetricsCommands::Anomalies { since } => R::Anomalies {
+                since_s: Some(since.as_secs().max(1)),
+            }
+            .into(),
+        })
     }
 }

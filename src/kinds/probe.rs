@@ -692,6 +692,14 @@ struct ProbesSection {
 /// The probe kind's commands.
 #[derive(clap::Subcommand, Debug)]
 pub enum ProbeCommands {
+    /// Run every probe now and show their reports; exit 1 if any fails.
+    Health,
+    /// Self-heal actions: what ran, when, and what the probe said right after.
+    Heal {
+        /// The window (e.g. 1h, 24h, 7d).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "24h")]
+        since: Duration,
+    },
     /// Every probe's latest report, without running any check (`health` runs them all now);
     /// exit 1 if one fails.
     Probes,
@@ -699,8 +707,14 @@ pub enum ProbeCommands {
 
 impl super::KindCli for ProbeCommands {
     fn request(&self) -> Result<crate::control::request::Command, String> {
-        match self {
-            ProbeCommands::Probes => Ok(crate::control::request::Probes {}.into()),
-        }
+        use crate::control::request as R;
+        Ok(match self {
+            ProbeCommands::Probes => R::Probes {}.into(),
+            ProbeCommands::Health => R::Health {}.into(),
+            ProbeCommands::Heal { since } => R::Heal {
+                since_s: Some(since.as_secs().max(1)),
+            }
+            .into(),
+        })
     }
 }

@@ -79,7 +79,7 @@ fn program(raw: &str, base: &Path, path_var: Option<&str>) -> Result<String, Str
 }
 
 impl ActorKind for ProcessConfig {
-    type Cli = super::NoCommands;
+    type Cli = ProcessCommands;
     const NAME: &'static str = "process";
     const OPS: &'static [Op] = &[
         Op {
@@ -443,6 +443,46 @@ fn credentials(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Option<Cre
         groups,
         home: resolved_user.map(|u| u.home),
     }))
+}
+
+/// The process kind's commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ProcessCommands {
+    /// The output of a managed process (`kind = "process"`), from its log files: the last
+    /// lines, then (with -f) each new piece as it is written, across restarts.
+    Logs {
+        /// The process's tree path.
+        path: String,
+        /// Keep printing its output as it comes (like `tail -f`). Ctrl-C stops.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to show first (0 to 100000).
+        #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+        lines: u32,
+        /// Its stderr (when the process logs it separately: `stderr = "separate"`).
+        #[arg(long)]
+        stderr: bool,
+    },
+}
+
+impl super::KindCli for ProcessCommands {
+    fn request(&self) -> Result<crate::control::request::Command, String> {
+        use crate::control::request as R;
+        Ok(match self {
+            ProcessCommands::Logs {
+                path,
+                follow,
+                lines,
+                stderr,
+            } => R::Logs {
+                path: path.clone(),
+                lines: Some(*lines as usize),
+                follow: *follow,
+                stderr: *stderr,
+            }
+            .into(),
+        })
+    }
 }
 
 #[cfg(test)]

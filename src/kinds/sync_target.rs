@@ -188,7 +188,7 @@ fn floor(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> usize {
 }
 
 impl ActorKind for SyncTargetConfig {
-    type Cli = super::NoCommands;
+    type Cli = SyncTargetCommands;
     const NAME: &'static str = "sync_target";
     const OPS: &'static [Op] = &[
         Op {
@@ -593,6 +593,214 @@ fn daemon_files(state: &Path) -> Vec<PathBuf> {
 fn same(a: &Path, b: &Path) -> bool {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
     canon(a) == canon(b)
+}
+
+/// The sync target kind's commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum SyncTargetCommands {
+    /// Sync now: run TARGET (every target without one), wait, and show what it did.
+    /// `sync status`: each target's state and last run.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Exit codes: 0 every run did all there was to do; 3 a run succeeded only \
+                      in part (paths deferred to the next run, unresolved conflicts); 75 a run \
+                      did not happen (offline, another run holds the lock, circuit breaker \
+                      open): try again later; 1 a run failed or was refused; 2 usage or \
+                      connection error. With several targets the worst wins: 1, then 3, then \
+                      75. Why is printed in the summary (on stderr with --json)."
+    )]
+    Sync {
+        #[command(subcommand)]
+        action: Option<SyncAction>,
+        /// The target (its name in the tree).
+        target: Option<String>,
+        /// Only the primary's changes go to the target (the target's are left pending).
+        #[arg(long, conflicts_with = "pull")]
+        push: bool,
+        /// Only the target's changes come to the primary.
+        #[arg(long)]
+        pull: bool,
+        /// How conflicts are decided this time: newest | local | remote | manual.
+        #[arg(long, value_name = "STRATEGY")]
+        strategy: Option<String>,
+        /// Show what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Let this one run of TARGET through the guard on mass deletion (`max_delete`): it
+        /// may delete up to N files, and lists each deletion it plans before its summary;
+        /// were it to delete more than N, it stops all the same (saying how many). See the
+        /// plan first with --dry-run.
+        #[arg(long, value_name = "N", requires = "target")]
+        allow_deletes: Option<usize>,
+    },
+    /// Sync conflicts the manual strategy kept (target, path, when, the conflict copy): the
+    /// open ones, or all with --all. `conflicts resolve PATH --keep local|remote|both`
+    /// settles one.
+    #[command(args_conflicts_with_subcommands = true)]
+    Conflicts {
+        #[command(subcommand)]
+        action: Option<ConflictsAction>,
+        /// Resolved ones too.
+        #[arg(long)]
+        all: bool,
+        /// Only this sync target's.
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+    },
+    /// The backups sync targets took before replacing or deleting a file, newest first,
+    /// grouped by the run that took them (its ID, as `sync` reports it): original path, size,
+    /// name. `backups restore NAME` puts one back, `backups restore --run ID` a whole run's.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backups {
+        #[command(subcommand)]
+        action: Option<BackupsAction>,
+        /// Only this sync target's.
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+    },
+    /// Check every SQLite database of every sync location (the primary's synced paths, each
+    /// target's, its per-host snapshots): integrity_check and row counts; exit 1 if one fails.
+    /// Offline targets are reported, not failed.
+    Verify,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum SyncAction {
+    /// Each target: online or offline, the last run and its result, a run in progress.
+    Status,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BackupsAction {
+    /// Put backup NAME (as `backups` lists it) back in the primary at its original path:
+    /// the current file is backed up first; the next run syncs the restored one out. A live
+    /// database (a non-empty -wal beside it) is never replaced. `--run ID`: every file one
+    /// run replaced or deleted, each so; `--since D --target T`: each file as it was before
+    /// the first run since D changed it. Each path's result is listed; exit 1 if one failed.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["name", "run", "since"])))]
+    Restore {
+        /// The backup, as `backups` lists it.
+        name: Option<String>,
+        /// Every backup of the run with this ID (YYYYMMDD-HHMMSS, UTC, as `sync` reports it and
+        /// `backups` lists it): what it replaced or deleted goes back in the primary.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// For each path, its oldest backup taken at or after D (a time back from now, e.g. 2h,
+        /// or an RFC 3339 time): the path as it was before the first run since D touched it.
+        /// Needs --target.
+        #[arg(long, value_name = "D", value_parser = crate::cli::since_time, requires = "target")]
+        since: Option<std::time::SystemTime>,
+        /// The sync target (needed when several hold a backup of that name or run).
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ConflictsAction {
+    /// Settle the open conflict of PATH (relative to the primary): `local` puts the
+    /// primary's version on the target, `remote` the target's on the primary (what is
+    /// replaced is backed up, the conflict copy moves into the backups); `both` pushes the
+    /// primary's version and keeps the conflict copy as a normal file. Waits for a run in
+    /// progress.
+    Resolve {
+        path: String,
+        /// The sync target (needed when PATH has open conflicts in several).
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+        /// Which version to keep.
+        #[arg(long, value_parser = ["local", "remote", "both"])]
+        keep: String,
+    },
+}
+
+impl super::KindCli for SyncTargetCommands {
+    fn request(&self) -> Result<crate::control::request::Command, String> {
+        use crate::control::request as R;
+        Ok(match self {
+            SyncTargetCommands::Sync {
+                action: Some(SyncAction::Status),
+                ..
+            } => R::SyncStatus {}.into(),
+            SyncTargetCommands::Sync {
+                action: None,
+                target,
+                push,
+                pull,
+                strategy,
+                dry_run,
+                allow_deletes,
+            } => R::Sync {
+                target: target.clone(),
+                direction: if *push {
+                    Some("push".into())
+                } else if *pull {
+                    Some("pull".into())
+                } else {
+                    None
+                },
+                strategy: strategy.clone(),
+                dry_run: *dry_run,
+                lock_wait_ms: None,
+                allow_deletes: *allow_deletes,
+            }
+            .into(),
+            SyncTargetCommands::Conflicts {
+                action: None,
+                all,
+                target,
+            } => R::Conflicts {
+                all: *all,
+                target: target.clone(),
+            }
+            .into(),
+            SyncTargetCommands::Conflicts {
+                action: Some(ConflictsAction::Resolve { path, target, keep }),
+                ..
+            } => R::ConflictResolve {
+                path: path.clone(),
+                target: target.clone(),
+                keep: keep.clone(),
+            }
+            .into(),
+            SyncTargetCommands::Verify => R::Verify {}.into(),
+            SyncTargetCommands::Backups {
+                action: None,
+                target,
+            } => R::Backups {
+                target: target.clone(),
+            }
+            .into(),
+            SyncTargetCommands::Backups {
+                action:
+                    Some(BackupsAction::Restore {
+                        name: Some(name),
+                        target,
+                        ..
+                    }),
+                ..
+            } => R::BackupRestore {
+                name: name.clone(),
+                target: target.clone(),
+            }
+            .into(),
+            SyncTargetCommands::Backups {
+                action:
+                    Some(BackupsAction::Restore {
+                        name: None,
+                        run,
+                        since,
+                        target,
+                    }),
+                ..
+            } => R::BackupRestoreRun {
+                run: run.clone(),
+                since_unix_ms: since.map(metasystem_actors::store::unix_ms),
+                target: target.clone(),
+            }
+            .into(),
+        })
+    }
 }
 
 #[cfg(test)]
