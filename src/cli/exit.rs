@@ -22,6 +22,8 @@
 use metasystem_actors::sync::RunReport;
 
 use crate::control::protocol::{self, Code};
+use metasystem_actors::breakers::StateName;
+use metasystem_actors::probes::actor::ProbeStatus;
 
 /// What an answer means for the exit code, and why it is not 0 (for people: printed on
 /// stderr under `--json`, where the human rendering that says it is not).
@@ -115,7 +117,7 @@ impl Verdict for protocol::BreakersResult {
         healthy(
             self.breakers
                 .iter()
-                .all(|b| b.state == "closed" || b.state == "disabled"),
+                .all(|b| matches!(b.state, StateName::Closed | StateName::Disabled)),
         )
     }
 }
@@ -123,7 +125,7 @@ impl Verdict for protocol::BreakersResult {
 /// A probe fails (a warning is 0).
 impl Verdict for protocol::HealthResult {
     fn code(&self) -> u8 {
-        healthy(self.status != "fail")
+        healthy(self.status != ProbeStatus::Fail)
     }
 }
 

@@ -394,8 +394,8 @@ pub fn breaker_rows(out: &mut dyn Write, rows: &[BreakerRow]) -> io::Result<()> 
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for r in rows {
         let state = match &r.open_until {
-            Some(until) => format!("{} until {until}", r.state),
-            None => r.state.clone(),
+            Some(until) => format!("{} until {until}", r.state.as_str()),
+            None => r.state.as_str().to_string(),
         };
         writeln!(
             out,
@@ -581,18 +581,13 @@ pub fn health(out: &mut dyn Write, h: &HealthResult) -> io::Result<()> {
         .max()
         .unwrap_or(0)
         .min(MAX_PATH_COLUMN);
-    let rank = |s: &str| match s {
-        "fail" => 0,
-        "warn" => 1,
-        "pending" => 2,
-        _ => 3,
-    };
+    // The worst first.
     let mut probes: Vec<_> = h.probes.iter().collect();
-    probes.sort_by_key(|p| (rank(&p.status), p.path.clone()));
+    probes.sort_by_key(|p| (std::cmp::Reverse(p.status), p.path.clone()));
     // PASS, WARN, FAIL; wider only when a probe is PENDING.
     let status_width = probes
         .iter()
-        .map(|p| p.status.len())
+        .map(|p| p.status.as_str().len())
         .max()
         .unwrap_or(0)
         .max(4);
@@ -601,7 +596,7 @@ pub fn health(out: &mut dyn Write, h: &HealthResult) -> io::Result<()> {
         writeln!(
             out,
             "{:<status_width$}  {:width$}  {:<12} {}{took}",
-            p.status.to_uppercase(),
+            p.status.as_str().to_uppercase(),
             p.path,
             p.check,
             p.message

@@ -86,13 +86,13 @@ pub struct ProbeView {
     pub check: String,
     /// pass | warn | fail (after the probe's thresholds), or pending until its first check
     /// completes
-    pub status: String,
+    pub status: metasystem_actors::probes::actor::ProbeStatus,
     /// No check has completed yet (`status` is `pending`).
     #[serde(default)]
     pub pending: bool,
     /// The latest check's own result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<String>,
+    pub last_status: Option<metasystem_actors::probes::Health>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -113,7 +113,7 @@ pub struct ProbeView {
 pub struct HealthResult {
     /// The worst probe status: fail, warn, pending (one has not checked yet, none is worse)
     /// or pass (with no probes too).
-    pub status: String,
+    pub status: metasystem_actors::probes::actor::ProbeStatus,
     pub probes: Vec<ProbeView>,
 }
 
@@ -229,7 +229,7 @@ pub enum BreakerAction {
 pub struct BreakerRow {
     pub name: String,
     /// closed | open | half_open | forced_open | disabled
-    pub state: String,
+    pub state: metasystem_actors::breakers::StateName,
     /// When it entered this state (RFC 3339).
     pub since: String,
     /// OPEN: when it lets a trial call through.
@@ -909,13 +909,12 @@ pub struct Node {
     pub name: String,
     pub depth: usize,
     pub kind: String,
-    /// starting | running | restarting | stopped | failed
-    pub state: String,
-    pub restart: String,
+    pub state: metasystem_actors::NodeState,
+    pub restart: metasystem_actors::Restart,
     pub restarts: u64,
     pub incarnation: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<String>,
+    pub strategy: Option<metasystem_actors::Strategy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1223,7 +1222,7 @@ mod tests {
                 crate::control::request::ConflictResolve {
                     path: "a.txt".into(),
                     target: Some("t".into()),
-                    keep: "both".into()
+                    keep: metasystem_actors::sync::Keep::Both
                 }
             ))
         );
@@ -1304,7 +1303,7 @@ mod tests {
             !Command::ConflictResolve(crate::control::request::ConflictResolve {
                 path: String::new(),
                 target: None,
-                keep: String::new()
+                keep: metasystem_actors::sync::Keep::Local
             })
             .is_read_only()
         );
@@ -1424,6 +1423,67 @@ mod tests {
         assert!(msg.contains("bogus"), "{msg}");
         let (_, _, msg) = error_of(r#"{"id":1,"cmd":"tree","dry_run":false}"#);
         assert!(msg.contains("for `tree`: unknown field `dry_run`"), "{msg}");
+    }
+
+    /// States, restart types, strategies and statuses are enums inside and on the wire, with
+    /// the names they had as strings (issue 21): clients see the same JSON.
+    #[test]
+    fn enums_on_the_wire_keep_their_names() {
+        use metasystem_actors::breakers::StateName;
+        use metasystem_actors::probes::actor::ProbeStatus;
+        use metasystem_actors::{NodeState, Restart, Strategy};
+        let name = |v: Value| v.as_str().unwrap_or("").to_string();
+        for (state, wire) in [
+            (NodeState::Starting, "starting"),
+            (NodeState::Running, "running"),
+            (NodeState::Restarting, "restarting"),
+            (NodeState::Stopped, "stopped"),
+            (NodeState::Failed, "failed"),
+        ] {
+            assert_eq!(name(serde_json::json!(state)), wire);
+            assert_eq!(state.as_str(), wire);
+        }
+        for (restart, wire) in [
+            (Restart::Permanent, "permanent"),
+            (Restart::Transient, "transient"),
+            (Restart::Temporary, "temporary"),
+        ] {
+            assert_eq!(name(serde_json::json!(restart)), wire);
+        }
+        for strategy in [
+            Strategy::OneForOne,
+            Strategy::OneForAll,
+            Strategy::RestForOne,
+            Strategy::Dynamic,
+        ] {
+            assert_eq!(name(serde_json::json!(strategy)), strategy.as_str());
+        }
+        for state in [
+            StateName::Closed,
+            StateName::Open,
+            StateName::HalfOpen,
+            StateName::ForcedOpen,
+            StateName::Disabled,
+        ] {
+            assert_eq!(name(serde_json::json!(state)), state.as_str());
+        }
+        for status in [
+            ProbeStatus::Pass,
+            ProbeStatus::Pending,
+            ProbeStatus::Warn,
+            ProbeStatus::Fail,
+        ] {
+            let wire = serde_json::json!(status);
+            assert_eq!(name(wire.clone()), status.as_str());
+            assert_eq!(
+                serde_json::from_value::<ProbeStatus>(wire).ok(),
+                Some(status)
+            );
+        }
+        let keep: crate::control::request::ConflictResolve =
+            serde_json::from_value(serde_json::json!({"path": "a", "keep": "remote"})).unwrap();
+        assert_eq!(keep.keep, metasystem_actors::sync::Keep::Remote);
+        assert!(parse_request(r#"{"cmd":"conflict_resolve","path":"a","keep":"mine"}"#).is_err());
     }
 
     /// Error codes are an enum on the wire as they were strings: the same snake_case names;

@@ -312,7 +312,7 @@ pub struct ConflictResolve {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    pub keep: String,
+    pub keep: metasystem_actors::sync::Keep,
 }
 
 /// Self-heal actions of the last `since_s` seconds (default a day), newest first.

@@ -5,8 +5,7 @@
 use super::handle::Answer;
 use crate::control::protocol::Failure;
 use metasystem_actors::breakers::{Breaker, State};
-use metasystem_actors::probes::actor::{ProbeMessage, ProbeReport};
-use metasystem_actors::probes::Health;
+use metasystem_actors::probes::actor::{ProbeMessage, ProbeReport, ProbeStatus};
 use metasystem_actors::store::{format_ms, health};
 
 use super::Daemon;
@@ -24,7 +23,7 @@ pub(super) fn breaker_row(b: &Breaker) -> BreakerRow {
     let config = b.config();
     BreakerRow {
         name: b.name().to_string(),
-        state: s.state.name().as_str().to_string(),
+        state: s.state.name(),
         since: format_ms(s.since_ms),
         open_until: match s.state {
             State::Open { until_ms, .. } => Some(format_ms(until_ms)),
@@ -114,9 +113,9 @@ pub(crate) fn probe_view(r: &ProbeReport) -> ProbeView {
     ProbeView {
         path: r.path.clone(),
         check: r.check.clone(),
-        status: r.status_str().to_string(),
+        status: r.shown(),
         pending: r.pending(),
-        last_status: r.last.as_ref().map(|o| o.status.as_str().to_string()),
+        last_status: r.last.as_ref().map(|o| o.status),
         value: r.last.as_ref().and_then(|o| o.value),
         unit: r.last.as_ref().map_or("", |o| o.unit).to_string(),
         message: r
@@ -133,18 +132,12 @@ pub(crate) fn probe_view(r: &ProbeReport) -> ProbeView {
 
 /// The worst of the reports as `health` shows it: fail, warn, then `pending` when one has not
 /// checked yet and none is worse, else pass (with none too).
-pub fn overall(reports: &[ProbeReport]) -> &'static str {
-    let checked = reports
+pub fn overall(reports: &[ProbeReport]) -> ProbeStatus {
+    reports
         .iter()
-        .filter(|r| !r.pending())
-        .map(|r| r.status)
+        .map(ProbeReport::shown)
         .max()
-        .unwrap_or(Health::Pass);
-    if checked == Health::Pass && reports.iter().any(ProbeReport::pending) {
-        "pending"
-    } else {
-        checked.as_str()
-    }
+        .unwrap_or(ProbeStatus::Pass)
 }
 
 impl Daemon {
@@ -195,7 +188,7 @@ impl Daemon {
             })
             .collect();
         let result = HealthResult {
-            status: overall(&reports).to_string(),
+            status: overall(&reports),
             probes,
         };
         Ok(result)
@@ -205,7 +198,7 @@ impl Daemon {
     pub(super) fn probes_latest(&self) -> Answer<HealthResult> {
         let reports = self.services.probes.reports();
         let result = HealthResult {
-            status: overall(&reports).to_string(),
+            status: overall(&reports),
             probes: reports.iter().map(probe_view).collect(),
         };
         Ok(result)
@@ -246,6 +239,7 @@ impl Daemon {
 mod tests {
     use super::*;
     use metasystem_actors::probes::CheckOutcome;
+    use metasystem_actors::probes::Health;
     use serde_json::json;
 
     fn report(path: &str, last: Option<Health>, status: Health) -> ProbeReport {
@@ -272,7 +266,7 @@ mod tests {
             (&v["status"], &v["pending"]),
             (&json!("pending"), &json!(true))
         );
-        assert_eq!(probe_view(&fresh).status, "pending");
+        assert_eq!(probe_view(&fresh).status, ProbeStatus::Pending);
         assert_eq!(probe_view(&fresh).message, "not checked yet");
 
         let passing = report("root/b", Some(Health::Pass), Health::Pass);
@@ -283,9 +277,15 @@ mod tests {
         );
         let warning = report("root/c", Some(Health::Warn), Health::Warn);
 
-        assert_eq!(overall(&[]), "pass");
-        assert_eq!(overall(std::slice::from_ref(&passing)), "pass");
-        assert_eq!(overall(&[passing.clone(), fresh.clone()]), "pending");
-        assert_eq!(overall(&[fresh.clone(), warning.clone()]), "warn");
+        assert_eq!(overall(&[]), ProbeStatus::Pass);
+        assert_eq!(overall(std::slice::from_ref(&passing)), ProbeStatus::Pass);
+        assert_eq!(
+            overall(&[passing.clone(), fresh.clone()]),
+            ProbeStatus::Pending
+        );
+        assert_eq!(
+            overall(&[fresh.clone(), warning.clone()]),
+            ProbeStatus::Warn
+        );
     }
 }

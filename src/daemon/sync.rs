@@ -122,14 +122,8 @@ impl Daemon {
         &self,
         path: String,
         target: Option<String>,
-        keep: String,
+        keep: Keep,
     ) -> Answer<metasystem_actors::sync::Resolution> {
-        let Some(keep) = Keep::parse(&keep) else {
-            return Err(Failure::new(
-                code::BAD_REQUEST,
-                format!("--keep {keep:?} is not local, remote or both"),
-            ));
-        };
         let open = match metasystem_actors::store::sync::conflicts(self.store.reader(), None, false)
             .await
         {

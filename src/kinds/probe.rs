@@ -31,6 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use metasystem_actors::heal::{HealAction, HealLimits};
+use metasystem_actors::probes::actor::ProbeStatus;
 use metasystem_actors::probes::actor::{HealOn, HealSpec, ProbeActor, ProbeArgs, ProbeMessage};
 use metasystem_actors::probes::Health;
 use metasystem_actors::probes::{
@@ -645,15 +646,14 @@ impl ActorKind for ProbeConfig {
         let rows = probes
             .iter()
             .map(|p| {
-                let tone = match p.status.as_str() {
-                    "pass" => Tone::Good,
-                    "warn" | "pending" => Tone::Warn,
-                    "fail" => Tone::Bad,
-                    _ => Tone::Plain,
+                let tone = match p.status {
+                    ProbeStatus::Pass => Tone::Good,
+                    ProbeStatus::Warn | ProbeStatus::Pending => Tone::Warn,
+                    ProbeStatus::Fail => Tone::Bad,
                 };
                 vec![
                     Cell::plain(p.path.rsplit('/').next().unwrap_or(&p.path)),
-                    Cell::toned(&p.status, tone),
+                    Cell::toned(p.status.as_str(), tone),
                     Cell::plain(p.value.map_or(String::new(), |v| {
                         crate::cli::top::model::probe_value(v, &p.unit)
                     })),

@@ -450,7 +450,7 @@ impl ActorKind for SyncTargetConfig {
                 name: t.name,
                 online: t.online,
                 running: t.running,
-                last_outcome: t.last.as_ref().map(|l| l.outcome.name().to_string()),
+                last_outcome: t.last.as_ref().map(|l| l.outcome),
                 last_at: t.last.as_ref().map(|l| format_ms(l.at_ms)),
                 last_reason: t.last.and_then(|l| l.reason),
                 last_success: t.last_success_ms.map(format_ms),
@@ -464,7 +464,8 @@ impl ActorKind for SyncTargetConfig {
         for t in &s.sync {
             let last = match (&t.last_outcome, &t.last_at) {
                 (Some(o), Some(at)) => format!(
-                    "last run {o} at {at}{}",
+                    "last run {} at {at}{}",
+                    o.name(),
                     t.last_reason
                         .as_deref()
                         .map(|r| format!(": {r}"))
@@ -518,7 +519,7 @@ struct SyncLine {
     running: bool,
     /// The last run since the daemon started: success | skipped | error, when, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_outcome: Option<String>,
+    last_outcome: Option<metasystem_actors::sync::Outcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -709,8 +710,8 @@ pub enum ConflictsAction {
         #[arg(long, value_name = "TARGET")]
         target: Option<String>,
         /// Which version to keep.
-        #[arg(long, value_parser = ["local", "remote", "both"])]
-        keep: String,
+        #[arg(long, value_parser = keep_arg, value_name = "local|remote|both")]
+        keep: metasystem_actors::sync::Keep,
     },
 }
 
@@ -760,7 +761,7 @@ impl super::KindCli for SyncTargetCommands {
             } => R::ConflictResolve {
                 path: path.clone(),
                 target: target.clone(),
-                keep: keep.clone(),
+                keep: *keep,
             }
             .into(),
             SyncTargetCommands::Verify => R::Verify {}.into(),
@@ -801,6 +802,12 @@ impl super::KindCli for SyncTargetCommands {
             .into(),
         })
     }
+}
+
+/// `--keep`: what serde reads (`local`, `remote`, `both`).
+fn keep_arg(text: &str) -> Result<metasystem_actors::sync::Keep, String> {
+    serde_json::from_value(Value::String(text.to_string()))
+        .map_err(|_| format!("{text:?} is not local, remote or both"))
 }
 
 #[cfg(test)]

@@ -128,6 +128,36 @@ pub struct ProbeReport {
     pub since_ms: i64,
 }
 
+/// A probe's status as shown: its health after its thresholds, or `pending` until its first
+/// check completes. Ordered by how much it needs a look: pass, pending, warn, fail.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeStatus {
+    Pass,
+    Pending,
+    Warn,
+    Fail,
+}
+
+impl ProbeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeStatus::Pass => "pass",
+            ProbeStatus::Pending => "pending",
+            ProbeStatus::Warn => "warn",
+            ProbeStatus::Fail => "fail",
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl ProbeReport {
     /// Whether no check has completed yet.
     pub fn pending(&self) -> bool {
@@ -136,10 +166,16 @@ impl ProbeReport {
 
     /// `pending`, `pass`, `warn` or `fail`.
     pub fn status_str(&self) -> &'static str {
-        if self.pending() {
-            "pending"
-        } else {
-            self.status.as_str()
+        self.shown().as_str()
+    }
+
+    /// Its status as shown: pending until its first check completes.
+    pub fn shown(&self) -> ProbeStatus {
+        match (self.pending(), self.status) {
+            (true, _) => ProbeStatus::Pending,
+            (false, Health::Pass) => ProbeStatus::Pass,
+            (false, Health::Warn) => ProbeStatus::Warn,
+            (false, Health::Fail) => ProbeStatus::Fail,
         }
     }
 

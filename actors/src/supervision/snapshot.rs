@@ -9,7 +9,8 @@ use crate::supervision::exit::ExitReason;
 use crate::supervision::spec::{Restart, Strategy};
 use crate::supervision::supervisor::SupervisorMessage;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum NodeState {
     /// Being started; only visible for a supervisor that is still starting its own children.
     Starting,

@@ -14,7 +14,8 @@ use crate::supervision::directory::Directory;
 use crate::supervision::event::EventSink;
 
 /// How a supervisor reacts when one child must be restarted (OTP's restart strategies).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Restart only the child that exited.
     OneForOne,
@@ -46,7 +47,10 @@ impl fmt::Display for Strategy {
 }
 
 /// When a child is restarted (OTP's restart types).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Restart {
     /// Always restarted.
     #[default]

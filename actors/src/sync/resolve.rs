@@ -45,15 +45,6 @@ impl Keep {
             Keep::Both => "both",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Keep> {
-        match s {
-            "local" => Some(Keep::Local),
-            "remote" => Some(Keep::Remote),
-            "both" => Some(Keep::Both),
-            _ => None,
-        }
-    }
 }
 
 /// What a resolution did.

@@ -8,6 +8,7 @@ use ratatui::Frame;
 
 use super::model::{ago, describe, human_duration, Focus, Model, SPARK_MINUTES};
 use crate::kinds::{Panel, Tone};
+use metasystem_actors::NodeState;
 
 const HELP: &str =
     "↑↓ select  Tab tree/breakers  r restart  s stop  g start  x kill  y sync  b reset breaker  / filter  q quit";
@@ -147,15 +148,15 @@ fn tree(f: &mut Frame, m: &Model, area: Rect, now_ms: i64) {
     let rows: Vec<Row> = visible
         .iter()
         .map(|n| {
-            let uptime = match n.state.as_str() {
-                "running" => m.uptime_s(n, now_ms).map(human_duration),
-                "restarting" => n.restart_in_s.map(|s| format!("in {s:.1}s")),
+            let uptime = match n.state {
+                NodeState::Running => m.uptime_s(n, now_ms).map(human_duration),
+                NodeState::Restarting => n.restart_in_s.map(|s| format!("in {s:.1}s")),
                 _ => None,
             };
             Row::new(vec![
                 Cell::from(format!("{}{}", "  ".repeat(n.depth), n.name)),
                 Cell::from(n.kind.clone()),
-                styled(n.state.clone(), &n.state),
+                styled(n.state.as_str(), n.state.as_str()),
                 styled(
                     n.restarts.to_string(),
                     if n.restarts > 0 { "warn" } else { "" },
@@ -255,7 +256,7 @@ fn breakers(f: &mut Frame, m: &Model, area: Rect) {
         .map(|b| {
             Row::new(vec![
                 Cell::from(b.name.clone()),
-                styled(b.state.clone(), &b.state),
+                styled(b.state.as_str(), b.state.as_str()),
                 Cell::from(format!(
                     "{}/{}",
                     b.consecutive_failures, b.failure_threshold

@@ -198,7 +198,7 @@ impl Model {
                 f.is_empty()
                     || n.path.to_lowercase().contains(&f)
                     || n.kind.to_lowercase().contains(&f)
-                    || n.state.to_lowercase().contains(&f)
+                    || n.state.as_str().contains(&f)
             })
             .collect()
     }
@@ -464,8 +464,8 @@ mod tests {
             name: path.rsplit('/').next().unwrap_or(path).into(),
             depth: path.matches('/').count(),
             kind: kind.into(),
-            state: state.into(),
-            restart: "permanent".into(),
+            state: serde_json::from_value(serde_json::json!(state)).unwrap(),
+            restart: metasystem_actors::Restart::Permanent,
             restarts: 0,
             incarnation: 1,
             strategy: None,
@@ -480,7 +480,7 @@ mod tests {
     fn breaker(name: &str) -> BreakerRow {
         BreakerRow {
             name: name.into(),
-            state: "closed".into(),
+            state: metasystem_actors::breakers::StateName::Closed,
             since: String::new(),
             open_until: None,
             wait_s: 1.0,
