@@ -487,8 +487,16 @@ pub enum Code {
     Evicted,
     Internal,
     /// The request was understood and could not be carried out as asked (a file changed
-    /// meanwhile, a database in use, an offline target): nothing was half done.
+    /// meanwhile, a name that is not a backup's): nothing was half done.
     Refused,
+    /// What it needs is not there now (a sync target unplugged or unmounted): nothing was
+    /// done; it can be done once it is back.
+    Offline,
+    /// Something else holds what it needs (another run's lock, a live database): nothing was
+    /// done; trying again later may do it.
+    Busy,
+    /// The disk refused (a read or a write failed): nothing was half done.
+    IoError,
     /// A code this client does not know (from a newer daemon).
     #[serde(other)]
     Other,
@@ -519,6 +527,9 @@ impl Code {
             Code::Evicted => "evicted",
             Code::Internal => "internal",
             Code::Refused => "refused",
+            Code::Offline => "offline",
+            Code::Busy => "busy",
+            Code::IoError => "io_error",
             Code::Other => "other",
         }
     }
@@ -568,6 +579,9 @@ pub mod code {
     pub const EVICTED: Code = Code::Evicted;
     pub const INTERNAL: Code = Code::Internal;
     pub const REFUSED: Code = Code::Refused;
+    pub const OFFLINE: Code = Code::Offline;
+    pub const BUSY: Code = Code::Busy;
+    pub const IO_ERROR: Code = Code::IoError;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -598,6 +612,35 @@ impl From<metasystem_actors::TreeError> for ErrorBody {
             TreeError::Unavailable => code::UNAVAILABLE,
         };
         ErrorBody::new(code, e.to_string())
+    }
+}
+
+/// A sync operation's error (resolve, restore), with the code that says what went wrong.
+impl From<metasystem_actors::sync::OpError> for ErrorBody {
+    fn from(e: metasystem_actors::sync::OpError) -> Self {
+        use metasystem_actors::sync::OpError;
+        let code = match &e {
+            OpError::NotFound(_) => code::NOT_FOUND,
+            OpError::Offline(_) => code::OFFLINE,
+            OpError::Busy(_) => code::BUSY,
+            OpError::Refused(_) => code::REFUSED,
+            OpError::Io(_) => code::IO_ERROR,
+            OpError::Store(_) => code::UNAVAILABLE,
+        };
+        ErrorBody::new(code, e.to_string())
+    }
+}
+
+/// A store read's error: busy, the disk refusing, or the store unusable.
+impl From<metasystem_actors::store::StoreError> for ErrorBody {
+    fn from(e: metasystem_actors::store::StoreError) -> Self {
+        use metasystem_actors::store::StoreErrorKind;
+        let code = match e.kind {
+            StoreErrorKind::Busy => code::BUSY,
+            StoreErrorKind::Io => code::IO_ERROR,
+            StoreErrorKind::Corrupt | StoreErrorKind::Other => code::UNAVAILABLE,
+        };
+        ErrorBody::new(code, e.message)
     }
 }
 
@@ -1512,6 +1555,9 @@ mod tests {
             Code::Evicted,
             Code::Internal,
             Code::Refused,
+            Code::Offline,
+            Code::Busy,
+            Code::IoError,
         ];
         for c in all {
             let wire = serde_json::to_value(c).unwrap();

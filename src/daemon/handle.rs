@@ -325,18 +325,18 @@ impl Daemon {
                 let _ = self.store.flush(Some(EVENTS_FLUSH)).await;
                 high_water = match store::events::last_id(reader).await {
                     Ok(last) => Some(last.unwrap_or(0)),
-                    Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+                    Err(e) => return Err(e.into()),
                 };
                 match store::events::last_n_cursor(reader, query, limit).await {
                     Ok(cursor) => cursor,
-                    Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+                    Err(e) => return Err(e.into()),
                 }
             }
         };
         let want = limit.min(EVENTS_PAGE);
         let rows = match store::events::page(reader, query, after, want).await {
             Ok(rows) => rows,
-            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+            Err(e) => return Err(e.into()),
         };
         let mut events = Vec::with_capacity(rows.len());
         let mut bytes = 0;

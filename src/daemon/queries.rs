@@ -95,7 +95,7 @@ impl Daemon {
         let _ = self.store.flush(Some(FLUSH)).await;
         let found = match samples::summaries(self.store.reader(), since, name.as_deref()).await {
             Ok(found) => found,
-            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+            Err(e) => return Err(e.into()),
         };
         let mut per_metric: std::collections::BTreeMap<&str, Summary> = Default::default();
         let mut system = SystemSummary {
@@ -147,12 +147,12 @@ impl Daemon {
         let rows = async {
             let cursor = store::events::last_n_cursor(reader, &query, MAX_ANOMALIES).await?;
             let rows = store::events::page(reader, &query, cursor, MAX_ANOMALIES).await?;
-            Ok::<_, String>((cursor.is_some(), rows))
+            Ok::<_, metasystem_actors::store::StoreError>((cursor.is_some(), rows))
         }
         .await;
         let (truncated, rows) = match rows {
             Ok(found) => found,
-            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+            Err(e) => return Err(e.into()),
         };
         let anomalies = rows
             .iter()
@@ -208,12 +208,18 @@ impl Daemon {
             let recipients = store::outbox::recipients(reader, &ids).await?;
             let undelivered = store::outbox::undelivered(reader).await?;
             let silences = store::outbox::silences(reader, unix_ms(SystemTime::now())).await?;
-            Ok::<_, String>((rows, attempts, recipients, undelivered, silences))
+            Ok::<_, metasystem_actors::store::StoreError>((
+                rows,
+                attempts,
+                recipients,
+                undelivered,
+                silences,
+            ))
         }
         .await;
         let (rows, attempts, recipients, undelivered, silences) = match found {
             Ok(found) => found,
-            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+            Err(e) => return Err(e.into()),
         };
         let alerts = rows
             .into_iter()

@@ -53,7 +53,7 @@ impl Daemon {
                     reason: t.reason,
                 })
                 .collect(),
-            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+            Err(e) => return Err(e.into()),
         };
         Ok(BreakersResult {
             breakers,
@@ -224,7 +224,7 @@ impl Daemon {
                     .collect();
                 Ok(HealResult { actions })
             }
-            Err(e) => Err(Failure::new(code::UNAVAILABLE, e)),
+            Err(e) => Err(e.into()),
         }
     }
 

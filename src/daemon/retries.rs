@@ -4,7 +4,6 @@
 //! child's `retry`), the library's default otherwise.
 
 use super::handle::Answer;
-use crate::control::protocol::Failure;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use metasystem_actors::store::format_ms;
 use super::Daemon;
 use crate::config::Config;
 use crate::control::protocol::{
-    code, ErrorCount, RecommendationView, RetriesResult, RetryOpView, RetryPolicyView,
+    ErrorCount, RecommendationView, RetriesResult, RetryOpView, RetryPolicyView,
 };
 
 /// The window when `--since` is not given.
@@ -118,7 +117,7 @@ impl Daemon {
         let since = super::queries::window_start_ms(since_s, DEFAULT_WINDOW);
         let runs = match retry::load(self.store.reader(), op.as_deref(), since, MAX_RUNS).await {
             Ok(runs) => runs,
-            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+            Err(e) => return Err(e.into()),
         };
         // A reload holds the config while it runs; `retries` does not wait for it long.
         let config = tokio::time::timeout(CONFIG_WAIT, self.current.lock())

@@ -87,7 +87,7 @@ impl Daemon {
         .await
         {
             Ok(rows) => rows,
-            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+            Err(e) => return Err(e.into()),
         };
         // A name no target has (a typo) is an error, not "no open conflicts"; a target taken
         // out of the config still shows the conflicts it left.
@@ -128,7 +128,7 @@ impl Daemon {
             .await
         {
             Ok(rows) => rows,
-            Err(e) => return Err(Failure::new(code::UNAVAILABLE, e)),
+            Err(e) => return Err(e.into()),
         };
         let path = path.trim_end_matches('/').to_string();
         let mut targets: Vec<&str> = open
@@ -190,7 +190,7 @@ impl Daemon {
         {
             Ok(ractor::rpc::CallResult::Success(Ok(res))) => Ok(res),
             Ok(ractor::rpc::CallResult::Success(Err(e))) => {
-                Err(Failure::new(code::REFUSED, format!("{name}: {path}: {e}")))
+                Err(e.context(format!("{name}: {path}")).into())
             }
             _ => Err(Failure::new(
                 code::NOT_RUNNING,
@@ -320,9 +320,7 @@ impl Daemon {
             .await
         {
             Ok(ractor::rpc::CallResult::Success(Ok(res))) => Ok(res),
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
-                Err(Failure::new(code::REFUSED, format!("{name_t}: {e}")))
-            }
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(e.context(&name_t).into()),
             _ => Err(Failure::new(
                 code::NOT_RUNNING,
                 format!("sync target `{name_t}` stopped before answering"),
@@ -437,9 +435,7 @@ impl Daemon {
             .await
         {
             Ok(ractor::rpc::CallResult::Success(Ok(res))) => Ok(res),
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
-                Err(Failure::new(code::REFUSED, format!("{name}: {e}")))
-            }
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(e.context(&name).into()),
             _ => Err(Failure::new(
                 code::NOT_RUNNING,
                 format!("sync target `{name}` stopped before answering"),

@@ -414,6 +414,7 @@ pub async fn test(
     channel: String,
 ) -> Result<metasystem_actors::alerts::actor::TestReport, CallError> {
     use crate::control::protocol::code;
+    use metasystem_actors::alerts::actor::TestError;
     use ractor::rpc::CallResult;
     match actor
         .call(
@@ -424,10 +425,12 @@ pub async fn test(
     {
         Ok(CallResult::Success(Ok(report))) => Ok(report),
         // An unknown channel is like an unknown actor (exit 1), not a usage error.
-        Ok(CallResult::Success(Err(e))) if e.starts_with("no channel named") => {
+        Ok(CallResult::Success(Err(TestError::NoSuchChannel(e)))) => {
             Err(CallError::new(code::NOT_FOUND, e))
         }
-        Ok(CallResult::Success(Err(e))) => Err(CallError::new(code::REFUSED, e)),
+        Ok(CallResult::Success(Err(TestError::Unusable(e)))) => {
+            Err(CallError::new(code::REFUSED, e))
+        }
         Ok(CallResult::Timeout) => Err(CallError::new(
             code::TIMEOUT,
             "the channel did not answer in time",

@@ -374,6 +374,28 @@ fn conflicts_are_listed_and_resolved_through_the_target() {
     );
     let out = d.cli(&["conflicts", "resolve", "shared/a.txt", "--keep", "mine"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
+    // Errors say what went wrong in their code (issue 21: every one was `refused`): no such
+    // conflict is not_found; the target unplugged is offline, and nothing changes.
+    let code = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.push("--json");
+        d.cli(&all).json()["error"]["code"].clone()
+    };
+    assert_eq!(
+        code(&["conflicts", "resolve", "shared/nope.txt", "--keep", "local"]),
+        "not_found"
+    );
+    let unplugged = remote.path().join("unplugged");
+    std::fs::rename(&target, &unplugged).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        code(&["conflicts", "resolve", "shared/a.txt", "--keep", "remote"]),
+        "offline"
+    );
+    std::fs::rename(&unplugged, &target).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        std::fs::read_to_string(d.state.join("shared/a.txt")).unwrap_or_default(),
+        "local edit"
+    );
 
     // remote: the target's version on both sides, the primary's backed up, the copy gone.
     let v = d.json(
@@ -599,6 +621,14 @@ fn backups_are_listed_and_restored_into_the_primary() {
     let out = d.cli(&["backups", "restore", "shared/live.db-20260101-000000.bak"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("live database"), "{}", out.stderr);
+    // Its code says someone holds it (issue 21: it was `refused`, as every error was).
+    let out = d.cli(&[
+        "backups",
+        "restore",
+        "shared/live.db-20260101-000000.bak",
+        "--json",
+    ]);
+    assert_eq!(out.json()["error"]["code"], "busy", "{}", out.stdout);
     assert_eq!(
         std::fs::read_to_string(d.state.join("shared/live.db")).unwrap_or_default(),
         "db"

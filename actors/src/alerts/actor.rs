@@ -106,7 +106,7 @@ pub enum AlertsMessage {
     /// Sends a test notification to a channel now; answers what the channel said.
     Test {
         channel: String,
-        reply: RpcReplyPort<Result<TestReport, String>>,
+        reply: RpcReplyPort<Result<TestReport, TestError>>,
     },
     /// `call PATH status`.
     Status(RpcReplyPort<AlertsStatus>),
@@ -139,6 +139,17 @@ pub struct Delivered {
     took: Duration,
     /// When the attempt ended.
     ended: Instant,
+}
+
+/// Why a test notification was not tried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TestError {
+    /// The alerts child has no channel of that name (the message lists those it has).
+    #[error("{0}")]
+    NoSuchChannel(String),
+    /// The channel's config cannot be used here (a password variable unset, a bad URL).
+    #[error("{0}")]
+    Unusable(String),
 }
 
 /// What `alerts test CHANNEL` answers.
@@ -1125,19 +1136,19 @@ pub fn test_notification(channel: &str, hostname: &str, now_ms: i64) -> Notifica
 }
 
 /// Runs a test delivery (off the actor) and answers the reply port.
-fn test(state: &mut AlertsState, name: String, reply: RpcReplyPort<Result<TestReport, String>>) {
+fn test(state: &mut AlertsState, name: String, reply: RpcReplyPort<Result<TestReport, TestError>>) {
     let Some(lane) = state.lanes.get(&name) else {
         let names: Vec<&str> = state.lanes.keys().map(String::as_str).collect();
-        let _ = reply.send(Err(format!(
+        let _ = reply.send(Err(TestError::NoSuchChannel(format!(
             "no channel named `{name}`; the channels are: {}",
             names.join(", ")
-        )));
+        ))));
         return;
     };
     let channel = match &lane.channel {
         Ok(c) => c.clone(),
         Err(why) => {
-            let _ = reply.send(Err(why.clone()));
+            let _ = reply.send(Err(TestError::Unusable(why.clone())));
             return;
         }
     };

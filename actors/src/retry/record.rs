@@ -76,7 +76,7 @@ pub async fn load(
     op: Option<&str>,
     since_ms: i64,
     limit: u32,
-) -> Result<Vec<RunSummary>, String> {
+) -> Result<Vec<RunSummary>, crate::store::StoreError> {
     let rows = health::retry_runs(pool, op, since_ms, limit).await?;
     Ok(rows
         .into_iter()

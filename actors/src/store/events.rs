@@ -2,6 +2,7 @@
 //! actor or the daemon records. Written in batches by the writer; read through the read pool,
 //! in pages.
 
+use super::error::StoreError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
@@ -245,7 +246,7 @@ pub async fn page(
     query: &EventQuery,
     after: Option<i64>,
     limit: usize,
-) -> Result<Vec<EventRow>, String> {
+) -> Result<Vec<EventRow>, StoreError> {
     let mut sql =
         QueryBuilder::new("SELECT id, at_ms, path, kind, message, data FROM events WHERE 1=1");
     query.filter(&mut sql);
@@ -258,7 +259,7 @@ pub async fn page(
         .build()
         .fetch_all(pool)
         .await
-        .map_err(|e| format!("cannot read events: {e}"))?;
+        .map_err(|e| StoreError::sqlx("cannot read events", e))?;
     Ok(rows
         .iter()
         .map(|row| {
@@ -281,7 +282,7 @@ pub async fn last_n_cursor(
     pool: &SqlitePool,
     query: &EventQuery,
     n: usize,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, StoreError> {
     let mut sql = QueryBuilder::new("SELECT id FROM events WHERE 1=1");
     query.filter(&mut sql);
     sql.push(" ORDER BY id DESC LIMIT 1 OFFSET ")
@@ -290,7 +291,7 @@ pub async fn last_n_cursor(
         .build()
         .fetch_optional(pool)
         .await
-        .map_err(|e| format!("cannot read events: {e}"))?;
+        .map_err(|e| StoreError::sqlx("cannot read events", e))?;
     Ok(row.map(|r| r.get::<i64, _>(0)))
 }
 
@@ -309,11 +310,11 @@ pub async fn last_probe_status(pool: &SqlitePool, path: &str) -> Result<Option<S
 }
 
 /// The highest event id, if any.
-pub async fn last_id(pool: &SqlitePool) -> Result<Option<i64>, String> {
+pub async fn last_id(pool: &SqlitePool) -> Result<Option<i64>, StoreError> {
     sqlx::query_scalar::<_, Option<i64>>("SELECT max(id) FROM events")
         .fetch_one(pool)
         .await
-        .map_err(|e| format!("cannot read events: {e}"))
+        .map_err(|e| StoreError::sqlx("cannot read events", e))
 }
 
 /// Inserts `events` with one multi-row INSERT inside the caller's transaction; the stored

@@ -2,6 +2,7 @@
 //! operations (one row per run) and self-heal actions. Writers take typed rows; the snapshots
 //! and run summaries are JSON the kinds define (the store does not interpret them).
 
+use super::error::StoreError;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 /// A breaker's transition, with the snapshot to keep after it.
@@ -96,7 +97,7 @@ pub async fn transitions(
     pool: &SqlitePool,
     name: Option<&str>,
     limit: u32,
-) -> Result<Vec<TransitionRow>, String> {
+) -> Result<Vec<TransitionRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT name, at_ms, from_state, to_state, reason FROM breaker_transitions \
          WHERE (?1 IS NULL OR name = ?1) ORDER BY id DESC LIMIT ?2",
@@ -105,7 +106,7 @@ pub async fn transitions(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await
-    .map_err(|e| format!("cannot read breaker transitions: {e}"))?;
+    .map_err(|e| StoreError::sqlx("cannot read breaker transitions", e))?;
     Ok(rows
         .iter()
         .map(|r| TransitionRow {
@@ -153,7 +154,7 @@ pub async fn retry_runs(
     op: Option<&str>,
     since_ms: i64,
     limit: u32,
-) -> Result<Vec<RetryRunRow>, String> {
+) -> Result<Vec<RetryRunRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT op, started_ms, attempts, outcome, summary FROM retry_runs \
          WHERE (?1 IS NULL OR op = ?1) AND started_ms >= ?2 ORDER BY id DESC LIMIT ?3",
@@ -163,7 +164,7 @@ pub async fn retry_runs(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await
-    .map_err(|e| format!("cannot read retried operations: {e}"))?;
+    .map_err(|e| StoreError::sqlx("cannot read retried operations", e))?;
     let mut out: Vec<RetryRunRow> = rows
         .iter()
         .filter_map(|r| {
@@ -216,7 +217,11 @@ pub(super) async fn add_heal(
 }
 
 /// Heal actions since `since_ms`, newest first, at most `limit`.
-pub async fn heals(pool: &SqlitePool, since_ms: i64, limit: u32) -> Result<Vec<HealRow>, String> {
+pub async fn heals(
+    pool: &SqlitePool,
+    since_ms: i64,
+    limit: u32,
+) -> Result<Vec<HealRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT probe, action, target, started_ms, took_ms, outcome, detail, recheck \
          FROM heal_actions WHERE started_ms >= ? ORDER BY id DESC LIMIT ?",
@@ -225,7 +230,7 @@ pub async fn heals(pool: &SqlitePool, since_ms: i64, limit: u32) -> Result<Vec<H
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await
-    .map_err(|e| format!("cannot read heal actions: {e}"))?;
+    .map_err(|e| StoreError::sqlx("cannot read heal actions", e))?;
     Ok(rows
         .iter()
         .map(|r| HealRow {

@@ -15,6 +15,7 @@
 //! The store outlives the tree: the daemon opens it before the tree starts and closes it after
 //! the tree has stopped.
 
+pub mod error;
 pub mod events;
 pub mod health;
 pub mod intake;
@@ -37,6 +38,7 @@ use sqlx::SqlitePool;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+pub use error::{StoreError, StoreErrorKind};
 pub use events::{format_ms, unix_ms, EventQuery, EventRow, StoredEvent};
 pub use intake::Intake;
 pub use runs::Run;

@@ -5,6 +5,7 @@
 //! channel accepted it. Rows still `pending` when the daemon stops are delivered by the next
 //! run.
 
+use super::error::StoreError;
 use std::collections::BTreeMap;
 
 use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
@@ -315,7 +316,7 @@ pub async fn pending(pool: &SqlitePool) -> Result<Vec<OutboxRow>, String> {
 }
 
 /// The most recent `limit` rows, newest first.
-pub async fn recent(pool: &SqlitePool, limit: usize) -> Result<Vec<OutboxRow>, String> {
+pub async fn recent(pool: &SqlitePool, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
     sqlx::query(concat!(
         "SELECT ",
         columns!(),
@@ -325,7 +326,7 @@ pub async fn recent(pool: &SqlitePool, limit: usize) -> Result<Vec<OutboxRow>, S
     .fetch_all(pool)
     .await
     .map(|rows| rows.iter().map(outbox_row).collect())
-    .map_err(|e| format!("cannot read the alert outbox: {e}"))
+    .map_err(|e| StoreError::sqlx("cannot read the alert outbox", e))
 }
 
 /// For each key notified since `since_ms`, its latest row (firing or resolved), oldest first:
@@ -431,12 +432,12 @@ pub async fn episode_heard(
 }
 
 /// How many rows wait for delivery.
-pub async fn undelivered(pool: &SqlitePool) -> Result<u64, String> {
+pub async fn undelivered(pool: &SqlitePool) -> Result<u64, StoreError> {
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM alert_outbox WHERE state = 'pending'")
         .fetch_one(pool)
         .await
         .map(|n| u64::try_from(n).unwrap_or(0))
-        .map_err(|e| format!("cannot read the alert outbox: {e}"))
+        .map_err(|e| StoreError::sqlx("cannot read the alert outbox", e))
 }
 
 /// One recorded attempt.
@@ -451,7 +452,7 @@ pub struct AttemptRow {
 }
 
 /// The attempts of the given rows, oldest first.
-pub async fn attempts(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<AttemptRow>, String> {
+pub async fn attempts(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<AttemptRow>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -479,18 +480,18 @@ pub async fn attempts(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<AttemptRow>,
                 })
                 .collect()
         })
-        .map_err(|e| format!("cannot read alert attempts: {e}"))
+        .map_err(|e| StoreError::sqlx("cannot read alert attempts", e))
 }
 
 /// Silences that have not ended at `now_ms`.
-pub async fn silences(pool: &SqlitePool, now_ms: i64) -> Result<Vec<(String, i64)>, String> {
+pub async fn silences(pool: &SqlitePool, now_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
     sqlx::query_as::<_, (String, i64)>(
         "SELECT pattern, until_ms FROM alert_silences WHERE until_ms > ? ORDER BY pattern",
     )
     .bind(now_ms)
     .fetch_all(pool)
     .await
-    .map_err(|e| format!("cannot read alert silences: {e}"))
+    .map_err(|e| StoreError::sqlx("cannot read alert silences", e))
 }
 
 /// What earlier attempts settled per recipient for the rows `ids` (see [`Settled`]).
@@ -537,7 +538,7 @@ pub struct RecipientRow {
 }
 
 /// The per-recipient deliveries of the given rows, by row and recipient.
-pub async fn recipients(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<RecipientRow>, String> {
+pub async fn recipients(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<RecipientRow>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -565,5 +566,5 @@ pub async fn recipients(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<RecipientR
                 })
                 .collect()
         })
-        .map_err(|e| format!("cannot read alert recipients: {e}"))
+        .map_err(|e| StoreError::sqlx("cannot read alert recipients", e))
 }

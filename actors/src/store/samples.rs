@@ -6,6 +6,7 @@
 //! window read the rollups only: the hours of the window's first, partial day, then one row per
 //! day, so a month is about 50 rows per series whatever the sample rate.
 
+use super::error::StoreError;
 use std::collections::HashMap;
 
 use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
@@ -344,13 +345,13 @@ pub async fn summaries(
     pool: &SqlitePool,
     since_ms: i64,
     name: Option<&str>,
-) -> Result<Vec<SeriesSummary>, String> {
+) -> Result<Vec<SeriesSummary>, StoreError> {
     type Rollup = (String, String, i64, i64, i64, f64, f64, f64, Vec<u8>);
     let days_from = switch_to_days(
         since_ms,
         daily_from(pool)
             .await
-            .map_err(|e| format!("cannot read metrics: {e}"))?,
+            .map_err(|e| StoreError::sqlx("cannot read metrics", e))?,
     );
     let mut sql = QueryBuilder::new(
         "SELECT name, subject, count, ok, failed, sum, min, max, sketch FROM sample_rollups \
@@ -375,7 +376,7 @@ pub async fn summaries(
         .build_query_as()
         .fetch_all(pool)
         .await
-        .map_err(|e| format!("cannot read metrics: {e}"))?;
+        .map_err(|e| StoreError::sqlx("cannot read metrics", e))?;
     // Exact aggregates merged row by row; the sketches' buckets summed in dense arrays and
     // made into one sketch per series at the end.
     let mut out: Vec<SeriesSummary> = Vec::new();

@@ -1,6 +1,7 @@
 //! The sync tables: each target's base state (what both sides last agreed on, per path) and
 //! the conflicts the manual strategy kept.
 
+use super::error::StoreError;
 use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
 
 use crate::paths::{From, Paths};
@@ -570,7 +571,7 @@ pub async fn conflicts(
     pool: &SqlitePool,
     target: Option<&str>,
     all: bool,
-) -> Result<Vec<ConflictRow>, String> {
+) -> Result<Vec<ConflictRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, target, path, local_hash, remote_hash, copy, detected_ms, resolved_ms, \
          resolution FROM sync_conflicts WHERE (?1 IS NULL OR target = ?1) \
@@ -580,7 +581,7 @@ pub async fn conflicts(
     .bind(all)
     .fetch_all(pool)
     .await
-    .map_err(|e| format!("cannot read the sync conflicts: {e}"))?;
+    .map_err(|e| StoreError::sqlx("cannot read the sync conflicts", e))?;
     Ok(rows
         .iter()
         .map(|r| {

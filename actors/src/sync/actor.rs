@@ -16,6 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::backups::{self, Restored, RestoredSet, Which};
 use super::engine::{self, Outcome, Progress, Refusal, RunOptions, RunReport, SyncSpec};
+use super::error::OpError;
 use super::report::PARTIAL_AFTER;
 use super::resolve::{self, Keep, Resolution};
 use super::watch::{self, Signal, Watch};
@@ -60,7 +61,7 @@ pub enum SyncTargetMessage {
     Resolve(String, Keep, ResolveReply),
     /// An operator puts a backup back in the primary (`backups restore NAME`); like
     /// `Resolve`, never during a run.
-    Restore(String, RpcReplyPort<Result<Restored, String>>),
+    Restore(String, RpcReplyPort<Result<Restored, OpError>>),
     /// An operator puts back every backup of a run, or each path's oldest since a time
     /// (`backups restore --run ID | --since D`); like `Restore`, never during a run.
     RestoreSet(Which, RestoreSetReply),
@@ -73,15 +74,15 @@ pub enum SyncTargetMessage {
 /// An operator's change to the target's files, done between runs.
 pub enum Job {
     Resolve(String, Keep, ResolveReply),
-    Restore(String, RpcReplyPort<Result<Restored, String>>),
+    Restore(String, RpcReplyPort<Result<Restored, OpError>>),
     RestoreSet(Which, RestoreSetReply),
 }
 
 /// Where a resolution's answer goes.
-pub type ResolveReply = RpcReplyPort<Result<Resolution, String>>;
+pub type ResolveReply = RpcReplyPort<Result<Resolution, OpError>>;
 
 /// Where the answer of a restore of several backups goes.
-pub type RestoreSetReply = RpcReplyPort<Result<RestoredSet, String>>;
+pub type RestoreSetReply = RpcReplyPort<Result<RestoredSet, OpError>>;
 
 pub struct JobDone {
     base: Base,
@@ -501,12 +502,12 @@ impl SyncTargetState {
             let event = match job {
                 Job::Resolve(rel, keep, reply) => {
                     let result = match conflicts(store.reader(), Some(&spec.name), false).await {
-                        Err(e) => Err(e),
+                        Err(e) => Err(OpError::Store(e.into())),
                         Ok(open) => {
                             let rows: Vec<_> =
                                 open.iter().filter(|c| c.path == rel).cloned().collect();
                             if rows.is_empty() {
-                                Err(no_conflict(&spec.name, &rel, &open))
+                                Err(OpError::NotFound(no_conflict(&spec.name, &rel, &open)))
                             } else {
                                 resolve::resolve(&spec, &store, &mut base, &rows, keep, at).await
                             }
@@ -543,8 +544,8 @@ impl SyncTargetState {
                             backups::restore(&s, &name, at, &temps)
                         })
                         .await
-                        .unwrap_or_else(|e| Err(format!("the restore failed: {e}"))),
-                        Err(e) => Err(e),
+                        .unwrap_or_else(|e| Err(OpError::Io(format!("the restore failed: {e}")))),
+                        Err(e) => Err(OpError::Store(e)),
                     };
                     let event = result.as_ref().ok().map(|r| {
                         let mut e = StoredEvent::new(
@@ -868,13 +869,16 @@ async fn restore_set(
     store: &Store,
     which: Which,
     at: SystemTime,
-) -> Result<RestoredSet, String> {
+) -> Result<RestoredSet, OpError> {
     let temps = super::temps::Temps::new();
-    temps.register(store, &spec.name).await?;
+    temps
+        .register(store, &spec.name)
+        .await
+        .map_err(OpError::Store)?;
     let s = spec.clone();
     tokio::task::spawn_blocking(move || backups::restore_set(&s, &which, at, &temps))
         .await
-        .unwrap_or_else(|e| Err(format!("the restore failed: {e}")))
+        .unwrap_or_else(|e| Err(OpError::Io(format!("the restore failed: {e}"))))
 }
 
 /// The `sync_event` of a restore of several backups.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backup_name::BackupName;
 use super::engine::SyncSpec;
+use super::error::OpError;
 use super::fsops::{self, InstallError};
 use super::scan::{self, HOSTS};
 use super::temps::Temps;
@@ -306,62 +307,76 @@ pub fn restore(
     name: &str,
     at: SystemTime,
     temps: &Temps,
-) -> Result<Restored, String> {
-    check_name(name)?;
+) -> Result<Restored, OpError> {
+    check_name(name).map_err(OpError::Refused)?;
     let Ok(BackupName { original, .. }) = name.parse::<BackupName>() else {
-        return Err(format!(
+        return Err(OpError::Refused(format!(
             "{name:?} is not a backup's name (REL-YYYYMMDD-HHMMSS.bak, as `metasystem backups` \
              lists them)"
-        ));
+        )));
     };
     let src = super::names::at(&spec.backups, name);
     match super::longfs::symlink_metadata(&src) {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(format!("{} is not a regular file", src.display())),
+        Ok(_) => {
+            return Err(OpError::Refused(format!(
+                "{} is not a regular file",
+                src.display()
+            )))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
+            return Err(OpError::NotFound(format!(
                 "no backup {name} in {} (sync target `{}`); `metasystem backups` lists them",
                 spec.backups.display(),
                 spec.name
-            ))
+            )))
         }
-        Err(e) => return Err(format!("cannot read {}: {e}", src.display())),
+        Err(e) => return Err(OpError::Io(format!("cannot read {}: {e}", src.display()))),
     }
     if !spec.selection.wants(&original) {
-        return Err(format!(
+        return Err(OpError::Refused(format!(
             "{original} is not a path sync target `{}` syncs: not restored into its primary",
             spec.name
-        ));
+        )));
     }
     let dest = super::names::at(&spec.primary, &original);
     if !spec.primary.is_dir() {
-        return Err(format!(
+        return Err(OpError::Io(format!(
             "the primary {} is not a folder",
             spec.primary.display()
-        ));
+        )));
     }
-    let current =
-        scan::meta_of(&dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
+    let current = scan::meta_of(&dest)
+        .map_err(|e| OpError::Io(format!("cannot read {}: {e}", dest.display())))?;
     if current.is_none() && super::longfs::symlink_metadata(&dest).is_ok() {
-        return Err(format!(
+        return Err(OpError::Refused(format!(
             "{} is not a regular file: not replaced",
             dest.display()
-        ));
+        )));
     }
     if current.is_some_and(|m| m.live_wal) {
-        return Err(format!(
+        return Err(OpError::Busy(format!(
             "{} is a live database (a non-empty -wal beside it): restoring over it would \
              corrupt it under its writer; stop the program using it (a checkpoint empties the \
              -wal), then restore again",
             dest.display()
-        ));
+        )));
     }
-    fsops::make_parents(&spec.primary, &dest)
-        .map_err(|e| format!("cannot create the folder of {}: {e}", dest.display()))?;
+    fsops::make_parents(&spec.primary, &dest).map_err(|e| {
+        OpError::Io(format!(
+            "cannot create the folder of {}: {e}",
+            dest.display()
+        ))
+    })?;
     let previous_backup = match current {
         Some(_) => Some(
             fsops::backup(&dest, &spec.backups, &original, at, false, temps)
-                .map_err(|e| format!("cannot back up {} before replacing it: {e}", dest.display()))?
+                .map_err(|e| {
+                    OpError::Io(format!(
+                        "cannot back up {} before replacing it: {e}",
+                        dest.display()
+                    ))
+                })?
                 .display()
                 .to_string(),
         ),
@@ -373,16 +388,21 @@ pub fn restore(
         .unwrap_or(0);
     let temp = temps.beside(&dest);
     let (_, size) = fsops::copy_to_temp(&src, temp.clone(), now_ns)
-        .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
+        .map_err(|e| OpError::Io(format!("cannot copy {}: {e}", src.display())))?;
     match fsops::install(&temp, &dest, current) {
         Ok(()) => {}
         Err(InstallError::Changed) => {
-            return Err(format!(
+            return Err(OpError::Refused(format!(
                 "{} changed meanwhile: nothing was replaced; restore again",
                 dest.display()
-            ))
+            )))
         }
-        Err(InstallError::Io(e)) => return Err(format!("cannot install {}: {e}", dest.display())),
+        Err(InstallError::Io(e)) => {
+            return Err(OpError::Io(format!(
+                "cannot install {}: {e}",
+                dest.display()
+            )))
+        }
     }
     Ok(Restored {
         target: spec.name.clone(),
@@ -435,17 +455,21 @@ pub fn restore_set(
     which: &Which,
     at: SystemTime,
     temps: &Temps,
-) -> Result<RestoredSet, String> {
-    let entries = all(spec)?;
+) -> Result<RestoredSet, OpError> {
+    let entries = all(spec).map_err(OpError::Io)?;
     let picked = pick(&entries, which);
     if picked.is_empty() {
-        return Err(no_match(which, &entries, Some(&spec.name)));
+        return Err(OpError::NotFound(no_match(
+            which,
+            &entries,
+            Some(&spec.name),
+        )));
     }
     let mut paths = Vec::with_capacity(picked.len());
     for e in picked {
         let (restored, error) = match restore(spec, &e.name, at, temps) {
             Ok(r) => (Some(r), None),
-            Err(why) => (None, Some(why)),
+            Err(why) => (None, Some(why.to_string())),
         };
         paths.push(PathRestored {
             original: e.original.clone(),

@@ -784,7 +784,10 @@ async fn a_test_message_answers_what_the_channel_said() {
         reply
     })
     .unwrap();
-    assert!(unknown.is_err_and(|e| e.contains("hook")));
+    assert!(unknown.is_err_and(|e| matches!(
+        e,
+        metasystem_actors::alerts::actor::TestError::NoSuchChannel(ref m) if m.contains("hook")
+    )));
     // A test is not an alert: nothing in the outbox.
     assert!(rig.rows().await.is_empty());
     rig.stop().await;

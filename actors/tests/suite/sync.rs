@@ -223,7 +223,7 @@ async fn both_sides_changed_to_the_same_contents_is_no_conflict() {
 async fn resolve_open(
     fx: &mut Fx,
     keep: metasystem_actors::sync::resolve::Keep,
-) -> Result<metasystem_actors::sync::resolve::Resolution, String> {
+) -> Result<metasystem_actors::sync::resolve::Resolution, metasystem_actors::sync::OpError> {
     let open = conflicts(fx.store.reader(), Some("t1"), false)
         .await
         .unwrap();
@@ -846,7 +846,10 @@ async fn a_resolution_never_overwrites_a_version_written_since_the_conflict() {
     let e = resolve_open(&mut fx, Keep::Local)
         .await
         .expect_err("a version never shown must not be replaced");
-    assert!(e.contains("changed since the conflict was recorded"), "{e}");
+    assert!(
+        matches!(e, metasystem_actors::sync::OpError::Refused(ref m) if m.contains("changed since the conflict was recorded")),
+        "{e}"
+    );
     assert_eq!(
         read(&fx.remote("a.txt")),
         "v4, written on another host since"
@@ -867,7 +870,7 @@ async fn a_resolution_never_overwrites_a_version_written_since_the_conflict() {
         .await
         .expect_err("a deletion never shown must not be undone");
     assert!(
-        e.contains("was deleted since the conflict was recorded"),
+        matches!(e, metasystem_actors::sync::OpError::Refused(ref m) if m.contains("was deleted since the conflict was recorded")),
         "{e}"
     );
     assert!(!fx.remote("a.txt").exists());
@@ -914,7 +917,10 @@ async fn resolving_what_cannot_be_resolved_says_why() {
     )
     .await
     .unwrap_err();
-    assert!(err.contains("no open conflict"), "{err}");
+    assert!(
+        matches!(err, metasystem_actors::sync::OpError::NotFound(ref m) if m.contains("no open conflict")),
+        "{err}"
+    );
     let open = conflicts(fx.store.reader(), Some("t1"), false)
         .await
         .unwrap();
@@ -930,7 +936,10 @@ async fn resolving_what_cannot_be_resolved_says_why() {
     )
     .await
     .unwrap_err();
-    assert!(err.contains("offline"), "{err}");
+    assert!(
+        matches!(err, metasystem_actors::sync::OpError::Offline(ref m) if m.contains("offline")),
+        "{err}"
+    );
     assert_eq!(read(&fx.local("a.txt")), "local edit");
     assert_eq!(read(&away.join("a.txt")), "remote edit (newer)");
     let msg = metasystem_actors::sync::actor::no_conflict("t1", "b.txt", &open);
@@ -1003,7 +1012,10 @@ async fn the_actor_queues_a_resolution_behind_a_running_run() {
         .await
         .unwrap();
     match err {
-        ractor::rpc::CallResult::Success(Err(e)) => assert!(e.contains("no open conflict"), "{e}"),
+        ractor::rpc::CallResult::Success(Err(e)) => assert!(
+            matches!(e, metasystem_actors::sync::OpError::NotFound(ref m) if m.contains("no open conflict")),
+            "{e}"
+        ),
         other => panic!("{other:?}"),
     }
     actor.stop(None);
