@@ -33,15 +33,13 @@ use sqlx::{ConnectOptions, Connection, Executor};
 use crate::breakers::{Breakers, StateName};
 use crate::probes::command::{classify, first_line, run_program};
 use crate::probes::{fmt_bytes, fmt_limit, CommandSpec};
-use crate::sync::backup_name::BackupName;
+use crate::sync::backups::{PruneLimits, Pruned};
 
 /// How long backups are kept by default (DESIGN: "pruned after 30 days").
 pub const BACKUP_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// The most directory entries one sweep looks at; past it the sweep stops, and the next run
 /// goes on (what was old is gone by then).
 pub const MAX_ENTRIES: usize = 100_000;
-/// How deep `prune_backups` goes below its directory (the directory itself is depth 0).
-pub const MAX_DEPTH: usize = 8;
 /// How long a vacuum waits for a lock another connection holds before it gives up (busy).
 pub const VACUUM_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest pattern accepted for `cleanup`.
@@ -58,9 +56,6 @@ pub const DAEMON_FILES: &[&str] = &[
 ];
 /// How many breaker names an unknown-breaker failure lists.
 const NAMES_SHOWN: usize = 20;
-/// A backup name's timestamp is read as UTC shifted by this, the largest UTC offset behind
-/// local time (so a local-time stamp never makes a backup look older than it is).
-const STAMP_SLACK: Duration = Duration::from_secs(12 * 3600);
 
 /// What a probe can do about its problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,11 +64,11 @@ pub enum HealAction {
     Restart { path: String },
     /// Run a sync target now, through [`Tree`].
     Sync { target: String },
-    /// Remove backups (as sync names them: [`BackupName`]) older than
-    /// `older_than` in `dir` and below it (at most [`MAX_DEPTH`] levels, not crossing into
-    /// another filesystem). A backup's age is from the newer of its mtime and the timestamp in
-    /// its name, so a backup made by renaming an old file is not taken for an old backup.
-    /// Conflict copies and other files are never touched.
+    /// Remove backups (as sync names them: `BackupName`) older than `older_than` in `dir` and
+    /// below it (not crossing into another filesystem), with the pruner sync targets use
+    /// (`sync::backups::prune`). A backup's age is from the newer of its mtime and the
+    /// timestamp in its name, so a backup made by renaming an old file is not taken for an
+    /// old backup. Conflict copies, temp files and other files are never touched.
     PruneBackups { dir: PathBuf, older_than: Duration },
     /// `PRAGMA optimize` then `VACUUM` on an SQLite database (never created when missing).
     Vacuum { db: PathBuf },
@@ -256,14 +251,7 @@ async fn run(action: &HealAction, cx: &HealContext) -> HealOutcome {
             Err(e) => HealOutcome::failure(format!("sync of {target} failed: {e}")),
         },
         HealAction::PruneBackups { dir, older_than } => {
-            sweep_outcome(Sweep {
-                dir: dir.clone(),
-                older_than: *older_than,
-                select: Select::Backups,
-                max_depth: MAX_DEPTH,
-                home: home_dir(),
-            })
-            .await
+            prune_outcome(dir.clone(), *older_than, home_dir()).await
         }
         HealAction::Cleanup {
             dir,
@@ -554,8 +542,6 @@ fn sweepable(dir: &Path, home: Option<&Path>) -> Result<(), String> {
 enum Select {
     /// Any name, or the names matching the pattern.
     Pattern(Option<String>),
-    /// Backup names only, aged by the newer of the mtime and the name's timestamp.
-    Backups,
 }
 
 #[derive(Debug, Clone)]
@@ -568,31 +554,46 @@ struct Sweep {
     home: Option<PathBuf>,
 }
 
-#[derive(Debug, Default)]
-struct Swept {
-    removed: u64,
-    bytes: u64,
-    examined: usize,
-    /// Stopped at [`MAX_ENTRIES`].
-    stopped: bool,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Swept {
-    fn error(&mut self, e: String) {
-        self.errors += 1;
-        self.first_error.get_or_insert(e);
-    }
+/// Counts an error of a sweep: the first one is kept to be said.
+fn sweep_error(swept: &mut Pruned, e: String) {
+    swept.errors += 1;
+    swept.first_error.get_or_insert(e);
 }
 
 async fn sweep_outcome(spec: Sweep) -> HealOutcome {
     let now = SystemTime::now();
-    let swept = match tokio::task::spawn_blocking(move || sweep(&spec, now, MAX_ENTRIES)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return HealOutcome::failure(e),
-        Err(_) => return HealOutcome::failure("the sweep panicked or was cancelled"),
-    };
+    match tokio::task::spawn_blocking(move || sweep(&spec, now, MAX_ENTRIES)).await {
+        Ok(Ok(s)) => swept_outcome(&s),
+        Ok(Err(e)) => HealOutcome::failure(e),
+        Err(_) => HealOutcome::failure("the sweep panicked or was cancelled"),
+    }
+}
+
+/// `prune_backups`: the one pruner of backups (`sync::backups::prune`, as a target's runs
+/// use it) in a folder checked as a cleanup's is, without touching temp files (a run may be
+/// writing them).
+async fn prune_outcome(dir: PathBuf, older_than: Duration, home: Option<PathBuf>) -> HealOutcome {
+    let now = SystemTime::now();
+    let pruned = tokio::task::spawn_blocking(move || -> Result<Pruned, String> {
+        let root = checked_root(&dir, home.as_deref())?;
+        let limits = PruneLimits {
+            retention: older_than,
+            max_entries: MAX_ENTRIES,
+            own: false,
+        };
+        crate::sync::backups::prune(&root, limits, now)
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))
+    })
+    .await;
+    match pruned {
+        Ok(Ok(p)) => swept_outcome(&p),
+        Ok(Err(e)) => HealOutcome::failure(e),
+        Err(_) => HealOutcome::failure("the prune panicked or was cancelled"),
+    }
+}
+
+/// A sweep's or a prune's outcome, in one line.
+fn swept_outcome(swept: &Pruned) -> HealOutcome {
     let files = if swept.removed == 1 { "file" } else { "files" };
     let mut detail = format!(
         "removed {} {files} ({})",
@@ -614,11 +615,12 @@ async fn sweep_outcome(spec: Sweep) -> HealOutcome {
     }
 }
 
-/// The sweep itself, blocking. `Err`: nothing was done (a refused or unreadable directory).
-fn sweep(spec: &Sweep, now: SystemTime, max_entries: usize) -> Result<Swept, String> {
-    let shown = spec.dir.display().to_string();
-    sweepable(&spec.dir, spec.home.as_deref())?;
-    let root = match std::fs::canonicalize(&spec.dir) {
+/// `dir` with its symlinks resolved, once it and what it resolves to may be swept
+/// ([`sweepable`]) and it is a directory.
+fn checked_root(dir: &Path, home: Option<&Path>) -> Result<PathBuf, String> {
+    let shown = dir.display().to_string();
+    sweepable(dir, home)?;
+    let root = match std::fs::canonicalize(dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!("no directory at {shown}"))
@@ -626,25 +628,31 @@ fn sweep(spec: &Sweep, now: SystemTime, max_entries: usize) -> Result<Swept, Str
         Err(e) => return Err(format!("cannot read {shown}: {e}")),
     };
     // Again with symlinks resolved (the directory, or the home directory, may be a link).
-    let home = spec
-        .home
-        .as_ref()
-        .map(|h| std::fs::canonicalize(h).unwrap_or_else(|_| h.clone()));
+    let home = home.map(|h| std::fs::canonicalize(h).unwrap_or_else(|_| h.to_path_buf()));
     sweepable(&root, home.as_deref()).map_err(|e| format!("{shown} resolves to {e}"))?;
-    let root_meta = std::fs::metadata(&root).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if !root_meta.is_dir() {
+    let meta = std::fs::metadata(&root).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_dir() {
         return Err(format!("{shown} is not a directory"));
     }
-    let device = root_meta.dev();
+    Ok(root)
+}
 
-    let mut swept = Swept::default();
+/// The sweep itself, blocking. `Err`: nothing was done (a refused or unreadable directory).
+fn sweep(spec: &Sweep, now: SystemTime, max_entries: usize) -> Result<Pruned, String> {
+    let shown = spec.dir.display().to_string();
+    let root = checked_root(&spec.dir, spec.home.as_deref())?;
+    let device = std::fs::metadata(&root)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?
+        .dev();
+
+    let mut swept = Pruned::default();
     let mut dirs: VecDeque<(PathBuf, usize)> = VecDeque::from([(root.clone(), 0)]);
     while let Some((dir, depth)) = dirs.pop_front() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if dir == root => return Err(format!("cannot list {shown}: {e}")),
             Err(e) => {
-                swept.error(format!("cannot list {}: {e}", dir.display()));
+                sweep_error(&mut swept, format!("cannot list {}: {e}", dir.display()));
                 continue;
             }
         };
@@ -657,7 +665,7 @@ fn sweep(spec: &Sweep, now: SystemTime, max_entries: usize) -> Result<Swept, Str
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    swept.error(format!("cannot list {}: {e}", dir.display()));
+                    sweep_error(&mut swept, format!("cannot list {}: {e}", dir.display()));
                     break;
                 }
             };
@@ -687,7 +695,9 @@ fn sweep(spec: &Sweep, now: SystemTime, max_entries: usize) -> Result<Swept, Str
                         swept.bytes = swept.bytes.saturating_add(size);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => swept.error(format!("cannot remove {}: {e}", path.display())),
+                    Err(e) => {
+                        sweep_error(&mut swept, format!("cannot remove {}: {e}", path.display()))
+                    }
                 }
             }
         }
@@ -697,27 +707,17 @@ fn sweep(spec: &Sweep, now: SystemTime, max_entries: usize) -> Result<Swept, Str
 
 /// The file's size when it is selected and old enough to go.
 fn old_enough(spec: &Sweep, name: &OsStr, path: &Path, now: SystemTime) -> Option<u64> {
-    let name = name.to_str();
-    let stamp = match &spec.select {
-        Select::Pattern(None) => None,
-        Select::Pattern(Some(p)) => {
-            if !glob_match(p, name?) {
-                return None;
-            }
-            None
+    let Select::Pattern(pattern) = &spec.select;
+    if let Some(p) = pattern {
+        if !glob_match(p, name.to_str()?) {
+            return None;
         }
-        Select::Backups => Some(BackupName::taken_from_file_name(name?)?),
-    };
+    }
     let meta = std::fs::symlink_metadata(path).ok()?;
     if !meta.is_file() {
         return None;
     }
-    let mut newest = meta.modified().ok()?;
-    if let Some(taken) = stamp {
-        let named = taken.checked_add(STAMP_SLACK)?;
-        newest = newest.max(named);
-    }
-    let age = now.duration_since(newest).ok()?;
+    let age = now.duration_since(meta.modified().ok()?).ok()?;
     (age > spec.older_than).then_some(meta.len())
 }
 
@@ -884,7 +884,7 @@ mod tests {
     #[test]
     fn backup_names_carry_their_timestamp() {
         let at = |secs: u64| Some(UNIX_EPOCH + Duration::from_secs(secs));
-        let taken = BackupName::taken_from_file_name;
+        let taken = crate::sync::backup_name::BackupName::taken_from_file_name;
         // 2024-01-02 03:04:05 UTC
         assert_eq!(taken("notes.db-20240102-030405.bak"), at(1_704_164_645));
         assert_eq!(taken("a-19700101-000000.bak"), at(0));
@@ -1186,25 +1186,29 @@ mod tests {
         assert!(!o.ok && o.detail.contains("every backup"), "{o:?}");
     }
 
-    #[test]
-    fn prune_backups_goes_down_a_bounded_depth() {
+    /// Regression (issue 21): heal's pruner stopped 8 levels down while a sync target's
+    /// backups mirror its primary's depth; there is one pruner now, at any depth, and it
+    /// leaves the temp files a run may be writing.
+    #[tokio::test]
+    async fn prune_backups_goes_to_any_depth_and_leaves_temps() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut deep = tmp.path().to_path_buf();
-        for level in 0..=MAX_DEPTH + 1 {
+        let dir = tmp.path().join("backups");
+        let mut deep = dir.clone();
+        for level in 0..12 {
+            std::fs::create_dir_all(&deep).unwrap();
             file_aged(&deep.join("f-20200101-000000.bak"), 1, 40 * DAY);
             deep.push(format!("d{level}"));
-            std::fs::create_dir(&deep).unwrap();
         }
-        let spec = Sweep {
-            dir: tmp.path().to_path_buf(),
+        let temp = dir.join(".msync-0123456789abcdef-00000001.tmp");
+        file_aged(&temp, 1, 40 * DAY);
+        let (_, cx) = context();
+        let action = HealAction::PruneBackups {
+            dir: dir.clone(),
             older_than: BACKUP_RETENTION,
-            select: Select::Backups,
-            max_depth: MAX_DEPTH,
-            home: None,
         };
-        let s = sweep(&spec, SystemTime::now(), MAX_ENTRIES).unwrap();
-        assert_eq!(s.removed, MAX_DEPTH as u64 + 1);
-        assert_eq!(s.errors, 0);
+        let o = execute(&action, &cx).await;
+        assert_eq!(o, HealOutcome::success("removed 12 files (12 B)"));
+        assert!(temp.exists());
     }
 
     async fn make_db(path: &Path, wal: bool) -> sqlx::SqliteConnection {

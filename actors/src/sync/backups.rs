@@ -496,39 +496,181 @@ pub fn restore_set(
     })
 }
 
-/// Deletes backups whose name says they are older than `retention` (and temp files of backups
-/// a killed run left); answers how many backups.
-pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
-    if !super::longfs::is_dir(dir) {
-        return Ok(0);
-    }
-    let now = SystemTime::now();
-    let mut n = 0;
-    let _ = super::longfs::walk_files(dir, &mut |path, entry| {
-        let Ok(rel) = path.strip_prefix(dir) else {
-            return;
-        };
-        let rel = rel.to_string_lossy();
-        // A backup a killed run left half-written (one run per target at a time: none of
-        // this run's is still being written).
-        if scan::is_temp(&entry.file_name().to_string_lossy()) {
-            let _ = super::longfs::remove_file(path);
-            return;
-        }
-        let Ok(BackupName { taken, .. }) = rel.parse::<BackupName>() else {
-            return;
-        };
-        if now.duration_since(taken).is_ok_and(|age| age > retention)
-            && super::longfs::remove_file(path).is_ok()
-        {
-            n += 1;
-        }
-    });
-    Ok(n)
+/// How a prune of backups is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneLimits {
+    /// A backup older than this goes.
+    pub retention: Duration,
+    /// The most files one prune looks at; past it the prune stops, and the next one goes on
+    /// (what was old is gone by then).
+    pub max_entries: usize,
+    /// The target's own run pruning the backups it wrote (it holds the target's lock): the
+    /// temp files of backups a killed run left go too (no other run writes them meanwhile),
+    /// and a backup's age is its name's alone (its mtime is the content's, preserved from
+    /// whichever host wrote it, possibly with a wrong clock). Otherwise (a folder an operator
+    /// names) temps are left, and the age is the newer of the name's and the mtime.
+    pub own: bool,
 }
+
+/// What a prune of backups did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Backups removed, and their bytes.
+    pub removed: u64,
+    pub bytes: u64,
+    /// Files looked at.
+    pub examined: usize,
+    /// Stopped at `max_entries`.
+    pub stopped: bool,
+    /// Files that could not be removed, and the first one's error.
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+/// A backup name's timestamp is read as UTC shifted by this, the largest UTC offset behind
+/// local time (so a stamp another tool wrote in local time never makes a backup look older
+/// than it is).
+const STAMP_SLACK: Duration = Duration::from_secs(12 * 3600);
+
+/// A backup taken at `taken` (from its name) is old once that is older than `retention`
+/// (the name given [`STAMP_SLACK`]); with `mtime` (a folder whose names are not ours), once
+/// its file's last change is too: a file renamed into a backup's name today is not old. A
+/// name stamped in the future is never old.
+pub fn expired(
+    taken: SystemTime,
+    mtime: Option<SystemTime>,
+    now: SystemTime,
+    retention: Duration,
+) -> bool {
+    let Some(named) = taken.checked_add(STAMP_SLACK) else {
+        return false;
+    };
+    let newest = mtime.map_or(named, |m| named.max(m));
+    now.duration_since(newest).is_ok_and(|age| age > retention)
+}
+
+/// The one pruner of backups: a sync target's run (its backups folder, once an hour) and
+/// the `prune_backups` heal action (a folder the operator names) both come here. Under `dir`,
+/// at any depth, on `dir`'s device, symlinks never followed: each file whose name is a
+/// backup's ([`BackupName::taken_from_file_name`]: `NAME-STAMP[.N].bak`, or `STAMP[.N].bak`
+/// in a long name's folder) and that has [`expired`] is removed; with `limits.own`, the
+/// temp files of backups a killed run left too. `Err` only when `dir` cannot be read.
+pub fn prune(dir: &Path, limits: PruneLimits, now: SystemTime) -> io::Result<Pruned> {
+    let mut pruned = Pruned::default();
+    if !super::longfs::is_dir(dir) {
+        return Ok(pruned);
+    }
+    super::longfs::walk_files_within(dir, &mut |path, entry| {
+        if pruned.examined >= limits.max_entries {
+            pruned.stopped = true;
+            return std::ops::ControlFlow::Break(());
+        }
+        pruned.examined += 1;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Ok(meta) = entry.metadata() else {
+            return std::ops::ControlFlow::Continue(());
+        };
+        let expired = if limits.own && super::temps::is_temp(&name) {
+            true
+        } else {
+            match BackupName::taken_from_file_name(&name) {
+                Some(taken) if limits.own => expired(taken, None, now, limits.retention),
+                Some(taken) => match meta.modified() {
+                    Ok(mtime) => expired(taken, Some(mtime), now, limits.retention),
+                    Err(_) => false,
+                },
+                None => false,
+            }
+        };
+        if expired {
+            match super::longfs::remove_file(path) {
+                Ok(()) => {
+                    pruned.removed += 1;
+                    pruned.bytes = pruned.bytes.saturating_add(meta.len());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    pruned.errors += 1;
+                    pruned
+                        .first_error
+                        .get_or_insert_with(|| format!("cannot remove {}: {e}", path.display()));
+                }
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok(pruned)
+}
+
+/// A sync target's prune of its backups folder after a run: how many backups went.
+pub fn prune_backups(dir: &Path, retention: Duration) -> io::Result<usize> {
+    let limits = PruneLimits {
+        retention,
+        max_entries: PRUNE_MAX_ENTRIES,
+        own: true,
+    };
+    prune(dir, limits, SystemTime::now()).map(|p| p.removed as usize)
+}
+
+/// The most files a target's prune looks at (the rest at its next prune, an hour later).
+pub const PRUNE_MAX_ENTRIES: usize = 1_000_000;
 
 #[cfg(test)]
 mod tests {
+
+    /// The one pruner's rule: a backup is old by its name (with a 12 h slack for local-time
+    /// stamps); in a folder whose names are not ours, by its mtime too; never in the future.
+    #[test]
+    fn a_backup_expires_by_its_name_and_for_others_its_mtime() {
+        let day = Duration::from_secs(86_400);
+        let now = SystemTime::now();
+        let (old, recent) = (
+            now - 40 * day,
+            now - 3600 * std::time::Duration::from_secs(1),
+        );
+        assert!(expired(old, None, now, 30 * day));
+        assert!(!expired(recent, None, now, 30 * day));
+        assert!(!expired(now + day, None, now, Duration::ZERO));
+        // Within the slack: not yet.
+        assert!(!expired(
+            now - 30 * day - Duration::from_secs(3600),
+            None,
+            now,
+            30 * day
+        ));
+        // A name that says old, a file changed an hour ago: kept where the names are not ours.
+        assert!(!expired(old, Some(recent), now, 30 * day));
+        assert!(expired(old, Some(old), now, 30 * day));
+    }
+
+    /// The run's own prune removes the temps a killed run left; it stops at its bound.
+    #[test]
+    fn a_prune_removes_its_temps_and_stops_at_its_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for i in 0..5 {
+            std::fs::write(dir.join(format!("f{i}-20200101-000000.bak")), b"x").unwrap();
+        }
+        let temp = dir.join(".msync-0123456789abcdef-00000001.tmp");
+        std::fs::write(&temp, b"half").unwrap();
+        std::fs::write(dir.join("notes.txt"), b"not a backup").unwrap();
+        let limits = |max_entries, own| PruneLimits {
+            retention: Duration::from_secs(86_400),
+            max_entries,
+            own,
+        };
+        let p = prune(dir, limits(3, true), SystemTime::now()).unwrap();
+        assert!(p.stopped && p.examined == 3, "{p:?}");
+        let p = prune(dir, limits(100, true), SystemTime::now()).unwrap();
+        assert!(!p.stopped, "{p:?}");
+        assert!(!temp.exists());
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["notes.txt"]);
+    }
     use super::*;
 
     /// An entry of target `t` as [`all`] lists it: `original` backed up at `stamp` (the

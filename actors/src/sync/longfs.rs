@@ -324,6 +324,32 @@ pub fn read_dir(p: &Path) -> io::Result<std::fs::ReadDir> {
 /// its path and its folder entry (whose `metadata()` is right). A folder under `dir` that
 /// cannot be read is passed over; `dir` itself must be readable.
 pub fn walk_files(dir: &Path, each: &mut dyn FnMut(&Path, &std::fs::DirEntry)) -> io::Result<()> {
+    walk(dir, false, &mut |path, entry| {
+        each(path, entry);
+        std::ops::ControlFlow::Continue(())
+    })
+}
+
+/// As [`walk_files`], without going into a folder of another device (a mount under `dir`),
+/// and stopping when `each` says so.
+pub fn walk_files_within(
+    dir: &Path,
+    each: &mut dyn FnMut(&Path, &std::fs::DirEntry) -> std::ops::ControlFlow<()>,
+) -> io::Result<()> {
+    walk(dir, true, each)
+}
+
+fn walk(
+    dir: &Path,
+    same_device: bool,
+    each: &mut dyn FnMut(&Path, &std::fs::DirEntry) -> std::ops::ControlFlow<()>,
+) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let device = if same_device {
+        Some(symlink_metadata(dir)?.dev())
+    } else {
+        None
+    };
     let mut todo = vec![dir.to_path_buf()];
     let mut first = true;
     while let Some(at) = todo.pop() {
@@ -337,9 +363,12 @@ pub fn walk_files(dir: &Path, each: &mut dyn FnMut(&Path, &std::fs::DirEntry)) -
             let Ok(ft) = entry.file_type() else { continue };
             let path = at.join(entry.file_name());
             if ft.is_dir() {
-                todo.push(path);
-            } else if ft.is_file() {
-                each(&path, &entry);
+                let here = device.is_none_or(|d| entry.metadata().is_ok_and(|m| m.dev() == d));
+                if here {
+                    todo.push(path);
+                }
+            } else if ft.is_file() && each(&path, &entry).is_break() {
+                return Ok(());
             }
         }
     }
