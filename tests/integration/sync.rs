@@ -1066,11 +1066,18 @@ fn a_watched_primary_syncs_changes_as_they_happen() {
     let burst = sync_events(&d) - before;
     assert!((1..=3).contains(&burst), "{burst} runs for one burst");
 
-    // An excluded file: none.
+    // An excluded file: no run. Waited for positively (issue 21): a watched file written
+    // after it (past the debounce and `min_interval`) brings one run, which finds the
+    // excluded file there and leaves it; a run for the excluded file would be a second one.
     let before = sync_events(&d);
     write_file(d.state.join("shared/scratch.tmp"), "x");
-    std::thread::sleep(sec(2));
-    assert_eq!(sync_events(&d), before, "a run for an excluded file");
+    beats(&d, 2);
+    write_file(d.state.join("shared/after-scratch.txt"), "x");
+    let marker = target.join("shared/after-scratch.txt");
+    eventually("the file after the excluded one", sec(20), || {
+        marker.exists()
+    });
+    assert_eq!(sync_events(&d) - before, 1, "a run for an excluded file");
     assert!(!target.join("shared/scratch.tmp").exists());
 
     // Watch off by reload: the target is replaced, its watcher gone; changes wait for `every`.
@@ -1093,7 +1100,35 @@ fn a_watched_primary_syncs_changes_as_they_happen() {
     });
     let before = sync_events(&d);
     write_file(d.state.join("shared/unwatched.txt"), "x");
-    std::thread::sleep(sec(3));
+    // Three beats of the daemon's own heartbeat (every 1 s) later, well past the debounce
+    // and `min_interval` a watcher would have run after: the daemon ran, the target did not.
+    beats(&d, 3);
     assert_eq!(sync_events(&d), before, "a run with watch off");
     assert!(!target.join("shared/unwatched.txt").exists());
+}
+
+/// Waits until the daemon has recorded `n` more beats of `root/beat`: a positive signal
+/// that its scheduler ran for that long, where a test would otherwise sleep (bounded).
+fn beats(d: &TestDaemon, n: usize) {
+    let recent = || {
+        let limit = (n + 1).to_string();
+        let args = [
+            "--path",
+            "root/beat",
+            "--kind",
+            "heartbeat",
+            "--limit",
+            &limit,
+        ];
+        d.events(&args)
+            .iter()
+            .filter_map(|e| e["id"].as_i64())
+            .collect::<Vec<_>>()
+    };
+    let start = recent().into_iter().max().unwrap_or(0);
+    eventually(
+        "the daemon's heartbeats",
+        std::time::Duration::from_secs(30),
+        || recent().iter().filter(|id| **id > start).count() >= n,
+    );
 }
