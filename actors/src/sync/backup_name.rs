@@ -95,7 +95,9 @@ impl FromStr for BackupName {
                 head.get(..head.len().checked_sub(1)?)?,
                 head.get(head.len() - 1..)?,
             );
-            if original.is_empty() || (sep != "-" && sep != "/") {
+            // A relative path of named parts: no empty one (`a/`, `/a`, `a//b`), which no
+            // backup of a file has and which a walk of the folder could not read back.
+            if original.split('/').any(str::is_empty) || (sep != "-" && sep != "/") {
                 return None;
             }
             let b = BackupName::new(original, taken, dup);
@@ -114,6 +116,22 @@ impl FromStr for BackupName {
 
 #[cfg(test)]
 mod tests {
+
+    /// Regression (found by the `names` fuzz target): `no2/2502/-20240901-030405.bak` read
+    /// as a backup of the path `no2/2502/`, which no file has, and which a walk of the folder
+    /// (file name `-20240901-030405.bak`) could not date, so it was listed and never pruned.
+    #[test]
+    fn an_original_with_an_empty_part_is_not_a_backup() {
+        for name in [
+            "no2/2502/-20240901-030405.bak",
+            "/a-20240901-030405.bak",
+            "a//b-20240901-030405.bak",
+            "a//20240901-030405.bak",
+        ] {
+            assert!(name.parse::<BackupName>().is_err(), "{name}");
+        }
+        assert!("a/b-20240901-030405.bak".parse::<BackupName>().is_ok());
+    }
     use super::*;
     use std::time::Duration;
 
