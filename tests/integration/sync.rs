@@ -1074,9 +1074,12 @@ fn a_watched_primary_syncs_changes_as_they_happen() {
     beats(&d, 2);
     write_file(d.state.join("shared/after-scratch.txt"), "x");
     let marker = target.join("shared/after-scratch.txt");
-    eventually("the file after the excluded one", sec(20), || {
-        marker.exists()
-    });
+    // The run's event is written after its copies: both are waited for.
+    eventually(
+        "the file after the excluded one, and its run",
+        sec(20),
+        || marker.exists() && sync_events(&d) > before,
+    );
     assert_eq!(sync_events(&d) - before, 1, "a run for an excluded file");
     assert!(!target.join("shared/scratch.tmp").exists());
 
