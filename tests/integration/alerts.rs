@@ -675,8 +675,19 @@ fn the_default_tree_on_a_fresh_install_raises_no_alert() {
     let tree = tree.replace("~/", &format!("{}/", home.path().display()));
     let mut d = TestDaemon::start(&tree);
     let deadline = Instant::now() + Duration::from_secs(secs);
+    // The disk probe warns below 10 GB free, and is right to: a build machine can be that full
+    // (CI was). Its alert is allowed when the state dir's file system really is below that.
+    let low_disk = free_bytes(&d.state) < 10_000_000_000;
     while Instant::now() < deadline {
-        let decided = d.events(&["--kind", "alert"]);
+        let mut decided = d.events(&["--kind", "alert"]);
+        if low_disk {
+            decided.retain(|e| {
+                !e["data"]["key"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("probe:root/disk:")
+            });
+        }
         assert!(
             decided.is_empty(),
             "a fresh install raised: {decided:#?}\nlog:\n{}",
@@ -691,6 +702,29 @@ fn the_default_tree_on_a_fresh_install_raises_no_alert() {
         health.stdout
     );
     let v = d.json(&["alerts"], 0);
-    assert!(rows(&v).is_empty(), "{v:#}");
+    let mut firing = rows(&v);
+    if low_disk {
+        firing.retain(|r| {
+            !r["key"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("probe:root/disk:")
+        });
+    }
+    assert!(firing.is_empty(), "{v:#}");
     assert_eq!(d.terminate(), 0);
+}
+
+/// Bytes available to an unprivileged user on the file system holding `path` (`df`).
+fn free_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(u64::MAX)
 }
