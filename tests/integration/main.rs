@@ -10,6 +10,7 @@ mod daemon_log;
 mod deploy;
 mod events;
 mod export;
+mod faults;
 mod lifecycle;
 mod probes;
 mod process;
