@@ -12,6 +12,7 @@ mod events;
 mod export;
 mod faults;
 mod lifecycle;
+mod power;
 mod probes;
 mod process;
 mod process_attack;

@@ -150,6 +150,13 @@ pub enum StoreMessage {
     Prune,
 }
 
+/// Which of the store's two lanes a transaction belongs to (how durable its commit is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Durable,
+    Telemetry,
+}
+
 struct Pending {
     op: DurableOp,
     reply: RpcReplyPort<Result<DurableReply, String>>,
@@ -395,13 +402,26 @@ impl StoreState {
     /// `BEGIN IMMEDIATE`, `body`, `COMMIT`. On any failure the transaction is rolled back, so
     /// nothing is left open for the next write to nest in; a connection that cannot even roll
     /// back is closed and opened again at the next write.
+    /// One transaction. `lane` says how its COMMIT must survive: a durable write's must
+    /// survive a power cut (`synchronous = FULL`: the WAL is fsynced at the commit), telemetry
+    /// only a crash of the process (`NORMAL`: fsynced at checkpoints). Under NORMAL a power
+    /// cut rolled back every durable write since the last checkpoint, the sync base included:
+    /// a target forgot what both sides had agreed on.
     async fn transaction<T>(
         slot: &mut Option<SqliteConnection>,
         path: &Path,
+        lane: Lane,
         body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
         let outcome = async {
             let conn = Self::conn(slot, path).await?;
+            // Between transactions (SQLite takes the setting at the next commit).
+            sqlx::raw_sql(match lane {
+                Lane::Durable => "PRAGMA synchronous = FULL",
+                Lane::Telemetry => "PRAGMA synchronous = NORMAL",
+            })
+            .execute(&mut *conn)
+            .await?;
             begin(conn).await?;
             let done = body(conn).await?;
             commit(conn).await?;
@@ -514,10 +534,11 @@ impl StoreState {
     async fn write_durable(&mut self, myself: &ActorRef<StoreMessage>) -> bool {
         while let Some(first) = self.durable.front() {
             let op = first.op.clone();
-            let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
-                apply(conn, &op).await
-            })
-            .await;
+            let outcome =
+                Self::transaction(&mut self.conn, &self.path, Lane::Durable, async |conn| {
+                    apply(conn, &op).await
+                })
+                .await;
             match outcome {
                 Ok(reply) => {
                     if let Some(done) = self.durable.pop_front() {
@@ -547,10 +568,11 @@ impl StoreState {
     async fn write_inflight(&mut self, myself: &ActorRef<StoreMessage>) -> Result<(), ()> {
         self.publish_counts();
         let inflight = &self.inflight;
-        let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
-            events::insert(conn, inflight).await
-        })
-        .await;
+        let outcome =
+            Self::transaction(&mut self.conn, &self.path, Lane::Telemetry, async |conn| {
+                events::insert(conn, inflight).await
+            })
+            .await;
         match outcome {
             Ok(rows) => {
                 self.inflight.clear();
@@ -573,10 +595,11 @@ impl StoreState {
     async fn write_samples(&mut self, myself: &ActorRef<StoreMessage>) -> Result<(), ()> {
         let batch = &self.samples_inflight;
         let rollups = &mut self.rollups;
-        let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
-            samples::insert(conn, batch, rollups).await
-        })
-        .await;
+        let outcome =
+            Self::transaction(&mut self.conn, &self.path, Lane::Telemetry, async |conn| {
+                samples::insert(conn, batch, rollups).await
+            })
+            .await;
         match outcome {
             Ok(()) => {
                 let n = self.samples_inflight.len() as u64;
@@ -655,13 +678,14 @@ impl StoreState {
             return;
         };
         let cutoff = events::unix_ms(cutoff);
-        let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
-            let events = events::prune(conn, cutoff).await?;
-            outbox::prune(conn, cutoff).await?;
-            health::prune(conn, cutoff).await?;
-            Ok(events)
-        })
-        .await;
+        let outcome =
+            Self::transaction(&mut self.conn, &self.path, Lane::Telemetry, async |conn| {
+                let events = events::prune(conn, cutoff).await?;
+                outbox::prune(conn, cutoff).await?;
+                health::prune(conn, cutoff).await?;
+                Ok(events)
+            })
+            .await;
         match outcome {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned old events"),
@@ -685,10 +709,11 @@ impl StoreState {
         let rollup_cutoff = age(&self.shared.rollup_retention_s);
         let (mut pruned, mut rollups) = (0, 0);
         for _ in 0..10_000 {
-            let outcome = Self::transaction(&mut self.conn, &self.path, async |conn| {
-                samples::prune(conn, cutoff, rollup_cutoff, PRUNE_CHUNK).await
-            })
-            .await;
+            let outcome =
+                Self::transaction(&mut self.conn, &self.path, Lane::Telemetry, async |conn| {
+                    samples::prune(conn, cutoff, rollup_cutoff, PRUNE_CHUNK).await
+                })
+                .await;
             match outcome {
                 Ok((n, r)) => {
                     pruned += n;
