@@ -72,22 +72,38 @@ pub fn gave_up_alert(path: &str, intensity: u32, period: std::time::Duration) ->
 /// The least time an actor must run after a restart before "actor restarting" resolves.
 pub const STABLE_AT_LEAST: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Per path: how many restarts were scheduled. A restart's "running again" is told only if
-/// no other restart of the path came since.
+/// Per path: how many restarts were scheduled, and whether the latest one's "running again"
+/// is still to come (the condition is open). It is told only if no other restart of the
+/// path came since.
 #[derive(Clone, Default)]
-struct Restarts(Arc<Mutex<HashMap<String, u64>>>);
+struct Restarts(Arc<Mutex<HashMap<String, (u64, bool)>>>);
 
 impl Restarts {
+    /// One more restart of `path`, its condition open until [`Restarts::settled`].
     fn bump(&self, path: &str) -> u64 {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(path.to_string()).or_default();
-        *n += 1;
-        *n
+        n.0 += 1;
+        n.1 = true;
+        n.0
     }
 
-    fn is_latest(&self, path: &str, n: u64) -> bool {
+    /// Whether restart `n` is still the latest of `path`; if so its condition is over.
+    fn settled(&self, path: &str, n: u64) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(path) {
+            Some(e) if e.0 == n => {
+                e.1 = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a restart of `path` is still waiting for it to stay up.
+    fn open(&self, path: &str) -> bool {
         let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(path) == Some(&n)
+        m.get(path).is_some_and(|e| e.1)
     }
 }
 
@@ -101,8 +117,11 @@ fn alert_of(e: &LifecycleEvent, alerts: &Alerts, restarts: &Restarts) {
         } => {
             let key = restart_key(&e.path);
             // The backoff counts restarts since the child last stayed up: the first of a new
-            // run ends the previous condition, so `after` counts restarts in a row.
-            if *attempt <= 1 {
+            // run ends the previous condition, so `after` counts restarts in a row. Unless the
+            // previous restart's condition is still open: a supervisor without backoff
+            // (reset_after 0) numbers every restart of a storm #1, and clearing at each one
+            // kept `after` from ever being reached (20 kills in 4 s raised nothing).
+            if *attempt <= 1 && !restarts.open(&e.path) {
                 alerts.clear(key.clone());
             }
             let mut alert = Alert::new(
@@ -125,13 +144,13 @@ fn alert_of(e: &LifecycleEvent, alerts: &Alerts, restarts: &Restarts) {
             // At least `STABLE_AT_LEAST`: under a supervisor without backoff (reset_after 0)
             // "restarting" would end the moment it began, and a receiver would hear of it only
             // as resolved.
-            let n = restarts.bump(&e.path);
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let n = restarts.bump(&e.path);
                 let (alerts, restarts, path) = (alerts.clone(), restarts.clone(), e.path.clone());
                 let wait = delay.saturating_add((*reset_after).max(STABLE_AT_LEAST));
                 rt.spawn(async move {
                     tokio::time::sleep(wait).await;
-                    if restarts.is_latest(&path, n) {
+                    if restarts.settled(&path, n) {
                         alerts.clear(key);
                     }
                 });

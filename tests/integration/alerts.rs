@@ -728,3 +728,47 @@ fn free_bytes(path: &std::path::Path) -> u64 {
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(u64::MAX)
 }
+
+/// A restart storm under a supervisor without backoff raises "actor restarting" once its
+/// restarts in a row reach `after` (the default, 5), and resolves once it stays up. Before,
+/// every restart there was numbered #1 and cleared the condition: nothing was ever raised.
+#[test]
+fn a_restart_storm_without_backoff_is_raised() {
+    let rt = runtime();
+    let hook = rt.block_on(HttpSink::start());
+    let t = tree(
+        &hook_channel("hook", &hook.url("/hook")),
+        "\"hook\"",
+        &["beat"],
+    )
+    .replace("after = { warning = 1 }\n", "")
+    .replace(
+        "[root]\nintensity = 10",
+        "[root]\nintensity = 100\nbackoff = \"none\"",
+    );
+    let d = TestDaemon::start(&t);
+    for _ in 0..8 {
+        assert_eq!(d.cli(&["kill", "root/beat"]).code, 0);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let restart = fingerprint("restart:root/beat");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen: Vec<String> = alerts_in(&hook.requests())
+            .into_iter()
+            .filter(|(fp, _)| *fp == restart)
+            .map(|(_, s)| s)
+            .collect();
+        if seen.last().is_some_and(|s| s == "resolved") {
+            assert_eq!(seen, ["firing", "resolved"], "one episode, told once");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the storm was never told: {seen:?}\nalerts: {}\nlog:\n{}",
+            d.cli(&["alerts"]).stdout,
+            d.log_text()
+        );
+        std::thread::sleep(POLL);
+    }
+}
