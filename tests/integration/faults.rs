@@ -12,9 +12,10 @@
 //! in the backups), no temp is left, every database verifies, and the receiver's last word on every alert is the
 //! truth.
 //!
-//! `METASYSTEM_FAULT_ROUNDS` (default 1) repeats the rounds of call sites and
-//! `METASYSTEM_FAULT_PPM` (default 100000) sets the rate, per million calls; `benches/faults.sh`
-//! runs many rounds for the long figures. The figures (calls seen and refused per site) are
+//! `METASYSTEM_FAULT_ROUNDS` (default 1) repeats the rounds of call sites,
+//! `METASYSTEM_FAULT_PPM` (default 100000) sets the rate, per million calls, and
+//! `METASYSTEM_FAULT_EDITS` (default 1) the files edited on each side per step;
+//! `benches/faults.sh` runs many rounds for the long figures. The figures (calls seen and refused per site) are
 //! printed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -229,6 +230,8 @@ struct Workload {
     down: PathBuf,
     rng: Rng,
     ledger: Ledger,
+    /// Files edited on each side per step.
+    edits: usize,
     kills: BTreeMap<String, usize>,
     status_failures: Vec<String>,
     status_calls: usize,
@@ -299,7 +302,7 @@ impl Workload {
         // No run going on (a run that outlived its CLI's timeout): what the test reads before
         // it overwrites a file is what it replaces.
         self.idle();
-        for side in ['p', 't'] {
+        for side in ['p', 't'].repeat(self.edits) {
             let name = format!("f{:02}", self.rng.next(FILES));
             let root = if side == 'p' {
                 &self.primary
@@ -407,6 +410,7 @@ fn injected_io_errors_lose_nothing_and_the_daemon_keeps_answering() {
         down,
         rng: Rng(0x9e37_79b9_7f4a_7c15),
         ledger: Ledger::default(),
+        edits: env_or("METASYSTEM_FAULT_EDITS", 1).clamp(1, FILES as u32) as usize,
         kills: BTreeMap::new(),
         status_failures: Vec::new(),
         status_calls: 0,
