@@ -5,7 +5,7 @@
 set -euo pipefail
 seconds="${1:-60}"
 cd "$(dirname "$0")/.."
-targets=(config protocol names paths alerts)
+targets=(config protocol names paths base alerts)
 if ! cargo +nightly fuzz --help >/dev/null 2>&1; then
     echo "cargo-fuzz is not installed: cargo install cargo-fuzz (and rustup toolchain install nightly)" >&2
     exit 2

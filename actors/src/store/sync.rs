@@ -300,7 +300,8 @@ const BASE_ROWS_PER_STATEMENT: usize = 256;
 /// Applies `changes` in order, inside the caller's transaction: runs of puts as multi-row
 /// `INSERT OR REPLACE`, runs of forgets as `DELETE ... IN (...)`, in statements of a few fixed
 /// sizes (powers of two), which sqlx keeps prepared.
-pub(super) async fn apply_base(
+/// Public for the `base` fuzz target, which holds it and [`base`] to a model.
+pub async fn apply_base(
     conn: &mut SqliteConnection,
     target: &str,
     changes: &[BaseChange],
