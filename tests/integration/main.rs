@@ -5,6 +5,7 @@
 mod alerts;
 mod breakers;
 mod chaos;
+mod cli_docs;
 mod commands;
 mod daemon_log;
 mod deploy;
