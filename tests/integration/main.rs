@@ -17,6 +17,7 @@ mod power;
 mod probes;
 mod process;
 mod process_attack;
+mod prometheus;
 mod reload;
 mod retries;
 mod socket;
