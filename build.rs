@@ -32,6 +32,13 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn from_git() -> Option<String> {
+    // Only our own repository: sources unpacked inside another one (vendored, a tarball
+    // under someone's checkout) are not built from that repository's HEAD.
+    let top = PathBuf::from(git(&["rev-parse", "--show-toplevel"])?);
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+    if top.canonicalize().ok()? != manifest.canonicalize().ok()? {
+        return None;
+    }
     // Run again when HEAD moves (a checkout, a commit on the branch, a fetch into packed refs)
     // or the index changes (staged edits). A worktree's HEAD is in its own git dir, its
     // branch's ref in the common one.
