@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod chaos;
 mod client;
+mod docs;
 mod progress;
 mod render;
 mod show;
@@ -26,7 +27,7 @@ pub mod exit;
 #[derive(Parser, Debug)]
 #[command(
     name = "metasystem",
-    version,
+    version = crate::VERSION,
     about = "Keeps important state safe and services healthy, with nobody watching",
     after_help = "Exit codes: 0 ok, 1 unhealthy/invalid/refused, 2 usage or connection error; \
                   `sync` also 3 (done only in part) and 75 (not run, try later)."
@@ -166,6 +167,9 @@ pub enum Cmd {
         #[arg(long)]
         summary: bool,
     },
+    /// `completions SHELL` and `man`: generated from these definitions (`docs.rs`).
+    #[command(flatten)]
+    Docs(docs::DocsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,6 +195,7 @@ pub fn main() -> ExitCode {
         Cmd::Run => run(&cli.global),
         Cmd::Check { ref file } => check(&cli.global, file.as_deref()),
         Cmd::Top { refresh, summary } => ExitCode::from(top::main(&cli.global, refresh, summary)),
+        Cmd::Docs(ref command) => ExitCode::from(docs::run(command)),
         _ => ExitCode::from(client::run(&cli)),
     }
 }

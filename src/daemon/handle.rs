@@ -437,7 +437,7 @@ impl Daemon {
         // Writes failing now is unhealthy: events are piling up or being dropped.
         let store = self.store.stats();
         Status {
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: crate::VERSION.to_string(),
             pid: std::process::id(),
             uptime_s: self.started.elapsed().as_secs(),
             config,

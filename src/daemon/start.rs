@@ -74,7 +74,7 @@ async fn record_run(store: &Store, origin: &Origin) -> Option<i64> {
     let op = DurableOp::RunStarted {
         started_ms: unix_ms(std::time::SystemTime::now()),
         pid: std::process::id(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: crate::VERSION.to_string(),
         config: origin.display(),
     };
     match store.durable(op, Some(RUN_RECORD_TIMEOUT)).await {

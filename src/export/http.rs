@@ -172,7 +172,7 @@ async fn respond(daemon: &Daemon, request: &Request<Incoming>) -> Response<Full<
 /// wrong in `output`, and the counts behind it in `checks`. A probe not checked yet is a
 /// `warn` with the output "not checked yet".
 async fn health(daemon: &Daemon) -> (bool, String) {
-    let version = env!("CARGO_PKG_VERSION");
+    let version = crate::VERSION;
     let Ok((s, kinds)) = tokio::time::timeout(HEALTH_TIMEOUT, daemon.health()).await else {
         let body = serde_json::json!({
             "status": "fail",

@@ -131,6 +131,11 @@ pub fn scrape(daemon: &Daemon) -> String {
     let store = daemon.store().stats();
     let gauges = prometheus::Gauges {
         version: env!("CARGO_PKG_VERSION").to_string(),
+        revision: crate::BUILD
+            .split_whitespace()
+            .next()
+            .unwrap_or("unknown")
+            .to_string(),
         uptime_seconds: daemon.uptime().as_secs_f64(),
         store_dropped_rows: store.dropped,
         store_queued_rows: (store.queued + store.samples_queued + store.inflight) as u64,

@@ -22,6 +22,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Gauges {
     pub version: String,
+    /// The commit the binary is built from (`abc1234`, `abc1234-dirty`, `unknown`).
+    pub revision: String,
     pub uptime_seconds: f64,
     /// Telemetry rows the store dropped (intake full).
     pub store_dropped_rows: u64,
@@ -178,12 +180,12 @@ fn daemon_gauges(out: &mut String, g: &Gauges) {
         out,
         "metasystem_build_info",
         "gauge",
-        "the daemon's version, as a label; always 1",
+        "the daemon's version and the commit it is built from, as labels; always 1",
     );
     sample(
         out,
         "metasystem_build_info",
-        &[("version", &g.version)],
+        &[("version", &g.version), ("revision", &g.revision)],
         "1",
     );
     family(
@@ -269,6 +271,7 @@ mod tests {
     fn gauges() -> Gauges {
         Gauges {
             version: "0.1.0".into(),
+            revision: "abc1234".into(),
             uptime_seconds: 12.5,
             store_dropped_rows: 3,
             ..Gauges::default()
@@ -286,6 +289,10 @@ mod tests {
         assert_eq!(
             e.find("metasystem_build_info")[0].label("version"),
             Some("0.1.0")
+        );
+        assert_eq!(
+            e.find("metasystem_build_info")[0].label("revision"),
+            Some("abc1234")
         );
         assert!(!text.contains("actor_starts"));
     }

@@ -26,7 +26,7 @@ intensity = 10
 fn status_reports_version_pid_and_uptime() {
     let d = TestDaemon::start(TREE);
     let s = d.json(&["status"], 0);
-    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["version"], metasystem::VERSION);
     assert_eq!(s["pid"], d.pid());
     assert!(s["uptime_s"].is_u64());
     assert_eq!(s["healthy"], true);

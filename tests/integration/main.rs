@@ -5,6 +5,7 @@
 mod alerts;
 mod breakers;
 mod chaos;
+mod cli_docs;
 mod commands;
 mod daemon_log;
 mod deploy;
@@ -16,6 +17,7 @@ mod power;
 mod probes;
 mod process;
 mod process_attack;
+mod prometheus;
 mod reload;
 mod retries;
 mod socket;

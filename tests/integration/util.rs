@@ -472,3 +472,25 @@ pub fn skipped(why: &str) {
     }
     eprintln!("skipped: {why}");
 }
+
+/// Whether `program` can be run here. Where it cannot, the test says so and should return;
+/// under CI (`CI=true`), whose image installs every tool the tests use, a missing one fails
+/// the test instead (`package` says what to install).
+pub fn have_tool(program: &str, package: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        let why = format!("{program} is not installed (apt-get install {package})");
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        if ci {
+            panic!("{why}: CI must have it");
+        }
+        eprintln!("skipped: {why}");
+    }
+    found
+}
