@@ -465,7 +465,9 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
         }
         .into(),
         Cmd::Kind(command) => command.request()?,
-        Cmd::Run | Cmd::Check { .. } | Cmd::Top { .. } => return Err("not a client command".into()),
+        Cmd::Run | Cmd::Check { .. } | Cmd::Schema | Cmd::Top { .. } => {
+            return Err("not a client command".into())
+        }
     })
 }
 
