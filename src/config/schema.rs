@@ -206,7 +206,8 @@ fn obj_schema(obj: &Obj, outer: &[(String, Value)]) -> Value {
     };
     // A union: each variant is a closed shape of its own (`if` the tag is its name `then`
     // its keys and no other); the open part lists every key for completion.
-    let mut shared: Vec<(String, Value)> = props.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut shared: Vec<(String, Value)> =
+        props.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut open = props;
     open.insert(
         u.tag.to_string(),
@@ -311,4 +312,3 @@ pub fn document() -> Value {
     }
     s
 }
-

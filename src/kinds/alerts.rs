@@ -226,7 +226,8 @@ fn channel_schema() -> Obj {
         )
         .example("https://hooks.example.com/T000/B000")])
     };
-    let email = Obj::new(vec![
+    let email =
+        Obj::new(vec![
         key("smtp", Ty::Str, "The SMTP server, \"host:port\".").example("smtp.example.com:587"),
         key(
             "tls",

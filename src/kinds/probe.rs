@@ -47,8 +47,8 @@ use super::{
     ViewCx,
 };
 use crate::config::reader::Table;
-use crate::config::schema::{key, tables, Key, Obj, Ty, Union};
 use crate::config::refs::Wants;
+use crate::config::schema::{key, tables, Key, Obj, Ty, Union};
 use crate::config::{bounded, bytes, expand, MAX_DURATION};
 use crate::control::client::Connection;
 
@@ -308,7 +308,12 @@ fn command_keys() -> Vec<Key> {
         .required()
         .example("/bin/true"),
         key("args", Ty::Strings, "Its arguments.").example(serde_json::json!(["-c", "exit 0"])),
-        key("cwd", Ty::Str, "Its working directory (relative to the state dir).").example("."),
+        key(
+            "cwd",
+            Ty::Str,
+            "Its working directory (relative to the state dir).",
+        )
+        .example("."),
         key(
             "env",
             Ty::Map(Box::new(Ty::Str)),
@@ -322,10 +327,18 @@ fn command_keys() -> Vec<Key> {
 fn check_schema(name: &str) -> Obj {
     let low = |warn: &'static str, fail: &'static str| {
         vec![
-            key("warn_below", Ty::Size, "Warn when less than this is free (bytes, or \"10GB\", \"512MiB\").")
-                .default(warn),
-            key("fail_below", Ty::Size, "Fail when less than this is free (at most `warn_below`).")
-                .default(fail),
+            key(
+                "warn_below",
+                Ty::Size,
+                "Warn when less than this is free (bytes, or \"10GB\", \"512MiB\").",
+            )
+            .default(warn),
+            key(
+                "fail_below",
+                Ty::Size,
+                "Fail when less than this is free (at most `warn_below`).",
+            )
+            .default(fail),
         ]
     };
     let path = |doc: &'static str| key("path", Ty::Str, doc).required().example(".");
@@ -401,7 +414,12 @@ fn check_schema(name: &str) -> Obj {
 /// A heal action's keys ([`heal_item`] reads them).
 fn heal_schema() -> Obj {
     let older_than = || {
-        key("older_than", Ty::Duration, "Only what is older than this (at least 1m).").default("7d")
+        key(
+            "older_than",
+            Ty::Duration,
+            "Only what is older than this (at least 1m).",
+        )
+        .default("7d")
     };
     let dir = |doc: &'static str| key("dir", Ty::Str, doc).required().example("old-files");
     Obj::new(vec![
@@ -624,7 +642,12 @@ impl ActorKind for ProbeConfig {
 
     fn schema() -> Obj {
         Obj::new(vec![
-            key("every", Ty::Duration, "How often the check runs (at least 100ms).").default("1m"),
+            key(
+                "every",
+                Ty::Duration,
+                "How often the check runs (at least 100ms).",
+            )
+            .default("1m"),
             key(
                 "timeout",
                 Ty::Duration,

@@ -105,7 +105,8 @@ impl ActorKind for ProcessConfig {
             )
             .required()
             .example("/bin/sh"),
-            key("args", Ty::Strings, "Its arguments.").example(serde_json::json!(["-c", "sleep 1000"])),
+            key("args", Ty::Strings, "Its arguments.")
+                .example(serde_json::json!(["-c", "sleep 1000"])),
             key(
                 "env",
                 Ty::Map(Box::new(Ty::Str)),

@@ -18,6 +18,7 @@ mod process;
 mod process_attack;
 mod reload;
 mod retries;
+mod schema;
 mod socket;
 mod store;
 mod strategies;

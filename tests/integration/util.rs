@@ -472,3 +472,13 @@ pub fn skipped(why: &str) {
     }
     eprintln!("skipped: {why}");
 }
+
+/// A test that needs a tool this machine lacks (a Python package, a program) says so and
+/// returns; under CI (`CI=true`), where `.ci/run` installs it, it fails instead.
+pub fn missing_tool(why: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if ci {
+        panic!("{why}: CI must install it");
+    }
+    eprintln!("skipped: {why}");
+}
