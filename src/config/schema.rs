@@ -312,3 +312,6 @@ pub fn document() -> Value {
     }
     s
 }
+
+#[cfg(test)]
+mod tests;

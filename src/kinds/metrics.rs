@@ -146,7 +146,7 @@ impl ActorKind for MetricsConfig {
                 Ty::Strings,
                 "The series watched for anomalies: \"METRIC\" or \"METRIC:SUBJECT\" (the subject a glob with *); metrics of durations or sizes only. Default: none.",
             )
-            .example(serde_json::json!(["sync_duration"])),
+            .example(serde_json::json!(["sync_run"])),
         ])
     }
 

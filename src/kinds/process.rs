@@ -235,6 +235,7 @@ impl ActorKind for ProcessConfig {
                     );
                 }
             }
+            e.finish(cx.d);
         }
         let cwd = t.string(cx.d, "cwd").and_then(|v| {
             let p = expand(cx.d, v.get_ref(), v.span(), &state)?;
