@@ -114,7 +114,7 @@ fn the_schema_accepts_the_shipped_configs_and_refuses_typos_and_wrong_types() {
     let mistakes = [
         // A typo'd key of the file, of a table, of a child, of a kind, of a nested table.
         ("top_typo", format!("{base}[deamon]\n[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\n"), "deamon"),
-        ("daemon_typo", format!("[daemon]\nstate_dri = \"/tmp/x\"\n[root]\n[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\n"), "state_dri"),
+        ("daemon_typo", "[daemon]\nstate_dri = \"/tmp/x\"\n[root]\n[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\n".to_string(), "state_dri"),
         ("child_typo", format!("{base}[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\nrestrat = \"transient\"\n"), "restrat"),
         ("kind_typo", format!("{base}[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\nevery_s = 10\n"), "every_s"),
         ("probe_typo", format!("{base}[[root.children]]\nname = \"p\"\nkind = \"probe\"\ncheck = \"disk\"\npath = \"/\"\nwarn_bellow = \"1GB\"\n"), "warn_bellow"),
@@ -125,11 +125,11 @@ fn the_schema_accepts_the_shipped_configs_and_refuses_typos_and_wrong_types() {
         ("breaker_typo", format!("{base}[[root.children]]\nname = \"b\"\nkind = \"breakers\"\nbreakers.x = {{ open_fro = \"1m\" }}\n"), "open_fro"),
         ("start_timeout_of_a_supervisor", format!("{base}[[root.children]]\nname = \"s\"\nkind = \"supervisor\"\nstart_timeout = \"5s\"\n"), "start_timeout"),
         // Wrong types and words.
-        ("intensity_as_string", format!("[daemon]\nstate_dir = \"/tmp/x\"\n[root]\nintensity = \"3\"\n[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\n"), "'3' is not of type 'integer'"),
+        ("intensity_as_string", "[daemon]\nstate_dir = \"/tmp/x\"\n[root]\nintensity = \"3\"\n[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\n".to_string(), "'3' is not of type 'integer'"),
         ("every_as_integer", format!("{base}[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\nevery = 10\n"), "10 is not of type 'string'"),
         ("watch_as_string", format!("{base}[[root.children]]\nname = \"s\"\nkind = \"sync_target\"\ntarget = \"/tmp/t\"\nwatch = \"yes\"\n"), "'yes' is not of type 'boolean'"),
         ("unknown_kind", format!("{base}[[root.children]]\nname = \"h\"\nkind = \"hearbeat\"\n"), "hearbeat"),
-        ("unknown_strategy", format!("[daemon]\nstate_dir = \"/tmp/x\"\n[root]\nstrategy = \"one_for_none\"\n[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\n"), "one_for_none"),
+        ("unknown_strategy", "[daemon]\nstate_dir = \"/tmp/x\"\n[root]\nstrategy = \"one_for_none\"\n[[root.children]]\nname = \"h\"\nkind = \"heartbeat\"\n".to_string(), "one_for_none"),
         ("no_root", "[daemon]\nstate_dir = \"/tmp/x\"\n".to_string(), "'root' is a required property"),
         ("child_without_name", format!("{base}[[root.children]]\nkind = \"heartbeat\"\n"), "'name' is a required property"),
     ];

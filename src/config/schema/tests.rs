@@ -183,7 +183,10 @@ fn everything(state: &str) -> Value {
 }
 
 /// Reads `src` with the real reader: the errors and the tables finished.
-fn read(src: &str) -> (Vec<String>, Vec<(Range<usize>, Vec<String>)>) {
+/// A finished table: its span and the keys the reader asked for.
+type Finished = (Range<usize>, Vec<String>);
+
+fn read(src: &str) -> (Vec<String>, Vec<Finished>) {
     super::super::reader::FINISHED.with(|f| f.borrow_mut().clear());
     let errors = match super::super::parse(src, "t.toml", std::path::Path::new("/")) {
         Ok(_) => Vec::new(),
