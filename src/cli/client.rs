@@ -465,7 +465,7 @@ fn request(cmd: &Cmd) -> Result<Command, String> {
         }
         .into(),
         Cmd::Kind(command) => command.request()?,
-        Cmd::Run | Cmd::Check { .. } | Cmd::Top { .. } | Cmd::Docs(_) => {
+        Cmd::Run | Cmd::Check { .. } | Cmd::Schema | Cmd::Top { .. } | Cmd::Docs(_) => {
             return Err("not a client command".into())
         }
     })

@@ -68,6 +68,9 @@ pub enum Cmd {
         /// The file (default: the one `run` would use).
         file: Option<PathBuf>,
     },
+    /// Print the JSON Schema (draft-07) of supervision.toml, for editors (taplo, Even Better
+    /// TOML): save it and point the file at it with `#:schema ./supervision.schema.json`.
+    Schema,
     /// Daemon version, pid, uptime, and how many actors are in each state.
     Status,
     /// The supervision tree: every actor, its state, restarts and incarnation.
@@ -194,9 +197,30 @@ pub fn main() -> ExitCode {
     match cli.command {
         Cmd::Run => run(&cli.global),
         Cmd::Check { ref file } => check(&cli.global, file.as_deref()),
+        Cmd::Schema => print_schema(),
         Cmd::Top { refresh, summary } => ExitCode::from(top::main(&cli.global, refresh, summary)),
         Cmd::Docs(ref command) => ExitCode::from(docs::run(command)),
         _ => ExitCode::from(client::run(&cli)),
+    }
+}
+
+/// `metasystem schema`: the JSON Schema of the config file on stdout.
+fn print_schema() -> ExitCode {
+    use std::io::Write;
+    let text = match serde_json::to_string_pretty(&config::schema::document()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("metasystem: cannot write the schema: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("metasystem: {e}");
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 

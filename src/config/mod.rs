@@ -5,6 +5,7 @@
 pub mod diff;
 pub mod reader;
 pub mod refs;
+pub mod schema;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -979,3 +980,140 @@ fn shutdown(d: &mut Diags, t: &mut Table<'_, '_>) -> Option<Shutdown> {
 
 #[cfg(test)]
 mod tests;
+
+/// The keys of `[daemon]` ([`daemon`] reads them), for `metasystem schema`.
+pub(crate) fn daemon_schema() -> schema::Obj {
+    use schema::{key, Obj, Ty};
+    Obj::new(vec![
+        key(
+            "state_dir",
+            Ty::Str,
+            "Where metastore.db, logs and backups live; `~` is home, relative paths are taken from the file's directory.",
+        )
+        .default("~/.metasystem"),
+        key(
+            "socket",
+            Ty::Str,
+            "The control socket the CLI talks to (at most 100 bytes).",
+        )
+        .default("STATE_DIR/control.sock"),
+        key(
+            "max_connections",
+            Ty::Int,
+            "Concurrent control connections (2 to 1024); more are refused.",
+        )
+        .default(DEFAULT_MAX_CONNECTIONS),
+        key(
+            "idle_timeout",
+            Ty::Duration,
+            "A control connection with no request for this long is closed (1s to 1h).",
+        )
+        .default("60s"),
+        key(
+            "http",
+            Ty::Str,
+            "Where the HTTP listener (/metrics, /health) binds: an IP address and a port, loopback only unless `http_allow_remote = true`. Not given: no listener.",
+        )
+        .example("127.0.0.1:9464"),
+        key(
+            "http_allow_remote",
+            Ty::Bool,
+            "Let `http` bind a non-loopback address (the listener has no authentication or TLS).",
+        )
+        .default(false),
+        key(
+            "blocking_checks",
+            Ty::Int,
+            "How many probe checks that block a thread (disk, memory, sqlite) run at once, all probes together (1 to 32; default 2 x CPUs, at least 4).",
+        ),
+        key(
+            "log_format",
+            Ty::Choice(&["text", "json"]),
+            "Log lines as text or as JSON objects (stderr and the file).",
+        )
+        .default("text"),
+        key(
+            "log_file",
+            Ty::Str,
+            "The daemon's log file (relative to the state dir), rotated by `log_rotate`.",
+        )
+        .example("logs/daemon.log"),
+        key(
+            "log_rotate",
+            Ty::Str,
+            "When `log_file` is rotated: a size (\"10MB\", at least 1KiB) or \"daily\".",
+        )
+        .default("10MB"),
+        key(
+            "log_keep",
+            Ty::Int,
+            "How many rotated log files are kept.",
+        )
+        .default(5),
+        key(
+            "log_stderr",
+            Ty::Bool,
+            "Every log line also goes to stderr. Default: true without a `log_file`, false with one.",
+        ),
+        key(
+            "host_id",
+            Ty::Str,
+            "This host's identity in sync targets (METASYSTEM_HOST_ID overrides it). Default: the hostname and a hash of the machine id.",
+        ),
+    ])
+}
+
+/// The keys of `[telemetry]` ([`telemetry`] reads them).
+pub(crate) fn telemetry_schema() -> schema::Obj {
+    use schema::{key, Obj, Ty};
+    Obj::new(vec![
+        key(
+            "otlp_endpoint",
+            Ty::Str,
+            "The OTLP/HTTP collector's base URL (http or https); metrics are posted to <endpoint>/v1/metrics. Not given: no export.",
+        )
+        .example("http://127.0.0.1:4318"),
+        key(
+            "otlp_interval",
+            Ty::Duration,
+            "How often metrics are exported (1s to 1h).",
+        )
+        .default("60s"),
+    ])
+}
+
+/// The keys every child has ([`child`] reads them; `start_timeout` is
+/// [`start_timeout_key`], for the kinds that take it).
+pub(crate) fn child_keys() -> Vec<schema::Key> {
+    use schema::{key, Ty};
+    vec![
+        key(
+            "name",
+            Ty::Str,
+            "The child's name under its supervisor (1 to 64 letters, digits, -, _, .); its tree path is PARENT/NAME.",
+        )
+        .required(),
+        key(
+            "restart",
+            Ty::Choice(&RESTARTS),
+            "When it is restarted: permanent (always), transient (after a failure only), temporary (never).",
+        )
+        .default("permanent"),
+        key(
+            "shutdown",
+            Ty::Str,
+            "How it is stopped: \"brutal_kill\", \"infinity\" or a duration up to 1h to wait for it.",
+        )
+        .example("5s"),
+    ]
+}
+
+/// `start_timeout`, which a supervisor does not take.
+pub(crate) fn start_timeout_key() -> schema::Key {
+    schema::key(
+        "start_timeout",
+        schema::Ty::Str,
+        "How long its start may take before it counts as failed: a duration (1ms up to a year) or \"infinity\".",
+    )
+    .example("60s")
+}

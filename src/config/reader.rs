@@ -136,6 +136,15 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Every table finished on this thread: its span and the keys the reader asked for
+    /// (whether given or not), which are the keys it accepts there (`config::schema`'s tests
+    /// compare them with the schema).
+    pub static FINISHED: std::cell::RefCell<Vec<(Range<usize>, Vec<String>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A table being read: keys taken are remembered so the rest can be reported as unknown.
 pub struct Table<'a, 'i> {
     table: &'a DeTable<'i>,
@@ -432,6 +441,13 @@ impl<'a, 'i> Table<'a, 'i> {
     /// secret, with how to pass it instead.
     pub fn finish(self, d: &mut Diags) {
         let known: Vec<&str> = self.taken.iter().copied().collect();
+        #[cfg(test)]
+        FINISHED.with(|f| {
+            f.borrow_mut().push((
+                self.span.clone(),
+                known.iter().map(|k| k.to_string()).collect(),
+            ))
+        });
         for (key, _) in self.table.iter() {
             let name = key.get_ref().as_ref();
             if self.taken.contains(name) {

@@ -35,6 +35,7 @@ use serde_json::Value;
 
 use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
 use crate::config::reader::{suggest, Table};
+use crate::config::schema::{key, tables, Key, Obj, Ty, Union};
 use crate::config::{bounded, MAX_DURATION};
 
 const TYPES: &[&str] = &["email", "webhook", "slack", "discord", "log"];
@@ -204,6 +205,70 @@ fn channel(
     })
 }
 
+/// A table with a key per severity (`after`, `cooldown`, `routes`).
+fn per_severity(ty: Ty, defaults: [Option<serde_json::Value>; 3], doc: &'static str) -> Obj {
+    let mut keys: Vec<Key> = Vec::new();
+    for (s, default) in Severity::ALL.iter().zip(defaults) {
+        let mut k = key(s.as_str(), ty.clone(), doc);
+        k.default = default;
+        keys.push(k);
+    }
+    Obj::new(keys)
+}
+
+/// A channel's keys ([`channel`] reads them): `name`, and by `type` the settings of each.
+fn channel_schema() -> Obj {
+    let url = || {
+        Obj::new(vec![key(
+            "url",
+            Ty::Str,
+            "The webhook's http(s) URL. Missing: the channel is skipped with a warning.",
+        )
+        .example("https://hooks.example.com/T000/B000")])
+    };
+    let email =
+        Obj::new(vec![
+        key("smtp", Ty::Str, "The SMTP server, \"host:port\".").example("smtp.example.com:587"),
+        key(
+            "tls",
+            Ty::Choice(&["none", "starttls", "tls"]),
+            "How the SMTP connection is secured.",
+        )
+        .default("starttls"),
+        key("from", Ty::Str, "The sender's address.").example("metasystem@example.com"),
+        key("to", Ty::Strings, "The recipients (at least one).")
+            .example(serde_json::json!(["ops@example.com"])),
+        key("username", Ty::Str, "The SMTP login, if the server asks for one."),
+        key(
+            "password_env",
+            Ty::Str,
+            "The environment variable that holds the SMTP password (never written in the file).",
+        )
+        .example("SMTP_PASSWORD"),
+    ]);
+    Obj::new(vec![key(
+        "name",
+        Ty::Str,
+        "The channel's name, as `routes` and `alerts test` name it.",
+    )
+    .required()])
+    .with_union(Union {
+        tag: "type",
+        doc: "Where the channel delivers: email, an Alertmanager-style webhook, Slack, Discord, or the daemon's log.",
+        variants: TYPES
+            .iter()
+            .map(|t| {
+                let obj = match *t {
+                    "email" => email.clone(),
+                    "log" => Obj::default(),
+                    _ => url(),
+                };
+                (*t, obj)
+            })
+            .collect(),
+    })
+}
+
 /// `routes = { critical = [...], ... }`, each name a configured channel.
 fn routes(
     cx: &mut ParseCx<'_>,
@@ -275,6 +340,84 @@ impl ActorKind for AlertsConfig {
                     .map(|why| format!("{path}: {why}; the daemon will skip this channel"))
             })
             .collect()
+    }
+
+    fn schema() -> Obj {
+        use serde_json::json;
+        Obj::new(vec![
+            key(
+                "dedup_window",
+                Ty::Duration,
+                "Within one firing episode, the same alert is not notified again within this.",
+            )
+            .default("1h"),
+            key(
+                "after",
+                Ty::Table(per_severity(
+                    Ty::Int,
+                    [Some(json!(10)), Some(json!(5)), Some(json!(3))],
+                    "Consecutive occurrences before an alert of this severity is sent (1 to 1000).",
+                )),
+                "Consecutive occurrences before an alert is sent, per severity (one-shot conditions such as a give-up are sent at the first).",
+            ),
+            key(
+                "cooldown",
+                Ty::Table(per_severity(
+                    Ty::Duration,
+                    [Some(json!("24h")), Some(json!("2h")), Some(json!("1h"))],
+                    "Within one firing episode, never notified more often than this.",
+                )),
+                "Per severity: within one firing episode, never notified more often than this.",
+            ),
+            key(
+                "repeat_interval",
+                Ty::Duration,
+                "How often a condition that keeps firing is notified again (at least 1m).",
+            )
+            .default("4h"),
+            key(
+                "group_wait",
+                Ty::Duration,
+                "How long alerts are gathered into one message per channel (0 to send at once; up to 1h).",
+            )
+            .default("10s"),
+            key(
+                "timeout",
+                Ty::Duration,
+                "How long one delivery may take (100ms to 5m).",
+            )
+            .default("10s"),
+            key(
+                "retry",
+                Ty::Table(Obj::new(vec![
+                    key("initial", Ty::Duration, "The first retry delay (10ms to 1 day).")
+                        .default("1s"),
+                    key("max", Ty::Duration, "The longest retry delay (10ms to 1 day).")
+                        .default("5m"),
+                    key(
+                        "adaptive",
+                        Ty::Bool,
+                        "Each channel's first delay follows the median time it took to recover over its last week of delivery runs.",
+                    )
+                    .default(false),
+                ])),
+                "How failed deliveries are retried (full-jitter backoff).",
+            ),
+            key(
+                "channels",
+                tables(channel_schema()),
+                "Where alerts go: [[...channels]] tables with a `name` and a `type`.",
+            ),
+            key(
+                "routes",
+                Ty::Table(per_severity(
+                    Ty::Strings,
+                    [None, None, None],
+                    "The channels (by name) alerts of this severity go to.",
+                )),
+                "Which channels each severity goes to (default: every channel for every severity).",
+            ),
+        ])
     }
 
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {

@@ -23,6 +23,7 @@ use std::io::{self, Write};
 
 use super::{ActorKind, CallCx, CallError, HealthPart, NoArgs, Op, ParseCx, Services, ViewCx};
 use crate::config::reader::Table;
+use crate::config::schema::{key, Obj, Ty};
 use crate::config::{bounded, MAX_DURATION};
 
 /// Every breaker, by name: the shared registry's and the probes' heal actions'
@@ -174,6 +175,66 @@ impl ActorKind for BreakersConfig {
         args: "",
         summary: "every breaker: state, counts, current wait",
     }];
+
+    fn schema() -> Obj {
+        let breaker = Obj::new(vec![
+            key(
+                "failure_threshold",
+                Ty::Int,
+                "Failures in a row that open the breaker (0 to 10000; 0: only `failure_rate` opens it).",
+            )
+            .default(5),
+            key(
+                "success_threshold",
+                Ty::Int,
+                "Successful trials in HALF_OPEN that close it (1 to 10000).",
+            )
+            .default(2),
+            key(
+                "half_open_calls",
+                Ty::Int,
+                "Trial calls let through at once in HALF_OPEN (1 to 10000).",
+            )
+            .default(1),
+            key(
+                "minimum_calls",
+                Ty::Int,
+                "Calls in the window before `failure_rate` is judged.",
+            )
+            .default(10),
+            key("open_for", Ty::Duration, "How long it stays OPEN before a trial.").default("5m"),
+            key(
+                "open_for_max",
+                Ty::Duration,
+                "The cap the OPEN wait grows to after failed trials (default twice `open_for`).",
+            ),
+            key("backoff", Ty::Num, "How much the OPEN wait grows after a failed trial (1 to 100).")
+                .default(2.0),
+            key(
+                "failure_rate",
+                Ty::Num,
+                "Also open when this share (more than 0, at most 1) of the calls in `window` failed.",
+            )
+            .example(0.5),
+            key(
+                "window",
+                Ty::AnyOf(vec![Ty::Int, Ty::Duration]),
+                "What `failure_rate` looks at: an integer (the last N calls) or a duration (the calls in that time, 1s to 1 day).",
+            )
+            .default(20),
+            key(
+                "half_open_max_wait",
+                Ty::Duration,
+                "A trial call not reported within this counts as failed (up to 1 day).",
+            )
+            .default("1m"),
+        ]);
+        Obj::new(vec![key(
+            "breakers",
+            Ty::Map(Box::new(Ty::Table(breaker))),
+            "The circuit breakers, by name: `breakers.NAME = { failure_threshold = 5, open_for = \"30s\" }`.",
+        )])
+    }
 
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         let mut breakers = Vec::new();

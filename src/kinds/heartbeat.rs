@@ -18,6 +18,7 @@ use super::{
 };
 use crate::config::bounded;
 use crate::config::reader::Table;
+use crate::config::schema::{key, Obj, Ty};
 use crate::control::client::Connection;
 
 const DEFAULT_EVERY: Duration = Duration::from_secs(10);
@@ -95,6 +96,15 @@ impl ActorKind for HeartbeatConfig {
         )
         .unwrap_or(DEFAULT_EVERY);
         Some(HeartbeatConfig { every })
+    }
+
+    fn schema() -> Obj {
+        Obj::new(vec![key(
+            "every",
+            Ty::Duration,
+            "How often a heartbeat is recorded and the systemd watchdog pinged (100ms to 24h).",
+        )
+        .default("10s")])
     }
 
     fn child_spec(&self, name: &str, services: &Services) -> ChildSpec {

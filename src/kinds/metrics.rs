@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
 use crate::config::bounded;
 use crate::config::reader::Table;
+use crate::config::schema::{key, Obj, Ty};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -101,6 +102,53 @@ impl ActorKind for MetricsConfig {
         args: "",
         summary: "samples seen, series watched, anomalies, retention, thresholds",
     }];
+
+    fn schema() -> Obj {
+        Obj::new(vec![
+            key("retention", Ty::Duration, "How long raw samples are kept (at least 1h).")
+                .default("30d"),
+            key(
+                "rollup_retention",
+                Ty::Duration,
+                "How long hourly and daily rollups are kept (at least 1 day, and at least `retention`).",
+            )
+            .default("366d"),
+            key(
+                "zscore_threshold",
+                Ty::Num,
+                "A value this many standard deviations from the window's mean is an anomaly.",
+            )
+            .default(2.0),
+            key("window", Ty::Int, "How many values the z-score looks back on (2 to 100000).")
+                .default(100),
+            key(
+                "min_samples",
+                Ty::Int,
+                "Values a series needs before it is judged (2 to 100000, at most `window`).",
+            )
+            .default(10),
+            key("ewma_alpha", Ty::Num, "The EWMA's smoothing factor (more than 0, at most 1).")
+                .default(0.1),
+            key(
+                "ewma_threshold",
+                Ty::Num,
+                "How far from the EWMA (in deviations) a value is an anomaly.",
+            )
+            .default(3.0),
+            key(
+                "anomaly_gap",
+                Ty::Duration,
+                "At most one anomaly reported per series per gap (up to 1 day).",
+            )
+            .default("1m"),
+            key(
+                "anomalies",
+                Ty::Strings,
+                "The series watched for anomalies: \"METRIC\" or \"METRIC:SUBJECT\" (the subject a glob with *); metrics of durations or sizes only. Default: none.",
+            )
+            .example(serde_json::json!(["sync_run"])),
+        ])
+    }
 
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         let max = crate::config::MAX_DURATION;

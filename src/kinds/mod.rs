@@ -192,6 +192,11 @@ pub trait ActorKind: Sized + Clone + PartialEq + std::fmt::Debug + Send + Sync +
     /// `cx.d`; `None` when the kind's config is unusable.
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self>;
 
+    /// The keys [`Self::parse`] reads, described for `metasystem schema` (the JSON Schema of
+    /// the file): types, choices, defaults, what each does. A test checks the two agree both
+    /// ways (`config::schema`'s tests).
+    fn schema() -> crate::config::schema::Obj;
+
     /// How a child with this config is stopped when the file does not say (a process needs
     /// its `stop_timeout` and more).
     fn default_shutdown(&self) -> Shutdown {
@@ -433,6 +438,16 @@ macro_rules! kinds {
                     }
                 )+
                 None
+            }
+
+            /// Every kind's keys for the schema: its name, its keys, whether it takes
+            /// `start_timeout`; in the list's order.
+            pub fn schemas() -> Vec<(&'static str, crate::config::schema::Obj, bool)> {
+                vec![$((
+                    <$config as ActorKind>::NAME,
+                    <$config as ActorKind>::schema(),
+                    <$config as ActorKind>::HAS_START_TIMEOUT,
+                )),+]
             }
 
             /// What `check` warns about for the child at `path`.

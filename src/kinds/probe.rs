@@ -48,6 +48,7 @@ use super::{
 };
 use crate::config::reader::Table;
 use crate::config::refs::Wants;
+use crate::config::schema::{key, tables, Key, Obj, Ty, Union};
 use crate::config::{bounded, bytes, expand, MAX_DURATION};
 use crate::control::client::Connection;
 
@@ -296,6 +297,183 @@ fn check(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<Chec
     })
 }
 
+/// The keys of a command to run ([`command`] reads them): a `command` check and heal action.
+fn command_keys() -> Vec<Key> {
+    vec![
+        key(
+            "command",
+            Ty::Str,
+            "The program (a path, or a name looked up in PATH); no shell.",
+        )
+        .required()
+        .example("/bin/true"),
+        key("args", Ty::Strings, "Its arguments.").example(serde_json::json!(["-c", "exit 0"])),
+        key(
+            "cwd",
+            Ty::Str,
+            "Its working directory (relative to the state dir).",
+        )
+        .example("."),
+        key(
+            "env",
+            Ty::Map(Box::new(Ty::Str)),
+            "Environment variables for it: a table of strings.",
+        )
+        .example(serde_json::json!({"LANG": "C"})),
+    ]
+}
+
+/// Each check's own keys ([`check`] reads them), by `check`.
+fn check_schema(name: &str) -> Obj {
+    let low = |warn: &'static str, fail: &'static str| {
+        vec![
+            key(
+                "warn_below",
+                Ty::Size,
+                "Warn when less than this is free (bytes, or \"10GB\", \"512MiB\").",
+            )
+            .default(warn),
+            key(
+                "fail_below",
+                Ty::Size,
+                "Fail when less than this is free (at most `warn_below`).",
+            )
+            .default(fail),
+        ]
+    };
+    let path = |doc: &'static str| key("path", Ty::Str, doc).required().example(".");
+    Obj::new(match name {
+        "disk" => {
+            let mut keys = vec![path("A path on the file system to watch (relative paths are in the state dir).")];
+            keys.extend(low("10GB", "5GB"));
+            keys.push(
+                key(
+                    "warn_full_within",
+                    Ty::Duration,
+                    "Warn when the trend says the disk is full sooner than this (up to 30 days; \"0s\" turns it off).",
+                )
+                .default("24h"),
+            );
+            keys
+        }
+        "memory" => low("500MB", "100MB"),
+        "sqlite" => vec![
+            path("The SQLite database to check (relative paths are in the state dir)."),
+            key("warn_size", Ty::Size, "Warn when the database is larger than this.").default("500MB"),
+            key("tables", Ty::Strings, "Tables whose row counts are reported.")
+                .example(serde_json::json!(["events"])),
+        ],
+        "sync_recency" => vec![
+            key("target", Ty::Str, "The name of the sync_target child whose last good run is judged.")
+                .required()
+                .example("icloud"),
+            key("warn_after", Ty::Duration, "Warn when the last good run is older (at least 1m).")
+                .default("6h"),
+            key("fail_after", Ty::Duration, "Fail when the last good run is older (at least `warn_after`).")
+                .example("24h"),
+            key(
+                "alert_offline",
+                Ty::Bool,
+                "A target never synced that is offline, or has had no run yet, warns instead of passing with a note.",
+            )
+            .default(false),
+        ],
+        "tcp" => vec![key("addr", Ty::Str, "\"host:port\" to connect to.")
+            .required()
+            .example("127.0.0.1:5432")],
+        "http" => vec![
+            key("url", Ty::Str, "The http(s) URL to GET.")
+                .required()
+                .example("http://127.0.0.1:8080/health"),
+            key("status", Ty::Int, "The status expected (100-599); default any 2xx.").example(200),
+            key("body_contains", Ty::Str, "Text the body must contain."),
+        ],
+        "command" => command_keys(),
+        "process" => vec![
+            key(
+                "process",
+                Ty::Str,
+                "The tree path of a kind = \"process\" child; fails while it is not running.",
+            )
+            .required()
+            .example("root/web"),
+            key("min_uptime", Ty::Duration, "Warn while its run is younger than this.").example("30s"),
+            key(
+                "max_restarts",
+                Ty::Int,
+                "Warn when it restarted more often than this within `window` (0 to 1000000).",
+            )
+            .example(3),
+            key("window", Ty::Duration, "The window `max_restarts` counts in.").default("1h"),
+        ],
+        // breakers: none.
+        _ => Vec::new(),
+    })
+}
+
+/// A heal action's keys ([`heal_item`] reads them).
+fn heal_schema() -> Obj {
+    let older_than = || {
+        key(
+            "older_than",
+            Ty::Duration,
+            "Only what is older than this (at least 1m).",
+        )
+        .default("7d")
+    };
+    let dir = |doc: &'static str| key("dir", Ty::Str, doc).required().example("old-files");
+    Obj::new(vec![
+        key("cooldown", Ty::Duration, "The action runs at most once per cooldown (up to 1 day).")
+            .default("5m"),
+        key("max_per_hour", Ty::Int, "The action runs at most this often an hour (1 to 3600).")
+            .default(3),
+        key(
+            "on",
+            Ty::Choice(&["any", "warn", "fail"]),
+            "When it runs: any (while the probe warns or fails), warn (only while it warns), fail (only while it fails).",
+        )
+        .default("any"),
+    ])
+    .with_union(Union {
+        tag: "action",
+        doc: "What the action does when the probe turns bad.",
+        variants: ACTIONS
+            .iter()
+            .map(|a| {
+                let keys = match *a {
+                    "restart" => vec![key("path", Ty::Str, "The tree path of the actor to restart (not the probe or a supervisor above it).")
+                        .required()
+                        .example("root/web")],
+                    "sync" => vec![key("target", Ty::Str, "The sync_target child to run now.")
+                        .required()
+                        .example("icloud")],
+                    "prune_backups" => vec![dir("The backups folder to prune."), older_than()],
+                    "vacuum" => vec![key("db", Ty::Str, "The SQLite database to VACUUM.")
+                        .required()
+                        .example("app.db")],
+                    "cleanup" => vec![
+                        dir("The folder to clean (never the state dir)."),
+                        older_than(),
+                        key("pattern", Ty::Str, "Only names matching this glob.").example("*.tmp"),
+                    ],
+                    "reset_breaker" => vec![key("breaker", Ty::Str, "The circuit breaker to close.")
+                        .required()
+                        .example("icloud")],
+                    _ => {
+                        let mut keys = command_keys();
+                        keys.push(
+                            key("timeout", Ty::Duration, "How long the command may run (100ms to 1 day).")
+                                .default("60s"),
+                        );
+                        keys
+                    }
+                };
+                (*a, Obj::new(keys))
+            })
+            .collect(),
+    })
+}
+
 /// Whether `ancestor` is `path` or one of its ancestors.
 fn is_self_or_ancestor(ancestor: &str, path: &str) -> bool {
     path == ancestor || path.starts_with(&format!("{ancestor}/"))
@@ -461,6 +639,51 @@ impl ActorKind for ProbeConfig {
             summary: "run the check now and show the report",
         },
     ];
+
+    fn schema() -> Obj {
+        Obj::new(vec![
+            key(
+                "every",
+                Ty::Duration,
+                "How often the check runs (at least 100ms).",
+            )
+            .default("1m"),
+            key(
+                "timeout",
+                Ty::Duration,
+                "How long one check may take (10ms to 1h; default 10s, or `every` if shorter).",
+            )
+            .default("10s"),
+            key(
+                "failures_before_warning",
+                Ty::Int,
+                "Bad results in a row before the probe warns (1 to 1000).",
+            )
+            .default(1),
+            key(
+                "failures_before_critical",
+                Ty::Int,
+                "Bad results in a row before the probe fails (1 to 1000).",
+            )
+            .default(3),
+            key(
+                "successes_before_passing",
+                Ty::Int,
+                "Good results in a row before the probe passes again (1 to 1000).",
+            )
+            .default(1),
+            key(
+                "heal",
+                tables(heal_schema()),
+                "Heal actions run when the probe turns bad: [[...heal]] tables with an `action`.",
+            ),
+        ])
+        .with_union(Union {
+            tag: "check",
+            doc: "What the probe checks.",
+            variants: CHECKS.iter().map(|c| (*c, check_schema(c))).collect(),
+        })
+    }
 
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         let kind = if t.has("check") {

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::{ActorKind, CallCx, CallError, NoArgs, Op, ParseCx, Services};
 use crate::config::reader::Table;
+use crate::config::schema::{key, Obj, Ty};
 use crate::config::{bounded, expand, spanned_bytes};
 
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,6 +95,89 @@ impl ActorKind for ProcessConfig {
         },
     ];
 
+    fn schema() -> Obj {
+        let signals: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+        Obj::new(vec![
+            key(
+                "command",
+                Ty::Str,
+                "The program: a path, or a name looked up in PATH (no shell).",
+            )
+            .required()
+            .example("/bin/sh"),
+            key("args", Ty::Strings, "Its arguments.")
+                .example(serde_json::json!(["-c", "sleep 1000"])),
+            key(
+                "env",
+                Ty::Map(Box::new(Ty::Str)),
+                "Environment variables for it: a table of strings.",
+            )
+            .example(serde_json::json!({"LANG": "C"})),
+            key(
+                "cwd",
+                Ty::Str,
+                "Its working directory (must exist; relative to the state dir).",
+            )
+            .example("/"),
+            key(
+                "user",
+                Ty::Str,
+                "Run it as this user (a name or an id; only when the daemon runs as root).",
+            ),
+            key(
+                "group",
+                Ty::Str,
+                "Run it with this group (a name or an id; only when the daemon runs as root).",
+            ),
+            key(
+                "stop_signal",
+                Ty::Raw(serde_json::json!({"type": "string", "enum": signals
+                    .iter()
+                    .flat_map(|s| {
+                        let lower = s.to_ascii_lowercase();
+                        [s.to_string(), format!("SIG{s}"), format!("sig{lower}"), lower]
+                    })
+                    .collect::<Vec<_>>()})),
+                "The signal that asks it to stop, sent to its process group (TERM or SIGTERM).",
+            )
+            .default("TERM"),
+            key(
+                "stop_timeout",
+                Ty::Duration,
+                "How long it may take to stop before the group is SIGKILLed (up to 1h).",
+            )
+            .default("10s"),
+            key(
+                "healthy_after",
+                Ty::Duration,
+                "A run shorter than this is a failed start (up to 1h).",
+            )
+            .default("1s"),
+            key(
+                "exit_codes",
+                Ty::Raw(serde_json::json!({
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 0, "maximum": 255}
+                })),
+                "Exit codes that are a normal exit (0 to 255).",
+            )
+            .default(serde_json::json!([0])),
+            key(
+                "stderr",
+                Ty::Choice(&["merge", "separate"]),
+                "Its stderr merged into the output log, or a log of its own (stderr.log).",
+            )
+            .default("merge"),
+            key(
+                "log_max_size",
+                Ty::Size,
+                "Its logs are rotated at this size (at least 1KiB).",
+            )
+            .default("10MB"),
+            key("log_keep", Ty::Int, "Rotated log files kept.").default(DEFAULT_LOG_KEEP),
+        ])
+    }
+
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         let state = cx.state_dir.clone();
         let raw_command = t.required_string(cx.d, "command");
@@ -151,6 +235,7 @@ impl ActorKind for ProcessConfig {
                     );
                 }
             }
+            e.finish(cx.d);
         }
         let cwd = t.string(cx.d, "cwd").and_then(|v| {
             let p = expand(cx.d, v.get_ref(), v.span(), &state)?;

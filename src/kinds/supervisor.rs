@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::{ActorKind, CallCx, CallError, Op, ParseCx, Services};
 use crate::config::reader::Table;
+use crate::config::schema::{key, Obj, Ty};
 use crate::config::{bounded, positive, ChildConfig, MAX_DURATION};
 use crate::control::protocol::code;
 
@@ -158,6 +159,64 @@ impl SupervisorConfig {
     }
 }
 
+impl SupervisorConfig {
+    /// The keys [`SupervisorConfig::read`] reads: `[root]`'s and a supervisor child's.
+    pub fn schema_keys() -> Obj {
+        Obj::new(vec![
+            key(
+                "strategy",
+                Ty::Choice(&STRATEGIES),
+                "What a child's exit does to its siblings (OTP's strategies): one_for_one restarts it alone, one_for_all all children, rest_for_one it and those started after it; dynamic is one_for_one for children added at run time.",
+            )
+            .default("one_for_one"),
+            key(
+                "intensity",
+                Ty::Int,
+                "At most this many restarts within `period`; one more and the supervisor gives up (and its parent sees it fail).",
+            )
+            .default(DEFAULT_INTENSITY),
+            key(
+                "period",
+                Ty::Duration,
+                "The window `intensity` counts restarts in.",
+            )
+            .default("5s"),
+            key(
+                "backoff",
+                Ty::AnyOf(vec![
+                    Ty::Choice(&["none"]),
+                    Ty::Table(Obj::new(vec![
+                        key("initial", Ty::Duration, "The first restart delay (up to 1 day).")
+                            .default("100ms"),
+                        key("max", Ty::Duration, "The longest restart delay (up to 1 day; at least `initial`).")
+                            .default("30s"),
+                        key("factor", Ty::Num, "How much each delay grows (at least 1.0).")
+                            .default(2.0),
+                        key(
+                            "jitter",
+                            Ty::Choice(&JITTERS),
+                            "full: each delay is random between 0 and its value; none: exactly its value.",
+                        )
+                        .default("full"),
+                        key(
+                            "reset_after",
+                            Ty::Duration,
+                            "A child that runs this long starts again from `initial`.",
+                        )
+                        .default("60s"),
+                    ])),
+                ]),
+                "Delays between restarts: a table, or \"none\" to restart at once as OTP does. Not given: the parent's (the root's: 100ms to 30s, full jitter).",
+            ),
+            key(
+                "children",
+                Ty::List(Box::new(Ty::Ref("child"))),
+                "The supervised children, started in order and stopped in reverse ([[...children]]).",
+            ),
+        ])
+    }
+}
+
 fn backoff(d: &mut crate::config::reader::Diags, t: &mut Table<'_, '_>) -> Backoff {
     let day = Duration::from_secs(24 * 3600);
     let initial_given = t.has("initial");
@@ -246,6 +305,10 @@ impl ActorKind for SupervisorConfig {
 
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         Some(SupervisorConfig::read(cx, t))
+    }
+
+    fn schema() -> Obj {
+        SupervisorConfig::schema_keys()
     }
 
     fn child_spec(&self, name: &str, services: &Services) -> ChildSpec {

@@ -32,6 +32,7 @@ use std::io::{self, Write};
 
 use super::{ActorKind, CallCx, CallError, Op, ParseCx, Services, ViewCx};
 use crate::config::reader::Table;
+use crate::config::schema::{key, Obj, Ty};
 use crate::config::{bounded, expand, MAX_DURATION};
 
 #[derive(Debug, Clone)]
@@ -202,6 +203,120 @@ impl ActorKind for SyncTargetConfig {
             summary: "run now (waits for a running one to finish first) and show what it did",
         },
     ];
+
+    fn schema() -> Obj {
+        Obj::new(vec![
+            key(
+                "target",
+                Ty::Str,
+                "The folder kept the same as the primary (`~` is home); outside the primary and the state dir.",
+            )
+            .required()
+            .example("/mnt/backup/metasystem"),
+            key(
+                "primary",
+                Ty::Str,
+                "The local folder synced (default: the state dir).",
+            )
+            .example("~/Documents"),
+            key(
+                "paths",
+                Ty::Strings,
+                "Files and folders under the primary to sync (relative; default everything).",
+            )
+            .example(serde_json::json!(["notes"])),
+            key(
+                "include",
+                Ty::Strings,
+                "Patterns (rsync's and gitignore's) of what to sync.",
+            )
+            .example(serde_json::json!(["*.md"])),
+            key(
+                "exclude",
+                Ty::Strings,
+                "Patterns (rsync's and gitignore's) of what never to sync.",
+            )
+            .example(serde_json::json!(["*.tmp"])),
+            key("every", Ty::Duration, "How often it runs (at least 1s).").default("10m"),
+            key(
+                "min_interval",
+                Ty::Duration,
+                "The least time between two runs started by changes.",
+            )
+            .default("60s"),
+            key(
+                "direction",
+                Ty::Choice(DIRECTIONS),
+                "push (primary to target), pull (target to primary) or bidirectional.",
+            )
+            .default("bidirectional"),
+            key(
+                "strategy",
+                Ty::Choice(STRATEGIES),
+                "How conflicts are settled: newest, local (the primary wins), remote (the target wins) or manual (kept for `resolve`).",
+            )
+            .default("newest"),
+            key(
+                "backups",
+                Ty::Str,
+                "Where replaced and deleted files are kept (default backups/NAME in the state dir).",
+            )
+            .example("backups/docs"),
+            key(
+                "retention",
+                Ty::Duration,
+                "How long backups are kept (at least 1h).",
+            )
+            .default("30d"),
+            key(
+                "max_delete",
+                Ty::Raw(serde_json::json!({
+                    "anyOf": [
+                        {"type": "string", "pattern": "^\\s*[0-9.]+\\s*%\\s*$"},
+                        {"type": "number", "minimum": 0, "maximum": 1}
+                    ]
+                })),
+                "A run that would delete more than this share of the synced files stops (\"50%\", or 0 to 1) unless it deletes `max_delete_floor` or fewer.",
+            )
+            .default("50%"),
+            key(
+                "max_delete_floor",
+                Ty::Int,
+                "Deletions up to this many never stop a run (0 or more).",
+            )
+            .default(10),
+            key(
+                "snapshots",
+                Ty::Strings,
+                "Live SQLite databases pushed as consistent copies into the target's .metasystem-hosts/HOST/ (relative to the state dir).",
+            )
+            .example(serde_json::json!(["metastore.db"])),
+            key(
+                "snapshot_every",
+                Ty::Duration,
+                "How often the snapshots are taken (at least 1s).",
+            )
+            .default("1h"),
+            key(
+                "breaker",
+                Ty::Str,
+                "The circuit breaker runs go through.",
+            )
+            .example("icloud"),
+            key(
+                "watch",
+                Ty::Bool,
+                "Changes in the primary start a run, on top of `every`.",
+            )
+            .default(false),
+            key(
+                "watch_debounce",
+                Ty::Duration,
+                "How long the primary must be quiet before a watched change starts a run (100ms to 10m).",
+            )
+            .default("2s"),
+        ])
+    }
 
     fn parse(cx: &mut ParseCx<'_>, t: &mut Table<'_, '_>) -> Option<Self> {
         let state = cx.state_dir.clone();

@@ -20,6 +20,7 @@ mod process_attack;
 mod prometheus;
 mod reload;
 mod retries;
+mod schema;
 mod socket;
 mod store;
 mod strategies;
