@@ -43,7 +43,9 @@ pub async fn summary(services: &Services) -> HostSummary {
         failed: count(NodeState::Failed),
         unhealthy: nodes
             .iter()
-            .filter(|n| n.unresponsive || matches!(n.state, NodeState::Failed | NodeState::Restarting))
+            .filter(|n| {
+                n.unresponsive || matches!(n.state, NodeState::Failed | NodeState::Restarting)
+            })
             .map(|n| NodeBrief {
                 path: n.path.clone(),
                 state: if n.unresponsive {
@@ -87,7 +89,11 @@ pub async fn summary(services: &Services) -> HostSummary {
         .filter(|p| !p.pending() && p.status != metasystem_actors::probes::Health::Pass)
         .map(|p| ProbeBrief {
             status: p.status_str().into(),
-            message: p.last.as_ref().map(|l| l.message.clone()).unwrap_or_default(),
+            message: p
+                .last
+                .as_ref()
+                .map(|l| l.message.clone())
+                .unwrap_or_default(),
             path: p.path,
         })
         .collect();
@@ -100,7 +106,10 @@ pub async fn summary(services: &Services) -> HostSummary {
 }
 
 /// How the daemon describes itself in its store's snapshots: version, start, [`summary`].
-pub fn describe(services: Services, started: SystemTime) -> metasystem_actors::store::hosts::Describe {
+pub fn describe(
+    services: Services,
+    started: SystemTime,
+) -> metasystem_actors::store::hosts::Describe {
     Arc::new(move || {
         let services = services.clone();
         Box::pin(async move {
@@ -219,11 +228,7 @@ fn view_of(f: &Found, r: Result<Option<HostInfo>, String>, now_ms: i64) -> HostV
         Err(why) => v.unreadable = Some(why),
         Ok(None) => {
             // Taken by a version before `host_info`: its file's time is all there is.
-            let taken = f
-                .stamp
-                .as_ref()
-                .map(|s| unix_ms(s.1))
-                .unwrap_or(now_ms);
+            let taken = f.stamp.as_ref().map(|s| unix_ms(s.1)).unwrap_or(now_ms);
             v.taken_ms = Some(taken);
             v.age_s = Some(secs(now_ms - taken));
             v.snapshot_every_s = Some(f.every.as_secs());
@@ -256,14 +261,16 @@ impl Daemon {
         if let Some(t) = &r.target {
             if !specs.iter().any(|s| &s.name == t) {
                 let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-                return Err(Failure::new(code::NOT_FOUND, format!(
-                    "no sync target `{t}` is running (targets: {})",
-                    if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names.join(", ")
-                    }
-                ),
+                return Err(Failure::new(
+                    code::NOT_FOUND,
+                    format!(
+                        "no sync target `{t}` is running (targets: {})",
+                        if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
                 ));
             }
         }

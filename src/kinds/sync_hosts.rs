@@ -132,9 +132,7 @@ impl HostView {
                 !s.tree.unhealthy.is_empty()
                     || !s.alerts.is_empty()
                     || !s.probes.is_empty()
-                    || s.sync
-                        .iter()
-                        .any(|t| t.outcome.as_deref() == Some("error"))
+                    || s.sync.iter().any(|t| t.outcome.as_deref() == Some("error"))
             })
     }
 
@@ -247,7 +245,11 @@ pub fn render(out: &mut dyn Write, r: &HostsResult) -> io::Result<()> {
             writeln!(out, "  sync {}: {last}{running}", t.name)?;
         }
         for a in &s.alerts {
-            writeln!(out, "  alert firing [{}] {}: {}", a.severity, a.key, a.title)?;
+            writeln!(
+                out,
+                "  alert firing [{}] {}: {}",
+                a.severity, a.key, a.title
+            )?;
         }
         for p in &s.probes {
             writeln!(out, "  probe {} {}: {}", p.path, p.status, p.message)?;

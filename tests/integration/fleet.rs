@@ -136,7 +136,10 @@ fn hosts_shows_the_fleet_from_its_snapshots() {
         let sync = &h["summary"]["sync"][0];
         assert_eq!(sync["name"], "t", "{h}");
         assert_eq!(sync["outcome"], "success", "{h}");
-        assert!(h["summary"]["tree"]["running"].as_u64().unwrap() >= 2, "{h}");
+        assert!(
+            h["summary"]["tree"]["running"].as_u64().unwrap() >= 2,
+            "{h}"
+        );
     }
     let hb = host(&v, "host-b");
     assert_eq!(hb["summary"]["probes"][0]["path"], "root/broken", "{hb}");
@@ -169,7 +172,11 @@ fn hosts_shows_the_fleet_from_its_snapshots() {
     // `--target` names a running target.
     let bad = a.d.cli(&["hosts", "--target", "nope"]);
     assert_ne!(bad.code, 0);
-    assert!(bad.stderr.contains("no sync target `nope`"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("no sync target `nope`"),
+        "{}",
+        bad.stderr
+    );
     let only = a.d.json(&["hosts", "--target", "t"], 0);
     assert_eq!(only["hosts"].as_array().unwrap().len(), 3, "{only}");
     assert_eq!(only["targets"][0]["name"], "t", "{only}");
@@ -196,7 +203,11 @@ fn hosts_shows_the_fleet_from_its_snapshots() {
     std::fs::create_dir_all(dir.join("host-x")).unwrap();
     std::fs::write(dir.join("host-x/metastore.db"), &whole[..whole.len() / 2]).unwrap();
     std::fs::create_dir_all(dir.join("host-y")).unwrap();
-    std::fs::write(dir.join("host-y/metastore.db"), b"not a database at all, no").unwrap();
+    std::fs::write(
+        dir.join("host-y/metastore.db"),
+        b"not a database at all, no",
+    )
+    .unwrap();
     let v = hosts(a);
     let x = host(&v, "host-x");
     assert!(
@@ -205,21 +216,30 @@ fn hosts_shows_the_fleet_from_its_snapshots() {
     );
     let y = host(&v, "host-y");
     assert!(
-        y["unreadable"].as_str().unwrap().contains("not an SQLite database"),
+        y["unreadable"]
+            .as_str()
+            .unwrap()
+            .contains("not an SQLite database"),
         "{y}"
     );
     assert!(host(&v, "host-b")["unreadable"].is_null(), "{v}");
     let out = a.d.cli(&["hosts"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("host-x: unreadable"), "{}", out.stdout);
-    assert!(out.stdout.contains("  unreadable: truncated"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("  unreadable: truncated"),
+        "{}",
+        out.stdout
+    );
     std::fs::remove_dir_all(dir.join("host-x")).unwrap();
     std::fs::remove_dir_all(dir.join("host-y")).unwrap();
 
     // host-c stops: its snapshot (every 2 s) is stale once older than 4 s.
     f.hosts[2].d.terminate();
     let a = &f.hosts[0];
-    let v = wait_hosts(a, "host-c never stale", |v| host(v, "host-c")["stale"] == true);
+    let v = wait_hosts(a, "host-c never stale", |v| {
+        host(v, "host-c")["stale"] == true
+    });
     let hc = host(&v, "host-c");
     assert!(hc["age_s"].as_u64().unwrap() >= 4, "{hc}");
     let out = a.d.cli(&["hosts"]);

@@ -42,8 +42,7 @@ pub struct Described {
 }
 
 /// How the daemon describes itself (set with [`super::Store::describe_with`]).
-pub type Describe =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Described> + Send>> + Send + Sync>;
+pub type Describe = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Described> + Send>> + Send + Sync>;
 
 pub(super) async fn put(conn: &mut SqliteConnection, info: &HostInfo) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -163,7 +162,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.db");
         std::fs::write(&p, b"hello").unwrap();
-        assert!(check_whole(&p).unwrap_err().contains("shorter than a header"));
+        assert!(check_whole(&p)
+            .unwrap_err()
+            .contains("shorter than a header"));
         std::fs::write(&p, [b'x'; 200]).unwrap();
         assert!(check_whole(&p).unwrap_err().contains("no SQLite header"));
         let mut h = b"SQLite format 3\0".to_vec();
@@ -173,7 +174,10 @@ mod tests {
         h.resize(4096 * 2, 0);
         std::fs::write(&p, &h).unwrap();
         let e = check_whole(&p).unwrap_err();
-        assert!(e.contains("truncated") && e.contains("8192 of 12288"), "{e}");
+        assert!(
+            e.contains("truncated") && e.contains("8192 of 12288"),
+            "{e}"
+        );
         h.resize(4096 * 3, 0);
         std::fs::write(&p, &h).unwrap();
         check_whole(&p).unwrap();
