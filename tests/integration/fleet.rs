@@ -169,6 +169,11 @@ fn hosts_shows_the_fleet_from_its_snapshots() {
     ] {
         assert!(out.stdout.contains(want), "{want:?} in:\n{}", out.stdout);
     }
+    // `top` has a hosts panel (here in `--summary`, under `hosts`).
+    let top = a.d.cli(&["top", "--summary"]);
+    assert_eq!(top.code, 0, "{}", top.stderr);
+    let top: Value = serde_json::from_str(&top.stdout).unwrap();
+    assert_eq!(top["hosts"]["hosts"].as_array().unwrap().len(), 3, "{top}");
     // `--target` names a running target.
     let bad = a.d.cli(&["hosts", "--target", "nope"]);
     assert_ne!(bad.code, 0);
