@@ -85,6 +85,7 @@ show_with!(
     request::Sync => render::sync,
     request::SyncStatus => render::sync_status,
     request::Conflicts => render::conflicts,
+    request::Hosts => crate::kinds::sync_hosts::render,
     request::Verify => render::verify,
     request::Backups => render::backups,
     request::BackupRestore => render::restored,

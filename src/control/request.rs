@@ -243,6 +243,15 @@ pub struct Sync {
     pub allow_deletes: Option<usize>,
 }
 
+/// The fleet: every host with a snapshot in the sync targets' `.metasystem-hosts/` (only
+/// `target`'s when given), and this host live ([`crate::kinds::sync_hosts::HostsResult`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hosts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
 /// Every sync target: online or not, the last run, progress ([`SyncStatusResult`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -482,6 +491,7 @@ macro_rules! with_requests {
             Sync(Sync) = "sync" => SyncResult, read_only: |r| r.dry_run;
             SyncStatus(SyncStatus) = "sync_status" => SyncStatusResult, read_only: |_| true;
             Conflicts(Conflicts) = "conflicts" => ConflictsResult, read_only: |_| true;
+            Hosts(Hosts) = "hosts" => crate::kinds::sync_hosts::HostsResult, read_only: |_| true;
             Verify(Verify) = "verify" => VerifyReport, read_only: |_| true;
             Backups(Backups) = "backups" => BackupsResult, read_only: |_| true;
             BackupRestore(BackupRestore) = "backup_restore" => Restored, read_only: |_| false;

@@ -59,6 +59,12 @@ macro_rules! dispatch {
 }
 crate::control::request::with_requests!(dispatch);
 
+impl Handler for request::Hosts {
+    async fn handle(self, d: &Arc<Daemon>) -> Answer<crate::kinds::sync_hosts::HostsResult> {
+        d.hosts(self).await
+    }
+}
+
 impl Handler for request::Status {
     async fn handle(self, d: &Arc<Daemon>) -> Answer<Status> {
         Ok(d.status().await)

@@ -16,6 +16,7 @@
 
 mod chaos;
 mod handle;
+mod hosts;
 mod last_words;
 mod logs;
 mod notify;

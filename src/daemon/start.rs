@@ -187,6 +187,11 @@ pub(super) async fn start_and_serve(
         check_slots: metasystem_actors::probes::Slots::new(config.daemon.blocking_checks),
         tree: Default::default(),
     };
+    // What each snapshot of the store pushed to a sync target says of this host (`hosts`).
+    store.describe_with(super::hosts::describe(
+        services.clone(),
+        std::time::SystemTime::now(),
+    ));
     for warning in crate::kinds::Kind::absent(&config.root, &services) {
         tracing::warn!("{warning}");
     }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod probe;
 pub mod process;
 pub mod supervisor;
+pub mod sync_hosts;
 pub mod sync_target;
 
 use std::future::Future;

@@ -574,6 +574,13 @@ impl ActorKind for SyncTargetConfig {
         super::keys(&SyncSection { sync })
     }
 
+    /// The hosts panel, when a target holds another host's snapshot.
+    fn top_panel(
+        conn: &mut crate::control::client::Connection,
+    ) -> Option<Result<super::Panel, String>> {
+        super::sync_hosts::top_panel(conn)
+    }
+
     fn render_status(status: &Map<String, Value>, out: &mut dyn Write) -> io::Result<()> {
         let s: SyncSection = super::section(status);
         for t in &s.sync {
@@ -778,6 +785,16 @@ pub enum SyncTargetCommands {
     /// target's, its per-host snapshots): integrity_check and row counts; exit 1 if one fails.
     /// Offline targets are reported, not failed.
     Verify,
+    /// The fleet: every host whose store a sync target holds a snapshot of (in its
+    /// `.metasystem-hosts/`), this host live: when its snapshot was taken (stale past twice
+    /// its `snapshot_every`), version, uptime, failed or restarting actors, its sync targets'
+    /// last runs, firing alerts, probes not passing. An unreadable snapshot is reported for
+    /// its host. Snapshots are only ever read (read only, immutable).
+    Hosts {
+        /// Only the hosts in this sync target's folder.
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -880,6 +897,10 @@ impl super::KindCli for SyncTargetCommands {
             }
             .into(),
             SyncTargetCommands::Verify => R::Verify {}.into(),
+            SyncTargetCommands::Hosts { target } => R::Hosts {
+                target: target.clone(),
+            }
+            .into(),
             SyncTargetCommands::Backups {
                 action: None,
                 target,

@@ -12,6 +12,7 @@ mod deploy;
 mod events;
 mod export;
 mod faults;
+mod fleet;
 mod lifecycle;
 mod power;
 mod probes;

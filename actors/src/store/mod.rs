@@ -18,6 +18,7 @@
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod hosts;
 pub mod intake;
 pub mod outbox;
 pub mod runs;
@@ -71,6 +72,12 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     /// Committed events, for subscribers.
     pub(crate) committed: broadcast::Sender<Arc<EventRow>>,
+    /// How the daemon describes itself in its store's snapshots (`host_info`).
+    describe: Mutex<Option<hosts::Describe>>,
+    /// Held from the `host_info` write to the end of the snapshot it is for.
+    snapshotting: tokio::sync::Mutex<()>,
+    /// When the store was opened (Unix ms): the start given when nobody describes the daemon.
+    opened_ms: i64,
 }
 
 #[derive(Default)]
@@ -115,6 +122,7 @@ pub struct Store {
     actor: ActorRef<StoreMessage>,
     shared: Arc<Shared>,
     reader: SqlitePool,
+    path: Arc<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -172,6 +180,9 @@ impl Store {
             drain_armed: AtomicBool::new(false),
             stats: Stats::default(),
             committed,
+            describe: Mutex::new(None),
+            snapshotting: tokio::sync::Mutex::new(()),
+            opened_ms: unix_ms(std::time::SystemTime::now()),
         });
         migrate(path).await?;
         let conn = writer::connect(path)
@@ -201,9 +212,63 @@ impl Store {
                 actor,
                 shared,
                 reader,
+                path: Arc::new(path.to_path_buf()),
             },
             join,
         ))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How the daemon describes itself in the snapshots of its store (`host_info`).
+    pub fn describe_with(&self, describe: hosts::Describe) {
+        *self
+            .shared
+            .describe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(describe);
+    }
+
+    /// Before a snapshot of the store is taken for host `host` every `every`: writes the
+    /// `host_info` row it is to carry, and answers a guard to hold until the snapshot is
+    /// taken (another target's row waits for it). The description is bounded to 5 s.
+    pub async fn before_snapshot(
+        &self,
+        host: &str,
+        every: Duration,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, String> {
+        let guard = self.shared.snapshotting.lock().await;
+        let describe = self
+            .shared
+            .describe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let fallback = hosts::Described {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_ms: self.shared.opened_ms,
+            summary: serde_json::json!({}),
+        };
+        let described = match describe {
+            Some(f) => tokio::time::timeout(Duration::from_secs(5), f())
+                .await
+                .unwrap_or(fallback),
+            None => fallback,
+        };
+        let info = hosts::HostInfo {
+            host: host.to_string(),
+            version: described.version,
+            started_ms: described.started_ms,
+            taken_ms: unix_ms(std::time::SystemTime::now()),
+            snapshot_every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+            summary: described.summary,
+        };
+        self.durable(DurableOp::HostInfo(info), Some(Duration::from_secs(30)))
+            .await?;
+        Ok(guard)
     }
 
     /// The read-only pool: queries never wait behind writes.

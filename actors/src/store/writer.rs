@@ -123,6 +123,8 @@ pub enum DurableOp {
         primary: Option<String>,
         at_ms: i64,
     },
+    /// This host as the next snapshot of the store carries it (the one `host_info` row).
+    HostInfo(super::hosts::HostInfo),
 }
 
 /// What a durable write answers.
@@ -300,6 +302,9 @@ async fn apply(conn: &mut SqliteConnection, op: &DurableOp) -> Result<DurableRep
         )
         .await
         .map(|()| DurableReply::Done),
+        DurableOp::HostInfo(info) => super::hosts::put(conn, info)
+            .await
+            .map(|()| DurableReply::Done),
     }
 }
 

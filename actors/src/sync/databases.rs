@@ -168,6 +168,15 @@ fn finish_copy(
     })
 }
 
+/// Whether `a` and `b` are the same file (device and inode). Blocking.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// Moves this host's per-host snapshots from where versions before kept them
 /// (`TARGET/hosts/HOSTNAME/NAME`, for each configured snapshot's NAME, an SQLite database)
 /// to the reserved folder (`TARGET/.metasystem-hosts/HOST/NAME`), so that `hosts/` is the
@@ -221,11 +230,12 @@ pub async fn push_snapshot(cx: &Ctx, store: &Store, db: &Path) -> Result<String,
     let dir = spec.target.join(scan::HOSTS).join(&spec.host);
     let dest = dir.join(name);
     let (dest2, db2, every) = (dest.clone(), db.to_path_buf(), spec.snapshot_every);
+    let own = store.path().to_path_buf();
     let (target, host_rel) = (
         spec.target.clone(),
         format!("{}/{}", scan::HOSTS, spec.host),
     );
-    let fresh = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+    let fresh = tokio::task::spawn_blocking(move || -> Result<(bool, bool), String> {
         // The host's folder is written through nothing but folders of the target.
         if scan::through_link(&target, &host_rel) {
             return Err(format!(
@@ -240,7 +250,7 @@ pub async fn push_snapshot(cx: &Ctx, store: &Store, db: &Path) -> Result<String,
             .map(|t| t.elapsed())
         {
             if age < every {
-                return Ok(true);
+                return Ok((true, false));
             }
         }
         if !db2.is_file() {
@@ -257,18 +267,26 @@ pub async fn push_snapshot(cx: &Ctx, store: &Store, db: &Path) -> Result<String,
                 let _ = super::longfs::remove_file(&dir.join(e.file_name()));
             }
         }
-        Ok(false)
+        Ok((false, same_file(&db2, &own)))
     })
     .await
     .map_err(|e| e.to_string())??;
+    let (fresh, is_store) = fresh;
     if fresh {
         return Ok("fresh enough".into());
     }
     cx.temps.register(store, &spec.name).await?;
     let temp = cx.temps.beside(&dest);
+    // The store's own snapshot carries this host's `host_info`, written just before it.
+    let guard = if is_store {
+        Some(store.before_snapshot(&spec.host, every).await?)
+    } else {
+        None
+    };
     snapshot::snapshot(db, &temp)
         .await
         .map_err(|e| e.to_string())?;
+    drop(guard);
     let dest2 = dest.clone();
     let r = tokio::task::spawn_blocking(move || -> io::Result<u64> {
         super::longfs::open(&temp)?.sync_all()?;

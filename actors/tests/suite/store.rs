@@ -463,6 +463,7 @@ async fn a_database_made_by_the_first_schema_upgrades() {
             (20261207000001,),
             (20261208000001,),
             (20261208000002,),
+            (20261209000011,),
         ]
     );
     // The tables added since work on the upgraded file.
@@ -480,6 +481,12 @@ async fn a_database_made_by_the_first_schema_upgrades() {
         .unwrap_or_default();
     assert_eq!(summaries.len(), 1);
     assert_eq!(store::outbox::undelivered(store.reader()).await, Ok(0));
+    // The host_info row a snapshot of the store carries.
+    let guard = store
+        .before_snapshot("host-a", std::time::Duration::from_secs(60))
+        .await;
+    assert!(guard.is_ok(), "{:?}", guard.err());
+    drop(guard);
     store.close().await;
 }
 

@@ -1,0 +1,340 @@
+//! `hosts`: the fleet view. This host's summary of itself (what the `host_info` row of each
+//! snapshot of its store carries, and what `hosts` shows of it live), and the reading of every
+//! host's snapshot in the sync targets' `.metasystem-hosts/`.
+//!
+//! Snapshots are read only and immutable (`store::hosts::read_snapshot`: nothing is written or
+//! created in the shared folder), folders listed on the blocking pool, and a snapshot already
+//! read is not read again while its file is unchanged (path, size, mtime, inode), so `top`'s
+//! refreshes cost a listing. A snapshot that cannot be read is reported for its host only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use metasystem_actors::store::hosts::{Described, HostInfo};
+use metasystem_actors::store::unix_ms;
+use metasystem_actors::sync::scan::HOSTS;
+use metasystem_actors::NodeState;
+
+use super::Daemon;
+use crate::control::protocol::{code, Failure};
+use crate::control::request;
+use crate::kinds::sync_hosts::{
+    AlertBrief, HostSummary, HostView, HostsResult, NodeBrief, ProbeBrief, SyncBrief, TargetLook,
+    TreeHealth,
+};
+use crate::wiring::Services;
+
+/// The store's file name: the snapshot of it is the one read.
+const STORE_FILE: &str = "metastore.db";
+
+/// This host's summary of itself now.
+pub async fn summary(services: &Services) -> HostSummary {
+    let nodes = match services.tree.get() {
+        Some(tree) => tree.snapshot().await,
+        None => Vec::new(),
+    };
+    let count = |s: NodeState| nodes.iter().filter(|n| n.state == s).count();
+    let tree = TreeHealth {
+        running: count(NodeState::Running),
+        restarting: count(NodeState::Restarting),
+        stopped: count(NodeState::Stopped),
+        failed: count(NodeState::Failed),
+        unhealthy: nodes
+            .iter()
+            .filter(|n| {
+                n.unresponsive || matches!(n.state, NodeState::Failed | NodeState::Restarting)
+            })
+            .map(|n| NodeBrief {
+                path: n.path.clone(),
+                state: if n.unresponsive {
+                    "unresponsive".into()
+                } else {
+                    n.state.as_str().into()
+                },
+                error: n.error.clone(),
+            })
+            .collect(),
+    };
+    let sync = services
+        .sync
+        .published()
+        .into_iter()
+        .map(|t| SyncBrief {
+            name: t.name,
+            running: t.running,
+            last_ms: t.last.as_ref().map(|l| l.at_ms),
+            outcome: t.last.as_ref().map(|l| l.outcome.name().to_string()),
+            reason: t.last.as_ref().and_then(|l| l.reason.clone()),
+            last_success_ms: t.last_success_ms,
+        })
+        .collect();
+    let alerts = services
+        .alerts
+        .truth()
+        .active()
+        .into_iter()
+        .map(|a| AlertBrief {
+            key: a.alert.key(),
+            severity: a.alert.severity.as_str().into(),
+            title: a.alert.title.clone(),
+            source: a.alert.source.clone(),
+        })
+        .collect();
+    let probes = services
+        .probes
+        .reports()
+        .into_iter()
+        .filter(|p| !p.pending() && p.status != metasystem_actors::probes::Health::Pass)
+        .map(|p| ProbeBrief {
+            status: p.status_str().into(),
+            message: p
+                .last
+                .as_ref()
+                .map(|l| l.message.clone())
+                .unwrap_or_default(),
+            path: p.path,
+        })
+        .collect();
+    HostSummary {
+        tree,
+        sync,
+        alerts,
+        probes,
+    }
+}
+
+/// How the daemon describes itself in its store's snapshots: version, start, [`summary`].
+pub fn describe(
+    services: Services,
+    started: SystemTime,
+) -> metasystem_actors::store::hosts::Describe {
+    Arc::new(move || {
+        let services = services.clone();
+        Box::pin(async move {
+            Described {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_ms: unix_ms(started),
+                summary: serde_json::to_value(summary(&services).await).unwrap_or_default(),
+            }
+        })
+    })
+}
+
+/// A snapshot's file as last read: (size, mtime, inode) → what it said.
+type Seen = HashMap<PathBuf, ((u64, SystemTime, u64), Result<Option<HostInfo>, String>)>;
+
+fn seen() -> &'static Mutex<Seen> {
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    SEEN.get_or_init(Default::default)
+}
+
+/// One host folder found in a target.
+struct Found {
+    host: String,
+    target: String,
+    file: PathBuf,
+    /// The file's identity, or why it is not there.
+    stamp: Result<(u64, SystemTime, u64), String>,
+    /// The target's `snapshot_every`, for a snapshot that does not say its own.
+    every: Duration,
+}
+
+/// Lists the hosts' folders of the targets (blocking).
+fn look(targets: &[(String, PathBuf, Duration)]) -> (Vec<TargetLook>, Vec<Found>) {
+    use std::os::unix::fs::MetadataExt;
+    let mut looks = Vec::new();
+    let mut found = Vec::new();
+    for (name, path, every) in targets {
+        let mut look = TargetLook {
+            name: name.clone(),
+            path: path.display().to_string(),
+            ..Default::default()
+        };
+        let dir = path.join(HOSTS);
+        if !path.is_dir() {
+            look.error = Some("offline (the target folder is not there)".into());
+        } else {
+            match std::fs::read_dir(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => look.error = Some(format!("cannot list {}: {e}", dir.display())),
+                Ok(rd) => {
+                    for e in rd.flatten() {
+                        let host = e.file_name().to_string_lossy().into_owned();
+                        if host.starts_with('.') || !e.file_type().is_ok_and(|t| t.is_dir()) {
+                            continue;
+                        }
+                        look.hosts += 1;
+                        let file = e.path().join(STORE_FILE);
+                        let stamp = match std::fs::symlink_metadata(&file) {
+                            Ok(m) if m.is_file() => Ok((
+                                m.len(),
+                                m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                                m.ino(),
+                            )),
+                            Ok(_) => Err(format!("{STORE_FILE} is not a regular file")),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                                Err(format!("no {STORE_FILE} in its folder"))
+                            }
+                            Err(e) => Err(format!("cannot stat {STORE_FILE}: {e}")),
+                        };
+                        found.push(Found {
+                            host,
+                            target: name.clone(),
+                            file,
+                            stamp,
+                            every: *every,
+                        });
+                    }
+                }
+            }
+        }
+        looks.push(look);
+    }
+    (looks, found)
+}
+
+/// What the snapshot at `f` says (from the cache when the file is unchanged).
+async fn read(f: &Found) -> Result<Option<HostInfo>, String> {
+    let stamp = f.stamp.clone()?;
+    if let Some((s, r)) = seen()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&f.file)
+    {
+        if *s == stamp {
+            return r.clone();
+        }
+    }
+    let r = metasystem_actors::store::hosts::read_snapshot(&f.file).await;
+    seen()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(f.file.clone(), (stamp, r.clone()));
+    r
+}
+
+fn view_of(f: &Found, r: Result<Option<HostInfo>, String>, now_ms: i64) -> HostView {
+    let mut v = HostView {
+        host: f.host.clone(),
+        source: "snapshot".into(),
+        target: Some(f.target.clone()),
+        file: Some(f.file.display().to_string()),
+        ..Default::default()
+    };
+    let secs = |ms: i64| u64::try_from(ms.max(0) / 1000).unwrap_or(0);
+    match r {
+        Err(why) => v.unreadable = Some(why),
+        Ok(None) => {
+            // Taken by a version before `host_info`: its file's time is all there is.
+            let taken = f.stamp.as_ref().map(|s| unix_ms(s.1)).unwrap_or(now_ms);
+            v.taken_ms = Some(taken);
+            v.age_s = Some(secs(now_ms - taken));
+            v.snapshot_every_s = Some(f.every.as_secs());
+            v.stale = now_ms - taken > 2 * i64::try_from(f.every.as_millis()).unwrap_or(i64::MAX);
+        }
+        Ok(Some(info)) => {
+            v.taken_ms = Some(info.taken_ms);
+            v.age_s = Some(secs(now_ms - info.taken_ms));
+            v.snapshot_every_s = Some(secs(info.snapshot_every_ms));
+            v.stale = now_ms - info.taken_ms > info.snapshot_every_ms.saturating_mul(2);
+            v.version = Some(info.version);
+            v.started_ms = Some(info.started_ms);
+            v.uptime_s = Some(secs(info.taken_ms - info.started_ms));
+            v.summary = serde_json::from_value(info.summary).ok();
+            if info.host != f.host {
+                v.unreadable = Some(format!(
+                    "its snapshot names another host ({}): copied by hand?",
+                    info.host
+                ));
+            }
+        }
+    }
+    v
+}
+
+impl Daemon {
+    /// `hosts [--target T]`.
+    pub(super) async fn hosts(&self, r: request::Hosts) -> Result<HostsResult, Failure> {
+        let specs = self.services.sync.specs();
+        if let Some(t) = &r.target {
+            if !specs.iter().any(|s| &s.name == t) {
+                let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+                return Err(Failure::new(
+                    code::NOT_FOUND,
+                    format!(
+                        "no sync target `{t}` is running (targets: {})",
+                        if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        let chosen: Vec<_> = specs
+            .iter()
+            .filter(|s| r.target.as_ref().is_none_or(|t| &s.name == t))
+            .collect();
+        let named = chosen
+            .first()
+            .map(|s| s.host.clone())
+            .or_else(|| specs.first().map(|s| s.host.clone()));
+        let (host_id, state_dir) = (self.daemon.host_id.clone(), self.daemon.state_dir.clone());
+        let targets: Vec<(String, PathBuf, Duration)> = chosen
+            .iter()
+            .map(|s| (s.name.clone(), s.target.clone(), s.snapshot_every))
+            .collect();
+        let (me, (looks, found)) = tokio::task::spawn_blocking(move || {
+            let me = named.unwrap_or_else(|| {
+                metasystem_actors::host::resolve(host_id.as_deref(), &state_dir)
+                    .unwrap_or_else(|_| metasystem_actors::host::hostname())
+            });
+            (me, look(&targets))
+        })
+        .await
+        .map_err(|e| Failure::new(code::INTERNAL, format!("listing the targets failed: {e}")))?;
+        let now_ms = unix_ms(SystemTime::now());
+        // Each host once: its newest readable snapshot across the targets.
+        let mut by_host: BTreeMap<String, HostView> = BTreeMap::new();
+        for f in &found {
+            let v = view_of(f, read(f).await, now_ms);
+            let better = match by_host.get(&f.host) {
+                None => true,
+                Some(old) => match (&old.unreadable, &v.unreadable) {
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    _ => v.taken_ms > old.taken_ms,
+                },
+            };
+            if better {
+                by_host.insert(f.host.clone(), v);
+            }
+        }
+        let own = by_host.remove(&me);
+        let live = HostView {
+            host: me.clone(),
+            this: true,
+            source: "live".into(),
+            target: own.as_ref().and_then(|o| o.target.clone()),
+            file: own.as_ref().and_then(|o| o.file.clone()),
+            taken_ms: own.as_ref().and_then(|o| o.taken_ms),
+            age_s: own.as_ref().and_then(|o| o.age_s),
+            snapshot_every_s: own.as_ref().and_then(|o| o.snapshot_every_s),
+            stale: false,
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            started_ms: Some(unix_ms(SystemTime::now()) - self.uptime().as_millis() as i64),
+            uptime_s: Some(self.uptime().as_secs()),
+            unreadable: None,
+            summary: Some(summary(&self.services).await),
+        };
+        let mut hosts = vec![live];
+        hosts.extend(by_host.into_values());
+        Ok(HostsResult {
+            hosts,
+            targets: looks,
+        })
+    }
+}
