@@ -108,7 +108,7 @@ timed() {
   local pid=$!
   rss_sum_max "$pid" "$work/sum.txt"
   local sampler=$!
-  wait "$pid" || { echo "$tool $scenario failed:" >&2; tail -5 "$work/out.txt" "$work/err.txt" >&2; exit 1; }
+  wait "$pid" || { echo "$tool $scenario failed:" >&2; tail -n 5 "$work/out.txt" "$work/err.txt" >&2; exit 1; }
   local t1=$EPOCHREALTIME
   wait "$sampler" || true
   local s kb sum
@@ -152,7 +152,7 @@ ms_start() {
 }
 ms_stop() { kill -TERM "$ms_pid"; wait "$ms_pid" || true; ms_pid=; }
 ms_kb() { awk -v k="$1:" '$1==k{print $2}' "/proc/$ms_pid/status"; }
-ms_sync() { "$bin" --config "$work/ms/supervision.toml" --timeout 1h sync t --json; }
+ms_sync=("$bin" --config "$work/ms/supervision.toml" --timeout 1h sync t --json)
 ms_check() {
   python3 - "$work/out.txt" "$1" <<'PY'
 import json, sys
@@ -188,14 +188,14 @@ round() {
   case $tool in
     metasystem)
       ms_conf; ms_start
-      timed metasystem initial ms_sync; ms_check "$nfiles"
+      timed metasystem initial "${ms_sync[@]}"; ms_check "$nfiles"
       echo "metasystem hwm_initial $(ms_kb VmHWM)" >> "$results"
       ms_stop
       # Restarted on the same state: the runs users make every day.
       ms_start
       echo "metasystem rss_idle_restarted $(ms_kb VmRSS)" >> "$results"
-      for _ in $(seq 1 "$noops"); do timed metasystem noop ms_sync; ms_check 0; done
-      for _ in $(seq 1 "$changes"); do change100; timed metasystem changed100 ms_sync; ms_check 100; done
+      for _ in $(seq 1 "$noops"); do timed metasystem noop "${ms_sync[@]}"; ms_check 0; done
+      for _ in $(seq 1 "$changes"); do change100; timed metasystem changed100 "${ms_sync[@]}"; ms_check 100; done
       echo "metasystem hwm_runs $(ms_kb VmHWM)" >> "$results"
       status_during_run
       ms_stop

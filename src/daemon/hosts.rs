@@ -114,7 +114,7 @@ pub fn describe(
         let services = services.clone();
         Box::pin(async move {
             Described {
-                version: env!("CARGO_PKG_VERSION").to_string(),
+                version: crate::VERSION.to_string(),
                 started_ms: unix_ms(started),
                 summary: serde_json::to_value(summary(&services).await).unwrap_or_default(),
             }
@@ -324,7 +324,7 @@ impl Daemon {
             age_s: own.as_ref().and_then(|o| o.age_s),
             snapshot_every_s: own.as_ref().and_then(|o| o.snapshot_every_s),
             stale: false,
-            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            version: Some(crate::VERSION.to_string()),
             started_ms: Some(unix_ms(SystemTime::now()) - self.uptime().as_millis() as i64),
             uptime_s: Some(self.uptime().as_secs()),
             unreadable: None,

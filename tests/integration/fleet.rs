@@ -130,7 +130,7 @@ fn hosts_shows_the_fleet_from_its_snapshots() {
         assert_eq!(h["target"], "t", "{h}");
         assert!(h["unreadable"].is_null(), "{h}");
         assert_eq!(h["stale"], false, "{h}");
-        assert_eq!(h["version"], env!("CARGO_PKG_VERSION"), "{h}");
+        assert_eq!(h["version"], metasystem::VERSION, "{h}");
         assert_eq!(h["snapshot_every_s"], 2, "{h}");
         assert!(h["uptime_s"].as_u64().is_some(), "{h}");
         let sync = &h["summary"]["sync"][0];
