@@ -156,14 +156,14 @@ impl Alertmanager {
             .unwrap_or_default()
     }
 
-    /// Waits (bounded) for an alert whose label `source` is `source` and that `check` accepts.
-    fn wait_alert(&self, what: &str, source: &str, check: impl Fn(&Value) -> bool) -> Value {
+    /// Waits (bounded) for an alert whose label `alertkey` is `key` and that `check` accepts.
+    fn wait_alert(&self, what: &str, key: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             let found = self
                 .alerts()
                 .into_iter()
-                .find(|a| a["labels"]["source"] == source && check(a));
+                .find(|a| a["labels"]["alertkey"] == key && check(a));
             if let Some(a) = found {
                 return a;
             }
@@ -230,7 +230,7 @@ fn civil(z: i64) -> (i64, u32, u32) {
 }
 
 /// The daemon's tree: an alerts child with one Alertmanager channel (`urls`, resent every
-/// second), and a command probe per flag file (it fails while the file is missing).
+/// second), and a command probe per flag file (critical while the file is missing: exit 2).
 fn tree(urls: &[String], probes: &[(&str, &Path)]) -> String {
     let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
     let mut t = format!(
@@ -256,7 +256,7 @@ name = "{name}"
 kind = "probe"
 check = "command"
 command = "/bin/sh"
-args = ["-c", "test -f '{}'"]
+args = ["-c", "test -f '{}' || exit 2"]
 every = "200ms"
 failures_before_warning = 1
 failures_before_critical = 1
@@ -290,20 +290,21 @@ fn notified(requests: &[Request]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Waits (bounded) until the sink got a notification of `source` at `status`; that alert.
-fn wait_notified(sink: &HttpSink, source: &str, status: &str, log: &dyn Fn() -> String) -> Value {
+/// Waits (bounded) until the sink got a notification of the alert `key` at `status` (a probe
+/// that fails goes through warn to fail: each its own key); that alert.
+fn wait_notified(sink: &HttpSink, key: &str, status: &str, log: &dyn Fn() -> String) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         for r in sink.requests() {
             for a in r.json()["alerts"].as_array().cloned().unwrap_or_default() {
-                if a["labels"]["source"] == source && a["status"] == status {
+                if a["labels"]["alertkey"] == key && a["status"] == status {
                     return a;
                 }
             }
         }
         assert!(
             Instant::now() < deadline,
-            "the sink never got {source} {status}: {:?}\n{}",
+            "the sink never got {key} {status}: {:?}\n{}",
             notified(&sink.requests()),
             log()
         );
@@ -333,7 +334,7 @@ fn alerts_reach_alertmanager_with_our_labels_obey_its_silences_and_resolve() {
     };
 
     // (1) a fails: its alert reaches the sink through Alertmanager, with our labels.
-    let got = wait_notified(&sink, "root/a", "firing", &log);
+    let got = wait_notified(&sink, "probe:root/a:fail", "firing", &log);
     let labels = &got["labels"];
     assert_eq!(
         labels["alertname"], "probe fail: root/a (command)",
@@ -353,13 +354,15 @@ fn alerts_reach_alertmanager_with_our_labels_obey_its_silences_and_resolve() {
     );
     // Alertmanager holds it active, valid for four resend intervals; the resends move its
     // end forward (a live alert never times out).
-    let first = am.wait_alert("a active", "root/a", |a| a["status"]["state"] == "active");
+    let first = am.wait_alert("a active", "probe:root/a:fail", |a| {
+        a["status"]["state"] == "active"
+    });
     let ends = first["endsAt"].as_str().unwrap_or_default().to_string();
     let starts = first["startsAt"].as_str().unwrap_or_default().to_string();
-    am.wait_alert("a's end moved by a resend", "root/a", |a| {
+    am.wait_alert("a's end moved by a resend", "probe:root/a:fail", |a| {
         a["endsAt"].as_str().is_some_and(|e| e > ends.as_str())
     });
-    let again = am.wait_alert("a", "root/a", |_| true);
+    let again = am.wait_alert("a", "probe:root/a:fail", |_| true);
     assert_eq!(
         again["startsAt"],
         starts.as_str(),
@@ -369,7 +372,7 @@ fn alerts_reach_alertmanager_with_our_labels_obey_its_silences_and_resolve() {
     // (2) A silence made through Alertmanager's API holds a new alert matching it.
     let silence = am.silence("source", "root/b");
     std::fs::remove_file(&flag_b).expect("remove b's flag");
-    let held = am.wait_alert("b suppressed by the silence", "root/b", |a| {
+    let held = am.wait_alert("b suppressed by the silence", "probe:root/b:fail", |a| {
         a["status"]["state"] == "suppressed"
     });
     assert_eq!(held["status"]["silencedBy"], json!([silence]), "{held:#}");
@@ -377,7 +380,7 @@ fn alerts_reach_alertmanager_with_our_labels_obey_its_silences_and_resolve() {
 
     // (3) a recovers: the resolution reaches the sink (and b, silenced, never did).
     write_file(&flag_a, "ok");
-    let resolved = wait_notified(&sink, "root/a", "resolved", &log);
+    let resolved = wait_notified(&sink, "probe:root/a:fail", "resolved", &log);
     assert_eq!(resolved["startsAt"], got["startsAt"], "{resolved:#}");
     let sent = notified(&sink.requests());
     assert!(
@@ -410,12 +413,12 @@ fn an_ha_pair_both_get_the_alert_also_the_one_down_when_it_fired() {
     let addr2 = free_addr();
     let url2 = format!("http://{addr2}");
     let flag = dir.path().join("x.ok");
-    let d = TestDaemon::start(&tree(&[am1.url(), url2], &[("x", &flag)]));
+    let d = TestDaemon::start(&tree(&[am1.url(), url2.clone()], &[("x", &flag)]));
     let log = || format!("daemon:\n{}\nam1:\n{}", d.log_text(), am1.log_text());
 
     // The first takes it: delivered, though the second refused the connection (its answer
     // is recorded beside the first's).
-    wait_notified(&sink1, "root/x", "firing", &log);
+    wait_notified(&sink1, "probe:root/x:fail", "firing", &log);
     let deadline = Instant::now() + WAIT;
     let row = loop {
         let v = d.json(&["alerts"], 0);
@@ -443,10 +446,10 @@ fn an_ha_pair_both_get_the_alert_also_the_one_down_when_it_fired() {
     // The second comes up and hears it from the resends.
     let am2 = Alertmanager::start(&dir.path().join("am2"), addr2, &sink2);
     let log2 = || format!("daemon:\n{}\nam2:\n{}", d.log_text(), am2.log_text());
-    let firing = wait_notified(&sink2, "root/x", "firing", &log2);
+    let firing = wait_notified(&sink2, "probe:root/x:fail", "firing", &log2);
     assert_eq!(firing["labels"]["alertkey"], "probe:root/x:fail");
     // Both hear the resolution.
     write_file(&flag, "ok");
-    wait_notified(&sink1, "root/x", "resolved", &log);
-    wait_notified(&sink2, "root/x", "resolved", &log2);
+    wait_notified(&sink1, "probe:root/x:fail", "resolved", &log);
+    wait_notified(&sink2, "probe:root/x:fail", "resolved", &log2);
 }

@@ -265,6 +265,8 @@ struct Lane {
     resending: bool,
     /// A resend came due while a delivery ran: it starts when that one ends.
     resend_due: bool,
+    /// The last resend did not reach every receiver (logged when this changes).
+    resend_failing: bool,
 }
 
 /// One run of a channel's deliveries: from the first attempt of a batch to the attempt that
@@ -681,6 +683,7 @@ impl AlertsState {
             run: None,
             resending: false,
             resend_due: false,
+            resend_failing: false,
         })
     }
 
@@ -1060,13 +1063,23 @@ impl AlertsState {
     }
 
     async fn resent(&mut self, myself: &ActorRef<AlertsMessage>, r: Resent) {
-        if let Some(lane) = self.lanes.get_mut(&r.channel) {
+        let failing = !r.failures.is_empty();
+        let was = self.lanes.get_mut(&r.channel).is_some_and(|lane| {
             lane.resending = false;
-        }
-        if r.failures.is_empty() {
-            tracing::debug!(channel = %r.channel, alerts = r.alerts, "firing alerts sent again");
-        } else {
-            tracing::info!(channel = %r.channel, alerts = r.alerts, failures = ?r.failures, "firing alerts sent again, not to every receiver (the next resend tries again)");
+            std::mem::replace(&mut lane.resend_failing, failing)
+        });
+        // Logged when it starts and stops failing (a member down for hours is resent to
+        // every interval).
+        match (was, failing) {
+            (false, true) => {
+                tracing::warn!(channel = %r.channel, alerts = r.alerts, failures = ?r.failures, "firing alerts sent again, not to every receiver (each resend tries again)")
+            }
+            (true, false) => {
+                tracing::info!(channel = %r.channel, alerts = r.alerts, "firing alerts sent again to every receiver")
+            }
+            _ => {
+                tracing::debug!(channel = %r.channel, alerts = r.alerts, failures = r.failures.len(), "firing alerts sent again")
+            }
         }
         self.due(myself).await;
     }
@@ -1356,6 +1369,7 @@ impl Actor for AlertsActor {
                     run: None,
                     resending: false,
                     resend_due: false,
+                    resend_failing: false,
                 },
             );
         }
