@@ -1126,9 +1126,9 @@ fn bad_alertmanager_settings_are_errors_where_they_are_written() {
     let src = "[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [\n  { name = \"am\", type = \"alertmanager\", urls = [\"http://am1:9093\", \"am2:9093\", \"http://am1:9093/\"], resend_interval = \"2h\" },\n  { name = \"none\", type = \"alertmanager\", urls = [] },\n  { name = \"fast\", type = \"alertmanager\", urls = [\"http://h\"], resend_interval = \"0s\" },\n]\n";
     let got = errors(src).join("\n");
     for want in [
-        "t.toml:8:70: `urls` item \"am2:9093\" in channel `am` of",
+        "t.toml:8:68: `urls` item \"am2:9093\" in channel `am` of",
         "is not an http(s) URL (an Alertmanager's base URL, such as \"http://am1:9093\")",
-        "t.toml:8:82: `urls` in channel `am` of",
+        "t.toml:8:80: `urls` in channel `am` of",
         "names the Alertmanager \"http://am1:9093/\" twice",
         "`resend_interval` in channel `am` of",
         "must be between 1s and 1h",
