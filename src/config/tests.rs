@@ -1120,3 +1120,25 @@ fn backoff_is_inherited_defaulted_or_none() {
         vec!["t.toml:4:11: `backoff` in [root] must be a table, not an integer"]
     );
 }
+
+#[test]
+fn bad_alertmanager_settings_are_errors_where_they_are_written() {
+    let src = "[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [\n  { name = \"am\", type = \"alertmanager\", urls = [\"http://am1:9093\", \"am2:9093\", \"http://am1:9093/\"], resend_interval = \"2h\" },\n  { name = \"none\", type = \"alertmanager\", urls = [] },\n  { name = \"fast\", type = \"alertmanager\", urls = [\"http://h\"], resend_interval = \"0s\" },\n]\n";
+    let got = errors(src).join("\n");
+    for want in [
+        "t.toml:8:68: `urls` item \"am2:9093\" in channel `am` of",
+        "is not an http(s) URL (an Alertmanager's base URL, such as \"http://am1:9093\")",
+        "t.toml:8:80: `urls` in channel `am` of",
+        "names the Alertmanager \"http://am1:9093/\" twice",
+        "`resend_interval` in channel `am` of",
+        "must be between 1s and 1h",
+        "`urls` in channel `none` of",
+        "is empty: name at least one Alertmanager",
+        "`resend_interval` in channel `fast` of",
+    ] {
+        assert!(got.contains(want), "missing {want:?} in\n{got}");
+    }
+    // Complete, with the default resend interval; without `urls` it is skipped (a warning).
+    ok("[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [{ name = \"am\", type = \"alertmanager\", urls = [\"http://127.0.0.1:9093\", \"http://127.0.0.1:9094\"] }]\n");
+    ok("[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [{ name = \"am\", type = \"alertmanager\", resend_interval = \"30s\" }]\n");
+}

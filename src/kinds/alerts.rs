@@ -13,9 +13,11 @@
 //!   `adaptive = true`, each channel's first delay follows the median time the channel took
 //!   to recover over its last week of delivery runs, once five runs have recovered, between
 //!   100ms and `max` (at most 10m); see `metasystem retries`), `timeout` (one delivery, default 10s);
-//! - `channels = [{ name, type = "email" | "webhook" | "slack" | "discord" | "log", ... }]`:
-//!   email takes `smtp` ("host:port"), `tls` (none | starttls | tls), `from`, `to` (a list),
-//!   `username`, `password_env`; the others take `url`. A setting that is there but wrong (not
+//! - `channels = [{ name, type = "email" | "webhook" | "slack" | "discord" | "alertmanager" |
+//!   "log", ... }]`: email takes `smtp` ("host:port"), `tls` (none | starttls | tls), `from`,
+//!   `to` (a list), `username`, `password_env`; alertmanager takes `urls` (a list of
+//!   Alertmanager base URLs, each gets every alert) and `resend_interval` (default 1m, 1s to
+//!   1h); the others take `url`. A setting that is there but wrong (not
 //!   an http(s) URL, a port out of range, not an address, an empty `to`) is an error where it
 //!   is written. A channel whose settings are incomplete
 //!   (or whose password variable is unset) is accepted here, reported once when the actor
@@ -38,7 +40,14 @@ use crate::config::reader::{suggest, Table};
 use crate::config::schema::{key, tables, Key, Obj, Ty, Union};
 use crate::config::{bounded, MAX_DURATION};
 
-const TYPES: &[&str] = &["email", "webhook", "slack", "discord", "log"];
+const TYPES: &[&str] = &[
+    "email",
+    "webhook",
+    "slack",
+    "discord",
+    "alertmanager",
+    "log",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertsConfig {
@@ -196,6 +205,62 @@ fn channel(
         "discord" => ChannelKind::Discord {
             url: url(cx, &mut t),
         },
+        "alertmanager" => {
+            use metasystem_actors::alerts::channel::alertmanager::{
+                endpoint, DEFAULT_RESEND, MAX_RESEND, MIN_RESEND,
+            };
+            use metasystem_actors::alerts::channel::http::parse_url;
+            let urls = t.strings(cx.d, "urls");
+            if let Some(list) = &urls {
+                if list.is_empty() {
+                    cx.d.error(
+                        t.span.clone(),
+                        format!(
+                            "`urls` in {} is empty: name at least one Alertmanager",
+                            t.context
+                        ),
+                    );
+                }
+                let mut seen = Vec::new();
+                for v in list {
+                    match parse_url(Some(v.get_ref())) {
+                        Err(_) => cx.d.error(
+                            v.span(),
+                            format!(
+                                "`urls` item {:?} in {} is not an http(s) URL \
+                                 (an Alertmanager's base URL, such as \"http://am1:9093\")",
+                                v.get_ref(),
+                                t.context
+                            ),
+                        ),
+                        Ok(u) => {
+                            let e = endpoint(&u);
+                            if seen.contains(&e) {
+                                cx.d.error(
+                                    v.span(),
+                                    format!(
+                                        "`urls` in {} names the Alertmanager {:?} twice",
+                                        t.context,
+                                        v.get_ref()
+                                    ),
+                                );
+                            }
+                            seen.push(e);
+                        }
+                    }
+                }
+            }
+            let resend_interval = bounded(cx.d, &mut t, "resend_interval", MIN_RESEND, MAX_RESEND)
+                .unwrap_or(DEFAULT_RESEND);
+            ChannelKind::Alertmanager {
+                urls: urls
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| v.get_ref().clone())
+                    .collect(),
+                resend_interval,
+            }
+        }
         _ => ChannelKind::Log,
     };
     t.finish(cx.d);

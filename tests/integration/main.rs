@@ -2,6 +2,7 @@
 //! CLI and by raw socket conversations.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the report
 
+mod alertmanager;
 mod alerts;
 mod breakers;
 mod chaos;

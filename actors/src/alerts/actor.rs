@@ -128,6 +128,18 @@ pub enum AlertsMessage {
     Tune,
     /// Internal: the channels' adaptive first delays.
     Tuned(Vec<(String, Duration)>),
+    /// Internal: send the firing alerts again to this channel (Alertmanager channels, every
+    /// resend interval).
+    Resend(String),
+    /// Internal: a resend to this channel finished.
+    Resent(Resent),
+}
+
+pub struct Resent {
+    channel: String,
+    alerts: usize,
+    /// What failed (a resend is not retried: the next one carries the same alerts).
+    failures: Vec<String>,
 }
 
 pub struct Delivered {
@@ -248,6 +260,13 @@ struct Lane {
     initial: Duration,
     /// The run of the batch at the head of the lane, from its first attempt.
     run: Option<DeliveryRun>,
+    /// A resend of the firing alerts is running: no delivery starts meanwhile (a resend
+    /// computed before a resolution must not reach the receiver after it).
+    resending: bool,
+    /// A resend came due while a delivery ran: it starts when that one ends.
+    resend_due: bool,
+    /// The last resend did not reach every receiver (logged when this changes).
+    resend_failing: bool,
 }
 
 /// One run of a channel's deliveries: from the first attempt of a batch to the attempt that
@@ -662,6 +681,9 @@ impl AlertsState {
             retry_at: None,
             initial: self.args.retry_initial,
             run: None,
+            resending: false,
+            resend_due: false,
+            resend_failing: false,
         })
     }
 
@@ -704,7 +726,7 @@ impl AlertsState {
         now: i64,
     ) -> Option<i64> {
         let lane = self.lanes.get_mut(name)?;
-        if lane.busy || lane.ready.is_empty() {
+        if lane.busy || lane.resending || lane.ready.is_empty() {
             return None;
         }
         if let Some(at) = lane.retry_at {
@@ -782,19 +804,15 @@ impl AlertsState {
             }
             self.record_attempt(attempt, true).await;
         }
-        // Email: what each recipient settled in earlier attempts (a retry goes only to the
-        // recipients that have not taken or refused these rows). Unreadable: sent to all.
-        let settled = if channel.is_email() {
-            let recipients = channel.recipients();
-            super::message::settled_for_email(self.args.store.reader(), name, &recipients, &batch)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot read alert recipients: sending to all");
-                    Settled::new()
-                })
-        } else {
-            Settled::new()
-        };
+        // Email and Alertmanager: what each recipient settled in earlier attempts (a retry
+        // goes only to the recipients that have not taken or refused these rows). Unreadable:
+        // sent to all.
+        let settled = super::message::settled_for(self.args.store.reader(), name, &channel, &batch)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read alert recipients: sending to all");
+                Settled::new()
+            });
         let deliverer = self.deliverer.clone();
         let myself = myself.clone();
         let name = name.to_string();
@@ -970,6 +988,99 @@ impl AlertsState {
         };
         let settles = attempt.outcome != AttemptOutcome::Transient;
         self.record_attempt(attempt, settles).await;
+        if self
+            .lanes
+            .get(&d.channel)
+            .is_some_and(|l| l.resend_due && !l.busy)
+        {
+            self.resend(myself, &d.channel);
+        }
+        self.due(myself).await;
+    }
+
+    /// Sends the alerts firing on `name` again (an Alertmanager forgets an alert whose
+    /// `endsAt` passes, and one that restarted forgets them all): each alert the channel was
+    /// told fires and that still fires, except those whose firing notification is still in
+    /// the outbox (the outbox delivers those, and a resend of an episode whose firing may
+    /// then be superseded unheard would leave its end unsent). Not stored nor retried: the
+    /// next resend carries the same alerts. While it runs the lane starts no delivery, and it
+    /// waits for the one running.
+    fn resend(&mut self, myself: &ActorRef<AlertsMessage>, name: &str) {
+        let Some(lane) = self.lanes.get_mut(name) else {
+            return;
+        };
+        let Ok(channel) = &lane.channel else {
+            return;
+        };
+        if channel.resend_interval().is_none() || lane.resending {
+            return;
+        }
+        if lane.busy {
+            lane.resend_due = true;
+            return;
+        }
+        lane.resend_due = false;
+        let channel = channel.clone();
+        let queued: HashSet<&str> = self
+            .rows
+            .values()
+            .filter(|(c, n)| c == name && n.status == Status::Firing)
+            .map(|(_, n)| n.key.as_str())
+            .collect();
+        let mut firing: Vec<Notification> = self
+            .told
+            .iter()
+            .filter(|(key, _)| self.engine.is_firing(key) && !queued.contains(key.as_str()))
+            .filter_map(|(_, told)| told.get(name).cloned())
+            .collect();
+        if firing.is_empty() {
+            return;
+        }
+        firing.sort_by(|a, b| a.key.cmp(&b.key));
+        lane.resending = true;
+        let deliverer = self.deliverer.clone();
+        let myself = myself.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for chunk in firing.chunks(channel.max_per_message().max(1)) {
+                let sent = deliverer.deliver(&channel, chunk, &Settled::new()).await;
+                for r in &sent.recipients {
+                    if r.outcome != AttemptOutcome::Accepted {
+                        failures.push(format!("{}: {}", r.recipient, r.detail));
+                    }
+                }
+                if !sent.outcome.is_accepted() && sent.recipients.is_empty() {
+                    failures.push(sent.attempt().2);
+                }
+            }
+            let _ = myself.cast(AlertsMessage::Resent(Resent {
+                channel: name,
+                alerts: firing.len(),
+                failures,
+            }));
+        });
+    }
+
+    async fn resent(&mut self, myself: &ActorRef<AlertsMessage>, r: Resent) {
+        let failing = !r.failures.is_empty();
+        let was = self.lanes.get_mut(&r.channel).is_some_and(|lane| {
+            lane.resending = false;
+            std::mem::replace(&mut lane.resend_failing, failing)
+        });
+        // Logged when it starts and stops failing (a member down for hours is resent to
+        // every interval).
+        match (was, failing) {
+            (false, true) => {
+                tracing::warn!(channel = %r.channel, alerts = r.alerts, failures = ?r.failures, "firing alerts sent again, not to every receiver (each resend tries again)")
+            }
+            (true, false) => {
+                tracing::info!(channel = %r.channel, alerts = r.alerts, "firing alerts sent again to every receiver")
+            }
+            _ => {
+                tracing::debug!(channel = %r.channel, alerts = r.alerts, failures = r.failures.len(), "firing alerts sent again")
+            }
+        }
         self.due(myself).await;
     }
 
@@ -1256,6 +1367,9 @@ impl Actor for AlertsActor {
                     retry_at: None,
                     initial: args.retry_initial,
                     run: None,
+                    resending: false,
+                    resend_due: false,
+                    resend_failing: false,
                 },
             );
         }
@@ -1270,6 +1384,17 @@ impl Actor for AlertsActor {
             myself.send_interval(TUNE_EVERY, || AlertsMessage::Tune);
         }
         args.alerts.slot().attach(myself.clone());
+        for (name, lane) in &lanes {
+            if let Some(every) = lane
+                .channel
+                .as_ref()
+                .ok()
+                .and_then(Channel::resend_interval)
+            {
+                let name = name.clone();
+                myself.send_interval(every, move || AlertsMessage::Resend(name.clone()));
+            }
+        }
         myself.send_interval(RESYNC_EVERY, || AlertsMessage::Resync);
         myself.send_interval(PRUNE_EVERY, || AlertsMessage::Prune);
         let _ = myself.cast(AlertsMessage::Resync);
@@ -1319,6 +1444,8 @@ impl Actor for AlertsActor {
             AlertsMessage::Delivered(d) => state.delivered(&myself, d).await,
             AlertsMessage::Tune => state.tune(&myself),
             AlertsMessage::Tuned(initials) => state.tuned(initials),
+            AlertsMessage::Resend(name) => state.resend(&myself, &name),
+            AlertsMessage::Resent(r) => state.resent(&myself, r).await,
             AlertsMessage::Prune => {
                 let now = state.clock.now();
                 state.engine.prune(now);

@@ -13,7 +13,7 @@ use super::alert::{Alert, Notification, PerSeverity};
 use super::channel::{self, ChannelSpec, Deliverer, Outcome, Sent};
 use super::engine::notification_of;
 use crate::store::outbox::{
-    self, Attempt, AttemptOutcome, OutboxEntry, OutboxRow, RecipientOutcome, Settled,
+    self, Attempt, AttemptOutcome, OutboxEntry, OutboxRow, RecipientOutcome,
 };
 use crate::store::{unix_ms, DurableOp, DurableReply, Store};
 
@@ -206,14 +206,9 @@ async fn one_channel(
         let at = unix_ms(std::time::SystemTime::now());
         let started = Instant::now();
         let ids: Vec<i64> = batch.iter().map(|n| n.id).collect();
-        let settled = if channel.is_email() {
-            let recipients = channel.recipients();
-            super::message::settled_for_email(store.reader(), &name, &recipients, batch)
-                .await
-                .unwrap_or_default()
-        } else {
-            Settled::new()
-        };
+        let settled = super::message::settled_for(store.reader(), &name, &channel, batch)
+            .await
+            .unwrap_or_default();
         let sent = match tokio::time::timeout(
             budget - RECORD_MARGIN,
             deliverer.deliver(&channel, batch, &settled),

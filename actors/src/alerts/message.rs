@@ -84,6 +84,27 @@ pub fn latest_per_episode(
     (kept_ids, kept, superseded)
 }
 
+/// What each recipient of `channel` settled for `batch` in earlier attempts: for email, see
+/// [`settled_for_email`]; for an Alertmanager channel, what each Alertmanager took or refused
+/// (each is sent the end of every episode: one may have heard its firing from a resend);
+/// nothing for channels with one receiver.
+pub async fn settled_for(
+    pool: &SqlitePool,
+    name: &str,
+    channel: &super::channel::Channel,
+    batch: &[Notification],
+) -> Result<Settled, String> {
+    if channel.is_email() {
+        let recipients = channel.recipients();
+        settled_for_email(pool, name, &recipients, batch).await
+    } else if channel.is_alertmanager() {
+        let ids: Vec<i64> = batch.iter().map(|n| n.id).collect();
+        outbox::settled(pool, &ids).await
+    } else {
+        Ok(Settled::new())
+    }
+}
+
 /// What each recipient of an email channel settled for `batch` (see [`Settled`]): what it took
 /// or refused in earlier attempts, and the end of each episode whose firing it never took
 /// (refused, still deferred, or superseded before it took it), marked settled as if taken:

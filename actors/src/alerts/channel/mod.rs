@@ -1,4 +1,5 @@
-//! Alert channels: where notifications go (email, webhook, Slack, Discord, the log) and how one
+//! Alert channels: where notifications go (email, webhook, Slack, Discord, Alertmanager, the
+//! log) and how one
 //! batch of notifications becomes one message on the wire.
 //!
 //! - [`prepare`] checks a [`ChannelSpec`] and resolves its secrets into a ready [`Channel`].
@@ -10,6 +11,7 @@
 //!   [`chat::discord_payload`], [`email::build_message`]) are pure and truncate long texts
 //!   instead of rejecting them.
 
+pub mod alertmanager;
 pub mod chat;
 pub mod email;
 pub mod http;
@@ -80,9 +82,21 @@ pub struct EmailSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChannelKind {
     Email(EmailSpec),
-    Webhook { url: Option<String> },
-    Slack { url: Option<String> },
-    Discord { url: Option<String> },
+    Webhook {
+        url: Option<String>,
+    },
+    Slack {
+        url: Option<String>,
+    },
+    Discord {
+        url: Option<String>,
+    },
+    /// `urls`: the Alertmanagers (each gets every alert); `resend_interval`: how often the
+    /// firing alerts are sent again.
+    Alertmanager {
+        urls: Vec<String>,
+        resend_interval: Duration,
+    },
     Log,
 }
 
@@ -100,13 +114,14 @@ impl ChannelKind {
             ChannelKind::Webhook { .. } => "webhook",
             ChannelKind::Slack { .. } => "slack",
             ChannelKind::Discord { .. } => "discord",
+            ChannelKind::Alertmanager { .. } => "alertmanager",
             ChannelKind::Log => "log",
         }
     }
 }
 
 impl ChannelSpec {
-    /// `"email" | "webhook" | "slack" | "discord" | "log"`.
+    /// `"email" | "webhook" | "slack" | "discord" | "alertmanager" | "log"`.
     pub fn type_name(&self) -> &'static str {
         self.kind.type_name()
     }
@@ -117,6 +132,7 @@ pub const WEBHOOK_MAX_PER_MESSAGE: usize = 100;
 pub const SLACK_MAX_PER_MESSAGE: usize = 10;
 pub const DISCORD_MAX_PER_MESSAGE: usize = 10;
 pub const EMAIL_MAX_PER_MESSAGE: usize = 50;
+pub const ALERTMANAGER_MAX_PER_MESSAGE: usize = 500;
 
 /// A string that never shows in `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -152,6 +168,7 @@ pub(crate) enum Target {
     Slack(reqwest::Url),
     /// With `wait=true` in its query.
     Discord(reqwest::Url),
+    Alertmanager(alertmanager::AlertmanagerTarget),
     Log,
 }
 
@@ -166,14 +183,17 @@ impl Channel {
             Target::Webhook(_) => "webhook",
             Target::Slack(_) => "slack",
             Target::Discord(_) => "discord",
+            Target::Alertmanager(_) => "alertmanager",
             Target::Log => "log",
         }
     }
 
-    /// An email channel's recipients (addresses as stored per recipient); none for others.
+    /// The recipients that answer each for itself, as stored per recipient: an email
+    /// channel's addresses, an Alertmanager channel's URLs; none for others.
     pub fn recipients(&self) -> Vec<String> {
         match &self.target {
             Target::Email(t) => t.to.iter().map(|m| m.email.to_string()).collect(),
+            Target::Alertmanager(t) => t.members.iter().map(|m| m.name.clone()).collect(),
             _ => Vec::new(),
         }
     }
@@ -183,6 +203,19 @@ impl Channel {
         matches!(self.target, Target::Email(_))
     }
 
+    /// Whether each Alertmanager of the channel answers for itself: see [`Sent::recipients`].
+    pub fn is_alertmanager(&self) -> bool {
+        matches!(self.target, Target::Alertmanager(_))
+    }
+
+    /// How often the firing alerts are sent again (Alertmanager channels).
+    pub fn resend_interval(&self) -> Option<Duration> {
+        match &self.target {
+            Target::Alertmanager(t) => Some(t.resend),
+            _ => None,
+        }
+    }
+
     /// How many notifications one message may carry (`usize::MAX`: unlimited).
     pub fn max_per_message(&self) -> usize {
         match self.target {
@@ -190,6 +223,7 @@ impl Channel {
             Target::Webhook(_) => WEBHOOK_MAX_PER_MESSAGE,
             Target::Slack(_) => SLACK_MAX_PER_MESSAGE,
             Target::Discord(_) => DISCORD_MAX_PER_MESSAGE,
+            Target::Alertmanager(_) => ALERTMANAGER_MAX_PER_MESSAGE,
             Target::Log => usize::MAX,
         }
     }
@@ -198,7 +232,7 @@ impl Channel {
     pub fn url(&self) -> Option<&str> {
         match &self.target {
             Target::Webhook(u) | Target::Slack(u) | Target::Discord(u) => Some(u.as_str()),
-            Target::Email(_) | Target::Log => None,
+            Target::Email(_) | Target::Alertmanager(_) | Target::Log => None,
         }
     }
 }
@@ -227,6 +261,12 @@ pub fn prepare(
             let url = http::parse_url(url.as_deref()).map_err(|r| format!("{what}: {r}"))?;
             Target::Discord(chat::discord_url(url))
         }
+        ChannelKind::Alertmanager {
+            urls,
+            resend_interval,
+        } => Target::Alertmanager(
+            alertmanager::prepare(urls, *resend_interval).map_err(|r| format!("{what}: {r}"))?,
+        ),
         ChannelKind::Log => Target::Log,
     };
     Ok(Channel {
@@ -385,6 +425,23 @@ impl Deliverer {
             Target::Discord(url) => (url, chat::discord_payload(batch)),
             Target::Email(target) => {
                 return email::send_to(target, &self.hostname, self.timeout, batch, settled).await
+            }
+            Target::Alertmanager(target) => {
+                return match self.client().await {
+                    Ok(client) => {
+                        let now_ms = crate::store::unix_ms(std::time::SystemTime::now());
+                        alertmanager::send_to(
+                            client,
+                            target,
+                            &self.hostname,
+                            batch,
+                            settled,
+                            now_ms,
+                        )
+                        .await
+                    }
+                    Err(outcome) => Sent::whole(outcome, Some("http_client".to_string())),
+                };
             }
             Target::Log => {
                 log_batch(&channel.name, batch);
