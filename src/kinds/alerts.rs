@@ -311,6 +311,22 @@ fn channel_schema() -> Obj {
         )
         .example("SMTP_PASSWORD"),
     ]);
+    let alertmanager = Obj::new(vec![
+        key(
+            "urls",
+            Ty::Strings,
+            "The Alertmanagers' base URLs (every member of an HA set): alerts are posted to \
+             each one's /api/v2/alerts.",
+        )
+        .example(serde_json::json!(["http://am1:9093", "http://am2:9093"])),
+        key(
+            "resend_interval",
+            Ty::Duration,
+            "How often alerts that still fire are sent again, so that Alertmanager does not \
+             resolve them by itself (1s to 1h).",
+        )
+        .default("1m"),
+    ]);
     Obj::new(vec![key(
         "name",
         Ty::Str,
@@ -319,12 +335,13 @@ fn channel_schema() -> Obj {
     .required()])
     .with_union(Union {
         tag: "type",
-        doc: "Where the channel delivers: email, an Alertmanager-style webhook, Slack, Discord, or the daemon's log.",
+        doc: "Where the channel delivers: email, an Alertmanager-style webhook, Slack, Discord, Prometheus Alertmanager itself, or the daemon's log.",
         variants: TYPES
             .iter()
             .map(|t| {
                 let obj = match *t {
                     "email" => email.clone(),
+                    "alertmanager" => alertmanager.clone(),
                     "log" => Obj::default(),
                     _ => url(),
                 };

@@ -26,8 +26,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Whether the Alertmanager binary is here; if not, says the test is skipped, or fails it
 /// under CI.
 fn have_alertmanager() -> bool {
-    Path::new(BINARY).exists()
-        || crate::util::have_tool(BINARY, "prometheus-alertmanager")
+    Path::new(BINARY).exists() || crate::util::have_tool(BINARY, "prometheus-alertmanager")
 }
 
 fn runtime() -> tokio::runtime::Runtime {

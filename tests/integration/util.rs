@@ -485,7 +485,9 @@ pub fn have_tool(program: &str, package: &str) -> bool {
         .status()
         .is_ok();
     if !found {
-        missing_tool(&format!("{program} is not installed (apt-get install {package})"));
+        missing_tool(&format!(
+            "{program} is not installed (apt-get install {package})"
+        ));
     }
     found
 }
