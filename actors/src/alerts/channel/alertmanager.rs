@@ -31,9 +31,9 @@ use reqwest::Url;
 use serde_json::{json, Map, Value};
 
 use super::text;
-use super::{http, Outcome, Sent, ANSWER_CAP};
+use super::{http, Answer, Outcome, Sent, ANSWER_CAP};
 use crate::alerts::alert::{Notification, Status};
-use crate::store::outbox::{AttemptOutcome, RecipientOutcome, Settled};
+use crate::store::outbox::Settled;
 
 /// The resend interval when none is configured (Prometheus' `--rules.alert.resend-delay`).
 pub const DEFAULT_RESEND: Duration = Duration::from_secs(60);
@@ -160,15 +160,6 @@ pub fn payload(hostname: &str, batch: &[Notification], now_ms: i64, resend: Dura
     Value::Array(alerts)
 }
 
-/// One Alertmanager's answer in this attempt, for the rows it was sent.
-#[derive(Debug, Clone, PartialEq)]
-struct Answer {
-    to: String,
-    ids: Vec<i64>,
-    outcome: Outcome,
-    label: Option<String>,
-}
-
 /// Sends `batch` to every Alertmanager that has not `settled` all of its rows (each gets the
 /// rows it has not), concurrently, and combines the answers (see [`combine`]).
 pub(crate) async fn send_to(
@@ -206,30 +197,8 @@ pub(crate) async fn send_to(
     }
     // Side by side: a slow Alertmanager does not delay the others.
     let answers = futures_util::future::join_all(posts).await;
-    let (outcome, label, partial) = combine(&answers, settled, &ids);
-    let recipients = answers
-        .into_iter()
-        .map(|a| {
-            let (kind, code, detail) = match a.outcome {
-                Outcome::Accepted { code, answer } => (AttemptOutcome::Accepted, code, answer),
-                Outcome::Transient { code, error, .. } => (AttemptOutcome::Transient, code, error),
-                Outcome::Permanent { code, error } => (AttemptOutcome::Permanent, code, error),
-            };
-            RecipientOutcome {
-                recipient: a.to,
-                ids: a.ids,
-                outcome: kind,
-                code,
-                detail,
-            }
-        })
-        .collect();
-    Sent {
-        outcome,
-        label,
-        partial,
-        recipients,
-    }
+    let combined = combine(&answers, settled, &ids);
+    Sent::per_recipient(answers, combined)
 }
 
 /// What the message came to, from each Alertmanager's answer now and what earlier attempts

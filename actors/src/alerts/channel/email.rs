@@ -12,9 +12,9 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::text;
-use super::{EmailSpec, Outcome, Secret, Sent, Tls, ANSWER_CAP};
+use super::{Answer, EmailSpec, Outcome, Secret, Sent, Tls, ANSWER_CAP};
 use crate::alerts::alert::{Notification, Status};
-use crate::store::outbox::{AttemptOutcome, RecipientOutcome, Settled};
+use crate::store::outbox::Settled;
 
 /// The header carrying the fingerprint of the batch's first notification.
 pub const FINGERPRINT_HEADER: &str = "X-Metasystem-Fingerprint";
@@ -320,15 +320,6 @@ pub async fn send(
         .outcome
 }
 
-/// One recipient's answer in this attempt, for the rows its message carried.
-#[derive(Debug, Clone, PartialEq)]
-struct Answer {
-    to: String,
-    ids: Vec<i64>,
-    outcome: Outcome,
-    label: Option<String>,
-}
-
 /// Sends `batch`, one envelope per recipient: a recipient the server refuses (550) does not
 /// fail the message for the others, and one that failed for a while (450) is retried alone.
 /// Each recipient gets the rows of `batch` it has not `settled` in earlier attempts (none:
@@ -401,30 +392,8 @@ pub async fn send_to(
             }
         }
     }
-    let (outcome, label, partial) = combine(&answers, settled, &ids);
-    let recipients = answers
-        .into_iter()
-        .map(|a| {
-            let (kind, code, detail) = match a.outcome {
-                Outcome::Accepted { code, answer } => (AttemptOutcome::Accepted, code, answer),
-                Outcome::Transient { code, error, .. } => (AttemptOutcome::Transient, code, error),
-                Outcome::Permanent { code, error } => (AttemptOutcome::Permanent, code, error),
-            };
-            RecipientOutcome {
-                recipient: a.to,
-                ids: a.ids,
-                outcome: kind,
-                code,
-                detail,
-            }
-        })
-        .collect();
-    Sent {
-        outcome,
-        label,
-        partial,
-        recipients,
-    }
+    let combined = combine(&answers, settled, &ids);
+    Sent::per_recipient(answers, combined)
 }
 
 /// One envelope (`from` → `to`) of an already formatted message.

@@ -476,7 +476,50 @@ pub struct Sent {
     pub recipients: Vec<RecipientOutcome>,
 }
 
+/// One recipient's answer in an attempt (an email address, an Alertmanager of an HA set), for
+/// the rows sent to it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Answer {
+    pub to: String,
+    pub ids: Vec<i64>,
+    pub outcome: Outcome,
+    pub label: Option<String>,
+}
+
 impl Sent {
+    /// A delivery to several recipients: what the message as a whole came to (`combined`:
+    /// outcome, label, partial), and each recipient's answer, kept for the store.
+    pub(crate) fn per_recipient(
+        answers: Vec<Answer>,
+        (outcome, label, partial): (Outcome, Option<String>, bool),
+    ) -> Sent {
+        let recipients = answers
+            .into_iter()
+            .map(|a| {
+                let (kind, code, detail) = match a.outcome {
+                    Outcome::Accepted { code, answer } => (AttemptOutcome::Accepted, code, answer),
+                    Outcome::Transient { code, error, .. } => {
+                        (AttemptOutcome::Transient, code, error)
+                    }
+                    Outcome::Permanent { code, error } => (AttemptOutcome::Permanent, code, error),
+                };
+                RecipientOutcome {
+                    recipient: a.to,
+                    ids: a.ids,
+                    outcome: kind,
+                    code,
+                    detail,
+                }
+            })
+            .collect();
+        Sent {
+            outcome,
+            label,
+            partial,
+            recipients,
+        }
+    }
+
     /// A delivery to a channel with one receiver.
     pub fn whole(outcome: Outcome, label: Option<String>) -> Sent {
         Sent {
