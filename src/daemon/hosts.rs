@@ -217,7 +217,7 @@ async fn read(f: &Found) -> Result<Option<HostInfo>, String> {
 
 fn view_of(f: &Found, r: Result<Option<HostInfo>, String>, now_ms: i64) -> HostView {
     let mut v = HostView {
-        host: f.host.clone(),
+        host: tame(&f.host),
         source: "snapshot".into(),
         target: Some(f.target.clone()),
         file: Some(f.file.display().to_string()),
@@ -235,23 +235,107 @@ fn view_of(f: &Found, r: Result<Option<HostInfo>, String>, now_ms: i64) -> HostV
             v.stale = now_ms - taken > 2 * i64::try_from(f.every.as_millis()).unwrap_or(i64::MAX);
         }
         Ok(Some(info)) => {
+            // Another host's numbers are input: out of range, they are reported, never
+            // computed with (an overflow would panic the request, or wrap to "fresh").
+            if let Some(why) = implausible(&info, now_ms) {
+                v.unreadable = Some(why);
+                return v;
+            }
             v.taken_ms = Some(info.taken_ms);
-            v.age_s = Some(secs(now_ms - info.taken_ms));
+            v.age_s = Some(secs(now_ms.saturating_sub(info.taken_ms)));
             v.snapshot_every_s = Some(secs(info.snapshot_every_ms));
-            v.stale = now_ms - info.taken_ms > info.snapshot_every_ms.saturating_mul(2);
-            v.version = Some(info.version);
+            v.stale =
+                now_ms.saturating_sub(info.taken_ms) > info.snapshot_every_ms.saturating_mul(2);
+            v.version = Some(tame(&info.version));
             v.started_ms = Some(info.started_ms);
-            v.uptime_s = Some(secs(info.taken_ms - info.started_ms));
-            v.summary = serde_json::from_value(info.summary).ok();
+            v.uptime_s = Some(secs(info.taken_ms.saturating_sub(info.started_ms)));
+            let mut summary = info.summary;
+            tame_all(&mut summary);
+            match serde_json::from_value(summary) {
+                Ok(summary) => v.summary = Some(summary),
+                Err(e) => {
+                    v.unreadable = Some(format!("its summary cannot be read: {e}"));
+                    return v;
+                }
+            }
             if info.host != f.host {
                 v.unreadable = Some(format!(
                     "its snapshot names another host ({}): copied by hand?",
-                    info.host
+                    tame(&info.host)
                 ));
             }
         }
     }
     v
+}
+
+/// Another host's text with its control characters written out (`\x1b`, `\n`): printed
+/// as it is, a snapshot could clear the reader's screen or forge lines of the listing.
+fn tame(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`tame`] on every string of a summary, keys included.
+fn tame_all(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.chars().any(char::is_control) => *s = tame(s),
+        Value::Array(items) => items.iter_mut().for_each(tame_all),
+        Value::Object(map) => {
+            let wild = map.keys().any(|k| k.chars().any(char::is_control));
+            if wild {
+                let taken = std::mem::take(map);
+                for (k, mut item) in taken {
+                    tame_all(&mut item);
+                    map.insert(tame(&k), item);
+                }
+            } else {
+                map.values_mut().for_each(tame_all);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// How far ahead of this host's clock a snapshot may say it was taken (clocks differ a little).
+const CLOCK_SLACK_MS: i64 = 5 * 60 * 1000;
+
+/// Why a snapshot's times cannot be believed, if they cannot: taken in the future (beyond
+/// [`CLOCK_SLACK_MS`]) or before 1970, started after it was taken, an interval that is not
+/// positive or over a year.
+fn implausible(info: &HostInfo, now_ms: i64) -> Option<String> {
+    const YEAR_MS: i64 = 366 * 24 * 3600 * 1000;
+    if info.taken_ms < 0 || info.started_ms < 0 {
+        return Some("its snapshot's times are before 1970: not a snapshot to trust".into());
+    }
+    if info.taken_ms > now_ms.saturating_add(CLOCK_SLACK_MS) {
+        return Some(format!(
+            "its snapshot says it was taken {}s in the future: that host's clock is wrong, or \
+             the file is not to be trusted",
+            (info.taken_ms - now_ms) / 1000
+        ));
+    }
+    if info.started_ms > info.taken_ms {
+        return Some("its snapshot says the daemon started after the snapshot was taken".into());
+    }
+    if info.snapshot_every_ms <= 0 || info.snapshot_every_ms > YEAR_MS {
+        return Some(format!(
+            "its snapshot interval ({} ms) is not one a daemon takes",
+            info.snapshot_every_ms
+        ));
+    }
+    None
 }
 
 impl Daemon {
@@ -336,5 +420,105 @@ impl Daemon {
             hosts,
             targets: looks,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found() -> Found {
+        Found {
+            host: "h".into(),
+            target: "t".into(),
+            file: PathBuf::from("/t/.metasystem-hosts/h/metastore.db"),
+            stamp: Ok((1, SystemTime::UNIX_EPOCH, 1)),
+            every: Duration::from_secs(60),
+        }
+    }
+
+    fn info(taken_ms: i64, started_ms: i64, every_ms: i64) -> HostInfo {
+        HostInfo {
+            host: "h".into(),
+            version: "0.1.0".into(),
+            started_ms,
+            taken_ms,
+            snapshot_every_ms: every_ms,
+            summary: serde_json::json!({}),
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn times_out_of_range_are_reported_not_computed_with() {
+        // Each of these panicked with an overflow (debug) or showed a fresh host (release).
+        for (taken, started, every) in [
+            (i64::MIN, 0, 60_000),
+            (1000, i64::MIN, 60_000),
+            (NOW + 3_600_000, NOW, 60_000),
+            (NOW, NOW + 1, 60_000),
+            (NOW, NOW - 1, -5),
+            (NOW, NOW - 1, i64::MAX),
+            (i64::MAX, 0, 60_000),
+        ] {
+            let v = view_of(&found(), Ok(Some(info(taken, started, every))), NOW);
+            assert!(v.unreadable.is_some(), "{taken} {started} {every}: {v:?}");
+            assert_eq!(v.age_s, None, "nothing computed from them: {v:?}");
+        }
+        // A clock a little ahead is fine.
+        let v = view_of(
+            &found(),
+            Ok(Some(info(NOW + 1000, NOW - 5000, 60_000))),
+            NOW,
+        );
+        assert_eq!(v.unreadable, None, "{v:?}");
+        assert_eq!(v.age_s, Some(0));
+    }
+
+    #[test]
+    fn another_hosts_control_characters_are_written_out() {
+        let mut i = info(NOW - 1000, NOW - 5000, 60_000);
+        i.version = "v\u{1b}[31mred\nfake: ok".into();
+        i.summary = serde_json::json!({"alerts": [{
+            "key": "k", "severity": "critical", "source": "root/p",
+            "title": "\u{1b}[2J\nme: ok (this host, live state)"
+        }]});
+        let mut f = found();
+        f.host = "h\n".into();
+        i.host = "h\n".into();
+        let v = view_of(&f, Ok(Some(i)), NOW);
+        assert_eq!(v.unreadable, None, "{v:?}");
+        assert_eq!(v.host, "h\\n");
+        assert_eq!(v.version.as_deref(), Some("v\\u{1b}[31mred\\nfake: ok"));
+        let title = &v.summary.as_ref().map(|s| s.alerts[0].title.clone());
+        assert_eq!(
+            title.as_deref(),
+            Some("\\u{1b}[2J\\nme: ok (this host, live state)")
+        );
+        let mut out = Vec::new();
+        crate::kinds::sync_hosts::render(
+            &mut out,
+            &crate::kinds::sync_hosts::HostsResult {
+                hosts: vec![v],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("me: ")),
+            "no forged host line: {text}"
+        );
+    }
+
+    #[test]
+    fn a_summary_that_does_not_read_says_so() {
+        let mut i = info(NOW - 1000, NOW - 5000, 60_000);
+        i.summary = serde_json::json!({"alerts": "not a list"});
+        let v = view_of(&found(), Ok(Some(i)), NOW);
+        let why = v.unreadable.unwrap_or_default();
+        assert!(why.contains("summary cannot be read"), "{why}");
     }
 }
