@@ -539,6 +539,17 @@ impl ActorKind for SyncTargetConfig {
                 }
             ));
         }
+        if !self.spec.snapshots.is_empty() && self.every > self.spec.snapshot_every {
+            // Snapshots are pushed by runs: other hosts' `hosts` would call this one stale.
+            out.push(format!(
+                "{path}: snapshots are pushed by sync runs, which come every {}: they are \
+                 refreshed that often, not every {} (`snapshot_every`), and other hosts' \
+                 `metasystem hosts` shows this host stale after twice `snapshot_every`; set \
+                 `snapshot_every` to at least `every`",
+                humantime::format_duration(self.every),
+                humantime::format_duration(self.spec.snapshot_every)
+            ));
+        }
         out
     }
 
