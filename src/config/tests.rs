@@ -245,6 +245,18 @@ fn log_stderr_defaults_to_off_with_a_log_file_and_needs_one_to_be_off() {
 }
 
 #[test]
+fn alerts_name_the_host_by_its_identity_not_the_hostname() {
+    // Alertmanager's `host` label and the alerts' text: two cloned machines with one
+    // hostname and their own host_id must not merge their alerts.
+    let src = "[daemon]\nstate_dir = \"/s\"\nhost_id = \"amhost\"\n[root]\n\
+               [[root.children]]\nname = \"alerts\"\nkind = \"alerts\"\n";
+    match &ok(src).root.children[0].kind {
+        crate::kinds::Kind::Alerts(a) => assert_eq!(a.host, "amhost"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn host_id_is_checked_where_it_is_written() {
     let with = |daemon: &str| format!("[daemon]\nstate_dir = \"/s\"\n{daemon}\n{ONE_CHILD}");
     let c = ok(&with("host_id = \"laptop-2\""));

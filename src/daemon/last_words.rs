@@ -47,7 +47,7 @@ pub async fn root_gave_up(
         channels: config.channels.clone(),
         routes: config.routes.clone(),
         timeout: config.timeout,
-        hostname: crate::kinds::hostname(),
+        hostname: config.host.clone(),
     };
     let since = unix_ms(std::time::SystemTime::now()) - failed_for.as_millis() as i64;
     let flushed = last_words(store, &words, &alert, since, Instant::now() + DEADLINE).await;

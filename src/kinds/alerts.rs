@@ -59,6 +59,9 @@ pub struct AlertsConfig {
     pub retry_max: Duration,
     pub retry_adaptive: bool,
     pub timeout: Duration,
+    /// This host's identity (`[daemon] host_id`, else as `metasystem_actors::host` resolves
+    /// it): the host alerts name, Alertmanager's `host` label, as `hosts` names it.
+    pub host: String,
 }
 
 impl AlertsConfig {
@@ -581,6 +584,7 @@ impl ActorKind for AlertsConfig {
             retry_max,
             retry_adaptive,
             timeout,
+            host: cx.host_or_hostname(),
         })
     }
 
@@ -602,7 +606,7 @@ impl ActorKind for AlertsConfig {
                     retry_max: config.retry_max,
                     retry_adaptive: config.retry_adaptive,
                     timeout: config.timeout,
-                    hostname: crate::kinds::hostname(),
+                    hostname: config.host.clone(),
                 },
             )
         })

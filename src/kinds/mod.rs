@@ -132,6 +132,19 @@ impl ParseCx<'_> {
         }
     }
 
+    /// This host's identity as [`ParseCx::host`] resolves it, or the machine's hostname where
+    /// it cannot be resolved (that error is for the kinds that need the identity to say).
+    pub fn host_or_hostname(&mut self) -> String {
+        let slot = self.host;
+        let resolved = slot.resolved.get_or_init(|| {
+            metasystem_actors::host::resolve(slot.configured.as_deref(), &slot.state_dir)
+        });
+        match resolved {
+            Ok(id) => id.clone(),
+            Err(_) => hostname(),
+        }
+    }
+
     /// Records that the string at `value` (the key `key` of the table `context`) must name
     /// what `wants` says; checked once the whole tree is read.
     pub fn refer(
