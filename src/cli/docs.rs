@@ -75,31 +75,71 @@ fn man_page() -> std::io::Result<()> {
 }
 
 /// One page per command, the way `clap_mangen::generate_to` names them (`metasystem-sync.1`,
-/// `metasystem-breakers-reset.1`), but with our date and manual.
+/// `metasystem-breakers-reset.1`), but with our date and manual. Each page is written to a new
+/// temp file beside it and renamed over its name: a link there is replaced, never followed
+/// (nothing outside DIR is written), and a page is whole or not there.
 fn man_pages(dir: &Path) -> std::io::Result<()> {
-    fn each(cmd: &clap::Command, dir: &Path, written: &mut usize) -> std::io::Result<()> {
+    fn each(cmd: &clap::Command, pages: &mut Vec<(String, Vec<u8>)>) -> std::io::Result<()> {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            each(sub, dir, written)?;
+            each(sub, pages)?;
         }
         let page = man(cmd.clone());
-        let path = dir.join(page.get_filename());
-        let mut file = std::fs::File::create(&path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        page.render(&mut file)?;
-        file.flush()?;
-        *written += 1;
+        let mut roff = Vec::new();
+        page.render(&mut roff)?;
+        pages.push((page.get_filename(), roff));
         Ok(())
     }
-    if !dir.is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("--dir {}: not a directory", dir.display()),
-        ));
+    fn write(dir: &Path, name: &str, roff: &[u8]) -> std::io::Result<()> {
+        let path = dir.join(name);
+        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let said = |e: std::io::Error, what: &Path| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", what.display()))
+        };
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .and_then(|mut f| f.write_all(roff));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(said(e, &temp));
+        }
+        std::fs::rename(&temp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            said(e, &path)
+        })
+    }
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("--dir {}: not a directory", dir.display()),
+            ))
+        }
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("--dir {}: {e}", dir.display()),
+            ))
+        }
     }
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
-    let mut written = 0;
-    each(&cmd, dir, &mut written)?;
-    client::say(&format!("{written} pages written to {}", dir.display()));
+    let mut pages = Vec::new();
+    each(&cmd, &mut pages)?;
+    for (i, (name, roff)) in pages.iter().enumerate() {
+        if let Err(e) = write(dir, name, roff) {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("{e} ({i} of {} pages written)", pages.len()),
+            ));
+        }
+    }
+    client::say(&format!(
+        "{} pages written to {}",
+        pages.len(),
+        dir.display()
+    ));
     Ok(())
 }

@@ -154,10 +154,51 @@ fn the_man_page_renders_and_names_the_subcommands() {
     let missing = run_cli(&["man", "--dir", &format!("{shown}/nope")], &[]);
     assert_eq!(missing.code, 2);
     assert!(
-        missing.stderr.contains("nope: not a directory"),
+        missing.stderr.contains("nope: No such file or directory"),
         "{}",
         missing.stderr
     );
+    let file = dir.path().join("metasystem.1");
+    let not_dir = run_cli(&["man", "--dir", &file.display().to_string()], &[]);
+    assert_eq!(not_dir.code, 2);
+    assert!(
+        not_dir.stderr.contains("metasystem.1: not a directory"),
+        "{}",
+        not_dir.stderr
+    );
+
+    // A link where a page goes is replaced, never written through (regression: a page
+    // overwrote the file a planted link pointed at, outside DIR).
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "VICTIM").unwrap();
+    let linked = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&victim, linked.path().join("metasystem.1")).unwrap();
+    let out = run_cli(&["man", "--dir", &linked.path().display().to_string()], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "VICTIM");
+    let page = linked.path().join("metasystem.1");
+    assert!(!page.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&page).unwrap().contains(".TH "));
+    // A page that cannot be written says how far it got, and leaves no temp file.
+    let blocked = tempfile::tempdir().unwrap();
+    std::fs::create_dir(blocked.path().join("metasystem-sync.1")).unwrap();
+    let out = run_cli(
+        &["man", "--dir", &blocked.path().display().to_string()],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("metasystem-sync.1") && out.stderr.contains("pages written"),
+        "{}",
+        out.stderr
+    );
+    let temps: Vec<_> = std::fs::read_dir(blocked.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
 
     // Rendered by man(1) as a reader sees it, with groff's warnings on.
     if !have_tool("man", "man-db") {
