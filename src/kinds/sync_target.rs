@@ -976,6 +976,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn check_warns_when_runs_are_rarer_than_snapshots() {
+        let warned = |keys: &str| {
+            let t = parse(keys).unwrap_or_else(|e| panic!("{e}"));
+            t.warnings("root/t")
+                .into_iter()
+                .any(|w| w.contains("snapshots are pushed by sync runs"))
+        };
+        assert!(warned(
+            "snapshots = [\"metastore.db\"]\nsnapshot_every = \"1m\"\nevery = \"10m\""
+        ));
+        assert!(!warned(
+            "snapshots = [\"metastore.db\"]\nsnapshot_every = \"1h\"\nevery = \"10m\""
+        ));
+        assert!(!warned("snapshot_every = \"1m\"\nevery = \"10m\""));
+    }
+
     /// Regression: a primary holding the state dir (`~`) with no `paths` synced the daemon's
     /// live store and lock as plain files.
     #[test]
