@@ -380,6 +380,16 @@ impl Daemon {
         })
         .await
         .map_err(|e| Failure::new(code::INTERNAL, format!("listing the targets failed: {e}")))?;
+        if r.target.is_none() {
+            // A listing of every target: what is no longer there is let go of (a host folder
+            // removed, a target taken out), so the cache holds what the folders hold.
+            let there: std::collections::HashSet<&PathBuf> =
+                found.iter().map(|f| &f.file).collect();
+            seen()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|file, _| there.contains(file));
+        }
         let now_ms = unix_ms(SystemTime::now());
         // Each host once: its newest readable snapshot across the targets.
         let mut by_host: BTreeMap<String, HostView> = BTreeMap::new();

@@ -112,6 +112,12 @@ pub async fn read_snapshot(path: &Path) -> Result<Option<HostInfo>, String> {
     r
 }
 
+/// The most a host's summary may take (failed actors, firing alerts, probes not passing: a
+/// few hundred bytes each): more is not a daemon's, and is not read into memory.
+pub const MAX_SUMMARY: i64 = 4 * 1024 * 1024;
+/// The most a host's name or version may take.
+pub const MAX_NAME: i64 = 1024;
+
 async fn read_row(conn: &mut SqliteConnection) -> Result<Option<HostInfo>, String> {
     let has: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'host_info'",
@@ -121,6 +127,27 @@ async fn read_row(conn: &mut SqliteConnection) -> Result<Option<HostInfo>, Strin
     .map_err(|e| format!("cannot read it: {e}"))?;
     if has == 0 {
         return Ok(None);
+    }
+    // Another host's file: its sizes are checked before anything is read into memory.
+    let sizes: Option<(Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT length(host), length(version), length(summary) FROM host_info WHERE id = 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| format!("cannot read its host_info: {e}"))?;
+    if let Some((host, version, summary)) = sizes {
+        for (what, len, max) in [
+            ("host", host, MAX_NAME),
+            ("version", version, MAX_NAME),
+            ("summary", summary, MAX_SUMMARY),
+        ] {
+            let len = len.unwrap_or(0);
+            if len > max {
+                return Err(format!(
+                    "its host_info {what} is {len} bytes, more than a daemon writes ({max}): not read"
+                ));
+            }
+        }
     }
     let row = sqlx::query(
         "SELECT host, version, started_ms, taken_ms, snapshot_every_ms, summary \
@@ -181,5 +208,35 @@ mod tests {
         h.resize(4096 * 3, 0);
         std::fs::write(&p, &h).unwrap();
         check_whole(&p).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_oversized_summary_is_not_read_into_memory() {
+        use sqlx::sqlite::SqliteConnectOptions;
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metastore.db");
+        let mut c = SqliteConnection::connect_with(
+            &SqliteConnectOptions::new()
+                .filename(&p)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        sqlx::query(
+            "CREATE TABLE host_info (id INTEGER PRIMARY KEY, host TEXT, version TEXT, \
+             started_ms INTEGER, taken_ms INTEGER, snapshot_every_ms INTEGER, summary TEXT)",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO host_info VALUES (1, 'h', 'v', 0, 1, 1000, ?)")
+            .bind("x".repeat(5 << 20))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+        let e = read_snapshot(&p).await.unwrap_err();
+        assert!(e.contains("summary is 5242880 bytes"), "{e}");
     }
 }
