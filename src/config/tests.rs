@@ -1150,6 +1150,10 @@ fn bad_alertmanager_settings_are_errors_where_they_are_written() {
     ] {
         assert!(got.contains(want), "missing {want:?} in\n{got}");
     }
+    // An item that is not a string is said once, not also as "empty".
+    let got = errors("[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [{ name = \"am\", type = \"alertmanager\", urls = [9093] }]\n");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("every item of `urls`"), "{got:?}");
     // Complete, with the default resend interval; without `urls` it is skipped (a warning).
     ok("[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [{ name = \"am\", type = \"alertmanager\", urls = [\"http://127.0.0.1:9093\", \"http://127.0.0.1:9094\"] }]\n");
     ok("[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [{ name = \"am\", type = \"alertmanager\", resend_interval = \"30s\" }]\n");

@@ -213,9 +213,11 @@ fn channel(
                 endpoint, DEFAULT_RESEND, MAX_RESEND, MIN_RESEND,
             };
             use metasystem_actors::alerts::channel::http::parse_url;
+            let said = cx.d.0.len();
             let urls = t.strings(cx.d, "urls");
             if let Some(list) = &urls {
-                if list.is_empty() {
+                // Empty as written, not emptied by items already refused as not strings.
+                if list.is_empty() && cx.d.0.len() == said {
                     cx.d.error(
                         t.span.clone(),
                         format!(
