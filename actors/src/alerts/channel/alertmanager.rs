@@ -87,11 +87,22 @@ pub fn prepare(urls: &[String], resend: Duration) -> Result<AlertmanagerTarget, 
             return Err(format!("`urls` names {raw:?} twice"));
         }
         members.push(Member {
-            name: raw.trim().to_string(),
+            name: shown(raw, &base),
             endpoint,
         });
     }
     Ok(AlertmanagerTarget { members, resend })
+}
+
+/// How a member is named in `alerts` and `alerts test`: as configured, but a password in the
+/// URL (`http://user:pw@host`) is never shown.
+fn shown(raw: &str, base: &Url) -> String {
+    if base.password().is_none() {
+        return raw.trim().to_string();
+    }
+    let mut url = base.clone();
+    let _ = url.set_password(Some("***"));
+    url.to_string()
 }
 
 /// A label name Alertmanager accepts (`[a-zA-Z_][a-zA-Z0-9_]*`): other characters become
@@ -300,6 +311,25 @@ mod tests {
     use super::*;
     use crate::alerts::alert::Severity;
     use crate::alerts::channel::tests_support::note;
+
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        let t = prepare(
+            &[
+                "http://ops:s3cret@127.0.0.1:9093".into(),
+                "http://h:9094".into(),
+            ],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(t.members[0].name, "http://ops:***@127.0.0.1:9093/");
+        assert_eq!(
+            t.members[0].endpoint.password(),
+            Some("s3cret"),
+            "still sent"
+        );
+        assert_eq!(t.members[1].name, "http://h:9094");
+    }
 
     #[test]
     fn urls_are_checked_and_get_the_v2_path() {
