@@ -59,7 +59,12 @@ pub async fn post_json_labelled(
         .await;
     let mut response = match response {
         Ok(r) => r,
-        Err(e) => return (request_error(&e), Some(e.label())),
+        // reqwest names the URL in its errors: a webhook's URL is its secret (Slack, Discord),
+        // and an Alertmanager's may hold a password; the channel and member name it instead.
+        Err(e) => {
+            let label = e.label();
+            return (request_error(&e.without_url()), Some(label));
+        }
     };
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -79,7 +84,8 @@ pub async fn post_json_labelled(
                 if (200..300).contains(&status) {
                     break;
                 }
-                return (request_error(&e), Some(e.label()));
+                let label = e.label();
+                return (request_error(&e.without_url()), Some(label));
             }
         }
     }
@@ -197,6 +203,29 @@ mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn a_failed_request_does_not_repeat_its_url() {
+        // A closed port: the listener is dropped before the post.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = Url::parse(&format!(
+            "http://ops:s3cret@127.0.0.1:{port}/T000/B000/XYZSECRET"
+        ))
+        .unwrap();
+        let (outcome, label) =
+            post_json_labelled(&reqwest::Client::new(), &url, &json!({}), "k").await;
+        let Outcome::Transient { error, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(label.is_some());
+        assert!(
+            !error.contains("s3cret") && !error.contains("XYZSECRET"),
+            "{error}"
+        );
+    }
 
     fn headers(retry_after: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
