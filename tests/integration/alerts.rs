@@ -635,15 +635,20 @@ period = "1h"
     let gave_up = fingerprint("gave_up:root/grp");
     let deadline = Instant::now() + WAIT;
     loop {
-        let seen = alerts_in(&hook.requests());
         let v = d.json(&["alerts"], 0);
         let settled: Vec<Value> = rows(&v)
             .into_iter()
             .filter(|r| r["fingerprint"] == gave_up)
             .collect();
+        // Read after the outbox says settled: a delivery is recorded after the sink has it
+        // (read before, a resolution delivered in between was missing from it).
+        let seen = alerts_in(&hook.requests());
         if settled.len() >= 2 && settled.iter().all(|r| r["state"] != "pending") {
             let last = seen.iter().rev().find(|(fp, _)| *fp == gave_up);
-            assert!(last.is_none_or(|(_, s)| s == "resolved"), "{seen:?}");
+            assert!(
+                last.is_none_or(|(_, s)| s == "resolved"),
+                "{gave_up}: {seen:?}\noutbox: {settled:?}"
+            );
             break;
         }
         assert!(
