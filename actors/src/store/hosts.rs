@@ -80,6 +80,12 @@ pub fn check_whole(path: &Path) -> Result<(), String> {
         1 => 65_536,
         n => u64::from(n),
     };
+    // SQLite's page sizes are powers of two from 512 to 65,536: anything else is not its file.
+    if !page_size.is_power_of_two() || page_size < 512 {
+        return Err(format!(
+            "not an SQLite database (its header gives a page size of {page_size})"
+        ));
+    }
     let pages = u64::from(u32::from_be_bytes([
         header[28], header[29], header[30], header[31],
     ]));
@@ -208,6 +214,11 @@ mod tests {
         h.resize(4096 * 3, 0);
         std::fs::write(&p, &h).unwrap();
         check_whole(&p).unwrap();
+        // A page size SQLite never writes: not its file (was "truncated").
+        h[16..18].copy_from_slice(&65535u16.to_be_bytes());
+        std::fs::write(&p, &h).unwrap();
+        let e = check_whole(&p).unwrap_err();
+        assert!(e.contains("page size of 65535"), "{e}");
     }
 
     #[tokio::test]
