@@ -174,17 +174,7 @@ impl Alertmanager {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs() as i64;
-        let rfc = |secs: i64| {
-            let days = secs.div_euclid(86_400);
-            let sod = secs.rem_euclid(86_400);
-            let (y, m, d) = civil(days);
-            format!(
-                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-                sod / 3600,
-                sod % 3600 / 60,
-                sod % 60
-            )
-        };
+        let rfc = |secs: i64| metasystem_actors::alerts::channel::text::rfc3339(secs * 1000);
         let body = json!({
             "matchers": [{"name": label, "value": value, "isRegex": false, "isEqual": true}],
             "startsAt": rfc(now - 60),
@@ -204,20 +194,6 @@ impl Drop for Alertmanager {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) (H. Hinnant's algorithm).
-fn civil(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// The daemon's tree: an alerts child with one Alertmanager channel (`urls`, resent every
