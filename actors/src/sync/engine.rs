@@ -129,7 +129,7 @@ impl Progress {
     }
 }
 
-/// The run. `base` is the target's base as committed (the caller's cache, kept in step with
+/// The run. `base` is the target's base as committed (read by the caller, kept in step with
 /// what is committed); `open` the target's unresolved conflicts.
 pub async fn run(
     spec: &SyncSpec,
@@ -197,17 +197,22 @@ async fn run_inner(
     // Type conflicts (a file here, a folder there, both changed) are settled, and case-only
     // renames made on one side made on the other, before anything is planned; then both
     // sides are listed again.
-    let (clashes, renames) = {
+    // Off the scheduler thread: a join of a million paths takes a good part of a second.
+    let (clashes, renames);
+    (local, remote, clashes, renames) = with_base(base, move |base| {
         let one_sided = items::one_sided(&local, &remote);
-        if one_sided.is_empty() {
+        let (clashes, renames) = if one_sided.is_empty() {
             (Vec::new(), Vec::new())
         } else {
             (
                 shapes::clashes(&one_sided, &local, &remote, base),
                 renames::find(&one_sided, base),
             )
-        }
-    };
+        };
+        drop(one_sided);
+        (local, remote, clashes, renames)
+    })
+    .await?;
     if !clashes.is_empty() || !renames.is_empty() {
         if opts.dry_run {
             for c in &clashes {
@@ -251,49 +256,69 @@ async fn run_inner(
     listings::missing_listed(&local, base, report);
     phases.mark("scan");
     let skipped: HashSet<String> = report.skipped.iter().map(|(p, _)| p.clone()).collect();
-    let (mut items, names) = items::merge(&local, &remote, base, &skipped, report);
-    // The listings are done with: what needs doing is in the items.
-    drop((local, remote));
+    let (mut items, names, collisions) = with_base(base, move |base| {
+        let mut collisions = Vec::new();
+        let (items, names) = items::merge(&local, &remote, base, &skipped, &mut collisions);
+        // The listings are done with: what needs doing is in the items (freed here, not on
+        // the scheduler thread).
+        drop((local, remote, skipped));
+        (items, names, collisions)
+    })
+    .await?;
+    report.collisions.extend(collisions);
+    report.collisions.sort();
     phases.mark("merge");
     let disputed: HashSet<&str> = open.iter().map(|c| c.path.as_str()).collect();
     hashing::hash_sides(spec, &mut items, &names, &disputed, report).await?;
     phases.mark("hash");
 
-    let held: HashSet<&str> = report
+    let held: Vec<String> = report
         .skipped
         .iter()
-        .map(|(rel, _)| rel.as_str())
-        .chain(report.collisions.iter().flatten().map(String::as_str))
+        .map(|(rel, _)| rel.clone())
+        .chain(report.collisions.iter().flatten().cloned())
         .collect();
-    let plan = plan::plan(
-        &mut items,
-        &names,
-        base,
-        open,
-        &held,
-        report.direction,
-        report.strategy,
-        super::scan::now_ns(),
-    );
-    drop(held);
-    report.unresolved.extend(plan.unresolved);
-    report.pending.extend(plan.pending);
-    // What the run is to do, listed before the guard (a refused run lists it too): every step
-    // by a dry run, the deletions by a run an operator let through the guard.
-    if opts.dry_run || opts.allow_deletes.is_some() {
-        for &(index, a) in &plan.steps {
-            if opts.dry_run || plan::is_deletion(a) {
-                let item = &items[index];
-                report.planned.push(Planned {
-                    path: item.rel.of(&names).to_string(),
-                    action: action_name(a).to_string(),
-                    local: fmt_side(item.local),
-                    remote: fmt_side(item.remote),
-                });
+    let (open, listed_paths) = (open.to_vec(), spec.selection.paths.clone());
+    let (direction, strategy) = (report.direction, report.strategy);
+    let (list_all, list_deletions) = (opts.dry_run, opts.allow_deletes.is_some());
+    // Off the scheduler thread, as the joins: a first copy plans a million items.
+    let (items, names, mut plan, planned, listed) = with_base(base, move |base| {
+        let held: HashSet<&str> = held.iter().map(String::as_str).collect();
+        let plan = plan::plan(
+            &mut items,
+            &names,
+            base,
+            &open,
+            &held,
+            direction,
+            strategy,
+            super::scan::now_ns(),
+        );
+        // What the run is to do, listed before the guard (a refused run lists it too): every
+        // step by a dry run, the deletions by a run an operator let through the guard.
+        let mut planned = Vec::new();
+        if list_all || list_deletions {
+            for &(index, a) in &plan.steps {
+                if list_all || plan::is_deletion(a) {
+                    let item = &items[index];
+                    planned.push(Planned {
+                        path: item.rel.of(&names).to_string(),
+                        action: action_name(a).to_string(),
+                        local: fmt_side(item.local),
+                        remote: fmt_side(item.remote),
+                    });
+                }
             }
         }
-    }
-    let listed = plan::per_listed(&plan.steps, &items, &names, &spec.selection.paths, base);
+        let listed = plan::per_listed(&plan.steps, &items, &names, &listed_paths, base);
+        (items, names, plan, planned, listed)
+    })
+    .await?;
+    report
+        .unresolved
+        .extend(std::mem::take(&mut plan.unresolved));
+    report.pending.extend(std::mem::take(&mut plan.pending));
+    report.planned.extend(planned);
     if let Some(stop) = plan::mass_deletion(
         &plan.steps,
         base.len(),
@@ -350,6 +375,9 @@ async fn run_inner(
         &mut phases,
     )
     .await?;
+    // A first copy's million items are freed on the blocking pool, not the scheduler thread.
+    let steps = plan.steps;
+    blocking(move || drop((items, names, steps))).await?;
 
     // The run's changes are made: the marker names the state they leave (not an image of the
     // target taken while they were being made).
@@ -559,6 +587,24 @@ pub fn run_time(after: Option<&str>, now: SystemTime) -> SystemTime {
         }
         _ => now,
     }
+}
+
+/// Runs `f` on the blocking pool with the base moved in and back (pure steps over every path,
+/// which on the daemon's one scheduler thread held up every other actor and `sync status`);
+/// a task that panicked ends the run (the base is then left empty: the caller reads it again
+/// from the store for the next run, never from this copy).
+async fn with_base<R: Send + 'static>(
+    base: &mut Base,
+    f: impl FnOnce(&Base) -> R + Send + 'static,
+) -> Result<R, Stop> {
+    let taken = std::mem::take(base);
+    let (taken, r) = blocking(move || {
+        let r = f(&taken);
+        (taken, r)
+    })
+    .await?;
+    *base = taken;
+    Ok(r)
 }
 
 /// Runs blocking `f` on the blocking pool; a task that panicked ends the run.

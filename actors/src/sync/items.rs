@@ -7,7 +7,6 @@ use std::collections::{HashMap, HashSet};
 
 use super::classify::{Digest, Side};
 use super::plan::Closed;
-use super::report::RunReport;
 use super::scan::{self, Listing, Meta, Paths, FOLDER_HASH};
 use crate::store::sync::{Base, BaseEntry, SideState};
 
@@ -129,7 +128,7 @@ pub fn merge(
     remote: &Listing,
     base: &Base,
     skipped: &HashSet<String>,
-    report: &mut RunReport,
+    collisions: &mut Vec<Vec<String>>,
 ) -> (Vec<Slot>, Paths) {
     let mut folds = Folds::default();
     // `rel` or one of the folders above it was skipped by a side.
@@ -202,11 +201,9 @@ pub fn merge(
         for mut group in groups.into_values().filter(|g| g.len() > 1) {
             group.sort_unstable();
             colliding.extend(group.iter().map(|s| s.to_string()));
-            report
-                .collisions
-                .push(group.into_iter().map(str::to_string).collect());
+            collisions.push(group.into_iter().map(str::to_string).collect());
         }
-        report.collisions.sort();
+        collisions.sort();
         if !colliding.is_empty() {
             items.retain(|i| !colliding.contains(i.rel.of(&names)));
         }
@@ -365,11 +362,6 @@ impl Folds {
 mod tests {
     use super::*;
     use crate::store::sync::BaseChange;
-    use crate::sync::classify::{Direction, Strategy};
-    use crate::sync::engine::SyncSpec;
-    use crate::sync::scan::Selection;
-    use std::path::PathBuf;
-    use std::time::Duration;
 
     fn meta(size: u64) -> Meta {
         Meta {
@@ -393,27 +385,6 @@ mod tests {
             local: side,
             remote: side,
         }
-    }
-
-    /// An empty report of a bidirectional run.
-    fn report() -> RunReport {
-        let spec = SyncSpec {
-            name: "t".into(),
-            primary: PathBuf::from("/p"),
-            target: PathBuf::from("/t"),
-            selection: Selection::default(),
-            direction: Direction::Bidirectional,
-            strategy: Strategy::Newest,
-            backups: PathBuf::from("/b"),
-            retention: Duration::from_secs(1),
-            max_delete: 0.5,
-            max_delete_floor: 10,
-            snapshots: Vec::new(),
-            snapshot_every: Duration::from_secs(1),
-            host: "h".into(),
-            state_dir: PathBuf::from("/nonexistent/state"),
-        };
-        RunReport::new(&spec, Direction::Bidirectional, Strategy::Newest, false)
     }
 
     fn listing(names: &[&str]) -> Listing {
@@ -479,14 +450,14 @@ mod tests {
         ]);
         let local = listing(&["Case", "case", "changed", "new", "same"]);
         let remote = listing(&["changed", "same"]);
-        let mut report = report();
-        let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut report);
+        let mut collisions = Vec::new();
+        let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut collisions);
         let names: Vec<&str> = items.iter().map(|i| i.rel.of(&paths)).collect();
         assert_eq!(names, ["changed", "gone", "new"]);
         // Counted before: room for exactly the items needed (the colliding two included).
         assert_eq!(items.capacity(), 5);
         assert_eq!(
-            report.collisions,
+            collisions,
             vec![vec!["Case".to_string(), "case".to_string()]]
         );
         // The quick check settled the side it could: the size changed on both.
@@ -532,14 +503,14 @@ mod tests {
         // The same name in NFD on one side, in another case on the other.
         let local = listing(&["notes/a\u{301}.txt", "notes/a.txt"]);
         let remote = listing(&["notes/\u{e1}.txt", "other"]);
-        let mut report = report();
-        let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut report);
+        let mut collisions = Vec::new();
+        let (items, paths) = merge(&local, &remote, &base, &HashSet::new(), &mut collisions);
         let names: Vec<&str> = items.iter().map(|i| i.rel.of(&paths)).collect();
         // The base-only name is on neither side: it is forgotten, and collides with nothing
         // (a case-only rename made on both sides settles instead of staying held for good).
         assert_eq!(names, ["Notes/A.txt", "notes/a.txt", "other"]);
         assert_eq!(
-            report.collisions,
+            collisions,
             vec![vec![
                 "notes/a\u{301}.txt".to_string(),
                 "notes/\u{e1}.txt".to_string()
