@@ -358,16 +358,6 @@ pub async fn apply_base(
 
 /// A target's whole base. Rows are read as a stream, in path order, into storage sized
 /// beforehand, so loading a large base never holds its rows twice.
-/// How many paths `target`'s base holds (what `sync status` shows as tracked).
-pub async fn base_len(pool: &SqlitePool, target: &str) -> Result<usize, String> {
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM sync_base WHERE target = ?")
-        .bind(target)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| format!("cannot read the sync state of {target}: {e}"))?;
-    Ok(usize::try_from(n).unwrap_or(0))
-}
-
 pub async fn base(pool: &SqlitePool, target: &str) -> Result<Base, String> {
     use futures_util::TryStreamExt;
     let fail = |e: sqlx::Error| format!("cannot read the sync state of {target}: {e}");

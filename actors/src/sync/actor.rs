@@ -5,9 +5,8 @@
 //! a breaker result (offline and skipped runs are none), and alerts: a refusal (marker missing,
 //! mass deletion) is critical, a failed run and kept conflicts warn; each clears when it is over.
 //!
-//! A failed run is a result, not a crash: crashes are for bugs. The base is not held between
-//! runs: each run or job reads it from the store when it begins (one at a time per target) and
-//! lets it go when it ends, so an idle daemon's memory does not grow with the files it syncs.
+//! A failed run is a result, not a crash: crashes are for bugs. The base state is cached here
+//! (loaded once at start), lent to the running task and handed back with its report.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -24,7 +23,7 @@ use super::watch::{self, Signal, Watch};
 use crate::alerts::{Alert, Alerts, Severity};
 use crate::breakers::Breakers;
 use crate::metrics::{Metric, Metrics, Sample};
-use crate::store::sync::conflicts;
+use crate::store::sync::{conflicts, Base};
 use crate::store::{unix_ms, Store, StoredEvent};
 
 pub struct SyncTargetActor;
@@ -86,8 +85,7 @@ pub type ResolveReply = RpcReplyPort<Result<Resolution, OpError>>;
 pub type RestoreSetReply = RpcReplyPort<Result<RestoredSet, OpError>>;
 
 pub struct JobDone {
-    /// Paths in the base once the job is done.
-    tracked: usize,
+    base: Base,
     event: Option<StoredEvent>,
     /// The stamp of the job's end (its backups' are not later).
     stamp: String,
@@ -95,8 +93,7 @@ pub struct JobDone {
 
 pub struct Finished {
     report: RunReport,
-    /// Paths in the base once the run is done.
-    tracked: usize,
+    base: Base,
     opts: RunOptions,
     /// Whether the target folder was there when the run ended.
     online: bool,
@@ -286,10 +283,8 @@ pub struct SyncTargetState {
     args: SyncTargetArgs,
     /// Its entry in the registry, withdrawn when the state is dropped.
     _listing: Listing,
-    /// A run or an operator's job holds the target (each reads the base from the store when
-    /// it begins and lets it go when it ends: a million paths' base is ~110 MB, which an idle
-    /// daemon held between runs when it was cached here).
-    busy: bool,
+    /// The base as committed; `None` while a run holds it.
+    base: Option<Base>,
     tracked: usize,
     progress: Arc<Progress>,
     /// Forced runs waiting for the running one to finish.
@@ -351,8 +346,8 @@ impl SyncTargetState {
             direction: spec.direction.name().into(),
             strategy: spec.strategy.name().into(),
             every_s: self.args.every.as_secs(),
-            running: self.busy,
-            progress: self.busy.then(|| progress_of(&self.progress)),
+            running: self.base.is_none(),
+            progress: self.base.is_none().then(|| progress_of(&self.progress)),
             waiting: None,
             hashed_every_run: self.hashed_every_run.clone(),
             last: self.last.clone(),
@@ -382,11 +377,10 @@ impl SyncTargetState {
         opts: RunOptions,
         reply: Option<RpcReplyPort<RunReport>>,
     ) {
-        if self.busy {
+        let Some(mut base) = self.base.take() else {
             self.queued.push((opts, reply));
             return;
-        }
-        self.busy = true;
+        };
         self.waiting.extend(reply);
         if !opts.dry_run {
             self.watch.started();
@@ -404,9 +398,7 @@ impl SyncTargetState {
             after_stamp: (!opts.dry_run).then(|| self.last_stamp.clone()).flatten(),
             ..opts
         };
-        let tracked_before = self.tracked;
         tokio::spawn(async move {
-            let mut tracked = None;
             let report = match breaker.as_ref().map(|b| b.allow()) {
                 Some(Err(rejected)) => RunReport::not_run(
                     &spec,
@@ -417,15 +409,7 @@ impl SyncTargetState {
                     let open = conflicts(store.reader(), Some(&spec.name), false)
                         .await
                         .unwrap_or_default();
-                    let r = match crate::store::sync::base(store.reader(), &spec.name).await {
-                        Ok(mut base) => {
-                            let r = engine::run(&spec, &opts, &store, &mut base, &open, &progress)
-                                .await;
-                            tracked = Some(base.len());
-                            r
-                        }
-                        Err(e) => RunReport::failed(&spec, &opts, e),
-                    };
+                    let r = engine::run(&spec, &opts, &store, &mut base, &open, &progress).await;
                     if let (Some(b), Some(Ok(p))) = (breaker.as_ref(), permit) {
                         match r.outcome {
                             Outcome::Success => b.record(p, true),
@@ -444,7 +428,7 @@ impl SyncTargetState {
             let _ = tokio::task::spawn_blocking(crate::memory::release_free).await;
             let _ = myself2.cast(SyncTargetMessage::Finished(Box::new(Finished {
                 report,
-                tracked: tracked.unwrap_or(tracked_before),
+                base,
                 opts,
                 online,
             })));
@@ -455,7 +439,7 @@ impl SyncTargetState {
     fn finished(&mut self, myself: &ActorRef<SyncTargetMessage>, f: Finished) {
         let Finished {
             mut report,
-            tracked,
+            base,
             opts,
             online,
         } = f;
@@ -463,8 +447,8 @@ impl SyncTargetState {
             self.deferred_runs = partial(&mut report, &self.deferred_runs);
         }
         self.online = online;
-        self.tracked = tracked;
-        self.busy = false;
+        self.tracked = base.len();
+        self.base = Some(base);
         self.last_finished = Some(tokio::time::Instant::now());
         if report.run_id.is_some() {
             self.last_stamp = report.run_id.clone();
@@ -504,12 +488,10 @@ impl SyncTargetState {
 
     /// Starts an operator's job unless a run or another job holds the base (then it waits).
     fn start_job(&mut self, myself: &ActorRef<SyncTargetMessage>, job: Job) {
-        if self.busy {
+        let Some(mut base) = self.base.take() else {
             self.jobs.push_back(job);
             return;
-        }
-        self.busy = true;
-        let tracked_before = self.tracked;
+        };
         let spec = self.spec.clone();
         let store = self.args.store.clone();
         let path = self.args.path.clone();
@@ -517,7 +499,6 @@ impl SyncTargetState {
         // The job's stamp (its backups' names, its ID): a second of its own after the last.
         let at = engine::run_time(self.last_stamp.as_deref(), SystemTime::now());
         tokio::spawn(async move {
-            let mut tracked = None;
             let event = match job {
                 Job::Resolve(rel, keep, reply) => {
                     let result = match conflicts(store.reader(), Some(&spec.name), false).await {
@@ -528,17 +509,7 @@ impl SyncTargetState {
                             if rows.is_empty() {
                                 Err(OpError::NotFound(no_conflict(&spec.name, &rel, &open)))
                             } else {
-                                match crate::store::sync::base(store.reader(), &spec.name).await {
-                                    Ok(mut base) => {
-                                        let r = resolve::resolve(
-                                            &spec, &store, &mut base, &rows, keep, at,
-                                        )
-                                        .await;
-                                        tracked = Some(base.len());
-                                        r
-                                    }
-                                    Err(e) => Err(OpError::Store(e.into())),
-                                }
+                                resolve::resolve(&spec, &store, &mut base, &rows, keep, at).await
                             }
                         }
                     };
@@ -605,7 +576,7 @@ impl SyncTargetState {
                 }
             };
             let _ = myself2.cast(SyncTargetMessage::JobDone(Box::new(JobDone {
-                tracked: tracked.unwrap_or(tracked_before),
+                base,
                 event,
                 stamp: super::fsops::stamp(at),
             })));
@@ -614,14 +585,10 @@ impl SyncTargetState {
     }
 
     fn job_done(&mut self, myself: &ActorRef<SyncTargetMessage>, done: JobDone) {
-        let JobDone {
-            tracked,
-            event,
-            stamp,
-        } = done;
+        let JobDone { base, event, stamp } = done;
         self.last_stamp = Some(stamp);
-        self.tracked = tracked;
-        self.busy = false;
+        self.tracked = base.len();
+        self.base = Some(base);
         if let Some(e) = event {
             self.args.store.record(e);
         }
@@ -633,7 +600,7 @@ impl SyncTargetState {
     /// A signal of the watch: a change may start a run now or schedule one.
     fn watched(&mut self, myself: &ActorRef<SyncTargetMessage>, s: Signal) {
         let since = self.last_finished.map(|t| t.elapsed());
-        let running = self.busy;
+        let running = self.base.is_none();
         let (next, shown) = self.watch.signal(s, running, since, self.args.min_interval);
         if shown {
             self.publish(myself);
@@ -643,7 +610,7 @@ impl SyncTargetState {
 
     /// Idle again after a run or a job: one more run if the primary changed meanwhile.
     fn watch_idle(&mut self, myself: &ActorRef<SyncTargetMessage>) {
-        if !self.busy {
+        if self.base.is_some() {
             let since = self.last_finished.map(|t| t.elapsed());
             let next = self.watch.idle(since, self.args.min_interval);
             self.follow(myself, next);
@@ -954,7 +921,7 @@ impl Actor for SyncTargetActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         // Until a run gets through, what the receivers were told of this target stands.
         args.alerts.own(&alert_scope(&args.spec.name));
-        let tracked = crate::store::sync::base_len(args.store.reader(), &args.spec.name)
+        let base = crate::store::sync::base(args.store.reader(), &args.spec.name)
             .await
             .map_err(|e| format!("sync target {}: {e}", args.spec.name))?;
         let last_success_ms =
@@ -970,8 +937,8 @@ impl Actor for SyncTargetActor {
         );
         let mut state = SyncTargetState {
             online,
-            tracked,
-            busy: false,
+            tracked: base.len(),
+            base: Some(base),
             progress: Arc::new(Progress::default()),
             queued: Vec::new(),
             jobs: std::collections::VecDeque::new(),
@@ -1014,7 +981,7 @@ impl Actor for SyncTargetActor {
                 let recent = state
                     .last_finished
                     .is_some_and(|t| t.elapsed() < state.args.min_interval);
-                if !recent && !state.busy {
+                if !recent && state.base.is_some() {
                     state.start(&myself, RunOptions::default(), None);
                 }
             }
