@@ -607,6 +607,36 @@ async fn with_base<R: Send + 'static>(
     Ok(r)
 }
 
+/// Lowers the calling thread's CPU priority (nice +10; Syncthing lowers its whole process by
+/// default): a run's scans, hashes and copies yield the CPU to the daemon's scheduler thread
+/// (the control socket, the tree) and to the user's programs, and still take all of it when
+/// nothing else wants it. Only on threads of a run's own (never the shared blocking pool, whose
+/// threads serve the control socket's reads after): a thread cannot raise its priority back.
+/// Linux only, where the nice value is a thread's; elsewhere it is the whole process's.
+pub(super) fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Ok(now) = rustix::process::getpriority_process(None) {
+        let _ = rustix::process::setpriority_process(None, (now + 10).min(19));
+    }
+}
+
+/// Starts `f` on a thread of its own at a lower priority ([`lower_priority`]); its result
+/// comes through the receiver (closed if it panicked).
+pub(super) fn spawn_low<R: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<tokio::sync::oneshot::Receiver<R>, Stop> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(f());
+        })
+        .map_err(|e| Stop::error(format!("cannot start a sync thread: {e}")))?;
+    Ok(rx)
+}
+
 /// Runs blocking `f` on the blocking pool; a task that panicked ends the run.
 pub(super) async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> R + Send + 'static,
@@ -630,6 +660,7 @@ pub(super) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
         let threads: Vec<_> = (0..WORKERS)
             .map(|_| {
                 s.spawn(|| {
+                    lower_priority();
                     let mut out = Vec::new();
                     loop {
                         let start = next.fetch_add(run, Ordering::Relaxed);

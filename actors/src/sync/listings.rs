@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::engine::{blocking, SyncSpec};
+use super::engine::{blocking, spawn_low, SyncSpec};
 use super::report::{RunReport, Stop};
 use super::scan::{self, Listing};
 use crate::store::{unix_ms, DurableOp, Store};
@@ -23,16 +23,19 @@ pub async fn list_both(
 ) -> Result<(Listing, Listing), Stop> {
     let (lsel, rsel) = (spec.selection.clone(), spec.selection.clone());
     let (lroot, rroot) = (spec.primary.clone(), spec.target.clone());
-    let lscan = tokio::task::spawn_blocking(move || scan::scan_side(&lroot, &lsel, true, room));
-    let rscan = tokio::task::spawn_blocking(move || scan::scan_side(&rroot, &rsel, false, room));
+    // Each side on a thread of its own, at a lower priority than the daemon's scheduler.
+    let lscan = spawn_low("sync-scan", move || {
+        scan::scan_side(&lroot, &lsel, true, room)
+    })?;
+    let rscan = spawn_low("sync-scan", move || {
+        scan::scan_side(&rroot, &rsel, false, room)
+    })?;
+    let failed = |_| Stop::error("the scan failed (it panicked)".to_string());
     let local = lscan
         .await
-        .map_err(|e| Stop::error(format!("the scan failed: {e}")))?
+        .map_err(failed)?
         .map_err(|e| Stop::error(format!("cannot read {}: {e}", spec.primary.display())))?;
-    let remote = match rscan
-        .await
-        .map_err(|e| Stop::error(format!("the scan failed: {e}")))?
-    {
+    let remote = match rscan.await.map_err(failed)? {
         Ok(l) => l,
         Err(e) => {
             let target = spec.target.clone();
