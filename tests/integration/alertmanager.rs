@@ -2,7 +2,9 @@
 //! `prometheus-alertmanager`): a failing command probe's alert reaches a webhook sink through
 //! Alertmanager with our labels, is kept alive by the resends, a silence made through
 //! Alertmanager's API suppresses a matching alert, and the resolution arrives; with two
-//! Alertmanagers, both get the alert, also the one that was down when it fired.
+//! Alertmanagers, both get the alert, also the one that was down when it fired. A member that
+//! refused a firing and took a resend is sent its end (a loopback sink stands for a member
+//! that answers 400: the real one cannot be made to).
 //!
 //! Skipped with a message where the binary is missing; under `CI=true` that fails instead
 //! (`.ci/run` installs it: `apt-get install -y prometheus-alertmanager`).
@@ -11,9 +13,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use metasystem_actors::sinks::{HttpSink, Request};
+use metasystem_actors::sinks::{HttpSink, Reply, Request};
 use serde_json::{json, Value};
 
 use crate::util::{write_file, TestDaemon};
@@ -419,4 +421,82 @@ fn an_ha_pair_both_get_the_alert_also_the_one_down_when_it_fired() {
     write_file(&flag, "ok");
     wait_notified(&sink1, "probe:root/x:fail", "resolved", &log);
     wait_notified(&sink2, "probe:root/x:fail", "resolved", &log2);
+}
+
+/// Regression (attack round of issue 23): a member that refused the firing for good (400, say
+/// a bad deploy of it) and took a later resend holds the alert; its end was skipped as "never
+/// heard" (the outbox row's one attempt was refused), so it held the alert until `endsAt`, up
+/// to four resend intervals. Every end goes out on a channel that resends.
+#[test]
+fn a_member_that_refused_the_firing_and_took_a_resend_is_sent_the_end() {
+    let rt = runtime();
+    let member = rt.block_on(HttpSink::start());
+    member.push(Reply::new(400, "bad alert"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = dir.path().join("x.ok");
+    let d = TestDaemon::start(&tree(&[member.url("")], &[("x", &flag)]));
+    const KEY: &str = "probe:root/x:fail";
+    // The wall time a request arrived at (the sink stamps them with an `Instant`).
+    let (inst0, wall0) = (Instant::now(), SystemTime::now());
+    let wall_ms = |at: Instant| {
+        let wall = match at.checked_duration_since(inst0) {
+            Some(after) => wall0 + after,
+            None => wall0 - inst0.duration_since(at),
+        };
+        wall.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default()
+    };
+    // This key's alerts in each request: (arrived at, endsAt) in ms since the epoch.
+    let ends = || -> Vec<(i64, i64)> {
+        member
+            .requests()
+            .iter()
+            .flat_map(|r| {
+                let at = wall_ms(r.at);
+                r.json()
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|a| a["labels"]["alertkey"] == KEY)
+                    .filter_map(move |a| {
+                        let ends = humantime::parse_rfc3339(a["endsAt"].as_str()?).ok()?;
+                        let ms = ends
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .ok()?
+                            .as_millis();
+                        Some((at, ms as i64))
+                    })
+            })
+            .collect()
+    };
+    let log = || format!("daemon:\n{}\nrequests: {:?}", d.log_text(), ends());
+    // Refused once, then taken from a resend.
+    let deadline = Instant::now() + WAIT;
+    while ends().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no resend after the refusal\n{}",
+            log()
+        );
+        std::thread::sleep(POLL);
+    }
+    let v = d.json(&["alerts"], 0);
+    assert!(
+        v.to_string().contains("bad alert"),
+        "the refusal is not on record: {v:#}"
+    );
+    // A firing alert ends four resend intervals after its send; its end, when it resolved.
+    assert!(ends().iter().all(|&(at, ends)| ends > at), "{}", log());
+    write_file(&flag, "ok");
+    let deadline = Instant::now() + WAIT;
+    while !ends().iter().any(|&(at, ends)| ends <= at) {
+        assert!(
+            Instant::now() < deadline,
+            "the member that took a resend never heard the end\n{}",
+            log()
+        );
+        std::thread::sleep(POLL);
+    }
 }

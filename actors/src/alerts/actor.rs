@@ -768,7 +768,14 @@ impl AlertsState {
             batch,
             superseded,
             unheard,
-        } = super::message::compact(self.args.store.reader(), name, ids, batch).await;
+        } = super::message::compact(
+            self.args.store.reader(),
+            name,
+            ids,
+            batch,
+            channel.resend_interval().is_some(),
+        )
+        .await;
         if !unheard.is_empty() {
             let attempt = Attempt {
                 ids: unheard.clone(),

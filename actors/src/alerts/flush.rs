@@ -166,7 +166,8 @@ async fn one_channel(
     // As the actor sends: each episode once, at its latest; no end of an episode the
     // receiver never heard of.
     let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
-    let compacted = super::message::compact(store.reader(), &name, ids, rows).await;
+    let resent = channel.resend_interval().is_some();
+    let compacted = super::message::compact(store.reader(), &name, ids, rows, resent).await;
     let now = unix_ms(std::time::SystemTime::now());
     for (skipped, why) in [
         (

@@ -28,12 +28,17 @@ pub struct Compacted {
 /// outbox's attempts (an attempt that may have reached it, accepted, partial or failed for a
 /// while, counts as heard: a timeout may hide a delivery). An earlier episode's end stays
 /// beside a later episode's notification: a receiver told the earlier one fired must hear it
-/// ended, whatever became of the later one.
+/// ended, whatever became of the later one. `resent`: the channel re-sends what fires (an
+/// Alertmanager), so a receiver may have heard a firing its outbox row never delivered (a
+/// member that refused it, or was down, then took a resend): the end of every episode whose
+/// firing was attempted at all is sent (an Alertmanager does not notify the end of an alert
+/// it never notified firing); only one superseded before any attempt was never heard.
 pub async fn compact(
     pool: &SqlitePool,
     channel: &str,
     ids: Vec<i64>,
     batch: Vec<Notification>,
+    resent: bool,
 ) -> Compacted {
     let (mut ids, mut batch, superseded) = latest_per_episode(ids, batch);
     let mut unheard = Vec::new();
@@ -42,7 +47,7 @@ pub async fn compact(
         if n.status != Status::Resolved {
             continue;
         }
-        let heard = outbox::episode_heard(pool, channel, &n.fingerprint, n.starts_at_ms)
+        let heard = outbox::episode_heard(pool, channel, &n.fingerprint, n.starts_at_ms, resent)
             .await
             .unwrap_or(outbox::Heard::Unknown);
         if heard == outbox::Heard::No {

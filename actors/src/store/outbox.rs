@@ -411,13 +411,18 @@ pub async fn episode_heard(
     channel: &str,
     fingerprint: &str,
     starts_at_ms: i64,
+    resent: bool,
 ) -> Result<Heard, String> {
+    // On a channel that re-sends what fires, a firing refused for good may still have been
+    // heard from a later resend: any attempt counts.
     let (rows, heard) = sqlx::query_as::<_, (i64, i64)>(
         "SELECT count(*), coalesce(sum(EXISTS (SELECT 1 FROM alert_attempts a \
-         WHERE a.outbox_id = o.id AND a.outcome IN ('accepted', 'partial', 'transient'))), 0) \
+         WHERE a.outbox_id = o.id AND (a.outcome IN ('accepted', 'partial', 'transient') \
+         OR (? AND a.outcome = 'permanent')))), 0) \
          FROM alert_outbox o WHERE o.fingerprint = ? AND o.starts_at_ms = ? \
          AND o.channel = ? AND o.status = 'firing'",
     )
+    .bind(resent)
     .bind(fingerprint)
     .bind(starts_at_ms)
     .bind(channel)
