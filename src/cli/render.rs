@@ -358,7 +358,16 @@ pub fn alert_test(
     if let Some(after) = r.retry_after_s {
         writeln!(out, "retry after: {after}s")?;
     }
-    writeln!(out, "{}", r.detail)
+    writeln!(out, "{}", r.detail)?;
+    for each in &r.recipients {
+        let code = each.code.map(|c| format!(" {c}")).unwrap_or_default();
+        writeln!(
+            out,
+            "  {}: {}{code}: {}",
+            each.recipient, each.outcome, each.detail
+        )?;
+    }
+    Ok(())
 }
 
 pub fn silences(out: &mut dyn Write, r: &crate::control::request::Silences) -> io::Result<()> {

@@ -500,3 +500,32 @@ fn a_member_that_refused_the_firing_and_took_a_resend_is_sent_the_end() {
         std::thread::sleep(POLL);
     }
 }
+
+/// Regression (attack round of issue 23): `alerts test` on a channel with several
+/// Alertmanagers showed one outcome for the message; each member's answer is shown.
+#[test]
+fn alerts_test_shows_each_members_answer() {
+    let rt = runtime();
+    let member = rt.block_on(HttpSink::start());
+    let down = format!(
+        "http://{}",
+        rt.block_on(metasystem_actors::sinks::refused_addr())
+    );
+    let d = TestDaemon::start(&tree(&[member.url(""), down.clone()], &[]));
+    let out = d.cli(&["alerts", "test", "am"]);
+    // One member took it: the message is delivered (exit 0), and the other's failure shows.
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let line = |url: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{url}:")))
+            .map(str::to_string)
+    };
+    let up =
+        line(&member.url("")).unwrap_or_else(|| panic!("no line for the member: {}", out.stdout));
+    assert!(up.contains("accepted 200"), "{up}");
+    let gone = line(&down).unwrap_or_else(|| panic!("no line for the down member: {}", out.stdout));
+    assert!(gone.contains("transient"), "{gone}");
+    let v = d.json(&["alerts", "test", "am"], 0);
+    assert_eq!(v["recipients"].as_array().map(Vec::len), Some(2), "{v:#}");
+}

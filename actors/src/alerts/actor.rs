@@ -179,6 +179,21 @@ pub struct TestReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<f64>,
     pub duration_ms: u64,
+    /// Each receiver's answer where the channel has several (each address of an email
+    /// channel, each Alertmanager of an HA set): the message's outcome alone hid all but one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<TestRecipient>,
+}
+
+/// One receiver's answer to a test.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestRecipient {
+    pub recipient: String,
+    /// accepted | transient | permanent
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    pub detail: String,
 }
 
 /// What `status` answers.
@@ -1278,8 +1293,21 @@ fn test(state: &mut AlertsState, name: String, reply: RpcReplyPort<Result<TestRe
     let path = state.args.path.clone();
     tokio::spawn(async move {
         let started = Instant::now();
-        let outcome = deliverer.send(&channel, std::slice::from_ref(&n)).await;
+        let sent = deliverer
+            .deliver(&channel, std::slice::from_ref(&n), &Settled::new())
+            .await;
         let took = started.elapsed();
+        let recipients = sent
+            .recipients
+            .iter()
+            .map(|r| TestRecipient {
+                recipient: r.recipient.clone(),
+                outcome: r.outcome.as_str().to_string(),
+                code: r.code,
+                detail: r.detail.clone(),
+            })
+            .collect();
+        let outcome = sent.outcome;
         let (word, detail, retry_after) = match &outcome {
             Outcome::Accepted { answer, .. } => ("accepted", answer.clone(), None),
             Outcome::Transient {
@@ -1295,6 +1323,7 @@ fn test(state: &mut AlertsState, name: String, reply: RpcReplyPort<Result<TestRe
             detail,
             retry_after_s: retry_after.map(|d| d.as_secs_f64()),
             duration_ms: took.as_millis() as u64,
+            recipients,
         };
         let mut event = StoredEvent::new(
             &path,
