@@ -325,6 +325,9 @@ pub fn alerts(out: &mut dyn Write, a: &AlertsResult) -> io::Result<()> {
                 Some(at) if r.attempts > 0 => {
                     format!("PENDING (attempt {} failed; next {at})", r.attempts)
                 }
+                None if r.attempts > 0 => {
+                    format!("PENDING (attempt {} failed; retrying now)", r.attempts)
+                }
                 _ => "PENDING".to_string(),
             },
             "sent" => "sent".to_string(),

@@ -221,6 +221,7 @@ impl Daemon {
             Ok(found) => found,
             Err(e) => return Err(e.into()),
         };
+        let now_ms = unix_ms(SystemTime::now());
         let alerts = rows
             .into_iter()
             .map(|r| {
@@ -238,9 +239,11 @@ impl Daemon {
                     state: r.state.clone(),
                     attempts: r.attempts,
                     last_error: r.last_error,
+                    // A time already past is no "next": the retry is due or in flight
+                    // (shown as a stale time, it read as a retry that never came).
                     next_attempt: r
                         .next_attempt_ms
-                        .filter(|_| r.state == "pending")
+                        .filter(|&at| r.state == "pending" && at > now_ms)
                         .map(format_ms),
                     history: attempts
                         .iter()

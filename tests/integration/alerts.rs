@@ -777,3 +777,33 @@ fn a_restart_storm_without_backoff_is_raised() {
         std::thread::sleep(POLL);
     }
 }
+
+/// Regression (attack round of issue 23): while a retry was in flight, `alerts` showed its
+/// time, now past, as the "next" attempt (read as a retry that never came).
+#[test]
+fn a_retry_in_flight_is_not_shown_as_a_past_next_attempt() {
+    let rt = runtime();
+    let hook = rt.block_on(HttpSink::start());
+    // The first attempt fails; the retry hangs until the client's timeout (8 s here: the
+    // window in which it is in flight).
+    hook.push(Reply::new(503, "busy"));
+    hook.set_default(Reply::new(200, "ok").delay(Duration::from_secs(30)));
+    let channels = hook_channel("slow", &hook.url("/hook"));
+    let tree =
+        tree(&channels, "\"slow\"", &["beat"]).replace("timeout = \"2s\"", "timeout = \"8s\"");
+    let d = TestDaemon::start(&tree);
+    assert_eq!(d.cli(&["kill", "root/beat"]).code, 0);
+    // The retry has arrived (and waits for its answer).
+    let got = wait_requests(&rt, &hook, 2);
+    assert!(got.len() >= 2, "no retry: {}", d.log_text());
+    let out = d.cli(&["alerts"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("attempt 1 failed; retrying now"),
+        "{}",
+        out.stdout
+    );
+    let v = d.json(&["alerts"], 0);
+    let row = &v["alerts"][0];
+    assert!(row["next_attempt"].is_null(), "{row:#}");
+}
