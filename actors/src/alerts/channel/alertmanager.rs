@@ -80,8 +80,22 @@ pub fn prepare(urls: &[String], resend: Duration) -> Result<AlertmanagerTarget, 
     }
     let mut members: Vec<Member> = Vec::new();
     for raw in urls {
-        let base = http::parse_url(Some(raw))
-            .map_err(|_| format!("`urls` item {raw:?} is not an http(s) URL"))?;
+        let base = http::parse_url(Some(raw)).map_err(|why| match why.contains("port 0") {
+            true => format!("`urls` item {raw:?} names port 0, which nothing listens on"),
+            false => format!("`urls` item {raw:?} is not an http(s) URL"),
+        })?;
+        // The address, not the API: a pasted endpoint would be posted to twice over
+        // (`/api/v2/alerts/api/v2/alerts`, a 404 on every alert).
+        let path = base.path().trim_end_matches('/');
+        if let Some(api) = ["/api/v2/alerts", "/api/v1/alerts", "/api/v2", "/api/v1"]
+            .into_iter()
+            .find(|api| path.ends_with(api))
+        {
+            return Err(format!(
+                "`urls` item {raw:?} ends in the API path {api}: give the Alertmanager's \
+                 address (as `http://host:9093`); /api/v2/alerts is added"
+            ));
+        }
         let endpoint = endpoint(&base);
         if members.iter().any(|m| m.endpoint == endpoint) {
             return Err(format!("`urls` names {raw:?} twice"));
@@ -360,6 +374,18 @@ mod tests {
                 .unwrap_err()
                 .contains("twice")
         );
+        // An endpoint pasted instead of the address; a port nothing listens on.
+        for pasted in [
+            "http://am:9093/api/v2/alerts",
+            "http://h/am/api/v1/alerts/",
+            "http://h/api/v2",
+        ] {
+            let why = prepare(&[pasted.into()], DEFAULT_RESEND).unwrap_err();
+            assert!(why.contains("ends in the API path"), "{pasted}: {why}");
+        }
+        assert!(prepare(&["https://a:0".into()], DEFAULT_RESEND)
+            .unwrap_err()
+            .contains("port 0"));
         for bad in [Duration::ZERO, Duration::from_secs(7200)] {
             assert!(prepare(&["http://a".into()], bad)
                 .unwrap_err()

@@ -26,6 +26,9 @@ pub fn parse_url(url: Option<&str>) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err("`url` is not an http(s) URL".to_string());
     }
+    if url.port() == Some(0) {
+        return Err("`url` names port 0, which nothing listens on".to_string());
+    }
     Ok(url)
 }
 
