@@ -153,8 +153,24 @@ fn look(targets: &[(String, PathBuf, Duration)]) -> (Vec<TargetLook>, Vec<Found>
             ..Default::default()
         };
         let dir = path.join(HOSTS);
-        if !path.is_dir() {
-            look.error = Some("offline (the target folder is not there)".into());
+        let there = std::fs::metadata(path);
+        if let Err(e) = &there {
+            look.error = Some(match e.kind() {
+                std::io::ErrorKind::NotFound => "offline (the target folder is not there)".into(),
+                _ => format!("cannot read the target folder: {e}"),
+            });
+        } else if there.as_ref().is_ok_and(|m| !m.is_dir()) {
+            look.error = Some(format!(
+                "the target is not a folder ({} is a file or another kind of entry)",
+                path.display()
+            ));
+        } else if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            // Snapshots are pushed into the target's own folder, never through a link: one
+            // here points elsewhere (what is there is not this target's), and is not followed.
+            look.error = Some(format!(
+                "{} is a symlink: not followed (snapshots are pushed into the target itself)",
+                dir.display()
+            ));
         } else {
             match std::fs::read_dir(&dir) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -530,5 +546,55 @@ mod tests {
         let v = view_of(&found(), Ok(Some(i)), NOW);
         let why = v.unreadable.unwrap_or_default();
         assert!(why.contains("summary cannot be read"), "{why}");
+    }
+
+    /// Regression (attack round of issue 23): a target folder replaced by a file was reported
+    /// "offline (the target folder is not there)".
+    #[test]
+    fn a_target_that_is_a_file_is_not_called_offline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("target");
+        std::fs::write(&file, "not a folder").expect("write");
+        let gone = dir.path().join("gone");
+        let every = Duration::from_secs(60);
+        let (looks, found) = look(&[
+            ("f".into(), file.clone(), every),
+            ("g".into(), gone, every),
+            ("d".into(), dir.path().to_path_buf(), every),
+        ]);
+        assert!(found.is_empty());
+        let error = |name: &str| {
+            looks
+                .iter()
+                .find(|l| l.name == name)
+                .and_then(|l| l.error.clone())
+        };
+        let f = error("f").expect("an error for the file");
+        assert!(
+            f.contains("not a folder") && f.contains(&file.display().to_string()),
+            "{f}"
+        );
+        assert_eq!(
+            error("g").as_deref(),
+            Some("offline (the target folder is not there)")
+        );
+        assert_eq!(error("d"), None);
+    }
+
+    /// Regression (attack round of issue 23): a symlinked `.metasystem-hosts` was read
+    /// through (what it points at is not the target's).
+    #[test]
+    fn a_symlinked_hosts_folder_is_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(elsewhere.join("h")).expect("mkdir");
+        std::fs::write(elsewhere.join("h").join(STORE_FILE), "x").expect("write");
+        let target = dir.path().join("target");
+        std::fs::create_dir(&target).expect("mkdir");
+        std::os::unix::fs::symlink(&elsewhere, target.join(HOSTS)).expect("symlink");
+        let (looks, found) = look(&[("t".into(), target, Duration::from_secs(60))]);
+        assert!(found.is_empty(), "read through the link");
+        let why = looks[0].error.clone().unwrap_or_default();
+        assert!(why.contains("is a symlink: not followed"), "{why}");
     }
 }
