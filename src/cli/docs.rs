@@ -50,10 +50,47 @@ pub fn run(command: &DocsCommand) -> u8 {
 
 fn completions(shell: clap_complete::Shell) -> std::io::Result<()> {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "metasystem", &mut script);
+    let mut cli = Cli::command();
+    clap_complete::generate(shell, &mut cli, "metasystem", &mut script);
+    if shell == clap_complete::Shell::Fish {
+        let mut more = String::new();
+        fish_positional_choices(&cli, &[], &mut more);
+        script.extend_from_slice(more.as_bytes());
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(&script)?;
     out.flush()
+}
+
+/// clap_complete's fish script completes the choices of options but not of positional
+/// arguments (`metasystem completions <TAB>` offered files): a `complete` line for each
+/// positional with fixed choices, under its subcommand, in the generated script's terms.
+fn fish_positional_choices(cmd: &clap::Command, path: &[&str], out: &mut String) {
+    for sub in cmd.get_subcommands() {
+        let mut at = path.to_vec();
+        at.push(sub.get_name());
+        let choices: Vec<String> = sub
+            .get_positionals()
+            .flat_map(|a| a.get_possible_values())
+            .filter(|v| !v.is_hide_set())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        if !choices.is_empty() {
+            let condition = match at.as_slice() {
+                [top] => format!("__fish_metasystem_using_subcommand {top}"),
+                [top, rest @ ..] => format!(
+                    "__fish_metasystem_using_subcommand {top}; and __fish_seen_subcommand_from {}",
+                    rest.join(" ")
+                ),
+                [] => continue,
+            };
+            out.push_str(&format!(
+                "complete -c metasystem -n \"{condition}\" -f -a \"{}\"\n",
+                choices.join(" ")
+            ));
+        }
+        fish_positional_choices(sub, &at, out);
+    }
 }
 
 /// The command as the pages show it: dated with the commit's date (not the build's, so the

@@ -106,6 +106,31 @@ fn completions_are_scripts_each_shell_accepts() {
     assert!(fish.contains("complete -c metasystem"), "{fish}");
     if have_tool("fish", "fish") {
         parses("fish", &fish);
+        // Loaded for real: the shells are offered after `completions` (regression: clap's
+        // fish script left positional choices out, so fish offered files).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metasystem.fish");
+        std::fs::write(&path, &fish).unwrap();
+        let out = Command::new("fish")
+            .arg("--no-config")
+            .arg("-c")
+            .arg(format!(
+                "source {}; complete -C 'metasystem completions '",
+                path.display()
+            ))
+            .output()
+            .unwrap();
+        let offered = String::from_utf8_lossy(&out.stdout);
+        let offered: Vec<&str> = offered
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or(l))
+            .collect();
+        for shell in ["bash", "zsh", "fish"] {
+            assert!(
+                offered.contains(&shell),
+                "fish offers {offered:?} after `completions`"
+            );
+        }
     }
     let bad = run_cli(&["completions", "tcsh"], &[]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
