@@ -198,6 +198,8 @@ round() {
       for _ in $(seq 1 "$changes"); do change100; timed metasystem changed100 "${ms_sync[@]}"; ms_check 100; done
       echo "metasystem hwm_runs $(ms_kb VmHWM)" >> "$results"
       status_during_run
+      sleep 2
+      echo "metasystem rss_idle_after_runs $(ms_kb VmRSS)" >> "$results"
       ms_stop
       ;;
     rsync)
@@ -254,7 +256,7 @@ for t in ("rsync", "unison"):
         print(f"{t}: no-op/changed runs: largest process {peak(t, 'maxrss') / 1024:.1f}, all processes {peak(t, 'sumrss') / 1024:.1f}; initial copy: {max(runs.get((t, 'maxrss_initial'), [0])) / 1024:.1f} / {max(runs.get((t, 'sumrss_initial'), [0])) / 1024:.1f}")
 if ("metasystem", "hwm_runs") in runs:
     h = runs[("metasystem", "hwm_runs")][0] / 1024
-    print(f"metasystem daemon VmHWM over no-op and changed runs (restarted): {h:.1f}; with the initial copy: {runs[('metasystem', 'hwm_initial')][0] / 1024:.1f}; idle after restart {runs[('metasystem', 'rss_idle_restarted')][0] / 1024:.1f}")
+    print(f"metasystem daemon VmHWM over no-op and changed runs (restarted): {h:.1f}; with the initial copy: {runs[('metasystem', 'hwm_initial')][0] / 1024:.1f}; idle after restart {runs[('metasystem', 'rss_idle_restarted')][0] / 1024:.1f}; idle after the runs {runs.get(('metasystem', 'rss_idle_after_runs'), [0])[0] / 1024:.1f}")
     r = peak("rsync", "sumrss") / 1024
     if r:
         print(f"vs rsync's no-op/changed runs (all processes): {h / r:.2f}x (target <= 1: {'met' if h <= r else 'NOT met'})")
