@@ -1139,7 +1139,7 @@ fn bad_alertmanager_settings_are_errors_where_they_are_written() {
     let got = errors(src).join("\n");
     for want in [
         "t.toml:8:68: `urls` item \"am2:9093\" in channel `am` of",
-        "is not an http(s) URL (an Alertmanager's base URL, such as \"http://am1:9093\")",
+        "is not an http(s) URL (an Alertmanager's address, such as \"http://am1:9093\")",
         "t.toml:8:80: `urls` in channel `am` of",
         "names the Alertmanager \"http://am1:9093/\" twice",
         "`resend_interval` in channel `am` of",
@@ -1150,6 +1150,23 @@ fn bad_alertmanager_settings_are_errors_where_they_are_written() {
     ] {
         assert!(got.contains(want), "missing {want:?} in\n{got}");
     }
+    // An API path pasted as the address, port 0: errors at the item, the password never
+    // shown (regression: a warning at run time, the whole channel skipped, the password in it).
+    let got = errors("[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [{ name = \"am\", type = \"alertmanager\", urls = [\"http://u:s3cret@h:9093/api/v2/alerts\", \"http://h:0\"] }]\n");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("t.toml:7:59: `urls` item \"http://u:***@h:9093/api/v2/alerts\""),
+        "{got:?}"
+    );
+    assert!(
+        got[0].contains("ends in the API path /api/v2/alerts"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].contains("names port 0, which nothing listens on"),
+        "{got:?}"
+    );
+    assert!(!got.join("").contains("s3cret"), "{got:?}");
     // An item that is not a string is said once, not also as "empty".
     let got = errors("[daemon]\nstate_dir = \"/s\"\n[root]\n[[root.children]]\nname = \"a\"\nkind = \"alerts\"\nchannels = [{ name = \"am\", type = \"alertmanager\", urls = [9093] }]\n");
     assert_eq!(got.len(), 1, "{got:?}");

@@ -210,9 +210,8 @@ fn channel(
         },
         "alertmanager" => {
             use metasystem_actors::alerts::channel::alertmanager::{
-                endpoint, DEFAULT_RESEND, MAX_RESEND, MIN_RESEND,
+                check_url, endpoint, redact, DEFAULT_RESEND, MAX_RESEND, MIN_RESEND,
             };
-            use metasystem_actors::alerts::channel::http::parse_url;
             let said = cx.d.0.len();
             let urls = t.strings(cx.d, "urls");
             if let Some(list) = &urls {
@@ -228,15 +227,12 @@ fn channel(
                 }
                 let mut seen = Vec::new();
                 for v in list {
-                    match parse_url(Some(v.get_ref())) {
-                        Err(_) => cx.d.error(
+                    // Never the password: messages show the URL redacted.
+                    let shown = redact(v.get_ref());
+                    match check_url(v.get_ref()) {
+                        Err(why) => cx.d.error(
                             v.span(),
-                            format!(
-                                "`urls` item {:?} in {} is not an http(s) URL \
-                                 (an Alertmanager's base URL, such as \"http://am1:9093\")",
-                                v.get_ref(),
-                                t.context
-                            ),
+                            format!("`urls` item {shown:?} in {} {why}", t.context),
                         ),
                         Ok(u) => {
                             let e = endpoint(&u);
@@ -244,9 +240,8 @@ fn channel(
                                 cx.d.error(
                                     v.span(),
                                     format!(
-                                        "`urls` in {} names the Alertmanager {:?} twice",
-                                        t.context,
-                                        v.get_ref()
+                                        "`urls` in {} names the Alertmanager {shown:?} twice",
+                                        t.context
                                     ),
                                 );
                             }

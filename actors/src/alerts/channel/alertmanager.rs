@@ -69,8 +69,58 @@ pub fn endpoint(base: &Url) -> Url {
     url
 }
 
-/// Checks the URLs (at least one, each an http(s) URL, no two the same) and the resend
-/// interval; `Err` is a one-line reason.
+/// Checks one configured URL: an http(s) URL, not port 0, not ending in the API's path (a
+/// pasted endpoint would be posted to twice over, `/api/v2/alerts/api/v2/alerts`, a 404 on
+/// every alert). `Err` completes "`urls` item X ..." (see [`redact`] for X).
+pub fn check_url(raw: &str) -> Result<Url, String> {
+    let base = http::parse_url(Some(raw)).map_err(|why| {
+        if why.contains("port 0") {
+            "names port 0, which nothing listens on".to_string()
+        } else {
+            "is not an http(s) URL (an Alertmanager's address, such as \"http://am1:9093\")"
+                .to_string()
+        }
+    })?;
+    let path = base.path().trim_end_matches('/').to_ascii_lowercase();
+    if let Some(api) = ["/api/v2/alerts", "/api/v1/alerts", "/api/v2", "/api/v1"]
+        .into_iter()
+        .find(|api| path.ends_with(api))
+    {
+        return Err(format!(
+            "ends in the API path {api}: give the Alertmanager's address (as \
+             \"http://host:9093\"); /api/v2/alerts is added"
+        ));
+    }
+    Ok(base)
+}
+
+/// `raw` as messages may show it: a password in it (`http://user:pw@host`) written `***`,
+/// whether or not the rest parses.
+pub fn redact(raw: &str) -> String {
+    let raw = raw.trim();
+    let Some(start) = raw.find("://").map(|i| i + 3) else {
+        return raw.to_string();
+    };
+    let end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    let authority = &raw[start..end];
+    let Some(at) = authority.rfind('@') else {
+        return raw.to_string();
+    };
+    match authority[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &raw[..start],
+            &authority[..colon],
+            &raw[start + at..]
+        ),
+        None => raw.to_string(),
+    }
+}
+
+/// Checks the URLs (at least one, each as [`check_url`], no two the same) and the resend
+/// interval; `Err` is a one-line reason, never with a password.
 pub fn prepare(urls: &[String], resend: Duration) -> Result<AlertmanagerTarget, String> {
     if urls.is_empty() {
         return Err("no `urls` (name at least one Alertmanager)".to_string());
@@ -80,25 +130,11 @@ pub fn prepare(urls: &[String], resend: Duration) -> Result<AlertmanagerTarget, 
     }
     let mut members: Vec<Member> = Vec::new();
     for raw in urls {
-        let base = http::parse_url(Some(raw)).map_err(|why| match why.contains("port 0") {
-            true => format!("`urls` item {raw:?} names port 0, which nothing listens on"),
-            false => format!("`urls` item {raw:?} is not an http(s) URL"),
-        })?;
-        // The address, not the API: a pasted endpoint would be posted to twice over
-        // (`/api/v2/alerts/api/v2/alerts`, a 404 on every alert).
-        let path = base.path().trim_end_matches('/');
-        if let Some(api) = ["/api/v2/alerts", "/api/v1/alerts", "/api/v2", "/api/v1"]
-            .into_iter()
-            .find(|api| path.ends_with(api))
-        {
-            return Err(format!(
-                "`urls` item {raw:?} ends in the API path {api}: give the Alertmanager's \
-                 address (as `http://host:9093`); /api/v2/alerts is added"
-            ));
-        }
+        let shown_raw = redact(raw);
+        let base = check_url(raw).map_err(|why| format!("`urls` item {shown_raw:?} {why}"))?;
         let endpoint = endpoint(&base);
         if members.iter().any(|m| m.endpoint == endpoint) {
-            return Err(format!("`urls` names {raw:?} twice"));
+            return Err(format!("`urls` names {shown_raw:?} twice"));
         }
         members.push(Member {
             name: shown(raw, &base),
@@ -328,6 +364,25 @@ mod tests {
 
     #[test]
     fn a_password_in_a_url_is_never_shown() {
+        // Not in an error either, parsed or not (regression: `check` and the daemon's log
+        // printed it for a refused or repeated URL).
+        for (urls, secret) in [
+            (vec!["http://u:s3cret@h:9093/api/v2"], "s3cret"),
+            (vec!["http://u:s3cret@h:0"], "s3cret"),
+            (vec!["ftp://u:s3cret@h/"], "s3cret"),
+            (
+                vec!["http://u:s3cret@h:9093", "http://u:s3cret@h:9093/"],
+                "s3cret",
+            ),
+        ] {
+            let urls: Vec<String> = urls.into_iter().map(String::from).collect();
+            let why = prepare(&urls, DEFAULT_RESEND).unwrap_err();
+            assert!(!why.contains(secret) && why.contains("u:***@"), "{why}");
+        }
+        assert_eq!(redact("http://h:9093/x@y"), "http://h:9093/x@y");
+        assert_eq!(redact("not a url"), "not a url");
+        assert_eq!(redact("http://u@h"), "http://u@h");
+        assert_eq!(redact("http://u:p:q@h/a"), "http://u:***@h/a");
         let t = prepare(
             &[
                 "http://ops:s3cret@127.0.0.1:9093".into(),
@@ -365,10 +420,9 @@ mod tests {
             prepare(&[], DEFAULT_RESEND).unwrap_err(),
             "no `urls` (name at least one Alertmanager)"
         );
-        assert_eq!(
-            prepare(&["am1:9093".into()], DEFAULT_RESEND).unwrap_err(),
-            "`urls` item \"am1:9093\" is not an http(s) URL"
-        );
+        assert!(prepare(&["am1:9093".into()], DEFAULT_RESEND)
+            .unwrap_err()
+            .starts_with("`urls` item \"am1:9093\" is not an http(s) URL"));
         assert!(
             prepare(&["http://a".into(), "http://a/".into()], DEFAULT_RESEND)
                 .unwrap_err()
@@ -376,6 +430,8 @@ mod tests {
         );
         // An endpoint pasted instead of the address; a port nothing listens on.
         for pasted in [
+            "http://am:9093/API/V2/ALERTS",
+            "http://h/api/v2/alerts?x=1",
             "http://am:9093/api/v2/alerts",
             "http://h/am/api/v1/alerts/",
             "http://h/api/v2",
