@@ -853,7 +853,7 @@ pub enum ConflictsAction {
         #[arg(long, value_name = "TARGET")]
         target: Option<String>,
         /// Which version to keep.
-        #[arg(long, value_parser = keep_arg, value_name = "local|remote|both")]
+        #[arg(long, value_parser = keep_arg(), value_name = "local|remote|both")]
         keep: metasystem_actors::sync::Keep,
     },
 }
@@ -951,10 +951,18 @@ impl super::KindCli for SyncTargetCommands {
     }
 }
 
-/// `--keep`: what serde reads (`local`, `remote`, `both`).
-fn keep_arg(text: &str) -> Result<metasystem_actors::sync::Keep, String> {
-    serde_json::from_value(Value::String(text.to_string()))
-        .map_err(|_| format!("{text:?} is not local, remote or both"))
+/// `--keep`: `local`, `remote` or `both`, as possible values (so shell completions offer
+/// them; a function parser hid them and the shells offered files).
+fn keep_arg() -> impl clap::builder::TypedValueParser<Value = metasystem_actors::sync::Keep> {
+    use clap::builder::TypedValueParser;
+    use metasystem_actors::sync::Keep;
+    clap::builder::PossibleValuesParser::new(["local", "remote", "both"]).map(|s| {
+        match s.as_str() {
+            "local" => Keep::Local,
+            "remote" => Keep::Remote,
+            _ => Keep::Both,
+        }
+    })
 }
 
 #[cfg(test)]

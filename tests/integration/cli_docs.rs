@@ -131,6 +131,22 @@ fn completions_are_scripts_each_shell_accepts() {
                 "fish offers {offered:?} after `completions`"
             );
         }
+        // An option's choices too (`--keep` was parsed by a function, so files were offered).
+        let out = Command::new("fish")
+            .arg("--no-config")
+            .arg("-c")
+            .arg(format!(
+                "source {}; complete -C 'metasystem conflicts resolve p --keep '",
+                path.display()
+            ))
+            .output()
+            .unwrap();
+        let offered = String::from_utf8_lossy(&out.stdout);
+        let offered: Vec<&str> = offered
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or(l))
+            .collect();
+        assert_eq!(offered, ["both", "local", "remote"], "after --keep");
     }
     let bad = run_cli(&["completions", "tcsh"], &[]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
