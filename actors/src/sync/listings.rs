@@ -81,19 +81,40 @@ pub async fn list_both(
         // Left by a run or job of this target that was killed: removed, and their nonces
         // forgotten once nothing of theirs is left.
         let kept = blocking(move || {
+            let nonce = |t: &PathBuf| {
+                t.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(super::temps::nonce_of)
+                    .map(str::to_string)
+            };
             let mut kept = HashSet::new();
+            let mut removed: Vec<PathBuf> = Vec::new();
             for t in stale {
                 match super::longfs::remove_file(&t) {
-                    Ok(()) => {}
+                    Ok(()) => removed.push(t),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
                         tracing::warn!(temp = %t.display(), error = %e, "cannot remove a temp file");
-                        kept.extend(
-                            t.file_name()
-                                .and_then(|n| n.to_str())
-                                .and_then(super::temps::nonce_of)
-                                .map(str::to_string),
-                        );
+                        kept.extend(nonce(&t));
+                    }
+                }
+            }
+            // The removals are made durable before their nonces are forgotten: a power cut
+            // that undid an unlink after the store forgot its nonce left a temp nobody
+            // removes (another run's, for every run after: the sides never converged).
+            let mut synced: HashSet<PathBuf> = HashSet::new();
+            for t in &removed {
+                let Some(dir) = t.parent() else { continue };
+                if synced.contains(dir) {
+                    continue;
+                }
+                match super::fsops::sync_dir(t) {
+                    Ok(()) => {
+                        synced.insert(dir.to_path_buf());
+                    }
+                    Err(e) => {
+                        tracing::warn!(folder = %dir.display(), error = %e, "cannot make the removal of temp files durable");
+                        kept.extend(removed.iter().filter(|r| r.parent() == Some(dir)).filter_map(nonce));
                     }
                 }
             }
