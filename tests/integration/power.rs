@@ -392,6 +392,7 @@ fn a_power_cut_in_a_sync_run_loses_nothing_recorded_as_synced() {
 
     // Power stays on: the sync converges and nothing is lost or torn.
     let mut converged = false;
+    let mut runs = Vec::new();
     for _ in 0..6 {
         let out = c.d.cli(&["sync", "t", "--json"]);
         if out.code == 0
@@ -401,10 +402,12 @@ fn a_power_cut_in_a_sync_run_loses_nothing_recorded_as_synced() {
             converged = true;
             break;
         }
+        runs.push(format!("exit {}: {}{}", out.code, out.stdout, out.stderr));
     }
     assert!(
         converged,
-        "no convergence after the power cuts\nlog:\n{}",
+        "no convergence after the power cuts\nruns:\n{}\nlog:\n{}",
+        runs.join("\n"),
         c.d.log_text()
     );
     let lost = c.ledger.lost(&survey(&c.primary, &c.target, false));
