@@ -57,6 +57,20 @@ fn completions(shell: &str) -> String {
 }
 
 /// `SHELL -n` (parse, run nothing) on `script`.
+/// What fish, with the completion `script` at `path` loaded, offers after `line`.
+fn fish_offers(path: &std::path::Path, line: &str) -> Vec<String> {
+    let out = Command::new("fish")
+        .arg("--no-config")
+        .arg("-c")
+        .arg(format!("source {}; complete -C '{line}'", path.display()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or(l).to_string())
+        .collect()
+}
+
 fn parses(shell: &str, script: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("metasystem.{shell}"));
@@ -111,41 +125,15 @@ fn completions_are_scripts_each_shell_accepts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metasystem.fish");
         std::fs::write(&path, &fish).unwrap();
-        let out = Command::new("fish")
-            .arg("--no-config")
-            .arg("-c")
-            .arg(format!(
-                "source {}; complete -C 'metasystem completions '",
-                path.display()
-            ))
-            .output()
-            .unwrap();
-        let offered = String::from_utf8_lossy(&out.stdout);
-        let offered: Vec<&str> = offered
-            .lines()
-            .map(|l| l.split('\t').next().unwrap_or(l))
-            .collect();
+        let offered = fish_offers(&path, "metasystem completions ");
         for shell in ["bash", "zsh", "fish"] {
             assert!(
-                offered.contains(&shell),
+                offered.iter().any(|o| o == shell),
                 "fish offers {offered:?} after `completions`"
             );
         }
         // An option's choices too (`--keep` was parsed by a function, so files were offered).
-        let out = Command::new("fish")
-            .arg("--no-config")
-            .arg("-c")
-            .arg(format!(
-                "source {}; complete -C 'metasystem conflicts resolve p --keep '",
-                path.display()
-            ))
-            .output()
-            .unwrap();
-        let offered = String::from_utf8_lossy(&out.stdout);
-        let offered: Vec<&str> = offered
-            .lines()
-            .map(|l| l.split('\t').next().unwrap_or(l))
-            .collect();
+        let offered = fish_offers(&path, "metasystem conflicts resolve p --keep ");
         assert_eq!(offered, ["both", "local", "remote"], "after --keep");
     }
     let bad = run_cli(&["completions", "tcsh"], &[]);
