@@ -718,6 +718,7 @@ fn daemon_files(state: &Path) -> Vec<PathBuf> {
         "metastore.db-journal",
         "daemon.lock",
         "backups",
+        metasystem_actors::store::base_file::FOLDER,
     ]
     .iter()
     .map(|n| state.join(n))

@@ -15,6 +15,7 @@
 //! The store outlives the tree: the daemon opens it before the tree starts and closes it after
 //! the tree has stopped.
 
+pub mod base_file;
 pub mod error;
 pub mod events;
 pub mod health;

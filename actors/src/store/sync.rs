@@ -247,6 +247,121 @@ impl Base {
     }
 }
 
+/// One entry as [`Base::encode`] writes it: the primary's hash, size, time, both stamps, the
+/// mode and whether the target's side follows ([`REMOTE_LEN`] bytes).
+const ENTRY_LEN: usize = 32 + 8 + 8 + 8 + 8 + 2 + 1;
+/// The target's side where it differs: hash, size, time, mode.
+const REMOTE_LEN: usize = 32 + 8 + 8 + 4;
+/// The longest path [`Base::decode`] takes (more is a damaged file, not a path).
+const MAX_PATH: usize = 1 << 16;
+
+impl Base {
+    /// Writes every path and entry in path order: the path's length (u32) and bytes, then the
+    /// entry (little-endian). The caller writes the header that says how many ([`Base::len`],
+    /// [`Base::path_bytes`]).
+    pub fn encode(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        for (i, e) in self.entries.iter().enumerate() {
+            let path = self.paths.get(i).as_bytes();
+            let len = u32::try_from(path.len()).map_err(|_| bad("a path too long"))?;
+            w.write_all(&len.to_le_bytes())?;
+            w.write_all(path)?;
+            let mut b = [0u8; ENTRY_LEN];
+            b[..32].copy_from_slice(&e.hash);
+            b[32..40].copy_from_slice(&e.size.to_le_bytes());
+            b[40..48].copy_from_slice(&e.mtime_ns.to_le_bytes());
+            b[48..56].copy_from_slice(&e.local_stamp.to_le_bytes());
+            b[56..64].copy_from_slice(&e.remote_stamp.to_le_bytes());
+            b[64..66].copy_from_slice(&e.mode.to_le_bytes());
+            b[66] = u8::from(e.remote.is_some());
+            w.write_all(&b)?;
+            if let Some(r) = &e.remote {
+                let mut b = [0u8; REMOTE_LEN];
+                b[..32].copy_from_slice(&r.hash);
+                b[32..40].copy_from_slice(&r.size.to_le_bytes());
+                b[40..48].copy_from_slice(&r.mtime_ns.to_le_bytes());
+                b[48..52].copy_from_slice(&r.mode.to_le_bytes());
+                w.write_all(&b)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what [`Base::encode`] wrote of a base of `len` paths of `bytes` bytes in all, into
+    /// storage of that size. Anything that is not such a base (a path not in strictly
+    /// increasing order, not UTF-8, a count or size that does not add up, bytes left over) is
+    /// an error: the caller reads the store instead.
+    pub fn decode(r: &mut impl std::io::Read, len: usize, bytes: usize) -> std::io::Result<Base> {
+        let mut out = Base::new();
+        // The header is checked against what follows, never trusted for the room it asks.
+        out.reserve(len.min(1 << 24), bytes.min(1 << 30));
+        let mut path = Vec::new();
+        let mut total = 0usize;
+        for _ in 0..len {
+            let mut n = [0u8; 4];
+            r.read_exact(&mut n)?;
+            let n = u32::from_le_bytes(n) as usize;
+            if n == 0 || n > MAX_PATH {
+                return Err(bad("a path of a length no path has"));
+            }
+            path.resize(n, 0);
+            r.read_exact(&mut path)?;
+            let p = std::str::from_utf8(&path).map_err(|_| bad("a path that is not UTF-8"))?;
+            if !out.paths.is_empty() && out.paths.get(out.paths.len() - 1) >= p {
+                return Err(bad("paths out of order"));
+            }
+            total += n;
+            let mut b = [0u8; ENTRY_LEN];
+            r.read_exact(&mut b)?;
+            let u64_at = |b: &[u8], i: usize| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&b[i..i + 8]);
+                u64::from_le_bytes(a)
+            };
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(&b[..32]);
+            let remote = match b[66] {
+                0 => None,
+                1 => {
+                    let mut rb = [0u8; REMOTE_LEN];
+                    r.read_exact(&mut rb)?;
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(&rb[..32]);
+                    Some(Box::new(Remote {
+                        hash: h,
+                        size: u64_at(&rb, 32),
+                        mtime_ns: u64_at(&rb, 40) as i64,
+                        mode: u32::from_le_bytes([rb[48], rb[49], rb[50], rb[51]]),
+                    }))
+                }
+                _ => return Err(bad("an entry of no known shape")),
+            };
+            out.paths.push(p);
+            out.entries.push(Packed {
+                hash,
+                size: u64_at(&b, 32),
+                mtime_ns: u64_at(&b, 40) as i64,
+                local_stamp: u64_at(&b, 48),
+                remote_stamp: u64_at(&b, 56),
+                mode: u16::from_le_bytes([b[64], b[65]]),
+                remote,
+            });
+        }
+        if total != bytes {
+            return Err(bad("the paths' size is not the one the header gives"));
+        }
+        if r.read(&mut [0u8; 1])? != 0 {
+            return Err(bad("more than the header says"));
+        }
+        out.paths.shrink_to_fit();
+        out.entries.shrink_to_fit();
+        Ok(out)
+    }
+}
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+}
+
 /// A kept conflict.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConflictRow {
@@ -354,6 +469,28 @@ pub async fn apply_base(
         }
     }
     Ok(())
+}
+
+/// `target`'s base generation: a new one with every change of its rows, in the same
+/// transaction (the store's triggers), so a copy of the base taken at one generation is the
+/// base for as long as the store is at it (0: never changed).
+pub async fn generation(pool: &SqlitePool, target: &str) -> Result<i64, String> {
+    sqlx::query_scalar::<_, i64>("SELECT gen FROM sync_base_gen WHERE target = ?")
+        .bind(target)
+        .fetch_optional(pool)
+        .await
+        .map(Option::unwrap_or_default)
+        .map_err(|e| format!("cannot read the sync state of {target}: {e}"))
+}
+
+/// How many paths `target`'s base holds.
+pub async fn base_len(pool: &SqlitePool, target: &str) -> Result<usize, String> {
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sync_base WHERE target = ?")
+        .bind(target)
+        .fetch_one(pool)
+        .await
+        .map(|n| usize::try_from(n).unwrap_or(0))
+        .map_err(|e| format!("cannot read the sync state of {target}: {e}"))
 }
 
 /// A target's whole base. Rows are read as a stream, in path order, into storage sized

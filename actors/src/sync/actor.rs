@@ -5,8 +5,9 @@
 //! a breaker result (offline and skipped runs are none), and alerts: a refusal (marker missing,
 //! mass deletion) is critical, a failed run and kept conflicts warn; each clears when it is over.
 //!
-//! A failed run is a result, not a crash: crashes are for bugs. The base state is cached here
-//! (loaded once at start), lent to the running task and handed back with its report.
+//! A failed run is a result, not a crash: crashes are for bugs. The base state is not held
+//! here between runs: a run or job reads it ([`base_file::load`]) and keeps it again after
+//! ([`base_file::keep`]); one run or job holds it at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -23,7 +24,8 @@ use super::watch::{self, Signal, Watch};
 use crate::alerts::{Alert, Alerts, Severity};
 use crate::breakers::Breakers;
 use crate::metrics::{Metric, Metrics, Sample};
-use crate::store::sync::{conflicts, Base};
+use crate::store::base_file;
+use crate::store::sync::conflicts;
 use crate::store::{unix_ms, Store, StoredEvent};
 
 pub struct SyncTargetActor;
@@ -52,8 +54,11 @@ pub enum SyncTargetMessage {
     Tick(u64),
     /// A forced run; answers its report.
     Run(RunOptions, Option<RpcReplyPort<RunReport>>),
-    /// Internal: the running task finished.
+    /// Internal: the running task finished (its base is being kept).
     Finished(Box<Finished>),
+    /// Internal: the run's base is kept (how many paths it holds; `None`: it was not read):
+    /// the next run may start.
+    Released(Option<usize>),
     /// The target's status.
     Status(RpcReplyPort<TargetStatus>),
     /// An operator settles the open conflict of a path (`conflicts resolve`); waits for a
@@ -85,7 +90,8 @@ pub type ResolveReply = RpcReplyPort<Result<Resolution, OpError>>;
 pub type RestoreSetReply = RpcReplyPort<Result<RestoredSet, OpError>>;
 
 pub struct JobDone {
-    base: Base,
+    /// How many paths the base holds after the job.
+    tracked: Option<usize>,
     event: Option<StoredEvent>,
     /// The stamp of the job's end (its backups' are not later).
     stamp: String,
@@ -93,7 +99,6 @@ pub struct JobDone {
 
 pub struct Finished {
     report: RunReport,
-    base: Base,
     opts: RunOptions,
     /// Whether the target folder was there when the run ended.
     online: bool,
@@ -283,8 +288,12 @@ pub struct SyncTargetState {
     args: SyncTargetArgs,
     /// Its entry in the registry, withdrawn when the state is dropped.
     _listing: Listing,
-    /// The base as committed; `None` while a run holds it.
-    base: Option<Base>,
+    /// A run or job holds the target's base (reading it, using it or keeping it again):
+    /// another waits.
+    busy: bool,
+    /// The run finished and its base is being kept (not shown as running).
+    keeping: bool,
+    /// Paths in the base, as the last run or job left it.
     tracked: usize,
     progress: Arc<Progress>,
     /// Forced runs waiting for the running one to finish.
@@ -335,6 +344,11 @@ pub fn alert_key(target: &str, what: &str) -> String {
 }
 
 impl SyncTargetState {
+    /// A run or job is under way (not only keeping its base).
+    fn running(&self) -> bool {
+        self.busy && !self.keeping
+    }
+
     fn status(&self) -> TargetStatus {
         let spec = &self.args.spec;
         TargetStatus {
@@ -346,8 +360,8 @@ impl SyncTargetState {
             direction: spec.direction.name().into(),
             strategy: spec.strategy.name().into(),
             every_s: self.args.every.as_secs(),
-            running: self.base.is_none(),
-            progress: self.base.is_none().then(|| progress_of(&self.progress)),
+            running: self.running(),
+            progress: self.running().then(|| progress_of(&self.progress)),
             waiting: None,
             hashed_every_run: self.hashed_every_run.clone(),
             last: self.last.clone(),
@@ -377,10 +391,11 @@ impl SyncTargetState {
         opts: RunOptions,
         reply: Option<RpcReplyPort<RunReport>>,
     ) {
-        let Some(mut base) = self.base.take() else {
+        if self.busy {
             self.queued.push((opts, reply));
             return;
-        };
+        }
+        self.busy = true;
         self.waiting.extend(reply);
         if !opts.dry_run {
             self.watch.started();
@@ -399,6 +414,7 @@ impl SyncTargetState {
             ..opts
         };
         tokio::spawn(async move {
+            let mut loaded = None;
             let report = match breaker.as_ref().map(|b| b.allow()) {
                 Some(Err(rejected)) => RunReport::not_run(
                     &spec,
@@ -409,7 +425,13 @@ impl SyncTargetState {
                     let open = conflicts(store.reader(), Some(&spec.name), false)
                         .await
                         .unwrap_or_default();
-                    let r = engine::run(&spec, &opts, &store, &mut base, &open, &progress).await;
+                    let r = match base_file::load(&store, &spec.name).await {
+                        Ok(l) => {
+                            let l = loaded.insert(l);
+                            engine::run(&spec, &opts, &store, &mut l.base, &open, &progress).await
+                        }
+                        Err(e) => RunReport::failed(&spec, &opts, e),
+                    };
                     if let (Some(b), Some(Ok(p))) = (breaker.as_ref(), permit) {
                         match r.outcome {
                             Outcome::Success => b.record(p, true),
@@ -428,10 +450,15 @@ impl SyncTargetState {
             let _ = tokio::task::spawn_blocking(crate::memory::release_free).await;
             let _ = myself2.cast(SyncTargetMessage::Finished(Box::new(Finished {
                 report,
-                base,
                 opts,
                 online,
             })));
+            // Kept after the report is out: its callers do not wait for the write.
+            let tracked = match loaded {
+                Some(l) => Some(base_file::keep(&store, &spec.name, l).await),
+                None => None,
+            };
+            let _ = myself2.cast(SyncTargetMessage::Released(tracked));
         });
         self.publish(myself);
     }
@@ -439,7 +466,6 @@ impl SyncTargetState {
     fn finished(&mut self, myself: &ActorRef<SyncTargetMessage>, f: Finished) {
         let Finished {
             mut report,
-            base,
             opts,
             online,
         } = f;
@@ -447,8 +473,7 @@ impl SyncTargetState {
             self.deferred_runs = partial(&mut report, &self.deferred_runs);
         }
         self.online = online;
-        self.tracked = base.len();
-        self.base = Some(base);
+        self.keeping = true;
         self.last_finished = Some(tokio::time::Instant::now());
         if report.run_id.is_some() {
             self.last_stamp = report.run_id.clone();
@@ -458,6 +483,16 @@ impl SyncTargetState {
         }
         for w in self.waiting.drain(..) {
             let _ = w.send(report.clone());
+        }
+        self.publish(myself);
+    }
+
+    /// The run's base is kept (`tracked`: its paths, if it was read): what waited may start.
+    fn released(&mut self, myself: &ActorRef<SyncTargetMessage>, tracked: Option<usize>) {
+        self.busy = false;
+        self.keeping = false;
+        if let Some(n) = tracked {
+            self.tracked = n;
         }
         self.publish(myself);
         self.next_queued(myself);
@@ -488,10 +523,11 @@ impl SyncTargetState {
 
     /// Starts an operator's job unless a run or another job holds the base (then it waits).
     fn start_job(&mut self, myself: &ActorRef<SyncTargetMessage>, job: Job) {
-        let Some(mut base) = self.base.take() else {
+        if self.busy {
             self.jobs.push_back(job);
             return;
-        };
+        }
+        self.busy = true;
         let spec = self.spec.clone();
         let store = self.args.store.clone();
         let path = self.args.path.clone();
@@ -499,6 +535,8 @@ impl SyncTargetState {
         // The job's stamp (its backups' names, its ID): a second of its own after the last.
         let at = engine::run_time(self.last_stamp.as_deref(), SystemTime::now());
         tokio::spawn(async move {
+            // Only a resolution reads and changes the base.
+            let mut loaded = None;
             let event = match job {
                 Job::Resolve(rel, keep, reply) => {
                     let result = match conflicts(store.reader(), Some(&spec.name), false).await {
@@ -509,7 +547,21 @@ impl SyncTargetState {
                             if rows.is_empty() {
                                 Err(OpError::NotFound(no_conflict(&spec.name, &rel, &open)))
                             } else {
-                                resolve::resolve(&spec, &store, &mut base, &rows, keep, at).await
+                                match base_file::load(&store, &spec.name).await {
+                                    Err(e) => Err(OpError::Store(e)),
+                                    Ok(l) => {
+                                        let l = loaded.insert(l);
+                                        resolve::resolve(
+                                            &spec,
+                                            &store,
+                                            &mut l.base,
+                                            &rows,
+                                            keep,
+                                            at,
+                                        )
+                                        .await
+                                    }
+                                }
                             }
                         }
                     };
@@ -575,8 +627,12 @@ impl SyncTargetState {
                     event
                 }
             };
+            let tracked = match loaded {
+                Some(l) => Some(base_file::keep(&store, &spec.name, l).await),
+                None => None,
+            };
             let _ = myself2.cast(SyncTargetMessage::JobDone(Box::new(JobDone {
-                base,
+                tracked,
                 event,
                 stamp: super::fsops::stamp(at),
             })));
@@ -585,10 +641,16 @@ impl SyncTargetState {
     }
 
     fn job_done(&mut self, myself: &ActorRef<SyncTargetMessage>, done: JobDone) {
-        let JobDone { base, event, stamp } = done;
+        let JobDone {
+            tracked,
+            event,
+            stamp,
+        } = done;
         self.last_stamp = Some(stamp);
-        self.tracked = base.len();
-        self.base = Some(base);
+        self.busy = false;
+        if let Some(n) = tracked {
+            self.tracked = n;
+        }
         if let Some(e) = event {
             self.args.store.record(e);
         }
@@ -600,7 +662,7 @@ impl SyncTargetState {
     /// A signal of the watch: a change may start a run now or schedule one.
     fn watched(&mut self, myself: &ActorRef<SyncTargetMessage>, s: Signal) {
         let since = self.last_finished.map(|t| t.elapsed());
-        let running = self.base.is_none();
+        let running = self.busy;
         let (next, shown) = self.watch.signal(s, running, since, self.args.min_interval);
         if shown {
             self.publish(myself);
@@ -610,7 +672,7 @@ impl SyncTargetState {
 
     /// Idle again after a run or a job: one more run if the primary changed meanwhile.
     fn watch_idle(&mut self, myself: &ActorRef<SyncTargetMessage>) {
-        if self.base.is_some() {
+        if !self.busy {
             let since = self.last_finished.map(|t| t.elapsed());
             let next = self.watch.idle(since, self.args.min_interval);
             self.follow(myself, next);
@@ -921,7 +983,8 @@ impl Actor for SyncTargetActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         // Until a run gets through, what the receivers were told of this target stands.
         args.alerts.own(&alert_scope(&args.spec.name));
-        let base = crate::store::sync::base(args.store.reader(), &args.spec.name)
+        // Only its size: the base itself is read by each run.
+        let tracked = crate::store::sync::base_len(args.store.reader(), &args.spec.name)
             .await
             .map_err(|e| format!("sync target {}: {e}", args.spec.name))?;
         let last_success_ms =
@@ -937,8 +1000,9 @@ impl Actor for SyncTargetActor {
         );
         let mut state = SyncTargetState {
             online,
-            tracked: base.len(),
-            base: Some(base),
+            tracked,
+            busy: false,
+            keeping: false,
             progress: Arc::new(Progress::default()),
             queued: Vec::new(),
             jobs: std::collections::VecDeque::new(),
@@ -981,12 +1045,13 @@ impl Actor for SyncTargetActor {
                 let recent = state
                     .last_finished
                     .is_some_and(|t| t.elapsed() < state.args.min_interval);
-                if !recent && state.base.is_some() {
+                if !recent && !state.busy {
                     state.start(&myself, RunOptions::default(), None);
                 }
             }
             SyncTargetMessage::Run(opts, reply) => state.start(&myself, opts, reply),
             SyncTargetMessage::Finished(f) => state.finished(&myself, *f),
+            SyncTargetMessage::Released(tracked) => state.released(&myself, tracked),
             SyncTargetMessage::Status(reply) => {
                 let _ = reply.send(state.status());
             }

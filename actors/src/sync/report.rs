@@ -139,6 +139,17 @@ impl RunReport {
         .stop(Stop::skipped(reason, None))
     }
 
+    /// A run that could not start: what it needed failed (the store could not be read).
+    pub fn failed(spec: &SyncSpec, opts: &RunOptions, reason: String) -> Self {
+        RunReport::new(
+            spec,
+            opts.direction.unwrap_or(spec.direction),
+            opts.strategy.unwrap_or(spec.strategy),
+            opts.dry_run,
+        )
+        .stop(Stop::error(reason))
+    }
+
     pub(super) fn new(
         spec: &SyncSpec,
         direction: Direction,

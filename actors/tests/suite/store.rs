@@ -464,6 +464,7 @@ async fn a_database_made_by_the_first_schema_upgrades() {
             (20261208000001,),
             (20261208000002,),
             (20261209000011,),
+            (20261210000001,),
         ]
     );
     // The tables added since work on the upgraded file.
@@ -699,5 +700,76 @@ async fn breakers_retry_runs_and_heal_actions_survive_a_reopen() {
         health::heals(store.reader(), 0, 10).await.unwrap(),
         vec![heal]
     );
+    store.close().await;
+}
+
+/// Every change of a target's base rows gives it a new generation, in the same transaction,
+/// whoever makes it (the store's own writes, or SQL run by hand or by an older release): a
+/// copy of the base taken at one generation is never taken for the base after a change.
+/// Another target's rows leave it as it is.
+#[tokio::test]
+async fn every_change_of_a_base_gives_it_a_new_generation() {
+    use metasystem_actors::store::sync::{generation, BaseChange, BaseEntry};
+    let dir = tempdir();
+    let (store, _join) = open(&dir.path().join("metastore.db")).await;
+    let gen = |t: &'static str| {
+        let pool = store.reader().clone();
+        async move { generation(&pool, t).await.unwrap() }
+    };
+    assert_eq!(gen("t").await, 0, "never changed");
+    let put = |p: &str| BaseChange::Put(p.to_string(), BaseEntry::default());
+    let apply = |changes: Vec<BaseChange>| {
+        store.durable(
+            DurableOp::SyncBase {
+                target: "t".into(),
+                changes,
+            },
+            None,
+        )
+    };
+    assert_eq!(
+        apply(vec![put("a"), put("b")]).await,
+        Ok(DurableReply::Done)
+    );
+    let first = gen("t").await;
+    assert_ne!(first, 0);
+    assert_eq!(apply(vec![put("a")]).await, Ok(DurableReply::Done));
+    let second = gen("t").await;
+    assert_ne!(second, first, "a put of a path held");
+    assert_eq!(
+        apply(vec![BaseChange::Forget("b".into())]).await,
+        Ok(DurableReply::Done)
+    );
+    let third = gen("t").await;
+    assert_ne!(third, second, "a forget");
+    // By hand, on another connection (as an older release would write).
+    let url = format!("sqlite://{}", dir.path().join("metastore.db").display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let mut seen = vec![third];
+    for sql in [
+        "UPDATE sync_base SET local_size = 7 WHERE target = 't'",
+        "INSERT INTO sync_base (target, path, local_hash, local_size, local_mtime_ns, \
+         remote_hash, remote_size, remote_mtime_ns) VALUES ('t', 'c', x'00', 0, 0, x'00', 0, 0)",
+        "DELETE FROM sync_base WHERE target = 't' AND path = 'c'",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+        let now = gen("t").await;
+        assert!(!seen.contains(&now), "{sql}: the generation stayed {now}");
+        seen.push(now);
+    }
+    // Another target's rows.
+    let before = gen("t").await;
+    sqlx::query(
+        "INSERT INTO sync_base (target, path, local_hash, local_size, local_mtime_ns, \
+         remote_hash, remote_size, remote_mtime_ns) VALUES ('u', 'c', x'00', 0, 0, x'00', 0, 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(gen("t").await, before);
+    assert_ne!(gen("u").await, 0);
+    drop(conn);
     store.close().await;
 }

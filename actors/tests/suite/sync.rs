@@ -1254,3 +1254,118 @@ async fn the_base_takes_large_batches_of_puts_and_forgets_in_order() {
     assert_eq!(b.get("f0999"), Some(entry(999)));
     assert!(base(fx.store.reader(), "other").await.unwrap().is_empty());
 }
+
+/// The actor of `fx`'s target.
+async fn spawn_target(
+    fx: &Fx,
+) -> (
+    ractor::ActorRef<metasystem_actors::sync::actor::SyncTargetMessage>,
+    tokio::task::JoinHandle<()>,
+) {
+    use metasystem_actors::alerts::Alerts;
+    use metasystem_actors::breakers::Breakers;
+    use metasystem_actors::metrics::Metrics;
+    use metasystem_actors::sync::actor::{SyncTargetActor, SyncTargetArgs};
+    let args = SyncTargetArgs {
+        path: "root/t1".into(),
+        spec: fx.spec.clone(),
+        every: Duration::from_secs(3600),
+        min_interval: Duration::from_secs(60),
+        breaker: None,
+        store: fx.store.clone(),
+        metrics: Metrics::new(fx.store.clone()),
+        alerts: Alerts::new(fx.store.clone()),
+        breakers: Breakers::new(),
+        registry: metasystem_actors::sync::SyncTargets::default(),
+        watch: None,
+    };
+    let (actor, handle) = ractor::Actor::spawn(None, SyncTargetActor, args)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (actor, handle)
+}
+
+/// The actor holds no base between runs: a run reads it from its file beside the store while
+/// the store is at the file's generation, and from the rows otherwise (no file yet, a damaged
+/// file, rows changed behind it); a run that changed the base writes the file again.
+#[tokio::test]
+async fn between_runs_the_base_is_a_file_at_the_stores_generation() {
+    use metasystem_actors::store::base_file;
+    use metasystem_actors::store::sync::generation;
+    use metasystem_actors::sync::actor::SyncTargetMessage;
+    let fx = Fx::new().await;
+    write(&fx.local("a.txt"), "one");
+    write(&fx.local("d/b.txt"), "two");
+    let (actor, handle) = spawn_target(&fx).await;
+    let run = || async {
+        let r = actor
+            .call(
+                |r| SyncTargetMessage::Run(RunOptions::default(), Some(r)),
+                Some(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
+    };
+    let file = base_file::path_of(fx.store.path(), "t1");
+    let rows = || async {
+        metasystem_actors::store::sync::base(fx.store.reader(), "t1")
+            .await
+            .unwrap()
+    };
+    // The file of the store's generation, once the run's base is kept (after its report).
+    let kept = || async {
+        for _ in 0..400 {
+            let gen = generation(fx.store.reader(), "t1").await.unwrap();
+            if let Ok(Some(b)) = base_file::read(&file, gen) {
+                return b;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no base file of the store's generation after 10 s");
+    };
+    run().await;
+    assert_eq!(read(&fx.remote("d/b.txt")), "two");
+    let first = kept().await;
+    assert_eq!(first.len(), 2);
+    assert_eq!(first, rows().await);
+
+    // A damaged file: the rows are read (the edit is seen as an edit, not a conflict or a
+    // first sync), and the file is written again.
+    fs::write(&file, b"not a base").unwrap();
+    write_at(&fx.local("a.txt"), "three", 1_700_000_000);
+    run().await;
+    assert_eq!(read(&fx.remote("a.txt")), "three");
+    assert_eq!(kept().await, rows().await);
+
+    // Rows changed behind the file (by hand): the store is at another generation, the file
+    // is passed over.
+    let before = generation(fx.store.reader(), "t1").await.unwrap();
+    let url = format!("sqlite://{}", fx.store.path().display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM sync_base WHERE target = 't1' AND path = 'd/b.txt'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let after = generation(fx.store.reader(), "t1").await.unwrap();
+    assert_ne!(after, before);
+    assert_eq!(base_file::read(&file, after).unwrap(), None);
+    run().await;
+    // Both sides hold the same d/b.txt: recorded again, nothing copied or kept apart.
+    let last = kept().await;
+    assert_eq!(last, rows().await);
+    assert_eq!(last.len(), 2);
+    assert!(open_conflicts(&fx).await.is_empty());
+    let status = actor
+        .call(SyncTargetMessage::Status, Some(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.tracked, 2);
+    actor.stop(None);
+    let _ = handle.await;
+}
