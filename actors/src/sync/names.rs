@@ -24,6 +24,17 @@ fn byte_char(b: u8) -> char {
     char::from_u32(BASE + u32::from(b)).unwrap_or(char::REPLACEMENT_CHARACTER)
 }
 
+/// [`held`] of a name read from disk, reusing its storage: no copy for a UTF-8 name with
+/// nothing to hold (the scan reads a million of them).
+pub fn held_owned(name: OsString) -> String {
+    match name.into_string() {
+        // Only a 4-byte sequence of plane 16 (lead byte 0xF4) can be a held byte's character.
+        Ok(s) if !s.as_bytes().contains(&0xF4) || !s.chars().any(holds_bytes) => s,
+        Ok(s) => held(OsStr::new(&s)).into_owned(),
+        Err(os) => held(&os).into_owned(),
+    }
+}
+
 /// A name (or a relative path) from disk, as a run holds it.
 pub fn held(name: &OsStr) -> Cow<'_, str> {
     let bytes = name.as_bytes();

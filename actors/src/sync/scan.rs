@@ -445,7 +445,7 @@ pub fn scan_side(
             &mut out,
             &mut companions,
             sel,
-            start,
+            &start,
             &name,
             md.file_type(),
             || Ok(md.clone()),
@@ -519,12 +519,14 @@ fn walk(
     let frame = open(out, &dir, prefix);
     empty_folder(out, sel, &dir, frame.as_ref());
     stack.extend(frame);
+    // Each entry's path, built in one buffer (copied only where it is kept).
+    let mut rel = String::new();
     while let Some(top) = stack.last_mut() {
         let Some((name, entry, ft)) = top.rest.pop() else {
             stack.pop();
             continue;
         };
-        let mut rel = String::with_capacity(top.prefix.len() + 1 + name.len());
+        rel.clear();
         if !top.prefix.is_empty() {
             rel.push_str(&top.prefix);
             rel.push('/');
@@ -535,13 +537,13 @@ fn walk(
             // excluded is not read at all: what is in it cannot matter, not even as unreadable.
             if !sel.never.iter().any(|p| under(&rel, p)) && !sel.excludes_folder(&rel) {
                 let path = top.dir.join(entry.file_name());
-                let frame = open(out, &path, rel);
+                let frame = open(out, &path, rel.clone());
                 empty_folder(out, sel, &path, frame.as_ref());
                 stack.extend(frame);
             }
             continue;
         }
-        consider(out, companions, sel, rel, &name, ft, || entry.metadata());
+        consider(out, companions, sel, &rel, &name, ft, || entry.metadata());
     }
 }
 
@@ -577,7 +579,7 @@ fn open(out: &mut Listing, dir: &Path, prefix: String) -> Option<Frame> {
             }
         };
         // A name that is not UTF-8 is held losslessly (see `names`).
-        let name = super::names::held(&entry.file_name()).into_owned();
+        let name = super::names::held_owned(entry.file_name());
         match entry.file_type() {
             Ok(ft) => rest.push((name, entry, ft)),
             Err(e) => {
@@ -593,7 +595,7 @@ fn open(out: &mut Listing, dir: &Path, prefix: String) -> Option<Frame> {
         }
     }
     // Last first: the walk pops the next entry off the end.
-    rest.sort_unstable_by(|a, b| walk_key(&b.0, b.2.is_dir()).cmp(walk_key(&a.0, a.2.is_dir())));
+    rest.sort_unstable_by(|a, b| walk_order((&b.0, b.2.is_dir()), (&a.0, a.2.is_dir())));
     Some(Frame {
         dir: dir.to_path_buf(),
         read_all,
@@ -619,8 +621,18 @@ fn empty_folder(out: &mut Listing, sel: &Selection, dir: &Path, frame: Option<&F
 
 /// How an entry sorts among its folder's: a folder's name as `NAME/`, so that what is in it
 /// comes where its paths sort.
-fn walk_key(name: &str, dir: bool) -> impl Iterator<Item = u8> + '_ {
-    name.bytes().chain(dir.then_some(b'/'))
+fn walk_key(name: &[u8], dir: bool) -> impl Iterator<Item = u8> + '_ {
+    name.iter().copied().chain(dir.then_some(b'/'))
+}
+
+/// Two entries (name, whether a folder) in [`walk_key`] order: their common length compared
+/// as bytes at once, only what follows it one byte at a time.
+fn walk_order(a: (&str, bool), b: (&str, bool)) -> std::cmp::Ordering {
+    let (x, y) = (a.0.as_bytes(), b.0.as_bytes());
+    let n = x.len().min(y.len());
+    x[..n]
+        .cmp(&y[..n])
+        .then_with(|| walk_key(&x[n..], a.1).cmp(walk_key(&y[n..], b.1)))
 }
 
 /// One entry that is not a folder: a stale temp, skipped, or listed.
@@ -629,18 +641,18 @@ fn consider(
     out: &mut Listing,
     companions: &mut Vec<String>,
     sel: &Selection,
-    rel: String,
+    rel: &str,
     name: &str,
     ft: std::fs::FileType,
     metadata: impl FnOnce() -> io::Result<std::fs::Metadata>,
 ) {
     if let Some(nonce) = super::temps::nonce_of(name) {
-        out.temps.push((rel, nonce.to_string()));
+        out.temps.push((rel.to_string(), nonce.to_string()));
         return;
     }
     if super::temps::is_legacy(name) {
         out.skipped.push((
-            rel,
+            rel.to_string(),
             "named like a temp file of an older version: never synced or deleted (rename it \
              to sync it, or delete it)"
                 .into(),
@@ -650,9 +662,9 @@ fn consider(
     if companion_of(name).is_some() && ft.is_file() {
         // Looked at once the listing is complete, selected or not: a live WAL makes its
         // database one in use whatever the patterns say of the WAL.
-        companions.push(rel.clone());
+        companions.push(rel.to_string());
     }
-    if !sel.wants_here(&rel) {
+    if !sel.wants_here(rel) {
         return;
     }
     if !ft.is_file() {
@@ -661,24 +673,26 @@ fn consider(
         } else {
             "not a regular file"
         };
-        out.skipped.push((rel, what.to_string()));
+        out.skipped.push((rel.to_string(), what.to_string()));
         return;
     }
     let md = match metadata() {
         Ok(md) => md,
         Err(e) => {
             out.skipped
-                .push((rel, format!("{UNREADABLE}: cannot stat: {e}")));
+                .push((rel.to_string(), format!("{UNREADABLE}: cannot stat: {e}")));
             return;
         }
     };
     let meta = Meta::of(&md, out.seen_ns, out.stable_inodes);
     if meta.dataless {
-        out.skipped
-            .push((rel, "a cloud placeholder (not downloaded): not read".into()));
+        out.skipped.push((
+            rel.to_string(),
+            "a cloud placeholder (not downloaded): not read".into(),
+        ));
         return;
     }
-    out.paths.push(&rel);
+    out.paths.push(rel);
     out.metas.push(meta);
 }
 
