@@ -46,12 +46,28 @@ impl BaseChange {
 /// BINARY collation and `str` order it). The paths are packed ([`Paths`]): ~112 bytes a path,
 /// where a `Box<str>` each took ~144 and a `HashMap<String, _>` ~190; no hash table, since a
 /// run walks the base in step with its sorted listings instead of looking each path up.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Base {
     paths: Paths,
     /// The entry of each of `paths`, index for index.
     entries: Vec<Packed>,
+    /// The changes applied since [`Base::start_journal`], while there are at most
+    /// [`JOURNAL_MAX`]: what a run changed, which the base's file takes as a small delta
+    /// instead of the whole base written again (see `base_file`). `None`: not kept, or more.
+    journal: Option<Vec<BaseChange>>,
 }
+
+/// The most changes a [`Base`]'s journal holds (a first copy's million are not kept twice).
+pub const JOURNAL_MAX: usize = 65_536;
+
+/// Two bases are equal when they hold the same paths and entries (journals aside).
+impl PartialEq for Base {
+    fn eq(&self, other: &Self) -> bool {
+        self.paths == other.paths && self.entries == other.entries
+    }
+}
+
+impl Eq for Base {}
 
 /// A [`BaseEntry`] as the base holds it: 80 bytes instead of 112. Both sides of a synced
 /// path have the same contents, the same time (a copy gets its source's) and as a rule the
@@ -190,6 +206,17 @@ impl Base {
         self.paths.reserve(more, bytes);
     }
 
+    /// Keeps the changes applied from now on (up to [`JOURNAL_MAX`]).
+    pub fn start_journal(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// The changes applied since [`Base::start_journal`], if kept (and no more than
+    /// [`JOURNAL_MAX`]).
+    pub fn take_journal(&mut self) -> Option<Vec<BaseChange>> {
+        self.journal.take()
+    }
+
     /// Sets one path's entry.
     pub fn insert(&mut self, path: String, entry: BaseEntry) {
         self.apply(vec![BaseChange::Put(path, entry)]);
@@ -199,6 +226,13 @@ impl Base {
     /// merged in place (no second copy of the base; appended when they all sort after the last
     /// one, as a first copy's do).
     pub fn apply(&mut self, changes: Vec<BaseChange>) {
+        if let Some(j) = &mut self.journal {
+            if j.len() + changes.len() > JOURNAL_MAX {
+                self.journal = None;
+            } else {
+                j.extend(changes.iter().cloned());
+            }
+        }
         let mut new: Vec<(String, BaseEntry)> = Vec::new();
         let mut dropped = std::collections::HashSet::new();
         for c in changes {
@@ -799,6 +833,30 @@ mod tests {
                 .eq(model.iter().map(|(k, e)| (k.clone(), *e))));
         }
         assert!(base.len() > 50, "the model grew: {}", base.len());
+    }
+
+    #[test]
+    fn a_journal_keeps_the_changes_applied_up_to_its_limit() {
+        let mut b = Base::new();
+        b.apply(vec![BaseChange::Put("before".into(), entry(1))]);
+        assert_eq!(b.take_journal(), None, "not kept until started");
+        b.start_journal();
+        let changes = vec![
+            BaseChange::Put("a".into(), entry(2)),
+            BaseChange::Forget("before".into()),
+        ];
+        b.apply(changes.clone());
+        assert_eq!(b.take_journal(), Some(changes));
+        b.start_journal();
+        let many: Vec<_> = (0..=JOURNAL_MAX)
+            .map(|i| BaseChange::Forget(format!("p{i}")))
+            .collect();
+        b.apply(many);
+        assert_eq!(b.take_journal(), None, "more than the limit is not kept");
+        // Equal whatever their journals.
+        let mut c = b.clone();
+        c.start_journal();
+        assert_eq!(b, c);
     }
 
     #[test]

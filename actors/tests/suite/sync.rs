@@ -1285,9 +1285,10 @@ async fn spawn_target(
     (actor, handle)
 }
 
-/// The actor holds no base between runs: a run reads it from its file beside the store while
-/// the store is at the file's generation, and from the rows otherwise (no file yet, a damaged
-/// file, rows changed behind it); a run that changed the base writes the file again.
+/// The actor holds no base between runs: a run reads it from its files beside the store while
+/// they are of the store's generation, and from the rows otherwise (no file yet, a damaged
+/// file, rows changed behind them). A run that changed a few paths writes only a delta over
+/// the base file; one that read the rows writes the whole base again.
 #[tokio::test]
 async fn between_runs_the_base_is_a_file_at_the_stores_generation() {
     use metasystem_actors::store::base_file;
@@ -1309,17 +1310,20 @@ async fn between_runs_the_base_is_a_file_at_the_stores_generation() {
         assert_eq!(r.outcome, Outcome::Success, "{r:#?}");
     };
     let file = base_file::path_of(fx.store.path(), "t1");
+    let delta = base_file::delta_path(&file);
     let rows = || async {
         metasystem_actors::store::sync::base(fx.store.reader(), "t1")
             .await
             .unwrap()
     };
-    // The file of the store's generation, once the run's base is kept (after its report).
+    // The base as its files give it, once the run's base is kept (after its report): the
+    // same as the rows.
     let kept = || async {
         for _ in 0..400 {
-            let gen = generation(fx.store.reader(), "t1").await.unwrap();
-            if let Ok(Some(b)) = base_file::read(&file, gen) {
-                return b;
+            let l = base_file::load(&fx.store, "t1").await.unwrap();
+            if l.from_file {
+                assert_eq!(l.base, rows().await, "the files and the rows differ");
+                return l;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -1328,19 +1332,32 @@ async fn between_runs_the_base_is_a_file_at_the_stores_generation() {
     run().await;
     assert_eq!(read(&fx.remote("d/b.txt")), "two");
     let first = kept().await;
-    assert_eq!(first.len(), 2);
-    assert_eq!(first, rows().await);
+    assert_eq!(first.base.len(), 2);
+    assert!(first.delta.is_none());
+    let whole = fs::read(&file).unwrap();
 
-    // A damaged file: the rows are read (the edit is seen as an edit, not a conflict or a
-    // first sync), and the file is written again.
-    fs::write(&file, b"not a base").unwrap();
+    // One path changed: a delta over the base file, which is left as it was.
     write_at(&fx.local("a.txt"), "three", 1_700_000_000);
     run().await;
     assert_eq!(read(&fx.remote("a.txt")), "three");
-    assert_eq!(kept().await, rows().await);
+    let second = kept().await;
+    let d = second.delta.expect("a delta");
+    assert_eq!(d.changes.len(), 1, "{d:?}");
+    assert_eq!(d.changes[0].path(), "a.txt");
+    assert_eq!(fs::read(&file).unwrap(), whole);
+    assert_eq!(d.to, generation(fx.store.reader(), "t1").await.unwrap());
 
-    // Rows changed behind the file (by hand): the store is at another generation, the file
-    // is passed over.
+    // A damaged base file: the rows are read (the edit is seen as an edit, not a conflict or
+    // a first sync), and the whole base is written again, the delta gone.
+    fs::write(&file, b"not a base").unwrap();
+    write_at(&fx.local("a.txt"), "four", 1_700_000_100);
+    run().await;
+    assert_eq!(read(&fx.remote("a.txt")), "four");
+    assert!(kept().await.delta.is_none());
+    assert!(!delta.exists());
+
+    // Rows changed behind the files (by hand): the store is at another generation, the files
+    // are passed over.
     let before = generation(fx.store.reader(), "t1").await.unwrap();
     let url = format!("sqlite://{}", fx.store.path().display());
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
@@ -1351,14 +1368,11 @@ async fn between_runs_the_base_is_a_file_at_the_stores_generation() {
         .await
         .unwrap();
     drop(conn);
-    let after = generation(fx.store.reader(), "t1").await.unwrap();
-    assert_ne!(after, before);
-    assert_eq!(base_file::read(&file, after).unwrap(), None);
+    assert_ne!(generation(fx.store.reader(), "t1").await.unwrap(), before);
+    assert!(!base_file::load(&fx.store, "t1").await.unwrap().from_file);
     run().await;
     // Both sides hold the same d/b.txt: recorded again, nothing copied or kept apart.
-    let last = kept().await;
-    assert_eq!(last, rows().await);
-    assert_eq!(last.len(), 2);
+    assert_eq!(kept().await.base.len(), 2);
     assert!(open_conflicts(&fx).await.is_empty());
     let status = actor
         .call(SyncTargetMessage::Status, Some(Duration::from_secs(10)))
