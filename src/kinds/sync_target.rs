@@ -1066,7 +1066,13 @@ mod tests {
         let w = parse("watch = true").unwrap().watch.unwrap();
         assert_eq!(w.debounce, watch::DEFAULT_DEBOUNCE);
         let state = Path::new("/tmp/ms-state");
-        for own in ["metastore.db", "metastore.db-wal", "daemon.lock", "backups"] {
+        for own in [
+            "metastore.db",
+            "metastore.db-wal",
+            "daemon.lock",
+            "backups",
+            "sync-base",
+        ] {
             assert!(w.ignore.contains(&state.join(own)), "{own}");
         }
         let w = parse("watch = true\nwatch_debounce = \"500ms\"").unwrap();

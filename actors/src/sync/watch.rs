@@ -8,7 +8,7 @@
 //! - [`Filter`]: which events count: only what the target syncs (its paths, include and exclude
 //!   globs), never this tool's temp files, never SQLite's companions except the `-wal` of a
 //!   synced database when it holds data, never the daemon's own files (its store, its lock, the
-//!   backups), never reads or metadata-only changes;
+//!   backups, its base files), never reads or metadata-only changes;
 //! - [`Quiet`]: the watcher tells its target once the primary has been quiet for about
 //!   `watch_debounce`, or [`MAX_WAIT_FACTOR`] times that after the first change of a burst that
 //!   does not end;
