@@ -261,7 +261,7 @@ pub async fn load(store: &Store, target: &str) -> Result<Loaded, String> {
             Ok(d) => d.filter(|d| d.to == gen),
             // A damaged delta: only the base file of this generation will do.
             Err(e) => {
-                tracing::warn!(file = %delta_path(&path).display(), error = %e, "the sync base's delta is damaged");
+                tracing::warn!(file = %delta_path(&path).display(), error = %e, "cannot read the sync base's delta (damaged or unreadable): only a base file of the store's generation is used");
                 None
             }
         };
@@ -293,7 +293,7 @@ pub async fn load(store: &Store, target: &str) -> Result<Loaded, String> {
         Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::warn!(
             file = %shown.display(), error = %e,
-            "the sync base's file is damaged: the store is read instead"
+            "cannot read the sync base's file (damaged or unreadable): the store is read instead"
         ),
         Err(e) => tracing::warn!(error = %e, "reading the sync base's file failed"),
     }
