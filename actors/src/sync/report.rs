@@ -130,24 +130,23 @@ pub struct RunReport {
 impl RunReport {
     /// The report of a run that did not happen (skipped for `reason`).
     pub fn not_run(spec: &SyncSpec, opts: &RunOptions, reason: String) -> Self {
-        RunReport::new(
-            spec,
-            opts.direction.unwrap_or(spec.direction),
-            opts.strategy.unwrap_or(spec.strategy),
-            opts.dry_run,
-        )
-        .stop(Stop::skipped(reason, None))
+        RunReport::stopped(spec, opts, Stop::skipped(reason, None))
     }
 
     /// A run that could not start: what it needed failed (the store could not be read).
     pub fn failed(spec: &SyncSpec, opts: &RunOptions, reason: String) -> Self {
+        RunReport::stopped(spec, opts, Stop::error(reason))
+    }
+
+    /// A run stopped before its first phase, with `opts`' direction and strategy.
+    fn stopped(spec: &SyncSpec, opts: &RunOptions, stop: Stop) -> Self {
         RunReport::new(
             spec,
             opts.direction.unwrap_or(spec.direction),
             opts.strategy.unwrap_or(spec.strategy),
             opts.dry_run,
         )
-        .stop(Stop::error(reason))
+        .stop(stop)
     }
 
     pub(super) fn new(

@@ -950,29 +950,10 @@ async fn resolving_what_cannot_be_resolved_says_why() {
 /// waits for it (queued like a forced run) and is answered after it.
 #[tokio::test]
 async fn the_actor_queues_a_resolution_behind_a_running_run() {
-    use metasystem_actors::alerts::Alerts;
-    use metasystem_actors::breakers::Breakers;
-    use metasystem_actors::metrics::Metrics;
-    use metasystem_actors::sync::actor::{SyncTargetActor, SyncTargetArgs, SyncTargetMessage};
-    use metasystem_actors::sync::{Keep, SyncTargets};
+    use metasystem_actors::sync::actor::SyncTargetMessage;
+    use metasystem_actors::sync::Keep;
     let (fx, _) = conflict(Strategy::Manual).await;
-    let registry = SyncTargets::default();
-    let args = SyncTargetArgs {
-        path: "root/t1".into(),
-        spec: fx.spec.clone(),
-        every: Duration::from_secs(3600),
-        min_interval: Duration::from_secs(60),
-        breaker: None,
-        store: fx.store.clone(),
-        metrics: Metrics::new(fx.store.clone()),
-        alerts: Alerts::new(fx.store.clone()),
-        breakers: Breakers::new(),
-        registry: registry.clone(),
-        watch: None,
-    };
-    let (actor, handle) = ractor::Actor::spawn(None, SyncTargetActor, args)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (actor, handle) = spawn_target(&fx).await;
     let (run_tx, run_rx) = ractor::concurrency::oneshot();
     let (res_tx, res_rx) = ractor::concurrency::oneshot();
     // Both in the mailbox before the actor reads the first: the run takes the target, the
