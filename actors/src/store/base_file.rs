@@ -308,7 +308,7 @@ pub async fn load(store: &Store, target: &str) -> Result<Loaded, String> {
 }
 
 /// How [`keep`] keeps a base.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Keeping {
     /// The files hold it already.
     Nothing,
@@ -382,13 +382,15 @@ pub async fn keep(store: &Store, target: &str, loaded: Loaded) -> usize {
                 })
             }
             Keeping::Delta(d) => write_delta(&delta, d),
-            Keeping::Remove => Err(io::Error::other("not kept")),
+            Keeping::Remove => {
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&delta);
+                Ok(())
+            }
         };
         if let Err(e) = written {
-            if keeping != Keeping::Remove {
-                tracing::warn!(target, file = %path.display(), error = %e,
-                    "cannot write the sync base's file (the next run reads the store)");
-            }
+            tracing::warn!(target, file = %path.display(), error = %e,
+                "cannot write the sync base's file (the next run reads the store)");
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_file(&delta);
         }
